@@ -1,0 +1,60 @@
+"""The ``openhmr`` command: one sub-command per job (see ``openhmr --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from openhmr import __version__
+from openhmr.errors import OpenHMRError
+
+# Sub-command modules under openhmr.commands, in the order --help lists them.
+COMMANDS = (
+    "demo",
+    "fit",
+    "eval",
+    "train",
+    "data",
+    "convert_tf",
+    "convert_smpl",
+    "export_onnx",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openhmr",
+        description="Human mesh recovery from a single image (HMR, Kanazawa et al. 2018).",
+    )
+    parser.add_argument("--version", action="version", version=f"openhmr {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"openhmr.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"openhmr.commands.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except OpenHMRError as e:
+        print(f"openhmr {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"openhmr {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

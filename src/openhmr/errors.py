@@ -1,0 +1,22 @@
+"""User-facing errors.
+
+Every failure a user can cause (a wrong file, an unreadable image, no person)
+is an :class:`OpenHMRError` with a one-sentence message; the command line
+prints that sentence and exits non-zero instead of showing a traceback.
+"""
+
+
+class OpenHMRError(Exception):
+    """Base class of the errors openhmr reports to users in one line."""
+
+
+class SMPLFileError(OpenHMRError):
+    """A body-model file is missing, corrupt, incomplete or unsafe to load."""
+
+
+class InputError(OpenHMRError):
+    """A user input (image, box, keypoint file, option) cannot be used."""
+
+
+class WeightsError(OpenHMRError):
+    """A weight file is missing, corrupt, or made for another model."""

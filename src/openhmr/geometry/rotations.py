@@ -1,0 +1,132 @@
+"""Rotation representations: axis-angle, rotation matrices and the 6D form.
+
+All functions are batched over leading dimensions, differentiable, and keep
+the input's device and dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# HMR's batch_rodrigues adds this to every component of theta before taking
+# the norm (not to the norm), so a zero rotation gets a tiny finite axis
+# instead of 0/0. We reproduce it so converted weights give the same outputs.
+HMR_RODRIGUES_EPS = 1e-8
+
+
+def skew(v: Tensor) -> Tensor:
+    """Cross-product matrices [v]x of vectors ``(..., 3)`` → ``(..., 3, 3)``."""
+    x, y, z = v.unbind(-1)
+    o = torch.zeros_like(x)
+    return torch.stack([o, -z, y, z, o, -x, -y, x, o], dim=-1).reshape(*v.shape[:-1], 3, 3)
+
+
+def axis_angle_to_matrix(axis_angle: Tensor, eps: float = HMR_RODRIGUES_EPS) -> Tensor:
+    """Rodrigues' formula, exactly as HMR's ``batch_rodrigues``.
+
+    angle = ‖θ + eps‖ (eps added to each component), r = θ / angle,
+    R = cos·I + (1 − cos)·r rᵀ + sin·[r]×. With the default eps the result
+    differs from the exact rotation by O(1e-8) near θ = 0, as in the original;
+    pass ``eps=0`` only for inputs known to be away from zero.
+
+    Args:
+        axis_angle: (..., 3) rotation vectors, radians.
+    Returns:
+        (..., 3, 3) rotation matrices.
+    """
+    angle = torch.linalg.vector_norm(axis_angle + eps, dim=-1, keepdim=True)
+    axis = axis_angle / angle
+    cos = torch.cos(angle).unsqueeze(-1)
+    sin = torch.sin(angle).unsqueeze(-1)
+    outer = axis.unsqueeze(-1) * axis.unsqueeze(-2)
+    eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device)
+    return cos * eye + (1 - cos) * outer + sin * skew(axis)
+
+
+def matrix_to_axis_angle(matrix: Tensor) -> Tensor:
+    """Inverse of :func:`axis_angle_to_matrix`, stable over the whole range.
+
+    Uses the quaternion route: the quaternion is recovered from whichever of
+    w, x, y, z is largest (Shepperd's method), so angles near 0 and near π are
+    both well conditioned, then θ = 2·atan2(‖v‖, w)·v/‖v‖ with a series for
+    small ‖v‖. The returned angle lies in [0, π].
+
+    Args:
+        matrix: (..., 3, 3) rotation matrices.
+    Returns:
+        (..., 3) rotation vectors, radians.
+    """
+    return quaternion_to_axis_angle(matrix_to_quaternion(matrix))
+
+
+def matrix_to_quaternion(matrix: Tensor) -> Tensor:
+    """(..., 3, 3) rotation matrices → (..., 4) unit quaternions (w, x, y, z), w ≥ 0."""
+    m = matrix
+    m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
+    m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
+    m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
+    # Four candidate (unnormalised) quaternions, each exact and best
+    # conditioned when its own leading component is the largest.
+    cands = torch.stack(
+        [
+            torch.stack([1 + m00 + m11 + m22, m21 - m12, m02 - m20, m10 - m01], -1),
+            torch.stack([m21 - m12, 1 + m00 - m11 - m22, m01 + m10, m02 + m20], -1),
+            torch.stack([m02 - m20, m01 + m10, 1 - m00 + m11 - m22, m12 + m21], -1),
+            torch.stack([m10 - m01, m02 + m20, m12 + m21, 1 - m00 - m11 + m22], -1),
+        ],
+        dim=-2,
+    )  # (..., 4 candidates, 4)
+    diag = torch.stack([m00 + m11 + m22, m00, m11, m22], -1)
+    lead = torch.stack([diag[..., 0], 2 * m00 - diag[..., 0], 2 * m11 - diag[..., 0],
+                        2 * m22 - diag[..., 0]], -1)
+    best = lead.argmax(-1)
+    q = torch.gather(cands, -2, best[..., None, None].expand(*best.shape, 1, 4)).squeeze(-2)
+    q = q / torch.linalg.vector_norm(q, dim=-1, keepdim=True)
+    return torch.where(q[..., :1] < 0, -q, q)
+
+
+def quaternion_to_axis_angle(quaternion: Tensor) -> Tensor:
+    """(..., 4) unit quaternions (w, x, y, z) → (..., 3) rotation vectors."""
+    w, v = quaternion[..., :1], quaternion[..., 1:]
+    sin_half = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+    half = torch.atan2(sin_half, w)
+    small = sin_half < 1e-6
+    # θ/sin(θ/2) → 2/w·(1 + (θ/2)²/6 …) as sin(θ/2) → 0; avoids 0/0.
+    safe = torch.where(small, torch.ones_like(sin_half), sin_half)
+    factor = torch.where(small, 2.0 / w.clamp_min(1e-12) * (1 + half**2 / 6), 2 * half / safe)
+    return v * factor
+
+
+def axis_angle_to_quaternion(axis_angle: Tensor) -> Tensor:
+    """(..., 3) rotation vectors → (..., 4) unit quaternions (w, x, y, z)."""
+    angle = torch.linalg.vector_norm(axis_angle, dim=-1, keepdim=True)
+    half = angle / 2
+    small = angle < 1e-6
+    safe = torch.where(small, torch.ones_like(angle), angle)
+    factor = torch.where(small, 0.5 - angle**2 / 48, torch.sin(half) / safe)
+    return torch.cat([torch.cos(half), axis_angle * factor], dim=-1)
+
+
+def rot6d_to_matrix(rot6d: Tensor) -> Tensor:
+    """Zhou et al.'s continuous 6D representation → rotation matrices.
+
+    The 6 values are the first two columns of the matrix; Gram–Schmidt turns
+    them into an orthonormal frame.
+
+    Args:
+        rot6d: (..., 6), laid out as (a1, a2) with a1 = values [0:3] the first
+            column and a2 = values [3:6] the second.
+    Returns:
+        (..., 3, 3) rotation matrices.
+    """
+    a1, a2 = rot6d[..., :3], rot6d[..., 3:]
+    b1 = torch.nn.functional.normalize(a1, dim=-1)
+    b2 = torch.nn.functional.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1)
+    b3 = torch.linalg.cross(b1, b2, dim=-1)
+    return torch.stack([b1, b2, b3], dim=-1)
+
+
+def matrix_to_rot6d(matrix: Tensor) -> Tensor:
+    """(..., 3, 3) rotation matrices → (..., 6): the first two columns."""
+    return torch.cat([matrix[..., :, 0], matrix[..., :, 1]], dim=-1)

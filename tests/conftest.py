@@ -1,0 +1,41 @@
+"""Shared fixtures: the synthetic SMPL model and the optional ../shared folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` beside the repository (reference files); skips when absent."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared is not beside the repository (reference files unavailable)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def smpl_arrays():
+    from openhmr.body.synthetic import synthetic_smpl_arrays
+
+    return synthetic_smpl_arrays()
+
+
+@pytest.fixture(scope="session")
+def smpl_npz(tmp_path_factory, smpl_arrays) -> Path:
+    from openhmr.io.smpl_file import save_smpl_npz
+
+    path = tmp_path_factory.mktemp("smpl") / "synthetic_smpl.npz"
+    save_smpl_npz(path, smpl_arrays)
+    return path
+
+
+@pytest.fixture(scope="session")
+def smpl_model(smpl_arrays):
+    from openhmr.body import SMPL
+
+    return SMPL(smpl_arrays)

@@ -1,0 +1,153 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from openhmr.geometry import (
+    axis_angle_to_matrix,
+    crop_normalised_to_pixels,
+    crop_pixels_to_normalised,
+    matrix_to_axis_angle,
+    matrix_to_rot6d,
+    perspective_project,
+    procrustes_align,
+    rot6d_to_matrix,
+    similarity_transform,
+    weak_perspective_project,
+    weak_to_perspective_translation,
+)
+
+scipy_rotation = pytest.importorskip("scipy.spatial.transform").Rotation
+
+
+def random_axis_angle(n: int, max_angle: float = math.pi, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    axis = torch.nn.functional.normalize(torch.randn(n, 3, generator=g, dtype=torch.float64), dim=-1)
+    return axis * torch.rand(n, 1, generator=g, dtype=torch.float64) * max_angle
+
+
+def test_rodrigues_matches_scipy_and_keeps_hmr_epsilon():
+    aa = random_axis_angle(500)
+    ours = axis_angle_to_matrix(aa)
+    ref = torch.from_numpy(scipy_rotation.from_rotvec(aa.numpy()).as_matrix())
+    # HMR adds 1e-8 to each component before the norm: the error is O(1e-8).
+    assert (ours - ref).abs().max() < 1e-7
+    assert (axis_angle_to_matrix(aa, eps=0.0) - ref).abs().max() < 1e-12
+    # The epsilon keeps a zero rotation finite (the identity), as in the original.
+    zero = axis_angle_to_matrix(torch.zeros(1, 3, dtype=torch.float64))
+    assert torch.allclose(zero, torch.eye(3, dtype=torch.float64)[None], atol=1e-12)
+    # ...and is really there: the angle used is ‖θ + 1e-8‖, not ‖θ‖.
+    tiny = torch.tensor([[1e-8, 0.0, 0.0]], dtype=torch.float64)
+    r = axis_angle_to_matrix(tiny)
+    angle = math.sqrt((2e-8) ** 2 + 2 * 1e-16)
+    axis = torch.tensor([1e-8, 0, 0], dtype=torch.float64) / angle
+    assert torch.allclose(r[0, 2, 1], math.sin(angle) * axis[0], rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("angle", [0.0, 1e-9, 1e-6, 1e-3, 1.0, math.pi - 1e-3, math.pi - 1e-7, math.pi])
+def test_round_trip_near_zero_and_pi(angle):
+    axes = torch.nn.functional.normalize(torch.randn(64, 3, dtype=torch.float64), dim=-1)
+    aa = axes * angle
+    m = axis_angle_to_matrix(aa, eps=0.0) if angle > 0 else torch.eye(3, dtype=torch.float64).expand(64, 3, 3)
+    back = matrix_to_axis_angle(m)
+    # Compare rotations (at π, θ and −θ are the same rotation).
+    m2 = axis_angle_to_matrix(back)
+    assert (m2 - m).abs().max() < 1e-7
+    assert torch.allclose(back.norm(dim=-1), torch.full((64,), angle, dtype=torch.float64), atol=1e-7)
+    if angle < math.pi - 1e-3:
+        assert (back - aa).abs().max() < 1e-7
+
+
+def test_matrix_to_axis_angle_matches_scipy():
+    aa = random_axis_angle(1000, seed=3)
+    m = axis_angle_to_matrix(aa, eps=0.0)
+    ref = scipy_rotation.from_matrix(m.numpy()).as_rotvec()
+    assert np.abs(matrix_to_axis_angle(m).numpy() - ref).max() < 1e-10
+
+
+def test_matrix_to_axis_angle_gradient_is_finite_near_identity():
+    aa = (random_axis_angle(16) * 1e-7).requires_grad_()
+    out = matrix_to_axis_angle(axis_angle_to_matrix(aa, eps=0.0))
+    out.sum().backward()
+    assert torch.isfinite(aa.grad).all()
+
+
+def test_rot6d_round_trip_and_orthonormality():
+    m = axis_angle_to_matrix(random_axis_angle(200), eps=0.0)
+    assert torch.allclose(rot6d_to_matrix(matrix_to_rot6d(m)), m, atol=1e-12)
+    r = rot6d_to_matrix(torch.randn(100, 6, dtype=torch.float64))
+    eye = torch.eye(3, dtype=torch.float64)
+    assert torch.allclose(r.transpose(-1, -2) @ r, eye.expand_as(r), atol=1e-12)
+    assert torch.allclose(torch.linalg.det(r), torch.ones(100, dtype=torch.float64))
+
+
+def test_weak_perspective_adds_translation_before_scaling():
+    pts = torch.tensor([[[1.0, 2.0, 5.0]]])
+    cam = torch.tensor([[0.5, 0.1, -0.2]])
+    assert torch.allclose(weak_perspective_project(pts, cam), torch.tensor([[[0.55, 0.9]]]))
+
+
+def test_crop_pixel_conversions():
+    x = torch.tensor([-1.0, 0.0, 1.0])
+    assert torch.allclose(crop_normalised_to_pixels(x), torch.tensor([0.0, 112.0, 224.0]))
+    u = torch.rand(50) * 224
+    assert torch.allclose(crop_normalised_to_pixels(crop_pixels_to_normalised(u)), u, atol=1e-5)
+
+
+def test_equivalent_perspective_camera_reproduces_weak_projection_at_depth():
+    torch.manual_seed(0)
+    cam = torch.tensor([[0.8, 0.05, 0.1], [1.2, -0.1, 0.02]], dtype=torch.float64)
+    pts = torch.randn(2, 30, 3, dtype=torch.float64) * 0.5
+    pts[..., 2] = 0.0  # points at the reference depth project identically
+    weak = crop_normalised_to_pixels(weak_perspective_project(pts, cam))
+    trans = weak_to_perspective_translation(cam)
+    persp = perspective_project(pts, 500.0, torch.tensor([112.0, 112.0], dtype=torch.float64), trans)
+    assert torch.allclose(weak, persp, atol=1e-9)
+
+
+def scipy_similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Independent reference: scipy's orthogonal Procrustes for R, closed-form scale."""
+    from scipy.linalg import orthogonal_procrustes
+
+    mu_s, mu_t = source.mean(0), target.mean(0)
+    a, b = source - mu_s, target - mu_t
+    r, _ = orthogonal_procrustes(a, b)  # minimises ‖a r − b‖, may be a reflection
+    if np.linalg.det(r) < 0:
+        u, s, vt = np.linalg.svd(a.T @ b)
+        d = np.diag([1.0, 1.0, -1.0])
+        r = u @ d @ vt
+    scale = np.trace((a @ r).T @ b) / np.trace(a.T @ a)
+    return scale * a @ r + mu_t
+
+
+def test_procrustes_matches_scipy_reference():
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(20, 14, 3))
+    tgt = rng.normal(size=(20, 14, 3))
+    ours = procrustes_align(torch.from_numpy(src), torch.from_numpy(tgt)).numpy()
+    ref = np.stack([scipy_similarity(s, t) for s, t in zip(src, tgt)])
+    assert np.abs(ours - ref).max() < 1e-6
+
+
+def test_procrustes_recovers_similarity_and_is_invariant():
+    torch.manual_seed(1)
+    x = torch.randn(8, 17, 3, dtype=torch.float64)
+    rot = axis_angle_to_matrix(random_axis_angle(8, seed=5), eps=0.0)
+    scale = torch.rand(8, dtype=torch.float64) * 2 + 0.5
+    trans = torch.randn(8, 3, dtype=torch.float64)
+    y = scale[:, None, None] * x @ rot.transpose(1, 2) + trans[:, None]
+    s, r, t = similarity_transform(x, y)
+    assert torch.allclose(s, scale, atol=1e-10)
+    assert torch.allclose(r, rot, atol=1e-10)
+    assert torch.allclose(t, trans, atol=1e-10)
+    # Aligning a transformed source gives the same result as the original one.
+    z = torch.randn(8, 17, 3, dtype=torch.float64)
+    assert torch.allclose(procrustes_align(y, z), procrustes_align(x, z), atol=1e-10)
+
+
+def test_procrustes_never_returns_a_reflection():
+    x = torch.randn(4, 10, 3, dtype=torch.float64)
+    mirrored = x * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)
+    _, r, _ = similarity_transform(x, mirrored)
+    assert torch.allclose(torch.linalg.det(r), torch.ones(4, dtype=torch.float64))

@@ -1,0 +1,234 @@
+"""SMPL: equivalence with the smplx package, safe loading of every file flavour."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from openhmr.body import SMPL
+from openhmr.errors import SMPLFileError
+from openhmr.io.smpl_file import load_smpl_arrays, save_smpl_npz
+
+smplx = pytest.importorskip("smplx")
+sp = pytest.importorskip("scipy.sparse")
+
+
+def plain_pickle(path: Path, arrays: dict) -> Path:
+    data = dict(arrays)
+    data["J_regressor"] = sp.csc_matrix(data["J_regressor"])
+    data["cocoplus_regressor"] = sp.csc_matrix(data["cocoplus_regressor"])
+    with open(path, "wb") as f:
+        pickle.dump(data, f, protocol=2)
+    return path
+
+
+def chumpy_pickle(path: Path, arrays: dict, protocol: int) -> Path:
+    """Write a pickle whose arrays are chumpy ``Ch`` objects, as the official files.
+
+    A fake ``chumpy`` package exists only while writing, so loading must not
+    need it.
+    """
+    chumpy = types.ModuleType("chumpy")
+    ch = types.ModuleType("chumpy.ch")
+
+    class Ch:
+        def __init__(self, x):
+            self.x = np.asarray(x)
+            self._dirty_vars = set()
+
+    Ch.__module__, Ch.__qualname__ = "chumpy.ch", "Ch"
+    ch.Ch = Ch
+    chumpy.ch = ch
+    sys.modules["chumpy"], sys.modules["chumpy.ch"] = chumpy, ch
+    try:
+        data = dict(arrays)
+        data["shapedirs"] = Ch(data["shapedirs"])
+        data["v_template"] = Ch(data["v_template"])
+        data["J_regressor"] = sp.csc_matrix(data["J_regressor"])
+        data["cocoplus_regressor"] = sp.csc_matrix(data["cocoplus_regressor"])
+        data["bs_style"] = "lbs"
+        with open(path, "wb") as f:
+            pickle.dump(data, f, protocol=protocol)
+    finally:
+        del sys.modules["chumpy"], sys.modules["chumpy.ch"]
+    return path
+
+
+def smplx_model(path: Path):
+    """smplx's SMPL from the same arrays."""
+    return smplx.SMPL(model_path=str(path), num_betas=10, dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, smpl_arrays):
+    d = tmp_path_factory.mktemp("smplfiles")
+    arrays = dict(smpl_arrays)
+    return {
+        "npz": _npz(d / "model.npz", arrays),
+        "plain": plain_pickle(d / "plain.pkl", arrays),
+        "chumpy2": chumpy_pickle(d / "chumpy2.pkl", arrays, protocol=2),
+        "chumpy1": chumpy_pickle(d / "chumpy1.pkl", arrays, protocol=1),
+        "smplx": _smplx_pkl(d / "SMPL_NEUTRAL.pkl", arrays),
+    }
+
+
+def _npz(path, arrays):
+    save_smpl_npz(path, arrays)
+    return path
+
+
+def _smplx_pkl(path, arrays):
+    # smplx reads its model with plain pickle: give it a file written here.
+    keys = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
+    with open(path, "wb") as f:
+        pickle.dump({k: arrays[k] for k in keys}, f, protocol=2)
+    return path
+
+
+@pytest.mark.parametrize("flavour", ["npz", "plain", "chumpy2", "chumpy1"])
+def test_every_file_flavour_loads_the_same_arrays(files, smpl_arrays, flavour):
+    arrays = load_smpl_arrays(files[flavour])
+    for key in ("v_template", "shapedirs", "posedirs", "J_regressor", "weights",
+                "cocoplus_regressor"):
+        np.testing.assert_array_equal(arrays[key], smpl_arrays[key], err_msg=key)
+    np.testing.assert_array_equal(arrays["f"], smpl_arrays["f"])
+
+
+def test_equals_smplx_on_random_poses_and_shapes(files):
+    """≥ 100 random poses and shapes: vertices and 24 joints within 1e-5 (float64)."""
+    ours = SMPL(files["chumpy2"], dtype=torch.float64)
+    ref = smplx_model(files["smplx"])
+    g = torch.Generator().manual_seed(0)
+    n = 128
+    pose = torch.randn(n, 72, generator=g, dtype=torch.float64) * 0.5
+    pose[:8] = 0.0  # include the rest pose, where HMR's epsilon matters
+    betas = torch.randn(n, 10, generator=g, dtype=torch.float64) * 2
+    out = ours(pose, betas)
+    with torch.no_grad():
+        r = ref(betas=betas, body_pose=pose[:, 3:], global_orient=pose[:, :3])
+    assert (out.vertices - r.vertices).abs().max() < 1e-5
+    assert (out.joints - r.joints[:, :24]).abs().max() < 1e-5
+    # Rotation-matrix input gives the same bodies.
+    out_m = ours(out.rotations, betas)
+    assert torch.allclose(out_m.vertices, out.vertices, atol=1e-12)
+
+
+def test_fewer_betas_are_zero_padded_and_dtype_device_follow(smpl_arrays):
+    model = SMPL(smpl_arrays)
+    pose = torch.randn(3, 72) * 0.3
+    betas = torch.randn(3, 4)
+    padded = torch.cat([betas, torch.zeros(3, 6)], 1)
+    assert torch.allclose(model(pose, betas).vertices, model(pose, padded).vertices, atol=1e-6)
+    assert model(pose, betas).vertices.dtype == torch.float32
+    m64 = model.double()
+    assert m64(pose.double(), betas.double()).vertices.dtype == torch.float64
+    with pytest.raises(ValueError, match="at most 10"):
+        model(pose, torch.zeros(3, 11))
+    assert {n for n, _ in model.named_buffers()} >= {"v_template", "blend_basis", "lbs_weights", "faces"}
+
+
+def test_keypoint_sets_and_cocoplus_regressor_on_posed_vertices(smpl_arrays):
+    model = SMPL(smpl_arrays, dtype=torch.float64)
+    assert set(model.keypoint_sets) == {"smpl24", "cocoplus19", "lsp14"}
+    pose = torch.randn(2, 72, dtype=torch.float64) * 0.4
+    out = model(pose, torch.zeros(2, 10, dtype=torch.float64))
+    expect = torch.einsum("kv,bvc->bkc", torch.from_numpy(smpl_arrays["cocoplus_regressor"]), out.vertices)
+    assert torch.allclose(out.keypoints["cocoplus19"], expect, atol=1e-12)
+    assert torch.equal(out.keypoints["lsp14"], out.keypoints["cocoplus19"][:, :14])
+    assert out.keypoints["smpl24"].shape == (2, 24, 3)
+
+
+def test_gradients_flow_to_pose_and_shape(smpl_model):
+    pose = (torch.randn(2, 72) * 0.3).requires_grad_()
+    betas = torch.randn(2, 10).requires_grad_()
+    out = smpl_model(pose, betas)
+    (out.vertices.square().sum() + out.keypoints["cocoplus19"].sum()).backward()
+    assert torch.isfinite(pose.grad).all() and pose.grad.abs().sum() > 0
+    assert torch.isfinite(betas.grad).all() and betas.grad.abs().sum() > 0
+
+
+def test_more_betas_in_file_than_used(tmp_path):
+    from openhmr.body.synthetic import synthetic_smpl_arrays
+
+    arrays = synthetic_smpl_arrays(num_betas=300)
+    assert SMPL(arrays).num_betas == 10  # HMR's default
+    model = SMPL(arrays, num_betas=300)
+    assert model(torch.zeros(1, 72), torch.zeros(1, 300)).vertices.shape == (1, 6890, 3)
+    with pytest.raises(SMPLFileError):
+        SMPL(arrays, num_betas=301)
+
+
+# --- Safety: a pickle must never run code --------------------------------------------
+
+
+class _Evil:
+    def __init__(self, func, arg):
+        self.func, self.arg = func, arg
+
+    def __reduce__(self):
+        return (self.func, (self.arg,))
+
+
+@pytest.mark.parametrize("kind", ["os.system", "eval", "subprocess"])
+def test_malicious_pickle_is_refused_and_does_not_run(tmp_path, smpl_arrays, kind):
+    import os
+    import subprocess
+
+    marker = tmp_path / "pwned"
+    command = f"touch {marker}"
+    payload = {
+        "os.system": _Evil(os.system, command),
+        "eval": _Evil(eval, f"open({str(marker)!r}, 'w').close()"),
+        "subprocess": _Evil(subprocess.call, ["touch", str(marker)]),
+    }[kind]
+    data = dict(smpl_arrays)
+    data["weights"] = payload
+    path = tmp_path / "evil.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(data, f, protocol=2)
+    with pytest.raises(SMPLFileError, match="refusing to load") as err:
+        load_smpl_arrays(path)
+    assert {"os.system": "system", "eval": "eval", "subprocess": "call"}[kind] in str(err.value)
+    assert not marker.exists()
+
+
+def test_truncated_file_gets_one_sentence(files, tmp_path):
+    data = Path(files["plain"]).read_bytes()
+    bad = tmp_path / "truncated.pkl"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SMPLFileError, match="truncated or corrupt") as err:
+        load_smpl_arrays(bad)
+    assert "\n" not in str(err.value)
+    bad_npz = tmp_path / "truncated.npz"
+    bad_npz.write_bytes(Path(files["npz"]).read_bytes()[:1000])
+    with pytest.raises(SMPLFileError, match="not a readable .npz"):
+        load_smpl_arrays(bad_npz)
+
+
+def test_missing_array_gets_one_sentence(tmp_path, smpl_arrays):
+    data = {k: v for k, v in smpl_arrays.items() if k != "weights"}
+    path = tmp_path / "incomplete.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(data, f, protocol=2)
+    with pytest.raises(SMPLFileError, match="it has no weights") as err:
+        load_smpl_arrays(path)
+    assert "\n" not in str(err.value)
+    with pytest.raises(SMPLFileError, match="does not exist"):
+        load_smpl_arrays(tmp_path / "missing.pkl")
+
+
+def test_convert_smpl_command(files, tmp_path):
+    from openhmr.cli import main
+
+    out = tmp_path / "converted.npz"
+    assert main(["convert-smpl", str(files["chumpy2"]), str(out)]) == 0
+    a, b = load_smpl_arrays(out), load_smpl_arrays(files["chumpy2"])
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert main(["convert-smpl", str(files["chumpy2"]), str(out)]) == 1  # no silent overwrite
+    assert main(["convert-smpl", str(files["chumpy2"]), str(out), "--overwrite"]) == 0
