@@ -1,0 +1,288 @@
+"""openhmr.render checked against geometry: analytic silhouettes, polygon fills,
+camera maths, a brute-force z-buffer, and the compositing contract."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from openhmr.render import (
+    RenderError,
+    project_vertices,
+    rasterize,
+    render_mesh,
+    rotate_about_centroid,
+)
+from openhmr.render.primitives import icosphere, uv_sphere
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+def _blob(seed: int = 0, subdivisions: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random-ish closed body-like blob in front of the camera (camera frame, metres)."""
+    v, f = icosphere(subdivisions)
+    g = torch.Generator().manual_seed(seed)
+    bumps = 1.0 + 0.15 * torch.sin(3 * v[:, :1] + torch.rand(1, 3, generator=g) * 6).sum(1, keepdim=True)
+    v = v * bumps * torch.tensor([0.3, 0.8, 0.25]) + torch.tensor([0.05, -0.1, 3.0])
+    return v, f
+
+
+def _brute_force(vertices_px: np.ndarray, faces: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Reference z-buffer: every triangle tested at every pixel centre, float64."""
+    jj, ii = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    best = np.full((height, width), np.inf)
+    index = np.full((height, width), -1)
+    for fi, (a, b, c) in enumerate(faces):
+        (u0, v0, z0), (u1, v1, z1), (u2, v2, z2) = vertices_px[a], vertices_px[b], vertices_px[c]
+        area = (u1 - u0) * (v2 - v0) - (u2 - u0) * (v1 - v0)
+        if area == 0:
+            continue
+        l0 = ((u2 - u1) * (ii - v1) - (v2 - v1) * (jj - u1)) / area
+        l1 = ((u0 - u2) * (ii - v2) - (v0 - v2) * (jj - u2)) / area
+        l2 = 1.0 - l0 - l1
+        inside = (l0 >= 0) & (l1 >= 0) & (l2 >= 0)
+        depth = 1.0 / (l0 / z0 + l1 / z1 + l2 / z2)
+        closer = inside & (depth < best)
+        best[closer], index[closer] = depth[closer], fi
+    return index
+
+
+def _quad(x0: float, x1: float, y0: float, y1: float, z: float) -> tuple[torch.Tensor, torch.Tensor]:
+    v = torch.tensor([[x0, y0, z], [x1, y0, z], [x1, y1, z], [x0, y1, z]])
+    return v, torch.tensor([[0, 1, 2], [0, 2, 3]])
+
+
+# --- 1. silhouettes against independent references ---------------------------
+
+
+def test_sphere_silhouette_matches_analytic_cone() -> None:
+    """A fine icosphere's silhouette vs the exact ray/sphere test at pixel centres."""
+    v, f = icosphere(4)
+    centre, radius = torch.tensor([0.35, -0.2, 2.5]), 0.5  # off-axis: the silhouette is an ellipse
+    focal, cx, cy, size = 300.0, 120.0, 136.0, 256
+    out = render_mesh((v * radius + centre)[None], f, focal, (cx, cy), size, size)
+    jj, ii = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5)
+    rays = np.stack([(jj - cx) / focal, (ii - cy) / focal, np.ones_like(jj)], -1)
+    c = centre.numpy().astype(np.float64)
+    dist2 = (c @ c) - (rays @ c) ** 2 / (rays**2).sum(-1)
+    analytic = dist2 <= radius**2
+    mask = out.mask[0].numpy()
+    assert analytic.sum() > 5000
+    assert _iou(mask, analytic) >= 0.98
+    # The tessellation is inscribed in the sphere, so it can only lose pixels.
+    assert (mask & ~analytic).sum() <= 0.002 * analytic.sum()
+
+
+def test_blob_silhouette_matches_polygon_fill() -> None:
+    v, f = _blob(seed=1)
+    size, focal = 256, 400.0
+    out = render_mesh(v[None], f, focal, None, size, size)
+    uv = project_vertices(v[None], focal, (size / 2, size / 2))[0, :, :2].numpy()
+    reference = np.zeros((size, size), np.uint8)
+    # cv2 puts integer coordinates at pixel centres: shift by half a pixel, 8 fractional bits.
+    for tri in np.round((uv[f.numpy()] - 0.5) * 256).astype(np.int32):
+        cv2.fillPoly(reference, [tri], 1, lineType=cv2.LINE_8, shift=8)
+    assert reference.sum() > 5000
+    assert _iou(out.mask[0].numpy(), reference > 0) >= 0.98
+
+
+def test_visibility_matches_brute_force_zbuffer() -> None:
+    """Face index per pixel equals a float64 brute-force rasteriser almost everywhere."""
+    v, f = _blob(seed=2, subdivisions=2)
+    size = 96
+    px = project_vertices(v[None], 130.0, (size / 2, size / 2))
+    frags = rasterize(px, f, size, size)
+    reference = _brute_force(px[0].double().numpy(), f.numpy(), size, size)
+    got = frags.face_index[0].numpy()
+    assert (reference >= 0).sum() > 1500
+    # Only pixel centres within float32 rounding of an edge may differ.
+    assert (got != reference).mean() < 0.002
+
+
+def test_shared_edges_leave_no_cracks() -> None:
+    """A jittered triangulated grid covers every pixel centre inside its border."""
+    n, size = 24, 100
+    g = torch.Generator().manual_seed(3)
+    xs = torch.linspace(10.0, 90.0, n + 1)
+    grid = torch.stack(torch.meshgrid(xs, xs, indexing="xy"), -1).reshape(-1, 2)
+    interior = ((grid > 10.0) & (grid < 90.0)).all(1, keepdim=True)
+    grid = grid + interior * (torch.rand(grid.shape, generator=g) - 0.5) * 2.5
+    idx = torch.arange((n + 1) ** 2).reshape(n + 1, n + 1)
+    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]
+    # Mixed windings on purpose: both must be drawn.
+    faces = torch.cat([torch.stack([a, b, d], -1).reshape(-1, 3), torch.stack([a, c, d], -1).reshape(-1, 3)])
+    verts = torch.cat([grid, torch.full((grid.shape[0], 1), 2.0)], 1)[None]
+    frags = rasterize(verts, faces, size, size)
+    expected = torch.zeros(size, size, dtype=torch.bool)
+    expected[10:90, 10:90] = True  # centres 10.5 … 89.5
+    assert torch.equal(frags.mask[0], expected)
+
+
+# --- 2. camera maths -------------------------------------------------------------
+
+
+def test_markers_land_where_the_camera_puts_them() -> None:
+    points = torch.tensor([[0.0, 0.0, 3.0], [0.4, -0.3, 2.5], [-0.55, 0.35, 4.0], [0.123, 0.456, 3.3]])
+    focal, pp, size = torch.tensor([480.0]), torch.tensor([[131.3, 118.6]]), 256
+    ov, of = icosphere(1)
+    verts = torch.cat([ov * 0.03 + p for p in points])[None]
+    faces = torch.cat([of + k * ov.shape[0] for k in range(len(points))])
+    frags = rasterize(project_vertices(verts, focal, pp), faces, size, size)
+    expected = focal * points[:, :2] / points[:, 2:] + pp
+    for k in range(len(points)):
+        on = (frags.face_index[0] // of.shape[0] == k) & frags.mask[0]
+        rows, cols = torch.nonzero(on, as_tuple=True)
+        assert rows.numel() >= 20  # a blob, not a speck
+        centroid = torch.stack([cols.double().mean() + 0.5, rows.double().mean() + 0.5])
+        assert torch.linalg.norm(centroid - expected[k].double()) < 1.0
+
+
+def test_pixel_convention_floor_of_projection() -> None:
+    """A point projected to (u, v) lies in column floor(u), row floor(v)."""
+    u, v, e = 10.3, 20.7, 0.3
+    tri = torch.tensor([[[u - e, v - e, 1.0], [u + e, v - e, 1.0], [u, v + e, 1.0]]])
+    frags = rasterize(tri, torch.tensor([[0, 1, 2]]), 32, 32)
+    assert torch.nonzero(frags.mask[0]).tolist() == [[20, 10]]
+
+
+def test_barycentrics_are_perspective_correct() -> None:
+    """Interpolating 3D corners with the returned weights lands on each pixel's ray."""
+    v = torch.tensor([[-0.5, -0.4, 1.5], [0.6, -0.3, 4.0], [0.1, 0.5, 2.2]], dtype=torch.float64)
+    focal, c, size = 60.0, 32.0, 64
+    frags = rasterize(project_vertices(v[None], focal, (c, c)), torch.tensor([[0, 1, 2]]), size, size)
+    rows, cols = torch.nonzero(frags.mask[0], as_tuple=True)
+    w = frags.barycentric[0, rows, cols]
+    assert torch.allclose(w.sum(-1), torch.ones(len(w), dtype=torch.float64))
+    point = w @ v
+    assert torch.allclose(point[:, 2], frags.depth[0, rows, cols])
+    assert torch.allclose(focal * point[:, 0] / point[:, 2] + c, cols.double() + 0.5, atol=1e-6)
+    assert torch.allclose(focal * point[:, 1] / point[:, 2] + c, rows.double() + 0.5, atol=1e-6)
+
+
+# --- 3. z-buffer, compositing, batching -----------------------------------------
+
+
+@pytest.mark.parametrize("near_first", [True, False])
+def test_nearer_quad_wins_regardless_of_order(near_first: bool) -> None:
+    near_v, near_f = _quad(-0.2, 0.4, -0.3, 0.3, 2.0)
+    far_v, far_f = _quad(-0.4, 0.2, -0.2, 0.4, 3.0)
+    parts = [(near_v, near_f), (far_v, far_f)] if near_first else [(far_v, far_f), (near_v, near_f)]
+    verts = torch.cat([parts[0][0], parts[1][0]])
+    faces = torch.cat([parts[0][1], parts[1][1] + 4])
+    near_faces = {0, 1} if near_first else {2, 3}
+    out = render_mesh(verts[None], faces, 100.0, (50.0, 50.0), 100, 100)
+    frags = out.fragments
+    # Pixel (row 50, col 55) sees both quads: the nearer one (z = 2) must win.
+    assert int(frags.face_index[0, 50, 55]) in near_faces
+    assert float(out.depth[0, 50, 55]) == pytest.approx(2.0)
+    # Only the far quad covers row 50, col 38 (x ≈ −0.35 m at z = 3, −0.23 m at z = 2).
+    assert int(frags.face_index[0, 50, 38]) not in near_faces
+    assert float(out.depth[0, 50, 38]) == pytest.approx(3.0)
+    front = torch.isin(frags.face_index[0], torch.tensor(sorted(near_faces)))
+    assert torch.allclose(out.depth[0][front], torch.tensor(2.0))
+
+
+def test_background_and_mask_compositing() -> None:
+    v, f = _blob(seed=4, subdivisions=2)
+    size = 64
+    background = torch.rand(1, size, size, 3, generator=torch.Generator().manual_seed(0))
+    out = render_mesh(v[None], f, 100.0, None, size, size, color=(0.9, 0.7, 0.7), background=background)
+    mask = out.mask[0]
+    assert mask.dtype == torch.bool and 0 < mask.sum() < size * size
+    assert torch.equal(out.rgb[0][~mask], background[0][~mask])  # untouched off the mesh
+    assert torch.isinf(out.depth[0][~mask]).all() and torch.isfinite(out.depth[0][mask]).all()
+    assert torch.equal(out.alpha[0], mask.float())
+    shaded = out.rgb[0][mask]
+    assert shaded.min() >= 0.0 and shaded.max() <= 1.0
+    assert shaded.sum(-1).min() > 0.3  # the ambient term: nothing is black
+    assert shaded.std(0).max() > 0.02  # and the lights shade it (not a flat colour)
+    white = render_mesh(v[None], f, 100.0, None, size, size)
+    assert torch.equal(white.rgb[0][~mask], torch.ones(int((~mask).sum()), 3))
+
+
+def test_batched_render_equals_per_item() -> None:
+    v, f = _blob(seed=5, subdivisions=2)
+    verts = torch.stack([v, rotate_about_centroid(v, 60.0), v * torch.tensor([-1.0, 1.0, 1.0])])  # mirrored too
+    focal = torch.tensor([90.0, 110.0, 100.0])
+    pp = torch.tensor([[40.0, 32.0], [30.0, 34.0], [32.0, 32.0]])
+    batched = render_mesh(verts, f, focal, pp, 64, 72)
+    for k in range(3):
+        single = render_mesh(verts[k : k + 1], f, float(focal[k]), pp[k], 64, 72)
+        assert torch.equal(batched.mask[k], single.mask[0])
+        assert torch.equal(batched.fragments.face_index[k], single.fragments.face_index[0])
+        assert torch.allclose(batched.rgb[k], single.rgb[0], atol=1e-6)
+    assert batched.mask[2].sum() > 500  # the mirrored (inside-out) mesh renders too
+
+
+def test_chunking_does_not_change_the_result() -> None:
+    """Including exact depth ties on shared edges: they go to the lower face index."""
+    v, f = uv_sphere(24, 16)
+    px = project_vertices((v * 0.5 + torch.tensor([0.0, 0.0, 2.0]))[None], 80.0, (40.0, 40.0))
+    whole = rasterize(px, f, 80, 80)
+    chunked = rasterize(px, f, 80, 80, max_candidates=2000)
+    assert torch.equal(whole.face_index, chunked.face_index)
+    assert torch.equal(whole.depth, chunked.depth)
+
+
+def test_triangles_behind_the_camera_are_skipped() -> None:
+    v, f = _quad(-0.5, 0.5, -0.5, 0.5, 2.0)
+    v[1, 2] = -1.0  # the first triangle (0, 1, 2) straddles the camera plane
+    out = render_mesh(v[None], f, 50.0, None, 40, 40)
+    assert set(out.fragments.face_index.unique().tolist()) == {-1, 1}
+    assert render_mesh((v - torch.tensor([0.0, 0.0, 5.0]))[None], f, 50.0, None, 40, 40).mask.sum() == 0
+
+
+def test_rotate_about_centroid() -> None:
+    v, _ = _blob(seed=6, subdivisions=1)
+    r = rotate_about_centroid(v, 90.0, "y")
+    centre = v.mean(0)
+    assert torch.allclose(r.mean(0), centre, atol=1e-6)
+    assert torch.allclose(torch.cdist(r.double(), r.double()), torch.cdist(v.double(), v.double()), atol=1e-5)
+    # Right-handed about +y: +x goes to −z.
+    d = v[0] - centre
+    assert torch.allclose(r[0] - centre, torch.stack([d[2], d[1], -d[0]]), atol=1e-6)
+    assert torch.allclose(rotate_about_centroid(r[None], -90.0)[0], v, atol=1e-6)
+
+
+# --- errors and devices ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda v, f: rasterize(v[0], f, 10, 10), r"\(B, V, 3\)"),
+        (lambda v, f: rasterize(v, f[:, :2], 10, 10), r"\(F, 3\)"),
+        (lambda v, f: rasterize(v, f.float(), 10, 10), "integer"),
+        (lambda v, f: rasterize(v, f + 10, 10, 10), "faces index"),
+        (lambda v, f: rasterize(v, f, 0, 10), "image size"),
+        (lambda v, f: rasterize(v * float("nan"), f, 10, 10), "NaN"),
+        (lambda v, f: render_mesh(v[..., :2], f, 10.0, None, 10, 10), "vertices"),
+        (lambda v, f: render_mesh(v, f, torch.ones(3), None, 10, 10), "focal"),
+        (lambda v, f: render_mesh(v, f, 10.0, None, 10, 10, background=torch.ones(5, 5, 3)), "background"),
+    ],
+)
+def test_invalid_inputs_raise_render_error(call, message: str) -> None:
+    v, f = _quad(-0.5, 0.5, -0.5, 0.5, 2.0)
+    with pytest.raises(RenderError, match=message):
+        call(v[None], f)
+
+
+def test_render_error_is_a_value_error() -> None:
+    assert issubclass(RenderError, ValueError)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu() -> None:
+    v, f = _blob(seed=7)
+    cpu = render_mesh(v[None], f, 150.0, None, 96, 96)
+    gpu = render_mesh(v[None].cuda(), f.cuda(), 150.0, None, 96, 96)
+    assert (gpu.fragments.face_index.cpu() != cpu.fragments.face_index).float().mean() < 0.002
+    assert torch.allclose(gpu.rgb.cpu()[cpu.mask], cpu.rgb[cpu.mask], atol=1e-3) or math.isclose(
+        float((gpu.rgb.cpu() - cpu.rgb).abs().mean()), 0.0, abs_tol=1e-3
+    )
