@@ -1,0 +1,87 @@
+"""``openhmr eval``: score a model or a predictions file on a benchmark protocol."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+PROTOCOL_CHOICES = ("h36m-p1", "h36m-p2", "3dpw", "3dhp", "lsp")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate on Human3.6M (P1/P2), 3DPW, MPI-INF-3DHP or LSP",
+        description="Score HMR (--weights) or any tool's predictions (--predictions) on a "
+        "benchmark read from the dataset as its owners distribute it. Prints the papers' "
+        "table (per action/sequence/activity, mean and median) and writes metrics.csv and "
+        "metrics.json. Errors are in millimetres; PCK and AUC in percent.",
+    )
+    p.add_argument("--protocol", required=True, choices=PROTOCOL_CHOICES)
+    p.add_argument("--data", required=True, type=Path, help="the dataset folder (see README: Evaluation)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--weights", type=Path, help="HMR weights (.safetensors); needs --smpl")
+    src.add_argument("--predictions", type=Path,
+                     help="predictions .npz: keys (N,), joints3d (N,14,3) m or "
+                     "keypoints3d_h36m17 (N,17,3) m, optional vertices; lsp: keypoints2d (N,14,2) px")
+    p.add_argument("--smpl", type=Path,
+                   help="SMPL model file with HMR's cocoplus regressor (for --weights; for 3dpw "
+                   "also the source of the LSP joint regressor)")
+    p.add_argument("--smpl-dir", type=Path, help="3dpw: folder with the male and female SMPL models")
+    p.add_argument("--out", type=Path, default=None, help="write metrics.csv and metrics.json here")
+    p.add_argument("--overwrite", action="store_true", help="replace metrics files in --out")
+    p.add_argument("--batch-size", type=int, default=32, help="images per network batch (--weights)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (--weights)")
+    p.add_argument("--frame-step", type=int, default=5,
+                   help="h36m: score every N-th frame of the 50 fps videos (default 5 = 10 fps)")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="h36m/3dhp: score the sequences present instead of refusing when some are missing")
+    p.add_argument("--3dhp-annotation", dest="annotation", default="univ_annot3",
+                   choices=("univ_annot3", "annot3"), help="3dhp ground truth (official: univ_annot3)")
+    p.add_argument("--list-frames", type=Path, default=None,
+                   help="write the protocol's frame keys, one per line, to this file and exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from openhmr.errors import InputError
+    from openhmr.evaluate import load_benchmark, load_predictions, score
+    from openhmr.evaluate.predictions import predict_with_hmr
+    from openhmr.evaluate.runner import format_headline
+
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.list_frames is None and args.weights is None and args.predictions is None:
+        raise InputError("give --weights (with --smpl) or --predictions FILE.npz")
+    if args.weights is not None and args.smpl is None:
+        raise InputError("--weights needs --smpl, the SMPL file with HMR's cocoplus regressor")
+    if args.list_frames is not None and args.list_frames.exists() and not args.overwrite:
+        raise InputError(f"{args.list_frames} exists; pass --overwrite to replace it")
+
+    bench = load_benchmark(
+        args.protocol, args.data, frame_step=args.frame_step, allow_partial=args.allow_partial,
+        smpl_dir=args.smpl_dir, smpl=args.smpl, annotation=args.annotation,
+    )
+    if args.list_frames is not None:
+        args.list_frames.write_text("".join(k + "\n" for k in bench.keys))
+        print(f"wrote {len(bench)} frame keys of {args.protocol} to {args.list_frames}")
+        return 0
+    if args.predictions is not None:
+        preds = load_predictions(args.predictions, bench.keys, need_2d=args.protocol == "lsp")
+        source = str(args.predictions)
+    else:
+        if bench.images is None:
+            raise InputError(f"{args.protocol} cannot locate images for a network run")
+        preds = predict_with_hmr(bench.images(), args.weights, args.smpl, args.device,
+                                 args.batch_size, keep_vertices=bench.gt_vertices is not None)
+        if preds.keypoints2d is not None:
+            preds.keypoints2d = preds.keypoints2d + bench.pixel_offset
+        source = str(args.weights)
+    report = score(bench, preds)
+    report.settings["predictions"] = source
+    print(report.table())
+    print(format_headline(report))
+    if args.out is not None:
+        csv_path, json_path = report.write(args.out, overwrite=args.overwrite)
+        print(f"wrote {csv_path} and {json_path}")
+    return 0

@@ -1,0 +1,202 @@
+"""Predictions to score, from a file any tool can write or from HMR itself.
+
+The predictions file is an ``.npz`` (``numpy.savez``) with:
+
+* ``keys`` (N,) strings: the protocol's frame keys (see each reader; list
+  them with ``openhmr eval ... --list-frames FILE``). Extra frames are
+  ignored; a missing frame is an error.
+* ``joints3d`` (N, 14, 3) float, metres, LSP-14 order (HMR's first 14
+  cocoplus joints), in the camera's orientation (x right, y down, z away);
+  or ``keypoints3d_h36m17`` (N, 17, 3), metres, openhmr's ``h36m17`` order
+  (either is enough for the LSP-14 scores; 3DHP's 17-joint scores need the
+  latter).
+* optional ``vertices`` (N, V, 3), metres, same mesh as the ground truth
+  (SMPL's 6890 vertices; 3DPW's PVE).
+* for ``lsp``: ``keypoints2d`` (N, 14, 2), image pixels, LSP order, in the
+  annotation's convention (MATLAB pixel centres at integers starting at 1).
+
+The file is read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from openhmr.body.keypoints import index_map
+from openhmr.errors import InputError
+
+
+@dataclass
+class Predictions:
+    """Predictions aligned to a benchmark's frames (row i ↔ ``Benchmark.keys[i]``).
+
+    Attributes:
+        joints14: (N, 14, 3) LSP-14 joints, millimetres (None for 2D protocols).
+        joints_h36m17: (N, 17, 3) H36M-17 joints, millimetres, if given.
+        vertices: (N, V, 3) millimetres, if given.
+        keypoints2d: (N, 14, 2) image pixels, if given.
+    """
+
+    joints14: np.ndarray | None = None
+    joints_h36m17: np.ndarray | None = None
+    vertices: np.ndarray | None = None
+    keypoints2d: np.ndarray | None = None
+
+
+def h36m17_to_lsp14(points: np.ndarray) -> np.ndarray:
+    """(N, 17, C) openhmr h36m17 → (N, 14, C) LSP-14 (all 14 are in H36M-17)."""
+    src, dst = index_map("h36m17", "lsp14")
+    out = np.zeros((*points.shape[:-2], 14, points.shape[-1]), dtype=points.dtype)
+    out[..., list(dst), :] = points[..., list(src), :]
+    return out
+
+
+def _check_shape(name: str, array: np.ndarray, tail: tuple[int, ...], path: Path) -> np.ndarray:
+    if array.ndim != 1 + len(tail) or any(t and a != t for a, t in zip(array.shape[1:], tail)):
+        want = "(N, " + ", ".join(str(t) if t else "V" for t in tail) + ")"
+        raise InputError(f"{path}: '{name}' must be {want}, got {array.shape}")
+    if not np.issubdtype(array.dtype, np.number):
+        raise InputError(f"{path}: '{name}' must be numeric, got {array.dtype}")
+    return array.astype(np.float64)
+
+
+def load_predictions(path: str | Path, keys: list[str], need_2d: bool = False) -> Predictions:
+    """Read a predictions ``.npz`` and align it to ``keys``.
+
+    Raises:
+        InputError: unreadable file, wrong shapes, or frames missing.
+    """
+    path = Path(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"predictions file not found: {path}") from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read {path} as a numpy .npz without pickles: {e}") from None
+    if not hasattr(data, "files"):
+        raise InputError(f"{path} is a single array, not an .npz with 'keys' and predictions")
+    if "keys" not in data.files:
+        raise InputError(f"{path} has no 'keys' array naming the frames")
+    def array(name: str) -> np.ndarray:
+        try:
+            return data[name]
+        except (ValueError, OSError) as e:  # object arrays (pickles) are refused
+            raise InputError(f"{path}: cannot read '{name}' without pickles: {e}") from None
+
+    file_keys = [str(k) for k in array("keys").reshape(-1)]
+    row = {k: i for i, k in enumerate(file_keys)}
+    if len(row) != len(file_keys):
+        raise InputError(f"{path}: 'keys' holds duplicate frame keys")
+    missing = [k for k in keys if k not in row]
+    if missing:
+        raise InputError(
+            f"{path} lacks predictions for {len(missing)} of the {len(keys)} frames to score "
+            f"(first missing: {missing[0]!r}); see --list-frames for the expected keys"
+        )
+    take = np.array([row[k] for k in keys], dtype=np.int64)
+    n = len(file_keys)
+
+    def get(name: str, tail: tuple[int, ...]) -> np.ndarray | None:
+        if name not in data.files:
+            return None
+        arr = _check_shape(name, array(name), tail, path)
+        if arr.shape[0] != n:
+            raise InputError(f"{path}: '{name}' has {arr.shape[0]} rows but 'keys' has {n}")
+        return arr[take]
+
+    preds = Predictions(
+        joints14=get("joints3d", (14, 3)),
+        joints_h36m17=get("keypoints3d_h36m17", (17, 3)),
+        vertices=get("vertices", (0, 3)),
+        keypoints2d=get("keypoints2d", (14, 2)),
+    )
+    for field in ("joints14", "joints_h36m17", "vertices"):
+        value = getattr(preds, field)
+        if value is not None:
+            setattr(preds, field, value * 1000.0)  # metres → millimetres
+    if preds.joints14 is None and preds.joints_h36m17 is not None:
+        preds.joints14 = h36m17_to_lsp14(preds.joints_h36m17)
+    if need_2d and preds.keypoints2d is None:
+        raise InputError(f"{path} has no 'keypoints2d' (N, 14, 2) array, which LSP's PCK needs")
+    if not need_2d and preds.joints14 is None:
+        raise InputError(f"{path} has neither 'joints3d' (N, 14, 3) nor 'keypoints3d_h36m17' (N, 17, 3)")
+    for field in ("joints14", "joints_h36m17", "vertices", "keypoints2d"):
+        value = getattr(preds, field)
+        if value is not None and not np.isfinite(value).all():
+            raise InputError(f"{path}: the predictions hold NaN or infinite values")
+    return preds
+
+
+def predict_with_hmr(
+    bench_images: list, weights: str | Path, smpl: str | Path, device: str = "cpu",
+    batch_size: int = 32, keep_vertices: bool = False,
+) -> Predictions:
+    """Run HMR on each frame's ground-truth crop and collect its predictions.
+
+    Crops follow the original: the box of the frame's ground-truth 2D joints
+    is scaled to a 150 px diagonal and a 224×224 window centred on it is cut
+    (``openhmr.data.crop``). The prediction is the model's LSP-14 joints
+    (metres → mm), its LSP-14 keypoints projected back to image pixels
+    (continuous coordinates), and with ``keep_vertices`` its vertices (mm,
+    float32: 3DPW's PVE; about 80 kB per frame).
+
+    Args:
+        bench_images: the benchmark's :class:`ImageRef` list.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from openhmr.data.crop import normalize_crop, scale_and_crop, scale_for_keypoints
+    from openhmr.demo import load_hmr
+    from openhmr.geometry.camera import crop_normalised_to_pixels, weak_perspective_project
+    from openhmr.io.images import read_image
+
+    model, body = load_hmr(weights, smpl, torch.device(device))
+    if "lsp14" not in body.keypoint_sets:
+        raise InputError("the body model gives no LSP-14 keypoints; evaluation needs HMR's "
+                         "cocoplus regressor (the HMR SMPL file)")
+    videos: dict[Path, object] = {}
+    joints, verts, kp2d = [], [], []
+
+    def frame_pixels(ref) -> np.ndarray:
+        if ref.frame is None:
+            return read_image(ref.path)
+        import cv2
+
+        cap = videos.get(ref.path)
+        if cap is None:
+            cap = cv2.VideoCapture(str(ref.path))
+            if not cap.isOpened():
+                raise InputError(f"OpenCV cannot open the video {ref.path}")
+            videos[ref.path] = cap
+        cap.set(cv2.CAP_PROP_POS_FRAMES, ref.frame)
+        ok, bgr = cap.read()
+        if not ok:
+            raise InputError(f"cannot read frame {ref.frame} of {ref.path}")
+        return np.ascontiguousarray(bgr[..., ::-1])
+
+    for start in tqdm(range(0, len(bench_images), batch_size), desc="running HMR", unit="batch"):
+        refs = bench_images[start:start + batch_size]
+        crops, transforms = [], []
+        for ref in refs:
+            scale, center = scale_for_keypoints(np.asarray(ref.keypoints)[:, :2])
+            crop, transform = scale_and_crop(frame_pixels(ref), scale, center)
+            crops.append(crop)
+            transforms.append(transform)
+        with torch.inference_mode():
+            out = model(normalize_crop(np.stack(crops)).to(device))
+            posed = body(out.pose, out.betas)
+            lsp = posed.keypoints["lsp14"]
+            uv = crop_normalised_to_pixels(weak_perspective_project(lsp, out.cam))
+        joints.append(lsp.double().cpu().numpy() * 1000.0)
+        if keep_vertices:
+            verts.append(posed.vertices.float().cpu().numpy() * 1000.0)
+        kp2d.extend(t.crop_to_image(u) for t, u in zip(transforms, uv.double().cpu().numpy()))
+    for cap in videos.values():
+        cap.release()
+    return Predictions(joints14=np.concatenate(joints),
+                       vertices=np.concatenate(verts) if keep_vertices else None,
+                       keypoints2d=np.stack(kp2d))

@@ -1,0 +1,429 @@
+"""Protocol readers on tiny fake datasets in the real distributed layouts, and the runner."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from openhmr import metrics as M
+from openhmr.body.keypoints import get_set
+from openhmr.cli import main as cli_main
+from openhmr.errors import InputError
+from openhmr.evaluate import DatasetError, h36m, load_benchmark, load_predictions, score
+from openhmr.evaluate import mpi_inf_3dhp as hp
+from openhmr.io.cdf import CDFError, CDFFile
+
+# ---------------------------------------------------------------------------
+# A minimal CDF v3 writer: one zVariable, one record, row-major, little-endian.
+
+
+def write_cdf(path: Path, name: str, values: np.ndarray) -> None:
+    """Write ``values`` (one record of any shape, float64) as zVariable ``name``."""
+    values = np.ascontiguousarray(values, dtype="<f8")
+    dims = values.shape
+    cdr_at, gdr_at = 8, 8 + 312
+    vdr_at = gdr_at + 84
+    vdr_size = 344 + 8 * len(dims)
+    vxr_at = vdr_at + vdr_size
+    vvr_at = vxr_at + 44
+    eof = vvr_at + 12 + values.nbytes
+    cdr = struct.pack(">qiqiiiiiiiii", 312, 1, gdr_at, 3, 7, 6, 3, 0, 0, 0, -1, -1) + bytes(256)
+    gdr = struct.pack(">qiqqqqiiiiiqiii", 84, 2, 0, vdr_at, 0, eof, 0, 0, -1, 0, 1, 0, 0, 0, -1)
+    vdr = struct.pack(">qiqiiqqiiiiiiiqi", vdr_size, 8, 0, 45, 0, vxr_at, vxr_at, 1,
+                      0, 0, -1, -1, 1, 0, -1, 0)
+    vdr += name.encode().ljust(256, b"\0")
+    vdr += struct.pack(f">i{len(dims)}i{len(dims)}i", len(dims), *dims, *([-1] * len(dims)))
+    vxr = struct.pack(">qiqiiiiq", 44, 6, 0, 1, 1, 0, 0, vvr_at)
+    vvr = struct.pack(">qi", 12 + values.nbytes, 7) + values.tobytes()
+    data = struct.pack(">II", 0xCDF30001, 0x0000FFFF) + cdr + gdr + vdr + vxr + vvr
+    assert len(data) == eof and cdr_at == 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def test_cdf_reader_reads_the_written_pose(tmp_path):
+    pose = np.random.default_rng(0).normal(size=(7, 96))
+    write_cdf(tmp_path / "a.cdf", "Pose", pose)
+    cdf = CDFFile(tmp_path / "a.cdf")
+    assert list(cdf.variables) == ["Pose"]
+    out = cdf.read("Pose")
+    assert out.shape == (1, 7, 96) and out.dtype == np.float64
+    np.testing.assert_array_equal(out[0], pose)
+    with pytest.raises(CDFError, match="no variable"):
+        cdf.read("Other")
+    (tmp_path / "bad.cdf").write_bytes(b"not a cdf file at all")
+    with pytest.raises(CDFError, match="not a CDF file"):
+        CDFFile(tmp_path / "bad.cdf")
+    (tmp_path / "short.cdf").write_bytes((tmp_path / "a.cdf").read_bytes()[:400])
+    with pytest.raises(CDFError):
+        CDFFile(tmp_path / "short.cdf").read("Pose")
+
+
+# ---------------------------------------------------------------------------
+# Human3.6M
+
+
+H36M_FILES = {
+    # subject: {file name: frames}; trials sort as ("Directions 1", "Directions").
+    9: {"Directions 1": 11, "Directions": 6, "Photo": 16, "Photo 1": 8},
+    11: {"Directions 1": 9, "Directions": 10, "Eating 1": 5, "Eating": 12},
+}
+
+
+def make_h36m(root: Path) -> dict[str, np.ndarray]:
+    """Fake D3_Positions_mono files; returns the 32-joint poses (mm) per key prefix."""
+    rng = np.random.default_rng(10)
+    poses = {}
+    for subject, files in H36M_FILES.items():
+        for name, frames in files.items():
+            for camera in h36m.CAMERAS:
+                pose = rng.normal(scale=400.0, size=(frames, 32, 3)) + [0.0, 0.0, 4000.0]
+                path = root / f"S{subject}" / "MyPoseFeatures" / "D3_Positions_mono" / f"{name}.{camera}.cdf"
+                write_cdf(path, "Pose", pose.reshape(frames, 96))
+                poses[f"S{subject}/{name}.{camera}"] = pose
+    # Files that are not protocol actions are ignored.
+    write_cdf(root / "S9" / "MyPoseFeatures" / "D3_Positions_mono" / "_ALL.54138969.cdf",
+              "Pose", np.zeros((2, 96)))
+    return poses
+
+
+def test_h36m_p1_reader(tmp_path):
+    poses = make_h36m(tmp_path)
+    with pytest.raises(DatasetError, match="missing"):
+        h36m.load(tmp_path, protocol=1)
+    bench = h36m.load(tmp_path, protocol=1, allow_partial=True)
+    seqs = list(dict.fromkeys(bench.groups["sequence"]))
+    # S9: Directions and TakingPhoto, S11: Directions and Eating; 2 trials x 4 cameras,
+    # minus (S11, Directions, trial 1, camera 0).
+    assert len(seqs) == 4 * 8 - 1
+    assert "S11_Directions_1_cam0" not in seqs and "S11_Directions_1_cam1" in seqs
+    assert not any(k.startswith("S11/Directions.54138969/") for k in bench.keys)
+    assert list(dict.fromkeys(bench.groups["action"])) == ["Directions", "TakingPhoto", "Eating"]
+    # Trial 0 is the first name in sorted order; every 5th frame from 0.
+    first = [k for k in bench.keys if k.startswith("S9/Directions 1.54138969/")]
+    assert first == ["S9/Directions 1.54138969/000000", "S9/Directions 1.54138969/000005",
+                     "S9/Directions 1.54138969/000010"]
+    assert bench.groups["sequence"][0] == "S9_Directions_0_cam0"
+    assert [k for k in bench.keys if k.startswith("S9/Photo.60457274/")][-1].endswith("/000015")
+    # LSP-14 from the 17-joint subset: right ankle = H36M joint 3, neck = thorax 13, head top = 15.
+    i = bench.keys.index("S9/Directions 1.54138969/000005")
+    raw = poses["S9/Directions 1.54138969"][5]
+    np.testing.assert_array_equal(bench.joints[i][[0, 2, 3, 12, 13]], raw[[3, 1, 6, 13, 15]])
+    assert bench.headline == "action" and bench.mean_of == {"action": "sequence"}
+    assert bench.settings["sequences_expected"] == 239
+
+
+def test_h36m_p2_and_frame_step(tmp_path):
+    make_h36m(tmp_path)
+    bench = h36m.load(tmp_path, protocol=2, frame_step=1, allow_partial=True)
+    assert set(bench.groups["sequence"]) == {
+        "S9_Directions_0_cam3", "S9_TakingPhoto_0_cam3", "S11_Directions_0_cam3", "S11_Eating_0_cam3"}
+    assert sum(k.startswith("S9/Directions 1.60457274/") for k in bench.keys) == 11
+    assert h36m.protocol_sequences(2).__len__() == 30
+    assert len(h36m.protocol_sequences(1)) == 239
+
+
+def reference_pa_errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Independent similarity-Procrustes errors (scipy), LSP-14 pelvis-aligned."""
+    from scipy.spatial.transform import Rotation
+
+    out = []
+    for p, g in zip(pred, gt):
+        x = p - 0.5 * (p[2] + p[3])
+        y = g - 0.5 * (g[2] + g[3])
+        xc, yc = x - x.mean(0), y - y.mean(0)
+        rot, _ = Rotation.align_vectors(yc, xc)
+        rx = rot.apply(xc)
+        s = (yc * rx).sum() / (xc**2).sum()
+        out.append(np.linalg.norm(s * rx + y.mean(0) - y, axis=1).mean())
+    return np.array(out)
+
+
+def test_h36m_runner_reproduces_the_table(tmp_path):
+    make_h36m(tmp_path / "h36m")
+    bench = h36m.load(tmp_path / "h36m", protocol=1, allow_partial=True)
+    gt_m = bench.joints / 1000.0
+    # Known errors: each sequence moves every non-hip joint by its own vector, and the
+    # prediction is rotated about z by a per-sequence angle (PA removes that, not the offsets).
+    seq_names = list(dict.fromkeys(bench.groups["sequence"]))
+    seq_of = np.array([seq_names.index(s) for s in bench.groups["sequence"]])
+    offsets = np.stack([[0.01 * (1 + i % 7), 0.003 * i, -0.02] for i in range(len(seq_names))])
+    pred = gt_m.copy()
+    pred[:, [0, 1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]] += offsets[seq_of][:, None]
+    # A translation is removed by pelvis alignment.
+    pred += np.array([0.5, -0.2, 1.0])
+    keys = np.array(bench.keys)
+    np.savez(tmp_path / "pred.npz", keys=keys[::-1], joints3d=pred[::-1])  # order must not matter
+
+    per_frame = np.linalg.norm(offsets[seq_of], axis=1) * 12 / 14 * 1000.0
+    per_frame_pa = reference_pa_errors(pred * 1000.0, bench.joints)
+    actions = np.array(bench.groups["action"])
+    seqs = np.array(bench.groups["sequence"])
+    expected = {}
+    for a in dict.fromkeys(bench.groups["action"]):
+        m = actions == a
+        seq_means = [per_frame[m & (seqs == s)].mean() for s in dict.fromkeys(seqs[m])]
+        pa_means = [per_frame_pa[m & (seqs == s)].mean() for s in dict.fromkeys(seqs[m])]
+        expected[a] = (np.mean(seq_means), np.median(per_frame[m]), np.mean(pa_means),
+                       np.median(per_frame_pa[m]), int(m.sum()))
+    # The per-sequence means must differ from pooled ones for the test to bite.
+    assert not np.isclose(expected["Directions"][0], per_frame[actions == "Directions"].mean())
+
+    out = tmp_path / "out"
+    rc = cli_main(["eval", "--protocol", "h36m-p1", "--data", str(tmp_path / "h36m"),
+                   "--predictions", str(tmp_path / "pred.npz"), "--out", str(out),
+                   "--allow-partial"])
+    assert rc == 0
+    report = json.loads((out / "metrics.json").read_text())
+    for a, (mean, median, pa_mean, pa_median, n) in expected.items():
+        row = report["breakdown"]["action"][a]
+        assert row["frames"] == n
+        assert row["MPJPE"]["mean"] == pytest.approx(mean, abs=1e-6)
+        assert row["MPJPE"]["median"] == pytest.approx(median, abs=1e-6)
+        assert row["PA-MPJPE"]["mean"] == pytest.approx(pa_mean, abs=1e-6)
+        assert row["PA-MPJPE"]["median"] == pytest.approx(pa_median, abs=1e-6)
+    overall = report["overall"]
+    assert overall["mean over actions"]["MPJPE"] == pytest.approx(
+        np.mean([e[0] for e in expected.values()]), abs=1e-6)
+    assert overall["mean over actions"]["PA-MPJPE"] == pytest.approx(
+        np.mean([e[2] for e in expected.values()]), abs=1e-6)
+    assert overall["all frames (mean)"]["MPJPE"] == pytest.approx(per_frame.mean(), abs=1e-6)
+    assert overall["all frames (median)"]["PA-MPJPE"] == pytest.approx(np.median(per_frame_pa), abs=1e-6)
+    seq_row = report["breakdown"]["sequence"]["S11_Eating_1_cam2"]
+    assert seq_row["MPJPE"]["mean"] == pytest.approx(
+        per_frame[seqs == "S11_Eating_1_cam2"].mean(), abs=1e-6)
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert rows[0] == "level,group,frames,metric,mean,median"
+    assert any(r.startswith("overall,mean over actions,") for r in rows)
+    # Never overwrite silently.
+    with pytest.raises(InputError, match="exists"):
+        score(bench, load_predictions(tmp_path / "pred.npz", bench.keys)).write(out)
+
+
+def test_predictions_file_is_checked(tmp_path, capsys):
+    make_h36m(tmp_path / "h36m")
+    bench = h36m.load(tmp_path / "h36m", protocol=2, allow_partial=True)
+    keys = np.array(bench.keys)
+    np.savez(tmp_path / "short.npz", keys=keys[1:], joints3d=np.zeros((len(keys) - 1, 14, 3)))
+    with pytest.raises(InputError, match="lacks predictions for 1 of"):
+        load_predictions(tmp_path / "short.npz", bench.keys)
+    np.savez(tmp_path / "shape.npz", keys=keys, joints3d=np.zeros((len(keys), 13, 3)))
+    with pytest.raises(InputError, match="joints3d"):
+        load_predictions(tmp_path / "shape.npz", bench.keys)
+    np.savez(tmp_path / "obj.npz", keys=keys, joints3d=np.zeros((len(keys), 14, 3), dtype=object))
+    with pytest.raises(InputError):
+        load_predictions(tmp_path / "obj.npz", bench.keys)
+    # H36M-17 predictions stand in for LSP-14 ones.
+    h17 = np.random.default_rng(0).normal(size=(len(keys), 17, 3))
+    np.savez(tmp_path / "h17.npz", keys=keys, keypoints3d_h36m17=h17)
+    preds = load_predictions(tmp_path / "h17.npz", bench.keys)
+    np.testing.assert_allclose(preds.joints14[:, 12], h17[:, 8] * 1000.0)  # neck = thorax
+    # The command line reports the missing frame in one line and exits 1.
+    rc = cli_main(["eval", "--protocol", "h36m-p2", "--data", str(tmp_path / "h36m"),
+                   "--predictions", str(tmp_path / "short.npz"), "--allow-partial"])
+    assert rc == 1
+    assert "lacks predictions" in capsys.readouterr().err
+    # --list-frames writes the keys a tool must predict.
+    rc = cli_main(["eval", "--protocol", "h36m-p2", "--data", str(tmp_path / "h36m"),
+                   "--allow-partial", "--list-frames", str(tmp_path / "frames.txt")])
+    assert rc == 0 and (tmp_path / "frames.txt").read_text().split("\n")[:-1] == bench.keys
+
+
+# ---------------------------------------------------------------------------
+# 3DPW
+
+
+def write_3dpw_sequence(path: Path, name: str, n: int, rng: np.random.Generator) -> dict:
+    seq = {
+        "sequence": name,
+        "genders": ["m", "f"],
+        "poses": [rng.normal(scale=0.2, size=(n, 72)) for _ in range(2)],
+        "betas": [rng.normal(scale=0.5, size=10) for _ in range(2)],
+        "trans": [rng.normal(size=(n, 3)) for _ in range(2)],
+        "campose_valid": [np.ones(n, bool), np.arange(n) % 2 == 0],
+        "cam_poses": np.stack([np.eye(4)] * n),
+        "img_frame_ids": np.arange(n) + 3,
+        "cam_intrinsics": np.array([[1000.0, 0, 540], [0, 1000.0, 960], [0, 0, 1]]),
+        "poses2d": [np.zeros((n, 3, 18)) for _ in range(2)],
+        "jointPositions": [np.zeros((n, 72)) for _ in range(2)],
+    }
+    for f in range(n):  # a camera that rotates about y and moves
+        c, s = np.cos(0.3 * f), np.sin(0.3 * f)
+        seq["cam_poses"][f, :3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+        seq["cam_poses"][f, :3, 3] = [0.1 * f, 0.2, 3.0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        pickle.dump(seq, fh, protocol=2)
+    return seq
+
+
+def test_3dpw_reader_and_pve(tmp_path):
+    from openhmr.body.smpl import SMPL
+    from openhmr.body.synthetic import synthetic_smpl_arrays
+    from openhmr.io.smpl_file import save_smpl_npz
+
+    smpl_dir = tmp_path / "smpl"
+    smpl_dir.mkdir()
+    # One synthetic model (building one takes seconds); the "female" one is a smaller body.
+    neutral_arrays = synthetic_smpl_arrays(seed=0)
+    cocoplus = neutral_arrays["cocoplus_regressor"]
+    neutral = tmp_path / "neutral.npz"
+    save_smpl_npz(neutral, neutral_arrays)
+    gendered = {}
+    for g, name, size in (("m", "SMPL_MALE.npz", 1.0), ("f", "SMPL_FEMALE.npz", 0.9)):
+        arrays = {k: v for k, v in neutral_arrays.items() if k != "cocoplus_regressor"}
+        arrays["v_template"] = arrays["v_template"] * size  # official files: no cocoplus regressor
+        save_smpl_npz(smpl_dir / name, arrays)
+        gendered[g] = arrays
+    rng = np.random.default_rng(3)
+    root = tmp_path / "3dpw"
+    seqs = {name: write_3dpw_sequence(root / "sequenceFiles" / "test" / f"{name}.pkl", name, n, rng)
+            for name, n in (("courtyard_a_00", 4), ("downtown_b_01", 3))}
+    with pytest.raises(DatasetError, match="cocoplus"):
+        load_benchmark("3dpw", root, smpl_dir=smpl_dir)
+    bench = load_benchmark("3dpw", root, smpl_dir=smpl_dir, smpl=neutral)
+    # Actor 0: all frames; actor 1: every other frame.
+    assert len(bench) == (4 + 2) + (3 + 2)
+    assert bench.keys[:5] == ["courtyard_a_00/00003/0", "courtyard_a_00/00004/0",
+                              "courtyard_a_00/00005/0", "courtyard_a_00/00006/0",
+                              "courtyard_a_00/00003/1"]
+    # Ground truth: the gendered body's LSP joints (cocoplus regressor), in the camera frame.
+    seq = seqs["downtown_b_01"]
+    f = 2
+    model = SMPL({**gendered["f"], "cocoplus_regressor": cocoplus}, dtype=torch.float64)
+    out = model(torch.as_tensor(seq["poses"][1][f:f + 1]), torch.as_tensor(seq["betas"][1][None]))
+    world = out.keypoints["lsp14"][0].numpy() + seq["trans"][1][f]
+    cam = seq["cam_poses"][f]
+    expected = (world @ cam[:3, :3].T + cam[:3, 3]) * 1000.0
+    i = bench.keys.index("downtown_b_01/00005/1")
+    np.testing.assert_allclose(bench.joints[i], expected, atol=1e-6)
+    assert bench.groups["sequence"][i] == "downtown_b_01"
+
+    # Perfect predictions score 0; a vertex offset shows in PVE only.
+    gt_v = bench.gt_vertices(np.arange(len(bench)))
+    assert gt_v.shape == (len(bench), 6890, 3)
+    np.savez(tmp_path / "pred.npz", keys=np.array(bench.keys), joints3d=bench.joints / 1000.0,
+             vertices=(gt_v + [0.0, 0.0, 7.0]) / 1000.0)
+    report = score(bench, load_predictions(tmp_path / "pred.npz", bench.keys))
+    assert report.overall["all frames (mean)"]["MPJPE"] == pytest.approx(0.0, abs=1e-6)
+    assert report.overall["all frames (mean)"]["PVE"] == pytest.approx(7.0, abs=1e-6)
+    assert set(report.breakdown["sequence"]) == {"courtyard_a_00", "downtown_b_01"}
+
+
+def test_3dpw_pickles_are_loaded_safely(tmp_path):
+    from openhmr.evaluate.pw3d import load_sequence_file
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"poses": Evil()}, protocol=2))
+    with pytest.raises(DatasetError, match="refusing"):
+        load_sequence_file(path)
+
+
+# ---------------------------------------------------------------------------
+# MPI-INF-3DHP
+
+
+def write_annot(path: Path, n: int, valid: np.ndarray, activity: np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
+    h5py = pytest.importorskip("h5py")
+    j3 = rng.normal(scale=300.0, size=(n, 1, 17, 3)) + [0.0, 0.0, 4000.0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # MATLAB v7.3 files are HDF5 with a 512-byte user block.
+    with h5py.File(path, "w", userblock_size=512) as f:
+        f["annot2"] = rng.uniform(100, 1900, size=(n, 1, 17, 2))
+        f["annot3"] = j3 * 1.1
+        f["univ_annot3"] = j3
+        f["valid_frame"] = valid.reshape(n, 1).astype(np.float64)
+        f["activity_annotation"] = activity.reshape(n, 1).astype(np.float64)
+    return j3[:, 0]
+
+
+def test_3dhp_reader_and_pck(tmp_path):
+    rng = np.random.default_rng(4)
+    root = tmp_path / "mpi_inf_3dhp_test_set"
+    gt = {}
+    gt["TS1"] = write_annot(root / "TS1" / "annot_data.mat", 6, np.array([1, 1, 0, 1, 1, 1]),
+                            np.array([1, 1, 2, 2, 3, 7]), rng)
+    gt["TS2"] = write_annot(root / "TS2" / "annot_data.mat", 3, np.array([1, 0, 1]),
+                            np.array([5, 5, 6]), rng)
+    with pytest.raises(DatasetError, match="TS3"):
+        load_benchmark("3dhp", tmp_path)
+    bench = load_benchmark("3dhp", tmp_path, allow_partial=True)
+    assert bench.keys == ["TS1/000001", "TS1/000002", "TS1/000004", "TS1/000005", "TS1/000006",
+                          "TS2/000001", "TS2/000003"]
+    assert bench.groups["activity"] == ["Standing/Walking", "Standing/Walking", "Exercising",
+                                        "Sitting", "Miscellaneous", "On The Floor", "Sports"]
+    np.testing.assert_array_equal(bench.joints[2], gt["TS1"][3])
+    metric = load_benchmark("3dhp", root, allow_partial=True, annotation="annot3")
+    np.testing.assert_allclose(metric.joints[2], gt["TS1"][3] * 1.1)
+
+    # H36M-17 predictions built from the truth, with known errors on two joints.
+    h17_names = [n if n != "jaw" else "head" for n in get_set("h36m17").names]
+    pred17 = bench.joints[:, [hp.JOINTS_17.index(n) for n in h17_names]].copy()
+    pred17[:, h17_names.index("left_wrist")] += [0.0, 160.0, 0.0]   # fails PCK@150
+    pred17[:, h17_names.index("right_knee")] += [0.0, 0.0, 100.0]  # passes
+    np.savez(tmp_path / "p.npz", keys=np.array(bench.keys), keypoints3d_h36m17=pred17 / 1000.0)
+    report = score(bench, load_predictions(tmp_path / "p.npz", bench.keys))
+    every = report.overall["all frames (mean)"]
+    assert every["PCK-17"] == pytest.approx(100.0 * 16 / 17)
+    assert every["MPJPE-17"] == pytest.approx(260.0 / 17)
+    # AUC over 0..150 step 5: 15 exact joints count from t=5 (30 of 31), the knee
+    # (100 mm) from t=105 (10 of 31), the wrist never.
+    assert every["AUC-17"] == pytest.approx(100.0 * (15 * 30 + 10) / (31 * 17))
+    # LSP-14 scores (the wrist and knee are among the 14).
+    assert every["PCK"] == pytest.approx(100.0 * 13 / 14)
+    assert every["MPJPE"] == pytest.approx(260.0 / 14)
+    assert list(report.breakdown["activity"]) == [
+        "Standing/Walking", "Exercising", "Sitting", "Miscellaneous", "On The Floor", "Sports"]
+    assert "PA-PCK" in report.columns
+
+
+# ---------------------------------------------------------------------------
+# LSP
+
+
+def test_lsp_reader_and_pck(tmp_path):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(5)
+    joints = np.zeros((3, 14, 2000))
+    joints[:2] = rng.uniform(20, 200, size=(2, 14, 2000))
+    joints[2] = 0  # 0 = visible in LSP
+    joints[2, 7, 1500] = 1  # one invisible joint in the test split
+    root = tmp_path / "lsp_dataset"
+    root.mkdir()
+    savemat(root / "joints.mat", {"joints": joints})
+    bench = load_benchmark("lsp", tmp_path)
+    assert bench.keys[0] == "im1001" and bench.keys[-1] == "im2000" and len(bench) == 1000
+    np.testing.assert_array_equal(bench.keypoints2d[0], joints[:2, :, 1000].T)
+    assert bench.visible.shape == (1000, 14) and not bench.visible[500, 7] and bench.visible.sum() == 13999
+    torso = np.linalg.norm(joints[:2, 9, 1000:] - joints[:2, 2, 1000:], axis=0)
+    np.testing.assert_allclose(bench.reference_length, torso)
+    # Predictions: the right ankle (joint 0) of the first 250 images is off by 0.3 torso.
+    pred = bench.keypoints2d.copy()
+    pred[:250, 0, 0] += 0.3 * torso[:250]
+    pred[500, 7] += 1000.0  # invisible: not scored
+    np.savez(tmp_path / "p.npz", keys=np.array(bench.keys), keypoints2d=pred)
+    report = score(bench, load_predictions(tmp_path / "p.npz", bench.keys, need_2d=True))
+    assert report.breakdown["joint"]["right_ankle"]["PCK@0.2"].mean == pytest.approx(75.0)
+    assert report.breakdown["joint"]["left_wrist"]["PCK@0.2"].mean == pytest.approx(100.0)
+    assert report.overall["all visible joints"]["PCK@0.2"] == pytest.approx(100.0 * (13999 - 250) / 13999)
+    assert "right_ankle" in report.table()
+
+
+def test_report_table_lists_groups(tmp_path):
+    make_h36m(tmp_path)
+    bench = h36m.load(tmp_path, protocol=2, allow_partial=True)
+    np.savez(tmp_path / "p.npz", keys=np.array(bench.keys), joints3d=bench.joints / 1000.0)
+    text = score(bench, load_predictions(tmp_path / "p.npz", bench.keys)).table()
+    assert "TakingPhoto" in text and "mean over actions" in text and "PA-MPJPE" in text
