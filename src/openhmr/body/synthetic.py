@@ -25,7 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from openhmr.body.keypoints import SMPL24
 from openhmr.io.smpl_file import SMPL_PARENTS, save_smpl_npz
+
+SMPL24_FLIP = SMPL24.flip_permutation
 
 RINGS, SEGMENTS = 82, 84  # 2 + 82·84 = 6890 vertices, 2·84·82 = 13776 faces
 
@@ -160,6 +163,11 @@ def _build(num_betas: int, seed: int, symmetric: bool) -> dict[str, np.ndarray]:
     top4 = np.argsort(-weights, axis=1)[:, 4:]
     np.put_along_axis(weights, top4, 0.0, axis=1)
     weights /= weights.sum(1, keepdims=True)
+    if symmetric:
+        # The top-4 cut breaks exact left/right ties one way: average with the
+        # mirror image (vertex mirrored, joints swapped) afterwards.
+        joint_mirror = np.array(SMPL24_FLIP)
+        weights = 0.5 * (weights + weights[mirror][:, joint_mirror])
 
     j_regressor = _gaussian_regressor(verts, _JOINTS, sigma=0.05)
     cocoplus = _gaussian_regressor(verts, _COCOPLUS_TARGETS, sigma=0.03)

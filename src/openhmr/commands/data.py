@@ -1,0 +1,114 @@
+"""``openhmr data``: convert datasets and mocap into openhmr's training formats.
+
+* ``openhmr data convert DATASET ROOT OUT [--split S] [--overwrite] ...``:
+  one dataset's own files under ROOT → tar shards + manifest.json in OUT.
+* ``openhmr data convert-mocap amass ROOT OUT.npz``: AMASS → SMPL mocap npz.
+* ``openhmr data convert-mocap anny-prior COUNT OUT.npz``: samples of the
+  Anny model's own pose/shape sampler (a weak prior; no Anny mocap exists).
+* ``openhmr data info FOLDER``: what a converted folder holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from openhmr.data.datasets import CONVERTERS
+
+    p = sub.add_parser("data", help="convert datasets and mocap for training",
+                       description="Convert training datasets (from their own distributed files) "
+                       "and mocap into openhmr's formats.")
+    actions = p.add_subparsers(dest="data_command", metavar="ACTION")
+
+    c = actions.add_parser(
+        "convert", help="a dataset's own files → shards",
+        description="Read a dataset's distributed files, apply HMR's person scale (~150 px) "
+        "and crop, and write tar shards (<name>-00000.tar, ...) and manifest.json.")
+    c.add_argument("dataset", choices=list(CONVERTERS), help="which dataset ROOT holds")
+    c.add_argument("root", type=Path, help="the dataset's folder as distributed")
+    c.add_argument("out", type=Path, help="output folder for the shards")
+    c.add_argument("--split", default="train",
+                   help="train (default), test (lsp, coco: val2014, h36m: S9/S11) or validation (3dpw)")
+    c.add_argument("--overwrite", action="store_true", help="replace existing shards in OUT")
+    c.add_argument("--stride", type=int, default=None,
+                   help="keep every n-th frame (h36m: default 5; 3dpw: default 1)")
+    c.add_argument("--smpl-fits", type=Path, default=None,
+                   help="h36m: .npz of SMPL fits (keys, pose (N,72), betas (N,10)) → has_smpl")
+    c.add_argument("--smpl-dir", type=Path, default=None,
+                   help="3dpw: folder of SMPL model files (gendered + HMR's cocoplus file) → 3D joints")
+    c.set_defaults(func=run_convert)
+
+    m = actions.add_parser(
+        "convert-mocap", help="mocap → pose/shape npz for the adversarial prior",
+        description="amass ROOT OUT.npz: every AMASS .npz under ROOT → SMPL pose (N,72) and "
+        "shape (N,10). anny-prior COUNT OUT.npz: COUNT samples of the Anny model's own sampler.")
+    m.add_argument("source", choices=["amass", "anny-prior"])
+    m.add_argument("input", help="amass: the AMASS folder; anny-prior: the number of samples")
+    m.add_argument("out", type=Path, help="output .npz")
+    m.add_argument("--stride", type=int, default=1, help="amass: keep every n-th frame")
+    m.add_argument("--seed", type=int, default=0, help="anny-prior: random seed")
+    m.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    m.set_defaults(func=run_convert_mocap)
+
+    i = actions.add_parser("info", help="summarise a converted folder")
+    i.add_argument("folder", type=Path)
+    i.set_defaults(func=run_info)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from openhmr.data.datasets import converter
+
+    from openhmr.errors import InputError
+
+    options = {}
+    for flag, name, datasets in (("--stride", "stride", ("h36m", "3dpw")),
+                                 ("--smpl-fits", "smpl_fits", ("h36m",)),
+                                 ("--smpl-dir", "smpl_dir", ("3dpw",))):
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if args.dataset not in datasets:
+            raise InputError(f"{flag} applies to {' and '.join(datasets)} only, not {args.dataset}")
+        options[name] = value
+    manifest = converter(args.dataset).convert(args.root, args.out, split=args.split,
+                                               overwrite=args.overwrite, **options)
+    print(f"wrote {manifest['count']} {args.dataset} samples in {len(manifest['shards'])} shard(s) to {args.out}")
+    return 0
+
+
+def run_convert_mocap(args: argparse.Namespace) -> int:
+    from openhmr.data import mocap
+    from openhmr.errors import InputError
+
+    if args.source == "amass":
+        result = mocap.convert_amass(args.input, args.out, stride=args.stride, overwrite=args.overwrite)
+        print(f"wrote {result['count']} poses from {result['files']} AMASS sequences to {args.out}")
+        return 0
+    try:
+        count = int(args.input)
+    except ValueError:
+        raise InputError(f"anny-prior takes a sample count, got {args.input!r}") from None
+    if count < 1:
+        raise InputError(f"the sample count must be positive, got {count}")
+    if args.out.exists() and not args.overwrite:
+        raise InputError(f"{args.out} exists; pass --overwrite to replace it")
+    from openhmr.body.anny import Anny
+
+    pose, shape = mocap.anny_prior(Anny(), count, seed=args.seed)
+    mocap.save_mocap(args.out, pose, shape, overwrite=args.overwrite,
+                     source=f"Anny random_pose/random_shape sampler, seed {args.seed} (weak prior, not mocap)")
+    print(f"wrote {count} Anny prior samples to {args.out}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from openhmr.data.shards import read_manifest
+
+    manifest = read_manifest(args.folder)
+    print(f"{args.folder}: {manifest['count']} {manifest['dataset']} samples in "
+          f"{len(manifest['shards'])} shard(s), openhmr {manifest['openhmr_version']}")
+    for key, value in manifest.get("options", {}).items():
+        print(f"  {key}: {value}")
+    return 0

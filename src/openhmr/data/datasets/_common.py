@@ -1,0 +1,190 @@
+"""What the dataset converters share: HMR's person scale rules, its scale-and-crop, and the write loop.
+
+HMR's conversion scripts (HMR_REFERENCE §10.3) scale every image so that the
+person is about 150 px tall, measured as the diagonal of the box around the
+visible keypoints, then keep a window of at most 2·margin pixels around the
+person's centre (no padding: the window is clipped to the image). The
+original scales x by the height factor and y by the width factor (Q16, a
+sub-pixel error); here each axis uses its own factor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from openhmr.data.shards import SAMPLES_PER_SHARD, Sample, ShardWriter, read_manifest
+from openhmr.errors import InputError
+
+PERSON_SIZE_PX = 150.0
+# LSP-14 indices used by the scale rules.
+ANKLES = (0, 5)
+HIPS = (2, 3)
+SHOULDER_HIP_PAIRS = ((8, 2), (9, 3))
+HEAD_TOP = 13
+
+
+class DatasetError(InputError):
+    """A dataset root is missing files or holds something unexpected."""
+
+
+def require(path: Path, what: str) -> Path:
+    """``path`` if it exists, else a one-line ``DatasetError`` naming ``what``."""
+    if not path.exists():
+        raise DatasetError(f"{path} not found: expected {what}")
+    return path
+
+
+def load_mat(path: Path, **kwargs: Any) -> dict[str, Any]:
+    """Read a MATLAB v5 .mat file with scipy (imported lazily)."""
+    try:
+        import scipy.io
+    except ImportError:
+        raise DatasetError(f"reading {path.name} needs scipy (pip install scipy)") from None
+    try:
+        return scipy.io.loadmat(str(path), **kwargs)
+    except NotImplementedError:
+        raise DatasetError(f"{path} is a MATLAB v7.3 (HDF5) file; expected the dataset's v5 .mat") from None
+    except (ValueError, OSError, TypeError) as e:
+        raise DatasetError(f"cannot read {path}: {e}") from None
+
+
+def visible_box(keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(min, max) corners of the visible keypoints' box, or None if none is visible."""
+    vis = keypoints[:, 2] > 0
+    if not vis.any():
+        return None
+    pts = keypoints[vis, :2]
+    return pts.min(axis=0), pts.max(axis=0)
+
+
+def visible_center(keypoints: np.ndarray) -> np.ndarray | None:
+    """Midpoint of the visible keypoints' box, rounded to whole pixels (the
+    original stores integer centres)."""
+    box = visible_box(keypoints)
+    return None if box is None else np.round((box[0] + box[1]) / 2.0)
+
+
+def visible_diagonal(keypoints: np.ndarray) -> float:
+    box = visible_box(keypoints)
+    return 0.0 if box is None else float(np.linalg.norm(box[1] - box[0]))
+
+
+def _mean_distance(keypoints: np.ndarray, pairs: Iterable[tuple[int, int]]) -> float | None:
+    dists = [np.linalg.norm(keypoints[a, :2] - keypoints[b, :2]) for a, b in pairs
+             if keypoints[a, 2] > 0 and keypoints[b, 2] > 0]
+    return float(np.mean(dists)) if dists else None
+
+
+def _ratio(size: float, length: float | None) -> float | None:
+    return size / length if length is not None and length > 0 else None
+
+
+def mpii_scale(keypoints: np.ndarray) -> float | None:
+    """HMR's MPII person scale (LSP-order keypoints), or None to skip the person.
+
+    An ankle visible: 150 / visible-box diagonal. Else head top and a hip:
+    75 / mean head-top–hip distance (the original's comment says shoulders,
+    its code uses the head top: Q17, reproduced). Else shoulder–hip pairs:
+    56 / mean shoulder–hip distance. Else None.
+    """
+    if (keypoints[list(ANKLES), 2] > 0).any():
+        return _ratio(PERSON_SIZE_PX, visible_diagonal(keypoints))
+    if keypoints[HEAD_TOP, 2] > 0 and (keypoints[list(HIPS), 2] > 0).any():
+        return _ratio(75.0, _mean_distance(keypoints, [(HEAD_TOP, h) for h in HIPS]))
+    torso = _mean_distance(keypoints, SHOULDER_HIP_PAIRS)
+    return _ratio(56.0, torso)
+
+
+def coco_scale(keypoints: np.ndarray) -> float | None:
+    """HMR's COCO person scale: 150/diagonal with an ankle visible, else
+    75 / mean shoulder–hip length, else 50 / diagonal."""
+    if (keypoints[list(ANKLES), 2] > 0).any():
+        return _ratio(PERSON_SIZE_PX, visible_diagonal(keypoints))
+    torso = _mean_distance(keypoints, SHOULDER_HIP_PAIRS)
+    if torso is not None:
+        return _ratio(75.0, torso)
+    return _ratio(50.0, visible_diagonal(keypoints))
+
+
+def diagonal_scale(keypoints: np.ndarray) -> float | None:
+    """150 / visible-box diagonal (MPI-INF-3DHP, Human3.6M, 3DPW)."""
+    return _ratio(PERSON_SIZE_PX, visible_diagonal(keypoints))
+
+
+def scale_and_crop_person(image: np.ndarray, keypoints: np.ndarray, scale: float, margin: int,
+                          center: np.ndarray | None = None
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The original's ``resize_img`` + crop of at most (2·margin)² around the person.
+
+    Args:
+        image: (H, W, 3) uint8.
+        keypoints: (K, 3) x, y in image pixels, visibility.
+        scale: requested scale; the image becomes floor(H·s) × floor(W·s)
+            (bilinear ``cv2.resize``), the keypoints use the actual factors.
+        margin: half-size of the kept window, pixels of the scaled image.
+        center: person centre in image pixels (default: visible-box midpoint).
+    Returns:
+        (cropped image, keypoints (K, 3) in its pixels, centre (2,) integer
+        pixels, offset (2,) the scaled-image pixel of the crop's top-left
+        corner, factors (2,) the actual (fx, fy)); a source point maps to
+        x·factors − offset.
+    """
+    import cv2
+
+    height, width = image.shape[:2]
+    new_h, new_w = (int(np.floor(height * scale)), int(np.floor(width * scale)))
+    if new_h < 1 or new_w < 1:
+        raise ValueError(f"scale {scale} shrinks the image to nothing")
+    scaled = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    factors = np.array([new_w / width, new_h / height])
+    if center is None:
+        center = visible_center(keypoints)
+    center_scaled = np.round(np.asarray(center, np.float64) * factors).astype(int)
+    start = np.maximum(center_scaled - margin, 0)
+    end = np.minimum(center_scaled + margin, [new_w, new_h])
+    crop = np.ascontiguousarray(scaled[start[1]:end[1], start[0]:end[0]])
+    kp = np.asarray(keypoints, np.float64).copy()
+    kp[:, :2] = kp[:, :2] * factors - start
+    return crop, kp, (center_scaled - start).astype(np.float64), start, factors
+
+
+def crop_intrinsics(intrinsics: np.ndarray, factors: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """A pinhole K (3, 3) of the source image → K of the scaled, cropped image."""
+    k = np.asarray(intrinsics, np.float64).copy()
+    k[0, :] *= factors[0]
+    k[1, :] *= factors[1]
+    k[0, 2] -= offset[0]
+    k[1, 2] -= offset[1]
+    return k
+
+
+def to_cocoplus(lsp14: np.ndarray, face5: np.ndarray | None = None) -> np.ndarray:
+    """(14, 3) LSP keypoints (+ optional (5, 3) COCO face points) → (19, 3) cocoplus."""
+    out = np.zeros((19, 3), np.float64)
+    out[:14] = lsp14
+    if face5 is not None:
+        out[14:] = face5
+    return out
+
+
+def write_samples(samples: Iterator[Sample], out_dir: Path, name: str, options: dict[str, Any],
+                  overwrite: bool, samples_per_shard: int = SAMPLES_PER_SHARD) -> dict[str, Any]:
+    """Write a converter's samples as shards; returns the manifest.
+
+    The output is checked before any input is read, so an existing output
+    fails fast without --overwrite.
+    """
+    with ShardWriter(out_dir, name, dataset=name, options=options,
+                     samples_per_shard=samples_per_shard, overwrite=overwrite) as writer:
+        for sample in samples:
+            writer.write(sample)
+    return read_manifest(out_dir)
+
+
+def check_split(dataset: str, split: str, available: tuple[str, ...]) -> None:
+    if split not in available:
+        raise DatasetError(f"{dataset} conversion supports --split {' or '.join(available)}, got {split!r}")

@@ -1,0 +1,119 @@
+"""COCO 2014 person keypoints → shards, as HMR's ``coco_to_tfrecords``.
+
+Reads ``annotations/person_keypoints_train2014.json`` and ``train2014/*.jpg``
+under ROOT (``--split test`` reads the val2014 pair instead; HMR trains on
+train2014 only). A person is kept when (HMR_REFERENCE §10.3):
+
+* it is not a crowd annotation and has at least 6 keypoints with v = 2;
+* the longer side of its mask's box exceeds 60 px. The box is taken from the
+  segmentation polygons' extent (COCO's own ``bbox`` for RLE masks), which
+  is the mask box up to rasterisation, so no pycocotools is needed;
+* it is not face/shoulder-only: some elbow, wrist, hip, knee or ankle is
+  labelled.
+
+Keypoints map to cocoplus as body ids [16, 14, 12, 11, 13, 15, 10, 8, 6, 5,
+7, 9], then neck and head top unlabelled, then face ids 0–4; visibility is
+v > 0. Scale: ``coco_scale`` (150/diagonal with an ankle, else 75 / mean
+torso, else 50/diagonal); the scaled image is cropped to at most 400×400 px.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from openhmr.data.datasets._common import (
+    DatasetError, check_split, coco_scale, require, scale_and_crop_person, write_samples,
+)
+from openhmr.data.shards import Sample
+from openhmr.io.images import read_image
+
+NAME = "coco"
+COCO_BODY_TO_LSP = (16, 14, 12, 11, 13, 15, 10, 8, 6, 5, 7, 9)
+COCO_FACE = (0, 1, 2, 3, 4)
+MIN_LABELLED = 6
+MIN_BOX_SIDE = 60.0
+LIMB_IDS = tuple(range(7, 17))  # elbows, wrists, hips, knees, ankles
+MARGIN = 200
+
+
+def coco_to_cocoplus(keypoints: np.ndarray) -> np.ndarray:
+    """(17, 3) COCO (x, y, v) → (19, 3) cocoplus (x, y, vis = v > 0)."""
+    kp = np.asarray(keypoints, np.float64).reshape(17, 3)
+    out = np.zeros((19, 3))
+    out[:12] = kp[list(COCO_BODY_TO_LSP)]
+    out[14:] = kp[list(COCO_FACE)]
+    out[:, 2] = out[:, 2] > 0
+    return out
+
+
+def mask_box_side(annotation: dict[str, Any]) -> float:
+    """Longer side of the person's mask box, pixels."""
+    seg = annotation.get("segmentation")
+    if isinstance(seg, list) and seg:
+        pts = np.concatenate([np.asarray(p, np.float64).reshape(-1, 2) for p in seg if len(p) >= 2])
+        extent = pts.max(axis=0) - pts.min(axis=0)
+        return float(extent.max())
+    box = annotation.get("bbox") or [0, 0, 0, 0]
+    return float(max(box[2], box[3]))
+
+
+def keep_person(annotation: dict[str, Any]) -> bool:
+    """HMR's COCO person filter (module docstring)."""
+    if annotation.get("iscrowd", 0):
+        return False
+    kp = np.asarray(annotation.get("keypoints", []), np.float64)
+    if kp.size != 51:
+        return False
+    v = kp.reshape(17, 3)[:, 2]
+    if (v == 2).sum() < MIN_LABELLED:
+        return False
+    if mask_box_side(annotation) <= MIN_BOX_SIDE:
+        return False
+    return bool((v[list(LIMB_IDS)] > 0).any())
+
+
+def samples(root: Path, data: dict[str, Any], image_dir: str) -> Iterator[Sample]:
+    people: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for ann in data.get("annotations", []):
+        if keep_person(ann):
+            people[int(ann["image_id"])].append(ann)
+    images = {int(img["id"]): img for img in data.get("images", [])}
+    for image_id in tqdm(sorted(people), desc="convert coco", unit="img"):
+        if image_id not in images:
+            raise DatasetError(f"COCO annotation refers to image id {image_id}, which is not listed")
+        name = images[image_id]["file_name"]
+        image = read_image(require(root / image_dir / name, f"the COCO image {image_dir}/{name}"))
+        for ann in people[image_id]:
+            kp = coco_to_cocoplus(np.asarray(ann["keypoints"]))
+            scale = coco_scale(kp)
+            if scale is None:
+                continue
+            crop, kp_c, center, _, _ = scale_and_crop_person(image, kp, scale, MARGIN)
+            yield Sample(key=f"coco_{image_id:012d}_{int(ann['id'])}", image=crop, keypoints2d=kp_c,
+                         center=center, dataset=NAME,
+                         extras={"source": np.array(f"{image_dir}/{name}"), "scale": np.float32(scale)})
+
+
+def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: bool = False,
+            **_: Any) -> dict[str, Any]:
+    """Convert COCO 2014 people under ``root`` into shards in ``out``."""
+    root = Path(root)
+    check_split("COCO", split, ("train", "test"))
+    part = "train2014" if split == "train" else "val2014"
+    require(root, f"the COCO folder (annotations/, {part}/)")
+    ann_path = require(root / "annotations" / f"person_keypoints_{part}.json",
+                       f"COCO's annotations/person_keypoints_{part}.json")
+    require(root / part, f"COCO's {part}/ image folder")
+    try:
+        data = json.loads(ann_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DatasetError(f"cannot read {ann_path}: {e}") from None
+    return write_samples(samples(root, data, part), Path(out), NAME,
+                         {"split": split, "root": str(root), "margin": MARGIN}, overwrite)

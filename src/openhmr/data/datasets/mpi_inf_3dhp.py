@@ -1,0 +1,182 @@
+"""MPI-INF-3DHP (training subjects) → shards, as HMR's ``mpi_inf_3dhp_to_tfrecords``.
+
+Reads under ROOT, for subjects S1–S7 (S8 is excluded, as the original) and
+sequences Seq1, Seq2:
+
+* ``S<s>/Seq<q>/annot.mat`` (MATLAB v5): ``annot2`` and ``annot3``, cells
+  with one (frames, 28·2) / (frames, 28·3) array per camera: 2D pixels and 3D
+  millimetres in that camera's frame;
+* ``S<s>/Seq<q>/camera.calibration`` (the dataset's text format): per camera
+  a ``name`` line, ``size W H`` and a 4×4 row-major ``intrinsic``;
+* the frames of cameras 0, 1, 2, 4, 5, 6, 7, 8 as JPEGs
+  ``S<s>/Seq<q>/imageFrames/video_<cam>/frame_%06d.jpg`` (frame f is file
+  f + 1, as the dataset's extraction script names them). The dataset ships
+  videos (``imageSequence/video_<cam>.avi``); where no extracted frames are
+  found, the video is decoded instead.
+
+Per camera sequence a frame is kept when some joint moved at least 200 mm
+since the last kept frame (the first frame is kept) and at least 8 of the 14
+joints project inside the image. The 17 joints [8, 6, 15, 16, 17, 10, 11,
+12, 24, 25, 26, 19, 20, 21, 5, 4, 7] − 1 of the 28 give the 14 LSP joints,
+all marked visible; 3D in metres. Scale 150 / diagonal, crop ≤ 300×300 px;
+the scaled, cropped intrinsics are stored as ``intrinsics`` (3, 3). Samples
+are written in sequence order (the training reader shuffles).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from openhmr.data.datasets._common import (
+    DatasetError, check_split, crop_intrinsics, diagonal_scale, load_mat, require,
+    scale_and_crop_person, to_cocoplus, write_samples,
+)
+from openhmr.data.shards import Sample
+from openhmr.io.images import open_video, read_image
+
+NAME = "mpi_inf_3dhp"
+SUBJECTS = (1, 2, 3, 4, 5, 6, 7)
+SEQUENCES = (1, 2)
+CAMERAS = (0, 1, 2, 4, 5, 6, 7, 8)
+# 1-based ids of the 28 joints giving, in order: head top, neck, R shoulder,
+# R elbow, R wrist, L shoulder, L elbow, L wrist, R hip, R knee, R ankle,
+# L hip, L knee, L ankle, pelvis, spine, head.
+JOINT_IDS_17 = (8, 6, 15, 16, 17, 10, 11, 12, 24, 25, 26, 19, 20, 21, 5, 4, 7)
+# Positions in that 17-joint list of the LSP-14 joints.
+LSP_FROM_17 = (10, 9, 8, 11, 12, 13, 4, 3, 2, 5, 6, 7, 1, 0)
+MOTION_MM = 200.0
+MIN_INSIDE = 8
+MARGIN = 150
+
+
+def parse_calibration(path: Path) -> dict[int, dict[str, np.ndarray]]:
+    """``camera.calibration`` → camera index → {"size": (W, H), "K": (3, 3)}."""
+    cameras: dict[int, dict[str, np.ndarray]] = {}
+    current: int | None = None
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise DatasetError(f"cannot read {path}: {e}") from None
+    for line in lines:
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] == "name" and len(parts) >= 2:
+            current = int(parts[1])
+            cameras[current] = {}
+        elif current is not None and parts[0] == "size" and len(parts) >= 3:
+            cameras[current]["size"] = np.array([float(parts[1]), float(parts[2])])
+        elif current is not None and parts[0] == "intrinsic" and len(parts) >= 17:
+            cameras[current]["K"] = np.array(parts[1:17], np.float64).reshape(4, 4)[:3, :3]
+    return cameras
+
+
+def lsp_from_28(points: np.ndarray) -> np.ndarray:
+    """(..., 28, C) MPI-INF-3DHP joints → (..., 14, C) LSP order."""
+    j17 = points[..., [i - 1 for i in JOINT_IDS_17], :]
+    return j17[..., list(LSP_FROM_17), :]
+
+
+def _frames(seq_dir: Path, cam: int) -> Iterator[np.ndarray] | None:
+    frame_dir = seq_dir / "imageFrames" / f"video_{cam}"
+    if frame_dir.is_dir():
+        def read() -> Iterator[np.ndarray]:
+            f = 0
+            while True:
+                path = frame_dir / f"frame_{f + 1:06d}.jpg"
+                if not path.is_file():
+                    return
+                yield read_image(path)
+                f += 1
+        return read()
+    video = seq_dir / "imageSequence" / f"video_{cam}.avi"
+    if video.is_file():
+        return open_video(video)[1]
+    return None
+
+
+def select_frames(joints3d: np.ndarray, joints2d: np.ndarray, size: np.ndarray) -> list[int]:
+    """HMR's frame filter for one camera sequence (module docstring).
+
+    Args:
+        joints3d: (T, 17, 3) millimetres; joints2d: (T, 14, 2) pixels;
+        size: (W, H) image size.
+    """
+    kept: list[int] = []
+    last: np.ndarray | None = None
+    for t in range(len(joints3d)):
+        if last is not None and np.linalg.norm(joints3d[t] - last, axis=1).max() < MOTION_MM:
+            continue
+        inside = ((joints2d[t] >= 0) & (joints2d[t] < size)).all(axis=1).sum()
+        if inside < MIN_INSIDE:
+            continue
+        kept.append(t)
+        last = joints3d[t]
+    return kept
+
+
+def sequence_samples(root: Path, subject: int, seq: int) -> Iterator[Sample]:
+    seq_dir = root / f"S{subject}" / f"Seq{seq}"
+    annot = load_mat(require(seq_dir / "annot.mat", f"S{subject}/Seq{seq}/annot.mat"))
+    calib = parse_calibration(require(seq_dir / "camera.calibration",
+                                      f"S{subject}/Seq{seq}/camera.calibration"))
+    try:
+        annot2 = np.asarray(annot["annot2"], dtype=object).ravel()
+        annot3 = np.asarray(annot["annot3"], dtype=object).ravel()
+    except KeyError as e:
+        raise DatasetError(f"{seq_dir / 'annot.mat'} lacks {e}") from None
+    for cam in CAMERAS:
+        if cam >= len(annot2) or cam not in calib or "K" not in calib[cam]:
+            raise DatasetError(f"{seq_dir}: camera {cam} is missing from annot.mat or camera.calibration")
+        j2 = np.asarray(annot2[cam], np.float64).reshape(-1, 28, 2)
+        j3 = np.asarray(annot3[cam], np.float64).reshape(-1, 28, 3)
+        frames = _frames(seq_dir, cam)
+        if frames is None:
+            raise DatasetError(f"{seq_dir}: no frames for camera {cam} (expected "
+                               f"imageFrames/video_{cam}/frame_000001.jpg... or imageSequence/video_{cam}.avi)")
+        j3_17 = j3[:, [i - 1 for i in JOINT_IDS_17]]
+        lsp2 = lsp_from_28(j2)
+        size = calib[cam].get("size")
+        kept = set(select_frames(j3_17, lsp2, size if size is not None else np.array([np.inf, np.inf])))
+        last = max(kept) if kept else -1
+        for t, image in enumerate(frames):
+            if t > last:
+                break
+            if t not in kept:
+                continue
+            kp = np.concatenate([lsp2[t], np.ones((14, 1))], axis=1)
+            scale = diagonal_scale(kp)
+            if scale is None:
+                continue
+            crop, kp_c, center, offset, factors = scale_and_crop_person(
+                image, to_cocoplus(kp), scale, MARGIN)
+            yield Sample(
+                key=f"3dhp_S{subject}_Seq{seq}_cam{cam}_{t:06d}", image=crop, keypoints2d=kp_c,
+                center=center, dataset=NAME, joints3d=lsp_from_28(j3[t]) / 1000.0,
+                extras={"intrinsics": crop_intrinsics(calib[cam]["K"], factors, offset).astype(np.float32),
+                        "source": np.array(f"S{subject}/Seq{seq}/video_{cam}/{t:06d}")})
+
+
+def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: bool = False,
+            subjects: tuple[int, ...] = SUBJECTS, **_: Any) -> dict[str, Any]:
+    """Convert MPI-INF-3DHP's training subjects under ``root`` into shards in ``out``."""
+    root = Path(root)
+    check_split("MPI-INF-3DHP", split, ("train",))
+    require(root, "the MPI-INF-3DHP folder (S1/Seq1/annot.mat, ...)")
+    sequences = [(s, q) for s in subjects for q in SEQUENCES
+                 if (root / f"S{s}" / f"Seq{q}" / "annot.mat").is_file()]
+    if not sequences:
+        raise DatasetError(f"no MPI-INF-3DHP sequence under {root}: expected S1/Seq1/annot.mat ...")
+
+    def samples() -> Iterator[Sample]:
+        for subject, seq in tqdm(sequences, desc="convert mpi_inf_3dhp", unit="seq"):
+            yield from sequence_samples(root, subject, seq)
+
+    options = {"split": split, "root": str(root), "cameras": list(CAMERAS),
+               "sequences": [f"S{s}/Seq{q}" for s, q in sequences], "margin": MARGIN}
+    return write_samples(samples(), Path(out), NAME, options, overwrite)

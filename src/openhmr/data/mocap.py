@@ -1,0 +1,245 @@
+"""Motion-capture bodies for the adversarial prior: files, AMASS conversion, a resumable sampler.
+
+HMR's discriminator learns "real" bodies from MoSh'ed SMPL fits of CMU,
+Human3.6M (without S9, S11) and jointLim, drawn as batches of B·3 pose/shape
+pairs per step (HMR_REFERENCE §10.5). openhmr keeps such sets as ``.npz``
+files with
+
+* ``pose`` (N, 3·J) float32 axis-angle (SMPL: 72, root first), and
+* ``shape`` (N, k) float32 (SMPL: 10 betas).
+
+The discriminator ignores the root rotation (it sees joints 1..J−1), so the
+frame the mocap's root is expressed in does not matter.
+
+Sources:
+
+* the original's MoSh sets, once converted to that layout;
+* AMASS (``convert_amass``): each AMASS ``.npz`` has ``poses`` (T, 156)
+  SMPL-H axis-angle (22 body joints, then 2×15 hand joints) and ``betas``
+  (16,). SMPL's 24 joints are the 22 body joints plus the two hand joints,
+  which SMPL-H replaces by fingers: those two are set to zero (a flat hand).
+  The betas are cut to the first 10 (SMPL-H and SMPL share the leading
+  components only approximately; the prior learns shape statistics from them
+  all the same). ``stride`` keeps every n-th frame (AMASS runs at
+  60–250 fps, so neighbouring frames repeat each other);
+* Anny (``anny_prior``): no Anny mocap exists. The documented route is the
+  body model's own sampler (``Anny.random_pose``, ``Anny.random_shape``):
+  uniform joint ranges and phenotypes around the average adult. It is a weak
+  prior (it rewards "inside the joint limits", not "looks like human
+  motion"), stated as such in the file's ``source`` field.
+
+``MocapSampler`` draws the batches: a seeded permutation per epoch, read in
+consecutive chunks, with ``state_dict``/``load_state_dict`` for exact resume.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from openhmr.errors import InputError
+
+SMPL_BODY_VALUES = 66  # 22 body joints × 3 (SMPL-H's first joints are SMPL's first 22)
+SMPL_POSE_SIZE = 72
+SMPL_SHAPE_SIZE = 10
+
+
+class MocapError(InputError):
+    """A mocap file or folder is missing or not in the expected layout."""
+
+
+def load_mocap(paths: str | Path | Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate mocap ``.npz`` files (``pose`` (N, P), ``shape`` (N, S)).
+
+    Returns:
+        (pose (N, P) float32, shape (N, S) float32).
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    poses, shapes = [], []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise MocapError(f"mocap file not found: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                pose, shape = np.asarray(f["pose"], np.float32), np.asarray(f["shape"], np.float32)
+        except KeyError as e:
+            raise MocapError(f"{path} lacks the array {e}; expected pose (N, 3·J) and shape (N, k)") from None
+        except (OSError, ValueError) as e:
+            raise MocapError(f"cannot read {path}: {e}") from None
+        if pose.ndim != 2 or shape.ndim != 2 or len(pose) != len(shape):
+            raise MocapError(f"{path}: pose {pose.shape} and shape {shape.shape} must be (N, P) and (N, S)")
+        poses.append(pose)
+        shapes.append(shape)
+    if len({p.shape[1] for p in poses}) > 1 or len({s.shape[1] for s in shapes}) > 1:
+        raise MocapError("the mocap files have different pose or shape sizes")
+    pose, shape = np.concatenate(poses), np.concatenate(shapes)
+    if len(pose) == 0:
+        raise MocapError("the mocap files hold no samples")
+    return pose, shape
+
+
+def save_mocap(path: str | Path, pose: np.ndarray, shape: np.ndarray, overwrite: bool = False,
+               **meta: str) -> Path:
+    """Write a mocap ``.npz`` (atomically; refuses to replace a file without ``overwrite``)."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise MocapError(f"the mocap output must be an .npz file, got {path}")
+    if path.exists() and not overwrite:
+        raise MocapError(f"{path} exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}.npz")
+    np.savez(tmp, pose=np.asarray(pose, np.float32), shape=np.asarray(shape, np.float32),
+             **{k: np.array(v) for k, v in meta.items()})
+    os.replace(tmp, path)
+    return path
+
+
+def amass_to_smpl(poses: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One AMASS sequence → SMPL (pose (T, 72), shape (T, 10)).
+
+    Args:
+        poses: (T, ≥66) SMPL-H (or SMPL-X body) axis-angle.
+        betas: (≥10,) shape.
+    """
+    poses = np.asarray(poses, np.float64)
+    if poses.ndim != 2 or poses.shape[1] < SMPL_BODY_VALUES:
+        raise MocapError(f"AMASS poses must be (T, ≥66), got {poses.shape}")
+    betas = np.asarray(betas, np.float64).ravel()
+    if betas.size < SMPL_SHAPE_SIZE:
+        raise MocapError(f"AMASS betas must have ≥10 values, got {betas.size}")
+    pose = np.zeros((len(poses), SMPL_POSE_SIZE))
+    pose[:, :SMPL_BODY_VALUES] = poses[:, :SMPL_BODY_VALUES]
+    shape = np.repeat(betas[None, :SMPL_SHAPE_SIZE], len(poses), axis=0)
+    return pose.astype(np.float32), shape.astype(np.float32)
+
+
+def convert_amass(root: str | Path, out: str | Path, stride: int = 1,
+                  overwrite: bool = False) -> dict[str, Any]:
+    """All AMASS sequence files under ``root`` → one SMPL mocap ``.npz``.
+
+    Files without ``poses`` (AMASS's per-subject ``shape.npz``) are skipped.
+
+    Returns:
+        {"files": sequences used, "count": samples written, "path": out}.
+    """
+    root, out = Path(root), Path(out)
+    if not root.is_dir():
+        raise MocapError(f"AMASS folder not found: {root}")
+    if stride < 1:
+        raise MocapError(f"--stride must be at least 1, got {stride}")
+    if out.exists() and not overwrite:
+        raise MocapError(f"{out} exists; pass --overwrite to replace it")
+    files = sorted(root.rglob("*.npz"))
+    poses, shapes, used = [], [], 0
+    for path in tqdm(files, desc="convert amass", unit="seq"):
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                if "poses" not in f.files or "betas" not in f.files:
+                    continue
+                pose, shape = amass_to_smpl(f["poses"][::stride], f["betas"])
+        except (OSError, ValueError) as e:
+            raise MocapError(f"cannot read {path}: {e}") from None
+        poses.append(pose)
+        shapes.append(shape)
+        used += 1
+    if not used:
+        raise MocapError(f"no AMASS sequence (.npz with poses and betas) under {root}")
+    pose, shape = np.concatenate(poses), np.concatenate(shapes)
+    save_mocap(out, pose, shape, overwrite=overwrite,
+               source=f"AMASS {root.name}: SMPL-H body joints + zero hands, betas[:10], stride {stride}")
+    return {"files": used, "count": len(pose), "path": out}
+
+
+def anny_prior(model: Any, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` samples of an Anny model's own pose/shape sampler (see the module docstring).
+
+    Args:
+        model: ``openhmr.body.anny.Anny`` (anything with ``random_pose(n,
+            generator)`` and ``random_shape(n, generator)``).
+    Returns:
+        (pose (count, 3·J), shape (count, k)) float32.
+    """
+    generator = torch.Generator().manual_seed(int(seed))
+    pose = model.random_pose(count, generator=generator)
+    shape = model.random_shape(count, generator=generator)
+    return (pose.detach().cpu().numpy().astype(np.float32),
+            shape.detach().cpu().numpy().astype(np.float32))
+
+
+class MocapSampler:
+    """Reproducible batches of real (pose, shape) pairs for the discriminator.
+
+    Each epoch is a permutation of all N samples (``default_rng([seed,
+    epoch])``), read in consecutive chunks of ``batch_size`` (B·3 in HMR); a
+    chunk that would cross the end of an epoch continues into the next one,
+    so every batch is full. ``state_dict()`` gives (seed, epoch, index) and
+    ``load_state_dict`` resumes to exactly the same next batch.
+
+    Args:
+        pose: (N, P) axis-angle; shape: (N, S).
+        batch_size: samples per ``next()`` call.
+        seed: base seed.
+    """
+
+    def __init__(self, pose: np.ndarray, shape: np.ndarray, batch_size: int, seed: int = 0) -> None:
+        if len(pose) != len(shape) or len(pose) == 0:
+            raise MocapError("mocap pose and shape must be non-empty and of equal length")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.pose = torch.as_tensor(np.asarray(pose, np.float32))
+        self.shape = torch.as_tensor(np.asarray(shape, np.float32))
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.index = 0
+        self._perm: tuple[int, np.ndarray] | None = None
+
+    @classmethod
+    def from_files(cls, paths: str | Path | Sequence[str | Path], batch_size: int,
+                   seed: int = 0) -> MocapSampler:
+        return cls(*load_mocap(paths), batch_size=batch_size, seed=seed)
+
+    def __len__(self) -> int:
+        return len(self.pose)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.pose)))
+        return self._perm[1]
+
+    def next(self) -> tuple[Tensor, Tensor]:
+        """The next (pose (batch, P), shape (batch, S)) float32 tensors."""
+        ids: list[np.ndarray] = []
+        need = self.batch_size
+        while need:
+            perm = self._permutation(self.epoch)
+            take = perm[self.index:self.index + need]
+            ids.append(take)
+            need -= len(take)
+            self.index += len(take)
+            if self.index == len(perm):
+                self.epoch += 1
+                self.index = 0
+        idx = torch.as_tensor(np.concatenate(ids))
+        return self.pose[idx], self.shape[idx]
+
+    __next__ = next
+
+    def __iter__(self) -> MocapSampler:
+        return self
+
+    def state_dict(self) -> dict[str, int]:
+        return {"seed": self.seed, "epoch": self.epoch, "index": self.index, "count": len(self.pose)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if int(state.get("seed", self.seed)) != self.seed or int(state.get("count", len(self))) != len(self):
+            raise ValueError("the saved mocap position belongs to another seed or mocap set")
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])

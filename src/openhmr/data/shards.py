@@ -1,0 +1,717 @@
+"""The training-sample format: tar shards of JPEG + NPZ pairs, and their readers.
+
+A converted dataset is a folder holding
+
+* ``<name>-00000.tar``, ``<name>-00001.tar``, ... (``SAMPLES_PER_SHARD`` samples
+  each, the last one shorter). Each sample is two tar members sharing a key:
+  ``<key>.jpg``, the image (already scaled so the person is ~150 px and
+  cropped, as HMR's conversion scripts do, HMR_REFERENCE §10.3), and
+  ``<key>.npz``, its labels (below). Shards are written to a temporary name
+  and renamed when complete, so a shard that exists is whole.
+* ``manifest.json``: dataset name, sample count, the shards with their counts,
+  the conversion options and the openhmr version.
+
+The ``.npz`` of a sample holds (float32 unless said):
+
+* ``keypoints2d`` (19, 3): cocoplus order (HMR_REFERENCE §4.3), x, y in the
+  stored image's pixels (continuous coordinates, pixel i covers [i, i+1)),
+  visibility 0/1;
+* ``center`` (2,): the person's centre (x, y) in the stored image's pixels,
+  integer-valued as in the original's records;
+* ``has_joints3d``, ``has_smpl`` (bool) and ``dataset`` (str);
+* optional ``joints3d`` (14, 3): metres, LSP order, camera orientation;
+* optional ``pose`` (3·J,) axis-angle and ``betas`` (k,) (SMPL: 72 and 10);
+* optional extras, e.g. ``intrinsics`` (3, 3) of the stored image, ``source``
+  (str), the file it came from.
+
+Readers:
+
+* ``ShardDataset``: an ``IterableDataset`` that streams shards with a seeded
+  shuffle buffer, splits the stream between DDP ranks and DataLoader workers,
+  and resumes exactly from ``state_dict()`` (see its docstring).
+* ``ShardSamples``: a map-style ``Dataset`` for small sets (tests, overfitting).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from openhmr import __version__
+from openhmr.errors import InputError
+
+SAMPLES_PER_SHARD = 1000
+MANIFEST = "manifest.json"
+FORMAT = "openhmr-shards"
+FORMAT_VERSION = 1
+JPEG_QUALITY = 95
+NUM_KEYPOINTS = 19
+NUM_JOINTS3D = 14
+SMPL_POSE_SIZE = 72
+SMPL_SHAPE_SIZE = 10
+
+
+class ShardError(InputError):
+    """A shard folder is missing, incomplete or not in openhmr's format."""
+
+
+@dataclass
+class Sample:
+    """One training sample as the converters produce it.
+
+    Attributes:
+        key: unique name inside the dataset ([A-Za-z0-9_-]; see ``safe_key``).
+        image: JPEG bytes, or an (H, W, 3) uint8 RGB array (encoded on write).
+        keypoints2d: (19, 3) cocoplus x, y (pixels of ``image``), visibility.
+        center: (2,) person centre (x, y), pixels of ``image``.
+        dataset: dataset name ("lsp", "mpii", ...).
+        joints3d: optional (14, 3) metres, LSP order.
+        pose: optional (3·J,) axis-angle body pose (SMPL: 72).
+        betas: optional (k,) shape (SMPL: 10).
+        extras: optional further arrays (e.g. ``intrinsics`` (3, 3)).
+    """
+
+    key: str
+    image: bytes | np.ndarray
+    keypoints2d: np.ndarray
+    center: np.ndarray
+    dataset: str
+    joints3d: np.ndarray | None = None
+    pose: np.ndarray | None = None
+    betas: np.ndarray | None = None
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def safe_key(text: str) -> str:
+    """Turn a name into a tar key: the key ends at the first '.', so dots,
+    slashes and spaces become underscores."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """(H, W, 3) uint8 RGB → JPEG bytes."""
+    import cv2
+
+    image = np.ascontiguousarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.dtype} {image.shape}")
+    ok, buf = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """JPEG bytes → (H, W, 3) uint8 RGB."""
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ShardError("a shard holds an image that cannot be decoded")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _sample_arrays(sample: Sample) -> dict[str, np.ndarray]:
+    kp = np.asarray(sample.keypoints2d, np.float32)
+    if kp.shape != (NUM_KEYPOINTS, 3):
+        raise ValueError(f"keypoints2d must be (19, 3), got {kp.shape}")
+    arrays: dict[str, np.ndarray] = {
+        "keypoints2d": kp,
+        "center": np.asarray(sample.center, np.float32).reshape(2),
+        "has_joints3d": np.array(sample.joints3d is not None),
+        "has_smpl": np.array(sample.pose is not None and sample.betas is not None),
+        "dataset": np.array(sample.dataset),
+    }
+    if sample.joints3d is not None:
+        arrays["joints3d"] = np.asarray(sample.joints3d, np.float32).reshape(NUM_JOINTS3D, 3)
+    if sample.pose is not None:
+        arrays["pose"] = np.asarray(sample.pose, np.float32).reshape(-1)
+    if sample.betas is not None:
+        arrays["betas"] = np.asarray(sample.betas, np.float32).reshape(-1)
+    for name, value in sample.extras.items():
+        if name in arrays:
+            raise ValueError(f"extra array {name!r} clashes with a standard field")
+        arrays[name] = np.asarray(value)
+    return arrays
+
+
+class ShardWriter:
+    """Write samples into ``<out_dir>/<name>-%05d.tar`` shards and a manifest.
+
+    Use as a context manager; the manifest is written on a clean exit only,
+    so an interrupted conversion leaves no manifest (readers refuse it).
+
+    Args:
+        out_dir: output folder (created).
+        name: shard file prefix (usually the dataset name).
+        dataset: dataset name recorded in the manifest.
+        options: conversion options recorded in the manifest.
+        samples_per_shard: samples per tar file.
+        overwrite: replace an existing manifest and shards with this prefix;
+            without it, an existing output raises ``InputError``.
+    """
+
+    def __init__(self, out_dir: str | Path, name: str, dataset: str | None = None,
+                 options: dict[str, Any] | None = None,
+                 samples_per_shard: int = SAMPLES_PER_SHARD, overwrite: bool = False) -> None:
+        self.out_dir = Path(out_dir)
+        self.name = name
+        self.dataset = dataset or name
+        self.options = dict(options or {})
+        self.samples_per_shard = int(samples_per_shard)
+        if self.samples_per_shard < 1:
+            raise ValueError("samples_per_shard must be at least 1")
+        existing = existing_output(self.out_dir, name)
+        manifest_path = self.out_dir / MANIFEST
+        if manifest_path.is_file():
+            try:
+                other = json.loads(manifest_path.read_text()).get("dataset")
+            except (OSError, json.JSONDecodeError, AttributeError):
+                other = None
+            if other != self.dataset:
+                raise InputError(f"{self.out_dir} already holds another converted dataset ({other}); "
+                                 "write each dataset to its own folder")
+        if existing and not overwrite:
+            raise InputError(f"{existing[0]} already exists; pass --overwrite to replace "
+                             f"the {len(existing)} existing file(s) in {self.out_dir}")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for path in existing:
+            path.unlink()
+        self.shards: list[dict[str, Any]] = []
+        self.count = 0
+        self._keys: set[str] = set()
+        self._tar: tarfile.TarFile | None = None
+        self._tmp: Path | None = None
+        self._in_shard = 0
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._abort()
+
+    def _open_shard(self) -> None:
+        index = len(self.shards)
+        final = self.out_dir / f"{self.name}-{index:05d}.tar"
+        self._tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
+        self._tar = tarfile.open(self._tmp, "w", format=tarfile.USTAR_FORMAT)
+        self._in_shard = 0
+        self.shards.append({"file": final.name, "count": 0})
+
+    def _close_shard(self) -> None:
+        if self._tar is None:
+            return
+        self._tar.close()
+        os.replace(self._tmp, self.out_dir / self.shards[-1]["file"])
+        self.shards[-1]["count"] = self._in_shard
+        self._tar, self._tmp = None, None
+
+    def _abort(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+            self._tmp.unlink(missing_ok=True)
+            self.shards.pop()
+            self._tar, self._tmp = None, None
+
+    def _add_member(self, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mtime = 0  # reproducible shards
+        info.mode = 0o644
+        self._tar.addfile(info, io.BytesIO(data))
+
+    def write(self, sample: Sample) -> None:
+        """Append one sample (a new shard is started every ``samples_per_shard``)."""
+        if sample.key != safe_key(sample.key) or not sample.key:
+            raise ValueError(f"sample key {sample.key!r} must be non-empty [A-Za-z0-9_-]")
+        if sample.key in self._keys:
+            raise ValueError(f"duplicate sample key {sample.key!r}")
+        self._keys.add(sample.key)
+        image = sample.image if isinstance(sample.image, bytes) else encode_jpeg(sample.image)
+        buf = io.BytesIO()
+        np.savez(buf, **_sample_arrays(sample))
+        if self._tar is None:
+            self._open_shard()
+        self._add_member(f"{sample.key}.jpg", image)
+        self._add_member(f"{sample.key}.npz", buf.getvalue())
+        self._in_shard += 1
+        self.count += 1
+        if self._in_shard == self.samples_per_shard:
+            self._close_shard()
+
+    def close(self) -> dict[str, Any]:
+        """Finish the last shard and write ``manifest.json`` (atomically)."""
+        self._close_shard()
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "dataset": self.dataset,
+            "count": self.count,
+            "shards": self.shards,
+            "options": self.options,
+            "openhmr_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        tmp = self.out_dir / f"{MANIFEST}.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+        os.replace(tmp, self.out_dir / MANIFEST)
+        return manifest
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot record {type(value).__name__} in a manifest")
+
+
+def existing_output(out_dir: Path, name: str) -> list[Path]:
+    """The manifest and ``<name>-*.tar`` shards already in ``out_dir``."""
+    if not out_dir.is_dir():
+        return []
+    found = sorted(out_dir.glob(f"{name}-[0-9][0-9][0-9][0-9][0-9].tar"))
+    manifest = out_dir / MANIFEST
+    return ([manifest] if manifest.exists() else []) + found
+
+
+# ---------------------------------------------------------------------------
+# Reading
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """Load and check ``<folder>/manifest.json``."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ShardError(f"{folder} is not a converted dataset (no {MANIFEST}; "
+                         "run `openhmr data convert` first, or it was interrupted)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ShardError(f"cannot read {path}: {e}") from None
+    if manifest.get("format") != FORMAT:
+        raise ShardError(f"{path} is not an openhmr shard manifest")
+    for shard in manifest["shards"]:
+        if not (folder / shard["file"]).is_file():
+            raise ShardError(f"{folder / shard['file']} listed in {path} is missing")
+    return manifest
+
+
+@dataclass(frozen=True)
+class _Shard:
+    path: Path
+    count: int
+    dataset: str
+
+
+def _collect_shards(sources: str | Path | Sequence[str | Path]) -> list[_Shard]:
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
+    shards: list[_Shard] = []
+    for folder in map(Path, sources):
+        manifest = read_manifest(folder)
+        shards += [_Shard(folder / s["file"], int(s["count"]), manifest["dataset"])
+                   for s in manifest["shards"] if int(s["count"]) > 0]
+    if not shards:
+        raise ShardError("the given datasets hold no samples")
+    return shards
+
+
+class _ShardIndex:
+    """Random access to the members of tar shards, keeping a few files open."""
+
+    def __init__(self, shards: list[_Shard], max_open: int = 8) -> None:
+        self.shards = shards
+        self.max_open = max_open
+        self._index: dict[int, list[tuple[str, dict[str, tuple[int, int]]]]] = {}
+        self._files: OrderedDict[int, Any] = OrderedDict()
+
+    def _members(self, shard: int) -> list[tuple[str, dict[str, tuple[int, int]]]]:
+        if shard not in self._index:
+            entries: dict[str, dict[str, tuple[int, int]]] = {}
+            try:
+                with tarfile.open(self.shards[shard].path, "r:") as tar:
+                    for info in tar:
+                        key, _, ext = info.name.partition(".")
+                        entries.setdefault(key, {})[ext] = (info.offset_data, info.size)
+            except tarfile.TarError as e:
+                raise ShardError(f"{self.shards[shard].path} is not a readable tar file: {e}") from None
+            samples = list(entries.items())
+            if len(samples) != self.shards[shard].count:
+                raise ShardError(f"{self.shards[shard].path} holds {len(samples)} samples, "
+                                 f"its manifest says {self.shards[shard].count}")
+            self._index[shard] = samples
+        return self._index[shard]
+
+    def _file(self, shard: int):
+        if shard in self._files:
+            self._files.move_to_end(shard)
+            return self._files[shard]
+        if len(self._files) >= self.max_open:
+            _, old = self._files.popitem(last=False)
+            old.close()
+        handle = open(self.shards[shard].path, "rb")
+        self._files[shard] = handle
+        return handle
+
+    def read(self, shard: int, item: int) -> dict[str, Any]:
+        key, members = self._members(shard)[item]
+        handle = self._file(shard)
+        raw: dict[str, bytes] = {}
+        for ext, (offset, size) in members.items():
+            handle.seek(offset)
+            raw[ext] = handle.read(size)
+        return decode_sample(key, raw)
+
+    def close(self) -> None:
+        for handle in self._files.values():
+            handle.close()
+        self._files.clear()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Open files do not travel to DataLoader workers; each reopens its own.
+        return {"shards": self.shards, "max_open": self.max_open, "_index": self._index,
+                "_files": OrderedDict()}
+
+
+def decode_sample(key: str, raw: dict[str, bytes]) -> dict[str, Any]:
+    """Tar members of one sample → a dict of arrays.
+
+    Returns:
+        ``key``, ``image`` (H, W, 3) uint8 RGB, ``keypoints2d`` (19, 3),
+        ``center`` (2,), ``joints3d`` (14, 3) (zeros if absent), ``pose`` and
+        ``betas`` (zeros of SMPL size if absent), ``has_joints3d``,
+        ``has_smpl`` (bool), ``dataset`` (str), and any extra arrays.
+    """
+    if "jpg" not in raw or "npz" not in raw:
+        raise ShardError(f"sample {key!r} lacks its .jpg or .npz member")
+    with np.load(io.BytesIO(raw["npz"]), allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    out: dict[str, Any] = {"key": key, "image": decode_jpeg(raw["jpg"])}
+    out["dataset"] = str(arrays.pop("dataset"))
+    out["has_joints3d"] = bool(arrays.pop("has_joints3d"))
+    out["has_smpl"] = bool(arrays.pop("has_smpl"))
+    out["joints3d"] = arrays.pop("joints3d", np.zeros((NUM_JOINTS3D, 3), np.float32))
+    out["pose"] = arrays.pop("pose", np.zeros(SMPL_POSE_SIZE, np.float32))
+    out["betas"] = arrays.pop("betas", np.zeros(SMPL_SHAPE_SIZE, np.float32))
+    out.update(arrays)
+    return out
+
+
+Transform = Callable[[dict[str, Any], np.random.Generator], Any]
+
+
+def sample_rng(seed: int, epoch: int, sample_id: int) -> np.random.Generator:
+    """The random generator of one sample in one epoch.
+
+    It depends only on (seed, epoch, sample id), not on the rank, worker or
+    resume point that produced the sample, so augmentation is reproducible.
+    """
+    return np.random.default_rng([int(seed), int(epoch), int(sample_id)])
+
+
+def shuffle_buffer_order(stream: np.ndarray, buffer_size: int, rng: np.random.Generator) -> np.ndarray:
+    """The output order of a streaming shuffle buffer over ``stream``.
+
+    The buffer fills with the first ``buffer_size`` items; each further item
+    evicts (and outputs) a uniformly chosen buffer slot and takes its place;
+    at the end the remaining buffer is output in random order. Items move at
+    most ~``buffer_size`` places earlier, so reading stays near-sequential.
+    """
+    n = len(stream)
+    if buffer_size <= 1 or n <= 1:
+        return stream.copy()
+    size = min(buffer_size, n)
+    buf = stream[:size].copy()
+    slots = rng.integers(0, size, n - size)
+    out = np.empty(n, dtype=stream.dtype)
+    for i in range(n - size):
+        j = slots[i]
+        out[i] = buf[j]
+        buf[j] = stream[size + i]
+    out[n - size:] = buf[rng.permutation(size)]
+    return out
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class ShardDataset(IterableDataset):
+    """Stream samples from shard folders: shuffled, split, and exactly resumable.
+
+    The order of an epoch is a pure function of (``seed``, epoch):
+
+    1. with ``shuffle``, the shards are permuted (``default_rng([seed, epoch])``),
+       then read front to back;
+    2. the sample stream passes a shuffle buffer of ``shuffle_buffer`` items
+       (``default_rng([seed, epoch, 1])``; see ``shuffle_buffer_order``);
+    3. DDP: stream position i goes to rank i mod world_size, after dropping
+       the tail so that every rank gets the same count (``drop_uneven``,
+       needed so that no rank waits for a batch the others never make);
+    4. DataLoader workers: the rank's stream is cut into blocks of
+       ``batch_size`` and block b goes to worker b mod num_workers. This is
+       how a ``DataLoader(batch_size=batch_size, num_workers=W)`` collects
+       batches (round-robin over workers, each collating its next
+       ``batch_size`` items), so the batches come out in stream order for
+       any W.
+
+    Resume: ``state_dict()`` records (seed, epoch, index), index being the
+    number of this rank's samples of the epoch already consumed;
+    ``load_state_dict`` makes the next iteration start at exactly that sample.
+    Iterating in the main process (no workers) advances the index itself, and
+    a new iterator continues where the last one stopped. With workers, the
+    samples live in other processes, so the trainer says how many it
+    consumed: ``state_dict(consumed=n)``, n counted since the start of the
+    epoch or since the loaded state. An iteration ends with the epoch;
+    ``set_epoch(e)`` starts epoch e at index 0. Shuffle and augmentation randomness come from (seed, epoch,
+    sample id), never from global state (the original's queues were not
+    reproducible, HMR_REFERENCE Q21).
+
+    Args:
+        sources: one shard folder or several (concatenated in order).
+        transform: ``f(sample_dict, rng) -> item`` (e.g. ``openhmr.data.augment.Augment``);
+            None yields the decoded sample dicts.
+        shuffle: permute shards and use the shuffle buffer.
+        shuffle_buffer: buffer size in samples (0 or 1: no buffer).
+        seed: base seed.
+        rank, world_size: DDP split; default from ``torch.distributed`` if
+            initialised, else (0, 1).
+        batch_size: the DataLoader's batch size (for the worker split).
+        drop_uneven: drop the last (n mod world_size) samples of each epoch.
+    """
+
+    def __init__(self, sources: str | Path | Sequence[str | Path], transform: Transform | None = None,
+                 *, shuffle: bool = True, shuffle_buffer: int = 2000, seed: int = 0,
+                 rank: int | None = None, world_size: int | None = None, batch_size: int = 1,
+                 drop_uneven: bool = True) -> None:
+        super().__init__()
+        self.shards = _collect_shards(sources)
+        self._reader = _ShardIndex(self.shards)
+        counts = np.array([s.count for s in self.shards])
+        self._offsets = np.concatenate([[0], np.cumsum(counts)])
+        self.total = int(self._offsets[-1])
+        self.transform = transform
+        self.shuffle = shuffle
+        self.shuffle_buffer = int(shuffle_buffer) if shuffle else 0
+        self.seed = int(seed)
+        dist_rank, dist_world = _dist_rank_world()
+        self.rank = dist_rank if rank is None else int(rank)
+        self.world_size = dist_world if world_size is None else int(world_size)
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is outside world size {self.world_size}")
+        self.batch_size = int(batch_size)
+        self.drop_uneven = drop_uneven
+        self.epoch = 0
+        self.index = 0  # samples of this rank's epoch consumed (main-process count)
+        self._start_index = 0
+        self._order_cache: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        """Samples this rank yields in one epoch."""
+        if self.drop_uneven:
+            return self.total // self.world_size
+        return len(range(self.rank, self.total, self.world_size))
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """Global sample ids in the stream order of ``epoch`` (all ranks)."""
+        if self._order_cache is not None and self._order_cache[0] == epoch:
+            return self._order_cache[1]
+        if self.shuffle:
+            shard_order = np.random.default_rng([self.seed, epoch]).permutation(len(self.shards))
+        else:
+            shard_order = np.arange(len(self.shards))
+        stream = np.concatenate([np.arange(self._offsets[s], self._offsets[s + 1])
+                                 for s in shard_order])
+        if self.shuffle_buffer > 1:
+            stream = shuffle_buffer_order(stream, self.shuffle_buffer,
+                                          np.random.default_rng([self.seed, epoch, 1]))
+        self._order_cache = (epoch, stream)
+        return stream
+
+    def rank_order(self, epoch: int) -> np.ndarray:
+        """Global sample ids this rank yields in ``epoch``, in order."""
+        order = self.epoch_order(epoch)
+        end = (len(order) // self.world_size) * self.world_size if self.drop_uneven else len(order)
+        return order[self.rank:end:self.world_size]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch ``epoch`` from its first sample."""
+        self.epoch = int(epoch)
+        self.index = self._start_index = 0
+
+    def state_dict(self, consumed: int | None = None) -> dict[str, int]:
+        """The data position: {seed, epoch, index, world_size, shuffle_buffer}.
+
+        Args:
+            consumed: samples of this rank consumed since the epoch started or
+                the state was loaded (pass it when using DataLoader workers);
+                default: the count seen by iteration in this process.
+        """
+        index = self.index if consumed is None else self._start_index + int(consumed)
+        return {"seed": self.seed, "epoch": self.epoch, "index": index,
+                "world_size": self.world_size, "shuffle_buffer": self.shuffle_buffer}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from a ``state_dict()``: the next iteration starts at its index."""
+        for name in ("seed", "world_size", "shuffle_buffer"):
+            if name in state and int(state[name]) != getattr(self, name):
+                raise ValueError(f"the saved data position has {name}={state[name]}, "
+                                 f"this dataset has {getattr(self, name)}; resuming would change the order")
+        self.epoch = int(state["epoch"])
+        self.index = self._start_index = int(state["index"])
+
+    def _sample_at(self, sample_id: int) -> dict[str, Any]:
+        shard = int(np.searchsorted(self._offsets, sample_id, side="right") - 1)
+        return self._reader.read(shard, int(sample_id - self._offsets[shard]))
+
+    def load(self, sample_id: int, epoch: int | None = None) -> Any:
+        """Decode (and transform, with the rng of ``epoch``, default the current one)
+        one sample by global id."""
+        sample = self._sample_at(sample_id)
+        if self.transform is None:
+            return sample
+        epoch = self.epoch if epoch is None else epoch
+        return self.transform(sample, sample_rng(self.seed, epoch, sample_id))
+
+    def __iter__(self) -> Iterator[Any]:
+        # Continue from the current position: the loaded state, or where an
+        # earlier iteration in this process stopped.
+        self._start_index = self.index
+        ids = self.rank_order(self.epoch)[self._start_index:]
+        worker = get_worker_info()
+        if worker is not None and worker.num_workers > 1:
+            blocks = np.arange(len(ids)) // self.batch_size
+            ids = ids[blocks % worker.num_workers == worker.id]
+        in_main = worker is None
+        try:
+            for sample_id in ids:
+                item = self.load(int(sample_id))
+                if in_main:
+                    self.index += 1
+                yield item
+        finally:
+            if not in_main:
+                self._reader.close()
+
+
+class InterleavedDataset(IterableDataset):
+    """HMR's paired 3D/2D queues: alternate between sources, each cycling its epochs.
+
+    The original reads one 3D-labelled and one 2D-only example at a time, so
+    that on average half of every batch is 3D-labelled whatever the dataset
+    sizes, and its "epoch" counter is only nominal (HMR_REFERENCE §10.5, Q3).
+    Here stream position p takes item p // n of source p mod n, and each
+    source's items run through its epochs back to back (its own shuffle and
+    rank split per epoch). With an even batch size every batch is exactly
+    half from each of two sources (the original: half on average).
+
+    The stream is endless; the trainer decides how many steps to take.
+    Position p is the whole state: ``state_dict(consumed=n)`` /
+    ``load_state_dict`` resume exactly, and DataLoader workers split the stream
+    in blocks of ``batch_size`` as ``ShardDataset`` does.
+
+    Args:
+        sources: the ``ShardDataset`` of each queue (e.g. all 3D sets in one,
+            all 2D sets in the other; within a source, datasets mix in
+            proportion to their sizes, as in the original).
+        batch_size: the DataLoader's batch size (for the worker split).
+    """
+
+    def __init__(self, sources: Sequence[ShardDataset], batch_size: int = 1) -> None:
+        super().__init__()
+        if not sources:
+            raise ValueError("InterleavedDataset needs at least one source")
+        self.sources = list(sources)
+        self.batch_size = int(batch_size)
+        self.position = 0
+        self._start = 0
+
+    def item(self, position: int) -> Any:
+        """The item at stream position ``position``."""
+        n = len(self.sources)
+        source = self.sources[position % n]
+        q = position // n
+        per_epoch = len(source)
+        if per_epoch == 0:
+            raise ShardError("an interleaved source yields no samples on this rank")
+        epoch, index = divmod(q, per_epoch)
+        return source.load(int(source.rank_order(epoch)[index]), epoch)
+
+    def state_dict(self, consumed: int | None = None) -> dict[str, int]:
+        position = self.position if consumed is None else self._start + int(consumed)
+        return {"position": position, "sources": len(self.sources)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if int(state.get("sources", len(self.sources))) != len(self.sources):
+            raise ValueError("the saved position belongs to a different number of sources")
+        self.position = self._start = int(state["position"])
+
+    def __iter__(self) -> Iterator[Any]:
+        self._start = self.position
+        worker = get_worker_info()
+        stride, offset = 1, 0
+        if worker is not None and worker.num_workers > 1:
+            stride, offset = worker.num_workers, worker.id
+        block = offset
+        while True:
+            for j in range(self.batch_size):
+                position = self._start + block * self.batch_size + j
+                item = self.item(position)
+                if worker is None:
+                    self.position = position + 1
+                yield item
+            block += stride
+
+
+class ShardSamples(Dataset):
+    """Map-style access to all samples of shard folders (small sets: tests, overfitting).
+
+    Sample i is the i-th of the shards in manifest order. With a ``transform``,
+    item i of epoch e uses ``sample_rng(seed, e, i)``, so it is reproducible.
+    """
+
+    def __init__(self, sources: str | Path | Sequence[str | Path], transform: Transform | None = None,
+                 seed: int = 0) -> None:
+        self.shards = _collect_shards(sources)
+        self._reader = _ShardIndex(self.shards)
+        self._offsets = np.concatenate([[0], np.cumsum([s.count for s in self.shards])])
+        self.transform = transform
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __getitem__(self, index: int) -> Any:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"sample {index} of {len(self)}")
+        index = index % len(self)
+        shard = int(np.searchsorted(self._offsets, index, side="right") - 1)
+        sample = self._reader.read(shard, int(index - self._offsets[shard]))
+        if self.transform is None:
+            return sample
+        return self.transform(sample, sample_rng(self.seed, self.epoch, index))

@@ -1,0 +1,254 @@
+"""HMR's augmentation: step order and formulas, label/image consistency, flips and pose reflection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from openhmr.body.keypoints import COCOPLUS19, LSP14, SMPL24
+from openhmr.data.augment import (
+    AugmentConfig, NO_AUGMENTATION, augment_sample, flip_crop, normalize_keypoints, reflect_pose,
+    rotate_crop, scaled_crop,
+)
+from openhmr.geometry.rotations import axis_angle_to_matrix
+
+S = 224
+
+
+def _sample(image: np.ndarray, kp: np.ndarray, center, pose=None, joints3d=None) -> dict:
+    return {
+        "key": "k", "dataset": "test", "image": image, "keypoints2d": kp.astype(np.float32),
+        "center": np.asarray(center, np.float32),
+        "pose": np.zeros(72, np.float32) if pose is None else pose.astype(np.float32),
+        "betas": np.arange(10, dtype=np.float32),
+        "joints3d": np.zeros((14, 3), np.float32) if joints3d is None else joints3d.astype(np.float32),
+        "has_smpl": pose is not None, "has_joints3d": joints3d is not None,
+    }
+
+
+def _spot_image(h: int, w: int, spots: list[tuple[int, int]]) -> np.ndarray:
+    """Black image with 5×5 white squares centred on the given pixels."""
+    img = np.zeros((h, w, 3), np.uint8)
+    for x, y in spots:
+        img[y - 2:y + 3, x - 2:x + 3] = 255
+    return img
+
+
+def _centroid(crop_chw: torch.Tensor, near: np.ndarray, radius: int = 9) -> np.ndarray:
+    """Brightness centroid (continuous pixel coordinates) of a [-1,1] crop near a point."""
+    v = (crop_chw[0].numpy() + 1) / 2
+    x0, y0 = (np.round(near) - radius).astype(int)
+    win = v[max(y0, 0):y0 + 2 * radius, max(x0, 0):x0 + 2 * radius]
+    ys, xs = np.mgrid[max(y0, 0):max(y0, 0) + win.shape[0], max(x0, 0):max(x0, 0) + win.shape[1]]
+    m = win.sum()
+    return np.array([(xs * win).sum() / m + 0.5, (ys * win).sum() / m + 0.5])
+
+
+def test_steps_follow_the_original_formulas():
+    """Keypoints equal the §10.4 formulas for the drawn translation, scale and flip."""
+    rng_img = np.random.default_rng(0)
+    image = rng_img.integers(0, 256, (300, 250, 3), dtype=np.uint8)
+    kp = np.zeros((19, 3))
+    kp[:, :2] = rng_img.uniform(60, 200, (19, 2))
+    kp[:, 2] = 1
+    kp[4, 2] = 0
+    center = np.array([125.0, 150.0])
+    for seed in range(6):
+        for hmr in (False, True):
+            config = AugmentConfig(hmr_flip_offset=hmr)
+            out = augment_sample(_sample(image, kp, center), np.random.default_rng(seed), config)
+            draw = np.random.default_rng(seed)
+            t = draw.integers(-20, 20, size=2)
+            f = draw.uniform(0.8, 1.23)
+            flip = draw.uniform() < 0.5
+            fx, fy = int(250 * f) / 250, int(300 * f) / 300
+            start = np.trunc((center + t) * [fx, fy]).astype(int) - 112
+            exp = kp.copy()
+            exp[:, :2] = kp[:, :2] * [fx, fy] - start
+            if flip:
+                exp = exp[list(COCOPLUS19.flip_permutation)]
+                exp[:, 0] = (223 if hmr else 224) - exp[:, 0]
+            exp_n = normalize_keypoints(exp)
+            assert out["flipped"] == flip
+            np.testing.assert_allclose(out["keypoints"].numpy(), exp_n, atol=1e-6)
+            assert out["keypoints"][4 if not flip else COCOPLUS19.flip_permutation.index(4)].abs().sum() == 0
+            assert out["image"].shape == (3, S, S) and out["image"].dtype == torch.float32
+            assert out["image"].min() >= -1 and out["image"].max() <= 1
+
+
+@pytest.mark.parametrize("factor, start", [(0.83, (-40, 10)), (1.21, (150, -90)), (1.0, (0, 0))])
+def test_window_crop_equals_resizing_padding_and_cropping(factor, start):
+    """The original resizes the whole image, pads by 182 px of edge replication and
+    cuts the window; sampling only the window gives the same pixels."""
+    import cv2
+
+    rng = np.random.default_rng(8)
+    image = cv2.resize(rng.integers(0, 256, (30, 26, 3), dtype=np.uint8), (260, 300),
+                       interpolation=cv2.INTER_CUBIC)
+    new_w, new_h = int(260 * factor), int(300 * factor)
+    scaled = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    pad = 182
+    padded = cv2.copyMakeBorder(scaled, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    ref = padded[start[1] + pad:start[1] + pad + S, start[0] + pad:start[0] + pad + S]
+    got = scaled_crop(image, new_w / 260, new_h / 300, start, S)
+    diff = np.abs(got.astype(int) - ref.astype(int))
+    assert diff.max() <= 2 and diff.mean() < 0.3
+
+
+def test_translation_draws_are_integers_in_range():
+    draws = np.random.default_rng(0).integers(-20, 20, size=(10000, 2))
+    assert draws.min() == -20 and draws.max() == 19
+
+
+@pytest.mark.parametrize("flip_prob", [0.0, 1.0])
+def test_keypoints_follow_image_content(flip_prob):
+    spots = [(60, 80), (140, 170), (100, 40), (180, 210)]
+    image = _spot_image(260, 230, spots)
+    kp = np.zeros((19, 3))
+    for i, (x, y) in enumerate(spots):
+        kp[i] = (x + 0.5, y + 0.5, 1)  # the centre of pixel (x, y)
+    config = AugmentConfig(flip_prob=flip_prob)
+    for seed in range(3):
+        out = augment_sample(_sample(image, kp, (115, 125)), np.random.default_rng(seed), config)
+        pts = (out["keypoints"].numpy()[:, :2] + 1) * S / 2
+        idx = range(4) if flip_prob == 0 else [COCOPLUS19.flip_permutation.index(i) for i in range(4)]
+        for j in idx:
+            found = _centroid(out["image"], pts[j])
+            np.testing.assert_allclose(found, pts[j], atol=0.25)
+
+
+def test_hmr_flip_offset_is_one_pixel_off_the_image_mirror():
+    image = _spot_image(S, S, [(50, 100)])
+    kp = np.zeros((19, 3))
+    kp[0] = (50.5, 100.5, 1)
+    img_f, kp_f, _, _ = flip_crop(image, kp, None, None, AugmentConfig())
+    j = COCOPLUS19.flip_permutation.index(0)
+    cols = np.flatnonzero(img_f[100, :, 0])
+    assert kp_f[j, 0] == pytest.approx(cols.mean() + 0.5)
+    _, kp_h, _, _ = flip_crop(image, kp, None, None, AugmentConfig(hmr_flip_offset=True))
+    assert kp_h[j, 0] == pytest.approx(kp_f[j, 0] - 1)
+
+
+@pytest.mark.parametrize("hmr", [False, True])
+def test_flipping_twice_is_the_identity(hmr):
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (S, S, 3), dtype=np.uint8)
+    kp = np.concatenate([rng.uniform(0, S, (19, 2)), rng.integers(0, 2, (19, 1))], 1)
+    pose = rng.normal(scale=0.4, size=72)
+    joints = rng.normal(size=(14, 3))
+    config = AugmentConfig(hmr_flip_offset=hmr)
+    once = flip_crop(image, kp, pose, joints, config)
+    twice = flip_crop(*once, config)
+    np.testing.assert_array_equal(twice[0], image)
+    np.testing.assert_allclose(twice[1], kp, atol=1e-12)
+    np.testing.assert_allclose(twice[2], pose, atol=1e-12)
+    np.testing.assert_allclose(twice[3], joints, atol=1e-12)
+    assert not np.allclose(once[2], pose)
+
+
+def test_original_mean_centring_of_flipped_joints():
+    joints = np.random.default_rng(2).normal(size=(14, 3)) + 5
+    _, _, _, j = flip_crop(np.zeros((S, S, 3), np.uint8), np.zeros((19, 3)), None, joints,
+                           AugmentConfig(hmr_center_flipped_joints3d=True))
+    np.testing.assert_allclose(j.mean(0), 0, atol=1e-12)
+    _, _, _, j = flip_crop(np.zeros((S, S, 3), np.uint8), np.zeros((19, 3)), None, joints)
+    np.testing.assert_allclose(j, joints[list(LSP14.flip_permutation)] * [-1, 1, 1])
+
+
+def test_reflect_pose_numpy_and_torch_agree_and_negate_root():
+    pose = np.random.default_rng(3).normal(size=(4, 72))
+    a = reflect_pose(pose, SMPL24.flip_permutation)
+    b = reflect_pose(torch.as_tensor(pose), SMPL24.flip_permutation)
+    np.testing.assert_allclose(a, b.numpy())
+    np.testing.assert_allclose(a[:, :3], pose[:, :3] * [1, -1, -1])  # Q5: the root too
+    np.testing.assert_allclose(a[:, 3:6], pose[:, 6:9] * [1, -1, -1])  # left hip ← right hip
+    np.testing.assert_allclose(reflect_pose(a, SMPL24.flip_permutation), pose)
+    with pytest.raises(ValueError):
+        reflect_pose(pose[:, :69], SMPL24.flip_permutation)
+
+
+@pytest.fixture(scope="module")
+def symmetric_smpl():
+    from openhmr.body import SMPL
+    from openhmr.body.synthetic import synthetic_smpl_arrays
+
+    arrays = synthetic_smpl_arrays(symmetric=True)
+    mirror = arrays.pop("mirror_vertex_index")
+    # The synthetic skinning weights keep each vertex's top 4 bones, and ties
+    # between a left and a right bone break one way, leaving them asymmetric by
+    # up to 4e-4: average them with their mirror image so the model is exact.
+    weights = arrays["weights"]
+    arrays["weights"] = 0.5 * (weights + weights[mirror][:, list(SMPL24.flip_permutation)])
+    return SMPL(arrays, dtype=torch.float64), torch.as_tensor(mirror)
+
+
+def test_reflected_pose_gives_the_mirrored_mesh(symmetric_smpl):
+    model, mirror = symmetric_smpl
+    gen = torch.Generator().manual_seed(0)
+    pose = torch.randn(3, 72, generator=gen, dtype=torch.float64) * 0.4
+    betas = torch.randn(3, 10, generator=gen, dtype=torch.float64)
+    m = torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)
+    ref = model(pose, betas)
+    out = model(reflect_pose(pose, model.joint_flip), betas)
+    err = (out.vertices - ref.vertices[:, mirror] * m).abs().max()
+    assert err < 1e-5
+    # The 3D-joint flip of the labels is the same mirror.
+    lsp = ref.keypoints["lsp14"].numpy()
+    flipped = np.stack([flip_joints for flip_joints in
+                        (lsp[i][list(LSP14.flip_permutation)] * [-1, 1, 1] for i in range(3))])
+    np.testing.assert_allclose(out.keypoints["lsp14"].numpy(), flipped, atol=1e-5)
+    # A non-mirrored pose is not its own mirror (the test can fail).
+    assert (out.vertices - ref.vertices).abs().max() > 1e-2
+
+
+def test_rotation_moves_labels_with_the_image(symmetric_smpl):
+    model, _ = symmetric_smpl
+    spots = [(80, 60), (150, 170)]
+    image = _spot_image(S, S, spots)
+    kp = np.zeros((19, 3))
+    for i, (x, y) in enumerate(spots):
+        kp[i] = (x + 0.5, y + 0.5, 1)
+    pose = np.random.default_rng(4).normal(scale=0.3, size=72)
+    img_r, kp_r, pose_r, _ = rotate_crop(image, kp, pose, np.zeros((14, 3)), 25.0)
+    chw = torch.from_numpy(img_r.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)
+    for i in range(2):
+        np.testing.assert_allclose(_centroid(chw, kp_r[i, :2]), kp_r[i, :2], atol=0.3)
+    # The root rotation turns the body about the camera axis by the same angle.
+    rz = axis_angle_to_matrix(torch.tensor([[0.0, 0.0, np.deg2rad(25.0)]], dtype=torch.float64))[0]
+    j = model(torch.as_tensor(pose[None]), torch.zeros(1, 10, dtype=torch.float64)).joints[0]
+    j_r = model(torch.as_tensor(pose_r[None]), torch.zeros(1, 10, dtype=torch.float64)).joints[0]
+    np.testing.assert_allclose((j_r - j_r[0]).numpy(), ((j - j[0]) @ rz.T).numpy(), atol=1e-6)
+    # Image axes are y down: the rotation seen in the image is the same Rz.
+    d = kp_r[1, :2] - kp_r[0, :2]
+    d0 = kp[1, :2] - kp[0, :2]
+    np.testing.assert_allclose(d, rz[:2, :2].numpy() @ d0, atol=1e-9)
+
+
+def test_no_augmentation_config_is_a_plain_crop():
+    image = np.random.default_rng(5).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    kp = np.zeros((19, 3))
+    kp[0] = (30, 40, 1)
+    out = augment_sample(_sample(image, kp, (112, 112)), np.random.default_rng(0), NO_AUGMENTATION)
+    expected = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1) / 255 * 2 - 1
+    assert torch.allclose(out["image"], expected, atol=1e-6)
+    np.testing.assert_allclose(out["keypoints"][0].numpy(), [30 / 112 - 1, 40 / 112 - 1, 1], atol=1e-6)
+
+
+def test_optional_augmentations_only_draw_when_enabled():
+    image = np.random.default_rng(6).integers(0, 256, (200, 200, 3), dtype=np.uint8)
+    kp = np.zeros((19, 3))
+    kp[:, :2] = 100
+    kp[:, 2] = 1
+    base = augment_sample(_sample(image, kp, (100, 100)), np.random.default_rng(7))
+    again = augment_sample(_sample(image, kp, (100, 100)), np.random.default_rng(7))
+    assert torch.equal(base["image"], again["image"])
+    jitter = augment_sample(_sample(image, kp, (100, 100)), np.random.default_rng(7),
+                            AugmentConfig(color_jitter=0.4))
+    # Same geometry (the HMR draws come first), different colours.
+    assert torch.equal(base["keypoints"], jitter["keypoints"])
+    assert not torch.equal(base["image"], jitter["image"])
+    occl = augment_sample(_sample(image, kp, (100, 100)), np.random.default_rng(7),
+                          AugmentConfig(occlusion_prob=1.0))
+    diff = (occl["image"] != base["image"]).any(0)
+    assert 0 < diff.float().mean() < 0.5

@@ -1,0 +1,608 @@
+"""Every dataset converter on a tiny fake dataset in that dataset's real file format.
+
+Each fake dataset draws small white squares at its annotated joints on a grey
+image, so a test can check that the stored keypoints still point at them
+after the original's scaling and cropping.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+import tarfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from openhmr.body.keypoints import COCOPLUS19, index_map
+from openhmr.cli import main as cli_main
+from openhmr.data.datasets import converter
+from openhmr.data.datasets._common import DatasetError
+from openhmr.data.shards import ShardSamples, read_manifest
+from openhmr.errors import InputError
+
+scipy_io = pytest.importorskip("scipy.io")
+
+GREY = 60
+
+
+def _spotted(h: int, w: int, points: np.ndarray, half: int = 3) -> np.ndarray:
+    img = np.full((h, w, 3), GREY, np.uint8)
+    for x, y in np.asarray(points)[:, :2]:
+        xi, yi = int(x), int(y)
+        img[max(yi - half, 0):yi + half + 1, max(xi - half, 0):xi + half + 1] = 255
+    return img
+
+
+def _write_jpeg(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 98])
+
+
+def _samples(out: Path) -> dict[str, dict]:
+    data = ShardSamples(out)
+    return {data[i]["key"]: data[i] for i in range(len(data))}
+
+
+def _assert_on_spots(sample: dict, min_value: int = 150) -> None:
+    """Every visible keypoint of a stored sample lies on a white square."""
+    img = sample["image"]
+    for x, y, v in sample["keypoints2d"]:
+        if v > 0 and 0 <= x < img.shape[1] and 0 <= y < img.shape[0]:
+            assert img[int(y), int(x)].mean() > min_value, (x, y)
+
+
+def _assert_center(sample: dict) -> None:
+    kp = sample["keypoints2d"]
+    vis = kp[:, 2] > 0
+    mid = (kp[vis, :2].min(0) + kp[vis, :2].max(0)) / 2
+    assert np.abs(sample["center"] - mid).max() <= 1.0
+
+
+def _diagonal(kp: np.ndarray) -> float:
+    vis = kp[:, 2] > 0
+    return float(np.linalg.norm(kp[vis, :2].max(0) - kp[vis, :2].min(0)))
+
+
+# --------------------------------------------------------------------- LSP
+
+
+def _lsp_joints(rng, n, w=90, h=120):
+    x = rng.uniform(10, w - 10, (n, 14))
+    y = rng.uniform(10, h - 10, (n, 14))
+    return x, y
+
+
+@pytest.fixture
+def lsp_root(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 4
+    x, y = _lsp_joints(rng, n)
+    occluded = np.zeros((n, 14))
+    occluded[0, 3] = 1  # LSP's third row: 1 = occluded
+    joints = np.stack([x.T, y.T, occluded.T])  # (3, 14, N)
+    scipy_io.savemat(tmp_path / "joints.mat", {"joints": joints})
+    for i in range(n):
+        _write_jpeg(tmp_path / "images" / f"im{i + 1:04d}.jpg",
+                    _spotted(120, 90, np.stack([x[i], y[i]], 1)))
+    return tmp_path, x, y, occluded
+
+
+def test_lsp(lsp_root, tmp_path):
+    root, x, y, occluded = lsp_root
+    out = tmp_path / "out"
+    manifest = converter("lsp").convert(root, out)
+    assert manifest["count"] == 2 and manifest["dataset"] == "lsp"
+    got = _samples(out)
+    assert sorted(got) == ["lsp_im0001", "lsp_im0002"]
+    s = got["lsp_im0001"]
+    np.testing.assert_allclose(s["keypoints2d"][:14, 0], x[0], atol=1e-4)
+    np.testing.assert_allclose(s["keypoints2d"][:14, 2], 1 - occluded[0])
+    assert s["keypoints2d"][3, 2] == 0 and not s["keypoints2d"][14:].any()
+    with tarfile.open(out / "lsp-00000.tar") as tar:  # unscaled: stored byte for byte
+        stored = tar.extractfile("lsp_im0001.jpg").read()
+    assert stored == (root / "images" / "im0001.jpg").read_bytes()
+    assert s["image"].shape == (120, 90, 3)
+    assert not s["has_joints3d"] and not s["has_smpl"]
+    _assert_center(s)
+    assert np.all(s["center"] == np.round(s["center"]))
+    _assert_on_spots(s)
+    test = converter("lsp").convert(root, tmp_path / "test", split="test")
+    assert test["count"] == 2 and sorted(_samples(tmp_path / "test")) == ["lsp_im0003", "lsp_im0004"]
+
+
+def test_lsp_refuses_overwrite_and_bad_roots(lsp_root, tmp_path):
+    root = lsp_root[0]
+    out = tmp_path / "out"
+    converter("lsp").convert(root, out)
+    with pytest.raises(InputError, match="--overwrite"):
+        converter("lsp").convert(root, out)
+    assert converter("lsp").convert(root, out, overwrite=True)["count"] == 2
+    with pytest.raises(DatasetError, match="nowhere not found: expected the LSP folder"):
+        converter("lsp").convert(tmp_path / "nowhere", tmp_path / "o2")
+    bad = tmp_path / "bad"
+    (bad / "images").mkdir(parents=True)
+    scipy_io.savemat(bad / "joints.mat", {"joints": np.zeros((14, 3, 5))})
+    with pytest.raises(DatasetError, match="3x14xN"):
+        converter("lsp").convert(bad, tmp_path / "o3")
+
+
+def test_lspet(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 3
+    x, y = _lsp_joints(rng, n)
+    vis = np.ones((n, 14))
+    vis[1] = 0  # nobody visible: skipped
+    vis[2, 5] = 0
+    joints = np.stack([x, y, vis], axis=1).transpose(2, 1, 0)  # (14, 3, N)
+    assert joints.shape == (14, 3, 3)
+    scipy_io.savemat(tmp_path / "joints.mat", {"joints": joints})
+    for i in range(n):
+        _write_jpeg(tmp_path / "images" / f"im{i + 1:05d}.jpg", _spotted(120, 90, np.stack([x[i], y[i]], 1)))
+    manifest = converter("lspet").convert(tmp_path, tmp_path / "out")
+    got = _samples(tmp_path / "out")
+    assert manifest["count"] == 2 and sorted(got) == ["lspet_im00001", "lspet_im00003"]
+    np.testing.assert_array_equal(got["lspet_im00003"]["keypoints2d"][:14, 2], vis[2])
+    _assert_on_spots(got["lspet_im00003"])
+    with pytest.raises(DatasetError, match="split"):
+        converter("lspet").convert(tmp_path, tmp_path / "o", split="test")
+
+
+# -------------------------------------------------------------------- MPII
+
+_LSP_TO_MPII = (0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15, 8, 9)
+
+
+def _struct(shape, **fields):
+    arr = np.empty(shape, dtype=[(k, "O") for k in fields])
+    for k, values in fields.items():
+        flat = arr[k].reshape(-1)
+        for i, v in enumerate(values if shape != (1, 1) else [values]):
+            flat[i] = v
+    return arr
+
+
+def _mpii_rect(lsp_xy: np.ndarray, labelled: list[int]):
+    if not labelled:
+        return {"x1": 0.0, "y1": 0.0, "x2": 1.0, "y2": 1.0, "annopoints": np.zeros((0, 0))}
+    pts = _struct((1, len(labelled)),
+                  x=[float(lsp_xy[j, 0]) for j in labelled], y=[float(lsp_xy[j, 1]) for j in labelled],
+                  id=[_LSP_TO_MPII[j] for j in labelled], is_visible=["1"] * len(labelled))
+    return {"x1": 0.0, "y1": 0.0, "x2": 1.0, "y2": 1.0, "annopoints": _struct((1, 1), point=pts)}
+
+
+@pytest.fixture
+def mpii_root(tmp_path):
+    rng = np.random.default_rng(2)
+    people = {
+        # image 0: an ankle visible (150/diag) and a head-top + hip person (75 rule)
+        (0, 1): list(range(14)),
+        (0, 2): [2, 3, 8, 9, 12, 13],
+        # image 1: shoulders and hips only (56 rule), and a rectangle without points
+        (1, 1): [2, 3, 8, 9],
+        (1, 2): [],
+        # image 2 is a test image
+        (2, 1): list(range(14)),
+    }
+    xy = {k: rng.uniform(40, 360, (14, 2)) for k in people}
+    annolist_rects, names = [], []
+    for i in range(3):
+        rects = [_mpii_rect(xy[(i, r)], people[(i, r)]) for r in (1, 2) if (i, r) in people]
+        rect_arr = _struct((1, len(rects)), **{k: [r[k] for r in rects] for k in rects[0]})
+        annolist_rects.append(rect_arr)
+        names.append(f"{i:09d}.jpg")
+        pts = np.concatenate([xy[(i, r)][people[(i, r)]] for r in (1, 2) if (i, r) in people])
+        _write_jpeg(tmp_path / "images" / names[-1], _spotted(400, 420, pts, half=4))
+    annolist = _struct((1, 3), image=[_struct((1, 1), name=n) for n in names],
+                       annorect=annolist_rects, frame_sec=[[]] * 3, vididx=[[]] * 3)
+    single = np.empty((3, 1), dtype=object)
+    single[0, 0] = np.array([[1], [2]], np.uint8)
+    single[1, 0] = np.array([[1], [2]], np.uint8)
+    single[2, 0] = np.array([[1]], np.uint8)
+    release = _struct((1, 1), annolist=annolist, img_train=np.array([[1, 1, 0]], np.uint8),
+                      single_person=single, version="12")
+    scipy_io.savemat(tmp_path / "mpii_human_pose_v1_u12_1.mat", {"RELEASE": release})
+    return tmp_path, xy, people
+
+
+def test_mpii(mpii_root, tmp_path):
+    root, xy, people = mpii_root
+    manifest = converter("mpii").convert(root, tmp_path / "out")
+    got = _samples(tmp_path / "out")
+    assert sorted(got) == ["mpii_000000000_1", "mpii_000000000_2", "mpii_000000001_1"]
+    assert manifest["count"] == 3
+    full = got["mpii_000000000_1"]
+    assert _diagonal(full["keypoints2d"]) == pytest.approx(150, rel=0.02)
+    np.testing.assert_allclose(float(full["scale"]), 150 / np.linalg.norm(np.ptp(xy[(0, 1)], 0)), rtol=1e-5)
+    head = xy[(0, 2)]
+    expected = 75 / np.mean([np.linalg.norm(head[13] - head[h]) for h in (2, 3)])
+    assert float(got["mpii_000000000_2"]["scale"]) == pytest.approx(expected, rel=1e-5)
+    torso = xy[(1, 1)]
+    expected = 56 / np.mean([np.linalg.norm(torso[8] - torso[2]), np.linalg.norm(torso[9] - torso[3])])
+    assert float(got["mpii_000000001_1"]["scale"]) == pytest.approx(expected, rel=1e-5)
+    for s in got.values():
+        assert s["image"].shape[0] <= 600 and s["image"].shape[1] <= 600
+        vis = s["keypoints2d"][:, 2] > 0
+        assert vis.sum() == len(people[(int(s["key"][5:14]), int(s["key"][-1]))])
+        _assert_center(s)
+        _assert_on_spots(s)
+
+
+# -------------------------------------------------------------------- COCO
+
+
+def _coco_person(ann_id, image_id, kp17, box_side=120.0, crowd=0):
+    x0, y0 = kp17[:, 0].min(), kp17[:, 1].min()
+    poly = [x0, y0, x0 + box_side, y0, x0 + box_side, y0 + box_side * 0.8, x0, y0 + box_side * 0.8]
+    return {"id": ann_id, "image_id": image_id, "category_id": 1, "iscrowd": crowd,
+            "keypoints": kp17.reshape(-1).tolist(), "num_keypoints": int((kp17[:, 2] > 0).sum()),
+            "segmentation": [poly], "bbox": [x0, y0, box_side, box_side * 0.8], "area": 1.0}
+
+
+@pytest.fixture
+def coco_root(tmp_path):
+    rng = np.random.default_rng(3)
+
+    def kp(labelled, v=2):
+        out = np.zeros((17, 3))
+        out[labelled, :2] = rng.uniform(50, 450, (len(labelled), 2))
+        out[labelled, 2] = v
+        return out
+
+    a = kp(list(range(17)))
+    a[1, 2] = 1  # labelled but not visible: still vis = 1 for HMR
+    f = kp([0, 1, 2, 5, 6, 11, 12])  # torso but no ankle → 75/torso rule
+    anns = [
+        _coco_person(1, 10, a),
+        _coco_person(2, 10, kp([5, 6, 7, 8, 11])),                    # only 5 with v = 2
+        _coco_person(3, 10, kp([0, 1, 2, 3, 4, 5, 6])),               # face and shoulders only
+        _coco_person(4, 11, kp(list(range(17))), box_side=50.0),      # mask box too small
+        _coco_person(5, 11, kp(list(range(17))), crowd=1),            # crowd
+        _coco_person(6, 11, f),
+    ]
+    data = {"images": [{"id": 10, "file_name": "COCO_train2014_000000000010.jpg", "height": 500, "width": 520},
+                       {"id": 11, "file_name": "COCO_train2014_000000000011.jpg", "height": 500, "width": 520}],
+            "annotations": anns, "categories": [{"id": 1, "name": "person"}]}
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "person_keypoints_train2014.json").write_text(json.dumps(data))
+    for img in data["images"]:
+        pts = np.concatenate([np.asarray(x["keypoints"]).reshape(17, 3) for x in anns
+                              if x["image_id"] == img["id"]])
+        _write_jpeg(tmp_path / "train2014" / img["file_name"], _spotted(500, 520, pts[pts[:, 2] > 0], half=4))
+    return tmp_path, a, f
+
+
+def test_coco(coco_root, tmp_path):
+    root, a, f = coco_root
+    manifest = converter("coco").convert(root, tmp_path / "out")
+    got = _samples(tmp_path / "out")
+    assert sorted(got) == ["coco_000000000010_1", "coco_000000000011_6"]
+    assert manifest["count"] == 2
+    s = got["coco_000000000010_1"]
+    kp = s["keypoints2d"]
+    assert kp[12:14].sum() == 0  # neck and head top are unlabelled
+    assert np.all(kp[:12, 2] == 1) and np.all(kp[14:, 2] == 1)
+    # Relative geometry survives: R ankle (COCO 16) to L eye (COCO 1) scaled by one factor.
+    scale = float(s["scale"])
+    assert scale == pytest.approx(150 / np.linalg.norm(np.ptp(a[:, :2], 0)), rel=1e-6)
+    np.testing.assert_allclose(kp[0, :2] - kp[15, :2], (a[16, :2] - a[1, :2]) * scale, atol=1.0)
+    assert s["image"].shape[0] <= 400 and s["image"].shape[1] <= 400
+    torso = np.mean([np.linalg.norm(f[6, :2] - f[12, :2]), np.linalg.norm(f[5, :2] - f[11, :2])])
+    assert float(got["coco_000000000011_6"]["scale"]) == pytest.approx(75 / torso, rel=1e-6)
+    for s in got.values():
+        _assert_center(s)
+        _assert_on_spots(s)
+
+
+# -------------------------------------------------------------- Human3.6M
+
+
+def write_cdf(path: Path, name: str, values: np.ndarray) -> None:
+    """A CDF v3 file (IBM-PC encoding, row major) with one float64 zVariable of one record."""
+    values = np.ascontiguousarray(values, "<f8")
+    dims = values.shape
+    copyright_ = b"\0" * 256
+    cdr_size = 8 + 4 + 8 + 4 * 4 + 4 * 5 + 256
+    gdr_at = 8 + cdr_size
+    gdr_size = 8 + 4 + 8 * 4 + 4 * 5 + 8 + 4 * 3
+    vdr_at = gdr_at + gdr_size
+    vdr_size = 8 + 4 + 8 + 4 + 4 + 8 + 8 + 4 + 4 * 4 + 4 + 4 + 8 + 4 + 256 + 4 + 8 * len(dims)
+    vxr_at = vdr_at + vdr_size
+    vxr_size = 8 + 4 + 8 + 4 + 4 + 4 + 4 + 8
+    vvr_at = vxr_at + vxr_size
+    vvr = struct.pack(">qi", 12 + values.nbytes, 7) + values.tobytes()
+    eof = vvr_at + len(vvr)
+    cdr = struct.pack(">qiqiiiiiiiii", cdr_size, 1, gdr_at, 3, 8, 6, 0b11, 0, 0, 0, -1, 0) + copyright_
+    gdr = struct.pack(">qiqqqqiiiiiqiii", gdr_size, 2, 0, vdr_at, 0, eof, 0, 0, -1, 0, 1, 0, 0, -1, 0)
+    vdr = struct.pack(">qiqiiqqiiiiiiiqi", vdr_size, 8, 0, 45, 0, vxr_at, vxr_at, 1, 0, 0, 0, -1, 1, 0, -1, 1)
+    vdr += name.encode().ljust(256, b"\0") + struct.pack(f">i{len(dims)}i{len(dims)}i", len(dims), *dims,
+                                                         *([-1] * len(dims)))
+    vxr = struct.pack(">qiqiiiiq", vxr_size, 6, 0, 1, 1, 0, 0, vvr_at)
+    data = struct.pack(">II", 0xCDF30001, 0x0000FFFF) + cdr + gdr + vdr + vxr + vvr
+    assert len(data) == eof
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def test_cdf_writer_matches_the_reader(tmp_path):
+    from openhmr.io.cdf import read_cdf_variable
+
+    values = np.random.default_rng(0).normal(size=(7, 96))
+    write_cdf(tmp_path / "x.cdf", "Pose", values)
+    np.testing.assert_array_equal(read_cdf_variable(tmp_path / "x.cdf", "Pose"), values[None])
+
+
+_H36M_FROM_32 = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
+
+
+@pytest.fixture
+def h36m_root(tmp_path):
+    rng = np.random.default_rng(4)
+    frames, stem = 12, "Directions 1.54138969"
+    p2 = rng.uniform(20, 100, (frames, 32, 2))
+    p3 = rng.normal(scale=400, size=(frames, 32, 3)) + [0, 0, 4000]
+    base = tmp_path / "S1"
+    write_cdf(base / "MyPoseFeatures" / "D2_Positions" / f"{stem}.cdf", "Pose", p2.reshape(1, frames, 64)[0])
+    write_cdf(base / "MyPoseFeatures" / "D3_Positions_mono" / f"{stem}.cdf", "Pose", p3.reshape(frames, 96))
+    video = base / "Videos" / f"{stem}.mp4"
+    video.parent.mkdir(parents=True)
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 50, (128, 120))
+    for f in range(frames):
+        writer.write(_spotted(120, 128, p2[f, list(_H36M_FROM_32)], half=4)[:, :, ::-1])
+    writer.release()
+    # Not an action (H36M's "_ALL" files): skipped.
+    write_cdf(base / "MyPoseFeatures" / "D3_Positions_mono" / "_ALL 1.54138969.cdf", "Pose", p3.reshape(frames, 96))
+    return tmp_path, stem, p2, p3
+
+
+def test_h36m(h36m_root, tmp_path):
+    root, stem, p2, p3 = h36m_root
+    key5 = f"S1/{stem}/000005"
+    fits = tmp_path / "fits.npz"
+    np.savez(fits, keys=np.array([key5]), pose=np.full((1, 72), 0.1), betas=np.full((1, 10), 0.2))
+    manifest = converter("h36m").convert(root, tmp_path / "out", smpl_fits=fits)
+    got = _samples(tmp_path / "out")
+    assert manifest["count"] == 3 and manifest["options"]["stride"] == 5
+    keys = sorted(got)
+    assert keys == [f"h36m_S1_Directions_1_54138969_{f:06d}" for f in (0, 5, 10)]
+    src, dst = index_map("h36m17", "lsp14")
+    for f, key in zip((0, 5, 10), keys):
+        s = got[key]
+        assert s["has_joints3d"]
+        expected = np.zeros((14, 3))
+        expected[list(dst)] = p3[f, list(_H36M_FROM_32)][list(src)] / 1000
+        np.testing.assert_allclose(s["joints3d"], expected, atol=1e-5)
+        assert _diagonal(s["keypoints2d"]) == pytest.approx(150, rel=0.02)
+        assert s["keypoints2d"][:14, 2].all() and not s["keypoints2d"][14:].any()
+        assert s["has_smpl"] == (f == 5)
+        _assert_on_spots(s, min_value=120)
+    np.testing.assert_allclose(got[keys[1]]["pose"], 0.1, atol=1e-7)
+    with pytest.raises(DatasetError, match="no Human3.6M sequence"):
+        converter("h36m").convert(root, tmp_path / "test", split="test")
+
+
+# ------------------------------------------------------------ MPI-INF-3DHP
+
+_3DHP_17 = [i - 1 for i in (8, 6, 15, 16, 17, 10, 11, 12, 24, 25, 26, 19, 20, 21, 5, 4, 7)]
+
+
+@pytest.fixture
+def mpi_root(tmp_path):
+    rng = np.random.default_rng(5)
+    frames = 6
+    seq = tmp_path / "S1" / "Seq1"
+    base3 = rng.normal(scale=300, size=(28, 3)) + [0, 0, 3500]
+    moves = [0, 250, 350, 500, 800, 1100]  # mm along x; frame 2 moved 100 mm only
+    annot3 = np.stack([base3 + [m, 0, 0] for m in moves])
+    annot2 = np.zeros((frames, 28, 2))
+    annot2[:] = rng.uniform(12, 84, (28, 2))
+    annot2[4, _3DHP_17[:10]] = -50  # frame 4: only 4 of 14 joints inside
+    a2 = np.empty((14, 1), dtype=object)
+    a3 = np.empty((14, 1), dtype=object)
+    for cam in range(14):
+        a2[cam, 0] = annot2.reshape(frames, 56)
+        a3[cam, 0] = annot3.reshape(frames, 84)
+    seq.mkdir(parents=True)
+    scipy_io.savemat(seq / "annot.mat", {"annot2": a2, "annot3": a3, "univ_annot3": a3,
+                                         "frames": np.arange(frames)[:, None], "cameras": np.arange(14)[None]})
+    lines = ["Skeletool Camera Calibration File V1.0"]
+    for cam in range(14):
+        lines += [f"name          {cam}", "  sensor      10 10", "  size        96 96", "  animated    0",
+                  "  intrinsic   80 0 48 0 0 81 47 0 0 0 1 0 0 0 0 1 ",
+                  "  extrinsic   1 0 0 0 0 1 0 0 0 0 1 0 0 0 0 1 ", "  radial      0"]
+    (seq / "camera.calibration").write_text("\n".join(lines) + "\n")
+    pts = annot2[:, _3DHP_17[:14]]
+    for cam in (0, 1, 2, 4, 5, 6, 7):
+        for f in range(frames):
+            _write_jpeg(seq / "imageFrames" / f"video_{cam}" / f"frame_{f + 1:06d}.jpg",
+                        _spotted(96, 96, pts[f], half=2))
+    video = seq / "imageSequence" / "video_8.avi"
+    video.parent.mkdir()
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (96, 96))
+    for f in range(frames):
+        writer.write(_spotted(96, 96, pts[f], half=2)[:, :, ::-1])
+    writer.release()
+    return tmp_path, annot2, annot3
+
+
+def test_mpi_inf_3dhp(mpi_root, tmp_path):
+    root, annot2, annot3 = mpi_root
+    manifest = converter("3dhp").convert(root, tmp_path / "out")
+    got = _samples(tmp_path / "out")
+    cams = (0, 1, 2, 4, 5, 6, 7, 8)
+    kept = (0, 1, 3, 5)  # 2: moved < 200 mm; 4: too few joints inside
+    assert manifest["count"] == len(cams) * len(kept)
+    assert sorted(got) == sorted(f"3dhp_S1_Seq1_cam{c}_{f:06d}" for c in cams for f in kept)
+    lsp_from_17 = (10, 9, 8, 11, 12, 13, 4, 3, 2, 5, 6, 7, 1, 0)
+    for key, s in got.items():
+        f = int(key[-6:])
+        np.testing.assert_allclose(s["joints3d"], annot3[f, _3DHP_17][list(lsp_from_17)] / 1000, atol=1e-5)
+        assert s["keypoints2d"][:14, 2].all()
+        assert _diagonal(s["keypoints2d"]) == pytest.approx(150, rel=0.02)
+        assert s["image"].shape[0] <= 300 and s["image"].shape[1] <= 300
+        # The stored intrinsics follow the same scale and crop as the pixels:
+        # (principal point − keypoint) = (48 − source x)·fx'/80, and likewise in y.
+        k = s["intrinsics"]
+        src = annot2[f, _3DHP_17][list(lsp_from_17)]
+        np.testing.assert_allclose(k[0, 2] - s["keypoints2d"][:14, 0], (48 - src[:, 0]) * k[0, 0] / 80, atol=1e-3)
+        np.testing.assert_allclose(k[1, 2] - s["keypoints2d"][:14, 1], (47 - src[:, 1]) * k[1, 1] / 81, atol=1e-3)
+        _assert_on_spots(s, min_value=120)
+
+
+# -------------------------------------------------------------------- 3DPW
+
+
+def _pw3d_pickle(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump(data, f, protocol=2)
+
+
+@pytest.fixture
+def pw3d_root(tmp_path):
+    rng = np.random.default_rng(6)
+    t_frames = 4
+    poses2d = np.zeros((t_frames, 3, 18))
+    poses2d[:, :2] = rng.uniform(30, 170, (t_frames, 2, 18))
+    poses2d[:, 2] = 0.8
+    poses2d[:, 2, 16] = 0.0  # right ear undetected
+    angle = np.deg2rad(30)
+    cam = np.eye(4)[None].repeat(t_frames, 0)
+    cam[:, :3, :3] = [[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]]
+    data = {
+        "sequence": "downtown_test_00",
+        "poses": [rng.normal(scale=0.3, size=(t_frames, 72))],
+        "betas": [rng.normal(size=10)],
+        "trans": [rng.normal(size=(t_frames, 3))],
+        "poses2d": [poses2d],
+        "jointPositions": [rng.normal(size=(t_frames, 72))],
+        "cam_poses": cam,
+        "cam_intrinsics": np.array([[150.0, 0, 100], [0, 150, 90], [0, 0, 1]]),
+        "img_frame_ids": np.arange(t_frames) * 2,
+        "campose_valid": [np.array([1, 1, 0, 1], bool)],
+        "genders": ["f"],
+    }
+    _pw3d_pickle(tmp_path / "sequenceFiles" / "train" / "downtown_test_00.pkl", data)
+    for t in range(t_frames):
+        _write_jpeg(tmp_path / "imageFiles" / "downtown_test_00" / f"image_{2 * t:05d}.jpg",
+                    _spotted(200, 190, poses2d[t, :2].T[poses2d[t, 2] > 0], half=3))
+    return tmp_path, data
+
+
+def test_3dpw(pw3d_root, tmp_path, smpl_arrays):
+    from openhmr.body import SMPL
+    from openhmr.geometry.rotations import axis_angle_to_matrix
+    from openhmr.io.smpl_file import save_smpl_npz
+
+    root, data = pw3d_root
+    smpl_dir = tmp_path / "smpl"
+    smpl_dir.mkdir()
+    save_smpl_npz(smpl_dir / "neutral_smpl_with_cocoplus_reg.npz", smpl_arrays)
+    manifest = converter("3dpw").convert(root, tmp_path / "out", smpl_dir=smpl_dir)
+    got = _samples(tmp_path / "out")
+    assert manifest["count"] == 3
+    assert sorted(got) == [f"3dpw_downtown_test_00_p0_{i:05d}" for i in (0, 2, 6)]
+    model = SMPL(smpl_arrays, dtype=torch.float64)
+    coco18_right_ankle, coco18_nose = 10, 0
+    for t, key in zip((0, 1, 3), sorted(got)):
+        s = got[key]
+        assert s["has_smpl"] and s["has_joints3d"]
+        world = data["poses"][0][t]
+        r_root = axis_angle_to_matrix(torch.as_tensor(world[None, :3]))[0].numpy()
+        r_new = axis_angle_to_matrix(torch.as_tensor(s["pose"][None, :3], dtype=torch.float64))[0].numpy()
+        np.testing.assert_allclose(r_new, data["cam_poses"][t, :3, :3] @ r_root, atol=1e-5)
+        np.testing.assert_allclose(s["pose"][3:], world[3:], atol=1e-6)
+        np.testing.assert_allclose(s["betas"], data["betas"][0][:10], atol=1e-6)
+        ref = model(torch.as_tensor(s["pose"][None], dtype=torch.float64),
+                    torch.as_tensor(s["betas"][None], dtype=torch.float64)).keypoints["lsp14"][0]
+        np.testing.assert_allclose(s["joints3d"], ref.numpy(), atol=1e-4)
+        kp = s["keypoints2d"]
+        p2 = data["poses2d"][0][t]
+        scale = 150 / _diagonal(np.concatenate([p2[:2].T, (p2[2:] > 0).T], 1))
+        np.testing.assert_allclose(kp[0, :2] - kp[14, :2],
+                                   (p2[:2, coco18_right_ankle] - p2[:2, coco18_nose]) * scale, atol=1.0)
+        assert kp[13, 2] == 0 and kp[COCOPLUS19.index("right_ear"), 2] == 0
+        _assert_on_spots(s)
+    # Without SMPL files there are no 3D joints, but the SMPL parameters are kept.
+    converter("3dpw").convert(root, tmp_path / "plain")
+    plain = next(iter(_samples(tmp_path / "plain").values()))
+    assert plain["has_smpl"] and not plain["has_joints3d"]
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("should never run",))
+
+
+def test_3dpw_refuses_pickles_with_code(tmp_path):
+    _pw3d_pickle(tmp_path / "sequenceFiles" / "train" / "x.pkl", {"poses": _Evil()})
+    (tmp_path / "imageFiles").mkdir()
+    with pytest.raises(DatasetError, match="refusing to load __builtin__.print"):
+        converter("3dpw").convert(tmp_path, tmp_path / "out")
+
+
+# --------------------------------------------------------------------- CLI
+
+
+def test_cli_convert(lsp_root, tmp_path, capsys):
+    root = lsp_root[0]
+    out = tmp_path / "cli"
+    assert cli_main(["data", "convert", "lsp", str(root), str(out)]) == 0
+    assert "wrote 2 lsp samples" in capsys.readouterr().out
+    assert cli_main(["data", "convert", "lsp", str(root), str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--overwrite" in err and "\n" not in err
+    assert cli_main(["data", "convert", "lsp", str(root), str(out), "--overwrite"]) == 0
+    capsys.readouterr()
+    assert cli_main(["data", "convert", "mpii", str(tmp_path / "missing"), str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "not found" in err and "\n" not in err
+    assert cli_main(["data", "convert", "lsp", str(root), str(tmp_path / "o4"), "--stride", "2"]) == 1
+    assert "--stride applies to h36m and 3dpw only" in capsys.readouterr().err
+    assert cli_main(["data", "info", str(out)]) == 0
+    assert "2 lsp samples" in capsys.readouterr().out
+    assert read_manifest(out)["options"]["split"] == "train"
+
+
+# ------------------------------------------------------------------- Mocap
+
+
+def test_amass_conversion_and_sampler(tmp_path, capsys):
+    from openhmr.data.mocap import MocapSampler, load_mocap
+
+    rng = np.random.default_rng(7)
+    seqs = {"CMU/01/01_01_poses.npz": 9, "CMU/01/01_02_poses.npz": 5}
+    for rel, t in seqs.items():
+        (tmp_path / "amass" / rel).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(tmp_path / "amass" / rel, poses=rng.normal(size=(t, 156)), betas=rng.normal(size=16),
+                 trans=np.zeros((t, 3)), gender="female", mocap_framerate=120.0)
+    np.savez(tmp_path / "amass" / "CMU" / "01" / "shape.npz", betas=np.zeros(16), gender="male")
+    out = tmp_path / "mocap.npz"
+    assert cli_main(["data", "convert-mocap", "amass", str(tmp_path / "amass"), str(out), "--stride", "2"]) == 0
+    pose, shape = load_mocap(out)
+    assert pose.shape == (5 + 3, 72) and shape.shape == (8, 10)
+    first = np.load(tmp_path / "amass" / "CMU/01/01_01_poses.npz")
+    np.testing.assert_allclose(pose[:5, :66], first["poses"][::2, :66], atol=1e-6)
+    assert not pose[:, 66:].any()
+    np.testing.assert_allclose(shape[0], first["betas"][:10], atol=1e-6)
+    assert cli_main(["data", "convert-mocap", "amass", str(tmp_path / "amass"), str(out)]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+
+    sampler = MocapSampler(pose, shape, batch_size=3, seed=1)
+    batches = [sampler.next() for _ in range(6)]  # 18 samples: crosses two epoch ends
+    ids = [tuple(map(tuple, b[0][:, :2].numpy())) for b in batches]
+    first_epoch = [x for b in ids[:2] for x in b] + [ids[2][0], ids[2][1]]
+    assert len(set(first_epoch)) == 8  # one epoch is a permutation of all 8
+    replay = MocapSampler(pose, shape, batch_size=3, seed=1)
+    for _ in range(4):
+        replay.next()
+    state = replay.state_dict()
+    resumed = MocapSampler(pose, shape, batch_size=3, seed=1)
+    resumed.load_state_dict(state)
+    for b in batches[4:]:
+        p, s = resumed.next()
+        assert torch.equal(p, b[0]) and torch.equal(s, b[1])

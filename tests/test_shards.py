@@ -1,0 +1,274 @@
+"""The shard format: round trip, DDP split, exact resume, reproducible augmentation."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from openhmr.data.augment import Augment, AugmentConfig
+from openhmr.data.shards import (
+    MANIFEST, InterleavedDataset, Sample, ShardDataset, ShardError, ShardSamples, ShardWriter, read_manifest,
+    shuffle_buffer_order,
+)
+from openhmr.errors import InputError
+
+N_SAMPLES = 23
+PER_SHARD = 5
+
+
+def _sample(i: int, rng: np.random.Generator) -> Sample:
+    image = rng.integers(0, 256, size=(40 + i, 30 + 2 * i, 3), dtype=np.uint8)
+    kp = np.zeros((19, 3), np.float32)
+    kp[:14, :2] = rng.uniform(5, 25, size=(14, 2))
+    kp[:14, 2] = 1
+    kp[3, 2] = 0
+    three_d = i % 2 == 0
+    return Sample(
+        key=f"s{i:03d}", image=image, keypoints2d=kp, center=np.array([15.0, 20.0]),
+        dataset="fake", joints3d=rng.normal(size=(14, 3)) if three_d else None,
+        pose=rng.normal(scale=0.2, size=72) if i % 3 == 0 else None,
+        betas=rng.normal(size=10) if i % 3 == 0 else None,
+        extras={"index": np.int64(i)},
+    )
+
+
+@pytest.fixture(scope="module")
+def shard_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards")
+    rng = np.random.default_rng(0)
+    samples = [_sample(i, rng) for i in range(N_SAMPLES)]
+    with ShardWriter(out, "fake", options={"note": "test"}, samples_per_shard=PER_SHARD) as w:
+        for s in samples:
+            w.write(s)
+    return out, samples
+
+
+def test_round_trip(shard_dir):
+    out, samples = shard_dir
+    manifest = read_manifest(out)
+    assert manifest["count"] == N_SAMPLES
+    assert [s["count"] for s in manifest["shards"]] == [5, 5, 5, 5, 3]
+    assert manifest["options"] == {"note": "test"}
+    assert sorted(p.name for p in out.iterdir()) == [f"fake-{i:05d}.tar" for i in range(5)] + [MANIFEST]
+    with tarfile.open(out / "fake-00000.tar") as tar:
+        assert tar.getnames()[:2] == ["s000.jpg", "s000.npz"]
+    data = ShardSamples(out)
+    assert len(data) == N_SAMPLES
+    for i in (0, 4, 5, 22):
+        got, ref = data[i], samples[i]
+        assert got["key"] == ref.key and got["dataset"] == "fake"
+        assert got["image"].shape == ref.image.shape and got["image"].dtype == np.uint8
+        np.testing.assert_allclose(got["keypoints2d"], ref.keypoints2d, atol=1e-6)
+        np.testing.assert_array_equal(got["center"], ref.center)
+        assert got["has_joints3d"] == (ref.joints3d is not None)
+        assert got["has_smpl"] == (ref.pose is not None)
+        if ref.joints3d is not None:
+            np.testing.assert_allclose(got["joints3d"], ref.joints3d, atol=1e-6)
+        else:
+            assert np.all(got["joints3d"] == 0)
+        if ref.pose is not None:
+            np.testing.assert_allclose(got["pose"], ref.pose, atol=1e-6)
+        assert got["pose"].shape == (72,) and got["betas"].shape == (10,)
+        assert int(got["index"]) == i
+    # JPEG keeps smooth content close; check a constant image survives exactly.
+    assert data[-1]["key"] == "s022"
+
+
+def test_jpeg_fidelity(tmp_path):
+    image = np.full((32, 48, 3), (200, 30, 90), np.uint8)
+    with ShardWriter(tmp_path, "one") as w:
+        w.write(Sample("a", image, np.zeros((19, 3)), np.zeros(2), "x"))
+    got = ShardSamples(tmp_path)[0]["image"]
+    assert np.abs(got.astype(int) - image).max() <= 3
+
+
+def test_writer_refuses_existing_output(shard_dir, tmp_path):
+    out, _ = shard_dir
+    with pytest.raises(InputError, match="--overwrite"):
+        ShardWriter(out, "fake")
+    with ShardWriter(tmp_path, "x") as w:
+        w.write(Sample("k", np.zeros((8, 8, 3), np.uint8), np.zeros((19, 3)), np.zeros(2), "x"))
+    with ShardWriter(tmp_path, "x", overwrite=True) as w:
+        pass
+    assert read_manifest(tmp_path)["count"] == 0
+    assert not list(tmp_path.glob("*.tar"))
+
+
+def test_writer_refuses_a_folder_of_another_dataset(shard_dir):
+    out, _ = shard_dir
+    with pytest.raises(InputError, match="another converted dataset"):
+        ShardWriter(out, "other", overwrite=True)
+    assert read_manifest(out)["count"] == N_SAMPLES
+
+
+def test_interrupted_write_leaves_no_manifest(tmp_path):
+    with pytest.raises(RuntimeError):
+        with ShardWriter(tmp_path, "x", samples_per_shard=2) as w:
+            for i in range(3):
+                w.write(Sample(f"k{i}", np.zeros((8, 8, 3), np.uint8), np.zeros((19, 3)), np.zeros(2), "x"))
+            raise RuntimeError("boom")
+    assert not (tmp_path / MANIFEST).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x-00000.tar"]  # the complete shard only
+    with pytest.raises(ShardError, match="manifest"):
+        ShardSamples(tmp_path)
+
+
+def test_missing_shard_is_reported(shard_dir, tmp_path):
+    out, _ = shard_dir
+    manifest = json.loads((out / MANIFEST).read_text())
+    manifest["shards"].append({"file": "fake-00099.tar", "count": 1})
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match="missing"):
+        read_manifest(tmp_path)
+
+
+def test_shuffle_buffer_is_a_permutation_and_local():
+    stream = np.arange(1000)
+    out = shuffle_buffer_order(stream, 50, np.random.default_rng(1))
+    assert sorted(out.tolist()) == stream.tolist()
+    assert not np.array_equal(out, stream)
+    # An item can leave the buffer only after it entered: output i ≤ i + 49.
+    assert np.all(out[:950] <= np.arange(950) + 49)
+
+
+def _keys(items) -> list[str]:
+    return [it["key"] for it in items]
+
+
+def test_epoch_order_is_deterministic_and_complete(shard_dir):
+    out, _ = shard_dir
+    a = ShardDataset(out, seed=3, shuffle_buffer=7)
+    b = ShardDataset(out, seed=3, shuffle_buffer=7)
+    ka = _keys(a)
+    assert ka == _keys(b)
+    assert sorted(ka) == [f"s{i:03d}" for i in range(N_SAMPLES)]
+    assert _keys(a) == []  # the epoch is used up until the next set_epoch
+    a.set_epoch(1)
+    k1 = _keys(a)
+    assert k1 != ka and sorted(k1) == sorted(ka)
+    plain = ShardDataset(out, shuffle=False)
+    assert _keys(plain) == [f"s{i:03d}" for i in range(N_SAMPLES)]
+
+
+def test_ddp_ranks_partition_the_epoch(shard_dir):
+    out, _ = shard_dir
+    world = 3
+    parts = [_keys(ShardDataset(out, seed=5, rank=r, world_size=world)) for r in range(world)]
+    assert all(len(p) == N_SAMPLES // world for p in parts)
+    flat = [k for p in parts for k in p]
+    assert len(set(flat)) == len(flat) == (N_SAMPLES // world) * world
+    order = _keys(ShardDataset(out, seed=5))
+    # Rank r takes stream positions r, r + 3, ...; the dropped tail is the last 23 mod 3.
+    assert set(flat) == set(order[: len(flat)])
+    assert parts[1] == order[1:len(flat):world]
+    uneven = [_keys(ShardDataset(out, seed=5, rank=r, world_size=world, drop_uneven=False))
+              for r in range(world)]
+    assert sorted(k for p in uneven for k in p) == sorted(order)
+
+
+def test_resume_continues_with_exactly_the_remaining_samples(shard_dir):
+    out, _ = shard_dir
+    full = ShardDataset(out, seed=9, shuffle_buffer=6, rank=1, world_size=2)
+    full.set_epoch(2)
+    expected = _keys(full)
+
+    run = ShardDataset(out, seed=9, shuffle_buffer=6, rank=1, world_size=2)
+    run.set_epoch(2)
+    it = iter(run)
+    seen = [next(it)["key"] for _ in range(4)]
+    state = run.state_dict()
+    assert state["epoch"] == 2 and state["index"] == 4
+    # A new iterator in the same process continues the stream too.
+    assert seen + _keys(run) == expected
+
+    resumed = ShardDataset(out, seed=9, shuffle_buffer=6, rank=1, world_size=2)
+    resumed.load_state_dict(state)
+    assert seen + _keys(resumed) == expected
+
+    with pytest.raises(ValueError, match="seed"):
+        ShardDataset(out, seed=10, shuffle_buffer=6, rank=1, world_size=2).load_state_dict(state)
+
+
+def test_dataloader_workers_keep_stream_order_and_resume(shard_dir):
+    out, _ = shard_dir
+    ref = _keys(ShardDataset(out, seed=4))
+    ds = ShardDataset(out, seed=4, batch_size=3)
+    loader = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=lambda b: [x["key"] for x in b])
+    batches = list(loader)
+    assert [k for b in batches for k in b] == ref
+    # The trainer consumed 2 batches, then saves and resumes with workers again.
+    state = ds.state_dict(consumed=6)
+    again = ShardDataset(out, seed=4, batch_size=3)
+    again.load_state_dict(state)
+    loader = DataLoader(again, batch_size=3, num_workers=2, collate_fn=lambda b: [x["key"] for x in b])
+    assert [k for b in loader for k in b] == ref[6:]
+
+
+def test_augmented_stream_is_bitwise_reproducible(shard_dir):
+    out, _ = shard_dir
+    config = AugmentConfig(color_jitter=0.3, rotation_max_deg=30, occlusion_prob=0.5)
+
+    def run(start_state=None, take=None):
+        ds = ShardDataset(out, transform=Augment(config), seed=11, shuffle_buffer=4)
+        if start_state:
+            ds.load_state_dict(start_state)
+        items = []
+        for item in ds:
+            items.append(item)
+            if take is not None and len(items) == take:
+                return items, ds.state_dict()
+        return items, ds.state_dict()
+
+    a, _ = run()
+    b, _ = run()
+    first, state = run(take=7)
+    rest, _ = run(state)
+    for x, y, z in zip(a, b, first + rest):
+        assert x["key"] == y["key"] == z["key"]
+        assert torch.equal(x["image"], y["image"]) and torch.equal(x["image"], z["image"])
+        assert torch.equal(x["keypoints"], z["keypoints"]) and torch.equal(x["pose"], z["pose"])
+    assert len(a) == len(first + rest) == N_SAMPLES
+    # Different epochs augment differently.
+    ds = ShardDataset(out, transform=Augment(config), seed=11, shuffle_buffer=4)
+    sid = int(ds.rank_order(0)[0])
+    ds.set_epoch(1)
+    other = ds.load(sid)
+    same = next(x for x in a if x["key"] == other["key"])
+    assert not torch.equal(other["image"], same["image"])
+
+
+def test_interleaved_sources_alternate_cycle_and_resume(shard_dir, tmp_path):
+    import itertools
+
+    out, _ = shard_dir
+    small = tmp_path / "small"
+    with ShardWriter(small, "small") as w:
+        for i in range(3):
+            w.write(Sample(f"t{i}", np.zeros((8, 8, 3), np.uint8), np.zeros((19, 3)), np.zeros(2), "small"))
+
+    def make():
+        return InterleavedDataset([ShardDataset(out, seed=1), ShardDataset(small, seed=2)], batch_size=4)
+
+    stream = [x["key"] for x in itertools.islice(make(), 40)]
+    assert all(k.startswith("s") for k in stream[0::2]) and all(k.startswith("t") for k in stream[1::2])
+    # The small source runs through several epochs, each a permutation of its 3 samples.
+    small_keys = stream[1::2]
+    assert all(sorted(small_keys[i:i + 3]) == ["t0", "t1", "t2"] for i in range(0, 18, 3))
+    assert small_keys[0:3] != small_keys[3:6] or small_keys[3:6] != small_keys[6:9]
+    # Resume from a state taken after 14 items.
+    run = make()
+    it = iter(run)
+    head = [next(it)["key"] for _ in range(14)]
+    state = run.state_dict()
+    again = make()
+    again.load_state_dict(state)
+    assert head + [x["key"] for x in itertools.islice(again, 26)] == stream
+    # DataLoader workers produce the same stream in the same order.
+    loader = DataLoader(make(), batch_size=4, num_workers=2, collate_fn=lambda b: [x["key"] for x in b])
+    got = [k for batch in itertools.islice(loader, 10) for k in batch]
+    assert got == stream
