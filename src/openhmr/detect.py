@@ -1,0 +1,145 @@
+"""One-person detection with BlazePose (MediaPipe Pose, legacy ``solutions`` API).
+
+BlazePose (Bazarevsky et al., 2020) finds the most prominent person in an
+image and gives 33 landmarks (``openhmr.body.keypoints`` set ``blazepose33``):
+2D image positions, 3D "world" positions in metres with the origin at the hip
+centre, a visibility score per landmark, and a person mask.
+
+Only the landmark model that ships inside the ``mediapipe`` wheel is used
+(model_complexity 1, ``pose_landmark_full.tflite``); complexities 0 and 2
+would be downloaded at run time, which openhmr never does. ``mediapipe`` is an
+optional dependency (the ``demo`` extra); without it, :func:`detect_person`
+raises :class:`DetectorUnavailableError`.
+
+Frames: image pixels (x right, y down, pixel i covering [i, i+1));
+world landmarks are camera-aligned (x right, y down, z away from the camera)
+and hip-centred, the frame HMR's bodies have under its mean root rotation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from openhmr.errors import InputError, OpenHMRError
+
+#: Shorter image side below which BlazePose is not run: its person detector
+#: works at 224×224 and a person needs a few pixels per limb to be seen.
+MIN_IMAGE_SIDE = 32
+#: The only landmark model bundled in the mediapipe 0.10 wheel ("full").
+MODEL_COMPLEXITY = 1
+INSTALL_HINT = "BlazePose needs the optional extra: pip install 'openhmr[demo]'"
+
+
+class DetectorUnavailableError(OpenHMRError):
+    """The person detector's package (mediapipe) is not installed."""
+
+
+class NoPersonError(InputError):
+    """The detector found no person in the image."""
+
+
+@dataclass
+class Detection:
+    """The one person BlazePose found.
+
+    Attributes:
+        box: (x0, y0, x1, y1) image pixels, the box of the landmarks with
+            visibility ≥ 0.5 (of all landmarks if fewer than two are), clipped
+            to the image.
+        keypoints2d: (33, 3) float32, ``blazepose33`` order: x, y image pixels
+            and the landmark's visibility in [0, 1].
+        keypoints3d: (33, 4) float32: x, y, z metres (hip-centred,
+            camera-aligned: x right, y down, z away) and visibility.
+        mask: (H, W) float32 person probability in [0, 1], or None.
+        image_size: (height, width) of the image.
+    """
+
+    box: tuple[float, float, float, float]
+    keypoints2d: np.ndarray
+    keypoints3d: np.ndarray
+    mask: np.ndarray | None
+    image_size: tuple[int, int]
+
+    @property
+    def keypoint_set(self) -> str:
+        return "blazepose33"
+
+
+_POSE: dict[bool, Any] = {}
+
+
+def _pose_model(with_mask: bool) -> Any:
+    """MediaPipe's Pose solution, built once per process (per mask setting)."""
+    if with_mask in _POSE:
+        return _POSE[with_mask]
+    try:
+        from mediapipe.python.solutions import pose as mp_pose
+    except (ImportError, AttributeError, TypeError):
+        # TypeError/AttributeError: a module entry set to None or a broken install.
+        raise DetectorUnavailableError(INSTALL_HINT) from None
+    _POSE[with_mask] = mp_pose.Pose(
+        static_image_mode=True,
+        model_complexity=MODEL_COMPLEXITY,
+        enable_segmentation=with_mask,
+        min_detection_confidence=0.5,
+    )
+    return _POSE[with_mask]
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", type(image).__name__)
+        raise InputError(f"the image must be an (H, W, 3) RGB array, got {shape}")
+    if image.dtype != np.uint8:
+        raise InputError(f"the image must be uint8 RGB, got dtype {image.dtype}")
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_IMAGE_SIDE:
+        raise InputError(
+            f"the image is too small for the person detector ({width}×{height} px; "
+            f"the shorter side must be at least {MIN_IMAGE_SIDE} px)")
+    return np.ascontiguousarray(image)
+
+
+def detect_person(image: np.ndarray, with_mask: bool = True) -> Detection:
+    """Find the most prominent person in an RGB image with BlazePose.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        with_mask: also return BlazePose's person mask.
+    Returns:
+        The :class:`Detection`.
+    Raises:
+        DetectorUnavailableError: mediapipe is not installed.
+        InputError: not an (H, W, 3) uint8 image, or shorter side < 32 px.
+        NoPersonError: BlazePose found nobody.
+    """
+    image = _check_image(image)
+    model = _pose_model(with_mask)
+    result = model.process(image)
+    if result.pose_landmarks is None:
+        height, width = image.shape[:2]
+        raise NoPersonError(f"no person was found in the {width}×{height} image")
+    height, width = image.shape[:2]
+    lm = result.pose_landmarks.landmark
+    # MediaPipe gives x, y normalised by the image width and height.
+    kp2d = np.array([[p.x * width, p.y * height, p.visibility] for p in lm], dtype=np.float32)
+    world = result.pose_world_landmarks.landmark
+    kp3d = np.array([[p.x, p.y, p.z, p.visibility] for p in world], dtype=np.float32)
+    mask = None
+    if with_mask and result.segmentation_mask is not None:
+        mask = np.asarray(result.segmentation_mask, dtype=np.float32)
+    seen = kp2d[kp2d[:, 2] >= 0.5, :2]
+    if len(seen) < 2:
+        seen = kp2d[:, :2]
+    x0, y0 = np.clip(seen.min(axis=0), 0, [width, height])
+    x1, y1 = np.clip(seen.max(axis=0), 0, [width, height])
+    return Detection(
+        box=(float(x0), float(y0), float(x1), float(y1)),
+        keypoints2d=kp2d,
+        keypoints3d=kp3d,
+        mask=mask,
+        image_size=(height, width),
+    )

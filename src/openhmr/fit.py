@@ -1,0 +1,676 @@
+"""Fitting a body model to 2D (and optionally 3D) keypoints: SMPLify, adapted.
+
+This is the recipe of SMPLify (Bogo et al., ECCV 2016), written for any
+:class:`~openhmr.body.base.BodyModel` and for openhmr's two cameras:
+
+* ``"weak"``: HMR's weak-perspective camera (s, tx, ty); 2D keypoints are in
+  the pixels of a square crop of side S (224 by default), and the result's
+  camera is HMR's, in that crop's normalised coordinates — the common currency
+  with the network, so a fit can start from (and replace) an HMR estimate.
+* ``"perspective"``: a pinhole camera of known focal length and principal
+  point, 2D keypoints in image pixels; the body's translation is solved.
+
+The method:
+
+1. **Initialisation from the torso.** With the body at the initial pose
+   (the model's default pose, root rotated by π about x so it stands upright
+   in image coordinates), the camera's scale comes from the ratio of the 2D
+   and 3D torso lengths (shoulder midpoint to hip midpoint) and its
+   translation puts the 3D torso centre on the 2D one. For the pinhole
+   camera the depth is the similar-triangles ratio f·L3D/L2D. Both a facing
+   and a back-facing root orientation are tried; stage 1 keeps the better.
+2. **Stage 1: camera and global orientation** on the torso keypoints only.
+3. **Stage 2: pose, shape and camera** on all keypoints, in steps of
+   decreasing prior weight (SMPLify's annealing), minimising
+
+   E = Σ_k c_k·ρ(‖Π(X_k) − x_k‖/u) + λ_θ·Σ_j w_j‖θ_j − θ̄_j‖²
+       + λ_β·‖β‖² + λ_a·Σ_{knees, elbows} exp(−θ_j·a_j)² + λ_3D·E_3D
+
+   where ρ is the Geman–McClure function ρ(r) = σ²r²/(σ² + r²), c_k the
+   keypoint confidences, u the person's pixel scale (the diagonal of the
+   confident keypoints' box over 150 px, HMR's person size) so the weights do
+   not depend on image resolution, θ̄ the model's default pose, w_j per-joint
+   stiffness (spine, neck, head, collars, wrists, feet stiffer than limbs),
+   a_j the natural-flexion axis of each knee and elbow (the wrong-way bending
+   guard), and E_3D a robust, hip-centred distance to optional 3D keypoints
+   (e.g. BlazePose's world landmarks).
+
+Optimisation is L-BFGS with a strong-Wolfe line search over the whole batch
+(people are independent, their losses summed). A body model may provide
+``forward_keypoints`` (Anny does) to skip the mesh while optimising.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from openhmr.body.base import BodyModel, BodyOutput
+from openhmr.body.keypoints import get_set, index_map
+from openhmr.errors import InputError
+from openhmr.geometry.camera import crop_normalised_to_pixels, crop_pixels_to_normalised
+
+if TYPE_CHECKING:  # pragma: no cover
+    from openhmr.data.crop import CropTransform
+    from openhmr.detect import Detection
+
+#: HMR's person size in crop pixels; the unit that the 2D weights assume.
+PERSON_SIZE_PX = 150.0
+
+_TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
+# Stiffer joints of the pose prior, matched by name substrings.
+_STIFF = {"spine": 4.0, "neck": 4.0, "head": 4.0, "collar": 4.0, "foot": 4.0,
+          "hand": 4.0, "wrist": 2.0}
+# SMPLify's bending guard for SMPL (its joint names): natural flexion is a
+# positive rotation about these axes.
+_SMPL_BEND_AXES = {"left_knee": (1.0, 0.0, 0.0), "right_knee": (1.0, 0.0, 0.0),
+                   "left_elbow": (0.0, -1.0, 0.0), "right_elbow": (0.0, 1.0, 0.0)}
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Weights and iteration counts (defaults tuned on synthetic Anny bodies).
+
+    Attributes:
+        stage1_iters: L-BFGS iterations for camera + global orientation.
+        stage2_iters: L-BFGS iterations per annealing step of stage 2.
+        pose_weights: λ_θ of each annealing step of stage 2.
+        shape_weights: λ_β of each step (same length as ``pose_weights``).
+        bend_weight: λ_a, the wrong-way bending guard.
+        sigma: Geman–McClure scale σ in person-normalised pixels.
+        weight_3d: λ_3D per squared centimetre.
+        sigma_3d: Geman–McClure scale of the 3D term, centimetres.
+        depth_weight: keeps the pinhole depth near its initial value in stage 1.
+        conf_threshold: keypoints below this confidence are ignored.
+        optimise_shape: fit the shape (else keep the initial one).
+    """
+
+    stage1_iters: int = 30
+    stage2_iters: tuple[int, ...] = (30, 30, 40)
+    pose_weights: tuple[float, ...] = (400.0, 100.0, 25.0)
+    shape_weights: tuple[float, ...] = (200.0, 50.0, 20.0)
+    bend_weight: float = 20.0
+    sigma: float = 40.0
+    weight_3d: float = 0.3
+    sigma_3d: float = 50.0
+    depth_weight: float = 100.0
+    conf_threshold: float = 0.2
+    optimise_shape: bool = True
+
+
+@dataclass
+class FitInit:
+    """A starting point, e.g. HMR's estimate (``hmr+fit``).
+
+    Attributes:
+        cam: (B, 3) weak camera (s, tx, ty) or pinhole translation (tx, ty, tz) m.
+        pose: (B, 3·J) axis-angle.
+        betas: (B, k) shape.
+    """
+
+    cam: Tensor
+    pose: Tensor
+    betas: Tensor
+
+
+@dataclass
+class FitResult:
+    """The fitted bodies.
+
+    Attributes:
+        camera: ``"weak"`` or ``"perspective"``.
+        cam: (B, 3) weak: (s, tx, ty) in normalised crop coordinates;
+            perspective: translation (tx, ty, tz) in metres, camera frame
+            (x right, y down, z forward), added to the body's points.
+        pose: (B, 3·J) axis-angle, joint 0 the global orientation.
+        betas: (B, k) shape.
+        output: the body model's output (with the mesh) at the fit.
+        model_keypoint_set: the body model's set matched to the 2D input.
+        keypoints2d: (B, K, 2) fitted keypoints projected to pixels (crop
+            pixels for weak, image pixels for perspective), in the input's
+            order; NaN where the body model has no such keypoint.
+        residuals_px: (B, K) distance between those and the input keypoints,
+            pixels (NaN where unmatched; zero-confidence ones included —
+            mask them with the input's confidences).
+        losses: final loss terms, each (B,).
+        crop_size, focal, principal_point: the camera's constants.
+    """
+
+    camera: str
+    cam: Tensor
+    pose: Tensor
+    betas: Tensor
+    output: BodyOutput
+    model_keypoint_set: str
+    keypoints2d: Tensor
+    residuals_px: Tensor
+    losses: dict[str, Tensor] = field(default_factory=dict)
+    crop_size: int = 224
+    focal: Tensor | None = None
+    principal_point: Tensor | None = None
+
+    def project(self, points: Tensor) -> Tensor:
+        """Project body-frame points (B, N, 3) to pixels with the fitted camera."""
+        return _project(points, self.cam, self.camera, self.crop_size, self.focal,
+                        self.principal_point)
+
+
+# ----------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------
+
+def _project(points: Tensor, cam: Tensor, camera: str, crop_size: int,
+             focal: Tensor | None, principal_point: Tensor | None) -> Tensor:
+    """(B, N, 3) → (B, N, 2) pixels."""
+    if camera == "weak":
+        normalised = cam[:, None, :1] * (points[..., :2] + cam[:, None, 1:3])
+        return crop_normalised_to_pixels(normalised, crop_size)
+    p = points + cam[:, None, :]
+    z = p[..., 2:3].clamp(min=1e-3)  # a point behind the camera must not flip sign
+    return focal[:, None, None] * p[..., :2] / z + principal_point[:, None, :]
+
+
+def gmof(squared: Tensor, sigma: float) -> Tensor:
+    """Geman–McClure ρ on squared residuals: σ²·r²/(σ² + r²)."""
+    s2 = sigma * sigma
+    return s2 * squared / (s2 + squared)
+
+
+def choose_model_set(body_model: BodyModel, keypoint_set: str) -> str:
+    """The body model's keypoint set sharing the most names with ``keypoint_set``."""
+    names = set(get_set(keypoint_set).names)
+    # Most shared names; on a tie the set itself, then the smaller set.
+    best = max(body_model.keypoint_sets,
+               key=lambda s: (len(names & set(get_set(s).names)), s == keypoint_set,
+                              -len(get_set(s))))
+    if not names & set(get_set(best).names):
+        raise InputError(f"the body model has no keypoint in common with set {keypoint_set!r}")
+    return best
+
+
+def bend_axes(body_model: BodyModel) -> Tensor:
+    """(J, 3) natural-flexion axes of knees and elbows, zero rows elsewhere.
+
+    Uses the body model's own ``bend_axes`` when it has them (Anny), else
+    SMPLify's axes for SMPL-named joints.
+    """
+    own = getattr(body_model, "bend_axes", None)
+    if own is not None:
+        return own
+    axes = torch.zeros(body_model.num_joints, 3)
+    for j, name in enumerate(body_model.joint_names):
+        if name in _SMPL_BEND_AXES:
+            axes[j] = torch.tensor(_SMPL_BEND_AXES[name])
+    return axes
+
+
+def bend_guard(pose: Tensor, axes: Tensor) -> Tensor:
+    """SMPLify's exp term: Σ over guarded joints of exp(−θ_j·a_j)², (B,)."""
+    theta = pose.reshape(pose.shape[0], -1, 3)
+    used = axes.abs().sum(-1) > 0
+    along = (theta[:, used] * axes[used].to(theta)).sum(-1)
+    return torch.exp(-along).pow(2).sum(-1)
+
+
+def joint_stiffness(body_model: BodyModel) -> Tensor:
+    """(J,) per-joint pose-prior weights (root 0: the orientation is free)."""
+    w = torch.ones(body_model.num_joints)
+    for j, name in enumerate(body_model.joint_names):
+        for key, value in _STIFF.items():
+            if key in name:
+                w[j] = value
+    w[0] = 0.0
+    return w
+
+
+def _keypoints_forward(body_model: BodyModel) -> Callable[[Tensor, Tensor], BodyOutput]:
+    return getattr(body_model, "forward_keypoints", body_model)
+
+
+def _hip_centre(points: Tensor, names: tuple[str, ...]) -> Tensor:
+    """(B, K, C) → (B, C) midpoint of the hips (or the pelvis) of a set."""
+    if "left_hip" in names and "right_hip" in names:
+        return 0.5 * (points[:, names.index("left_hip")] + points[:, names.index("right_hip")])
+    if "pelvis" in names:
+        return points[:, names.index("pelvis")]
+    raise InputError("3D keypoints need both hips or a pelvis to be centred")
+
+
+def _rot_aa(axis_angle: tuple[float, float, float], b: int, like: Tensor) -> Tensor:
+    return torch.tensor(axis_angle, dtype=like.dtype, device=like.device).expand(b, 3).clone()
+
+
+# ----------------------------------------------------------------------------
+# The fit
+# ----------------------------------------------------------------------------
+
+def fit(
+    body_model: BodyModel,
+    keypoints2d: Tensor | np.ndarray,
+    keypoint_set: str,
+    *,
+    keypoints3d: Tensor | np.ndarray | None = None,
+    keypoints3d_set: str | None = None,
+    camera: str = "weak",
+    crop_size: int = 224,
+    focal: float | Tensor | None = None,
+    principal_point: Tensor | np.ndarray | tuple[float, float] | None = None,
+    init: FitInit | None = None,
+    config: FitConfig | None = None,
+    num_threads: int | None = 1,
+) -> FitResult:
+    """Fit ``body_model`` to 2D keypoints (and optional 3D keypoints).
+
+    Args:
+        body_model: any :class:`BodyModel` (e.g. ``Anny()`` or ``SMPL(...)``).
+        keypoints2d: (B, K, 3) x, y pixels and confidence, in the order of the
+            named ``keypoint_set`` (any set of ``openhmr.body.keypoints``).
+            Pixels of the S×S crop for ``camera="weak"``, of the image for
+            ``"perspective"``. Non-finite points count as missing.
+        keypoints3d: optional (B, K3, 4) x, y, z metres and confidence,
+            camera-aligned (x right, y down, z away), compared after centring
+            both on the hips.
+        keypoints3d_set: set of ``keypoints3d`` (default: ``keypoint_set``).
+        camera: ``"weak"`` or ``"perspective"``.
+        crop_size: S, the crop side for the weak camera.
+        focal: pinhole focal length in pixels, scalar or (B,) (perspective).
+        principal_point: (2,) or (B, 2) pixels (perspective; default: none —
+            required).
+        init: optional starting camera, pose and shape (skips the torso
+            initialisation), e.g. an HMR estimate.
+        config: weights and iterations.
+        num_threads: torch intra-op threads while fitting, restored after
+            (None: leave as is). The fit runs thousands of tiny operations,
+            for which extra threads only add synchronisation: on a busy
+            2-core machine one thread was 10× faster than two.
+    Returns:
+        :class:`FitResult`.
+    Raises:
+        InputError: malformed keypoints, unknown set or camera, no usable keypoint.
+    """
+    previous = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        return _fit(body_model, keypoints2d, keypoint_set, keypoints3d, keypoints3d_set,
+                    camera, crop_size, focal, principal_point, init, config or FitConfig())
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _fit(
+    body_model: BodyModel,
+    keypoints2d: Tensor | np.ndarray,
+    keypoint_set: str,
+    keypoints3d: Tensor | np.ndarray | None,
+    keypoints3d_set: str | None,
+    camera: str,
+    crop_size: int,
+    focal: float | Tensor | None,
+    principal_point: Tensor | np.ndarray | tuple[float, float] | None,
+    init: FitInit | None,
+    cfg: FitConfig,
+) -> FitResult:
+    """The body of :func:`fit` (same arguments)."""
+    if camera not in ("weak", "perspective"):
+        raise InputError(f"camera must be 'weak' or 'perspective', got {camera!r}")
+    try:
+        input_set = get_set(keypoint_set)
+    except KeyError as exc:
+        raise InputError(str(exc.args[0])) from None
+    param = next(iter(body_model.buffers()), None)
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    device = param.device if param is not None else torch.device("cpu")
+
+    kp2d = torch.as_tensor(np.asarray(keypoints2d) if not isinstance(keypoints2d, Tensor)
+                           else keypoints2d).to(device=device, dtype=dtype)
+    if kp2d.ndim == 2:
+        kp2d = kp2d[None]
+    if kp2d.ndim != 3 or kp2d.shape[1:] != (len(input_set), 3):
+        raise InputError(
+            f"keypoints2d must be (B, {len(input_set)}, 3) for set {keypoint_set!r}, "
+            f"got {tuple(kp2d.shape)}")
+    b = kp2d.shape[0]
+    finite = torch.isfinite(kp2d).all(-1)
+    kp2d = torch.where(finite[..., None], kp2d, torch.zeros_like(kp2d))
+    conf_in = torch.where(kp2d[..., 2] >= cfg.conf_threshold, kp2d[..., 2],
+                          torch.zeros_like(kp2d[..., 2]))
+
+    model_set = choose_model_set(body_model, keypoint_set)
+    model_idx, input_idx = index_map(model_set, keypoint_set)
+    model_idx, input_idx = list(model_idx), list(input_idx)
+    target = kp2d[:, input_idx, :2]
+    conf = conf_in[:, input_idx]
+    matched_names = tuple(input_set.names[i] for i in input_idx)
+    if (conf.sum(-1) <= 0).any():
+        raise InputError("a person has no confident keypoint that the body model can match")
+    seen = conf > 0
+    big = torch.finfo(dtype).max
+    lo = torch.where(seen[..., None], target, torch.full_like(target, big)).amin(1)
+    hi = torch.where(seen[..., None], target, torch.full_like(target, -big)).amax(1)
+    unit = ((hi - lo).norm(dim=-1) / PERSON_SIZE_PX).clamp(min=1e-3)  # (B,) px per unit
+
+    # Pinhole constants.
+    f_t = pp_t = None
+    if camera == "perspective":
+        if focal is None or principal_point is None:
+            raise InputError("the perspective camera needs a focal length and a principal point")
+        f_t = torch.as_tensor(focal, dtype=dtype, device=device).reshape(-1).expand(b).clone()
+        pp_t = torch.as_tensor(np.asarray(principal_point) if not isinstance(
+            principal_point, Tensor) else principal_point, dtype=dtype, device=device)
+        pp_t = pp_t.reshape(-1, 2).expand(b, 2).clone()
+
+    # Optional 3D term.
+    t3 = None
+    if keypoints3d is not None:
+        set3 = keypoints3d_set or keypoint_set
+        kp3 = torch.as_tensor(np.asarray(keypoints3d) if not isinstance(keypoints3d, Tensor)
+                              else keypoints3d).to(device=device, dtype=dtype)
+        if kp3.ndim == 2:
+            kp3 = kp3[None]
+        if kp3.shape != (b, len(get_set(set3)), 4):
+            raise InputError(f"keypoints3d must be (B, {len(get_set(set3))}, 4) for set "
+                             f"{set3!r}, got {tuple(kp3.shape)}")
+        m3_set = choose_model_set(body_model, set3)
+        m3_idx, i3_idx = (list(x) for x in index_map(m3_set, set3))
+        names3 = tuple(get_set(set3).names[i] for i in i3_idx)
+        pts3 = kp3[:, i3_idx, :3]
+        c3 = torch.where(kp3[:, i3_idx, 3] >= cfg.conf_threshold, kp3[:, i3_idx, 3],
+                         torch.zeros_like(kp3[:, i3_idx, 3]))
+        c3 = torch.where(torch.isfinite(pts3).all(-1), c3, torch.zeros_like(c3))
+        pts3 = torch.nan_to_num(pts3)
+        t3 = (m3_set, m3_idx, names3, pts3 - _hip_centre(pts3, names3)[:, None], c3)
+
+    forward_kp = _keypoints_forward(body_model)
+    axes = bend_axes(body_model).to(device=device, dtype=dtype)
+    stiff = joint_stiffness(body_model).to(device=device, dtype=dtype)
+    default_pose = body_model.default_pose().to(device=device, dtype=dtype).reshape(-1, 3)
+    shape_range = getattr(body_model, "shape_range", None)
+    k_shape = body_model.num_betas
+
+    def project(points: Tensor, cam: Tensor) -> Tensor:
+        reps = cam.shape[0] // b  # stage 1 tiles the batch over its candidates
+        f_r = None if f_t is None else f_t.repeat(reps)
+        pp_r = None if pp_t is None else pp_t.repeat(reps, 1)
+        return _project(points, cam, camera, crop_size, f_r, pp_r)
+
+    def terms(cam: Tensor, pose: Tensor, betas: Tensor, kp_mask: Tensor) -> dict[str, Tensor]:
+        """Per-person loss terms, each (B',). Tensors may be a tiled batch."""
+        reps = cam.shape[0] // b
+        out = forward_kp(pose, betas)
+        pred = project(out.keypoints[model_set][:, model_idx], cam)
+        sq = ((pred - target.repeat(reps, 1, 1)) / unit.repeat(reps)[:, None, None]).pow(2).sum(-1)
+        w = conf.repeat(reps, 1) * kp_mask
+        res = {"data": (w * gmof(sq, cfg.sigma)).sum(-1)}
+        if t3 is not None:
+            m3_set, m3_idx, names3, tgt3, c3 = t3
+            p3 = out.keypoints[m3_set][:, m3_idx]
+            p3 = p3 - _hip_centre(p3, names3)[:, None]
+            d2 = ((p3 - tgt3.repeat(reps, 1, 1)) * 100.0).pow(2).sum(-1)  # cm²
+            res["3d"] = cfg.weight_3d * (c3.repeat(reps, 1) * gmof(d2, cfg.sigma_3d)).sum(-1)
+        return res
+
+    # ---------------------------------------------------------------- init
+    if init is not None:
+        cam0 = init.cam.to(device=device, dtype=dtype).reshape(b, 3).clone()
+        pose0 = init.pose.to(device=device, dtype=dtype).reshape(b, -1).clone()
+        betas0 = init.betas.to(device=device, dtype=dtype).reshape(b, -1).clone()
+        if pose0.shape[1] != body_model.pose_size or betas0.shape[1] > k_shape:
+            raise InputError(
+                f"the initial pose/shape must be (B, {body_model.pose_size}) and (B, ≤{k_shape}),"
+                f" got {tuple(pose0.shape)} and {tuple(betas0.shape)}")
+        betas0 = torch.cat([betas0, betas0.new_zeros(b, k_shape - betas0.shape[1])], 1)
+        candidates = [(cam0, pose0)]
+    else:
+        betas0 = torch.zeros(b, k_shape, dtype=dtype, device=device)
+        candidates = []
+        for root in ((math.pi, 0.0, 0.0), (0.0, 0.0, math.pi)):  # facing, back-facing
+            pose0 = default_pose.reshape(1, -1).expand(b, -1).clone()
+            pose0[:, :3] = _rot_aa(root, b, pose0)
+            with torch.no_grad():
+                out = forward_kp(pose0, betas0)
+            cam0 = _torso_init(out.keypoints[model_set][:, model_idx], target, conf,
+                               matched_names, camera, crop_size, f_t, pp_t)
+            candidates.append((cam0, pose0))
+
+    torso_mask = torch.tensor([n in _TORSO for n in matched_names], dtype=dtype, device=device)
+    if (conf * torso_mask).gt(0).sum(-1).lt(2).any():
+        torso_mask = torch.ones_like(torso_mask)  # too few torso points: use them all
+    all_mask = torch.ones_like(torso_mask)
+
+    # ------------------------------------------------------------- stage 1
+    n_cand = len(candidates)
+    cam = torch.cat([c for c, _ in candidates]).clone()
+    pose = torch.cat([p for _, p in candidates]).clone()
+    betas = betas0.repeat(n_cand, 1)
+    depth0 = cam[:, 2].detach().clone()
+    cam_p, root_p = _cam_params(cam, camera), pose[:, :3].clone()
+    cam_p.requires_grad_(True)
+    root_p.requires_grad_(True)
+    rest_pose = pose[:, 3:].detach()
+
+    def stage1_loss() -> Tensor:
+        c = _cam_from_params(cam_p, camera)
+        p = torch.cat([root_p, rest_pose], 1)
+        t = terms(c, p, betas, torso_mask)
+        loss = t["data"] + t.get("3d", 0.0)
+        if camera == "perspective":
+            loss = loss + cfg.depth_weight * (c[:, 2] - depth0).pow(2)
+        return loss
+
+    _lbfgs([cam_p, root_p], lambda: stage1_loss().sum(), cfg.stage1_iters)
+    with torch.no_grad():
+        final = stage1_loss().reshape(n_cand, b)
+        pick = final.argmin(0)  # (B,) best candidate per person
+        rows = pick * b + torch.arange(b, device=device)
+        cam = _cam_from_params(cam_p, camera)[rows].detach()
+        pose = torch.cat([root_p, rest_pose], 1)[rows].detach()
+    betas = betas0.clone()
+
+    # ------------------------------------------------------------- stage 2
+    cam_p = _cam_params(cam, camera).requires_grad_(True)
+    pose_p = pose.clone().requires_grad_(True)
+    betas_p = betas.clone().requires_grad_(cfg.optimise_shape)
+    params = [cam_p, pose_p] + ([betas_p] if cfg.optimise_shape else [])
+
+    def stage2_terms(w_pose: float, w_shape: float) -> dict[str, Tensor]:
+        c = _cam_from_params(cam_p, camera)
+        t = terms(c, pose_p, betas_p, all_mask)
+        dev = (pose_p.reshape(b, -1, 3) - default_pose).pow(2).sum(-1)
+        t["pose_prior"] = w_pose * (stiff * dev).sum(-1)
+        t["shape_prior"] = w_shape * betas_p.pow(2).sum(-1)
+        t["bend"] = cfg.bend_weight * bend_guard(pose_p, axes)
+        if shape_range is not None:
+            low, high = (x.to(betas_p) for x in shape_range)
+            outside = torch.relu(betas_p - high) + torch.relu(low - betas_p)
+            t["shape_range"] = 1e4 * outside.pow(2).sum(-1)
+        return t
+
+    for iters, w_pose, w_shape in zip(cfg.stage2_iters, cfg.pose_weights, cfg.shape_weights):
+        _lbfgs(params, lambda: sum(stage2_terms(w_pose, w_shape).values()).sum(), iters)
+
+    with torch.no_grad():
+        losses = {k: v.detach() for k, v in stage2_terms(cfg.pose_weights[-1],
+                                                          cfg.shape_weights[-1]).items()}
+        cam = _cam_from_params(cam_p, camera).detach()
+        pose = pose_p.detach()
+        betas = betas_p.detach()
+        output = body_model(pose, betas)
+        pred = project(output.keypoints[model_set][:, model_idx], cam)
+        k_in = len(input_set)
+        kp_fit = torch.full((b, k_in, 2), float("nan"), dtype=dtype, device=device)
+        kp_fit[:, input_idx] = pred
+        residuals = (kp_fit - kp2d[..., :2]).norm(dim=-1)
+    return FitResult(
+        camera=camera, cam=cam, pose=pose, betas=betas, output=output,
+        model_keypoint_set=model_set, keypoints2d=kp_fit, residuals_px=residuals,
+        losses=losses, crop_size=crop_size, focal=f_t, principal_point=pp_t,
+    )
+
+
+def _cam_params(cam: Tensor, camera: str) -> Tensor:
+    """Unconstrained parameters of a camera: log-scale for the weak one."""
+    if camera == "weak":
+        return torch.cat([cam[:, :1].clamp(min=1e-4).log(), cam[:, 1:]], 1).detach().clone()
+    return cam.detach().clone()
+
+
+def _cam_from_params(p: Tensor, camera: str) -> Tensor:
+    if camera == "weak":
+        return torch.cat([p[:, :1].exp(), p[:, 1:]], 1)
+    return p
+
+
+def _torso_init(points3d: Tensor, target: Tensor, conf: Tensor, names: tuple[str, ...],
+                camera: str, crop_size: int, focal: Tensor | None,
+                principal_point: Tensor | None) -> Tensor:
+    """Camera that maps the body's torso onto the 2D torso (SMPLify's init).
+
+    Scale from torso lengths (shoulder midpoint to hip midpoint); when a
+    person lacks a visible shoulder or hip, from the spread of all visible
+    keypoints instead. Translation puts the 3D centre on the 2D centre.
+
+    Args:
+        points3d: (B, K, 3) model keypoints (camera-aligned body frame).
+        target: (B, K, 2) pixels; conf: (B, K).
+    Returns:
+        (B, 3) weak camera (s, tx, ty) or pinhole translation (tx, ty, tz).
+    """
+    b = points3d.shape[0]
+    seen = conf > 0
+
+    def mid(pair: tuple[str, str], pts: Tensor) -> tuple[Tensor, Tensor]:
+        idx = [names.index(n) for n in pair if n in names]
+        if not idx:
+            return pts.new_zeros(b, pts.shape[-1]), torch.zeros(b, dtype=torch.bool,
+                                                                device=pts.device)
+        w = seen[:, idx].to(pts.dtype)
+        ok = w.sum(-1) > 0
+        m = (pts[:, idx] * w[..., None]).sum(1) / w.sum(-1).clamp(min=1)[:, None]
+        return m, ok
+
+    sh2, ok_s = mid(("left_shoulder", "right_shoulder"), target)
+    hp2, ok_h = mid(("left_hip", "right_hip"), target)
+    sh3, _ = mid(("left_shoulder", "right_shoulder"), points3d)
+    hp3, _ = mid(("left_hip", "right_hip"), points3d)
+    # The 3D midpoints must use the same side(s) as the 2D ones.
+    w = seen.to(points3d.dtype)
+    torso_ok = ok_s & ok_h
+    len2 = (sh2 - hp2).norm(dim=-1)
+    len3 = (sh3 - hp3)[:, :2].norm(dim=-1)
+    c2 = 0.5 * (sh2 + hp2)
+    c3 = 0.5 * (sh3 + hp3)
+    # Fallback: spread of all visible keypoints.
+    n = w.sum(-1).clamp(min=1)
+    mean2 = (target * w[..., None]).sum(1) / n[:, None]
+    mean3 = (points3d * w[..., None]).sum(1) / n[:, None]
+    spread2 = (((target - mean2[:, None]) ** 2).sum(-1) * w).sum(-1).div(n).sqrt()
+    spread3 = (((points3d - mean3[:, None])[..., :2] ** 2).sum(-1) * w).sum(-1).div(n).sqrt()
+    use_torso = torso_ok & (len2 > 1e-6)
+    ratio = torch.where(use_torso, len2 / len3.clamp(min=1e-6),
+                        spread2 / spread3.clamp(min=1e-6))  # pixels per metre
+    ratio = ratio.clamp(min=1e-3)
+    centre2 = torch.where(use_torso[:, None], c2, mean2)
+    centre3 = torch.where(use_torso[:, None], c3, mean3)
+    if camera == "weak":
+        s = ratio * 2.0 / crop_size
+        t = crop_pixels_to_normalised(centre2, crop_size) / s[:, None] - centre3[:, :2]
+        return torch.cat([s[:, None], t], 1)
+    tz = focal / ratio
+    txy = (centre2 - principal_point) * (tz / focal)[:, None] - centre3[:, :2]
+    return torch.cat([txy, (tz - centre3[:, 2])[:, None]], 1)
+
+
+def _lbfgs(params: list[Tensor], closure_loss: Callable[[], Tensor], iters: int) -> None:
+    """Run L-BFGS (strong-Wolfe line search) for ``iters`` iterations."""
+    if iters <= 0:
+        return
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iters, history_size=20,
+                            line_search_fn="strong_wolfe", tolerance_grad=1e-9,
+                            tolerance_change=1e-12)
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = closure_loss()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+
+
+# ----------------------------------------------------------------------------
+# The demo's entry point
+# ----------------------------------------------------------------------------
+
+@dataclass
+class DetectionFit:
+    """A fit to one BlazePose detection, in HMR's common currency.
+
+    Attributes:
+        crop: (S, S, 3) uint8 RGB crop of the person (HMR's 150-px scaling).
+        transform: the crop ↔ image map (``openhmr.data.crop.CropTransform``).
+        result: the fit with the weak camera in that crop's normalised
+            coordinates; ``result.keypoints2d`` are crop pixels
+            (``transform.crop_to_image`` maps them to the image).
+        keypoints2d_crop: (33, 3) the detection's keypoints in crop pixels.
+    """
+
+    crop: np.ndarray
+    transform: "CropTransform"
+    result: FitResult
+    keypoints2d_crop: np.ndarray
+
+
+def fit_detection(
+    image: np.ndarray,
+    detection: "Detection",
+    body_model: BodyModel,
+    crop_size: int = 224,
+    *,
+    transform: "CropTransform | None" = None,
+    init: FitInit | None = None,
+    use_3d: bool = True,
+    config: FitConfig | None = None,
+) -> DetectionFit:
+    """Fit ``body_model`` to a BlazePose detection in HMR's crop frame.
+
+    The crop is HMR's (``openhmr.data.crop``): the box of the keypoints with
+    visibility > 0.5 scaled to a 150-px diagonal, centred on it — unless
+    ``transform`` is given (e.g. the crop HMR just ran on, for ``hmr+fit``,
+    with ``init`` its estimate). The 2D keypoints are fitted with the weak
+    camera in crop pixels; with ``use_3d`` the world landmarks join in.
+
+    Args:
+        image: (H, W, 3) uint8 RGB, the image the detection came from.
+        detection: :func:`openhmr.detect.detect_person`'s result.
+        body_model: e.g. ``Anny()``.
+    Returns:
+        :class:`DetectionFit`.
+    """
+    from openhmr.data.crop import crop_pixels, crop_transform, scale_for_keypoints
+
+    kp = np.asarray(detection.keypoints2d, dtype=np.float64)
+    if transform is None:
+        scale, centre = scale_for_keypoints(kp, conf_threshold=0.5)
+        transform = crop_transform(image.shape[:2], scale, centre, crop_size)
+    crop = crop_pixels(image, transform)
+    kp_crop = np.concatenate([transform.image_to_crop(kp[:, :2]), kp[:, 2:3]], 1)
+    kp3 = np.asarray(detection.keypoints3d, dtype=np.float64)[None] if use_3d else None
+    result = fit(
+        body_model, kp_crop[None], detection.keypoint_set,
+        keypoints3d=kp3, keypoints3d_set=detection.keypoint_set,
+        camera="weak", crop_size=transform.crop_size, init=init, config=config,
+    )
+    return DetectionFit(crop=crop, transform=transform, result=result,
+                        keypoints2d_crop=kp_crop.astype(np.float32))
+
+
+__all__ = [
+    "DetectionFit", "FitConfig", "FitInit", "FitResult", "bend_axes", "bend_guard",
+    "choose_model_set", "fit", "fit_detection", "gmof", "joint_stiffness",
+]

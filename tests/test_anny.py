@@ -1,0 +1,236 @@
+"""The Anny body model behind openhmr's BodyModel interface.
+
+Anny's first construction builds a ~0.8 GB cache (once per cache directory;
+set ANNY_CACHE_DIR to keep it in a stable place); later processes load it in
+a few seconds and every test here shares one instance.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+pytest.importorskip("anny")
+
+from openhmr.body.anny import (  # noqa: E402
+    JOINT_NAMES,
+    KEYPOINT_SET_NAMES,
+    NEUTRAL_PHENOTYPE,
+    Anny,
+    get_anny,
+)
+from openhmr.body.keypoints import get_set  # noqa: E402
+from openhmr.geometry.rotations import axis_angle_to_matrix  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def anny_model() -> Anny:
+    torch.manual_seed(0)
+    return Anny()
+
+
+def _reflect_pose(pose: torch.Tensor, flip: tuple[int, ...]) -> torch.Tensor:
+    """HMR's reflect_pose: permute joints, negate the y and z components."""
+    p = pose.reshape(pose.shape[0], -1, 3)[:, list(flip)]
+    return (p * torch.tensor([1.0, -1.0, -1.0])).reshape(pose.shape[0], -1)
+
+
+def test_interface_matches_body_model(anny_model: Anny) -> None:
+    m = anny_model
+    assert m.name == "anny"
+    assert m.num_joints == 22 and m.pose_size == 66
+    assert m.num_betas == 6 and m.shape_size == 6
+    assert m.joint_names == JOINT_NAMES == get_set("smpl24").names[:22]
+    flip = m.joint_flip
+    assert sorted(flip) == list(range(22))
+    assert all(flip[flip[i]] == i for i in range(22))  # an involution
+    assert flip[JOINT_NAMES.index("left_elbow")] == JOINT_NAMES.index("right_elbow")
+    assert flip[0] == 0
+    assert m.faces.dtype == torch.long and m.faces.shape == (27420, 3)
+    assert int(m.faces.min()) == 0 and int(m.faces.max()) == m.num_vertices - 1 == 13717
+    assert set(m.keypoint_sets) == set(KEYPOINT_SET_NAMES)
+    assert {"coco17", "body25", "lsp14", "cocoplus19", "h36m17"} <= set(m.keypoint_sets)
+    assert m.default_pose().shape == (66,) and not m.default_pose().any()
+
+
+def test_forward_shapes_and_gradients(anny_model: Anny) -> None:
+    g = torch.Generator().manual_seed(1)
+    pose = anny_model.random_pose(2, g).requires_grad_(True)
+    shape = anny_model.random_shape(2, g).requires_grad_(True)
+    out = anny_model(pose, shape)
+    assert out.vertices.shape == (2, 13718, 3)
+    assert out.joints.shape == (2, 22, 3)
+    assert out.rotations.shape == (2, 22, 3, 3)
+    for name in anny_model.keypoint_sets:
+        assert out.keypoints[name].shape == (2, len(get_set(name)), 3)
+    loss = out.vertices.square().mean() + out.keypoints["lsp14"].sum()
+    loss.backward()
+    for grad in (pose.grad, shape.grad):
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    # Rotation matrices are accepted as pose too, with the same result.
+    with torch.no_grad():
+        again = anny_model(out.rotations, shape)
+    torch.testing.assert_close(again.vertices, out.vertices.detach(), atol=1e-5, rtol=0)
+
+
+def test_frame_units_and_neutral_body(anny_model: Anny) -> None:
+    """Metres, SMPL's frame (y up, facing +z, x = body-left), pelvis at the origin."""
+    out = anny_model(torch.zeros(1, 66), torch.zeros(1, 6))
+    kp = {n: p for n, p in zip(get_set("h36m17").names, out.keypoints["h36m17"][0])}
+    coco = {n: p for n, p in zip(get_set("coco17").names, out.keypoints["coco17"][0])}
+    height = float(out.vertices[0, :, 1].max() - out.vertices[0, :, 1].min())
+    assert 1.65 < height < 1.73  # the neutral adult is about 1.69 m
+    assert kp["head_top"][1] > kp["neck"][1] > kp["pelvis"][1] > kp["left_knee"][1] > kp["left_ankle"][1]
+    assert kp["left_shoulder"][0] > 0.1 and kp["right_shoulder"][0] < -0.1
+    assert coco["nose"][2] > coco["left_ear"][2] + 0.05  # facing +z
+    torch.testing.assert_close(out.joints[0, 0], torch.zeros(3), atol=1e-6, rtol=0)
+    # Rest A-pose: the wrists hang below the shoulders.
+    assert kp["left_wrist"][1] < kp["left_shoulder"][1] - 0.2
+
+
+def test_zero_shape_is_the_neutral_phenotype(anny_model: Anny) -> None:
+    raw = get_anny()
+    pheno = torch.tensor([NEUTRAL_PHENOTYPE], dtype=raw.dtype)
+    ref = raw(pose_parameters=None, phenotype_kwargs=pheno)["vertices"][0]
+    root = raw(pose_parameters=None, phenotype_kwargs=pheno)["bone_poses"][0, 0, :3, 3]
+    c = torch.tensor([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]], dtype=raw.dtype)
+    expected = ((ref - root) @ c.T).float()
+    out = anny_model(torch.zeros(1, 66), torch.zeros(1, 6))
+    torch.testing.assert_close(out.vertices[0], expected, atol=1e-5, rtol=0)
+    low, high = anny_model.shape_range
+    torch.testing.assert_close(low, -torch.tensor(NEUTRAL_PHENOTYPE))
+    # Fewer shape values than num_betas: the rest are zero.
+    short = anny_model(torch.zeros(1, 66), torch.tensor([[0.2, 0.0]]))
+    full = anny_model(torch.zeros(1, 66), torch.tensor([[0.2, 0, 0, 0, 0, 0]]))
+    torch.testing.assert_close(short.vertices, full.vertices)
+
+
+def test_root_rotation_turns_the_body_about_the_pelvis(anny_model: Anny) -> None:
+    rest = anny_model(torch.zeros(1, 66), torch.zeros(1, 6))
+    pose = torch.zeros(1, 66)
+    pose[0, 0] = math.pi  # HMR's mean root: upright in image coordinates (y down)
+    flipped = anny_model(pose, torch.zeros(1, 6))
+    r = axis_angle_to_matrix(pose[:, :3])[0]
+    torch.testing.assert_close(flipped.vertices[0], rest.vertices[0] @ r.T, atol=1e-5, rtol=0)
+    head, ankle = flipped.keypoints["lsp14"][0, 13], flipped.keypoints["lsp14"][0, 0]
+    assert head[1] < ankle[1] - 1.4  # head above the feet in image coordinates
+
+
+def test_joint_rotation_is_in_rest_world_axes(anny_model: Anny) -> None:
+    """Rotating the left elbow by R turns the forearm by R about the elbow joint."""
+    j_elbow, j_wrist = JOINT_NAMES.index("left_elbow"), JOINT_NAMES.index("left_wrist")
+    rest = anny_model(torch.zeros(1, 66), torch.zeros(1, 6))
+    aa = torch.tensor([0.3, -0.5, 0.4])
+    pose = torch.zeros(1, 66)
+    pose[0, 3 * j_elbow: 3 * j_elbow + 3] = aa
+    bent = anny_model(pose, torch.zeros(1, 6))
+    r = axis_angle_to_matrix(aa)
+    elbow = rest.joints[0, j_elbow]
+    expected = elbow + r @ (rest.joints[0, j_wrist] - elbow)
+    torch.testing.assert_close(bent.joints[0, j_wrist], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(bent.joints[0, j_elbow], elbow, atol=1e-6, rtol=0)
+    # The other side does not move.
+    right = JOINT_NAMES.index("right_wrist")
+    torch.testing.assert_close(bent.joints[0, right], rest.joints[0, right], atol=1e-6, rtol=0)
+
+
+def test_mirrored_pose_gives_mirrored_body(anny_model: Anny) -> None:
+    """joint_flip + HMR's reflect_pose mirror the body (Anny is symmetric)."""
+    g = torch.Generator().manual_seed(2)
+    pose = anny_model.random_pose(2, g)
+    out = anny_model(pose, torch.zeros(2, 6))
+    mirrored = anny_model(_reflect_pose(pose, anny_model.joint_flip), torch.zeros(2, 6))
+    for name in ("lsp14", "body25"):
+        perm = list(get_set(name).flip_permutation)
+        expected = out.keypoints[name][:, perm] * torch.tensor([-1.0, 1.0, 1.0])
+        err = (mirrored.keypoints[name] - expected).norm(dim=-1).max()
+        assert err < 0.005, f"{name}: mirrored keypoints differ by {float(err) * 1000:.1f} mm"
+
+
+def test_forward_keypoints_equals_forward(anny_model: Anny) -> None:
+    """The virtual-vertex shortcut gives the same keypoints as the full mesh."""
+    g = torch.Generator().manual_seed(3)
+    pose, shape = anny_model.random_pose(3, g), anny_model.random_shape(3, g)
+    full = anny_model(pose, shape)
+    fast = anny_model.forward_keypoints(pose, shape)
+    assert fast.vertices.shape == (3, 0, 3)
+    torch.testing.assert_close(fast.joints, full.joints, atol=1e-5, rtol=0)
+    for name in anny_model.keypoint_sets:
+        # float32 sums over up to 4,105 vertices (the ears): tens of micrometres.
+        torch.testing.assert_close(fast.keypoints[name], full.keypoints[name], atol=5e-5, rtol=0)
+
+
+def test_regressed_keypoints_match_anny_regressor(anny_model: Anny) -> None:
+    """coco17 is Anny's own COCO regressor on the posed mesh (frame-converted)."""
+    import anny
+
+    raw = get_anny()
+    regressor = anny.KeypointsRegressor.coco(raw, labels=list(get_set("coco17").names))
+    out = raw(pose_parameters=None, phenotype_kwargs=torch.tensor([NEUTRAL_PHENOTYPE],
+                                                                  dtype=raw.dtype))
+    kp = regressor(out) - out["bone_poses"][:, :1, :3, 3]
+    c = torch.tensor([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]], dtype=raw.dtype)
+    ours = anny_model(torch.zeros(1, 66), torch.zeros(1, 6)).keypoints["coco17"]
+    torch.testing.assert_close(ours, (kp @ c.T).float(), atol=5e-5, rtol=0)  # float32 ears
+
+
+def test_bend_guard_penalises_backward_knees_and_elbows(anny_model: Anny) -> None:
+    j_knee, j_elbow = JOINT_NAMES.index("left_knee"), JOINT_NAMES.index("left_elbow")
+    axes = anny_model.bend_axes
+    assert torch.allclose(axes[j_knee], torch.tensor([1.0, 0.0, 0.0]))
+    assert (axes.abs().sum(-1) > 0).sum() == 4
+
+    def guard(j: int, angle: float) -> float:
+        pose = torch.zeros(1, 66)
+        pose[0, 3 * j: 3 * j + 3] = angle * axes[j]
+        return float(anny_model.bend_guard(pose))
+
+    assert guard(j_knee, 1.0) < guard(j_knee, 0.0) < guard(j_knee, -1.0)
+    # exp(−θ·a)² per joint: e² bent backwards by 1 rad, e⁻² flexed, 1 straight.
+    assert guard(j_elbow, -1.0) == pytest.approx(3 + math.exp(2.0), rel=1e-5)
+    assert guard(j_elbow, 1.0) == pytest.approx(3 + math.exp(-2.0), rel=1e-5)
+    # Natural knee flexion swings the ankle backwards (−z) in the rest frame.
+    pose = torch.zeros(1, 66)
+    pose[0, 3 * j_knee] = 1.0
+    kp = anny_model(pose, torch.zeros(1, 6)).keypoints["lsp14"][0]
+    rest = anny_model(torch.zeros(1, 66), torch.zeros(1, 6)).keypoints["lsp14"][0]
+    assert kp[5, 2] < rest[5, 2] - 0.2
+
+
+def test_dtype_float64_and_shared_construction(anny_model: Anny) -> None:
+    assert get_anny() is get_anny()  # built once per process
+    assert os.environ.get("ANNY_CACHE_DIR")
+    m64 = Anny(dtype=torch.float64)
+    assert m64.anny is not anny_model.anny  # each wrapper owns its buffers
+    pose = torch.zeros(1, 66, dtype=torch.float64)
+    out = m64(pose, torch.zeros(1, 6, dtype=torch.float64))
+    assert out.vertices.dtype == torch.float64
+    fast = m64.forward_keypoints(pose, torch.zeros(1, 6, dtype=torch.float64))
+    torch.testing.assert_close(fast.keypoints["coco17"], out.keypoints["coco17"],
+                               atol=1e-10, rtol=0)
+    assert anny_model(torch.zeros(1, 66), torch.zeros(1, 6)).vertices.dtype == torch.float32
+
+
+def test_bad_inputs_are_refused(anny_model: Anny) -> None:
+    with pytest.raises(ValueError, match="pose"):
+        anny_model(torch.zeros(1, 72), torch.zeros(1, 6))
+    with pytest.raises(ValueError, match="shape"):
+        anny_model(torch.zeros(1, 66), torch.zeros(1, 10))
+
+
+def test_hmr_builds_on_anny(anny_model: Anny) -> None:
+    nets = pytest.importorskip("openhmr.nets.hmr")
+    from openhmr.nets.tiny import TinyEncoder
+
+    model = nets.HMR(anny_model, encoder=TinyEncoder(32))
+    assert model.theta_size == 3 + 66 + 6
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 64, 64))
+    assert out.vertices.shape == (1, 13718, 3)
+    assert out.keypoints2d["cocoplus19"].shape == (1, 19, 2)
+    # The body model's data is not part of the network's weights.
+    assert not any(k.startswith("body") for k in model.network_state())

@@ -1,0 +1,81 @@
+"""BlazePose person detection: results on a photo and one-line errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import openhmr.detect as detect
+from openhmr.errors import InputError, OpenHMRError
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def test_missing_mediapipe_gives_the_install_hint(monkeypatch) -> None:
+    """Acceptance 4: the extra not installed → one clear line."""
+    monkeypatch.setattr(detect, "_POSE", {})
+    for name in [m for m in sys.modules if m == "mediapipe" or m.startswith("mediapipe.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # makes the import fail
+    image = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(detect.DetectorUnavailableError) as info:
+        detect.detect_person(image)
+    assert isinstance(info.value, OpenHMRError)
+    assert str(info.value) == "BlazePose needs the optional extra: pip install 'openhmr[demo]'"
+
+
+def test_too_small_and_malformed_images_are_refused() -> None:
+    """Acceptance 4: checked before the detector is even loaded."""
+    with pytest.raises(InputError, match="too small") as info:
+        detect.detect_person(np.zeros((20, 200, 3), np.uint8))
+    assert "\n" not in str(info.value) and "at least 32 px" in str(info.value)
+    with pytest.raises(InputError, match="RGB"):
+        detect.detect_person(np.zeros((64, 64), np.uint8))
+    with pytest.raises(InputError, match="uint8"):
+        detect.detect_person(np.zeros((64, 64, 3), np.float32))
+
+
+def test_blank_image_has_no_person() -> None:
+    """Acceptance 4: no person → NoPersonError (an InputError), one line."""
+    pytest.importorskip("mediapipe")
+    with pytest.raises(detect.NoPersonError) as info:
+        detect.detect_person(np.full((240, 320, 3), 127, np.uint8))
+    assert isinstance(info.value, InputError)
+    assert str(info.value) == "no person was found in the 320×240 image"
+
+
+def test_detection_on_a_photo() -> None:
+    pytest.importorskip("mediapipe")
+    from PIL import Image
+
+    path = SHARED / "reference" / "images" / "random.jpg"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (../shared not beside the repository)")
+    image = np.asarray(Image.open(path).convert("RGB"))
+    det = detect.detect_person(image)
+    height, width = image.shape[:2]
+    assert det.image_size == (height, width) and det.keypoint_set == "blazepose33"
+    assert det.keypoints2d.shape == (33, 3) and det.keypoints3d.shape == (33, 4)
+    assert det.mask is not None and det.mask.shape == (height, width)
+    x0, y0, x1, y1 = det.box
+    assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+    assert (x1 - x0) > 0.2 * width  # the standing person fills a good part of the photo
+    seen = det.keypoints2d[:, 2] >= 0.5
+    assert seen.sum() >= 20
+    inside = det.keypoints2d[seen, :2]
+    assert ((inside >= [x0, y0]) & (inside <= [x1, y1])).all()
+    # The person is upright: head (nose) above the hips above the ankles.
+    nose, hip, ankle = det.keypoints2d[0, 1], det.keypoints2d[23, 1], det.keypoints2d[27, 1]
+    assert nose < hip < ankle
+    # World landmarks: metres, hip-centred, y down.
+    hips = det.keypoints3d[[23, 24], :3].mean(0)
+    np.testing.assert_allclose(hips, 0.0, atol=0.02)
+    assert det.keypoints3d[0, 1] < -0.3  # the nose is well above the hips
+    # The mask covers the person's torso centre.
+    cx, cy = det.keypoints2d[[11, 12, 23, 24], :2].mean(0).astype(int)
+    assert det.mask[cy, cx] > 0.5
+    # Built once per process.
+    assert detect._pose_model(True) is detect._pose_model(True)

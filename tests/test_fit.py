@@ -1,0 +1,245 @@
+"""Keypoint fitting (SMPLify adapted): synthetic truth, cameras, photos, errors."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from openhmr.errors import InputError
+from openhmr.fit import (
+    FitConfig,
+    FitInit,
+    bend_axes,
+    bend_guard,
+    choose_model_set,
+    fit,
+    gmof,
+    joint_stiffness,
+)
+from openhmr.geometry.procrustes import procrustes_align
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CROP = 224
+
+
+@pytest.fixture(scope="module")
+def anny_model():
+    pytest.importorskip("anny")
+    from openhmr.body.anny import Anny
+
+    return Anny()
+
+
+def _synthetic(model, n: int, seed: int) -> dict[str, torch.Tensor]:
+    """Random bodies in a 224 crop (weak camera): truth, noisy 2D (σ = 2 px,
+    20 % dropped) and noisy hip-centred 3D (σ = 2 cm) BODY_25 keypoints."""
+    g = torch.Generator().manual_seed(seed)
+    pose, shape = model.random_pose(n, g), model.random_shape(n, g)
+    with torch.no_grad():
+        out = model(pose, shape)
+    kp3 = out.keypoints["body25"]
+    cam = torch.cat([0.75 + 0.1 * torch.rand(n, 1, generator=g),
+                     0.1 * (2 * torch.rand(n, 2, generator=g) - 1)], 1)
+    clean = (cam[:, None, :1] * (kp3[..., :2] + cam[:, None, 1:]) + 1) * CROP / 2
+    noisy = clean + 2.0 * torch.randn(clean.shape, generator=g)
+    conf = (torch.rand(clean.shape[:2], generator=g) >= 0.2).float()
+    centred = kp3 - 0.5 * (kp3[:, 9:10] + kp3[:, 12:13])
+    kp3_obs = centred + 0.02 * torch.randn(centred.shape, generator=g)
+    return {
+        "pose": pose, "shape": shape, "cam": cam, "kp3": kp3, "clean": clean,
+        "vertices": out.vertices, "kp2d": torch.cat([noisy, conf[..., None]], -1),
+        "kp3_obs": torch.cat([kp3_obs, torch.ones_like(kp3_obs[..., :1])], -1),
+    }
+
+
+def _pa_mpjpe_mm(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    aligned = procrustes_align(pred.double(), truth.double())
+    return (aligned - truth.double()).norm(dim=-1).mean(-1) * 1000.0
+
+
+def test_synthetic_truth_is_recovered(anny_model) -> None:
+    """Acceptance 1 (reduced to 4 bodies; benchmarks/fit_synthetic.py runs 20+).
+
+    2D + 3D keypoints (the detector's situation): median 2D error ≤ 3 px and
+    PA-MPJPE ≤ 30 mm. 2D only: the same 2D accuracy, and a looser 3D bound —
+    a limb's depth is ambiguous from one view, so 2D-only fits can pick the
+    mirror-in-depth solution for some joints.
+    """
+    truth = _synthetic(anny_model, 4, seed=11)
+    # The renderer and the camera agree: every visible keypoint projects into
+    # (or next to) the rendered silhouette.
+    render = pytest.importorskip("openhmr.render")
+    from openhmr.geometry.camera import weak_to_perspective_translation
+
+    trans = weak_to_perspective_translation(truth["cam"], focal=1e4, crop_size=CROP)
+    verts = truth["vertices"] + trans[:, None]
+    result = render.render_mesh(verts, anny_model.faces, 1e4, (CROP / 2, CROP / 2), CROP, CROP)
+    mask = result.mask > 0.5
+    for i in range(4):
+        x = truth["clean"][i, :, 0].round().long().clamp(0, CROP - 1)
+        y = truth["clean"][i, :, 1].round().long().clamp(0, CROP - 1)
+        near = torch.nn.functional.max_pool2d(mask[i][None, None].float(), 7, 1, 3)[0, 0]
+        assert near[y, x].float().mean() > 0.9
+
+    with_3d = fit(anny_model, truth["kp2d"], "body25", keypoints3d=truth["kp3_obs"],
+                  keypoints3d_set="body25", camera="weak", crop_size=CROP)
+    only_2d = fit(anny_model, truth["kp2d"], "body25", camera="weak", crop_size=CROP)
+    for result in (with_3d, only_2d):
+        err2d = (result.keypoints2d - truth["clean"]).norm(dim=-1)
+        assert float(err2d.median()) <= 3.0
+        assert result.output.vertices.shape == (4, 13718, 3)
+        assert torch.isfinite(result.residuals_px).all()
+    pa = _pa_mpjpe_mm(with_3d.output.keypoints["body25"], truth["kp3"])
+    assert float(pa.median()) <= 30.0, pa
+    pa2 = _pa_mpjpe_mm(only_2d.output.keypoints["body25"], truth["kp3"])
+    assert float(pa2.median()) <= 100.0, pa2
+    # The camera is recovered too (scale within 10 %).
+    assert ((with_3d.cam[:, 0] / truth["cam"][:, 0]) - 1).abs().max() < 0.1
+
+
+def test_fit_from_an_initial_estimate(anny_model) -> None:
+    """``init`` (hmr+fit): starting near the truth, the fit improves on the start."""
+    truth = _synthetic(anny_model, 2, seed=5)
+    g = torch.Generator().manual_seed(0)
+    pose0 = truth["pose"] + 0.15 * torch.randn(truth["pose"].shape, generator=g)
+    init = FitInit(cam=truth["cam"] * torch.tensor([1.1, 1.0, 1.0]), pose=pose0,
+                   betas=torch.zeros(2, 6))
+    start = anny_model(pose0, torch.zeros(2, 6)).keypoints["body25"]
+    start2d = (init.cam[:, None, :1] * (start[..., :2] + init.cam[:, None, 1:]) + 1) * CROP / 2
+    cfg = FitConfig(stage1_iters=10, stage2_iters=(15, 15), pose_weights=(100.0, 25.0),
+                    shape_weights=(50.0, 20.0))
+    result = fit(anny_model, truth["kp2d"], "body25", init=init, config=cfg)
+    before = (start2d - truth["clean"]).norm(dim=-1).median()
+    after = (result.keypoints2d - truth["clean"]).norm(dim=-1).median()
+    assert after < 3.0 < before
+
+
+def test_perspective_camera(anny_model) -> None:
+    """Pinhole camera in image pixels: translation solved from the torso init."""
+    g = torch.Generator().manual_seed(7)
+    n, focal, pp = 2, 1500.0, torch.tensor([320.0, 240.0])
+    pose, shape = anny_model.random_pose(n, g, max_yaw=0.3), anny_model.random_shape(n, g)
+    with torch.no_grad():
+        kp3 = anny_model(pose, shape).keypoints["coco17"]
+    trans = torch.tensor([[0.2, 0.1, 5.0], [-0.3, 0.0, 6.5]])
+    p = kp3 + trans[:, None]
+    clean = focal * p[..., :2] / p[..., 2:] + pp
+    kp2d = torch.cat([clean + torch.randn(clean.shape, generator=g), torch.ones(n, 17, 1)], -1)
+    result = fit(anny_model, kp2d, "coco17", camera="perspective", focal=focal,
+                 principal_point=pp)
+    assert result.model_keypoint_set == "coco17"
+    err = (result.keypoints2d - clean).norm(dim=-1)
+    assert float(err.median()) < 3.0
+    # Depth follows from the body's size: within 15 % of the truth.
+    assert ((result.cam[:, 2] / trans[:, 2]) - 1).abs().max() < 0.15
+    torch.testing.assert_close(result.project(result.output.keypoints["coco17"]),
+                               result.keypoints2d, atol=1e-3, rtol=0)
+
+
+def test_fit_works_for_smpl(smpl_model) -> None:
+    """Any BodyModel: the synthetic SMPL (no forward_keypoints) fitted to LSP-14."""
+    pose = torch.zeros(1, 72)
+    pose[:, 0] = math.pi
+    pose[0, 3 * 16 + 2] = -0.6  # left shoulder
+    pose[0, 3 * 5] = 0.8  # right knee
+    with torch.no_grad():
+        kp3 = smpl_model(pose, torch.zeros(1, 10)).keypoints["lsp14"]
+    cam = torch.tensor([[0.8, 0.0, 0.05]])
+    clean = (cam[:, None, :1] * (kp3[..., :2] + cam[:, None, 1:]) + 1) * CROP / 2
+    kp2d = torch.cat([clean, torch.ones(1, 14, 1)], -1)
+    cfg = FitConfig(stage1_iters=10, stage2_iters=(25,), pose_weights=(25.0,),
+                    shape_weights=(20.0,))
+    result = fit(smpl_model, kp2d, "lsp14", config=cfg)
+    assert result.model_keypoint_set == "lsp14"
+    assert result.pose.shape == (1, 72) and result.betas.shape == (1, 10)
+    assert float((result.keypoints2d - clean).norm(dim=-1).median()) < 3.0
+
+
+def test_keypoints_from_another_set_are_mapped(anny_model) -> None:
+    """A BlazePose-33 input is matched by name (BODY_25 covers 21 of its points);
+    points the model lacks come back as NaN."""
+    assert choose_model_set(anny_model, "blazepose33") == "body25"
+    assert choose_model_set(anny_model, "lsp14") == "lsp14"
+    truth = _synthetic(anny_model, 1, seed=3)
+    from openhmr.body.keypoints import convert
+
+    kp, filled = convert(truth["kp2d"], "body25", "blazepose33")
+    kp[..., ~filled, 2] = 0.0
+    cfg = FitConfig(stage2_iters=(20, 20), pose_weights=(100.0, 25.0), shape_weights=(50.0, 20.0))
+    result = fit(anny_model, kp, "blazepose33", config=cfg)
+    assert result.keypoints2d.shape == (1, 33, 2)
+    assert torch.isnan(result.keypoints2d[0, ~filled]).all()
+    assert torch.isfinite(result.keypoints2d[0, filled]).all()
+    assert float(result.residuals_px[0, filled].median()) < 4.0
+
+
+def test_robust_and_prior_terms(anny_model) -> None:
+    r2 = torch.tensor([0.0, 1.0, 1e6])
+    rho = gmof(r2, 10.0)
+    assert rho[0] == 0 and rho[1] == pytest.approx(100 / 101) and rho[2] < 100.0
+    w = joint_stiffness(anny_model)
+    assert w[0] == 0 and w[anny_model.joint_names.index("spine1")] > w[1] == 1
+    from openhmr.body.keypoints import get_set
+
+    class Named:  # an SMPL-like model without its own bend axes
+        num_joints = 24
+        joint_names = get_set("smpl24").names
+
+    axes = bend_axes(Named())  # SMPLify's axes by joint name
+    assert axes[18].tolist() == [0.0, -1.0, 0.0] and axes[4].tolist() == [1.0, 0.0, 0.0]
+    knee_back = torch.zeros(1, 72)
+    knee_back[0, 12] = -1.0
+    assert bend_guard(knee_back, axes) > bend_guard(torch.zeros(1, 72), axes) + 5
+
+
+def test_bad_inputs_raise_input_errors(anny_model) -> None:
+    good = torch.zeros(1, 17, 3)
+    with pytest.raises(InputError, match=r"\(B, 17, 3\)"):
+        fit(anny_model, torch.zeros(1, 14, 3), "coco17")
+    with pytest.raises(InputError, match="unknown keypoint set"):
+        fit(anny_model, good, "nope")
+    with pytest.raises(InputError, match="camera"):
+        fit(anny_model, good, "coco17", camera="fisheye")
+    with pytest.raises(InputError, match="no confident keypoint"):
+        fit(anny_model, good, "coco17")
+    good[..., 2] = 1.0
+    with pytest.raises(InputError, match="focal"):
+        fit(anny_model, good, "coco17", camera="perspective")
+
+
+def _photo(name: str) -> np.ndarray:
+    from PIL import Image
+
+    path = SHARED / "reference" / "images" / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (../shared not beside the repository)")
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.mark.parametrize("name", ["coco2.png", "coco3.png", "coco5.png", "random.jpg"])
+def test_fit_to_blazepose_on_photos(anny_model, name: str) -> None:
+    """Acceptance 2: the fitted mesh's keypoints lie within a median 5 px of
+    BlazePose's (visible, matched) keypoints, on the person's 224-px crop."""
+    pytest.importorskip("mediapipe")
+    from openhmr.detect import NoPersonError, detect_person
+    from openhmr.fit import fit_detection
+
+    image = _photo(name)
+    try:
+        detection = detect_person(image)
+    except NoPersonError:
+        pytest.skip(f"BlazePose finds no person in {name}")
+    fitted = fit_detection(image, detection, anny_model)
+    assert fitted.crop.shape == (224, 224, 3)
+    visible = fitted.keypoints2d_crop[:, 2] >= 0.5
+    residuals = fitted.result.residuals_px[0].numpy()
+    usable = visible & np.isfinite(residuals)
+    assert usable.sum() >= 10
+    assert float(np.median(residuals[usable])) <= 5.0
+    # Crop pixels map back onto the detection in the image.
+    back = fitted.transform.crop_to_image(fitted.keypoints2d_crop[:, :2])
+    np.testing.assert_allclose(back, detection.keypoints2d[:, :2], atol=1e-3)
