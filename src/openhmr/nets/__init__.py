@@ -1,0 +1,12 @@
+"""HMR's networks: ResNet-50 encoders, the IEF regressor, the factorised
+discriminator and the whole model ``HMR``."""
+
+from openhmr.nets.discriminator import FactorizedDiscriminator
+from openhmr.nets.hmr import HMR, HMROutput, default_mean_theta
+from openhmr.nets.regressor import IEFRegressor
+from openhmr.nets.resnet import ENCODERS, ResNet50V1, ResNet50V2, build_encoder, tf_same_max_pool
+
+__all__ = [
+    "ENCODERS", "HMR", "FactorizedDiscriminator", "HMROutput", "IEFRegressor", "ResNet50V1",
+    "ResNet50V2", "build_encoder", "default_mean_theta", "tf_same_max_pool",
+]

@@ -1,0 +1,308 @@
+"""The HMR network: encoder → IEF regressor → body model → weak-perspective camera.
+
+``HMR(body_model)`` is the whole model of Kanazawa et al. (HMR_REFERENCE §1):
+
+1. ``encode``: a ResNet-50 maps the crop (B, 3, 224, 224) in [-1, 1] to φ (B, 2048).
+2. ``regress``: the IEF regressor refines Θ = [cam (3), pose (3·J), shape (k)]
+   from its learned mean in T = 3 steps.
+3. ``decode``: the body model poses the mesh for the last Θ, and every keypoint
+   set it returns is projected with the weak-perspective camera to normalised
+   crop coordinates.
+
+The network part (steps 1–2) is separable from the body model so that it can
+be compiled or exported on its own. The body model decides |Θ| (SMPL: 85).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from openhmr.body.base import BodyModel
+from openhmr.errors import InputError, WeightsError
+from openhmr.geometry.camera import weak_perspective_project
+from openhmr.geometry.rotations import axis_angle_to_matrix
+from openhmr.nets.regressor import IEFRegressor
+from openhmr.nets.resnet import build_encoder
+
+# HMR's initial camera scale (trainer.load_mean_param).
+MEAN_CAMERA_SCALE = 0.9
+
+
+@dataclass
+class HMROutput:
+    """HMR's prediction for a batch of B crops (body quantities for the last Θ).
+
+    Attributes:
+        thetas: Θ (B, |Θ|) after each IEF iteration; ``thetas[-1]`` is the result.
+        features: (B, 2048) image features φ.
+        cam: (B, 3) weak-perspective camera (s, tx, ty).
+        pose: (B, 3·J) axis-angle pose, joint 0 the global rotation.
+        betas: (B, k) shape parameters.
+        vertices: (B, V, 3) mesh, metres, body frame (y down under HMR's mean root).
+        joints: (B, J, 3) posed skeleton joints, metres.
+        rotations: (B, J, 3, 3) local joint rotations.
+        keypoints3d: every keypoint set of the body model, (B, K, 3) metres.
+        keypoints2d: the same sets projected, (B, K, 2) normalised crop
+            coordinates (−1 left/top edge, +1 right/bottom).
+        iteration_rotations: (B, J, 3, 3) rotations for every Θ in ``thetas``
+            when asked for (training's adversarial prior), else empty.
+    """
+
+    thetas: list[Tensor]
+    features: Tensor
+    cam: Tensor
+    pose: Tensor
+    betas: Tensor
+    vertices: Tensor
+    joints: Tensor
+    rotations: Tensor
+    keypoints3d: dict[str, Tensor]
+    keypoints2d: dict[str, Tensor]
+    iteration_rotations: list[Tensor] = field(default_factory=list)
+
+
+def default_mean_theta(body_model: BodyModel) -> Tensor:
+    """Θ₀ when no learned mean is loaded (HMR_REFERENCE §3.2).
+
+    s = 0.9, tx = ty = 0; the body's default pose with the root rotation set
+    to π about x (so the body stands upright in image coordinates, y down);
+    zero shape.
+
+    Returns:
+        (|Θ|,) float32.
+    """
+    pose = body_model.default_pose().detach().clone().float().reshape(-1)
+    pose[:3] = torch.tensor([math.pi, 0.0, 0.0])
+    cam = torch.tensor([MEAN_CAMERA_SCALE, 0.0, 0.0])
+    return torch.cat([cam, pose, torch.zeros(body_model.shape_size)])
+
+
+class HMR(nn.Module):
+    """Human Mesh Recovery: ``forward(images (B, 3, 224, 224) in [-1, 1]) -> HMROutput``.
+
+    Args:
+        body_model: the body model Θ drives (SMPL for the original weights).
+        encoder: ``"resnet50_v2"`` (HMR's, slim layout), ``"resnet50_v1"``
+            (torchvision layout) or any module mapping images to (B, F).
+        num_iterations: IEF steps T (3).
+        mean_theta: (|Θ|,) initial Θ₀; default :func:`default_mean_theta`.
+    """
+
+    def __init__(
+        self,
+        body_model: BodyModel,
+        encoder: str | nn.Module = "resnet50_v2",
+        num_iterations: int = 3,
+        mean_theta: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.body = body_model
+        self.encoder = build_encoder(encoder) if isinstance(encoder, str) else encoder
+        self.encoder_name = str(getattr(self.encoder, "name", type(self.encoder).__name__))
+        feature_dim = int(getattr(self.encoder, "out_features", 2048))
+        if mean_theta is None:
+            mean_theta = default_mean_theta(body_model)
+        if mean_theta.numel() != self.theta_size:
+            raise ValueError(f"mean_theta has {mean_theta.numel()} values, Θ for {body_model.name} has {self.theta_size}")
+        self.regressor = IEFRegressor(mean_theta, feature_dim=feature_dim, num_iterations=num_iterations)
+
+    # -- Θ layout ---------------------------------------------------------
+
+    @property
+    def theta_size(self) -> int:
+        """|Θ| = 3 camera + 3·J pose + k shape (SMPL: 85)."""
+        return 3 + self.body.pose_size + self.body.shape_size
+
+    def split_theta(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Θ (B, |Θ|) → cam (B, 3), pose (B, 3·J), betas (B, k)."""
+        pose_end = 3 + self.body.pose_size
+        return theta[:, :3], theta[:, 3:pose_end], theta[:, pose_end:]
+
+    def pose_rotations(self, theta: Tensor) -> Tensor:
+        """Local joint rotations (B, J, 3, 3) of Θ by Rodrigues alone (no mesh).
+
+        What the adversarial prior needs for every IEF iteration, without
+        running the body model three times.
+        """
+        _, pose, _ = self.split_theta(theta)
+        return axis_angle_to_matrix(pose.reshape(pose.shape[0], -1, 3))
+
+    # -- network ----------------------------------------------------------
+
+    def encode(self, images: Tensor) -> Tensor:
+        """Images (B, 3, H, W) in [-1, 1] → features φ (B, 2048)."""
+        return self.encoder(images)
+
+    def regress(self, features: Tensor) -> list[Tensor]:
+        """Features φ (B, F) → Θ (B, |Θ|) after each of the T IEF iterations."""
+        return self.regressor(features)
+
+    def decode(self, theta: Tensor) -> dict[str, Tensor | dict[str, Tensor]]:
+        """Run the body model and the camera for one Θ (B, |Θ|).
+
+        Returns:
+            dict with cam, pose, betas, vertices, joints, rotations,
+            keypoints3d and keypoints2d (see :class:`HMROutput`).
+        """
+        cam, pose, betas = self.split_theta(theta)
+        body = self.body(pose, betas)
+        keypoints2d = {name: weak_perspective_project(k, cam) for name, k in body.keypoints.items()}
+        return {
+            "cam": cam, "pose": pose, "betas": betas, "vertices": body.vertices,
+            "joints": body.joints, "rotations": body.rotations,
+            "keypoints3d": body.keypoints, "keypoints2d": keypoints2d,
+        }
+
+    def forward(self, images: Tensor, rotations_for_all_iterations: bool = False) -> HMROutput:
+        """Predict bodies for a batch of crops.
+
+        Args:
+            images: (B, 3, 224, 224) RGB crops in [-1, 1], NCHW.
+            rotations_for_all_iterations: also return the joint rotations of
+                every IEF iteration (``iteration_rotations``), for training.
+        """
+        features = self.encode(images)
+        thetas = self.regress(features)
+        out = HMROutput(thetas=thetas, features=features, **self.decode(thetas[-1]))  # type: ignore[arg-type]
+        if rotations_for_all_iterations:
+            out.iteration_rotations = [self.pose_rotations(t) for t in thetas[:-1]] + [out.rotations]
+        return out
+
+    # -- weight files -----------------------------------------------------
+
+    def network_state(self) -> dict[str, Tensor]:
+        """The weights a file stores: ``encoder.*`` and ``regressor.*`` (no body model)."""
+        state = {}
+        for part in ("encoder", "regressor"):
+            for name, tensor in getattr(self, part).state_dict().items():
+                if not name.endswith("num_batches_tracked"):
+                    state[f"{part}.{name}"] = tensor
+        return state
+
+    def save_pretrained(
+        self,
+        path: str | Path,
+        discriminator: nn.Module | None = None,
+        overwrite: bool = False,
+        source: str = "openhmr",
+    ) -> None:
+        """Write the network (and optionally the discriminator) to ``.safetensors``.
+
+        The metadata records the body model name and |Θ| so that
+        :meth:`from_pretrained` refuses the file for another body model.
+        """
+        from openhmr.io.hmr_weights import weights_metadata, write_weights
+
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise InputError(f"{path} exists; pass overwrite=True to replace it")
+        tensors = {k: v.detach().float().cpu().numpy() for k, v in self.network_state().items()}
+        parts = ["encoder", "regressor"]
+        if discriminator is not None:
+            for name, tensor in discriminator.state_dict().items():
+                tensors[f"discriminator.{name}"] = tensor.detach().float().cpu().numpy()
+            parts.append("discriminator")
+        metadata = weights_metadata(
+            body_model=self.body.name, theta_size=self.theta_size, encoder=self.encoder_name,
+            num_iterations=self.regressor.num_iterations, parts=parts, source=source,
+        )
+        write_weights(path, tensors, metadata)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        body_model: BodyModel | None = None,
+        map_location: str | torch.device = "cpu",
+    ) -> "HMR":
+        """Load weights written by ``openhmr convert-tf`` or :meth:`save_pretrained`.
+
+        Args:
+            path: the ``.safetensors`` file.
+            body_model: the body model the weights were made for. If None, a
+                SMPL model is read from the file named by the environment
+                variable ``OPENHMR_SMPL`` (for weights made for SMPL).
+            map_location: device of the returned model.
+        Returns:
+            the model in eval mode.
+        Raises:
+            WeightsError: missing or corrupt file, or weights made for another
+                body model, encoder or Θ size.
+        """
+        from openhmr.io.hmr_weights import read_weights
+
+        tensors, meta = read_weights(path)
+        path = Path(path)
+        made_for = meta.get("body_model", "?")
+        if body_model is None:
+            body_model = _default_body_model(made_for, path)
+        if body_model.name != made_for:
+            raise WeightsError(f"{path.name} was made for the {made_for!r} body model, not {body_model.name!r}")
+        theta_size = 3 + body_model.pose_size + body_model.shape_size
+        if meta.get("theta_size") != str(theta_size):
+            raise WeightsError(
+                f"{path.name} regresses {meta.get('theta_size')} parameters but this "
+                f"{body_model.name} model needs {theta_size} (3 camera + {body_model.pose_size} pose "
+                f"+ {body_model.shape_size} shape)"
+            )
+        try:
+            num_iterations = int(meta.get("num_iterations", "3"))
+            # The encoder is built without initialising its 23M weights, which
+            # the file overwrites anyway; every tensor is then loaded below.
+            with torch.device("meta"):
+                encoder = build_encoder(meta.get("encoder", "resnet50_v2"))
+            encoder = encoder.to_empty(device="cpu")
+            for name, buffer in encoder.named_buffers():
+                if name.endswith("num_batches_tracked"):
+                    buffer.zero_()
+            model = cls(body_model, encoder=encoder, num_iterations=num_iterations)
+        except ValueError as e:
+            raise WeightsError(f"{path.name} has unusable metadata ({e})") from None
+        model.load_network_state(tensors, path.name)
+        return model.to(map_location).eval()
+
+    def load_network_state(self, tensors: dict[str, np.ndarray], origin: str = "weights") -> None:
+        """Copy ``encoder.*`` / ``regressor.*`` arrays into the model, all or nothing.
+
+        ``discriminator.*`` entries are ignored (see
+        :meth:`FactorizedDiscriminator.load_weights`). Raises WeightsError on a
+        missing, extra or misshapen tensor.
+        """
+        own = self.network_state()
+        given = {k: v for k, v in tensors.items() if not k.startswith("discriminator.")}
+        missing = sorted(set(own) - set(given))
+        extra = sorted(set(given) - set(own))
+        if missing or extra:
+            detail = f"lacks {missing[0]}" if missing else f"has unexpected {extra[0]}"
+            count = len(missing) + len(extra)
+            raise WeightsError(f"{origin} does not match this network: it {detail} ({count} mismatches)")
+        for name, target in own.items():
+            if tuple(given[name].shape) != tuple(target.shape):
+                raise WeightsError(
+                    f"{origin}: {name} has shape {list(given[name].shape)}, the network needs {list(target.shape)}"
+                )
+        with torch.no_grad():
+            for name, target in own.items():
+                target.copy_(torch.as_tensor(np.asarray(given[name])))
+
+
+def _default_body_model(name: str, weights: Path) -> BodyModel:
+    """The body model a weight file names, when the caller gave none."""
+    if name == "smpl":
+        smpl_path = os.environ.get("OPENHMR_SMPL")
+        if not smpl_path:
+            raise InputError(
+                f"{weights.name} was made for SMPL: pass body_model=SMPL(path) or set OPENHMR_SMPL "
+                "to a SMPL model file (.pkl or .npz, e.g. from `openhmr convert-tf --smpl-out`)"
+            )
+        from openhmr.body.smpl import SMPL
+
+        return SMPL(smpl_path)
+    raise InputError(f"{weights.name} was made for the {name!r} body model: pass body_model=")
