@@ -20,6 +20,7 @@ blend shapes to zero, so a mirrored pose gives exactly the mirrored mesh.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -194,14 +195,40 @@ def _build(num_betas: int, seed: int, symmetric: bool) -> dict[str, np.ndarray]:
     return out
 
 
+def _cache_path(num_betas: int, seed: int, symmetric: bool) -> Path:
+    """Where a built model is kept between processes: keyed by this file's source,
+    so a change to the construction never reads a stale model."""
+    import hashlib
+
+    digest = hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:12]
+    root = Path(os.environ.get("OPENHMR_CACHE_DIR", Path.home() / ".cache" / "openhmr"))
+    return root / "synthetic" / f"smpl-{num_betas}-{seed}-{int(symmetric)}-{digest}.npz"
+
+
 def synthetic_smpl_arrays(num_betas: int = 10, seed: int = 0, symmetric: bool = False) -> dict[str, np.ndarray]:
     """A synthetic SMPL-format model as a dict of arrays (float64, uint32 faces).
 
     Keys: the official names (``v_template``, ``shapedirs``, ``posedirs``,
     ``J_regressor`` (dense), ``weights``, ``kintree_table``, ``f``) plus HMR's
     ``cocoplus_regressor``; with ``symmetric``, also ``mirror_vertex_index``.
+    Building takes a few seconds, so the result is cached in memory and on
+    disk (``$OPENHMR_CACHE_DIR``, default ``~/.cache/openhmr``).
     """
-    return {k: v.copy() for k, v in _build(num_betas, seed, symmetric).items()}
+    path = _cache_path(num_betas, seed, symmetric)
+    try:
+        with np.load(path) as cached:
+            return {k: cached[k] for k in cached.files}
+    except (OSError, ValueError, EOFError):
+        pass
+    arrays = _build(num_betas, seed, symmetric)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only home only costs the rebuild
+    return {k: v.copy() for k, v in arrays.items()}
 
 
 def write_synthetic_smpl(path: str | Path, num_betas: int = 10, seed: int = 0,
