@@ -1,0 +1,441 @@
+"""Train HMR as the original did (HMR_REFERENCE §8–§10), single process or DDP.
+
+Per step, each process (its own batch of ``batch_size`` crops, BN in train
+mode over that batch as the original's single GPU did over its 64):
+
+1. draws a batch with on average half 3D-labelled samples and 3B mocap pairs
+   (``openhmr.training.data``);
+2. runs one forward pass of HMR and the discriminator and one backward pass
+   of L_E + L_D, whose gradients reach E and D separately
+   (``openhmr.training.model``), averaged over processes by DDP;
+3. steps E's Adam (encoder, regressor, trainable Θ₀) and D's Adam
+   simultaneously (Q7), with TF's ε placement and no weight decay (Q1);
+4. logs, draws panels, and writes an atomic checkpoint every
+   ``checkpoint_every`` steps, from which ``resume`` continues bit for bit.
+
+Run with ``openhmr train --config CFG.yaml --out RUN`` or
+``torchrun --nproc_per_node N -m openhmr train ...`` (env:// rendezvous, so
+multi-node works through torchrun's own options).
+
+DDP and batch normalisation: every process normalises over its own batch
+(the faithful default: that is what each BN saw in the original), and DDP
+averages the gradients, so N processes equal one process run on the N
+per-process batches separately with the gradients averaged; the effective
+batch is N·batch_size. ``sync_bn: true`` normalises over all N·batch_size
+crops instead (CUDA only).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from openhmr.body.base import BodyModel
+from openhmr.errors import InputError, WeightsError
+from openhmr.nets import HMR, FactorizedDiscriminator, IEFRegressor
+from openhmr.training.checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from openhmr.training.config import TrainConfig
+from openhmr.training.data import BATCH_KEYS, build_mocap, build_shard_batches, steps_for
+from openhmr.training.model import HMRTrainer, LossWeights
+from openhmr.training.monitor import RunMonitor, training_panel
+from openhmr.training.optim import TFAdam
+
+__all__ = ["TrainConfig", "Trainer", "build_body_model", "build_encoder", "train"]
+
+CONFIG_FILE = "config.yaml"
+FINAL_WEIGHTS = "hmr_final.safetensors"
+
+
+# --------------------------------------------------------------------------- setup helpers
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_kind: str) -> DistInfo:
+    """Join the process group torchrun (or a test) described in the environment.
+
+    Uses ``env://`` (MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE): NCCL on
+    CUDA, gloo on CPU. Without WORLD_SIZE > 1 this is a single process.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if device_kind == "cuda" else "gloo"
+        if device_kind == "cuda":
+            torch.cuda.set_device(local)
+        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world)
+    return DistInfo(rank, world, local)
+
+
+def resolve_device(cfg: TrainConfig, info: DistInfo | None = None) -> torch.device:
+    kind = cfg.device
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError("device: cuda was asked for but no CUDA device is available")
+        return torch.device("cuda", info.local_rank if info else torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def build_body_model(cfg: TrainConfig) -> BodyModel:
+    """The body model Θ drives: SMPL from ``smpl_path``, Anny, or the synthetic SMPL."""
+    if cfg.body_model == "smpl":
+        if not cfg.smpl_path:
+            raise InputError("body_model: smpl needs smpl_path (a SMPL .pkl or openhmr .npz; "
+                             "SMPL is licence-gated, see `openhmr convert-smpl`)")
+        from openhmr.body.smpl import SMPL
+
+        return SMPL(cfg.smpl_path)
+    if cfg.body_model == "anny":
+        from openhmr.body.anny import Anny
+
+        return Anny()
+    from openhmr.body.smpl import SMPL
+    from openhmr.body.synthetic import synthetic_smpl_arrays
+
+    return SMPL(synthetic_smpl_arrays())
+
+
+def build_encoder(cfg: TrainConfig) -> nn.Module:
+    """The image encoder, optionally initialised from a safetensors state dict."""
+    if cfg.encoder == "tiny":
+        from openhmr.nets.tiny import TinyEncoder
+
+        encoder: nn.Module = TinyEncoder()
+    else:
+        from openhmr.nets.resnet import build_encoder as build_resnet
+
+        encoder = build_resnet(cfg.encoder)
+    if cfg.encoder_weights:
+        from safetensors.torch import load_file
+
+        path = Path(cfg.encoder_weights)
+        if not path.is_file():
+            raise WeightsError(f"encoder_weights {path} does not exist")
+        state = {k.removeprefix("encoder."): v for k, v in load_file(str(path)).items()
+                 if not k.startswith(("regressor.", "discriminator."))}
+        missing, unexpected = encoder.load_state_dict(state, strict=False)
+        missing = [m for m in missing if not m.endswith("num_batches_tracked")]
+        if missing or unexpected:
+            raise WeightsError(f"{path.name} does not fit the {cfg.encoder} encoder "
+                               f"({len(missing)} missing, {len(unexpected)} unexpected tensors)")
+    return encoder
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy's global generator and torch (CPU and CUDA); the original set none (Q21)."""
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars/arrays in a data state → python/torch values (for weights_only loading)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# --------------------------------------------------------------------------- trainer
+class Trainer:
+    """HMR training in one process (of possibly several, under DDP).
+
+    Args:
+        cfg: the configuration.
+        run_dir: where ``config.yaml``, ``checkpoints/``, TensorBoard events
+            and the final weights go.
+        resume: continue from the latest checkpoint in ``run_dir``.
+        body_model: use this body model instead of building one from ``cfg``.
+    """
+
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, resume: bool = False,
+                 body_model: BodyModel | None = None) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        kind = "cuda" if (cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())) else "cpu"
+        self.dist = init_distributed(kind)
+        self.device = resolve_device(cfg, self.dist)
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+        existing = list_checkpoints(self.run_dir)
+        if existing and not resume:
+            raise InputError(f"{self.run_dir} already holds checkpoints; pass --resume to continue "
+                             "that run, or choose another --out")
+        if resume and not existing:
+            raise CheckpointError(f"--resume: no checkpoint in {self.run_dir / 'checkpoints'}")
+
+        # Same initial weights on every rank (DDP also broadcasts rank 0's).
+        seed_everything(cfg.seed)
+        body = body_model if body_model is not None else build_body_model(cfg)
+        self.hmr = HMR(body, encoder=build_encoder(cfg), num_iterations=cfg.num_iterations)
+        if cfg.regressor_hidden != 1024 or cfg.regressor_dropout != 0.5:
+            regressor = self.hmr.regressor
+            self.hmr.regressor = IEFRegressor(regressor.mean_param.detach(), regressor.feature_dim,
+                                              hidden=cfg.regressor_hidden, num_iterations=cfg.num_iterations,
+                                              dropout=cfg.regressor_dropout)
+        self.discriminator = None if cfg.encoder_only else FactorizedDiscriminator(
+            num_joints=body.num_joints - 1, num_betas=body.shape_size, hidden=cfg.discriminator_hidden)
+        on_cuda = self.device.type == "cuda"
+        autocast = torch.bfloat16 if (cfg.bf16 and on_cuda) else None
+        self.model = HMRTrainer(self.hmr, self.discriminator, LossWeights(
+            cfg.e_loss_weight, cfg.e_3d_weight, cfg.d_loss_weight, cfg.use_3d_label), autocast)
+        if cfg.sync_bn and self.dist.world_size > 1:
+            if not on_cuda:
+                raise InputError("sync_bn needs CUDA devices")
+            self.hmr.encoder = nn.SyncBatchNorm.convert_sync_batchnorm(self.hmr.encoder)
+        self.model.to(self.device)
+        if cfg.channels_last and on_cuda:
+            self.hmr.encoder.to(memory_format=torch.channels_last)
+        self.model.train()  # BN with batch statistics, dropout on: as the original
+
+        e_params = list(self.hmr.encoder.parameters()) + list(self.hmr.regressor.parameters())
+        self.e_opt = self._optimizer(e_params, cfg.e_lr)
+        self.d_opt = self._optimizer(self.discriminator.parameters(), cfg.d_lr) if self.discriminator else None
+
+        self.ddp: nn.Module = self.model
+        if self.dist.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # Buffers are not re-broadcast every step: the body model's are
+            # constants, and BN running statistics (used only at evaluation)
+            # may then drift apart per rank; rank 0's are the ones saved.
+            self.ddp = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if on_cuda else None, forward_sync_buffers=False)
+
+        # Per-rank randomness (dropout, anything global) from here on.
+        seed_everything(cfg.seed + 1_000_003 * self.dist.rank)
+        self.batches, self.mocap = self._data(body)
+        self.total_steps = steps_for(cfg, self.batches.num_examples, self.dist.world_size)
+        self.step = 0
+        if resume:
+            self.load(existing[-1][1])
+        elif self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.run_dir / CONFIG_FILE)
+        self.monitor = RunMonitor(self.run_dir / "tensorboard", cfg.tensorboard and self.dist.is_main)
+
+    # ------------------------------------------------------------------ parts
+    def _optimizer(self, params, lr: float) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        if cfg.tf_adam:
+            return TFAdam(params, lr=lr, betas=cfg.adam_betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
+                                weight_decay=cfg.weight_decay)
+
+    def _data(self, body: BodyModel):
+        cfg, rank = self.cfg, self.dist.rank
+        if cfg.data == "synthetic":
+            from openhmr.training.synthetic import build_synthetic_batches, build_synthetic_mocap
+
+            return build_synthetic_batches(cfg, body, rank), (
+                None if cfg.encoder_only else build_synthetic_mocap(cfg, body, rank))
+        return build_shard_batches(cfg, body, rank), (None if cfg.encoder_only else build_mocap(cfg, body, rank))
+
+    @property
+    def epoch(self) -> float:
+        """The original's nominal epoch: step · global batch / Σ dataset sizes."""
+        return self.step * self.cfg.batch_size * self.dist.world_size / max(1, self.batches.num_examples)
+
+    # ------------------------------------------------------------------ one step
+    def next_inputs(self) -> dict[str, Tensor]:
+        """The next batch and mocap sample, on the device."""
+        batch = self.batches.next()
+        if self.mocap is not None:
+            batch["mocap_pose"], batch["mocap_betas"] = self.mocap.next()
+        images = batch["images"].to(self.device, non_blocking=True)
+        if self.cfg.channels_last and self.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        out = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        out["images"] = images
+        return out
+
+    def forward_backward(self, inputs: dict[str, Tensor], log_stages: bool = False) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Zero the gradients, run the forward pass and one backward pass (DDP averages)."""
+        self.e_opt.zero_grad(set_to_none=True)
+        if self.d_opt is not None:
+            self.d_opt.zero_grad(set_to_none=True)
+        args = {k: inputs[k] for k in BATCH_KEYS}
+        total, logs, outputs = self.ddp(**args, mocap_pose=inputs.get("mocap_pose"),
+                                        mocap_betas=inputs.get("mocap_betas"), log_stages=log_stages)
+        total.backward()
+        return logs, outputs
+
+    def train_step(self) -> dict[str, Tensor]:
+        """One full step: data, forward, backward, both optimiser steps (simultaneous, Q7)."""
+        cfg = self.cfg
+        next_step = self.step + 1
+        log_now = next_step % cfg.log_every == 0 or next_step == 1
+        image_now = next_step % cfg.image_log_every == 0
+        inputs = self.next_inputs()
+        logs, outputs = self.forward_backward(inputs, log_stages=log_now)
+        self.e_opt.step()
+        if self.d_opt is not None:
+            self.d_opt.step()
+        self.step = next_step
+        if self.dist.is_main and log_now:
+            values = {f"loss/{k}" if not k.startswith("d_out") else k: float(v) for k, v in logs.items()}
+            values["train/epoch"] = self.epoch
+            self.monitor.scalars(values, self.step)
+        if self.dist.is_main and image_now and self.monitor.writer is not None:
+            panel = training_panel(inputs["images"], inputs["keypoints"], outputs["keypoints2d"],
+                                   outputs["vertices"], outputs["cam"], self.hmr.body.faces)
+            self.monitor.image("train/crops_gt_green_pred_red__mesh", panel, self.step)
+        if self.step % cfg.checkpoint_every == 0:
+            self.save()
+        return logs
+
+    def run(self, until: int | None = None, progress: bool = True) -> dict[str, float]:
+        """Train until step ``until`` (default: the configured total). Returns the last logs."""
+        from tqdm import tqdm
+
+        until = self.total_steps if until is None else min(int(until), self.total_steps)
+        bar = tqdm(total=until, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
+                   disable=not (progress and self.dist.is_main))
+        last: dict[str, float] = {}
+        start, start_step = time.perf_counter(), self.step
+        try:
+            while self.step < until:
+                logs = self.train_step()
+                bar.update(1)
+                if self.step % self.cfg.log_every == 0 or self.step == until:
+                    last = {k: float(v) for k, v in logs.items()}
+                    rate = (self.step - start_step) * self.cfg.batch_size * self.dist.world_size / (
+                        time.perf_counter() - start)
+                    bar.set_postfix(kp=f"{last['kp_loss']:.4f}", e=f"{last['e_loss']:.3f}",
+                                    img_s=f"{rate:.1f}", refresh=False)
+                    if self.dist.is_main:
+                        self.monitor.scalars({"train/images_per_s": rate}, self.step)
+        finally:
+            bar.close()
+        if self.step >= self.total_steps and self.step % self.cfg.checkpoint_every != 0:
+            self.save()
+        return last
+
+    # ------------------------------------------------------------------ state
+    def trainable_state(self) -> dict[str, Tensor]:
+        """Encoder, regressor (incl. Θ₀) and discriminator tensors; not the body model's constants."""
+        state = {f"encoder.{k}": v for k, v in self.hmr.encoder.state_dict().items()}
+        state.update({f"regressor.{k}": v for k, v in self.hmr.regressor.state_dict().items()})
+        if self.discriminator is not None:
+            state.update({f"discriminator.{k}": v for k, v in self.discriminator.state_dict().items()})
+        return state
+
+    def _gather(self, value: Any) -> list[Any]:
+        if self.dist.world_size == 1:
+            return [value]
+        out: list[Any] = [None] * self.dist.world_size
+        dist.all_gather_object(out, value)
+        return out
+
+    def save(self) -> Path:
+        """Write the checkpoint of the current step (rank 0 writes; all ranks' states are in it)."""
+        per_rank = {
+            "rng": rng_state(),
+            "data": _plain(self.batches.state_dict()),
+            "mocap": _plain(self.mocap.state_dict()) if self.mocap is not None else None,
+        }
+        ranks = self._gather(per_rank)
+        path = checkpoint_path(self.run_dir, self.step)
+        if self.dist.is_main:
+            state = {
+                "step": self.step,
+                "world_size": self.dist.world_size,
+                "model": {k: v.detach().cpu() for k, v in self.trainable_state().items()},
+                "e_opt": self.e_opt.state_dict(),
+                "d_opt": self.d_opt.state_dict() if self.d_opt is not None else None,
+                "ranks": ranks,
+                "config": self.cfg.to_dict(),
+            }
+            save_checkpoint(path, state)
+            prune_checkpoints(self.run_dir, self.cfg.keep_checkpoints)
+        if self.dist.world_size > 1:
+            dist.barrier()
+        return path
+
+    def load(self, path: Path) -> None:
+        """Restore everything :meth:`save` wrote, for exact continuation."""
+        state = load_checkpoint(path)
+        if state.get("world_size") != self.dist.world_size:
+            raise CheckpointError(f"{path.name} was written by {state.get('world_size')} processes; "
+                                  f"resume it with the same number (got {self.dist.world_size})")
+        model_state = state["model"]
+        own = self.trainable_state()
+        if set(model_state) != set(own):
+            raise CheckpointError(f"{path.name} does not match this model (encoder, body model or "
+                                  "encoder_only differ from the run's configuration)")
+        with torch.no_grad():
+            for name, tensor in own.items():
+                tensor.copy_(model_state[name])
+        self.e_opt.load_state_dict(state["e_opt"])
+        if self.d_opt is not None:
+            self.d_opt.load_state_dict(state["d_opt"])
+        mine = state["ranks"][self.dist.rank]
+        try:
+            self.batches.load_state_dict(mine["data"])
+            if self.mocap is not None and mine["mocap"] is not None:
+                self.mocap.load_state_dict(mine["mocap"])
+        except (ValueError, KeyError) as e:
+            raise CheckpointError(f"{path.name}: the data position does not fit this configuration ({e})") from None
+        set_rng_state(mine["rng"])
+        self.step = int(state["step"])
+
+    def save_weights(self) -> Path:
+        """The trained network (+ discriminator) as openhmr safetensors in the run folder."""
+        path = self.run_dir / FINAL_WEIGHTS
+        if self.dist.is_main:
+            self.hmr.save_pretrained(path, discriminator=self.discriminator, overwrite=True, source="openhmr train")
+        return path
+
+    def close(self) -> None:
+        self.monitor.close()
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Trainer:
+    """Run a whole training (or its remainder, with ``resume``) and write the final weights."""
+    trainer = Trainer(cfg, run_dir, resume=resume)
+    try:
+        trainer.run(progress=progress)
+        trainer.save_weights()
+    finally:
+        trainer.close()
+    return trainer
