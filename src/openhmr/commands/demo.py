@@ -1,0 +1,86 @@
+"""``openhmr demo``: recover body meshes from photos, folders and videos."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DESCRIPTION = """\
+Recover a 3D body mesh from each input image (or video frame) and write, per
+input, into --out: <name>.json (parameters, 2D keypoints in image pixels, 3D
+joints, crop and camera; schema openhmr.prediction/1), <name>.npz (the same
+arrays plus the mesh), <name>.obj|ply|glb (the mesh), <name>_overlay.png (the
+mesh over the photo) and <name>_views.png (input, keypoints, overlay, mesh and
+two side views). A video gives <name>.npz with every frame and
+<name>_overlay.mp4.
+
+Without --weights and --smpl the open default runs: the BlazePose detector
+finds the person and the Anny body model is fitted to its keypoints
+(--method fit). With HMR weights and an SMPL file, HMR's network predicts the
+body (--method hmr), optionally refined by a fit (--method hmr+fit).
+
+The person is located by, in this order: --bbox, --openpose, --detect, or
+else the whole image is taken as a tight crop of one person (as the original
+HMR demo does; a warning says so).
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "demo", help="recover body meshes from images, folders or videos",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files, folders (searched recursively) or video files")
+    p.add_argument("--weights", type=Path, metavar="W.safetensors",
+                   help="HMR weights (openhmr safetensors, e.g. from 'openhmr convert-tf'); "
+                        "selects --method hmr")
+    p.add_argument("--smpl", type=Path, metavar="MODEL",
+                   help="SMPL model file (.pkl or .npz from 'openhmr convert-smpl') the weights "
+                        "were made for")
+    p.add_argument("--method", choices=("hmr", "fit", "hmr+fit"),
+                   help="hmr: the network; fit: fit a body model (the open Anny, or SMPL "
+                        "with --smpl) to --openpose or detected keypoints (the default without "
+                        "--weights and --smpl); hmr+fit: the network's estimate refined by "
+                        "fitting to --openpose or --detect keypoints")
+    p.add_argument("--bbox", metavar="x0,y0,x1,y1",
+                   help="the person's box in image pixels (used for every input); the box's "
+                        "diagonal is scaled to 150 px, as HMR's training crops")
+    p.add_argument("--openpose", type=Path, metavar="FILE.json",
+                   help="OpenPose keypoints (pose_keypoints or pose_keypoints_2d, BODY_25 or "
+                        "COCO-18): a file, or a folder holding <stem>_keypoints.json per image; "
+                        "the most confident person is used")
+    p.add_argument("--detect", action="store_true",
+                   help="find the person with the BlazePose detector (needs the 'demo' extra)")
+    p.add_argument("--out", type=Path, default=Path("openhmr_out"), metavar="DIR",
+                   help="output folder (default: ./openhmr_out); inputs found in a folder keep "
+                        "their relative path")
+    p.add_argument("--device", default="cpu", metavar="cpu|cuda",
+                   help="torch device to run on (default: cpu)")
+    p.add_argument("--mesh-format", dest="mesh_format", choices=("obj", "ply", "glb"),
+                   default="obj", help="mesh file format (default: obj)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (otherwise an input whose outputs exist "
+                        "is reported as an error and skipped)")
+    p.add_argument("--backend", default="torch", metavar="NAME",
+                   help="how the network is executed (default: torch)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=8, metavar="N",
+                   help="images per network call (default: 8)")
+    p.add_argument("--no-render", dest="render", action="store_false",
+                   help="write parameters and meshes only, no pictures (faster)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from openhmr.demo import DemoOptions, run_demo
+    from openhmr.errors import InputError
+
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
+    options = DemoOptions(
+        inputs=list(args.inputs), out=args.out, method=args.method, weights=args.weights,
+        smpl=args.smpl, bbox=args.bbox, openpose=args.openpose, detect=args.detect,
+        device=args.device, mesh_format=args.mesh_format, overwrite=args.overwrite,
+        backend=args.backend, batch_size=args.batch_size, render=args.render,
+    )
+    return run_demo(options)

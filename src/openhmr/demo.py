@@ -1,0 +1,817 @@
+"""``openhmr demo``: photos, folders and videos in; body meshes and pictures out.
+
+The pipeline, one input at a time (HMR_REFERENCE §11, with its quirks fixed):
+
+1. **Read** the image (``openhmr.io.images``: any mode → 8-bit RGB) or the
+   video's frames.
+2. **Locate** the person with one *person source*: an explicit box, an
+   OpenPose file, the BlazePose detector, or — as the original does without a
+   keypoint file — the whole image taken as a tight crop.
+3. **Crop** a 224×224 window in which the person is ~150 px tall
+   (``openhmr.data.crop``).
+4. **Predict** the body: HMR's network (``predict_crops``), a keypoint fit of
+   the body model (``fit``), or the network refined by a fit (``hmr+fit``).
+5. **Map back** to the image with the crop's actual resize factors: 2D
+   keypoints in image pixels and the pinhole camera that reproduces the
+   weak-perspective projection there.
+6. **Write** ``<name>.json`` / ``.npz`` / mesh, then render ``_overlay.png``
+   and ``_views.png``. A rendering failure is reported and skipped; the
+   parameters are already on disk.
+
+Every input is processed in its own ``try``: a bad input is reported on one
+line and the others still run; the exit code is 1 if any input failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from openhmr.body.base import BodyModel
+from openhmr.data.crop import (
+    CropTransform,
+    normalize_crop,
+    scale_and_crop,
+    scale_for_bbox,
+    scale_for_keypoints,
+    scale_for_tight_crop,
+)
+from openhmr.errors import InputError, OpenHMRError, WeightsError
+from openhmr.io.images import InputItem, collect_inputs, open_video, read_image
+from openhmr.io.prediction import Prediction, write_json, write_npz, write_video_npz
+
+MESH_FORMATS = ("obj", "ply", "glb")
+BACKENDS = ("torch",)
+METHODS = ("hmr", "fit", "hmr+fit")
+# Longer side of each panel of the _views.png figure, pixels.
+PANEL_SIZE = 400
+# Side views of the original demo: the mesh turned about the vertical axis.
+SIDE_VIEW_DEGREES = (60.0, -60.0)
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr."""
+    print(f"openhmr demo: warning: {message}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------
+# Person sources: where the person is in an image.
+
+@dataclass
+class PersonLocation:
+    """A person in an image: the crop's scale and centre, and any keypoints.
+
+    Attributes:
+        scale: crop pixels per image pixel requested for the crop.
+        center: (2,) crop centre (x, y), image pixels.
+        source: "bbox", "openpose", "detect" or "tight".
+        keypoints: optional (K, 3) image pixels + confidence in ``keypoint_set`` order.
+        keypoint_set: name of that set (``openhmr.body.keypoints``).
+        detection: the detector's ``openhmr.detect.Detection`` (with 3D
+            landmarks) when the detector found the person.
+    """
+
+    scale: float
+    center: np.ndarray
+    source: str
+    keypoints: np.ndarray | None = None
+    keypoint_set: str | None = None
+    detection: Any = None  # openhmr.detect.Detection, with 3D landmarks
+
+
+class PersonSource(Protocol):
+    name: str
+
+    def locate(self, image: np.ndarray, item: InputItem) -> PersonLocation: ...
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """``"x0,y0,x1,y1"`` (image pixels) → four floats; InputError if malformed."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(np.isfinite(values)):
+        raise InputError(f"--bbox must be four numbers x0,y0,x1,y1 in image pixels, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+@dataclass
+class BoxSource:
+    """A fixed person box (x0, y0, x1, y1) in image pixels, for every input."""
+
+    box: tuple[float, float, float, float]
+    name: str = "bbox"
+
+    def locate(self, image: np.ndarray, item: InputItem) -> PersonLocation:
+        h, w = image.shape[:2]
+        x0, y0, x1, y1 = self.box
+        scale, center = scale_for_bbox(self.box)
+        if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+            raise InputError(f"the box {x0:g},{y0:g},{x1:g},{y1:g} lies outside the {w}×{h} image")
+        return PersonLocation(scale, center, "bbox")
+
+
+OPENPOSE_LAYOUTS = {25 * 3: "body25", 18 * 3: "coco18"}
+
+
+def read_openpose(path: str | Path, conf_threshold: float = 0.2) -> tuple[np.ndarray, str]:
+    """The most confident person of an OpenPose JSON file.
+
+    Accepts the old ``pose_keypoints`` and the current ``pose_keypoints_2d``
+    keys, BODY_25 (75 values) and COCO-18 (54 values) layouts. As the
+    original, each person is scored by the mean confidence of its keypoints
+    above ``conf_threshold`` and the best one is kept.
+
+    Returns:
+        ((K, 3) keypoints x, y (image pixels), confidence; the set name
+        "body25" or "coco18").
+    Raises:
+        InputError: missing or malformed file, unknown layout, no person.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"OpenPose file not found: {path}")
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"cannot read OpenPose file {path}: {e}") from None
+    people = doc.get("people") if isinstance(doc, dict) else None
+    if not isinstance(people, list):
+        raise InputError(f"{path} is not an OpenPose file (no 'people' list)")
+    best: tuple[float, np.ndarray, str] | None = None
+    for person in people:
+        if not isinstance(person, dict):
+            continue
+        values = person.get("pose_keypoints_2d", person.get("pose_keypoints"))
+        if values is None or len(values) == 0:
+            continue
+        layout = OPENPOSE_LAYOUTS.get(len(values))
+        if layout is None:
+            raise InputError(
+                f"{path}: a person has {len(values)} keypoint values; expected 75 (BODY_25) "
+                "or 54 (COCO-18)"
+            )
+        try:
+            kp = np.asarray(values, dtype=np.float64).reshape(-1, 3)
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: keypoints are not numbers") from None
+        confident = kp[:, 2] > conf_threshold
+        if not confident.any():
+            continue
+        score = float(kp[confident, 2].mean())
+        if best is None or score > best[0]:
+            best = (score, kp, layout)
+    if best is None:
+        raise InputError(f"{path} has no person with keypoints above confidence {conf_threshold}")
+    return best[1], best[2]
+
+
+@dataclass
+class OpenPoseSource:
+    """Keypoints from OpenPose: one JSON file for every input, or a folder in
+    which input ``x.png`` has ``x_keypoints.json`` (OpenPose's naming)."""
+
+    path: Path
+    name: str = "openpose"
+
+    def file_for(self, item: InputItem) -> Path:
+        if self.path.is_dir():
+            return self.path / f"{item.path.stem}_keypoints.json"
+        return self.path
+
+    def locate(self, image: np.ndarray, item: InputItem) -> PersonLocation:
+        keypoints, layout = read_openpose(self.file_for(item))
+        scale, center = scale_for_keypoints(keypoints)
+        return PersonLocation(scale, center, "openpose", keypoints, layout)
+
+
+@dataclass
+class DetectorSource:
+    """The BlazePose detector (``openhmr.detect``, the ``demo`` extra).
+
+    The crop is placed on its landmarks as on OpenPose keypoints, counting
+    landmarks with visibility above 0.5 (BlazePose's own threshold, and the
+    one ``openhmr.fit.fit_detection`` uses).
+    """
+
+    name: str = "detect"
+    conf_threshold: float = 0.5
+
+    @staticmethod
+    def check_available() -> None:
+        """Fail once, up front, when mediapipe is not installed."""
+        import importlib.util
+
+        if importlib.util.find_spec("mediapipe") is None:
+            raise InputError("--detect needs the BlazePose detector: pip install 'openhmr[demo]'")
+
+    def locate(self, image: np.ndarray, item: InputItem) -> PersonLocation:
+        from openhmr.detect import detect_person
+
+        detection = detect_person(image, with_mask=False)  # NoPersonError when nobody is found
+        keypoints = np.asarray(detection.keypoints2d, dtype=np.float64)
+        scale, center = scale_for_keypoints(keypoints, conf_threshold=self.conf_threshold)
+        return PersonLocation(scale, center, "detect", keypoints, detection.keypoint_set, detection)
+
+
+@dataclass
+class TightCropSource:
+    """No person information: the whole image is the person's crop (the
+    original demo's default; its longer side is scaled to 224)."""
+
+    name: str = "tight"
+    _warned: set[Path] = field(default_factory=set, repr=False)
+
+    def locate(self, image: np.ndarray, item: InputItem) -> PersonLocation:
+        if item.path not in self._warned:  # once per input, not per video frame
+            self._warned.add(item.path)
+            warn(f"{item.path}: no --bbox, --openpose or --detect; assuming the image is a tight "
+                 "crop of one person (its longer side is scaled to 224 px)")
+        scale, center = scale_for_tight_crop(*image.shape[:2])
+        return PersonLocation(scale, center, "tight")
+
+
+# ----------------------------------------------------------------------------
+# Prediction.
+
+def predict_crops(model: torch.nn.Module, crops: Tensor, backend: str = "torch") -> Any:
+    """Run HMR on normalised crops (B, 3, 224, 224) in [-1, 1].
+
+    The one place model execution happens, so that other backends (ONNX
+    Runtime, compiled graphs) can be swapped in.
+    """
+    if backend != "torch":
+        raise InputError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    with torch.inference_mode():
+        return model(crops)
+
+
+def _numpy(x: Tensor) -> np.ndarray:
+    return x.detach().to("cpu", torch.float64).numpy()
+
+
+def _predictions(
+    body: BodyModel, cam: Tensor, pose: Tensor, betas: Tensor, vertices: Tensor, joints: Tensor,
+    keypoints3d: dict[str, Tensor], transforms: list[CropTransform],
+    locations: list[PersonLocation], images: list[tuple[str, int | None, tuple[int, int]]],
+    method: str,
+) -> list[Prediction]:
+    """Map a batch of posed bodies to their images through each crop's transform.
+
+    Args:
+        cam: (B, 3) weak perspective (s, tx, ty); pose: (B, 3J) axis-angle;
+        betas: (B, k); vertices: (B, V, 3), joints: (B, J, 3) and
+        keypoints3d: set → (B, K, 3), metres, body frame.
+        images: per item (input name, video frame or None, (height, width)).
+    """
+    from openhmr.geometry.camera import crop_normalised_to_pixels, weak_perspective_project
+
+    kp2d_crop = {k: crop_normalised_to_pixels(weak_perspective_project(v, cam))
+                 for k, v in keypoints3d.items()}
+    faces = body.faces.detach().cpu().numpy()
+    preds = []
+    for b, (transform, loc, (input_name, frame, size)) in enumerate(zip(transforms, locations, images)):
+        camera = transform.perspective_camera(_numpy(cam[b]))
+        preds.append(Prediction(
+            body_model=body.name, num_joints=body.num_joints,
+            cam=_numpy(cam[b]), pose=_numpy(pose[b].reshape(-1)), betas=_numpy(betas[b]),
+            vertices=_numpy(vertices[b]), faces=faces, joints_3d=_numpy(joints[b]),
+            keypoints_3d={k: _numpy(v[b]) for k, v in keypoints3d.items()},
+            keypoints_2d={k: transform.crop_to_image(_numpy(v[b])) for k, v in kp2d_crop.items()},
+            crop=transform, center=np.asarray(loc.center, dtype=np.float64),
+            focal=camera["focal"], principal_point=camera["principal_point"],
+            translation=camera["translation"], image_size=(int(size[0]), int(size[1])),
+            method=method, person_source=loc.source, input=input_name, frame=frame,
+        ))
+    return preds
+
+
+class Predictor(Protocol):
+    """Crops (and where they came from) → predictions."""
+
+    method: str
+    body: BodyModel
+
+    def predict(self, crops: np.ndarray, transforms: list[CropTransform],
+                locations: list[PersonLocation],
+                images: list[tuple[str, int | None, tuple[int, int]]]) -> list[Prediction]: ...
+
+
+@dataclass
+class HMRPredictor:
+    """HMR's network: one forward pass per batch of crops."""
+
+    model: torch.nn.Module
+    body: BodyModel
+    device: torch.device
+    backend: str = "torch"
+    method: str = "hmr"
+
+    def predict(self, crops, transforms, locations, images):
+        x = normalize_crop(crops).to(self.device)
+        out = predict_crops(self.model, x, self.backend)
+        return _predictions(self.body, out.cam, out.pose, out.betas, out.vertices, out.joints,
+                            out.keypoints3d, transforms, locations, images, self.method)
+
+
+def load_hmr(weights: str | Path, smpl: str | Path, device: torch.device) -> tuple[torch.nn.Module, BodyModel]:
+    """HMR weights + an SMPL file → the model in eval mode on ``device``.
+
+    Raises:
+        WeightsError / SMPLFileError: missing, corrupt or mismatched files.
+    """
+    from openhmr.body.smpl import SMPL
+    from openhmr.nets import HMR
+
+    weights = Path(weights)
+    if not weights.is_file():
+        raise WeightsError(f"weights file not found: {weights}")
+    body = SMPL(smpl)
+    model = HMR.from_pretrained(weights, body_model=body, map_location=device)
+    return model.eval(), body
+
+
+@dataclass
+class FitPredictor:
+    """Fitting the body model to the person's keypoints (SMPLify-style,
+    ``openhmr.fit``), optionally starting from HMR's estimate (``hmr+fit``,
+    as SPIN does). The fit uses HMR's weak camera in the same crop, so its
+    result maps to the image exactly as the network's does.
+    """
+
+    body: BodyModel
+    method: str = "fit"
+    hmr: HMRPredictor | None = None
+    config: Any = None  # openhmr.fit.FitConfig; None = its defaults
+
+    def predict(self, crops, transforms, locations, images):
+        from openhmr.fit import FitInit, fit
+
+        initial = None
+        if self.hmr is not None:
+            x = normalize_crop(crops).to(self.hmr.device)
+            initial = predict_crops(self.hmr.model, x, self.hmr.backend)
+        preds = []
+        for i, (transform, loc) in enumerate(zip(transforms, locations)):
+            if loc.keypoints is None:
+                raise InputError(f"--method {self.method} needs keypoints: use --openpose or --detect")
+            kp = np.asarray(loc.keypoints, dtype=np.float64)
+            kp_crop = np.concatenate([transform.image_to_crop(kp[:, :2]), kp[:, 2:3]], axis=1)
+            kp3d = None
+            if loc.detection is not None:
+                kp3d = np.asarray(loc.detection.keypoints3d, dtype=np.float64)[None]
+            init = None
+            if initial is not None:
+                # clone: tensors made under inference_mode cannot join autograd
+                init = FitInit(initial.cam[i:i + 1].clone(), initial.pose[i:i + 1].clone(),
+                               initial.betas[i:i + 1].clone())
+            result = fit(self.body, kp_crop[None], loc.keypoint_set, keypoints3d=kp3d,
+                         keypoints3d_set=loc.keypoint_set if kp3d is not None else None,
+                         camera="weak", crop_size=transform.crop_size, init=init, config=self.config)
+            out = result.output
+            with torch.no_grad():
+                preds += _predictions(self.body, result.cam.detach(), result.pose.detach(),
+                                      result.betas.detach(), out.vertices.detach(), out.joints.detach(),
+                                      {k: v.detach() for k, v in out.keypoints.items()},
+                                      [transform], [loc], [images[i]], self.method)
+        return preds
+
+
+def load_anny() -> BodyModel:
+    """The open Anny body model (builds its cache on first use, about a minute)."""
+    from openhmr.body.anny import Anny
+
+    return Anny()
+
+
+# ----------------------------------------------------------------------------
+# Outputs.
+
+@dataclass
+class DemoOptions:
+    """What ``openhmr demo`` was asked to do (one field per flag)."""
+
+    inputs: list[str]
+    out: Path = Path("openhmr_out")
+    method: str | None = None
+    weights: Path | None = None
+    smpl: Path | None = None
+    bbox: str | None = None
+    openpose: Path | None = None
+    detect: bool = False
+    device: str = "cpu"
+    mesh_format: str = "obj"
+    overwrite: bool = False
+    backend: str = "torch"
+    batch_size: int = 8
+    render: bool = True
+    fit_config: Any = None  # openhmr.fit.FitConfig for --method fit / hmr+fit
+
+
+def image_outputs(out: Path, name: str, mesh_format: str) -> dict[str, Path]:
+    """The files written for one image."""
+    return {
+        "json": out / f"{name}.json",
+        "npz": out / f"{name}.npz",
+        "mesh": out / f"{name}.{mesh_format}",
+        "overlay": out / f"{name}_overlay.png",
+        "views": out / f"{name}_views.png",
+    }
+
+
+def video_outputs(out: Path, name: str) -> dict[str, Path]:
+    """The files written for one video."""
+    return {"npz": out / f"{name}.npz", "overlay": out / f"{name}_overlay.mp4"}
+
+
+def _check_free(paths: dict[str, Path], overwrite: bool) -> None:
+    if overwrite:
+        return
+    existing = [p for p in paths.values() if p.exists()]
+    if existing:
+        raise InputError(f"{existing[0]} already exists (pass --overwrite to replace it)")
+
+
+def save_mesh(path: Path, pred: Prediction, mesh_format: str) -> None:
+    """The posed mesh in the camera frame, converted to y up, z towards the
+    viewer (OpenGL and glTF's convention), so that viewers show the body
+    upright and the file's origin is the camera of the overlay."""
+    from openhmr.io import export
+
+    writer = {"obj": export.save_obj, "ply": export.save_ply, "glb": export.save_glb}[mesh_format]
+    writer(path, pred.camera_vertices().astype(np.float32), pred.faces.astype(np.int64), y_up=True)
+
+
+def render_overlay(image: np.ndarray, pred: Prediction, size_factor: float = 1.0,
+                   degrees: float = 0.0, background: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Render the body with the prediction's pinhole camera.
+
+    Args:
+        image: (H, W, 3) uint8, the picture to draw over (already resized by
+            ``size_factor`` from the input image).
+        size_factor: output pixels per input pixel (panels are smaller).
+        degrees: turn the mesh about the vertical axis through its centroid
+            (the original's side views).
+        background: draw over ``image`` (True) or on white.
+    Returns:
+        ((H, W, 3) uint8 picture, (H, W) bool mesh mask).
+    """
+    from openhmr.render import render_mesh, rotate_about_centroid
+
+    h, w = image.shape[:2]
+    verts = torch.as_tensor(pred.camera_vertices(), dtype=torch.float32)
+    if degrees:
+        verts = rotate_about_centroid(verts, degrees, axis="y")
+    fx, fy = (float(f) * size_factor for f in pred.focal)
+    # The renderer takes one focal length; fy ≠ fx (the crop's floor-resize
+    # makes the factors differ slightly) is folded into the mesh's y.
+    verts = verts * torch.tensor([1.0, fy / fx, 1.0])
+    pp = [float(c) * size_factor for c in pred.principal_point]
+    bg = torch.from_numpy(np.array(image, dtype=np.float32)) / 255.0 if background else None
+    result = render_mesh(verts, torch.as_tensor(pred.faces), fx, pp, h, w, background=bg)
+    rgb = (result.rgb[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return rgb, result.mask[0].numpy()
+
+
+def _resize(image: np.ndarray, factor: float) -> np.ndarray:
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+
+
+def views_figure(image: np.ndarray, pred: Prediction) -> np.ndarray:
+    """The original demo's six panels: input, skeleton, overlay, mesh, ±60° views."""
+    from openhmr.visualize import SKELETON_PREFERENCE, compose_panels, draw_skeleton
+
+    h, w = image.shape[:2]
+    factor = min(1.0, PANEL_SIZE / max(h, w))
+    # Panel pixels follow the rounded size; scale the camera by the exact ratio.
+    small = _resize(image, factor)
+    factor = small.shape[1] / w
+    set_name = next((s for s in SKELETON_PREFERENCE if s in pred.keypoints_2d),
+                    next(iter(pred.keypoints_2d)))
+    skeleton = draw_skeleton(small, pred.keypoints_2d[set_name] * factor, set_name)
+    overlay, _ = render_overlay(small, pred, factor)
+    white = np.full_like(small, 255)
+    mesh, _ = render_overlay(white, pred, factor, background=False)
+    sides = [render_overlay(white, pred, factor, degrees=d, background=False)[0]
+             for d in SIDE_VIEW_DEGREES]
+    return compose_panels([
+        ("input", small), (f"keypoints ({set_name})", skeleton), ("mesh overlay", overlay),
+        ("mesh", mesh), (f"{SIDE_VIEW_DEGREES[0]:+.0f}° view", sides[0]),
+        (f"{SIDE_VIEW_DEGREES[1]:+.0f}° view", sides[1]),
+    ])
+
+
+def _save_png(path: Path, pixels: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(pixels).save(path)
+
+
+def write_image_outputs(image: np.ndarray, pred: Prediction, paths: dict[str, Path],
+                        mesh_format: str, render: bool = True) -> None:
+    """Parameters first (json, npz, mesh), then pictures; a picture that fails
+    to render is reported and skipped."""
+    paths["json"].parent.mkdir(parents=True, exist_ok=True)
+    write_npz(paths["npz"], pred)
+    mesh_written = True
+    try:
+        save_mesh(paths["mesh"], pred, mesh_format)
+    except (ImportError, OSError, ValueError) as e:
+        warn(f"{pred.input}: mesh not written ({type(e).__name__}: {e})")
+        mesh_written = False
+    pictures = {"overlay": False, "views": False}
+    if render:
+        try:
+            overlay, _ = render_overlay(image, pred)
+            _save_png(paths["overlay"], overlay)
+            pictures["overlay"] = True
+            _save_png(paths["views"], views_figure(image, pred))
+            pictures["views"] = True
+        except Exception as e:  # noqa: BLE001 - rendering must never lose the parameters
+            warn(f"{pred.input}: rendering failed, pictures skipped ({type(e).__name__}: {e})")
+    base = paths["json"].parent
+    files = {
+        "npz": paths["npz"].relative_to(base).as_posix(),
+        "mesh": paths["mesh"].relative_to(base).as_posix() if mesh_written else None,
+        "overlay": paths["overlay"].relative_to(base).as_posix() if pictures["overlay"] else None,
+        "views": paths["views"].relative_to(base).as_posix() if pictures["views"] else None,
+    }
+    write_json(paths["json"], pred, files)
+
+
+# ----------------------------------------------------------------------------
+# The run.
+
+def build_person_source(options: DemoOptions, method: str = "hmr") -> PersonSource:
+    """The first of: --bbox, --openpose, --detect, the whole image.
+
+    A fit needs keypoints, so for ``fit`` and ``hmr+fit`` the detector is the
+    default and a box alone is refused.
+    """
+    if options.bbox is not None:
+        if method != "hmr":
+            raise InputError(f"--method {method} fits keypoints, which --bbox does not give; "
+                             "use --openpose or --detect")
+        box = parse_bbox(options.bbox)
+        scale_for_bbox(box)  # a box of zero size fails now, not once per input
+        return BoxSource(box)
+    if options.openpose is not None:
+        return OpenPoseSource(Path(options.openpose))
+    if options.detect or method != "hmr":
+        DetectorSource.check_available()
+        return DetectorSource()
+    return TightCropSource()
+
+
+def resolve_method(options: DemoOptions) -> str:
+    """--method, or the default: HMR when weights are given, else the open fit."""
+    method = options.method
+    if method is None:
+        method = "hmr" if options.weights is not None or options.smpl is not None else "fit"
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method in ("hmr", "hmr+fit") and (options.weights is None or options.smpl is None):
+        missing = " and ".join(f for f, v in (("--weights", options.weights), ("--smpl", options.smpl)) if v is None)
+        raise InputError(f"--method {method} needs {missing} (HMR weights and an SMPL model file); "
+                         "without them, use the open default --method fit")
+    return method
+
+
+def build_predictor(options: DemoOptions, method: str) -> Predictor:
+    device = torch.device(options.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but this torch has no CUDA device")
+    if options.backend not in BACKENDS:
+        raise InputError(f"unknown backend {options.backend!r}; available: {', '.join(BACKENDS)}")
+    if method == "hmr":
+        model, body = load_hmr(options.weights, options.smpl, device)
+        return HMRPredictor(model, body, device, options.backend)
+    if method == "hmr+fit":
+        model, body = load_hmr(options.weights, options.smpl, device)
+        return FitPredictor(body, method, HMRPredictor(model, body, device, options.backend),
+                            options.fit_config)
+    if options.weights is not None:
+        warn("--weights is not used by --method fit")
+    if options.smpl is not None:
+        from openhmr.body.smpl import SMPL
+
+        body = SMPL(options.smpl)
+    else:
+        body = load_anny()
+    return FitPredictor(body.to(device), method, None, options.fit_config)
+
+
+def _progress(iterable, total: int | None, desc: str, unit: str) -> Iterator:
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr,
+                disable=None, dynamic_ncols=True, leave=False)
+
+
+@dataclass
+class _Pending:
+    item: InputItem
+    image: np.ndarray
+    crop: np.ndarray
+    transform: CropTransform
+    location: PersonLocation
+    paths: dict[str, Path]
+
+
+class _Timer:
+    """Time per image after the first finished batch, which pays the one-off
+    costs (first network call, allocator, lazy imports)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.warm_end: float | None = None
+        self.warm_count = 0
+        self.count = 0
+
+    def record(self, finished: int) -> None:
+        if finished <= 0:
+            return
+        self.count += finished
+        if self.warm_end is None:
+            self.warm_end = time.perf_counter()
+            self.warm_count = finished
+
+    def summary(self) -> str:
+        now = time.perf_counter()
+        if self.warm_end is None:
+            return "no image processed"
+        if self.count > self.warm_count:
+            per_image = (now - self.warm_end) / (self.count - self.warm_count)
+            return (f"{self.count} image(s)/frame(s) in {now - self.start:.1f} s, "
+                    f"{1000 * per_image:.0f} ms per image after the first (warm-up) batch")
+        per_image = (self.warm_end - self.start) / self.count
+        return f"{self.count} image(s)/frame(s), {1000 * per_image:.0f} ms per image including warm-up"
+
+
+def run_demo(options: DemoOptions) -> int:
+    """Process every input; return the exit code (0, or 1 if any input failed)."""
+    if options.mesh_format not in MESH_FORMATS:
+        raise InputError(f"unknown mesh format {options.mesh_format!r}; choose one of {', '.join(MESH_FORMATS)}")
+    method = resolve_method(options)
+    source = build_person_source(options, method)
+    items = collect_inputs(options.inputs)
+    if not items:
+        raise InputError("no input images or videos found")
+    predictor = build_predictor(options, method)
+    out = Path(options.out)
+    failures = 0
+    timer = _Timer()
+
+    def fail(item: InputItem, error: Exception) -> None:
+        nonlocal failures
+        failures += 1
+        text = str(error) if isinstance(error, OpenHMRError) else f"{type(error).__name__}: {error}"
+        print(f"openhmr demo: error: {item.path}: {text}", file=sys.stderr)
+
+    images = [i for i in items if i.kind == "image"]
+    videos = [i for i in items if i.kind == "video"]
+    pending: list[_Pending] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        batch = list(pending)
+        pending.clear()
+        try:
+            preds = predictor.predict(
+                np.stack([p.crop for p in batch]), [p.transform for p in batch],
+                [p.location for p in batch],
+                [(str(p.item.path), None, p.image.shape[:2]) for p in batch])
+        except Exception as e:  # noqa: BLE001 - one bad batch must not stop the others
+            for p in batch:
+                fail(p.item, e)
+            return
+        finished = 0
+        for p, pred in zip(batch, preds):
+            try:
+                write_image_outputs(p.image, pred, p.paths, options.mesh_format, options.render)
+                finished += 1
+            except Exception as e:  # noqa: BLE001
+                fail(p.item, e)
+        timer.record(finished)
+
+    for item in _progress(images, len(images), "images", "img"):
+        try:
+            paths = image_outputs(out, item.name, options.mesh_format)
+            _check_free(paths, options.overwrite)
+            image = read_image(item.path)
+            location = source.locate(image, item)
+            crop, transform = scale_and_crop(image, location.scale, location.center)
+            pending.append(_Pending(item, image, crop, transform, location, paths))
+        except Exception as e:  # noqa: BLE001 - report and go on with the next input
+            fail(item, e)
+            continue
+        # The first image goes alone, so that the warm-up is one image's worth.
+        # A fit runs one person at a time, so its batches are single images.
+        limit = options.batch_size if method == "hmr" and timer.warm_end is not None else 1
+        if len(pending) >= limit:
+            flush()
+    flush()
+
+    for item in videos:
+        try:
+            run_video(item, out, options, source, predictor, timer)
+        except Exception as e:  # noqa: BLE001
+            fail(item, e)
+
+    if timer.count:
+        print(f"openhmr demo: {timer.summary()}; outputs in {out}", file=sys.stderr)
+    if failures:
+        print(f"openhmr demo: {failures} of {len(items)} input(s) failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSource,
+              predictor: Predictor, timer: _Timer | None = None) -> int:
+    """Every frame of a video: one ``<name>.npz`` (arrays stacked over frames
+    with a body) and ``<name>_overlay.mp4``. Returns the frames with a body."""
+    import cv2
+
+    if isinstance(source, OpenPoseSource):
+        raise InputError("--openpose gives one image's keypoints; use --bbox or --detect for a video")
+    paths = video_outputs(out, item.name)
+    _check_free(paths, options.overwrite)
+    info, frames = open_video(item.path)
+    paths["npz"].parent.mkdir(parents=True, exist_ok=True)
+    writer = None
+    if options.render:
+        writer = cv2.VideoWriter(str(paths["overlay"]), cv2.VideoWriter_fourcc(*"mp4v"),
+                                 info.fps, (info.width, info.height))
+        if not writer.isOpened():
+            warn(f"{item.path}: cannot write {paths['overlay']}; no overlay video")
+            writer = None
+    preds: list[Prediction] = []
+    skipped = 0
+    render_failed = False
+    total = 0
+    batch: list[tuple[int, np.ndarray, np.ndarray, CropTransform, PersonLocation]] = []
+
+    def flush() -> None:
+        nonlocal render_failed
+        if not batch:
+            return
+        with_body = [b for b in batch if b[4] is not None]
+        new_preds = predictor.predict(
+            np.stack([b[2] for b in with_body]), [b[3] for b in with_body], [b[4] for b in with_body],
+            [(str(item.path), b[0], b[1].shape[:2]) for b in with_body]) if with_body else []
+        by_frame = {p.frame: p for p in new_preds}
+        preds.extend(new_preds)
+        for index, frame, *_ in batch:
+            picture = frame
+            if writer is not None and index in by_frame and not render_failed:
+                try:
+                    picture, _ = render_overlay(frame, by_frame[index])
+                except Exception as e:  # noqa: BLE001 - keep the parameters
+                    warn(f"{item.path}: rendering failed, overlay video shows plain frames "
+                         f"({type(e).__name__}: {e})")
+                    render_failed = True
+            if writer is not None:
+                writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+        batch.clear()
+        if timer is not None:
+            timer.record(len(new_preds))
+
+    try:
+        for index, frame in enumerate(_progress(frames, info.frame_count or None, item.path.name, "frame")):
+            total += 1
+            try:
+                location = source.locate(frame, item)
+                crop, transform = scale_and_crop(frame, location.scale, location.center)
+                batch.append((index, frame, crop, transform, location))
+            except InputError:
+                skipped += 1
+                batch.append((index, frame, None, None, None))  # type: ignore[arg-type]
+            if len(batch) >= options.batch_size:
+                flush()
+        flush()
+    finally:
+        if writer is not None:
+            writer.release()
+    if total == 0:
+        raise InputError(f"cannot read {item.path}: the video has no frames")
+    if skipped:
+        warn(f"{item.path}: no person in {skipped} of {total} frames")
+    write_video_npz(paths["npz"], preds, total, info.fps)
+    if not preds:
+        raise InputError(f"no person found in any frame of {item.path}")
+    return len(preds)

@@ -1,0 +1,188 @@
+"""Reading the demo's inputs: image files, folders of them, and videos.
+
+Every image comes out as an (H, W, 3) uint8 RGB array, whatever was stored:
+
+* grayscale (and 1-bit, palette, CMYK) images are converted to RGB;
+* 16-bit images are reduced to 8 bits by value·255/65535, rounded;
+* an alpha channel is composited onto a white background (a cut-out person
+  on a transparent background then looks like a studio photo; the original
+  HMR dropped alpha, which shows whatever colour the transparent pixels
+  happen to hold);
+* the EXIF orientation tag is applied, so phone photos are upright.
+
+Videos are decoded frame by frame with OpenCV and converted from BGR to RGB.
+Failures a user can cause (a missing, unreadable or corrupt file) raise
+``InputError`` with one sentence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from openhmr.errors import InputError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+)
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
+
+
+def _to_rgb8(img) -> np.ndarray:  # img: PIL.Image.Image
+    """Any PIL image → (H, W, 3) uint8 RGB (see the module docstring)."""
+    from PIL import Image
+
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit grayscale (PIL opens 16-bit PNGs as "I;16" or "I").
+        values = np.asarray(img, dtype=np.float64)
+        gray = np.clip(np.rint(values * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode == "F":
+        # Floating-point images are taken to hold intensities in [0, 1].
+        values = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        gray = np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        mode == "P" and "transparency" in img.info
+    )
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(img.convert("RGB"))
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB.
+
+    Raises:
+        InputError: the file is missing, not an image, or corrupt.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"image not found: {path}")
+    if not path.is_file():
+        raise InputError(f"not a file: {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            rgb = _to_rgb8(img)
+    except UnidentifiedImageError:
+        raise InputError(f"cannot read {path}: not an image file PIL can decode") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise InputError(f"cannot read {path}: corrupt or truncated image ({e})") from None
+    if rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise InputError(f"cannot read {path}: the image has no pixels")
+    return np.ascontiguousarray(rgb)
+
+
+@dataclass
+class VideoInfo:
+    """What OpenCV reports about a video before decoding it."""
+
+    fps: float
+    frame_count: int  # container's estimate; 0 when unknown
+    width: int
+    height: int
+
+
+def open_video(path: str | Path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
+    """Open a video: its info and an iterator over its frames as (H, W, 3) uint8 RGB.
+
+    Raises:
+        InputError: the file is missing or OpenCV cannot decode it.
+    """
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"video not found: {path}")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        raise InputError(f"cannot read {path}: OpenCV cannot decode this video")
+    info = VideoInfo(
+        fps=float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or 25.0,
+        frame_count=max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0),
+        width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+    )
+
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    return
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        finally:
+            cap.release()
+
+    return info, frames()
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One thing to process.
+
+    Attributes:
+        path: the image or video file.
+        name: output name relative to the output folder, without extension
+            (the file's stem, prefixed by its folder path below an input folder).
+        kind: "image" or "video".
+    """
+
+    path: Path
+    name: str
+    kind: str
+
+
+def _kind(path: Path) -> str:
+    return "video" if path.suffix.lower() in VIDEO_EXTENSIONS else "image"
+
+
+def collect_inputs(paths: list[str | Path]) -> list[InputItem]:
+    """Expand the command line's inputs into files to process.
+
+    A folder contributes its images and videos recursively (sorted), named by
+    their path below it, so ``a/x.png`` and ``b/x.png`` do not clash. A file
+    is taken whatever its extension (it fails later if it is not an image).
+    A path that does not exist is kept, to be reported as an error in its
+    turn. Where two inputs would still get the same name (``x.png`` and
+    ``x.jpg``), the extension is appended to the name (``x_jpg``).
+    """
+    items: list[InputItem] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(
+                f for f in p.rglob("*")
+                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+            )
+            for f in found:
+                name = f.relative_to(p).with_suffix("").as_posix()
+                items.append(InputItem(f, name, _kind(f)))
+        else:
+            items.append(InputItem(p, p.stem, _kind(p)))
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.name] = counts.get(item.name, 0) + 1
+    unique: list[InputItem] = []
+    taken: set[str] = set()
+    for item in items:
+        name = item.name
+        if counts[name] > 1:
+            name = f"{name}_{item.path.suffix.lstrip('.').lower()}" if item.path.suffix else name
+        base, i = name, 1
+        while name in taken:  # the same file given twice, or names still equal
+            i += 1
+            name = f"{base}_{i}"
+        taken.add(name)
+        unique.append(InputItem(item.path, name, item.kind))
+    return unique

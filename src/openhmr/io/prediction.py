@@ -1,0 +1,277 @@
+"""The demo's result files: one JSON document and one NPZ archive per body.
+
+The JSON document follows ``openhmr/schema/prediction.schema.json``
+(``"schema": "openhmr.prediction/1"``): everything needed to use the body or
+redraw the overlay with another renderer, as plain numbers. The NPZ archive
+holds the same arrays plus the mesh (vertices and faces); a video's archive
+stacks every frame's arrays along a leading frame axis.
+
+``validate(document, schema)`` checks a document against the schema; it
+implements the JSON-Schema keywords that schema uses (and refuses others, so a
+schema edit cannot silently weaken the check).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from openhmr.data.crop import CropTransform
+
+SCHEMA_ID = "openhmr.prediction/1"
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schema" / "prediction.schema.json"
+
+
+@dataclass
+class Prediction:
+    """One recovered body in one image, as numpy arrays.
+
+    Attributes:
+        body_model: the body model's name ("smpl", "anny").
+        num_joints: J of the body model.
+        cam: (3,) weak-perspective camera (s, tx, ty).
+        pose: (3·J,) axis-angle, radians.
+        betas: (k,) shape parameters.
+        vertices: (V, 3) metres, body frame (x right, y down, z forward).
+        faces: (F, 3) triangle vertex indices.
+        joints_3d: (J, 3) skeleton joints, metres, body frame.
+        keypoints_3d: set name → (K, 3) metres, body frame.
+        keypoints_2d: set name → (K, 2) image pixels.
+        crop: the crop the network saw.
+        center: (2,) requested crop centre, image pixels.
+        focal: (2,) fx, fy of the equivalent pinhole camera, image pixels.
+        principal_point: (2,) image pixels.
+        translation: (3,) metres added to body-frame points to reach the camera frame.
+        image_size: (height, width).
+        method: "hmr", "fit" or "hmr+fit".
+        person_source: "bbox", "openpose", "detect" or "tight".
+        input: the input path as given.
+        frame: video frame index, None for an image.
+    """
+
+    body_model: str
+    num_joints: int
+    cam: np.ndarray
+    pose: np.ndarray
+    betas: np.ndarray
+    vertices: np.ndarray
+    faces: np.ndarray
+    joints_3d: np.ndarray
+    keypoints_3d: dict[str, np.ndarray]
+    keypoints_2d: dict[str, np.ndarray]
+    crop: CropTransform
+    center: np.ndarray
+    focal: np.ndarray
+    principal_point: np.ndarray
+    translation: np.ndarray
+    image_size: tuple[int, int]
+    method: str
+    person_source: str
+    input: str
+    frame: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def camera_vertices(self) -> np.ndarray:
+        """(V, 3) vertices in the camera frame, metres (body frame + translation)."""
+        return self.vertices + self.translation[None, :]
+
+
+def _floats(a: np.ndarray) -> list:
+    values = np.asarray(a, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("prediction holds non-finite values")
+    return values.tolist()
+
+
+def to_document(pred: Prediction, files: dict[str, str | None]) -> dict[str, Any]:
+    """The JSON document of one prediction (see the schema for every field)."""
+    from openhmr.body.keypoints import KEYPOINT_SETS
+
+    def names(set_name: str, count: int) -> list[str]:
+        kp_set = KEYPOINT_SETS.get(set_name)
+        if kp_set is not None and len(kp_set) == count:
+            return list(kp_set.names)
+        return [f"{set_name}_{i}" for i in range(count)]
+
+    crop = pred.crop
+    return {
+        "schema": SCHEMA_ID,
+        "input": pred.input,
+        "frame": pred.frame,
+        "image_size": [int(pred.image_size[0]), int(pred.image_size[1])],
+        "method": pred.method,
+        "person_source": pred.person_source,
+        "body_model": {
+            "name": pred.body_model,
+            "num_joints": int(pred.num_joints),
+            "num_betas": int(len(pred.betas)),
+            "num_vertices": int(len(pred.vertices)),
+        },
+        "cam": _floats(pred.cam),
+        "pose": _floats(pred.pose),
+        "betas": _floats(pred.betas),
+        "keypoints_2d": {
+            k: {"names": names(k, len(v)), "points": _floats(v)} for k, v in pred.keypoints_2d.items()
+        },
+        "keypoints_3d": {
+            k: {"names": names(k, len(v)), "points": _floats(v)} for k, v in pred.keypoints_3d.items()
+        },
+        "joints_3d": _floats(pred.joints_3d),
+        "crop": {
+            "box": list(crop.box),
+            "center": _floats(pred.center),
+            "requested_scale": crop.requested_scale,
+            "scale_x": crop.scale_x,
+            "scale_y": crop.scale_y,
+            "start": [int(crop.start[0]), int(crop.start[1])],
+            "crop_size": int(crop.crop_size),
+            "scaled_size": [int(crop.scaled_size[0]), int(crop.scaled_size[1])],
+        },
+        "camera": {
+            "focal": _floats(pred.focal),
+            "principal_point": _floats(pred.principal_point),
+            "translation": _floats(pred.translation),
+        },
+        "files": dict(files),
+    }
+
+
+def write_json(path: Path, pred: Prediction, files: dict[str, str | None]) -> None:
+    """Write the prediction's JSON document to ``path``."""
+    path.write_text(json.dumps(to_document(pred, files), indent=1) + "\n")
+
+
+def prediction_arrays(pred: Prediction) -> dict[str, np.ndarray]:
+    """The NPZ arrays of one prediction (names as in the JSON document)."""
+    arrays = {
+        "cam": pred.cam, "pose": pred.pose, "betas": pred.betas,
+        "vertices": pred.vertices, "joints_3d": pred.joints_3d,
+        "crop_box": np.asarray(pred.crop.box), "crop_center": pred.center,
+        "crop_scale": np.array([pred.crop.scale_x, pred.crop.scale_y]),
+        "crop_start": np.asarray(pred.crop.start),
+        "focal": pred.focal, "principal_point": pred.principal_point,
+        "translation": pred.translation, "image_size": np.asarray(pred.image_size),
+    }
+    for k, v in pred.keypoints_2d.items():
+        arrays[f"keypoints_2d/{k}"] = v
+    for k, v in pred.keypoints_3d.items():
+        arrays[f"keypoints_3d/{k}"] = v
+    return {k: np.asarray(v, dtype=np.float32 if np.asarray(v).dtype.kind == "f" else None)
+            for k, v in arrays.items()}
+
+
+def write_npz(path: Path, pred: Prediction) -> None:
+    """One image's arrays (``prediction_arrays``) plus ``faces`` and metadata strings."""
+    np.savez_compressed(
+        path, **prediction_arrays(pred), faces=pred.faces.astype(np.int32),
+        schema=np.array(SCHEMA_ID), body_model=np.array(pred.body_model),
+        method=np.array(pred.method), person_source=np.array(pred.person_source),
+    )
+
+
+def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: float) -> None:
+    """A video's arrays: each of ``prediction_arrays`` stacked to (T, ...) over
+    the T frames with a body, with ``frame`` (T,) their indices in the video.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    if preds:
+        per_frame = [prediction_arrays(p) for p in preds]
+        arrays = {k: np.stack([a[k] for a in per_frame]) for k in per_frame[0]}
+        faces = preds[0].faces.astype(np.int32)
+        meta = preds[0]
+        extra = {"body_model": np.array(meta.body_model), "method": np.array(meta.method),
+                 "person_source": np.array(meta.person_source)}
+    else:
+        faces = np.zeros((0, 3), np.int32)
+        extra = {}
+    np.savez_compressed(
+        path, **arrays, **extra, faces=faces,
+        frame=np.array([p.frame for p in preds], dtype=np.int64),
+        num_frames=np.array(num_frames), fps=np.array(fps), schema=np.array(SCHEMA_ID),
+    )
+
+
+def load_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+# ----------------------------------------------------------------------------
+# A small JSON-Schema validator for the keywords the prediction schema uses.
+
+_ANNOTATIONS = {"$schema", "$id", "$defs", "$comment", "title", "description", "default", "examples"}
+_TYPES = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+class SchemaViolation(ValueError):
+    """A document does not match its schema; the message names the JSON path."""
+
+
+def validate(instance: Any, schema: dict[str, Any], root: dict[str, Any] | None = None,
+             where: str = "$") -> None:
+    """Check ``instance`` against ``schema``; raise ``SchemaViolation`` at the first mismatch.
+
+    Supported keywords: type, const, enum, properties, required,
+    additionalProperties (bool or schema), items, minItems, maxItems,
+    minimum, exclusiveMinimum and local ``$ref`` ("#/$defs/...").
+    """
+    root = schema if root is None else root
+    unknown = set(schema) - _ANNOTATIONS - {
+        "type", "const", "enum", "properties", "required", "additionalProperties", "items",
+        "minItems", "maxItems", "minimum", "exclusiveMinimum", "$ref"}
+    if unknown:
+        raise ValueError(f"validator does not implement schema keywords {sorted(unknown)}")
+    if "$ref" in schema:
+        ref = schema["$ref"]
+        if not ref.startswith("#/"):
+            raise ValueError(f"only local $ref is supported, got {ref!r}")
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target[part]
+        validate(instance, target, root, where)
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(_TYPES[t](instance) for t in types):
+            raise SchemaViolation(f"{where}: expected {' or '.join(types)}, got {type(instance).__name__}")
+    if "const" in schema and instance != schema["const"]:
+        raise SchemaViolation(f"{where}: expected {schema['const']!r}, got {instance!r}")
+    if "enum" in schema and instance not in schema["enum"]:
+        raise SchemaViolation(f"{where}: {instance!r} is not one of {schema['enum']}")
+    if isinstance(instance, (int, float)) and not isinstance(instance, bool):
+        if "minimum" in schema and instance < schema["minimum"]:
+            raise SchemaViolation(f"{where}: {instance} < minimum {schema['minimum']}")
+        if "exclusiveMinimum" in schema and instance <= schema["exclusiveMinimum"]:
+            raise SchemaViolation(f"{where}: {instance} <= {schema['exclusiveMinimum']}")
+    if isinstance(instance, dict):
+        for key in schema.get("required", []):
+            if key not in instance:
+                raise SchemaViolation(f"{where}: missing required property {key!r}")
+        props = schema.get("properties", {})
+        extra_rule = schema.get("additionalProperties", True)
+        for key, value in instance.items():
+            if key in props:
+                validate(value, props[key], root, f"{where}.{key}")
+            elif extra_rule is False:
+                raise SchemaViolation(f"{where}: unexpected property {key!r}")
+            elif isinstance(extra_rule, dict):
+                validate(value, extra_rule, root, f"{where}.{key}")
+    if isinstance(instance, list):
+        if "minItems" in schema and len(instance) < schema["minItems"]:
+            raise SchemaViolation(f"{where}: {len(instance)} items, fewer than {schema['minItems']}")
+        if "maxItems" in schema and len(instance) > schema["maxItems"]:
+            raise SchemaViolation(f"{where}: {len(instance)} items, more than {schema['maxItems']}")
+        if "items" in schema:
+            for i, value in enumerate(instance):
+                validate(value, schema["items"], root, f"{where}[{i}]")

@@ -1,0 +1,423 @@
+"""``openhmr demo`` end to end: outputs, schema, coordinate round trips, bad inputs.
+
+The network is a randomly initialised HMR (ResNet-50 v2) whose last regressor
+layer is zeroed, so that it predicts its mean parameters: a standing body in
+the middle of the crop, which makes the overlay and side views non-empty. The
+body model is the synthetic SMPL-format file (``openhmr.body.synthetic``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import openhmr.demo as demo_module
+from openhmr.cli import build_parser, main
+from openhmr.data.crop import CropTransform
+from openhmr.io.prediction import SchemaViolation, load_schema, validate
+
+REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "images"
+needs_reference = pytest.mark.skipif(
+    not REFERENCE.exists(), reason="needs ../shared/reference/images (the original demo's example images)"
+)
+OUTPUT_SUFFIXES = (".json", ".npz", ".obj", "_overlay.png", "_views.png")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread: test processes share few cores, and oversubscribed
+    torch threads make ResNet-50 and the rasteriser several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory, smpl_npz) -> tuple[Path, Path]:
+    """(weights.safetensors, smpl.npz) for a random HMR with a zeroed output
+    layer; the SMPL file is the synthetic one (conftest's ``smpl_npz``)."""
+    from openhmr.body.smpl import SMPL
+    from openhmr.nets import HMR
+
+    root = tmp_path_factory.mktemp("model")
+    smpl = Path(smpl_npz)
+    torch.manual_seed(0)
+    model = HMR(SMPL(smpl))
+    with torch.no_grad():
+        model.regressor.fc3.weight.zero_()
+    weights = root / "hmr.safetensors"
+    model.save_pretrained(weights)
+    return weights, smpl
+
+
+_LOADED: dict[tuple, tuple] = {}
+
+
+@pytest.fixture
+def cached_loading(monkeypatch):
+    """Load each (weights, smpl) once per test session: the real loader runs
+    on first use, later runs reuse the model (ResNet-50 set-up is slow on CPU)."""
+    real = demo_module.load_hmr
+
+    def load(weights, smpl, device):
+        key = (str(weights), str(smpl), str(device))
+        if key not in _LOADED:
+            _LOADED[key] = real(weights, smpl, device)
+        return _LOADED[key]
+
+    monkeypatch.setattr(demo_module, "load_hmr", load)
+
+
+def run(args: list[str], capsys) -> tuple[int, str]:
+    code = main(["demo", *map(str, args)])
+    return code, capsys.readouterr().err
+
+
+def hmr_args(model_files, out: Path) -> list:
+    weights, smpl = model_files
+    return ["--weights", weights, "--smpl", smpl, "--out", out]
+
+
+def check_prediction(json_path: Path, image_path: Path) -> dict:
+    """Schema, files, and the crop ↔ image ↔ camera relations of one output."""
+    doc = json.loads(json_path.read_text())
+    schema = load_schema()
+    validate(doc, schema)
+    try:
+        import jsonschema
+    except ImportError:
+        pass
+    else:
+        jsonschema.validate(doc, schema)
+    h, w = doc["image_size"]
+    assert (w, h) == Image.open(image_path).size
+    for key in ("npz", "mesh", "overlay", "views"):
+        assert doc["files"][key] and (json_path.parent / doc["files"][key]).is_file(), key
+
+    crop = doc["crop"]
+    t = CropTransform(crop["scale_x"], crop["scale_y"], tuple(crop["start"]), crop["crop_size"],
+                      crop["requested_scale"], tuple(crop["scaled_size"]))
+    arrays = np.load(json_path.parent / doc["files"]["npz"])
+    cam = np.array(doc["cam"])
+    for name, kp in doc["keypoints_2d"].items():
+        pts = np.array(kp["points"])
+        assert len(kp["names"]) == len(pts)
+        # image → crop → image, and crop → image → crop: within 0.5 px
+        assert np.abs(t.crop_to_image(t.image_to_crop(pts)) - pts).max() < 0.5
+        # the image keypoints are HMR's weak projection mapped through the crop
+        k3 = arrays[f"keypoints_3d/{name}"].astype(np.float64)
+        in_crop = 112.0 * (1.0 + cam[0] * (k3[:, :2] + cam[1:]))
+        assert np.abs(t.image_to_crop(pts) - in_crop).max() < 0.5
+        assert np.abs(t.image_to_crop(t.crop_to_image(in_crop)) - in_crop).max() < 0.5
+        # and the pinhole camera puts the Z = 0 points at the same pixels
+        c = doc["camera"]
+        p = np.concatenate([k3[:, :2], np.zeros((len(k3), 1))], 1) + np.array(c["translation"])
+        pinhole = np.array(c["focal"]) * p[:, :2] / p[:, 2:3] + np.array(c["principal_point"])
+        assert np.abs(pinhole - pts).max() < 0.01
+    assert arrays["vertices"].shape == (6890, 3) and arrays["faces"].shape == (13776, 3)
+    return doc
+
+
+@needs_reference
+def test_end_to_end_reference_images(model_files, tmp_path, capsys, cached_loading):
+    """Acceptance 2: every output for tight crops and an OpenPose file (old key)."""
+    out = tmp_path / "out"
+    names = ["coco2", "coco3", "coco5"]
+    code, err = run([*(REFERENCE / f"{n}.png" for n in names), *hmr_args(model_files, out)], capsys)
+    assert code == 0, err
+    assert err.count("tight crop") == 3 and "ms per image after the first" in err
+
+    for n in names:
+        for suffix in OUTPUT_SUFFIXES:
+            assert (out / f"{n}{suffix}").is_file(), n + suffix
+        doc = check_prediction(out / f"{n}.json", REFERENCE / f"{n}.png")
+        assert doc["person_source"] == "tight" and doc["method"] == "hmr"
+        assert doc["body_model"]["name"] == "smpl" and len(doc["pose"]) == 72
+        assert set(doc["keypoints_2d"]) >= {"cocoplus19", "lsp14", "smpl24"}
+
+    # The overlay shows the mesh over the unchanged photo.
+    photo = np.asarray(Image.open(REFERENCE / "coco2.png").convert("RGB")).astype(int)
+    overlay = np.asarray(Image.open(out / "coco2_overlay.png")).astype(int)
+    changed = np.abs(overlay - photo).sum(-1) > 0
+    assert overlay.shape == photo.shape and 0.01 < changed.mean() < 0.6
+    views = Image.open(out / "coco2_views.png")
+    assert views.size == (3 * 224 + 4 * 4, 2 * 224 + 3 * 4)  # 2 rows × 3 columns, 4-px gaps
+
+    # The mesh file is the camera-frame mesh, rotated to y up.
+    from openhmr.io.export import load_obj
+
+    verts, faces = load_obj(out / "coco2.obj")
+    arrays = np.load(out / "coco2.npz")
+    expected = (arrays["vertices"] + arrays["translation"]) * np.array([1, -1, -1])
+    np.testing.assert_allclose(verts, expected, atol=1e-4)
+    np.testing.assert_array_equal(faces, arrays["faces"])
+
+
+@needs_reference
+def test_openpose_old_key_on_a_photo(model_files, tmp_path, capsys, cached_loading):
+    out = tmp_path / "out"
+    code, err = run([REFERENCE / "random.jpg", "--openpose", REFERENCE / "random_keypoints.json",
+                     *hmr_args(model_files, out)], capsys)
+    assert code == 0, err
+    doc = check_prediction(out / "random.json", REFERENCE / "random.jpg")
+    assert doc["person_source"] == "openpose"
+    # the crop is centred on the chosen person's keypoint box, scaled to 150 px
+    from openhmr.demo import read_openpose
+
+    kp, _ = read_openpose(REFERENCE / "random_keypoints.json")
+    vis = kp[kp[:, 2] > 0.2, :2]
+    lo, hi = vis.min(0), vis.max(0)
+    np.testing.assert_allclose(doc["crop"]["center"], (lo + hi) / 2)
+    assert doc["crop"]["requested_scale"] == pytest.approx(150 / np.linalg.norm(hi - lo))
+
+
+def make_image(path: Path, size=(200, 160), seed=0) -> Path:
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_bad_inputs_do_not_stop_the_others(model_files, tmp_path, capsys, cached_loading):
+    """Acceptance 3: missing, corrupt and non-image files and existing outputs
+    are each reported on one line; the good inputs are still processed."""
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    make_image(folder / "sub" / "a.png", seed=1)
+    make_image(folder / "b.jpg", seed=2)
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(200)))
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    existing = make_image(tmp_path / "existing.png", seed=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "existing.json").write_text("{\"mine\": true}")
+
+    inputs = [folder, tmp_path / "missing.png", corrupt, text, existing]
+    code, err = run([*inputs, "--bbox", "20,10,180,150", *hmr_args(model_files, out)], capsys)
+    assert code == 1
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert len(errors) == 4, err
+    assert any("missing.png" in e and "not found" in e for e in errors)
+    assert any("corrupt.png" in e and "cannot read" in e for e in errors)
+    assert any("notes.jpg" in e and "not an image" in e for e in errors)
+    assert any("existing.json already exists" in e and "--overwrite" in e for e in errors)
+    assert "4 of 6 input(s) failed" in err
+    assert (out / "existing.json").read_text() == "{\"mine\": true}"  # never overwritten
+    for name in ("sub/a", "b"):  # folder inputs keep their relative path
+        for suffix in OUTPUT_SUFFIXES:
+            assert (out / f"{name}{suffix}").is_file(), name + suffix
+        check_prediction(out / f"{name}.json", folder / (name + (".png" if name == "sub/a" else ".jpg")))
+        assert json.loads((out / f"{name}.json").read_text())["person_source"] == "bbox"
+
+    # --overwrite replaces the outputs
+    code, err = run([existing, "--overwrite", "--no-render", "--bbox", "20,10,180,150",
+                     *hmr_args(model_files, out)], capsys)
+    assert code == 0, err
+    assert json.loads((out / "existing.json").read_text())["schema"] == "openhmr.prediction/1"
+
+
+def test_bbox_errors(model_files, tmp_path, capsys, cached_loading):
+    big = make_image(tmp_path / "big.png", size=(640, 480))
+    small = make_image(tmp_path / "small.png", size=(120, 100))
+    out = tmp_path / "out"
+    code, err = run([big, "--bbox", "10,10,10,50", *hmr_args(model_files, out)], capsys)
+    assert code == 1 and "zero size" in err and len(err.strip().splitlines()) == 1
+    code, err = run([small, big, "--bbox", "300,100,600,400", "--no-render", *hmr_args(model_files, out)],
+                    capsys)
+    assert code == 1
+    assert "small.png" in err and "outside the 120×100 image" in err
+    assert (out / "big.json").is_file() and not (out / "small.json").exists()
+
+
+@needs_reference
+def test_openpose_file_without_person(model_files, tmp_path, capsys, cached_loading):
+    keypoints = tmp_path / "openpose"
+    keypoints.mkdir()
+    shutil.copy(REFERENCE / "random_keypoints.json", keypoints)
+    (keypoints / "coco2_keypoints.json").write_text(json.dumps({"version": 1.3, "people": []}))
+    out = tmp_path / "out"
+    code, err = run([REFERENCE / "coco2.png", REFERENCE / "random.jpg", "--openpose", keypoints,
+                     "--no-render", *hmr_args(model_files, out)], capsys)
+    assert code == 1
+    assert "coco2_keypoints.json has no person" in err
+    assert (out / "random.json").is_file() and not (out / "coco2.json").exists()
+
+
+def test_missing_smpl_file(model_files, tmp_path, capsys):
+    image = make_image(tmp_path / "x.png")
+    code, err = run([image, "--weights", model_files[0], "--smpl", tmp_path / "nope.pkl",
+                     "--out", tmp_path / "out"], capsys)
+    assert code == 1 and "nope.pkl" in err and len(err.strip().splitlines()) == 1
+
+
+def test_weights_for_another_body_model(model_files, tmp_path, capsys):
+    from openhmr.io.hmr_weights import weights_metadata, write_weights
+
+    other = tmp_path / "anny.safetensors"
+    write_weights(other, {"regressor.fc3.bias": np.zeros(3, np.float32)},
+                  weights_metadata(body_model="anny", theta_size=3 + 66 + 6, encoder="resnet50_v2",
+                                   num_iterations=3, parts=["encoder", "regressor"], source="test"))
+    image = make_image(tmp_path / "x.png")
+    code, err = run([image, "--weights", other, "--smpl", model_files[1], "--out", tmp_path / "out"], capsys)
+    assert code == 1 and "made for the 'anny' body model" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_hmr_needs_weights_and_smpl(tmp_path, capsys):
+    image = make_image(tmp_path / "x.png")
+    code, err = run([image, "--method", "hmr", "--out", tmp_path / "out"], capsys)
+    assert code == 1 and "--weights and --smpl" in err
+
+
+def test_video(model_files, tmp_path, capsys, cached_loading):
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (96, 80))
+    for i in range(3):
+        frame = np.full((80, 96, 3), 40 * i, np.uint8)
+        frame[20:60, 30:60] = 200
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "out"
+    code, err = run([video, "--bbox", "30,10,60,70", *hmr_args(model_files, out)], capsys)
+    assert code == 0, err
+    arrays = np.load(out / "clip.npz")
+    assert arrays["frame"].tolist() == [0, 1, 2] and arrays["cam"].shape == (3, 3)
+    assert arrays["vertices"].shape == (3, 6890, 3) and int(arrays["num_frames"]) == 3
+    assert arrays["keypoints_2d/cocoplus19"].shape == (3, 19, 2)
+    cap = cv2.VideoCapture(str(out / "clip_overlay.mp4"))
+    count = 0
+    while cap.read()[0]:
+        count += 1
+    cap.release()
+    assert count == 3
+
+
+def test_schema_validator_rejects_broken_documents():
+    schema = load_schema()
+    good = {
+        "schema": "openhmr.prediction/1", "input": "x.png", "frame": None, "image_size": [10, 20],
+        "method": "hmr", "person_source": "tight",
+        "body_model": {"name": "smpl", "num_joints": 24, "num_betas": 10, "num_vertices": 6890},
+        "cam": [1.0, 0.0, 0.0], "pose": [0.0] * 72, "betas": [0.0] * 10,
+        "keypoints_2d": {"lsp14": {"names": ["a"], "points": [[1.0, 2.0]]}},
+        "keypoints_3d": {"lsp14": {"names": ["a"], "points": [[1.0, 2.0, 3.0]]}},
+        "joints_3d": [[0.0, 0.0, 0.0]],
+        "crop": {"box": [0, 0, 1, 1], "center": [0, 0], "requested_scale": 1.0, "scale_x": 1.0,
+                 "scale_y": 1.0, "start": [0, 0], "crop_size": 224, "scaled_size": [10, 20]},
+        "camera": {"focal": [500, 500], "principal_point": [5, 5], "translation": [0, 0, 5]},
+        "files": {"npz": "x.npz", "mesh": None, "overlay": None, "views": None},
+    }
+    validate(good, schema)
+    broken = [
+        ("schema", "openhmr.prediction/2"), ("cam", [1.0, 0.0]), ("method", "magic"),
+        ("frame", -1), ("image_size", [10, 0]), ("keypoints_2d", {"lsp14": {"points": []}}),
+    ]
+    for key, value in broken:
+        doc = json.loads(json.dumps(good))
+        doc[key] = value
+        with pytest.raises(SchemaViolation):
+            validate(doc, schema)
+    doc = json.loads(json.dumps(good))
+    del doc["camera"]
+    with pytest.raises(SchemaViolation, match="camera"):
+        validate(doc, schema)
+    doc["camera"] = good["camera"]
+    doc["extra"] = 1
+    with pytest.raises(SchemaViolation, match="extra"):
+        validate(doc, schema)
+
+
+def test_help_explains_every_flag():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    demo_parser = sub.choices["demo"]
+    text = demo_parser.format_help()
+    for action in demo_parser._actions:
+        if action.dest == "help":
+            continue
+        assert action.help and len(action.help) > 10, action.dest
+        for option in action.option_strings:
+            assert option in text
+    for flag in ("--weights", "--smpl", "--method", "--bbox", "--openpose", "--detect", "--out",
+                 "--device", "--mesh-format", "--overwrite", "--backend"):
+        assert flag in text
+
+
+def _standing_body25(cx: float, top: float, height: float) -> np.ndarray:
+    """A BODY_25 keypoint layout of a person standing with arms down, (25, 3)."""
+    from openhmr.body.keypoints import BODY25
+
+    u = height / 8.0
+    at = {
+        "nose": (0, 0.5), "neck": (0, 1.3), "pelvis": (0, 4.0),
+        "right_shoulder": (-0.9, 1.4), "right_elbow": (-1.1, 2.6), "right_wrist": (-1.2, 3.7),
+        "right_hip": (-0.5, 4.0), "right_knee": (-0.55, 5.9), "right_ankle": (-0.6, 7.7),
+        "right_eye": (-0.15, 0.35), "right_ear": (-0.35, 0.45),
+    }
+    kp = np.zeros((25, 3))
+    for i, name in enumerate(BODY25.names):
+        mirrored = name.replace("left_", "right_")
+        if mirrored in at:
+            x, y = at[mirrored]
+            if name.startswith("left_"):
+                x = -x
+            kp[i] = (cx + x * u, top + y * u, 0.9)
+    return kp
+
+
+def test_fit_methods(model_files, tmp_path, capsys, cached_loading):
+    """--method fit and hmr+fit (SMPL, OpenPose keypoints): every output, and
+    the fit brings the body's keypoints closer to the targets than HMR alone."""
+    from openhmr.demo import DemoOptions, run_demo
+    from openhmr.fit import FitConfig
+
+    image = make_image(tmp_path / "person.png", size=(240, 320))
+    kp = _standing_body25(120, 40, 240)
+    (tmp_path / "person_keypoints.json").write_text(
+        json.dumps({"people": [{"pose_keypoints_2d": kp.ravel().tolist()}]}))
+    weights, smpl = model_files
+    quick = FitConfig(stage1_iters=2, stage2_iters=(3,), pose_weights=(100.0,), shape_weights=(50.0,))
+
+    def target_error(doc: dict) -> float:
+        got = np.array(doc["keypoints_2d"]["lsp14"]["points"])
+        names = doc["keypoints_2d"]["lsp14"]["names"]
+        from openhmr.body.keypoints import BODY25
+
+        want = np.array([kp[BODY25.index(n), :2] for n in names if n in BODY25.names])
+        got = np.array([g for g, n in zip(got, names) if n in BODY25.names])
+        return float(np.linalg.norm(got - want, axis=1).mean())
+
+    errors = {}
+    for method in ("hmr", "fit", "hmr+fit"):
+        out = tmp_path / method.replace("+", "_")
+        options = DemoOptions([str(image)], out=out, method=method, weights=weights if method != "fit" else None,
+                              smpl=smpl, openpose=tmp_path, fit_config=quick)
+        assert run_demo(options) == 0, capsys.readouterr().err
+        doc = check_prediction(out / "person.json", image)
+        assert doc["method"] == method and doc["person_source"] == "openpose"
+        errors[method] = target_error(doc)
+    assert errors["hmr+fit"] < 0.7 * errors["hmr"], errors
+    assert errors["fit"] < 0.7 * errors["hmr"], errors
+
+
+@needs_reference
+def test_detector_finds_no_person(model_files, tmp_path, capsys, cached_loading):
+    pytest.importorskip("mediapipe", reason="--detect needs the demo extra (mediapipe)")
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((96, 128, 3), 128, np.uint8)).save(blank)
+    out = tmp_path / "out"
+    code, err = run([blank, REFERENCE / "coco2.png", "--detect", "--no-render", *hmr_args(model_files, out)],
+                    capsys)
+    assert code == 1
+    assert "blank.png: no person was found" in err
+    doc = json.loads((out / "coco2.json").read_text())
+    assert doc["person_source"] == "detect"
