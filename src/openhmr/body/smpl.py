@@ -88,7 +88,7 @@ class SMPL(BodyModel):
         shapedirs = shapedirs[..., :num_betas]  # (V, 3, K)
         posedirs = np.asarray(arrays["posedirs"], np.float64)  # (V, 3, 207)
         j_regressor = np.asarray(arrays["J_regressor"], np.float64)  # (24, V)
-        # (3V, K + 207), row-major in the output so F.linear reads it once.
+        # (3V, K + 207): rows are vertex-major (3·v + coordinate).
         blend = np.concatenate([shapedirs.reshape(-1, num_betas), posedirs.reshape(-1, 207)], axis=1)
         j_template = j_regressor @ v_template  # (24, 3)
         j_shapedirs = np.einsum("jv,vck->kjc", j_regressor, shapedirs).reshape(num_betas, -1)
@@ -175,7 +175,9 @@ class SMPL(BodyModel):
         eye = torch.eye(3, dtype=dtype, device=rot.device)
         pose_feature = (rot[:, 1:] - eye).reshape(batch, 207)
         coeffs = torch.cat([betas, pose_feature], dim=1)
-        v_posed = self.v_template + torch.nn.functional.linear(coeffs, self.blend_basis).reshape(batch, -1, 3)
+        # Vertices are computed batch-last, (V, 3, B): every per-vertex
+        # operation below then runs over contiguous runs of B values.
+        v_posed = self.v_template[:, :, None] + (self.blend_basis @ coeffs.T).view(-1, 3, batch)
         joints_rest = self.j_template + (betas @ self.j_shapedirs).reshape(batch, 24, 3)
 
         # Local transforms: rotation R_i and offset J_i − J_parent(i).
@@ -185,23 +187,24 @@ class SMPL(BodyModel):
 
         # Skinning transforms A_i = [R_i | t_i − R_i·J_i], blended per vertex.
         # They are stored column by column, [R e_x; R e_y; R e_z; t], and the
-        # whole batch is blended by one (V, 24) × (24, B·12) product; applying
+        # whole batch is blended by one (V, 24) × (24, 12·B) product; applying
         # the blended transforms is then four multiply-adds per vertex rather
         # than V·B tiny 3×3 matrix products.
         a_trans = g_trans - (g_rot @ joints_rest.unsqueeze(-1)).squeeze(-1)
         a = torch.cat([g_rot.transpose(-1, -2), a_trans.unsqueeze(-2)], dim=-2)  # (B, 24, 4, 3)
-        t = (self.lbs_weights @ a.transpose(0, 1).reshape(24, batch * 12)).view(-1, batch, 4, 3)
+        t = (self.lbs_weights @ a.permute(1, 2, 3, 0).reshape(24, 12 * batch)).view(-1, 4, 3, batch)
         # unbind (not slicing) keeps the backward pass to one gather per tensor.
-        tx, ty, tz, tt = t.unbind(2)
-        vx, vy, vz = v_posed.transpose(0, 1).unsqueeze(-1).unbind(2)  # (V, B, 1) each
-        vertices = torch.addcmul(torch.addcmul(torch.addcmul(tt, tx, vx), ty, vy), tz, vz)
-        vertices = vertices.transpose(0, 1)
+        tx, ty, tz, tt = t.unbind(1)  # (V, 3, B) each
+        vx, vy, vz = (c.unsqueeze(1) for c in v_posed.unbind(1))  # (V, 1, B) each
+        verts_t = torch.addcmul(torch.addcmul(torch.addcmul(tt, tx, vx), ty, vy), tz, vz)
+        vertices = verts_t.permute(2, 0, 1)  # (B, V, 3), a view
 
         keypoints = {"smpl24": g_trans}
         for set_name in self._regressor_names:
             reg = getattr(self, f"_reg_{set_name}")
             cols = getattr(self, f"_regcols_{set_name}")
-            keypoints[set_name] = torch.einsum("kv,bvc->bkc", reg, vertices[:, cols])
+            used = verts_t[cols].reshape(len(cols), 3 * batch)
+            keypoints[set_name] = (reg @ used).view(-1, 3, batch).permute(2, 0, 1)
         if "cocoplus19" in keypoints:
             keypoints["lsp14"] = keypoints["cocoplus19"][:, :14]
         return BodyOutput(vertices=vertices, joints=g_trans, rotations=rot, keypoints=keypoints)

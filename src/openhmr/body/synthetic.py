@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from openhmr.body.keypoints import SMPL24
+from openhmr.body.keypoints import COCOPLUS19, SMPL24
 from openhmr.io.smpl_file import SMPL_PARENTS, save_smpl_npz
 
 SMPL24_FLIP = SMPL24.flip_permutation
@@ -117,10 +117,15 @@ def _mirror_index(dirs: np.ndarray) -> np.ndarray:
     return index
 
 
-def _gaussian_regressor(vertices: np.ndarray, targets: np.ndarray, sigma: float) -> np.ndarray:
+def _gaussian_regressor(vertices: np.ndarray, targets: np.ndarray, sigma: float,
+                        keep: int = 40) -> np.ndarray:
+    """Convex weights over the ``keep`` vertices nearest each target, Gaussian in
+    distance: sparse like the official regressors, which weight a few dozen
+    vertices per joint."""
     d2 = ((targets[:, None, :] - vertices[None]) ** 2).sum(-1)
     w = np.exp(-d2 / (2 * sigma**2))
-    w[w < 1e-3 * w.max(1, keepdims=True)] = 0.0
+    far = np.argsort(d2, axis=1, kind="stable")[:, keep:]
+    np.put_along_axis(w, far, 0.0, axis=1)
     return w / w.sum(1, keepdims=True)
 
 
@@ -172,6 +177,10 @@ def _build(num_betas: int, seed: int, symmetric: bool) -> dict[str, np.ndarray]:
 
     j_regressor = _gaussian_regressor(verts, _JOINTS, sigma=0.05)
     cocoplus = _gaussian_regressor(verts, _COCOPLUS_TARGETS, sigma=0.03)
+    if symmetric:
+        # Nearest-vertex cuts break exact ties one way: average with the mirror.
+        j_regressor = 0.5 * (j_regressor + j_regressor[list(SMPL24_FLIP)][:, mirror])
+        cocoplus = 0.5 * (cocoplus + cocoplus[list(COCOPLUS19.flip_permutation)][:, mirror])
 
     fields = [verts - verts.mean(0), (verts - [0, 0.0, 0]) * [0, 1, 0]]
     while len(fields) < num_betas:
