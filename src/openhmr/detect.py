@@ -18,6 +18,10 @@ and hip-centred, the frame HMR's bodies have under its mean root rotation.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +75,22 @@ class Detection:
 _POSE: dict[bool, Any] = {}
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence MediaPipe's C++ log lines (TFLite delegate and feedback-tensor
+    notices, several per process), which bypass Python's logging; failures
+    still surface as Python exceptions."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _pose_model(with_mask: bool) -> Any:
     """MediaPipe's Pose solution, built once per process (per mask setting)."""
     if with_mask in _POSE:
@@ -117,8 +137,9 @@ def detect_person(image: np.ndarray, with_mask: bool = True) -> Detection:
         NoPersonError: BlazePose found nobody.
     """
     image = _check_image(image)
-    model = _pose_model(with_mask)
-    result = model.process(image)
+    with _quiet_native_stderr():
+        model = _pose_model(with_mask)
+        result = model.process(image)
     if result.pose_landmarks is None:
         height, width = image.shape[:2]
         raise NoPersonError(f"no person was found in the {width}×{height} image")
