@@ -427,3 +427,51 @@ def test_report_table_lists_groups(tmp_path):
     np.savez(tmp_path / "p.npz", keys=np.array(bench.keys), joints3d=bench.joints / 1000.0)
     text = score(bench, load_predictions(tmp_path / "p.npz", bench.keys)).table()
     assert "TakingPhoto" in text and "mean over actions" in text and "PA-MPJPE" in text
+
+
+def test_network_path_predicts_on_ground_truth_crops(tmp_path, smpl_npz):
+    """``--weights``: HMR runs on the frames' ground-truth crops and its LSP-14
+    keypoints come back in image pixels, consistent with the model's own output."""
+    import torch
+    from PIL import Image
+    from scipy.io import savemat
+
+    from openhmr.body import SMPL
+    from openhmr.data.crop import normalize_crop, scale_and_crop, scale_for_keypoints
+    from openhmr.evaluate.predictions import predict_with_hmr
+    from openhmr.geometry.camera import crop_normalised_to_pixels
+    from openhmr.nets import HMR
+
+    torch.manual_seed(0)
+    model = HMR(SMPL(smpl_npz))
+    with torch.no_grad():  # the mean body, so that keypoints land inside the crop
+        model.regressor.fc3.weight.zero_()
+        model.regressor.fc3.bias.zero_()
+    weights = tmp_path / "hmr.safetensors"
+    model.save_pretrained(weights)
+
+    rng = np.random.default_rng(0)
+    joints = np.zeros((3, 14, 2000))
+    joints[:2] = rng.uniform(40, 160, size=(2, 14, 2000))
+    root = tmp_path / "lsp_dataset"
+    (root / "images").mkdir(parents=True)
+    savemat(root / "joints.mat", {"joints": joints})
+    for i in (1001, 1002):
+        Image.fromarray(rng.integers(0, 255, (200, 180, 3), dtype=np.uint8)).save(
+            root / "images" / f"im{i:04d}.jpg")
+    bench = load_benchmark("lsp", tmp_path)
+    refs = bench.images()[:2]
+    preds = predict_with_hmr(refs, weights, smpl_npz, batch_size=2)
+    assert preds.keypoints2d.shape == (2, 14, 2) and np.isfinite(preds.keypoints2d).all()
+    assert preds.joints14.shape == (2, 14, 3) and np.isfinite(preds.joints14).all()
+
+    # The same frame by hand: crop, run, map back.
+    loaded = HMR.from_pretrained(weights, SMPL(smpl_npz))
+    image = np.asarray(Image.open(refs[0].path).convert("RGB"))
+    scale, centre = scale_for_keypoints(np.concatenate([refs[0].keypoints, np.ones((14, 1))], 1))
+    crop, transform = scale_and_crop(image, scale, centre)
+    with torch.no_grad():
+        out = loaded(normalize_crop(crop[None]))
+    by_hand = transform.crop_to_image(crop_normalised_to_pixels(out.keypoints2d["lsp14"][0]).numpy())
+    np.testing.assert_allclose(preds.keypoints2d[0], by_hand, atol=1e-3)
+    np.testing.assert_allclose(preds.joints14[0], out.keypoints3d["lsp14"][0].numpy() * 1000, atol=1e-2)
