@@ -1,0 +1,303 @@
+"""openhmr's inference backends against the original HMR TensorFlow graph, in one run.
+
+Times the whole inference path, crop → Θ → SMPL vertices (+ keypoints), at
+batch 1 and 16:
+
+* the original graph (TF 2.x compat.v1 + tf-slim: tests/compat/tf_graph.py
+  with the weights and fetches of ``benchmarks/original_graph.py``), in a
+  child process of the TF environment given by ``--tf-python`` (see
+  tests/compat/README.md), fed the same crops;
+* every openhmr backend (``openhmr.inference``): eager fp32, torch.compile,
+  ONNX Runtime fp32, bf16 (eager / compiled), ONNX Runtime int8.
+
+Both sides use random weights of the real shapes (speed does not depend on
+their values). openhmr's model is ``calibrated_random_hmr``: BN statistics
+calibrated on the crops, so that the accuracy columns (each backend against
+eager fp32 on the same crops: worst vertex distance in mm, worst 2D keypoint
+distance in pixels of the 224 crop) are meaningful; a backend whose error is
+above 5 mm / 1 px is marked and is not what ``auto`` picks for such weights.
+
+The crops: the images in ../shared/reference/images taken as tight crops
+(224×224), repeated to fill batch 16; synthetic crops if that folder is
+absent. All variants, the TF graph included, are timed interleaved (blocks
+of 5 calls of each in turn) so that load from other processes hits them
+alike. Medians are reported; on a shared machine also check ``uptime``.
+
+    python benchmarks/vs_original.py [--tf-python /work/tfenv/bin/python] [--batch 1 16]
+        [--repeats 20] [--backends torch compiled onnx ...] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_IMAGES = REPO.parent / "shared" / "reference" / "images"
+DEFAULT_TF_PYTHON = Path("/work/tfenv/bin/python")
+DEFAULT_BACKENDS = ("torch", "compiled", "onnx", "bf16", "compiled-bf16", "onnx-int8")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tf-python", type=Path, default=DEFAULT_TF_PYTHON,
+                   help="python of the TF environment (tests/compat/setup_tf_env.sh)")
+    p.add_argument("--no-original", action="store_true", help="skip the TF graph")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 16])
+    p.add_argument("--repeats", type=int, default=20, help="timed calls per backend and batch size")
+    p.add_argument("--backends", nargs="+", default=list(DEFAULT_BACKENDS))
+    p.add_argument("--images", type=Path, default=SHARED_IMAGES,
+                   help="folder of images used as tight crops (default ../shared/reference/images)")
+    p.add_argument("--threads", type=int, default=None, help="torch / ONNX Runtime threads")
+    p.add_argument("--json", type=Path, default=None, help="write all figures to this file")
+    return p.parse_args(argv)
+
+
+def load_crops(folder: Path, count: int) -> tuple[torch.Tensor, str]:
+    """(count, 3, 224, 224) crops in [-1, 1] from ``folder``'s images, or synthetic ones."""
+    from openhmr.inference.calibrated import synthetic_crops
+
+    if folder.is_dir():
+        import numpy as np
+
+        from openhmr.data.crop import normalize_crop, scale_and_crop, scale_for_tight_crop
+        from openhmr.io.images import read_image
+
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        crops = []
+        for f in files:
+            image = read_image(f)
+            scale, center = scale_for_tight_crop(*image.shape[:2])
+            crops.append(scale_and_crop(image, scale, center)[0])
+        if crops:
+            x = normalize_crop(np.stack(crops))
+            reps = -(-count // len(x))
+            return x.repeat(reps, 1, 1, 1)[:count].contiguous(), f"{len(files)} images of {folder}"
+    return synthetic_crops(count, seed=7), "synthetic crops"
+
+
+# Runs in the TF environment: builds the original graph once per batch size
+# (benchmarks/original_graph.py's weights and fetches), then times blocks of
+# Session.run calls on request: "BATCH N" on stdin → one JSON line of N
+# (wall ms, process-CPU ms) pairs on stdout.
+TF_SERVER = r"""
+import json, sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import original_graph as og
+import tf_graph
+mods = tf_graph.import_tf()
+tf = mods.tf
+weights = og.make_weights(mods, 0)
+smpl_arrays = tf_graph.make_smpl_arrays(1)
+threads = int(sys.argv[3])
+sessions = {}
+for batch in map(int, sys.argv[4:]):
+    config = tf.ConfigProto()
+    if threads:
+        config.intra_op_parallelism_threads = threads
+        config.inter_op_parallelism_threads = threads
+    crops = np.load(f"{sys.argv[2]}/crops_{batch}.npy")
+    graph = tf.Graph()
+    with graph.as_default():
+        hmr = tf_graph.build_hmr(mods, batch)
+        smpl = tf_graph.build_smpl(mods, hmr.thetas[-1], smpl_arrays)
+        sess = tf.Session(graph=graph, config=config)
+        sess.run(tf.global_variables_initializer())
+        tf_graph.set_weight_values(sess, hmr, weights)
+    fetches = {"theta": hmr.thetas[-1], "verts": smpl["verts"], "joints3d": smpl["joints"],
+               "joints": smpl["joints2d"], "cams": smpl["cams"]}
+    sessions[batch] = (sess, fetches, {hmr.images: crops})
+    for _ in range(3):
+        sess.run(fetches, feed_dict={hmr.images: crops})
+print("ready", flush=True)
+for line in sys.stdin:
+    batch, count = map(int, line.split())
+    sess, fetches, feed = sessions[batch]
+    sess.run(fetches, feed_dict=feed)
+    out = []
+    for _ in range(count):
+        c0, t0 = time.process_time(), time.perf_counter()
+        sess.run(fetches, feed_dict=feed)
+        out.append(((time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000))
+    print(json.dumps(out), flush=True)
+"""
+
+
+class OriginalGraph:
+    """The original HMR graph in a child process of the TF environment.
+
+    ``time(batch, n)`` runs one untimed and ``n`` timed ``Session.run`` calls
+    (crop → Θ → TF SMPL → projection, like ``RunModel.predict``) on the same
+    crops as openhmr, so its blocks can be interleaved with openhmr's.
+    """
+
+    def __init__(self, tf_python: Path, crops: torch.Tensor, batches: list[int], threads: int | None,
+                 workdir: Path) -> None:
+        import numpy as np
+
+        for b in batches:  # NHWC float32, as the original feeds its placeholder
+            np.save(workdir / f"crops_{b}.npy", crops[:b].permute(0, 2, 3, 1).contiguous().numpy())
+        # The TF env has its own numpy: never let this venv's paths leak into it.
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+        env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        self.proc = subprocess.Popen(
+            [str(tf_python), "-c", TF_SERVER, str(REPO / "benchmarks"), str(workdir), str(threads or 0),
+             *map(str, batches)],
+            cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True)
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            self.close()
+            raise RuntimeError("the TF graph did not start (run tests/compat/setup_tf_env.sh?)")
+
+    def time(self, batch: int, count: int) -> list[tuple[float, float]]:
+        self.proc.stdin.write(f"{batch} {count}\n")
+        self.proc.stdin.flush()
+        return [tuple(t) for t in json.loads(self.proc.stdout.readline())]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+
+
+def torch_block(fn) -> callable:
+    """A block timer for an in-process function: one untimed call, then ``n`` timed."""
+    def block(n: int) -> list[tuple[float, float]]:
+        fn()
+        out = []
+        for _ in range(n):
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            out.append(((time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000))
+        return out
+    return block
+
+
+def time_interleaved(blocks: dict[str, callable], repeats: int, block: int = 5) -> dict[str, dict[str, float]]:
+    """Median wall and process-CPU ms of each variant over ``repeats`` calls.
+
+    The variants take turns in blocks of ``block`` calls (each block starts
+    with an untimed call): load from other processes hits all of them alike,
+    while one variant's idle threads (ONNX Runtime, OpenMP and TF spin for a
+    while after a run) do not slow the first timed call of the next.
+    """
+    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in blocks}
+    while min(len(v) for v in samples.values()) < repeats:
+        for name, run_block in blocks.items():
+            samples[name] += run_block(block)
+    return {k: {"median_ms": statistics.median(w for w, _ in v), "min_ms": min(w for w, _ in v),
+                "cpu_ms": statistics.median(c for _, c in v)} for k, v in samples.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from openhmr.body import SMPL
+    from openhmr.body.synthetic import synthetic_smpl_arrays
+    from openhmr.inference import build_backend, compare_thetas
+    from openhmr.inference.calibrated import calibrated_random_hmr
+
+    crops, source = load_crops(args.images, max(args.batch))
+    body = SMPL(synthetic_smpl_arrays())
+    model = calibrated_random_hmr(body, images=crops[: min(len(crops), 8)])
+    os.environ.setdefault("OPENHMR_CACHE", str(Path(tempfile.gettempdir()) / "openhmr-bench-cache"))
+
+    predictors, one_off = {}, {}
+    for name in args.backends:
+        t0 = time.perf_counter()
+        try:
+            predictors[name] = build_backend(name, model)
+        except Exception as e:  # noqa: BLE001 - report and time the others
+            print(f"{name}: unavailable ({e})", file=sys.stderr)
+            continue
+        one_off[name] = {"build_s": time.perf_counter() - t0}
+    reference = predictors.get("torch") or build_backend("torch", model)
+
+    original = None
+    workdir = tempfile.TemporaryDirectory()
+    if not args.no_original:
+        if args.tf_python.is_file():
+            print("building the original TF graph ...", file=sys.stderr, flush=True)
+            original = OriginalGraph(args.tf_python, crops, args.batch, args.threads, Path(workdir.name))
+        else:
+            print(f"no TF environment at {args.tf_python} (tests/compat/setup_tf_env.sh); "
+                  "timing openhmr only", file=sys.stderr)
+
+    results: dict[str, dict] = {name: {} for name in (["original"] if original else []) + list(predictors)}
+    try:
+        for batch in args.batch:
+            x = crops[:batch]
+            for name, p in predictors.items():
+                t0 = time.perf_counter()
+                p.predict(x)  # compiles / allocates for this batch size
+                one_off[name][f"first_call_b{batch}_s"] = time.perf_counter() - t0
+            print(f"timing batch {batch} ...", file=sys.stderr, flush=True)
+            blocks = {n: torch_block(lambda p=p: p.predict(x)) for n, p in predictors.items()}
+            if original:
+                blocks = {"original": lambda n, b=batch: original.time(b, n), **blocks}
+            for name, t in time_interleaved(blocks, args.repeats).items():
+                results[name][str(batch)] = {**t, "per_image_ms": t["median_ms"] / batch}
+    finally:
+        if original:
+            original.close()
+        workdir.cleanup()
+
+    accuracy: dict[str, dict] = {}
+    ref_theta = reference.theta(crops)
+    for name, p in predictors.items():
+        a = compare_thetas(body, ref_theta, p.theta(crops))
+        accuracy[name] = {"vertex_mm": a.vertex_mm, "keypoint_px": a.keypoint_px, "within": a.within()}
+
+    print(f"\ncrop -> Θ -> SMPL vertices, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"torch {torch.__version__}; crops: {source}; load average {os.getloadavg()[0]:.1f}")
+    head = "| backend | " + " | ".join(
+        f"batch {b} ms | per image | × original" for b in args.batch) + " | vertices Δ mm | 2D Δ px | one-off s |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for name in results:
+        cells = []
+        for b in map(str, args.batch):
+            r = results[name][b]
+            ratio = results["original"][b]["median_ms"] / r["median_ms"] if original else float("nan")
+            cells += [f"{r['median_ms']:.1f}", f"{r['per_image_ms']:.1f}", f"{ratio:.2f}"]
+        if name == "original":
+            print("| original (TF graph) | " + " | ".join(cells) + " | – | – | – |")
+            continue
+        acc = accuracy[name]
+        mark = "" if acc["within"] else " ✗"
+        first = max(v for k, v in one_off[name].items() if k.startswith("first_call"))
+        print(f"| {name} | " + " | ".join(cells)
+              + f" | {acc['vertex_mm']:.3f}{mark} | {acc['keypoint_px']:.3f}{mark} | "
+                f"{one_off[name]['build_s'] + first:.1f} |")
+    print("\nbest of the repeats (min ms per batch; less affected by other processes):")
+    for name in results:
+        print(f"  {name:>14}: " + ", ".join(
+            f"batch {b} {results[name][str(b)]['min_ms']:.1f} ms "
+            f"(× {results['original'][str(b)]['min_ms'] / results[name][str(b)]['min_ms']:.2f})"
+            if original else f"batch {b} {results[name][str(b)]['min_ms']:.1f} ms" for b in args.batch))
+    print("\n× original: TF median / openhmr median, same crops, interleaved blocks (higher is "
+          "faster). ✗: above the 5 mm / 1 px tolerance against eager fp32 for these weights. "
+          "one-off: build (export, quantise) + the slowest first call (compilation).")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "results": results, "accuracy": accuracy, "one_off": one_off,
+            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+            "crops": source, "load_average": os.getloadavg(),
+        }, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

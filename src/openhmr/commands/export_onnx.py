@@ -1,0 +1,139 @@
+"""``openhmr export-onnx``: HMR weights → an ONNX graph for ONNX Runtime or other engines."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DESCRIPTION = """\
+Export HMR's network (ResNet-50 encoder + IEF regressor) to one ONNX file:
+input 'crops' (B, 3, 224, 224) float32 RGB in [-1, 1], output 'theta'
+(B, 85 for SMPL) = camera (s, tx, ty), pose (72 axis-angle), shape (10), the
+last IEF iteration. With --with-body the SMPL layer is in the graph too and
+'vertices' (B, 6890, 3), 'joints' (B, 24, 3) and 'kp3d_<set>' (B, K, 3)
+(metres, body frame) are added.
+
+--int8 also quantises the convolutions to int8 (ONNX Runtime static
+quantisation, calibrated on --calibration images or on synthetic crops) and
+prints how far the int8 result is from fp32 on probe crops (vertices in mm,
+2D keypoints in pixels of the 224 crop). int8 can be several times less
+accurate than its speed suggests: check the printed figures.
+
+Run the file with `openhmr demo --backend onnx` or any ONNX Runtime.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export-onnx", help="export HMR to an ONNX graph (optionally int8)",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--weights", type=Path, required=True, metavar="W.safetensors",
+                   help="HMR weights (openhmr safetensors, e.g. from 'openhmr convert-tf')")
+    p.add_argument("--smpl", type=Path, required=True, metavar="MODEL",
+                   help="SMPL model file (.pkl or .npz) the weights were made for")
+    p.add_argument("--out", type=Path, required=True, metavar="hmr.onnx", help="ONNX file to write")
+    p.add_argument("--batch", default="dynamic", metavar="N|dynamic",
+                   help="fixed batch size, or 'dynamic' for any (default: dynamic)")
+    p.add_argument("--with-body", dest="with_body", action="store_true",
+                   help="include the SMPL body model in the graph (outputs vertices and joints too)")
+    p.add_argument("--int8", action="store_true",
+                   help="quantise convolutions to int8 (static, calibrated; see above)")
+    p.add_argument("--calibration", type=Path, metavar="DIR",
+                   help="folder of person images to calibrate int8 on (each is taken as a tight "
+                        "crop; default: synthetic crops)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=run)
+
+
+def parse_batch(text: str) -> int | None:
+    """``"dynamic"`` → None; a positive integer → itself; else InputError."""
+    from openhmr.errors import InputError
+
+    if str(text).lower() == "dynamic":
+        return None
+    try:
+        batch = int(text)
+    except ValueError:
+        batch = 0
+    if batch < 1:
+        raise InputError(f"--batch must be a positive integer or 'dynamic', got {text!r}")
+    return batch
+
+
+def calibration_crops(folder: Path, limit: int = 32):
+    """Up to ``limit`` images of ``folder`` as normalised tight crops (N, 3, 224, 224)."""
+    import numpy as np
+
+    from openhmr.data.crop import normalize_crop, scale_and_crop, scale_for_tight_crop
+    from openhmr.errors import InputError
+    from openhmr.io.images import collect_inputs, read_image
+
+    if not folder.is_dir():
+        raise InputError(f"--calibration must be a folder of images: {folder}")
+    crops = []
+    for item in collect_inputs([folder]):
+        if item.kind != "image":
+            continue
+        image = read_image(item.path)
+        scale, center = scale_for_tight_crop(*image.shape[:2])
+        crops.append(scale_and_crop(image, scale, center)[0])
+        if len(crops) >= limit:
+            break
+    if not crops:
+        raise InputError(f"no images found in {folder} for --calibration")
+    return normalize_crop(np.stack(crops))
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+    import tempfile
+
+    from openhmr.body.smpl import SMPL
+    from openhmr.errors import InputError, WeightsError
+    from openhmr.inference.calibrated import synthetic_crops
+    from openhmr.inference.onnx import OnnxPredictor, export_onnx, onnx_available, quantize_int8
+    from openhmr.inference.predictor import ThetaNetwork, TorchPredictor
+    from openhmr.inference.backends import check_agreement
+    from openhmr.nets import HMR
+
+    batch = parse_batch(args.batch)
+    missing = onnx_available()
+    if missing:
+        raise InputError(f"export-onnx needs ONNX: {missing}")
+    if args.out.exists() and not args.overwrite:
+        raise InputError(f"{args.out} exists (pass --overwrite to replace it)")
+    if not args.weights.is_file():
+        raise WeightsError(f"weights file not found: {args.weights}")
+    calibration = calibration_crops(args.calibration) if args.calibration else None
+    if batch is not None and calibration is not None and len(calibration) < batch:
+        raise InputError(f"--calibration has {len(calibration)} images; a batch-{batch} graph needs at least {batch}")
+    body = SMPL(args.smpl)
+    model = HMR.from_pretrained(args.weights, body_model=body)
+    print(f"openhmr export-onnx: exporting {args.weights.name} "
+          f"(batch {'dynamic' if batch is None else batch}{', with SMPL' if args.with_body else ''})",
+          file=sys.stderr)
+    if not args.int8:
+        export_onnx(model, args.out, batch=batch, include_body=args.with_body, overwrite=True)
+        print(f"openhmr export-onnx: wrote {args.out}", file=sys.stderr)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        export_onnx(model, fp32, batch=batch, include_body=args.with_body, overwrite=True)
+        crops = calibration if calibration is not None else synthetic_crops(max(16, batch or 1), seed=1234)
+        print(f"openhmr export-onnx: calibrating int8 on {len(crops)} "
+              f"{'images' if calibration is not None else 'synthetic crops'}", file=sys.stderr)
+        quantize_int8(fp32, args.out, crops, overwrite=True)
+    probe = synthetic_crops(max(4, batch or 1), seed=4321)[: max(4, batch or 1)]
+    reference = TorchPredictor(ThetaNetwork(model.encoder, model.regressor), body)
+    int8 = OnnxPredictor(args.out, body)
+    if batch is None:
+        agreement = check_agreement(reference, int8, probe)
+    else:
+        from openhmr.inference.predictor import compare_thetas
+
+        agreement = compare_thetas(body, reference.theta(probe[:batch]), int8.theta(probe[:batch]))
+    print(f"openhmr export-onnx: wrote {args.out}; int8 vs fp32 on probe crops: {agreement}"
+          + ("" if agreement.within() else " — outside the 5 mm / 1 px tolerance, prefer fp32"),
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,152 @@
+"""A random HMR whose activations and outputs look like a trained one's.
+
+Speed does not depend on the weights, but accuracy of reduced precision does:
+quantisation error scales with the spread of weights and activations. A
+freshly initialised pre-activation ResNet has features in the thousands and an
+IEF regressor whose first corrections are ~1e-3, so "bf16 agrees with fp32"
+would be meaningless on it. :func:`calibrated_random_hmr` follows the recipe
+of the TF compatibility reference (tests/compat/README.md):
+
+* conv kernels keep slim's variance-scaling init, the last conv of each
+  residual branch (``conv3``) damped ×0.5 so that 16 residual additions do
+  not turn the network chaotic (a random undamped pre-activation ResNet
+  doubles any perturbation every block, which no trained network does);
+  BN γ ~ U(0.7, 1.3), β ~ N(0, 0.2);
+* every BN's running statistics are set, block by block *in order*, from the
+  statistics its input actually has on real-looking crops, then perturbed
+  (mean + 0.2·std·N(0, 1), variance × U(0.5, 1.5)) so that BN is far from an
+  identity, as in a trained network;
+* fc1/fc2 keep Glorot init with N(0, 0.05) biases; fc3 is Glorot × 0.3 (its
+  slim init is 100× smaller), so each IEF step moves Θ by ~0.1 and the final
+  Θ depends on the image.
+
+With seed 0 and the crops of :func:`synthetic_crops`, φ has mean ~0.5 and
+max ~2, and the final pose differs from the mean pose by ~0.3 rad per joint.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from openhmr.body.base import BodyModel
+
+
+def synthetic_crops(count: int, size: int = 224, seed: int = 0) -> Tensor:
+    """Smooth, photo-like RGB crops (count, 3, size, size) in [-1, 1].
+
+    Sums of random low-frequency cosines plus a few filled ellipses (edges),
+    so that convolutions see both gradients and flat areas.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    # Six cosines per channel: frequencies up to 6 rad per half-crop, random phase and weight.
+    freq = torch.rand(count, 3, 6, 2, generator=gen) * 6.0
+    phase = torch.rand(count, 3, 6, 1, 1, generator=gen) * (2 * math.pi)
+    weight = torch.rand(count, 3, 6, 1, 1, generator=gen)
+    arg = freq[..., 0, None, None] * xx + freq[..., 1, None, None] * yy + phase
+    crops = (torch.cos(arg) * weight).sum(dim=2) / 3.0
+    # Four flat-coloured ellipses per crop, for sharp edges.
+    centre = torch.rand(count, 4, 2, generator=gen) * 2 - 1
+    radius = torch.rand(count, 4, 2, generator=gen) * torch.tensor([0.5, 0.8]) + 0.05
+    colour = torch.rand(count, 4, 3, generator=gen) * 2 - 1
+    for k in range(4):
+        inside = (((xx - centre[:, k, 0, None, None]) / radius[:, k, 0, None, None]) ** 2
+                  + ((yy - centre[:, k, 1, None, None]) / radius[:, k, 1, None, None]) ** 2) < 1
+        crops = torch.where(inside[:, None], colour[:, k, :, None, None], crops)
+    return crops.clamp_(-1.0, 1.0)
+
+
+def _calibrate_in_order(encoder: nn.Module, images: Tensor, gen: torch.Generator) -> None:
+    """Set each BN's running stats from its real input, in network order.
+
+    A forward hook measures the BN's input (which already reflects the
+    calibrated, perturbed BNs before it, because the pass runs in eval mode
+    and each BN is set before its output is used), perturbs the statistics
+    and normalises with them.
+    """
+    def hook(module: nn.BatchNorm2d, args: tuple[Tensor, ...]) -> None:
+        x = args[0]
+        mean = x.mean(dim=(0, 2, 3))
+        var = x.var(dim=(0, 2, 3), unbiased=False)
+        noise = torch.randn(mean.shape, generator=gen)
+        module.running_mean.copy_(mean + 0.2 * var.sqrt() * noise)
+        module.running_var.copy_((var * (0.5 + torch.rand(var.shape, generator=gen))).clamp_min(1e-2))
+
+    handles = [m.register_forward_pre_hook(hook) for m in encoder.modules() if isinstance(m, nn.BatchNorm2d)]
+    try:
+        encoder.eval()
+        with torch.no_grad():
+            encoder(images)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def calibrated_random_hmr(body_model: BodyModel, images: Tensor | None = None, seed: int = 0,
+                          encoder: str | nn.Module = "resnet50_v2",
+                          residual_gain: float = 0.5) -> "torch.nn.Module":
+    """A random HMR with trained-like activation statistics (see module docstring).
+
+    Args:
+        body_model: the body model (SMPL for 85-value Θ).
+        images: (N, 3, 224, 224) crops in [-1, 1] to calibrate BN on; default
+            8 :func:`synthetic_crops`.
+        seed: seeds weights and perturbations.
+        encoder: encoder name (``openhmr.nets.build_encoder``) or module
+            (e.g. a smaller ``ResNet50V2(blocks=...)`` for fast tests).
+        residual_gain: factor on the last conv of every residual branch.
+    Returns:
+        an ``openhmr.nets.HMR`` in eval mode (fp32, CPU).
+    """
+    from openhmr.nets import HMR
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    model = HMR(body_model, encoder=encoder)
+    with torch.no_grad():
+        for m in model.encoder.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(0.7 + 0.6 * torch.rand(m.weight.shape, generator=gen))
+                m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=gen))
+            elif isinstance(m, nn.Conv2d) and m.bias is not None:
+                m.bias.copy_(0.05 * torch.randn(m.bias.shape, generator=gen))
+        for name, m in model.encoder.named_modules():
+            if name.endswith("conv3") and isinstance(m, nn.Conv2d):
+                m.weight.mul_(residual_gain)
+        reg = model.regressor
+        for fc in (reg.fc1, reg.fc2):
+            fc.bias.copy_(0.05 * torch.randn(fc.bias.shape, generator=gen))
+        limit = math.sqrt(6.0 / (reg.fc3.in_features + reg.fc3.out_features))
+        reg.fc3.weight.uniform_(-limit, limit, generator=gen).mul_(0.3)
+        reg.fc3.bias.copy_(0.01 * torch.randn(reg.fc3.bias.shape, generator=gen))
+    if images is None:
+        images = synthetic_crops(8, seed=seed)
+    _calibrate_in_order(model.encoder, images.float(), gen)
+    return model.eval()
+
+
+def describe_outputs(model: "torch.nn.Module", images: Tensor) -> dict[str, float]:
+    """Magnitudes that show whether a model's outputs are non-trivial.
+
+    Returns feature mean/max, mean |Θ_T − Θ_0| and the mean spread of the
+    final Θ across the images (0 would mean the output ignores the input).
+    """
+    with torch.no_grad():
+        features = model.encode(images)
+        final = model.regress(features)[-1]
+        mean = model.regressor.mean_param.detach()
+    pose_end = 3 + model.body.pose_size
+    return {
+        "feature_mean": float(features.mean()),
+        "feature_max": float(features.abs().max()),
+        "theta_change": float((final - mean).abs().mean()),
+        "theta_spread": float(final.std(dim=0).mean()) if final.shape[0] > 1 else 0.0,
+        "pose_change_rad": float((final[:, 3:pose_end] - mean[:, 3:pose_end]).abs().mean()),
+    }
+
+
+__all__ = ["calibrated_random_hmr", "describe_outputs", "synthetic_crops"]

@@ -1,0 +1,238 @@
+"""Inference backends (openhmr.inference) against eager fp32, and `openhmr export-onnx`.
+
+Every backend is compared with eager fp32 on the same crops where it matters:
+mesh vertices (mm) and 2D keypoints on the 224-pixel crop (px). fp32
+backends must agree to round-off; reduced-precision ones are measured, and
+``auto`` must use one only when it is within 5 mm / 1 px for the weights at
+hand.
+
+To stay fast on a small CPU the model is HMR with a *reduced* ResNet v2
+encoder (two pre-activation units instead of sixteen: the same layer types,
+TF-SAME pooling and BN as the full one), with random weights whose BN
+statistics are calibrated on synthetic crops so that activations are O(1)
+and Θ depends on the image (``openhmr.inference.calibrated``). The
+full-size figures are in benchmarks/vs_original.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from openhmr.errors import InputError, OpenHMRError, WeightsError
+from openhmr.inference import (
+    BackendError,
+    CompiledPredictor,
+    ThetaNetwork,
+    available_backends,
+    build_backend,
+    check_agreement,
+    compare_thetas,
+    load_predictor,
+)
+from openhmr.inference.calibrated import calibrated_random_hmr, describe_outputs, synthetic_crops
+from openhmr.nets import ResNet50V2
+
+HAS_ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime", "onnxscript"))
+needs_onnx = pytest.mark.skipif(not HAS_ONNX, reason="onnx / onnxruntime / onnxscript not installed")
+
+# Round-off between fp32 implementations (different conv algorithms, fused BN).
+FP32_VERTEX_MM = 0.05
+FP32_KEYPOINT_PX = 0.01
+
+
+def small_encoder() -> ResNet50V2:
+    """ResNet v2 with one unit in each of two blocks: 224 → 7×7×256 features."""
+    encoder = ResNet50V2(blocks=((1, 16, 64, 2), (1, 32, 256, 1)))
+    encoder.out_features = 256
+    return encoder
+
+
+@pytest.fixture(scope="module")
+def model(smpl_model):
+    torch.manual_seed(0)
+    return calibrated_random_hmr(smpl_model, synthetic_crops(8, seed=0), seed=0, encoder=small_encoder())
+
+
+@pytest.fixture(scope="module")
+def crops():
+    return synthetic_crops(3, seed=21)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(scope="module")
+def eager(model):
+    return build_backend("torch", model)
+
+
+def test_the_test_model_is_non_trivial(model, crops):
+    stats = describe_outputs(model, crops)
+    assert 0.05 < stats["feature_mean"] < 5 and stats["feature_max"] < 50  # calibrated, O(1)
+    assert stats["pose_change_rad"] > 0.05  # the IEF steps move Θ well away from the mean
+    assert stats["theta_spread"] > 0.01  # and where to depends on the image
+
+
+def test_predictor_contract(eager, model, crops):
+    cam, pose, betas = eager(crops)
+    assert cam.shape == (3, 3) and pose.shape == (3, 72) and betas.shape == (3, 10)
+    out = eager.predict(crops)
+    with torch.no_grad():
+        direct = model(crops)
+    torch.testing.assert_close(out.vertices, direct.vertices, rtol=0, atol=1e-5)
+    torch.testing.assert_close(out.keypoints2d["lsp14"], direct.keypoints2d["lsp14"], rtol=0, atol=1e-5)
+    with pytest.raises(InputError):
+        eager(crops[0])  # a single crop without its batch dimension
+
+
+@needs_onnx
+@pytest.mark.parametrize("name", ["onnx"])
+def test_onnx_fp32_matches_eager(name, model, eager, crops, cache):
+    predictor = build_backend(name, model, cache=cache)
+    a = check_agreement(eager, predictor, crops)
+    assert a.vertex_mm <= FP32_VERTEX_MM and a.keypoint_px <= FP32_KEYPOINT_PX, a
+    # The dynamic batch dimension: a batch of 3 gives the same as three of 1.
+    torch.testing.assert_close(predictor.theta(crops), eager.theta(crops), rtol=0, atol=1e-4)
+
+
+def test_compiled_matches_eager_and_caches_per_batch_size(model, eager, crops):
+    predictor = build_backend("compiled", model)
+    assert isinstance(predictor, CompiledPredictor)
+    a = check_agreement(eager, predictor, crops)  # compiles for batch 1
+    if predictor.failed:
+        pytest.skip(f"torch.compile cannot run here: {predictor.failed}")
+    assert a.vertex_mm <= FP32_VERTEX_MM and a.keypoint_px <= FP32_KEYPOINT_PX, a
+    assert list(predictor._compiled) == [1]
+    predictor.theta(crops[:1])
+    assert list(predictor._compiled) == [1]  # reused, not recompiled
+
+
+def test_compile_failure_falls_back_to_eager(model, eager, crops, monkeypatch, capsys):
+    def broken_compile(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    predictor = CompiledPredictor(ThetaNetwork(model.encoder, model.regressor), model.body)
+    theta = predictor.theta(crops)
+    assert predictor.failed and "no C++ compiler" in predictor.failed
+    assert "running eagerly" in capsys.readouterr().err
+    torch.testing.assert_close(theta, eager.theta(crops), rtol=0, atol=1e-4)
+
+
+def test_channels_last_copies_do_not_change_shared_modules(model, crops):
+    build_backend("bf16", model)
+    assert model.encoder.conv1.weight.is_contiguous()  # the eager model keeps NCHW weights
+
+
+def _reduced_precision_names() -> list[str]:
+    names = ["bf16"]
+    if HAS_ONNX:
+        names.append("onnx-int8")
+    return names
+
+
+@pytest.mark.parametrize("name", _reduced_precision_names())
+def test_reduced_precision_tracks_fp32(name, model, eager, crops, cache):
+    """Measured, not assumed: the error is reported, and it is far below the
+    difference between two images' results (the backend computes the same
+    function)."""
+    predictor = build_backend(name, model, cache=cache)
+    a = check_agreement(eager, predictor, crops)
+    theta = eager.theta(crops)
+    between_images = compare_thetas(model.body, theta[:1].expand(2, -1), theta[1:])
+    assert a.vertex_mm < 0.25 * between_images.vertex_mm, (a, between_images)
+    assert a.keypoint_px < 0.25 * between_images.keypoint_px, (a, between_images)
+
+
+@pytest.mark.parametrize("name", _reduced_precision_names())
+def test_auto_uses_reduced_precision_only_within_tolerance(name, model, crops, cache):
+    notes: list[str] = []
+    # A loose tolerance admits the backend: what it measured decides below.
+    loose = load_predictor(model, backend="auto", preference=(name, "torch"), probe_crops=crops,
+                           cache=cache, tolerance=(1e4, 1e4), log=notes.append)
+    assert loose.name == name and loose.agreement is not None
+    chosen = load_predictor(model, backend="auto", preference=(name, "torch"), probe_crops=crops,
+                            cache=cache, log=notes.append)
+    if loose.agreement.within():
+        assert chosen.name == name and chosen.agreement.within()
+    else:
+        assert chosen.name == "torch"
+        assert any(f"backend {name} skipped" in n for n in notes), notes
+
+
+def test_explicit_reduced_precision_warns_when_outside_tolerance(model, crops):
+    notes: list[str] = []
+    predictor = load_predictor(model, backend="bf16", probe_crops=crops, tolerance=(0.0, 0.0), log=notes.append)
+    assert predictor.name == "bf16"
+    assert predictor.agreement.vertex_mm > 0  # bf16 is not exact
+    assert any("outside the accuracy tolerance" in n for n in notes)
+
+
+def test_unknown_backend_and_device():
+    reasons = available_backends("cpu")
+    assert reasons["torch"] is None and reasons["compiled"] is None
+    assert (reasons["onnx"] is None) == HAS_ONNX
+    with pytest.raises(BackendError, match="unknown backend"):
+        load_predictor("w.safetensors", backend="tensorrt")
+    with pytest.raises(OpenHMRError):
+        load_predictor("missing.safetensors", backend="torch")
+
+
+@needs_onnx
+def test_onnx_file_with_body_and_fixed_batch(model, eager, crops, tmp_path, smpl_arrays):
+    from openhmr.body import SMPL
+    from openhmr.inference.onnx import OnnxExportError, OnnxPredictor, export_onnx, read_metadata
+
+    path = export_onnx(model, tmp_path / "hmr.onnx", batch=3, include_body=True)
+    meta = read_metadata(path)
+    assert meta["batch"] == "3" and meta["include_body"] == "1" and meta["theta_size"] == "85"
+    with pytest.raises(OnnxExportError, match="exists"):
+        export_onnx(model, path, batch=3)
+    predictor = load_predictor(path, model.body)
+    assert predictor.name == "onnx"
+    in_graph = OnnxPredictor(path, model.body, graph_body=True).predict(crops)
+    reference = eager.predict(crops)
+    assert (in_graph.vertices - reference.vertices).norm(dim=-1).max() * 1000 < FP32_VERTEX_MM
+    assert (in_graph.keypoints2d["lsp14"] - reference.keypoints2d["lsp14"]).norm(dim=-1).max() * 112 < FP32_KEYPOINT_PX
+    with pytest.raises(InputError, match="batches of 3"):
+        predictor.theta(crops[:2])
+    other_body = SMPL(smpl_arrays, num_betas=8)
+    with pytest.raises(WeightsError, match="exported for smpl"):
+        load_predictor(path, other_body)
+
+
+@needs_onnx
+def test_export_onnx_command(smpl_model, smpl_npz, tmp_path, capsys):
+    """The command end to end on a full-size HMR (weights file → ONNX file)."""
+    from openhmr.cli import main
+    from openhmr.inference.onnx import read_metadata
+    from openhmr.nets import HMR
+
+    torch.manual_seed(0)
+    weights = tmp_path / "hmr.safetensors"
+    HMR(smpl_model).save_pretrained(weights)
+    out = tmp_path / "hmr.onnx"
+    args = ["export-onnx", "--weights", str(weights), "--smpl", str(smpl_npz), "--out", str(out)]
+    assert main(args) == 0
+    assert read_metadata(out)["batch"] == "dynamic"
+    assert main(args) == 1  # never overwrites silently
+    assert "exists" in capsys.readouterr().err
+    assert main(args[:-2] + ["--out", str(tmp_path / "b.onnx"), "--batch", "zero"]) == 1
+    assert "--batch" in capsys.readouterr().err
+
+
+def test_auto_screens_compiled_bf16_with_eager_bf16_before_compiling(model, crops, monkeypatch):
+    def no_compile(*args, **kwargs):
+        raise AssertionError("compiled although eager bf16 already failed the check")
+
+    monkeypatch.setattr(torch, "compile", no_compile)
+    notes: list[str] = []
+    chosen = load_predictor(model, backend="auto", preference=("compiled-bf16", "torch"), probe_crops=crops,
+                            tolerance=(0.0, 0.0), log=notes.append)
+    assert chosen.name == "torch"
+    assert any("compiled-bf16 skipped: bf16 gives" in n for n in notes), notes
