@@ -8,6 +8,7 @@ body model is the synthetic SMPL-format file (``openhmr.body.synthetic``).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -81,9 +82,10 @@ def run(args: list[str], capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def hmr_args(model_files, out: Path) -> list:
+def hmr_args(model_files, out: Path, backend: str = "torch") -> list:
+    # Eager torch keeps these tests fast; "auto" would probe every backend on load.
     weights, smpl = model_files
-    return ["--weights", weights, "--smpl", smpl, "--out", out]
+    return ["--weights", weights, "--smpl", smpl, "--out", out, "--backend", backend]
 
 
 def check_prediction(json_path: Path, image_path: Path) -> dict:
@@ -299,6 +301,21 @@ def test_video(model_files, tmp_path, capsys, cached_loading):
         count += 1
     cap.release()
     assert count == 3
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime not installed")
+def test_onnx_backend_gives_the_same_outputs(model_files, tmp_path, capsys, cached_loading, monkeypatch):
+    monkeypatch.setenv("OPENHMR_CACHE", str(tmp_path / "cache"))
+    image = REFERENCE / "coco3.png"
+    if not image.is_file():
+        pytest.skip("../shared/reference/images is not available")
+    outputs = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / backend
+        code, err = run([image, "--no-render", *hmr_args(model_files, out, backend)], capsys)
+        assert code == 0, err
+        outputs[backend] = np.load(out / "coco3.npz")
+    np.testing.assert_allclose(outputs["onnx"]["vertices"], outputs["torch"]["vertices"], atol=1e-4)
 
 
 def test_schema_validator_rejects_broken_documents():

@@ -50,7 +50,7 @@ from openhmr.io.images import InputItem, collect_inputs, open_video, read_image
 from openhmr.io.prediction import Prediction, write_json, write_npz, write_video_npz
 
 MESH_FORMATS = ("obj", "ply", "glb")
-BACKENDS = ("torch",)
+from openhmr.inference.backends import BACKENDS  # noqa: E402  (re-exported for the CLI)
 METHODS = ("hmr", "fit", "hmr+fit")
 # Longer side of each panel of the _views.png figure, pixels.
 PANEL_SIZE = 400
@@ -251,9 +251,13 @@ def predict_crops(model: torch.nn.Module, crops: Tensor, backend: str = "torch")
     The one place model execution happens, so that other backends (ONNX
     Runtime, compiled graphs) can be swapped in.
     """
-    if backend != "torch":
-        raise InputError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    from openhmr.inference import Predictor as BackendPredictor
+
     with torch.inference_mode():
+        if isinstance(model, BackendPredictor):
+            return model.predict(crops)
+        if backend != "torch":
+            raise InputError(f"backend {backend!r} needs a predictor from openhmr.inference.load_predictor")
         return model(crops)
 
 
@@ -598,13 +602,14 @@ def build_predictor(options: DemoOptions, method: str) -> Predictor:
         raise InputError("--device cuda was asked for but this torch has no CUDA device")
     if options.backend not in BACKENDS:
         raise InputError(f"unknown backend {options.backend!r}; available: {', '.join(BACKENDS)}")
-    if method == "hmr":
+    if method in ("hmr", "hmr+fit"):
         model, body = load_hmr(options.weights, options.smpl, device)
-        return HMRPredictor(model, body, device, options.backend)
-    if method == "hmr+fit":
-        model, body = load_hmr(options.weights, options.smpl, device)
-        return FitPredictor(body, method, HMRPredictor(model, body, device, options.backend),
-                            options.fit_config)
+        if options.backend != "torch":
+            from openhmr.inference import load_predictor
+
+            model = load_predictor(model, backend=options.backend, device=device)
+        hmr = HMRPredictor(model, body, device, options.backend)
+        return hmr if method == "hmr" else FitPredictor(body, method, hmr, options.fit_config)
     if options.weights is not None:
         warn("--weights is not used by --method fit")
     if options.smpl is not None:

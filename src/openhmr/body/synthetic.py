@@ -210,7 +210,7 @@ def _cache_path(num_betas: int, seed: int, symmetric: bool) -> Path:
     import hashlib
 
     digest = hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:12]
-    root = Path(os.environ.get("OPENHMR_CACHE_DIR", Path.home() / ".cache" / "openhmr"))
+    root = Path(os.environ.get("OPENHMR_CACHE", Path.home() / ".cache" / "openhmr"))
     return root / "synthetic" / f"smpl-{num_betas}-{seed}-{int(symmetric)}-{digest}.npz"
 
 
@@ -221,7 +221,7 @@ def synthetic_smpl_arrays(num_betas: int = 10, seed: int = 0, symmetric: bool = 
     ``J_regressor`` (dense), ``weights``, ``kintree_table``, ``f``) plus HMR's
     ``cocoplus_regressor``; with ``symmetric``, also ``mirror_vertex_index``.
     Building takes a few seconds, so the result is cached in memory and on
-    disk (``$OPENHMR_CACHE_DIR``, default ``~/.cache/openhmr``).
+    disk (``$OPENHMR_CACHE``, default ``~/.cache/openhmr``).
     """
     path = _cache_path(num_betas, seed, symmetric)
     try:

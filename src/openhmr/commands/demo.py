@@ -62,8 +62,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing output files (otherwise an input whose outputs exist "
                         "is reported as an error and skipped)")
-    p.add_argument("--backend", default="torch", metavar="NAME",
-                   help="how the network is executed (default: torch)")
+    p.add_argument("--backend", default="auto", metavar="NAME",
+                   help="how HMR's network runs: auto (default: the fastest installed backend "
+                        "that agrees with fp32 for these weights, checked when they load), torch "
+                        "(eager fp32), compiled (torch.compile), onnx (ONNX Runtime), bf16, "
+                        "compiled-bf16, onnx-int8")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=8, metavar="N",
                    help="images per network call (default: 8)")
     p.add_argument("--no-render", dest="render", action="store_false",
