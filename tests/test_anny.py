@@ -200,6 +200,48 @@ def test_bend_guard_penalises_backward_knees_and_elbows(anny_model: Anny) -> Non
     assert kp[5, 2] < rest[5, 2] - 0.2
 
 
+def test_pose_prior_follows_the_joint_ranges(anny_model: Anny) -> None:
+    """The prior is lowest at the ranges' centres, mirror-symmetric, grows
+    beyond the sampler's ranges without a wall, and walls off wrong-way knees."""
+    from openhmr.body.anny import POSE_RANGES
+
+    zero = torch.zeros(1, 66)
+    g = torch.Generator().manual_seed(3)
+    poses = anny_model.random_pose(64, g)
+    # Mirroring a pose (HMR's reflect_pose) does not change its prior.
+    torch.testing.assert_close(anny_model.pose_prior(_reflect_pose(poses, anny_model.joint_flip)),
+                               anny_model.pose_prior(poses), rtol=1e-4, atol=1e-4)
+    # The root (the camera's business) is free.
+    spun = poses.clone()
+    spun[:, :3] = torch.tensor([0.3, 2.0, -1.0])
+    torch.testing.assert_close(anny_model.pose_prior(spun), anny_model.pose_prior(poses))
+    # At a joint's range centre its term vanishes; moving away along x costs
+    # ½((Δ/σ)²) with σ = width/√12.
+    j = JOINT_NAMES.index("left_shoulder")
+    lo, hi = (torch.tensor(x) for x in POSE_RANGES["left_shoulder"])
+    centre, sigma = 0.5 * (lo + hi), (hi - lo) / math.sqrt(12.0)
+    at_centre = zero.clone()
+    at_centre[0, 3 * j: 3 * j + 3] = centre
+    moved = at_centre.clone()
+    moved[0, 3 * j] += 0.4
+    delta = anny_model.pose_prior(moved) - anny_model.pose_prior(at_centre)
+    assert float(delta) == pytest.approx(0.5 * (0.4 / float(sigma[0])) ** 2, rel=1e-4)
+    # Far beyond the range (arm overhead) the cost stays a Gaussian's: no wall.
+    overhead = at_centre.clone()
+    overhead[0, 3 * j + 2] = 2.4
+    expected = 0.5 * ((2.4 - float(centre[2])) / float(sigma[2])) ** 2
+    assert float(anny_model.pose_prior(overhead) - anny_model.pose_prior(at_centre)) == \
+        pytest.approx(expected, rel=1e-4)
+    # A knee bent backwards pays the wall; the same angle forwards does not.
+    k = JOINT_NAMES.index("right_knee")
+    fwd, back = zero.clone(), zero.clone()
+    fwd[0, 3 * k], back[0, 3 * k] = 0.3, -0.3
+    base = float(anny_model.pose_prior(zero))
+    assert float(anny_model.pose_prior(fwd)) < base  # towards the range centre
+    sigma_knee = 1.4 / math.sqrt(12.0)
+    assert float(anny_model.pose_prior(back)) - base > 100 * 0.5 * (0.3 / sigma_knee) ** 2
+
+
 def test_dtype_float64_and_shared_construction(anny_model: Anny) -> None:
     assert get_anny() is get_anny()  # built once per process
     assert os.environ.get("ANNY_CACHE_DIR")

@@ -67,7 +67,8 @@ def test_synthetic_truth_is_recovered(anny_model) -> None:
     2D + 3D keypoints (the detector's situation): median 2D error ≤ 3 px and
     PA-MPJPE ≤ 30 mm. 2D only: the same 2D accuracy, and a looser 3D bound —
     a limb's depth is ambiguous from one view, so 2D-only fits can pick the
-    mirror-in-depth solution for some joints.
+    mirror-in-depth solution for some joints; several starts find lower
+    minima of the energy than one start does.
     """
     truth = _synthetic(anny_model, 4, seed=11)
     # The renderer and the camera agree: every visible keypoint projects into
@@ -96,7 +97,13 @@ def test_synthetic_truth_is_recovered(anny_model) -> None:
     pa = _pa_mpjpe_mm(with_3d.output.keypoints["body25"], truth["kp3"])
     assert float(pa.median()) <= 30.0, pa
     pa2 = _pa_mpjpe_mm(only_2d.output.keypoints["body25"], truth["kp3"])
-    assert float(pa2.median()) <= 100.0, pa2
+    assert float(pa2.median()) <= 70.0, pa2
+    one_start = fit(anny_model, truth["kp2d"], "body25", camera="weak", crop_size=CROP,
+                    config=FitConfig(hypotheses=1))
+    energy = lambda r: sum(r.losses.values())  # noqa: E731
+    assert float(energy(only_2d).sum()) < 0.9 * float(energy(one_start).sum())
+    pa1 = _pa_mpjpe_mm(one_start.output.keypoints["body25"], truth["kp3"])
+    assert float(pa2.median()) < float(pa1.median())
     # The camera is recovered too (scale within 10 %).
     assert ((with_3d.cam[:, 0] / truth["cam"][:, 0]) - 1).abs().max() < 0.1
 

@@ -23,17 +23,27 @@ The method:
 3. **Stage 2: pose, shape and camera** on all keypoints, in steps of
    decreasing prior weight (SMPLify's annealing), minimising
 
-   E = Σ_k c_k·ρ(‖Π(X_k) − x_k‖/u) + λ_θ·Σ_j w_j‖θ_j − θ̄_j‖²
-       + λ_β·‖β‖² + λ_a·Σ_{knees, elbows} exp(−θ_j·a_j)² + λ_3D·E_3D
+   E = Σ_k c_k·ρ(‖Π(X_k) − x_k‖/u) + λ_θ·E_θ(θ) + λ_β·‖β‖² + λ_3D·E_3D
 
    where ρ is the Geman–McClure function ρ(r) = σ²r²/(σ² + r²), c_k the
    keypoint confidences, u the person's pixel scale (the diagonal of the
    confident keypoints' box over 150 px, HMR's person size) so the weights do
-   not depend on image resolution, θ̄ the model's default pose, w_j per-joint
-   stiffness (spine, neck, head, collars, wrists, feet stiffer than limbs),
-   a_j the natural-flexion axis of each knee and elbow (the wrong-way bending
-   guard), and E_3D a robust, hip-centred distance to optional 3D keypoints
-   (e.g. BlazePose's world landmarks).
+   not depend on image resolution, and E_3D a robust, hip-centred distance to
+   optional 3D keypoints (e.g. BlazePose's world landmarks). The pose prior
+   E_θ is the body model's own when it has one (``pose_prior``; Anny's is a
+   Gaussian over its joint ranges with a wall against knees and elbows
+   bending the wrong way). Otherwise it is SMPLify's simple form,
+   Σ_j w_j‖θ_j − θ̄_j‖² + (λ_a/λ_θ)·Σ_{knees, elbows} exp(−θ_j·a_j)², with
+   θ̄ the default pose, w_j per-joint stiffness (spine, neck, head, collars,
+   wrists, feet stiffer than limbs) and a_j the natural-flexion axis of each
+   knee and elbow (the wrong-way bending guard).
+4. **Several starts when only 2D is given.** From one view a limb's depth
+   is ambiguous (it may point towards or away from the camera), so the
+   energy has several minima. Without 3D keypoints and without an initial
+   estimate, stage 2 runs from ``hypotheses`` poses at once — the stage-1
+   pose and draws from the body model's ``random_pose`` (Anny's samples its
+   prior's ranges), with stage 1's orientation — and keeps, per person, the
+   one with the lowest final energy.
 
 Optimisation is L-BFGS with a strong-Wolfe line search over the whole batch
 (people are independent, their losses summed). A body model may provide
@@ -79,7 +89,13 @@ class FitConfig:
     Attributes:
         stage1_iters: L-BFGS iterations for camera + global orientation.
         stage2_iters: L-BFGS iterations per annealing step of stage 2.
-        pose_weights: λ_θ of each annealing step of stage 2.
+        pose_weights: λ_θ of each annealing step of stage 2 (SMPLify's
+            prior, for body models without ``pose_prior``).
+        range_prior_weights: λ_θ of each step for a body model's own
+            ``pose_prior``. Anny's is a negative log-density and the data
+            term is 2σ²× the negative log-likelihood of keypoint noise σ (in
+            pixels at HMR's person size), so 2σ² is the Bayesian weight:
+            8 for σ = 2 px; the last step's 4 trusts the keypoints a little more.
         shape_weights: λ_β of each step (same length as ``pose_weights``).
         bend_weight: λ_a, the wrong-way bending guard.
         sigma: Geman–McClure scale σ in person-normalised pixels.
@@ -88,11 +104,15 @@ class FitConfig:
         depth_weight: keeps the pinhole depth near its initial value in stage 1.
         conf_threshold: keypoints below this confidence are ignored.
         optimise_shape: fit the shape (else keep the initial one).
+        hypotheses: stage-2 starts per person when only 2D keypoints are
+            given and there is no initial estimate (1 disables).
+        seed: seeds the drawn starting poses (the fit is deterministic).
     """
 
     stage1_iters: int = 30
     stage2_iters: tuple[int, ...] = (30, 30, 40)
     pose_weights: tuple[float, ...] = (400.0, 100.0, 25.0)
+    range_prior_weights: tuple[float, ...] = (40.0, 12.0, 4.0)
     shape_weights: tuple[float, ...] = (200.0, 50.0, 20.0)
     bend_weight: float = 20.0
     sigma: float = 40.0
@@ -101,6 +121,8 @@ class FitConfig:
     depth_weight: float = 100.0
     conf_threshold: float = 0.2
     optimise_shape: bool = True
+    hypotheses: int = 8
+    seed: int = 0
 
 
 @dataclass
@@ -391,6 +413,7 @@ def _fit(
     stiff = joint_stiffness(body_model).to(device=device, dtype=dtype)
     default_pose = body_model.default_pose().to(device=device, dtype=dtype).reshape(-1, 3)
     shape_range = getattr(body_model, "shape_range", None)
+    range_prior = getattr(body_model, "pose_prior", None)
     k_shape = body_model.num_betas
 
     def project(points: Tensor, cam: Tensor) -> Tensor:
@@ -473,6 +496,18 @@ def _fit(
     betas = betas0.clone()
 
     # ------------------------------------------------------------- stage 2
+    # From 2D alone a limb's depth is ambiguous and the energy has several
+    # minima: start stage 2 from several poses drawn from the model's prior
+    # (the stage-1 pose first) and keep, per person, the lowest final energy.
+    sampler = getattr(body_model, "random_pose", None)
+    n_hyp = cfg.hypotheses if (init is None and t3 is None and sampler is not None) else 1
+    if n_hyp > 1:
+        gen = torch.Generator().manual_seed(cfg.seed)
+        drawn = sampler((n_hyp - 1) * b, gen).to(device=device, dtype=dtype)
+        drawn[:, :3] = pose[:, :3].repeat(n_hyp - 1, 1)  # keep stage 1's orientation
+        pose = torch.cat([pose, drawn])
+        cam = cam.repeat(n_hyp, 1)
+        betas = betas.repeat(n_hyp, 1)
     cam_p = _cam_params(cam, camera).requires_grad_(True)
     pose_p = pose.clone().requires_grad_(True)
     betas_p = betas.clone().requires_grad_(cfg.optimise_shape)
@@ -481,25 +516,31 @@ def _fit(
     def stage2_terms(w_pose: float, w_shape: float) -> dict[str, Tensor]:
         c = _cam_from_params(cam_p, camera)
         t = terms(c, pose_p, betas_p, all_mask)
-        dev = (pose_p.reshape(b, -1, 3) - default_pose).pow(2).sum(-1)
-        t["pose_prior"] = w_pose * (stiff * dev).sum(-1)
+        if range_prior is not None:
+            t["pose_prior"] = w_pose * range_prior(pose_p)
+        else:
+            dev = (pose_p.reshape(pose_p.shape[0], -1, 3) - default_pose).pow(2).sum(-1)
+            t["pose_prior"] = w_pose * (stiff * dev).sum(-1)
+            t["bend"] = cfg.bend_weight * bend_guard(pose_p, axes)
         t["shape_prior"] = w_shape * betas_p.pow(2).sum(-1)
-        t["bend"] = cfg.bend_weight * bend_guard(pose_p, axes)
         if shape_range is not None:
             low, high = (x.to(betas_p) for x in shape_range)
             outside = torch.relu(betas_p - high) + torch.relu(low - betas_p)
             t["shape_range"] = 1e4 * outside.pow(2).sum(-1)
         return t
 
-    for iters, w_pose, w_shape in zip(cfg.stage2_iters, cfg.pose_weights, cfg.shape_weights):
+    pose_weights = cfg.range_prior_weights if range_prior is not None else cfg.pose_weights
+    for iters, w_pose, w_shape in zip(cfg.stage2_iters, pose_weights, cfg.shape_weights):
         _lbfgs(params, lambda: sum(stage2_terms(w_pose, w_shape).values()).sum(), iters)
 
     with torch.no_grad():
-        losses = {k: v.detach() for k, v in stage2_terms(cfg.pose_weights[-1],
+        losses = {k: v.detach() for k, v in stage2_terms(pose_weights[-1],
                                                           cfg.shape_weights[-1]).items()}
-        cam = _cam_from_params(cam_p, camera).detach()
-        pose = pose_p.detach()
-        betas = betas_p.detach()
+        rows = sum(losses.values()).reshape(n_hyp, b).argmin(0) * b + torch.arange(b, device=device)
+        losses = {k: v[rows] for k, v in losses.items()}
+        cam = _cam_from_params(cam_p, camera).detach()[rows]
+        pose = pose_p.detach()[rows]
+        betas = betas_p.detach()[rows]
         output = body_model(pose, betas)
         pred = project(output.keypoints[model_set][:, model_idx], cam)
         k_in = len(input_set)

@@ -313,6 +313,10 @@ def _keypoint_model(model: "anny_pkg.Anny", rows: Tensor) -> tuple["anny_pkg.Ann
     mapping[out_rows, out_cols] = torch.stack(out_vals)
     return small, mapping
 
+#: Smallest σ of the joint-range prior, radians: for components the ranges
+#: pin to zero (a knee's twist) and for narrow ranges.
+MIN_PRIOR_SPREAD = 0.05
+
 
 class Anny(BodyModel):
     """The Anny body behind openhmr's :class:`BodyModel` interface.
@@ -380,6 +384,9 @@ class Anny(BodyModel):
         self.register_buffer("_bend_axes", self._rest_bend_axes(shared).to(dtype),
                              persistent=False)
         self.head_top_vertex = top
+        self._prior_tables = tuple(x.to(dtype) for x in self._range_prior_tables())
+        self._hinge_joints = torch.tensor([JOINT_NAMES.index(f"{side}_{hinge}") for side in ("left", "right")
+                                           for hinge in ("knee", "elbow")])
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -441,6 +448,68 @@ class Anny(BodyModel):
         along = (theta * self._bend_axes.to(theta)).sum(-1)
         used = self._bend_axes.abs().sum(-1) > 0
         return torch.exp(-along[:, used]).pow(2).sum(-1)
+
+    # ------------------------------------------------------------ pose prior
+    def _range_prior_tables(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The joint-range prior's constants (see :meth:`pose_prior`).
+
+        Returns:
+            frame (J, 3, 3): rows are the axes the range is expressed on (the
+                pose frame; for elbows the hinge axis first);
+            centre, spread, low, high (J, 3): range centre, Gaussian σ (the
+                range's standard deviation as a uniform, at least
+                :data:`MIN_PRIOR_SPREAD`), and the range limits. The root's
+                spread is infinite (its orientation is the camera's business).
+        """
+        j_count = len(JOINTS)
+        dt = torch.float64
+        frame = torch.eye(3, dtype=dt).repeat(j_count, 1, 1)
+        low = torch.zeros(j_count, 3, dtype=dt)
+        high = torch.zeros(j_count, 3, dtype=dt)
+        mirror = torch.tensor([1.0, -1.0, -1.0], dtype=dt)
+        for j, name in enumerate(JOINT_NAMES[1:], start=1):
+            side = name.startswith("right_")
+            key = "left_" + name[len("right_"):] if side else name
+            lo, hi = (torch.tensor(x, dtype=dt) for x in POSE_RANGES[key])
+            if key == "left_elbow":
+                axis = self._bend_axes[j].to(dt)
+                other = torch.linalg.cross(axis, torch.tensor([0.0, 1.0, 0.0], dtype=dt))
+                other = other / other.norm()
+                frame[j] = torch.stack([axis, other, torch.linalg.cross(axis, other)])
+            elif side:
+                lo, hi = torch.minimum(lo * mirror, hi * mirror), torch.maximum(lo * mirror, hi * mirror)
+            low[j], high[j] = lo, hi
+        centre = 0.5 * (low + high)
+        spread = ((high - low) / math.sqrt(12.0)).clamp(min=MIN_PRIOR_SPREAD)
+        spread[0] = math.inf
+        return frame, centre, spread, low, high
+
+    def pose_prior(self, pose: Tensor, limit_weight: float = 100.0) -> Tensor:
+        """Negative log of the joint-range pose prior (up to a constant), per body.
+
+        Each non-root joint's axis-angle, expressed on its range axes (right
+        joints mirrored, elbows on their hinge), is scored with a Gaussian
+        centred on its :data:`POSE_RANGES` range, σ the range's standard
+        deviation as a uniform (at least :data:`MIN_PRIOR_SPREAD`):
+        ½·Σ((u − c)/σ)². The ranges are those :meth:`random_pose` samples
+        from, not anatomical limits, so beyond them the Gaussian only grows —
+        no wall — and real poses outside them (arms overhead) stay reachable.
+        Knees and elbows get one wall, ``limit_weight``·½·(u/σ)² for flexion
+        u < 0: they must not bend the wrong way (the role of SMPLify's guard).
+
+        Args:
+            pose: (B, 3·J) axis-angle.
+            limit_weight: strength of the wrong-way bending wall relative to
+                the Gaussian.
+        Returns:
+            (B,) dimensionless penalty.
+        """
+        frame, centre, spread, _, _ = (x.to(pose) for x in self._prior_tables)
+        u = torch.einsum("jab,njb->nja", frame, pose.reshape(pose.shape[0], -1, 3))
+        gauss = ((u - centre) / spread).pow(2)[:, 1:].sum((1, 2))
+        hinge = self._hinge_joints.to(pose.device)
+        wrong_way = (torch.relu(-u[:, hinge, 0]) / spread[hinge, 0]).pow(2).sum(-1)
+        return 0.5 * (gauss + limit_weight * wrong_way)
 
     # ------------------------------------------------------- random samples
     def random_pose(self, n: int, generator: torch.Generator | None = None,
