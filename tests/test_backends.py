@@ -12,6 +12,14 @@ TF-SAME pooling and BN as the full one), with random weights whose BN
 statistics are calibrated on synthetic crops so that activations are O(1)
 and Θ depends on the image (``openhmr.inference.calibrated``). The
 full-size figures are in benchmarks/vs_original.py.
+
+What holds where (acceptance: every backend within 5 mm / 1 px of eager
+fp32): the fp32 backends agree to round-off on any weights; bf16 and
+compiled bf16 are within 5 mm / 1 px on the reduced network (asserted
+below); ONNX Runtime int8 is not, even there (~11 mm / 0.9 px), so for it
+only "tracks fp32 far better than two images differ" and the ``auto`` gate
+are asserted. On the full-size random proxies no reduced-precision backend
+is within the tolerance (benchmarks/vs_original.py).
 """
 
 from __future__ import annotations
@@ -130,10 +138,19 @@ def test_channels_last_copies_do_not_change_shared_modules(model, crops):
 
 
 def _reduced_precision_names() -> list[str]:
-    names = ["bf16"]
+    names = ["bf16"]  # compiled-bf16: test_bf16_within_tolerance_on_the_reduced_network
     if HAS_ONNX:
         names.append("onnx-int8")
     return names
+
+
+@pytest.mark.parametrize("name", ["bf16", "compiled-bf16"])
+def test_bf16_within_tolerance_on_the_reduced_network(name, model, eager, crops):
+    predictor = build_backend(name, model)
+    a = check_agreement(eager, predictor, crops)
+    if getattr(predictor, "failed", None):
+        pytest.skip(f"torch.compile cannot run here: {predictor.failed}")
+    assert a.within(), a  # 5 mm / 1 px
 
 
 @pytest.mark.parametrize("name", _reduced_precision_names())
@@ -236,3 +253,22 @@ def test_auto_screens_compiled_bf16_with_eager_bf16_before_compiling(model, crop
                             tolerance=(0.0, 0.0), log=notes.append)
     assert chosen.name == "torch"
     assert any("compiled-bf16 skipped: bf16 gives" in n for n in notes), notes
+
+
+def test_trained_like_proxy_amplifies_perturbations_like_trained_cnns(smpl_model):
+    """The full-size proxy with TRAINED_LIKE_RESIDUAL_GAIN stays within the
+    perturbation gains measured on trained CNNs (module docstring of
+    openhmr.inference.calibrated: largest stage/stem ≤ 12.6, output/stem in
+    0.47–6.6), while the original default (0.5) does not."""
+    from openhmr.inference.calibrated import DEFAULT_RESIDUAL_GAIN, TRAINED_LIKE_RESIDUAL_GAIN, perturbation_gains
+
+    images = synthetic_crops(4, seed=3)
+    ratios = {}
+    for gain in (TRAINED_LIKE_RESIDUAL_GAIN, DEFAULT_RESIDUAL_GAIN):
+        proxy = calibrated_random_hmr(smpl_model, images, seed=0, residual_gain=gain)
+        g = perturbation_gains(proxy, images[:2], eps=1e-3)
+        stem = g.pop("conv1")
+        ratios[gain] = (max(g.values()) / stem, g["phi"] / stem)
+    largest, output = ratios[TRAINED_LIKE_RESIDUAL_GAIN]
+    assert largest <= 12.6 and 0.47 <= output <= 6.6, ratios
+    assert ratios[DEFAULT_RESIDUAL_GAIN][0] > 12.6, ratios

@@ -51,14 +51,15 @@ from openhmr.inference.predictor import (
 BACKENDS = ("auto", "torch", "compiled", "onnx", "bf16", "compiled-bf16", "onnx-int8")
 REDUCED_PRECISION = ("bf16", "compiled-bf16", "onnx-int8")
 # Fastest first, from benchmarks/vs_original.py on a 2-core AVX-512 (BF16,
-# VNNI) CPU (ms per image at batch 1 / 16, relative to eager fp32 ≈ 1):
-# compiled-bf16 ≈ 0.28 / 0.23, onnx-int8 ≈ 0.54 / 0.26, bf16 ≈ 0.8 / 0.32,
-# compiled ≈ 0.45 / 0.49, onnx ≈ 0.6 / 0.47. Reduced precision is used only
-# when it passes the accuracy check for the weights being loaded. Among the
-# fp32 graphs ONNX Runtime comes first: about as fast, and its one-off cost
-# (export, ~10 s, cached on disk across runs) is far below torch.compile's
-# (~15–30 s in every process and for every new batch size).
-AUTO_PREFERENCE = ("compiled-bf16", "onnx-int8", "bf16", "onnx", "compiled", "torch")
+# VNNI) CPU: ONNX Runtime int8 runs the network in ~17 ms at batch 1 and
+# ~18 ms per image at batch 16, compiled bf16 in ~22 / ~20 ms, ONNX Runtime
+# and compiled fp32 in ~36–50 / ~40–45 ms, eager fp32 in ~70 / ~75 ms.
+# Reduced precision is used only when it passes the accuracy check for the
+# weights being loaded. Among the fp32 graphs ONNX Runtime comes first: about
+# as fast, and its one-off cost (export, ~10 s, cached on disk across runs)
+# is far below torch.compile's (~15–30 s in every process and for every new
+# batch size).
+AUTO_PREFERENCE = ("onnx-int8", "compiled-bf16", "bf16", "onnx", "compiled", "torch")
 AUTO_PREFERENCE_CUDA = ("compiled-bf16", "bf16", "compiled", "torch")
 PROBE_CROPS = 4
 CALIBRATION_CROPS = 16
