@@ -119,6 +119,24 @@ def test_equals_smplx_on_random_poses_and_shapes(files):
     assert torch.allclose(out_m.vertices, out.vertices, atol=1e-12)
 
 
+def test_a_single_body_equals_its_row_in_a_batch(files):
+    """Batch 1 takes its own product path (a padded matrix product): same bodies, float64."""
+    ours = SMPL(files["chumpy2"], dtype=torch.float64)
+    g = torch.Generator().manual_seed(1)
+    pose = torch.randn(3, 72, generator=g, dtype=torch.float64) * 0.5
+    betas = torch.randn(3, 10, generator=g, dtype=torch.float64)
+    batch = ours(pose, betas)
+    for i in range(3):
+        one = ours(pose[i:i + 1], betas[i:i + 1])
+        assert (one.vertices - batch.vertices[i:i + 1]).abs().max() < 1e-12
+        assert (one.keypoints["cocoplus19"] - batch.keypoints["cocoplus19"][i:i + 1]).abs().max() < 1e-12
+    pose1 = pose[:1].clone().requires_grad_()
+    ours(pose1, betas[:1]).vertices.sum().backward()
+    pose3 = pose.clone().requires_grad_()
+    ours(pose3, betas).vertices[:1].sum().backward()
+    assert torch.allclose(pose1.grad, pose3.grad[:1], atol=1e-10)
+
+
 def test_fewer_betas_are_zero_padded_and_dtype_device_follow(smpl_arrays):
     model = SMPL(smpl_arrays)
     pose = torch.randn(3, 72) * 0.3

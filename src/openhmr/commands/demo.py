@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="how HMR's network runs: auto (default: the fastest installed backend "
                         "that agrees with fp32 for these weights, checked when they load), torch "
                         "(eager fp32), compiled (torch.compile), onnx (ONNX Runtime), bf16, "
-                        "compiled-bf16, onnx-int8")
+                        "compiled-bf16")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=8, metavar="N",
                    help="images per network call (default: 8)")
     p.add_argument("--no-render", dest="render", action="store_false",
