@@ -39,3 +39,16 @@ def smpl_model(smpl_arrays):
     from openhmr.body import SMPL
 
     return SMPL(smpl_arrays)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's ResNet passes on one thread (``pytestmark =
+    pytest.mark.usefixtures("one_thread")``): on a shared, busy CPU,
+    multi-threaded oneDNN convolutions spin and run several times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -22,14 +22,7 @@ from openhmr.nets import HMR, FactorizedDiscriminator
 SMPL_VERTICES_IN_FAKE = 30  # the fake checkpoint's SMPL arrays are small
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Run this module's ResNet passes on one thread: on a shared, busy CPU,
-    multi-threaded oneDNN convolutions spin and run several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def released_model_variables() -> dict[str, tuple[int, ...]]:

@@ -20,14 +20,7 @@ from openhmr.nets import (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Run this module's ResNet passes on one thread: on a shared, busy CPU,
-    multi-threaded oneDNN convolutions spin and run several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def count(module: nn.Module) -> int:
