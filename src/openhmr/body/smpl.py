@@ -45,6 +45,29 @@ def tree_levels(parents: tuple[int, ...]) -> list[list[int]]:
     return [[j for j in range(len(parents)) if depth[j] == d] for d in range(max(depth) + 1)]
 
 
+class _SingleBodyBlend(torch.autograd.Function):
+    """basis (3V, k) @ coeffs (1, k)ᵀ → (3V, 1), for one body.
+
+    BLAS's matrix–vector products run this 20670 × 217 product ~3× slower on
+    x86 CPUs (2.5 vs 0.9 ms with a cold cache) than a matrix product with a
+    second, zero column, and autograd's backward of that padded product
+    (basisᵀ @ (3V, 2)) is slower still (~9 ms); the gradient is one
+    vector–matrix product (~0.8 ms). The basis is a constant: no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, basis: Tensor, coeffs: Tensor) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(basis)
+        padded = torch.cat([coeffs, torch.zeros_like(coeffs)])
+        return (basis @ padded.T)[:, :1]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[None, Tensor]:  # noqa: D102
+        (basis,) = ctx.saved_tensors
+        return None, (grad[:, 0] @ basis)[None]
+
+
 class SMPL(BodyModel):
     """The SMPL body model: ``forward(pose, betas) -> BodyOutput``.
 
@@ -212,12 +235,7 @@ class SMPL(BodyModel):
     def _blend(self, coeffs: Tensor) -> Tensor:
         """Shape and pose blend offsets (3V, B) for coefficients (B, k + 207)."""
         if coeffs.shape[0] == 1 and not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
-            # A single body would go to BLAS's matrix-vector product, which on
-            # x86 CPUs runs this 20670 × 217 product ~3× slower (2.5 vs 0.9 ms
-            # with a cold cache) than a matrix product with a second, zero
-            # column: the batch-1 inference path is worth the extra column.
-            padded = torch.cat([coeffs, torch.zeros_like(coeffs)])
-            return (self.blend_basis @ padded.T)[:, :1]
+            return _SingleBodyBlend.apply(self.blend_basis, coeffs)
         return self.blend_basis @ coeffs.T
 
     def _forward_kinematics(self, rot: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor]:
