@@ -36,12 +36,10 @@ MEAN_CAMERA_SCALE = 0.9
 
 
 @dataclass
-class HMROutput:
-    """HMR's prediction for a batch of B crops (body quantities for the last Θ).
+class MeshEstimate:
+    """The body for a batch of B Θ estimates: what inference returns.
 
     Attributes:
-        thetas: Θ (B, |Θ|) after each IEF iteration; ``thetas[-1]`` is the result.
-        features: (B, 2048) image features φ.
         cam: (B, 3) weak-perspective camera (s, tx, ty).
         pose: (B, 3·J) axis-angle pose, joint 0 the global rotation.
         betas: (B, k) shape parameters.
@@ -51,12 +49,8 @@ class HMROutput:
         keypoints3d: every keypoint set of the body model, (B, K, 3) metres.
         keypoints2d: the same sets projected, (B, K, 2) normalised crop
             coordinates (−1 left/top edge, +1 right/bottom).
-        iteration_rotations: (B, J, 3, 3) rotations for every Θ in ``thetas``
-            when asked for (training's adversarial prior), else empty.
     """
 
-    thetas: list[Tensor]
-    features: Tensor
     cam: Tensor
     pose: Tensor
     betas: Tensor
@@ -65,6 +59,22 @@ class HMROutput:
     rotations: Tensor
     keypoints3d: dict[str, Tensor]
     keypoints2d: dict[str, Tensor]
+
+
+@dataclass
+class HMROutput(MeshEstimate):
+    """HMR's prediction for a batch of B crops: the body for the last Θ
+    (:class:`MeshEstimate`) plus what training needs.
+
+    Attributes:
+        thetas: Θ (B, |Θ|) after each IEF iteration; ``thetas[-1]`` is the result.
+        features: (B, 2048) image features φ.
+        iteration_rotations: (B, J, 3, 3) rotations for every Θ in ``thetas``
+            when asked for (training's adversarial prior), else empty.
+    """
+
+    thetas: list[Tensor] = field(default_factory=list)
+    features: Tensor | None = None
     iteration_rotations: list[Tensor] = field(default_factory=list)
 
 
