@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from openhmr.body.base import BodyModel
 from openhmr.geometry.camera import weak_perspective_project
+from openhmr.nets.hmr import MeshEstimate
 
 CROP_SIZE = 224
 # Agreement with eager fp32 required before a reduced-precision backend is used.
@@ -35,29 +36,8 @@ VERTEX_TOLERANCE_MM = 5.0
 KEYPOINT_TOLERANCE_PX = 1.0
 
 
-@dataclass
-class InferenceOutput:
-    """HMR's prediction for B crops (the last IEF iteration).
-
-    Attributes:
-        cam: (B, 3) weak-perspective camera (s, tx, ty).
-        pose: (B, 3·J) axis-angle, joint 0 the global rotation.
-        betas: (B, k) shape.
-        vertices: (B, V, 3) metres, body frame.
-        joints: (B, J, 3) metres.
-        rotations: (B, J, 3, 3) local joint rotations.
-        keypoints3d: set name → (B, K, 3) metres.
-        keypoints2d: set name → (B, K, 2) normalised crop coordinates in [-1, 1].
-    """
-
-    cam: Tensor
-    pose: Tensor
-    betas: Tensor
-    vertices: Tensor
-    joints: Tensor
-    rotations: Tensor
-    keypoints3d: dict[str, Tensor]
-    keypoints2d: dict[str, Tensor]
+#: What every predictor returns: the body for the final Θ of each crop.
+InferenceOutput = MeshEstimate
 
 
 class ThetaNetwork(nn.Module):
@@ -207,7 +187,11 @@ class CompiledPredictor(Predictor):
         # One compiled module per batch size, each compiled once with static
         # shapes; dynamo's own recompilation limit never comes into play.
         if batch not in self._compiled:
-            self._compiled[batch] = torch.compile(self.network, dynamic=False, mode=self.mode)
+            # cpp_wrapper calls the kernels from generated C++ instead of
+            # Python: ~0.9 ms less per call at batch 1 (of ~25), a few seconds
+            # more to compile, identical results. A mode brings its own options.
+            extra = {"mode": self.mode} if self.mode else {"options": {"cpp_wrapper": True}}
+            self._compiled[batch] = torch.compile(self.network, dynamic=False, **extra)
         return self._compiled[batch]
 
     def _run(self, module: nn.Module, crops: Tensor) -> Tensor:
