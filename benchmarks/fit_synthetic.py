@@ -22,22 +22,58 @@ Printed figures:
 * seconds per person, fitting all bodies in one batch, and for one body
   alone (the demo's case); ``fit`` runs on one torch thread by default.
 
-Usage: python benchmarks/fit_synthetic.py [--n 20] [--seed 0]
+With ``--render DIR`` every body is also rendered with openhmr's renderer
+and one sheet per body is written to DIR (which must not hold them yet): the
+true mesh with the noisy input keypoints, the 2D-only and the 2D + 3D fits,
+and the three seen from the side, where a 2D-only fit's depth errors show.
+
+``benchmarks/fit_floor.py`` measures how low PA-MPJPE can go from 2D alone
+on the same bodies, with a network trained on this very distribution.
+
+Usage: python benchmarks/fit_synthetic.py [--n 20] [--seed 0] [--render DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from openhmr.body.anny import Anny
 from openhmr.fit import FitConfig, FitInit, FitResult, fit
+from openhmr.geometry.camera import weak_to_perspective_translation
 from openhmr.geometry.procrustes import procrustes_align
+from openhmr.render import render_mesh, rotate_about_centroid
+from openhmr.visualize import compose_panels, draw_skeleton
 
 CROP = 224
 SET = "body25"
+
+
+def observe(kp3: torch.Tensor, generator: torch.Generator, noise_px: float = 2.0,
+            drop: float = 0.2) -> dict[str, torch.Tensor]:
+    """A random weak camera for each body and its noisy 2D keypoints.
+
+    Args:
+        kp3: (B, K, 3) true 3D keypoints, metres, camera-aligned body frame.
+    Returns:
+        cam (B, 3); clean (B, K, 2) exact projections, crop pixels; kp2d
+        (B, K, 3) those plus Gaussian noise of ``noise_px`` per coordinate,
+        with confidence 0 for a random ``drop`` fraction, else 1.
+    """
+    n = kp3.shape[0]
+    s = 0.75 + 0.1 * torch.rand(n, 1, generator=generator)
+    t = 0.1 * (2 * torch.rand(n, 2, generator=generator) - 1)
+    cam = torch.cat([s, t], 1)
+    clean = (cam[:, None, :1] * (kp3[..., :2] + cam[:, None, 1:]) + 1) * CROP / 2
+    noisy = clean + noise_px * torch.randn(clean.shape, generator=generator)
+    conf = (torch.rand(clean.shape[:2], generator=generator) >= drop).to(clean.dtype)
+    return {"cam": cam, "clean": clean, "kp2d": torch.cat([noisy, conf[..., None]], -1)}
 
 
 def make_bodies(model: Anny, n: int, seed: int, noise_px: float = 2.0, drop: float = 0.2,
@@ -49,18 +85,12 @@ def make_bodies(model: Anny, n: int, seed: int, noise_px: float = 2.0, drop: flo
     with torch.no_grad():
         out = model(pose, shape)
     kp3 = out.keypoints[SET]
-    s = 0.75 + 0.1 * torch.rand(n, 1, generator=g)
-    t = 0.1 * (2 * torch.rand(n, 2, generator=g) - 1)
-    cam = torch.cat([s, t], 1)
-    clean = (cam[:, None, :1] * (kp3[..., :2] + cam[:, None, 1:]) + 1) * CROP / 2
-    noisy = clean + noise_px * torch.randn(clean.shape, generator=g)
-    conf = (torch.rand(clean.shape[:2], generator=g) >= drop).to(clean.dtype)
-    kp2d = torch.cat([noisy, conf[..., None]], -1)
+    seen = observe(kp3, g, noise_px, drop)
     centred = kp3 - 0.5 * (kp3[:, 9:10] + kp3[:, 12:13])  # BODY_25 hips: 9 right, 12 left
     kp3_obs = centred + noise_3d_m * torch.randn(centred.shape, generator=g)
     kp3_obs = torch.cat([kp3_obs, torch.ones_like(kp3_obs[..., :1])], -1)
-    return {"pose": pose, "shape": shape, "cam": cam, "kp3": kp3, "clean": clean,
-            "kp2d": kp2d, "kp3_obs": kp3_obs, "vertices": out.vertices}
+    return {"pose": pose, "shape": shape, "kp3": kp3, "kp3_obs": kp3_obs,
+            "vertices": out.vertices, **seen}
 
 
 def errors(result: FitResult, truth: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,16 +102,51 @@ def errors(result: FitResult, truth: dict[str, torch.Tensor]) -> tuple[torch.Ten
     return err2d, pa
 
 
+def render_sheets(model: Anny, truth: dict[str, torch.Tensor], fits: dict[str, FitResult],
+                  out_dir: Path) -> None:
+    """One PNG per body: front and side views of the truth and of each fit."""
+    focal = 1e4  # far enough that the pinhole matches the weak camera
+    grey, blue = (0.75, 0.75, 0.75), (0.65, 0.74, 0.86)
+
+    def views(vertices: torch.Tensor, cam: torch.Tensor, colour) -> tuple[np.ndarray, np.ndarray]:
+        placed = vertices + weak_to_perspective_translation(cam, focal, CROP)[:, None]
+        front = render_mesh(placed, model.faces, focal, None, CROP, CROP, colour)
+        side = render_mesh(rotate_about_centroid(placed, 90.0), model.faces, focal, None,
+                           CROP, CROP, colour)
+        as_u8 = lambda r: (r.rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy()  # noqa: E731
+        return as_u8(front), as_u8(side)
+
+    truth_front, truth_side = views(truth["vertices"], truth["cam"], grey)
+    fitted = {label: views(r.output.vertices.detach(), r.cam.detach(), blue)
+              for label, r in fits.items()}
+    for i in range(truth["cam"].shape[0]):
+        kp = truth["kp2d"][i].numpy()
+        panels = [("truth + input keypoints",
+                   draw_skeleton(truth_front[i], kp[:, :2], SET, visible=kp[:, 2] > 0))]
+        panels += [(f"fit, {label}", front[i]) for label, (front, _) in fitted.items()]
+        panels += [("truth, side", truth_side[i])]
+        panels += [(f"{label}, side", side[i]) for label, (_, side) in fitted.items()]
+        Image.fromarray(compose_panels(panels, columns=1 + len(fitted))).save(
+            out_dir / f"body{i:03d}.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--render", type=Path, default=None, metavar="DIR",
+                        help="write one sheet per body (truth and fits, front and side) here")
     args = parser.parse_args()
+    if args.render is not None:
+        if args.render.exists() and any(args.render.iterdir()):
+            sys.exit(f"error: {args.render} is not empty; choose a new folder for the renders")
+        args.render.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     model = Anny()
     print(f"Anny() construction: {time.perf_counter() - t0:.1f} s")
     truth = make_bodies(model, args.n, args.seed)
     at_truth = FitInit(cam=truth["cam"], pose=truth["pose"], betas=truth["shape"])
+    fits: dict[str, FitResult] = {}
     for label, kw in (("2D only", {}),
                       ("2D + 3D", {"keypoints3d": truth["kp3_obs"], "keypoints3d_set": SET}),
                       ("2D only, one start", {"config": FitConfig(hypotheses=1)}),
@@ -93,12 +158,17 @@ def main() -> None:
         print(f"{label}: n={args.n}  median 2D error {err2d.median():.2f} px "
               f"(worst person {err2d.max():.2f})  PA-MPJPE median {pa.median():.1f} mm, "
               f"mean {pa.mean():.1f} mm (worst {pa.max():.1f})  "
-              f"time {dt / args.n:.2f} s/person in a batch of {args.n}")
+              f"time {dt / args.n:.2f} s/person in a batch of {args.n}", flush=True)
+        if label in ("2D only", "2D + 3D"):
+            fits[label] = result
     one = {k: v[:1] for k, v in truth.items()}
     t0 = time.perf_counter()
     fit(model, one["kp2d"], SET, camera="weak", crop_size=CROP,
         keypoints3d=one["kp3_obs"], keypoints3d_set=SET)
     print(f"one body alone (2D + 3D): {time.perf_counter() - t0:.2f} s")
+    if args.render is not None:
+        render_sheets(model, truth, fits, args.render)
+        print(f"renders: {args.render}/body000.png … body{args.n - 1:03d}.png")
 
 
 if __name__ == "__main__":
