@@ -438,3 +438,31 @@ def test_detector_finds_no_person(model_files, tmp_path, capsys, cached_loading)
     assert "blank.png: no person was found" in err
     doc = json.loads((out / "coco2.json").read_text())
     assert doc["person_source"] == "detect"
+
+
+@needs_reference
+def test_video_tracking_steadies_a_still_person(tmp_path, capsys):
+    """The open default on a video of a still person (a photo shifted by a few
+    pixels per frame): with tracking (BlazePose's video mode, each fit
+    continuing the previous frame's) the body moves far less from frame to
+    frame than with --no-tracking, where every frame is a separate photo."""
+    pytest.importorskip("mediapipe", reason="the open default needs the demo extra (mediapipe)")
+    pytest.importorskip("anny")
+    photo = cv2.imread(str(REFERENCE / "coco3.png"))
+    height, width = photo.shape[:2]
+    video = tmp_path / "still.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
+    for i in range(6):
+        shift = np.float32([[1, 0, 2 * i], [0, 1, i]])
+        writer.write(cv2.warpAffine(photo, shift, (width, height), borderMode=cv2.BORDER_REPLICATE))
+    writer.release()
+    change = {}
+    for flag in ("", "--no-tracking"):
+        out = tmp_path / (flag or "tracked")
+        code, err = run([video, "--out", out, "--no-render", *([flag] if flag else [])], capsys)
+        assert code == 0, err
+        arrays = np.load(out / "still.npz")
+        assert arrays["frame"].tolist() == list(range(6))
+        joints = arrays["joints_3d"] - arrays["joints_3d"][:, :1]
+        change[flag] = float(np.linalg.norm(np.diff(joints, axis=0), axis=-1).mean())
+    assert change[""] < 0.6 * change["--no-tracking"], change

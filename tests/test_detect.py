@@ -79,3 +79,33 @@ def test_detection_on_a_photo() -> None:
     assert det.mask[cy, cx] > 0.5
     # Built once per process.
     assert detect._pose_model(True) is detect._pose_model(True)
+
+
+def test_tracker_steadies_the_landmarks_of_a_still_person() -> None:
+    """PersonTracker (video mode) on a photo shifted by a few pixels per
+    frame: the same landmarks as per-image detection up to a few pixels, and
+    world landmarks that move much less from frame to frame."""
+    pytest.importorskip("mediapipe")
+    from PIL import Image
+
+    path = SHARED / "reference" / "images" / "coco3.png"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (../shared not beside the repository)")
+    photo = np.asarray(Image.open(path).convert("RGB"))
+    shifts = [(2 * i, i) for i in range(10)]
+    frames = [np.roll(photo, (dy, dx), axis=(0, 1)) for dx, dy in shifts]
+    tracker = detect.PersonTracker()
+    tracked = [tracker(f) for f in frames]
+    tracker.close()
+    single = [detect.detect_person(f, with_mask=False) for f in frames]
+
+    def still(dets: list[detect.Detection]) -> tuple[np.ndarray, np.ndarray]:
+        kp2d = np.stack([d.keypoints2d[:, :2] - s for d, s in zip(dets, shifts)])
+        return kp2d, np.stack([d.keypoints3d[:, :3] for d in dets])
+
+    kp_t, world_t = still(tracked)
+    kp_s, world_s = still(single)
+    assert np.median(np.linalg.norm(kp_t - kp_s, axis=-1)) < 3.0
+    jitter = lambda w: np.linalg.norm(np.diff(w, axis=0), axis=-1).mean()  # noqa: E731
+    assert jitter(world_t) < 0.6 * jitter(world_s), (jitter(world_t), jitter(world_s))
+    assert tracked[0].mask is None and tracked[0].keypoint_set == "blazepose33"

@@ -202,11 +202,17 @@ class DetectorSource:
 
     The crop is placed on its landmarks as on OpenPose keypoints, counting
     landmarks with visibility above 0.5 (BlazePose's own threshold, and the
-    one ``openhmr.fit.fit_detection`` uses).
+    one ``openhmr.fit.fit_detection`` uses). With ``track``, a video's frames
+    go through one :class:`openhmr.detect.PersonTracker` (BlazePose's video
+    mode: the person followed and its landmarks smoothed); photos, and every
+    frame without ``track``, are detected one by one.
     """
 
     name: str = "detect"
     conf_threshold: float = 0.5
+    track: bool = True
+    _tracker: Any = field(default=None, repr=False)
+    _tracked: Path | None = field(default=None, repr=False)
 
     @staticmethod
     def check_available() -> None:
@@ -217,9 +223,16 @@ class DetectorSource:
             raise InputError("--detect needs the BlazePose detector: pip install 'openhmr[demo]'")
 
     def locate(self, image: np.ndarray, item: InputItem) -> PersonLocation:
-        from openhmr.detect import detect_person
+        from openhmr.detect import PersonTracker, detect_person
 
-        detection = detect_person(image, with_mask=False)  # NoPersonError when nobody is found
+        if self.track and item.kind == "video":
+            if self._tracked != item.path:  # a new video: a new tracker
+                if self._tracker is not None:
+                    self._tracker.close()
+                self._tracker, self._tracked = PersonTracker(), item.path
+            detection = self._tracker(image)  # NoPersonError when nobody is found
+        else:
+            detection = detect_person(image, with_mask=False)
         keypoints = np.asarray(detection.keypoints2d, dtype=np.float64)
         scale, center = scale_for_keypoints(keypoints, conf_threshold=self.conf_threshold)
         return PersonLocation(scale, center, "detect", keypoints, detection.keypoint_set, detection)
@@ -352,12 +365,20 @@ class FitPredictor:
     ``openhmr.fit``), optionally starting from HMR's estimate (``hmr+fit``,
     as SPIN does). The fit uses HMR's weak camera in the same crop, so its
     result maps to the image exactly as the network's does.
+
+    With ``track``, a video frame that directly follows a frame with a body
+    is fitted as a continuation of it (``openhmr.fit.fit``'s ``previous``:
+    started there, rotations and shape held to it, a shorter schedule);
+    after a frame without a body the fit starts afresh.
     """
 
     body: BodyModel
     method: str = "fit"
     hmr: HMRPredictor | None = None
     config: Any = None  # openhmr.fit.FitConfig; None = its defaults
+    track: bool = True
+    # video path → (frame index, that frame's fit), the last fitted frame
+    _last: dict[str, tuple[int, Any]] = field(default_factory=dict, repr=False)
 
     def predict(self, crops, transforms, locations, images):
         from openhmr.fit import FitInit, fit
@@ -380,9 +401,18 @@ class FitPredictor:
                 # clone: tensors made under inference_mode cannot join autograd
                 init = FitInit(initial.cam[i:i + 1].clone(), initial.pose[i:i + 1].clone(),
                                initial.betas[i:i + 1].clone())
+            path, frame, _ = images[i]
+            previous = None
+            if self.track and frame is not None and path in self._last:
+                last_frame, last_fit = self._last[path]
+                previous = last_fit if last_frame == frame - 1 else None
             result = fit(self.body, kp_crop[None], loc.keypoint_set, keypoints3d=kp3d,
                          keypoints3d_set=loc.keypoint_set if kp3d is not None else None,
-                         camera="weak", crop_size=transform.crop_size, init=init, config=self.config)
+                         camera="weak", crop_size=transform.crop_size, init=init,
+                         previous=previous, config=self.config)
+            if self.track and frame is not None:
+                self._last[path] = (frame, FitInit(result.cam.detach(), result.pose.detach(),
+                                                   result.betas.detach()))
             out = result.output
             with torch.no_grad():
                 preds += _predictions(self.body, result.cam.detach(), result.pose.detach(),
@@ -421,6 +451,7 @@ class DemoOptions:
     batch_size: int = 8
     render: bool = True
     fit_config: Any = None  # openhmr.fit.FitConfig for --method fit / hmr+fit
+    track: bool = True  # videos: follow the person from frame to frame (detector and fit)
 
 
 def image_outputs(out: Path, name: str, mesh_format: str) -> dict[str, Path]:
@@ -580,7 +611,7 @@ def build_person_source(options: DemoOptions, method: str = "hmr") -> PersonSour
         return OpenPoseSource(Path(options.openpose))
     if options.detect or method != "hmr":
         DetectorSource.check_available()
-        return DetectorSource()
+        return DetectorSource(track=options.track)
     return TightCropSource()
 
 
@@ -611,7 +642,9 @@ def build_predictor(options: DemoOptions, method: str) -> Predictor:
 
             model = load_predictor(model, backend=options.backend, device=device)
         hmr = HMRPredictor(model, body, device, options.backend)
-        return hmr if method == "hmr" else FitPredictor(body, method, hmr, options.fit_config)
+        if method == "hmr":
+            return hmr
+        return FitPredictor(body, method, hmr, options.fit_config, options.track)
     if options.weights is not None:
         warn("--weights is not used by --method fit")
     if options.smpl is not None:
@@ -620,7 +653,7 @@ def build_predictor(options: DemoOptions, method: str) -> Predictor:
         body = SMPL(options.smpl)
     else:
         body = load_anny()
-    return FitPredictor(body.to(device), method, None, options.fit_config)
+    return FitPredictor(body.to(device), method, None, options.fit_config, options.track)
 
 
 def _progress(iterable, total: int | None, desc: str, unit: str) -> Iterator:

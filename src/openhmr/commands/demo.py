@@ -71,6 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="images per network call (default: 8)")
     p.add_argument("--no-render", dest="render", action="store_false",
                    help="write parameters and meshes only, no pictures (faster)")
+    p.add_argument("--no-tracking", dest="track", action="store_false",
+                   help="videos: treat every frame as a separate photo (by default the detector "
+                        "follows the person and each fit continues the previous frame's)")
     p.set_defaults(func=run)
 
 
@@ -85,5 +88,6 @@ def run(args: argparse.Namespace) -> int:
         smpl=args.smpl, bbox=args.bbox, openpose=args.openpose, detect=args.detect,
         device=args.device, mesh_format=args.mesh_format, overwrite=args.overwrite,
         backend=args.backend, batch_size=args.batch_size, render=args.render,
+        track=args.track,
     )
     return run_demo(options)
