@@ -114,13 +114,18 @@ def main() -> None:
     truth = make_videos(model, args.videos, args.frames, args.seed)
     print(f"{args.videos} videos × {args.frames} frames, σ = 2 px, 20 % dropped")
     for use_3d in (True, False):
+        inputs = "2D + 3D" if use_3d else "2D only"
+        rows = {}
         for tracking in (False, True):
             fitted, seconds = run(model, truth, tracking, use_3d)
-            m = metrics(fitted, truth["kp3"])
-            print(f"{'2D + 3D' if use_3d else '2D only'}, {'tracking' if tracking else 'per frame'}: "
+            m = rows[tracking] = metrics(fitted, truth["kp3"]) | {"seconds": seconds / args.videos}
+            print(f"{inputs}, {'tracking' if tracking else 'per frame'}: "
                   f"PA-MPJPE {m['pa']:.1f} mm, acceleration error {m['accel']:.1f} mm/frame², "
                   f"frame-to-frame change {m['change']:.1f} mm (truth {m['true_change']:.1f}), "
-                  f"{seconds / args.videos:.2f} s per frame and video", flush=True)
+                  f"{m['seconds']:.2f} s per frame and video", flush=True)
+        ratio = {k: rows[True][k] / rows[False][k] for k in ("pa", "accel", "seconds")}
+        print(f"{inputs}, tracking / per frame: PA-MPJPE ×{ratio['pa']:.2f}, acceleration error "
+              f"×{ratio['accel']:.2f}, time ×{ratio['seconds']:.2f}", flush=True)
 
 
 if __name__ == "__main__":
