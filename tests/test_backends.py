@@ -41,6 +41,7 @@ from openhmr.inference import (
     compare_thetas,
     load_predictor,
 )
+from openhmr.inference.backends import COMPILE_MIN_CROPS
 from openhmr.inference.calibrated import calibrated_random_hmr, describe_outputs, synthetic_crops
 from openhmr.nets import ResNet50V2
 
@@ -119,6 +120,54 @@ def test_compiled_matches_eager_and_caches_per_batch_size(model, eager, crops):
     assert list(predictor._compiled) == [1]
     predictor.theta(crops[:1])
     assert list(predictor._compiled) == [1]  # reused, not recompiled
+
+
+def test_compiled_pads_a_smaller_batch_to_a_size_already_compiled(model, eager, crops):
+    """A short last batch (a video's, a folder's) runs on the graph compiled for
+    a larger size, padded with zero crops, instead of compiling again. The
+    compiled graph is stood in for by the eager network, which records the
+    sizes it is called with (the real compile is tested above)."""
+    predictor = build_backend("compiled", model)
+    calls: list[int] = []
+
+    class Recording(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(x.shape[0])
+            return predictor.network(x)
+
+    predictor._compiled[4] = Recording()
+    out = predictor.theta(crops)  # 3 crops: padded to 4
+    assert calls == [4] and list(predictor._compiled) == [4]
+    assert out.shape == (3, eager.theta(crops).shape[1])
+    torch.testing.assert_close(out, eager.theta(crops), rtol=0, atol=1e-4)
+    assert predictor._padded_size(4) == 4 and predictor._padded_size(5) == 5  # larger: compile
+
+
+def test_auto_skips_compiling_for_a_small_job(model, crops, monkeypatch):
+    compiled: list[str] = []
+
+    def recording_compile(module, *args, **kwargs):
+        compiled.append(type(module).__name__)
+        raise RuntimeError("stand-in compiler")  # the predictor then runs eagerly
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    notes: list[str] = []
+    order = ("compiled", "torch")
+    small = load_predictor(model, backend="auto", preference=order, probe_crops=crops,
+                           expected_crops=COMPILE_MIN_CROPS - 1, log=notes.append)
+    assert small.name == "torch" and not compiled
+    assert any("compiled backends skipped" in n for n in notes), notes
+    # A long job (or one of unknown size) does try to compile.
+    for expected in (COMPILE_MIN_CROPS, None):
+        compiled.clear()
+        load_predictor(model, backend="auto", preference=order, probe_crops=crops,
+                       expected_crops=expected, log=notes.append)
+        assert compiled, expected
+    # Asking for a compiled backend by name compiles whatever the job's size.
+    compiled.clear()
+    named = load_predictor(model, backend="compiled", expected_crops=1, log=notes.append)
+    named.theta(crops[:1])
+    assert compiled
 
 
 def test_compiled_predictors_of_different_weights_do_not_share_graphs(model, eager, crops, smpl_model):

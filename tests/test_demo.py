@@ -227,6 +227,59 @@ def test_bad_inputs_do_not_stop_the_others(model_files, tmp_path, capsys, cached
     assert json.loads((out / "existing.json").read_text())["schema"] == "openhmr.prediction/1"
 
 
+def _write_clip(path: Path, frames: int) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (96, 80))
+    for i in range(frames):
+        frame = np.full((80, 96, 3), 40 * i, np.uint8)
+        frame[20:60, 30:60] = 200
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_unusable_inputs_fail_before_the_model_loads(model_files, tmp_path, capsys, monkeypatch):
+    def no_loading(*args):
+        raise AssertionError("the model was loaded although no input could be processed")
+
+    monkeypatch.setattr(demo_module, "load_hmr", no_loading)
+    out = tmp_path / "out"
+    out.mkdir()
+    existing = make_image(tmp_path / "existing.png", seed=3)
+    (out / "existing.npz").write_bytes(b"mine")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    code, err = run([tmp_path / "missing.png", existing, broken, "--bbox", "20,10,180,150",
+                     *hmr_args(model_files, out, "auto")], capsys)
+    assert code == 1
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert len(errors) == 3, err
+    assert "missing.png: image not found" in errors[0] and "--overwrite" in errors[1], errors
+    assert "cannot read" in errors[2] and "3 of 3 input(s) failed" in err
+    assert (out / "existing.npz").read_bytes() == b"mine"
+
+
+def test_auto_backend_is_told_the_job_size(model_files, tmp_path, capsys, cached_loading, monkeypatch):
+    """Images count one crop each, videos their frames: ``auto`` compiles only
+    for a job long enough to pay the compilation back."""
+    import openhmr.inference as inference
+
+    asked: list[int | None] = []
+    real = inference.load_predictor
+
+    def recording(model, **kwargs):
+        asked.append(kwargs.get("expected_crops"))
+        return real(model, backend="torch")
+
+    monkeypatch.setattr(inference, "load_predictor", recording)
+    images = [make_image(tmp_path / f"p{i}.png", seed=i) for i in range(2)]
+    clip = _write_clip(tmp_path / "clip.mp4", 3)
+    out = tmp_path / "out"
+    code, err = run([*images, clip, "--no-render", "--bbox", "20,10,80,70",
+                     *hmr_args(model_files, out, "auto")], capsys)
+    assert code == 0, err
+    assert asked == [5]
+
+
 def test_bbox_errors(model_files, tmp_path, capsys, cached_loading):
     big = make_image(tmp_path / "big.png", size=(640, 480))
     small = make_image(tmp_path / "small.png", size=(120, 100))
@@ -281,13 +334,7 @@ def test_hmr_needs_weights_and_smpl(tmp_path, capsys):
 
 
 def test_video(model_files, tmp_path, capsys, cached_loading):
-    video = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (96, 80))
-    for i in range(3):
-        frame = np.full((80, 96, 3), 40 * i, np.uint8)
-        frame[20:60, 30:60] = 200
-        writer.write(frame)
-    writer.release()
+    video = _write_clip(tmp_path / "clip.mp4", 3)
     out = tmp_path / "out"
     code, err = run([video, "--bbox", "30,10,60,70", *hmr_args(model_files, out)], capsys)
     assert code == 0, err
@@ -367,6 +414,9 @@ def test_help_explains_every_flag():
     for flag in ("--weights", "--smpl", "--method", "--bbox", "--openpose", "--detect", "--out",
                  "--device", "--mesh-format", "--overwrite", "--backend"):
         assert flag in text
+    from openhmr.inference.backends import COMPILE_MIN_CROPS
+
+    assert f"{COMPILE_MIN_CROPS}+" in " ".join(text.split())  # the help's figure is the one used
 
 
 def _standing_body25(cx: float, top: float, height: float) -> np.ndarray:

@@ -46,7 +46,7 @@ from openhmr.data.crop import (
     scale_for_tight_crop,
 )
 from openhmr.errors import InputError, OpenHMRError, WeightsError
-from openhmr.io.images import InputItem, collect_inputs, open_video, read_image
+from openhmr.io.images import InputItem, collect_inputs, open_video, read_image, video_info
 from openhmr.io.prediction import Prediction, write_json, write_npz, write_video_npz
 
 MESH_FORMATS = ("obj", "ply", "glb")
@@ -629,7 +629,9 @@ def resolve_method(options: DemoOptions) -> str:
     return method
 
 
-def build_predictor(options: DemoOptions, method: str) -> Predictor:
+def build_predictor(options: DemoOptions, method: str, expected_crops: int | None = None) -> Predictor:
+    """The predictor for ``method``; ``expected_crops`` (images plus video
+    frames, if known) lets ``--backend auto`` skip compiling for a small job."""
     device = torch.device(options.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda was asked for but this torch has no CUDA device")
@@ -640,7 +642,7 @@ def build_predictor(options: DemoOptions, method: str) -> Predictor:
         if options.backend != "torch":
             from openhmr.inference import load_predictor
 
-            model = load_predictor(model, backend=options.backend, device=device)
+            model = load_predictor(model, backend=options.backend, device=device, expected_crops=expected_crops)
         hmr = HMRPredictor(model, body, device, options.backend)
         if method == "hmr":
             return hmr
@@ -712,7 +714,6 @@ def run_demo(options: DemoOptions) -> int:
     items = collect_inputs(options.inputs)
     if not items:
         raise InputError("no input images or videos found")
-    predictor = build_predictor(options, method)
     out = Path(options.out)
     failures = 0
     timer = _Timer()
@@ -723,8 +724,22 @@ def run_demo(options: DemoOptions) -> int:
         text = str(error) if isinstance(error, OpenHMRError) else f"{type(error).__name__}: {error}"
         print(f"openhmr demo: error: {item.path}: {text}", file=sys.stderr)
 
-    images = [i for i in items if i.kind == "image"]
-    videos = [i for i in items if i.kind == "video"]
+    # Inputs that cannot work are reported before the model is loaded (which
+    # may take seconds), and the rest are counted for the backend's choice.
+    usable: list[InputItem] = []
+    crops = 0
+    for item in items:
+        try:
+            crops += _precheck(item, out, options)
+            usable.append(item)
+        except InputError as e:
+            fail(item, e)
+    images = [i for i in usable if i.kind == "image"]
+    videos = [i for i in usable if i.kind == "video"]
+    if not usable:
+        print(f"openhmr demo: {failures} of {len(items)} input(s) failed", file=sys.stderr)
+        return 1
+    predictor = build_predictor(options, method, crops)
     pending: list[_Pending] = []
 
     def flush() -> None:
@@ -779,6 +794,19 @@ def run_demo(options: DemoOptions) -> int:
     if failures:
         print(f"openhmr demo: {failures} of {len(items)} input(s) failed", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _precheck(item: InputItem, out: Path, options: DemoOptions) -> int:
+    """Fail now for an input that is missing, unreadable as a video, or whose
+    outputs exist (without --overwrite); otherwise its number of frames (1 for
+    an image, the container's count for a video, 0 if unknown)."""
+    if item.kind == "video":
+        _check_free(video_outputs(out, item.name), options.overwrite)
+        return video_info(item.path).frame_count
+    if not item.path.exists():
+        raise InputError(f"image not found: {item.path}")
+    _check_free(image_outputs(out, item.name, options.mesh_format), options.overwrite)
+    return 1
 
 
 def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSource,

@@ -5,7 +5,7 @@ Backends (all return the same Θ, within the stated accuracy):
 ==================  =========================================================
 ``torch``           eager PyTorch, fp32 — the reference.
 ``compiled``        ``torch.compile`` (inductor, frozen weights, channels_last),
-                    fp32; compiles once per batch size.
+                    fp32; compiles once per batch size (a smaller batch is padded).
 ``onnx``            ONNX Runtime, fp32 (the graph exported once, cached).
 ``bf16``            eager PyTorch under bf16 autocast, channels_last.
 ``compiled-bf16``   ``torch.compile`` of the bf16-autocast graph.
@@ -13,6 +13,9 @@ Backends (all return the same Θ, within the stated accuracy):
                     and, for reduced precision, agrees with eager fp32 on
                     probe crops for *these* weights (vertices ≤ 5 mm, 2D
                     keypoints ≤ 1 px on the 224 crop); eager fp32 if none.
+                    For a job of fewer than :data:`COMPILE_MIN_CROPS` crops
+                    the compiled backends are left out: their compilation
+                    would take longer than it saves.
 ==================  =========================================================
 
 Reduced precision is never trusted blindly: its error depends on the
@@ -66,6 +69,16 @@ REDUCED_PRECISION = ("bf16", "compiled-bf16")
 # torch.compile's (~15–30 s in every process and for every new batch size).
 AUTO_PREFERENCE = ("compiled-bf16", "bf16", "onnx", "compiled", "torch")
 AUTO_PREFERENCE_CUDA = ("compiled-bf16", "bf16", "compiled", "torch")
+COMPILED = ("compiled", "compiled-bf16")
+# When compiling pays off. Measured here (benchmarks/vs_original.py and a
+# per-process start-up timing): compiled bf16 spends ~17 s compiling for its
+# first batch size and ~16 s for each further one (a demo uses two: 1, then
+# --batch-size), to run ~18.6 ms per crop against eager bf16's ~25.4 ms at
+# batch 8. Break-even is (33 s − 0.6 s of eager bf16's check) / 6.8 ms ≈ 4,800
+# crops; compiled fp32 never beats ONNX Runtime here. On a GPU the compile
+# takes as long and saves less per crop, so the same bound is, if anything,
+# generous there.
+COMPILE_MIN_CROPS = 5000
 PROBE_CROPS = 4
 
 
@@ -162,6 +175,7 @@ def load_predictor(
     tolerance: tuple[float, float] = (VERTEX_TOLERANCE_MM, KEYPOINT_TOLERANCE_PX),
     cache: Path | None = None,
     preference: tuple[str, ...] | None = None,
+    expected_crops: int | None = None,
     log: Callable[[str], None] = _log,
 ) -> Predictor:
     """HMR weights → a predictor ``crops (B, 3, 224, 224) in [-1, 1] → (cam, pose, betas)``.
@@ -181,6 +195,9 @@ def load_predictor(
         cache: folder for exported graphs (default ``$OPENHMR_CACHE`` or
             ``~/.cache/openhmr``).
         preference: override :data:`AUTO_PREFERENCE` for ``auto``.
+        expected_crops: how many crops the caller will run, if known. Below
+            :data:`COMPILE_MIN_CROPS`, ``auto`` skips the compiled backends
+            (None: a long-running job; nothing is skipped).
         log: where one-line notes go (stderr by default).
     Returns:
         the predictor; ``predictor.name`` says which backend runs and, for a
@@ -208,6 +225,10 @@ def load_predictor(
         return predictor
 
     order = preference or (AUTO_PREFERENCE_CUDA if device.type == "cuda" else AUTO_PREFERENCE)
+    if expected_crops is not None and expected_crops < COMPILE_MIN_CROPS and any(n in COMPILED for n in order):
+        order = tuple(n for n in order if n not in COMPILED)
+        log(f"{expected_crops} crop(s) to run: compiled backends skipped (compiling pays off "
+            f"from about {COMPILE_MIN_CROPS} crops; name one as the backend to compile anyway)")
     reference = TorchPredictor(ThetaNetwork(model.encoder, model.regressor), model.body, device)
     for name in order:
         if name == "torch":

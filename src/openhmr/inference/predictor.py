@@ -155,9 +155,9 @@ class CompiledPredictor(Predictor):
     Freezing (``torch._inductor.config.freezing``) turns parameters into
     constants, so inductor folds each BN that follows a conv into its weights
     and pre-packs weights for oneDNN. Shapes are static (``dynamic=False``):
-    the first call at each batch size compiles (about 30–60 s for ResNet-50 on
-    2 CPU cores; inductor's on-disk cache makes later processes faster), later
-    calls reuse it. If compilation fails (no C++ compiler, unsupported
+    the first call at each batch size compiles (about 15–20 s for ResNet-50 on
+    2 CPU cores, in every process), later calls reuse it, and a batch smaller
+    than one already compiled for is padded to it instead of compiling again. If compilation fails (no C++ compiler, unsupported
     platform) the predictor warns once and runs eagerly from then on.
 
     Args:
@@ -198,11 +198,26 @@ class CompiledPredictor(Predictor):
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             return module(crops).float()
 
+    def _padded_size(self, batch: int) -> int:
+        """The batch size to run ``batch`` crops at: ``batch`` itself once
+        compiled for, else the smallest larger size already compiled (zero crops
+        fill the rest: a few wasted crops cost milliseconds, a new compilation
+        ~15 s — a video's last, shorter batch), else ``batch`` (compile it)."""
+        if batch in self._compiled:
+            return batch
+        return min((size for size in self._compiled if size > batch), default=batch)
+
     def theta(self, crops: Tensor) -> Tensor:
         crops = crops.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
         if self.failed is None:
             try:
-                return self._run(self._compiled_for(crops.shape[0]), crops)
+                batch = crops.shape[0]
+                size = self._padded_size(batch)
+                if size > batch:
+                    filler = crops.new_zeros((size - batch, *crops.shape[1:]))
+                    padded = torch.cat([crops, filler]).contiguous(memory_format=torch.channels_last)
+                    return self._run(self._compiled[size], padded)[:batch]
+                return self._run(self._compiled_for(batch), crops)
             except Exception as e:  # noqa: BLE001 - any compiler failure falls back to eager
                 self.failed = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 print(f"openhmr: torch.compile failed ({self.failed}); running eagerly", file=sys.stderr)

@@ -93,15 +93,10 @@ class VideoInfo:
     height: int
 
 
-def open_video(path: str | Path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
-    """Open a video: its info and an iterator over its frames as (H, W, 3) uint8 RGB.
-
-    Raises:
-        InputError: the file is missing or OpenCV cannot decode it.
-    """
+def _capture(path: Path):
+    """An opened ``cv2.VideoCapture`` and its :class:`VideoInfo`."""
     import cv2
 
-    path = Path(path)
     if not path.is_file():
         raise InputError(f"video not found: {path}")
     cap = cv2.VideoCapture(str(path))
@@ -114,6 +109,29 @@ def open_video(path: str | Path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
         width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
         height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
     )
+    return cap, info
+
+
+def video_info(path: str | Path) -> VideoInfo:
+    """What a video's container says (frame rate, frame count, size), without decoding it.
+
+    Raises:
+        InputError: the file is missing or OpenCV cannot decode it.
+    """
+    cap, info = _capture(Path(path))
+    cap.release()
+    return info
+
+
+def open_video(path: str | Path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
+    """Open a video: its info and an iterator over its frames as (H, W, 3) uint8 RGB.
+
+    Raises:
+        InputError: the file is missing or OpenCV cannot decode it.
+    """
+    import cv2
+
+    cap, info = _capture(Path(path))
 
     def frames() -> Iterator[np.ndarray]:
         try:
