@@ -16,11 +16,18 @@ Two ways to fit each video, both with ``openhmr.fit.fit``:
   ``previous`` = the fit of the frame before (start there, short schedule,
   rotations and shape held to it).
 
+Each way is also printed after smoothing its estimates with the demo's
+One-Euro filter (``openhmr.smoothing.BodySmoother``, default settings, the
+videos taken as 30 frames per second): "per frame + smoothing" is what a
+network's per-frame estimates (HMR on a video) get in the demo, "tracking +
+smoothing" what the demo's fits get.
+
 Printed per way: PA-MPJPE (mm, mean over frames), acceleration error (mm per
 frame², the mean distance between fitted and true root-relative joint
 accelerations, as in the video HMR literature — what jitter looks like in
 numbers), the mean frame-to-frame change of the root-relative joints (mm;
-the truth's own is printed beside it) and seconds per frame.
+the truth's own is printed beside it), the mean 2D error of the projected
+keypoints against the noise-free ones (crop px) and seconds per frame.
 
 Usage: python benchmarks/fit_video.py [--videos 4] [--frames 30] [--seed 0]
 """
@@ -31,12 +38,15 @@ import argparse
 import math
 import time
 
+import numpy as np
 import torch
 
 from openhmr.body.anny import Anny
+from openhmr.data.crop import CropTransform
 from openhmr.fit import FitInit, fit
 from openhmr.geometry.procrustes import procrustes_align
 from openhmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from openhmr.smoothing import BodySmoother
 
 CROP = 224
 SET = "body25"
@@ -75,8 +85,11 @@ def make_videos(model: Anny, videos: int, frames: int, seed: int, noise_px: floa
     return {k: torch.stack(v) for k, v in truth.items()} | {"shape": shape}
 
 
-def run(model: Anny, truth: dict[str, torch.Tensor], tracking: bool, use_3d: bool) -> tuple[torch.Tensor, float]:
-    """Fitted 3D keypoints (frames, videos, K, 3) and seconds per frame (all videos)."""
+Estimates = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # cam, pose, betas: (frames, videos, ...)
+
+
+def run(model: Anny, truth: dict[str, torch.Tensor], tracking: bool, use_3d: bool) -> tuple[Estimates, float]:
+    """Each frame's fitted (cam, pose, betas) and seconds per frame (all videos)."""
     fitted, previous = [], None
     t0 = time.perf_counter()
     for f in range(truth["kp2d"].shape[0]):
@@ -85,8 +98,32 @@ def run(model: Anny, truth: dict[str, torch.Tensor], tracking: bool, use_3d: boo
                      previous=previous if tracking else None, **extra)
         if tracking:
             previous = FitInit(result.cam, result.pose, result.betas)
-        fitted.append(result.output.keypoints[SET].detach())
-    return torch.stack(fitted), (time.perf_counter() - t0) / truth["kp2d"].shape[0]
+        fitted.append((result.cam.detach(), result.pose.detach(), result.betas.detach()))
+    seconds = (time.perf_counter() - t0) / truth["kp2d"].shape[0]
+    return tuple(torch.stack([f[i] for f in fitted]) for i in range(3)), seconds
+
+
+def smooth(estimates: Estimates, fps: float = 30.0) -> Estimates:
+    """The estimates through one :class:`BodySmoother` per video (the crop is fixed)."""
+    crop = CropTransform(1.0, 1.0, (0, 0), CROP)
+    frames, videos = estimates[0].shape[:2]
+    out = [[None] * videos for _ in range(frames)]
+    for v in range(videos):
+        smoother = BodySmoother(fps)
+        for f in range(frames):
+            out[f][v] = smoother(f, *(x[f, v].double().numpy() for x in estimates), crop)
+    return tuple(torch.tensor(np.array([[out[f][v][i] for v in range(videos)] for f in range(frames)]),
+                              dtype=estimates[i].dtype) for i in range(3))
+
+
+def keypoints(model: Anny, estimates: Estimates) -> tuple[torch.Tensor, torch.Tensor]:
+    """3D keypoints (frames, videos, K, 3) and their projections (…, K, 2), crop px."""
+    cam, pose, betas = estimates
+    frames, videos = cam.shape[:2]
+    with torch.no_grad():
+        kp3 = model(pose.reshape(frames * videos, -1), betas.reshape(frames * videos, -1)).keypoints[SET]
+    kp3 = kp3.reshape(frames, videos, *kp3.shape[1:])
+    return kp3, (cam[..., None, :1] * (kp3[..., :2] + cam[..., None, 1:]) + 1) * CROP / 2
 
 
 def metrics(fitted: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
@@ -117,15 +154,23 @@ def main() -> None:
         inputs = "2D + 3D" if use_3d else "2D only"
         rows = {}
         for tracking in (False, True):
-            fitted, seconds = run(model, truth, tracking, use_3d)
-            m = rows[tracking] = metrics(fitted, truth["kp3"]) | {"seconds": seconds / args.videos}
-            print(f"{inputs}, {'tracking' if tracking else 'per frame'}: "
-                  f"PA-MPJPE {m['pa']:.1f} mm, acceleration error {m['accel']:.1f} mm/frame², "
-                  f"frame-to-frame change {m['change']:.1f} mm (truth {m['true_change']:.1f}), "
-                  f"{m['seconds']:.2f} s per frame and video", flush=True)
-        ratio = {k: rows[True][k] / rows[False][k] for k in ("pa", "accel", "seconds")}
-        print(f"{inputs}, tracking / per frame: PA-MPJPE ×{ratio['pa']:.2f}, acceleration error "
-              f"×{ratio['accel']:.2f}, time ×{ratio['seconds']:.2f}", flush=True)
+            estimates, seconds = run(model, truth, tracking, use_3d)
+            way = "tracking" if tracking else "per frame"
+            for smoothed in (False, True):
+                kp3, kp2 = keypoints(model, smooth(estimates) if smoothed else estimates)
+                m = rows[way, smoothed] = metrics(kp3, truth["kp3"]) | {
+                    "seconds": seconds / args.videos,
+                    "px": float((kp2 - truth["clean"]).norm(dim=-1).mean())}
+                print(f"{inputs}, {way}{' + smoothing' if smoothed else ''}: "
+                      f"PA-MPJPE {m['pa']:.1f} mm, acceleration error {m['accel']:.1f} mm/frame², "
+                      f"frame-to-frame change {m['change']:.1f} mm (truth {m['true_change']:.1f}), "
+                      f"2D error {m['px']:.2f} px, {m['seconds']:.2f} s per frame and video", flush=True)
+        for a, b in ((("per frame", False), ("tracking", False)), (("per frame", False), ("per frame", True)),
+                     (("tracking", False), ("tracking", True))):
+            ratio = {k: rows[b][k] / rows[a][k] for k in ("pa", "accel", "px")}
+            name = lambda r: r[0] + (" + smoothing" if r[1] else "")  # noqa: E731
+            print(f"{inputs}, {name(b)} / {name(a)}: PA-MPJPE ×{ratio['pa']:.2f}, acceleration error "
+                  f"×{ratio['accel']:.2f}, 2D error ×{ratio['px']:.2f}", flush=True)
 
 
 if __name__ == "__main__":

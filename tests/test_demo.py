@@ -350,6 +350,45 @@ def test_video(model_files, tmp_path, capsys, cached_loading):
     assert count == 3
 
 
+@pytest.fixture(scope="module")
+def responsive_model_files(tmp_path_factory, smpl_npz) -> tuple[Path, Path]:
+    """(weights, smpl) for a random HMR whose estimate depends on the image
+    (``calibrated_random_hmr``; the zeroed output layer of ``model_files``
+    gives the mean body whatever the image)."""
+    from openhmr.body.smpl import SMPL
+    from openhmr.inference.calibrated import calibrated_random_hmr
+
+    weights = tmp_path_factory.mktemp("responsive") / "hmr.safetensors"
+    calibrated_random_hmr(SMPL(Path(smpl_npz)), residual_gain=0.3).save_pretrained(weights)
+    return weights, Path(smpl_npz)
+
+
+def test_video_smoothing_steadies_hmr(responsive_model_files, tmp_path, capsys, cached_loading):
+    """HMR on a video of a still scene whose pixels flicker (fresh noise in each
+    frame): smoothed over time (the default), the body moves less from frame to
+    frame than with --no-smoothing, and the npz says which it is."""
+    model_files = responsive_model_files
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (120, 100, 3)).astype(np.float32)
+    video = tmp_path / "flicker.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (100, 120))
+    for _ in range(12):
+        writer.write(np.clip(base + 40 * rng.standard_normal(base.shape), 0, 255).astype(np.uint8))
+    writer.release()
+    change, arrays = {}, {}
+    for flag in ("", "--no-smoothing"):
+        out = tmp_path / (flag or "smoothed")
+        code, err = run([video, "--no-render", "--bbox", "10,10,90,110", *([flag] if flag else []),
+                         *hmr_args(model_files, out)], capsys)
+        assert code == 0, err
+        arrays[flag] = np.load(out / "flicker.npz")
+        joints = arrays[flag]["joints_3d"] - arrays[flag]["joints_3d"][:, :1]
+        change[flag] = float(np.linalg.norm(np.diff(joints, axis=0), axis=-1).mean())
+    assert bool(arrays[""]["smoothed"]) and not bool(arrays["--no-smoothing"]["smoothed"])
+    np.testing.assert_allclose(arrays[""]["vertices"][0], arrays["--no-smoothing"]["vertices"][0], atol=1e-5)
+    assert change[""] < 0.7 * change["--no-smoothing"], change
+
+
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime not installed")
 def test_onnx_backend_gives_the_same_outputs(model_files, tmp_path, capsys, cached_loading, monkeypatch):
     monkeypatch.setenv("OPENHMR_CACHE", str(tmp_path / "cache"))

@@ -452,6 +452,7 @@ class DemoOptions:
     render: bool = True
     fit_config: Any = None  # openhmr.fit.FitConfig for --method fit / hmr+fit
     track: bool = True  # videos: follow the person from frame to frame (detector and fit)
+    smooth: bool = True  # videos, with track: One-Euro smoothing of the estimates (openhmr.smoothing)
 
 
 def image_outputs(out: Path, name: str, mesh_format: str) -> dict[str, Path]:
@@ -809,6 +810,21 @@ def _precheck(item: InputItem, out: Path, options: DemoOptions) -> int:
     return 1
 
 
+def smooth_prediction(smoother: Any, body: BodyModel, pred: Prediction) -> Prediction:
+    """``pred`` with its camera, pose and shape passed through ``smoother``
+    (an ``openhmr.smoothing.BodySmoother``) and the body posed again."""
+    cam, pose, betas = smoother(pred.frame, pred.cam, pred.pose, pred.betas, pred.crop)
+    ref = next(b for b in body.buffers() if b.is_floating_point())  # not the faces
+    cam_t, pose_t, betas_t = (torch.as_tensor(x, dtype=ref.dtype, device=ref.device)[None]
+                              for x in (cam, pose, betas))
+    with torch.no_grad():
+        out = body(pose_t, betas_t)
+    location = PersonLocation(pred.crop.requested_scale, pred.center, pred.person_source)
+    return _predictions(body, cam_t, pose_t, betas_t, out.vertices, out.joints, out.keypoints,
+                        [pred.crop], [location], [(pred.input, pred.frame, pred.image_size)],
+                        pred.method)[0]
+
+
 def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSource,
               predictor: Predictor, timer: _Timer | None = None) -> int:
     """Every frame of a video: one ``<name>.npz`` (arrays stacked over frames
@@ -829,6 +845,11 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
             warn(f"{item.path}: cannot write {paths['overlay']}; no overlay video")
             writer = None
     preds: list[Prediction] = []
+    smoother = None
+    if options.track and options.smooth:
+        from openhmr.smoothing import BodySmoother
+
+        smoother = BodySmoother(info.fps)
     skipped = 0
     render_failed = False
     total = 0
@@ -842,6 +863,8 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
         new_preds = predictor.predict(
             np.stack([b[2] for b in with_body]), [b[3] for b in with_body], [b[4] for b in with_body],
             [(str(item.path), b[0], b[1].shape[:2]) for b in with_body]) if with_body else []
+        if smoother is not None:  # frames in order; a frame without a body restarts it
+            new_preds = [smooth_prediction(smoother, predictor.body, p) for p in new_preds]
         by_frame = {p.frame: p for p in new_preds}
         preds.extend(new_preds)
         for index, frame, *_ in batch:
@@ -879,7 +902,7 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
         raise InputError(f"cannot read {item.path}: the video has no frames")
     if skipped:
         warn(f"{item.path}: no person in {skipped} of {total} frames")
-    write_video_npz(paths["npz"], preds, total, info.fps)
+    write_video_npz(paths["npz"], preds, total, info.fps, smoothed=smoother is not None)
     if not preds:
         raise InputError(f"no person found in any frame of {item.path}")
     return len(preds)

@@ -74,7 +74,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="write parameters and meshes only, no pictures (faster)")
     p.add_argument("--no-tracking", dest="track", action="store_false",
                    help="videos: treat every frame as a separate photo (by default the detector "
-                        "follows the person and each fit continues the previous frame's)")
+                        "follows the person, each fit continues the previous frame's and the "
+                        "estimates are smoothed over time)")
+    p.add_argument("--no-smoothing", dest="smooth", action="store_false",
+                   help="videos: keep each frame's estimate as it is (by default a One-Euro filter "
+                        "smooths pose, shape and camera over time, so the body does not tremble)")
     p.set_defaults(func=run)
 
 
@@ -89,6 +93,6 @@ def run(args: argparse.Namespace) -> int:
         smpl=args.smpl, bbox=args.bbox, openpose=args.openpose, detect=args.detect,
         device=args.device, mesh_format=args.mesh_format, overwrite=args.overwrite,
         backend=args.backend, batch_size=args.batch_size, render=args.render,
-        track=args.track,
+        track=args.track, smooth=args.smooth,
     )
     return run_demo(options)

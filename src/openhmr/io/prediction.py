@@ -174,9 +174,11 @@ def write_npz(path: Path, pred: Prediction) -> None:
     )
 
 
-def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: float) -> None:
+def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: float,
+                    smoothed: bool = False) -> None:
     """A video's arrays: each of ``prediction_arrays`` stacked to (T, ...) over
-    the T frames with a body, with ``frame`` (T,) their indices in the video.
+    the T frames with a body, with ``frame`` (T,) their indices in the video
+    and ``smoothed`` whether the estimates were smoothed over time.
     """
     arrays: dict[str, np.ndarray] = {}
     if preds:
@@ -192,7 +194,8 @@ def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: f
     np.savez_compressed(
         path, **arrays, **extra, faces=faces,
         frame=np.array([p.frame for p in preds], dtype=np.int64),
-        num_frames=np.array(num_frames), fps=np.array(fps), schema=np.array(SCHEMA_ID),
+        num_frames=np.array(num_frames), fps=np.array(fps), smoothed=np.array(smoothed),
+        schema=np.array(SCHEMA_ID),
     )
 
 
