@@ -22,6 +22,7 @@ from PIL import Image
 import openhmr.demo as demo_module
 from openhmr.cli import build_parser, main
 from openhmr.data.crop import CropTransform
+from openhmr.errors import InputError
 from openhmr.io.prediction import SchemaViolation, load_schema, validate
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "images"
@@ -363,10 +364,55 @@ def responsive_model_files(tmp_path_factory, smpl_npz) -> tuple[Path, Path]:
     return weights, Path(smpl_npz)
 
 
+def test_video_with_frames_without_a_person(responsive_model_files, tmp_path, capsys, cached_loading,
+                                            monkeypatch):
+    """Frames where no person is found split the video into runs: the npz
+    holds only the frames with a body, each run is smoothed on its own (the
+    first run is the same whether or not the second exists), and the
+    overlay video still has every frame."""
+    class NobodyInDarkFrames(demo_module.BoxSource):
+        def locate(self, image, item):
+            if image.max() < 30:
+                raise InputError("no person found")
+            return super().locate(image, item)
+
+    monkeypatch.setattr(demo_module, "build_person_source",
+                        lambda options, method="hmr": NobodyInDarkFrames((10, 10, 90, 110)))
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 255, (120, 100, 3)).astype(np.float32)
+    dark = [5, 6]
+
+    def clip(path: Path, frames: int) -> Path:
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (100, 120))
+        noise = np.random.default_rng(2)
+        for i in range(frames):
+            frame = np.clip(base + 40 * noise.standard_normal(base.shape), 0, 255).astype(np.uint8)
+            writer.write(np.zeros_like(frame) if i in dark else frame)
+        writer.release()
+        return path
+
+    arrays, errors = {}, {}
+    for name, frames in (("long", 12), ("short", 5)):
+        out = tmp_path / name
+        render = [] if name == "long" else ["--no-render"]
+        code, err = run([clip(tmp_path / f"{name}.mp4", frames), *render, *hmr_args(responsive_model_files, out)],
+                        capsys)
+        assert code == 0, err
+        arrays[name], errors[name] = np.load(out / f"{name}.npz"), err
+    assert "no person in 2 of 12 frames" in errors["long"]
+    assert arrays["long"]["frame"].tolist() == [0, 1, 2, 3, 4, 7, 8, 9, 10, 11]
+    np.testing.assert_allclose(arrays["long"]["pose"][:5], arrays["short"]["pose"], atol=1e-6)
+    overlay = cv2.VideoCapture(str(tmp_path / "long" / "long_overlay.mp4"))
+    assert int(overlay.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    overlay.release()
+
+
 def test_video_smoothing_steadies_hmr(responsive_model_files, tmp_path, capsys, cached_loading):
     """HMR on a video of a still scene whose pixels flicker (fresh noise in each
-    frame): smoothed over time (the default), the body moves less from frame to
-    frame than with --no-smoothing, and the npz says which it is."""
+    frame): smoothed over the whole clip (the default) or causally, the body
+    moves less from frame to frame than with --no-smoothing, the whole-clip
+    smoother most; the npz says which smoothing ran, and the overlay video
+    (drawn in a second pass) has every frame."""
     model_files = responsive_model_files
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (120, 100, 3)).astype(np.float32)
@@ -376,17 +422,22 @@ def test_video_smoothing_steadies_hmr(responsive_model_files, tmp_path, capsys, 
         writer.write(np.clip(base + 40 * rng.standard_normal(base.shape), 0, 255).astype(np.uint8))
     writer.release()
     change, arrays = {}, {}
-    for flag in ("", "--no-smoothing"):
-        out = tmp_path / (flag or "smoothed")
-        code, err = run([video, "--no-render", "--bbox", "10,10,90,110", *([flag] if flag else []),
-                         *hmr_args(model_files, out)], capsys)
+    for how, flags in (("clip", []), ("causal", ["--smoothing", "causal"]), ("none", ["--no-smoothing"])):
+        out = tmp_path / how
+        render = [] if how == "clip" else ["--no-render"]
+        code, err = run([video, *render, "--bbox", "10,10,90,110", *flags, *hmr_args(model_files, out)], capsys)
         assert code == 0, err
-        arrays[flag] = np.load(out / "flicker.npz")
-        joints = arrays[flag]["joints_3d"] - arrays[flag]["joints_3d"][:, :1]
-        change[flag] = float(np.linalg.norm(np.diff(joints, axis=0), axis=-1).mean())
-    assert bool(arrays[""]["smoothed"]) and not bool(arrays["--no-smoothing"]["smoothed"])
-    np.testing.assert_allclose(arrays[""]["vertices"][0], arrays["--no-smoothing"]["vertices"][0], atol=1e-5)
-    assert change[""] < 0.7 * change["--no-smoothing"], change
+        arrays[how] = np.load(out / "flicker.npz")
+        assert str(arrays[how]["smoothing"]) == how and bool(arrays[how]["smoothed"]) == (how != "none")
+        joints = arrays[how]["joints_3d"] - arrays[how]["joints_3d"][:, :1]
+        change[how] = float(np.linalg.norm(np.diff(joints, axis=0), axis=-1).mean())
+    # causal: the first frame has no past, so it passes as it is
+    np.testing.assert_allclose(arrays["causal"]["vertices"][0], arrays["none"]["vertices"][0], atol=1e-5)
+    assert change["causal"] < 0.7 * change["none"], change
+    assert change["clip"] < 0.5 * change["none"] and change["clip"] < change["causal"], change
+    overlay = cv2.VideoCapture(str(tmp_path / "clip" / "flicker_overlay.mp4"))
+    assert int(overlay.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    overlay.release()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime not installed")

@@ -1,9 +1,11 @@
-"""openhmr.smoothing: the One-Euro filter and a video's body estimates over time."""
+"""openhmr.smoothing: a video's body estimates over time — the whole-clip
+Whittaker smoother (GCV) and the causal One-Euro filter."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.fft
 import scipy.linalg
 import torch
 from scipy.spatial.transform import Rotation
@@ -16,6 +18,9 @@ from openhmr.smoothing import (
     camera_from_image,
     camera_to_image,
     nearest_rotations,
+    runs,
+    smooth_clip,
+    whittaker_gcv,
 )
 
 FPS = 30.0
@@ -146,3 +151,119 @@ def test_rotations_stay_rotations_near_pi():
         m = axis_angle_to_matrix(torch.tensor(out[:3])[None], eps=0.0)[0].numpy()
         truth = Rotation.from_rotvec(pose[:3]).as_matrix()
         assert np.abs(m - truth).max() < 0.25  # follows through π, no jump to the other side
+
+
+# ------------------------------------------------------------------ whole clip
+def test_whittaker_is_the_cosine_domain_smoother():
+    """For a fixed λ the result equals IDCT(DCT(y) / (1 + λ(2 − 2cos(πk/n))²))
+    computed with scipy's orthonormal DCT-II (to 1e-12)."""
+    rng = np.random.default_rng(0)
+    for n in (4, 7, 60):
+        y = rng.standard_normal((n, 3))
+        for lam in (0.0, 0.3, 50.0):
+            w = (2 - 2 * np.cos(np.pi * np.arange(n) / n)) ** 2
+            expected = scipy.fft.idct(scipy.fft.dct(y, norm="ortho", axis=0) / (1 + lam * w)[:, None],
+                                      norm="ortho", axis=0)
+            got, chosen = whittaker_gcv(y, np.array([lam]))
+            assert chosen == lam
+            np.testing.assert_allclose(got, expected, atol=1e-12)
+    short = rng.standard_normal((3, 2))
+    np.testing.assert_array_equal(whittaker_gcv(short)[0], short)  # too short to smooth
+
+
+def test_gcv_sets_the_strength_from_the_data():
+    """Noise on a still value is smoothed almost flat; noise on a moving signal
+    is removed without flattening the motion; a clean signal is left nearly
+    as it is."""
+    rng = np.random.default_rng(1)
+    t = np.arange(120) / FPS
+    noise = 0.1 * rng.standard_normal(120)
+    flat, lam_flat = whittaker_gcv(1.0 + noise)
+    assert np.abs(flat - 1.0).mean() < 0.15 * np.abs(noise).mean()
+    wave = np.sin(2 * np.pi * 1.5 * t)  # 1.5 Hz, quick for a body
+    smoothed, lam_wave = whittaker_gcv(wave + noise)
+    assert np.abs(smoothed - wave).mean() < 0.5 * np.abs(noise).mean()
+    assert lam_wave < lam_flat
+    clean, _ = whittaker_gcv(wave)
+    assert np.abs(clean - wave).max() < 0.02
+
+
+def test_runs_split_at_gaps():
+    assert runs([]) == []
+    assert runs([0, 1, 2, 5, 6, 9]) == [slice(0, 3), slice(3, 5), slice(5, 6)]
+
+
+def _still_person(rng: np.random.Generator, frames: int, joints: int = 24):
+    """A still body seen through crops that jitter, with noisy estimates."""
+    true_pose = Rotation.random(joints, random_state=5).as_rotvec() * 0.5
+    true_betas = rng.standard_normal(10)
+    true_image_cam = camera_to_image(np.array([0.8, 0.02, 0.05]), CropTransform(0.5, 0.5, (40, 30), 224))
+    crops, cams, poses, betas = [], [], [], []
+    for _ in range(frames):
+        crop = CropTransform(0.5, 0.5, (40 + rng.integers(-6, 7), 30 + rng.integers(-6, 7)), 224)
+        noise = Rotation.from_rotvec(0.08 * rng.standard_normal((joints, 3)))
+        poses.append((noise * Rotation.from_rotvec(true_pose)).as_rotvec().reshape(-1))
+        image_cam = true_image_cam + np.array([0.02, 0.005, 0.005]) * rng.standard_normal(3)
+        cams.append(camera_from_image(image_cam, crop))
+        betas.append(true_betas + 0.2 * rng.standard_normal(10))
+        crops.append(crop)
+    return (true_pose, true_betas, true_image_cam), crops, np.array(cams), np.array(poses), np.array(betas)
+
+
+def test_smooth_clip_steadies_a_still_person_more_than_the_causal_filter():
+    rng = np.random.default_rng(4)
+    (true_pose, true_betas, true_cam), crops, cams, poses, betas = _still_person(rng, 60)
+    frames = list(range(60))
+    s_cams, s_poses, s_betas = smooth_clip(frames, cams, poses, betas, crops)
+    assert s_cams.shape == cams.shape and s_poses.shape == poses.shape and s_betas.shape == betas.shape
+    causal = BodySmoother(FPS)
+    c_poses = np.array([causal(f, c, p, b, t)[1] for f, c, p, b, t in zip(frames, cams, poses, betas, crops)])
+    raw = np.mean([_geodesic(p, true_pose).mean() for p in poses])
+    clip = np.mean([_geodesic(p, true_pose).mean() for p in s_poses])
+    one_euro = np.mean([_geodesic(p, true_pose).mean() for p in c_poses[10:]])
+    assert clip < 0.3 * raw and clip < 0.6 * one_euro, (clip, one_euro, raw)
+    image = np.array([camera_to_image(c, t) for c, t in zip(s_cams, crops)])
+    raw_image = np.array([camera_to_image(c, t) for c, t in zip(cams, crops)])
+    assert np.abs(image - true_cam).mean() < 0.3 * np.abs(raw_image - true_cam).mean()
+    assert np.abs(s_betas - true_betas).mean() < 0.3 * np.abs(betas - true_betas).mean()
+
+
+def test_smooth_clip_follows_motion_without_lag():
+    """One joint turning at a steady 1.2 rad/s under noise (staying below π,
+    where axis-angle wraps): the causal filter trails behind it, the
+    whole-clip smoother does not."""
+    rng = np.random.default_rng(6)
+    n = 60
+    angle = 0.2 + 1.2 * np.arange(n) / FPS
+    poses = np.zeros((n, 72))
+    poses[:, 3] = angle + 0.02 * rng.standard_normal(n)
+    crop = CropTransform(1.0, 1.0, (0, 0), 224)
+    cams, betas = np.tile([0.8, 0.0, 0.0], (n, 1)), np.zeros((n, 10))
+    _, s_poses, _ = smooth_clip(range(n), cams, poses, betas, [crop] * n)
+    causal = BodySmoother(FPS)
+    c_poses = np.array([causal(f, cams[f], poses[f], betas[f], crop)[1] for f in range(n)])
+    middle = slice(10, n - 10)
+    clip_lag = float((angle - s_poses[:, 3])[middle].mean())
+    causal_lag = float((angle - c_poses[:, 3])[middle].mean())
+    assert abs(clip_lag) < 0.3 * causal_lag, (clip_lag, causal_lag)
+    clip_error = np.abs(s_poses[:, 3] - angle)[middle].mean()
+    assert clip_error < 0.6 * np.abs(poses[:, 3] - angle)[middle].mean()
+    assert clip_error < 0.7 * np.abs(c_poses[:, 3] - angle)[middle].mean()
+
+
+def test_smooth_clip_smooths_runs_apart_and_checks_its_input():
+    rng = np.random.default_rng(7)
+    _, crops, cams, poses, betas = _still_person(rng, 20)
+    frames = list(range(10)) + list(range(15, 25))  # a gap after frame 9
+    first = smooth_clip(frames, cams, poses, betas, crops)
+    changed = poses.copy()
+    changed[10:] += 0.3  # only the second run differs
+    second = smooth_clip(frames, cams, changed, betas, crops)
+    np.testing.assert_allclose(first[1][:10], second[1][:10], atol=1e-12)  # the first run does not see it
+    assert np.abs(first[1][10:] - second[1][10:]).max() > 0.01
+    for a, b in ((first[0], second[0]), (first[2], second[2])):  # cameras and shapes: only their own runs
+        np.testing.assert_allclose(a, b, atol=1e-12)
+    with pytest.raises(ValueError, match="increase"):
+        smooth_clip([0, 2, 1] + list(range(3, 20)), cams, poses, betas, crops)
+    with pytest.raises(ValueError, match="frames"):
+        smooth_clip(frames[:-1], cams, poses, betas, crops)

@@ -452,7 +452,7 @@ class DemoOptions:
     render: bool = True
     fit_config: Any = None  # openhmr.fit.FitConfig for --method fit / hmr+fit
     track: bool = True  # videos: follow the person from frame to frame (detector and fit)
-    smooth: bool = True  # videos, with track: One-Euro smoothing of the estimates (openhmr.smoothing)
+    smoothing: str = "clip"  # videos, with track: "clip" (whole video, no lag), "causal" (One-Euro) or "none"
 
 
 def image_outputs(out: Path, name: str, mesh_format: str) -> dict[str, Path]:
@@ -810,99 +810,132 @@ def _precheck(item: InputItem, out: Path, options: DemoOptions) -> int:
     return 1
 
 
-def smooth_prediction(smoother: Any, body: BodyModel, pred: Prediction) -> Prediction:
-    """``pred`` with its camera, pose and shape passed through ``smoother``
-    (an ``openhmr.smoothing.BodySmoother``) and the body posed again."""
-    cam, pose, betas = smoother(pred.frame, pred.cam, pred.pose, pred.betas, pred.crop)
+SMOOTHING = ("clip", "causal", "none")
+
+
+def repose(body: BodyModel, preds: list[Prediction], cams: np.ndarray, poses: np.ndarray,
+           betas: np.ndarray) -> list[Prediction]:
+    """``preds`` with new cameras (T, 3), poses (T, 3·J) and shapes (T, k):
+    the body posed again and everything derived from it recomputed."""
+    if not preds:
+        return []
     ref = next(b for b in body.buffers() if b.is_floating_point())  # not the faces
-    cam_t, pose_t, betas_t = (torch.as_tensor(x, dtype=ref.dtype, device=ref.device)[None]
-                              for x in (cam, pose, betas))
-    with torch.no_grad():
-        out = body(pose_t, betas_t)
-    location = PersonLocation(pred.crop.requested_scale, pred.center, pred.person_source)
-    return _predictions(body, cam_t, pose_t, betas_t, out.vertices, out.joints, out.keypoints,
-                        [pred.crop], [location], [(pred.input, pred.frame, pred.image_size)],
-                        pred.method)[0]
+    cam_t, pose_t, betas_t = (torch.as_tensor(np.asarray(x), dtype=ref.dtype, device=ref.device)
+                              for x in (cams, poses, betas))
+    out = []
+    for start in range(0, len(preds), 64):  # bounded memory for long videos
+        part = slice(start, start + 64)
+        with torch.no_grad():
+            posed = body(pose_t[part], betas_t[part])
+        chunk = preds[part]
+        locations = [PersonLocation(p.crop.requested_scale, p.center, p.person_source) for p in chunk]
+        out += _predictions(body, cam_t[part], pose_t[part], betas_t[part], posed.vertices, posed.joints,
+                            posed.keypoints, [p.crop for p in chunk], locations,
+                            [(p.input, p.frame, p.image_size) for p in chunk], chunk[0].method)
+    return out
+
+
+def smooth_predictions(body: BodyModel, preds: list[Prediction], how: str, fps: float) -> list[Prediction]:
+    """A video's estimates (in frame order) smoothed over time: ``how`` =
+    "clip" (:func:`openhmr.smoothing.smooth_clip`, every frame at once) or
+    "causal" (:class:`openhmr.smoothing.BodySmoother`, frame by frame)."""
+    from openhmr.smoothing import BodySmoother, smooth_clip
+
+    if not preds:
+        return preds
+    if how == "clip":
+        cams, poses, betas = smooth_clip([p.frame for p in preds], np.stack([p.cam for p in preds]),
+                                         np.stack([p.pose for p in preds]), np.stack([p.betas for p in preds]),
+                                         [p.crop for p in preds])
+    elif how == "causal":
+        smoother = BodySmoother(fps)  # a frame without a body in between restarts it
+        rows = [smoother(p.frame, p.cam, p.pose, p.betas, p.crop) for p in preds]
+        cams, poses, betas = (np.stack([r[i] for r in rows]) for i in range(3))
+    else:
+        raise ValueError(f"smoothing must be one of {SMOOTHING}, got {how!r}")
+    return repose(body, preds, cams, poses, betas)
 
 
 def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSource,
               predictor: Predictor, timer: _Timer | None = None) -> int:
     """Every frame of a video: one ``<name>.npz`` (arrays stacked over frames
-    with a body) and ``<name>_overlay.mp4``. Returns the frames with a body."""
-    import cv2
+    with a body) and ``<name>_overlay.mp4``. Returns the frames with a body.
 
+    Two passes over the video: the first estimates every frame's body, which
+    are then smoothed over time (``options.smoothing``, with tracking); the
+    second draws the overlay video."""
     if isinstance(source, OpenPoseSource):
         raise InputError("--openpose gives one image's keypoints; use --bbox or --detect for a video")
     paths = video_outputs(out, item.name)
     _check_free(paths, options.overwrite)
     info, frames = open_video(item.path)
     paths["npz"].parent.mkdir(parents=True, exist_ok=True)
-    writer = None
-    if options.render:
-        writer = cv2.VideoWriter(str(paths["overlay"]), cv2.VideoWriter_fourcc(*"mp4v"),
-                                 info.fps, (info.width, info.height))
-        if not writer.isOpened():
-            warn(f"{item.path}: cannot write {paths['overlay']}; no overlay video")
-            writer = None
     preds: list[Prediction] = []
-    smoother = None
-    if options.track and options.smooth:
-        from openhmr.smoothing import BodySmoother
-
-        smoother = BodySmoother(info.fps)
     skipped = 0
-    render_failed = False
     total = 0
-    batch: list[tuple[int, np.ndarray, np.ndarray, CropTransform, PersonLocation]] = []
+    batch: list[tuple[int, np.ndarray, CropTransform, PersonLocation, tuple[int, int]]] = []
 
     def flush() -> None:
-        nonlocal render_failed
         if not batch:
             return
-        with_body = [b for b in batch if b[4] is not None]
         new_preds = predictor.predict(
-            np.stack([b[2] for b in with_body]), [b[3] for b in with_body], [b[4] for b in with_body],
-            [(str(item.path), b[0], b[1].shape[:2]) for b in with_body]) if with_body else []
-        if smoother is not None:  # frames in order; a frame without a body restarts it
-            new_preds = [smooth_prediction(smoother, predictor.body, p) for p in new_preds]
-        by_frame = {p.frame: p for p in new_preds}
+            np.stack([b[1] for b in batch]), [b[2] for b in batch], [b[3] for b in batch],
+            [(str(item.path), b[0], b[4]) for b in batch])
         preds.extend(new_preds)
-        for index, frame, *_ in batch:
+        batch.clear()
+        if timer is not None:
+            timer.record(len(new_preds))
+
+    for index, frame in enumerate(_progress(frames, info.frame_count or None, item.path.name, "frame")):
+        total += 1
+        try:
+            location = source.locate(frame, item)
+        except InputError:
+            skipped += 1
+            continue
+        crop, transform = scale_and_crop(frame, location.scale, location.center)
+        batch.append((index, crop, transform, location, frame.shape[:2]))
+        if len(batch) >= options.batch_size:
+            flush()
+    flush()
+    if total == 0:
+        raise InputError(f"cannot read {item.path}: the video has no frames")
+    if skipped:
+        warn(f"{item.path}: no person in {skipped} of {total} frames")
+    smoothing = options.smoothing if options.track else "none"
+    if smoothing != "none":
+        preds = smooth_predictions(predictor.body, preds, smoothing, info.fps)
+    write_video_npz(paths["npz"], preds, total, info.fps, smoothing=smoothing)
+    if not preds:
+        raise InputError(f"no person found in any frame of {item.path}")
+    if options.render:
+        write_overlay_video(item, paths["overlay"], preds)
+    return len(preds)
+
+
+def write_overlay_video(item: InputItem, path: Path, preds: list[Prediction]) -> None:
+    """The video again with each frame's body drawn over it (plain frames where
+    there is none); a rendering failure leaves the rest of the video plain."""
+    import cv2
+
+    info, frames = open_video(item.path)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), info.fps, (info.width, info.height))
+    if not writer.isOpened():
+        warn(f"{item.path}: cannot write {path}; no overlay video")
+        return
+    by_frame = {p.frame: p for p in preds}
+    failed = False
+    try:
+        for index, frame in enumerate(_progress(frames, info.frame_count or None,
+                                                f"{item.path.name} overlay", "frame")):
             picture = frame
-            if writer is not None and index in by_frame and not render_failed:
+            if index in by_frame and not failed:
                 try:
                     picture, _ = render_overlay(frame, by_frame[index])
                 except Exception as e:  # noqa: BLE001 - keep the parameters
                     warn(f"{item.path}: rendering failed, overlay video shows plain frames "
                          f"({type(e).__name__}: {e})")
-                    render_failed = True
-            if writer is not None:
-                writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
-        batch.clear()
-        if timer is not None:
-            timer.record(len(new_preds))
-
-    try:
-        for index, frame in enumerate(_progress(frames, info.frame_count or None, item.path.name, "frame")):
-            total += 1
-            try:
-                location = source.locate(frame, item)
-                crop, transform = scale_and_crop(frame, location.scale, location.center)
-                batch.append((index, frame, crop, transform, location))
-            except InputError:
-                skipped += 1
-                batch.append((index, frame, None, None, None))  # type: ignore[arg-type]
-            if len(batch) >= options.batch_size:
-                flush()
-        flush()
+                    failed = True
+            writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     finally:
-        if writer is not None:
-            writer.release()
-    if total == 0:
-        raise InputError(f"cannot read {item.path}: the video has no frames")
-    if skipped:
-        warn(f"{item.path}: no person in {skipped} of {total} frames")
-    write_video_npz(paths["npz"], preds, total, info.fps, smoothed=smoother is not None)
-    if not preds:
-        raise InputError(f"no person found in any frame of {item.path}")
-    return len(preds)
+        writer.release()

@@ -1,14 +1,25 @@
-"""Smoothing a video's body estimates over time: the One-Euro filter.
+"""Smoothing a video's body estimates over time.
 
 An estimate made frame by frame (HMR's network, or a fit) has an error of its
 own in every frame, so the body trembles even when the person stands still.
-The One-Euro filter (Casiez, Roussel and Vogel, CHI 2012) is an exponential
-low-pass filter whose cutoff frequency rises with the signal's speed: a still
-body is smoothed strongly, a moving one follows with little lag. It is
-causal (a frame's result depends only on the frames up to it), so it runs as
-the video streams.
+Two smoothers:
 
-What :class:`BodySmoother` filters, each frame:
+* **Whole clip** (:func:`smooth_clip`, the demo's default for video files):
+  the Whittaker–Henderson smoother, a penalised least-squares fit
+  ``min_z ‖z − y‖² + λ‖Δ²z‖²`` over every frame of a run at once, with λ
+  chosen per quantity by generalised cross-validation (Craven and Wahba
+  1979), computed in the cosine-transform domain as in Garcia's ``smoothn``
+  (Comput. Stat. Data Anal. 2010). It sees the frames after each one as well
+  as those before, so it has no lag, and GCV sets the strength from the data
+  itself: strong on a trembling estimate, weak where the estimate is already
+  steady or the motion is fast.
+* **Causal** (:class:`BodySmoother`): the One-Euro filter (Casiez, Roussel
+  and Vogel, CHI 2012), an exponential low-pass filter whose cutoff frequency
+  rises with the signal's speed. A frame's result depends only on the frames
+  up to it, so it runs as a stream goes; the price is lag when the body moves
+  fast.
+
+What both filter:
 
 * the joint rotations as 3×3 matrices (axis-angle jumps where the angle
   passes π), projected back onto rotations; the speed that sets a joint's
@@ -21,13 +32,14 @@ What :class:`BodySmoother` filters, each frame:
   those metres, so that every quantity has physical units), and the result
   is mapped back into each frame's crop.
 
-A frame that does not directly follow the last one filtered (a frame without
-a body in between) starts the filter afresh.
+A frame that does not directly follow the last one with a body (a frame
+without a body in between) starts a new run: runs are smoothed separately.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -111,10 +123,11 @@ def camera_from_image(image_cam: np.ndarray, transform: CropTransform) -> np.nda
 class SmoothingConfig:
     """One-Euro settings (min_cutoff Hz, beta) per quantity, for a video's frame rate.
 
-    Chosen on the synthetic videos of ``benchmarks/fit_video.py`` (see
-    README, "Videos"): rotations in matrix entries per second, shape in its
-    own units per second, camera position in metres per second, camera
-    scale in log units per second.
+    Chosen on synthetic videos of bodies moving at constant speed (an earlier
+    version of ``benchmarks/fit_video.py``; on its brisker spline motion they
+    lag, see README, "Videos"): rotations in matrix entries per second, shape
+    in its own units per second, camera position in metres per second,
+    camera scale in log units per second.
     """
 
     rotation: tuple[float, float] = (2.0, 3.0)
@@ -160,3 +173,94 @@ class BodySmoother:
         image_cam = camera_to_image(cam, transform)
         image_cam = np.concatenate([self.scale(image_cam[:1], self.dt), self.position(image_cam[1:], self.dt)])
         return camera_from_image(image_cam, transform), pose_out, self.shape(betas, self.dt)
+
+
+# ------------------------------------------------------------------ whole clip
+GCV_LAMBDAS = np.logspace(-2.0, 8.0, 41)  # λ searched, per quantity (4 per decade)
+
+
+def whittaker_gcv(samples: np.ndarray, lambdas: np.ndarray = GCV_LAMBDAS) -> tuple[np.ndarray, float]:
+    """Whittaker–Henderson smoothing of uniformly spaced samples, λ by GCV.
+
+    Minimises ``‖z − y‖² + λ‖Δ²z‖²`` (Δ² the second difference along time)
+    with the penalty taken under even (mirror) extension at both ends, which
+    the discrete cosine transform diagonalises: with eigenvalues
+    ``w_k = (2 − 2cos(πk/n))²`` the smoother is ``z = IDCT(DCT(y) / (1 + λw))``
+    and its trace is ``Σ 1/(1 + λw_k)``. The λ of ``lambdas`` with the least
+    generalised cross-validation score ``n·RSS / (n − tr)²`` is kept; all
+    columns share it.
+
+    Args:
+        samples: (n, ...) values at n uniformly spaced times.
+        lambdas: candidate λ (dimensionless: frames⁴ per unit of the penalty).
+    Returns:
+        (smoothed (n, ...), chosen λ); fewer than 4 samples come back as they
+        are, with λ = 0.
+    """
+    y = np.asarray(samples, dtype=np.float64)
+    n = y.shape[0]
+    if n < 4:
+        return y.copy(), 0.0
+    flat = y.reshape(n, -1)
+    # The DCT-II of y is, up to a phase, the DFT of its mirror extension.
+    spectrum = np.fft.rfft(np.concatenate([flat, flat[::-1]]), axis=0)  # (n + 1, d)
+    w_filter = (2.0 - 2.0 * np.cos(np.pi * np.arange(n + 1) / n)) ** 2
+    w_trace = w_filter[:n]
+    best: tuple[float, float, np.ndarray] | None = None
+    for lam in lambdas:
+        z = np.fft.irfft(spectrum / (1.0 + lam * w_filter)[:, None], n=2 * n, axis=0)[:n]
+        trace = float((1.0 / (1.0 + lam * w_trace)).sum())
+        # λ = 0 reproduces the data (trace n): GCV has no value there
+        score = n * float(((flat - z) ** 2).sum()) / (n - trace) ** 2 if n - trace > 1e-9 else math.inf
+        if best is None or score < best[0]:
+            best = (score, float(lam), z)
+    assert best is not None
+    return best[2].reshape(y.shape), best[1]
+
+
+def runs(frames: Sequence[int]) -> list[slice]:
+    """Slices of ``frames`` (increasing indices) where each follows the last by one."""
+    out, start = [], 0
+    for i in range(1, len(frames) + 1):
+        if i == len(frames) or frames[i] != frames[i - 1] + 1:
+            out.append(slice(start, i))
+            start = i
+    return out
+
+
+def smooth_clip(frames: Sequence[int], cams: np.ndarray, poses: np.ndarray, betas: np.ndarray,
+                transforms: Sequence[CropTransform]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One person's estimates over a whole video, smoothed with no lag.
+
+    Each run of consecutive frames is smoothed on its own by
+    :func:`whittaker_gcv`, with one λ per quantity: all joint rotation
+    matrices together (then projected back onto rotations), the shape, the
+    camera's image scale (log pixels per metre) and its image position (in
+    metres, see :func:`camera_to_image`).
+
+    Args:
+        frames: (T,) increasing frame indices of the estimates.
+        cams: (T, 3) weak cameras (s, tx, ty), each relative to its frame's crop.
+        poses: (T, 3·J) axis-angle; betas: (T, k).
+        transforms: the T crops the cameras refer to.
+    Returns:
+        Smoothed (cams (T, 3), poses (T, 3·J), betas (T, k)), float64.
+    """
+    cams, poses, betas = (np.asarray(x, dtype=np.float64) for x in (cams, poses, betas))
+    t = len(frames)
+    if not (cams.shape[0] == poses.shape[0] == betas.shape[0] == len(transforms) == t):
+        raise ValueError(f"smooth_clip: {t} frames but {cams.shape[0]} cameras, {poses.shape[0]} "
+                         f"poses, {betas.shape[0]} shapes and {len(transforms)} crops")
+    if np.any(np.diff(np.asarray(frames)) <= 0):
+        raise ValueError("smooth_clip: frame indices must increase")
+    matrices = axis_angle_to_matrix(torch.from_numpy(poses).reshape(t, -1, 3)).numpy()
+    image_cams = np.stack([camera_to_image(c, tr) for c, tr in zip(cams, transforms)]) if t else cams
+    out_m, out_b, out_c = matrices.copy(), betas.copy(), image_cams.copy()
+    for run in runs(frames):
+        out_m[run] = whittaker_gcv(matrices[run])[0]
+        out_b[run] = whittaker_gcv(betas[run])[0]
+        out_c[run, :1] = whittaker_gcv(image_cams[run, :1])[0]
+        out_c[run, 1:] = whittaker_gcv(image_cams[run, 1:])[0]
+    pose_out = matrix_to_axis_angle(torch.from_numpy(nearest_rotations(out_m))).reshape(t, -1).numpy()
+    cam_out = np.stack([camera_from_image(c, tr) for c, tr in zip(out_c, transforms)]) if t else cams
+    return cam_out, pose_out, out_b

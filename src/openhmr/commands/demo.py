@@ -76,9 +76,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="videos: treat every frame as a separate photo (by default the detector "
                         "follows the person, each fit continues the previous frame's and the "
                         "estimates are smoothed over time)")
-    p.add_argument("--no-smoothing", dest="smooth", action="store_false",
-                   help="videos: keep each frame's estimate as it is (by default a One-Euro filter "
-                        "smooths pose, shape and camera over time, so the body does not tremble)")
+    p.add_argument("--smoothing", choices=("clip", "causal", "none"), default="clip",
+                   help="videos: how pose, shape and camera are smoothed over time so the body "
+                        "does not tremble: clip (default: the whole video at once, no lag), causal "
+                        "(One-Euro filter, each frame from the frames before it), none")
+    p.add_argument("--no-smoothing", dest="smoothing", action="store_const", const="none",
+                   help="videos: the same as --smoothing none")
     p.set_defaults(func=run)
 
 
@@ -93,6 +96,6 @@ def run(args: argparse.Namespace) -> int:
         smpl=args.smpl, bbox=args.bbox, openpose=args.openpose, detect=args.detect,
         device=args.device, mesh_format=args.mesh_format, overwrite=args.overwrite,
         backend=args.backend, batch_size=args.batch_size, render=args.render,
-        track=args.track, smooth=args.smooth,
+        track=args.track, smoothing=args.smoothing,
     )
     return run_demo(options)

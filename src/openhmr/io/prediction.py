@@ -175,10 +175,11 @@ def write_npz(path: Path, pred: Prediction) -> None:
 
 
 def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: float,
-                    smoothed: bool = False) -> None:
+                    smoothing: str = "none") -> None:
     """A video's arrays: each of ``prediction_arrays`` stacked to (T, ...) over
-    the T frames with a body, with ``frame`` (T,) their indices in the video
-    and ``smoothed`` whether the estimates were smoothed over time.
+    the T frames with a body, with ``frame`` (T,) their indices in the video,
+    ``smoothing`` how the estimates were smoothed over time ("clip", "causal"
+    or "none") and ``smoothed`` (bool) whether they were.
     """
     arrays: dict[str, np.ndarray] = {}
     if preds:
@@ -194,7 +195,8 @@ def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: f
     np.savez_compressed(
         path, **arrays, **extra, faces=faces,
         frame=np.array([p.frame for p in preds], dtype=np.int64),
-        num_frames=np.array(num_frames), fps=np.array(fps), smoothed=np.array(smoothed),
+        num_frames=np.array(num_frames), fps=np.array(fps),
+        smoothing=np.array(smoothing), smoothed=np.array(smoothing != "none"),
         schema=np.array(SCHEMA_ID),
     )
 
