@@ -20,7 +20,8 @@ Printed figures:
   this noise — what is left is the noise itself (2 px ≈ 2 cm at this scale)
   amplified by the depth ambiguity;
 * seconds per person, fitting all bodies in one batch, and for one body
-  alone (the demo's case); ``fit`` runs on one torch thread by default.
+  alone (the demo's case: median and slowest of the first five bodies,
+  2D + 3D and 2D only); ``fit`` runs on one torch thread by default.
 
 With ``--render DIR`` every body is also rendered with openhmr's renderer
 and one sheet per body is written to DIR (which must not hold them yet): the
@@ -161,11 +162,17 @@ def main() -> None:
               f"time {dt / args.n:.2f} s/person in a batch of {args.n}", flush=True)
         if label in ("2D only", "2D + 3D"):
             fits[label] = result
-    one = {k: v[:1] for k, v in truth.items()}
-    t0 = time.perf_counter()
-    fit(model, one["kp2d"], SET, camera="weak", crop_size=CROP,
-        keypoints3d=one["kp3_obs"], keypoints3d_set=SET)
-    print(f"one body alone (2D + 3D): {time.perf_counter() - t0:.2f} s")
+    alone = min(args.n, 5)
+    for label, with_3d in (("2D + 3D", True), ("2D only", False)):
+        seconds = []
+        for i in range(alone):
+            one = {k: v[i:i + 1] for k, v in truth.items()}
+            kw = {"keypoints3d": one["kp3_obs"], "keypoints3d_set": SET} if with_3d else {}
+            t0 = time.perf_counter()
+            fit(model, one["kp2d"], SET, camera="weak", crop_size=CROP, **kw)
+            seconds.append(time.perf_counter() - t0)
+        print(f"one body alone ({label}), bodies 0–{alone - 1} one at a time: median "
+              f"{float(np.median(seconds)):.2f} s, slowest {max(seconds):.2f} s", flush=True)
     if args.render is not None:
         render_sheets(model, truth, fits, args.render)
         print(f"renders: {args.render}/body000.png … body{args.n - 1:03d}.png")

@@ -30,7 +30,10 @@ frame², the mean distance between fitted and true root-relative joint
 accelerations, as in the video HMR literature — what jitter looks like in
 numbers), the mean frame-to-frame change of the root-relative joints (mm;
 the truth's own is printed beside it), the mean 2D error of the projected
-keypoints against the noise-free ones (crop px) and seconds per frame.
+keypoints against the noise-free ones (crop px) and seconds per frame (all
+videos fitted as one batch, per video); and, once per way of fitting, the
+seconds per frame of the first video fitted alone (one person, as the demo
+fits).
 
 Usage: python benchmarks/fit_video.py [--videos 4] [--frames 40] [--keyframe-every 10 20] [--seed 0]
 """
@@ -116,6 +119,12 @@ def run(model: Anny, truth: dict[str, torch.Tensor], tracking: bool, use_3d: boo
     return tuple(torch.stack([f[i] for f in fitted]) for i in range(3)), seconds
 
 
+def seconds_alone(model: Anny, truth: dict[str, torch.Tensor], tracking: bool, use_3d: bool) -> float:
+    """Seconds per frame for the first video alone (one person, as the demo fits)."""
+    one = {k: (v[:1] if k == "shape" else v[:, :1]) for k, v in truth.items()}
+    return run(model, one, tracking, use_3d)[1]
+
+
 def smooth(estimates: Estimates, how: str, fps: float = 30.0) -> Estimates:
     """Each video's estimates smoothed over time, ``how`` = "clip"
     (:func:`smooth_clip`) or "causal" (:class:`BodySmoother`); the crop is fixed."""
@@ -177,6 +186,8 @@ def main() -> None:
             for tracking in (False, True):
                 estimates, seconds = run(model, truth, tracking, use_3d)
                 way = "tracking" if tracking else "per frame"
+                print(f"  {inputs}, {way}: one person alone {seconds_alone(model, truth, tracking, use_3d):.2f} "
+                      f"s per frame", flush=True)
                 for how in ("raw", "causal", "clip"):
                     kp3, kp2 = keypoints(model, estimates if how == "raw" else smooth(estimates, how))
                     m = rows[way, how] = metrics(kp3, truth["kp3"]) | {

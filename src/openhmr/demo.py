@@ -368,7 +368,7 @@ class FitPredictor:
 
     With ``track``, a video frame that directly follows a frame with a body
     is fitted as a continuation of it (``openhmr.fit.fit``'s ``previous``:
-    started there, rotations and shape held to it, a shorter schedule);
+    started there, its shape held, a shorter schedule);
     after a frame without a body the fit starts afresh.
     """
 
