@@ -24,10 +24,11 @@ line and the others still run; the exit code is 1 if any input failed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -813,26 +814,53 @@ def _precheck(item: InputItem, out: Path, options: DemoOptions) -> int:
 SMOOTHING = ("clip", "causal", "none")
 
 
-def repose(body: BodyModel, preds: list[Prediction], cams: np.ndarray, poses: np.ndarray,
-           betas: np.ndarray) -> list[Prediction]:
-    """``preds`` with new cameras (T, 3), poses (T, 3·J) and shapes (T, k):
-    the body posed again and everything derived from it recomputed."""
-    if not preds:
-        return []
+# A video's predictions are held without their meshes (``without_vertices``)
+# and posed again, a chunk at a time, when the npz and the overlay video are
+# written (``posed_again``): a mesh is 83 KB (SMPL) to 165 KB (Anny) per
+# frame in float32, twice that as the float64 a Prediction holds, so an hour
+# of video would not fit in memory otherwise.
+_NO_VERTICES = np.zeros((0, 3))
+REPOSE_CHUNK = 64
+
+
+def without_vertices(preds: list[Prediction]) -> list[Prediction]:
+    """``preds`` with an empty (0, 3) ``vertices``; everything else kept."""
+    return [dataclasses.replace(p, vertices=_NO_VERTICES) for p in preds]
+
+
+def _repose_chunk(body: BodyModel, preds: list[Prediction], cams: np.ndarray, poses: np.ndarray,
+                  betas: np.ndarray) -> list[Prediction]:
+    """``preds`` (at most a chunk) posed with the given parameters, meshes included."""
     ref = next(b for b in body.buffers() if b.is_floating_point())  # not the faces
     cam_t, pose_t, betas_t = (torch.as_tensor(np.asarray(x), dtype=ref.dtype, device=ref.device)
                               for x in (cams, poses, betas))
-    out = []
-    for start in range(0, len(preds), 64):  # bounded memory for long videos
-        part = slice(start, start + 64)
-        with torch.no_grad():
-            posed = body(pose_t[part], betas_t[part])
-        chunk = preds[part]
-        locations = [PersonLocation(p.crop.requested_scale, p.center, p.person_source) for p in chunk]
-        out += _predictions(body, cam_t[part], pose_t[part], betas_t[part], posed.vertices, posed.joints,
-                            posed.keypoints, [p.crop for p in chunk], locations,
-                            [(p.input, p.frame, p.image_size) for p in chunk], chunk[0].method)
+    with torch.no_grad():
+        posed = body(pose_t, betas_t)
+    locations = [PersonLocation(p.crop.requested_scale, p.center, p.person_source) for p in preds]
+    return _predictions(body, cam_t, pose_t, betas_t, posed.vertices, posed.joints, posed.keypoints,
+                        [p.crop for p in preds], locations,
+                        [(p.input, p.frame, p.image_size) for p in preds], preds[0].method)
+
+
+def repose(body: BodyModel, preds: list[Prediction], cams: np.ndarray, poses: np.ndarray,
+           betas: np.ndarray) -> list[Prediction]:
+    """``preds`` with new cameras (T, 3), poses (T, 3·J) and shapes (T, k):
+    the body posed again and everything derived from it recomputed, except
+    the meshes, which are left out (see :func:`posed_again`)."""
+    out: list[Prediction] = []
+    for start in range(0, len(preds), REPOSE_CHUNK):
+        part = slice(start, start + REPOSE_CHUNK)
+        out += without_vertices(_repose_chunk(body, preds[part], cams[part], poses[part], betas[part]))
     return out
+
+
+def posed_again(body: BodyModel, preds: list[Prediction]) -> Iterator[Prediction]:
+    """Each of ``preds``, in order, with its mesh: posed again from its own
+    camera, pose and shape, ``REPOSE_CHUNK`` at a time."""
+    for start in range(0, len(preds), REPOSE_CHUNK):
+        chunk = preds[start:start + REPOSE_CHUNK]
+        yield from _repose_chunk(body, chunk, np.stack([p.cam for p in chunk]),
+                                 np.stack([p.pose for p in chunk]), np.stack([p.betas for p in chunk]))
 
 
 def smooth_predictions(body: BodyModel, preds: list[Prediction], how: str, fps: float) -> list[Prediction]:
@@ -881,7 +909,7 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
         new_preds = predictor.predict(
             np.stack([b[1] for b in batch]), [b[2] for b in batch], [b[3] for b in batch],
             [(str(item.path), b[0], b[4]) for b in batch])
-        preds.extend(new_preds)
+        preds.extend(without_vertices(new_preds))
         batch.clear()
         if timer is not None:
             timer.record(len(new_preds))
@@ -905,17 +933,20 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
     smoothing = options.smoothing if options.track else "none"
     if smoothing != "none":
         preds = smooth_predictions(predictor.body, preds, smoothing, info.fps)
-    write_video_npz(paths["npz"], preds, total, info.fps, smoothing=smoothing)
+    body = predictor.body
+    write_video_npz(paths["npz"], preds, total, info.fps, smoothing=smoothing,
+                    vertices=(p.vertices.astype(np.float32) for p in posed_again(body, preds)))
     if not preds:
         raise InputError(f"no person found in any frame of {item.path}")
     if options.render:
-        write_overlay_video(item, paths["overlay"], preds)
+        write_overlay_video(item, paths["overlay"], posed_again(body, preds))
     return len(preds)
 
 
-def write_overlay_video(item: InputItem, path: Path, preds: list[Prediction]) -> None:
+def write_overlay_video(item: InputItem, path: Path, preds: Iterable[Prediction]) -> None:
     """The video again with each frame's body drawn over it (plain frames where
-    there is none); a rendering failure leaves the rest of the video plain."""
+    there is none); ``preds`` in frame order, with their meshes. A rendering
+    failure leaves the rest of the video plain."""
     import cv2
 
     info, frames = open_video(item.path)
@@ -923,19 +954,22 @@ def write_overlay_video(item: InputItem, path: Path, preds: list[Prediction]) ->
     if not writer.isOpened():
         warn(f"{item.path}: cannot write {path}; no overlay video")
         return
-    by_frame = {p.frame: p for p in preds}
-    failed = False
+    upcoming = iter(preds)
+    pred = next(upcoming, None)
     try:
         for index, frame in enumerate(_progress(frames, info.frame_count or None,
                                                 f"{item.path.name} overlay", "frame")):
             picture = frame
-            if index in by_frame and not failed:
+            while pred is not None and pred.frame < index:  # not in this decoding: skip
+                pred = next(upcoming, None)
+            if pred is not None and pred.frame == index:
                 try:
-                    picture, _ = render_overlay(frame, by_frame[index])
+                    picture, _ = render_overlay(frame, pred)
+                    pred = next(upcoming, None)
                 except Exception as e:  # noqa: BLE001 - keep the parameters
                     warn(f"{item.path}: rendering failed, overlay video shows plain frames "
                          f"({type(e).__name__}: {e})")
-                    failed = True
+                    pred = None  # and pose no more bodies
             writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     finally:
         writer.release()

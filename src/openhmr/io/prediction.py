@@ -13,8 +13,11 @@ schema edit cannot silently weaken the check).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,30 +178,75 @@ def write_npz(path: Path, pred: Prediction) -> None:
 
 
 def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: float,
-                    smoothing: str = "none") -> None:
+                    smoothing: str = "none", vertices: Iterable[np.ndarray] | None = None) -> None:
     """A video's arrays: each of ``prediction_arrays`` stacked to (T, ...) over
     the T frames with a body, with ``frame`` (T,) their indices in the video,
     ``smoothing`` how the estimates were smoothed over time ("clip", "causal"
     or "none") and ``smoothed`` (bool) whether they were.
+
+    ``vertices``, if given, yields each frame's (V, 3) vertices in the order
+    of ``preds`` (whose own ``vertices`` are then ignored); they are written
+    as they come, so a long video's meshes never have to be in memory at
+    once (a (T, V, 3) float32 array: 83 KB per frame for SMPL). The archive
+    is written under ``<path>.partial`` and renamed when complete.
     """
     arrays: dict[str, np.ndarray] = {}
     if preds:
         per_frame = [prediction_arrays(p) for p in preds]
-        arrays = {k: np.stack([a[k] for a in per_frame]) for k in per_frame[0]}
+        keys = [k for k in per_frame[0] if not (vertices is not None and k == "vertices")]
+        arrays = {k: np.stack([a[k] for a in per_frame]) for k in keys}
         faces = preds[0].faces.astype(np.int32)
         meta = preds[0]
-        extra = {"body_model": np.array(meta.body_model), "method": np.array(meta.method),
-                 "person_source": np.array(meta.person_source)}
+        arrays |= {"body_model": np.array(meta.body_model), "method": np.array(meta.method),
+                   "person_source": np.array(meta.person_source)}
     else:
         faces = np.zeros((0, 3), np.int32)
-        extra = {}
-    np.savez_compressed(
-        path, **arrays, **extra, faces=faces,
-        frame=np.array([p.frame for p in preds], dtype=np.int64),
-        num_frames=np.array(num_frames), fps=np.array(fps),
-        smoothing=np.array(smoothing), smoothed=np.array(smoothing != "none"),
-        schema=np.array(SCHEMA_ID),
-    )
+    arrays |= {
+        "faces": faces, "frame": np.array([p.frame for p in preds], dtype=np.int64),
+        "num_frames": np.array(num_frames), "fps": np.array(fps),
+        "smoothing": np.array(smoothing), "smoothed": np.array(smoothing != "none"),
+        "schema": np.array(SCHEMA_ID),
+    }
+    streamed = None
+    if vertices is not None:
+        streamed = ("vertices", len(preds), vertices) if preds else None
+        if not preds:
+            arrays["vertices"] = np.zeros((0, 0, 3), np.float32)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        _write_npz(partial, arrays, streamed)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray],
+               streamed: tuple[str, int, Iterable[np.ndarray]] | None) -> None:
+    """A compressed ``.npz`` as ``np.savez_compressed`` writes it, plus, with
+    ``streamed`` = (name, rows, row iterator), one array of ``rows`` equal
+    rows written one row at a time (float32)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+        for key, value in arrays.items():
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
+        if streamed is None:
+            return
+        name, rows, row_iter = streamed
+        it = iter(row_iter)
+        first = np.asarray(next(it), dtype="<f4")
+        header = {"descr": np.lib.format.dtype_to_descr(first.dtype), "fortran_order": False,
+                  "shape": (rows, *first.shape)}
+        with archive.open(f"{name}.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            count = 0
+            for row in itertools.chain([first], it):
+                row = np.ascontiguousarray(row, dtype="<f4")
+                if row.shape != first.shape:
+                    raise ValueError(f"{name}: row {count} has shape {row.shape}, expected {first.shape}")
+                f.write(row.tobytes())
+                count += 1
+        if count != rows:
+            raise ValueError(f"{name}: {count} rows written, {rows} expected")
 
 
 def load_schema() -> dict[str, Any]:
