@@ -934,8 +934,9 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
     if smoothing != "none":
         preds = smooth_predictions(predictor.body, preds, smoothing, info.fps)
     body = predictor.body
+    meshes = _progress(posed_again(body, preds), len(preds), f"{item.path.name} npz", "frame")
     write_video_npz(paths["npz"], preds, total, info.fps, smoothing=smoothing,
-                    vertices=(p.vertices.astype(np.float32) for p in posed_again(body, preds)))
+                    vertices=(p.vertices.astype(np.float32) for p in meshes))
     if not preds:
         raise InputError(f"no person found in any frame of {item.path}")
     if options.render:
