@@ -163,6 +163,60 @@ def test_forward_keypoints_equals_forward(anny_model: Anny) -> None:
         torch.testing.assert_close(fast.keypoints[name], full.keypoints[name], atol=5e-5, rtol=0)
 
 
+def test_phenotype_coefficients_equal_annys() -> None:
+    """The vectorised phenotype map is Anny's, values and gradients (float64),
+    including phenotypes on anchors (one-sided gradients) and out of range."""
+    m = Anny(dtype=torch.float64)
+    raw = m.keypoint_anny
+    g = torch.Generator().manual_seed(5)
+    phen = torch.rand(32, 6, generator=g, dtype=torch.float64) * 1.4 - 0.2
+    phen[0] = torch.tensor(NEUTRAL_PHENOTYPE, dtype=torch.float64)
+    phen[1] = torch.tensor([0.0, 2 / 3, 0.5, 0.5, 1.0, 0.0], dtype=torch.float64)  # anchors
+    weights = torch.randn(32, raw.blendshapes.shape[0], generator=g, dtype=torch.float64)
+
+    def annys(p: torch.Tensor) -> torch.Tensor:
+        _, phenotypes, local_changes, facial = raw.get_tensor_inputs(None, p, None, None)
+        return raw._get_phenotype_blendshape_coefficients(phenotypes, local_changes, facial)
+
+    results = []
+    for fn in (annys, m.keypoint_rig.blend_coefficients):
+        p = phen.clone().requires_grad_(True)
+        value = fn(p)
+        (value * weights).sum().backward()
+        results.append((value.detach(), p.grad))
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-12, rtol=0)
+    torch.testing.assert_close(results[0][1], results[1][1], atol=1e-10, rtol=0)
+
+
+def test_keypoint_rig_equals_annys_full_kinematics() -> None:
+    """The 30-bone keypoint rig is Anny's 104-bone chain, values and gradients
+    (float64, poses well outside the sampling ranges, shapes ±0.4)."""
+    m = Anny(dtype=torch.float64)
+    g = torch.Generator().manual_seed(4)
+    pose = (torch.rand(3, 66, generator=g, dtype=torch.float64) * 2 - 1) * 1.2
+    shape = (torch.rand(3, 6, generator=g, dtype=torch.float64) * 2 - 1) * 0.4
+    weights = torch.randn(3, m._kp_mapping.shape[1], 3, generator=g, dtype=torch.float64)
+
+    def both(pose: torch.Tensor, shape: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        _, local, phen = m._inputs(pose, shape)
+        points, heads = m.keypoint_rig(local, phen)
+        deltas = torch.eye(4, dtype=torch.float64).repeat(3, 104, 1, 1)
+        deltas[:, m._bones, :3, :3] = local
+        out = m.keypoint_anny(pose_parameters=deltas, phenotype_kwargs=phen)
+        return points, heads, out["vertices"], out["bone_poses"][:, m._bones, :3, 3]
+
+    points, heads, points_ref, heads_ref = both(pose, shape)
+    torch.testing.assert_close(points, points_ref, atol=1e-10, rtol=0)
+    torch.testing.assert_close(heads, heads_ref, atol=1e-10, rtol=0)
+    grads = []
+    for pick in (0, 2):  # the rig's points, then Anny's
+        p, s = pose.clone().requires_grad_(True), shape.clone().requires_grad_(True)
+        (both(p, s)[pick] * weights).sum().backward()
+        grads.append((p.grad, s.grad))
+    torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-8, rtol=0)
+    torch.testing.assert_close(grads[0][1], grads[1][1], atol=1e-8, rtol=0)
+
+
 def test_regressed_keypoints_match_anny_regressor(anny_model: Anny) -> None:
     """coco17 is Anny's own COCO regressor on the posed mesh (frame-converted)."""
     import anny

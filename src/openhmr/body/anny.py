@@ -78,8 +78,10 @@ skinning is linear in each bone's transform, so every regressed keypoint is
 Σ_j α_kj·T_j·x̃_kj for a few "virtual vertices" x̃_kj (one per keypoint and
 influencing bone) that follow the phenotype blend shapes exactly. They are
 precomputed once, and :meth:`Anny.forward_keypoints` poses only them
-(about 300 points instead of 13,718) — the same keypoints, exactly, at a
-fraction of the cost; the fitter uses it.
+(about 250 points instead of 13,718) through the 30 posed bones only
+(:mod:`openhmr.body.anny_rig`: the bones openhmr leaves at rest move rigidly
+with their posed ancestor, so they need no chaining) — the same keypoints,
+to round-off, at a fraction of the cost; the fitter uses it.
 
 **Cost of construction.** The first construction in a fresh cache directory
 builds Anny's model cache (one-time, about 35 s to 2 min, ~0.8 GB on disk);
@@ -101,6 +103,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from openhmr.body.anny_rig import AnnyKeypointRig
 from openhmr.body.base import BodyModel, BodyOutput
 from openhmr.body.keypoints import flip_permutation, get_set
 from openhmr.errors import OpenHMRError
@@ -374,6 +377,10 @@ class Anny(BodyModel):
 
         self.anny = copy.deepcopy(shared).to(dtype)
         self.keypoint_anny = kp_model.to(dtype)
+        self.keypoint_rig = AnnyKeypointRig(self.keypoint_anny, bones)
+        # Where the joints' and named bones' heads are among the posed bones.
+        self._joint_posed = [bones.index(bone_of[n[0]]) for _, n in JOINTS]
+        self._named_posed = {name: bones.index(bone) for name, bone in self._named_bones.items()}
         self.register_buffer("_regressor", rows.to(dtype), persistent=False)
         self.register_buffer("_kp_mapping", kp_mapping.to(dtype), persistent=False)
         self.register_buffer("_to_smpl", torch.tensor(_ANNY_TO_SMPL, dtype=dtype),
@@ -555,7 +562,8 @@ class Anny(BodyModel):
         return torch.zeros(self.pose_size, dtype=self.dtype, device=self._to_smpl.device)
 
     def _inputs(self, pose: Tensor, shape: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Rotation matrices (B, J, 3, 3), Anny deltas (B, 104, 4, 4), phenotypes (B, 6)."""
+        """Rotation matrices (B, J, 3, 3), each posed bone's delta rotation in
+        Anny's world axes (B, P, 3, 3), phenotypes (B, 6)."""
         dtype, device = self.dtype, self._to_smpl.device
         pose = pose.to(device=device, dtype=dtype)
         shape = shape.to(device=device, dtype=dtype)
@@ -575,22 +583,19 @@ class Anny(BodyModel):
         c = self._to_smpl
         # Rotations act in SMPL's frame; Anny wants them in its own world axes.
         local = c.T @ rot[:, self._joint_of_bone] @ c
-        deltas = torch.eye(4, dtype=dtype, device=device).repeat(b, self._num_bones, 1, 1)
-        deltas[:, self._bones, :3, :3] = local
         phen = self._neutral.expand(b, -1).clone()
         phen[:, : shape.shape[-1]] = phen[:, : shape.shape[-1]] + shape
-        return rot, deltas, phen
+        return rot, local, phen
 
-    def _assemble(self, regressed: Tensor, bone_heads: Tensor) -> dict[str, Tensor]:
-        """Named keypoint sets from the regressed points (B, R, 3) and bone heads
-        (B, 104, 3), both already in SMPL's frame."""
+    def _assemble(self, regressed: Tensor, heads: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Named keypoint sets from the regressed points (B, R, 3) and the heads
+        (B, 3) of the bones in ``_NAMED_BONES``, both already in SMPL's frame."""
         pts = {name: regressed[:, i] for i, name in enumerate(_REGRESSED)}
-        nb = self._named_bones
-        pts["thorax"] = 0.5 * (bone_heads[:, nb["clavicle.L"]] + bone_heads[:, nb["clavicle.R"]])
+        pts["thorax"] = 0.5 * (heads["clavicle.L"] + heads["clavicle.R"])
         pts["shoulder_midpoint"] = 0.5 * (pts["left_shoulder"] + pts["right_shoulder"])
         pts["hip_midpoint"] = 0.5 * (pts["left_hip"] + pts["right_hip"])
-        pts["spine02_head"] = bone_heads[:, nb["spine02"]]
-        pts["head_bone_head"] = bone_heads[:, nb["head"]]
+        pts["spine02_head"] = heads["spine02"]
+        pts["head_bone_head"] = heads["head"]
         sets = {}
         for set_name, override in _DERIVED_FOR_SET.items():
             names = get_set(set_name).names
@@ -608,31 +613,37 @@ class Anny(BodyModel):
             rotations (B, 22, 3, 3) and the keypoint sets of
             ``KEYPOINT_SET_NAMES``; metres, SMPL's frame, pelvis at the origin.
         """
-        rot, deltas, phen = self._inputs(pose, shape)
+        rot, local, phen = self._inputs(pose, shape)
+        b, dtype, device = rot.shape[0], local.dtype, local.device
+        deltas = torch.eye(4, dtype=dtype, device=device).repeat(b, self._num_bones, 1, 1)
+        deltas[:, self._bones, :3, :3] = local
         out = self.anny(pose_parameters=deltas, phenotype_kwargs=phen)
         c = self._to_smpl
         vertices = out["vertices"] @ c.T
         bone_heads = out["bone_poses"][..., :3, 3] @ c.T
         regressed = torch.einsum("rv,bvd->brd", self._regressor, vertices)
+        heads = {name: bone_heads[:, bone] for name, bone in self._named_bones.items()}
         return BodyOutput(
             vertices=vertices,
             joints=bone_heads[:, self._joint_bones],
             rotations=rot,
-            keypoints=self._assemble(regressed, bone_heads),
+            keypoints=self._assemble(regressed, heads),
         )
 
     def forward_keypoints(self, pose: Tensor, shape: Tensor) -> BodyOutput:
         """Same as :meth:`forward` without the mesh: the same joints, rotations
-        and keypoints (equal up to round-off), computed from ~300 virtual
-        vertices; ``vertices`` is an empty (B, 0, 3) tensor."""
-        rot, deltas, phen = self._inputs(pose, shape)
-        out = self.keypoint_anny(pose_parameters=deltas, phenotype_kwargs=phen)
+        and keypoints (equal up to round-off), computed from ~250 virtual
+        vertices by the posed bones' kinematics (:class:`AnnyKeypointRig`);
+        ``vertices`` is an empty (B, 0, 3) tensor."""
+        rot, local, phen = self._inputs(pose, shape)
+        points, heads = self.keypoint_rig(local, phen)
         c = self._to_smpl
-        regressed = torch.einsum("rn,bnd->brd", self._kp_mapping, out["vertices"]) @ c.T
-        bone_heads = out["bone_poses"][..., :3, 3] @ c.T
+        regressed = torch.einsum("rn,bnd->brd", self._kp_mapping, points) @ c.T
+        heads = heads @ c.T
+        named = {name: heads[:, i] for name, i in self._named_posed.items()}
         return BodyOutput(
             vertices=regressed.new_zeros(rot.shape[0], 0, 3),
-            joints=bone_heads[:, self._joint_bones],
+            joints=heads[:, self._joint_posed],
             rotations=rot,
-            keypoints=self._assemble(regressed, bone_heads),
+            keypoints=self._assemble(regressed, named),
         )
