@@ -62,7 +62,10 @@ The method:
    (``openhmr.smoothing``).
 
 Optimisation is L-BFGS with a strong-Wolfe line search over the whole batch
-(people are independent, their losses summed). A body model may provide
+(people are independent, their losses summed). The run is shared, so one
+row (a person, a starting orientation, a hypothesis) can end a stage worse
+than it began; after stage 1 such rows are put back where they started, and
+after each stage-2 step a row whose loss is not finite is. A body model may provide
 ``forward_keypoints`` (Anny does) to skip the mesh while optimising.
 """
 
@@ -539,10 +542,17 @@ def _fit(
         return loss
 
     continuing = track is not None and init is None  # started at the previous frame's fit
+    with torch.no_grad():
+        start_loss = stage1_loss()
     _lbfgs([cam_p, root_p], lambda: stage1_loss().sum(),
            cfg.track_stage1_iters if continuing else cfg.stage1_iters)
     with torch.no_grad():
-        final = stage1_loss().reshape(n_cand, b)
+        # L-BFGS minimises the rows' summed loss, so one row can end worse than
+        # it began, e.g. carried onto the robust term's plateau (every keypoint
+        # far off, no gradient left); such a row restarts stage 2 from its start.
+        final = _restore_rows([cam_p, root_p], [_cam_params(cam, camera), pose[:, :3]],
+                              start_loss, stage1_loss(), worse_too=True)
+        final = final.reshape(n_cand, b)
         pick = final.argmin(0)  # (B,) best candidate per person
         rows = pick * b + torch.arange(b, device=device)
         cam = _cam_from_params(cam_p, camera)[rows].detach()
@@ -595,12 +605,16 @@ def _fit(
     if track is not None:  # a start near the answer needs no annealing
         schedule = [(cfg.track_iters, pose_weights[-1], cfg.shape_weights[-1])]
     for iters, w_pose, w_shape in schedule:
+        start = [p.detach().clone() for p in params]
         _lbfgs(params, lambda: sum(stage2_terms(w_pose, w_shape).values()).sum(), iters)
+        with torch.no_grad():  # a row whose loss overflowed goes back to the step's start
+            _restore_rows(params, start, None, sum(stage2_terms(w_pose, w_shape).values()))
 
     with torch.no_grad():
         losses = {k: v.detach() for k, v in stage2_terms(pose_weights[-1],
                                                           cfg.shape_weights[-1]).items()}
-        rows = sum(losses.values()).reshape(n_hyp, b).argmin(0) * b + torch.arange(b, device=device)
+        total = torch.nan_to_num(sum(losses.values()), nan=math.inf)
+        rows = total.reshape(n_hyp, b).argmin(0) * b + torch.arange(b, device=device)
         losses = {k: v[rows] for k, v in losses.items()}
         cam = _cam_from_params(cam_p, camera).detach()[rows]
         pose = pose_p.detach()[rows]
@@ -618,6 +632,26 @@ def _fit(
     )
 
 
+def _restore_rows(params: list[Tensor], start: list[Tensor], start_loss: Tensor | None,
+                  loss: Tensor, worse_too: bool = False) -> Tensor:
+    """Put back, in place, the rows of ``params`` whose loss is not finite (or,
+    with ``worse_too``, higher than ``start_loss``) to their ``start`` values.
+
+    Returns:
+        (B',) the loss per row after that (``start_loss`` for restored rows
+        where given, else +inf).
+    """
+    bad = ~torch.isfinite(loss)
+    if worse_too and start_loss is not None:
+        bad = bad | (loss > start_loss)
+    if bad.any():
+        for p, p0 in zip(params, start):
+            p.data[bad] = p0.to(p.dtype)[bad]
+        fallback = start_loss if start_loss is not None else torch.full_like(loss, math.inf)
+        loss = torch.where(bad, fallback, loss)
+    return loss
+
+
 def _cam_params(cam: Tensor, camera: str) -> Tensor:
     """Unconstrained parameters of a camera: log-scale for the weak one."""
     if camera == "weak":
@@ -627,7 +661,8 @@ def _cam_params(cam: Tensor, camera: str) -> Tensor:
 
 def _cam_from_params(p: Tensor, camera: str) -> Tensor:
     if camera == "weak":
-        return torch.cat([p[:, :1].exp(), p[:, 1:]], 1)
+        # The bound only keeps a wandering line search from overflowing.
+        return torch.cat([p[:, :1].clamp(-20.0, 20.0).exp(), p[:, 1:]], 1)
     return p
 
 
