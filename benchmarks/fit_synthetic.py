@@ -16,9 +16,9 @@ Printed figures:
   keypoints plus 2 cm noise (as a detector's world landmarks would be);
 * for reference, 2D only with a single start (``hypotheses=1``), and 2D only
   started at the truth (``init`` = true pose, shape and camera): the second
-  is about as good as minimising this energy can get from 2D keypoints with
-  this noise — what is left is the noise itself (2 px ≈ 2 cm at this scale)
-  amplified by the depth ambiguity;
+  shows where the energy's minimum next to the truth lies — the noise
+  (2 px ≈ 2 cm at this scale), amplified by the depth ambiguity, moves it
+  about as far from the truth as a fit from scratch ends up;
 * seconds per person, fitting all bodies in one batch, and for one body
   alone (the demo's case: median and slowest of the first five bodies,
   2D + 3D and 2D only); ``fit`` runs on one torch thread by default.

@@ -61,11 +61,10 @@ The method:
    (λ_tβ = 1000). Jitter is then removed by smoothing over time
    (``openhmr.smoothing``).
 
-Optimisation is L-BFGS with a strong-Wolfe line search over the whole batch
-(people are independent, their losses summed). The run is shared, so one
-row (a person, a starting orientation, a hypothesis) can end a stage worse
-than it began; after stage 1 such rows are put back where they started, and
-after each stage-2 step a row whose loss is not finite is. A body model may provide
+Optimisation is L-BFGS with one run per row (a person, a starting
+orientation, a hypothesis): its own line search and curvature history
+(``openhmr.lbfgs``), evaluated together as one batch. A row's loss never
+increases, and a person's fit is the same alone as in any batch. A body model may provide
 ``forward_keypoints`` (Anny does) to skip the mesh while optimising.
 """
 
@@ -84,6 +83,7 @@ from openhmr.body.keypoints import get_set, index_map
 from openhmr.errors import InputError
 from openhmr.geometry.camera import crop_normalised_to_pixels, crop_pixels_to_normalised
 from openhmr.geometry.rotations import axis_angle_to_matrix
+from openhmr.lbfgs import minimise_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from openhmr.data.crop import CropTransform
@@ -384,8 +384,9 @@ def _fit(
         input_set = get_set(keypoint_set)
     except KeyError as exc:
         raise InputError(str(exc.args[0])) from None
-    param = next(iter(body_model.buffers()), None)
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    # The model's floating-point precision (its first buffers may be indices).
+    param = next((x for x in body_model.buffers() if x.is_floating_point()), None)
+    dtype = param.dtype if param is not None else torch.float32
     device = param.device if param is not None else torch.device("cpu")
 
     kp2d = torch.as_tensor(np.asarray(keypoints2d) if not isinstance(keypoints2d, Tensor)
@@ -455,26 +456,25 @@ def _fit(
     range_prior = getattr(body_model, "pose_prior", None)
     k_shape = body_model.num_betas
 
-    def project(points: Tensor, cam: Tensor) -> Tensor:
-        reps = cam.shape[0] // b  # stage 1 tiles the batch over its candidates
-        f_r = None if f_t is None else f_t.repeat(reps)
-        pp_r = None if pp_t is None else pp_t.repeat(reps, 1)
+    def project(points: Tensor, cam: Tensor, person: Tensor) -> Tensor:
+        f_r = None if f_t is None else f_t[person]
+        pp_r = None if pp_t is None else pp_t[person]
         return _project(points, cam, camera, crop_size, f_r, pp_r)
 
-    def terms(cam: Tensor, pose: Tensor, betas: Tensor, kp_mask: Tensor) -> dict[str, Tensor]:
-        """Per-person loss terms, each (B',). Tensors may be a tiled batch."""
-        reps = cam.shape[0] // b
+    def terms(cam: Tensor, pose: Tensor, betas: Tensor, kp_mask: Tensor,
+              person: Tensor) -> dict[str, Tensor]:
+        """Loss terms of rows (B',) that belong to people ``person`` (B',)."""
         out = forward_kp(pose, betas)
-        pred = project(out.keypoints[model_set][:, model_idx], cam)
-        sq = ((pred - target.repeat(reps, 1, 1)) / unit.repeat(reps)[:, None, None]).pow(2).sum(-1)
-        w = conf.repeat(reps, 1) * kp_mask
+        pred = project(out.keypoints[model_set][:, model_idx], cam, person)
+        sq = ((pred - target[person]) / unit[person][:, None, None]).pow(2).sum(-1)
+        w = conf[person] * kp_mask
         res = {"data": (w * gmof(sq, cfg.sigma)).sum(-1)}
         if t3 is not None:
             m3_set, m3_idx, names3, tgt3, c3 = t3
             p3 = out.keypoints[m3_set][:, m3_idx]
             p3 = p3 - _hip_centre(p3, names3)[:, None]
-            d2 = ((p3 - tgt3.repeat(reps, 1, 1)) * 100.0).pow(2).sum(-1)  # cm²
-            res["3d"] = cfg.weight_3d * (c3.repeat(reps, 1) * gmof(d2, cfg.sigma_3d)).sum(-1)
+            d2 = ((p3 - tgt3[person]) * 100.0).pow(2).sum(-1)  # cm²
+            res["3d"] = cfg.weight_3d * (c3[person] * gmof(d2, cfg.sigma_3d)).sum(-1)
         return res
 
     # ---------------------------------------------------------------- init
@@ -532,27 +532,24 @@ def _fit(
     root_p.requires_grad_(True)
     rest_pose = pose[:, 3:].detach()
 
-    def stage1_loss() -> Tensor:
-        c = _cam_from_params(cam_p, camera)
-        p = torch.cat([root_p, rest_pose], 1)
-        t = terms(c, p, betas, torso_mask)
+    # Rows are (candidate, person) pairs, row = candidate·B + person; the
+    # optimiser evaluates the subset ``rows`` it is still searching on.
+    def stage1_loss(rows: Tensor) -> Tensor:
+        c = _cam_from_params(cam_p[rows], camera)
+        p = torch.cat([root_p[rows], rest_pose[rows]], 1)
+        t = terms(c, p, betas[rows], torso_mask, rows % b)
         loss = t["data"] + t.get("3d", 0.0)
         if camera == "perspective":
-            loss = loss + cfg.depth_weight * (c[:, 2] - depth0).pow(2)
+            loss = loss + cfg.depth_weight * (c[:, 2] - depth0[rows]).pow(2)
         return loss
 
     continuing = track is not None and init is None  # started at the previous frame's fit
+    # Each row (person × starting orientation) is its own L-BFGS problem, so
+    # a person's fit does not depend on the others in the batch.
+    final = minimise_rows([cam_p, root_p], stage1_loss,
+                          cfg.track_stage1_iters if continuing else cfg.stage1_iters)
     with torch.no_grad():
-        start_loss = stage1_loss()
-    _lbfgs([cam_p, root_p], lambda: stage1_loss().sum(),
-           cfg.track_stage1_iters if continuing else cfg.stage1_iters)
-    with torch.no_grad():
-        # L-BFGS minimises the rows' summed loss, so one row can end worse than
-        # it began, e.g. carried onto the robust term's plateau (every keypoint
-        # far off, no gradient left); such a row restarts stage 2 from its start.
-        final = _restore_rows([cam_p, root_p], [_cam_params(cam, camera), pose[:, :3]],
-                              start_loss, stage1_loss(), worse_too=True)
-        final = final.reshape(n_cand, b)
+        final = torch.nan_to_num(final, nan=math.inf).reshape(n_cand, b)
         pick = final.argmin(0)  # (B,) best candidate per person
         rows = pick * b + torch.arange(b, device=device)
         cam = _cam_from_params(cam_p, camera)[rows].detach()
@@ -568,7 +565,8 @@ def _fit(
                                and sampler is not None) else 1
     if n_hyp > 1:
         gen = torch.Generator().manual_seed(cfg.seed)
-        drawn = sampler((n_hyp - 1) * b, gen).to(device=device, dtype=dtype)
+        # The same draws for every person, so a fit does not depend on the batch.
+        drawn = sampler(n_hyp - 1, gen).to(device=device, dtype=dtype).repeat_interleave(b, 0)
         drawn[:, :3] = pose[:, :3].repeat(n_hyp - 1, 1)  # keep stage 1's orientation
         pose = torch.cat([pose, drawn])
         cam = cam.repeat(n_hyp, 1)
@@ -578,26 +576,30 @@ def _fit(
     betas_p = betas.clone().requires_grad_(cfg.optimise_shape)
     params = [cam_p, pose_p] + ([betas_p] if cfg.optimise_shape else [])
 
-    def stage2_terms(w_pose: float, w_shape: float) -> dict[str, Tensor]:
-        c = _cam_from_params(cam_p, camera)
-        t = terms(c, pose_p, betas_p, all_mask)
+    def stage2_terms(w_pose: float, w_shape: float, rows: Tensor) -> dict[str, Tensor]:
+        """Terms of rows ``rows`` (hypothesis·B + person)."""
+        person = rows % b
+        pose_r, betas_r = pose_p[rows], betas_p[rows]
+        t = terms(_cam_from_params(cam_p[rows], camera), pose_r, betas_r, all_mask, person)
         if range_prior is not None:
-            t["pose_prior"] = w_pose * range_prior(pose_p)
+            t["pose_prior"] = w_pose * range_prior(pose_r)
         else:
-            dev = (pose_p.reshape(pose_p.shape[0], -1, 3) - default_pose).pow(2).sum(-1)
+            dev = (pose_r.reshape(pose_r.shape[0], -1, 3) - default_pose).pow(2).sum(-1)
             t["pose_prior"] = w_pose * (stiff * dev).sum(-1)
-            t["bend"] = cfg.bend_weight * bend_guard(pose_p, axes)
-        t["shape_prior"] = w_shape * betas_p.pow(2).sum(-1)
+            t["bend"] = cfg.bend_weight * bend_guard(pose_r, axes)
+        t["shape_prior"] = w_shape * betas_r.pow(2).sum(-1)
         if shape_range is not None:
-            low, high = (x.to(betas_p) for x in shape_range)
-            outside = torch.relu(betas_p - high) + torch.relu(low - betas_p)
+            low, high = (x.to(betas_r) for x in shape_range)
+            outside = torch.relu(betas_r - high) + torch.relu(low - betas_r)
             t["shape_range"] = 1e4 * outside.pow(2).sum(-1)
         if track is not None:
             prev_rot, prev_betas = track
             if cfg.temporal_weight > 0:
-                rot = axis_angle_to_matrix(pose_p.reshape(pose_p.shape[0], -1, 3))
-                t["temporal"] = cfg.temporal_weight * (rot - prev_rot).pow(2).sum((-1, -2, -3))
-            t["temporal_shape"] = cfg.temporal_shape_weight * (betas_p - prev_betas).pow(2).sum(-1)
+                rot = axis_angle_to_matrix(pose_r.reshape(pose_r.shape[0], -1, 3))
+                t["temporal"] = cfg.temporal_weight * (rot - prev_rot[person]).pow(2).sum(
+                    (-1, -2, -3))
+            t["temporal_shape"] = cfg.temporal_shape_weight * (
+                betas_r - prev_betas[person]).pow(2).sum(-1)
         return t
 
     pose_weights = cfg.range_prior_weights if range_prior is not None else cfg.pose_weights
@@ -605,14 +607,13 @@ def _fit(
     if track is not None:  # a start near the answer needs no annealing
         schedule = [(cfg.track_iters, pose_weights[-1], cfg.shape_weights[-1])]
     for iters, w_pose, w_shape in schedule:
-        start = [p.detach().clone() for p in params]
-        _lbfgs(params, lambda: sum(stage2_terms(w_pose, w_shape).values()).sum(), iters)
-        with torch.no_grad():  # a row whose loss overflowed goes back to the step's start
-            _restore_rows(params, start, None, sum(stage2_terms(w_pose, w_shape).values()))
+        minimise_rows(params, lambda rows: sum(stage2_terms(w_pose, w_shape, rows).values()),
+                      iters)
 
     with torch.no_grad():
+        every = torch.arange(n_hyp * b, device=device)
         losses = {k: v.detach() for k, v in stage2_terms(pose_weights[-1],
-                                                          cfg.shape_weights[-1]).items()}
+                                                          cfg.shape_weights[-1], every).items()}
         total = torch.nan_to_num(sum(losses.values()), nan=math.inf)
         rows = total.reshape(n_hyp, b).argmin(0) * b + torch.arange(b, device=device)
         losses = {k: v[rows] for k, v in losses.items()}
@@ -620,7 +621,7 @@ def _fit(
         pose = pose_p.detach()[rows]
         betas = betas_p.detach()[rows]
         output = body_model(pose, betas)
-        pred = project(output.keypoints[model_set][:, model_idx], cam)
+        pred = project(output.keypoints[model_set][:, model_idx], cam, torch.arange(b, device=device))
         k_in = len(input_set)
         kp_fit = torch.full((b, k_in, 2), float("nan"), dtype=dtype, device=device)
         kp_fit[:, input_idx] = pred
@@ -630,26 +631,6 @@ def _fit(
         model_keypoint_set=model_set, keypoints2d=kp_fit, residuals_px=residuals,
         losses=losses, crop_size=crop_size, focal=f_t, principal_point=pp_t,
     )
-
-
-def _restore_rows(params: list[Tensor], start: list[Tensor], start_loss: Tensor | None,
-                  loss: Tensor, worse_too: bool = False) -> Tensor:
-    """Put back, in place, the rows of ``params`` whose loss is not finite (or,
-    with ``worse_too``, higher than ``start_loss``) to their ``start`` values.
-
-    Returns:
-        (B',) the loss per row after that (``start_loss`` for restored rows
-        where given, else +inf).
-    """
-    bad = ~torch.isfinite(loss)
-    if worse_too and start_loss is not None:
-        bad = bad | (loss > start_loss)
-    if bad.any():
-        for p, p0 in zip(params, start):
-            p.data[bad] = p0.to(p.dtype)[bad]
-        fallback = start_loss if start_loss is not None else torch.full_like(loss, math.inf)
-        loss = torch.where(bad, fallback, loss)
-    return loss
 
 
 def _cam_params(cam: Tensor, camera: str) -> Tensor:
@@ -724,23 +705,6 @@ def _torso_init(points3d: Tensor, target: Tensor, conf: Tensor, names: tuple[str
     tz = focal / ratio
     txy = (centre2 - principal_point) * (tz / focal)[:, None] - centre3[:, :2]
     return torch.cat([txy, (tz - centre3[:, 2])[:, None]], 1)
-
-
-def _lbfgs(params: list[Tensor], closure_loss: Callable[[], Tensor], iters: int) -> None:
-    """Run L-BFGS (strong-Wolfe line search) for ``iters`` iterations."""
-    if iters <= 0:
-        return
-    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iters, history_size=20,
-                            line_search_fn="strong_wolfe", tolerance_grad=1e-9,
-                            tolerance_change=1e-12)
-
-    def closure() -> Tensor:
-        opt.zero_grad()
-        loss = closure_loss()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
 
 
 # ----------------------------------------------------------------------------
