@@ -17,6 +17,7 @@ import torch
 from openhmr.train import Trainer
 from openhmr.training.checkpoint import latest_checkpoint, list_checkpoints
 from openhmr.training.config import ConfigError, TrainConfig, parse_overrides
+from openhmr.training.data import BATCH_KEYS
 from openhmr.training.optim import TFAdam
 
 REPO = Path(__file__).resolve().parents[1]
@@ -327,12 +328,41 @@ def test_trains_any_body_model_anny(tmp_path):
         body = Anny()
     except Exception as e:  # noqa: BLE001 - Anny's assets may be unavailable offline
         pytest.skip(f"Anny body model unavailable: {e}")
+    # image_log_every=2: the mesh panel, which poses its own meshes, is drawn once.
     cfg = TrainConfig(data="synthetic", body_model="anny", encoder="tiny", image_size=48, batch_size=4,
-                      synthetic_samples=4, regressor_hidden=64, discriminator_hidden=64, tensorboard=False,
-                      device="cpu", num_workers=0, max_steps=2, checkpoint_every=100)
+                      synthetic_samples=4, regressor_hidden=64, discriminator_hidden=64, tensorboard=True,
+                      device="cpu", num_workers=0, max_steps=2, checkpoint_every=100, image_log_every=2)
     trainer = Trainer(cfg, tmp_path / "anny", body_model=body)
     assert trainer.hmr.theta_size == 3 + body.pose_size + body.shape_size
     assert trainer.discriminator.num_joints == body.num_joints - 1
     logs = trainer.run(progress=False)
     assert all(np.isfinite(v) for v in logs.values())
     assert logs["d_loss"] > 0 and logs["kp_loss"] > 0
+    assert list((tmp_path / "anny" / "tensorboard").glob("events.*"))
+
+    # The step poses Anny's keypoints without its mesh: the same losses and
+    # gradients as posing the mesh, to float32 round-off.
+    inputs = trainer.next_inputs()
+    args = {k: inputs[k] for k in BATCH_KEYS}
+
+    def losses_and_grads() -> tuple[dict[str, float], list[torch.Tensor]]:
+        torch.manual_seed(0)  # the regressor's dropout
+        trainer.model.zero_grad(set_to_none=True)
+        total, logs, outputs = trainer.model(**args, mocap_pose=inputs["mocap_pose"],
+                                             mocap_betas=inputs["mocap_betas"], log_stages=True)
+        total.backward()
+        grads = [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+        return {k: float(v) for k, v in logs.items()}, grads
+
+    without_mesh, grads = losses_and_grads()
+    body.forward_keypoints = body.forward  # the mesh path, for this one comparison
+    try:
+        with_mesh, grads_mesh = losses_and_grads()
+    finally:
+        del body.forward_keypoints
+    assert without_mesh.keys() == with_mesh.keys() and "joints3d_loss" in with_mesh
+    for name, value in with_mesh.items():
+        assert without_mesh[name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
+    assert len(grads) == len(grads_mesh)
+    for g, g_mesh in zip(grads, grads_mesh):
+        torch.testing.assert_close(g, g_mesh, rtol=1e-3, atol=1e-5)

@@ -54,7 +54,7 @@ from openhmr.training.checkpoint import (
 from openhmr.training.config import TrainConfig
 from openhmr.training.data import BATCH_KEYS, build_mocap, build_shard_batches, steps_for
 from openhmr.training.model import HMRTrainer, LossWeights
-from openhmr.training.monitor import RunMonitor, training_panel
+from openhmr.training.monitor import PANEL_SAMPLES, RunMonitor, training_panel
 from openhmr.training.optim import TFAdam
 
 __all__ = ["TrainConfig", "Trainer", "build_body_model", "build_encoder", "train"]
@@ -317,8 +317,11 @@ class Trainer:
             values["train/epoch"] = self.epoch
             self.monitor.scalars(values, self.step)
         if self.dist.is_main and image_now and self.monitor.writer is not None:
+            shown = slice(0, PANEL_SAMPLES)  # the step posed no mesh; pose only what is drawn
+            with torch.no_grad():
+                vertices = self.hmr.body(outputs["pose"][shown], outputs["betas"][shown]).vertices
             panel = training_panel(inputs["images"], inputs["keypoints"], outputs["keypoints2d"],
-                                   outputs["vertices"], outputs["cam"], self.hmr.body.faces)
+                                   vertices, outputs["cam"], self.hmr.body.faces)
             self.monitor.image("train/crops_gt_green_pred_red__mesh", panel, self.step)
         if self.step % cfg.checkpoint_every == 0:
             self.save()

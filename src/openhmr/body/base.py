@@ -92,3 +92,11 @@ class BodyModel(nn.Module):
                 trailing values are zero).
         """
         raise NotImplementedError
+
+    def forward_keypoints(self, pose: Tensor, shape: Tensor) -> BodyOutput:
+        """What the losses of fitting and training need — ``joints``,
+        ``rotations`` and ``keypoints``, as :meth:`forward` gives them — where a
+        model can compute them without posing the whole mesh. This default
+        runs :meth:`forward` (SMPL's keypoints are regressed from the mesh);
+        a model that overrides it returns ``vertices`` as an empty (B, 0, 3)."""
+        return self(pose, shape)

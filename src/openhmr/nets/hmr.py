@@ -154,15 +154,22 @@ class HMR(nn.Module):
         """Features φ (B, F) → Θ (B, |Θ|) after each of the T IEF iterations."""
         return self.regressor(features)
 
-    def decode(self, theta: Tensor) -> dict[str, Tensor | dict[str, Tensor]]:
+    def decode(self, theta: Tensor, mesh: bool = True) -> dict[str, Tensor | dict[str, Tensor]]:
         """Run the body model and the camera for one Θ (B, |Θ|).
 
+        Args:
+            mesh: pose the whole mesh. Training's losses use only joints,
+                rotations and keypoints; with ``mesh=False`` the body model
+                computes those alone where it can
+                (:meth:`~openhmr.body.base.BodyModel.forward_keypoints`: Anny
+                poses ~250 points instead of its mesh, SMPL runs as usual),
+                and ``vertices`` may be empty (B, 0, 3).
         Returns:
             dict with cam, pose, betas, vertices, joints, rotations,
             keypoints3d and keypoints2d (see :class:`HMROutput`).
         """
         cam, pose, betas = self.split_theta(theta)
-        body = self.body(pose, betas)
+        body = self.body(pose, betas) if mesh else self.body.forward_keypoints(pose, betas)
         keypoints2d = {name: weak_perspective_project(k, cam) for name, k in body.keypoints.items()}
         return {
             "cam": cam, "pose": pose, "betas": betas, "vertices": body.vertices,

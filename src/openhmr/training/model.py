@@ -91,7 +91,9 @@ class HMRTrainer(nn.Module):
         Returns:
             total: L_E + L_D (their gradients do not mix, see module docstring);
             logs: detached scalars; outputs: last-iteration ``cam``, ``pose``,
-            ``betas``, ``vertices``, ``keypoints2d`` (B, 19, 2) (detached).
+            ``betas``, ``keypoints2d`` (B, 19, 2) (detached). No mesh: the
+            body model computes only what the losses use (see
+            :meth:`~openhmr.nets.HMR.decode`).
         """
         hmr = self.hmr
         w = self.weights
@@ -101,7 +103,7 @@ class HMRTrainer(nn.Module):
         else:
             features = hmr.encode(images)
         thetas = hmr.regress(features.float())
-        last = hmr.decode(thetas[-1])
+        last = hmr.decode(thetas[-1], mesh=False)
         pred_kp = last["keypoints2d"][KEYPOINTS_2D]
 
         logs: dict[str, Tensor] = {}
@@ -112,7 +114,7 @@ class HMRTrainer(nn.Module):
             with torch.no_grad():
                 for i, theta in enumerate(thetas[:-1]):
                     cam, p, b = hmr.split_theta(theta)
-                    kp3d = hmr.body(p, b).keypoints[KEYPOINTS_2D]
+                    kp3d = hmr.body.forward_keypoints(p, b).keypoints[KEYPOINTS_2D]
                     logs[f"kp_loss_stage{i}"] = losses.keypoint_l1(weak_perspective_project(kp3d, cam), keypoints)
             logs[f"kp_loss_stage{len(thetas) - 1}"] = kp_loss
 
@@ -156,6 +158,6 @@ class HMRTrainer(nn.Module):
         logs = {k: v.detach() for k, v in logs.items()}
         outputs = {
             "cam": last["cam"].detach(), "pose": last["pose"].detach(), "betas": last["betas"].detach(),
-            "vertices": last["vertices"].detach(), "keypoints2d": pred_kp.detach(),
+            "keypoints2d": pred_kp.detach(),
         }
         return e_loss + d_total, logs, outputs
