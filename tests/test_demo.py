@@ -22,7 +22,7 @@ from PIL import Image
 import openhmr.demo as demo_module
 from openhmr.cli import build_parser, main
 from openhmr.data.crop import CropTransform
-from openhmr.errors import InputError
+from openhmr.errors import InputError, NoPersonError
 from openhmr.io.prediction import SchemaViolation, load_schema, validate
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "images"
@@ -371,10 +371,10 @@ def test_video_with_frames_without_a_person(responsive_model_files, tmp_path, ca
     first run is the same whether or not the second exists), and the
     overlay video still has every frame."""
     class NobodyInDarkFrames(demo_module.BoxSource):
-        def locate(self, image, item):
+        def locate(self, image, item, frame=None):
             if image.max() < 30:
-                raise InputError("no person found")
-            return super().locate(image, item)
+                raise NoPersonError("no person found")
+            return super().locate(image, item, frame)
 
     monkeypatch.setattr(demo_module, "build_person_source",
                         lambda options, method="hmr": NobodyInDarkFrames((10, 10, 90, 110)))
@@ -564,6 +564,48 @@ def test_fit_methods(model_files, tmp_path, capsys, cached_loading):
         errors[method] = target_error(doc)
     assert errors["hmr+fit"] < 0.7 * errors["hmr"], errors
     assert errors["fit"] < 0.7 * errors["hmr"], errors
+
+
+def test_video_with_openpose_keypoints(model_files, tmp_path, capsys, cached_loading):
+    """--openpose with a video: the folder OpenPose's --write_json writes
+    (<video>_<frame, 12 digits>_keypoints.json). Each frame is fitted to its own
+    file; a frame whose file has nobody, or has no file, is a frame without a
+    body; a single file, or a folder without the video's files, is refused."""
+    from openhmr.demo import DemoOptions, run_demo
+    from openhmr.fit import FitConfig
+
+    frames, step = 5, 12.0
+    video = tmp_path / "walk.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (320, 240))
+    for i in range(frames):
+        writer.write(np.full((240, 320, 3), 60 + 20 * i, np.uint8))
+    writer.release()
+    keypoints = tmp_path / "openpose"
+    keypoints.mkdir()
+    for i in range(frames - 1):  # the last frame has no file
+        people = [] if i == 2 else [{"pose_keypoints_2d": _standing_body25(100 + step * i, 30, 180).ravel().tolist()}]
+        (keypoints / f"walk_{i:012d}_keypoints.json").write_text(json.dumps({"people": people}))
+    weights, smpl = model_files
+    quick = FitConfig(stage1_iters=5, stage2_iters=(10,), pose_weights=(100.0,), shape_weights=(50.0,),
+                      track_iters=10)
+    out = tmp_path / "out"
+    options = DemoOptions([str(video)], out=out, method="fit", smpl=smpl, openpose=keypoints,
+                          fit_config=quick, render=False, smoothing="none")
+    assert run_demo(options) == 0
+    assert "no person in 2 of 5 frames" in capsys.readouterr().err
+    arrays = np.load(out / "walk.npz")
+    assert arrays["frame"].tolist() == [0, 1, 3] and int(arrays["num_frames"]) == frames
+    # the fitted body follows the keypoints across the frame
+    hips = arrays["keypoints_2d/lsp14"][:, 2:4, 0].mean(-1)
+    np.testing.assert_allclose(hips - hips[0], step * np.array([0, 1, 3]), atol=3.0)
+
+    for given, message in ((keypoints / "walk_000000000000_keypoints.json", "is one image's keypoints"),
+                           (tmp_path, "holds no OpenPose keypoints for")):
+        options = DemoOptions([str(video)], out=tmp_path / "refused", method="fit", smpl=smpl,
+                              openpose=given, fit_config=quick)
+        assert run_demo(options) == 1
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "refused" / "walk.npz").exists()
 
 
 @needs_reference

@@ -25,6 +25,7 @@ line and the others still run; the exit code is 1 if any input failed.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import sys
 import time
@@ -46,7 +47,7 @@ from openhmr.data.crop import (
     scale_for_keypoints,
     scale_for_tight_crop,
 )
-from openhmr.errors import InputError, OpenHMRError, WeightsError
+from openhmr.errors import InputError, NoPersonError, OpenHMRError, WeightsError
 from openhmr.io.images import InputItem, collect_inputs, open_video, read_image, video_info
 from openhmr.io.prediction import Prediction, write_json, write_npz, write_video_npz
 
@@ -90,9 +91,12 @@ class PersonLocation:
 
 
 class PersonSource(Protocol):
+    """Where the person is. ``frame`` is the video frame's index (None for an
+    image); a source raises :class:`NoPersonError` when a frame has nobody."""
+
     name: str
 
-    def locate(self, image: np.ndarray, item: InputItem) -> PersonLocation: ...
+    def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation: ...
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
@@ -114,7 +118,7 @@ class BoxSource:
     box: tuple[float, float, float, float]
     name: str = "bbox"
 
-    def locate(self, image: np.ndarray, item: InputItem) -> PersonLocation:
+    def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation:
         h, w = image.shape[:2]
         x0, y0, x1, y1 = self.box
         scale, center = scale_for_bbox(self.box)
@@ -138,7 +142,8 @@ def read_openpose(path: str | Path, conf_threshold: float = 0.2) -> tuple[np.nda
         ((K, 3) keypoints x, y (image pixels), confidence; the set name
         "body25" or "coco18").
     Raises:
-        InputError: missing or malformed file, unknown layout, no person.
+        InputError: missing or malformed file, unknown layout.
+        NoPersonError: no person with a keypoint above ``conf_threshold``.
     """
     path = Path(path)
     if not path.is_file():
@@ -174,25 +179,42 @@ def read_openpose(path: str | Path, conf_threshold: float = 0.2) -> tuple[np.nda
         if best is None or score > best[0]:
             best = (score, kp, layout)
     if best is None:
-        raise InputError(f"{path} has no person with keypoints above confidence {conf_threshold}")
+        raise NoPersonError(f"{path} has no person with keypoints above confidence {conf_threshold}")
     return best[1], best[2]
 
 
 @dataclass
 class OpenPoseSource:
-    """Keypoints from OpenPose: one JSON file for every input, or a folder in
-    which input ``x.png`` has ``x_keypoints.json`` (OpenPose's naming)."""
+    """Keypoints from OpenPose: one JSON file for every image, or a folder as
+    OpenPose's ``--write_json`` writes it: image ``x.png`` has
+    ``x_keypoints.json``, frame i of video ``x.mp4`` has
+    ``x_<i, 12 digits>_keypoints.json``."""
 
     path: Path
     name: str = "openpose"
 
-    def file_for(self, item: InputItem) -> Path:
-        if self.path.is_dir():
+    def file_for(self, item: InputItem, frame: int | None = None) -> Path:
+        if not self.path.is_dir():
+            return self.path
+        if frame is None:
             return self.path / f"{item.path.stem}_keypoints.json"
-        return self.path
+        return self.path / f"{item.path.stem}_{frame:012d}_keypoints.json"
 
-    def locate(self, image: np.ndarray, item: InputItem) -> PersonLocation:
-        keypoints, layout = read_openpose(self.file_for(item))
+    def check_video(self, item: InputItem) -> None:
+        """Fail up front unless the folder holds keypoints for ``item``'s frames."""
+        if not self.path.is_dir():
+            raise InputError(f"--openpose {self.path} is one image's keypoints; for the video "
+                             f"{item.path} give the folder OpenPose's --write_json wrote for it, "
+                             "or use --bbox or --detect")
+        if not any(self.path.glob(f"{glob.escape(item.path.stem)}_{'[0-9]' * 12}_keypoints.json")):
+            raise InputError(f"{self.path} holds no OpenPose keypoints for {item.path} (expected "
+                             f"{self.file_for(item, 0).name}, … one file per frame)")
+
+    def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation:
+        path = self.file_for(item, frame)
+        if frame is not None and not path.is_file():
+            raise NoPersonError(f"no OpenPose keypoints for frame {frame}: {path} is missing")
+        keypoints, layout = read_openpose(path)
         scale, center = scale_for_keypoints(keypoints)
         return PersonLocation(scale, center, "openpose", keypoints, layout)
 
@@ -223,7 +245,7 @@ class DetectorSource:
         if importlib.util.find_spec("mediapipe") is None:
             raise InputError("--detect needs the BlazePose detector: pip install 'openhmr[demo]'")
 
-    def locate(self, image: np.ndarray, item: InputItem) -> PersonLocation:
+    def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation:
         from openhmr.detect import PersonTracker, detect_person
 
         if self.track and item.kind == "video":
@@ -247,7 +269,7 @@ class TightCropSource:
     name: str = "tight"
     _warned: set[Path] = field(default_factory=set, repr=False)
 
-    def locate(self, image: np.ndarray, item: InputItem) -> PersonLocation:
+    def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation:
         if item.path not in self._warned:  # once per input, not per video frame
             self._warned.add(item.path)
             warn(f"{item.path}: no --bbox, --openpose or --detect; assuming the image is a tight "
@@ -732,7 +754,7 @@ def run_demo(options: DemoOptions) -> int:
     crops = 0
     for item in items:
         try:
-            crops += _precheck(item, out, options)
+            crops += _precheck(item, out, options, source)
             usable.append(item)
         except InputError as e:
             fail(item, e)
@@ -798,11 +820,14 @@ def run_demo(options: DemoOptions) -> int:
     return 1 if failures else 0
 
 
-def _precheck(item: InputItem, out: Path, options: DemoOptions) -> int:
-    """Fail now for an input that is missing, unreadable as a video, or whose
-    outputs exist (without --overwrite); otherwise its number of frames (1 for
-    an image, the container's count for a video, 0 if unknown)."""
+def _precheck(item: InputItem, out: Path, options: DemoOptions, source: PersonSource) -> int:
+    """Fail now for an input that is missing, unreadable as a video, without
+    keypoints where they come from files, or whose outputs exist (without
+    --overwrite); otherwise its number of frames (1 for an image, the
+    container's count for a video, 0 if unknown)."""
     if item.kind == "video":
+        if isinstance(source, OpenPoseSource):
+            source.check_video(item)
         _check_free(video_outputs(out, item.name), options.overwrite)
         return video_info(item.path).frame_count
     if not item.path.exists():
@@ -893,7 +918,7 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
     are then smoothed over time (``options.smoothing``, with tracking); the
     second draws the overlay video."""
     if isinstance(source, OpenPoseSource):
-        raise InputError("--openpose gives one image's keypoints; use --bbox or --detect for a video")
+        source.check_video(item)
     paths = video_outputs(out, item.name)
     _check_free(paths, options.overwrite)
     info, frames = open_video(item.path)
@@ -917,8 +942,8 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
     for index, frame in enumerate(_progress(frames, info.frame_count or None, item.path.name, "frame")):
         total += 1
         try:
-            location = source.locate(frame, item)
-        except InputError:
+            location = source.locate(frame, item, index)
+        except NoPersonError:
             skipped += 1
             continue
         crop, transform = scale_and_crop(frame, location.scale, location.center)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from openhmr.errors import InputError, OpenHMRError
+from openhmr.errors import InputError, NoPersonError, OpenHMRError
 
 #: Shorter image side below which BlazePose is not run: its person detector
 #: works at 224×224 and a person needs a few pixels per limb to be seen.
@@ -45,10 +45,6 @@ INSTALL_HINT = "BlazePose needs the optional extra: pip install 'openhmr[demo]'"
 
 class DetectorUnavailableError(OpenHMRError):
     """The person detector's package (mediapipe) is not installed."""
-
-
-class NoPersonError(InputError):
-    """The detector found no person in the image."""
 
 
 @dataclass

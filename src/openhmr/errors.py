@@ -20,3 +20,8 @@ class InputError(OpenHMRError):
 
 class WeightsError(OpenHMRError):
     """A weight file is missing, corrupt, or made for another model."""
+
+
+class NoPersonError(InputError):
+    """No person in an image or video frame: the detector found none, or the
+    keypoint file has none. A video skips such frames; an image fails."""

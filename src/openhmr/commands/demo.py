@@ -48,8 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "diagonal is scaled to 150 px, as HMR's training crops")
     p.add_argument("--openpose", type=Path, metavar="FILE.json",
                    help="OpenPose keypoints (pose_keypoints or pose_keypoints_2d, BODY_25 or "
-                        "COCO-18): a file, or a folder holding <stem>_keypoints.json per image; "
-                        "the most confident person is used")
+                        "COCO-18): a file, or a folder as OpenPose's --write_json writes it, "
+                        "<stem>_keypoints.json per image and <stem>_<frame, 12 digits>_keypoints.json "
+                        "per video frame; the most confident person is used")
     p.add_argument("--detect", action="store_true",
                    help="find the person with the BlazePose detector (needs the 'demo' extra)")
     p.add_argument("--out", type=Path, default=Path("openhmr_out"), metavar="DIR",
