@@ -848,6 +848,31 @@ _NO_VERTICES = np.zeros((0, 3))
 REPOSE_CHUNK = 64
 
 
+def return_freed_memory() -> bool:
+    """Give the memory the C heap holds free back to the system (glibc's
+    ``malloc_trim``); False where there is no such call (macOS, musl).
+
+    Every batch of a video allocates and frees large temporaries (frames,
+    crops, activations) while the small arrays kept per frame stay; glibc
+    then keeps the freed pages, and a 1200-frame video grew by ~44 KB per
+    frame though only ~4 KB per frame is held."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("c")
+        trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+        _malloc_trim = trim if trim is not None else False
+    if _malloc_trim is False:
+        return False
+    _malloc_trim(0)
+    return True
+
+
+_malloc_trim: Any = None  # libc's malloc_trim once looked up, False if absent
+
+
 def without_vertices(preds: list[Prediction]) -> list[Prediction]:
     """``preds`` with an empty (0, 3) ``vertices``; everything else kept."""
     return [dataclasses.replace(p, vertices=_NO_VERTICES) for p in preds]
@@ -936,6 +961,7 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
             [(str(item.path), b[0], b[4]) for b in batch])
         preds.extend(without_vertices(new_preds))
         batch.clear()
+        return_freed_memory()
         if timer is not None:
             timer.record(len(new_preds))
 
