@@ -4,3 +4,23 @@ Each module defines ``register(subparsers)``, which adds its parser and sets
 ``func`` (``args -> int exit code``) as the parser default. Heavy imports
 happen inside ``func`` so that ``openhmr --help`` stays fast.
 """
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_output_options(p: argparse.ArgumentParser, inputs: str) -> None:
+    """--out, --device, --mesh-format and --overwrite, as ``demo`` and ``fit``
+    share them; ``inputs`` names what is processed ("inputs", "files")."""
+    p.add_argument("--out", type=Path, default=Path("openhmr_out"), metavar="DIR",
+                   help=f"output folder (default: ./openhmr_out); {inputs} found in a folder keep "
+                        "their relative path")
+    p.add_argument("--device", default="cpu", metavar="cpu|cuda",
+                   help="torch device to run on (default: cpu)")
+    p.add_argument("--mesh-format", dest="mesh_format", choices=("obj", "ply", "glb"),
+                   default="obj", help="mesh file format (default: obj)")
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace existing output files (otherwise one of the {inputs} whose "
+                        "outputs exist is reported as an error and skipped)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from openhmr.commands import add_output_options
+
 DESCRIPTION = """\
 Recover a 3D body mesh from each input image (or video frame) and write, per
 input, into --out: <name>.json (parameters, 2D keypoints in image pixels, 3D
@@ -53,16 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "per video frame; the most confident person is used")
     p.add_argument("--detect", action="store_true",
                    help="find the person with the BlazePose detector (needs the 'demo' extra)")
-    p.add_argument("--out", type=Path, default=Path("openhmr_out"), metavar="DIR",
-                   help="output folder (default: ./openhmr_out); inputs found in a folder keep "
-                        "their relative path")
-    p.add_argument("--device", default="cpu", metavar="cpu|cuda",
-                   help="torch device to run on (default: cpu)")
-    p.add_argument("--mesh-format", dest="mesh_format", choices=("obj", "ply", "glb"),
-                   default="obj", help="mesh file format (default: obj)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace existing output files (otherwise an input whose outputs exist "
-                        "is reported as an error and skipped)")
+    add_output_options(p, "inputs")
     p.add_argument("--backend", default="auto", metavar="NAME",
                    help="how HMR's network runs: auto (default: the fastest installed backend "
                         "that agrees with fp32 for these weights, checked when they load; compiled "

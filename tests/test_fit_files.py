@@ -1,0 +1,99 @@
+"""``openhmr fit``: keypoint files fitted without their images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from openhmr.cli import main
+from openhmr.fit import FitConfig
+from openhmr.fit_files import FitFilesOptions, collect_keypoint_files, parse_image_size, run_fit_files
+
+QUICK = FitConfig(stage1_iters=3, stage2_iters=(5,), pose_weights=(100.0,), shape_weights=(50.0,))
+
+
+def _person(cx: float, top: float, height: float) -> list[float]:
+    """A standing person's BODY_25 keypoints, flattened as OpenPose writes them."""
+    from openhmr.body.keypoints import BODY25
+
+    u = height / 8.0
+    at = {"nose": (0, 0.5), "neck": (0, 1.3), "pelvis": (0, 4.0), "right_shoulder": (-0.9, 1.4),
+          "right_elbow": (-1.1, 2.6), "right_wrist": (-1.2, 3.7), "right_hip": (-0.5, 4.0),
+          "right_knee": (-0.55, 5.9), "right_ankle": (-0.6, 7.7)}
+    kp = np.zeros((25, 3))
+    for i, name in enumerate(BODY25.names):
+        mirrored = name.replace("left_", "right_")
+        if mirrored in at:
+            x, y = at[mirrored]
+            kp[i] = (cx + (-x if name.startswith("left_") else x) * u, top + y * u, 0.9)
+    return kp.ravel().tolist()
+
+
+def _write(path: Path, *people: list[float]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"people": [{"pose_keypoints_2d": p} for p in people]}))
+    return path
+
+
+def test_the_same_fit_as_the_demo_on_the_image(smpl_npz, tmp_path, capsys):
+    """Without the image, the same crop, camera and fitted body as
+    ``openhmr demo --method fit --openpose`` with it (bit for bit)."""
+    from openhmr.demo import DemoOptions, run_demo
+
+    width, height = 320, 240
+    Image.fromarray(np.full((height, width, 3), 90, np.uint8)).save(tmp_path / "person.png")
+    keypoints = _write(tmp_path / "person_keypoints.json", _person(150, 30, 180))
+    assert run_demo(DemoOptions([str(tmp_path / "person.png")], out=tmp_path / "demo", method="fit",
+                                smpl=smpl_npz, openpose=keypoints, fit_config=QUICK, render=False)) == 0
+    assert run_fit_files(FitFilesOptions([str(keypoints)], (width, height), out=tmp_path / "fit",
+                                         smpl=smpl_npz, fit_config=QUICK)) == 0
+    with_image = json.loads((tmp_path / "demo" / "person.json").read_text())
+    without = json.loads((tmp_path / "fit" / "person.json").read_text())
+    for key in ("cam", "pose", "betas", "crop", "camera", "image_size", "keypoints_2d", "joints_3d"):
+        assert without[key] == with_image[key], key
+    assert without["method"] == "fit" and without["person_source"] == "openpose"
+    assert without["files"] == {"npz": "person.npz", "mesh": "person.obj", "overlay": None, "views": None}
+    assert np.load(tmp_path / "fit" / "person.npz")["vertices"].shape == (6890, 3)
+
+
+def test_folders_names_and_bad_files(smpl_npz, tmp_path, capsys):
+    """A folder is searched recursively and its files keep their path, without
+    '_keypoints'; a bad file is reported on one line and the others are fitted."""
+    folder = tmp_path / "keypoints"
+    _write(folder / "a" / "x_keypoints.json", _person(100, 20, 150))
+    _write(folder / "b" / "x_keypoints.json", _person(200, 20, 150), _person(90, 40, 60))
+    _write(folder / "nobody_keypoints.json")
+    _write(folder / "far_keypoints.json", _person(900, 20, 150))
+    (folder / "broken.json").write_text("{not json")
+    assert [name for _, name in collect_keypoint_files([folder])] == [
+        "a/x", "b/x", "broken", "far", "nobody"]
+    out = tmp_path / "out"
+    (out / "a").mkdir(parents=True)
+    (out / "a" / "x.json").write_text("mine")
+
+    code = run_fit_files(FitFilesOptions([str(folder), str(tmp_path / "missing.json")], (320, 240),
+                                         out=out, smpl=smpl_npz, fit_config=QUICK))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "a/x.json already exists" in err and (out / "a" / "x.json").read_text() == "mine"
+    assert "cannot read OpenPose file" in err and "broken.json" in err
+    assert "far_keypoints.json: keypoints lie outside the 320×240 image" in err
+    assert "nobody_keypoints.json has no person" in err
+    assert "missing.json" in err
+    assert "1 of 6 file(s) fitted" in err
+    fitted = json.loads((out / "b" / "x.json").read_text())
+    # the most confident person of the file (equal confidences: the first)
+    hips = np.array(fitted["keypoints_2d"]["lsp14"]["points"])[2:4].mean(0)
+    assert abs(hips[0] - 200) < 10
+
+
+@pytest.mark.parametrize("text", ["640", "640x", "x480", "0x480", "640x480x3", "big"])
+def test_image_size_must_be_width_by_height(text, tmp_path, capsys):
+    assert parse_image_size("1920x1080") == (1920, 1080) == parse_image_size("1920,1080")
+    code = main(["fit", str(tmp_path / "x.json"), "--image-size", text, "--out", str(tmp_path)])
+    assert code == 1
+    assert "--image-size must be" in capsys.readouterr().err
