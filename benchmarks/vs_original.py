@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,26 +85,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_crops(folder: Path, count: int) -> tuple[torch.Tensor, str]:
-    """(count, 3, 224, 224) crops in [-1, 1] from ``folder``'s images, or synthetic ones."""
+    """(count, 3, 224, 224) crops in [-1, 1]: ``folder``'s images as tight crops,
+    repeated in turn, or synthetic ones where it has none."""
+    from openhmr.data.crop import folder_tight_crops
+    from openhmr.errors import InputError
     from openhmr.inference.calibrated import synthetic_crops
 
-    if folder.is_dir():
-        import numpy as np
-
-        from openhmr.data.crop import normalize_crop, scale_and_crop, scale_for_tight_crop
-        from openhmr.io.images import read_image
-
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-        crops = []
-        for f in files:
-            image = read_image(f)
-            scale, center = scale_for_tight_crop(*image.shape[:2])
-            crops.append(scale_and_crop(image, scale, center)[0])
-        if crops:
-            x = normalize_crop(np.stack(crops))
-            reps = -(-count // len(x))
-            return x.repeat(reps, 1, 1, 1)[:count].contiguous(), f"{len(files)} images of {folder}"
-    return synthetic_crops(count, seed=7), "synthetic crops"
+    try:
+        x = folder_tight_crops(folder, limit=count)
+    except InputError:
+        return synthetic_crops(count, seed=7), "synthetic crops"
+    reps = -(-count // len(x))
+    return x.repeat(reps, 1, 1, 1)[:count].contiguous(), f"{len(x)} images of {folder}"
 
 
 # Runs in the TF environment: builds the original graph once per batch size
@@ -194,35 +185,6 @@ class OriginalGraph:
             self.proc.wait(timeout=60)
 
 
-def torch_block(fn) -> callable:
-    """A block timer for an in-process function: one untimed call, then ``n`` timed."""
-    def block(n: int) -> list[tuple[float, float]]:
-        fn()
-        out = []
-        for _ in range(n):
-            c0, t0 = time.process_time(), time.perf_counter()
-            fn()
-            out.append(((time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000))
-        return out
-    return block
-
-
-def time_interleaved(blocks: dict[str, callable], repeats: int, block: int = 5) -> dict[str, dict[str, float]]:
-    """Median wall and process-CPU ms of each variant over ``repeats`` calls.
-
-    The variants take turns in blocks of ``block`` calls (each block starts
-    with an untimed call): load from other processes hits all of them alike,
-    while one variant's idle threads (ONNX Runtime, OpenMP and TF spin for a
-    while after a run) do not slow the first timed call of the next.
-    """
-    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in blocks}
-    while min(len(v) for v in samples.values()) < repeats:
-        for name, run_block in blocks.items():
-            samples[name] += run_block(block)
-    return {k: {"median_ms": statistics.median(w for w, _ in v), "min_ms": min(w for w, _ in v),
-                "cpu_ms": statistics.median(c for _, c in v)} for k, v in samples.items()}
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
@@ -231,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     from openhmr.body.synthetic import synthetic_smpl_arrays
     from openhmr.inference import build_backend, compare_thetas
     from openhmr.inference.calibrated import calibrated_random_hmr
+    from openhmr.inference.timing import block_timer, time_interleaved
 
     crops, source = load_crops(args.images, max(args.batch))
     body = SMPL(synthetic_smpl_arrays())
@@ -269,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                 p.predict(x)  # compiles / allocates for this batch size
                 one_off[name][f"first_call_b{batch}_s"] = time.perf_counter() - t0
             print(f"timing batch {batch} ...", file=sys.stderr, flush=True)
-            blocks = {n: torch_block(lambda p=p: p.predict(x)) for n, p in predictors.items()}
+            blocks = {n: block_timer(lambda p=p: p.predict(x)) for n, p in predictors.items()}
             if original:
                 blocks = {"original": lambda n, b=batch: original.time(b, n), **blocks}
             for name, t in time_interleaved(blocks, args.repeats).items():

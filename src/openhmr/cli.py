@@ -19,6 +19,7 @@ COMMANDS = (
     "convert_tf",
     "convert_smpl",
     "export_onnx",
+    "bench",
 )
 
 

@@ -24,3 +24,14 @@ def add_output_options(p: argparse.ArgumentParser, inputs: str) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help=f"replace existing output files (otherwise one of the {inputs} whose "
                         "outputs exist is reported as an error and skipped)")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1 (else argparse's one-line usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value

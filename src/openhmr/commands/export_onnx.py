@@ -62,35 +62,12 @@ def parse_batch(text: str) -> int | None:
     return batch
 
 
-def calibration_crops(folder: Path, limit: int = 32):
-    """Up to ``limit`` images of ``folder`` as normalised tight crops (N, 3, 224, 224)."""
-    import numpy as np
-
-    from openhmr.data.crop import normalize_crop, scale_and_crop, scale_for_tight_crop
-    from openhmr.errors import InputError
-    from openhmr.io.images import collect_inputs, read_image
-
-    if not folder.is_dir():
-        raise InputError(f"--calibration must be a folder of images: {folder}")
-    crops = []
-    for item in collect_inputs([folder]):
-        if item.kind != "image":
-            continue
-        image = read_image(item.path)
-        scale, center = scale_for_tight_crop(*image.shape[:2])
-        crops.append(scale_and_crop(image, scale, center)[0])
-        if len(crops) >= limit:
-            break
-    if not crops:
-        raise InputError(f"no images found in {folder} for --calibration")
-    return normalize_crop(np.stack(crops))
-
-
 def run(args: argparse.Namespace) -> int:
     import sys
     import tempfile
 
     from openhmr.body.smpl import SMPL
+    from openhmr.data.crop import folder_tight_crops
     from openhmr.errors import InputError, WeightsError
     from openhmr.inference.calibrated import synthetic_crops
     from openhmr.inference.onnx import OnnxPredictor, export_onnx, onnx_available, quantize_int8
@@ -106,7 +83,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.out} exists (pass --overwrite to replace it)")
     if not args.weights.is_file():
         raise WeightsError(f"weights file not found: {args.weights}")
-    calibration = calibration_crops(args.calibration) if args.calibration else None
+    calibration = None
+    if args.calibration:
+        try:
+            calibration = folder_tight_crops(args.calibration, limit=32)
+        except InputError as e:
+            raise InputError(f"--calibration: {e}") from None
     if batch is not None and calibration is not None and len(calibration) < batch:
         raise InputError(f"--calibration has {len(calibration)} images; a batch-{batch} graph needs at least {batch}")
     body = SMPL(args.smpl)

@@ -28,6 +28,7 @@ both directions use the actual factors, so image → crop → image is exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -320,3 +321,28 @@ def normalize_crop(crops: np.ndarray) -> Tensor:
     if x.ndim == 3:
         x = x[None]
     return (x / 255.0 - 0.5).mul_(2.0).permute(0, 3, 1, 2).contiguous()
+
+
+def folder_tight_crops(folder: Path, limit: int) -> Tensor:
+    """Up to ``limit`` images of ``folder`` (searched recursively, sorted),
+    each taken as a tight crop: normalised crops (N, 3, 224, 224) in [-1, 1].
+
+    Raises:
+        InputError: ``folder`` is not a folder, or holds no image.
+    """
+    from openhmr.io.images import collect_inputs, read_image
+
+    if not folder.is_dir():
+        raise InputError(f"not a folder of images: {folder}")
+    crops = []
+    for item in collect_inputs([folder]):
+        if item.kind != "image":
+            continue
+        image = read_image(item.path)
+        scale, center = scale_for_tight_crop(*image.shape[:2])
+        crops.append(scale_and_crop(image, scale, center)[0])
+        if len(crops) >= limit:
+            break
+    if not crops:
+        raise InputError(f"no images found in {folder}")
+    return normalize_crop(np.stack(crops))

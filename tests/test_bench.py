@@ -1,0 +1,97 @@
+"""``openhmr bench`` and its timing helpers (openhmr.inference.timing)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from openhmr.cli import main
+from openhmr.inference import available_backends, build_backend, compare_thetas
+from openhmr.inference.timing import block_timer, time_interleaved
+
+
+def test_time_interleaved_takes_turns_in_blocks():
+    calls: list[str] = []
+    blocks = {name: block_timer(lambda name=name: calls.append(name)) for name in ("a", "b")}
+    result = time_interleaved(blocks, repeats=7, block=3)
+    # Each block is one untimed call and 3 timed; turns until both have ≥ 7 timed calls.
+    assert calls == (["a"] * 4 + ["b"] * 4) * 3
+    for figures in result.values():
+        assert figures["calls"] == 9
+        assert 0 <= figures["min_ms"] <= figures["median_ms"]
+
+
+@pytest.fixture(scope="module")
+def weights(smpl_model, tmp_path_factory):
+    from openhmr.inference.calibrated import calibrated_random_hmr
+
+    path = tmp_path_factory.mktemp("bench") / "hmr.safetensors"
+    calibrated_random_hmr(smpl_model).save_pretrained(path)
+    return path
+
+
+def test_bench_times_each_backend_against_eager_fp32(weights, smpl_npz, smpl_model, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i, size in enumerate([(90, 60), (120, 200)]):
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(images / f"p{i}.png")
+    out = tmp_path / "figures" / "bench.json"
+    backends = ["bf16"] if available_backends()["bf16"] is None else []
+    args = ["bench", "--weights", str(weights), "--smpl", str(smpl_npz), "--backends", "torch", *backends,
+            "--batch", "1", "2", "--repeats", "2", "--images", str(images), "--json", str(out)]
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith("| ")][1:]
+    assert [r.split(" | ")[0] for r in rows] == ["| torch"] + [f"| {b}" for b in backends]
+    assert rows[0].split(" | ")[3] == "1.00" and rows[0].split(" | ")[6] == "1.00"  # the baseline
+
+    figures = json.loads(out.read_text())
+    assert figures["batches"] == [1, 2] and figures["crops"] == f"2 image(s) of {images}"
+    assert [b["backend"] for b in figures["backends"]] == ["torch", *backends]
+    for b in figures["backends"]:
+        assert all(b["median_ms"][k] >= b["best_ms"][k] > 0 for k in ("1", "2"))
+    assert figures["backends"][0]["agreement"] is None
+    if backends:
+        # The agreement is bf16 against fp32 on the 8 crops the bench used:
+        # the two images as tight crops, in turn, run in batches of the
+        # largest batch size (bf16 rounds differently in other batch sizes).
+        from openhmr.data.crop import folder_tight_crops
+        from openhmr.demo import load_hmr
+
+        model, body = load_hmr(weights, smpl_npz, torch.device("cpu"))
+        crops = folder_tight_crops(images, limit=8).repeat(4, 1, 1, 1)
+        fp32, bf16 = build_backend("torch", model), build_backend("bf16", model)
+        expected = compare_thetas(body, torch.cat([fp32.theta(c) for c in crops.split(2)]),
+                                  torch.cat([bf16.theta(c) for c in crops.split(2)]))
+        measured = figures["backends"][1]["agreement"]
+        assert measured["vertex_mm"] == pytest.approx(expected.vertex_mm, rel=1e-5)
+        assert measured["keypoint_px"] == pytest.approx(expected.keypoint_px, rel=1e-5)
+        assert 0 < measured["vertex_mm"]
+
+    before = out.read_text()
+    assert main(args) == 1  # never overwrites --json silently
+    assert "exists" in capsys.readouterr().err
+    assert out.read_text() == before
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--backends", "torch", "tpu"], "unknown backend 'tpu'"),
+    (["--weights", "missing.safetensors"], "--weights and --smpl go together"),
+    (["--images", "no/such/folder"], "--images: not a folder of images"),
+])
+def test_bench_refuses_bad_requests_in_one_line(extra, message, capsys):
+    assert main(["bench", *extra]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_bench_refuses_a_batch_of_zero(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--batch", "0"])
+    assert e.value.code == 2
+    assert "must be a positive integer" in capsys.readouterr().err
