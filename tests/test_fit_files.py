@@ -97,3 +97,83 @@ def test_image_size_must_be_width_by_height(text, tmp_path, capsys):
     code = main(["fit", str(tmp_path / "x.json"), "--image-size", text, "--out", str(tmp_path)])
     assert code == 1
     assert "--image-size must be" in capsys.readouterr().err
+
+
+def _video_frames(folder: Path, count: int, step: float = 12.0) -> None:
+    """``walk_<i, 12 digits>_keypoints.json``: a person moving right by ``step``
+    px per frame; frame 2 has nobody, frame 3 no file."""
+    for i in range(count):
+        if i != 3:
+            people = [] if i == 2 else [_person(100 + step * i, 30, 180)]
+            _write(folder / f"walk_{i:012d}_keypoints.json", *people)
+
+
+def test_a_sequence_is_the_demo_on_its_video(smpl_npz, tmp_path, capsys):
+    """--sequence: a video's frame files give the .npz that
+    ``openhmr demo VIDEO --openpose FOLDER --no-render`` writes with the video
+    (bit for bit), tracked and smoothed the same way."""
+    import cv2
+
+    from openhmr.demo import DemoOptions, run_demo
+
+    frames, width, height, fps = 6, 320, 240, 10.0
+    keypoints = tmp_path / "openpose"
+    _video_frames(keypoints, frames)
+    video = tmp_path / "walk.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for i in range(frames):
+        writer.write(np.full((height, width, 3), 60 + 20 * i, np.uint8))
+    writer.release()
+    quick = FitConfig(stage1_iters=10, stage2_iters=(20,), pose_weights=(100.0,), shape_weights=(50.0,),
+                      track_iters=10)
+    hips = {}
+    for smoothing in ("none", "clip", "causal"):
+        assert run_demo(DemoOptions([str(video)], out=tmp_path / "demo" / smoothing, method="fit",
+                                    smpl=smpl_npz, openpose=keypoints, fit_config=quick, render=False,
+                                    smoothing=smoothing)) == 0
+        assert run_fit_files(FitFilesOptions([str(keypoints)], (width, height), out=tmp_path / "fit" / smoothing,
+                                             smpl=smpl_npz, fit_config=quick, sequence=True, fps=fps,
+                                             smoothing=smoothing)) == 0
+        assert "walk: no person in 2 of 6 frames" in capsys.readouterr().err
+        with_video = np.load(tmp_path / "demo" / smoothing / "walk.npz")
+        without = np.load(tmp_path / "fit" / smoothing / "walk.npz")
+        assert sorted(without.files) == sorted(with_video.files)
+        for key in with_video.files:
+            np.testing.assert_array_equal(without[key], with_video[key], err_msg=key)
+        assert without["frame"].tolist() == [0, 1, 4, 5] and str(without["smoothing"]) == smoothing
+        hips[smoothing] = without["keypoints_2d/lsp14"][:, 2:4, 0].mean(-1)
+    # the body follows the keypoints (frames 4 and 5 fitted afresh after the gap); smoothing moves it
+    np.testing.assert_allclose(hips["none"], 100 + 12.0 * np.array([0, 1, 4, 5]), atol=1.0)
+    assert not np.allclose(hips["causal"], hips["none"], atol=1.0)
+
+
+def test_sequence_refusals(smpl_npz, tmp_path, capsys):
+    """--sequence needs --fps and frame-named files; a file not named as a frame
+    is one line while the videos still run; existing outputs are kept;
+    --fps without --sequence is refused."""
+    folder = tmp_path / "keypoints"
+    _video_frames(folder, 2)
+    _write(folder / "photo_keypoints.json", _person(100, 20, 150))
+    args = ["fit", str(folder), "--image-size", "320x240", "--smpl", str(smpl_npz), "--sequence"]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 1
+    assert "--sequence needs --fps" in capsys.readouterr().err
+    assert main(["fit", str(folder), "--image-size", "320x240", "--fps", "25"]) == 1
+    assert "apply to --sequence" in capsys.readouterr().err
+    only_photo = tmp_path / "photo"
+    _write(only_photo / "photo_keypoints.json", _person(100, 20, 150))
+    assert main(["fit", str(only_photo), "--image-size", "320x240", "--sequence", "--fps", "25"]) == 1
+    assert "no files named as a video's frames" in capsys.readouterr().err
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "walk.npz").write_text("mine")
+    options = FitFilesOptions([str(folder)], (320, 240), out=out, smpl=smpl_npz, fit_config=QUICK,
+                              sequence=True, fps=25.0)
+    assert run_fit_files(options) == 1
+    err = capsys.readouterr().err
+    assert "photo_keypoints.json: not named as a video frame" in err
+    assert "walk.npz already exists" in err and (out / "walk.npz").read_text() == "mine"
+    (out / "walk.npz").unlink()
+    assert run_fit_files(options) == 1  # the photo still fails the run, the video is written
+    assert "1 of 1 video(s) fitted" in capsys.readouterr().err
+    assert np.load(out / "walk.npz")["frame"].tolist() == [0, 1]

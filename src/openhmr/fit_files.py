@@ -12,10 +12,17 @@ centre) and the image-pixel keypoints are those of the real image.
 Outputs per file: ``<name>.json`` (``openhmr.prediction/1``, no pictures),
 ``<name>.npz`` and the mesh, ``<name>`` being the file's stem without
 OpenPose's ``_keypoints`` suffix (with its path below a folder given).
+
+With ``sequence``, the files are a video's frames as OpenPose's
+``--write_json`` names them, ``<video>_<frame, 12 digits>_keypoints.json``:
+each video's frames are fitted in order, each fit continuing the previous
+frame's, smoothed over time, and written as one ``<video>.npz`` — what
+``openhmr demo VIDEO --openpose FOLDER --no-render`` does, minus the video.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +34,8 @@ from openhmr.data.crop import crop_transform, scale_for_keypoints
 from openhmr.errors import InputError, OpenHMRError
 
 SUFFIX = "_keypoints"
+# A video frame's name once SUFFIX is stripped: <video>_<frame, 12 digits>.
+FRAME_NAME = re.compile(r"^(?P<video>.+)_(?P<frame>[0-9]{12})$")
 
 
 @dataclass
@@ -38,6 +47,10 @@ class FitFilesOptions:
         image_size: (width, height) of the images the keypoints were found in, pixels.
         smpl: an SMPL model file to fit instead of Anny.
         fit_config: ``openhmr.fit.FitConfig``; None = its defaults.
+        sequence: the files are video frames (module docstring).
+        fps: the video's frame rate (sequence; the causal smoother's time
+            base, and recorded in the ``.npz``).
+        smoothing: sequence: "clip", "causal" or "none", as the demo's videos.
     """
 
     inputs: list[str]
@@ -48,6 +61,9 @@ class FitFilesOptions:
     overwrite: bool = False
     device: str = "cpu"
     fit_config: Any = None
+    sequence: bool = False
+    fps: float | None = None
+    smoothing: str = "clip"
 
 
 def parse_image_size(text: str) -> tuple[int, int]:
@@ -75,6 +91,20 @@ def collect_keypoint_files(inputs: list[str | Path]) -> list[tuple[Path, str]]:
     return [(f, name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name) for f, name in found]
 
 
+def group_frames(files: list[tuple[Path, str]]) -> tuple[dict[str, list[tuple[int, Path]]], list[Path]]:
+    """Video name → its (frame index, file) in frame order, from files named
+    as OpenPose names a video's frames; also the files not named so."""
+    videos: dict[str, list[tuple[int, Path]]] = {}
+    others: list[Path] = []
+    for path, name in files:
+        match = FRAME_NAME.match(name)
+        if match is None:
+            others.append(path)
+        else:
+            videos.setdefault(match["video"], []).append((int(match["frame"]), path))
+    return {name: sorted(frames) for name, frames in videos.items()}, others
+
+
 def _check_inside(keypoints: np.ndarray, width: int, height: int) -> None:
     """Keypoints far outside the image mean a wrong --image-size."""
     confident = keypoints[keypoints[:, 2] > 0, :2]
@@ -84,19 +114,49 @@ def _check_inside(keypoints: np.ndarray, width: int, height: int) -> None:
                          "is --image-size the size of the image they were found in?")
 
 
+def _locate(path: Path, width: int, height: int) -> tuple[Any, Any]:
+    """A keypoint file → (the crop transform, the person's location), placed as
+    the demo places OpenPose keypoints. NoPersonError / InputError as
+    ``read_openpose``; InputError for keypoints outside the image."""
+    from openhmr.demo import PersonLocation, read_openpose
+
+    keypoints, layout = read_openpose(path)
+    _check_inside(keypoints, width, height)
+    scale, centre = scale_for_keypoints(keypoints)
+    transform = crop_transform((height, width), scale, centre)
+    return transform, PersonLocation(scale, centre, "openpose", keypoints, layout)
+
+
+def _report(path: Path | str, error: Exception) -> None:
+    text = str(error) if isinstance(error, OpenHMRError) else f"{type(error).__name__}: {error}"
+    print(f"openhmr fit: error: {path}: {text}", file=sys.stderr)
+
+
 def run_fit_files(options: FitFilesOptions) -> int:
-    """Fit every input file; return the exit code (0, or 1 if any file failed)."""
+    """Fit every input file (or, with ``sequence``, every video's frames);
+    return the exit code (0, or 1 if any file or video failed)."""
     import torch
 
-    from openhmr.demo import (MESH_FORMATS, FitPredictor, PersonLocation, _check_free, _progress,
-                              image_outputs, load_anny, read_openpose, write_image_outputs)
+    from openhmr.demo import MESH_FORMATS, SMOOTHING, FitPredictor, _progress, load_anny
 
     if options.mesh_format not in MESH_FORMATS:
         raise InputError(f"unknown mesh format {options.mesh_format!r}; choose one of {', '.join(MESH_FORMATS)}")
-    width, height = options.image_size
+    if options.sequence:
+        if options.fps is None or not options.fps > 0:
+            raise InputError("--sequence needs --fps, the video's frame rate (OpenPose does not record it)")
+        if options.smoothing not in SMOOTHING:
+            raise InputError(f"unknown smoothing {options.smoothing!r}; choose one of {', '.join(SMOOTHING)}")
     files = collect_keypoint_files(options.inputs)
     if not files:
         raise InputError("no keypoint files (.json) found")
+    videos: dict[str, list[tuple[int, Path]]] = {}
+    if options.sequence:
+        videos, others = group_frames(files)
+        if not videos:
+            raise InputError("--sequence: no files named as a video's frames "
+                             "(<video>_<frame, 12 digits>_keypoints.json, as OpenPose's --write_json)")
+        for path in others:
+            _report(path, InputError("not named as a video frame (<video>_<frame, 12 digits>_keypoints.json)"))
     device = torch.device(options.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda was asked for but this torch has no CUDA device")
@@ -106,24 +166,75 @@ def run_fit_files(options: FitFilesOptions) -> int:
         body = SMPL(options.smpl)
     else:
         body = load_anny()
-    predictor = FitPredictor(body.to(device), "fit", None, options.fit_config, track=False)
-    out = Path(options.out)
-    failures = 0
+    predictor = FitPredictor(body.to(device), "fit", None, options.fit_config, track=options.sequence)
+    if options.sequence:
+        failed = 0
+        for name, frames in videos.items():
+            try:
+                _fit_video(predictor, name, frames, options)
+            except Exception as e:  # noqa: BLE001 - report and go on with the next video
+                failed += 1
+                _report(frames[0][1].parent / f"{Path(name).name}_*_keypoints.json", e)
+        print(f"openhmr fit: {len(videos) - failed} of {len(videos)} video(s) fitted; outputs in "
+              f"{options.out}", file=sys.stderr)
+        return 1 if failed or others else 0
+    failed = 0
     for path, name in _progress(files, len(files), "keypoint files", "file"):
+        failed += not _fit_file(predictor, path, name, options)
+    print(f"openhmr fit: {len(files) - failed} of {len(files)} file(s) fitted; outputs in {options.out}",
+          file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _fit_file(predictor: Any, path: Path, name: str, options: FitFilesOptions) -> bool:
+    """One file → ``<name>.json``, ``.npz`` and the mesh; False (reported) if it failed."""
+    from openhmr.demo import _check_free, image_outputs, write_image_outputs
+
+    width, height = options.image_size
+    try:
+        paths = image_outputs(Path(options.out), name, options.mesh_format)
+        _check_free(paths, options.overwrite)
+        transform, location = _locate(path, width, height)
+        pred = predictor.predict(None, [transform], [location], [(str(path), None, (height, width))])[0]
+        write_image_outputs(None, pred, paths, options.mesh_format, render=False)  # type: ignore[arg-type]
+        return True
+    except Exception as e:  # noqa: BLE001 - report and go on with the next file
+        _report(path, e)
+        return False
+
+
+def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], options: FitFilesOptions) -> None:
+    """A video's frame files, in order → ``<name>.npz``, as the demo writes a
+    video's. A frame whose file has nobody is a frame without a body; frames
+    with no file (up to the last one that has) too."""
+    from openhmr.demo import (_check_free, _progress, posed_again, smooth_predictions, video_outputs,
+                              without_vertices)
+    from openhmr.errors import NoPersonError
+    from openhmr.io.prediction import write_video_npz
+
+    width, height = options.image_size
+    paths = {"npz": video_outputs(Path(options.out), name)["npz"]}
+    _check_free(paths, options.overwrite)
+    total = frames[-1][0] + 1
+    preds = []
+    for index, path in _progress(frames, len(frames), name, "frame"):
         try:
-            paths = image_outputs(out, name, options.mesh_format)
-            _check_free(paths, options.overwrite)
-            keypoints, layout = read_openpose(path)
-            _check_inside(keypoints, width, height)
-            scale, centre = scale_for_keypoints(keypoints)
-            transform = crop_transform((height, width), scale, centre)
-            location = PersonLocation(scale, centre, "openpose", keypoints, layout)
-            pred = predictor.predict(None, [transform], [location], [(str(path), None, (height, width))])[0]
-            write_image_outputs(None, pred, paths, options.mesh_format, render=False)  # type: ignore[arg-type]
-        except Exception as e:  # noqa: BLE001 - report and go on with the next file
-            failures += 1
-            text = str(e) if isinstance(e, OpenHMRError) else f"{type(e).__name__}: {e}"
-            print(f"openhmr fit: error: {path}: {text}", file=sys.stderr)
-    done = len(files) - failures
-    print(f"openhmr fit: {done} of {len(files)} file(s) fitted; outputs in {out}", file=sys.stderr)
-    return 1 if failures else 0
+            transform, location = _locate(path, width, height)
+        except NoPersonError:
+            continue
+        except InputError as e:
+            raise InputError(f"frame {index}: {e}") from None
+        pred = predictor.predict(None, [transform], [location], [(name, index, (height, width))])
+        preds += without_vertices(pred)
+    if not preds:
+        raise NoPersonError("no person in any frame")
+    if len(preds) < total:
+        print(f"openhmr fit: warning: {name}: no person in {total - len(preds)} of {total} frames",
+              file=sys.stderr)
+    smoothing = options.smoothing
+    if smoothing != "none":
+        preds = smooth_predictions(predictor.body, preds, smoothing, options.fps)
+    paths["npz"].parent.mkdir(parents=True, exist_ok=True)
+    meshes = _progress(posed_again(predictor.body, preds), len(preds), f"{name} npz", "frame")
+    write_video_npz(paths["npz"], preds, total, options.fps, smoothing=smoothing,
+                    vertices=(p.vertices.astype(np.float32) for p in meshes))

@@ -17,8 +17,13 @@ and <name>.obj|ply|glb, where <name> is the file's stem without '_keypoints'.
 
 --image-size is the size of the images the keypoints were found in (OpenPose
 does not record it); it places the pinhole camera's principal point.
-For a video's per-frame files, 'openhmr demo VIDEO --openpose FOLDER' tracks
-the person from frame to frame and smooths the result over time.
+
+--sequence: the files are a video's frames, as OpenPose's --write_json names
+them (<video>_<frame, 12 digits>_keypoints.json). Each video's frames are
+fitted in order, each fit continuing the previous frame's, smoothed over time
+(--smoothing), and written as one <video>.npz (arrays stacked over the frames
+with a body, 'frame' their indices) — as 'openhmr demo VIDEO --openpose
+FOLDER --no-render' writes it. --fps, the video's frame rate, is required.
 """
 
 
@@ -34,15 +39,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--smpl", type=Path, metavar="MODEL",
                    help="fit this SMPL model file (.pkl or .npz from 'openhmr convert-smpl') "
                         "instead of Anny")
+    p.add_argument("--sequence", action="store_true",
+                   help="the files are video frames (<video>_<frame, 12 digits>_keypoints.json): "
+                        "fit each video's frames in order and smooth them, one <video>.npz each")
+    p.add_argument("--fps", type=float, metavar="HZ", help="--sequence: the video's frame rate")
+    p.add_argument("--smoothing", choices=("clip", "causal", "none"),
+                   help="--sequence: clip (default: the whole video at once, no lag), causal "
+                        "(One-Euro filter, each frame from the frames before it) or none")
     add_output_options(p, "files")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from openhmr.errors import InputError
     from openhmr.fit_files import FitFilesOptions, parse_image_size, run_fit_files
+
+    if not args.sequence and (args.fps is not None or args.smoothing is not None):
+        raise InputError("--fps and --smoothing apply to --sequence (a video's frame files) only")
 
     options = FitFilesOptions(
         inputs=list(args.inputs), image_size=parse_image_size(args.image_size), out=args.out,
         smpl=args.smpl, mesh_format=args.mesh_format, overwrite=args.overwrite, device=args.device,
+        sequence=args.sequence, fps=args.fps, smoothing=args.smoothing or "clip",
     )
     return run_fit_files(options)
