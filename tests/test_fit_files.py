@@ -177,3 +177,60 @@ def test_sequence_refusals(smpl_npz, tmp_path, capsys):
     assert run_fit_files(options) == 1  # the photo still fails the run, the video is written
     assert "1 of 1 video(s) fitted" in capsys.readouterr().err
     assert np.load(out / "walk.npz")["frame"].tolist() == [0, 1]
+
+
+def _as_coco18(body25: list[float]) -> list[float]:
+    """The same person in OpenPose's COCO-18 layout."""
+    from openhmr.body.keypoints import BODY25, COCO18
+
+    kp = np.asarray(body25).reshape(25, 3)
+    return np.stack([kp[BODY25.index(n)] for n in COCO18.names]).ravel().tolist()
+
+
+def test_files_are_fitted_together_one_batch_per_layout(smpl_npz, tmp_path, monkeypatch, capsys):
+    """--batch-size N fits N files in one batched fit per keypoint layout; each
+    result is then within round-off grown along the optimiser's path of the
+    file fitted alone (--batch-size 1), and the demo batches its photos the same."""
+    import openhmr.fit as fit_module
+    from openhmr.demo import DemoOptions, run_demo
+
+    calls: list[tuple[str, int]] = []
+    real_fit = fit_module.fit
+
+    def counting_fit(body, keypoints2d, keypoint_set, **kw):
+        calls.append((keypoint_set, len(keypoints2d)))
+        return real_fit(body, keypoints2d, keypoint_set, **kw)
+
+    monkeypatch.setattr(fit_module, "fit", counting_fit)
+    folder = tmp_path / "keypoints"
+    people = {"a": _person(100, 20, 150), "b": _as_coco18(_person(160, 40, 120)),
+              "c": _person(200, 30, 170), "d": _person(140, 10, 190)}
+    for name, person in people.items():
+        _write(folder / f"{name}_keypoints.json", person)
+    for i, name in enumerate(people):  # blank photos of the same size, for the demo
+        Image.fromarray(np.full((240, 320, 3), 60 + 30 * i, np.uint8)).save(tmp_path / f"{name}.png")
+
+    def fitted(out: Path) -> dict[str, np.ndarray]:
+        return {n: np.array(json.loads((out / f"{n}.json").read_text())["keypoints_2d"]["lsp14"]["points"])
+                for n in people}
+
+    options = dict(smpl=smpl_npz, fit_config=QUICK)
+    assert run_fit_files(FitFilesOptions([str(folder)], (320, 240), out=tmp_path / "b3", batch_size=3,
+                                         **options)) == 0
+    assert sorted(calls) == [("body25", 1), ("body25", 2), ("coco18", 1)]  # a, c | b ; then d
+    calls.clear()
+    assert run_fit_files(FitFilesOptions([str(folder)], (320, 240), out=tmp_path / "b1", batch_size=1,
+                                         **options)) == 0
+    assert [n for _, n in calls] == [1, 1, 1, 1]
+    together, alone = fitted(tmp_path / "b3"), fitted(tmp_path / "b1")
+    for name in people:
+        np.testing.assert_allclose(together[name], alone[name], atol=0.5, err_msg=name)
+
+    calls.clear()
+    assert run_demo(DemoOptions([str(tmp_path / f"{n}.png") for n in people], out=tmp_path / "demo",
+                                method="fit", openpose=folder, render=False, batch_size=3, **options)) == 0
+    assert sorted(calls) == [("body25", 1), ("body25", 2), ("coco18", 1)]
+    demo = fitted(tmp_path / "demo")
+    for name in people:  # bit for bit: the same batches
+        np.testing.assert_array_equal(demo[name], together[name], err_msg=name)
+    capsys.readouterr()

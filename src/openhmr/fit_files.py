@@ -12,6 +12,8 @@ centre) and the image-pixel keypoints are those of the real image.
 Outputs per file: ``<name>.json`` (``openhmr.prediction/1``, no pictures),
 ``<name>.npz`` and the mesh, ``<name>`` being the file's stem without
 OpenPose's ``_keypoints`` suffix (with its path below a folder given).
+The files are fitted ``batch_size`` at a time, together, as the demo fits
+its photos.
 
 With ``sequence``, the files are a video's frames as OpenPose's
 ``--write_json`` names them, ``<video>_<frame, 12 digits>_keypoints.json``:
@@ -51,6 +53,8 @@ class FitFilesOptions:
         fps: the video's frame rate (sequence; the causal smoother's time
             base, and recorded in the ``.npz``).
         smoothing: sequence: "clip", "causal" or "none", as the demo's videos.
+        batch_size: files fitted together (``openhmr.demo.FitPredictor``;
+            1 fits each alone).
     """
 
     inputs: list[str]
@@ -64,6 +68,7 @@ class FitFilesOptions:
     sequence: bool = False
     fps: float | None = None
     smoothing: str = "clip"
+    batch_size: int = 8
 
 
 def parse_image_size(text: str) -> tuple[int, int]:
@@ -137,8 +142,11 @@ def run_fit_files(options: FitFilesOptions) -> int:
     return the exit code (0, or 1 if any file or video failed)."""
     import torch
 
-    from openhmr.demo import MESH_FORMATS, SMOOTHING, FitPredictor, _progress, load_anny
+    from openhmr.demo import (MESH_FORMATS, SMOOTHING, FitPredictor, _check_free, _progress, image_outputs,
+                              load_anny, write_image_outputs)
 
+    if options.batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {options.batch_size}")
     if options.mesh_format not in MESH_FORMATS:
         raise InputError(f"unknown mesh format {options.mesh_format!r}; choose one of {', '.join(MESH_FORMATS)}")
     if options.sequence:
@@ -179,28 +187,44 @@ def run_fit_files(options: FitFilesOptions) -> int:
               f"{options.out}", file=sys.stderr)
         return 1 if failed or others else 0
     failed = 0
+    width, height = options.image_size
+    pending: list[tuple[Path, dict[str, Path], Any, Any]] = []  # file, outputs, crop transform, location
+
+    def flush() -> None:
+        """Fit the pending files together and write their outputs."""
+        nonlocal failed
+        batch = list(pending)
+        pending.clear()
+        try:
+            preds = predictor.predict(None, [b[2] for b in batch], [b[3] for b in batch],
+                                      [(str(b[0]), None, (height, width)) for b in batch])
+        except Exception as e:  # noqa: BLE001 - one bad batch must not stop the others
+            failed += len(batch)
+            for b in batch:
+                _report(b[0], e)
+            return
+        for (path, paths, _, _), pred in zip(batch, preds):
+            try:
+                write_image_outputs(None, pred, paths, options.mesh_format, render=False)  # type: ignore[arg-type]
+            except Exception as e:  # noqa: BLE001
+                failed += 1
+                _report(path, e)
+
     for path, name in _progress(files, len(files), "keypoint files", "file"):
-        failed += not _fit_file(predictor, path, name, options)
+        try:
+            paths = image_outputs(Path(options.out), name, options.mesh_format)
+            _check_free(paths, options.overwrite)
+            pending.append((path, paths, *_locate(path, width, height)))
+        except Exception as e:  # noqa: BLE001 - report and go on with the next file
+            failed += 1
+            _report(path, e)
+        if len(pending) >= options.batch_size:
+            flush()
+    if pending:
+        flush()
     print(f"openhmr fit: {len(files) - failed} of {len(files)} file(s) fitted; outputs in {options.out}",
           file=sys.stderr)
     return 1 if failed else 0
-
-
-def _fit_file(predictor: Any, path: Path, name: str, options: FitFilesOptions) -> bool:
-    """One file → ``<name>.json``, ``.npz`` and the mesh; False (reported) if it failed."""
-    from openhmr.demo import _check_free, image_outputs, write_image_outputs
-
-    width, height = options.image_size
-    try:
-        paths = image_outputs(Path(options.out), name, options.mesh_format)
-        _check_free(paths, options.overwrite)
-        transform, location = _locate(path, width, height)
-        pred = predictor.predict(None, [transform], [location], [(str(path), None, (height, width))])[0]
-        write_image_outputs(None, pred, paths, options.mesh_format, render=False)  # type: ignore[arg-type]
-        return True
-    except Exception as e:  # noqa: BLE001 - report and go on with the next file
-        _report(path, e)
-        return False
 
 
 def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], options: FitFilesOptions) -> None:
