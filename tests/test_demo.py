@@ -623,6 +623,26 @@ def test_detector_finds_no_person(model_files, tmp_path, capsys, cached_loading)
 
 
 @needs_reference
+def test_detector_finds_several_people(model_files, tmp_path, capsys, cached_loading):
+    """--detect --max-people on random.jpg (a man standing, a woman sitting):
+    two people, each cropped on its own landmarks; a photo of one person
+    gives person 1 only."""
+    pytest.importorskip("mediapipe", reason="--detect needs the demo extra (mediapipe)")
+    out = tmp_path / "out"
+    code, err = run([REFERENCE / "random.jpg", REFERENCE / "coco2.png", "--detect", "--max-people", "4",
+                     "--no-render", *hmr_args(model_files, out)], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.glob("*.json")) == [
+        "coco2_person1.json", "random_person1.json", "random_person2.json"]
+    man, woman = (json.loads((out / f"random_person{k}.json").read_text()) for k in (1, 2))
+    assert man["person_source"] == woman["person_source"] == "detect"
+    # the woman's crop is centred right of and below the man's, and she is smaller
+    assert woman["crop"]["center"][0] > man["crop"]["center"][0] + 50
+    assert woman["crop"]["center"][1] > man["crop"]["center"][1] + 50
+    assert woman["crop"]["requested_scale"] > 1.5 * man["crop"]["requested_scale"]
+
+
+@needs_reference
 def test_video_tracking_steadies_a_still_person(tmp_path, capsys):
     """The open default on a video of a still person (a photo shifted by a few
     pixels per frame): with tracking (BlazePose's video mode, each fit
@@ -648,3 +668,85 @@ def test_video_tracking_steadies_a_still_person(tmp_path, capsys):
         joints = arrays["joints_3d"] - arrays["joints_3d"][:, :1]
         change[flag] = float(np.linalg.norm(np.diff(joints, axis=0), axis=-1).mean())
     assert change[""] < 0.6 * change["--no-tracking"], change
+
+
+def test_openpose_people_are_ranked_by_confidence(tmp_path):
+    from openhmr.demo import read_openpose, read_openpose_people
+
+    weak, strong = _standing_body25(60, 20, 100), _standing_body25(200, 30, 120)
+    weak[:, 2] = np.where(weak[:, 2] > 0, 0.5, 0.0)
+    nobody = np.zeros((25, 3))
+    nobody[:, 2] = 0.1  # nothing above the 0.2 threshold
+    path = tmp_path / "people_keypoints.json"
+    path.write_text(json.dumps({"people": [{"pose_keypoints_2d": k.ravel().tolist()}
+                                           for k in (weak, nobody, strong)]}))
+    people = read_openpose_people(path)
+    assert [layout for _, layout in people] == ["body25", "body25"]
+    np.testing.assert_array_equal(people[0][0], strong)
+    np.testing.assert_array_equal(people[1][0], weak)
+    np.testing.assert_array_equal(read_openpose(path)[0], strong)
+
+
+def test_shared_camera_keeps_every_pixel():
+    """Re-expressed for the first person's camera, another person's mesh
+    projects to the same pixels as through its own camera."""
+    from types import SimpleNamespace
+
+    from openhmr.demo import shared_camera_vertices
+
+    rng = np.random.default_rng(0)
+    verts = rng.normal(size=(50, 3)) * 0.3 + [0.2, -0.1, 6.0]
+    person = SimpleNamespace(camera_vertices=lambda: verts, focal=np.array([812.0, 809.5]),
+                             principal_point=np.array([300.5, 211.0]))
+    focal, pp = 640.0, np.array([250.0, 190.0])
+    shared = shared_camera_vertices(person, focal, pp)
+    own = person.focal * verts[:, :2] / verts[:, 2:] + person.principal_point
+    np.testing.assert_allclose(focal * shared[:, :2] / shared[:, 2:] + pp, own, atol=1e-9)
+    np.testing.assert_allclose(shared[:, 2], verts[:, 2] * focal / 812.0)  # depth order kept
+
+
+def test_several_people_in_a_photo(model_files, tmp_path, capsys, cached_loading):
+    """--max-people: one set of files per person of the OpenPose file, the
+    most confident first, and one overlay with everyone; refusals."""
+    image = make_image(tmp_path / "group.png", size=(400, 240))
+    left, right = _standing_body25(100, 20, 200), _standing_body25(300, 30, 180)
+    left[:, 2] = np.where(left[:, 2] > 0, 0.6, 0.0)
+    keypoints = tmp_path / "group_keypoints.json"
+    keypoints.write_text(json.dumps({"people": [{"pose_keypoints_2d": k.ravel().tolist()}
+                                                for k in (left, right)]}))
+    out = tmp_path / "out"
+    code, err = run([image, "--openpose", keypoints, "--max-people", "3", *hmr_args(model_files, out)],
+                    capsys)
+    assert code == 0, err
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["group_overlay.png"] + [f"group_person{k}{suffix}" for k in (1, 2)
+                                                    for suffix in (".json", ".npz", ".obj", "_views.png")])
+    docs = {}
+    for k in (1, 2):
+        shutil.copy(out / "group_overlay.png", out / f"group_person{k}_overlay.png")  # check_prediction's naming
+        docs[k] = check_prediction(out / f"group_person{k}.json", image)
+        assert docs[k]["person"] == k and docs[k]["files"]["overlay"] == "group_overlay.png"
+        assert int(np.load(out / f"group_person{k}.npz")["person"]) == k
+    # person 1 is the more confident one, on the right
+    assert docs[1]["crop"]["center"][0] > 200 > docs[2]["crop"]["center"][0]
+    # the overlay shows both bodies: each covers the pixels between its hips
+    before, overlay = np.asarray(Image.open(image)), np.asarray(Image.open(out / "group_overlay.png"))
+    for doc in docs.values():
+        kp = doc["keypoints_2d"]["lsp14"]
+        hips = [p for n, p in zip(kp["names"], kp["points"]) if n.endswith("_hip")]
+        x, y = (int(round(c)) for c in np.mean(hips, axis=0))
+        assert np.abs(overlay[y - 3:y + 4, x - 3:x + 4].astype(int) - before[y - 3:y + 4, x - 3:x + 4]).mean() > 20
+
+    # Without --max-people: one person, the most confident, as before.
+    single = tmp_path / "single"
+    code, err = run([image, "--openpose", keypoints, "--no-render", *hmr_args(model_files, single)], capsys)
+    assert code == 0, err
+    doc = json.loads((single / "group.json").read_text())
+    assert "person" not in doc and doc["crop"]["center"] == docs[1]["crop"]["center"]
+
+    # Existing files are kept; a box or a whole-image crop is one person.
+    code, err = run([image, "--openpose", keypoints, "--max-people", "2", *hmr_args(model_files, out)], capsys)
+    assert code == 1 and "already exists" in err and "--overwrite" in err
+    for extra in (["--bbox", "10,10,100,200"], []):
+        code, err = run([image, "--max-people", "2", *extra, *hmr_args(model_files, tmp_path / "x")], capsys)
+        assert code != 0 and "--max-people 2 needs" in err and len(err.strip().splitlines()) == 1

@@ -109,3 +109,43 @@ def test_tracker_steadies_the_landmarks_of_a_still_person() -> None:
     jitter = lambda w: np.linalg.norm(np.diff(w, axis=0), axis=-1).mean()  # noqa: E731
     assert jitter(world_t) < 0.6 * jitter(world_s), (jitter(world_t), jitter(world_s))
     assert tracked[0].mask is None and tracked[0].keypoint_set == "blazepose33"
+
+
+def test_several_people_are_found_one_after_another() -> None:
+    """random.jpg shows a man standing and a woman sitting beside him: the
+    first detection is the standing man (detect_person's), the second the
+    woman, after which nobody more is found."""
+    pytest.importorskip("mediapipe")
+    from PIL import Image
+
+    path = SHARED / "reference" / "images" / "random.jpg"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (../shared not beside the repository)")
+    image = np.asarray(Image.open(path).convert("RGB"))
+    before = image.copy()
+    people = detect.detect_people(image, max_people=5)
+    assert len(people) == 2
+    np.testing.assert_array_equal(image, before)  # the caller's image is not erased
+    alone = detect.detect_person(image)
+    np.testing.assert_allclose(people[0].keypoints2d, alone.keypoints2d, atol=1e-4)
+
+    def area(b):
+        return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+    man, woman = people[0].box, people[1].box
+    assert area(woman) < 0.5 * area(man)  # seated, her box is much smaller
+    assert woman[1] > man[1] + 0.3 * (man[3] - man[1])  # her head is far lower than his
+    seen = people[1].keypoints2d[:, 2] >= 0.5
+    assert seen.sum() >= 15
+    # Her landmarks lie on her, not on the man: most are right of his body's centre line.
+    man_x = people[0].keypoints2d[[11, 12, 23, 24], 0].mean()
+    assert (people[1].keypoints2d[seen, 0] > man_x).mean() > 0.8
+    assert len(detect.detect_people(image, max_people=1)) == 1
+    with pytest.raises(InputError, match="at least 1"):
+        detect.detect_people(image, max_people=0)
+
+
+def test_no_person_among_several() -> None:
+    pytest.importorskip("mediapipe")
+    with pytest.raises(detect.NoPersonError):
+        detect.detect_people(np.full((240, 320, 3), 127, np.uint8), max_people=3)

@@ -234,3 +234,38 @@ def test_files_are_fitted_together_one_batch_per_layout(smpl_npz, tmp_path, monk
     for name in people:  # bit for bit: the same batches
         np.testing.assert_array_equal(demo[name], together[name], err_msg=name)
     capsys.readouterr()
+
+
+def test_several_people_per_file_as_the_demo_writes_them(smpl_npz, tmp_path, capsys):
+    """--max-people: each person of a file fitted and written as
+    <name>_person<k>.*, the most confident first — the same files, bit for
+    bit, as the demo's on the image with --max-people and --no-render."""
+    from openhmr.demo import DemoOptions, run_demo
+
+    width, height = 400, 240
+    Image.fromarray(np.full((height, width, 3), 90, np.uint8)).save(tmp_path / "pair.png")
+    left = np.array(_person(100, 30, 180)).reshape(25, 3)
+    left[:, 2] = np.where(left[:, 2] > 0, 0.5, 0.0)  # less confident: person 2
+    keypoints = _write(tmp_path / "pair_keypoints.json", left.ravel().tolist(), _person(290, 40, 170))
+    assert run_demo(DemoOptions([str(tmp_path / "pair.png")], out=tmp_path / "demo", method="fit",
+                                smpl=smpl_npz, openpose=keypoints, fit_config=QUICK, render=False,
+                                max_people=3)) == 0
+    code = main(["fit", str(keypoints), "--image-size", f"{width}x{height}", "--smpl", str(smpl_npz),
+                 "--max-people", "3", "--out", str(tmp_path / "fit")])
+    assert code == 0, capsys.readouterr().err
+    names = sorted(p.name for p in (tmp_path / "fit").iterdir())
+    assert names == [f"pair_person{k}{s}" for k in (1, 2) for s in (".json", ".npz", ".obj")]
+    # the command runs the default FitConfig; the demo's quick one is compared through run_fit_files
+    assert run_fit_files(FitFilesOptions([str(keypoints)], (width, height), out=tmp_path / "quick",
+                                         smpl=smpl_npz, fit_config=QUICK, max_people=3)) == 0
+    for k in (1, 2):
+        with_image = json.loads((tmp_path / "demo" / f"pair_person{k}.json").read_text())
+        without = json.loads((tmp_path / "quick" / f"pair_person{k}.json").read_text())
+        for key in ("cam", "pose", "betas", "crop", "camera", "keypoints_2d", "joints_3d", "person"):
+            assert without[key] == with_image[key], (k, key)
+        assert without["person"] == k and without["files"]["overlay"] is None
+    assert json.loads((tmp_path / "quick" / "pair_person1.json").read_text())["crop"]["center"][0] > 200
+
+    code = main(["fit", str(keypoints), "--image-size", f"{width}x{height}", "--max-people", "2",
+                 "--sequence", "--fps", "30"])
+    assert code != 0 and "--max-people applies to single files" in capsys.readouterr().err

@@ -92,11 +92,15 @@ class PersonLocation:
 
 class PersonSource(Protocol):
     """Where the person is. ``frame`` is the video frame's index (None for an
-    image); a source raises :class:`NoPersonError` when a frame has nobody."""
+    image); a source raises :class:`NoPersonError` when a frame has nobody.
+    ``locate_all`` gives up to ``max_people`` people of a photo, the one
+    ``locate`` gives first (a box or a tight crop is always one person)."""
 
     name: str
 
     def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation: ...
+
+    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int) -> list[PersonLocation]: ...
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
@@ -126,21 +130,24 @@ class BoxSource:
             raise InputError(f"the box {x0:g},{y0:g},{x1:g},{y1:g} lies outside the {w}×{h} image")
         return PersonLocation(scale, center, "bbox")
 
+    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int) -> list[PersonLocation]:
+        return [self.locate(image, item)]
+
 
 OPENPOSE_LAYOUTS = {25 * 3: "body25", 18 * 3: "coco18"}
 
 
-def read_openpose(path: str | Path, conf_threshold: float = 0.2) -> tuple[np.ndarray, str]:
-    """The most confident person of an OpenPose JSON file.
+def read_openpose_people(path: str | Path, conf_threshold: float = 0.2) -> list[tuple[np.ndarray, str]]:
+    """Every person of an OpenPose JSON file, the most confident first.
 
     Accepts the old ``pose_keypoints`` and the current ``pose_keypoints_2d``
     keys, BODY_25 (75 values) and COCO-18 (54 values) layouts. As the
     original, each person is scored by the mean confidence of its keypoints
-    above ``conf_threshold`` and the best one is kept.
+    above ``conf_threshold``; a person with no keypoint above it is left out.
 
     Returns:
-        ((K, 3) keypoints x, y (image pixels), confidence; the set name
-        "body25" or "coco18").
+        per person ((K, 3) keypoints x, y (image pixels), confidence; the set
+        name "body25" or "coco18"), by decreasing score (ties in file order).
     Raises:
         InputError: missing or malformed file, unknown layout.
         NoPersonError: no person with a keypoint above ``conf_threshold``.
@@ -155,7 +162,7 @@ def read_openpose(path: str | Path, conf_threshold: float = 0.2) -> tuple[np.nda
     people = doc.get("people") if isinstance(doc, dict) else None
     if not isinstance(people, list):
         raise InputError(f"{path} is not an OpenPose file (no 'people' list)")
-    best: tuple[float, np.ndarray, str] | None = None
+    scored: list[tuple[float, np.ndarray, str]] = []
     for person in people:
         if not isinstance(person, dict):
             continue
@@ -173,14 +180,18 @@ def read_openpose(path: str | Path, conf_threshold: float = 0.2) -> tuple[np.nda
         except (TypeError, ValueError):
             raise InputError(f"{path}: keypoints are not numbers") from None
         confident = kp[:, 2] > conf_threshold
-        if not confident.any():
-            continue
-        score = float(kp[confident, 2].mean())
-        if best is None or score > best[0]:
-            best = (score, kp, layout)
-    if best is None:
+        if confident.any():
+            scored.append((float(kp[confident, 2].mean()), kp, layout))
+    if not scored:
         raise NoPersonError(f"{path} has no person with keypoints above confidence {conf_threshold}")
-    return best[1], best[2]
+    order = sorted(range(len(scored)), key=lambda i: -scored[i][0])  # stable: ties keep file order
+    return [(scored[i][1], scored[i][2]) for i in order]
+
+
+def read_openpose(path: str | Path, conf_threshold: float = 0.2) -> tuple[np.ndarray, str]:
+    """The most confident person of an OpenPose JSON file (the original's
+    choice): the first of :func:`read_openpose_people`, which see."""
+    return read_openpose_people(path, conf_threshold)[0]
 
 
 @dataclass
@@ -217,6 +228,11 @@ class OpenPoseSource:
         keypoints, layout = read_openpose(path)
         scale, center = scale_for_keypoints(keypoints)
         return PersonLocation(scale, center, "openpose", keypoints, layout)
+
+    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int) -> list[PersonLocation]:
+        people = read_openpose_people(self.file_for(item))[:max_people]
+        return [PersonLocation(*scale_for_keypoints(kp), "openpose", kp, layout)
+                for kp, layout in people]
 
 
 @dataclass
@@ -256,6 +272,14 @@ class DetectorSource:
             detection = self._tracker(image)  # NoPersonError when nobody is found
         else:
             detection = detect_person(image, with_mask=False)
+        return self._location(detection)
+
+    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int) -> list[PersonLocation]:
+        from openhmr.detect import detect_people
+
+        return [self._location(d) for d in detect_people(image, max_people)]
+
+    def _location(self, detection: Any) -> PersonLocation:
         keypoints = np.asarray(detection.keypoints2d, dtype=np.float64)
         scale, center = scale_for_keypoints(keypoints, conf_threshold=self.conf_threshold)
         return PersonLocation(scale, center, "detect", keypoints, detection.keypoint_set, detection)
@@ -276,6 +300,9 @@ class TightCropSource:
                  "crop of one person (its longer side is scaled to 224 px)")
         scale, center = scale_for_tight_crop(*image.shape[:2])
         return PersonLocation(scale, center, "tight")
+
+    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int) -> list[PersonLocation]:
+        return [self.locate(image, item)]
 
 
 # ----------------------------------------------------------------------------
@@ -515,6 +542,7 @@ class DemoOptions:
     fit_config: Any = None  # openhmr.fit.FitConfig for --method fit / hmr+fit
     track: bool = True  # videos: follow the person from frame to frame (detector and fit)
     smoothing: str = "clip"  # videos, with track: "clip" (whole video, no lag), "causal" (One-Euro) or "none"
+    max_people: int = 1  # photos: up to this many people each (--openpose or the detector)
 
 
 def image_outputs(out: Path, name: str, mesh_format: str) -> dict[str, Path]:
@@ -526,6 +554,14 @@ def image_outputs(out: Path, name: str, mesh_format: str) -> dict[str, Path]:
         "overlay": out / f"{name}_overlay.png",
         "views": out / f"{name}_views.png",
     }
+
+
+def person_outputs(out: Path, name: str, person: int, mesh_format: str) -> dict[str, Path]:
+    """The files written for person ``person`` (1, 2, …) of a photo with
+    several people: ``<name>_person<k>.*``, and the photo's one overlay of
+    everyone, ``<name>_overlay.png``."""
+    return {**image_outputs(out, f"{name}_person{person}", mesh_format),
+            "overlay": out / f"{name}_overlay.png"}
 
 
 def video_outputs(out: Path, name: str) -> dict[str, Path]:
@@ -582,6 +618,49 @@ def render_overlay(image: np.ndarray, pred: Prediction, size_factor: float = 1.0
     return rgb, result.mask[0].numpy()
 
 
+def shared_camera_vertices(pred: Prediction, focal: float, principal_point: np.ndarray) -> np.ndarray:
+    """The prediction's camera-frame mesh (V, 3), re-expressed for another
+    pinhole camera (one focal length ``focal`` px, ``principal_point`` (2,)
+    px) so that every vertex lands on the same pixel as with its own camera.
+
+    Each person of a photo has the pinhole camera of its own crop (focal
+    length 500/scale, its own principal point). With (X, Y, Z) in person i's
+    frame, its pixel is u = fx·X/Z + cx, v = fy·Y/Z + cy; the point
+    (X + (cx − c′x)·Z/fx, (fy/fx)·Y + (cy − c′y)·Z/fx, Z·f′/fx) projects to
+    the same (u, v) through (f′, c′). Depth is scaled by f′/fx, so people keep
+    their order in depth as their cameras' scales imply (the bigger a body
+    appears for its size, the nearer), and one z-buffer can draw them all.
+    """
+    v = pred.camera_vertices()
+    fx, fy = (float(f) for f in pred.focal)
+    cx, cy = (float(c) for c in pred.principal_point)
+    z = v[:, 2:3]
+    return np.concatenate([v[:, 0:1] + (cx - float(principal_point[0])) * z / fx,
+                           (fy / fx) * v[:, 1:2] + (cy - float(principal_point[1])) * z / fx,
+                           z * (float(focal) / fx)], axis=1)
+
+
+def render_people_overlay(image: np.ndarray, preds: list[Prediction]) -> np.ndarray:
+    """Every person's mesh over the photo (H, W, 3) uint8, drawn with one
+    z-buffer through the first person's camera (``shared_camera_vertices``),
+    so nearer people hide farther ones."""
+    from openhmr.render import render_mesh
+
+    h, w = image.shape[:2]
+    focal = float(preds[0].focal[0])
+    pp = np.asarray(preds[0].principal_point, dtype=np.float64)
+    verts, faces, offset = [], [], 0
+    for pred in preds:
+        verts.append(shared_camera_vertices(pred, focal, pp))
+        faces.append(pred.faces.astype(np.int64) + offset)
+        offset += len(pred.vertices)
+    bg = torch.from_numpy(np.array(image, dtype=np.float32)) / 255.0
+    result = render_mesh(torch.as_tensor(np.concatenate(verts), dtype=torch.float32),
+                         torch.as_tensor(np.concatenate(faces)), focal, pp.tolist(), h, w,
+                         background=bg)
+    return (result.rgb[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
 def _resize(image: np.ndarray, factor: float) -> np.ndarray:
     from PIL import Image
 
@@ -623,9 +702,12 @@ def _save_png(path: Path, pixels: np.ndarray) -> None:
 
 
 def write_image_outputs(image: np.ndarray, pred: Prediction, paths: dict[str, Path],
-                        mesh_format: str, render: bool = True) -> None:
+                        mesh_format: str, render: bool = True,
+                        shared_overlay: bool | None = None) -> None:
     """Parameters first (json, npz, mesh), then pictures; a picture that fails
-    to render is reported and skipped."""
+    to render is reported and skipped. ``shared_overlay`` is None for a
+    person alone in its photo (its overlay is drawn here), else whether the
+    photo's overlay of all its people was written at ``paths["overlay"]``."""
     paths["json"].parent.mkdir(parents=True, exist_ok=True)
     write_npz(paths["npz"], pred)
     mesh_written = True
@@ -634,12 +716,13 @@ def write_image_outputs(image: np.ndarray, pred: Prediction, paths: dict[str, Pa
     except (ImportError, OSError, ValueError) as e:
         warn(f"{pred.input}: mesh not written ({type(e).__name__}: {e})")
         mesh_written = False
-    pictures = {"overlay": False, "views": False}
+    pictures = {"overlay": bool(shared_overlay), "views": False}
     if render:
         try:
-            overlay, _ = render_overlay(image, pred)
-            _save_png(paths["overlay"], overlay)
-            pictures["overlay"] = True
+            if shared_overlay is None:
+                overlay, _ = render_overlay(image, pred)
+                _save_png(paths["overlay"], overlay)
+                pictures["overlay"] = True
             _save_png(paths["views"], views_figure(image, pred))
             pictures["views"] = True
         except Exception as e:  # noqa: BLE001 - rendering must never lose the parameters
@@ -736,6 +819,7 @@ class _Pending:
     transform: CropTransform
     location: PersonLocation
     paths: dict[str, Path]
+    person: int | None = None  # 1, 2, … when the photo's people are written apart
 
 
 class _Timer:
@@ -774,6 +858,11 @@ def run_demo(options: DemoOptions) -> int:
         raise InputError(f"unknown mesh format {options.mesh_format!r}; choose one of {', '.join(MESH_FORMATS)}")
     method = resolve_method(options)
     source = build_person_source(options, method)
+    if options.max_people < 1:
+        raise InputError(f"--max-people must be at least 1, got {options.max_people}")
+    if options.max_people > 1 and isinstance(source, (BoxSource, TightCropSource)):
+        raise InputError(f"--max-people {options.max_people} needs people to be found: use --openpose "
+                         "or --detect (a --bbox or the whole image as a crop is one person)")
     items = collect_inputs(options.inputs)
     if not items:
         raise InputError("no input images or videos found")
@@ -816,37 +905,73 @@ def run_demo(options: DemoOptions) -> int:
                 [p.location for p in batch],
                 [(str(p.item.path), None, p.image.shape[:2]) for p in batch])
         except Exception as e:  # noqa: BLE001 - one bad batch must not stop the others
-            for p in batch:
+            for p in {id(p.item): p for p in batch}.values():
                 fail(p.item, e)
             return
-        finished = 0
+        # One photo's entries are consecutive: a person alone, or all its people.
+        groups: list[list[tuple[_Pending, Prediction]]] = []
         for p, pred in zip(batch, preds):
+            pred.person = p.person
+            if groups and p.person is not None and groups[-1][0][0].item is p.item:
+                groups[-1].append((p, pred))
+            else:
+                groups.append([(p, pred)])
+        finished = 0
+        for group in groups:
+            first = group[0][0]
             try:
-                write_image_outputs(p.image, pred, p.paths, options.mesh_format, options.render)
+                shared = None
+                if first.person is not None:
+                    shared = False
+                    first.paths["overlay"].parent.mkdir(parents=True, exist_ok=True)
+                    if options.render:
+                        try:
+                            _save_png(first.paths["overlay"],
+                                      render_people_overlay(first.image, [q for _, q in group]))
+                            shared = True
+                        except Exception as e:  # noqa: BLE001 - never lose the parameters
+                            warn(f"{first.item.path}: rendering failed, overlay skipped "
+                                 f"({type(e).__name__}: {e})")
+                for p, pred in group:
+                    write_image_outputs(p.image, pred, p.paths, options.mesh_format, options.render,
+                                        shared)
                 finished += 1
             except Exception as e:  # noqa: BLE001
-                fail(p.item, e)
+                fail(first.item, e)
         timer.record(finished)
 
     for item in _progress(images, len(images), "images", "img"):
         try:
-            paths = image_outputs(out, item.name, options.mesh_format)
-            _check_free(paths, options.overwrite)
-            image = read_image(item.path)
-            location = source.locate(image, item)
-            crop, transform = scale_and_crop(image, location.scale, location.center)
-            pending.append(_Pending(item, image, crop, transform, location, paths))
+            if options.max_people > 1:
+                image = read_image(item.path)
+                located = source.locate_all(image, item, options.max_people)
+                people = [(k, loc, person_outputs(out, item.name, k, options.mesh_format))
+                          for k, loc in enumerate(located, 1)]
+            else:
+                paths = image_outputs(out, item.name, options.mesh_format)
+                _check_free(paths, options.overwrite)
+                image = read_image(item.path)
+                people = [(None, source.locate(image, item), paths)]
+            entries = []
+            for person, location, paths in people:
+                _check_free(paths, options.overwrite)
+                crop, transform = scale_and_crop(image, location.scale, location.center)
+                entries.append(_Pending(item, image, crop, transform, location, paths, person))
+            pending.extend(entries)  # all of a photo's people, or none of them
         except Exception as e:  # noqa: BLE001 - report and go on with the next input
             fail(item, e)
             continue
         # HMR's first image goes alone, so that the warm-up is one image's
         # worth; a fit has no warm-up worth the name, and its batches are
-        # --batch-size from the start, as 'openhmr fit' makes them.
+        # --batch-size from the start, as 'openhmr fit' makes them. A photo's
+        # people stay in one batch, which may then exceed --batch-size.
         limit = options.batch_size if method != "hmr" or timer.warm_end is not None else 1
         if len(pending) >= limit:
             flush()
     flush()
 
+    if options.max_people > 1 and videos:
+        warn("--max-people applies to photos; each video follows one person")
     for item in videos:
         try:
             run_video(item, out, options, source, predictor, timer)
@@ -872,7 +997,10 @@ def _precheck(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
         return video_info(item.path).frame_count
     if not item.path.exists():
         raise InputError(f"image not found: {item.path}")
-    _check_free(image_outputs(out, item.name, options.mesh_format), options.overwrite)
+    if options.max_people > 1:  # how many people is known only once they are found
+        _check_free(person_outputs(out, item.name, 1, options.mesh_format), options.overwrite)
+    else:
+        _check_free(image_outputs(out, item.name, options.mesh_format), options.overwrite)
     return 1
 
 

@@ -1,4 +1,4 @@
-"""One-person detection with BlazePose (MediaPipe Pose, legacy ``solutions`` API).
+"""Person detection with BlazePose (MediaPipe Pose, legacy ``solutions`` API).
 
 BlazePose (Bazarevsky et al., 2020) finds the most prominent person in an
 image and gives 33 landmarks (``openhmr.body.keypoints`` set ``blazepose33``):
@@ -10,6 +10,14 @@ Only the landmark model that ships inside the ``mediapipe`` wheel is used
 would be downloaded at run time, which openhmr never does. ``mediapipe`` is an
 optional dependency (the ``demo`` extra); without it, :func:`detect_person`
 raises :class:`DetectorUnavailableError`.
+
+Several people: BlazePose gives one person per call. :func:`detect_people`
+finds the others by detecting again on the image with the found people
+erased (their person masks, widened, painted in the image's median colour),
+until nobody more is found or a detection lies mostly on erased pixels (an
+echo of someone already found). People much smaller than the image (under
+about a quarter of its longer side) are often missed: the detector looks at
+the whole image at 224×224.
 
 Videos: :class:`PersonTracker` runs BlazePose in its video mode on one
 video's frames in order — it follows the person from frame to frame instead
@@ -149,6 +157,66 @@ def detect_person(image: np.ndarray, with_mask: bool = True) -> Detection:
     with _quiet_native_stderr():
         result = model.process(image)
     return _detection(result, image, with_mask)
+
+
+#: A detection with more than this fraction of its visible landmarks on
+#: erased pixels repeats someone already found.
+ECHO_FRACTION = 0.5
+
+
+def detect_people(image: np.ndarray, max_people: int) -> list[Detection]:
+    """Up to ``max_people`` people in an RGB image, most prominent first.
+
+    Each round runs :func:`detect_person` on the image with everyone found so
+    far erased: their person masks (probability > 0.5), widened by 5 % of
+    their box's diagonal so that no outline is left to be found again, are
+    painted in the image's median colour. It stops when nobody is found, or
+    when more than half of a detection's visible landmarks (visibility ≥ 0.5)
+    fall on erased pixels.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        max_people: the most people to return (≥ 1).
+    Returns:
+        The detections (at least one), each as :func:`detect_person` gives
+        it, with its person mask, keypoints in the original image's pixels.
+    Raises:
+        as :func:`detect_person` when not even one person is found.
+    """
+    import cv2  # mediapipe's own dependency
+
+    if max_people < 1:
+        raise InputError(f"max_people must be at least 1, got {max_people}")
+    image = _check_image(image)
+    height, width = image.shape[:2]
+    work = image.copy()
+    erased = np.zeros((height, width), dtype=bool)
+    fill = np.median(image.reshape(-1, 3), axis=0).astype(np.uint8)
+    found: list[Detection] = []
+    while len(found) < max_people:
+        try:
+            detection = detect_person(work, with_mask=True)
+        except NoPersonError:
+            if not found:
+                raise
+            break
+        kp = detection.keypoints2d
+        seen = kp[kp[:, 2] >= 0.5, :2]
+        if found and len(seen):
+            cols = np.clip(seen[:, 0].astype(int), 0, width - 1)
+            rows = np.clip(seen[:, 1].astype(int), 0, height - 1)
+            if erased[rows, cols].mean() > ECHO_FRACTION:
+                break
+        found.append(detection)
+        if detection.mask is None or len(found) == max_people:
+            break
+        x0, y0, x1, y1 = detection.box
+        margin = max(1, int(round(0.05 * float(np.hypot(x1 - x0, y1 - y0)))))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+        person = cv2.dilate((detection.mask > 0.5).astype(np.uint8), kernel) > 0
+        erased |= person
+        work[person] = fill
+    return found
 
 
 class PersonTracker:

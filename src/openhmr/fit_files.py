@@ -55,6 +55,9 @@ class FitFilesOptions:
         smoothing: sequence: "clip", "causal" or "none", as the demo's videos.
         batch_size: files fitted together (``openhmr.demo.FitPredictor``;
             1 fits each alone).
+        max_people: up to this many people per file (not with ``sequence``),
+            the most confident first; above 1 each is written as
+            ``<name>_person<k>.*``, as the demo writes a photo's people.
     """
 
     inputs: list[str]
@@ -69,6 +72,7 @@ class FitFilesOptions:
     fps: float | None = None
     smoothing: str = "clip"
     batch_size: int = 8
+    max_people: int = 1
 
 
 def parse_image_size(text: str) -> tuple[int, int]:
@@ -119,17 +123,20 @@ def _check_inside(keypoints: np.ndarray, width: int, height: int) -> None:
                          "is --image-size the size of the image they were found in?")
 
 
-def _locate(path: Path, width: int, height: int) -> tuple[Any, Any]:
-    """A keypoint file → (the crop transform, the person's location), placed as
-    the demo places OpenPose keypoints. NoPersonError / InputError as
-    ``read_openpose``; InputError for keypoints outside the image."""
-    from openhmr.demo import PersonLocation, read_openpose
+def _locate(path: Path, width: int, height: int, max_people: int = 1) -> list[tuple[Any, Any]]:
+    """A keypoint file → per person, the most confident first, (the crop
+    transform, the person's location), placed as the demo places OpenPose
+    keypoints. NoPersonError / InputError as ``read_openpose_people``;
+    InputError for keypoints outside the image."""
+    from openhmr.demo import PersonLocation, read_openpose_people
 
-    keypoints, layout = read_openpose(path)
-    _check_inside(keypoints, width, height)
-    scale, centre = scale_for_keypoints(keypoints)
-    transform = crop_transform((height, width), scale, centre)
-    return transform, PersonLocation(scale, centre, "openpose", keypoints, layout)
+    located = []
+    for keypoints, layout in read_openpose_people(path)[:max_people]:
+        _check_inside(keypoints, width, height)
+        scale, centre = scale_for_keypoints(keypoints)
+        transform = crop_transform((height, width), scale, centre)
+        located.append((transform, PersonLocation(scale, centre, "openpose", keypoints, layout)))
+    return located
 
 
 def _report(path: Path | str, error: Exception) -> None:
@@ -143,10 +150,15 @@ def run_fit_files(options: FitFilesOptions) -> int:
     import torch
 
     from openhmr.demo import (MESH_FORMATS, SMOOTHING, FitPredictor, _check_free, _progress, image_outputs,
-                              load_anny, write_image_outputs)
+                              load_anny, person_outputs, write_image_outputs)
 
     if options.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {options.batch_size}")
+    if options.max_people < 1:
+        raise InputError(f"--max-people must be at least 1, got {options.max_people}")
+    if options.max_people > 1 and options.sequence:
+        raise InputError("--max-people applies to single files; a video's frames (--sequence) "
+                         "follow one person")
     if options.mesh_format not in MESH_FORMATS:
         raise InputError(f"unknown mesh format {options.mesh_format!r}; choose one of {', '.join(MESH_FORMATS)}")
     if options.sequence:
@@ -188,7 +200,8 @@ def run_fit_files(options: FitFilesOptions) -> int:
         return 1 if failed or others else 0
     failed = 0
     width, height = options.image_size
-    pending: list[tuple[Path, dict[str, Path], Any, Any]] = []  # file, outputs, crop transform, location
+    # file, outputs, crop transform, location, person number (None: alone in its file)
+    pending: list[tuple[Path, dict[str, Path], Any, Any, int | None]] = []
 
     def flush() -> None:
         """Fit the pending files together and write their outputs."""
@@ -199,22 +212,38 @@ def run_fit_files(options: FitFilesOptions) -> int:
             preds = predictor.predict(None, [b[2] for b in batch], [b[3] for b in batch],
                                       [(str(b[0]), None, (height, width)) for b in batch])
         except Exception as e:  # noqa: BLE001 - one bad batch must not stop the others
-            failed += len(batch)
-            for b in batch:
-                _report(b[0], e)
-            return
-        for (path, paths, _, _), pred in zip(batch, preds):
-            try:
-                write_image_outputs(None, pred, paths, options.mesh_format, render=False)  # type: ignore[arg-type]
-            except Exception as e:  # noqa: BLE001
-                failed += 1
+            paths_failed = list(dict.fromkeys(b[0] for b in batch))
+            failed += len(paths_failed)
+            for path in paths_failed:
                 _report(path, e)
+            return
+        broken: set[Path] = set()
+        for (path, paths, _, _, person), pred in zip(batch, preds):
+            pred.person = person
+            try:
+                write_image_outputs(None, pred, paths, options.mesh_format, render=False,  # type: ignore[arg-type]
+                                    shared_overlay=None if person is None else False)
+            except Exception as e:  # noqa: BLE001
+                if path not in broken:
+                    broken.add(path)
+                    failed += 1
+                    _report(path, e)
 
+    out = Path(options.out)
     for path, name in _progress(files, len(files), "keypoint files", "file"):
         try:
-            paths = image_outputs(Path(options.out), name, options.mesh_format)
-            _check_free(paths, options.overwrite)
-            pending.append((path, paths, *_locate(path, width, height)))
+            if options.max_people > 1:
+                located = _locate(path, width, height, options.max_people)
+                entries = [(path, person_outputs(out, name, k, options.mesh_format), transform, location, k)
+                           for k, (transform, location) in enumerate(located, 1)]
+            else:
+                paths = image_outputs(out, name, options.mesh_format)
+                _check_free(paths, options.overwrite)
+                transform, location = _locate(path, width, height)[0]
+                entries = [(path, paths, transform, location, None)]
+            for entry in entries:
+                _check_free(entry[1], options.overwrite)
+            pending.extend(entries)  # all of a file's people, or none of them
         except Exception as e:  # noqa: BLE001 - report and go on with the next file
             failed += 1
             _report(path, e)
@@ -243,7 +272,7 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
     preds = []
     for index, path in _progress(frames, len(frames), name, "frame"):
         try:
-            transform, location = _locate(path, width, height)
+            transform, location = _locate(path, width, height)[0]
         except NoPersonError:
             continue
         except InputError as e:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from openhmr.commands import add_output_options
+from openhmr.commands import add_output_options, positive_int
 
 DESCRIPTION = """\
 Recover a 3D body mesh from each input image (or video frame) and write, per
@@ -24,6 +24,10 @@ body (--method hmr), optionally refined by a fit (--method hmr+fit).
 The person is located by, in this order: --bbox, --openpose, --detect, or
 else the whole image is taken as a tight crop of one person (as the original
 HMR demo does; a warning says so).
+
+With --max-people N (N > 1, photos, --openpose or the detector) up to N people
+of each photo are recovered: <name>_person1.json, .npz, mesh and _views.png,
+<name>_person2.*, …, and one <name>_overlay.png with everyone.
 """
 
 
@@ -55,6 +59,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "per video frame; the most confident person is used")
     p.add_argument("--detect", action="store_true",
                    help="find the person with the BlazePose detector (needs the 'demo' extra)")
+    p.add_argument("--max-people", dest="max_people", type=positive_int, default=1, metavar="N",
+                   help="photos: recover up to N people each (default 1: the most prominent, as "
+                        "the original): the most confident in the --openpose file, or found by "
+                        "the detector one after another; per person <name>_person<k>.* and one "
+                        "<name>_overlay.png with everyone (videos follow one person)")
     add_output_options(p, "inputs")
     p.add_argument("--backend", default="auto", metavar="NAME",
                    help="how HMR's network runs: auto (default: the fastest installed backend "
@@ -92,6 +101,6 @@ def run(args: argparse.Namespace) -> int:
         smpl=args.smpl, bbox=args.bbox, openpose=args.openpose, detect=args.detect,
         device=args.device, mesh_format=args.mesh_format, overwrite=args.overwrite,
         backend=args.backend, batch_size=args.batch_size, render=args.render,
-        track=args.track, smoothing=args.smoothing,
+        track=args.track, smoothing=args.smoothing, max_people=args.max_people,
     )
     return run_demo(options)

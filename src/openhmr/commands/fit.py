@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", dest="batch_size", type=positive_int, default=8, metavar="N",
                    help="files fitted together (default: 8; about 3× faster than one at a time on "
                         "a CPU; 1 fits each alone, so that its result does not depend on the others)")
+    p.add_argument("--max-people", dest="max_people", type=positive_int, default=1, metavar="N",
+                   help="fit up to N people of each file, the most confident first (default 1); "
+                        "each is written as <name>_person<k>.* (not with --sequence)")
     add_output_options(p, "files")
     p.set_defaults(func=run)
 
@@ -64,6 +67,6 @@ def run(args: argparse.Namespace) -> int:
         inputs=list(args.inputs), image_size=parse_image_size(args.image_size), out=args.out,
         smpl=args.smpl, mesh_format=args.mesh_format, overwrite=args.overwrite, device=args.device,
         sequence=args.sequence, fps=args.fps, smoothing=args.smoothing or "clip",
-        batch_size=args.batch_size,
+        batch_size=args.batch_size, max_people=args.max_people,
     )
     return run_fit_files(options)

@@ -77,6 +77,7 @@ class Prediction:
     person_source: str
     input: str
     frame: int | None = None
+    person: int | None = None  # 1, 2, … among the people of a photo (--max-people > 1)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def camera_vertices(self) -> np.ndarray:
@@ -102,10 +103,12 @@ def to_document(pred: Prediction, files: dict[str, str | None]) -> dict[str, Any
         return [f"{set_name}_{i}" for i in range(count)]
 
     crop = pred.crop
+    person = {} if pred.person is None else {"person": int(pred.person)}
     return {
         "schema": SCHEMA_ID,
         "input": pred.input,
         "frame": pred.frame,
+        **person,
         "image_size": [int(pred.image_size[0]), int(pred.image_size[1])],
         "method": pred.method,
         "person_source": pred.person_source,
@@ -170,8 +173,9 @@ def prediction_arrays(pred: Prediction) -> dict[str, np.ndarray]:
 
 def write_npz(path: Path, pred: Prediction) -> None:
     """One image's arrays (``prediction_arrays``) plus ``faces`` and metadata strings."""
+    person = {} if pred.person is None else {"person": np.array(pred.person)}
     np.savez_compressed(
-        path, **prediction_arrays(pred), faces=pred.faces.astype(np.int32),
+        path, **prediction_arrays(pred), **person, faces=pred.faces.astype(np.int32),
         schema=np.array(SCHEMA_ID), body_model=np.array(pred.body_model),
         method=np.array(pred.method), person_source=np.array(pred.person_source),
     )
