@@ -149,3 +149,33 @@ def test_no_person_among_several() -> None:
     pytest.importorskip("mediapipe")
     with pytest.raises(detect.NoPersonError):
         detect.detect_people(np.full((240, 320, 3), 127, np.uint8), max_people=3)
+
+
+def test_people_too_small_for_the_whole_view_are_found_in_windows() -> None:
+    """Three 224-px photos side by side (672×224): in the whole image's
+    224×224 view only the middle person is found; the windows find the two
+    others, one per outer photo, and nothing else (a window's lying or
+    torso-less detections are refused)."""
+    pytest.importorskip("mediapipe")
+    from PIL import Image
+
+    images = SHARED / "reference" / "images"
+    if not (images / "coco3.png").is_file():
+        pytest.skip(f"{images} is absent (../shared not beside the repository)")
+    tiles = [np.asarray(Image.open(images / n).convert("RGB")) for n in ("coco3.png", "coco2.png", "coco3.png")]
+    strip = np.concatenate(tiles, axis=1)
+    assert detect.detect_person(strip).box[0] > 224  # the whole view sees the middle person only
+    people = detect.detect_people(strip, max_people=10)
+    centres = sorted((d.box[0] + d.box[2]) / 2 for d in people)
+    assert len(people) == 3 and [int(c // 224) for c in centres] == [0, 1, 2]
+    assert all(d.image_size == (224, 672) and d.mask.shape == (224, 672) for d in people)
+    # a window's detection is mapped back to the whole image: its landmarks lie in its box
+    for d in people:
+        seen = d.keypoints2d[d.keypoints2d[:, 2] >= 0.5, :2]
+        x0, y0, x1, y1 = d.box
+        assert ((seen >= [x0 - 1, y0 - 1]) & (seen <= [x1 + 1, y1 + 1])).all()
+    assert detect._windows(224, 672) == [(0, 0, 224, 224), (112, 0, 336, 224), (224, 0, 448, 224),
+                                         (336, 0, 560, 224), (448, 0, 672, 224)]
+    assert detect._windows(100, 100) == [(0, 0, 50, 50), (25, 0, 75, 50), (50, 0, 100, 50),
+                                         (0, 25, 50, 75), (25, 25, 75, 75), (50, 25, 100, 75),
+                                         (0, 50, 50, 100), (25, 50, 75, 100), (50, 50, 100, 100)]

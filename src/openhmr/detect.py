@@ -15,9 +15,9 @@ Several people: BlazePose gives one person per call. :func:`detect_people`
 finds the others by detecting again on the image with the found people
 erased (their person masks, widened, painted in the image's median colour),
 until nobody more is found or a detection lies mostly on erased pixels (an
-echo of someone already found). People much smaller than the image (under
-about a quarter of its longer side) are often missed: the detector looks at
-the whole image at 224×224.
+echo of someone already found); then the same in overlapping windows of
+half the image's longer side, for people too small for the detector's
+224×224 view of the whole image.
 
 Videos: :class:`PersonTracker` runs BlazePose in its video mode on one
 video's frames in order — it follows the person from frame to frame instead
@@ -162,24 +162,53 @@ def detect_person(image: np.ndarray, with_mask: bool = True) -> Detection:
 #: A detection with more than this fraction of its visible landmarks on
 #: erased pixels repeats someone already found.
 ECHO_FRACTION = 0.5
+#: A window's detection whose visible landmarks span a box this many times
+#: wider than tall is not taken: on the test photos such detections were a
+#: dog and the stones at a man's feet, read as a person lying down.
+MAX_WINDOW_ASPECT = 1.5
+#: BlazePose's shoulders and hips: a window's detection needs all four visible.
+TORSO = [11, 12, 23, 24]
+
+
+def _windows(height: int, width: int) -> list[tuple[int, int, int, int]]:
+    """Square windows (x0, y0, x1, y1) of side min(H, W, max(H, W)/2), each
+    overlapping its neighbours by half, covering the image in raster order:
+    a person smaller than half a window lies whole inside one of them."""
+    side = int(min(height, width, max(height, width) / 2))
+    if side < MIN_IMAGE_SIDE:
+        return []
+
+    def starts(length: int) -> list[int]:
+        count = max(1, int(np.ceil((length - side) / (side / 2))) + 1)
+        return sorted({int(round(i * (length - side) / max(1, count - 1))) for i in range(count)})
+
+    return [(x, y, x + side, y + side) for y in starts(height) for x in starts(width)]
 
 
 def detect_people(image: np.ndarray, max_people: int) -> list[Detection]:
-    """Up to ``max_people`` people in an RGB image, most prominent first.
+    """Up to ``max_people`` people in an RGB image, the whole image's first.
 
-    Each round runs :func:`detect_person` on the image with everyone found so
-    far erased: their person masks (probability > 0.5), widened by 5 % of
-    their box's diagonal so that no outline is left to be found again, are
-    painted in the image's median colour. It stops when nobody is found, or
-    when more than half of a detection's visible landmarks (visibility ≥ 0.5)
-    fall on erased pixels.
+    BlazePose finds one person per call, so each call runs on the image with
+    everyone found so far erased: their person masks (probability > 0.5),
+    widened by 5 % of their box's diagonal so that no outline is left to be
+    found again, are painted in the image's median colour. Calls on the whole
+    image come first, until nobody more is found or more than half of a
+    detection's visible landmarks (visibility ≥ 0.5) fall on erased pixels
+    (an echo of someone found). Then the same runs in overlapping square
+    windows (``_windows``), where people too small for the whole image's
+    224×224 view are large enough; a window's detection that touches one of
+    its inner edges is a cut-off person, left for the window that holds it
+    whole; one more than ``MAX_WINDOW_ASPECT`` times wider than tall, or
+    without a visible torso (both shoulders and hips), is not taken (a
+    person lying down or half hidden must be found in the whole image).
 
     Args:
         image: (H, W, 3) uint8 RGB.
         max_people: the most people to return (≥ 1).
     Returns:
         The detections (at least one), each as :func:`detect_person` gives
-        it, with its person mask, keypoints in the original image's pixels.
+        it with its person mask, in the image's pixels; a window's
+        detection has the world landmarks BlazePose gave for the window.
     Raises:
         as :func:`detect_person` when not even one person is found.
     """
@@ -193,29 +222,50 @@ def detect_people(image: np.ndarray, max_people: int) -> list[Detection]:
     erased = np.zeros((height, width), dtype=bool)
     fill = np.median(image.reshape(-1, 3), axis=0).astype(np.uint8)
     found: list[Detection] = []
-    while len(found) < max_people:
-        try:
-            detection = detect_person(work, with_mask=True)
-        except NoPersonError:
-            if not found:
-                raise
-            break
-        kp = detection.keypoints2d
-        seen = kp[kp[:, 2] >= 0.5, :2]
-        if found and len(seen):
+    for x0, y0, x1, y1 in [(0, 0, width, height), *_windows(height, width)]:
+        whole = (x1 - x0, y1 - y0) == (width, height)
+        while len(found) < max_people:
+            try:
+                detection = detect_person(work[y0:y1, x0:x1], with_mask=True)
+            except NoPersonError:
+                break
+            if detection.mask is None:
+                break
+            kp = detection.keypoints2d.copy()
+            kp[:, :2] += (x0, y0)
+            seen = kp[kp[:, 2] >= 0.5, :2]
+            if len(seen) == 0:
+                break
             cols = np.clip(seen[:, 0].astype(int), 0, width - 1)
             rows = np.clip(seen[:, 1].astype(int), 0, height - 1)
-            if erased[rows, cols].mean() > ECHO_FRACTION:
+            if found and erased[rows, cols].mean() > ECHO_FRACTION:
                 break
-        found.append(detection)
-        if detection.mask is None or len(found) == max_people:
+            if not whole:
+                edge = 0.02 * (x1 - x0)
+                inner = [(x0 > 0, seen[:, 0] < x0 + edge), (y0 > 0, seen[:, 1] < y0 + edge),
+                         (x1 < width, seen[:, 0] > x1 - edge), (y1 < height, seen[:, 1] > y1 - edge)]
+                if any(is_inner and near.any() for is_inner, near in inner):
+                    break
+                span = seen.max(axis=0) - seen.min(axis=0)
+                if span[0] > MAX_WINDOW_ASPECT * span[1] or (kp[TORSO, 2] < 0.5).any():
+                    break
+                mask = np.zeros((height, width), dtype=np.float32)
+                mask[y0:y1, x0:x1] = detection.mask
+                bx0, by0, bx1, by1 = detection.box
+                detection = Detection(box=(bx0 + x0, by0 + y0, bx1 + x0, by1 + y0), keypoints2d=kp,
+                                      keypoints3d=detection.keypoints3d, mask=mask,
+                                      image_size=(height, width))
+            found.append(detection)
+            bx0, by0, bx1, by1 = detection.box
+            margin = max(1, int(round(0.05 * float(np.hypot(bx1 - bx0, by1 - by0)))))
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+            person = cv2.dilate((detection.mask > 0.5).astype(np.uint8), kernel) > 0
+            erased |= person
+            work[person] = fill
+        if len(found) == max_people:
             break
-        x0, y0, x1, y1 = detection.box
-        margin = max(1, int(round(0.05 * float(np.hypot(x1 - x0, y1 - y0)))))
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
-        person = cv2.dilate((detection.mask > 0.5).astype(np.uint8), kernel) > 0
-        erased |= person
-        work[person] = fill
+    if not found:
+        raise NoPersonError(f"no person was found in the {width}×{height} image")
     return found
 
 
