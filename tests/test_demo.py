@@ -566,6 +566,15 @@ def test_fit_methods(model_files, tmp_path, capsys, cached_loading):
     assert errors["fit"] < 0.7 * errors["hmr"], errors
 
 
+def _grey_video(path: Path, frames: int, width: int, height: int) -> Path:
+    """A 10 fps mp4 whose frame i is plain grey 60 + 20·i."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
+    for i in range(frames):
+        writer.write(np.full((height, width, 3), 60 + 20 * i, np.uint8))
+    writer.release()
+    return path
+
+
 def test_video_with_openpose_keypoints(model_files, tmp_path, capsys, cached_loading):
     """--openpose with a video: the folder OpenPose's --write_json writes
     (<video>_<frame, 12 digits>_keypoints.json). Each frame is fitted to its own
@@ -575,11 +584,7 @@ def test_video_with_openpose_keypoints(model_files, tmp_path, capsys, cached_loa
     from openhmr.fit import FitConfig
 
     frames, step = 5, 12.0
-    video = tmp_path / "walk.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (320, 240))
-    for i in range(frames):
-        writer.write(np.full((240, 320, 3), 60 + 20 * i, np.uint8))
-    writer.release()
+    video = _grey_video(tmp_path / "walk.mp4", frames, 320, 240)
     keypoints = tmp_path / "openpose"
     keypoints.mkdir()
     for i in range(frames - 1):  # the last frame has no file
@@ -606,6 +611,67 @@ def test_video_with_openpose_keypoints(model_files, tmp_path, capsys, cached_loa
         assert run_demo(options) == 1
         assert message in capsys.readouterr().err
         assert not (tmp_path / "refused" / "walk.npz").exists()
+
+
+def test_video_with_several_people(model_files, tmp_path, capsys, cached_loading, monkeypatch):
+    """--max-people on a video (OpenPose files): each person is followed by
+    position whatever its place in the file, across a frame where it is
+    missing; each continues its own fit, gets its own npz, and one overlay
+    video draws both."""
+    from openhmr.demo import DemoOptions, FitPredictor, run_demo
+    from openhmr.fit import FitConfig
+
+    frames, step = 6, 10.0
+    video = _grey_video(tmp_path / "two.mp4", frames, 400, 240)
+    keypoints = tmp_path / "openpose"
+    keypoints.mkdir()
+    for i in range(frames):
+        walker = _standing_body25(80 + step * i, 30, 180)      # more confident: person 1
+        still = _standing_body25(300, 40, 170)
+        still[:, 2] = np.where(still[:, 2] > 0, 0.6, 0.0)
+        people = [still] if i == 3 else ([walker, still] if i % 2 == 0 else [still, walker])
+        (keypoints / f"two_{i:012d}_keypoints.json").write_text(
+            json.dumps({"people": [{"pose_keypoints_2d": k.ravel().tolist()} for k in people]}))
+    weights, smpl = model_files
+    quick = FitConfig(stage1_iters=5, stage2_iters=(10,), pose_weights=(100.0,), shape_weights=(50.0,),
+                      track_iters=10)
+    continued = []
+    real_fit = FitPredictor._fit
+
+    def spy(self, rows, people, transforms, locations, images, previous=None):
+        continued.append((locations[rows[0]].person, images[rows[0]][1], previous is not None))
+        return real_fit(self, rows, people, transforms, locations, images, previous)
+
+    monkeypatch.setattr(FitPredictor, "_fit", spy)
+    out = tmp_path / "out"
+    options = DemoOptions([str(video)], out=out, method="fit", smpl=smpl, openpose=keypoints,
+                          fit_config=quick, smoothing="none", max_people=3)
+    assert run_demo(options) == 0
+    assert "no person in" not in capsys.readouterr().err  # every frame has someone
+    assert sorted(p.name for p in out.iterdir()) == ["two_overlay.mp4", "two_person1.npz", "two_person2.npz"]
+    walker, still = (np.load(out / f"two_person{k}.npz") for k in (1, 2))
+    assert walker["frame"].tolist() == [0, 1, 2, 4, 5] and still["frame"].tolist() == list(range(frames))
+    assert int(walker["person"]) == 1 and int(still["person"]) == 2 and int(walker["num_frames"]) == frames
+    hips = walker["keypoints_2d/lsp14"][:, 2:4, 0].mean(-1)
+    np.testing.assert_allclose(hips - hips[0], step * walker["frame"], atol=3.0)
+    np.testing.assert_allclose(still["keypoints_2d/lsp14"][:, 2:4, 0].mean(-1), 300, atol=4.0)
+    # each person's fit continues its own previous frame's (the walker's afresh after its gap)
+    assert sorted(c for c in continued if c[0] == 1) == [(1, 0, False), (1, 1, True), (1, 2, True),
+                                                        (1, 4, False), (1, 5, True)]
+    assert sorted(c for c in continued if c[0] == 2) == [(2, 0, False)] + [(2, i, True) for i in range(1, 6)]
+    capture = cv2.VideoCapture(str(out / "two_overlay.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == frames
+    ok, first = capture.read()
+    capture.release()
+    # both bodies drawn in frame 0: the pixels between each person's hips changed
+    background = 60
+    for x in (hips[0], still["keypoints_2d/lsp14"][0, 2:4, 0].mean()):
+        y = int(round(walker["keypoints_2d/lsp14"][0, 2:4, 1].mean()))
+        assert ok and np.abs(first[y - 2:y + 3, int(x) - 2:int(x) + 3].astype(int) - background).mean() > 20
+
+    code, err = run([video, "--openpose", keypoints, "--max-people", "2", "--method", "fit", "--smpl", smpl,
+                     "--out", out], capsys)
+    assert code == 1 and "two_person1.npz already exists" in err and "--overwrite" in err
 
 
 @needs_reference

@@ -266,6 +266,41 @@ def test_several_people_per_file_as_the_demo_writes_them(smpl_npz, tmp_path, cap
         assert without["person"] == k and without["files"]["overlay"] is None
     assert json.loads((tmp_path / "quick" / "pair_person1.json").read_text())["crop"]["center"][0] > 200
 
-    code = main(["fit", str(keypoints), "--image-size", f"{width}x{height}", "--max-people", "2",
-                 "--sequence", "--fps", "30"])
-    assert code != 0 and "--max-people applies to single files" in capsys.readouterr().err
+
+
+def test_a_sequence_of_several_people_is_the_demo_on_its_video(smpl_npz, tmp_path, capsys):
+    """--sequence --max-people: each person followed through the frame files
+    and written as <video>_person<k>.npz — bit for bit the demo's on the video."""
+    import cv2
+
+    from openhmr.demo import DemoOptions, run_demo
+
+    frames, width, height, fps = 5, 400, 240, 10.0
+    keypoints = tmp_path / "openpose"
+    for i in range(frames):
+        walker = np.array(_person(80 + 10 * i, 30, 180)).reshape(25, 3)
+        still = np.array(_person(300, 40, 170)).reshape(25, 3)
+        still[:, 2] = np.where(still[:, 2] > 0, 0.6, 0.0)
+        people = [still] if i == 2 else [still, walker]
+        _write(keypoints / f"pair_{i:012d}_keypoints.json", *(k.ravel().tolist() for k in people))
+    video = tmp_path / "pair.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for i in range(frames):
+        writer.write(np.full((height, width, 3), 60 + 20 * i, np.uint8))
+    writer.release()
+    assert run_demo(DemoOptions([str(video)], out=tmp_path / "demo", method="fit", smpl=smpl_npz,
+                                openpose=keypoints, fit_config=QUICK, render=False, max_people=2)) == 0
+    assert run_fit_files(FitFilesOptions([str(keypoints)], (width, height), out=tmp_path / "fit",
+                                         smpl=smpl_npz, fit_config=QUICK, sequence=True, fps=fps,
+                                         max_people=2)) == 0
+    assert sorted(p.name for p in (tmp_path / "fit").iterdir()) == ["pair_person1.npz", "pair_person2.npz"]
+    for k in (1, 2):
+        with_video = np.load(tmp_path / "demo" / f"pair_person{k}.npz")
+        without = np.load(tmp_path / "fit" / f"pair_person{k}.npz")
+        assert sorted(without.files) == sorted(with_video.files)
+        for key in with_video.files:
+            np.testing.assert_array_equal(without[key], with_video[key], err_msg=(k, key))
+    walker = np.load(tmp_path / "fit" / "pair_person1.npz")  # the more confident, found first
+    assert walker["frame"].tolist() == [0, 1, 3, 4] and int(walker["person"]) == 1
+    np.testing.assert_allclose(walker["keypoints_2d/lsp14"][:, 2:4, 0].mean(-1),
+                               80 + 10 * walker["frame"], atol=4.0)

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import heapq
 import json
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -80,6 +81,8 @@ class PersonLocation:
         keypoint_set: name of that set (``openhmr.body.keypoints``).
         detection: the detector's ``openhmr.detect.Detection`` (with 3D
             landmarks) when the detector found the person.
+        person: in a video with several people, which person this is
+            (``PeopleFollower``); a fit continues that person's.
     """
 
     scale: float
@@ -88,19 +91,21 @@ class PersonLocation:
     keypoints: np.ndarray | None = None
     keypoint_set: str | None = None
     detection: Any = None  # openhmr.detect.Detection, with 3D landmarks
+    person: int | None = None  # in a video with several people: the person followed (1, 2, …)
 
 
 class PersonSource(Protocol):
     """Where the person is. ``frame`` is the video frame's index (None for an
     image); a source raises :class:`NoPersonError` when a frame has nobody.
-    ``locate_all`` gives up to ``max_people`` people of a photo, the one
-    ``locate`` gives first (a box or a tight crop is always one person)."""
+    ``locate_all`` gives up to ``max_people`` people of a photo or frame, the
+    one ``locate`` gives first (a box or a tight crop is always one person)."""
 
     name: str
 
     def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation: ...
 
-    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int) -> list[PersonLocation]: ...
+    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int,
+                   frame: int | None = None) -> list[PersonLocation]: ...
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
@@ -130,7 +135,8 @@ class BoxSource:
             raise InputError(f"the box {x0:g},{y0:g},{x1:g},{y1:g} lies outside the {w}×{h} image")
         return PersonLocation(scale, center, "bbox")
 
-    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int) -> list[PersonLocation]:
+    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int,
+                   frame: int | None = None) -> list[PersonLocation]:
         return [self.locate(image, item)]
 
 
@@ -229,8 +235,12 @@ class OpenPoseSource:
         scale, center = scale_for_keypoints(keypoints)
         return PersonLocation(scale, center, "openpose", keypoints, layout)
 
-    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int) -> list[PersonLocation]:
-        people = read_openpose_people(self.file_for(item))[:max_people]
+    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int,
+                   frame: int | None = None) -> list[PersonLocation]:
+        path = self.file_for(item, frame)
+        if frame is not None and not path.is_file():
+            raise NoPersonError(f"no OpenPose keypoints for frame {frame}: {path} is missing")
+        people = read_openpose_people(path)[:max_people]
         return [PersonLocation(*scale_for_keypoints(kp), "openpose", kp, layout)
                 for kp, layout in people]
 
@@ -274,7 +284,8 @@ class DetectorSource:
             detection = detect_person(image, with_mask=False)
         return self._location(detection)
 
-    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int) -> list[PersonLocation]:
+    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int,
+                   frame: int | None = None) -> list[PersonLocation]:
         from openhmr.detect import detect_people
 
         return [self._location(d) for d in detect_people(image, max_people)]
@@ -301,7 +312,8 @@ class TightCropSource:
         scale, center = scale_for_tight_crop(*image.shape[:2])
         return PersonLocation(scale, center, "tight")
 
-    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int) -> list[PersonLocation]:
+    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int,
+                   frame: int | None = None) -> list[PersonLocation]:
         return [self.locate(image, item)]
 
 
@@ -428,7 +440,8 @@ class FitPredictor:
     is fitted as a continuation of it (``openhmr.fit.fit``'s ``previous``:
     started there, its shape held, a shorter schedule), so a video's frames
     are fitted one after the other; after a frame without a body the fit
-    starts afresh.
+    starts afresh. In a video with several people, each person followed
+    (``PersonLocation.person``) continues its own previous fit.
     """
 
     body: BodyModel
@@ -436,8 +449,8 @@ class FitPredictor:
     hmr: HMRPredictor | None = None
     config: Any = None  # openhmr.fit.FitConfig; None = its defaults
     track: bool = True
-    # video path → (frame index, that frame's fit), the last fitted frame
-    _last: dict[str, tuple[int, Any]] = field(default_factory=dict, repr=False)
+    # (video path, person followed or None) → (frame index, that frame's fit), the last fitted frame
+    _last: dict[tuple[str, int | None], tuple[int, Any]] = field(default_factory=dict, repr=False)
 
     def predict(self, crops, transforms, locations, images):
         from openhmr.fit import FitInit
@@ -471,11 +484,12 @@ class FitPredictor:
                 batches.setdefault(key, []).append(i)
                 continue
             previous = None
-            if path in self._last:
-                last_frame, last_fit = self._last[path]
+            key = (path, locations[i].person)
+            if key in self._last:
+                last_frame, last_fit = self._last[key]
                 previous = last_fit if last_frame == frame - 1 else None
             (preds[i],), fitted = self._fit([i], people, transforms, locations, images, previous)
-            self._last[path] = (frame, fitted)
+            self._last[key] = (frame, fitted)
         for rows in batches.values():
             fitted, _ = self._fit(rows, people, transforms, locations, images)
             for i, pred in zip(rows, fitted):
@@ -970,8 +984,6 @@ def run_demo(options: DemoOptions) -> int:
             flush()
     flush()
 
-    if options.max_people > 1 and videos:
-        warn("--max-people applies to photos; each video follows one person")
     for item in videos:
         try:
             run_video(item, out, options, source, predictor, timer)
@@ -993,7 +1005,10 @@ def _precheck(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
     if item.kind == "video":
         if isinstance(source, OpenPoseSource):
             source.check_video(item)
-        _check_free(video_outputs(out, item.name), options.overwrite)
+        paths = video_outputs(out, item.name)
+        if options.max_people > 1:
+            paths["npz"] = out / f"{item.name}_person1.npz"
+        _check_free(paths, options.overwrite)
         return video_info(item.path).frame_count
     if not item.path.exists():
         raise InputError(f"image not found: {item.path}")
@@ -1102,21 +1117,96 @@ def smooth_predictions(body: BodyModel, preds: list[Prediction], how: str, fps: 
     return repose(body, preds, cams, poses, betas)
 
 
+def _keypoint_box(location: PersonLocation) -> np.ndarray:
+    """(x0, y0, x1, y1) of a location's confident keypoints, image pixels."""
+    kp = np.asarray(location.keypoints, dtype=np.float64)
+    seen = kp[kp[:, 2] > 0.2, :2]
+    if len(seen) < 2:
+        seen = kp[:, :2]
+    return np.concatenate([seen.min(axis=0), seen.max(axis=0)])
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(0.0, w) * max(0.0, h)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class PeopleFollower:
+    """Who is who from frame to frame: each frame's people are matched to the
+    people followed so far by the overlap (IoU) of their keypoint boxes with
+    the box each had when last seen, greedily from the largest overlap. A
+    match needs an IoU of at least ``min_iou`` and the person seen within the
+    last ``max_gap`` frames; anyone unmatched is a new person, numbered
+    1, 2, … in order of first appearance."""
+
+    min_iou: float = 0.3
+    max_gap: int = 10
+    _last: dict[int, tuple[int, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def assign(self, frame: int, locations: list[PersonLocation]) -> list[int]:
+        """The person number of each of a frame's locations (and records them)."""
+        boxes = [_keypoint_box(loc) for loc in locations]
+        alive = {k: box for k, (seen, box) in self._last.items() if frame - seen <= self.max_gap}
+        pairs = sorted(((_iou(box, old), i, k) for i, box in enumerate(boxes) for k, old in alive.items()),
+                       reverse=True)
+        numbers: dict[int, int] = {}
+        for overlap, i, k in pairs:
+            if overlap < self.min_iou:
+                break
+            if i not in numbers and k not in numbers.values():
+                numbers[i] = k
+        for i, box in enumerate(boxes):
+            if i not in numbers:
+                numbers[i] = max(self._last, default=0) + 1
+            self._last[numbers[i]] = (frame, box)
+        return [numbers[i] for i in range(len(boxes))]
+
+
+def write_people_npz(body: BodyModel, people: dict[int, list[Prediction]], npz_of: Callable[[int], Path],
+                     total: int, fps: float, smoothing: str, overwrite: bool) -> None:
+    """Each person's estimates (in frame order, without meshes) smoothed over
+    its own frames and written to ``npz_of(person)`` with its meshes posed
+    again; ``people`` is updated with the smoothed estimates."""
+    for person in sorted(people):
+        _check_free({"npz": npz_of(person)}, overwrite)
+        if smoothing != "none":
+            people[person] = smooth_predictions(body, people[person], smoothing, fps)
+        meshes = posed_again(body, people[person])
+        write_video_npz(npz_of(person), people[person], total, fps, smoothing=smoothing,
+                        vertices=(p.vertices.astype(np.float32) for p in meshes), person=person)
+
+
 def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSource,
               predictor: Predictor, timer: _Timer | None = None) -> int:
     """Every frame of a video: one ``<name>.npz`` (arrays stacked over frames
-    with a body) and ``<name>_overlay.mp4``. Returns the frames with a body.
+    with a body) and ``<name>_overlay.mp4``. Returns the bodies found.
 
     Two passes over the video: the first estimates every frame's body, which
     are then smoothed over time (``options.smoothing``, with tracking); the
-    second draws the overlay video."""
+    second draws the overlay video.
+
+    With ``options.max_people`` > 1, each frame's people (``locate_all``)
+    are followed from frame to frame (:class:`PeopleFollower`); each
+    person's fit continues its own previous frame's, its estimates are
+    smoothed over its own frames, and it is written as
+    ``<name>_person<k>.npz`` (the same arrays, plus ``person``); the one
+    overlay video draws everyone."""
+    several = options.max_people > 1
     if isinstance(source, OpenPoseSource):
         source.check_video(item)
     paths = video_outputs(out, item.name)
+    npz_of = lambda k: out / f"{item.name}_person{k}.npz"  # noqa: E731
+    if several:
+        paths["npz"] = npz_of(1)
     _check_free(paths, options.overwrite)
     info, frames = open_video(item.path)
     paths["npz"].parent.mkdir(parents=True, exist_ok=True)
-    preds: list[Prediction] = []
+    follower = PeopleFollower(max_gap=max(1, int(round(info.fps or 10))))
+    people: dict[int | None, list[Prediction]] = {}  # person followed (None: the one person) → bodies
     skipped = 0
     total = 0
     batch: list[tuple[int, np.ndarray, CropTransform, PersonLocation, tuple[int, int]]] = []
@@ -1127,21 +1217,30 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
         new_preds = predictor.predict(
             np.stack([b[1] for b in batch]), [b[2] for b in batch], [b[3] for b in batch],
             [(str(item.path), b[0], b[4]) for b in batch])
-        preds.extend(without_vertices(new_preds))
+        for b, pred in zip(batch, without_vertices(new_preds)):
+            people.setdefault(b[3].person, []).append(pred)
+        frames_done = len({b[0] for b in batch})  # a frame's people are never split
         batch.clear()
         return_freed_memory()
         if timer is not None:
-            timer.record(len(new_preds))
+            timer.record(frames_done)
 
     for index, frame in enumerate(_progress(frames, info.frame_count or None, item.path.name, "frame")):
         total += 1
         try:
-            location = source.locate(frame, item, index)
+            if several:
+                located = source.locate_all(frame, item, options.max_people, index)
+                for location, person in zip(located, follower.assign(index, located)):
+                    location.person = person
+            else:
+                located = [source.locate(frame, item, index)]
         except NoPersonError:
+            located = []
+        if not located:
             skipped += 1
-            continue
-        crop, transform = scale_and_crop(frame, location.scale, location.center)
-        batch.append((index, crop, transform, location, frame.shape[:2]))
+        for location in located:
+            crop, transform = scale_and_crop(frame, location.scale, location.center)
+            batch.append((index, crop, transform, location, frame.shape[:2]))
         if len(batch) >= options.batch_size:
             flush()
     flush()
@@ -1150,23 +1249,34 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
     if skipped:
         warn(f"{item.path}: no person in {skipped} of {total} frames")
     smoothing = options.smoothing if options.track else "none"
-    if smoothing != "none":
-        preds = smooth_predictions(predictor.body, preds, smoothing, info.fps)
     body = predictor.body
-    meshes = _progress(posed_again(body, preds), len(preds), f"{item.path.name} npz", "frame")
-    write_video_npz(paths["npz"], preds, total, info.fps, smoothing=smoothing,
-                    vertices=(p.vertices.astype(np.float32) for p in meshes))
-    if not preds:
-        raise InputError(f"no person found in any frame of {item.path}")
+    if several:
+        if not people:
+            raise InputError(f"no person found in any frame of {item.path}")
+        write_people_npz(body, people, npz_of, total, info.fps, smoothing, options.overwrite)
+        posed = heapq.merge(*(posed_again(body, preds) for preds in people.values()),
+                            key=lambda p: p.frame)
+    else:
+        preds = people.get(None, [])
+        if smoothing != "none":
+            preds = smooth_predictions(body, preds, smoothing, info.fps)
+        meshes = _progress(posed_again(body, preds), len(preds), f"{item.path.name} npz", "frame")
+        write_video_npz(paths["npz"], preds, total, info.fps, smoothing=smoothing,
+                        vertices=(p.vertices.astype(np.float32) for p in meshes))
+        if not preds:
+            raise InputError(f"no person found in any frame of {item.path}")
+        posed = posed_again(body, preds)
     if options.render:
-        write_overlay_video(item, paths["overlay"], posed_again(body, preds))
-    return len(preds)
+        write_overlay_video(item, paths["overlay"], posed)
+    return sum(len(preds) for preds in people.values())
 
 
 def write_overlay_video(item: InputItem, path: Path, preds: Iterable[Prediction]) -> None:
-    """The video again with each frame's body drawn over it (plain frames where
-    there is none); ``preds`` in frame order, with their meshes. A rendering
-    failure leaves the rest of the video plain."""
+    """The video again with each frame's bodies drawn over it (plain frames
+    where there is none); ``preds`` in frame order, with their meshes, one or
+    more per frame (several are drawn with one z-buffer,
+    :func:`render_people_overlay`). A rendering failure leaves the rest of
+    the video plain."""
     import cv2
 
     info, frames = open_video(item.path)
@@ -1182,10 +1292,16 @@ def write_overlay_video(item: InputItem, path: Path, preds: Iterable[Prediction]
             picture = frame
             while pred is not None and pred.frame < index:  # not in this decoding: skip
                 pred = next(upcoming, None)
-            if pred is not None and pred.frame == index:
+            here = []
+            while pred is not None and pred.frame == index:
+                here.append(pred)
+                pred = next(upcoming, None)
+            if here:
                 try:
-                    picture, _ = render_overlay(frame, pred)
-                    pred = next(upcoming, None)
+                    if len(here) == 1:
+                        picture, _ = render_overlay(frame, here[0])
+                    else:
+                        picture = render_people_overlay(frame, here)
                 except Exception as e:  # noqa: BLE001 - keep the parameters
                     warn(f"{item.path}: rendering failed, overlay video shows plain frames "
                          f"({type(e).__name__}: {e})")

@@ -55,9 +55,10 @@ class FitFilesOptions:
         smoothing: sequence: "clip", "causal" or "none", as the demo's videos.
         batch_size: files fitted together (``openhmr.demo.FitPredictor``;
             1 fits each alone).
-        max_people: up to this many people per file (not with ``sequence``),
-            the most confident first; above 1 each is written as
-            ``<name>_person<k>.*``, as the demo writes a photo's people.
+        max_people: up to this many people per file, the most confident
+            first; above 1 each is written as ``<name>_person<k>.*``, as the
+            demo writes a photo's people (with ``sequence``, each person
+            followed through the frames, ``<video>_person<k>.npz``).
     """
 
     inputs: list[str]
@@ -156,9 +157,6 @@ def run_fit_files(options: FitFilesOptions) -> int:
         raise InputError(f"--batch-size must be at least 1, got {options.batch_size}")
     if options.max_people < 1:
         raise InputError(f"--max-people must be at least 1, got {options.max_people}")
-    if options.max_people > 1 and options.sequence:
-        raise InputError("--max-people applies to single files; a video's frames (--sequence) "
-                         "follow one person")
     if options.mesh_format not in MESH_FORMATS:
         raise InputError(f"unknown mesh format {options.mesh_format!r}; choose one of {', '.join(MESH_FORMATS)}")
     if options.sequence:
@@ -191,7 +189,10 @@ def run_fit_files(options: FitFilesOptions) -> int:
         failed = 0
         for name, frames in videos.items():
             try:
-                _fit_video(predictor, name, frames, options)
+                if options.max_people > 1:
+                    _fit_video_people(predictor, name, frames, options)
+                else:
+                    _fit_video(predictor, name, frames, options)
             except Exception as e:  # noqa: BLE001 - report and go on with the next video
                 failed += 1
                 _report(frames[0][1].parent / f"{Path(name).name}_*_keypoints.json", e)
@@ -291,3 +292,39 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
     meshes = _progress(posed_again(predictor.body, preds), len(preds), f"{name} npz", "frame")
     write_video_npz(paths["npz"], preds, total, options.fps, smoothing=smoothing,
                     vertices=(p.vertices.astype(np.float32) for p in meshes))
+
+
+def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
+                      options: FitFilesOptions) -> None:
+    """A video's frame files with several people (``max_people`` > 1) →
+    ``<name>_person<k>.npz`` per person followed, as the demo writes a video
+    with ``--max-people`` (``openhmr.demo.run_video``)."""
+    from openhmr.demo import PeopleFollower, _check_free, _progress, without_vertices, write_people_npz
+    from openhmr.errors import NoPersonError
+
+    width, height = options.image_size
+    out = Path(options.out)
+    npz_of = lambda k: out / f"{name}_person{k}.npz"  # noqa: E731
+    _check_free({"npz": npz_of(1)}, options.overwrite)
+    total = frames[-1][0] + 1
+    follower = PeopleFollower(max_gap=max(1, int(round(options.fps))))
+    people: dict[int, list[Any]] = {}
+    for index, path in _progress(frames, len(frames), name, "frame"):
+        try:
+            located = _locate(path, width, height, options.max_people)
+        except NoPersonError:
+            continue
+        except InputError as e:
+            raise InputError(f"frame {index}: {e}") from None
+        locations = [location for _, location in located]
+        for location, person in zip(locations, follower.assign(index, locations)):
+            location.person = person
+        preds = predictor.predict(None, [t for t, _ in located], locations,
+                                  [(name, index, (height, width))] * len(located))
+        for location, pred in zip(locations, without_vertices(preds)):
+            people.setdefault(location.person, []).append(pred)
+    if not people:
+        raise NoPersonError("no person in any frame")
+    npz_of(1).parent.mkdir(parents=True, exist_ok=True)
+    write_people_npz(predictor.body, people, npz_of, total, options.fps, options.smoothing,
+                     options.overwrite)

@@ -25,9 +25,11 @@ The person is located by, in this order: --bbox, --openpose, --detect, or
 else the whole image is taken as a tight crop of one person (as the original
 HMR demo does; a warning says so).
 
-With --max-people N (N > 1, photos, --openpose or the detector) up to N people
-of each photo are recovered: <name>_person1.json, .npz, mesh and _views.png,
-<name>_person2.*, …, and one <name>_overlay.png with everyone.
+With --max-people N (N > 1, --openpose or the detector) up to N people of each
+photo are recovered: <name>_person1.json, .npz, mesh and _views.png,
+<name>_person2.*, …, and one <name>_overlay.png with everyone. In a video each
+person is followed from frame to frame: <name>_person<k>.npz per person and
+one <name>_overlay.mp4 with everyone.
 """
 
 
@@ -60,10 +62,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--detect", action="store_true",
                    help="find the person with the BlazePose detector (needs the 'demo' extra)")
     p.add_argument("--max-people", dest="max_people", type=positive_int, default=1, metavar="N",
-                   help="photos: recover up to N people each (default 1: the most prominent, as "
-                        "the original): the most confident in the --openpose file, or found by "
-                        "the detector one after another; per person <name>_person<k>.* and one "
-                        "<name>_overlay.png with everyone (videos follow one person)")
+                   help="recover up to N people per photo or video frame (default 1: the most "
+                        "prominent, as the original): the most confident in the --openpose file, or "
+                        "found by the detector one after another; per person <name>_person<k>.* "
+                        "(a video's people followed from frame to frame) and one overlay with everyone")
     add_output_options(p, "inputs")
     p.add_argument("--backend", default="auto", metavar="NAME",
                    help="how HMR's network runs: auto (default: the fastest installed backend "

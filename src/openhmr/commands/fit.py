@@ -51,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "a CPU; 1 fits each alone, so that its result does not depend on the others)")
     p.add_argument("--max-people", dest="max_people", type=positive_int, default=1, metavar="N",
                    help="fit up to N people of each file, the most confident first (default 1); "
-                        "each is written as <name>_person<k>.* (not with --sequence)")
+                        "each is written as <name>_person<k>.* (with --sequence each person is "
+                        "followed through the frames: <video>_person<k>.npz)")
     add_output_options(p, "files")
     p.set_defaults(func=run)
 

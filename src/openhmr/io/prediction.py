@@ -182,7 +182,8 @@ def write_npz(path: Path, pred: Prediction) -> None:
 
 
 def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: float,
-                    smoothing: str = "none", vertices: Iterable[np.ndarray] | None = None) -> None:
+                    smoothing: str = "none", vertices: Iterable[np.ndarray] | None = None,
+                    person: int | None = None) -> None:
     """A video's arrays: each of ``prediction_arrays`` stacked to (T, ...) over
     the T frames with a body, with ``frame`` (T,) their indices in the video,
     ``smoothing`` how the estimates were smoothed over time ("clip", "causal"
@@ -193,6 +194,7 @@ def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: f
     as they come, so a long video's meshes never have to be in memory at
     once (a (T, V, 3) float32 array: 83 KB per frame for SMPL). The archive
     is written under ``<path>.partial`` and renamed when complete.
+    ``person``, for a video with several people, is the person's number.
     """
     arrays: dict[str, np.ndarray] = {}
     if preds:
@@ -211,6 +213,8 @@ def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: f
         "smoothing": np.array(smoothing), "smoothed": np.array(smoothing != "none"),
         "schema": np.array(SCHEMA_ID),
     }
+    if person is not None:
+        arrays["person"] = np.array(person)
     streamed = None
     if vertices is not None:
         streamed = ("vertices", len(preds), vertices) if preds else None
