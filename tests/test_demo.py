@@ -638,8 +638,11 @@ def test_video_with_several_people(model_files, tmp_path, capsys, cached_loading
     continued = []
     real_fit = FitPredictor._fit
 
+    calls = []
+
     def spy(self, rows, people, transforms, locations, images, previous=None):
-        continued.append((locations[rows[0]].person, images[rows[0]][1], previous is not None))
+        calls.append(len(rows))
+        continued.extend((locations[r].person, images[r][1], previous is not None) for r in rows)
         return real_fit(self, rows, people, transforms, locations, images, previous)
 
     monkeypatch.setattr(FitPredictor, "_fit", spy)
@@ -659,6 +662,9 @@ def test_video_with_several_people(model_files, tmp_path, capsys, cached_loading
     assert sorted(c for c in continued if c[0] == 1) == [(1, 0, False), (1, 1, True), (1, 2, True),
                                                         (1, 4, False), (1, 5, True)]
     assert sorted(c for c in continued if c[0] == 2) == [(2, 0, False)] + [(2, i, True) for i in range(1, 6)]
+    # a frame's people are fitted together: both in frames 0, 1, 2 and 5; in frame 4 the
+    # walker starts afresh and the other continues (two calls); frame 3 has one person
+    assert sorted(calls) == [1, 1, 1, 2, 2, 2, 2]
     capture = cv2.VideoCapture(str(out / "two_overlay.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == frames
     ok, first = capture.read()

@@ -441,7 +441,9 @@ class FitPredictor:
     started there, its shape held, a shorter schedule), so a video's frames
     are fitted one after the other; after a frame without a body the fit
     starts afresh. In a video with several people, each person followed
-    (``PersonLocation.person``) continues its own previous fit.
+    (``PersonLocation.person``) continues its own previous fit, and a frame's
+    people are fitted together (those continuing a fit, and those starting
+    afresh, in separate batches).
     """
 
     body: BodyModel
@@ -476,20 +478,38 @@ class FitPredictor:
             people.append((kp_crop, kp3d, init))
 
         preds: list[Prediction | None] = [None] * len(people)
-        batches: dict[tuple[str, bool, int], list[int]] = {}
+        batches: dict[tuple, list[int]] = {}
+        tracked: dict[tuple[str, int], list[int]] = {}  # (video, frame) → rows, frames in order
         for i, (kp_crop, kp3d, init) in enumerate(people):
             path, frame, _ = images[i]
-            if not (self.track and frame is not None):
+            if self.track and frame is not None:
+                tracked.setdefault((path, frame), []).append(i)
+            else:
                 key = (locations[i].keypoint_set, kp3d is None, transforms[i].crop_size)
                 batches.setdefault(key, []).append(i)
-                continue
-            previous = None
-            key = (path, locations[i].person)
-            if key in self._last:
-                last_frame, last_fit = self._last[key]
-                previous = last_fit if last_frame == frame - 1 else None
-            (preds[i],), fitted = self._fit([i], people, transforms, locations, images, previous)
-            self._last[key] = (frame, fitted)
+        # A tracked frame's people need the previous frame's fits: frames go
+        # one after the other, each frame's people together, those continuing
+        # a fit apart from those starting afresh.
+        for (path, frame), rows in tracked.items():
+            groups: dict[tuple, list[int]] = {}
+            previous: dict[int, FitInit] = {}
+            for i in rows:
+                last = self._last.get((path, locations[i].person))
+                if last is not None and last[0] == frame - 1:
+                    previous[i] = last[1]
+                key = (i in previous, locations[i].keypoint_set, people[i][1] is None,
+                       transforms[i].crop_size)
+                groups.setdefault(key, []).append(i)
+            for group in groups.values():
+                before = None
+                if group[0] in previous:
+                    before = FitInit(*(torch.cat([getattr(previous[i], name) for i in group])
+                                       for name in ("cam", "pose", "betas")))
+                fitted, result = self._fit(group, people, transforms, locations, images, before)
+                for j, (i, pred) in enumerate(zip(group, fitted)):
+                    preds[i] = pred
+                    self._last[(path, locations[i].person)] = (frame, FitInit(
+                        result.cam[j:j + 1], result.pose[j:j + 1], result.betas[j:j + 1]))
         for rows in batches.values():
             fitted, _ = self._fit(rows, people, transforms, locations, images)
             for i, pred in zip(rows, fitted):
