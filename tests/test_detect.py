@@ -179,3 +179,20 @@ def test_people_too_small_for_the_whole_view_are_found_in_windows() -> None:
     assert detect._windows(100, 100) == [(0, 0, 50, 50), (25, 0, 75, 50), (50, 0, 100, 50),
                                          (0, 25, 50, 75), (25, 25, 75, 75), (50, 25, 100, 75),
                                          (0, 50, 50, 100), (25, 50, 75, 100), (50, 50, 100, 100)]
+
+
+def test_erasing_widens_the_mask_by_the_margin() -> None:
+    """_erase paints exactly the pixels within the margin (Euclidean) of the
+    person's mask, and nothing else."""
+    pytest.importorskip("cv2")
+    person = np.zeros((60, 80), dtype=bool)
+    person[20:30, 30:36] = True
+    person[40, 10] = True
+    work = np.full((60, 80, 3), 7, np.uint8)
+    erased = np.zeros((60, 80), dtype=bool)
+    detect._erase(work, erased, person, 4.5, np.array([200, 100, 50], np.uint8))
+    ys, xs = np.mgrid[:60, :80]
+    py, px = np.nonzero(person)
+    distance = np.sqrt((ys[..., None] - py) ** 2 + (xs[..., None] - px) ** 2).min(-1)
+    np.testing.assert_array_equal(erased, distance <= 4.5)
+    assert (work[erased] == [200, 100, 50]).all() and (work[~erased] == 7).all()

@@ -185,6 +185,30 @@ def _windows(height: int, width: int) -> list[tuple[int, int, int, int]]:
     return [(x, y, x + side, y + side) for y in starts(height) for x in starts(width)]
 
 
+def _erase(work: np.ndarray, erased: np.ndarray, person: np.ndarray, margin: float,
+           fill: np.ndarray) -> None:
+    """Paint ``person`` (H, W) bool, widened by ``margin`` pixels, in ``fill``
+    on ``work`` (H, W, 3), and mark it in ``erased`` (H, W), in place.
+
+    The widening is a distance transform over the person's bounding box plus
+    the margin only, so its cost does not grow with the margin or the photo
+    (a dilation with a kernel of the margin's size took 4 s per person on an
+    11-megapixel photo)."""
+    import cv2  # mediapipe's own dependency
+
+    rows, cols = np.nonzero(person)
+    if len(rows) == 0:
+        return
+    pad = int(np.ceil(margin)) + 1
+    height, width = person.shape
+    y0, y1 = max(0, rows.min() - pad), min(height, rows.max() + pad + 1)
+    x0, x1 = max(0, cols.min() - pad), min(width, cols.max() + pad + 1)
+    outside = (~person[y0:y1, x0:x1]).astype(np.uint8)
+    near = cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) <= margin
+    erased[y0:y1, x0:x1] |= near
+    work[y0:y1, x0:x1][near] = fill
+
+
 def detect_people(image: np.ndarray, max_people: int) -> list[Detection]:
     """Up to ``max_people`` people in an RGB image, the whole image's first.
 
@@ -212,8 +236,6 @@ def detect_people(image: np.ndarray, max_people: int) -> list[Detection]:
     Raises:
         as :func:`detect_person` when not even one person is found.
     """
-    import cv2  # mediapipe's own dependency
-
     if max_people < 1:
         raise InputError(f"max_people must be at least 1, got {max_people}")
     image = _check_image(image)
@@ -257,11 +279,8 @@ def detect_people(image: np.ndarray, max_people: int) -> list[Detection]:
                                       image_size=(height, width))
             found.append(detection)
             bx0, by0, bx1, by1 = detection.box
-            margin = max(1, int(round(0.05 * float(np.hypot(bx1 - bx0, by1 - by0)))))
-            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
-            person = cv2.dilate((detection.mask > 0.5).astype(np.uint8), kernel) > 0
-            erased |= person
-            work[person] = fill
+            margin = 0.05 * float(np.hypot(bx1 - bx0, by1 - by0))
+            _erase(work, erased, detection.mask > 0.5, margin, fill)
         if len(found) == max_people:
             break
     if not found:
