@@ -681,6 +681,43 @@ def test_video_with_several_people(model_files, tmp_path, capsys, cached_loading
 
 
 @needs_reference
+def test_detector_follows_several_people_in_a_video(model_files, tmp_path, capsys, cached_loading,
+                                                     monkeypatch):
+    """--detect --max-people on a clip panned across random.jpg: the two
+    people are found in every frame, searched for in the whole frame only in
+    the first and then looked for where they were."""
+    pytest.importorskip("mediapipe", reason="--detect needs the demo extra (mediapipe)")
+    import openhmr.detect as detect
+
+    photo = np.asarray(Image.open(REFERENCE / "random.jpg").convert("RGB"))
+    video = tmp_path / "pan.mp4"
+    height, width = photo.shape[0], photo.shape[1] - 40
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
+    for i in range(4):
+        writer.write(cv2.cvtColor(np.ascontiguousarray(photo[:, 4 * i:4 * i + width]), cv2.COLOR_RGB2BGR))
+    writer.release()
+    searched = []
+    real = detect.detect_people
+
+    def spy(image, max_people, near=(), search=True):
+        searched.append((len(near), search))
+        return real(image, max_people, near=near, search=search)
+
+    monkeypatch.setattr(detect, "detect_people", spy)
+    out = tmp_path / "out"
+    code, err = run([video, "--detect", "--max-people", "3", "--no-render", *hmr_args(model_files, out)],
+                    capsys)
+    assert code == 0, err
+    assert searched == [(0, True), (2, False), (2, False), (2, False)]
+    first, second = (np.load(out / f"pan_person{k}.npz") for k in (1, 2))
+    assert first["frame"].tolist() == second["frame"].tolist() == [0, 1, 2, 3]
+    # the man stands left of the seated woman, and both drift left as the view pans right
+    man_x, woman_x = (a["crop_center"][:, 0] for a in (first, second))
+    assert (man_x < woman_x - 50).all()
+    np.testing.assert_allclose(np.diff(man_x), -4.0, atol=3.0)
+
+
+@needs_reference
 def test_detector_finds_no_person(model_files, tmp_path, capsys, cached_loading):
     pytest.importorskip("mediapipe", reason="--detect needs the demo extra (mediapipe)")
     blank = tmp_path / "blank.png"

@@ -196,3 +196,38 @@ def test_erasing_widens_the_mask_by_the_margin() -> None:
     distance = np.sqrt((ys[..., None] - py) ** 2 + (xs[..., None] - px) ** 2).min(-1)
     np.testing.assert_array_equal(erased, distance <= 4.5)
     assert (work[erased] == [200, 100, 50]).all() and (work[~erased] == 7).all()
+
+
+def test_people_are_looked_for_where_they_were() -> None:
+    """With the previous frame's boxes (``near``) and no search, each person
+    is found again by one call around its box, in the order of the boxes; a
+    box where nobody is makes the whole image be searched after all."""
+    pytest.importorskip("mediapipe")
+    from PIL import Image
+
+    path = SHARED / "reference" / "images" / "random.jpg"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (../shared not beside the repository)")
+    image = np.asarray(Image.open(path).convert("RGB"))
+    man, woman = detect.detect_people(image, max_people=5)
+    calls = []
+    real = detect.detect_person
+
+    def counted(part, with_mask=True):
+        calls.append(part.shape[:2])
+        return real(part, with_mask=with_mask)
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(detect, "detect_person", counted):
+        again = detect.detect_people(image, max_people=5, near=[woman.box, man.box], search=False)
+        assert len(calls) == 2 and all(shape != image.shape[:2] for shape in calls)
+        calls.clear()
+        empty_sky = (900.0, 20.0, 1000.0, 120.0)
+        with_ghost = detect.detect_people(image, max_people=5, near=[empty_sky, man.box], search=False)
+        assert image.shape[:2] in calls  # nobody in the sky: the whole image was searched
+    centre = lambda d: np.mean(d.keypoints2d[[11, 12, 23, 24], :2], axis=0)  # noqa: E731
+    assert len(again) == 2
+    np.testing.assert_allclose(centre(again[0]), centre(woman), atol=10)
+    np.testing.assert_allclose(centre(again[1]), centre(man), atol=10)
+    assert len(with_ghost) == 2

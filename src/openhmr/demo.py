@@ -254,14 +254,22 @@ class DetectorSource:
     one ``openhmr.fit.fit_detection`` uses). With ``track``, a video's frames
     go through one :class:`openhmr.detect.PersonTracker` (BlazePose's video
     mode: the person followed and its landmarks smoothed); photos, and every
-    frame without ``track``, are detected one by one.
+    frame without ``track``, are detected one by one. Several people
+    (``locate_all``) in a video with ``track`` are looked for first where
+    they were in the previous frame (``openhmr.detect.detect_people``'s
+    ``near``), and the whole frame is searched for newcomers every
+    ``search_every`` frames, or when someone is not found again.
     """
 
     name: str = "detect"
     conf_threshold: float = 0.5
     track: bool = True
+    search_every: int = 10  # videos with several people: frames between full searches
     _tracker: Any = field(default=None, repr=False)
     _tracked: Path | None = field(default=None, repr=False)
+    # video → (frame, the boxes of the people found in it), with several people
+    _people: dict[Path, tuple[int, list[tuple[float, float, float, float]]]] = field(
+        default_factory=dict, repr=False)
 
     @staticmethod
     def check_available() -> None:
@@ -288,7 +296,13 @@ class DetectorSource:
                    frame: int | None = None) -> list[PersonLocation]:
         from openhmr.detect import detect_people
 
-        return [self._location(d) for d in detect_people(image, max_people)]
+        if frame is None or not self.track:
+            return [self._location(d) for d in detect_people(image, max_people)]
+        last = self._people.get(item.path)
+        near = last[1] if last is not None and last[0] == frame - 1 else []
+        detections = detect_people(image, max_people, near=near, search=frame % self.search_every == 0)
+        self._people[item.path] = (frame, [d.box for d in detections])
+        return [self._location(d) for d in detections]
 
     def _location(self, detection: Any) -> PersonLocation:
         keypoints = np.asarray(detection.keypoints2d, dtype=np.float64)

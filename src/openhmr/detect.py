@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,30 +209,54 @@ def _erase(work: np.ndarray, erased: np.ndarray, person: np.ndarray, margin: flo
     work[y0:y1, x0:x1][near] = fill
 
 
-def detect_people(image: np.ndarray, max_people: int) -> list[Detection]:
-    """Up to ``max_people`` people in an RGB image, the whole image's first.
+def _around(box: tuple[float, float, float, float], height: int, width: int,
+            grow: float = 0.5) -> tuple[int, int, int, int] | None:
+    """``box`` grown by ``grow`` of its size on every side, clipped to the
+    image; None when smaller than the detector's minimum."""
+    x0, y0, x1, y1 = box
+    dx, dy = grow * (x1 - x0), grow * (y1 - y0)
+    region = (max(0, int(x0 - dx)), max(0, int(y0 - dy)),
+              min(width, int(np.ceil(x1 + dx))), min(height, int(np.ceil(y1 + dy))))
+    if min(region[2] - region[0], region[3] - region[1]) < MIN_IMAGE_SIDE:
+        return None
+    return region
+
+
+def detect_people(image: np.ndarray, max_people: int,
+                  near: Sequence[tuple[float, float, float, float]] = (),
+                  search: bool = True) -> list[Detection]:
+    """Up to ``max_people`` people in an RGB image.
 
     BlazePose finds one person per call, so each call runs on the image with
     everyone found so far erased: their person masks (probability > 0.5),
     widened by 5 % of their box's diagonal so that no outline is left to be
-    found again, are painted in the image's median colour. Calls on the whole
-    image come first, until nobody more is found or more than half of a
-    detection's visible landmarks (visibility ≥ 0.5) fall on erased pixels
-    (an echo of someone found). Then the same runs in overlapping square
-    windows (``_windows``), where people too small for the whole image's
-    224×224 view are large enough; a window's detection that touches one of
-    its inner edges is a cut-off person, left for the window that holds it
-    whole; one more than ``MAX_WINDOW_ASPECT`` times wider than tall, or
-    without a visible torso (both shoulders and hips), is not taken (a
-    person lying down or half hidden must be found in the whole image).
+    found again, are painted in the image's median colour. The calls:
+
+    1. ``near`` (a video's previous frame): one call on each box grown by
+       half its size on every side, where that person should still be;
+    2. with ``search``, or when someone of ``near`` was not found again: on
+       the whole image, until nobody more is found or more than half of a
+       detection's visible landmarks (visibility ≥ 0.5) fall on erased
+       pixels (an echo of someone found); then the same in overlapping
+       square windows (``_windows``), where people too small for the whole
+       image's 224×224 view are large enough.
+
+    A detection in a part of the image (1, or a window) that touches one of
+    the part's inner edges is a cut-off person, left for a part that holds
+    it whole; one more than ``MAX_WINDOW_ASPECT`` times wider than tall, or
+    without a visible torso (both shoulders and hips), is not taken (a person
+    lying down or half hidden must be found in the whole image).
 
     Args:
         image: (H, W, 3) uint8 RGB.
         max_people: the most people to return (≥ 1).
+        near: (x0, y0, x1, y1) boxes, image pixels, where people are expected.
+        search: search the whole image and the windows (see 2).
     Returns:
-        The detections (at least one), each as :func:`detect_person` gives
-        it with its person mask, in the image's pixels; a window's
-        detection has the world landmarks BlazePose gave for the window.
+        The detections (at least one), ``near``'s first, each as
+        :func:`detect_person` gives it with its person mask, in the image's
+        pixels; a part's detection has the world landmarks BlazePose gave
+        for the part.
     Raises:
         as :func:`detect_person` when not even one person is found.
     """
@@ -244,45 +268,61 @@ def detect_people(image: np.ndarray, max_people: int) -> list[Detection]:
     erased = np.zeros((height, width), dtype=bool)
     fill = np.median(image.reshape(-1, 3), axis=0).astype(np.uint8)
     found: list[Detection] = []
-    for x0, y0, x1, y1 in [(0, 0, width, height), *_windows(height, width)]:
-        whole = (x1 - x0, y1 - y0) == (width, height)
-        while len(found) < max_people:
-            try:
-                detection = detect_person(work[y0:y1, x0:x1], with_mask=True)
-            except NoPersonError:
-                break
-            if detection.mask is None:
-                break
-            kp = detection.keypoints2d.copy()
-            kp[:, :2] += (x0, y0)
-            seen = kp[kp[:, 2] >= 0.5, :2]
-            if len(seen) == 0:
-                break
-            cols = np.clip(seen[:, 0].astype(int), 0, width - 1)
-            rows = np.clip(seen[:, 1].astype(int), 0, height - 1)
-            if found and erased[rows, cols].mean() > ECHO_FRACTION:
-                break
-            if not whole:
-                edge = 0.02 * (x1 - x0)
-                inner = [(x0 > 0, seen[:, 0] < x0 + edge), (y0 > 0, seen[:, 1] < y0 + edge),
-                         (x1 < width, seen[:, 0] > x1 - edge), (y1 < height, seen[:, 1] > y1 - edge)]
-                if any(is_inner and near.any() for is_inner, near in inner):
-                    break
-                span = seen.max(axis=0) - seen.min(axis=0)
-                if span[0] > MAX_WINDOW_ASPECT * span[1] or (kp[TORSO, 2] < 0.5).any():
-                    break
-                mask = np.zeros((height, width), dtype=np.float32)
-                mask[y0:y1, x0:x1] = detection.mask
-                bx0, by0, bx1, by1 = detection.box
-                detection = Detection(box=(bx0 + x0, by0 + y0, bx1 + x0, by1 + y0), keypoints2d=kp,
-                                      keypoints3d=detection.keypoints3d, mask=mask,
-                                      image_size=(height, width))
-            found.append(detection)
-            bx0, by0, bx1, by1 = detection.box
-            margin = 0.05 * float(np.hypot(bx1 - bx0, by1 - by0))
-            _erase(work, erased, detection.mask > 0.5, margin, fill)
+    parts = [region for region in (_around(box, height, width) for box in near) if region is not None]
+
+    def look(x0: int, y0: int, x1: int, y1: int) -> Detection | None:
+        """One call on the part, the detection in image pixels if it is taken."""
+        try:
+            detection = detect_person(work[y0:y1, x0:x1], with_mask=True)
+        except NoPersonError:
+            return None
+        if detection.mask is None:
+            return None
+        kp = detection.keypoints2d.copy()
+        kp[:, :2] += (x0, y0)
+        seen = kp[kp[:, 2] >= 0.5, :2]
+        if len(seen) == 0:
+            return None
+        cols = np.clip(seen[:, 0].astype(int), 0, width - 1)
+        rows = np.clip(seen[:, 1].astype(int), 0, height - 1)
+        if found and erased[rows, cols].mean() > ECHO_FRACTION:
+            return None
+        if (x1 - x0, y1 - y0) == (width, height):
+            return detection
+        edge = 0.02 * max(x1 - x0, y1 - y0)
+        inner = [(x0 > 0, seen[:, 0] < x0 + edge), (y0 > 0, seen[:, 1] < y0 + edge),
+                 (x1 < width, seen[:, 0] > x1 - edge), (y1 < height, seen[:, 1] > y1 - edge)]
+        if any(is_inner and close.any() for is_inner, close in inner):
+            return None
+        span = seen.max(axis=0) - seen.min(axis=0)
+        if span[0] > MAX_WINDOW_ASPECT * span[1] or (kp[TORSO, 2] < 0.5).any():
+            return None
+        mask = np.zeros((height, width), dtype=np.float32)
+        mask[y0:y1, x0:x1] = detection.mask
+        bx0, by0, bx1, by1 = detection.box
+        return Detection(box=(bx0 + x0, by0 + y0, bx1 + x0, by1 + y0), keypoints2d=kp,
+                         keypoints3d=detection.keypoints3d, mask=mask, image_size=(height, width))
+
+    def take(detection: Detection) -> None:
+        found.append(detection)
+        bx0, by0, bx1, by1 = detection.box
+        _erase(work, erased, detection.mask > 0.5, 0.05 * float(np.hypot(bx1 - bx0, by1 - by0)), fill)
+
+    for part in parts:  # one call each: the person expected there
         if len(found) == max_people:
             break
+        detection = look(*part)
+        if detection is not None:
+            take(detection)
+    if search or len(found) < len(near):
+        for part in [(0, 0, width, height), *_windows(height, width)]:
+            while len(found) < max_people:
+                detection = look(*part)
+                if detection is None:
+                    break
+                take(detection)
+            if len(found) == max_people:
+                break
     if not found:
         raise NoPersonError(f"no person was found in the {width}×{height} image")
     return found
