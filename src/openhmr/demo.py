@@ -1204,12 +1204,14 @@ def write_people_npz(body: BodyModel, people: dict[int, list[Prediction]], npz_o
                      total: int, fps: float, smoothing: str, overwrite: bool) -> None:
     """Each person's estimates (in frame order, without meshes) smoothed over
     its own frames and written to ``npz_of(person)`` with its meshes posed
-    again; ``people`` is updated with the smoothed estimates."""
+    again (with a progress bar); ``people`` is updated with the smoothed
+    estimates."""
     for person in sorted(people):
         _check_free({"npz": npz_of(person)}, overwrite)
         if smoothing != "none":
             people[person] = smooth_predictions(body, people[person], smoothing, fps)
-        meshes = posed_again(body, people[person])
+        meshes = _progress(posed_again(body, people[person]), len(people[person]), npz_of(person).name,
+                           "frame")
         write_video_npz(npz_of(person), people[person], total, fps, smoothing=smoothing,
                         vertices=(p.vertices.astype(np.float32) for p in meshes), person=person)
 
