@@ -859,3 +859,22 @@ def test_several_people_in_a_photo(model_files, tmp_path, capsys, cached_loading
     for extra in (["--bbox", "10,10,100,200"], []):
         code, err = run([image, "--max-people", "2", *extra, *hmr_args(model_files, tmp_path / "x")], capsys)
         assert code != 0 and "--max-people 2 needs" in err and len(err.strip().splitlines()) == 1
+
+
+def test_people_who_cross_keep_their_numbers():
+    """Two people walking towards each other, passing through the same place:
+    each keeps its number (the expected box moves on with its velocity); a
+    person gone longer than max_gap frames comes back as a new one."""
+    from openhmr.demo import PeopleFollower, PersonLocation
+
+    def at(x: float) -> PersonLocation:
+        kp = np.array([[x, 50.0, 1.0], [x + 40.0, 150.0, 1.0]])
+        return PersonLocation(1.0, np.zeros(2), "openpose", kp, "body25")
+
+    follower = PeopleFollower(max_gap=3)
+    for t in range(21):
+        a, b = at(10.0 * t), at(205.0 - 10.0 * t)  # 5 px apart when they pass
+        swapped = t % 3 == 1  # their order in the frame does not matter
+        numbers = follower.assign(t, [b, a] if swapped else [a, b])
+        assert numbers == ([2, 1] if swapped else [1, 2]), t
+    assert follower.assign(25, [at(400.0)]) == [3]  # seen last at frame 20: too long ago

@@ -1172,20 +1172,24 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 class PeopleFollower:
     """Who is who from frame to frame: each frame's people are matched to the
     people followed so far by the overlap (IoU) of their keypoint boxes with
-    the box each had when last seen, greedily from the largest overlap. A
-    match needs an IoU of at least ``min_iou`` and the person seen within the
-    last ``max_gap`` frames; anyone unmatched is a new person, numbered
-    1, 2, … in order of first appearance."""
+    where each is expected — its box when last seen, moved on by the
+    velocity it had then (so two people crossing keep their numbers) —
+    greedily from the largest overlap. A match needs an IoU of at least
+    ``min_iou`` and the person seen within the last ``max_gap`` frames;
+    anyone unmatched is a new person, numbered 1, 2, … in order of first
+    appearance."""
 
     min_iou: float = 0.3
     max_gap: int = 10
-    _last: dict[int, tuple[int, np.ndarray]] = field(default_factory=dict, repr=False)
+    # person → (frame last seen, box then, box velocity per frame)
+    _last: dict[int, tuple[int, np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def assign(self, frame: int, locations: list[PersonLocation]) -> list[int]:
         """The person number of each of a frame's locations (and records them)."""
         boxes = [_keypoint_box(loc) for loc in locations]
-        alive = {k: box for k, (seen, box) in self._last.items() if frame - seen <= self.max_gap}
-        pairs = sorted(((_iou(box, old), i, k) for i, box in enumerate(boxes) for k, old in alive.items()),
+        expected = {k: box + velocity * (frame - seen)
+                    for k, (seen, box, velocity) in self._last.items() if frame - seen <= self.max_gap}
+        pairs = sorted(((_iou(box, at), i, k) for i, box in enumerate(boxes) for k, at in expected.items()),
                        reverse=True)
         numbers: dict[int, int] = {}
         for overlap, i, k in pairs:
@@ -1194,9 +1198,13 @@ class PeopleFollower:
             if i not in numbers and k not in numbers.values():
                 numbers[i] = k
         for i, box in enumerate(boxes):
-            if i not in numbers:
+            if i in numbers:
+                seen, old, _ = self._last[numbers[i]]
+                velocity = (box - old) / (frame - seen)
+            else:
                 numbers[i] = max(self._last, default=0) + 1
-            self._last[numbers[i]] = (frame, box)
+                velocity = np.zeros(4)
+            self._last[numbers[i]] = (frame, box, velocity)
         return [numbers[i] for i in range(len(boxes))]
 
 
