@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from openhmr.body import SMPL
     from openhmr.body.synthetic import synthetic_smpl_arrays
     from openhmr.data.crop import normalize_crop, scale_and_crop, scale_for_tight_crop
-    from openhmr.demo import PersonLocation, _predictions, _save_png, render_overlay, save_mesh, views_figure
+    from openhmr.demo import PersonLocation, render_overlay, save_mesh, save_png, to_predictions, views_figure
     from openhmr.inference import build_backend
     from openhmr.inference.calibrated import calibrated_random_hmr
     from openhmr.io.images import read_image
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                     out = predictor.body_from_theta(theta)
                     lap("body model")
                     location = PersonLocation(scale, center, "tight")
-                    pred = _predictions(body, out.cam, out.pose, out.betas, out.vertices, out.joints,
+                    pred = to_predictions(body, out.cam, out.pose, out.betas, out.vertices, out.joints,
                                         out.keypoints3d, [transform], [location],
                                         [(str(f), None, image.shape[:2])], "hmr")[0]
                     lap("map back")
@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                     lap("overlay")
                     views = views_figure(image, pred)
                     lap("views")
-                    _save_png(tmp / "o.png", overlay)
-                    _save_png(tmp / "v.png", views)
+                    save_png(tmp / "o.png", overlay)
+                    save_png(tmp / "v.png", views)
                     lap("write pngs")
             table[backend] = {s: statistics.median(times[s]) for s in STAGES}
             table[backend]["one-off s"] = one_off

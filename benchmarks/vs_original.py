@@ -212,7 +212,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: unavailable ({e})", file=sys.stderr)
             continue
         one_off[name] = {"build_s": time.perf_counter() - t0}
-    reference = predictors.get("torch") or build_backend("torch", model)
 
     original = None
     if not args.no_original:

@@ -20,9 +20,10 @@ import torch
 from PIL import Image
 
 import openhmr.demo as demo_module
+import openhmr.demo.run as demo_run
 from openhmr.cli import build_parser, main
 from openhmr.data.crop import CropTransform
-from openhmr.errors import InputError, NoPersonError
+from openhmr.errors import NoPersonError
 from openhmr.io.prediction import SchemaViolation, load_schema, validate
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "images"
@@ -67,7 +68,7 @@ _LOADED: dict[tuple, tuple] = {}
 def cached_loading(monkeypatch):
     """Load each (weights, smpl) once per test session: the real loader runs
     on first use, later runs reuse the model (ResNet-50 set-up is slow on CPU)."""
-    real = demo_module.load_hmr
+    real = demo_run.load_hmr
 
     def load(weights, smpl, device):
         key = (str(weights), str(smpl), str(device))
@@ -75,7 +76,7 @@ def cached_loading(monkeypatch):
             _LOADED[key] = real(weights, smpl, device)
         return _LOADED[key]
 
-    monkeypatch.setattr(demo_module, "load_hmr", load)
+    monkeypatch.setattr(demo_run, "load_hmr", load)
 
 
 def run(args: list[str], capsys) -> tuple[int, str]:
@@ -242,7 +243,7 @@ def test_unusable_inputs_fail_before_the_model_loads(model_files, tmp_path, caps
     def no_loading(*args):
         raise AssertionError("the model was loaded although no input could be processed")
 
-    monkeypatch.setattr(demo_module, "load_hmr", no_loading)
+    monkeypatch.setattr(demo_run, "load_hmr", no_loading)
     out = tmp_path / "out"
     out.mkdir()
     existing = make_image(tmp_path / "existing.png", seed=3)
@@ -376,7 +377,7 @@ def test_video_with_frames_without_a_person(responsive_model_files, tmp_path, ca
                 raise NoPersonError("no person found")
             return super().locate(image, item, frame)
 
-    monkeypatch.setattr(demo_module, "build_person_source",
+    monkeypatch.setattr(demo_run, "build_person_source",
                         lambda options, method="hmr": NobodyInDarkFrames((10, 10, 90, 110)))
     rng = np.random.default_rng(1)
     base = rng.integers(0, 255, (120, 100, 3)).astype(np.float32)

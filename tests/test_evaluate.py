@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from openhmr import metrics as M
 from openhmr.body.keypoints import get_set
 from openhmr.cli import main as cli_main
 from openhmr.errors import InputError

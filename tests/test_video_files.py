@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from openhmr.data.crop import CropTransform
-from openhmr.demo import (PersonLocation, _predictions, posed_again, repose, return_freed_memory,
+from openhmr.demo import (PersonLocation, posed_again, repose, to_predictions,
                           without_vertices)
 from openhmr.io.prediction import write_video_npz
 
@@ -27,7 +27,7 @@ def _video_predictions(body, frames: int) -> list:
         out = body(pose, betas)
     crop = CropTransform(0.5, 0.5, (10, 20), 224, 0.5, (240, 320))
     location = PersonLocation(0.5, np.array([250.0, 200.0]), "bbox")
-    return _predictions(body, cam, pose, betas, out.vertices, out.joints, out.keypoints,
+    return to_predictions(body, cam, pose, betas, out.vertices, out.joints, out.keypoints,
                         [crop] * frames, [location] * frames,
                         [("clip.mp4", 2 + i, (480, 640)) for i in range(frames)], "hmr")
 

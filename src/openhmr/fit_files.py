@@ -129,7 +129,8 @@ def _locate(path: Path, width: int, height: int, max_people: int = 1) -> list[tu
     transform, the person's location), placed as the demo places OpenPose
     keypoints. NoPersonError / InputError as ``read_openpose_people``;
     InputError for keypoints outside the image."""
-    from openhmr.demo import PersonLocation, read_openpose_people
+    from openhmr.demo import PersonLocation
+    from openhmr.io.openpose import read_openpose_people
 
     located = []
     for keypoints, layout in read_openpose_people(path)[:max_people]:
@@ -150,8 +151,8 @@ def run_fit_files(options: FitFilesOptions) -> int:
     return the exit code (0, or 1 if any file or video failed)."""
     import torch
 
-    from openhmr.demo import (MESH_FORMATS, SMOOTHING, FitPredictor, _check_free, _progress, image_outputs,
-                              load_anny, person_outputs, write_image_outputs)
+    from openhmr.demo import (MESH_FORMATS, SMOOTHING, FitPredictor, check_free, image_outputs, load_anny,
+                              person_outputs, progress, write_image_outputs)
 
     if options.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {options.batch_size}")
@@ -231,7 +232,7 @@ def run_fit_files(options: FitFilesOptions) -> int:
                     _report(path, e)
 
     out = Path(options.out)
-    for path, name in _progress(files, len(files), "keypoint files", "file"):
+    for path, name in progress(files, len(files), "keypoint files", "file"):
         try:
             if options.max_people > 1:
                 located = _locate(path, width, height, options.max_people)
@@ -239,11 +240,11 @@ def run_fit_files(options: FitFilesOptions) -> int:
                            for k, (transform, location) in enumerate(located, 1)]
             else:
                 paths = image_outputs(out, name, options.mesh_format)
-                _check_free(paths, options.overwrite)
+                check_free(paths, options.overwrite)
                 transform, location = _locate(path, width, height)[0]
                 entries = [(path, paths, transform, location, None)]
             for entry in entries:
-                _check_free(entry[1], options.overwrite)
+                check_free(entry[1], options.overwrite)
             pending.extend(entries)  # all of a file's people, or none of them
         except Exception as e:  # noqa: BLE001 - report and go on with the next file
             failed += 1
@@ -261,17 +262,17 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
     """A video's frame files, in order → ``<name>.npz``, as the demo writes a
     video's. A frame whose file has nobody is a frame without a body; frames
     with no file (up to the last one that has) too."""
-    from openhmr.demo import (_check_free, _progress, posed_again, smooth_predictions, video_outputs,
+    from openhmr.demo import (check_free, posed_again, progress, smooth_predictions, video_outputs,
                               without_vertices)
     from openhmr.errors import NoPersonError
     from openhmr.io.prediction import write_video_npz
 
     width, height = options.image_size
     paths = {"npz": video_outputs(Path(options.out), name)["npz"]}
-    _check_free(paths, options.overwrite)
+    check_free(paths, options.overwrite)
     total = frames[-1][0] + 1
     preds = []
-    for index, path in _progress(frames, len(frames), name, "frame"):
+    for index, path in progress(frames, len(frames), name, "frame"):
         try:
             transform, location = _locate(path, width, height)[0]
         except NoPersonError:
@@ -289,7 +290,7 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
     if smoothing != "none":
         preds = smooth_predictions(predictor.body, preds, smoothing, options.fps)
     paths["npz"].parent.mkdir(parents=True, exist_ok=True)
-    meshes = _progress(posed_again(predictor.body, preds), len(preds), f"{name} npz", "frame")
+    meshes = progress(posed_again(predictor.body, preds), len(preds), f"{name} npz", "frame")
     write_video_npz(paths["npz"], preds, total, options.fps, smoothing=smoothing,
                     vertices=(p.vertices.astype(np.float32) for p in meshes))
 
@@ -299,17 +300,17 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
     """A video's frame files with several people (``max_people`` > 1) →
     ``<name>_person<k>.npz`` per person followed, as the demo writes a video
     with ``--max-people`` (``openhmr.demo.run_video``)."""
-    from openhmr.demo import PeopleFollower, _check_free, _progress, without_vertices, write_people_npz
+    from openhmr.demo import PeopleFollower, check_free, progress, without_vertices, write_people_npz
     from openhmr.errors import NoPersonError
 
     width, height = options.image_size
     out = Path(options.out)
     npz_of = lambda k: out / f"{name}_person{k}.npz"  # noqa: E731
-    _check_free({"npz": npz_of(1)}, options.overwrite)
+    check_free({"npz": npz_of(1)}, options.overwrite)
     total = frames[-1][0] + 1
     follower = PeopleFollower(max_gap=max(1, int(round(options.fps))))
     people: dict[int, list[Any]] = {}
-    for index, path in _progress(frames, len(frames), name, "frame"):
+    for index, path in progress(frames, len(frames), name, "frame"):
         try:
             located = _locate(path, width, height, options.max_people)
         except NoPersonError:

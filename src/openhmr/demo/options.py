@@ -1,0 +1,36 @@
+"""What ``openhmr demo`` can be asked to do: its options and their choices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MESH_FORMATS = ("obj", "ply", "glb")
+METHODS = ("hmr", "fit", "hmr+fit")
+# Videos followed with tracking: smoothed over the whole clip, frame by frame, or not.
+SMOOTHING = ("clip", "causal", "none")
+
+
+@dataclass
+class DemoOptions:
+    """What ``openhmr demo`` was asked to do (one field per flag)."""
+
+    inputs: list[str]
+    out: Path = Path("openhmr_out")
+    method: str | None = None
+    weights: Path | None = None
+    smpl: Path | None = None
+    bbox: str | None = None
+    openpose: Path | None = None
+    detect: bool = False
+    device: str = "cpu"
+    mesh_format: str = "obj"
+    overwrite: bool = False
+    backend: str = "torch"
+    batch_size: int = 8
+    render: bool = True
+    fit_config: Any = None  # openhmr.fit.FitConfig for --method fit / hmr+fit
+    track: bool = True  # videos: follow the person from frame to frame (detector and fit)
+    smoothing: str = "clip"  # videos, with track: "clip" (whole video, no lag), "causal" (One-Euro) or "none"
+    max_people: int = 1  # photos: up to this many people each (--openpose or the detector)

@@ -1,0 +1,212 @@
+"""What ``openhmr demo`` writes for a photo: where (file names), the mesh, and
+the pictures (the overlay and the original demo's six-panel figure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from openhmr.demo.report import warn
+from openhmr.errors import InputError
+from openhmr.io.prediction import Prediction, write_json, write_npz
+
+# Longer side of each panel of the _views.png figure, pixels.
+PANEL_SIZE = 400
+# Side views of the original demo: the mesh turned about the vertical axis.
+SIDE_VIEW_DEGREES = (60.0, -60.0)
+
+
+def image_outputs(out: Path, name: str, mesh_format: str) -> dict[str, Path]:
+    """The files written for one image."""
+    return {
+        "json": out / f"{name}.json",
+        "npz": out / f"{name}.npz",
+        "mesh": out / f"{name}.{mesh_format}",
+        "overlay": out / f"{name}_overlay.png",
+        "views": out / f"{name}_views.png",
+    }
+
+
+def person_outputs(out: Path, name: str, person: int, mesh_format: str) -> dict[str, Path]:
+    """The files written for person ``person`` (1, 2, …) of a photo with
+    several people: ``<name>_person<k>.*``, and the photo's one overlay of
+    everyone, ``<name>_overlay.png``."""
+    return {**image_outputs(out, f"{name}_person{person}", mesh_format),
+            "overlay": out / f"{name}_overlay.png"}
+
+
+def video_outputs(out: Path, name: str) -> dict[str, Path]:
+    """The files written for one video."""
+    return {"npz": out / f"{name}.npz", "overlay": out / f"{name}_overlay.mp4"}
+
+
+def check_free(paths: dict[str, Path], overwrite: bool) -> None:
+    """InputError naming the first of ``paths`` that exists, unless ``overwrite``."""
+    if overwrite:
+        return
+    existing = [p for p in paths.values() if p.exists()]
+    if existing:
+        raise InputError(f"{existing[0]} already exists (pass --overwrite to replace it)")
+
+
+def save_mesh(path: Path, pred: Prediction, mesh_format: str) -> None:
+    """The posed mesh in the camera frame, converted to y up, z towards the
+    viewer (OpenGL and glTF's convention), so that viewers show the body
+    upright and the file's origin is the camera of the overlay."""
+    from openhmr.io import export
+
+    writer = {"obj": export.save_obj, "ply": export.save_ply, "glb": export.save_glb}[mesh_format]
+    writer(path, pred.camera_vertices().astype(np.float32), pred.faces.astype(np.int64), y_up=True)
+
+
+def render_overlay(image: np.ndarray, pred: Prediction, size_factor: float = 1.0,
+                   degrees: float = 0.0, background: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Render the body with the prediction's pinhole camera.
+
+    Args:
+        image: (H, W, 3) uint8, the picture to draw over (already resized by
+            ``size_factor`` from the input image).
+        size_factor: output pixels per input pixel (panels are smaller).
+        degrees: turn the mesh about the vertical axis through its centroid
+            (the original's side views).
+        background: draw over ``image`` (True) or on white.
+    Returns:
+        ((H, W, 3) uint8 picture, (H, W) bool mesh mask).
+    """
+    from openhmr.render import render_mesh, rotate_about_centroid
+
+    h, w = image.shape[:2]
+    verts = torch.as_tensor(pred.camera_vertices(), dtype=torch.float32)
+    if degrees:
+        verts = rotate_about_centroid(verts, degrees, axis="y")
+    fx, fy = (float(f) * size_factor for f in pred.focal)
+    # The renderer takes one focal length; fy ≠ fx (the crop's floor-resize
+    # makes the factors differ slightly) is folded into the mesh's y.
+    verts = verts * torch.tensor([1.0, fy / fx, 1.0])
+    pp = [float(c) * size_factor for c in pred.principal_point]
+    bg = torch.from_numpy(np.array(image, dtype=np.float32)) / 255.0 if background else None
+    result = render_mesh(verts, torch.as_tensor(pred.faces), fx, pp, h, w, background=bg)
+    rgb = (result.rgb[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return rgb, result.mask[0].numpy()
+
+
+def shared_camera_vertices(pred: Prediction, focal: float, principal_point: np.ndarray) -> np.ndarray:
+    """The prediction's camera-frame mesh (V, 3), re-expressed for another
+    pinhole camera (one focal length ``focal`` px, ``principal_point`` (2,)
+    px) so that every vertex lands on the same pixel as with its own camera.
+
+    Each person of a photo has the pinhole camera of its own crop (focal
+    length 500/scale, its own principal point). With (X, Y, Z) in person i's
+    frame, its pixel is u = fx·X/Z + cx, v = fy·Y/Z + cy; the point
+    (X + (cx − c′x)·Z/fx, (fy/fx)·Y + (cy − c′y)·Z/fx, Z·f′/fx) projects to
+    the same (u, v) through (f′, c′). Depth is scaled by f′/fx, so people keep
+    their order in depth as their cameras' scales imply (the bigger a body
+    appears for its size, the nearer), and one z-buffer can draw them all.
+    """
+    v = pred.camera_vertices()
+    fx, fy = (float(f) for f in pred.focal)
+    cx, cy = (float(c) for c in pred.principal_point)
+    z = v[:, 2:3]
+    return np.concatenate([v[:, 0:1] + (cx - float(principal_point[0])) * z / fx,
+                           (fy / fx) * v[:, 1:2] + (cy - float(principal_point[1])) * z / fx,
+                           z * (float(focal) / fx)], axis=1)
+
+
+def render_people_overlay(image: np.ndarray, preds: list[Prediction]) -> np.ndarray:
+    """Every person's mesh over the photo (H, W, 3) uint8, drawn with one
+    z-buffer through the first person's camera (``shared_camera_vertices``),
+    so nearer people hide farther ones."""
+    from openhmr.render import render_mesh
+
+    h, w = image.shape[:2]
+    focal = float(preds[0].focal[0])
+    pp = np.asarray(preds[0].principal_point, dtype=np.float64)
+    verts, faces, offset = [], [], 0
+    for pred in preds:
+        verts.append(shared_camera_vertices(pred, focal, pp))
+        faces.append(pred.faces.astype(np.int64) + offset)
+        offset += len(pred.vertices)
+    bg = torch.from_numpy(np.array(image, dtype=np.float32)) / 255.0
+    result = render_mesh(torch.as_tensor(np.concatenate(verts), dtype=torch.float32),
+                         torch.as_tensor(np.concatenate(faces)), focal, pp.tolist(), h, w,
+                         background=bg)
+    return (result.rgb[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def _resize(image: np.ndarray, factor: float) -> np.ndarray:
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+
+
+def views_figure(image: np.ndarray, pred: Prediction) -> np.ndarray:
+    """The original demo's six panels: input, skeleton, overlay, mesh, ±60° views."""
+    from openhmr.visualize import SKELETON_PREFERENCE, compose_panels, draw_skeleton
+
+    h, w = image.shape[:2]
+    factor = min(1.0, PANEL_SIZE / max(h, w))
+    # Panel pixels follow the rounded size; scale the camera by the exact ratio.
+    small = _resize(image, factor)
+    factor = small.shape[1] / w
+    set_name = next((s for s in SKELETON_PREFERENCE if s in pred.keypoints_2d),
+                    next(iter(pred.keypoints_2d)))
+    skeleton = draw_skeleton(small, pred.keypoints_2d[set_name] * factor, set_name)
+    overlay, _ = render_overlay(small, pred, factor)
+    white = np.full_like(small, 255)
+    mesh, _ = render_overlay(white, pred, factor, background=False)
+    sides = [render_overlay(white, pred, factor, degrees=d, background=False)[0]
+             for d in SIDE_VIEW_DEGREES]
+    return compose_panels([
+        ("input", small), (f"keypoints ({set_name})", skeleton), ("mesh overlay", overlay),
+        ("mesh", mesh), (f"{SIDE_VIEW_DEGREES[0]:+.0f}° view", sides[0]),
+        (f"{SIDE_VIEW_DEGREES[1]:+.0f}° view", sides[1]),
+    ])
+
+
+def save_png(path: Path, pixels: np.ndarray) -> None:
+    """Write (H, W, 3) uint8 pixels as a PNG."""
+    from PIL import Image
+
+    # zlib level 3 instead of PIL's 6: about 3x faster to encode (the slowest
+    # stage of the demo at level 6) for files about a fifth larger.
+    Image.fromarray(pixels).save(path, compress_level=3)
+
+
+def write_image_outputs(image: np.ndarray, pred: Prediction, paths: dict[str, Path],
+                        mesh_format: str, render: bool = True,
+                        shared_overlay: bool | None = None) -> None:
+    """Parameters first (json, npz, mesh), then pictures; a picture that fails
+    to render is reported and skipped. ``shared_overlay`` is None for a
+    person alone in its photo (its overlay is drawn here), else whether the
+    photo's overlay of all its people was written at ``paths["overlay"]``."""
+    paths["json"].parent.mkdir(parents=True, exist_ok=True)
+    write_npz(paths["npz"], pred)
+    mesh_written = True
+    try:
+        save_mesh(paths["mesh"], pred, mesh_format)
+    except (ImportError, OSError, ValueError) as e:
+        warn(f"{pred.input}: mesh not written ({type(e).__name__}: {e})")
+        mesh_written = False
+    pictures = {"overlay": bool(shared_overlay), "views": False}
+    if render:
+        try:
+            if shared_overlay is None:
+                overlay, _ = render_overlay(image, pred)
+                save_png(paths["overlay"], overlay)
+                pictures["overlay"] = True
+            save_png(paths["views"], views_figure(image, pred))
+            pictures["views"] = True
+        except Exception as e:  # noqa: BLE001 - rendering must never lose the parameters
+            warn(f"{pred.input}: rendering failed, pictures skipped ({type(e).__name__}: {e})")
+    base = paths["json"].parent
+    files = {
+        "npz": paths["npz"].relative_to(base).as_posix(),
+        "mesh": paths["mesh"].relative_to(base).as_posix() if mesh_written else None,
+        "overlay": paths["overlay"].relative_to(base).as_posix() if pictures["overlay"] else None,
+        "views": paths["views"].relative_to(base).as_posix() if pictures["views"] else None,
+    }
+    write_json(paths["json"], pred, files)

@@ -1,0 +1,255 @@
+"""Predictors: person crops in, bodies out.
+
+HMR's network (:class:`HMRPredictor`), a keypoint fit of the body model
+(:class:`FitPredictor`), or the network refined by a fit (``hmr+fit``). Each
+maps its bodies back to their images through the crops' transforms
+(:func:`to_predictions`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from openhmr.body.base import BodyModel
+from openhmr.data.crop import CropTransform, normalize_crop
+from openhmr.demo.sources import PersonLocation
+from openhmr.errors import InputError, WeightsError
+from openhmr.io.prediction import Prediction
+
+
+def predict_crops(model: torch.nn.Module, crops: Tensor, backend: str = "torch") -> Any:
+    """Run HMR on normalised crops (B, 3, 224, 224) in [-1, 1].
+
+    The one place model execution happens, so that other backends (ONNX
+    Runtime, compiled graphs) can be swapped in.
+    """
+    from openhmr.inference import Predictor as BackendPredictor
+
+    with torch.inference_mode():
+        if isinstance(model, BackendPredictor):
+            return model.predict(crops)
+        if backend != "torch":
+            raise InputError(f"backend {backend!r} needs a predictor from openhmr.inference.load_predictor")
+        return model(crops)
+
+
+def _numpy(x: Tensor) -> np.ndarray:
+    return x.detach().to("cpu", torch.float64).numpy()
+
+
+def to_predictions(
+    body: BodyModel, cam: Tensor, pose: Tensor, betas: Tensor, vertices: Tensor, joints: Tensor,
+    keypoints3d: dict[str, Tensor], transforms: list[CropTransform],
+    locations: list[PersonLocation], images: list[tuple[str, int | None, tuple[int, int]]],
+    method: str,
+) -> list[Prediction]:
+    """Map a batch of posed bodies to their images through each crop's transform.
+
+    Args:
+        cam: (B, 3) weak perspective (s, tx, ty); pose: (B, 3J) axis-angle;
+        betas: (B, k); vertices: (B, V, 3), joints: (B, J, 3) and
+        keypoints3d: set → (B, K, 3), metres, body frame.
+        images: per item (input name, video frame or None, (height, width)).
+    """
+    from openhmr.geometry.camera import crop_normalised_to_pixels, weak_perspective_project
+
+    kp2d_crop = {k: crop_normalised_to_pixels(weak_perspective_project(v, cam))
+                 for k, v in keypoints3d.items()}
+    faces = body.faces.detach().cpu().numpy()
+    preds = []
+    for b, (transform, loc, (input_name, frame, size)) in enumerate(zip(transforms, locations, images)):
+        camera = transform.perspective_camera(_numpy(cam[b]))
+        preds.append(Prediction(
+            body_model=body.name, num_joints=body.num_joints,
+            cam=_numpy(cam[b]), pose=_numpy(pose[b].reshape(-1)), betas=_numpy(betas[b]),
+            vertices=_numpy(vertices[b]), faces=faces, joints_3d=_numpy(joints[b]),
+            keypoints_3d={k: _numpy(v[b]) for k, v in keypoints3d.items()},
+            keypoints_2d={k: transform.crop_to_image(_numpy(v[b])) for k, v in kp2d_crop.items()},
+            crop=transform, center=np.asarray(loc.center, dtype=np.float64),
+            focal=camera["focal"], principal_point=camera["principal_point"],
+            translation=camera["translation"], image_size=(int(size[0]), int(size[1])),
+            method=method, person_source=loc.source, input=input_name, frame=frame,
+        ))
+    return preds
+
+
+class Predictor(Protocol):
+    """Crops (and where they came from) → predictions."""
+
+    method: str
+    body: BodyModel
+
+    def predict(self, crops: np.ndarray, transforms: list[CropTransform],
+                locations: list[PersonLocation],
+                images: list[tuple[str, int | None, tuple[int, int]]]) -> list[Prediction]: ...
+
+
+@dataclass
+class HMRPredictor:
+    """HMR's network: one forward pass per batch of crops."""
+
+    model: torch.nn.Module
+    body: BodyModel
+    device: torch.device
+    backend: str = "torch"
+    method: str = "hmr"
+
+    def predict(self, crops, transforms, locations, images):
+        x = normalize_crop(crops).to(self.device)
+        out = predict_crops(self.model, x, self.backend)
+        return to_predictions(self.body, out.cam, out.pose, out.betas, out.vertices, out.joints,
+                            out.keypoints3d, transforms, locations, images, self.method)
+
+
+def load_hmr(weights: str | Path, smpl: str | Path, device: torch.device) -> tuple[torch.nn.Module, BodyModel]:
+    """HMR weights + an SMPL file → the model in eval mode on ``device``.
+
+    Raises:
+        WeightsError / SMPLFileError: missing, corrupt or mismatched files.
+    """
+    from openhmr.body.smpl import SMPL
+    from openhmr.nets import HMR
+
+    weights = Path(weights)
+    if not weights.is_file():
+        raise WeightsError(f"weights file not found: {weights}")
+    body = SMPL(smpl)
+    model = HMR.from_pretrained(weights, body_model=body, map_location=device)
+    return model.eval(), body
+
+
+@dataclass
+class FitPredictor:
+    """Fitting the body model to the person's keypoints (SMPLify-style,
+    ``openhmr.fit``), optionally starting from HMR's estimate (``hmr+fit``,
+    as SPIN does). The fit uses HMR's weak camera in the same crop, so its
+    result maps to the image exactly as the network's does.
+
+    The independent people of one call (photos, video frames without
+    ``track``) are fitted together, one batch per keypoint layout: each has
+    its own optimiser (``openhmr.fit``), so a batch only shares the work, and
+    the result differs from a fit alone by round-off grown along the
+    optimiser's path (with 3D landmarks ~1 mm; from 2D alone a near-tied
+    depth variant may win instead, no less accurate on average). Calling
+    with one person at a time fits each alone.
+
+    With ``track``, a video frame that directly follows a frame with a body
+    is fitted as a continuation of it (``openhmr.fit.fit``'s ``previous``:
+    started there, its shape held, a shorter schedule), so a video's frames
+    are fitted one after the other; after a frame without a body the fit
+    starts afresh. In a video with several people, each person followed
+    (``PersonLocation.person``) continues its own previous fit, and a frame's
+    people are fitted together (those continuing a fit, and those starting
+    afresh, in separate batches).
+    """
+
+    body: BodyModel
+    method: str = "fit"
+    hmr: HMRPredictor | None = None
+    config: Any = None  # openhmr.fit.FitConfig; None = its defaults
+    track: bool = True
+    # (video path, person followed or None) → (frame index, that frame's fit), the last fitted frame
+    _last: dict[tuple[str, int | None], tuple[int, Any]] = field(default_factory=dict, repr=False)
+
+    def predict(self, crops, transforms, locations, images):
+        from openhmr.fit import FitInit
+
+        initial = None
+        if self.hmr is not None:
+            x = normalize_crop(crops).to(self.hmr.device)
+            initial = predict_crops(self.hmr.model, x, self.hmr.backend)
+        people = []
+        for i, (transform, loc) in enumerate(zip(transforms, locations)):
+            if loc.keypoints is None:
+                raise InputError(f"--method {self.method} needs keypoints: use --openpose or --detect")
+            kp = np.asarray(loc.keypoints, dtype=np.float64)
+            kp_crop = np.concatenate([transform.image_to_crop(kp[:, :2]), kp[:, 2:3]], axis=1)
+            kp3d = None
+            if loc.detection is not None:
+                kp3d = np.asarray(loc.detection.keypoints3d, dtype=np.float64)
+            init = None
+            if initial is not None:
+                # clone: tensors made under inference_mode cannot join autograd
+                init = FitInit(initial.cam[i:i + 1].clone(), initial.pose[i:i + 1].clone(),
+                               initial.betas[i:i + 1].clone())
+            people.append((kp_crop, kp3d, init))
+
+        preds: list[Prediction | None] = [None] * len(people)
+        batches: dict[tuple, list[int]] = {}
+        tracked: dict[tuple[str, int], list[int]] = {}  # (video, frame) → rows, frames in order
+        for i, (kp_crop, kp3d, init) in enumerate(people):
+            path, frame, _ = images[i]
+            if self.track and frame is not None:
+                tracked.setdefault((path, frame), []).append(i)
+            else:
+                key = (locations[i].keypoint_set, kp3d is None, transforms[i].crop_size)
+                batches.setdefault(key, []).append(i)
+        # A tracked frame's people need the previous frame's fits: frames go
+        # one after the other, each frame's people together, those continuing
+        # a fit apart from those starting afresh.
+        for (path, frame), rows in tracked.items():
+            groups: dict[tuple, list[int]] = {}
+            previous: dict[int, FitInit] = {}
+            for i in rows:
+                last = self._last.get((path, locations[i].person))
+                if last is not None and last[0] == frame - 1:
+                    previous[i] = last[1]
+                key = (i in previous, locations[i].keypoint_set, people[i][1] is None,
+                       transforms[i].crop_size)
+                groups.setdefault(key, []).append(i)
+            for group in groups.values():
+                before = None
+                if group[0] in previous:
+                    before = FitInit(*(torch.cat([getattr(previous[i], name) for i in group])
+                                       for name in ("cam", "pose", "betas")))
+                fitted, result = self._fit(group, people, transforms, locations, images, before)
+                for j, (i, pred) in enumerate(zip(group, fitted)):
+                    preds[i] = pred
+                    self._last[(path, locations[i].person)] = (frame, FitInit(
+                        result.cam[j:j + 1], result.pose[j:j + 1], result.betas[j:j + 1]))
+        for rows in batches.values():
+            fitted, _ = self._fit(rows, people, transforms, locations, images)
+            for i, pred in zip(rows, fitted):
+                preds[i] = pred
+        return preds
+
+    def _fit(self, rows, people, transforms, locations, images, previous=None) -> tuple[list[Prediction], Any]:
+        """One batched fit of the people ``rows`` (the same keypoint layout,
+        all with or all without 3D landmarks): their predictions, and the
+        fit's parameters as an ``openhmr.fit.FitInit``."""
+        from openhmr.fit import FitInit, fit
+
+        kp2d = np.stack([people[i][0] for i in rows])
+        with_3d = people[rows[0]][1] is not None
+        inits = [people[i][2] for i in rows]
+        init = None
+        if inits[0] is not None:
+            init = FitInit(torch.cat([s.cam for s in inits]), torch.cat([s.pose for s in inits]),
+                           torch.cat([s.betas for s in inits]))
+        keypoint_set = locations[rows[0]].keypoint_set
+        result = fit(self.body, kp2d, keypoint_set,
+                     keypoints3d=np.stack([people[i][1] for i in rows]) if with_3d else None,
+                     keypoints3d_set=keypoint_set if with_3d else None,
+                     camera="weak", crop_size=transforms[rows[0]].crop_size, init=init,
+                     previous=previous, config=self.config)
+        cam, pose, betas = result.cam.detach(), result.pose.detach(), result.betas.detach()
+        out = result.output
+        with torch.no_grad():
+            preds = to_predictions(self.body, cam, pose, betas, out.vertices.detach(), out.joints.detach(),
+                                 {k: v.detach() for k, v in out.keypoints.items()},
+                                 [transforms[i] for i in rows], [locations[i] for i in rows],
+                                 [images[i] for i in rows], self.method)
+        return preds, FitInit(cam, pose, betas)
+
+
+def load_anny() -> BodyModel:
+    """The open Anny body model (builds its cache on first use, about a minute)."""
+    from openhmr.body.anny import Anny
+
+    return Anny()

@@ -1,0 +1,51 @@
+"""What ``openhmr demo`` tells its user while it runs: warnings, progress bars
+and the time per image."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Iterator
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr."""
+    print(f"openhmr demo: warning: {message}", file=sys.stderr)
+
+
+def progress(iterable: Iterable, total: int | None, desc: str, unit: str) -> Iterator:
+    """``iterable`` with a tqdm bar on stderr (off when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr,
+                disable=None, dynamic_ncols=True, leave=False)
+
+
+class Timer:
+    """Time per image after the first finished batch, which pays the one-off
+    costs (first network call, allocator, lazy imports)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.warm_end: float | None = None
+        self.warm_count = 0
+        self.count = 0
+
+    def record(self, finished: int) -> None:
+        if finished <= 0:
+            return
+        self.count += finished
+        if self.warm_end is None:
+            self.warm_end = time.perf_counter()
+            self.warm_count = finished
+
+    def summary(self) -> str:
+        now = time.perf_counter()
+        if self.warm_end is None:
+            return "no image processed"
+        if self.count > self.warm_count:
+            per_image = (now - self.warm_end) / (self.count - self.warm_count)
+            return (f"{self.count} image(s)/frame(s) in {now - self.start:.1f} s, "
+                    f"{1000 * per_image:.0f} ms per image after the first (warm-up) batch")
+        per_image = (self.warm_end - self.start) / self.count
+        return f"{self.count} image(s)/frame(s), {1000 * per_image:.0f} ms per image including warm-up"

@@ -1,0 +1,255 @@
+"""``openhmr demo``'s run: every input read, located, cropped, predicted and
+written, one at a time (see :mod:`openhmr.demo`)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from openhmr.data.crop import CropTransform, scale_and_crop, scale_for_bbox
+from openhmr.demo.options import MESH_FORMATS, METHODS, DemoOptions
+from openhmr.demo.outputs import (check_free, image_outputs, person_outputs, render_people_overlay, save_png,
+                                  video_outputs, write_image_outputs)
+from openhmr.demo.predictors import FitPredictor, HMRPredictor, Predictor, load_anny, load_hmr
+from openhmr.demo.report import Timer, progress, warn
+from openhmr.demo.sources import (BoxSource, DetectorSource, OpenPoseSource, PersonLocation, PersonSource,
+                                  TightCropSource, parse_bbox)
+from openhmr.demo.video import run_video
+from openhmr.errors import InputError, OpenHMRError
+from openhmr.inference.backends import BACKENDS
+from openhmr.io.images import InputItem, collect_inputs, read_image, video_info
+from openhmr.io.prediction import Prediction
+
+
+def build_person_source(options: DemoOptions, method: str = "hmr") -> PersonSource:
+    """The first of: --bbox, --openpose, --detect, the whole image.
+
+    A fit needs keypoints, so for ``fit`` and ``hmr+fit`` the detector is the
+    default and a box alone is refused.
+    """
+    if options.bbox is not None:
+        if method != "hmr":
+            raise InputError(f"--method {method} fits keypoints, which --bbox does not give; "
+                             "use --openpose or --detect")
+        box = parse_bbox(options.bbox)
+        scale_for_bbox(box)  # a box of zero size fails now, not once per input
+        return BoxSource(box)
+    if options.openpose is not None:
+        return OpenPoseSource(Path(options.openpose))
+    if options.detect or method != "hmr":
+        DetectorSource.check_available()
+        return DetectorSource(track=options.track)
+    return TightCropSource()
+
+
+def resolve_method(options: DemoOptions) -> str:
+    """--method, or the default: HMR when weights are given, else the open fit."""
+    method = options.method
+    if method is None:
+        method = "hmr" if options.weights is not None or options.smpl is not None else "fit"
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method in ("hmr", "hmr+fit") and (options.weights is None or options.smpl is None):
+        missing = " and ".join(f for f, v in (("--weights", options.weights), ("--smpl", options.smpl)) if v is None)
+        raise InputError(f"--method {method} needs {missing} (HMR weights and an SMPL model file); "
+                         "without them, use the open default --method fit")
+    return method
+
+
+def build_predictor(options: DemoOptions, method: str, expected_crops: int | None = None) -> Predictor:
+    """The predictor for ``method``; ``expected_crops`` (images plus video
+    frames, if known) lets ``--backend auto`` skip compiling for a small job."""
+    device = torch.device(options.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but this torch has no CUDA device")
+    if options.backend not in BACKENDS:
+        raise InputError(f"unknown backend {options.backend!r}; available: {', '.join(BACKENDS)}")
+    if method in ("hmr", "hmr+fit"):
+        model, body = load_hmr(options.weights, options.smpl, device)
+        if options.backend != "torch":
+            from openhmr.inference import load_predictor
+
+            model = load_predictor(model, backend=options.backend, device=device, expected_crops=expected_crops)
+        hmr = HMRPredictor(model, body, device, options.backend)
+        if method == "hmr":
+            return hmr
+        return FitPredictor(body, method, hmr, options.fit_config, options.track)
+    if options.weights is not None:
+        warn("--weights is not used by --method fit")
+    if options.smpl is not None:
+        from openhmr.body.smpl import SMPL
+
+        body = SMPL(options.smpl)
+    else:
+        body = load_anny()
+    return FitPredictor(body.to(device), method, None, options.fit_config, options.track)
+
+
+@dataclass
+class _Pending:
+    """A photo's person waiting for its batch: the crop, where it came from and its output files."""
+
+    item: InputItem
+    image: np.ndarray
+    crop: np.ndarray
+    transform: CropTransform
+    location: PersonLocation
+    paths: dict[str, Path]
+    person: int | None = None  # 1, 2, … when the photo's people are written apart
+
+
+def run_demo(options: DemoOptions) -> int:
+    """Process every input; return the exit code (0, or 1 if any input failed)."""
+    if options.mesh_format not in MESH_FORMATS:
+        raise InputError(f"unknown mesh format {options.mesh_format!r}; choose one of {', '.join(MESH_FORMATS)}")
+    method = resolve_method(options)
+    source = build_person_source(options, method)
+    if options.max_people < 1:
+        raise InputError(f"--max-people must be at least 1, got {options.max_people}")
+    if options.max_people > 1 and isinstance(source, (BoxSource, TightCropSource)):
+        raise InputError(f"--max-people {options.max_people} needs people to be found: use --openpose "
+                         "or --detect (a --bbox or the whole image as a crop is one person)")
+    items = collect_inputs(options.inputs)
+    if not items:
+        raise InputError("no input images or videos found")
+    out = Path(options.out)
+    failures = 0
+    timer = Timer()
+
+    def fail(item: InputItem, error: Exception) -> None:
+        nonlocal failures
+        failures += 1
+        text = str(error) if isinstance(error, OpenHMRError) else f"{type(error).__name__}: {error}"
+        print(f"openhmr demo: error: {item.path}: {text}", file=sys.stderr)
+
+    # Inputs that cannot work are reported before the model is loaded (which
+    # may take seconds), and the rest are counted for the backend's choice.
+    usable: list[InputItem] = []
+    crops = 0
+    for item in items:
+        try:
+            crops += _precheck(item, out, options, source)
+            usable.append(item)
+        except InputError as e:
+            fail(item, e)
+    images = [i for i in usable if i.kind == "image"]
+    videos = [i for i in usable if i.kind == "video"]
+    if not usable:
+        print(f"openhmr demo: {failures} of {len(items)} input(s) failed", file=sys.stderr)
+        return 1
+    predictor = build_predictor(options, method, crops)
+    pending: list[_Pending] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        batch = list(pending)
+        pending.clear()
+        try:
+            preds = predictor.predict(
+                np.stack([p.crop for p in batch]), [p.transform for p in batch],
+                [p.location for p in batch],
+                [(str(p.item.path), None, p.image.shape[:2]) for p in batch])
+        except Exception as e:  # noqa: BLE001 - one bad batch must not stop the others
+            for p in {id(p.item): p for p in batch}.values():
+                fail(p.item, e)
+            return
+        # One photo's entries are consecutive: a person alone, or all its people.
+        groups: list[list[tuple[_Pending, Prediction]]] = []
+        for p, pred in zip(batch, preds):
+            pred.person = p.person
+            if groups and p.person is not None and groups[-1][0][0].item is p.item:
+                groups[-1].append((p, pred))
+            else:
+                groups.append([(p, pred)])
+        finished = 0
+        for group in groups:
+            first = group[0][0]
+            try:
+                shared = None
+                if first.person is not None:
+                    shared = False
+                    first.paths["overlay"].parent.mkdir(parents=True, exist_ok=True)
+                    if options.render:
+                        try:
+                            save_png(first.paths["overlay"],
+                                      render_people_overlay(first.image, [q for _, q in group]))
+                            shared = True
+                        except Exception as e:  # noqa: BLE001 - never lose the parameters
+                            warn(f"{first.item.path}: rendering failed, overlay skipped "
+                                 f"({type(e).__name__}: {e})")
+                for p, pred in group:
+                    write_image_outputs(p.image, pred, p.paths, options.mesh_format, options.render,
+                                        shared)
+                finished += 1
+            except Exception as e:  # noqa: BLE001
+                fail(first.item, e)
+        timer.record(finished)
+
+    for item in progress(images, len(images), "images", "img"):
+        try:
+            if options.max_people > 1:
+                image = read_image(item.path)
+                located = source.locate_all(image, item, options.max_people)
+                people = [(k, loc, person_outputs(out, item.name, k, options.mesh_format))
+                          for k, loc in enumerate(located, 1)]
+            else:
+                paths = image_outputs(out, item.name, options.mesh_format)
+                check_free(paths, options.overwrite)
+                image = read_image(item.path)
+                people = [(None, source.locate(image, item), paths)]
+            entries = []
+            for person, location, paths in people:
+                check_free(paths, options.overwrite)
+                crop, transform = scale_and_crop(image, location.scale, location.center)
+                entries.append(_Pending(item, image, crop, transform, location, paths, person))
+            pending.extend(entries)  # all of a photo's people, or none of them
+        except Exception as e:  # noqa: BLE001 - report and go on with the next input
+            fail(item, e)
+            continue
+        # HMR's first image goes alone, so that the warm-up is one image's
+        # worth; a fit has no warm-up worth the name, and its batches are
+        # --batch-size from the start, as 'openhmr fit' makes them. A photo's
+        # people stay in one batch, which may then exceed --batch-size.
+        limit = options.batch_size if method != "hmr" or timer.warm_end is not None else 1
+        if len(pending) >= limit:
+            flush()
+    flush()
+
+    for item in videos:
+        try:
+            run_video(item, out, options, source, predictor, timer)
+        except Exception as e:  # noqa: BLE001
+            fail(item, e)
+
+    if timer.count:
+        print(f"openhmr demo: {timer.summary()}; outputs in {out}", file=sys.stderr)
+    if failures:
+        print(f"openhmr demo: {failures} of {len(items)} input(s) failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _precheck(item: InputItem, out: Path, options: DemoOptions, source: PersonSource) -> int:
+    """Fail now for an input that is missing, unreadable as a video, without
+    keypoints where they come from files, or whose outputs exist (without
+    --overwrite); otherwise its number of frames (1 for an image, the
+    container's count for a video, 0 if unknown)."""
+    if item.kind == "video":
+        if isinstance(source, OpenPoseSource):
+            source.check_video(item)
+        paths = video_outputs(out, item.name)
+        if options.max_people > 1:
+            paths["npz"] = out / f"{item.name}_person1.npz"
+        check_free(paths, options.overwrite)
+        return video_info(item.path).frame_count
+    if not item.path.exists():
+        raise InputError(f"image not found: {item.path}")
+    if options.max_people > 1:  # how many people is known only once they are found
+        check_free(person_outputs(out, item.name, 1, options.mesh_format), options.overwrite)
+    else:
+        check_free(image_outputs(out, item.name, options.mesh_format), options.overwrite)
+    return 1

@@ -1,0 +1,225 @@
+"""Person sources: where the person (or the people) is in an image.
+
+A source turns an image (or a video frame) into a list of :class:`PersonLocation` —
+the crop's scale and centre, and keypoints when it has them: a fixed box
+(``--bbox``), an OpenPose file (``--openpose``), the BlazePose detector
+(``--detect``), or the whole image taken as a tight crop, as the original
+demo does without a keypoint file.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from openhmr.data.crop import scale_for_bbox, scale_for_keypoints, scale_for_tight_crop
+from openhmr.demo.report import warn
+from openhmr.errors import InputError, NoPersonError
+from openhmr.io.images import InputItem
+from openhmr.io.openpose import read_openpose, read_openpose_people
+
+
+@dataclass
+class PersonLocation:
+    """A person in an image: the crop's scale and centre, and any keypoints.
+
+    Attributes:
+        scale: crop pixels per image pixel requested for the crop.
+        center: (2,) crop centre (x, y), image pixels.
+        source: "bbox", "openpose", "detect" or "tight".
+        keypoints: optional (K, 3) image pixels + confidence in ``keypoint_set`` order.
+        keypoint_set: name of that set (``openhmr.body.keypoints``).
+        detection: the detector's ``openhmr.detect.Detection`` (with 3D
+            landmarks) when the detector found the person.
+        person: in a video with several people, which person this is
+            (``PeopleFollower``); a fit continues that person's.
+    """
+
+    scale: float
+    center: np.ndarray
+    source: str
+    keypoints: np.ndarray | None = None
+    keypoint_set: str | None = None
+    detection: Any = None  # openhmr.detect.Detection, with 3D landmarks
+    person: int | None = None  # in a video with several people: the person followed (1, 2, …)
+
+
+class PersonSource(Protocol):
+    """Where the person is. ``frame`` is the video frame's index (None for an
+    image); a source raises :class:`NoPersonError` when a frame has nobody.
+    ``locate_all`` gives up to ``max_people`` people of a photo or frame, the
+    one ``locate`` gives first (a box or a tight crop is always one person)."""
+
+    name: str
+
+    def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation: ...
+
+    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int,
+                   frame: int | None = None) -> list[PersonLocation]: ...
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """``"x0,y0,x1,y1"`` (image pixels) → four floats; InputError if malformed."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(np.isfinite(values)):
+        raise InputError(f"--bbox must be four numbers x0,y0,x1,y1 in image pixels, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+@dataclass
+class BoxSource:
+    """A fixed person box (x0, y0, x1, y1) in image pixels, for every input."""
+
+    box: tuple[float, float, float, float]
+    name: str = "bbox"
+
+    def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation:
+        h, w = image.shape[:2]
+        x0, y0, x1, y1 = self.box
+        scale, center = scale_for_bbox(self.box)
+        if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+            raise InputError(f"the box {x0:g},{y0:g},{x1:g},{y1:g} lies outside the {w}×{h} image")
+        return PersonLocation(scale, center, "bbox")
+
+    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int,
+                   frame: int | None = None) -> list[PersonLocation]:
+        return [self.locate(image, item)]
+
+
+@dataclass
+class OpenPoseSource:
+    """Keypoints from OpenPose: one JSON file for every image, or a folder as
+    OpenPose's ``--write_json`` writes it: image ``x.png`` has
+    ``x_keypoints.json``, frame i of video ``x.mp4`` has
+    ``x_<i, 12 digits>_keypoints.json``."""
+
+    path: Path
+    name: str = "openpose"
+
+    def file_for(self, item: InputItem, frame: int | None = None) -> Path:
+        if not self.path.is_dir():
+            return self.path
+        if frame is None:
+            return self.path / f"{item.path.stem}_keypoints.json"
+        return self.path / f"{item.path.stem}_{frame:012d}_keypoints.json"
+
+    def check_video(self, item: InputItem) -> None:
+        """Fail up front unless the folder holds keypoints for ``item``'s frames."""
+        if not self.path.is_dir():
+            raise InputError(f"--openpose {self.path} is one image's keypoints; for the video "
+                             f"{item.path} give the folder OpenPose's --write_json wrote for it, "
+                             "or use --bbox or --detect")
+        if not any(self.path.glob(f"{glob.escape(item.path.stem)}_{'[0-9]' * 12}_keypoints.json")):
+            raise InputError(f"{self.path} holds no OpenPose keypoints for {item.path} (expected "
+                             f"{self.file_for(item, 0).name}, … one file per frame)")
+
+    def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation:
+        path = self.file_for(item, frame)
+        if frame is not None and not path.is_file():
+            raise NoPersonError(f"no OpenPose keypoints for frame {frame}: {path} is missing")
+        keypoints, layout = read_openpose(path)
+        scale, center = scale_for_keypoints(keypoints)
+        return PersonLocation(scale, center, "openpose", keypoints, layout)
+
+    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int,
+                   frame: int | None = None) -> list[PersonLocation]:
+        path = self.file_for(item, frame)
+        if frame is not None and not path.is_file():
+            raise NoPersonError(f"no OpenPose keypoints for frame {frame}: {path} is missing")
+        people = read_openpose_people(path)[:max_people]
+        return [PersonLocation(*scale_for_keypoints(kp), "openpose", kp, layout)
+                for kp, layout in people]
+
+
+@dataclass
+class DetectorSource:
+    """The BlazePose detector (``openhmr.detect``, the ``demo`` extra).
+
+    The crop is placed on its landmarks as on OpenPose keypoints, counting
+    landmarks with visibility above 0.5 (BlazePose's own threshold, and the
+    one ``openhmr.fit.fit_detection`` uses). With ``track``, a video's frames
+    go through one :class:`openhmr.detect.PersonTracker` (BlazePose's video
+    mode: the person followed and its landmarks smoothed); photos, and every
+    frame without ``track``, are detected one by one. Several people
+    (``locate_all``) in a video with ``track`` are looked for first where
+    they were in the previous frame (``openhmr.detect.detect_people``'s
+    ``near``), and the whole frame is searched for newcomers every
+    ``search_every`` frames, or when someone is not found again.
+    """
+
+    name: str = "detect"
+    conf_threshold: float = 0.5
+    track: bool = True
+    search_every: int = 10  # videos with several people: frames between full searches
+    _tracker: Any = field(default=None, repr=False)
+    _tracked: Path | None = field(default=None, repr=False)
+    # video → (frame, the boxes of the people found in it), with several people
+    _people: dict[Path, tuple[int, list[tuple[float, float, float, float]]]] = field(
+        default_factory=dict, repr=False)
+
+    @staticmethod
+    def check_available() -> None:
+        """Fail once, up front, when mediapipe is not installed."""
+        import importlib.util
+
+        if importlib.util.find_spec("mediapipe") is None:
+            raise InputError("--detect needs the BlazePose detector: pip install 'openhmr[demo]'")
+
+    def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation:
+        from openhmr.detect import PersonTracker, detect_person
+
+        if self.track and item.kind == "video":
+            if self._tracked != item.path:  # a new video: a new tracker
+                if self._tracker is not None:
+                    self._tracker.close()
+                self._tracker, self._tracked = PersonTracker(), item.path
+            detection = self._tracker(image)  # NoPersonError when nobody is found
+        else:
+            detection = detect_person(image, with_mask=False)
+        return self._location(detection)
+
+    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int,
+                   frame: int | None = None) -> list[PersonLocation]:
+        from openhmr.detect import detect_people
+
+        if frame is None or not self.track:
+            return [self._location(d) for d in detect_people(image, max_people)]
+        last = self._people.get(item.path)
+        near = last[1] if last is not None and last[0] == frame - 1 else []
+        detections = detect_people(image, max_people, near=near, search=frame % self.search_every == 0)
+        self._people[item.path] = (frame, [d.box for d in detections])
+        return [self._location(d) for d in detections]
+
+    def _location(self, detection: Any) -> PersonLocation:
+        keypoints = np.asarray(detection.keypoints2d, dtype=np.float64)
+        scale, center = scale_for_keypoints(keypoints, conf_threshold=self.conf_threshold)
+        return PersonLocation(scale, center, "detect", keypoints, detection.keypoint_set, detection)
+
+
+@dataclass
+class TightCropSource:
+    """No person information: the whole image is the person's crop (the
+    original demo's default; its longer side is scaled to 224)."""
+
+    name: str = "tight"
+    _warned: set[Path] = field(default_factory=set, repr=False)
+
+    def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation:
+        if item.path not in self._warned:  # once per input, not per video frame
+            self._warned.add(item.path)
+            warn(f"{item.path}: no --bbox, --openpose or --detect; assuming the image is a tight "
+                 "crop of one person (its longer side is scaled to 224 px)")
+        scale, center = scale_for_tight_crop(*image.shape[:2])
+        return PersonLocation(scale, center, "tight")
+
+    def locate_all(self, image: np.ndarray, item: InputItem, max_people: int,
+                   frame: int | None = None) -> list[PersonLocation]:
+        return [self.locate(image, item)]

@@ -1,0 +1,272 @@
+"""``openhmr demo`` on a video: every frame's bodies, smoothed over time, one
+``.npz`` per person followed and one overlay video.
+
+Two passes over the video: the first estimates every frame's body (or
+bodies), which are then smoothed over time; the second draws the overlay
+video. Between them the estimates are held without their meshes and posed
+again when written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from openhmr.body.base import BodyModel
+from openhmr.data.crop import CropTransform, scale_and_crop
+from openhmr.demo.options import SMOOTHING, DemoOptions
+from openhmr.demo.outputs import check_free, render_overlay, render_people_overlay, video_outputs
+from openhmr.demo.people import PeopleFollower
+from openhmr.demo.predictors import Predictor, to_predictions
+from openhmr.demo.report import Timer, progress, warn
+from openhmr.demo.sources import OpenPoseSource, PersonLocation, PersonSource
+from openhmr.errors import InputError, NoPersonError
+from openhmr.io.images import InputItem, open_video
+from openhmr.io.prediction import Prediction, write_video_npz
+
+# A video's predictions are held without their meshes (``without_vertices``)
+# and posed again, a chunk at a time, when the npz and the overlay video are
+# written (``posed_again``): a mesh is 83 KB (SMPL) to 165 KB (Anny) per
+# frame in float32, twice that as the float64 a Prediction holds, so an hour
+# of video would not fit in memory otherwise.
+_NO_VERTICES = np.zeros((0, 3))
+REPOSE_CHUNK = 64
+
+
+def return_freed_memory() -> bool:
+    """Give the memory the C heap holds free back to the system (glibc's
+    ``malloc_trim``); False where there is no such call (macOS, musl).
+
+    Every batch of a video allocates and frees large temporaries (frames,
+    crops, activations) while the small arrays kept per frame stay; glibc
+    then keeps the freed pages, and a 1200-frame video grew by ~44 KB per
+    frame though only ~4 KB per frame is held."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("c")
+        trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+        _malloc_trim = trim if trim is not None else False
+    if _malloc_trim is False:
+        return False
+    _malloc_trim(0)
+    return True
+
+
+_malloc_trim: Any = None  # libc's malloc_trim once looked up, False if absent
+
+
+def without_vertices(preds: list[Prediction]) -> list[Prediction]:
+    """``preds`` with an empty (0, 3) ``vertices``; everything else kept."""
+    return [dataclasses.replace(p, vertices=_NO_VERTICES) for p in preds]
+
+
+def _repose_chunk(body: BodyModel, preds: list[Prediction], cams: np.ndarray, poses: np.ndarray,
+                  betas: np.ndarray) -> list[Prediction]:
+    """``preds`` (at most a chunk) posed with the given parameters, meshes included."""
+    ref = next(b for b in body.buffers() if b.is_floating_point())  # not the faces
+    cam_t, pose_t, betas_t = (torch.as_tensor(np.asarray(x), dtype=ref.dtype, device=ref.device)
+                              for x in (cams, poses, betas))
+    with torch.no_grad():
+        posed = body(pose_t, betas_t)
+    locations = [PersonLocation(p.crop.requested_scale, p.center, p.person_source) for p in preds]
+    return to_predictions(body, cam_t, pose_t, betas_t, posed.vertices, posed.joints, posed.keypoints,
+                        [p.crop for p in preds], locations,
+                        [(p.input, p.frame, p.image_size) for p in preds], preds[0].method)
+
+
+def repose(body: BodyModel, preds: list[Prediction], cams: np.ndarray, poses: np.ndarray,
+           betas: np.ndarray) -> list[Prediction]:
+    """``preds`` with new cameras (T, 3), poses (T, 3·J) and shapes (T, k):
+    the body posed again and everything derived from it recomputed, except
+    the meshes, which are left out (see :func:`posed_again`)."""
+    out: list[Prediction] = []
+    for start in range(0, len(preds), REPOSE_CHUNK):
+        part = slice(start, start + REPOSE_CHUNK)
+        out += without_vertices(_repose_chunk(body, preds[part], cams[part], poses[part], betas[part]))
+    return out
+
+
+def posed_again(body: BodyModel, preds: list[Prediction]) -> Iterator[Prediction]:
+    """Each of ``preds``, in order, with its mesh: posed again from its own
+    camera, pose and shape, ``REPOSE_CHUNK`` at a time."""
+    for start in range(0, len(preds), REPOSE_CHUNK):
+        chunk = preds[start:start + REPOSE_CHUNK]
+        yield from _repose_chunk(body, chunk, np.stack([p.cam for p in chunk]),
+                                 np.stack([p.pose for p in chunk]), np.stack([p.betas for p in chunk]))
+
+
+def smooth_predictions(body: BodyModel, preds: list[Prediction], how: str, fps: float) -> list[Prediction]:
+    """A video's estimates (in frame order) smoothed over time: ``how`` =
+    "clip" (:func:`openhmr.smoothing.smooth_clip`, every frame at once) or
+    "causal" (:class:`openhmr.smoothing.BodySmoother`, frame by frame)."""
+    from openhmr.smoothing import BodySmoother, smooth_clip
+
+    if not preds:
+        return preds
+    if how == "clip":
+        cams, poses, betas = smooth_clip([p.frame for p in preds], np.stack([p.cam for p in preds]),
+                                         np.stack([p.pose for p in preds]), np.stack([p.betas for p in preds]),
+                                         [p.crop for p in preds])
+    elif how == "causal":
+        smoother = BodySmoother(fps)  # a frame without a body in between restarts it
+        rows = [smoother(p.frame, p.cam, p.pose, p.betas, p.crop) for p in preds]
+        cams, poses, betas = (np.stack([r[i] for r in rows]) for i in range(3))
+    else:
+        raise ValueError(f"smoothing must be one of {SMOOTHING}, got {how!r}")
+    return repose(body, preds, cams, poses, betas)
+
+
+def write_people_npz(body: BodyModel, people: dict[int, list[Prediction]], npz_of: Callable[[int], Path],
+                     total: int, fps: float, smoothing: str, overwrite: bool) -> None:
+    """Each person's estimates (in frame order, without meshes) smoothed over
+    its own frames and written to ``npz_of(person)`` with its meshes posed
+    again (with a progress bar); ``people`` is updated with the smoothed
+    estimates."""
+    for person in sorted(people):
+        check_free({"npz": npz_of(person)}, overwrite)
+        if smoothing != "none":
+            people[person] = smooth_predictions(body, people[person], smoothing, fps)
+        meshes = progress(posed_again(body, people[person]), len(people[person]), npz_of(person).name,
+                           "frame")
+        write_video_npz(npz_of(person), people[person], total, fps, smoothing=smoothing,
+                        vertices=(p.vertices.astype(np.float32) for p in meshes), person=person)
+
+
+def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSource,
+              predictor: Predictor, timer: Timer | None = None) -> int:
+    """Every frame of a video: one ``<name>.npz`` (arrays stacked over frames
+    with a body) and ``<name>_overlay.mp4``. Returns the bodies found.
+
+    Two passes over the video: the first estimates every frame's body, which
+    are then smoothed over time (``options.smoothing``, with tracking); the
+    second draws the overlay video.
+
+    With ``options.max_people`` > 1, each frame's people (``locate_all``)
+    are followed from frame to frame (:class:`PeopleFollower`); each
+    person's fit continues its own previous frame's, its estimates are
+    smoothed over its own frames, and it is written as
+    ``<name>_person<k>.npz`` (the same arrays, plus ``person``); the one
+    overlay video draws everyone."""
+    several = options.max_people > 1
+    if isinstance(source, OpenPoseSource):
+        source.check_video(item)
+    paths = video_outputs(out, item.name)
+    npz_of = lambda k: out / f"{item.name}_person{k}.npz"  # noqa: E731
+    if several:
+        paths["npz"] = npz_of(1)
+    check_free(paths, options.overwrite)
+    info, frames = open_video(item.path)
+    paths["npz"].parent.mkdir(parents=True, exist_ok=True)
+    follower = PeopleFollower(max_gap=max(1, int(round(info.fps or 10))))
+    people: dict[int | None, list[Prediction]] = {}  # person followed (None: the one person) → bodies
+    skipped = 0
+    total = 0
+    batch: list[tuple[int, np.ndarray, CropTransform, PersonLocation, tuple[int, int]]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        new_preds = predictor.predict(
+            np.stack([b[1] for b in batch]), [b[2] for b in batch], [b[3] for b in batch],
+            [(str(item.path), b[0], b[4]) for b in batch])
+        for b, pred in zip(batch, without_vertices(new_preds)):
+            people.setdefault(b[3].person, []).append(pred)
+        frames_done = len({b[0] for b in batch})  # a frame's people are never split
+        batch.clear()
+        return_freed_memory()
+        if timer is not None:
+            timer.record(frames_done)
+
+    for index, frame in enumerate(progress(frames, info.frame_count or None, item.path.name, "frame")):
+        total += 1
+        try:
+            if several:
+                located = source.locate_all(frame, item, options.max_people, index)
+                for location, person in zip(located, follower.assign(index, located)):
+                    location.person = person
+            else:
+                located = [source.locate(frame, item, index)]
+        except NoPersonError:
+            located = []
+        if not located:
+            skipped += 1
+        for location in located:
+            crop, transform = scale_and_crop(frame, location.scale, location.center)
+            batch.append((index, crop, transform, location, frame.shape[:2]))
+        if len(batch) >= options.batch_size:
+            flush()
+    flush()
+    if total == 0:
+        raise InputError(f"cannot read {item.path}: the video has no frames")
+    if skipped:
+        warn(f"{item.path}: no person in {skipped} of {total} frames")
+    smoothing = options.smoothing if options.track else "none"
+    body = predictor.body
+    if several:
+        if not people:
+            raise InputError(f"no person found in any frame of {item.path}")
+        write_people_npz(body, people, npz_of, total, info.fps, smoothing, options.overwrite)
+        posed = heapq.merge(*(posed_again(body, preds) for preds in people.values()),
+                            key=lambda p: p.frame)
+    else:
+        preds = people.get(None, [])
+        if smoothing != "none":
+            preds = smooth_predictions(body, preds, smoothing, info.fps)
+        meshes = progress(posed_again(body, preds), len(preds), f"{item.path.name} npz", "frame")
+        write_video_npz(paths["npz"], preds, total, info.fps, smoothing=smoothing,
+                        vertices=(p.vertices.astype(np.float32) for p in meshes))
+        if not preds:
+            raise InputError(f"no person found in any frame of {item.path}")
+        posed = posed_again(body, preds)
+    if options.render:
+        write_overlay_video(item, paths["overlay"], posed)
+    return sum(len(preds) for preds in people.values())
+
+
+def write_overlay_video(item: InputItem, path: Path, preds: Iterable[Prediction]) -> None:
+    """The video again with each frame's bodies drawn over it (plain frames
+    where there is none); ``preds`` in frame order, with their meshes, one or
+    more per frame (several are drawn with one z-buffer,
+    :func:`render_people_overlay`). A rendering failure leaves the rest of
+    the video plain."""
+    import cv2
+
+    info, frames = open_video(item.path)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), info.fps, (info.width, info.height))
+    if not writer.isOpened():
+        warn(f"{item.path}: cannot write {path}; no overlay video")
+        return
+    upcoming = iter(preds)
+    pred = next(upcoming, None)
+    try:
+        for index, frame in enumerate(progress(frames, info.frame_count or None,
+                                                f"{item.path.name} overlay", "frame")):
+            picture = frame
+            while pred is not None and pred.frame < index:  # not in this decoding: skip
+                pred = next(upcoming, None)
+            here = []
+            while pred is not None and pred.frame == index:
+                here.append(pred)
+                pred = next(upcoming, None)
+            if here:
+                try:
+                    if len(here) == 1:
+                        picture, _ = render_overlay(frame, here[0])
+                    else:
+                        picture = render_people_overlay(frame, here)
+                except Exception as e:  # noqa: BLE001 - keep the parameters
+                    warn(f"{item.path}: rendering failed, overlay video shows plain frames "
+                         f"({type(e).__name__}: {e})")
+                    pred = None  # and pose no more bodies
+            writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()

@@ -1,0 +1,74 @@
+"""OpenPose keypoint files: the people of one JSON file, the most confident first.
+
+OpenPose writes one file per image (``<stem>_keypoints.json``) or per video
+frame (``<stem>_<frame, 12 digits>_keypoints.json``) with a ``people`` list;
+each person's keypoints are flat (x, y, confidence) triples in image pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from openhmr.errors import InputError, NoPersonError
+
+OPENPOSE_LAYOUTS = {25 * 3: "body25", 18 * 3: "coco18"}
+
+
+def read_openpose_people(path: str | Path, conf_threshold: float = 0.2) -> list[tuple[np.ndarray, str]]:
+    """Every person of an OpenPose JSON file, the most confident first.
+
+    Accepts the old ``pose_keypoints`` and the current ``pose_keypoints_2d``
+    keys, BODY_25 (75 values) and COCO-18 (54 values) layouts. As the
+    original, each person is scored by the mean confidence of its keypoints
+    above ``conf_threshold``; a person with no keypoint above it is left out.
+
+    Returns:
+        per person ((K, 3) keypoints x, y (image pixels), confidence; the set
+        name "body25" or "coco18"), by decreasing score (ties in file order).
+    Raises:
+        InputError: missing or malformed file, unknown layout.
+        NoPersonError: no person with a keypoint above ``conf_threshold``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"OpenPose file not found: {path}")
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"cannot read OpenPose file {path}: {e}") from None
+    people = doc.get("people") if isinstance(doc, dict) else None
+    if not isinstance(people, list):
+        raise InputError(f"{path} is not an OpenPose file (no 'people' list)")
+    scored: list[tuple[float, np.ndarray, str]] = []
+    for person in people:
+        if not isinstance(person, dict):
+            continue
+        values = person.get("pose_keypoints_2d", person.get("pose_keypoints"))
+        if values is None or len(values) == 0:
+            continue
+        layout = OPENPOSE_LAYOUTS.get(len(values))
+        if layout is None:
+            raise InputError(
+                f"{path}: a person has {len(values)} keypoint values; expected 75 (BODY_25) "
+                "or 54 (COCO-18)"
+            )
+        try:
+            kp = np.asarray(values, dtype=np.float64).reshape(-1, 3)
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: keypoints are not numbers") from None
+        confident = kp[:, 2] > conf_threshold
+        if confident.any():
+            scored.append((float(kp[confident, 2].mean()), kp, layout))
+    if not scored:
+        raise NoPersonError(f"{path} has no person with keypoints above confidence {conf_threshold}")
+    order = sorted(range(len(scored)), key=lambda i: -scored[i][0])  # stable: ties keep file order
+    return [(scored[i][1], scored[i][2]) for i in order]
+
+
+def read_openpose(path: str | Path, conf_threshold: float = 0.2) -> tuple[np.ndarray, str]:
+    """The most confident person of an OpenPose JSON file (the original's
+    choice): the first of :func:`read_openpose_people`, which see."""
+    return read_openpose_people(path, conf_threshold)[0]
