@@ -143,7 +143,7 @@ def test_mirrored_pose_gives_mirrored_body(anny_model: Anny) -> None:
     pose = anny_model.random_pose(2, g)
     out = anny_model(pose, torch.zeros(2, 6))
     mirrored = anny_model(_reflect_pose(pose, anny_model.joint_flip), torch.zeros(2, 6))
-    for name in ("lsp14", "body25"):
+    for name in ("lsp14", "body25", "blazepose27"):
         perm = list(get_set(name).flip_permutation)
         expected = out.keypoints[name][:, perm] * torch.tensor([-1.0, 1.0, 1.0])
         err = (mirrored.keypoints[name] - expected).norm(dim=-1).max()
@@ -161,6 +161,31 @@ def test_forward_keypoints_equals_forward(anny_model: Anny) -> None:
     for name in anny_model.keypoint_sets:
         # float32 sums over up to 4,105 vertices (the ears): tens of micrometres.
         torch.testing.assert_close(fast.keypoints[name], full.keypoints[name], atol=5e-5, rtol=0)
+
+
+def test_hand_points_are_the_finger_knuckles(anny_model: Anny) -> None:
+    """blazepose27's pinky, index and thumb points stay within 8 mm of the
+    heads of their finger bones (the knuckle joints) in posed bodies of
+    several shapes, wrists turned."""
+    from openhmr.body.anny import _ANNY_TO_SMPL, _HAND_KNUCKLES
+
+    m = anny_model
+    g = torch.Generator().manual_seed(6)
+    pose = m.random_pose(4, g).reshape(4, -1, 3)
+    for side in ("left", "right"):
+        pose[:, JOINT_NAMES.index(f"{side}_wrist")] = (torch.rand(4, 3, generator=g) * 2 - 1) * 0.8
+    pose, shape = pose.reshape(4, -1), m.random_shape(4, g, spread=0.4)
+    _, local, phen = m._inputs(pose, shape)
+    deltas = torch.eye(4).repeat(4, 104, 1, 1)
+    deltas[:, m._bones, :3, :3] = local
+    heads = m.anny(pose_parameters=deltas, phenotype_kwargs=phen)["bone_poses"][..., :3, 3]
+    heads = heads @ torch.tensor(_ANNY_TO_SMPL).T
+    labels = list(m.anny.bone_labels)
+    names = get_set("blazepose27").names
+    points = m(pose, shape).keypoints["blazepose27"]
+    for point, bone in _HAND_KNUCKLES.items():
+        gap = (points[:, names.index(point)] - heads[:, labels.index(bone)]).norm(dim=-1)
+        assert float(gap.max()) < 0.008, f"{point}: {float(gap.max()) * 1000:.1f} mm from {bone}"
 
 
 def test_phenotype_coefficients_equal_annys() -> None:

@@ -262,21 +262,65 @@ def test_fit_works_for_smpl(smpl_model) -> None:
 
 
 def test_keypoints_from_another_set_are_mapped(anny_model) -> None:
-    """A BlazePose-33 input is matched by name (BODY_25 covers 21 of its points);
-    points the model lacks come back as NaN."""
-    assert choose_model_set(anny_model, "blazepose33") == "body25"
-    assert choose_model_set(anny_model, "lsp14") == "lsp14"
-    truth = _synthetic(anny_model, 1, seed=3)
-    from openhmr.body.keypoints import convert
+    """A BlazePose-33 input is matched by name (Anny's blazepose27 covers 27
+    of its points, all but the eye and mouth corners); points the model lacks
+    come back as NaN."""
+    from openhmr.body.keypoints import convert, get_set
 
+    assert choose_model_set(anny_model, "blazepose33") == "blazepose27"
+    assert choose_model_set(anny_model, "lsp14") == "lsp14"
+    assert choose_model_set(anny_model, "blazepose33", "body25") == "body25"
+    with pytest.raises(InputError, match="no keypoint set 'smpl24'"):
+        choose_model_set(anny_model, "blazepose33", "smpl24")
+    truth = _synthetic(anny_model, 1, seed=3)
     kp, filled = convert(truth["kp2d"], "body25", "blazepose33")
     kp[..., ~filled, 2] = 0.0
     cfg = FitConfig(stage2_iters=(20, 20), pose_weights=(100.0, 25.0), shape_weights=(50.0, 20.0))
     result = fit(anny_model, kp, "blazepose33", config=cfg)
-    assert result.keypoints2d.shape == (1, 33, 2)
-    assert torch.isnan(result.keypoints2d[0, ~filled]).all()
-    assert torch.isfinite(result.keypoints2d[0, filled]).all()
+    assert result.model_keypoint_set == "blazepose27"
+    modelled = torch.tensor([n in get_set("blazepose27").names for n in get_set("blazepose33").names])
+    assert result.keypoints2d.shape == (1, 33, 2) and int(modelled.sum()) == 27
+    assert torch.isnan(result.keypoints2d[0, ~modelled]).all()
+    assert torch.isfinite(result.keypoints2d[0, modelled]).all()
     assert float(result.residuals_px[0, filled].median()) < 4.0
+
+
+def test_hand_points_turn_the_wrists(anny_model) -> None:
+    """BlazePose's pinky, index and thumb points orient Anny's hands: on bodies
+    with turned wrists, the fitted hand points land nearer their true
+    projections with them than without (``model_keypoint_set="body25"``,
+    the fit before they existed), while the body fits as well."""
+    from openhmr.body.keypoints import convert, get_set
+
+    n = 3
+    g = torch.Generator().manual_seed(11)
+    pose = anny_model.random_pose(n, g).reshape(n, -1, 3)
+    wrists = [anny_model.joint_names.index(f"{side}_wrist") for side in ("left", "right")]
+    pose[:, wrists] = (torch.rand(n, 2, 3, generator=g) * 2 - 1) * 0.6
+    pose = pose.reshape(n, -1)
+    with torch.no_grad():
+        kp3 = anny_model(pose, anny_model.random_shape(n, g)).keypoints["blazepose27"]
+    cam = torch.tensor([[0.8, 0.0, 0.0]]).expand(n, 3)
+    clean = (cam[:, None, :1] * (kp3[..., :2] + cam[:, None, 1:]) + 1) * CROP / 2
+    kp2d, filled = convert(torch.cat([clean, torch.ones(n, 27, 1)], -1), "blazepose27", "blazepose33")
+    centred = kp3 - 0.5 * (kp3[:, 17:18] + kp3[:, 18:19])  # blazepose27 hips: 17 left, 18 right
+    kp3d, _ = convert(torch.cat([centred, torch.ones(n, 27, 1)], -1), "blazepose27", "blazepose33")
+    hands = torch.tensor([n.endswith(("pinky", "index", "thumb")) for n in get_set("blazepose33").names])
+    errors = {}
+    for label, model_set in (("with hands", None), ("without", "body25")):
+        result = fit(anny_model, kp2d, "blazepose33", keypoints3d=kp3d,
+                     config=FitConfig(model_keypoint_set=model_set))
+        with torch.no_grad():
+            fitted = anny_model(result.pose, result.betas).keypoints["blazepose27"]
+        px = (result.cam[:, None, :1] * (fitted[..., :2] + result.cam[:, None, 1:]) + 1) * CROP / 2
+        err = (px.detach() - clean).norm(dim=-1)
+        in27 = [get_set("blazepose27").names.index(x) for x in ("left_pinky", "right_pinky", "left_index",
+                                                                 "right_index", "left_thumb", "right_thumb")]
+        body = [i for i in range(27) if i not in in27]
+        errors[label] = (float(err[:, in27].median()), float(err[:, body].median()))
+    assert bool(filled[hands].all())
+    assert errors["with hands"][0] < 0.6 * errors["without"][0], errors
+    assert errors["with hands"][1] < errors["without"][1] + 0.3, errors
 
 
 def test_robust_and_prior_terms(anny_model) -> None:

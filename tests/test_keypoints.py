@@ -13,7 +13,7 @@ from openhmr.body.keypoints import (
 
 def test_sets_have_the_documented_sizes():
     sizes = {"lsp14": 14, "cocoplus19": 19, "coco17": 17, "h36m17": 17, "smpl24": 24,
-             "blazepose33": 33, "body25": 25, "coco18": 18}
+             "blazepose33": 33, "blazepose27": 27, "body25": 25, "coco18": 18}
     assert {k: len(v) for k, v in KEYPOINT_SETS.items()} == sizes
     for s in KEYPOINT_SETS.values():
         assert len(set(s.names)) == len(s.names), s.name

@@ -135,6 +135,10 @@ class FitConfig:
             rotation matrix to the previous frame's (summed over joints); 0:
             the previous pose is only the start (see the module docstring).
         temporal_shape_weight: λ_tβ, on ‖β − β^prev‖².
+        model_keypoint_set: the body model's keypoint set the input is
+            matched to, by name (None: the one sharing the most names,
+            :func:`choose_model_set`; e.g. "body25" fits BlazePose without
+            its hand points).
     """
 
     stage1_iters: int = 30
@@ -155,6 +159,7 @@ class FitConfig:
     track_stage1_iters: int = 0
     temporal_weight: float = 0.0
     temporal_shape_weight: float = 1000.0
+    model_keypoint_set: str | None = None
 
 
 @dataclass
@@ -235,9 +240,17 @@ def gmof(squared: Tensor, sigma: float) -> Tensor:
     return s2 * squared / (s2 + squared)
 
 
-def choose_model_set(body_model: BodyModel, keypoint_set: str) -> str:
-    """The body model's keypoint set sharing the most names with ``keypoint_set``."""
+def choose_model_set(body_model: BodyModel, keypoint_set: str, preferred: str | None = None) -> str:
+    """The body model's keypoint set sharing the most names with
+    ``keypoint_set``, or ``preferred`` (checked) when given."""
     names = set(get_set(keypoint_set).names)
+    if preferred is not None:
+        if preferred not in body_model.keypoint_sets:
+            raise InputError(f"the body model has no keypoint set {preferred!r}; it has "
+                             f"{', '.join(body_model.keypoint_sets)}")
+        if not names & set(get_set(preferred).names):
+            raise InputError(f"keypoint set {preferred!r} shares no keypoint with {keypoint_set!r}")
+        return preferred
     # Most shared names; on a tie the set itself, then the smaller set.
     best = max(body_model.keypoint_sets,
                key=lambda s: (len(names & set(get_set(s).names)), s == keypoint_set,
@@ -403,7 +416,7 @@ def _fit(
     conf_in = torch.where(kp2d[..., 2] >= cfg.conf_threshold, kp2d[..., 2],
                           torch.zeros_like(kp2d[..., 2]))
 
-    model_set = choose_model_set(body_model, keypoint_set)
+    model_set = choose_model_set(body_model, keypoint_set, cfg.model_keypoint_set)
     model_idx, input_idx = index_map(model_set, keypoint_set)
     model_idx, input_idx = list(model_idx), list(input_idx)
     target = kp2d[:, input_idx, :2]
@@ -438,7 +451,8 @@ def _fit(
         if kp3.shape != (b, len(get_set(set3)), 4):
             raise InputError(f"keypoints3d must be (B, {len(get_set(set3))}, 4) for set "
                              f"{set3!r}, got {tuple(kp3.shape)}")
-        m3_set = choose_model_set(body_model, set3)
+        m3_set = choose_model_set(body_model, set3,
+                                  cfg.model_keypoint_set if set3 == keypoint_set else None)
         m3_idx, i3_idx = (list(x) for x in index_map(m3_set, set3))
         names3 = tuple(get_set(set3).names[i] for i in i3_idx)
         pts3 = kp3[:, i3_idx, :3]

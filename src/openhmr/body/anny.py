@@ -72,6 +72,13 @@ sets returned are:
   ``h36m17``, ``spine`` is the spine02 bone head (mid-back) and ``jaw``
   (Human3.6M's "neck/nose") the head bone head. These are approximations of
   the datasets' annotation conventions, not fitted regressors.
+* ``blazepose27``: BlazePose's landmarks less the eye and mouth corners —
+  the regressor's face, limbs and feet, and the pinky, index and thumb
+  points as the knuckle joints at the heads of the finger bones
+  ``finger5-1``, ``finger2-1`` and ``finger1-3`` (MediaPipe's "pinky #1",
+  "index #1" and "thumb #2" knuckles), each the centroid of the finger's
+  skin around the joint (:meth:`Anny._knuckle_rows`). The fitter matches
+  BlazePose to this set, so the hand points turn the wrists.
 
 **Speed.** Keypoints are linear in the skinned vertices and linear blend
 skinning is linear in each bone's transform, so every regressed keypoint is
@@ -167,7 +174,17 @@ _COCO_REGRESSOR_LABELS = (
     "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "left_big_toe",
     "right_big_toe", "left_small_toe", "right_small_toe", "left_heel", "right_heel",
 )
-_REGRESSED = _COCO_REGRESSOR_LABELS + ("head_top",)
+# BlazePose's hand points (MediaPipe's "pinky #1 knuckle", "index #1 knuckle",
+# "thumb #2 knuckle"): the knuckle joints at the heads of these finger bones.
+_HAND_KNUCKLES = {
+    f"{side}_{finger}": f"{bone}.{side[0].upper()}"
+    for side in ("left", "right")
+    for finger, bone in (("pinky", "finger5-1"), ("index", "finger2-1"), ("thumb", "finger1-3"))
+}
+# A knuckle is the centroid of the skin within this radius of the joint (a
+# ring around the finger) that belongs to the finger (see _knuckle_rows).
+KNUCKLE_RADIUS_M = 0.015
+_REGRESSED = _COCO_REGRESSOR_LABELS + ("head_top",) + tuple(_HAND_KNUCKLES)
 
 # Per-set overrides of a canonical name by a derived point.
 _DERIVED_FOR_SET: dict[str, dict[str, str]] = {
@@ -177,6 +194,7 @@ _DERIVED_FOR_SET: dict[str, dict[str, str]] = {
     "cocoplus19": {"neck": "thorax"},
     "h36m17": {"neck": "thorax", "pelvis": "hip_midpoint", "spine": "spine02_head",
                "jaw": "head_bone_head"},
+    "blazepose27": {},
 }
 KEYPOINT_SET_NAMES: tuple[str, ...] = tuple(_DERIVED_FOR_SET)
 
@@ -372,7 +390,7 @@ class Anny(BodyModel):
         top = int(torch.argmax(torch.where(midline, rest[:, 2], rest.new_tensor(-1e9))))
         head_top = torch.zeros(1, rest.shape[0], dtype=rest.dtype)
         head_top[0, top] = 1.0
-        rows = torch.cat([coco.regression_weights, head_top], dim=0)
+        rows = torch.cat([coco.regression_weights, head_top, self._knuckle_rows(shared)], dim=0)
         kp_model, kp_mapping = _keypoint_model(shared, rows)
 
         self.anny = copy.deepcopy(shared).to(dtype)
@@ -408,6 +426,35 @@ class Anny(BodyModel):
     def shape_range(self) -> tuple[Tensor, Tensor]:
         """(low, high), each (num_betas,): the shape values Anny accepts (beyond, it clamps)."""
         return -self._neutral, 1.0 - self._neutral
+
+    @staticmethod
+    def _knuckle_rows(shared: "anny_pkg.Anny") -> Tensor:
+        """(6, V) regressor rows of the hand points of ``_HAND_KNUCKLES``.
+
+        Each is the mean of the rest-pose vertices within ``KNUCKLE_RADIUS_M``
+        of the finger bone's head whose strongest skinning bone is that bone
+        or its parent: a ring of skin around the joint, whose centroid lies
+        near the joint's centre (not on the skin, as BlazePose's points,
+        taken from GHUM's joints, are not), leaving out the neighbouring
+        fingers. The rows follow shape through the mesh, like the COCO
+        regressor's.
+        """
+        rest = shared(pose_parameters=None)
+        heads = rest["rest_bone_heads"][0].to(torch.float64)
+        vertices = rest["rest_vertices"][0].to(torch.float64)
+        labels = list(shared.bone_labels)
+        weights = shared.vertex_bone_weights.to(torch.float64)
+        strongest = shared.vertex_bone_indices.long().gather(1, weights.argmax(1, keepdim=True))[:, 0]
+        rows = torch.zeros(len(_HAND_KNUCKLES), vertices.shape[0], dtype=torch.float64)
+        for r, bone_name in enumerate(_HAND_KNUCKLES.values()):
+            bone = labels.index(bone_name)
+            own = (strongest == bone) | (strongest == int(shared.bone_parents[bone]))
+            ring = own & ((vertices - heads[bone]).norm(dim=1) < KNUCKLE_RADIUS_M)
+            if int(ring.sum()) < 8:
+                raise AnnyError(f"Anny's mesh has only {int(ring.sum())} vertices around the "
+                                f"{bone_name} joint; this anny release is not the one openhmr knows")
+            rows[r, ring] = 1.0 / float(ring.sum())
+        return rows
 
     # ------------------------------------------------------------ bend guard
     def _rest_bend_axes(self, shared: "anny_pkg.Anny") -> Tensor:

@@ -148,6 +148,16 @@ BLAZEPOSE33 = KeypointSet(
     BLAZEPOSE33.source_names,
     BLAZEPOSE33.description,
 )
+# BlazePose's body, hands and feet without its eye corners and mouth corners:
+# the BlazePose points a body model with a COCO-style face can give (Anny's).
+BLAZEPOSE27 = KeypointSet(
+    "blazepose27",
+    tuple(n for n in BLAZEPOSE33.names
+          if not n.endswith(("eye_inner", "eye_outer", "mouth"))),
+    tuple(src for n, src in zip(BLAZEPOSE33.names, BLAZEPOSE33.source_names)
+          if not n.endswith(("eye_inner", "eye_outer", "mouth"))),
+    "BlazePose-33 without the eye corners and mouth corners: body, hand and foot points.",
+)
 BODY25 = KeypointSet(
     "body25",
     ("nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder",
@@ -172,7 +182,7 @@ COCO18 = KeypointSet(
 
 KEYPOINT_SETS: dict[str, KeypointSet] = {
     s.name: s
-    for s in (LSP14, COCOPLUS19, COCO17, H36M17, SMPL24, BLAZEPOSE33, BODY25, COCO18)
+    for s in (LSP14, COCOPLUS19, COCO17, H36M17, SMPL24, BLAZEPOSE33, BLAZEPOSE27, BODY25, COCO18)
 }
 
 
