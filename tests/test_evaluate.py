@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import struct
 from pathlib import Path
@@ -474,3 +475,110 @@ def test_network_path_predicts_on_ground_truth_crops(tmp_path, smpl_npz):
     by_hand = transform.crop_to_image(crop_normalised_to_pixels(out.keypoints2d["lsp14"][0]).numpy())
     np.testing.assert_allclose(preds.keypoints2d[0], by_hand, atol=1e-3)
     np.testing.assert_allclose(preds.joints14[0], out.keypoints3d["lsp14"][0].numpy() * 1000, atol=1e-2)
+
+
+def test_fit_path_fits_the_open_default_on_ground_truth_crops(tmp_path):
+    """``--fit``: BlazePose on each frame's ground-truth crop and Anny fitted
+    to it. On two rendered Anny bodies the LSP-14 keypoints come back in image
+    pixels near the truth, and the joints are those of the same fit made by
+    hand on the crop; a frame with nobody in it is the rest pose, counted as
+    undetected. (3D accuracy is not asserted: on an untextured render
+    BlazePose may take a body facing the camera for one facing away.)"""
+    pytest.importorskip("anny")
+    pytest.importorskip("mediapipe")
+    from PIL import Image
+    from scipy.io import savemat
+
+    from openhmr.body.anny import Anny
+    from openhmr.detect import detect_person
+    from openhmr.evaluate.predictions import FrameReader, ground_truth_crop, predict_with_fit
+    from openhmr.fit import fit
+    from openhmr.render import render_mesh
+
+    body = Anny()
+    height, width, focal, place = 320, 260, 520.0, torch.tensor([0.0, 0.05, 4.2])
+    pose = torch.zeros(2, body.pose_size)
+    pose[:, :3] = torch.tensor([math.pi, 0.0, 0.0])  # upright in image coordinates
+    for j, name, value in ((0, "left_shoulder", (0.0, 0.0, -0.4)), (1, "right_elbow", (0.0, 0.9, 0.0)),
+                           (1, "left_hip", (-0.4, 0.0, 0.1))):
+        k = body.joint_names.index(name)
+        pose[j, 3 * k:3 * k + 3] = torch.tensor(value)
+    shape = torch.tensor([[0.3, 0, 0, 0, 0, 0], [-0.3, 0, 0.1, 0.1, 0, 0]], dtype=torch.float32)
+    with torch.no_grad():
+        out = body(pose, shape)
+    rows = torch.linspace(0, 1, height)[:, None, None]
+    background = torch.where(rows < 0.6, torch.tensor([0.6, 0.75, 0.92]), torch.tensor([0.38, 0.55, 0.3]))
+    background = background.expand(height, width, 3).contiguous()
+    root = tmp_path / "lsp_dataset"
+    (root / "images").mkdir(parents=True)
+    joints = np.zeros((3, 14, 2000))
+    joints[:2] = 100.0
+    truth_px = []
+    for i in range(2):
+        picture = render_mesh(out.vertices[i] + place, body.faces, focal, None, height, width,
+                              color=(0.86, 0.67, 0.55), background=background)
+        Image.fromarray((picture.rgb[0] * 255).round().to(torch.uint8).numpy()).save(
+            root / "images" / f"im{1001 + i:04d}.jpg", quality=95)
+        kp = out.keypoints["lsp14"][i] + place
+        px = (kp[:, :2] / kp[:, 2:] * focal + torch.tensor([width / 2, height / 2])).numpy()
+        truth_px.append(px)
+        joints[:2, :, 1000 + i] = (px + 0.5).T  # the file's MATLAB convention
+    blank = np.full((height, width, 3), 128, dtype=np.uint8)
+    Image.fromarray(blank).save(root / "images" / "im1003.jpg", quality=95)
+    joints[:2, :, 1002] = (truth_px[0] + 0.5).T
+    savemat(root / "joints.mat", {"joints": joints})
+
+    refs = load_benchmark("lsp", tmp_path).images()[:3]
+    run = predict_with_fit(refs, body, batch_size=3)
+    preds = run.predictions
+    assert run.undetected == 1
+    assert preds.joints14.shape == (3, 14, 3) and preds.joints_h36m17.shape == (3, 17, 3)
+    assert preds.keypoints2d.shape == (3, 14, 2) and preds.vertices is None
+    for i in range(2):
+        err_px = np.linalg.norm(preds.keypoints2d[i] - truth_px[i], axis=1)
+        assert np.median(err_px) < 6.0, f"body {i}: median {np.median(err_px):.1f} px"
+    assert 1400 < np.ptp(preds.joints14[:2, :, 1], axis=1).min() < 1900  # millimetres, body height
+    with torch.no_grad():
+        rest = body(body.default_pose()[None], torch.zeros(1, 6)).keypoints["lsp14"][0].numpy() * 1000.0
+    np.testing.assert_allclose(preds.joints14[2], rest, atol=0.05)
+
+    # The second frame fitted alone, by hand: crop, detect, fit.
+    alone = predict_with_fit(refs[1:2], body, batch_size=1)
+    with FrameReader() as read:
+        crop, _ = ground_truth_crop(read, refs[1])
+    detection = detect_person(crop, with_mask=False)
+    result = fit(body, np.asarray(detection.keypoints2d)[None], "blazepose33",
+                 keypoints3d=np.asarray(detection.keypoints3d)[None], keypoints3d_set="blazepose33")
+    with torch.no_grad():
+        by_hand = body(result.pose, result.betas).keypoints["lsp14"][0].numpy() * 1000.0
+    np.testing.assert_allclose(alone.predictions.joints14[0], by_hand, atol=0.01)
+
+
+def test_fit_command_scores_the_fit_and_reports_undetected_frames(tmp_path, monkeypatch, capsys):
+    """``openhmr eval --fit`` scores what ``predict_with_fit`` returns (in the
+    annotation's pixel convention) and says how many frames had nobody."""
+    pytest.importorskip("mediapipe")
+    from scipy.io import savemat
+
+    import openhmr.evaluate.predictions as predictions_module
+
+    rng = np.random.default_rng(2)
+    joints = np.zeros((3, 14, 2000))
+    joints[:2] = rng.uniform(20, 200, size=(2, 14, 2000))
+    (tmp_path / "lsp_dataset").mkdir()
+    savemat(tmp_path / "lsp_dataset" / "joints.mat", {"joints": joints})
+    seen = {}
+
+    def fake_fit(refs, body_model, batch_size, keep_vertices=False):
+        seen.update(count=len(refs), body=body_model, batch=batch_size, vertices=keep_vertices)
+        continuous = np.stack([ref.keypoints for ref in refs])  # the annotation minus 0.5
+        return predictions_module.FitRun(predictions_module.Predictions(keypoints2d=continuous), undetected=7)
+
+    monkeypatch.setattr(predictions_module, "predict_with_fit", fake_fit)
+    assert cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--fit", "--batch-size", "4"]) == 0
+    captured = capsys.readouterr()
+    assert seen == {"count": 1000, "body": None, "batch": 4, "vertices": False}
+    assert "BlazePose found nobody in 7 of 1000 crops" in captured.err
+    assert "100.0" in captured.out  # every visible joint exactly on its annotation
+    with pytest.raises(SystemExit):
+        cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--fit", "--weights", "w.safetensors"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 PROTOCOL_CHOICES = ("h36m-p1", "h36m-p2", "3dpw", "3dhp", "lsp")
@@ -12,8 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
         help="evaluate on Human3.6M (P1/P2), 3DPW, MPI-INF-3DHP or LSP",
-        description="Score HMR (--weights) or any tool's predictions (--predictions) on a "
-        "benchmark read from the dataset as its owners distribute it. Prints the papers' "
+        description="Score HMR (--weights), the open default (--fit) or any tool's predictions "
+        "(--predictions) on a benchmark read from the dataset as its owners distribute it. "
+        "Prints the papers' "
         "table (per action/sequence/activity, mean and median) and writes metrics.csv and "
         "metrics.json. Errors are in millimetres; PCK and AUC in percent.",
     )
@@ -21,16 +23,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, type=Path, help="the dataset folder (see README: Evaluation)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--weights", type=Path, help="HMR weights (.safetensors); needs --smpl")
+    src.add_argument("--fit", action="store_true",
+                     help="the open default: BlazePose on each ground-truth crop and the Anny body "
+                     "(or --smpl's) fitted to it, as 'openhmr demo --method fit' (needs the demo extra)")
     src.add_argument("--predictions", type=Path,
                      help="predictions .npz: keys (N,), joints3d (N,14,3) m or "
                      "keypoints3d_h36m17 (N,17,3) m, optional vertices; lsp: keypoints2d (N,14,2) px")
     p.add_argument("--smpl", type=Path,
-                   help="SMPL model file with HMR's cocoplus regressor (for --weights; for 3dpw "
-                   "also the source of the LSP joint regressor)")
+                   help="SMPL model file with HMR's cocoplus regressor (for --weights, or with --fit "
+                   "to fit SMPL instead of Anny; for 3dpw also the source of the LSP joint regressor)")
     p.add_argument("--smpl-dir", type=Path, help="3dpw: folder with the male and female SMPL models")
     p.add_argument("--out", type=Path, default=None, help="write metrics.csv and metrics.json here")
     p.add_argument("--overwrite", action="store_true", help="replace metrics files in --out")
-    p.add_argument("--batch-size", type=int, default=32, help="images per network batch (--weights)")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="images per network batch (--weights) or per batched fit (--fit)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (--weights)")
     p.add_argument("--frame-step", type=int, default=5,
                    help="h36m: score every N-th frame of the 50 fps videos (default 5 = 10 fps)")
@@ -46,13 +52,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from openhmr.errors import InputError
     from openhmr.evaluate import load_benchmark, load_predictions, score
-    from openhmr.evaluate.predictions import predict_with_hmr
+    from openhmr.evaluate.predictions import predict_with_fit, predict_with_hmr
     from openhmr.evaluate.runner import format_headline
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.list_frames is None and args.weights is None and args.predictions is None:
-        raise InputError("give --weights (with --smpl) or --predictions FILE.npz")
+    if args.list_frames is None and args.weights is None and args.predictions is None and not args.fit:
+        raise InputError("give --weights (with --smpl), --fit or --predictions FILE.npz")
+    if args.fit and args.list_frames is None:
+        import importlib.util
+
+        if importlib.util.find_spec("mediapipe") is None:
+            raise InputError("--fit needs the BlazePose detector: pip install 'openhmr[demo]'")
     if args.weights is not None and args.smpl is None:
         raise InputError("--weights needs --smpl, the SMPL file with HMR's cocoplus regressor")
     if args.list_frames is not None and args.list_frames.exists() and not args.overwrite:
@@ -69,6 +80,22 @@ def run(args: argparse.Namespace) -> int:
     if args.predictions is not None:
         preds = load_predictions(args.predictions, bench.keys, need_2d=args.protocol == "lsp")
         source = str(args.predictions)
+    elif args.fit:
+        if bench.images is None:
+            raise InputError(f"{args.protocol} cannot locate images for a fit run")
+        body = None
+        if args.smpl is not None:
+            from openhmr.body.smpl import SMPL
+
+            body = SMPL(args.smpl)
+        fitted = predict_with_fit(bench.images(), body, args.batch_size,
+                                keep_vertices=bench.gt_vertices is not None and args.smpl is not None)
+        preds = fitted.predictions
+        preds.keypoints2d = preds.keypoints2d + bench.pixel_offset
+        source = f"fit ({'SMPL ' + str(args.smpl) if args.smpl else 'Anny'}, BlazePose)"
+        if fitted.undetected:
+            print(f"openhmr eval: BlazePose found nobody in {fitted.undetected} of {len(bench)} crops; "
+                  "those frames are scored as the rest pose", file=sys.stderr)
     else:
         if bench.images is None:
             raise InputError(f"{args.protocol} cannot locate images for a network run")

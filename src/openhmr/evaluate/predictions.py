@@ -130,18 +130,66 @@ def load_predictions(path: str | Path, keys: list[str], need_2d: bool = False) -
     return preds
 
 
+class FrameReader:
+    """The pixels of benchmark frames (:class:`ImageRef`), keeping each
+    video open between calls. Use as a context manager."""
+
+    def __init__(self) -> None:
+        self._videos: dict[Path, object] = {}
+
+    def __enter__(self) -> "FrameReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for cap in self._videos.values():
+            cap.release()
+        self._videos.clear()
+
+    def __call__(self, ref) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of one frame."""
+        from openhmr.io.images import read_image
+
+        if ref.frame is None:
+            return read_image(ref.path)
+        import cv2
+
+        cap = self._videos.get(ref.path)
+        if cap is None:
+            cap = cv2.VideoCapture(str(ref.path))
+            if not cap.isOpened():
+                raise InputError(f"OpenCV cannot open the video {ref.path}")
+            self._videos[ref.path] = cap
+        cap.set(cv2.CAP_PROP_POS_FRAMES, ref.frame)
+        ok, bgr = cap.read()
+        if not ok:
+            raise InputError(f"cannot read frame {ref.frame} of {ref.path}")
+        return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def ground_truth_crop(read: FrameReader, ref) -> tuple[np.ndarray, object]:
+    """The original's evaluation crop of a frame: the box of its ground-truth
+    2D joints scaled to a 150 px diagonal, a 224×224 window centred on it.
+
+    Returns:
+        ((224, 224, 3) uint8 crop, its ``openhmr.data.crop.CropTransform``).
+    """
+    from openhmr.data.crop import scale_and_crop, scale_for_keypoints
+
+    scale, center = scale_for_keypoints(np.asarray(ref.keypoints)[:, :2])
+    return scale_and_crop(read(ref), scale, center)
+
+
 def predict_with_hmr(
     bench_images: list, weights: str | Path, smpl: str | Path, device: str = "cpu",
     batch_size: int = 32, keep_vertices: bool = False,
 ) -> Predictions:
     """Run HMR on each frame's ground-truth crop and collect its predictions.
 
-    Crops follow the original: the box of the frame's ground-truth 2D joints
-    is scaled to a 150 px diagonal and a 224×224 window centred on it is cut
-    (``openhmr.data.crop``). The prediction is the model's LSP-14 joints
-    (metres → mm), its LSP-14 keypoints projected back to image pixels
-    (continuous coordinates), and with ``keep_vertices`` its vertices (mm,
-    float32: 3DPW's PVE; about 80 kB per frame).
+    Crops follow the original (:func:`ground_truth_crop`). The prediction is
+    the model's LSP-14 joints (metres → mm), its LSP-14 keypoints projected
+    back to image pixels (continuous coordinates), and with
+    ``keep_vertices`` its vertices (mm, float32: 3DPW's PVE; about 80 kB per
+    frame).
 
     Args:
         bench_images: the benchmark's :class:`ImageRef` list.
@@ -149,54 +197,126 @@ def predict_with_hmr(
     import torch
     from tqdm import tqdm
 
-    from openhmr.data.crop import normalize_crop, scale_and_crop, scale_for_keypoints
+    from openhmr.data.crop import normalize_crop
     from openhmr.demo import load_hmr
     from openhmr.geometry.camera import crop_normalised_to_pixels, weak_perspective_project
-    from openhmr.io.images import read_image
 
     model, body = load_hmr(weights, smpl, torch.device(device))
     if "lsp14" not in body.keypoint_sets:
         raise InputError("the body model gives no LSP-14 keypoints; evaluation needs HMR's "
                          "cocoplus regressor (the HMR SMPL file)")
-    videos: dict[Path, object] = {}
     joints, verts, kp2d = [], [], []
-
-    def frame_pixels(ref) -> np.ndarray:
-        if ref.frame is None:
-            return read_image(ref.path)
-        import cv2
-
-        cap = videos.get(ref.path)
-        if cap is None:
-            cap = cv2.VideoCapture(str(ref.path))
-            if not cap.isOpened():
-                raise InputError(f"OpenCV cannot open the video {ref.path}")
-            videos[ref.path] = cap
-        cap.set(cv2.CAP_PROP_POS_FRAMES, ref.frame)
-        ok, bgr = cap.read()
-        if not ok:
-            raise InputError(f"cannot read frame {ref.frame} of {ref.path}")
-        return np.ascontiguousarray(bgr[..., ::-1])
-
-    for start in tqdm(range(0, len(bench_images), batch_size), desc="running HMR", unit="batch"):
-        refs = bench_images[start:start + batch_size]
-        crops, transforms = [], []
-        for ref in refs:
-            scale, center = scale_for_keypoints(np.asarray(ref.keypoints)[:, :2])
-            crop, transform = scale_and_crop(frame_pixels(ref), scale, center)
-            crops.append(crop)
-            transforms.append(transform)
-        with torch.inference_mode():
-            out = model(normalize_crop(np.stack(crops)).to(device))
-            posed = body(out.pose, out.betas)
-            lsp = posed.keypoints["lsp14"]
-            uv = crop_normalised_to_pixels(weak_perspective_project(lsp, out.cam))
-        joints.append(lsp.double().cpu().numpy() * 1000.0)
-        if keep_vertices:
-            verts.append(posed.vertices.float().cpu().numpy() * 1000.0)
-        kp2d.extend(t.crop_to_image(u) for t, u in zip(transforms, uv.double().cpu().numpy()))
-    for cap in videos.values():
-        cap.release()
+    with FrameReader() as read:
+        for start in tqdm(range(0, len(bench_images), batch_size), desc="running HMR", unit="batch"):
+            crops, transforms = zip(*(ground_truth_crop(read, ref)
+                                      for ref in bench_images[start:start + batch_size]))
+            with torch.inference_mode():
+                out = model(normalize_crop(np.stack(crops)).to(device))
+                posed = body(out.pose, out.betas)
+                lsp = posed.keypoints["lsp14"]
+                uv = crop_normalised_to_pixels(weak_perspective_project(lsp, out.cam))
+            joints.append(lsp.double().cpu().numpy() * 1000.0)
+            if keep_vertices:
+                verts.append(posed.vertices.float().cpu().numpy() * 1000.0)
+            kp2d.extend(t.crop_to_image(u) for t, u in zip(transforms, uv.double().cpu().numpy()))
     return Predictions(joints14=np.concatenate(joints),
                        vertices=np.concatenate(verts) if keep_vertices else None,
                        keypoints2d=np.stack(kp2d))
+
+
+# The weak camera of a frame where BlazePose finds nobody: the body centred in
+# the crop, about as large as the original's 150-px person (HMR's mean scale).
+UNDETECTED_CAM = (0.9, 0.0, 0.0)
+
+
+@dataclass
+class FitRun:
+    """What :func:`predict_with_fit` predicted, and on how many frames it had to guess."""
+
+    predictions: Predictions
+    undetected: int
+
+
+def predict_with_fit(bench_images: list, body_model=None, batch_size: int = 32,
+                     keep_vertices: bool = False) -> FitRun:
+    """The open default on each frame's ground-truth crop: BlazePose on the
+    crop (:func:`ground_truth_crop`), then the body model fitted to its 2D
+    keypoints and 3D world landmarks (``openhmr.fit``, weak camera in the
+    crop, ``batch_size`` crops per batched fit) — the demo's ``--method fit``
+    with the evaluation's crop.
+
+    A frame where BlazePose finds nobody is predicted as the body's rest pose
+    and zero shape, centred in the crop (:data:`UNDETECTED_CAM`), and counted
+    in ``FitRun.undetected``: every frame gets a prediction, as the protocols
+    score every frame.
+
+    Args:
+        bench_images: the benchmark's :class:`ImageRef` list.
+        body_model: the body to fit (default: Anny); it must give ``lsp14``
+            keypoints (Anny does; SMPL with HMR's cocoplus regressor does).
+        keep_vertices: also return the meshes (mm; 3DPW's PVE, for SMPL).
+    Returns:
+        :class:`FitRun` with LSP-14 joints (mm), H36M-17 joints when the body
+        gives them, LSP-14 keypoints in image pixels, and the meshes if asked.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from openhmr.detect import detect_person
+    from openhmr.errors import NoPersonError
+    from openhmr.fit import fit
+    from openhmr.geometry.camera import crop_normalised_to_pixels, weak_perspective_project
+
+    if body_model is None:
+        from openhmr.demo import load_anny
+
+        body_model = load_anny()
+    if "lsp14" not in body_model.keypoint_sets:
+        raise InputError(f"the {body_model.name} body model gives no LSP-14 keypoints; evaluation "
+                         "needs them (Anny, or SMPL with HMR's cocoplus regressor)")
+    with_h36m = "h36m17" in body_model.keypoint_sets
+    rows: dict[str, list[np.ndarray]] = {"lsp14": [], "h36m17": [], "vertices": [], "kp2d": []}
+    undetected = 0
+    with FrameReader() as read:
+        for start in tqdm(range(0, len(bench_images), batch_size), desc="fitting", unit="batch"):
+            crops, transforms = zip(*(ground_truth_crop(read, ref)
+                                      for ref in bench_images[start:start + batch_size]))
+            found: list[int] = []
+            kp2d, kp3d = [], []
+            for i, crop in enumerate(crops):
+                try:
+                    detection = detect_person(crop, with_mask=False)
+                except NoPersonError:
+                    continue
+                found.append(i)
+                kp2d.append(np.asarray(detection.keypoints2d, dtype=np.float64))
+                kp3d.append(np.asarray(detection.keypoints3d, dtype=np.float64))
+            undetected += len(crops) - len(found)
+            n = len(crops)
+            pose = body_model.default_pose().reshape(1, -1).repeat(n, 1).float().cpu()
+            betas = torch.zeros(n, body_model.num_betas)
+            cam = torch.tensor([UNDETECTED_CAM]).repeat(n, 1)
+            if found:
+                result = fit(body_model, np.stack(kp2d), "blazepose33", keypoints3d=np.stack(kp3d),
+                             keypoints3d_set="blazepose33", camera="weak",
+                             crop_size=transforms[0].crop_size)
+                pose[found] = result.pose.detach().float()
+                betas[found] = result.betas.detach().float()
+                cam[found] = result.cam.detach().float()
+            with torch.no_grad():
+                posed = body_model(pose, betas) if keep_vertices else body_model.forward_keypoints(pose, betas)
+                lsp = posed.keypoints["lsp14"].cpu()
+                uv = crop_normalised_to_pixels(weak_perspective_project(lsp, cam.to(lsp.dtype)))
+            rows["lsp14"].append(lsp.double().numpy() * 1000.0)
+            if with_h36m:
+                rows["h36m17"].append(posed.keypoints["h36m17"].cpu().double().numpy() * 1000.0)
+            if keep_vertices:
+                rows["vertices"].append(posed.vertices.cpu().float().numpy() * 1000.0)
+            rows["kp2d"].extend(t.crop_to_image(u) for t, u in zip(transforms, uv.double().numpy()))
+    predictions = Predictions(
+        joints14=np.concatenate(rows["lsp14"]),
+        joints_h36m17=np.concatenate(rows["h36m17"]) if with_h36m else None,
+        vertices=np.concatenate(rows["vertices"]) if keep_vertices else None,
+        keypoints2d=np.stack(rows["kp2d"]),
+    )
+    return FitRun(predictions, undetected)
