@@ -857,6 +857,16 @@ def test_several_people_in_a_photo(model_files, tmp_path, capsys, cached_loading
     # Existing files are kept; a box or a whole-image crop is one person.
     code, err = run([image, "--openpose", keypoints, "--max-people", "2", *hmr_args(model_files, out)], capsys)
     assert code == 1 and "already exists" in err and "--overwrite" in err
+    # With --overwrite and one person left in the file, person 2's files go, and only they.
+    (out / "group_person2_notes.txt").write_text("mine")
+    keypoints.write_text(json.dumps({"people": [{"pose_keypoints_2d": right.ravel().tolist()}]}))
+    code, err = run([image, "--openpose", keypoints, "--max-people", "2", "--overwrite",
+                     *hmr_args(model_files, out)], capsys)
+    assert code == 0, err
+    assert "removed 4 file(s) an earlier run wrote for more people than the 1 found now" in err
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["group_overlay.png", "group_person2_notes.txt", "group_person1_overlay.png",
+         "group_person2_overlay.png"] + [f"group_person1{s}" for s in (".json", ".npz", ".obj", "_views.png")])
     for extra in (["--bbox", "10,10,100,200"], []):
         code, err = run([image, "--max-people", "2", *extra, *hmr_args(model_files, tmp_path / "x")], capsys)
         assert code != 0 and "--max-people 2 needs" in err and len(err.strip().splitlines()) == 1

@@ -266,6 +266,13 @@ def test_several_people_per_file_as_the_demo_writes_them(smpl_npz, tmp_path, cap
         assert without["person"] == k and without["files"]["overlay"] is None
     assert json.loads((tmp_path / "quick" / "pair_person1.json").read_text())["crop"]["center"][0] > 200
 
+    # Again with one person in the file and --overwrite: person 2's files of the first run go.
+    one = _write(tmp_path / "one" / "pair_keypoints.json", _person(290, 40, 170))
+    assert run_fit_files(FitFilesOptions([str(one)], (width, height), out=tmp_path / "quick",
+                                         smpl=smpl_npz, fit_config=QUICK, max_people=3, overwrite=True)) == 0
+    assert sorted(p.name for p in (tmp_path / "quick").iterdir()) == [
+        "pair_person1.json", "pair_person1.npz", "pair_person1.obj"]
+    assert "removed 3 file(s) an earlier run wrote" in capsys.readouterr().err
 
 
 def test_a_sequence_of_several_people_is_the_demo_on_its_video(smpl_npz, tmp_path, capsys):
@@ -304,3 +311,18 @@ def test_a_sequence_of_several_people_is_the_demo_on_its_video(smpl_npz, tmp_pat
     assert walker["frame"].tolist() == [0, 1, 3, 4] and int(walker["person"]) == 1
     np.testing.assert_allclose(walker["keypoints_2d/lsp14"][:, 2:4, 0].mean(-1),
                                80 + 10 * walker["frame"], atol=4.0)
+
+    # Again with the walker gone and --overwrite: the second person's npz of the first run goes.
+    alone = tmp_path / "openpose_alone"
+    for i in range(frames):
+        _write(alone / f"pair_{i:012d}_keypoints.json", _person(300, 40, 170))
+    assert run_demo(DemoOptions([str(video)], out=tmp_path / "demo", method="fit", smpl=smpl_npz,
+                                openpose=alone, fit_config=QUICK, render=False, max_people=2,
+                                overwrite=True)) == 0
+    assert run_fit_files(FitFilesOptions([str(alone)], (width, height), out=tmp_path / "fit",
+                                         smpl=smpl_npz, fit_config=QUICK, sequence=True, fps=fps,
+                                         max_people=2, overwrite=True)) == 0
+    for folder in ("demo", "fit"):
+        assert sorted(p.name for p in (tmp_path / folder).iterdir()) == ["pair_person1.npz"], folder
+    err = capsys.readouterr().err
+    assert err.count("removed 1 file(s) an earlier run wrote for more people than the 1 found now") == 2

@@ -102,3 +102,36 @@ def test_freed_memory_goes_back_to_the_system():
     assert trimmed == "True"
     assert float(freed) > float(held) - 20  # freed, but still resident
     assert float(after) < float(held) - 80  # ~100 MB handed back
+
+
+def test_only_an_earlier_runs_extra_people_are_found(tmp_path):
+    """``earlier_people_files``: the files of people above the count that
+    openhmr wrote (a photo's person: its json and the files it lists; a
+    video's person: its npz), never the shared overlay, another person's,
+    or a file openhmr did not write."""
+    import json
+
+    from openhmr.demo import earlier_people_files, remove_earlier_people
+    from openhmr.io.prediction import SCHEMA_ID
+
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    listed = {"npz": "photo_person3.npz", "mesh": "photo_person3.obj", "overlay": "photo_overlay.png",
+              "views": "photo_person3_views.png"}
+    (out / "sub" / "photo_person3.json").write_text(json.dumps({"schema": SCHEMA_ID, "person": 3, "files": listed}))
+    np.savez(out / "sub" / "photo_person3.npz", schema=np.array(SCHEMA_ID), person=np.array(3))
+    for name in ("photo_person3.obj", "photo_person3_views.png", "photo_overlay.png", "photo_person3_notes.txt",
+                 "photo_person2.json"):
+        (out / "sub" / name).write_text("x")
+    np.savez(out / "sub" / "photo_person4.npz", schema=np.array(SCHEMA_ID), person=np.array(4))  # a video's
+    (out / "sub" / "photo_person5.json").write_text(json.dumps({"person": 5}))  # not openhmr's
+    np.savez(out / "sub" / "photo_person6.npz", schema=np.array(SCHEMA_ID), person=np.array(7))  # mislabelled
+    expected = [out / "sub" / n for n in ("photo_person3.json", "photo_person3.npz", "photo_person3.obj",
+                                         "photo_person3_views.png", "photo_person4.npz")]
+    assert earlier_people_files(out, "sub/photo", 2) == expected
+    assert earlier_people_files(out, "sub/photo", 6) == []
+    assert remove_earlier_people(out, "sub/photo", 2).startswith("removed 5 file(s)")
+    assert sorted(p.name for p in (out / "sub").iterdir()) == [
+        "photo_overlay.png", "photo_person2.json", "photo_person3_notes.txt", "photo_person5.json",
+        "photo_person6.npz"]
+    assert remove_earlier_people(out, "sub/photo", 2) is None

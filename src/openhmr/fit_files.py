@@ -152,7 +152,7 @@ def run_fit_files(options: FitFilesOptions) -> int:
     import torch
 
     from openhmr.demo import (MESH_FORMATS, SMOOTHING, FitPredictor, check_free, image_outputs, load_anny,
-                              person_outputs, progress, write_image_outputs)
+                              person_outputs, progress, remove_earlier_people, write_image_outputs)
 
     if options.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {options.batch_size}")
@@ -202,8 +202,8 @@ def run_fit_files(options: FitFilesOptions) -> int:
         return 1 if failed or others else 0
     failed = 0
     width, height = options.image_size
-    # file, outputs, crop transform, location, person number (None: alone in its file)
-    pending: list[tuple[Path, dict[str, Path], Any, Any, int | None]] = []
+    # file, outputs, crop transform, location, person number (None: alone in its file), output name
+    pending: list[tuple[Path, dict[str, Path], Any, Any, int | None, str]] = []
 
     def flush() -> None:
         """Fit the pending files together and write their outputs."""
@@ -220,7 +220,8 @@ def run_fit_files(options: FitFilesOptions) -> int:
                 _report(path, e)
             return
         broken: set[Path] = set()
-        for (path, paths, _, _, person), pred in zip(batch, preds):
+        people: dict[Path, tuple[str, int]] = {}  # file → (output name, people written)
+        for (path, paths, _, _, person, name), pred in zip(batch, preds):
             pred.person = person
             try:
                 write_image_outputs(None, pred, paths, options.mesh_format, render=False,  # type: ignore[arg-type]
@@ -230,19 +231,26 @@ def run_fit_files(options: FitFilesOptions) -> int:
                     broken.add(path)
                     failed += 1
                     _report(path, e)
+            if person is not None:
+                people[path] = (name, person)
+        if options.overwrite:
+            for path, (name, count) in people.items():
+                removed = None if path in broken else remove_earlier_people(out, name, count)
+                if removed:
+                    print(f"openhmr fit: warning: {path}: {removed}", file=sys.stderr)
 
     out = Path(options.out)
     for path, name in progress(files, len(files), "keypoint files", "file"):
         try:
             if options.max_people > 1:
                 located = _locate(path, width, height, options.max_people)
-                entries = [(path, person_outputs(out, name, k, options.mesh_format), transform, location, k)
+                entries = [(path, person_outputs(out, name, k, options.mesh_format), transform, location, k, name)
                            for k, (transform, location) in enumerate(located, 1)]
             else:
                 paths = image_outputs(out, name, options.mesh_format)
                 check_free(paths, options.overwrite)
                 transform, location = _locate(path, width, height)[0]
-                entries = [(path, paths, transform, location, None)]
+                entries = [(path, paths, transform, location, None, name)]
             for entry in entries:
                 check_free(entry[1], options.overwrite)
             pending.extend(entries)  # all of a file's people, or none of them
@@ -300,7 +308,8 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
     """A video's frame files with several people (``max_people`` > 1) →
     ``<name>_person<k>.npz`` per person followed, as the demo writes a video
     with ``--max-people`` (``openhmr.demo.run_video``)."""
-    from openhmr.demo import PeopleFollower, check_free, progress, without_vertices, write_people_npz
+    from openhmr.demo import (PeopleFollower, check_free, progress, remove_earlier_people, without_vertices,
+                              write_people_npz)
     from openhmr.errors import NoPersonError
 
     width, height = options.image_size
@@ -329,3 +338,7 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
     npz_of(1).parent.mkdir(parents=True, exist_ok=True)
     write_people_npz(predictor.body, people, npz_of, total, options.fps, options.smoothing,
                      options.overwrite)
+    if options.overwrite:
+        removed = remove_earlier_people(out, name, max(people))
+        if removed:
+            print(f"openhmr fit: warning: {name}: {removed}", file=sys.stderr)

@@ -33,8 +33,10 @@ from __future__ import annotations
 from openhmr.demo.options import MESH_FORMATS, METHODS, SMOOTHING, DemoOptions
 from openhmr.demo.outputs import (
     check_free,
+    earlier_people_files,
     image_outputs,
     person_outputs,
+    remove_earlier_people,
     render_overlay,
     render_people_overlay,
     save_mesh,
@@ -78,12 +80,13 @@ from openhmr.demo.video import (
 from openhmr.io.openpose import read_openpose, read_openpose_people
 
 __all__ = [
-    "MESH_FORMATS", "METHODS", "SMOOTHING", "BoxSource", "DemoOptions", "DetectorSource", "FitPredictor",
-    "HMRPredictor", "OpenPoseSource", "PeopleFollower", "PersonLocation", "PersonSource", "Predictor",
-    "TightCropSource", "Timer", "build_person_source", "build_predictor", "check_free", "image_outputs",
-    "load_anny", "load_hmr", "parse_bbox", "person_outputs", "posed_again", "predict_crops", "progress",
-    "read_openpose", "read_openpose_people", "render_overlay", "render_people_overlay", "repose",
-    "resolve_method", "return_freed_memory", "run_demo", "run_video", "save_mesh", "save_png",
-    "shared_camera_vertices", "smooth_predictions", "to_predictions", "video_outputs", "views_figure",
-    "warn", "without_vertices", "write_image_outputs", "write_overlay_video", "write_people_npz",
+    "MESH_FORMATS", "METHODS", "SMOOTHING", "BoxSource", "build_person_source", "build_predictor",
+    "check_free", "DemoOptions", "earlier_people_files", "DetectorSource", "FitPredictor", "HMRPredictor", "image_outputs",
+    "load_anny", "load_hmr", "OpenPoseSource", "parse_bbox", "PeopleFollower", "person_outputs",
+    "PersonLocation", "PersonSource", "posed_again", "predict_crops", "Predictor", "progress",
+    "read_openpose", "read_openpose_people", "remove_earlier_people", "render_overlay",
+    "render_people_overlay", "repose", "resolve_method", "return_freed_memory", "run_demo",
+    "run_video", "save_mesh", "save_png", "shared_camera_vertices", "smooth_predictions",
+    "TightCropSource", "Timer", "to_predictions", "video_outputs", "views_figure", "warn",
+    "without_vertices", "write_image_outputs", "write_overlay_video", "write_people_npz",
 ]

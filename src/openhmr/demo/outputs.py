@@ -42,6 +42,66 @@ def video_outputs(out: Path, name: str) -> dict[str, Path]:
     return {"npz": out / f"{name}.npz", "overlay": out / f"{name}_overlay.mp4"}
 
 
+def earlier_people_files(out: Path, name: str, count: int) -> list[Path]:
+    """The files an earlier run wrote for people numbered above ``count`` of
+    the input ``name`` (``<name>_person<k>.*``, k > count): what ``--overwrite``
+    removes when a run finds fewer people than the last, so that the folder
+    holds this run's people only.
+
+    A person's files count only when openhmr wrote them: its
+    ``<name>_person<k>.json`` or ``.npz`` carries the prediction schema and
+    the number k; then the json, the npz and the files the json lists under
+    ``files`` with that person's prefix (never the photo's shared overlay)
+    are returned. Numbers are looked at upwards from ``count + 1`` while
+    either file exists; anything else is left alone.
+    """
+    import json
+
+    from openhmr.io.prediction import SCHEMA_ID
+
+    found: list[Path] = []
+    k = count + 1
+    while True:
+        json_path, npz_path = out / f"{name}_person{k}.json", out / f"{name}_person{k}.npz"
+        if not json_path.is_file() and not npz_path.is_file():
+            return found
+        stem = json_path.stem  # <name>_person<k> without the input's folders
+        ours: set[Path] = set()
+        try:
+            doc = json.loads(json_path.read_text()) if json_path.is_file() else None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            doc = None
+        if isinstance(doc, dict) and doc.get("schema") == SCHEMA_ID and doc.get("person") == k:
+            ours.add(json_path)
+            listed = doc.get("files") if isinstance(doc.get("files"), dict) else {}
+            for rel in listed.values():
+                if (isinstance(rel, str) and "/" not in rel and rel.startswith(stem)
+                        and rel[len(stem):len(stem) + 1] in (".", "_")):
+                    ours.add(json_path.parent / rel)
+        if npz_path.is_file():
+            try:
+                with np.load(npz_path, allow_pickle=False) as data:
+                    if (str(data["schema"]) == SCHEMA_ID and "person" in data.files
+                            and int(data["person"]) == k):
+                        ours.add(npz_path)
+            except (OSError, ValueError, KeyError):
+                pass
+        found += sorted(p for p in ours if p.is_file())
+        k += 1
+
+
+def remove_earlier_people(out: Path, name: str, count: int) -> str | None:
+    """Remove :func:`earlier_people_files` (for ``--overwrite``); a line
+    saying what went, or None when nothing did."""
+    files = earlier_people_files(out, name, count)
+    for path in files:
+        path.unlink()
+    if not files:
+        return None
+    return (f"removed {len(files)} file(s) an earlier run wrote for more people than the "
+            f"{count} found now ({files[0].name}, …)")
+
+
 def check_free(paths: dict[str, Path], overwrite: bool) -> None:
     """InputError naming the first of ``paths`` that exists, unless ``overwrite``."""
     if overwrite:

@@ -12,8 +12,8 @@ import torch
 
 from openhmr.data.crop import CropTransform, scale_and_crop, scale_for_bbox
 from openhmr.demo.options import MESH_FORMATS, METHODS, DemoOptions
-from openhmr.demo.outputs import (check_free, image_outputs, person_outputs, render_people_overlay, save_png,
-                                  video_outputs, write_image_outputs)
+from openhmr.demo.outputs import (check_free, image_outputs, person_outputs, remove_earlier_people,
+                                  render_people_overlay, save_png, video_outputs, write_image_outputs)
 from openhmr.demo.predictors import FitPredictor, HMRPredictor, Predictor, load_anny, load_hmr
 from openhmr.demo.report import Timer, progress, warn
 from openhmr.demo.sources import (BoxSource, DetectorSource, OpenPoseSource, PersonLocation, PersonSource,
@@ -185,6 +185,10 @@ def run_demo(options: DemoOptions) -> int:
                 for p, pred in group:
                     write_image_outputs(p.image, pred, p.paths, options.mesh_format, options.render,
                                         shared)
+                if first.person is not None and options.overwrite:
+                    removed = remove_earlier_people(out, first.item.name, len(group))
+                    if removed:
+                        warn(f"{first.item.path}: {removed}")
                 finished += 1
             except Exception as e:  # noqa: BLE001
                 fail(first.item, e)

@@ -21,7 +21,8 @@ import torch
 from openhmr.body.base import BodyModel
 from openhmr.data.crop import CropTransform, scale_and_crop
 from openhmr.demo.options import SMOOTHING, DemoOptions
-from openhmr.demo.outputs import check_free, render_overlay, render_people_overlay, video_outputs
+from openhmr.demo.outputs import (check_free, remove_earlier_people, render_overlay, render_people_overlay,
+                                  video_outputs)
 from openhmr.demo.people import PeopleFollower
 from openhmr.demo.predictors import Predictor, to_predictions
 from openhmr.demo.report import Timer, progress, warn
@@ -215,6 +216,10 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
         if not people:
             raise InputError(f"no person found in any frame of {item.path}")
         write_people_npz(body, people, npz_of, total, info.fps, smoothing, options.overwrite)
+        if options.overwrite:
+            removed = remove_earlier_people(out, item.name, max(people))
+            if removed:
+                warn(f"{item.path}: {removed}")
         posed = heapq.merge(*(posed_again(body, preds) for preds in people.values()),
                             key=lambda p: p.frame)
     else:
