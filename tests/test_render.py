@@ -286,3 +286,33 @@ def test_cuda_matches_cpu() -> None:
     assert torch.allclose(gpu.rgb.cpu()[cpu.mask], cpu.rgb[cpu.mask], atol=1e-3) or math.isclose(
         float((gpu.rgb.cpu() - cpu.rgb).abs().mean()), 0.0, abs_tol=1e-3
     )
+
+
+def test_rendering_in_the_mesh_window_equals_the_whole_image() -> None:
+    """``openhmr.demo.outputs.render_in_window`` (the demo's overlays) renders
+    only the box around the projected mesh and pastes it into the picture:
+    the same picture and mask as rendering the whole image, up to float
+    round-off at a few edge pixels — for a mesh inside, one cut by the image
+    edge, one outside it and one behind the camera."""
+    from openhmr.demo.outputs import render_in_window
+
+    verts, faces = _blob(seed=4)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (180, 240, 3), dtype=np.uint8)
+    background = torch.from_numpy(image.astype(np.float32)) / 255.0
+    for shift, visible in (((0.0, 0.0, 4.0), True), ((1.6, -0.5, 0.0), True), ((9.0, 0.0, 4.0), False),
+                           ((0.0, 0.0, -4.0), False)):
+        placed = verts + torch.tensor(shift)
+        for with_background in (True, False):
+            picture, mask = render_in_window(image, placed, faces, 200.0, [118.3, 91.7], with_background)
+            whole = render_mesh(placed, faces, 200.0, [118.3, 91.7], 180, 240,
+                                background=background if with_background else None)
+            expected = (whole.rgb[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+            assert picture.shape == image.shape and picture.dtype == np.uint8
+            assert int((mask != whole.mask[0].numpy()).sum()) <= 2
+            same = mask == whole.mask[0].numpy()
+            assert int(np.abs(picture.astype(int) - expected)[same].max()) <= 1
+            assert bool(mask.any()) == visible
+            assert bool(mask[:, -1].any()) == (shift[0] == 1.6)  # the second is cut by the right edge
+            if not visible:
+                np.testing.assert_array_equal(picture, image if with_background else np.full_like(image, 255))

@@ -121,6 +121,50 @@ def save_mesh(path: Path, pred: Prediction, mesh_format: str) -> None:
     writer(path, pred.camera_vertices().astype(np.float32), pred.faces.astype(np.int64), y_up=True)
 
 
+def render_in_window(image: np.ndarray, vertices: torch.Tensor, faces: torch.Tensor, focal: float,
+                     principal_point: list[float], background: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Render a mesh over ``image`` (H, W, 3) uint8 (or on white), rasterising
+    only the box its projection covers.
+
+    The renderer works in float over every pixel it is given; a body covers a
+    small part of a large photo, so only the box around its projected
+    vertices (one pixel of margin, inside the image) is rendered, with the
+    principal point moved by the box's corner — pixel centres, rays and
+    shading are those of the whole image — and pasted into a copy. Vertices
+    at or behind the renderer's near plane are left out of the box, as the
+    renderer leaves out their triangles.
+
+    Args:
+        vertices: (V, 3) camera frame, metres; faces: (F, 3).
+        focal: px; principal_point: (cx, cy) px.
+    Returns:
+        ((H, W, 3) uint8 picture, (H, W) bool mesh mask).
+    """
+    import math
+
+    from openhmr.render import render_mesh
+
+    h, w = image.shape[:2]
+    picture = np.array(image, dtype=np.uint8) if background else np.full((h, w, 3), 255, np.uint8)
+    mask = np.zeros((h, w), dtype=bool)
+    z = vertices[:, 2]
+    front = z > 1e-4  # render_mesh's near plane
+    if not bool(front.any()):
+        return picture, mask
+    u = focal * vertices[front, 0] / z[front] + principal_point[0]
+    v = focal * vertices[front, 1] / z[front] + principal_point[1]
+    x0, x1 = max(0, math.floor(float(u.min())) - 1), min(w, math.ceil(float(u.max())) + 1)
+    y0, y1 = max(0, math.floor(float(v.min())) - 1), min(h, math.ceil(float(v.max())) + 1)
+    if x0 >= x1 or y0 >= y1:
+        return picture, mask
+    window = torch.from_numpy(picture[y0:y1, x0:x1].astype(np.float32)) / 255.0
+    result = render_mesh(vertices, faces, focal, [principal_point[0] - x0, principal_point[1] - y0],
+                         y1 - y0, x1 - x0, background=window)
+    picture[y0:y1, x0:x1] = (result.rgb[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    mask[y0:y1, x0:x1] = result.mask[0].numpy()
+    return picture, mask
+
+
 def render_overlay(image: np.ndarray, pred: Prediction, size_factor: float = 1.0,
                    degrees: float = 0.0, background: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Render the body with the prediction's pinhole camera.
@@ -135,9 +179,8 @@ def render_overlay(image: np.ndarray, pred: Prediction, size_factor: float = 1.0
     Returns:
         ((H, W, 3) uint8 picture, (H, W) bool mesh mask).
     """
-    from openhmr.render import render_mesh, rotate_about_centroid
+    from openhmr.render import rotate_about_centroid
 
-    h, w = image.shape[:2]
     verts = torch.as_tensor(pred.camera_vertices(), dtype=torch.float32)
     if degrees:
         verts = rotate_about_centroid(verts, degrees, axis="y")
@@ -146,10 +189,7 @@ def render_overlay(image: np.ndarray, pred: Prediction, size_factor: float = 1.0
     # makes the factors differ slightly) is folded into the mesh's y.
     verts = verts * torch.tensor([1.0, fy / fx, 1.0])
     pp = [float(c) * size_factor for c in pred.principal_point]
-    bg = torch.from_numpy(np.array(image, dtype=np.float32)) / 255.0 if background else None
-    result = render_mesh(verts, torch.as_tensor(pred.faces), fx, pp, h, w, background=bg)
-    rgb = (result.rgb[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    return rgb, result.mask[0].numpy()
+    return render_in_window(image, verts, torch.as_tensor(pred.faces), fx, pp, background)
 
 
 def shared_camera_vertices(pred: Prediction, focal: float, principal_point: np.ndarray) -> np.ndarray:
@@ -178,9 +218,6 @@ def render_people_overlay(image: np.ndarray, preds: list[Prediction]) -> np.ndar
     """Every person's mesh over the photo (H, W, 3) uint8, drawn with one
     z-buffer through the first person's camera (``shared_camera_vertices``),
     so nearer people hide farther ones."""
-    from openhmr.render import render_mesh
-
-    h, w = image.shape[:2]
     focal = float(preds[0].focal[0])
     pp = np.asarray(preds[0].principal_point, dtype=np.float64)
     verts, faces, offset = [], [], 0
@@ -188,11 +225,9 @@ def render_people_overlay(image: np.ndarray, preds: list[Prediction]) -> np.ndar
         verts.append(shared_camera_vertices(pred, focal, pp))
         faces.append(pred.faces.astype(np.int64) + offset)
         offset += len(pred.vertices)
-    bg = torch.from_numpy(np.array(image, dtype=np.float32)) / 255.0
-    result = render_mesh(torch.as_tensor(np.concatenate(verts), dtype=torch.float32),
-                         torch.as_tensor(np.concatenate(faces)), focal, pp.tolist(), h, w,
-                         background=bg)
-    return (result.rgb[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    picture, _ = render_in_window(image, torch.as_tensor(np.concatenate(verts), dtype=torch.float32),
+                                  torch.as_tensor(np.concatenate(faces)), focal, pp.tolist())
+    return picture
 
 
 def _resize(image: np.ndarray, factor: float) -> np.ndarray:
