@@ -582,3 +582,26 @@ def test_fit_command_scores_the_fit_and_reports_undetected_frames(tmp_path, monk
     assert "100.0" in captured.out  # every visible joint exactly on its annotation
     with pytest.raises(SystemExit):
         cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--fit", "--weights", "w.safetensors"])
+
+
+def test_frame_reader_reads_forward_and_seeks_back(tmp_path):
+    """``FrameReader`` returns the asked frame whether it decodes forward (a
+    frame a few ahead) or seeks (a frame behind, or far ahead)."""
+    import cv2
+
+    from openhmr.evaluate.benchmark import ImageRef
+    from openhmr.evaluate.predictions import FrameReader
+
+    path = tmp_path / "steps.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (64, 48))
+    for i in range(120):
+        writer.write(np.full((48, 64, 3), (i * 37) % 200 + 20, np.uint8))  # a grey level per frame
+    writer.release()
+    with FrameReader(max_skip=50) as read:
+        for frame in (0, 3, 4, 10, 2, 25, 110, 111):
+            pixels = read(ImageRef(path, frame, np.zeros((14, 2))))
+            assert pixels.shape == (48, 64, 3)
+            assert abs(float(pixels.mean()) - ((frame * 37) % 200 + 20)) < 4, frame
+        assert read.seeks == 2  # back to 2, and 85 ahead to 110
+        with pytest.raises(InputError, match="cannot read frame 500"):
+            read(ImageRef(path, 500, np.zeros((14, 2))))

@@ -132,10 +132,20 @@ def load_predictions(path: str | Path, keys: list[str], need_2d: bool = False) -
 
 class FrameReader:
     """The pixels of benchmark frames (:class:`ImageRef`), keeping each
-    video open between calls. Use as a context manager."""
+    video open between calls. Use as a context manager.
 
-    def __init__(self) -> None:
+    Frames are asked for in order, a few apart (Human3.6M: every 5th), so a
+    frame up to ``max_skip`` ahead of the video's position is reached by
+    decoding forward; only a jump back or further ahead seeks. Seeking costs
+    a decode from the previous keyframe: on a 1000×1000 MPEG-4 video, 26 ms
+    per 5th frame against 5 ms read forward. ``seeks`` counts the seeks.
+    """
+
+    def __init__(self, max_skip: int = 50) -> None:
+        self.max_skip = max_skip
+        self.seeks = 0
         self._videos: dict[Path, object] = {}
+        self._next: dict[Path, int] = {}  # the frame each open video reads next
 
     def __enter__(self) -> "FrameReader":
         return self
@@ -144,6 +154,7 @@ class FrameReader:
         for cap in self._videos.values():
             cap.release()
         self._videos.clear()
+        self._next.clear()
 
     def __call__(self, ref) -> np.ndarray:
         """(H, W, 3) uint8 RGB of one frame."""
@@ -159,10 +170,19 @@ class FrameReader:
             if not cap.isOpened():
                 raise InputError(f"OpenCV cannot open the video {ref.path}")
             self._videos[ref.path] = cap
-        cap.set(cv2.CAP_PROP_POS_FRAMES, ref.frame)
+            self._next[ref.path] = 0
+        ahead = ref.frame - self._next[ref.path]
+        if 0 <= ahead <= self.max_skip:
+            for _ in range(ahead):
+                if not cap.grab():
+                    raise InputError(f"cannot read frame {ref.frame} of {ref.path}")
+        else:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, ref.frame)
+            self.seeks += 1
         ok, bgr = cap.read()
         if not ok:
             raise InputError(f"cannot read frame {ref.frame} of {ref.path}")
+        self._next[ref.path] = ref.frame + 1
         return np.ascontiguousarray(bgr[..., ::-1])
 
 
