@@ -23,7 +23,9 @@ def add_output_options(p: argparse.ArgumentParser, inputs: str) -> None:
                    default="obj", help="mesh file format (default: obj)")
     p.add_argument("--overwrite", action="store_true",
                    help=f"replace existing output files (otherwise one of the {inputs} whose "
-                        "outputs exist is reported as an error and skipped)")
+                        "outputs exist is reported as an error and skipped); with --max-people, "
+                        "also remove the files an earlier run wrote for more people than are "
+                        "found now")
 
 
 def positive_int(text: str) -> int:
