@@ -569,17 +569,32 @@ def test_fit_command_scores_the_fit_and_reports_undetected_frames(tmp_path, monk
     savemat(tmp_path / "lsp_dataset" / "joints.mat", {"joints": joints})
     seen = {}
 
+    joints14 = rng.normal(size=(1000, 14, 3)) * 300.0  # millimetres
+
     def fake_fit(refs, body_model, batch_size, keep_vertices=False):
         seen.update(count=len(refs), body=body_model, batch=batch_size, vertices=keep_vertices)
         continuous = np.stack([ref.keypoints for ref in refs])  # the annotation minus 0.5
-        return predictions_module.FitRun(predictions_module.Predictions(keypoints2d=continuous), undetected=7)
+        continuous[::2, 0] += 30.0  # every other right ankle off by 30 px
+        return predictions_module.FitRun(
+            predictions_module.Predictions(joints14=joints14.copy(), keypoints2d=continuous), undetected=7)
 
     monkeypatch.setattr(predictions_module, "predict_with_fit", fake_fit)
-    assert cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--fit", "--batch-size", "4"]) == 0
+    saved = tmp_path / "saved" / "fit.npz"
+    assert cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--fit", "--batch-size", "4",
+                     "--out", str(tmp_path / "r1"), "--save-predictions", str(saved)]) == 0
     captured = capsys.readouterr()
     assert seen == {"count": 1000, "body": None, "batch": 4, "vertices": False}
     assert "BlazePose found nobody in 7 of 1000 crops" in captured.err
-    assert "100.0" in captured.out  # every visible joint exactly on its annotation
+    assert "100.00" in captured.out  # the joints other than the ankle lie on their annotations
+    # The saved file scores the same, and holds metres.
+    assert cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--predictions", str(saved),
+                     "--out", str(tmp_path / "r2")]) == 0
+    first, again = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("r1", "r2"))
+    assert first["overall"] == again["overall"] and first["breakdown"] == again["breakdown"]
+    np.testing.assert_allclose(np.load(saved)["joints3d"] * 1000.0, joints14)
+    assert not saved.with_name("fit.npz.partial").exists()
+    code = cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--fit", "--save-predictions", str(saved)])
+    assert code != 0 and "exists" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--fit", "--weights", "w.safetensors"])
 

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "to fit SMPL instead of Anny; for 3dpw also the source of the LSP joint regressor)")
     p.add_argument("--smpl-dir", type=Path, help="3dpw: folder with the male and female SMPL models")
     p.add_argument("--out", type=Path, default=None, help="write metrics.csv and metrics.json here")
+    p.add_argument("--save-predictions", dest="save_predictions", type=Path, default=None, metavar="FILE.npz",
+                   help="with --weights or --fit: also write the predictions as a --predictions file, "
+                   "to score again or compare later without rerunning")
     p.add_argument("--overwrite", action="store_true", help="replace metrics files in --out")
     p.add_argument("--batch-size", type=int, default=32,
                    help="images per network batch (--weights) or per batched fit (--fit)")
@@ -52,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from openhmr.errors import InputError
     from openhmr.evaluate import load_benchmark, load_predictions, score
-    from openhmr.evaluate.predictions import predict_with_fit, predict_with_hmr
+    from openhmr.evaluate.predictions import predict_with_fit, predict_with_hmr, save_predictions
     from openhmr.evaluate.runner import format_headline
 
     if args.batch_size < 1:
@@ -68,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--weights needs --smpl, the SMPL file with HMR's cocoplus regressor")
     if args.list_frames is not None and args.list_frames.exists() and not args.overwrite:
         raise InputError(f"{args.list_frames} exists; pass --overwrite to replace it")
+    if args.save_predictions is not None:
+        if args.predictions is not None or args.list_frames is not None:
+            raise InputError("--save-predictions writes what --weights or --fit predict")
+        if args.save_predictions.exists() and not args.overwrite:
+            raise InputError(f"{args.save_predictions} exists; pass --overwrite to replace it")
 
     bench = load_benchmark(
         args.protocol, args.data, frame_step=args.frame_step, allow_partial=args.allow_partial,
@@ -89,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
             body = SMPL(args.smpl)
         fitted = predict_with_fit(bench.images(), body, args.batch_size,
-                                keep_vertices=bench.gt_vertices is not None and args.smpl is not None)
+                                  keep_vertices=bench.gt_vertices is not None and args.smpl is not None)
         preds = fitted.predictions
         preds.keypoints2d = preds.keypoints2d + bench.pixel_offset
         source = f"fit ({'SMPL ' + str(args.smpl) if args.smpl else 'Anny'}, BlazePose)"
@@ -104,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
         if preds.keypoints2d is not None:
             preds.keypoints2d = preds.keypoints2d + bench.pixel_offset
         source = str(args.weights)
+    if args.save_predictions is not None:
+        save_predictions(args.save_predictions, bench.keys, preds)
+        print(f"wrote the predictions of {len(bench)} frames to {args.save_predictions}")
     report = score(bench, preds)
     report.settings["predictions"] = source
     print(report.table())

@@ -46,6 +46,26 @@ class Predictions:
     keypoints2d: np.ndarray | None = None
 
 
+def save_predictions(path: str | Path, keys: list[str], preds: Predictions) -> None:
+    """Write predictions as a predictions file (the format above) that
+    :func:`load_predictions` reads back: metres, and ``keypoints2d`` as
+    given (the annotation's pixel convention). Written to ``<path>.partial``
+    and renamed when complete, so an interrupted write leaves no file that
+    looks whole."""
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {"keys": np.array(keys)}
+    for name, value, scale in (("joints3d", preds.joints14, 1e-3),
+                               ("keypoints3d_h36m17", preds.joints_h36m17, 1e-3),
+                               ("vertices", preds.vertices, 1e-3), ("keypoints2d", preds.keypoints2d, 1.0)):
+        if value is not None:
+            arrays[name] = (np.asarray(value) * scale).astype(np.float32 if name == "vertices" else np.float64)
+    partial = path.with_name(path.name + ".partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(partial, "wb") as f:
+        np.savez(f, **arrays)
+    partial.replace(path)
+
+
 def h36m17_to_lsp14(points: np.ndarray) -> np.ndarray:
     """(N, 17, C) openhmr h36m17 → (N, 14, C) LSP-14 (all 14 are in H36M-17)."""
     src, dst = index_map("h36m17", "lsp14")
