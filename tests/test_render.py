@@ -316,3 +316,5 @@ def test_rendering_in_the_mesh_window_equals_the_whole_image() -> None:
             assert bool(mask[:, -1].any()) == (shift[0] == 1.6)  # the second is cut by the right edge
             if not visible:
                 np.testing.assert_array_equal(picture, image if with_background else np.full_like(image, 255))
+    with pytest.raises(RenderError, match="NaN or infinite"):
+        render_in_window(image, verts * float("nan"), faces, 200.0, [118.3, 91.7])

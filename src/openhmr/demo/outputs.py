@@ -142,8 +142,10 @@ def render_in_window(image: np.ndarray, vertices: torch.Tensor, faces: torch.Ten
     """
     import math
 
-    from openhmr.render import render_mesh
+    from openhmr.render import RenderError, render_mesh
 
+    if not bool(torch.isfinite(vertices).all()):
+        raise RenderError("vertices contain NaN or infinite values")
     h, w = image.shape[:2]
     picture = np.array(image, dtype=np.uint8) if background else np.full((h, w, 3), 255, np.uint8)
     mask = np.zeros((h, w), dtype=bool)
