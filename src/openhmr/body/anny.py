@@ -289,20 +289,16 @@ def _keypoint_model(model: "anny_pkg.Anny", rows: Tensor) -> tuple["anny_pkg.Ann
 
     template = model.template_vertices
     blendshapes = model.blendshapes  # (S, V, 3)
-    bone_w = model.vertex_bone_weights  # (V, n) sparse LBS weights
-    bone_i = model.vertex_bone_indices.long()
-    num_bones = model.bone_count
+    dense_w = model.dense_vertex_bone_weights  # (V, n_bones) LBS weights
+    s_count = blendshapes.shape[0]
     vt, vb, vbone, out_rows, out_cols, out_vals = [], [], [], [], [], []
     for r in range(rows.shape[0]):
         nz = torch.nonzero(rows[r] > 0).squeeze(1)
-        a = rows[r, nz, None] * bone_w[nz]  # (n, k) weight of (vertex, bone) pairs
-        idx = bone_i[nz].reshape(-1)
-        alpha = torch.zeros(num_bones, dtype=a.dtype).index_add_(0, idx, a.reshape(-1))
-        tmpl = torch.zeros(num_bones, 3, dtype=a.dtype).index_add_(
-            0, idx, (a[..., None] * template[nz, None, :]).reshape(-1, 3))
-        bs = torch.zeros(blendshapes.shape[0], num_bones, 3, dtype=a.dtype).index_add_(
-            1, idx, (a[None, ..., None] * blendshapes[:, nz, None, :]).reshape(
-                blendshapes.shape[0], -1, 3))
+        a = rows[r, nz, None] * dense_w[nz].to(rows.dtype)  # (n, n_bones): α_kj's terms
+        alpha = a.sum(0)
+        tmpl = a.T @ template[nz]  # (n_bones, 3)
+        bs = (a.T @ blendshapes[:, nz].permute(1, 0, 2).reshape(len(nz), -1)).reshape(
+            -1, s_count, 3).permute(1, 0, 2)  # (S, n_bones, 3)
         for j in torch.nonzero(alpha > 1e-12).squeeze(1).tolist():
             out_rows.append(r)
             out_cols.append(len(vt))
