@@ -288,3 +288,40 @@ def test_collect_inputs_names(tmp_path):
     # below a folder: the relative path; equal names get the extension, then a counter
     assert [i.name for i in items] == ["x_png", "c/y_jpg", "c/y_png", "x_png_2", "missing"]
     assert all(i.kind == "image" for i in items)
+
+
+def test_collect_inputs_skips_earlier_demo_pictures(tmp_path):
+    """A folder that holds an earlier demo run's outputs gives its photos, not
+    the overlays and views that run wrote (named by its prediction json or, for
+    a video, beside its prediction npz); same-named pictures of the user's stay."""
+    import json
+
+    import numpy as np
+
+    from openhmr.io.prediction import SCHEMA_ID
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for rel in ("photo.png", "out/photo_overlay.png", "out/photo_views.png", "out/two_overlay.png",
+                "out/two_person1_views.png", "out/two_person2_views.png", "out/mine_overlay.png",
+                "out/fake_views.png", "out/clip_overlay.mp4", "out/film_overlay.mp4"):
+        (tmp_path / rel).write_bytes(b"")
+
+    def doc(name: str, files: dict, schema: str = SCHEMA_ID) -> None:
+        (out / name).write_text(json.dumps({"schema": schema, "files": files}))
+
+    doc("photo.json", {"npz": "photo.npz", "overlay": "photo_overlay.png", "views": "photo_views.png"})
+    for k in (1, 2):
+        doc(f"two_person{k}.json", {"overlay": "two_overlay.png", "views": f"two_person{k}_views.png"})
+    doc("fake.json", {"views": "fake_views.png"}, schema="someone-else/1")  # not openhmr's
+    np.savez(out / "clip.npz", schema=np.array(SCHEMA_ID))
+    np.savez(out / "film.npz", schema=np.array("other"))
+
+    skipped: list = []
+    items = collect_inputs([tmp_path], skipped=skipped)
+    assert [i.name for i in items] == ["out/fake_views", "out/film_overlay", "out/mine_overlay", "photo"]
+    assert [p.name for p in skipped] == ["clip_overlay.mp4", "photo_overlay.png", "photo_views.png",
+                                        "two_overlay.png", "two_person1_views.png",
+                                        "two_person2_views.png"]
+    # a file named on the command line is always taken
+    assert [i.name for i in collect_inputs([out / "photo_views.png"])] == ["photo_views"]

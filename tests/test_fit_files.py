@@ -12,6 +12,7 @@ from PIL import Image
 from openhmr.cli import main
 from openhmr.fit import FitConfig
 from openhmr.fit_files import FitFilesOptions, collect_keypoint_files, parse_image_size, run_fit_files
+from openhmr.io.prediction import SCHEMA_ID
 
 QUICK = FitConfig(stage1_iters=3, stage2_iters=(5,), pose_weights=(100.0,), shape_weights=(50.0,))
 
@@ -69,6 +70,9 @@ def test_folders_names_and_bad_files(smpl_npz, tmp_path, capsys):
     _write(folder / "nobody_keypoints.json")
     _write(folder / "far_keypoints.json", _person(900, 20, 150))
     (folder / "broken.json").write_text("{not json")
+    # an earlier run's results inside the folder are not keypoint files
+    (folder / "fit").mkdir()
+    (folder / "fit" / "x.json").write_text(json.dumps({"schema": SCHEMA_ID, "files": {}}))
     assert [name for _, name in collect_keypoint_files([folder])] == [
         "a/x", "b/x", "broken", "far", "nobody"]
     out = tmp_path / "out"

@@ -90,11 +90,16 @@ def parse_image_size(text: str) -> tuple[int, int]:
 
 def collect_keypoint_files(inputs: list[str | Path]) -> list[tuple[Path, str]]:
     """(file, output name) for every input file, and every ``*.json`` below an
-    input folder (sorted); a path that does not exist is kept, to fail in turn."""
+    input folder (sorted) except the prediction jsons openhmr wrote there; a
+    path that does not exist is kept, to fail in turn."""
+    from openhmr.io.prediction import read_openhmr_json
+
     found: list[tuple[Path, str]] = []
     for given in map(Path, inputs):
         if given.is_dir():
             for f in sorted(given.rglob("*.json")):
+                if read_openhmr_json(f) is not None:
+                    continue
                 found.append((f, f.relative_to(given).with_suffix("").as_posix()))
         else:
             found.append((given, given.stem))

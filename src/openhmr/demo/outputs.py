@@ -55,9 +55,7 @@ def earlier_people_files(out: Path, name: str, count: int) -> list[Path]:
     are returned. Numbers are looked at upwards from ``count + 1`` while
     either file exists; anything else is left alone.
     """
-    import json
-
-    from openhmr.io.prediction import SCHEMA_ID
+    from openhmr.io.prediction import SCHEMA_ID, read_openhmr_json
 
     found: list[Path] = []
     k = count + 1
@@ -67,11 +65,8 @@ def earlier_people_files(out: Path, name: str, count: int) -> list[Path]:
             return found
         stem = json_path.stem  # <name>_person<k> without the input's folders
         ours: set[Path] = set()
-        try:
-            doc = json.loads(json_path.read_text()) if json_path.is_file() else None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            doc = None
-        if isinstance(doc, dict) and doc.get("schema") == SCHEMA_ID and doc.get("person") == k:
+        doc = read_openhmr_json(json_path) if json_path.is_file() else None
+        if doc is not None and doc.get("person") == k:
             ours.add(json_path)
             listed = doc.get("files") if isinstance(doc.get("files"), dict) else {}
             for rel in listed.values():

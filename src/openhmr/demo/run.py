@@ -113,7 +113,11 @@ def run_demo(options: DemoOptions) -> int:
     if options.max_people > 1 and isinstance(source, (BoxSource, TightCropSource)):
         raise InputError(f"--max-people {options.max_people} needs people to be found: use --openpose "
                          "or --detect (a --bbox or the whole image as a crop is one person)")
-    items = collect_inputs(options.inputs)
+    earlier_pictures: list[Path] = []
+    items = collect_inputs(options.inputs, skipped=earlier_pictures)
+    if earlier_pictures:
+        warn(f"skipped {len(earlier_pictures)} picture(s) an earlier openhmr run wrote in the "
+             f"input folder(s) ({earlier_pictures[0]}, …)")
     if not items:
         raise InputError("no input images or videos found")
     out = Path(options.out)

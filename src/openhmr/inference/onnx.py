@@ -91,7 +91,7 @@ def export_onnx(model: nn.Module, path: str | Path, batch: int | None = None,
     if batch is None:
         dynamic_shapes = {"crops": {0: torch.export.Dim("batch", min=1, max=4096)}}
     try:
-        with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
+        with torch.no_grad():
             program = torch.onnx.export(
                 module.float().cpu(), (example,), None, input_names=["crops"], output_names=outputs,
                 opset_version=OPSET, dynamo=True, dynamic_shapes=dynamic_shapes, external_data=False,

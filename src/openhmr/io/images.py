@@ -166,15 +166,53 @@ def _kind(path: Path) -> str:
     return "video" if path.suffix.lower() in VIDEO_EXTENSIONS else "image"
 
 
-def collect_inputs(paths: list[str | Path]) -> list[InputItem]:
+def is_demo_picture(path: Path) -> bool:
+    """Whether ``path`` is a picture an earlier ``openhmr demo`` wrote beside
+    its results, so that running the demo on a folder that holds an earlier
+    run's outputs does not take them for photos of people.
+
+    That is ``<name>_views.png`` or ``<name>_overlay.png`` listed under
+    ``files`` by the prediction json beside it (``<name>.json``, or for a
+    photo's several people ``<name>_person1.json``), or a video's
+    ``<name>_overlay.<ext>`` beside its prediction npz (``<name>.npz`` or
+    ``<name>_person1.npz``). A picture of the same name without such a
+    sibling is the user's and is processed.
+    """
+    from openhmr.io.prediction import is_openhmr_npz, read_openhmr_json
+
+    stem, folder = path.stem, path.parent
+    if path.suffix.lower() in VIDEO_EXTENSIONS:
+        if not stem.endswith("_overlay"):
+            return False
+        base = stem[: -len("_overlay")]
+        return any(p.is_file() and is_openhmr_npz(p)
+                   for p in (folder / f"{base}.npz", folder / f"{base}_person1.npz"))
+    if stem.endswith("_views"):
+        owners = [folder / f"{stem[: -len('_views')]}.json"]
+    elif stem.endswith("_overlay"):
+        base = stem[: -len("_overlay")]
+        owners = [folder / f"{base}.json", folder / f"{base}_person1.json"]
+    else:
+        return False
+    for owner in owners:
+        doc = read_openhmr_json(owner) if owner.is_file() else None
+        files = doc.get("files") if doc is not None else None
+        if isinstance(files, dict) and path.name in files.values():
+            return True
+    return False
+
+
+def collect_inputs(paths: list[str | Path], skipped: list[Path] | None = None) -> list[InputItem]:
     """Expand the command line's inputs into files to process.
 
     A folder contributes its images and videos recursively (sorted), named by
-    their path below it, so ``a/x.png`` and ``b/x.png`` do not clash. A file
-    is taken whatever its extension (it fails later if it is not an image).
-    A path that does not exist is kept, to be reported as an error in its
-    turn. Where two inputs would still get the same name (``x.png`` and
-    ``x.jpg``), the extension is appended to the name (``x_jpg``).
+    their path below it, so ``a/x.png`` and ``b/x.png`` do not clash, except
+    the pictures an earlier demo run wrote there (:func:`is_demo_picture`),
+    which are appended to ``skipped`` when it is given. A file is taken
+    whatever its extension (it fails later if it is not an image). A path
+    that does not exist is kept, to be reported as an error in its turn.
+    Where two inputs would still get the same name (``x.png`` and ``x.jpg``),
+    the extension is appended to the name (``x_jpg``).
     """
     items: list[InputItem] = []
     for p in map(Path, paths):
@@ -183,7 +221,10 @@ def collect_inputs(paths: list[str | Path]) -> list[InputItem]:
                 f for f in p.rglob("*")
                 if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
             )
-            for f in found:
+            ours = {f for f in found if is_demo_picture(f)}
+            if skipped is not None:
+                skipped += sorted(ours)
+            for f in (f for f in found if f not in ours):
                 name = f.relative_to(p).with_suffix("").as_posix()
                 items.append(InputItem(f, name, _kind(f)))
         else:

@@ -152,6 +152,25 @@ def write_json(path: Path, pred: Prediction, files: dict[str, str | None]) -> No
     path.write_text(json.dumps(to_document(pred, files), indent=1) + "\n")
 
 
+def read_openhmr_json(path: Path) -> dict[str, Any] | None:
+    """The document of a prediction json openhmr wrote (its ``schema``), or
+    None for any other file, unreadable ones included."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("schema") == SCHEMA_ID else None
+
+
+def is_openhmr_npz(path: Path) -> bool:
+    """Whether ``path`` is a prediction npz openhmr wrote (its ``schema``)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return "schema" in data.files and str(data["schema"]) == SCHEMA_ID
+    except (OSError, ValueError):
+        return False
+
+
 def prediction_arrays(pred: Prediction) -> dict[str, np.ndarray]:
     """The NPZ arrays of one prediction (names as in the JSON document)."""
     arrays = {
