@@ -568,6 +568,15 @@ def test_cli_convert(lsp_root, tmp_path, capsys):
     assert read_manifest(out)["options"]["split"] == "train"
 
 
+def test_cli_data_without_action_names_the_actions(capsys):
+    """``openhmr data`` alone is a usage error of its own: exit 2, data's usage."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["data"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: openhmr data" in err and "required: ACTION" in err
+
+
 # ------------------------------------------------------------------- Mocap
 
 

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="convert datasets and mocap for training",
                        description="Convert training datasets (from their own distributed files) "
                        "and mocap into openhmr's formats.")
-    actions = p.add_subparsers(dest="data_command", metavar="ACTION")
+    actions = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     c = actions.add_parser(
         "convert", help="a dataset's own files → shards",
