@@ -567,6 +567,16 @@ def test_fit_methods(model_files, tmp_path, capsys, cached_loading):
     assert errors["fit"] < 0.7 * errors["hmr"], errors
 
 
+def _rgb_video(path: Path, frames: list[np.ndarray], fps: float) -> Path:
+    """An mp4 of (H, W, 3) uint8 RGB frames, all of one size."""
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for frame in frames:
+        writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
 def _grey_video(path: Path, frames: int, width: int, height: int) -> Path:
     """A 10 fps mp4 whose frame i is plain grey 60 + 20·i."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
@@ -691,12 +701,8 @@ def test_detector_follows_several_people_in_a_video(model_files, tmp_path, capsy
     import openhmr.detect as detect
 
     photo = np.asarray(Image.open(REFERENCE / "random.jpg").convert("RGB"))
-    video = tmp_path / "pan.mp4"
-    height, width = photo.shape[0], photo.shape[1] - 40
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
-    for i in range(4):
-        writer.write(cv2.cvtColor(np.ascontiguousarray(photo[:, 4 * i:4 * i + width]), cv2.COLOR_RGB2BGR))
-    writer.release()
+    width = photo.shape[1] - 40
+    video = _rgb_video(tmp_path / "pan.mp4", [photo[:, 4 * i:4 * i + width] for i in range(4)], 10.0)
     searched = []
     real = detect.detect_people
 
@@ -716,6 +722,28 @@ def test_detector_follows_several_people_in_a_video(model_files, tmp_path, capsy
     man_x, woman_x = (a["crop_center"][:, 0] for a in (first, second))
     assert (man_x < woman_x - 50).all()
     np.testing.assert_allclose(np.diff(man_x), -4.0, atol=3.0)
+
+
+@needs_reference
+def test_detector_recognises_a_person_who_comes_back(model_files, tmp_path, capsys, cached_loading):
+    """--detect --max-people on random.jpg with the seated woman covered for
+    two seconds (longer than the one second a person is followed by position):
+    when the frame is searched again and she is found, her clothes give her
+    number 2 back instead of a new one."""
+    pytest.importorskip("mediapipe", reason="--detect needs the demo extra (mediapipe)")
+    photo = np.asarray(Image.open(REFERENCE / "random.jpg").convert("RGB"))
+    width = photo.shape[1] - 70
+    frames = [photo[:, 3 * t:3 * t + width].copy() for t in range(21)]
+    for t in range(3, 13):
+        frames[t][360:, 520 - 3 * t:760 - 3 * t] = (120, 110, 100)  # a wall in front of her
+    video = _rgb_video(tmp_path / "hide.mp4", frames, 5.0)
+    out = tmp_path / "out"
+    code, err = run([video, "--detect", "--max-people", "2", "--no-render", *hmr_args(model_files, out)],
+                    capsys)
+    assert code == 0, err
+    assert np.load(out / "hide_person1.npz")["frame"].tolist() == list(range(21))
+    assert np.load(out / "hide_person2.npz")["frame"].tolist() == [0, 1, 2, 20]  # found at the next search
+    assert not (out / "hide_person3.npz").exists()
 
 
 @needs_reference
@@ -889,3 +917,88 @@ def test_people_who_cross_keep_their_numbers():
         numbers = follower.assign(t, [b, a] if swapped else [a, b])
         assert numbers == ([2, 1] if swapped else [1, 2]), t
     assert follower.assign(25, [at(400.0)]) == [3]  # seen last at frame 20: too long ago
+
+
+def _torso_person(frame: np.ndarray, x: int, colour: tuple[int, int, int]):
+    """Paint a 40 × 80 px torso of ``colour`` at column ``x`` of ``frame`` and
+    return its location, with BODY_25 shoulders and hips at the corners."""
+    from openhmr.body.keypoints import get_set
+    from openhmr.demo import PersonLocation
+
+    frame[40:120, x:x + 40] = colour
+    names = get_set("body25").names
+    kp = np.zeros((len(names), 3))
+    for name, (u, v) in {"left_shoulder": (x + 40, 40), "right_shoulder": (x, 40),
+                         "left_hip": (x + 40, 120), "right_hip": (x, 120),
+                         "nose": (x + 20, 20), "left_ankle": (x + 35, 200)}.items():
+        kp[names.index(name)] = (u, v, 1.0)
+    return PersonLocation(1.0, np.zeros(2), "openpose", kp, "body25")
+
+
+def test_torso_colours_sample_the_torso():
+    """The histogram is the torso's colours only: the background around it
+    does not count, a missing hip is completed from the other three corners,
+    a tilted torso is sampled along its own sides, and without three torso
+    points there is no histogram."""
+    from openhmr.body.keypoints import get_set
+    from openhmr.demo import PersonLocation
+    from openhmr.demo.people import similarity, torso_colours
+
+    names = get_set("body25").names
+    torso = [names.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")]
+
+    def located(kp: np.ndarray) -> PersonLocation:
+        return PersonLocation(1.0, np.zeros(2), "openpose", kp, "body25")
+
+    green, red = (20, 200, 40), (200, 30, 30)
+    frame = np.full((240, 320, 3), green, np.uint8)
+    person = _torso_person(frame, 100, red)
+    hist = torso_colours(frame, person)
+    assert hist.sum() == pytest.approx(1.0)
+    assert similarity(hist, torso_colours(np.full_like(frame, red), person)) == pytest.approx(1.0)
+    assert similarity(hist, torso_colours(np.full_like(frame, green), person)) < 1e-6
+    hipless = person.keypoints.copy()
+    hipless[torso[2], 2] = 0.0
+    assert similarity(hist, torso_colours(frame, located(hipless))) == pytest.approx(1.0)
+    # a torso tilted by 45°: most of its bounding box is background
+    tilted = np.full_like(frame, green)
+    corners = np.array([[160, 40], [120, 80], [220, 100], [180, 140]], np.float64)  # as `torso`
+    yy, xx = np.mgrid[0:240, 0:320]
+    inside = np.ones(xx.shape, bool)
+    for a, b in ((0, 1), (1, 3), (3, 2), (2, 0)):  # the quadrilateral's edges, in turn
+        (x0, y0), (x1, y1) = corners[a], corners[b]
+        inside &= (x1 - x0) * (yy - y0) - (y1 - y0) * (xx - x0) <= 0
+    tilted[inside] = red
+    kp = person.keypoints.copy()
+    kp[torso, :2] = corners
+    assert similarity(hist, torso_colours(tilted, located(kp))) == pytest.approx(1.0)
+    two_points = person.keypoints.copy()
+    two_points[torso[2:], 2] = 0.0
+    assert torso_colours(frame, located(two_points)) is None
+    assert torso_colours(frame, PersonLocation(1.0, np.zeros(2), "tight")) is None
+
+
+def test_people_who_come_back_get_their_numbers_again():
+    """Someone hidden for longer than max_gap frames who comes back elsewhere
+    is recognised by what they wear and gets their number again; a newcomer
+    dressed differently gets a new one; without the frame (positions only),
+    the one who comes back is new too."""
+    from openhmr.demo import PeopleFollower
+
+    def frame_with(*people: tuple[int, tuple[int, int, int]]):
+        frame = np.full((240, 480, 3), (90, 90, 90), np.uint8)
+        return frame, [_torso_person(frame, x, colour) for x, colour in people]
+
+    red, blue, yellow = (200, 30, 30), (30, 40, 210), (230, 210, 20)
+    for with_image, expected in ((True, [1, 2]), (False, [1, 3])):
+        follower = PeopleFollower(max_gap=3)
+        for t in range(3):
+            frame, located = frame_with((20 + t, red), (300, blue))
+            assert follower.assign(t, located, frame if with_image else None) == [1, 2]
+        for t in range(3, 10):  # blue is hidden
+            frame, located = frame_with((20 + t, red))
+            assert follower.assign(t, located, frame if with_image else None) == [1]
+        frame, located = frame_with((30, red), (150, blue))  # back, elsewhere
+        assert follower.assign(10, located, frame if with_image else None) == expected
+        frame, located = frame_with((31, red), (151, blue), (400, yellow))
+        assert follower.assign(11, located, frame if with_image else None) == expected + [expected[-1] + 1]

@@ -192,7 +192,7 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
         try:
             if several:
                 located = source.locate_all(frame, item, options.max_people, index)
-                for location, person in zip(located, follower.assign(index, located)):
+                for location, person in zip(located, follower.assign(index, located, frame)):
                     location.person = person
             else:
                 located = [source.locate(frame, item, index)]
