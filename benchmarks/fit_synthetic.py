@@ -33,9 +33,13 @@ on the same bodies, with a network trained on this very distribution.
 
 ``--noise-px`` and ``--drop`` change the observation: σ in crop pixels, so
 σ = 1 is 2 px of noise on a person 300 px tall, σ = 0.5 on one 600 px tall.
+``--camera perspective`` projects the bodies through a photo-like pinhole
+camera instead (a 1024-px image, focal length 1.0–1.4 × its width, the body
+2.5–5 m away, people ~520 px tall), where nearer parts look larger, σ then
+in the photo's pixels.
 
 Usage: python benchmarks/fit_synthetic.py [--n 20] [--seed 0] [--noise-px 2] [--drop 0.2]
-       [--render DIR]
+       [--camera weak|perspective] [--render DIR]
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from openhmr.render import render_mesh, rotate_about_centroid
 from openhmr.visualize import compose_panels, draw_skeleton
 
 CROP = 224
+PHOTO = 1024  # image side of the photo-like pinhole camera (--camera perspective)
 SET = "body25"
 
 
@@ -81,16 +86,38 @@ def observe(kp3: torch.Tensor, generator: torch.Generator, noise_px: float = 2.0
     return {"cam": cam, "clean": clean, "kp2d": torch.cat([noisy, conf[..., None]], -1)}
 
 
+def observe_photo(kp3: torch.Tensor, generator: torch.Generator, noise_px: float = 2.0,
+                  drop: float = 0.2) -> dict[str, torch.Tensor]:
+    """Like :func:`observe`, through a photo-like pinhole camera instead: a
+    PHOTO × PHOTO image, focal length 1.0–1.4 × its width (fields of view
+    53°–39°), the body 2.5–5 m away and up to 0.3 m off the axis (people
+    ~320–740 px tall, median ~520). ``cam`` is the translation (B, 3), metres;
+    ``focal`` (B,) and ``principal_point`` (B, 2) pixels come with it."""
+    n = kp3.shape[0]
+    focal = PHOTO * (1.0 + 0.4 * torch.rand(n, generator=generator))
+    depth = 2.5 + 2.5 * torch.rand(n, 1, generator=generator)
+    cam = torch.cat([0.3 * (2 * torch.rand(n, 2, generator=generator) - 1), depth], 1)
+    centre = torch.full((n, 2), PHOTO / 2.0)
+    placed = kp3 + cam[:, None]
+    clean = focal[:, None, None] * placed[..., :2] / placed[..., 2:3] + centre[:, None]
+    noisy = clean + noise_px * torch.randn(clean.shape, generator=generator)
+    conf = (torch.rand(clean.shape[:2], generator=generator) >= drop).to(clean.dtype)
+    return {"cam": cam, "clean": clean, "kp2d": torch.cat([noisy, conf[..., None]], -1),
+            "focal": focal, "principal_point": centre}
+
+
 def make_bodies(model: Anny, n: int, seed: int, noise_px: float = 2.0, drop: float = 0.2,
-                noise_3d_m: float = 0.02) -> dict[str, torch.Tensor]:
-    """Truth (pose, shape, cam, 3D keypoints, clean 2D) and noisy observations."""
+                noise_3d_m: float = 0.02, camera: str = "weak") -> dict[str, torch.Tensor]:
+    """Truth (pose, shape, cam, 3D keypoints, clean 2D) and noisy observations,
+    through HMR's weak camera on the 224 crop or a photo-like pinhole camera
+    (``camera="perspective"``, :func:`observe_photo`)."""
     g = torch.Generator().manual_seed(seed)
     pose = model.random_pose(n, g)
     shape = model.random_shape(n, g)
     with torch.no_grad():
         out = model(pose, shape)
     kp3 = out.keypoints[SET]
-    seen = observe(kp3, g, noise_px, drop)
+    seen = (observe_photo if camera == "perspective" else observe)(kp3, g, noise_px, drop)
     centred = kp3 - 0.5 * (kp3[:, 9:10] + kp3[:, 12:13])  # BODY_25 hips: 9 right, 12 left
     kp3_obs = centred + noise_3d_m * torch.randn(centred.shape, generator=g)
     kp3_obs = torch.cat([kp3_obs, torch.ones_like(kp3_obs[..., :1])], -1)
@@ -142,11 +169,16 @@ def main() -> None:
     parser.add_argument("--noise-px", type=float, default=2.0,
                         help="σ of the 2D noise, pixels of the 224 crop (person ~150 px tall)")
     parser.add_argument("--drop", type=float, default=0.2, help="fraction of keypoints dropped")
+    parser.add_argument("--camera", choices=["weak", "perspective"], default="weak",
+                        help="weak: HMR's camera on the 224 crop (default); perspective: a "
+                        f"{PHOTO}-px photo, focal 1.0–1.4 × its width, the body 2.5–5 m away")
     parser.add_argument("--render", type=Path, default=None, metavar="DIR",
                         help="write one sheet per body (truth and fits, front and side) here")
     args = parser.parse_args()
     if args.noise_px < 0 or not 0 <= args.drop < 1:
         sys.exit("error: --noise-px must be ≥ 0 and --drop in [0, 1)")
+    if args.render is not None and args.camera != "weak":
+        sys.exit("error: --render draws the weak camera's crops; leave out --camera perspective")
     if args.render is not None:
         if args.render.exists() and any(args.render.iterdir()):
             sys.exit(f"error: {args.render} is not empty; choose a new folder for the renders")
@@ -154,8 +186,16 @@ def main() -> None:
     t0 = time.perf_counter()
     model = Anny()
     print(f"Anny() construction: {time.perf_counter() - t0:.1f} s")
-    truth = make_bodies(model, args.n, args.seed, noise_px=args.noise_px, drop=args.drop)
-    print(f"{args.n} bodies, seed {args.seed}: 2D noise σ = {args.noise_px:g} px on the 224 crop, "
+    truth = make_bodies(model, args.n, args.seed, noise_px=args.noise_px, drop=args.drop,
+                        camera=args.camera)
+    if args.camera == "weak":
+        where, camera = "on the 224 crop", {"camera": "weak", "crop_size": CROP}
+    else:
+        heights = truth["clean"][..., 1].amax(1) - truth["clean"][..., 1].amin(1)
+        where = f"on a {PHOTO}-px photo (people {heights.median():.0f} px tall, median)"
+        camera = {"camera": "perspective", "focal": truth["focal"],
+                  "principal_point": truth["principal_point"]}
+    print(f"{args.n} bodies, seed {args.seed}: 2D noise σ = {args.noise_px:g} px {where}, "
           f"{args.drop:.0%} of keypoints dropped")
     at_truth = FitInit(cam=truth["cam"], pose=truth["pose"], betas=truth["shape"])
     fits: dict[str, FitResult] = {}
@@ -164,7 +204,7 @@ def main() -> None:
                       ("2D only, one start", {"config": FitConfig(hypotheses=1)}),
                       ("2D only, started at the truth", {"init": at_truth})):
         t0 = time.perf_counter()
-        result = fit(model, truth["kp2d"], SET, camera="weak", crop_size=CROP, **kw)
+        result = fit(model, truth["kp2d"], SET, **camera, **kw)
         dt = time.perf_counter() - t0
         err2d, pa = errors(result, truth)
         print(f"{label}: n={args.n}  median 2D error {err2d.median():.2f} px "
@@ -179,8 +219,10 @@ def main() -> None:
         for i in range(alone):
             one = {k: v[i:i + 1] for k, v in truth.items()}
             kw = {"keypoints3d": one["kp3_obs"], "keypoints3d_set": SET} if with_3d else {}
+            if args.camera == "perspective":
+                kw |= {"focal": one["focal"], "principal_point": one["principal_point"]}
             t0 = time.perf_counter()
-            fit(model, one["kp2d"], SET, camera="weak", crop_size=CROP, **kw)
+            fit(model, one["kp2d"], SET, **{**camera, **kw})
             seconds.append(time.perf_counter() - t0)
         print(f"one body alone ({label}), bodies 0–{alone - 1} one at a time: median "
               f"{float(np.median(seconds)):.2f} s, slowest {max(seconds):.2f} s", flush=True)
