@@ -857,16 +857,40 @@ def test_several_people_in_a_photo(model_files, tmp_path, capsys, cached_loading
                     capsys)
     assert code == 0, err
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["group_overlay.png"] + [f"group_person{k}{suffix}" for k in (1, 2)
-                                                    for suffix in (".json", ".npz", ".obj", "_views.png")])
+    assert names == sorted(["group_overlay.png", "group_scene.obj"]
+                           + [f"group_person{k}{suffix}" for k in (1, 2)
+                              for suffix in (".json", ".npz", ".obj", "_views.png")])
     docs = {}
     for k in (1, 2):
         shutil.copy(out / "group_overlay.png", out / f"group_person{k}_overlay.png")  # check_prediction's naming
         docs[k] = check_prediction(out / f"group_person{k}.json", image)
         assert docs[k]["person"] == k and docs[k]["files"]["overlay"] == "group_overlay.png"
+        assert docs[k]["files"]["scene"] == "group_scene.obj"
         assert int(np.load(out / f"group_person{k}.npz")["person"]) == k
     # person 1 is the more confident one, on the right
     assert docs[1]["crop"]["center"][0] > 200 > docs[2]["crop"]["center"][0]
+    # The scene: both bodies, each moved rigidly into one camera at the image centre,
+    # where its centroid lands on the same pixel, at the same pixels per metre, as
+    # with its own camera.
+    from openhmr.io.export import load_obj
+
+    scene_vertices, scene_faces = load_obj(out / "group_scene.obj")
+    scene_vertices = scene_vertices * np.array([1.0, -1.0, -1.0])  # the file is y up, z towards the viewer
+    arrays = {k: np.load(out / f"group_person{k}.npz") for k in (1, 2)}
+    sizes = [len(arrays[k]["vertices"]) for k in (1, 2)]
+    assert len(scene_vertices) == sum(sizes) and len(scene_faces) == 2 * len(arrays[1]["faces"])
+    for k, part in zip((1, 2), np.split(scene_vertices, [sizes[0]])):
+        camera, shared = docs[k]["camera"], docs[k]["scene_camera"]
+        assert shared["principal_point"] == [200.0, 120.0]
+        assert shared["focal"] == pytest.approx(np.median([docs[j]["camera"]["focal"][0] for j in (1, 2)]))
+        body = arrays[k]["vertices"].astype(np.float64)
+        np.testing.assert_allclose(part, body + np.array(shared["translation"]), atol=1e-4)
+        own, placed = (body + np.array(camera["translation"])).mean(0), part.mean(0)
+        pixel = np.array(camera["focal"]) * own[:2] / own[2] + np.array(camera["principal_point"])
+        np.testing.assert_allclose(shared["focal"] * placed[:2] / placed[2] + np.array(shared["principal_point"]),
+                                   pixel, atol=1e-2)
+        assert shared["focal"] / placed[2] == pytest.approx(camera["focal"][0] / own[2], rel=1e-4)
+        np.testing.assert_allclose(arrays[k]["scene_translation"], shared["translation"], rtol=1e-6)
     # the overlay shows both bodies: each covers the pixels between its hips
     before, overlay = np.asarray(Image.open(image)), np.asarray(Image.open(out / "group_overlay.png"))
     for doc in docs.values():
@@ -893,11 +917,50 @@ def test_several_people_in_a_photo(model_files, tmp_path, capsys, cached_loading
     assert code == 0, err
     assert "removed 4 file(s) an earlier run wrote for more people than the 1 found now" in err
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["group_overlay.png", "group_person2_notes.txt", "group_person1_overlay.png",
+        ["group_overlay.png", "group_scene.obj", "group_person2_notes.txt", "group_person1_overlay.png",
          "group_person2_overlay.png"] + [f"group_person1{s}" for s in (".json", ".npz", ".obj", "_views.png")])
+    assert len(load_obj(out / "group_scene.obj")[0]) == sizes[0]  # the one person left
     for extra in (["--bbox", "10,10,100,200"], []):
         code, err = run([image, "--max-people", "2", *extra, *hmr_args(model_files, tmp_path / "x")], capsys)
         assert code != 0 and "--max-people 2 needs" in err and len(err.strip().splitlines()) == 1
+
+
+def test_scene_places_people_by_their_own_cameras():
+    """place_in_scene: a body that looks twice as large (twice the focal
+    length at the same translation: found in a crop twice as large) stands at
+    half the depth in the shared camera, each on its own pixel's ray; the
+    people's order does not change the scene; a body behind its camera gives
+    no scene."""
+    from dataclasses import replace
+
+    from openhmr.data.crop import CropTransform
+    from openhmr.demo import place_in_scene
+    from openhmr.io.prediction import Prediction
+
+    box = np.array([[-0.2, -0.9, -0.1], [0.2, 0.9, 0.1], [0.0, 0.0, 0.0]])
+    base = Prediction("smpl", 24, np.zeros(3), np.zeros(72), np.zeros(10), box, np.array([[0, 1, 2]]),
+                      np.zeros((24, 3)), {}, {}, CropTransform(1.0, 1.0, (0, 0), 224, 1.0, (224, 224)),
+                      np.zeros(2), np.array([1000.0, 1000.0]), np.array([300.0, 200.0]),
+                      np.array([0.1, 0.0, 5.0]), (400, 800), "fit", "detect", "photo.png")
+    small = replace(base)
+    large = replace(base, focal=np.array([2000.0, 2000.0]), principal_point=np.array([600.0, 250.0]))
+    assert place_in_scene([small, large])
+    focal = 1500.0  # the median of 1000 and 2000
+    depth = {}
+    for name, pred in (("small", small), ("large", large)):
+        assert pred.scene.focal == focal and pred.scene.principal_point.tolist() == [400.0, 200.0]
+        centroid = box.mean(0)
+        own = pred.focal * (centroid + pred.translation)[:2] / 5.0 + pred.principal_point
+        placed = centroid + pred.scene.translation
+        np.testing.assert_allclose(focal * placed[:2] / placed[2] + pred.scene.principal_point, own)
+        depth[name] = placed[2]
+    assert depth == pytest.approx({"small": 7.5, "large": 3.75})
+    first = {id(p): p.scene.translation.copy() for p in (small, large)}
+    assert place_in_scene([large, small])
+    for pred in (small, large):
+        np.testing.assert_array_equal(pred.scene.translation, first[id(pred)])
+    behind = replace(base, translation=np.array([0.0, 0.0, -5.0]), scene=None)
+    assert not place_in_scene([replace(base, scene=None), behind]) and behind.scene is None
 
 
 def test_people_who_cross_keep_their_numbers():

@@ -258,16 +258,19 @@ def test_several_people_per_file_as_the_demo_writes_them(smpl_npz, tmp_path, cap
                  "--max-people", "3", "--out", str(tmp_path / "fit")])
     assert code == 0, capsys.readouterr().err
     names = sorted(p.name for p in (tmp_path / "fit").iterdir())
-    assert names == [f"pair_person{k}{s}" for k in (1, 2) for s in (".json", ".npz", ".obj")]
+    assert names == [f"pair_person{k}{s}" for k in (1, 2) for s in (".json", ".npz", ".obj")] + ["pair_scene.obj"]
     # the command runs the default FitConfig; the demo's quick one is compared through run_fit_files
     assert run_fit_files(FitFilesOptions([str(keypoints)], (width, height), out=tmp_path / "quick",
                                          smpl=smpl_npz, fit_config=QUICK, max_people=3)) == 0
     for k in (1, 2):
         with_image = json.loads((tmp_path / "demo" / f"pair_person{k}.json").read_text())
         without = json.loads((tmp_path / "quick" / f"pair_person{k}.json").read_text())
-        for key in ("cam", "pose", "betas", "crop", "camera", "keypoints_2d", "joints_3d", "person"):
+        for key in ("cam", "pose", "betas", "crop", "camera", "scene_camera", "keypoints_2d", "joints_3d",
+                    "person"):
             assert without[key] == with_image[key], (k, key)
         assert without["person"] == k and without["files"]["overlay"] is None
+        assert without["files"]["scene"] == "pair_scene.obj"
+    assert (tmp_path / "quick" / "pair_scene.obj").read_bytes() == (tmp_path / "demo" / "pair_scene.obj").read_bytes()
     assert json.loads((tmp_path / "quick" / "pair_person1.json").read_text())["crop"]["center"][0] > 200
 
     # Again with one person in the file and --overwrite: person 2's files of the first run go.
@@ -275,7 +278,7 @@ def test_several_people_per_file_as_the_demo_writes_them(smpl_npz, tmp_path, cap
     assert run_fit_files(FitFilesOptions([str(one)], (width, height), out=tmp_path / "quick",
                                          smpl=smpl_npz, fit_config=QUICK, max_people=3, overwrite=True)) == 0
     assert sorted(p.name for p in (tmp_path / "quick").iterdir()) == [
-        "pair_person1.json", "pair_person1.npz", "pair_person1.obj"]
+        "pair_person1.json", "pair_person1.npz", "pair_person1.obj", "pair_scene.obj"]
     assert "removed 3 file(s) an earlier run wrote" in capsys.readouterr().err
 
 

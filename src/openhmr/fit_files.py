@@ -157,7 +157,8 @@ def run_fit_files(options: FitFilesOptions) -> int:
     import torch
 
     from openhmr.demo import (MESH_FORMATS, SMOOTHING, FitPredictor, check_free, image_outputs, load_anny,
-                              person_outputs, progress, remove_earlier_people, write_image_outputs)
+                              person_outputs, progress, remove_earlier_people, write_image_outputs,
+                              write_people_files)
 
     if options.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {options.batch_size}")
@@ -226,11 +227,25 @@ def run_fit_files(options: FitFilesOptions) -> int:
             return
         broken: set[Path] = set()
         people: dict[Path, tuple[str, int]] = {}  # file → (output name, people written)
-        for (path, paths, _, _, person, name), pred in zip(batch, preds):
+        shared: dict[Path, dict[str, bool]] = {}  # file with several people → its shared files written
+        for (path, paths, _, _, person, _), pred in zip(batch, preds):
             pred.person = person
+        for path in dict.fromkeys(b[0] for b in batch):
+            group = [(b[1], pred) for b, pred in zip(batch, preds) if b[0] == path and b[4] is not None]
+            if group:
+                try:
+                    shared[path] = write_people_files(None, [pred for _, pred in group], group[0][0],
+                                                      options.mesh_format, render=False)
+                except Exception as e:  # noqa: BLE001
+                    broken.add(path)
+                    failed += 1
+                    _report(path, e)
+        for (path, paths, _, _, person, name), pred in zip(batch, preds):
+            if path in broken:
+                continue
             try:
-                write_image_outputs(None, pred, paths, options.mesh_format, render=False,  # type: ignore[arg-type]
-                                    shared_overlay=None if person is None else False)
+                write_image_outputs(None, pred, paths, options.mesh_format, render=False,
+                                    shared=shared.get(path))
             except Exception as e:  # noqa: BLE001
                 if path not in broken:
                     broken.add(path)

@@ -37,14 +37,17 @@ from openhmr.demo.outputs import (
     image_outputs,
     person_outputs,
     remove_earlier_people,
+    place_in_scene,
     render_overlay,
     render_people_overlay,
     save_mesh,
     save_png,
+    save_scene,
     shared_camera_vertices,
     video_outputs,
     views_figure,
     write_image_outputs,
+    write_people_files,
 )
 from openhmr.demo.people import PeopleFollower
 from openhmr.demo.predictors import (
@@ -83,10 +86,12 @@ __all__ = [
     "MESH_FORMATS", "METHODS", "SMOOTHING", "BoxSource", "build_person_source", "build_predictor",
     "check_free", "DemoOptions", "earlier_people_files", "DetectorSource", "FitPredictor", "HMRPredictor", "image_outputs",
     "load_anny", "load_hmr", "OpenPoseSource", "parse_bbox", "PeopleFollower", "person_outputs",
+    "place_in_scene",
     "PersonLocation", "PersonSource", "posed_again", "predict_crops", "Predictor", "progress",
     "read_openpose", "read_openpose_people", "remove_earlier_people", "render_overlay",
     "render_people_overlay", "repose", "resolve_method", "return_freed_memory", "run_demo",
-    "run_video", "save_mesh", "save_png", "shared_camera_vertices", "smooth_predictions",
+    "run_video", "save_mesh", "save_png", "save_scene", "shared_camera_vertices", "smooth_predictions",
     "TightCropSource", "Timer", "to_predictions", "video_outputs", "views_figure", "warn",
-    "without_vertices", "write_image_outputs", "write_overlay_video", "write_people_npz",
+    "without_vertices", "write_image_outputs", "write_overlay_video", "write_people_files",
+    "write_people_npz",
 ]

@@ -31,10 +31,11 @@ def image_outputs(out: Path, name: str, mesh_format: str) -> dict[str, Path]:
 
 def person_outputs(out: Path, name: str, person: int, mesh_format: str) -> dict[str, Path]:
     """The files written for person ``person`` (1, 2, …) of a photo with
-    several people: ``<name>_person<k>.*``, and the photo's one overlay of
-    everyone, ``<name>_overlay.png``."""
+    several people: ``<name>_person<k>.*``, and the files the photo's people
+    share: the overlay of everyone, ``<name>_overlay.png``, and everyone's
+    meshes in one camera, ``<name>_scene.<mesh_format>``."""
     return {**image_outputs(out, f"{name}_person{person}", mesh_format),
-            "overlay": out / f"{name}_overlay.png"}
+            "overlay": out / f"{name}_overlay.png", "scene": out / f"{name}_scene.{mesh_format}"}
 
 
 def video_outputs(out: Path, name: str) -> dict[str, Path]:
@@ -110,10 +111,61 @@ def save_mesh(path: Path, pred: Prediction, mesh_format: str) -> None:
     """The posed mesh in the camera frame, converted to y up, z towards the
     viewer (OpenGL and glTF's convention), so that viewers show the body
     upright and the file's origin is the camera of the overlay."""
+    _write_mesh(path, pred.camera_vertices(), pred.faces, mesh_format)
+
+
+def _write_mesh(path: Path, vertices: np.ndarray, faces: np.ndarray, mesh_format: str) -> None:
     from openhmr.io import export
 
     writer = {"obj": export.save_obj, "ply": export.save_ply, "glb": export.save_glb}[mesh_format]
-    writer(path, pred.camera_vertices().astype(np.float32), pred.faces.astype(np.int64), y_up=True)
+    writer(path, vertices.astype(np.float32), faces.astype(np.int64), y_up=True)
+
+
+def place_in_scene(preds: list[Prediction]) -> bool:
+    """Place a photo's people in one camera (sets each ``Prediction.scene``).
+
+    Each person's own camera is its crop's pinhole (focal length 500/scale,
+    principal point at the crop's centre), so their camera frames disagree:
+    a person found in a large crop is put far away. The shared camera has its
+    principal point at the image centre and the median of the people's focal
+    lengths f. Each body is moved rigidly, its shape untouched: its vertices'
+    centroid P, seen at pixel (u, v) by its own camera (fx, c), goes to depth
+    Z′ = P_z·f/fx on the ray of the same pixel, (X′, Y′) = ((u, v) − c′)·Z′/f.
+    That pixel, and the body's size in pixels there, are as in its own
+    camera; the body is seen from where the shared camera stands, so a
+    person far from the image centre turns a little (by the angle between
+    the two cameras' views of it) compared with its own picture. Depth order
+    and ratios do not depend on f.
+
+    Returns:
+        False, leaving ``scene`` None, when a body's centroid is not finite
+        or not in front of its camera.
+    """
+    from openhmr.io.prediction import SceneCamera
+
+    centroids = [p.camera_vertices().mean(0) for p in preds]
+    if not all(np.isfinite(c).all() and c[2] > 0 for c in centroids):
+        return False
+    focal = float(np.median([float(p.focal[0]) for p in preds]))
+    height, width = preds[0].image_size
+    centre = np.array([width / 2.0, height / 2.0])
+    for pred, point in zip(preds, centroids):
+        pixel = pred.focal * point[:2] / point[2] + pred.principal_point
+        depth = point[2] * focal / float(pred.focal[0])
+        placed = np.append((pixel - centre) * depth / focal, depth)
+        pred.scene = SceneCamera(focal, centre, pred.translation + placed - point)
+    return True
+
+
+def save_scene(path: Path, preds: list[Prediction], mesh_format: str) -> None:
+    """Everyone's mesh in the shared camera of :func:`place_in_scene` (the
+    camera at the origin, y up, z towards the viewer, as :func:`save_mesh`)."""
+    vertices = [p.vertices + p.scene.translation[None, :] for p in preds if p.scene is not None]
+    if len(vertices) != len(preds):
+        raise ValueError("the people have not been placed in one scene")
+    offsets = np.cumsum([0] + [len(p.vertices) for p in preds[:-1]])
+    faces = np.concatenate([p.faces.astype(np.int64) + o for p, o in zip(preds, offsets)])
+    _write_mesh(path, np.concatenate(vertices), faces, mesh_format)
 
 
 def render_in_window(image: np.ndarray, vertices: torch.Tensor, faces: torch.Tensor, focal: float,
@@ -268,13 +320,39 @@ def save_png(path: Path, pixels: np.ndarray) -> None:
     Image.fromarray(pixels).save(path, compress_level=3)
 
 
-def write_image_outputs(image: np.ndarray, pred: Prediction, paths: dict[str, Path],
+def write_people_files(image: np.ndarray | None, preds: list[Prediction], paths: dict[str, Path],
+                       mesh_format: str, render: bool) -> dict[str, bool]:
+    """The files a photo's people share (``person_outputs``): the scene mesh
+    (:func:`place_in_scene`, :func:`save_scene`) and, with ``render``, the
+    overlay of everyone. A file that cannot be made is reported and skipped;
+    returns which were written, for :func:`write_image_outputs`."""
+    written = {"overlay": False, "scene": False}
+    paths["scene"].parent.mkdir(parents=True, exist_ok=True)
+    source = preds[0].input
+    if place_in_scene(preds):
+        try:
+            save_scene(paths["scene"], preds, mesh_format)
+            written["scene"] = True
+        except (ImportError, OSError, ValueError) as e:
+            warn(f"{source}: scene mesh not written ({type(e).__name__}: {e})")
+    else:
+        warn(f"{source}: the people were not placed in one scene (a body behind its camera)")
+    if render and image is not None:
+        try:
+            save_png(paths["overlay"], render_people_overlay(image, preds))
+            written["overlay"] = True
+        except Exception as e:  # noqa: BLE001 - never lose the parameters
+            warn(f"{source}: rendering failed, overlay skipped ({type(e).__name__}: {e})")
+    return written
+
+
+def write_image_outputs(image: np.ndarray | None, pred: Prediction, paths: dict[str, Path],
                         mesh_format: str, render: bool = True,
-                        shared_overlay: bool | None = None) -> None:
+                        shared: dict[str, bool] | None = None) -> None:
     """Parameters first (json, npz, mesh), then pictures; a picture that fails
-    to render is reported and skipped. ``shared_overlay`` is None for a
-    person alone in its photo (its overlay is drawn here), else whether the
-    photo's overlay of all its people was written at ``paths["overlay"]``."""
+    to render is reported and skipped. ``shared`` is None for a person alone
+    in its photo (its overlay is drawn here), else which of the files the
+    photo's people share were written (:func:`write_people_files`)."""
     paths["json"].parent.mkdir(parents=True, exist_ok=True)
     write_npz(paths["npz"], pred)
     mesh_written = True
@@ -283,10 +361,10 @@ def write_image_outputs(image: np.ndarray, pred: Prediction, paths: dict[str, Pa
     except (ImportError, OSError, ValueError) as e:
         warn(f"{pred.input}: mesh not written ({type(e).__name__}: {e})")
         mesh_written = False
-    pictures = {"overlay": bool(shared_overlay), "views": False}
+    pictures = {"overlay": bool(shared and shared["overlay"]), "views": False}
     if render:
         try:
-            if shared_overlay is None:
+            if shared is None:
                 overlay, _ = render_overlay(image, pred)
                 save_png(paths["overlay"], overlay)
                 pictures["overlay"] = True
@@ -301,4 +379,6 @@ def write_image_outputs(image: np.ndarray, pred: Prediction, paths: dict[str, Pa
         "overlay": paths["overlay"].relative_to(base).as_posix() if pictures["overlay"] else None,
         "views": paths["views"].relative_to(base).as_posix() if pictures["views"] else None,
     }
+    if shared is not None:
+        files["scene"] = paths["scene"].relative_to(base).as_posix() if shared["scene"] else None
     write_json(paths["json"], pred, files)

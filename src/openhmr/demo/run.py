@@ -13,7 +13,7 @@ import torch
 from openhmr.data.crop import CropTransform, scale_and_crop, scale_for_bbox
 from openhmr.demo.options import MESH_FORMATS, METHODS, DemoOptions
 from openhmr.demo.outputs import (check_free, image_outputs, person_outputs, remove_earlier_people,
-                                  render_people_overlay, save_png, video_outputs, write_image_outputs)
+                                  video_outputs, write_image_outputs, write_people_files)
 from openhmr.demo.predictors import FitPredictor, HMRPredictor, Predictor, load_anny, load_hmr
 from openhmr.demo.report import Timer, progress, warn
 from openhmr.demo.sources import (BoxSource, DetectorSource, OpenPoseSource, PersonLocation, PersonSource,
@@ -176,16 +176,8 @@ def run_demo(options: DemoOptions) -> int:
             try:
                 shared = None
                 if first.person is not None:
-                    shared = False
-                    first.paths["overlay"].parent.mkdir(parents=True, exist_ok=True)
-                    if options.render:
-                        try:
-                            save_png(first.paths["overlay"],
-                                      render_people_overlay(first.image, [q for _, q in group]))
-                            shared = True
-                        except Exception as e:  # noqa: BLE001 - never lose the parameters
-                            warn(f"{first.item.path}: rendering failed, overlay skipped "
-                                 f"({type(e).__name__}: {e})")
+                    shared = write_people_files(first.image, [q for _, q in group], first.paths,
+                                                options.mesh_format, options.render)
                 for p, pred in group:
                     write_image_outputs(p.image, pred, p.paths, options.mesh_format, options.render,
                                         shared)

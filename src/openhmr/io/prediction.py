@@ -31,6 +31,23 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schema" / "prediction.schem
 
 
 @dataclass
+class SceneCamera:
+    """Where a person stands in the one camera shared by all the people of a
+    photo (:func:`openhmr.demo.outputs.place_in_scene`).
+
+    Attributes:
+        focal: the shared focal length, image pixels (square pixels).
+        principal_point: (2,) the image centre, pixels.
+        translation: (3,) metres added to the person's body-frame points to
+            place them in that camera's frame.
+    """
+
+    focal: float
+    principal_point: np.ndarray
+    translation: np.ndarray
+
+
+@dataclass
 class Prediction:
     """One recovered body in one image, as numpy arrays.
 
@@ -55,6 +72,9 @@ class Prediction:
         person_source: "bbox", "openpose", "detect" or "tight".
         input: the input path as given.
         frame: video frame index, None for an image.
+        person: 1, 2, … among the people of a photo (``--max-people`` > 1).
+        scene: with several people in a photo, this person's place in the
+            camera they share (the ``_scene`` mesh); None otherwise.
     """
 
     body_model: str
@@ -77,7 +97,8 @@ class Prediction:
     person_source: str
     input: str
     frame: int | None = None
-    person: int | None = None  # 1, 2, … among the people of a photo (--max-people > 1)
+    person: int | None = None
+    scene: SceneCamera | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def camera_vertices(self) -> np.ndarray:
@@ -104,6 +125,11 @@ def to_document(pred: Prediction, files: dict[str, str | None]) -> dict[str, Any
 
     crop = pred.crop
     person = {} if pred.person is None else {"person": int(pred.person)}
+    scene = {} if pred.scene is None else {"scene_camera": {
+        "focal": float(pred.scene.focal),
+        "principal_point": _floats(pred.scene.principal_point),
+        "translation": _floats(pred.scene.translation),
+    }}
     return {
         "schema": SCHEMA_ID,
         "input": pred.input,
@@ -143,6 +169,7 @@ def to_document(pred: Prediction, files: dict[str, str | None]) -> dict[str, Any
             "principal_point": _floats(pred.principal_point),
             "translation": _floats(pred.translation),
         },
+        **scene,
         "files": dict(files),
     }
 
@@ -182,6 +209,10 @@ def prediction_arrays(pred: Prediction) -> dict[str, np.ndarray]:
         "focal": pred.focal, "principal_point": pred.principal_point,
         "translation": pred.translation, "image_size": np.asarray(pred.image_size),
     }
+    if pred.scene is not None:
+        arrays |= {"scene_focal": np.array(pred.scene.focal),
+                   "scene_principal_point": pred.scene.principal_point,
+                   "scene_translation": pred.scene.translation}
     for k, v in pred.keypoints_2d.items():
         arrays[f"keypoints_2d/{k}"] = v
     for k, v in pred.keypoints_3d.items():
