@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -135,3 +136,30 @@ def test_only_an_earlier_runs_extra_people_are_found(tmp_path):
         "photo_overlay.png", "photo_person2.json", "photo_person3_notes.txt", "photo_person5.json",
         "photo_person6.npz"]
     assert remove_earlier_people(out, "sub/photo", 2) is None
+
+
+def test_a_truncated_video_is_one_line_of_openhmr(tmp_path, monkeypatch):
+    """OpenCV's and FFmpeg's own complaints about a cut-off mp4 are silenced:
+    stderr holds openhmr's lines only, and the exit code is 1. A user's own
+    OPENCV_FFMPEG_LOGLEVEL is kept."""
+    cv2 = pytest.importorskip("cv2")
+    from openhmr.io.images import quiet_ffmpeg
+
+    whole = tmp_path / "whole.mp4"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
+    for i in range(10):
+        writer.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    writer.release()
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}
+    for cut_at in (1 / 3, 2 / 3):  # FFmpeg's "moov atom not found"; OpenCV's "could not find decoder"
+        cut = tmp_path / f"cut{cut_at:.2f}.mp4"
+        cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * cut_at)])
+        done = subprocess.run([sys.executable, "-m", "openhmr", "demo", str(cut), "--out", str(tmp_path / "out")],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 1
+        lines = done.stderr.strip().splitlines()
+        assert lines and all(line.startswith("openhmr demo:") for line in lines), done.stderr
+        assert "cannot decode this video" in lines[0]
+    monkeypatch.setenv("OPENCV_FFMPEG_LOGLEVEL", "16")
+    quiet_ffmpeg()
+    assert os.environ["OPENCV_FFMPEG_LOGLEVEL"] == "16"

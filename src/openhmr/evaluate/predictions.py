@@ -178,7 +178,7 @@ class FrameReader:
 
     def __call__(self, ref) -> np.ndarray:
         """(H, W, 3) uint8 RGB of one frame."""
-        from openhmr.io.images import read_image
+        from openhmr.io.images import open_capture, read_image
 
         if ref.frame is None:
             return read_image(ref.path)
@@ -186,7 +186,7 @@ class FrameReader:
 
         cap = self._videos.get(ref.path)
         if cap is None:
-            cap = cv2.VideoCapture(str(ref.path))
+            cap = open_capture(ref.path)
             if not cap.isOpened():
                 raise InputError(f"OpenCV cannot open the video {ref.path}")
             self._videos[ref.path] = cap

@@ -93,13 +93,40 @@ class VideoInfo:
     height: int
 
 
+def quiet_ffmpeg() -> None:
+    """Silence FFmpeg's own log lines (such as "moov atom not found" for a
+    truncated mp4), unless the user set ``OPENCV_FFMPEG_LOGLEVEL``: openhmr
+    reports an unreadable video in one line of its own. OpenCV reads the
+    variable when it first opens a video, so this is called before that."""
+    import os
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+
+def open_capture(path: Path):
+    """``cv2.VideoCapture(path)``, opened without FFmpeg's or OpenCV's own
+    log lines about a file it cannot read (OpenCV's log level is restored
+    afterwards); the caller checks ``isOpened()``."""
+    quiet_ffmpeg()
+    import cv2
+
+    level = cv2.getLogLevel() if hasattr(cv2, "getLogLevel") else None
+    if level is not None:
+        cv2.setLogLevel(0)  # silent
+    try:
+        return cv2.VideoCapture(str(path))
+    finally:
+        if level is not None:
+            cv2.setLogLevel(level)
+
+
 def _capture(path: Path):
     """An opened ``cv2.VideoCapture`` and its :class:`VideoInfo`."""
     import cv2
 
     if not path.is_file():
         raise InputError(f"video not found: {path}")
-    cap = cv2.VideoCapture(str(path))
+    cap = open_capture(path)
     if not cap.isOpened():
         cap.release()
         raise InputError(f"cannot read {path}: OpenCV cannot decode this video")
