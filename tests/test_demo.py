@@ -260,6 +260,25 @@ def test_unusable_inputs_fail_before_the_model_loads(model_files, tmp_path, caps
     assert (out / "existing.npz").read_bytes() == b"mine"
 
 
+def test_out_that_is_a_file_is_one_error(model_files, tmp_path, capsys, monkeypatch):
+    """A file given as --out (or as a folder above it) is reported once, before
+    the model loads, and the file is left as it was."""
+    def no_loading(*args):
+        raise AssertionError("the model was loaded although --out cannot be written")
+
+    monkeypatch.setattr(demo_run, "load_hmr", no_loading)
+    images = [make_image(tmp_path / f"p{i}.png", seed=i) for i in range(2)]
+    mine = tmp_path / "notes.txt"
+    mine.write_text("mine")
+    for out, said in ((mine, "--out notes.txt is a file, not a folder"),
+                      (mine / "sub", "(--out notes.txt/sub would be inside it)")):
+        code, err = run([*images, "--bbox", "20,10,180,150", *hmr_args(model_files, out)], capsys)
+        assert code != 0
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and said in lines[0].replace(str(tmp_path) + "/", ""), err
+    assert mine.read_text() == "mine"
+
+
 def test_auto_backend_is_told_the_job_size(model_files, tmp_path, capsys, cached_loading, monkeypatch):
     """Images count one crop each, videos their frames: ``auto`` compiles only
     for a job long enough to pay the compilation back."""

@@ -103,6 +103,17 @@ def test_image_size_must_be_width_by_height(text, tmp_path, capsys):
     assert "--image-size must be" in capsys.readouterr().err
 
 
+def test_out_that_is_a_file_is_one_error(tmp_path, capsys):
+    keypoints = _write(tmp_path / "one_keypoints.json", _person(100, 30, 180))
+    mine = tmp_path / "results"
+    mine.write_text("mine")
+    code = main(["fit", str(keypoints), "--image-size", "224x224", "--out", str(mine)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.strip().splitlines() == [
+        f"openhmr fit: error: --out {mine} is a file, not a folder"], err
+    assert mine.read_text() == "mine"
+
+
 def _video_frames(folder: Path, count: int, step: float = 12.0) -> None:
     """``walk_<i, 12 digits>_keypoints.json``: a person moving right by ``step``
     px per frame; frame 2 has nobody, frame 3 no file."""

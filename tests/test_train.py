@@ -106,6 +106,17 @@ def test_refuses_to_overwrite_a_run_and_needs_a_checkpoint_to_resume(smpl_npz, t
         Trainer(cfg, tmp_path / "empty", resume=True)
 
 
+def test_out_that_is_a_file_is_one_error(tmp_path, capsys):
+    from openhmr.cli import main
+
+    mine = tmp_path / "run.txt"
+    mine.write_text("mine")
+    config = Path(__file__).resolve().parents[1] / "configs" / "cpu_smoke.yaml"
+    assert main(["train", "--config", str(config), "--out", str(mine)]) == 1
+    assert capsys.readouterr().err.strip() == f"openhmr train: error: --out {mine} is a file, not a folder"
+    assert mine.read_text() == "mine"
+
+
 def test_sigkill_then_resume_from_the_command_line(smpl_npz, tmp_path):
     cfg = small_config(smpl_npz, max_steps=400, checkpoint_every=2, keep_checkpoints=2)
     cfg_path = tmp_path / "cfg.yaml"

@@ -156,7 +156,8 @@ def run_fit_files(options: FitFilesOptions) -> int:
     return the exit code (0, or 1 if any file or video failed)."""
     import torch
 
-    from openhmr.demo import (MESH_FORMATS, SMOOTHING, FitPredictor, check_free, image_outputs, load_anny,
+    from openhmr.demo import (MESH_FORMATS, SMOOTHING, FitPredictor, check_free, check_output_folder,
+                              image_outputs, load_anny,
                               person_outputs, progress, remove_earlier_people, write_image_outputs,
                               write_people_files)
 
@@ -171,6 +172,7 @@ def run_fit_files(options: FitFilesOptions) -> int:
             raise InputError("--sequence needs --fps, the video's frame rate (OpenPose does not record it)")
         if options.smoothing not in SMOOTHING:
             raise InputError(f"unknown smoothing {options.smoothing!r}; choose one of {', '.join(SMOOTHING)}")
+    check_output_folder(Path(options.out))
     files = collect_keypoint_files(options.inputs)
     if not files:
         raise InputError("no keypoint files (.json) found")

@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openhmr.errors import InputError
+    from openhmr.io.output_folder import check_output_folder
     from openhmr.train import CONFIG_FILE, Trainer
     from openhmr.training.config import TrainConfig
 
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         if args.config is None:
             raise InputError("--resume needs --out RUN (the run folder to continue)")
         out = Path("runs") / args.config.stem
+    check_output_folder(out)
     config_path = args.config if args.config is not None else out / CONFIG_FILE
     cfg = TrainConfig.load(config_path, args.overrides)
     trainer = Trainer(cfg, out, resume=args.resume)

@@ -81,10 +81,11 @@ from openhmr.demo.video import (
     write_people_npz,
 )
 from openhmr.io.openpose import read_openpose, read_openpose_people
+from openhmr.io.output_folder import check_output_folder
 
 __all__ = [
     "MESH_FORMATS", "METHODS", "SMOOTHING", "BoxSource", "build_person_source", "build_predictor",
-    "check_free", "DemoOptions", "earlier_people_files", "DetectorSource", "FitPredictor", "HMRPredictor", "image_outputs",
+    "check_free", "check_output_folder", "DemoOptions", "earlier_people_files", "DetectorSource", "FitPredictor", "HMRPredictor", "image_outputs",
     "load_anny", "load_hmr", "OpenPoseSource", "parse_bbox", "PeopleFollower", "person_outputs",
     "place_in_scene",
     "PersonLocation", "PersonSource", "posed_again", "predict_crops", "Predictor", "progress",

@@ -22,6 +22,7 @@ from openhmr.demo.video import run_video
 from openhmr.errors import InputError, OpenHMRError
 from openhmr.inference.backends import BACKENDS
 from openhmr.io.images import InputItem, collect_inputs, read_image, video_info
+from openhmr.io.output_folder import check_output_folder
 from openhmr.io.prediction import Prediction
 
 
@@ -121,6 +122,7 @@ def run_demo(options: DemoOptions) -> int:
     if not items:
         raise InputError("no input images or videos found")
     out = Path(options.out)
+    check_output_folder(out)
     failures = 0
     timer = Timer()
 
