@@ -688,6 +688,10 @@ def test_video_with_several_people(model_files, tmp_path, capsys, cached_loading
     hips = walker["keypoints_2d/lsp14"][:, 2:4, 0].mean(-1)
     np.testing.assert_allclose(hips - hips[0], step * walker["frame"], atol=3.0)
     np.testing.assert_allclose(still["keypoints_2d/lsp14"][:, 2:4, 0].mean(-1), 300, atol=4.0)
+    # one camera for everyone in the video: the median focal length over both people's frames
+    everyone = np.concatenate([walker["focal"][:, 0], still["focal"][:, 0]])
+    assert float(walker["scene_focal"]) == float(still["scene_focal"]) == pytest.approx(np.median(everyone))
+    assert walker["scene_translation"].shape == (5, 3) and np.isfinite(walker["scene_translation"]).all()
     # each person's fit continues its own previous frame's (the walker's afresh after its gap)
     assert sorted(c for c in continued if c[0] == 1) == [(1, 0, False), (1, 1, True), (1, 2, True),
                                                         (1, 4, False), (1, 5, True)]

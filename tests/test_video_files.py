@@ -59,6 +59,42 @@ def test_streamed_vertices_match_stacked_ones(smpl_model, tmp_path: Path) -> Non
                                np.stack([p.joints_3d for p in preds]), atol=1e-6)
 
 
+def test_scene_is_one_fixed_camera_for_the_whole_video(smpl_model, tmp_path: Path) -> None:
+    """Each frame's own camera is its crop's, so the same body in a crop
+    covering twice the image (a person twice as near) keeps the same own
+    depth; in the video's one camera (the median focal length, principal
+    point at the image centre) its depth halves, and each frame's body
+    centroid keeps its pixel and its size in pixels."""
+    g = torch.Generator().manual_seed(1)
+    pose, betas = 0.3 * torch.randn(1, 72, generator=g), torch.randn(1, 10, generator=g)
+    with torch.no_grad():
+        out = smpl_model(pose, betas)
+    scales = [0.5, 1.0, 2.0]  # the crop covers 448, 224, 112 image pixels
+    crops = [CropTransform(s, s, (round(s * 300) - 112, round(s * 200) - 112), 224, s,
+                           (round(480 * s), round(640 * s))) for s in scales]
+    location = PersonLocation(1.0, np.array([300.0, 200.0]), "bbox")
+    preds = to_predictions(smpl_model, torch.tensor([[0.9, 0.05, -0.02]]).repeat(3, 1), pose.repeat(3, 1),
+                           betas.repeat(3, 1), out.vertices.repeat(3, 1, 1), out.joints.repeat(3, 1, 1),
+                           {k: v.repeat(3, 1, 1) for k, v in out.keypoints.items()}, crops, [location] * 3,
+                           [("clip.mp4", i, (480, 640)) for i in range(3)], "hmr")
+    write_video_npz(tmp_path / "clip.npz", preds, 3, 25.0)
+    a = np.load(tmp_path / "clip.npz")
+    focal = a["focal"][:, 0].astype(np.float64)
+    np.testing.assert_allclose(focal, [1000.0, 500.0, 250.0], rtol=1e-6)
+    assert float(a["scene_focal"]) == 500.0 and a["scene_principal_point"].tolist() == [320.0, 240.0]
+    np.testing.assert_allclose(a["translation"][:, 2], a["translation"][0, 2], rtol=1e-6)
+    body = a["vertices"].astype(np.float64).mean(1)  # (3, 3) centroid, body frame
+    own, scene = body + a["translation"], body + a["scene_translation"]
+    np.testing.assert_allclose(scene[:, 2] / own[:, 2], [0.5, 1.0, 2.0], rtol=1e-5)
+    pixel_own = focal[:, None] * own[:, :2] / own[:, 2:] + a["principal_point"]
+    pixel_scene = 500.0 * scene[:, :2] / scene[:, 2:] + [320.0, 240.0]
+    np.testing.assert_allclose(pixel_scene, pixel_own, atol=1e-3)
+    # a video's several people share one camera: the focal length given
+    write_video_npz(tmp_path / "person.npz", preds[:1], 3, 25.0, person=2, scene_focal=500.0)
+    np.testing.assert_allclose(np.load(tmp_path / "person.npz")["scene_translation"], a["scene_translation"][:1],
+                               atol=1e-6)
+
+
 def test_a_failed_write_leaves_the_old_file(smpl_model, tmp_path: Path) -> None:
     """Fewer meshes than frames is an error; the archive is written under a
     temporary name, so an existing file stays as it was and nothing is left."""

@@ -128,32 +128,27 @@ def place_in_scene(preds: list[Prediction]) -> bool:
     principal point at the crop's centre), so their camera frames disagree:
     a person found in a large crop is put far away. The shared camera has its
     principal point at the image centre and the median of the people's focal
-    lengths f. Each body is moved rigidly, its shape untouched: its vertices'
-    centroid P, seen at pixel (u, v) by its own camera (fx, c), goes to depth
-    Z′ = P_z·f/fx on the ray of the same pixel, (X′, Y′) = ((u, v) − c′)·Z′/f.
-    That pixel, and the body's size in pixels there, are as in its own
-    camera; the body is seen from where the shared camera stands, so a
-    person far from the image centre turns a little (by the angle between
-    the two cameras' views of it) compared with its own picture. Depth order
-    and ratios do not depend on f.
+    lengths f. Each body is moved rigidly, its shape untouched, along the ray
+    of the pixel where its vertices' centroid lies, to the depth where it
+    looks as large as in its own camera
+    (:func:`openhmr.io.prediction.scene_translation`). The body is seen from
+    where the shared camera stands, so a person far from the image centre
+    turns a little (by the angle between the two cameras' views of it)
+    compared with its own picture. Depth order and ratios do not depend on f.
 
     Returns:
         False, leaving ``scene`` None, when a body's centroid is not finite
         or not in front of its camera.
     """
-    from openhmr.io.prediction import SceneCamera
+    from openhmr.io.prediction import SceneCamera, image_centre, scene_translation
 
-    centroids = [p.camera_vertices().mean(0) for p in preds]
-    if not all(np.isfinite(c).all() and c[2] > 0 for c in centroids):
-        return False
     focal = float(np.median([float(p.focal[0]) for p in preds]))
-    height, width = preds[0].image_size
-    centre = np.array([width / 2.0, height / 2.0])
-    for pred, point in zip(preds, centroids):
-        pixel = pred.focal * point[:2] / point[2] + pred.principal_point
-        depth = point[2] * focal / float(pred.focal[0])
-        placed = np.append((pixel - centre) * depth / focal, depth)
-        pred.scene = SceneCamera(focal, centre, pred.translation + placed - point)
+    centre = image_centre(preds[0].image_size)
+    placed = [scene_translation(p, p.camera_vertices().mean(0), focal, centre) for p in preds]
+    if not all(np.isfinite(t).all() for t in placed):
+        return False
+    for pred, translation in zip(preds, placed):
+        pred.scene = SceneCamera(focal, centre, translation)
     return True
 
 

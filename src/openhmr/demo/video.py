@@ -131,15 +131,19 @@ def write_people_npz(body: BodyModel, people: dict[int, list[Prediction]], npz_o
     """Each person's estimates (in frame order, without meshes) smoothed over
     its own frames and written to ``npz_of(person)`` with its meshes posed
     again (with a progress bar); ``people`` is updated with the smoothed
-    estimates."""
+    estimates. Everyone is placed in the same one camera (``scene_*``), its
+    focal length the median over all people and frames."""
     for person in sorted(people):
         check_free({"npz": npz_of(person)}, overwrite)
         if smoothing != "none":
             people[person] = smooth_predictions(body, people[person], smoothing, fps)
+    focal = float(np.median([float(p.focal[0]) for preds in people.values() for p in preds]))
+    for person in sorted(people):
         meshes = progress(posed_again(body, people[person]), len(people[person]), npz_of(person).name,
                            "frame")
         write_video_npz(npz_of(person), people[person], total, fps, smoothing=smoothing,
-                        vertices=(p.vertices.astype(np.float32) for p in meshes), person=person)
+                        vertices=(p.vertices.astype(np.float32) for p in meshes), person=person,
+                        scene_focal=focal)
 
 
 def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSource,

@@ -17,7 +17,7 @@ import itertools
 import json
 import math
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,37 @@ class Prediction:
     def camera_vertices(self) -> np.ndarray:
         """(V, 3) vertices in the camera frame, metres (body frame + translation)."""
         return self.vertices + self.translation[None, :]
+
+
+def scene_translation(pred: Prediction, centroid: np.ndarray, focal: float,
+                      principal_point: np.ndarray) -> np.ndarray:
+    """Where ``pred``'s body goes in another pinhole camera (square pixels,
+    ``focal`` and ``principal_point`` in image pixels), moved rigidly.
+
+    The centroid P of the body's vertices, seen at pixel p = fx·P_xy/P_z + c
+    by the body's own camera, goes to depth Z′ = P_z·f/fx on the new camera's
+    ray through the same pixel: X′, Y′ = (p − c′)·Z′/f. That pixel, and the
+    body's size in pixels there, are as in its own camera.
+
+    Args:
+        centroid: (3,) the vertices' centroid in the body's own camera frame,
+            metres (``pred.camera_vertices().mean(0)``), in front of it.
+    Returns:
+        (3,) metres added to body-frame points to place them in the new
+        camera's frame; NaN where the centroid is not finite or not in front.
+    """
+    if not (np.isfinite(centroid).all() and centroid[2] > 0):
+        return np.full(3, np.nan)
+    pixel = pred.focal * centroid[:2] / centroid[2] + pred.principal_point
+    depth = centroid[2] * focal / float(pred.focal[0])
+    placed = np.append((pixel - principal_point) * depth / focal, depth)
+    return pred.translation + placed - centroid
+
+
+def image_centre(image_size: tuple[int, int] | np.ndarray) -> np.ndarray:
+    """(2,) the centre of an image of (height, width), pixels (x, y)."""
+    height, width = (float(v) for v in image_size)
+    return np.array([width / 2.0, height / 2.0])
 
 
 def _floats(a: np.ndarray) -> list:
@@ -233,11 +264,19 @@ def write_npz(path: Path, pred: Prediction) -> None:
 
 def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: float,
                     smoothing: str = "none", vertices: Iterable[np.ndarray] | None = None,
-                    person: int | None = None) -> None:
+                    person: int | None = None, scene_focal: float | None = None) -> None:
     """A video's arrays: each of ``prediction_arrays`` stacked to (T, ...) over
     the T frames with a body, with ``frame`` (T,) their indices in the video,
     ``smoothing`` how the estimates were smoothed over time ("clip", "causal"
     or "none") and ``smoothed`` (bool) whether they were.
+
+    Each frame's camera is its own crop's, so ``translation`` jumps with the
+    crop and a body walking away keeps about the same depth. The video's one
+    camera is ``scene_focal`` (pixels; by default the median of the frames'
+    focal lengths) with its principal point at the image centre, and
+    ``scene_translation`` (T, 3) places each frame's body in it
+    (:func:`scene_translation`): a trajectory in one fixed camera. For a
+    video's several people, pass them all the same ``scene_focal``.
 
     ``vertices``, if given, yields each frame's (V, 3) vertices in the order
     of ``preds`` (whose own ``vertices`` are then ignored); they are written
@@ -265,46 +304,77 @@ def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: f
     }
     if person is not None:
         arrays["person"] = np.array(person)
+    centroids: list[np.ndarray] = []
     streamed = None
     if vertices is not None:
-        streamed = ("vertices", len(preds), vertices) if preds else None
+        def measured(rows: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
+            for pred, row in zip(preds, rows):
+                centroids.append(np.asarray(row, np.float64).mean(0) + pred.translation)
+                yield row
+            yield from rows  # more rows than frames: _write_npz reports them
+
+        streamed = ("vertices", len(preds), measured(iter(vertices))) if preds else None
         if not preds:
             arrays["vertices"] = np.zeros((0, 0, 3), np.float32)
+    else:
+        centroids = [p.camera_vertices().astype(np.float64).mean(0) for p in preds]
+
+    def scene() -> dict[str, np.ndarray]:
+        if not preds:
+            return {}
+        focal = scene_focal if scene_focal is not None else float(
+            np.median([float(p.focal[0]) for p in preds]))
+        centre = image_centre(preds[0].image_size)
+        placed = [scene_translation(p, c, focal, centre) for p, c in zip(preds, centroids)]
+        return {"scene_focal": np.array(focal, np.float32),
+                "scene_principal_point": centre.astype(np.float32),
+                "scene_translation": np.stack(placed).astype(np.float32)}
+
     partial = path.with_name(path.name + ".partial")
     try:
-        _write_npz(partial, arrays, streamed)
+        _write_npz(partial, arrays, streamed, scene)
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray],
-               streamed: tuple[str, int, Iterable[np.ndarray]] | None) -> None:
+               streamed: tuple[str, int, Iterable[np.ndarray]] | None,
+               after: Callable[[], dict[str, np.ndarray]] | None = None) -> None:
     """A compressed ``.npz`` as ``np.savez_compressed`` writes it, plus, with
     ``streamed`` = (name, rows, row iterator), one array of ``rows`` equal
-    rows written one row at a time (float32)."""
+    rows written one row at a time (float32), and then the arrays ``after()``
+    returns (which may depend on the rows streamed)."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-        for key, value in arrays.items():
-            with archive.open(f"{key}.npy", "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
-        if streamed is None:
-            return
-        name, rows, row_iter = streamed
-        it = iter(row_iter)
-        first = np.asarray(next(it), dtype="<f4")
-        header = {"descr": np.lib.format.dtype_to_descr(first.dtype), "fortran_order": False,
-                  "shape": (rows, *first.shape)}
-        with archive.open(f"{name}.npy", "w", force_zip64=True) as f:
-            np.lib.format.write_array_header_1_0(f, header)
-            count = 0
-            for row in itertools.chain([first], it):
-                row = np.ascontiguousarray(row, dtype="<f4")
-                if row.shape != first.shape:
-                    raise ValueError(f"{name}: row {count} has shape {row.shape}, expected {first.shape}")
-                f.write(row.tobytes())
-                count += 1
-        if count != rows:
-            raise ValueError(f"{name}: {count} rows written, {rows} expected")
+        def write(items: dict[str, np.ndarray]) -> None:
+            for key, value in items.items():
+                with archive.open(f"{key}.npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
+
+        write(arrays)
+        if streamed is not None:
+            _write_rows(archive, *streamed)
+        if after is not None:
+            write(after())
+
+
+def _write_rows(archive: zipfile.ZipFile, name: str, rows: int, row_iter: Iterable[np.ndarray]) -> None:
+    """``rows`` equal float32 rows as one array ``name`` of the archive."""
+    it = iter(row_iter)
+    first = np.asarray(next(it), dtype="<f4")
+    header = {"descr": np.lib.format.dtype_to_descr(first.dtype), "fortran_order": False,
+              "shape": (rows, *first.shape)}
+    with archive.open(f"{name}.npy", "w", force_zip64=True) as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        count = 0
+        for row in itertools.chain([first], it):
+            row = np.ascontiguousarray(row, dtype="<f4")
+            if row.shape != first.shape:
+                raise ValueError(f"{name}: row {count} has shape {row.shape}, expected {first.shape}")
+            f.write(row.tobytes())
+            count += 1
+    if count != rows:
+        raise ValueError(f"{name}: {count} rows written, {rows} expected")
 
 
 def load_schema() -> dict[str, Any]:
