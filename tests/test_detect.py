@@ -181,6 +181,44 @@ def test_people_too_small_for_the_whole_view_are_found_in_windows() -> None:
                                          (0, 50, 50, 100), (25, 50, 75, 100), (50, 50, 100, 100)]
 
 
+def test_a_person_alone_too_small_for_the_whole_view_is_found_in_windows() -> None:
+    """A 224-px photo in the corner of a plain 1200×900 image: the whole
+    view misses its person, :func:`find_person` finds it in a window (as the
+    demo's detector source does, for a photo and for a video's frame), and
+    with no windows to search it is still one NoPersonError line."""
+    pytest.importorskip("mediapipe")
+    from PIL import Image
+
+    from openhmr.demo import DetectorSource
+    from openhmr.io.images import InputItem
+
+    path = SHARED / "reference" / "images" / "coco2.png"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (../shared not beside the repository)")
+    image = np.full((900, 1200, 3), (120, 130, 110), np.uint8)
+    image[600:824, 900:1124] = np.asarray(Image.open(path).convert("RGB"))
+    with pytest.raises(detect.NoPersonError):
+        detect.detect_person(image)
+    tracker = detect.PersonTracker()
+    with pytest.raises(detect.NoPersonError):  # nor does the video mode's view
+        tracker(image)
+    tracker.close()
+    found = detect.find_person(image)
+    x0, y0, x1, y1 = found.box
+    assert 900 <= x0 < x1 <= 1124 and 600 <= y0 < y1 <= 824 and y1 - y0 > 50
+    assert found.image_size == (900, 1200) and found.keypoint_set == "blazepose33"
+    alone = detect.detect_person(image[600:824, 900:1124])  # the same person, seen whole
+    seen = (found.keypoints2d[:, 2] > 0.5) & (alone.keypoints2d[:, 2] > 0.5)
+    offset = np.abs(found.keypoints2d[seen, :2] - (alone.keypoints2d[seen, :2] + [900, 600]))
+    assert np.median(offset) < 5.0
+    with pytest.raises(detect.NoPersonError, match="no person was found in the 1200×900 image"):
+        detect.find_person(image, windows=())
+    for kind in ("image", "video"):
+        source = DetectorSource()
+        location = source.locate(image, InputItem(Path(f"small.{kind}"), "small", kind), 0)
+        assert 900 < location.center[0] < 1124 and 600 < location.center[1] < 824, kind
+
+
 def test_erasing_widens_the_mask_by_the_margin() -> None:
     """_erase paints exactly the pixels within the margin (Euclidean) of the
     person's mask, and nothing else."""

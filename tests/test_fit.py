@@ -374,12 +374,12 @@ def test_fit_to_blazepose_on_photos(anny_model, name: str) -> None:
     """Acceptance 2: the fitted mesh's keypoints lie within a median 5 px of
     BlazePose's (visible, matched) keypoints, on the person's 224-px crop."""
     pytest.importorskip("mediapipe")
-    from openhmr.detect import NoPersonError, detect_person
+    from openhmr.detect import NoPersonError, find_person
     from openhmr.fit import fit_detection
 
     image = _photo(name)
     try:
-        detection = detect_person(image)
+        detection = find_person(image)  # as the demo finds the person
     except NoPersonError:
         pytest.skip(f"BlazePose finds no person in {name}")
     fitted = fit_detection(image, detection, anny_model)

@@ -174,16 +174,22 @@ class DetectorSource:
             raise InputError("--detect needs the BlazePose detector: pip install 'openhmr[demo]'")
 
     def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation:
-        from openhmr.detect import PersonTracker, detect_person
+        from openhmr.detect import PersonTracker, detect_people, find_person
 
         if self.track and item.kind == "video":
             if self._tracked != item.path:  # a new video: a new tracker
                 if self._tracker is not None:
                     self._tracker.close()
                 self._tracker, self._tracked = PersonTracker(), item.path
-            detection = self._tracker(image)  # NoPersonError when nobody is found
+            try:
+                detection = self._tracker(image)
+            except NoPersonError:
+                # Perhaps too small for the whole frame's view: the windows of
+                # half its longer side (a quarter's would cost ~0.7 s per frame
+                # without anyone).
+                detection = detect_people(image, 1, whole=False)[0]
         else:
-            detection = detect_person(image, with_mask=False)
+            detection = find_person(image)
         return self._location(detection)
 
     def locate_all(self, image: np.ndarray, item: InputItem, max_people: int,
