@@ -1088,3 +1088,39 @@ def test_people_who_come_back_get_their_numbers_again():
         assert follower.assign(10, located, frame if with_image else None) == expected
         frame, located = frame_with((31, red), (151, blue), (400, yellow))
         assert follower.assign(11, located, frame if with_image else None) == expected + [expected[-1] + 1]
+
+
+def test_views_show_the_region_around_a_small_person(smpl_model):
+    """The _views.png panels show the person's crop window widened by a
+    quarter on each side, within the photo: rendering that part with the
+    origin moved gives exactly the full render's pixels there, and a person
+    whose crop covers the photo gets the whole photo."""
+    from openhmr.demo import PersonLocation, render_overlay, to_predictions, views_figure
+    from openhmr.demo.outputs import person_region
+
+    g = torch.Generator().manual_seed(3)
+    pose, betas = 0.2 * torch.randn(1, 72, generator=g), torch.zeros(1, 10)
+    with torch.no_grad():
+        out = smpl_model(pose, betas)
+
+    def predicted(scale: float, centre: tuple[int, int]):
+        crop = CropTransform(scale, scale, (round(scale * centre[0]) - 112, round(scale * centre[1]) - 112),
+                             224, scale, (round(480 * scale), round(640 * scale)))
+        location = PersonLocation(scale, np.array(centre, dtype=float), "bbox")
+        return to_predictions(smpl_model, torch.tensor([[0.9, 0.0, 0.0]]), pose, betas, out.vertices,
+                              out.joints, out.keypoints, [crop], [location],
+                              [("photo.png", None, (480, 640))], "hmr")[0]
+
+    small = predicted(2.0, (500, 300))  # its crop covers 112×112 image pixels
+    assert small.crop.box == (444.0, 244.0, 556.0, 356.0)
+    x0, y0, x1, y1 = person_region(small)
+    assert (x0, y0, x1, y1) == (416, 216, 584, 384)
+    image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    full, full_mask = render_overlay(image, small)
+    part, part_mask = render_overlay(image[y0:y1, x0:x1], small, origin=(x0, y0))
+    assert part_mask.sum() > 500
+    np.testing.assert_array_equal(part_mask, full_mask[y0:y1, x0:x1])
+    assert np.abs(part.astype(int) - full[y0:y1, x0:x1]).max() <= 1
+    figure = views_figure(image, small)
+    assert figure.ndim == 3 and figure.shape[0] < 2 * (y1 - y0) + 100  # panels of the region, not the photo
+    assert person_region(predicted(0.5, (320, 240))) == (0, 0, 640, 480)

@@ -16,6 +16,9 @@ from openhmr.io.prediction import Prediction, write_json, write_npz
 PANEL_SIZE = 400
 # Side views of the original demo: the mesh turned about the vertical axis.
 SIDE_VIEW_DEGREES = (60.0, -60.0)
+# The views show the person's crop window widened by this fraction of its side
+# on each side: room for the side views' turned limbs, and some surroundings.
+VIEWS_CONTEXT = 0.25
 
 
 def image_outputs(out: Path, name: str, mesh_format: str) -> dict[str, Path]:
@@ -210,16 +213,19 @@ def render_in_window(image: np.ndarray, vertices: torch.Tensor, faces: torch.Ten
 
 
 def render_overlay(image: np.ndarray, pred: Prediction, size_factor: float = 1.0,
-                   degrees: float = 0.0, background: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                   degrees: float = 0.0, background: bool = True,
+                   origin: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
     """Render the body with the prediction's pinhole camera.
 
     Args:
         image: (H, W, 3) uint8, the picture to draw over (already resized by
-            ``size_factor`` from the input image).
+            ``size_factor`` from the input image, or from its part whose
+            top-left corner is ``origin``).
         size_factor: output pixels per input pixel (panels are smaller).
         degrees: turn the mesh about the vertical axis through its centroid
             (the original's side views).
         background: draw over ``image`` (True) or on white.
+        origin: (x, y) input-image pixels of ``image``'s top-left corner.
     Returns:
         ((H, W, 3) uint8 picture, (H, W) bool mesh mask).
     """
@@ -232,7 +238,7 @@ def render_overlay(image: np.ndarray, pred: Prediction, size_factor: float = 1.0
     # The renderer takes one focal length; fy ≠ fx (the crop's floor-resize
     # makes the factors differ slightly) is folded into the mesh's y.
     verts = verts * torch.tensor([1.0, fy / fx, 1.0])
-    pp = [float(c) * size_factor for c in pred.principal_point]
+    pp = [(float(c) - o) * size_factor for c, o in zip(pred.principal_point, origin)]
     return render_in_window(image, verts, torch.as_tensor(pred.faces), fx, pp, background)
 
 
@@ -282,22 +288,39 @@ def _resize(image: np.ndarray, factor: float) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
 
 
+def person_region(pred: Prediction) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) integer image pixels around the person: the crop's
+    window widened by ``VIEWS_CONTEXT`` on each side, within the image. For
+    a person who fills much of the photo, the whole photo."""
+    height, width = pred.image_size
+    x0, y0, x1, y1 = pred.crop.box
+    grow = VIEWS_CONTEXT * max(x1 - x0, y1 - y0)
+    return (max(0, int(np.floor(x0 - grow))), max(0, int(np.floor(y0 - grow))),
+            min(width, int(np.ceil(x1 + grow))), min(height, int(np.ceil(y1 + grow))))
+
+
 def views_figure(image: np.ndarray, pred: Prediction) -> np.ndarray:
-    """The original demo's six panels: input, skeleton, overlay, mesh, ±60° views."""
+    """The original demo's six panels: input, skeleton, overlay, mesh, ±60°
+    views, of the part of the image around the person (:func:`person_region`;
+    the original's inputs were person-centred photos, and a small person in
+    a large photo would otherwise be a few pixels of each panel)."""
     from openhmr.visualize import SKELETON_PREFERENCE, compose_panels, draw_skeleton
 
+    x0, y0, x1, y1 = person_region(pred)
+    image = image[y0:y1, x0:x1]
     h, w = image.shape[:2]
     factor = min(1.0, PANEL_SIZE / max(h, w))
     # Panel pixels follow the rounded size; scale the camera by the exact ratio.
     small = _resize(image, factor)
     factor = small.shape[1] / w
+    origin = (float(x0), float(y0))
     set_name = next((s for s in SKELETON_PREFERENCE if s in pred.keypoints_2d),
                     next(iter(pred.keypoints_2d)))
-    skeleton = draw_skeleton(small, pred.keypoints_2d[set_name] * factor, set_name)
-    overlay, _ = render_overlay(small, pred, factor)
+    skeleton = draw_skeleton(small, (pred.keypoints_2d[set_name] - np.array(origin)) * factor, set_name)
+    overlay, _ = render_overlay(small, pred, factor, origin=origin)
     white = np.full_like(small, 255)
-    mesh, _ = render_overlay(white, pred, factor, background=False)
-    sides = [render_overlay(white, pred, factor, degrees=d, background=False)[0]
+    mesh, _ = render_overlay(white, pred, factor, background=False, origin=origin)
+    sides = [render_overlay(white, pred, factor, degrees=d, background=False, origin=origin)[0]
              for d in SIDE_VIEW_DEGREES]
     return compose_panels([
         ("input", small), (f"keypoints ({set_name})", skeleton), ("mesh overlay", overlay),
