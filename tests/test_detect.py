@@ -185,7 +185,8 @@ def test_a_person_alone_too_small_for_the_whole_view_is_found_in_windows() -> No
     """A 224-px photo in the corner of a plain 1200×900 image: the whole
     view misses its person, :func:`find_person` finds it in a window (as the
     demo's detector source does, for a photo and for a video's frame), and
-    with no windows to search it is still one NoPersonError line."""
+    with no windows to search it is still one NoPersonError line. Of two such
+    people, the taller is taken."""
     pytest.importorskip("mediapipe")
     from PIL import Image
 
@@ -217,6 +218,15 @@ def test_a_person_alone_too_small_for_the_whole_view_is_found_in_windows() -> No
         source = DetectorSource()
         location = source.locate(image, InputItem(Path(f"small.{kind}"), "small", kind), 0)
         assert 900 < location.center[0] < 1124 and 600 < location.center[1] < 824, kind
+    # The smaller copy at the top left (found first, in raster order), a larger one at the
+    # bottom right: the taller person is taken.
+    two = np.full((900, 1200, 3), (120, 130, 110), np.uint8)
+    two[20:244, 40:264] = np.asarray(Image.open(path).convert("RGB"))
+    two[580:880, 860:1160] = np.asarray(Image.open(path).convert("RGB").resize((300, 300)))
+    first = detect.detect_people(two, 1, whole=False).pop().box
+    assert first[2] <= 264 and first[3] <= 244
+    x0, y0, x1, y1 = detect.find_person(two).box
+    assert 860 <= x0 < x1 <= 1160 and 580 <= y0 < y1 <= 880
 
 
 def test_erasing_widens_the_mask_by_the_margin() -> None:

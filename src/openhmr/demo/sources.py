@@ -174,7 +174,7 @@ class DetectorSource:
             raise InputError("--detect needs the BlazePose detector: pip install 'openhmr[demo]'")
 
     def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation:
-        from openhmr.detect import PersonTracker, detect_people, find_person
+        from openhmr.detect import SMALL_PERSON_WINDOWS, PersonTracker, find_person
 
         if self.track and item.kind == "video":
             if self._tracked != item.path:  # a new video: a new tracker
@@ -185,9 +185,9 @@ class DetectorSource:
                 detection = self._tracker(image)
             except NoPersonError:
                 # Perhaps too small for the whole frame's view: the windows of
-                # half its longer side (a quarter's would cost ~0.7 s per frame
-                # without anyone).
-                detection = detect_people(image, 1, whole=False)[0]
+                # half its longer side (a quarter's would cost ~0.5 s more per
+                # frame without anyone).
+                detection = find_person(image, windows=SMALL_PERSON_WINDOWS[:1])
         else:
             detection = find_person(image)
         return self._location(detection)
