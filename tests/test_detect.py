@@ -227,6 +227,16 @@ def test_a_person_alone_too_small_for_the_whole_view_is_found_in_windows() -> No
     assert first[2] <= 264 and first[3] <= 244
     x0, y0, x1, y1 = detect.find_person(two).box
     assert 860 <= x0 < x1 <= 1160 and 580 <= y0 < y1 <= 880
+    # Smaller still (a 130-px copy): only the windows of a quarter of the longer side find
+    # the person, for one person and for --max-people alike.
+    tiny = np.full((900, 1200, 3), (120, 130, 110), np.uint8)
+    tiny[600:730, 900:1030] = np.asarray(Image.open(path).convert("RGB").resize((130, 130)))
+    with pytest.raises(detect.NoPersonError):
+        detect.find_person(tiny, windows=detect.SMALL_PERSON_WINDOWS[:1])
+    photo = InputItem(Path("tiny.png"), "tiny", "image")
+    # (--max-people 3 also takes the dogs beside her, 39×27 px of landmarks, for a person.)
+    for located in ([DetectorSource().locate(tiny, photo)], DetectorSource().locate_all(tiny, photo, 3)):
+        assert 900 < located[0].center[0] < 1000 and 600 < located[0].center[1] < 730
 
 
 def test_erasing_widens_the_mask_by_the_margin() -> None:

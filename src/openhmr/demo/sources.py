@@ -194,10 +194,14 @@ class DetectorSource:
 
     def locate_all(self, image: np.ndarray, item: InputItem, max_people: int,
                    frame: int | None = None) -> list[PersonLocation]:
-        from openhmr.detect import detect_people
+        from openhmr.detect import SMALL_PERSON_WINDOWS, detect_people
 
         if frame is None or not self.track:
-            return [self._location(d) for d in detect_people(image, max_people)]
+            try:
+                found = detect_people(image, max_people, windows=SMALL_PERSON_WINDOWS[:1])
+            except NoPersonError:  # as for one person: smaller windows before giving up
+                found = detect_people(image, max_people, whole=False, windows=SMALL_PERSON_WINDOWS[1:])
+            return [self._location(d) for d in found]
         last = self._people.get(item.path)
         near = last[1] if last is not None and last[0] == frame - 1 else []
         detections = detect_people(image, max_people, near=near, search=frame % self.search_every == 0)
