@@ -199,3 +199,54 @@ def test_a_truncated_video_is_one_line_of_openhmr(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENCV_FFMPEG_LOGLEVEL", "16")
     quiet_ffmpeg()
     assert os.environ["OPENCV_FFMPEG_LOGLEVEL"] == "16"
+
+
+def _set_display_rotation(path: Path, quarter_turns_ccw: int) -> None:
+    """Write a display rotation into an mp4's track header (the 3×3 matrix
+    a phone writes for a portrait video; FFmpeg reads it as the display
+    rotation), keeping everything else, as ``ffmpeg -display_rotation``."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd")
+    assert at > 0
+    matrix = at + 4 + (52 if data[at + 4] == 1 else 40)
+    one, minus_one = 0x00010000, 0xFFFF0000  # 16.16 fixed point
+    a, b, c, d = {0: (one, 0, 0, one), 1: (0, minus_one, one, 0), 2: (minus_one, 0, 0, minus_one),
+                  3: (0, one, minus_one, 0)}[quarter_turns_ccw % 4]
+    data[matrix:matrix + 16] = struct.pack(">4I", a, b, 0, c)
+    data[matrix + 16:matrix + 20] = struct.pack(">I", d)
+    path.write_bytes(bytes(data))
+
+
+def test_a_phone_video_with_a_display_rotation_is_read_upright(tmp_path):
+    """A portrait phone video is stored as landscape frames plus a rotation
+    in its container; frames, width and height come as a player shows them.
+    The stored frame holds a bright block at its top-left corner and a grey
+    one at its bottom-left; shown turned a quarter counter-clockwise, the
+    bright block is at the bottom-left and the grey one at the bottom-right."""
+    cv2 = pytest.importorskip("cv2")
+    from openhmr.io.images import open_video, video_info
+
+    stored = np.zeros((64, 96, 3), np.uint8)
+    stored[:16, :16] = 250
+    stored[-16:, :16] = 120
+    path = tmp_path / "phone.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (96, 64))
+    for _ in range(3):
+        writer.write(stored)
+    writer.release()
+    info, frames = open_video(path)
+    first = next(iter(frames))
+    assert (info.width, info.height) == (96, 64) and first.shape == (64, 96, 3)
+    assert first[:16, :16].mean() > 200  # no rotation stored: as written
+
+    _set_display_rotation(path, 1)
+    info, frames = open_video(path)
+    shown = list(frames)
+    assert len(shown) == 3
+    assert (info.width, info.height) == (64, 96) == (video_info(path).width, video_info(path).height)
+    upright = np.rot90(stored, 1)
+    for frame in shown:
+        assert frame.shape == (96, 64, 3)
+        assert np.abs(frame.astype(int) - upright).mean() < 6

@@ -10,7 +10,9 @@ Every image comes out as an (H, W, 3) uint8 RGB array, whatever was stored:
   happen to hold);
 * the EXIF orientation tag is applied, so phone photos are upright.
 
-Videos are decoded frame by frame with OpenCV and converted from BGR to RGB.
+Videos are decoded frame by frame with OpenCV, turned upright by the
+container's display rotation (a phone's portrait video) and converted from
+BGR to RGB.
 Failures a user can cause (a missing, unreadable or corrupt file) raise
 ``InputError`` with one sentence.
 """
@@ -106,7 +108,13 @@ def quiet_ffmpeg() -> None:
 def open_capture(path: Path):
     """``cv2.VideoCapture(path)``, opened without FFmpeg's or OpenCV's own
     log lines about a file it cannot read (OpenCV's log level is restored
-    afterwards); the caller checks ``isOpened()``."""
+    afterwards); the caller checks ``isOpened()``.
+
+    Frames come upright, as a player shows them: a phone stores a portrait
+    video as landscape frames plus a display rotation in the container,
+    which OpenCV's FFmpeg reader (4.11) leaves unapplied unless asked, so
+    the person would lie on their side (and the reported width and height
+    would be the stored ones)."""
     quiet_ffmpeg()
     import cv2
 
@@ -114,7 +122,10 @@ def open_capture(path: Path):
     if level is not None:
         cv2.setLogLevel(0)  # silent
     try:
-        return cv2.VideoCapture(str(path))
+        cap = cv2.VideoCapture(str(path))
+        if cap.isOpened() and hasattr(cv2, "CAP_PROP_ORIENTATION_AUTO"):
+            cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
+        return cap
     finally:
         if level is not None:
             cv2.setLogLevel(level)
