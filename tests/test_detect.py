@@ -239,6 +239,52 @@ def test_a_person_alone_too_small_for_the_whole_view_is_found_in_windows() -> No
         assert 900 < located[0].center[0] < 1000 and 600 < located[0].center[1] < 730
 
 
+def test_a_small_person_in_a_video_is_followed_once_found(monkeypatch) -> None:
+    """A person too small for the whole frame's view and for the half
+    windows (coco2.png at 130 px in 1200×900 frames, walking right): found
+    in the quarter windows at a search frame, then followed around where
+    they were, one detector call a frame; a frame without anyone followed
+    that is not a search frame costs only the whole view and the half
+    windows."""
+    pytest.importorskip("mediapipe")
+    from PIL import Image
+
+    from openhmr.demo import DetectorSource
+    from openhmr.io.images import InputItem
+
+    path = SHARED / "reference" / "images" / "coco2.png"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (../shared not beside the repository)")
+    person = np.asarray(Image.open(path).convert("RGB").resize((130, 130)))
+
+    def frame(t: int) -> np.ndarray:
+        image = np.full((900, 1200, 3), (120, 130, 110), np.uint8)
+        image[600:730, 300 + 8 * t:430 + 8 * t] = person
+        return image
+
+    calls = []
+    detect_person = detect.detect_person
+    monkeypatch.setattr(detect, "detect_person", lambda *a, **k: calls.append(1) or detect_person(*a, **k))
+    video = InputItem(Path("walk.mp4"), "walk", "video")
+    source = DetectorSource()
+    for t in range(4):
+        calls.clear()
+        location = source.locate(frame(t), video, t)
+        # the woman (the dogs beside her are smaller)
+        assert 300 + 8 * t < location.center[0] < 400 + 8 * t and 600 < location.center[1] < 730, t
+        assert len(calls) == 1 or t == 0, (t, len(calls))
+    calls.clear()
+    with pytest.raises(detect.NoPersonError):  # a new video, not at a search frame
+        DetectorSource().locate(frame(1), InputItem(Path("late.mp4"), "late", "video"), 1)
+    assert len(calls) == 1 + len(detect._windows(900, 1200, 0.5))
+    # Several people (--max-people): the quarter windows at a search frame where the half
+    # ones find nobody, then each person is looked for where they were.
+    source = DetectorSource()
+    for t in range(2):
+        located = source.locate_all(frame(t), InputItem(Path("group.mp4"), "group", "video"), 2, t)
+        assert 300 + 8 * t < located[0].center[0] < 400 + 8 * t and 600 < located[0].center[1] < 730, t
+
+
 def test_erasing_widens_the_mask_by_the_margin() -> None:
     """_erase paints exactly the pixels within the margin (Euclidean) of the
     person's mask, and nothing else."""

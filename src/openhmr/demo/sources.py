@@ -147,8 +147,14 @@ class DetectorSource:
     landmarks with visibility above 0.5 (BlazePose's own threshold, and the
     one ``openhmr.fit.fit_detection`` uses). With ``track``, a video's frames
     go through one :class:`openhmr.detect.PersonTracker` (BlazePose's video
-    mode: the person followed and its landmarks smoothed); photos, and every
-    frame without ``track``, are detected one by one. Several people
+    mode: the person followed and its landmarks smoothed); a frame where it
+    sees nobody is looked at around the person of the previous frame, then
+    in the windows of half the frame's longer side, and every
+    ``search_every`` frames without anyone followed in those of a quarter (a
+    person too small for BlazePose's view of the whole frame is found in a
+    window, then followed around where they were, one call a frame). Photos,
+    and every frame without ``track``, are detected one by one
+    (:func:`openhmr.detect.find_person`). Several people
     (``locate_all``) in a video with ``track`` are looked for first where
     they were in the previous frame (``openhmr.detect.detect_people``'s
     ``near``), and the whole frame is searched for newcomers every
@@ -161,6 +167,8 @@ class DetectorSource:
     search_every: int = 10  # videos with several people: frames between full searches
     _tracker: Any = field(default=None, repr=False)
     _tracked: Path | None = field(default=None, repr=False)
+    # the tracked video's last frame with a person, and that person's box
+    _followed: tuple[int, tuple[float, float, float, float]] | None = field(default=None, repr=False)
     # video → (frame, the boxes of the people found in it), with several people
     _people: dict[Path, tuple[int, list[tuple[float, float, float, float]]]] = field(
         default_factory=dict, repr=False)
@@ -174,23 +182,38 @@ class DetectorSource:
             raise InputError("--detect needs the BlazePose detector: pip install 'openhmr[demo]'")
 
     def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation:
-        from openhmr.detect import SMALL_PERSON_WINDOWS, PersonTracker, find_person
+        from openhmr.detect import PersonTracker, find_person
 
         if self.track and item.kind == "video":
             if self._tracked != item.path:  # a new video: a new tracker
                 if self._tracker is not None:
                     self._tracker.close()
-                self._tracker, self._tracked = PersonTracker(), item.path
+                self._tracker, self._tracked, self._followed = PersonTracker(), item.path, None
             try:
                 detection = self._tracker(image)
             except NoPersonError:
-                # Perhaps too small for the whole frame's view: the windows of
-                # half its longer side (a quarter's would cost ~0.5 s more per
-                # frame without anyone).
-                detection = find_person(image, windows=SMALL_PERSON_WINDOWS[:1])
+                detection = self._small_person(image, frame)
+            self._followed = (frame, detection.box) if frame is not None else None
         else:
             detection = find_person(image)
         return self._location(detection)
+
+    def _small_person(self, image: np.ndarray, frame: int | None) -> Any:
+        """A video frame's person when BlazePose's tracker sees nobody there,
+        perhaps too small for its view of the whole frame: around the
+        previous frame's person (one call), else in the windows of half the
+        longer side, and of a quarter only every ``search_every`` frames
+        (~0.5 s more) while nobody is followed. Raises NoPersonError."""
+        from openhmr.detect import SMALL_PERSON_WINDOWS, find_person, find_person_near
+
+        last = self._followed
+        if last is not None and frame is not None and last[0] == frame - 1:
+            try:
+                return find_person_near(image, last[1])
+            except NoPersonError:
+                pass
+        search_all = frame is None or frame % self.search_every == 0
+        return find_person(image, windows=SMALL_PERSON_WINDOWS if search_all else SMALL_PERSON_WINDOWS[:1])
 
     def locate_all(self, image: np.ndarray, item: InputItem, max_people: int,
                    frame: int | None = None) -> list[PersonLocation]:
@@ -204,7 +227,14 @@ class DetectorSource:
             return [self._location(d) for d in found]
         last = self._people.get(item.path)
         near = last[1] if last is not None and last[0] == frame - 1 else []
-        detections = detect_people(image, max_people, near=near, search=frame % self.search_every == 0)
+        search = frame % self.search_every == 0
+        try:
+            detections = detect_people(image, max_people, near=near, search=search)
+        except NoPersonError:
+            if not search:
+                raise
+            # nobody, not even in the half windows: as on a photo, the quarter windows
+            detections = detect_people(image, max_people, whole=False, windows=SMALL_PERSON_WINDOWS[1:])
         self._people[item.path] = (frame, [d.box for d in detections])
         return [self._location(d) for d in detections]
 
