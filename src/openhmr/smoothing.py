@@ -9,7 +9,9 @@ Two smoothers:
   ``min_z ‖z − y‖² + λ‖Δ²z‖²`` over every frame of a run at once, with λ
   chosen per quantity by generalised cross-validation (Craven and Wahba
   1979), computed in the cosine-transform domain as in Garcia's ``smoothn``
-  (Comput. Stat. Data Anal. 2010). It sees the frames after each one as well
+  (Comput. Stat. Data Anal. 2010), around each quantity's least-squares
+  straight line, so that a steady motion keeps its pace to the clip's
+  ends. It sees the frames after each one as well
   as those before, so it has no lag, and GCV sets the strength from the data
   itself: strong on a trembling estimate, weak where the estimate is already
   steady or the motion is fast.
@@ -185,10 +187,17 @@ def whittaker_gcv(samples: np.ndarray, lambdas: np.ndarray = GCV_LAMBDAS) -> tup
     Minimises ``‖z − y‖² + λ‖Δ²z‖²`` (Δ² the second difference along time)
     with the penalty taken under even (mirror) extension at both ends, which
     the discrete cosine transform diagonalises: with eigenvalues
-    ``w_k = (2 − 2cos(πk/n))²`` the smoother is ``z = IDCT(DCT(y) / (1 + λw))``
-    and its trace is ``Σ 1/(1 + λw_k)``. The λ of ``lambdas`` with the least
-    generalised cross-validation score ``n·RSS / (n − tr)²`` is kept; all
-    columns share it.
+    ``w_k = (2 − 2cos(πk/n))²`` the smoother is ``S y = IDCT(DCT(y) / (1 + λw))``.
+    Mirrored, a steady trend turns back at each end, and ``S`` flattens it
+    there (a person walking at 8 px a frame came out 9 px short at both ends
+    of a 25-frame clip); so each column's least-squares straight line ℓ is
+    taken out first and put back after, ``z = ℓ + S(y − ℓ)``, which keeps
+    lines whole, as the penalty (zero on lines) intends. With P the
+    projection onto lines (constant c, unit ramp r), the smoother is
+    ``P + S(I − P)``, of trace ``tr S + 1 − rᵀSr`` (``S`` keeps constants:
+    ``w_0 = 0``), ``tr S = Σ 1/(1 + λw_k)``. The λ of ``lambdas`` with the
+    least generalised cross-validation score ``n·RSS / (n − tr)²`` is kept;
+    all columns share it.
 
     Args:
         samples: (n, ...) values at n uniformly spaced times.
@@ -202,20 +211,44 @@ def whittaker_gcv(samples: np.ndarray, lambdas: np.ndarray = GCV_LAMBDAS) -> tup
     if n < 4:
         return y.copy(), 0.0
     flat = y.reshape(n, -1)
-    # The DCT-II of y is, up to a phase, the DFT of its mirror extension.
-    spectrum = np.fft.rfft(np.concatenate([flat, flat[::-1]]), axis=0)  # (n + 1, d)
-    w_filter = (2.0 - 2.0 * np.cos(np.pi * np.arange(n + 1) / n)) ** 2
-    w_trace = w_filter[:n]
+    ramp = _unit_ramp(n)
+    line = flat.mean(axis=0) + ramp[:, None] * (ramp @ flat)[None, :]  # ℓ = P y
+    spectrum = np.fft.rfft(_mirrored(flat - line), axis=0)  # (n + 1, d)
     best: tuple[float, float, np.ndarray] | None = None
     for lam in lambdas:
-        z = np.fft.irfft(spectrum / (1.0 + lam * w_filter)[:, None], n=2 * n, axis=0)[:n]
-        trace = float((1.0 / (1.0 + lam * w_trace)).sum())
+        z = line + np.fft.irfft(spectrum * _gain(n, lam)[:, None], n=2 * n, axis=0)[:n]
+        trace = whittaker_trace(n, lam)
         # λ = 0 reproduces the data (trace n): GCV has no value there
         score = n * float(((flat - z) ** 2).sum()) / (n - trace) ** 2 if n - trace > 1e-9 else math.inf
         if best is None or score < best[0]:
             best = (score, float(lam), z)
     assert best is not None
     return best[2].reshape(y.shape), best[1]
+
+
+def _unit_ramp(n: int) -> np.ndarray:
+    """(n,) the straight line through the samples' times with mean 0 and norm 1."""
+    ramp = np.arange(n) - (n - 1) / 2.0
+    return ramp / np.linalg.norm(ramp)
+
+
+def _mirrored(x: np.ndarray) -> np.ndarray:
+    """x followed by itself reversed along time: the DCT-II of x is, up to a
+    phase, the DFT of this even extension."""
+    return np.concatenate([x, x[::-1]])
+
+
+def _gain(n: int, lam: float) -> np.ndarray:
+    """(n + 1,) the mirror-extended smoother's gain 1/(1 + λw_k) on the DFT bins."""
+    return 1.0 / (1.0 + lam * (2.0 - 2.0 * np.cos(np.pi * np.arange(n + 1) / n)) ** 2)
+
+
+def whittaker_trace(n: int, lam: float) -> float:
+    """The trace of :func:`whittaker_gcv`'s smoother ``P + S(I − P)`` for n
+    samples: ``tr S + 1 − rᵀSr`` (the degrees of freedom GCV charges)."""
+    ramp = _unit_ramp(n)
+    ramp_kept = float(ramp @ np.fft.irfft(np.fft.rfft(_mirrored(ramp)) * _gain(n, lam), n=2 * n)[:n])
+    return float(_gain(n, lam)[:n].sum()) + 1.0 - ramp_kept
 
 
 def runs(frames: Sequence[int]) -> list[slice]:
