@@ -432,7 +432,8 @@ def test_video_smoothing_steadies_hmr(responsive_model_files, tmp_path, capsys, 
     frame): smoothed over the whole clip (the default) or causally, the body
     moves less from frame to frame than with --no-smoothing, the whole-clip
     smoother most; the npz says which smoothing ran, and the overlay video
-    (drawn in a second pass) has every frame."""
+    (drawn in a second pass) has every frame. --no-tracking alone does not
+    smooth; with --smoothing it does, as asked."""
     model_files = responsive_model_files
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (120, 100, 3)).astype(np.float32)
@@ -442,15 +443,21 @@ def test_video_smoothing_steadies_hmr(responsive_model_files, tmp_path, capsys, 
         writer.write(np.clip(base + 40 * rng.standard_normal(base.shape), 0, 255).astype(np.uint8))
     writer.release()
     change, arrays = {}, {}
-    for how, flags in (("clip", []), ("causal", ["--smoothing", "causal"]), ("none", ["--no-smoothing"])):
-        out = tmp_path / how
-        render = [] if how == "clip" else ["--no-render"]
+    runs = (("clip", "clip", []), ("causal", "causal", ["--smoothing", "causal"]),
+            ("none", "none", ["--no-smoothing"]), ("untracked", "none", ["--no-tracking"]),
+            ("untracked clip", "clip", ["--no-tracking", "--smoothing", "clip"]))
+    for name, how, flags in runs:
+        out = tmp_path / name.replace(" ", "_")
+        render = [] if name == "clip" else ["--no-render"]
         code, err = run([video, *render, "--bbox", "10,10,90,110", *flags, *hmr_args(model_files, out)], capsys)
         assert code == 0, err
-        arrays[how] = np.load(out / "flicker.npz")
-        assert str(arrays[how]["smoothing"]) == how and bool(arrays[how]["smoothed"]) == (how != "none")
-        joints = arrays[how]["joints_3d"] - arrays[how]["joints_3d"][:, :1]
-        change[how] = float(np.linalg.norm(np.diff(joints, axis=0), axis=-1).mean())
+        arrays[name] = np.load(out / "flicker.npz")
+        assert str(arrays[name]["smoothing"]) == how and bool(arrays[name]["smoothed"]) == (how != "none")
+        joints = arrays[name]["joints_3d"] - arrays[name]["joints_3d"][:, :1]
+        change[name] = float(np.linalg.norm(np.diff(joints, axis=0), axis=-1).mean())
+    # HMR in a fixed box follows nothing, so --no-tracking changes only the default smoothing
+    np.testing.assert_allclose(arrays["untracked"]["vertices"], arrays["none"]["vertices"], atol=1e-6)
+    np.testing.assert_allclose(arrays["untracked clip"]["vertices"], arrays["clip"]["vertices"], atol=1e-6)
     # causal: the first frame has no past, so it passes as it is
     np.testing.assert_allclose(arrays["causal"]["vertices"][0], arrays["none"]["vertices"][0], atol=1e-5)
     assert change["causal"] < 0.7 * change["none"], change

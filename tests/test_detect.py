@@ -239,13 +239,15 @@ def test_a_person_alone_too_small_for_the_whole_view_is_found_in_windows() -> No
         assert 900 < located[0].center[0] < 1000 and 600 < located[0].center[1] < 730
 
 
-def test_a_small_person_in_a_video_is_followed_once_found(monkeypatch) -> None:
+@pytest.mark.parametrize("video_mode", [False, True])
+def test_a_small_person_in_a_video_is_followed_once_found(monkeypatch, video_mode: bool) -> None:
     """A person too small for the whole frame's view and for the half
     windows (coco2.png at 130 px in 1200×900 frames, walking right): found
     in the quarter windows at a search frame, then followed around where
     they were, one detector call a frame; a frame without anyone followed
     that is not a search frame costs only the whole view and the half
-    windows."""
+    windows. The same with BlazePose's tracker first (``video_mode``),
+    which does not see her."""
     pytest.importorskip("mediapipe")
     from PIL import Image
 
@@ -266,7 +268,7 @@ def test_a_small_person_in_a_video_is_followed_once_found(monkeypatch) -> None:
     detect_person = detect.detect_person
     monkeypatch.setattr(detect, "detect_person", lambda *a, **k: calls.append(1) or detect_person(*a, **k))
     video = InputItem(Path("walk.mp4"), "walk", "video")
-    source = DetectorSource()
+    source = DetectorSource(video_mode=video_mode)
     for t in range(4):
         calls.clear()
         location = source.locate(frame(t), video, t)
@@ -275,7 +277,7 @@ def test_a_small_person_in_a_video_is_followed_once_found(monkeypatch) -> None:
         assert len(calls) == 1 or t == 0, (t, len(calls))
     calls.clear()
     with pytest.raises(detect.NoPersonError):  # a new video, not at a search frame
-        DetectorSource().locate(frame(1), InputItem(Path("late.mp4"), "late", "video"), 1)
+        DetectorSource(video_mode=video_mode).locate(frame(1), InputItem(Path("late.mp4"), "late", "video"), 1)
     assert len(calls) == 1 + len(detect._windows(900, 1200, 0.5))
     # Several people (--max-people): the quarter windows at a search frame where the half
     # ones find nobody, then each person is looked for where they were.
@@ -283,6 +285,46 @@ def test_a_small_person_in_a_video_is_followed_once_found(monkeypatch) -> None:
     for t in range(2):
         located = source.locate_all(frame(t), InputItem(Path("group.mp4"), "group", "video"), 2, t)
         assert 300 + 8 * t < located[0].center[0] < 400 + 8 * t and 600 < located[0].center[1] < 730, t
+
+
+def test_a_video_person_is_detected_frame_by_frame_unless_in_video_mode(monkeypatch) -> None:
+    """By default (whole-clip smoothing) a video's person is detected in each
+    frame apart: the whole frame once, then one call a frame around the
+    previous frame's person, and no BlazePose tracker; with causal or no
+    smoothing, BlazePose's video mode follows the person instead. An
+    explicit ``video_mode`` wins."""
+    pytest.importorskip("mediapipe")
+    from PIL import Image
+
+    from openhmr.demo import DemoOptions, DetectorSource
+    from openhmr.demo.run import build_person_source
+    from openhmr.io.images import InputItem
+
+    for smoothing, track, video_mode in ((None, True, False), ("clip", True, False),
+                                         ("causal", True, True), ("none", True, True),
+                                         (None, False, True), ("clip", False, False)):
+        source = build_person_source(DemoOptions(inputs=[], smoothing=smoothing, track=track), "fit")
+        assert source.video_mode is video_mode, (smoothing, track)
+    explicit = build_person_source(DemoOptions(inputs=[], video_mode=True), "fit")
+    assert explicit.video_mode is True
+
+    path = SHARED / "reference" / "images" / "coco3.png"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (../shared not beside the repository)")
+    photo = np.asarray(Image.open(path).convert("RGB"))
+    calls, near = [], []
+    detect_person, find_person_near = detect.detect_person, detect.find_person_near
+    monkeypatch.setattr(detect, "detect_person", lambda *a, **k: calls.append(1) or detect_person(*a, **k))
+    monkeypatch.setattr(detect, "find_person_near", lambda *a: near.append(a[1]) or find_person_near(*a))
+    monkeypatch.setattr(detect, "PersonTracker", lambda *a, **k: pytest.fail("no tracker by default"))
+    source, video = DetectorSource(), InputItem(Path("still.mp4"), "still", "video")
+    boxes = []
+    for t in range(3):
+        calls.clear()
+        frame = np.roll(photo, (t, 2 * t), axis=(0, 1))
+        boxes.append(source.locate(frame, video, t).detection.box)
+        assert len(calls) == 1, (t, len(calls))
+    assert near == boxes[:2]  # frames 1 and 2 were looked at around the frame before's person
 
 
 def test_erasing_widens_the_mask_by_the_margin() -> None:

@@ -80,13 +80,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-render", dest="render", action="store_false",
                    help="write parameters and meshes only, no pictures (faster)")
     p.add_argument("--no-tracking", dest="track", action="store_false",
-                   help="videos: treat every frame as a separate photo (by default the detector "
-                        "follows the person, each fit continues the previous frame's and the "
-                        "estimates are smoothed over time)")
-    p.add_argument("--smoothing", choices=("clip", "causal", "none"), default="clip",
+                   help="videos: treat every frame as a separate photo, not smoothed unless "
+                        "--smoothing says so (by default the detector follows the person, each "
+                        "fit continues the previous frame's and the estimates are smoothed over "
+                        "time)")
+    p.add_argument("--smoothing", choices=("clip", "causal", "none"),
                    help="videos: how pose, shape and camera are smoothed over time so the body "
-                        "does not tremble: clip (default: the whole video at once, no lag), causal "
-                        "(One-Euro filter, each frame from the frames before it), none")
+                        "does not tremble: clip (the default: the whole video at once, no lag), "
+                        "causal (One-Euro filter, each frame from the frames before it), none "
+                        "(the default with --no-tracking)")
     p.add_argument("--no-smoothing", dest="smoothing", action="store_const", const="none",
                    help="videos: the same as --smoothing none")
     p.set_defaults(func=run)

@@ -32,5 +32,16 @@ class DemoOptions:
     render: bool = True
     fit_config: Any = None  # openhmr.fit.FitConfig for --method fit / hmr+fit
     track: bool = True  # videos: follow the person from frame to frame (detector and fit)
-    smoothing: str = "clip"  # videos, with track: "clip" (whole video, no lag), "causal" (One-Euro) or "none"
+    # videos: "clip" (whole video, no lag), "causal" (One-Euro) or "none"; None: "clip"
+    # with track, "none" without (every frame a separate photo)
+    smoothing: str | None = None
+    # videos, with the detector and track: BlazePose's video mode (its tracker and landmark
+    # filter) or each frame detected apart; None: video mode unless smoothed over the clip
+    video_mode: bool | None = None
     max_people: int = 1  # photos: up to this many people each (--openpose or the detector)
+
+
+def video_smoothing(options: DemoOptions) -> str:
+    """How a video's estimates are smoothed: ``options.smoothing``, or when
+    unset, over the whole clip with tracking and not at all without."""
+    return options.smoothing or ("clip" if options.track else "none")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from openhmr.data.crop import CropTransform, scale_and_crop, scale_for_bbox
-from openhmr.demo.options import MESH_FORMATS, METHODS, DemoOptions
+from openhmr.demo.options import MESH_FORMATS, METHODS, DemoOptions, video_smoothing
 from openhmr.demo.outputs import (check_free, image_outputs, person_outputs, remove_earlier_people,
                                   video_outputs, write_image_outputs, write_people_files)
 from openhmr.demo.predictors import FitPredictor, HMRPredictor, Predictor, load_anny, load_hmr
@@ -43,7 +43,12 @@ def build_person_source(options: DemoOptions, method: str = "hmr") -> PersonSour
         return OpenPoseSource(Path(options.openpose))
     if options.detect or method != "hmr":
         DetectorSource.check_available()
-        return DetectorSource(track=options.track)
+        video_mode = options.video_mode
+        if video_mode is None:
+            # BlazePose's video mode filters the landmarks over time, which suits a
+            # causal pipeline; the whole-clip smoother needs each frame's own errors.
+            video_mode = video_smoothing(options) != "clip"
+        return DetectorSource(track=options.track, video_mode=video_mode)
     return TightCropSource()
 
 

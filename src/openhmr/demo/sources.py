@@ -145,12 +145,22 @@ class DetectorSource:
 
     The crop is placed on its landmarks as on OpenPose keypoints, counting
     landmarks with visibility above 0.5 (BlazePose's own threshold, and the
-    one ``openhmr.fit.fit_detection`` uses). With ``track``, a video's frames
-    go through one :class:`openhmr.detect.PersonTracker` (BlazePose's video
-    mode: the person followed and its landmarks smoothed); a frame where it
-    sees nobody is looked at around the person of the previous frame, then
-    in the windows of half the frame's longer side, and every
-    ``search_every`` frames without anyone followed in those of a quarter (a
+    one ``openhmr.fit.fit_detection`` uses). With ``track``, a video's person
+    is followed from frame to frame, in one of two ways:
+
+    * ``video_mode`` False (the demo's with whole-clip smoothing): each frame
+      is detected on its own, first around the previous frame's person (one
+      call, :func:`openhmr.detect.find_person_near`), so each frame's
+      landmarks have errors of their own, which the whole-clip smoother can
+      tell from movement;
+    * ``video_mode`` True (with causal or no smoothing): one
+      :class:`openhmr.detect.PersonTracker` (BlazePose's video mode: the
+      person followed and its landmarks smoothed, causally); a frame where it
+      sees nobody is looked at around the previous frame's person.
+
+    Where nobody is found there, the frame is searched as a photo is: the
+    whole frame and the windows of half its longer side, and every
+    ``search_every`` frames without anyone followed those of a quarter (a
     person too small for BlazePose's view of the whole frame is found in a
     window, then followed around where they were, one call a frame). Photos,
     and every frame without ``track``, are detected one by one
@@ -164,6 +174,7 @@ class DetectorSource:
     name: str = "detect"
     conf_threshold: float = 0.5
     track: bool = True
+    video_mode: bool = False  # videos with track: BlazePose's tracker instead of frames detected apart
     search_every: int = 10  # videos with several people: frames between full searches
     _tracker: Any = field(default=None, repr=False)
     _tracked: Path | None = field(default=None, repr=False)
@@ -185,25 +196,30 @@ class DetectorSource:
         from openhmr.detect import PersonTracker, find_person
 
         if self.track and item.kind == "video":
-            if self._tracked != item.path:  # a new video: a new tracker
+            if self._tracked != item.path:  # a new video: nobody followed yet
                 if self._tracker is not None:
                     self._tracker.close()
-                self._tracker, self._tracked, self._followed = PersonTracker(), item.path, None
-            try:
-                detection = self._tracker(image)
-            except NoPersonError:
-                detection = self._small_person(image, frame)
+                self._tracker = PersonTracker() if self.video_mode else None
+                self._tracked, self._followed = item.path, None
+            detection = None
+            if self._tracker is not None:
+                try:
+                    detection = self._tracker(image)
+                except NoPersonError:
+                    pass
+            if detection is None:
+                detection = self._follow(image, frame)
             self._followed = (frame, detection.box) if frame is not None else None
         else:
             detection = find_person(image)
         return self._location(detection)
 
-    def _small_person(self, image: np.ndarray, frame: int | None) -> Any:
-        """A video frame's person when BlazePose's tracker sees nobody there,
-        perhaps too small for its view of the whole frame: around the
-        previous frame's person (one call), else in the windows of half the
-        longer side, and of a quarter only every ``search_every`` frames
-        (~0.5 s more) while nobody is followed. Raises NoPersonError."""
+    def _follow(self, image: np.ndarray, frame: int | None) -> Any:
+        """A video frame's person, looked for in this frame alone: around the
+        previous frame's person (one call), else in the whole frame and the
+        windows of half its longer side, and of a quarter only every
+        ``search_every`` frames (~0.5 s more) while nobody is followed.
+        Raises NoPersonError."""
         from openhmr.detect import SMALL_PERSON_WINDOWS, find_person, find_person_near
 
         last = self._followed

@@ -20,7 +20,7 @@ import torch
 
 from openhmr.body.base import BodyModel
 from openhmr.data.crop import CropTransform, scale_and_crop
-from openhmr.demo.options import SMOOTHING, DemoOptions
+from openhmr.demo.options import SMOOTHING, DemoOptions, video_smoothing
 from openhmr.demo.outputs import (check_free, remove_earlier_people, render_overlay, render_people_overlay,
                                   video_outputs)
 from openhmr.demo.people import PeopleFollower
@@ -152,8 +152,9 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
     with a body) and ``<name>_overlay.mp4``. Returns the bodies found.
 
     Two passes over the video: the first estimates every frame's body, which
-    are then smoothed over time (``options.smoothing``, with tracking); the
-    second draws the overlay video.
+    are then smoothed over time (``options.smoothing``; unset: over the
+    whole clip with tracking, not at all without); the second draws the
+    overlay video.
 
     With ``options.max_people`` > 1, each frame's people (``locate_all``)
     are followed from frame to frame (:class:`PeopleFollower`); each
@@ -214,7 +215,7 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
         raise InputError(f"cannot read {item.path}: the video has no frames")
     if skipped:
         warn(f"{item.path}: no person in {skipped} of {total} frames")
-    smoothing = options.smoothing if options.track else "none"
+    smoothing = video_smoothing(options)
     body = predictor.body
     if several:
         if not people:
