@@ -18,7 +18,12 @@ Two ways to fit each video, both with ``openhmr.fit.fit``:
 * **per frame**: every frame from scratch (what a photo gets; it also stands
   for a network's per-frame estimates, HMR on a video);
 * **tracking**: the first frame from scratch, each later frame with
-  ``previous`` = the fit of the frame before (the demo's way).
+  ``previous`` = the fit of the frame before, one frame after another
+  (the demo with ``--batch-size 1``);
+* **chains**: the same, but each video cut into chains of at least 16
+  frames fitted side by side, the later chains' first frames continuing
+  the first frame's fit (``openhmr.tracking``; the demo's way: a 40-frame
+  video is two chains of 20).
 
 Each way is printed raw and smoothed over time as the demo can
 (``openhmr.smoothing``, the videos taken as 30 frames per second): **clip**,
@@ -36,6 +41,7 @@ seconds per frame of the first video fitted alone (one person, as the demo
 fits).
 
 Usage: python benchmarks/fit_video.py [--videos 4] [--frames 40] [--keyframe-every 10 20] [--seed 0]
+       [--ways per-frame tracking chains]
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from openhmr.fit import FitInit, fit
 from openhmr.geometry.procrustes import procrustes_align
 from openhmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from openhmr.smoothing import BodySmoother, smooth_clip
+from openhmr.tracking import chain_steps
 
 CROP = 224
 SET = "body25"
@@ -119,10 +126,44 @@ def run(model: Anny, truth: dict[str, torch.Tensor], tracking: bool, use_3d: boo
     return tuple(torch.stack([f[i] for f in fitted]) for i in range(3)), seconds
 
 
-def seconds_alone(model: Anny, truth: dict[str, torch.Tensor], tracking: bool, use_3d: bool) -> float:
+def run_chains(model: Anny, truth: dict[str, torch.Tensor], use_3d: bool,
+               chain_length: int = 16) -> tuple[Estimates, float]:
+    """Tracking in chains side by side, as the demo fits a video: every
+    video's frames at once, a step of all chains per batched fit."""
+    frames, videos = truth["kp2d"].shape[:2]
+    kp2d, kp3 = truth["kp2d"].flatten(0, 1), truth["kp3_obs"].flatten(0, 1)  # row = frame·videos + video
+    tracks = [[(f * videos + v, f) for f in range(frames)] for v in range(videos)]
+    fits: dict[int, tuple[torch.Tensor, ...]] = {}
+    t0 = time.perf_counter()
+    for step in chain_steps(tracks, chain_length):
+        for continuing in (False, True):
+            rows = [row for row, before in step if (before is not None) == continuing]
+            if not rows:
+                continue
+            previous = None
+            if continuing:
+                before = [b for _, b in step if b is not None]
+                previous = FitInit(*(torch.cat([fits[b][i] for b in before]) for i in range(3)))
+            extra = {"keypoints3d": kp3[rows], "keypoints3d_set": SET} if use_3d else {}
+            result = fit(model, kp2d[rows], SET, camera="weak", crop_size=CROP, previous=previous, **extra)
+            for j, row in enumerate(rows):
+                fits[row] = tuple(x[j:j + 1].detach() for x in (result.cam, result.pose, result.betas))
+    seconds = (time.perf_counter() - t0) / frames
+    return tuple(torch.cat([fits[r][i] for r in range(frames * videos)]).reshape(frames, videos, -1)
+                 for i in range(3)), seconds
+
+
+def fit_way(model: Anny, truth: dict[str, torch.Tensor], way: str, use_3d: bool) -> tuple[Estimates, float]:
+    """``way`` = "per frame", "tracking" or "chains"."""
+    if way == "chains":
+        return run_chains(model, truth, use_3d)
+    return run(model, truth, way == "tracking", use_3d)
+
+
+def seconds_alone(model: Anny, truth: dict[str, torch.Tensor], way: str, use_3d: bool) -> float:
     """Seconds per frame for the first video alone (one person, as the demo fits)."""
     one = {k: (v[:1] if k == "shape" else v[:, :1]) for k, v in truth.items()}
-    return run(model, one, tracking, use_3d)[1]
+    return fit_way(model, one, way, use_3d)[1]
 
 
 def smooth(estimates: Estimates, how: str, fps: float = 30.0) -> Estimates:
@@ -174,7 +215,10 @@ def main() -> None:
     parser.add_argument("--keyframe-every", type=int, nargs="+", default=[10, 20],
                         help="frames between the random poses the motion passes through")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ways", nargs="+", choices=("per-frame", "tracking", "chains"),
+                        default=["per-frame", "tracking", "chains"], help="ways of fitting to run")
     args = parser.parse_args()
+    ways = [w.replace("-", " ") for w in args.ways]
     model = Anny()
     for every in args.keyframe_every:
         truth = make_videos(model, args.videos, args.frames, every, args.seed)
@@ -183,10 +227,9 @@ def main() -> None:
         for use_3d in (True, False):
             inputs = "2D + 3D" if use_3d else "2D only"
             rows = {}
-            for tracking in (False, True):
-                estimates, seconds = run(model, truth, tracking, use_3d)
-                way = "tracking" if tracking else "per frame"
-                print(f"  {inputs}, {way}: one person alone {seconds_alone(model, truth, tracking, use_3d):.2f} "
+            for way in ways:
+                estimates, seconds = fit_way(model, truth, way, use_3d)
+                print(f"  {inputs}, {way}: one person alone {seconds_alone(model, truth, way, use_3d):.2f} "
                       f"s per frame", flush=True)
                 for how in ("raw", "causal", "clip"):
                     kp3, kp2 = keypoints(model, estimates if how == "raw" else smooth(estimates, how))
@@ -197,8 +240,10 @@ def main() -> None:
                           f"{m['accel']:.1f} mm/frame², frame-to-frame change {m['change']:.1f} mm "
                           f"(truth {m['true_change']:.1f}), 2D error {m['px']:.2f} px, "
                           f"{m['seconds']:.2f} s per frame and video", flush=True)
+            if "per frame" not in ways:  # the baseline of the ratios
+                continue
             base = rows["per frame", "raw"]
-            for key in (("per frame", "clip"), ("tracking", "raw"), ("tracking", "clip")):
+            for key in [(way, how) for way in ways for how in ("raw", "clip") if (way, how) != ("per frame", "raw")]:
                 ratio = {k: rows[key][k] / base[k] for k in ("pa", "accel", "px")}
                 print(f"  {inputs}, {key[0]}, {key[1]} / per frame, raw: PA-MPJPE ×{ratio['pa']:.2f}, "
                       f"acceleration error ×{ratio['accel']:.2f}, 2D error ×{ratio['px']:.2f}", flush=True)

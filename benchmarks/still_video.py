@@ -42,6 +42,7 @@ DEFAULT_PHOTO = Path(__file__).resolve().parents[2] / "shared" / "reference" / "
 #: label → the demo's options for a video (``DemoOptions`` fields; the flags in the label).
 OPTIONS: dict[str, dict[str, object]] = {
     "tracking, clip smoothing (the default)": {},
+    "tracking one frame after another, clip smoothing (--batch-size 1)": {"batch_size": 1},
     "tracking in BlazePose's video mode, clip smoothing": {"video_mode": True},
     "tracking, causal smoothing (--smoothing causal)": {"smoothing": "causal"},
     "tracking, no smoothing (--no-smoothing)": {"smoothing": "none"},

@@ -17,7 +17,9 @@ detector in one of two ways (``DemoOptions.video_mode``):
 
 and the estimates smoothed over the whole clip or causally; and, for
 comparison, ``--no-tracking --smoothing clip``: every frame detected and
-fitted from scratch (fitted 8 frames at a time), then smoothed. Printed per
+fitted from scratch (fitted 8 frames at a time), then smoothed. Tracked
+fits run in chains side by side (``openhmr.tracking``: a 40-frame video is
+two chains of 20); one row fits one frame after another (``--batch-size 1``). Printed per
 row, against the true BODY_25 keypoints: PA-MPJPE (mm, mean over frames),
 acceleration error and the mean frame-to-frame change of the root-relative
 keypoints (mm; the truth's own beside it), the frames without a body, and
@@ -57,13 +59,14 @@ PLACE = torch.tensor([0.0, 0.05, 4.3])  # the pelvis in the camera frame, metres
 DRIFT = 0.004  # metres a frame, sideways
 FPS = 30.0
 
-#: label → (video_mode, smoothing, track)
+#: label → (video_mode, smoothing, track, batch_size)
 CONFIGS = {
-    "video mode, clip smoothing (baseline)": (True, "clip", True),
-    "frames apart, clip smoothing (the default)": (False, "clip", True),
-    "video mode, causal smoothing (--smoothing causal)": (True, "causal", True),
-    "frames apart, causal smoothing": (False, "causal", True),
-    "no tracking, clip smoothing (--no-tracking --smoothing clip)": (False, "clip", False),
+    "video mode, clip smoothing (baseline)": (True, "clip", True, 8),
+    "frames apart, clip smoothing (the default)": (False, "clip", True, 8),
+    "frames apart, clip smoothing, one frame after another (--batch-size 1)": (False, "clip", True, 1),
+    "video mode, causal smoothing (--smoothing causal)": (True, "causal", True, 8),
+    "frames apart, causal smoothing": (False, "causal", True, 8),
+    "no tracking, clip smoothing (--no-tracking --smoothing clip)": (False, "clip", False, 8),
 }
 BASELINE = "video mode, clip smoothing (baseline)"
 
@@ -91,14 +94,14 @@ def render_videos(body: Anny, truth: dict[str, torch.Tensor], folder: Path) -> l
 
 
 def recover(paths: list[Path], folder: Path, video_mode: bool, smoothing: str, track: bool,
-            frames: int) -> tuple[np.ndarray, float]:
+            batch_size: int, frames: int) -> tuple[np.ndarray, float]:
     """The demo's BODY_25 keypoints (frames, videos, 25, 3), NaN where it
     found nobody, and its seconds per frame."""
     fitted = np.full((frames, len(paths), 25, 3), np.nan)
     start = time.perf_counter()
     for v, path in enumerate(paths):
         run_demo(DemoOptions(inputs=[str(path)], out=folder, render=False, smoothing=smoothing,
-                             video_mode=video_mode, track=track, overwrite=True))
+                             video_mode=video_mode, track=track, batch_size=batch_size, overwrite=True))
         with np.load(folder / f"{path.stem}.npz") as arrays:
             fitted[arrays["frame"], v] = arrays["keypoints_3d/body25"]
     return fitted, (time.perf_counter() - start) / (frames * len(paths))
@@ -119,8 +122,9 @@ def main() -> None:
         paths = render_videos(body, truth, folder)
         print(f"{args.videos} rendered videos × {args.frames} frames, a pose every "
               f"{args.keyframe_every} frames", flush=True)
-        for label, (video_mode, smoothing, track) in CONFIGS.items():
-            fitted, seconds = recover(paths, folder / "out", video_mode, smoothing, track, args.frames)
+        for label, (video_mode, smoothing, track, batch_size) in CONFIGS.items():
+            fitted, seconds = recover(paths, folder / "out", video_mode, smoothing, track, batch_size,
+                                      args.frames)
             found = ~np.isnan(fitted).any(axis=(2, 3))
             whole = found.all(axis=0)  # videos with a body in every frame
             if not whole.any():

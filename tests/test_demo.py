@@ -650,6 +650,52 @@ def test_video_with_openpose_keypoints(model_files, tmp_path, capsys, cached_loa
         assert not (tmp_path / "refused" / "walk.npz").exists()
 
 
+def test_a_videos_fits_run_in_chains_side_by_side(model_files, tmp_path, cached_loading, monkeypatch):
+    """A tracked video's frames are fitted in chains of at least 16 frames
+    side by side: 34 frames are two chains of 17, the second one's first
+    frame (17) continuing frame 0's fit, then both advancing in the same
+    calls; every other frame continues the frame before. --batch-size 1 fits
+    one frame after another. Both start afresh once and follow the keypoints."""
+    from openhmr.demo import DemoOptions, FitPredictor, run_demo
+    from openhmr.fit import FitConfig
+
+    frames, step = 34, 4.0
+    video = _grey_video(tmp_path / "walk.mp4", frames, 320, 240)
+    keypoints = tmp_path / "openpose"
+    keypoints.mkdir()
+    for i in range(frames):
+        body = _standing_body25(100 + step * i, 30, 180)
+        (keypoints / f"walk_{i:012d}_keypoints.json").write_text(
+            json.dumps({"people": [{"pose_keypoints_2d": body.ravel().tolist()}]}))
+    weights, smpl = model_files
+    quick = FitConfig(stage1_iters=5, stage2_iters=(10,), pose_weights=(100.0,), shape_weights=(50.0,),
+                      track_iters=10)
+    calls: list[list[tuple[int, bool]]] = []
+    real_fit = FitPredictor._fit
+
+    def spy(self, rows, people, transforms, locations, images, previous=None):
+        calls.append([(images[r][1], previous is not None) for r in rows])
+        return real_fit(self, rows, people, transforms, locations, images, previous)
+
+    monkeypatch.setattr(FitPredictor, "_fit", spy)
+    for batch_size in (8, 1):
+        calls.clear()
+        out = tmp_path / f"out{batch_size}"
+        options = DemoOptions([str(video)], out=out, method="fit", smpl=smpl, openpose=keypoints,
+                              fit_config=quick, render=False, smoothing="none", batch_size=batch_size)
+        assert run_demo(options) == 0
+        fitted = sorted(row for call in calls for row in call)
+        afresh = [frame for frame, continued in fitted if not continued]
+        assert [frame for frame, _ in fitted] == list(range(frames))
+        assert afresh == [0]
+        if batch_size == 8:
+            assert [sorted(f for f, _ in call) for call in calls[:3]] == [[0], [1, 17], [2, 18]]
+        else:
+            assert all(len(call) == 1 for call in calls)
+        hips = np.load(out / "walk.npz")["keypoints_2d/lsp14"][:, 2:4, 0].mean(-1)
+        np.testing.assert_allclose(hips - hips[0], step * np.arange(frames), atol=3.0)
+
+
 def test_video_with_several_people(model_files, tmp_path, capsys, cached_loading, monkeypatch):
     """--max-people on a video (OpenPose files): each person is followed by
     position whatever its place in the file, across a frame where it is
@@ -703,9 +749,10 @@ def test_video_with_several_people(model_files, tmp_path, capsys, cached_loading
     assert sorted(c for c in continued if c[0] == 1) == [(1, 0, False), (1, 1, True), (1, 2, True),
                                                         (1, 4, False), (1, 5, True)]
     assert sorted(c for c in continued if c[0] == 2) == [(2, 0, False)] + [(2, i, True) for i in range(1, 6)]
-    # a frame's people are fitted together: both in frames 0, 1, 2 and 5; in frame 4 the
-    # walker starts afresh and the other continues (two calls); frame 3 has one person
-    assert sorted(calls) == [1, 1, 1, 2, 2, 2, 2]
+    # the six frames are one call, each person's runs of frames chains fitted side by side:
+    # step 0 starts the walker's two runs (frames 0 and 4) and the other person afresh, step 1
+    # continues all three, step 2 the walker's frame 2 and the other's, steps 3-5 the other's
+    assert sorted(calls) == [1, 1, 1, 2, 3, 3]
     capture = cv2.VideoCapture(str(out / "two_overlay.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == frames
     ok, first = capture.read()

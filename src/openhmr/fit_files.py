@@ -18,7 +18,8 @@ its photos.
 With ``sequence``, the files are a video's frames as OpenPose's
 ``--write_json`` names them, ``<video>_<frame, 12 digits>_keypoints.json``:
 each video's frames are fitted in order, each fit continuing the previous
-frame's, smoothed over time, and written as one ``<video>.npz`` — what
+frame's (in chains fitted ``batch_size`` side by side, :mod:`openhmr.tracking`),
+smoothed over time, and written as one ``<video>.npz`` — what
 ``openhmr demo VIDEO --openpose FOLDER --no-render`` does, minus the video.
 """
 
@@ -54,7 +55,8 @@ class FitFilesOptions:
             base, and recorded in the ``.npz``).
         smoothing: sequence: "clip", "causal" or "none", as the demo's videos.
         batch_size: files fitted together (``openhmr.demo.FitPredictor``;
-            1 fits each alone).
+            1 fits each alone); with ``sequence``, a video's chains fitted
+            side by side (1: one frame after another).
         max_people: up to this many people per file, the most confident
             first; above 1 each is written as ``<name>_person<k>.*``, as the
             demo writes a photo's people (with ``sequence``, each person
@@ -301,7 +303,17 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
     paths = {"npz": video_outputs(Path(options.out), name)["npz"]}
     check_free(paths, options.overwrite)
     total = frames[-1][0] + 1
-    preds = []
+    preds: list[Any] = []
+    pending: list[tuple[Any, Any, int]] = []  # (crop transform, location, frame), the demo's batches
+    window = predictor.video_window(options.batch_size)
+
+    def flush() -> None:
+        if pending:
+            preds.extend(without_vertices(predictor.predict(
+                None, [p[0] for p in pending], [p[1] for p in pending],
+                [(name, p[2], (height, width)) for p in pending])))
+            pending.clear()
+
     for index, path in progress(frames, len(frames), name, "frame"):
         try:
             transform, location = _locate(path, width, height)[0]
@@ -309,8 +321,10 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
             continue
         except InputError as e:
             raise InputError(f"frame {index}: {e}") from None
-        pred = predictor.predict(None, [transform], [location], [(name, index, (height, width))])
-        preds += without_vertices(pred)
+        pending.append((transform, location, index))
+        if len(pending) >= window:
+            flush()
+    flush()
     if not preds:
         raise NoPersonError("no person in any frame")
     if len(preds) < total:
@@ -341,6 +355,17 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
     total = frames[-1][0] + 1
     follower = PeopleFollower(max_gap=max(1, int(round(options.fps))))
     people: dict[int, list[Any]] = {}
+    pending: list[tuple[Any, Any, int]] = []  # (crop transform, location, frame), the demo's batches
+    window = predictor.video_window(options.batch_size)
+
+    def flush() -> None:
+        if pending:
+            preds = predictor.predict(None, [p[0] for p in pending], [p[1] for p in pending],
+                                      [(name, p[2], (height, width)) for p in pending])
+            for (_, location, _), pred in zip(pending, without_vertices(preds)):
+                people.setdefault(location.person, []).append(pred)
+            pending.clear()
+
     for index, path in progress(frames, len(frames), name, "frame"):
         try:
             located = _locate(path, width, height, options.max_people)
@@ -349,12 +374,12 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
         except InputError as e:
             raise InputError(f"frame {index}: {e}") from None
         locations = [location for _, location in located]
-        for location, person in zip(locations, follower.assign(index, locations)):
+        for (transform, location), person in zip(located, follower.assign(index, locations)):
             location.person = person
-        preds = predictor.predict(None, [t for t, _ in located], locations,
-                                  [(name, index, (height, width))] * len(located))
-        for location, pred in zip(locations, without_vertices(preds)):
-            people.setdefault(location.person, []).append(pred)
+            pending.append((transform, location, index))
+        if len(pending) >= window:  # a frame's people are never split
+            flush()
+    flush()
     if not people:
         raise NoPersonError("no person in any frame")
     npz_of(1).parent.mkdir(parents=True, exist_ok=True)

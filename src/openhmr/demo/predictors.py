@@ -23,6 +23,10 @@ from openhmr.errors import InputError, WeightsError
 from openhmr.io.prediction import Prediction
 
 
+# hmr+fit on a tracked video: crops per network pass (a call holds many frames)
+_HMR_BATCH = 16
+
+
 def predict_crops(model: torch.nn.Module, crops: Tensor, backend: str = "torch") -> Any:
     """Run HMR on normalised crops (B, 3, 224, 224) in [-1, 1].
 
@@ -89,6 +93,10 @@ class Predictor(Protocol):
                 locations: list[PersonLocation],
                 images: list[tuple[str, int | None, tuple[int, int]]]) -> list[Prediction]: ...
 
+    def video_window(self, batch_size: int) -> int:
+        """People (over a video's consecutive frames) to pass per call."""
+        ...
+
 
 @dataclass
 class HMRPredictor:
@@ -99,6 +107,10 @@ class HMRPredictor:
     device: torch.device
     backend: str = "torch"
     method: str = "hmr"
+
+    def video_window(self, batch_size: int) -> int:
+        """A batch: the network has no state from frame to frame."""
+        return batch_size
 
     def predict(self, crops, transforms, locations, images):
         x = normalize_crop(crops).to(self.device)
@@ -141,12 +153,19 @@ class FitPredictor:
 
     With ``track``, a video frame that directly follows a frame with a body
     is fitted as a continuation of it (``openhmr.fit.fit``'s ``previous``:
-    started there, its shape held, a shorter schedule), so a video's frames
-    are fitted one after the other; after a frame without a body the fit
-    starts afresh. In a video with several people, each person followed
-    (``PersonLocation.person``) continues its own previous fit, and a frame's
-    people are fitted together (those continuing a fit, and those starting
-    afresh, in separate batches).
+    started there, its shape held, a shorter schedule); after a frame without
+    a body the fit starts afresh. Continuing makes a run of frames
+    sequential, so the run is cut into chains of at least ``chain_length``
+    frames that are fitted side by side (:mod:`openhmr.tracking`): the
+    first chain's first frame starts afresh (or continues the previous
+    call's last fit, where that is the frame before), the other chains'
+    first frames continue it, and every other frame continues the one
+    before. A video's calls hold ``video_window``
+    = ``batch_size`` × ``chain_length`` people, so ``batch_size`` chains
+    run side by side. In a video with several people, each person followed
+    (``PersonLocation.person``) continues its own fits; a step's rows are
+    fitted together (those continuing a fit, and those starting afresh, in
+    separate batches).
     """
 
     body: BodyModel
@@ -154,16 +173,25 @@ class FitPredictor:
     hmr: HMRPredictor | None = None
     config: Any = None  # openhmr.fit.FitConfig; None = its defaults
     track: bool = True
+    chain_length: int = 16  # tracked video: frames per chain at least (openhmr.tracking)
     # (video path, person followed or None) → (frame index, that frame's fit), the last fitted frame
     _last: dict[tuple[str, int | None], tuple[int, Any]] = field(default_factory=dict, repr=False)
 
+    def video_window(self, batch_size: int) -> int:
+        """``batch_size`` people; with ``track``, enough frames for
+        ``batch_size`` chains of ``chain_length`` frames."""
+        return batch_size * self.chain_length if self.track else batch_size
+
     def predict(self, crops, transforms, locations, images):
         from openhmr.fit import FitInit
+        from openhmr.tracking import chain_steps
 
         initial = None
         if self.hmr is not None:
-            x = normalize_crop(crops).to(self.hmr.device)
-            initial = predict_crops(self.hmr.model, x, self.hmr.backend)
+            # a tracked video's call holds many crops: the network takes them a batch at a time
+            parts = [predict_crops(self.hmr.model, normalize_crop(crops[k:k + _HMR_BATCH]).to(self.hmr.device),
+                                   self.hmr.backend) for k in range(0, len(crops), _HMR_BATCH)]
+            initial = FitInit(*(torch.cat([getattr(p, name) for p in parts]) for name in ("cam", "pose", "betas")))
         people = []
         for i, (transform, loc) in enumerate(zip(transforms, locations)):
             if loc.keypoints is None:
@@ -182,24 +210,30 @@ class FitPredictor:
 
         preds: list[Prediction | None] = [None] * len(people)
         batches: dict[tuple, list[int]] = {}
-        tracked: dict[tuple[str, int], list[int]] = {}  # (video, frame) → rows, frames in order
+        tracks: dict[tuple[str, int | None], list[int]] = {}  # (video, person followed) → rows
         for i, (kp_crop, kp3d, init) in enumerate(people):
             path, frame, _ = images[i]
             if self.track and frame is not None:
-                tracked.setdefault((path, frame), []).append(i)
+                tracks.setdefault((path, locations[i].person), []).append(i)
             else:
                 key = (locations[i].keypoint_set, kp3d is None, transforms[i].crop_size)
                 batches.setdefault(key, []).append(i)
-        # A tracked frame's people need the previous frame's fits: frames go
-        # one after the other, each frame's people together, those continuing
-        # a fit apart from those starting afresh.
-        for (path, frame), rows in tracked.items():
+        # A tracked row continues the fit of its person's frame before: the
+        # rows go in chains fitted side by side, a step at a time; a step's
+        # rows continuing a fit apart from those starting afresh.
+        frame_of = lambda i: images[i][1]  # noqa: E731
+        ordered = [sorted(rows, key=frame_of) for rows in tracks.values()]
+        fits: dict[int, FitInit] = {}
+        for step in chain_steps([[(i, frame_of(i)) for i in rows] for rows in ordered], self.chain_length):
             groups: dict[tuple, list[int]] = {}
             previous: dict[int, FitInit] = {}
-            for i in rows:
-                last = self._last.get((path, locations[i].person))
-                if last is not None and last[0] == frame - 1:
-                    previous[i] = last[1]
+            for i, before in step:
+                if before is not None:
+                    previous[i] = fits[before]
+                else:
+                    last = self._last.get((images[i][0], locations[i].person))
+                    if last is not None and last[0] == frame_of(i) - 1:
+                        previous[i] = last[1]
                 key = (i in previous, locations[i].keypoint_set, people[i][1] is None,
                        transforms[i].crop_size)
                 groups.setdefault(key, []).append(i)
@@ -211,8 +245,9 @@ class FitPredictor:
                 fitted, result = self._fit(group, people, transforms, locations, images, before)
                 for j, (i, pred) in enumerate(zip(group, fitted)):
                     preds[i] = pred
-                    self._last[(path, locations[i].person)] = (frame, FitInit(
-                        result.cam[j:j + 1], result.pose[j:j + 1], result.betas[j:j + 1]))
+                    fits[i] = FitInit(result.cam[j:j + 1], result.pose[j:j + 1], result.betas[j:j + 1])
+        for (path, person), rows in zip(tracks, ordered):
+            self._last[(path, person)] = (frame_of(rows[-1]), fits[rows[-1]])
         for rows in batches.values():
             fitted, _ = self._fit(rows, people, transforms, locations, images)
             for i, pred in zip(rows, fitted):

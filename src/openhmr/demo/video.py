@@ -177,6 +177,7 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
     skipped = 0
     total = 0
     batch: list[tuple[int, np.ndarray, CropTransform, PersonLocation, tuple[int, int]]] = []
+    window = predictor.video_window(options.batch_size)  # a tracked fit's chains need many frames
 
     def flush() -> None:
         if not batch:
@@ -208,7 +209,7 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
         for location in located:
             crop, transform = scale_and_crop(frame, location.scale, location.center)
             batch.append((index, crop, transform, location, frame.shape[:2]))
-        if len(batch) >= options.batch_size:
+        if len(batch) >= window:
             flush()
     flush()
     if total == 0:
