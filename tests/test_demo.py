@@ -678,8 +678,19 @@ def test_a_videos_fits_run_in_chains_side_by_side(model_files, tmp_path, cached_
         return real_fit(self, rows, people, transforms, locations, images, previous)
 
     monkeypatch.setattr(FitPredictor, "_fit", spy)
+    from openhmr.demo import FittingNote
+
+    notes: list[tuple[int, int]] = []  # (frames finished, frames in the call) at each report
+
+    class RecordedNote(FittingNote):
+        def __call__(self, finished: int) -> None:
+            super().__call__(finished)
+            notes.append((self.finished, self.total))
+
+    monkeypatch.setattr("openhmr.demo.video.FittingNote", RecordedNote)
     for batch_size in (8, 1):
         calls.clear()
+        notes.clear()
         out = tmp_path / f"out{batch_size}"
         options = DemoOptions([str(video)], out=out, method="fit", smpl=smpl, openpose=keypoints,
                               fit_config=quick, render=False, smoothing="none", batch_size=batch_size)
@@ -690,8 +701,12 @@ def test_a_videos_fits_run_in_chains_side_by_side(model_files, tmp_path, cached_
         assert afresh == [0]
         if batch_size == 8:
             assert [sorted(f for f, _ in call) for call in calls[:3]] == [[0], [1, 17], [2, 18]]
+            # the progress bar is told after each step of the one 34-frame call
+            assert notes == [(1, 34)] + [(1 + 2 * k, 34) for k in range(1, 17)] + [(34, 34)]
         else:
             assert all(len(call) == 1 for call in calls)
+            # windows of 16 frames (one chain each), fitted one frame after another
+            assert notes == [(k, 16) for k in range(1, 17)] * 2 + [(1, 2), (2, 2)]
         hips = np.load(out / "walk.npz")["keypoints_2d/lsp14"][:, 2:4, 0].mean(-1)
         np.testing.assert_allclose(hips - hips[0], step * np.arange(frames), atol=3.0)
 

@@ -294,8 +294,8 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
     """A video's frame files, in order → ``<name>.npz``, as the demo writes a
     video's. A frame whose file has nobody is a frame without a body; frames
     with no file (up to the last one that has) too."""
-    from openhmr.demo import (check_free, posed_again, progress, smooth_predictions, video_outputs,
-                              without_vertices)
+    from openhmr.demo import (FittingNote, check_free, posed_again, progress, progress_bar,
+                              smooth_predictions, video_outputs, without_vertices)
     from openhmr.errors import NoPersonError
     from openhmr.io.prediction import write_video_npz
 
@@ -309,22 +309,26 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
 
     def flush() -> None:
         if pending:
+            note = FittingNote(bar, len(pending))
             preds.extend(without_vertices(predictor.predict(
                 None, [p[0] for p in pending], [p[1] for p in pending],
-                [(name, p[2], (height, width)) for p in pending])))
+                [(name, p[2], (height, width)) for p in pending], done=note)))
+            note.clear()
             pending.clear()
 
-    for index, path in progress(frames, len(frames), name, "frame"):
-        try:
-            transform, location = _locate(path, width, height)[0]
-        except NoPersonError:
-            continue
-        except InputError as e:
-            raise InputError(f"frame {index}: {e}") from None
-        pending.append((transform, location, index))
-        if len(pending) >= window:
-            flush()
-    flush()
+    with progress_bar(len(frames), name, "frame") as bar:
+        for index, path in frames:
+            bar.update(1)
+            try:
+                transform, location = _locate(path, width, height)[0]
+            except NoPersonError:
+                continue
+            except InputError as e:
+                raise InputError(f"frame {index}: {e}") from None
+            pending.append((transform, location, index))
+            if len(pending) >= window:
+                flush()
+        flush()
     if not preds:
         raise NoPersonError("no person in any frame")
     if len(preds) < total:
@@ -344,8 +348,8 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
     """A video's frame files with several people (``max_people`` > 1) →
     ``<name>_person<k>.npz`` per person followed, as the demo writes a video
     with ``--max-people`` (``openhmr.demo.run_video``)."""
-    from openhmr.demo import (PeopleFollower, check_free, progress, remove_earlier_people, without_vertices,
-                              write_people_npz)
+    from openhmr.demo import (FittingNote, PeopleFollower, check_free, progress_bar, remove_earlier_people,
+                              without_vertices, write_people_npz)
     from openhmr.errors import NoPersonError
 
     width, height = options.image_size
@@ -360,26 +364,30 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
 
     def flush() -> None:
         if pending:
+            note = FittingNote(bar, len(pending))
             preds = predictor.predict(None, [p[0] for p in pending], [p[1] for p in pending],
-                                      [(name, p[2], (height, width)) for p in pending])
+                                      [(name, p[2], (height, width)) for p in pending], done=note)
+            note.clear()
             for (_, location, _), pred in zip(pending, without_vertices(preds)):
                 people.setdefault(location.person, []).append(pred)
             pending.clear()
 
-    for index, path in progress(frames, len(frames), name, "frame"):
-        try:
-            located = _locate(path, width, height, options.max_people)
-        except NoPersonError:
-            continue
-        except InputError as e:
-            raise InputError(f"frame {index}: {e}") from None
-        locations = [location for _, location in located]
-        for (transform, location), person in zip(located, follower.assign(index, locations)):
-            location.person = person
-            pending.append((transform, location, index))
-        if len(pending) >= window:  # a frame's people are never split
-            flush()
-    flush()
+    with progress_bar(len(frames), name, "frame") as bar:
+        for index, path in frames:
+            bar.update(1)
+            try:
+                located = _locate(path, width, height, options.max_people)
+            except NoPersonError:
+                continue
+            except InputError as e:
+                raise InputError(f"frame {index}: {e}") from None
+            locations = [location for _, location in located]
+            for (transform, location), person in zip(located, follower.assign(index, locations)):
+                location.person = person
+                pending.append((transform, location, index))
+            if len(pending) >= window:  # a frame's people are never split
+                flush()
+        flush()
     if not people:
         raise NoPersonError("no person in any frame")
     npz_of(1).parent.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,7 @@ from openhmr.demo.predictors import (
     predict_crops,
     to_predictions,
 )
-from openhmr.demo.report import Timer, progress, warn
+from openhmr.demo.report import FittingNote, Timer, progress, progress_bar, warn
 from openhmr.demo.run import build_person_source, build_predictor, resolve_method, run_demo
 from openhmr.demo.sources import (
     BoxSource,
@@ -85,10 +85,11 @@ from openhmr.io.output_folder import check_output_folder
 
 __all__ = [
     "MESH_FORMATS", "METHODS", "SMOOTHING", "BoxSource", "build_person_source", "build_predictor",
-    "check_free", "check_output_folder", "DemoOptions", "earlier_people_files", "DetectorSource", "FitPredictor", "HMRPredictor", "image_outputs",
+    "check_free", "check_output_folder", "DemoOptions", "earlier_people_files", "DetectorSource", "FitPredictor",
+    "FittingNote", "HMRPredictor", "image_outputs",
     "load_anny", "load_hmr", "OpenPoseSource", "parse_bbox", "PeopleFollower", "person_outputs",
     "place_in_scene",
-    "PersonLocation", "PersonSource", "posed_again", "predict_crops", "Predictor", "progress",
+    "PersonLocation", "PersonSource", "posed_again", "predict_crops", "Predictor", "progress", "progress_bar",
     "read_openpose", "read_openpose_people", "remove_earlier_people", "render_overlay",
     "render_people_overlay", "repose", "resolve_method", "return_freed_memory", "run_demo",
     "run_video", "save_mesh", "save_png", "save_scene", "shared_camera_vertices", "smooth_predictions",

@@ -8,6 +8,7 @@ maps its bodies back to their images through the crops' transforms
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -91,7 +92,11 @@ class Predictor(Protocol):
 
     def predict(self, crops: np.ndarray, transforms: list[CropTransform],
                 locations: list[PersonLocation],
-                images: list[tuple[str, int | None, tuple[int, int]]]) -> list[Prediction]: ...
+                images: list[tuple[str, int | None, tuple[int, int]]],
+                done: Callable[[int], None] | None = None) -> list[Prediction]:
+        """One prediction per crop; ``done(n)``, where given, is told each
+        time ``n`` more of them are finished (a long call's progress)."""
+        ...
 
     def video_window(self, batch_size: int) -> int:
         """People (over a video's consecutive frames) to pass per call."""
@@ -112,11 +117,14 @@ class HMRPredictor:
         """A batch: the network has no state from frame to frame."""
         return batch_size
 
-    def predict(self, crops, transforms, locations, images):
+    def predict(self, crops, transforms, locations, images, done=None):
         x = normalize_crop(crops).to(self.device)
         out = predict_crops(self.model, x, self.backend)
-        return to_predictions(self.body, out.cam, out.pose, out.betas, out.vertices, out.joints,
-                            out.keypoints3d, transforms, locations, images, self.method)
+        preds = to_predictions(self.body, out.cam, out.pose, out.betas, out.vertices, out.joints,
+                               out.keypoints3d, transforms, locations, images, self.method)
+        if done is not None:
+            done(len(preds))
+        return preds
 
 
 def load_hmr(weights: str | Path, smpl: str | Path, device: torch.device) -> tuple[torch.nn.Module, BodyModel]:
@@ -182,7 +190,7 @@ class FitPredictor:
         ``batch_size`` chains of ``chain_length`` frames."""
         return batch_size * self.chain_length if self.track else batch_size
 
-    def predict(self, crops, transforms, locations, images):
+    def predict(self, crops, transforms, locations, images, done=None):
         from openhmr.fit import FitInit
         from openhmr.tracking import chain_steps
 
@@ -246,12 +254,16 @@ class FitPredictor:
                 for j, (i, pred) in enumerate(zip(group, fitted)):
                     preds[i] = pred
                     fits[i] = FitInit(result.cam[j:j + 1], result.pose[j:j + 1], result.betas[j:j + 1])
+                if done is not None:
+                    done(len(group))
         for (path, person), rows in zip(tracks, ordered):
             self._last[(path, person)] = (frame_of(rows[-1]), fits[rows[-1]])
         for rows in batches.values():
             fitted, _ = self._fit(rows, people, transforms, locations, images)
             for i, pred in zip(rows, fitted):
                 preds[i] = pred
+            if done is not None:
+                done(len(rows))
         return preds
 
     def _fit(self, rows, people, transforms, locations, images, previous=None) -> tuple[list[Prediction], Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 
 def warn(message: str) -> None:
@@ -19,6 +20,35 @@ def progress(iterable: Iterable, total: int | None, desc: str, unit: str) -> Ite
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr,
                 disable=None, dynamic_ncols=True, leave=False)
+
+
+def progress_bar(total: int | None, desc: str, unit: str) -> Any:
+    """A tqdm bar on stderr (off when stderr is not a terminal) advanced by
+    hand with ``update``; a ``with`` block closes it."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=None, dynamic_ncols=True,
+                leave=False)
+
+
+class FittingNote:
+    """A ``done`` callback for ``Predictor.predict`` that shows on a progress
+    bar how far the call in flight has got ("fitting 40/128"): a tracked
+    video's window of frames is one long call, during which the bar of
+    frames read would otherwise stand still. ``clear()`` when it returns."""
+
+    def __init__(self, bar: Any, total: int) -> None:
+        self.bar = bar
+        self.total = total
+        self.finished = 0
+
+    def __call__(self, finished: int) -> None:
+        self.finished += finished
+        if self.finished < self.total:
+            self.bar.set_postfix_str(f"fitting {self.finished}/{self.total}")
+
+    def clear(self) -> None:
+        self.bar.set_postfix_str("")
 
 
 class Timer:

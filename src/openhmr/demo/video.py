@@ -25,7 +25,7 @@ from openhmr.demo.outputs import (check_free, remove_earlier_people, render_over
                                   video_outputs)
 from openhmr.demo.people import PeopleFollower
 from openhmr.demo.predictors import Predictor, to_predictions
-from openhmr.demo.report import Timer, progress, warn
+from openhmr.demo.report import FittingNote, Timer, progress, progress_bar, warn
 from openhmr.demo.sources import OpenPoseSource, PersonLocation, PersonSource
 from openhmr.errors import InputError, NoPersonError
 from openhmr.io.images import InputItem, open_video
@@ -182,9 +182,11 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
     def flush() -> None:
         if not batch:
             return
+        note = FittingNote(bar, len(batch))
         new_preds = predictor.predict(
             np.stack([b[1] for b in batch]), [b[2] for b in batch], [b[3] for b in batch],
-            [(str(item.path), b[0], b[4]) for b in batch])
+            [(str(item.path), b[0], b[4]) for b in batch], done=note)
+        note.clear()
         for b, pred in zip(batch, without_vertices(new_preds)):
             people.setdefault(b[3].person, []).append(pred)
         frames_done = len({b[0] for b in batch})  # a frame's people are never split
@@ -193,25 +195,28 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
         if timer is not None:
             timer.record(frames_done)
 
-    for index, frame in enumerate(progress(frames, info.frame_count or None, item.path.name, "frame")):
-        total += 1
-        try:
-            if several:
-                located = source.locate_all(frame, item, options.max_people, index)
-                for location, person in zip(located, follower.assign(index, located, frame)):
-                    location.person = person
-            else:
-                located = [source.locate(frame, item, index)]
-        except NoPersonError:
-            located = []
-        if not located:
-            skipped += 1
-        for location in located:
-            crop, transform = scale_and_crop(frame, location.scale, location.center)
-            batch.append((index, crop, transform, location, frame.shape[:2]))
-        if len(batch) >= window:
-            flush()
-    flush()
+    # the bar counts frames read, and notes how far the fit of a window has got
+    with progress_bar(info.frame_count or None, item.path.name, "frame") as bar:
+        for index, frame in enumerate(frames):
+            total += 1
+            try:
+                if several:
+                    located = source.locate_all(frame, item, options.max_people, index)
+                    for location, person in zip(located, follower.assign(index, located, frame)):
+                        location.person = person
+                else:
+                    located = [source.locate(frame, item, index)]
+            except NoPersonError:
+                located = []
+            if not located:
+                skipped += 1
+            for location in located:
+                crop, transform = scale_and_crop(frame, location.scale, location.center)
+                batch.append((index, crop, transform, location, frame.shape[:2]))
+            bar.update(1)
+            if len(batch) >= window:
+                flush()
+        flush()
     if total == 0:
         raise InputError(f"cannot read {item.path}: the video has no frames")
     if skipped:
