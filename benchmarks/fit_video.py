@@ -22,8 +22,12 @@ Two ways to fit each video, both with ``openhmr.fit.fit``:
   (the demo with ``--batch-size 1``);
 * **chains**: the same, but each video cut into chains of at least 16
   frames fitted side by side, the later chains' first frames continuing
-  the first frame's fit (``openhmr.tracking``; the demo's way: a 40-frame
-  video is two chains of 20).
+  the first frame's fit; from 2D alone, the later chains then fitted again
+  from the frame before their first (``openhmr.tracking``; the demo's way:
+  a 128-frame video is eight chains of 16; from 2D alone a 40-frame one is
+  a single chain, the same as tracking);
+* **chains one pass** / **chains two passes**: the chains with one or two
+  passes whatever the inputs.
 
 Each way is printed raw and smoothed over time as the demo can
 (``openhmr.smoothing``, the videos taken as 30 frames per second): **clip**,
@@ -41,7 +45,7 @@ seconds per frame of the first video fitted alone (one person, as the demo
 fits).
 
 Usage: python benchmarks/fit_video.py [--videos 4] [--frames 40] [--keyframe-every 10 20] [--seed 0]
-       [--ways per-frame tracking chains]
+       [--ways per-frame tracking chains chains-one-pass chains-two-passes]
 """
 
 from __future__ import annotations
@@ -127,15 +131,16 @@ def run(model: Anny, truth: dict[str, torch.Tensor], tracking: bool, use_3d: boo
 
 
 def run_chains(model: Anny, truth: dict[str, torch.Tensor], use_3d: bool,
-               chain_length: int = 16) -> tuple[Estimates, float]:
+               chain_length: int = 16, passes: int = 2) -> tuple[Estimates, float]:
     """Tracking in chains side by side, as the demo fits a video: every
-    video's frames at once, a step of all chains per batched fit."""
+    video's frames at once, a step of all chains per batched fit (a row
+    fitted again replaces its first fit)."""
     frames, videos = truth["kp2d"].shape[:2]
     kp2d, kp3 = truth["kp2d"].flatten(0, 1), truth["kp3_obs"].flatten(0, 1)  # row = frame·videos + video
     tracks = [[(f * videos + v, f) for f in range(frames)] for v in range(videos)]
     fits: dict[int, tuple[torch.Tensor, ...]] = {}
     t0 = time.perf_counter()
-    for step in chain_steps(tracks, chain_length):
+    for step in chain_steps(tracks, chain_length, passes):
         for continuing in (False, True):
             rows = [row for row, before in step if (before is not None) == continuing]
             if not rows:
@@ -154,9 +159,11 @@ def run_chains(model: Anny, truth: dict[str, torch.Tensor], use_3d: bool,
 
 
 def fit_way(model: Anny, truth: dict[str, torch.Tensor], way: str, use_3d: bool) -> tuple[Estimates, float]:
-    """``way`` = "per frame", "tracking" or "chains"."""
-    if way == "chains":
-        return run_chains(model, truth, use_3d)
+    """``way`` = "per frame", "tracking", "chains", "chains one pass" or
+    "chains two passes"."""
+    if way.startswith("chains"):
+        passes = {"chains": 1 if use_3d else 2, "chains one pass": 1, "chains two passes": 2}[way]
+        return run_chains(model, truth, use_3d, passes=passes)
     return run(model, truth, way == "tracking", use_3d)
 
 
@@ -215,7 +222,8 @@ def main() -> None:
     parser.add_argument("--keyframe-every", type=int, nargs="+", default=[10, 20],
                         help="frames between the random poses the motion passes through")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--ways", nargs="+", choices=("per-frame", "tracking", "chains"),
+    parser.add_argument("--ways", nargs="+",
+                        choices=("per-frame", "tracking", "chains", "chains-one-pass", "chains-two-passes"),
                         default=["per-frame", "tracking", "chains"], help="ways of fitting to run")
     args = parser.parse_args()
     ways = [w.replace("-", " ") for w in args.ways]

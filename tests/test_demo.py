@@ -652,14 +652,16 @@ def test_video_with_openpose_keypoints(model_files, tmp_path, capsys, cached_loa
 
 def test_a_videos_fits_run_in_chains_side_by_side(model_files, tmp_path, cached_loading, monkeypatch):
     """A tracked video's frames are fitted in chains of at least 16 frames
-    side by side: 34 frames are two chains of 17, the second one's first
-    frame (17) continuing frame 0's fit, then both advancing in the same
-    calls; every other frame continues the frame before. --batch-size 1 fits
-    one frame after another. Both start afresh once and follow the keypoints."""
+    side by side: 50 frames are chains of 17, 17 and 16 frames, the later
+    ones' first frames (17, 34) continuing frame 0's fit, then all advancing
+    in the same calls; every other frame continues the frame before. A
+    second pass refits the later chains from the frames before them (16,
+    33). --batch-size 1 fits one frame after another. Both start afresh once and follow the keypoints;
+    the progress bar is told how far each call's fits have got."""
     from openhmr.demo import DemoOptions, FitPredictor, run_demo
     from openhmr.fit import FitConfig
 
-    frames, step = 34, 4.0
+    frames, step = 50, 3.0
     video = _grey_video(tmp_path / "walk.mp4", frames, 320, 240)
     keypoints = tmp_path / "openpose"
     keypoints.mkdir()
@@ -680,12 +682,12 @@ def test_a_videos_fits_run_in_chains_side_by_side(model_files, tmp_path, cached_
     monkeypatch.setattr(FitPredictor, "_fit", spy)
     from openhmr.demo import FittingNote
 
-    notes: list[tuple[int, int]] = []  # (frames finished, frames in the call) at each report
+    notes: list[tuple[int, int]] = []  # (fits finished, fits in the call) at each report
 
     class RecordedNote(FittingNote):
-        def __call__(self, finished: int) -> None:
-            super().__call__(finished)
-            notes.append((self.finished, self.total))
+        def __call__(self, finished: int, total: int) -> None:
+            super().__call__(finished, total)
+            notes.append((finished, total))
 
     monkeypatch.setattr("openhmr.demo.video.FittingNote", RecordedNote)
     for batch_size in (8, 1):
@@ -697,18 +699,52 @@ def test_a_videos_fits_run_in_chains_side_by_side(model_files, tmp_path, cached_
         assert run_demo(options) == 0
         fitted = sorted(row for call in calls for row in call)
         afresh = [frame for frame, continued in fitted if not continued]
-        assert [frame for frame, _ in fitted] == list(range(frames))
         assert afresh == [0]
         if batch_size == 8:
-            assert [sorted(f for f, _ in call) for call in calls[:3]] == [[0], [1, 17], [2, 18]]
-            # the progress bar is told after each step of the one 34-frame call
-            assert notes == [(1, 34)] + [(1 + 2 * k, 34) for k in range(1, 17)] + [(34, 34)]
+            # 18 steps of the first pass, then the later chains again, side by side
+            assert sorted(frame for frame, _ in fitted) == sorted(list(range(frames)) + list(range(17, 50)))
+            assert [sorted(f for f, _ in call) for call in calls[:3]] == [[0], [1, 17, 34], [2, 18, 35]]
+            assert [sorted(f for f, _ in call) for call in calls[18:]] == \
+                [[f, f + 17] for f in range(17, 33)] + [[33]]
+            # the progress bar is told after each step of the one 50-frame call (83 fits)
+            assert notes == ([(1, 83)] + [(1 + 3 * k, 83) for k in range(1, 17)] + [(50, 83)]
+                             + [(50 + 2 * k, 83) for k in range(1, 17)] + [(83, 83)])
         else:
+            assert [frame for frame, _ in fitted] == list(range(frames))
             assert all(len(call) == 1 for call in calls)
             # windows of 16 frames (one chain each), fitted one frame after another
-            assert notes == [(k, 16) for k in range(1, 17)] * 2 + [(1, 2), (2, 2)]
+            assert notes == [(k, 16) for k in range(1, 17)] * 3 + [(1, 2), (2, 2)]
         hips = np.load(out / "walk.npz")["keypoints_2d/lsp14"][:, 2:4, 0].mean(-1)
         np.testing.assert_allclose(hips - hips[0], step * np.arange(frames), atol=3.0)
+
+
+def test_a_second_pass_only_for_fits_from_2d_alone(monkeypatch):
+    """In one call, a video fitted with 3D landmarks takes one pass of
+    chains, one fitted from 2D keypoints alone two (openhmr.tracking)."""
+    from types import SimpleNamespace
+
+    from openhmr.data.crop import CropTransform
+    from openhmr.demo import FitPredictor, PersonLocation
+    from openhmr.fit import FitInit
+
+    fitted: list[int] = []
+
+    def quick_fit(self, rows, people, transforms, locations, images, previous=None):
+        fitted.extend(rows)
+        n = len(rows)
+        return [None] * n, FitInit(torch.zeros(n, 3), torch.zeros(n, 72), torch.zeros(n, 10))
+
+    monkeypatch.setattr(FitPredictor, "_fit", quick_fit)
+    frames = 64  # four chains of 16
+    kp = np.ones((25, 3))
+    with_3d = SimpleNamespace(keypoints3d=np.zeros((25, 4)))
+    locations = ([PersonLocation(1.0, np.zeros(2), "detect", kp, "body25", with_3d) for _ in range(frames)]
+                 + [PersonLocation(1.0, np.zeros(2), "openpose", kp, "body25") for _ in range(frames)])
+    images = [("a.mp4", f, (224, 224)) for f in range(frames)] + [("b.mp4", f, (224, 224)) for f in range(frames)]
+    transforms = [CropTransform(1.0, 1.0, (0, 0), 224)] * (2 * frames)
+    FitPredictor(body=None).predict(None, transforms, locations, images)
+    refitted = sorted(row for row in set(fitted) if fitted.count(row) == 2)
+    assert len(fitted) == 2 * frames + 48 and refitted == list(range(frames + 16, 2 * frames))
 
 
 def test_video_with_several_people(model_files, tmp_path, capsys, cached_loading, monkeypatch):

@@ -34,7 +34,7 @@ def test_every_row_continues_its_frame_before_except_chain_heads():
               [(200 + f, f) for f in list(range(10)) + list(range(12, 50))]]
     frame_of = {row: f for track in tracks for row, f in track}
     person_of = {row: k for k, track in enumerate(tracks) for row, _ in track}
-    steps = chain_steps(tracks, 16)
+    steps = chain_steps(tracks, 16, passes=1)
     seen: list[int] = []
     leaps = []
     for step in steps:
@@ -52,6 +52,51 @@ def test_every_row_continues_its_frame_before_except_chain_heads():
     assert len(steps) == 21 and len(steps[0]) == 3 and len(steps[1]) == 5
 
 
+def test_the_second_pass_refits_later_chains_from_the_frame_before():
+    """With two passes, the first pass's steps come unchanged, then every
+    chain but a run's first is fitted again, side by side: its first frame
+    continuing the previous chain's last frame, each later one the frame
+    before. 52 frames: chains 0-17, 18-34, 35-51; 64 frames: four of 16."""
+    for n, chains in ((52, [range(0, 18), range(18, 35), range(35, 52)]),
+                      (64, [range(k, k + 16) for k in range(0, 64, 16)])):
+        track = [[(1000 + f, f) for f in range(n)]]
+        first = chain_steps(track, 16, passes=1)
+        steps = chain_steps(track, 16, passes=2)
+        assert steps[:len(first)] == first
+        again = steps[len(first):]
+        assert len(again) == max(len(c) for c in chains[1:])
+        refits = sorted((row - 1000, None if before is None else before - 1000) for step in again
+                        for row, before in step)
+        assert refits == sorted((f, f - 1) for c in chains[1:] for f in c)  # every later frame, from the one before
+        # side by side: the k-th step refits the k-th frame of every later chain
+        assert [sorted(row - 1000 for row, _ in step) for step in again[:2]] == \
+            [[c[k] for c in chains[1:]] for k in range(2)]
+    with pytest.raises(ValueError, match="passes"):
+        chain_steps(track, 16, passes=3)
+
+
+@pytest.mark.parametrize("n", [32, 40, 47])
+def test_two_chains_are_one_under_two_passes(n):
+    """Refitting the second of two chains from the first one's end is one
+    frame after another again, at more steps: such a run is one chain."""
+    track = [[(f, f) for f in range(n)]]
+    assert len(chain_steps(track, 16, passes=1)) == n // 2 + 1
+    assert chain_steps(track, 16, passes=2) == [[(0, None)]] + [[(f, f - 1)] for f in range(1, n)]
+
+
 def test_width_one_is_one_frame_after_another():
-    steps = chain_steps([[(f, f) for f in range(15)]], 16)
-    assert steps == [[(0, None)]] + [[(f, f - 1)] for f in range(1, 15)]
+    for passes in (1, 2):  # one chain: nothing to refit
+        steps = chain_steps([[(f, f) for f in range(15)]], 16, passes)
+        assert steps == [[(0, None)]] + [[(f, f - 1)] for f in range(1, 15)]
+
+
+def test_passes_can_differ_per_track():
+    """One pass for the first person (fitted with 3D landmarks, say), two for
+    the second: only the second one's later chains are refitted."""
+    tracks = [[(f, f) for f in range(64)], [(100 + f, f) for f in range(64)]]
+    steps = chain_steps(tracks, 16, passes=[1, 2])
+    rows = [row for step in steps for row, _ in step]
+    assert sorted(r for r in rows if r < 100) == list(range(64))
+    assert sorted(r for r in rows if r >= 100) == sorted(list(range(100, 164)) + list(range(116, 164)))
+    with pytest.raises(ValueError, match="one per track"):
+        chain_steps(tracks, 16, passes=[2])

@@ -309,7 +309,7 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
 
     def flush() -> None:
         if pending:
-            note = FittingNote(bar, len(pending))
+            note = FittingNote(bar)
             preds.extend(without_vertices(predictor.predict(
                 None, [p[0] for p in pending], [p[1] for p in pending],
                 [(name, p[2], (height, width)) for p in pending], done=note)))
@@ -364,7 +364,7 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
 
     def flush() -> None:
         if pending:
-            note = FittingNote(bar, len(pending))
+            note = FittingNote(bar)
             preds = predictor.predict(None, [p[0] for p in pending], [p[1] for p in pending],
                                       [(name, p[2], (height, width)) for p in pending], done=note)
             note.clear()

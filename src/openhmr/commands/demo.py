@@ -77,8 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="images per network call, and photos fitted together with --method "
                         "fit|hmr+fit (default: 8; a fit of 8 runs ~3× faster than 8 alone on a CPU; "
                         "1 fits each photo alone, so that its result does not depend on the others); "
-                        "videos: chains of at least 16 frames fitted side by side (1: one frame after "
-                        "another)")
+                        "videos: chains of at least 16 frames fitted side by side, in two passes "
+                        "(1: one frame after another)")
     p.add_argument("--no-render", dest="render", action="store_false",
                    help="write parameters and meshes only, no pictures (faster)")
     p.add_argument("--no-tracking", dest="track", action="store_false",

@@ -49,8 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", dest="batch_size", type=positive_int, default=8, metavar="N",
                    help="files fitted together (default: 8; about 3× faster than one at a time on "
                         "a CPU; 1 fits each alone, so that its result does not depend on the others); "
-                        "--sequence: a video's chains of frames fitted side by side (1: one frame after "
-                        "another)")
+                        "--sequence: a video's chains of frames fitted side by side, in two passes "
+                        "(1: one frame after another)")
     p.add_argument("--max-people", dest="max_people", type=positive_int, default=1, metavar="N",
                    help="fit up to N people of each file, the most confident first (default 1); "
                         "each is written as <name>_person<k>.* (with --sequence each person is "

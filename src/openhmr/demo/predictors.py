@@ -93,9 +93,10 @@ class Predictor(Protocol):
     def predict(self, crops: np.ndarray, transforms: list[CropTransform],
                 locations: list[PersonLocation],
                 images: list[tuple[str, int | None, tuple[int, int]]],
-                done: Callable[[int], None] | None = None) -> list[Prediction]:
-        """One prediction per crop; ``done(n)``, where given, is told each
-        time ``n`` more of them are finished (a long call's progress)."""
+                done: Callable[[int, int], None] | None = None) -> list[Prediction]:
+        """One prediction per crop; ``done(finished, total)``, where given,
+        is told how much of the call's work is finished (a long call's
+        progress; units of the predictor's choosing, e.g. fits)."""
         ...
 
     def video_window(self, batch_size: int) -> int:
@@ -123,7 +124,7 @@ class HMRPredictor:
         preds = to_predictions(self.body, out.cam, out.pose, out.betas, out.vertices, out.joints,
                                out.keypoints3d, transforms, locations, images, self.method)
         if done is not None:
-            done(len(preds))
+            done(len(preds), len(preds))
         return preds
 
 
@@ -168,7 +169,11 @@ class FitPredictor:
     first chain's first frame starts afresh (or continues the previous
     call's last fit, where that is the frame before), the other chains'
     first frames continue it, and every other frame continues the one
-    before. A video's calls hold ``video_window``
+    before. Fitted from 2D keypoints alone, where such a leap can land in
+    another depth, the later chains are then fitted again
+    (``passes_2d_only`` = 2), each from the first pass's fit of the frame
+    before its first (the previous chain's last); with 3D landmarks one
+    pass (``passes_with_3d``). A video's calls hold ``video_window``
     = ``batch_size`` × ``chain_length`` people, so ``batch_size`` chains
     run side by side. In a video with several people, each person followed
     (``PersonLocation.person``) continues its own fits; a step's rows are
@@ -182,6 +187,8 @@ class FitPredictor:
     config: Any = None  # openhmr.fit.FitConfig; None = its defaults
     track: bool = True
     chain_length: int = 16  # tracked video: frames per chain at least (openhmr.tracking)
+    passes_2d_only: int = 2  # tracked video from 2D alone: 2 refits the later chains
+    passes_with_3d: int = 1  # with 3D landmarks (openhmr.tracking says why)
     # (video path, person followed or None) → (frame index, that frame's fit), the last fitted frame
     _last: dict[tuple[str, int | None], tuple[int, Any]] = field(default_factory=dict, repr=False)
 
@@ -231,8 +238,13 @@ class FitPredictor:
         # rows continuing a fit apart from those starting afresh.
         frame_of = lambda i: images[i][1]  # noqa: E731
         ordered = [sorted(rows, key=frame_of) for rows in tracks.values()]
-        fits: dict[int, FitInit] = {}
-        for step in chain_steps([[(i, frame_of(i)) for i in rows] for rows in ordered], self.chain_length):
+        fits: dict[int, FitInit] = {}  # row → its latest fit (a row may be refitted)
+        passes = [self.passes_with_3d if all(people[i][1] is not None for i in rows) else self.passes_2d_only
+                  for rows in ordered]
+        steps = chain_steps([[(i, frame_of(i)) for i in rows] for rows in ordered], self.chain_length, passes)
+        work = sum(len(step) for step in steps) + sum(len(rows) for rows in batches.values())  # fits
+        finished = 0
+        for step in steps:
             groups: dict[tuple, list[int]] = {}
             previous: dict[int, FitInit] = {}
             for i, before in step:
@@ -254,16 +266,18 @@ class FitPredictor:
                 for j, (i, pred) in enumerate(zip(group, fitted)):
                     preds[i] = pred
                     fits[i] = FitInit(result.cam[j:j + 1], result.pose[j:j + 1], result.betas[j:j + 1])
+                finished += len(group)
                 if done is not None:
-                    done(len(group))
+                    done(finished, work)
         for (path, person), rows in zip(tracks, ordered):
             self._last[(path, person)] = (frame_of(rows[-1]), fits[rows[-1]])
         for rows in batches.values():
             fitted, _ = self._fit(rows, people, transforms, locations, images)
             for i, pred in zip(rows, fitted):
                 preds[i] = pred
+            finished += len(rows)
             if done is not None:
-                done(len(rows))
+                done(finished, work)
         return preds
 
     def _fit(self, rows, people, transforms, locations, images, previous=None) -> tuple[list[Prediction], Any]:

@@ -33,19 +33,16 @@ def progress_bar(total: int | None, desc: str, unit: str) -> Any:
 
 class FittingNote:
     """A ``done`` callback for ``Predictor.predict`` that shows on a progress
-    bar how far the call in flight has got ("fitting 40/128"): a tracked
+    bar how far the call in flight has got ("fitting 40 %"): a tracked
     video's window of frames is one long call, during which the bar of
     frames read would otherwise stand still. ``clear()`` when it returns."""
 
-    def __init__(self, bar: Any, total: int) -> None:
+    def __init__(self, bar: Any) -> None:
         self.bar = bar
-        self.total = total
-        self.finished = 0
 
-    def __call__(self, finished: int) -> None:
-        self.finished += finished
-        if self.finished < self.total:
-            self.bar.set_postfix_str(f"fitting {self.finished}/{self.total}")
+    def __call__(self, finished: int, total: int) -> None:
+        if finished < total:
+            self.bar.set_postfix_str(f"fitting {100 * finished // total} %")
 
     def clear(self) -> None:
         self.bar.set_postfix_str("")

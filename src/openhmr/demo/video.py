@@ -182,7 +182,7 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
     def flush() -> None:
         if not batch:
             return
-        note = FittingNote(bar, len(batch))
+        note = FittingNote(bar)
         new_preds = predictor.predict(
             np.stack([b[1] for b in batch]), [b[2] for b in batch], [b[3] for b in batch],
             [(str(item.path), b[0], b[4]) for b in batch], done=note)
