@@ -54,7 +54,8 @@ import fit_video  # noqa: E402
 import make_example as scene  # noqa: E402
 
 from openhmr.body.anny import Anny  # noqa: E402
-from openhmr.demo import DemoOptions, run_demo  # noqa: E402
+from openhmr.demo import DemoOptions  # noqa: E402
+from still_video import demo_quietly  # noqa: E402
 
 PLACE = torch.tensor([0.0, 0.05, 4.3])  # the pelvis in the camera frame, metres
 DRIFT = 0.004  # metres a frame, sideways
@@ -101,8 +102,8 @@ def recover(paths: list[Path], folder: Path, video_mode: bool, smoothing: str, t
     fitted = np.full((frames, len(paths), 25, 3), np.nan)
     start = time.perf_counter()
     for v, path in enumerate(paths):
-        run_demo(DemoOptions(inputs=[str(path)], out=folder, render=False, smoothing=smoothing,
-                             video_mode=video_mode, track=track, batch_size=batch_size, overwrite=True))
+        demo_quietly(DemoOptions(inputs=[str(path)], out=folder, render=False, smoothing=smoothing,
+                                 video_mode=video_mode, track=track, batch_size=batch_size, overwrite=True))
         with np.load(folder / f"{path.stem}.npz") as arrays:
             fitted[arrays["frame"], v] = arrays["keypoints_3d/body25"]
     return fitted, (time.perf_counter() - start) / (frames * len(paths))
