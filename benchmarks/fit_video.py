@@ -59,6 +59,7 @@ import torch
 
 from openhmr.body.anny import Anny
 from openhmr.data.crop import CropTransform
+from openhmr.demo import body_joints
 from openhmr.fit import FitInit, fit
 from openhmr.geometry.procrustes import procrustes_align
 from openhmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -173,18 +174,21 @@ def seconds_alone(model: Anny, truth: dict[str, torch.Tensor], way: str, use_3d:
     return fit_way(model, one, way, use_3d)[1]
 
 
-def smooth(estimates: Estimates, how: str, fps: float = 30.0) -> Estimates:
+def smooth(model: Anny, estimates: Estimates, how: str, fps: float = 30.0) -> Estimates:
     """Each video's estimates smoothed over time, ``how`` = "clip"
-    (:func:`smooth_clip`) or "causal" (:class:`BodySmoother`); the crop is fixed."""
+    (:func:`smooth_clip`) or "causal" (:class:`BodySmoother`), as the demo
+    does (the cameras refitted to the averaged shape with the body's joints,
+    ``openhmr.demo.body_joints``); the crop is fixed."""
+    joints_of = body_joints(model)
     crop = CropTransform(1.0, 1.0, (0, 0), CROP)
     frames, videos = estimates[0].shape[:2]
     out = []
     for v in range(videos):
         cam, pose, betas = (x[:, v].double().numpy() for x in estimates)
         if how == "clip":
-            out.append(smooth_clip(range(frames), cam, pose, betas, [crop] * frames))
+            out.append(smooth_clip(range(frames), cam, pose, betas, [crop] * frames, joints_of=joints_of))
         else:
-            smoother = BodySmoother(fps)
+            smoother = BodySmoother(fps, joints_of=joints_of)
             rows = [smoother(f, cam[f], pose[f], betas[f], crop) for f in range(frames)]
             out.append(tuple(np.stack([r[i] for r in rows]) for i in range(3)))
     return tuple(torch.tensor(np.stack([o[i] for o in out], 1), dtype=estimates[i].dtype) for i in range(3))
@@ -240,7 +244,7 @@ def main() -> None:
                 print(f"  {inputs}, {way}: one person alone {seconds_alone(model, truth, way, use_3d):.2f} "
                       f"s per frame", flush=True)
                 for how in ("raw", "causal", "clip"):
-                    kp3, kp2 = keypoints(model, estimates if how == "raw" else smooth(estimates, how))
+                    kp3, kp2 = keypoints(model, estimates if how == "raw" else smooth(model, estimates, how))
                     m = rows[way, how] = metrics(kp3, truth["kp3"]) | {
                         "seconds": seconds / args.videos,
                         "px": float((kp2 - truth["clean"]).norm(dim=-1).mean())}

@@ -292,3 +292,58 @@ def test_smooth_clip_smooths_runs_apart_and_checks_its_input():
         smooth_clip([0, 2, 1] + list(range(3, 20)), cams, poses, betas, crops)
     with pytest.raises(ValueError, match="frames"):
         smooth_clip(frames[:-1], cams, poses, betas, crops)
+
+
+def test_the_shape_is_averaged_over_each_run_not_filtered():
+    """A person keeps their shape: a shape estimate drifting as a random walk
+    (a tracked fit's) comes out as its run's mean over the clip, and as the
+    mean of the run's frames so far causally; a gap starts a new run."""
+    rng = np.random.default_rng(8)
+    _, crops, cams, poses, _ = _still_person(rng, 30)
+    betas = np.cumsum(0.05 * rng.standard_normal((30, 10)), axis=0)  # drifting
+    frames = list(range(12)) + list(range(20, 38))  # two runs: 12 and 18 frames
+    _, _, s_betas = smooth_clip(frames, cams, poses, betas, crops)
+    np.testing.assert_allclose(s_betas[:12], np.tile(betas[:12].mean(0), (12, 1)), atol=1e-12)
+    np.testing.assert_allclose(s_betas[12:], np.tile(betas[12:].mean(0), (18, 1)), atol=1e-12)
+    causal = BodySmoother(FPS)
+    c_betas = np.array([causal(f, c, p, b, t)[2] for f, c, p, b, t in zip(frames, cams, poses, betas, crops)])
+    for run in (slice(0, 12), slice(12, 30)):
+        so_far = np.cumsum(betas[run], axis=0) / np.arange(1, run.stop - run.start + 1)[:, None]
+        np.testing.assert_allclose(c_betas[run], so_far, atol=1e-12)
+
+
+def test_cameras_are_refitted_to_keep_each_frames_projection_when_the_shape_is_averaged():
+    """With the body's joints given, a frame whose shape is replaced by the
+    average keeps the projection its smoothed camera gives the body with the
+    shape smoothed as the rest is (GCV over the clip, One-Euro causally):
+    here the shape scales the body, so a scale and an offset of the camera
+    undo it exactly."""
+    from openhmr.smoothing import OneEuroFilter, SmoothingConfig, whittaker_gcv
+
+    rng = np.random.default_rng(9)
+    base = 0.3 * rng.standard_normal((15, 3))
+
+    def joints_of(poses, shapes):
+        return base[None] * (1.0 + shapes[:, :1, None]) + 0.01 * poses[:, None, :3]
+
+    def project(cams, joints):
+        return cams[:, None, :1] * (joints[..., :2] + cams[:, None, 1:])
+
+    _, crops, cams, poses, _ = _still_person(rng, 30)
+    betas = np.cumsum(0.05 * rng.standard_normal((30, 10)), axis=0)
+    frames = range(30)
+    cams_r, poses_r, shapes_r = smooth_clip(frames, cams, poses, betas, crops, joints_of=joints_of)
+    cams_f, poses_f, shapes_f = smooth_clip(frames, cams, poses, betas, crops)
+    np.testing.assert_allclose(poses_r, poses_f)
+    np.testing.assert_allclose(shapes_r, shapes_f)
+    assert np.abs(cams_r[:, 0] - cams_f[:, 0]).max() > 1e-3  # the averaged body's size differs
+    np.testing.assert_allclose(project(cams_r, joints_of(poses_r, shapes_r)),
+                               project(cams_f, joints_of(poses_f, whittaker_gcv(betas)[0])), atol=1e-9)
+    refitted, plain = BodySmoother(FPS, joints_of=joints_of), BodySmoother(FPS)
+    one_euro = OneEuroFilter(*SmoothingConfig().shape, speed_axes=1)
+    for f in frames:
+        c_r, p_r, b_r = refitted(f, cams[f], poses[f], betas[f], crops[f])
+        c_f, p_f, _ = plain(f, cams[f], poses[f], betas[f], crops[f])
+        filtered = one_euro(betas[f], 1.0 / FPS)
+        np.testing.assert_allclose(project(c_r[None], joints_of(p_r[None], b_r[None])),
+                                   project(c_f[None], joints_of(p_f[None], filtered[None])), atol=1e-9)

@@ -26,7 +26,17 @@ What both filter:
 * the joint rotations as 3×3 matrices (axis-angle jumps where the angle
   passes π), projected back onto rotations; the speed that sets a joint's
   cutoff is that of its whole matrix, so the nine entries move together;
-* the shape parameters;
+* the shape parameters — but a person's shape does not change, so within a
+  run they are averaged rather than filtered: the run's mean over the whole
+  clip, the mean so far causally. (Tracked fits hold the shape near the
+  previous frame's, so its error drifts slowly; a filter takes such a drift
+  for movement, and on a still person it made most of the jitter left.)
+  Each frame's camera was estimated with that frame's own shape, so, given
+  the body's joints (``joints_of``), the camera's scale and offset are then
+  solved again (:func:`refit_cameras`) to keep the projection the smoothed
+  camera gives the body with the shape filtered as the rest is (a taller
+  average body is drawn no larger): the filtered shape pairs with the
+  filtered camera, each frame's raw shape does not.
 * the camera in image space. A weak camera (s, tx, ty) is relative to its
   frame's crop, which moves when the crop follows the person; what is
   filtered instead is where the body's origin lands in the image and how
@@ -41,7 +51,7 @@ without a body in between) starts a new run: runs are smoothed separately.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,6 +104,35 @@ class OneEuroFilter:
         return self._x.copy()
 
 
+#: A body's joints for poses (T, 3·J) axis-angle and shapes (T, k): (T, N, 3)
+#: metres in the body's frame, whose x and y a weak camera projects.
+JointsOf = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def refit_cameras(cams: np.ndarray, poses: np.ndarray, shapes: np.ndarray, new_shapes: np.ndarray,
+                  joints_of: JointsOf) -> np.ndarray:
+    """Weak cameras (T, 3) for bodies whose shape was replaced.
+
+    Per frame, the scale s′ and offset t′ that carry the joints X′ of (pose,
+    new shape) in least squares onto where the camera (s, t) projects the
+    joints X of (pose, old shape): min ‖s′(X′ + t′) − s(X + t)‖² over x and y
+    (a scale and a translation in closed form).
+
+    Args:
+        cams: (T, 3) weak cameras (s, tx, ty).
+        poses: (T, 3·J); shapes, new_shapes: (T, k).
+    """
+    cams = np.asarray(cams, dtype=np.float64)
+    old = joints_of(poses, shapes)[..., :2]
+    new = joints_of(poses, new_shapes)[..., :2]
+    target = cams[:, None, :1] * (old + cams[:, None, 1:])
+    target_mean, new_mean = target.mean(1, keepdims=True), new.mean(1, keepdims=True)
+    scale = (((target - target_mean) * (new - new_mean)).sum((1, 2))
+             / np.maximum(((new - new_mean) ** 2).sum((1, 2)), 1e-12))
+    offset = target_mean[:, 0] / scale[:, None] - new_mean[:, 0]
+    return np.concatenate([scale[:, None], offset], axis=1)
+
+
 def nearest_rotations(matrices: np.ndarray) -> np.ndarray:
     """(..., 3, 3) → the nearest rotation matrices (Frobenius norm), by SVD."""
     u, _, vt = np.linalg.svd(matrices)
@@ -127,9 +166,11 @@ class SmoothingConfig:
 
     Chosen on synthetic videos of bodies moving at constant speed (an earlier
     version of ``benchmarks/fit_video.py``; on its brisker spline motion they
-    lag, see README, "Videos"): rotations in matrix entries per second, shape
-    in its own units per second, camera position in metres per second,
-    camera scale in log units per second.
+    lag, see README, "Videos"): rotations in matrix entries per second,
+    camera position in metres per second, camera scale in log units per
+    second; the shape in its own units per second (its filtered value is
+    only the reference for the camera's refit: the shape returned is
+    averaged, see the module's text).
     """
 
     rotation: tuple[float, float] = (2.0, 3.0)
@@ -144,15 +185,22 @@ class BodySmoother:
     Args:
         fps: the video's frame rate (the filter's cutoffs are in Hz).
         config: the filter settings.
+        joints_of: the body's joints, to keep each frame's projection when
+            its shape is replaced by the mean so far (:func:`refit_cameras`);
+            None leaves the camera as filtered.
     """
 
-    def __init__(self, fps: float, config: SmoothingConfig | None = None) -> None:
+    def __init__(self, fps: float, config: SmoothingConfig | None = None,
+                 joints_of: JointsOf | None = None) -> None:
         if not fps > 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.dt = 1.0 / fps
         c = config or SmoothingConfig()
         self.rotations = OneEuroFilter(*c.rotation, speed_axes=2)
-        self.shape = OneEuroFilter(*c.shape, speed_axes=1)
+        self.shape = OneEuroFilter(*c.shape, speed_axes=1)  # the reference for the camera's refit
+        self.shape_sum: np.ndarray | None = None  # the run's shapes so far, summed
+        self.shape_count = 0
+        self.joints_of = joints_of
         self.position = OneEuroFilter(*c.position, speed_axes=1)
         self.scale = OneEuroFilter(*c.scale)
         self.last_frame: int | None = None
@@ -160,6 +208,7 @@ class BodySmoother:
     def reset(self) -> None:
         for f in (self.rotations, self.shape, self.position, self.scale):
             f.reset()
+        self.shape_sum, self.shape_count = None, 0
         self.last_frame = None
 
     def __call__(self, frame: int, cam: np.ndarray, pose: np.ndarray, betas: np.ndarray,
@@ -174,7 +223,15 @@ class BodySmoother:
         pose_out = matrix_to_axis_angle(torch.from_numpy(smoothed)).reshape(-1).numpy()
         image_cam = camera_to_image(cam, transform)
         image_cam = np.concatenate([self.scale(image_cam[:1], self.dt), self.position(image_cam[1:], self.dt)])
-        return camera_from_image(image_cam, transform), pose_out, self.shape(betas, self.dt)
+        betas = np.asarray(betas, dtype=np.float64)
+        self.shape_sum = betas.copy() if self.shape_sum is None else self.shape_sum + betas
+        self.shape_count += 1
+        shape = self.shape_sum / self.shape_count
+        cam_out = camera_from_image(image_cam, transform)
+        filtered = self.shape(betas, self.dt)
+        if self.joints_of is not None:
+            cam_out = refit_cameras(cam_out[None], pose_out[None], filtered[None], shape[None], self.joints_of)[0]
+        return cam_out, pose_out, shape
 
 
 # ------------------------------------------------------------------ whole clip
@@ -262,20 +319,25 @@ def runs(frames: Sequence[int]) -> list[slice]:
 
 
 def smooth_clip(frames: Sequence[int], cams: np.ndarray, poses: np.ndarray, betas: np.ndarray,
-                transforms: Sequence[CropTransform]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                transforms: Sequence[CropTransform],
+                joints_of: JointsOf | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One person's estimates over a whole video, smoothed with no lag.
 
     Each run of consecutive frames is smoothed on its own by
     :func:`whittaker_gcv`, with one λ per quantity: all joint rotation
-    matrices together (then projected back onto rotations), the shape, the
-    camera's image scale (log pixels per metre) and its image position (in
-    metres, see :func:`camera_to_image`).
+    matrices together (then projected back onto rotations), the camera's
+    image scale (log pixels per metre) and its image position (in metres,
+    see :func:`camera_to_image`); the shape is the run's mean, and with
+    ``joints_of`` each frame's camera is then solved again to keep the
+    projection it gives the body with the shape smoothed like the rest
+    (:func:`refit_cameras`).
 
     Args:
         frames: (T,) increasing frame indices of the estimates.
         cams: (T, 3) weak cameras (s, tx, ty), each relative to its frame's crop.
         poses: (T, 3·J) axis-angle; betas: (T, k).
         transforms: the T crops the cameras refer to.
+        joints_of: the body's joints (:data:`JointsOf`), or None.
     Returns:
         Smoothed (cams (T, 3), poses (T, 3·J), betas (T, k)), float64.
     """
@@ -289,11 +351,15 @@ def smooth_clip(frames: Sequence[int], cams: np.ndarray, poses: np.ndarray, beta
     matrices = axis_angle_to_matrix(torch.from_numpy(poses).reshape(t, -1, 3)).numpy()
     image_cams = np.stack([camera_to_image(c, tr) for c, tr in zip(cams, transforms)]) if t else cams
     out_m, out_b, out_c = matrices.copy(), betas.copy(), image_cams.copy()
+    filtered = betas.copy()  # the shape smoothed as the rest is: the refit's reference
     for run in runs(frames):
         out_m[run] = whittaker_gcv(matrices[run])[0]
-        out_b[run] = whittaker_gcv(betas[run])[0]
+        out_b[run] = betas[run].mean(0)  # one person, one shape
+        filtered[run] = whittaker_gcv(betas[run])[0]
         out_c[run, :1] = whittaker_gcv(image_cams[run, :1])[0]
         out_c[run, 1:] = whittaker_gcv(image_cams[run, 1:])[0]
     pose_out = matrix_to_axis_angle(torch.from_numpy(nearest_rotations(out_m))).reshape(t, -1).numpy()
     cam_out = np.stack([camera_from_image(c, tr) for c, tr in zip(out_c, transforms)]) if t else cams
+    if joints_of is not None and t:
+        cam_out = refit_cameras(cam_out, pose_out, filtered, out_b, joints_of)
     return cam_out, pose_out, out_b

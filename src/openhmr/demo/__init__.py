@@ -71,6 +71,7 @@ from openhmr.demo.sources import (
     parse_bbox,
 )
 from openhmr.demo.video import (
+    body_joints,
     posed_again,
     repose,
     return_freed_memory,
@@ -89,7 +90,7 @@ __all__ = [
     "FittingNote", "HMRPredictor", "image_outputs",
     "load_anny", "load_hmr", "OpenPoseSource", "parse_bbox", "PeopleFollower", "person_outputs",
     "place_in_scene",
-    "PersonLocation", "PersonSource", "posed_again", "predict_crops", "Predictor", "progress", "progress_bar",
+    "PersonLocation", "PersonSource", "body_joints", "posed_again", "predict_crops", "Predictor", "progress", "progress_bar",
     "read_openpose", "read_openpose_people", "remove_earlier_people", "render_overlay",
     "render_people_overlay", "repose", "resolve_method", "return_freed_memory", "run_demo",
     "run_video", "save_mesh", "save_png", "save_scene", "shared_camera_vertices", "smooth_predictions",

@@ -105,6 +105,23 @@ def posed_again(body: BodyModel, preds: list[Prediction]) -> Iterator[Prediction
                                  np.stack([p.pose for p in chunk]), np.stack([p.betas for p in chunk]))
 
 
+def body_joints(body: BodyModel) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``body``'s joints as the smoothers take them (``openhmr.smoothing.JointsOf``):
+    poses (T, 3·J) and shapes (T, k) → (T, J, 3) metres, ``REPOSE_CHUNK`` at a time."""
+    ref = next(b for b in body.buffers() if b.is_floating_point())  # not the faces
+
+    def joints_of(poses: np.ndarray, shapes: np.ndarray) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(poses), REPOSE_CHUNK):
+                pose_t, shape_t = (torch.as_tensor(np.asarray(x[start:start + REPOSE_CHUNK]), dtype=ref.dtype,
+                                                   device=ref.device) for x in (poses, shapes))
+                out.append(body.forward_keypoints(pose_t, shape_t).joints.double().cpu().numpy())
+        return np.concatenate(out)
+
+    return joints_of
+
+
 def smooth_predictions(body: BodyModel, preds: list[Prediction], how: str, fps: float) -> list[Prediction]:
     """A video's estimates (in frame order) smoothed over time: ``how`` =
     "clip" (:func:`openhmr.smoothing.smooth_clip`, every frame at once) or
@@ -116,9 +133,9 @@ def smooth_predictions(body: BodyModel, preds: list[Prediction], how: str, fps: 
     if how == "clip":
         cams, poses, betas = smooth_clip([p.frame for p in preds], np.stack([p.cam for p in preds]),
                                          np.stack([p.pose for p in preds]), np.stack([p.betas for p in preds]),
-                                         [p.crop for p in preds])
+                                         [p.crop for p in preds], joints_of=body_joints(body))
     elif how == "causal":
-        smoother = BodySmoother(fps)  # a frame without a body in between restarts it
+        smoother = BodySmoother(fps, joints_of=body_joints(body))  # a frame without a body in between restarts it
         rows = [smoother(p.frame, p.cam, p.pose, p.betas, p.crop) for p in preds]
         cams, poses, betas = (np.stack([r[i] for r in rows]) for i in range(3))
     else:
