@@ -36,7 +36,10 @@ The method:
    Σ_j w_j‖θ_j − θ̄_j‖² + (λ_a/λ_θ)·Σ_{knees, elbows} exp(−θ_j·a_j)², with
    θ̄ the default pose, w_j per-joint stiffness (spine, neck, head, collars,
    wrists, feet stiffer than limbs) and a_j the natural-flexion axis of each
-   knee and elbow (the wrong-way bending guard).
+   knee and elbow (the wrong-way bending guard). The weights assume noise in
+   proportion to the person (u above); keypoints whose noise is known in
+   pixels (``FitConfig.noise_px``) get one more step with the 2D term
+   weighted for that noise — on a large person, much more.
 4. **Several starts when only 2D is given.** From one view a limb's depth
    is ambiguous (it may point towards or away from the camera), so the
    energy has several minima. Without 3D keypoints and without an initial
@@ -91,6 +94,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: HMR's person size in crop pixels; the unit that the 2D weights assume.
 PERSON_SIZE_PX = 150.0
+#: The 2D noise σ, pixels at HMR's person size, for which the last step of
+#: stage 2 weighs keypoints and priors as Bayes would: Anny's prior is a
+#: negative log-density and its last weight, 4 (``range_prior_weights``), is 2σ².
+REFERENCE_NOISE_PX = math.sqrt(2.0)
 
 _TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 # Stiffer joints of the pose prior, matched by name substrings.
@@ -139,6 +146,18 @@ class FitConfig:
             matched to, by name (None: the one sharing the most names,
             :func:`choose_model_set`; e.g. "body25" fits BlazePose without
             its hand points).
+        noise_px: σ of the 2D keypoints' noise in input pixels, for noise
+            that does not grow with the person (synthetic keypoints, a
+            measured error on large images). None: noise in proportion to the
+            person, as a detector's (it sees the person at one size), which
+            the weights above are set for. Given, stage 2 ends with one more
+            step at the last prior weights, the 2D term weighted by
+            (REFERENCE_NOISE_PX / σ)², σ = ``noise_px`` at HMR's person size:
+            against the priors (and the 3D term) the keypoints then weigh what
+            Bayes gives noise of that σ. A tracked frame's one step takes the
+            weight instead.
+        noise_stage_iters: L-BFGS iterations of that step (a heavier 2D term
+            makes the energy stiffer and slower to settle).
     """
 
     stage1_iters: int = 30
@@ -160,6 +179,8 @@ class FitConfig:
     temporal_weight: float = 0.0
     temporal_shape_weight: float = 1000.0
     model_keypoint_set: str | None = None
+    noise_px: float | None = None
+    noise_stage_iters: int = 120
 
 
 @dataclass
@@ -429,6 +450,11 @@ def _fit(
     lo = torch.where(seen[..., None], target, torch.full_like(target, big)).amin(1)
     hi = torch.where(seen[..., None], target, torch.full_like(target, -big)).amax(1)
     unit = ((hi - lo).norm(dim=-1) / PERSON_SIZE_PX).clamp(min=1e-3)  # (B,) px per unit
+    noise_weight = None  # (B,) the 2D term's weight for a known pixel noise
+    if cfg.noise_px is not None:
+        if not (math.isfinite(cfg.noise_px) and cfg.noise_px > 0):
+            raise InputError(f"noise_px must be a positive number of pixels, got {cfg.noise_px}")
+        noise_weight = (REFERENCE_NOISE_PX * unit / cfg.noise_px).pow(2)  # σ here is noise_px/unit
 
     # Pinhole constants.
     f_t = pp_t = None
@@ -476,13 +502,16 @@ def _fit(
         return _project(points, cam, camera, crop_size, f_r, pp_r)
 
     def terms(cam: Tensor, pose: Tensor, betas: Tensor, kp_mask: Tensor,
-              person: Tensor) -> dict[str, Tensor]:
-        """Loss terms of rows (B',) that belong to people ``person`` (B',)."""
+              person: Tensor, data_weight: Tensor | None = None) -> dict[str, Tensor]:
+        """Loss terms of rows (B',) that belong to people ``person`` (B',);
+        ``data_weight`` (B,) per person scales the 2D term."""
         out = forward_kp(pose, betas)
         pred = project(out.keypoints[model_set][:, model_idx], cam, person)
         sq = ((pred - target[person]) / unit[person][:, None, None]).pow(2).sum(-1)
         w = conf[person] * kp_mask
         res = {"data": (w * gmof(sq, cfg.sigma)).sum(-1)}
+        if data_weight is not None:
+            res["data"] = data_weight[person] * res["data"]
         if t3 is not None:
             m3_set, m3_idx, names3, tgt3, c3 = t3
             p3 = out.keypoints[m3_set][:, m3_idx]
@@ -590,11 +619,13 @@ def _fit(
     betas_p = betas.clone().requires_grad_(cfg.optimise_shape)
     params = [cam_p, pose_p] + ([betas_p] if cfg.optimise_shape else [])
 
-    def stage2_terms(w_pose: float, w_shape: float, rows: Tensor) -> dict[str, Tensor]:
+    def stage2_terms(w_pose: float, w_shape: float, w_data: Tensor | None,
+                     rows: Tensor) -> dict[str, Tensor]:
         """Terms of rows ``rows`` (hypothesis·B + person)."""
         person = rows % b
         pose_r, betas_r = pose_p[rows], betas_p[rows]
-        t = terms(_cam_from_params(cam_p[rows], camera), pose_r, betas_r, all_mask, person)
+        t = terms(_cam_from_params(cam_p[rows], camera), pose_r, betas_r, all_mask, person,
+                  w_data)
         if range_prior is not None:
             t["pose_prior"] = w_pose * range_prior(pose_r)
         else:
@@ -617,17 +648,22 @@ def _fit(
         return t
 
     pose_weights = cfg.range_prior_weights if range_prior is not None else cfg.pose_weights
-    schedule = list(zip(cfg.stage2_iters, pose_weights, cfg.shape_weights))
+    schedule = [(i, wp, ws, None) for i, wp, ws in
+                zip(cfg.stage2_iters, pose_weights, cfg.shape_weights)]
     if track is not None:  # a start near the answer needs no annealing
-        schedule = [(cfg.track_iters, pose_weights[-1], cfg.shape_weights[-1])]
-    for iters, w_pose, w_shape in schedule:
-        minimise_rows(params, lambda rows: sum(stage2_terms(w_pose, w_shape, rows).values()),
-                      iters)
+        schedule = [(cfg.track_iters, pose_weights[-1], cfg.shape_weights[-1], noise_weight)]
+    elif noise_weight is not None:
+        # Anneal as usual, then settle where keypoints of the stated noise put the body.
+        schedule.append((cfg.noise_stage_iters, pose_weights[-1], cfg.shape_weights[-1],
+                         noise_weight))
+    for iters, w_pose, w_shape, w_data in schedule:
+        minimise_rows(
+            params, lambda rows: sum(stage2_terms(w_pose, w_shape, w_data, rows).values()), iters)
 
     with torch.no_grad():
         every = torch.arange(n_hyp * b, device=device)
-        losses = {k: v.detach() for k, v in stage2_terms(pose_weights[-1],
-                                                          cfg.shape_weights[-1], every).items()}
+        _, w_pose, w_shape, w_data = schedule[-1]
+        losses = {k: v.detach() for k, v in stage2_terms(w_pose, w_shape, w_data, every).items()}
         total = torch.nan_to_num(sum(losses.values()), nan=math.inf)
         rows = total.reshape(n_hyp, b).argmin(0) * b + torch.arange(b, device=device)
         losses = {k: v[rows] for k, v in losses.items()}
