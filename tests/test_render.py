@@ -318,3 +318,20 @@ def test_rendering_in_the_mesh_window_equals_the_whole_image() -> None:
                 np.testing.assert_array_equal(picture, image if with_background else np.full_like(image, 255))
     with pytest.raises(RenderError, match="NaN or infinite"):
         render_in_window(image, verts * float("nan"), faces, 200.0, [118.3, 91.7])
+
+
+def test_panel_titles_keep_their_spaces():
+    """A title is drawn legibly: in "2D only" the gap between the words is the
+    widest of the title's gaps between ink columns, by 2 px or more (Pillow's
+    default 10-px font rounded the space to a letter's gap: "2Donly")."""
+    from openhmr.visualize import compose_panels
+
+    blank = np.full((40, 160, 3), 128, np.uint8)
+    sheet = compose_panels([("2D only", blank)], columns=1)
+    ink = (sheet[:20] < 60).all(-1).any(0)
+    cols = np.nonzero(ink)[0]
+    inside = ink[cols.min():cols.max() + 1]
+    edges = np.flatnonzero(np.diff(inside.astype(int)))  # ink→blank and blank→ink
+    gaps = sorted(int(b - a) for a, b in zip(edges[::2], edges[1::2]))
+    assert gaps[-1] >= gaps[-2] + 2, gaps
+    assert compose_panels([("a", blank)] * 3, columns=2).shape == (2 * 40 + 3 * 4, 2 * 160 + 3 * 4, 3)
