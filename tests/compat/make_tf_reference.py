@@ -19,7 +19,8 @@ Writes into --out:
   ``joints2d`` (B,19,2).
 
 It also checks that the graph's variable names/shapes equal the released
-checkpoint's inference entries (/work/shared/reference/hmr_ckpt_variables.tsv)
+checkpoint's inference entries (../shared/reference/hmr_ckpt_variables.tsv
+beside the repository, or --table)
 and that restoring the checkpoint into a fresh graph reproduces Theta.
 """
 
@@ -37,7 +38,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tf_graph  # noqa: E402  (needs the sys.path entry above)
 
-DEFAULT_TABLE = "/work/shared/reference/hmr_ckpt_variables.tsv"
+# ../shared beside the repository, as the tests read it.
+DEFAULT_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                             "shared", "reference", "hmr_ckpt_variables.tsv")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
