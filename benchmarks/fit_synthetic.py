@@ -16,7 +16,8 @@ Printed figures:
 * PA-MPJPE: fitted vs true 3D keypoints of the set fitted, after similarity
   Procrustes alignment, millimetres (median and mean over people);
 * the same two with the optional 3D term fed with the true hip-centred 3D
-  keypoints plus 2 cm noise (as a detector's world landmarks would be);
+  keypoints plus 2 cm noise (BlazePose's world landmarks were 6–8 cm off on
+  rendered bodies: ``detected_renders.py``);
 * for reference, 2D only with a single start (``hypotheses=1``), and 2D only
   started at the truth (``init`` = true pose, shape and camera): the second
   shows where the energy's minimum next to the truth lies — the noise

@@ -747,6 +747,37 @@ def test_a_second_pass_only_for_fits_from_2d_alone(monkeypatch):
     assert len(fitted) == 2 * frames + 48 and refitted == list(range(frames + 16, 2 * frames))
 
 
+def test_world_landmarks_can_be_left_out(monkeypatch):
+    """--no-world-landmarks: the detector's people are fitted from their 2D
+    landmarks alone (no 3D term), and the default fits both."""
+    from types import SimpleNamespace
+
+    from openhmr.cli import build_parser
+    from openhmr.data.crop import CropTransform
+    from openhmr.demo import FitPredictor, PersonLocation
+    from openhmr.fit import FitInit
+
+    given_3d: list[bool] = []
+
+    def quick_fit(self, rows, people, transforms, locations, images, previous=None):
+        given_3d.extend(people[r][1] is not None for r in rows)
+        n = len(rows)
+        return [None] * n, FitInit(torch.zeros(n, 3), torch.zeros(n, 72), torch.zeros(n, 10))
+
+    monkeypatch.setattr(FitPredictor, "_fit", quick_fit)
+    detection = SimpleNamespace(keypoints3d=np.zeros((25, 4)))
+    locations = [PersonLocation(1.0, np.zeros(2), "detect", np.ones((25, 3)), "body25", detection)] * 2
+    images = [(f"p{i}.jpg", None, (224, 224)) for i in range(2)]
+    transforms = [CropTransform(1.0, 1.0, (0, 0), 224)] * 2
+    for world_landmarks in (True, False):
+        FitPredictor(body=None, track=False, world_landmarks=world_landmarks).predict(
+            None, transforms, locations, images)
+    assert given_3d == [True, True, False, False]
+    args = build_parser().parse_args(["demo", "x.jpg", "--no-world-landmarks"])
+    assert args.world_landmarks is False
+    assert build_parser().parse_args(["demo", "x.jpg"]).world_landmarks is True
+
+
 def test_video_with_several_people(model_files, tmp_path, capsys, cached_loading, monkeypatch):
     """--max-people on a video (OpenPose files): each person is followed by
     position whatever its place in the file, across a frame where it is

@@ -79,6 +79,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "1 fits each photo alone, so that its result does not depend on the others); "
                         "videos: chains of at least 16 frames fitted side by side, in two passes "
                         "(1: one frame after another)")
+    p.add_argument("--no-world-landmarks", dest="world_landmarks", action="store_false",
+                   help="--method fit|hmr+fit with the detector: fit BlazePose's 2D landmarks alone, "
+                        "not its 3D world landmarks too (from 2D alone a photo's fit tries 8 starting "
+                        "poses; see benchmarks/detected_renders.py)")
     p.add_argument("--no-render", dest="render", action="store_false",
                    help="write parameters and meshes only, no pictures (faster)")
     p.add_argument("--no-tracking", dest="track", action="store_false",
@@ -108,5 +112,6 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, mesh_format=args.mesh_format, overwrite=args.overwrite,
         backend=args.backend, batch_size=args.batch_size, render=args.render,
         track=args.track, smoothing=args.smoothing, max_people=args.max_people,
+        world_landmarks=args.world_landmarks,
     )
     return run_demo(options)

@@ -39,6 +39,8 @@ class DemoOptions:
     # filter) or each frame detected apart; None: video mode unless smoothed over the clip
     video_mode: bool | None = None
     max_people: int = 1  # photos: up to this many people each (--openpose or the detector)
+    # --method fit|hmr+fit with the detector: fit its 3D world landmarks too, or its 2D ones alone
+    world_landmarks: bool = True
 
 
 def video_smoothing(options: DemoOptions) -> str:

@@ -189,6 +189,7 @@ class FitPredictor:
     chain_length: int = 16  # tracked video: frames per chain at least (openhmr.tracking)
     passes_2d_only: int = 2  # tracked video from 2D alone: 2 refits the later chains
     passes_with_3d: int = 1  # with 3D landmarks (openhmr.tracking says why)
+    world_landmarks: bool = True  # fit the detector's 3D world landmarks (False: its 2D ones alone)
     # (video path, person followed or None) → (frame index, that frame's fit), the last fitted frame
     _last: dict[tuple[str, int | None], tuple[int, Any]] = field(default_factory=dict, repr=False)
 
@@ -214,7 +215,7 @@ class FitPredictor:
             kp = np.asarray(loc.keypoints, dtype=np.float64)
             kp_crop = np.concatenate([transform.image_to_crop(kp[:, :2]), kp[:, 2:3]], axis=1)
             kp3d = None
-            if loc.detection is not None:
+            if loc.detection is not None and self.world_landmarks:
                 kp3d = np.asarray(loc.detection.keypoints3d, dtype=np.float64)
             init = None
             if initial is not None:

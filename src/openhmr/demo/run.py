@@ -82,8 +82,11 @@ def build_predictor(options: DemoOptions, method: str, expected_crops: int | Non
             model = load_predictor(model, backend=options.backend, device=device, expected_crops=expected_crops)
         hmr = HMRPredictor(model, body, device, options.backend)
         if method == "hmr":
+            if not options.world_landmarks:
+                warn("--no-world-landmarks is not used by --method hmr (nothing is fitted)")
             return hmr
-        return FitPredictor(body, method, hmr, options.fit_config, options.track)
+        return FitPredictor(body, method, hmr, options.fit_config, options.track,
+                            world_landmarks=options.world_landmarks)
     if options.weights is not None:
         warn("--weights is not used by --method fit")
     if options.smpl is not None:
@@ -92,7 +95,8 @@ def build_predictor(options: DemoOptions, method: str, expected_crops: int | Non
         body = SMPL(options.smpl)
     else:
         body = load_anny()
-    return FitPredictor(body.to(device), method, None, options.fit_config, options.track)
+    return FitPredictor(body.to(device), method, None, options.fit_config, options.track,
+                        world_landmarks=options.world_landmarks)
 
 
 @dataclass
