@@ -553,6 +553,16 @@ def test_fit_path_fits_the_open_default_on_ground_truth_crops(tmp_path):
         by_hand = body(result.pose, result.betas).keypoints["lsp14"][0].numpy() * 1000.0
     np.testing.assert_allclose(alone.predictions.joints14[0], by_hand, atol=0.01)
 
+    # From the 2D keypoints alone (--no-world-landmarks): the fit made by hand without them.
+    flat = predict_with_fit(refs[1:2], body, batch_size=1, world_landmarks=False)
+    result = fit(body, np.asarray(detection.keypoints2d)[None], "blazepose33")
+    with torch.no_grad():
+        by_hand_2d = body(result.pose, result.betas).keypoints["lsp14"][0].numpy() * 1000.0
+    np.testing.assert_allclose(flat.predictions.joints14[0], by_hand_2d, atol=0.01)
+    assert np.abs(by_hand_2d - by_hand).max() > 1.0  # the world landmarks did change the fit
+    err_px = np.linalg.norm(flat.predictions.keypoints2d[0] - truth_px[1], axis=1)
+    assert np.median(err_px) < 6.0, f"2D only: median {np.median(err_px):.1f} px"
+
 
 def test_fit_command_scores_the_fit_and_reports_undetected_frames(tmp_path, monkeypatch, capsys):
     """``openhmr eval --fit`` scores what ``predict_with_fit`` returns (in the
@@ -571,8 +581,9 @@ def test_fit_command_scores_the_fit_and_reports_undetected_frames(tmp_path, monk
 
     joints14 = rng.normal(size=(1000, 14, 3)) * 300.0  # millimetres
 
-    def fake_fit(refs, body_model, batch_size, keep_vertices=False):
-        seen.update(count=len(refs), body=body_model, batch=batch_size, vertices=keep_vertices)
+    def fake_fit(refs, body_model, batch_size, keep_vertices=False, world_landmarks=True):
+        seen.update(count=len(refs), body=body_model, batch=batch_size, vertices=keep_vertices,
+                    world=world_landmarks)
         continuous = np.stack([ref.keypoints for ref in refs])  # the annotation minus 0.5
         continuous[::2, 0] += 30.0  # every other right ankle off by 30 px
         return predictions_module.FitRun(
@@ -583,7 +594,7 @@ def test_fit_command_scores_the_fit_and_reports_undetected_frames(tmp_path, monk
     assert cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--fit", "--batch-size", "4",
                      "--out", str(tmp_path / "r1"), "--save-predictions", str(saved)]) == 0
     captured = capsys.readouterr()
-    assert seen == {"count": 1000, "body": None, "batch": 4, "vertices": False}
+    assert seen == {"count": 1000, "body": None, "batch": 4, "vertices": False, "world": True}
     assert "BlazePose found nobody in 7 of 1000 crops" in captured.err
     assert "100.00" in captured.out  # the joints other than the ankle lie on their annotations
     # The saved file scores the same, and holds metres.
@@ -595,6 +606,14 @@ def test_fit_command_scores_the_fit_and_reports_undetected_frames(tmp_path, monk
     assert not saved.with_name("fit.npz.partial").exists()
     code = cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--fit", "--save-predictions", str(saved)])
     assert code != 0 and "exists" in capsys.readouterr().err
+    assert cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--fit", "--no-world-landmarks",
+                     "--out", str(tmp_path / "r3")]) == 0
+    settings = json.loads((tmp_path / "r3" / "metrics.json").read_text())["settings"]
+    assert seen["world"] is False and "2D keypoints alone" in settings["predictions"]
+    capsys.readouterr()
+    code = cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--predictions", str(saved),
+                     "--no-world-landmarks"])
+    assert code != 0 and "--no-world-landmarks goes with --fit" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--fit", "--weights", "w.safetensors"])
 

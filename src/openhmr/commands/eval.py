@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--predictions", type=Path,
                      help="predictions .npz: keys (N,), joints3d (N,14,3) m or "
                      "keypoints3d_h36m17 (N,17,3) m, optional vertices; lsp: keypoints2d (N,14,2) px")
+    p.add_argument("--no-world-landmarks", dest="world_landmarks", action="store_false",
+                   help="with --fit: fit BlazePose's 2D keypoints alone, not its 3D world landmarks "
+                   "too (as 'openhmr demo --no-world-landmarks')")
     p.add_argument("--smpl", type=Path,
                    help="SMPL model file with HMR's cocoplus regressor (for --weights, or with --fit "
                    "to fit SMPL instead of Anny; for 3dpw also the source of the LSP joint regressor)")
@@ -62,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.list_frames is None and args.weights is None and args.predictions is None and not args.fit:
         raise InputError("give --weights (with --smpl), --fit or --predictions FILE.npz")
+    if not args.world_landmarks and not args.fit:
+        raise InputError("--no-world-landmarks goes with --fit")
     if args.fit and args.list_frames is None:
         import importlib.util
 
@@ -97,10 +102,12 @@ def run(args: argparse.Namespace) -> int:
 
             body = SMPL(args.smpl)
         fitted = predict_with_fit(bench.images(), body, args.batch_size,
-                                  keep_vertices=bench.gt_vertices is not None and args.smpl is not None)
+                                  keep_vertices=bench.gt_vertices is not None and args.smpl is not None,
+                                  world_landmarks=args.world_landmarks)
         preds = fitted.predictions
         preds.keypoints2d = preds.keypoints2d + bench.pixel_offset
-        source = f"fit ({'SMPL ' + str(args.smpl) if args.smpl else 'Anny'}, BlazePose)"
+        source = (f"fit ({'SMPL ' + str(args.smpl) if args.smpl else 'Anny'}, BlazePose"
+                  f"{'' if args.world_landmarks else ', 2D keypoints alone'})")
         if fitted.undetected:
             print(f"openhmr eval: BlazePose found nobody in {fitted.undetected} of {len(bench)} crops; "
                   "those frames are scored as the rest pose", file=sys.stderr)

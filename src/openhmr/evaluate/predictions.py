@@ -278,7 +278,7 @@ class FitRun:
 
 
 def predict_with_fit(bench_images: list, body_model=None, batch_size: int = 32,
-                     keep_vertices: bool = False) -> FitRun:
+                     keep_vertices: bool = False, world_landmarks: bool = True) -> FitRun:
     """The open default on each frame's ground-truth crop: BlazePose on the
     crop (:func:`ground_truth_crop`), then the body model fitted to its 2D
     keypoints and 3D world landmarks (``openhmr.fit``, weak camera in the
@@ -295,6 +295,8 @@ def predict_with_fit(bench_images: list, body_model=None, batch_size: int = 32,
         body_model: the body to fit (default: Anny); it must give ``lsp14``
             keypoints (Anny does; SMPL with HMR's cocoplus regressor does).
         keep_vertices: also return the meshes (mm; 3DPW's PVE, for SMPL).
+        world_landmarks: fit BlazePose's 3D world landmarks too (False: its
+            2D keypoints alone, as the demo's ``--no-world-landmarks``).
     Returns:
         :class:`FitRun` with LSP-14 joints (mm), H36M-17 joints when the body
         gives them, LSP-14 keypoints in image pixels, and the meshes if asked.
@@ -337,8 +339,9 @@ def predict_with_fit(bench_images: list, body_model=None, batch_size: int = 32,
             betas = torch.zeros(n, body_model.num_betas)
             cam = torch.tensor([UNDETECTED_CAM]).repeat(n, 1)
             if found:
-                result = fit(body_model, np.stack(kp2d), "blazepose33", keypoints3d=np.stack(kp3d),
-                             keypoints3d_set="blazepose33", camera="weak",
+                result = fit(body_model, np.stack(kp2d), "blazepose33",
+                             keypoints3d=np.stack(kp3d) if world_landmarks else None,
+                             keypoints3d_set="blazepose33" if world_landmarks else None, camera="weak",
                              crop_size=transforms[0].crop_size)
                 pose[found] = result.pose.detach().float()
                 betas[found] = result.betas.detach().float()
