@@ -614,6 +614,16 @@ def test_fit_command_scores_the_fit_and_reports_undetected_frames(tmp_path, monk
     code = cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--predictions", str(saved),
                      "--no-world-landmarks"])
     assert code != 0 and "--no-world-landmarks goes with --fit" in capsys.readouterr().err
+    # --fit-body anny fits Anny even where --smpl is given (3dpw's LSP regressor source).
+    assert cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--fit", "--fit-body", "anny",
+                     "--smpl", str(tmp_path / "absent.pkl")]) == 0
+    assert seen["body"] is None
+    capsys.readouterr()
+    for extra, message in ((["--fit-body", "smpl"], "--fit-body smpl needs --smpl"),
+                           (["--predictions", str(saved), "--fit-body", "anny"], "--fit-body goes with --fit")):
+        flags = extra if "--predictions" in extra else ["--fit", *extra]
+        assert cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), *flags]) != 0
+        assert message in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--fit", "--weights", "w.safetensors"])
 

@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--predictions", type=Path,
                      help="predictions .npz: keys (N,), joints3d (N,14,3) m or "
                      "keypoints3d_h36m17 (N,17,3) m, optional vertices; lsp: keypoints2d (N,14,2) px")
+    p.add_argument("--fit-body", dest="fit_body", choices=("anny", "smpl"), default=None,
+                   help="with --fit: the body fitted (default: smpl when --smpl is given, else anny; "
+                   "3dpw needs --smpl for its LSP joints, so 'anny' scores the open default there)")
     p.add_argument("--no-world-landmarks", dest="world_landmarks", action="store_false",
                    help="with --fit: fit BlazePose's 2D keypoints alone, not its 3D world landmarks "
                    "too (as 'openhmr demo --no-world-landmarks')")
@@ -67,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give --weights (with --smpl), --fit or --predictions FILE.npz")
     if not args.world_landmarks and not args.fit:
         raise InputError("--no-world-landmarks goes with --fit")
+    if args.fit_body is not None and not args.fit:
+        raise InputError("--fit-body goes with --fit")
+    fit_smpl = (args.fit_body or ("smpl" if args.smpl is not None else "anny")) == "smpl"
+    if args.fit and fit_smpl and args.smpl is None:
+        raise InputError("--fit-body smpl needs --smpl, the SMPL file to fit")
     if args.fit and args.list_frames is None:
         import importlib.util
 
@@ -96,17 +104,17 @@ def run(args: argparse.Namespace) -> int:
     elif args.fit:
         if bench.images is None:
             raise InputError(f"{args.protocol} cannot locate images for a fit run")
-        body = None
-        if args.smpl is not None:
+        body = None  # Anny
+        if fit_smpl:
             from openhmr.body.smpl import SMPL
 
             body = SMPL(args.smpl)
         fitted = predict_with_fit(bench.images(), body, args.batch_size,
-                                  keep_vertices=bench.gt_vertices is not None and args.smpl is not None,
+                                  keep_vertices=bench.gt_vertices is not None and fit_smpl,
                                   world_landmarks=args.world_landmarks)
         preds = fitted.predictions
         preds.keypoints2d = preds.keypoints2d + bench.pixel_offset
-        source = (f"fit ({'SMPL ' + str(args.smpl) if args.smpl else 'Anny'}, BlazePose"
+        source = (f"fit ({'SMPL ' + str(args.smpl) if fit_smpl else 'Anny'}, BlazePose"
                   f"{'' if args.world_landmarks else ', 2D keypoints alone'})")
         if fitted.undetected:
             print(f"openhmr eval: BlazePose found nobody in {fitted.undetected} of {len(bench)} crops; "
