@@ -344,3 +344,60 @@ def test_a_sequence_of_several_people_is_the_demo_on_its_video(smpl_npz, tmp_pat
         assert sorted(p.name for p in (tmp_path / folder).iterdir()) == ["pair_person1.npz"], folder
     err = capsys.readouterr().err
     assert err.count("removed 1 file(s) an earlier run wrote for more people than the 1 found now") == 2
+
+
+def test_noise_in_image_pixels_is_scaled_into_each_crop(smpl_npz, tmp_path, monkeypatch, capsys):
+    """--noise-px σ (image pixels) reaches the fit as σ times each person's
+    crop scale: the same 2 px is a smaller share of a person twice as tall.
+    Told a small noise, the fit lies closer to the keypoints than when it
+    assumes noise in proportion to the person."""
+    import openhmr.fit as fit_module
+
+    told: list[np.ndarray | None] = []
+    real_fit = fit_module.fit
+
+    def recording_fit(body, keypoints2d, keypoint_set, **kw):
+        told.append(kw.get("noise_px"))
+        return real_fit(body, keypoints2d, keypoint_set, **kw)
+
+    monkeypatch.setattr(fit_module, "fit", recording_fit)
+    folder = tmp_path / "keypoints"
+    _write(folder / "small_keypoints.json", _person(150, 30, 100))
+    _write(folder / "tall_keypoints.json", _person(150, 30, 200))
+
+    def residual(out: Path) -> float:
+        """Median distance of the fitted to the given limb points, image pixels."""
+        from openhmr.body.keypoints import BODY25
+
+        pred = json.loads((out / "tall.json").read_text())["keypoints_2d"]["lsp14"]
+        given = np.array(_person(150, 30, 200)).reshape(25, 3)
+        limbs = [n for n in pred["names"] if n not in ("neck", "head_top")]
+        fitted = np.array([pred["points"][pred["names"].index(n)] for n in limbs])
+        target = np.array([given[BODY25.names.index(n), :2] for n in limbs])
+        return float(np.median(np.linalg.norm(fitted[:, :2] - target, axis=1)))
+
+    assert main(["fit", str(folder), "--image-size", "320x240", "--smpl", str(smpl_npz),
+                 "--out", str(tmp_path / "cli"), "--noise-px", "0.5"]) == 0
+    assert len(told) == 1 and told[0].shape == (2,)  # one batch: small, tall
+    small, tall = told[0]
+    # each person's box diagonal goes to 150 crop px, so σ in crop pixels halves for the taller
+    assert float(small) == pytest.approx(2 * float(tall), rel=0.02)
+    assert 0.5 * 150 / 200 * 0.8 < float(tall) < 0.5 * 150 / 200 * 1.25
+    told.clear()
+    for noise, out in ((0.5, "told"), (None, "assumed")):
+        assert run_fit_files(FitFilesOptions([str(folder)], (320, 240), out=tmp_path / out, smpl=smpl_npz,
+                                             batch_size=1, noise_px=noise)) == 0
+    assert [t is None for t in told] == [False, False, True, True]
+    assert residual(tmp_path / "told") < 0.5 * residual(tmp_path / "assumed")  # measured 0.2 vs 1.4 px
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "nan"])
+def test_noise_must_be_a_positive_number_of_pixels(value, tmp_path, capsys):
+    keypoints = _write(tmp_path / "one_keypoints.json", _person(100, 30, 180))
+    code = main(["fit", str(keypoints), "--image-size", "224x224", "--out", str(tmp_path / "o"),
+                 "--noise-px", value])
+    err = capsys.readouterr().err
+    assert code == 1 and err.strip().splitlines() == [
+        f"openhmr fit: error: --noise-px must be a positive number of pixels, got {float(value):g}"], err
+    assert not (tmp_path / "o").exists()

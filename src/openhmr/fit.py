@@ -351,6 +351,7 @@ def fit(
     init: FitInit | None = None,
     previous: FitInit | None = None,
     config: FitConfig | None = None,
+    noise_px: float | Tensor | np.ndarray | None = None,
     num_threads: int | None = 1,
 ) -> FitResult:
     """Fit ``body_model`` to 2D keypoints (and optional 3D keypoints).
@@ -378,6 +379,10 @@ def fit(
             ``init`` is given, run the short schedule and hold rotations and
             shape to it (method, step 5).
         config: weights and iterations.
+        noise_px: σ of each person's 2D keypoint noise in input pixels,
+            scalar or (B,), for people whose keypoints were placed at
+            different scales (e.g. crops of one image); given, it replaces
+            ``config.noise_px`` (see :class:`FitConfig`).
         num_threads: torch intra-op threads while fitting, restored after
             (None: leave as is). The fit runs thousands of tiny operations,
             for which extra threads only add synchronisation: on a busy
@@ -392,7 +397,8 @@ def fit(
         torch.set_num_threads(num_threads)
     try:
         return _fit(body_model, keypoints2d, keypoint_set, keypoints3d, keypoints3d_set,
-                    camera, crop_size, focal, principal_point, init, previous, config or FitConfig())
+                    camera, crop_size, focal, principal_point, init, previous, config or FitConfig(),
+                    noise_px)
     finally:
         torch.set_num_threads(threads)
 
@@ -410,6 +416,7 @@ def _fit(
     init: FitInit | None,
     previous: FitInit | None,
     cfg: FitConfig,
+    noise_px: float | Tensor | np.ndarray | None = None,
 ) -> FitResult:
     """The body of :func:`fit` (same arguments)."""
     if camera not in ("weak", "perspective"):
@@ -451,10 +458,15 @@ def _fit(
     hi = torch.where(seen[..., None], target, torch.full_like(target, -big)).amax(1)
     unit = ((hi - lo).norm(dim=-1) / PERSON_SIZE_PX).clamp(min=1e-3)  # (B,) px per unit
     noise_weight = None  # (B,) the 2D term's weight for a known pixel noise
-    if cfg.noise_px is not None:
-        if not (math.isfinite(cfg.noise_px) and cfg.noise_px > 0):
-            raise InputError(f"noise_px must be a positive number of pixels, got {cfg.noise_px}")
-        noise_weight = (REFERENCE_NOISE_PX * unit / cfg.noise_px).pow(2)  # σ here is noise_px/unit
+    noise = cfg.noise_px if noise_px is None else noise_px
+    if noise is not None:
+        sigma = torch.as_tensor(np.asarray(noise, dtype=np.float64) if not isinstance(noise, Tensor)
+                                else noise).to(device=device, dtype=dtype).reshape(-1)
+        if sigma.numel() not in (1, b):
+            raise InputError(f"noise_px must be one σ or one per person ({b}), got {sigma.numel()}")
+        if not (torch.isfinite(sigma).all() and (sigma > 0).all()):
+            raise InputError(f"noise_px must be a positive number of pixels, got {sigma.tolist()}")
+        noise_weight = (REFERENCE_NOISE_PX * unit / sigma).pow(2)  # σ here is noise_px/unit
 
     # Pinhole constants.
     f_t = pp_t = None

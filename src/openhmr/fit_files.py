@@ -57,6 +57,10 @@ class FitFilesOptions:
         batch_size: files fitted together (``openhmr.demo.FitPredictor``;
             1 fits each alone); with ``sequence``, a video's chains fitted
             side by side (1: one frame after another).
+        noise_px: σ of the keypoints' noise in image pixels, where it is
+            known and does not grow with the person (``openhmr.fit.FitConfig``'s
+            ``noise_px``, scaled into each person's crop); None: noise in
+            proportion to the person, as a detector's.
         max_people: up to this many people per file, the most confident
             first; above 1 each is written as ``<name>_person<k>.*``, as the
             demo writes a photo's people (with ``sequence``, each person
@@ -76,6 +80,7 @@ class FitFilesOptions:
     smoothing: str = "clip"
     batch_size: int = 8
     max_people: int = 1
+    noise_px: float | None = None
 
 
 def parse_image_size(text: str) -> tuple[int, int]:
@@ -167,6 +172,8 @@ def run_fit_files(options: FitFilesOptions) -> int:
         raise InputError(f"--batch-size must be at least 1, got {options.batch_size}")
     if options.max_people < 1:
         raise InputError(f"--max-people must be at least 1, got {options.max_people}")
+    if options.noise_px is not None and not (np.isfinite(options.noise_px) and options.noise_px > 0):
+        raise InputError(f"--noise-px must be a positive number of pixels, got {options.noise_px:g}")
     if options.mesh_format not in MESH_FORMATS:
         raise InputError(f"unknown mesh format {options.mesh_format!r}; choose one of {', '.join(MESH_FORMATS)}")
     if options.sequence:
@@ -195,7 +202,8 @@ def run_fit_files(options: FitFilesOptions) -> int:
         body = SMPL(options.smpl)
     else:
         body = load_anny()
-    predictor = FitPredictor(body.to(device), "fit", None, options.fit_config, track=options.sequence)
+    predictor = FitPredictor(body.to(device), "fit", None, options.fit_config, track=options.sequence,
+                             noise_px=options.noise_px)
     if options.sequence:
         failed = 0
         for name, frames in videos.items():

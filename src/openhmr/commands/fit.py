@@ -55,6 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fit up to N people of each file, the most confident first (default 1); "
                         "each is written as <name>_person<k>.* (with --sequence each person is "
                         "followed through the frames: <video>_person<k>.npz)")
+    p.add_argument("--noise-px", dest="noise_px", type=float, metavar="PX",
+                   help="σ of the keypoints' noise in image pixels, when it is known and does not "
+                        "grow with the person (e.g. annotations, or a measured detector error on "
+                        "large images): the fit ends with a step that trusts them that much "
+                        "(default: noise in proportion to the person, as a detector's)")
     add_output_options(p, "files")
     p.set_defaults(func=run)
 
@@ -70,6 +75,6 @@ def run(args: argparse.Namespace) -> int:
         inputs=list(args.inputs), image_size=parse_image_size(args.image_size), out=args.out,
         smpl=args.smpl, mesh_format=args.mesh_format, overwrite=args.overwrite, device=args.device,
         sequence=args.sequence, fps=args.fps, smoothing=args.smoothing or "clip",
-        batch_size=args.batch_size, max_people=args.max_people,
+        batch_size=args.batch_size, max_people=args.max_people, noise_px=args.noise_px,
     )
     return run_fit_files(options)

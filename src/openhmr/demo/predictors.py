@@ -8,6 +8,7 @@ maps its bodies back to their images through the crops' transforms
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,6 +191,9 @@ class FitPredictor:
     passes_2d_only: int = 2  # tracked video from 2D alone: 2 refits the later chains
     passes_with_3d: int = 1  # with 3D landmarks (openhmr.tracking says why)
     world_landmarks: bool = True  # fit the detector's 3D world landmarks (False: its 2D ones alone)
+    # σ of the keypoints' noise in image pixels, where known and not growing with the person
+    # (openhmr.fit.FitConfig.noise_px); each person's crop scales it. None: the config's.
+    noise_px: float | None = None
     # (video path, person followed or None) → (frame index, that frame's fit), the last fitted frame
     _last: dict[tuple[str, int | None], tuple[int, Any]] = field(default_factory=dict, repr=False)
 
@@ -295,11 +299,15 @@ class FitPredictor:
             init = FitInit(torch.cat([s.cam for s in inits]), torch.cat([s.pose for s in inits]),
                            torch.cat([s.betas for s in inits]))
         keypoint_set = locations[rows[0]].keypoint_set
+        noise = None  # image pixels → each person's crop pixels
+        if self.noise_px is not None:
+            noise = np.array([self.noise_px * math.sqrt(transforms[i].scale_x * transforms[i].scale_y)
+                              for i in rows])
         result = fit(self.body, kp2d, keypoint_set,
                      keypoints3d=np.stack([people[i][1] for i in rows]) if with_3d else None,
                      keypoints3d_set=keypoint_set if with_3d else None,
                      camera="weak", crop_size=transforms[rows[0]].crop_size, init=init,
-                     previous=previous, config=self.config)
+                     previous=previous, config=self.config, noise_px=noise)
         cam, pose, betas = result.cam.detach(), result.pose.detach(), result.betas.detach()
         out = result.output
         with torch.no_grad():
