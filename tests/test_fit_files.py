@@ -401,3 +401,36 @@ def test_noise_must_be_a_positive_number_of_pixels(value, tmp_path, capsys):
     assert code == 1 and err.strip().splitlines() == [
         f"openhmr fit: error: --noise-px must be a positive number of pixels, got {float(value):g}"], err
     assert not (tmp_path / "o").exists()
+
+
+def test_noise_is_told_the_same_way_in_the_demo(smpl_npz, tmp_path, capsys):
+    """``openhmr demo --method fit --openpose FILE --noise-px σ`` is
+    ``openhmr fit FILE --noise-px σ`` with the image, bit for bit, and told
+    a noise it fits differently from not told."""
+    from openhmr.demo import DemoOptions, run_demo
+
+    width, height = 320, 240
+    Image.fromarray(np.full((height, width, 3), 90, np.uint8)).save(tmp_path / "person.png")
+    keypoints = _write(tmp_path / "person_keypoints.json", _person(150, 30, 180))
+    config = FitConfig(stage1_iters=3, stage2_iters=(5,), pose_weights=(100.0,), shape_weights=(50.0,),
+                       noise_stage_iters=10)
+    runs = {"demo": DemoOptions([str(tmp_path / "person.png")], out=tmp_path / "demo", method="fit",
+                                smpl=smpl_npz, openpose=keypoints, fit_config=config, render=False,
+                                noise_px=1.0),
+            "fit": FitFilesOptions([str(keypoints)], (width, height), out=tmp_path / "fit", smpl=smpl_npz,
+                                   fit_config=config, noise_px=1.0),
+            "untold": FitFilesOptions([str(keypoints)], (width, height), out=tmp_path / "untold",
+                                      smpl=smpl_npz, fit_config=config)}
+    assert run_demo(runs["demo"]) == 0
+    assert run_fit_files(runs["fit"]) == 0 and run_fit_files(runs["untold"]) == 0
+    result = {name: json.loads((tmp_path / name / "person.json").read_text()) for name in runs}
+    for key in ("cam", "pose", "betas", "keypoints_2d"):
+        assert result["demo"][key] == result["fit"][key], key
+    assert result["fit"]["pose"] != result["untold"]["pose"]
+    from openhmr.errors import InputError
+
+    with pytest.raises(InputError, match="--noise-px must be a positive number of pixels, got -1"):
+        run_demo(DemoOptions([str(tmp_path / "person.png")], out=tmp_path / "bad", method="fit",
+                             smpl=smpl_npz, openpose=keypoints, noise_px=-1.0))
+    assert not (tmp_path / "bad").exists()
+    capsys.readouterr()

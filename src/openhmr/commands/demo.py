@@ -83,6 +83,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="--method fit|hmr+fit with the detector: fit BlazePose's 2D landmarks alone, "
                         "not its 3D world landmarks too (from 2D alone a photo's fit tries 8 starting "
                         "poses; see benchmarks/detected_renders.py)")
+    p.add_argument("--noise-px", dest="noise_px", type=float, metavar="PX",
+                   help="--method fit|hmr+fit: σ of the keypoints' noise in image pixels, when it is "
+                        "known and does not grow with the person (e.g. --openpose files of hand "
+                        "annotations): the fit ends with a step that trusts them that much (default: "
+                        "noise in proportion to the person, as a detector's)")
     p.add_argument("--no-render", dest="render", action="store_false",
                    help="write parameters and meshes only, no pictures (faster)")
     p.add_argument("--no-tracking", dest="track", action="store_false",
@@ -112,6 +117,6 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, mesh_format=args.mesh_format, overwrite=args.overwrite,
         backend=args.backend, batch_size=args.batch_size, render=args.render,
         track=args.track, smoothing=args.smoothing, max_people=args.max_people,
-        world_landmarks=args.world_landmarks,
+        world_landmarks=args.world_landmarks, noise_px=args.noise_px,
     )
     return run_demo(options)

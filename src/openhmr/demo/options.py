@@ -41,6 +41,9 @@ class DemoOptions:
     max_people: int = 1  # photos: up to this many people each (--openpose or the detector)
     # --method fit|hmr+fit with the detector: fit its 3D world landmarks too, or its 2D ones alone
     world_landmarks: bool = True
+    # --method fit|hmr+fit: σ of the keypoints' noise in image pixels, where known and not
+    # growing with the person (openhmr.fit.FitConfig.noise_px); None: in proportion, a detector's
+    noise_px: float | None = None
 
 
 def video_smoothing(options: DemoOptions) -> str:

@@ -3,6 +3,7 @@ written, one at a time (see :mod:`openhmr.demo`)."""
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,9 +85,11 @@ def build_predictor(options: DemoOptions, method: str, expected_crops: int | Non
         if method == "hmr":
             if not options.world_landmarks:
                 warn("--no-world-landmarks is not used by --method hmr (nothing is fitted)")
+            if options.noise_px is not None:
+                warn("--noise-px is not used by --method hmr (nothing is fitted)")
             return hmr
         return FitPredictor(body, method, hmr, options.fit_config, options.track,
-                            world_landmarks=options.world_landmarks)
+                            world_landmarks=options.world_landmarks, noise_px=options.noise_px)
     if options.weights is not None:
         warn("--weights is not used by --method fit")
     if options.smpl is not None:
@@ -96,7 +99,7 @@ def build_predictor(options: DemoOptions, method: str, expected_crops: int | Non
     else:
         body = load_anny()
     return FitPredictor(body.to(device), method, None, options.fit_config, options.track,
-                        world_landmarks=options.world_landmarks)
+                        world_landmarks=options.world_landmarks, noise_px=options.noise_px)
 
 
 @dataclass
@@ -120,6 +123,8 @@ def run_demo(options: DemoOptions) -> int:
     source = build_person_source(options, method)
     if options.max_people < 1:
         raise InputError(f"--max-people must be at least 1, got {options.max_people}")
+    if options.noise_px is not None and not (math.isfinite(options.noise_px) and options.noise_px > 0):
+        raise InputError(f"--noise-px must be a positive number of pixels, got {options.noise_px:g}")
     if options.max_people > 1 and isinstance(source, (BoxSource, TightCropSource)):
         raise InputError(f"--max-people {options.max_people} needs people to be found: use --openpose "
                          "or --detect (a --bbox or the whole image as a crop is one person)")
