@@ -28,6 +28,15 @@ def add_output_options(p: argparse.ArgumentParser, inputs: str) -> None:
                         "found now")
 
 
+def add_noise_option(p: argparse.ArgumentParser, applies_to: str = "") -> None:
+    """--noise-px, as ``demo`` and ``fit`` share it; ``applies_to`` opens its help."""
+    p.add_argument("--noise-px", dest="noise_px", type=float, metavar="PX",
+                   help=f"{applies_to}σ of the keypoints' noise in image pixels, when it is known and "
+                        "does not grow with the person (e.g. hand annotations, or a detector's error "
+                        "measured on large images): the fit ends with a step that trusts them that much "
+                        "(default: noise in proportion to the person, as a detector's)")
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer ≥ 1 (else argparse's one-line usage error)."""
     try:

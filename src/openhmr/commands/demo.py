@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from openhmr.commands import add_output_options, positive_int
+from openhmr.commands import add_noise_option, add_output_options, positive_int
 
 DESCRIPTION = """\
 Recover a 3D body mesh from each input image (or video frame) and write, per
@@ -83,11 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="--method fit|hmr+fit with the detector: fit BlazePose's 2D landmarks alone, "
                         "not its 3D world landmarks too (from 2D alone a photo's fit tries 8 starting "
                         "poses; see benchmarks/detected_renders.py)")
-    p.add_argument("--noise-px", dest="noise_px", type=float, metavar="PX",
-                   help="--method fit|hmr+fit: σ of the keypoints' noise in image pixels, when it is "
-                        "known and does not grow with the person (e.g. --openpose files of hand "
-                        "annotations): the fit ends with a step that trusts them that much (default: "
-                        "noise in proportion to the person, as a detector's)")
+    add_noise_option(p, "--method fit|hmr+fit: ")
     p.add_argument("--no-render", dest="render", action="store_false",
                    help="write parameters and meshes only, no pictures (faster)")
     p.add_argument("--no-tracking", dest="track", action="store_false",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from openhmr.commands import add_output_options, positive_int
+from openhmr.commands import add_noise_option, add_output_options, positive_int
 
 DESCRIPTION = """\
 Fit a body model (the open Anny, or SMPL with --smpl) to the 2D keypoints of
@@ -55,11 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fit up to N people of each file, the most confident first (default 1); "
                         "each is written as <name>_person<k>.* (with --sequence each person is "
                         "followed through the frames: <video>_person<k>.npz)")
-    p.add_argument("--noise-px", dest="noise_px", type=float, metavar="PX",
-                   help="σ of the keypoints' noise in image pixels, when it is known and does not "
-                        "grow with the person (e.g. annotations, or a measured detector error on "
-                        "large images): the fit ends with a step that trusts them that much "
-                        "(default: noise in proportion to the person, as a detector's)")
+    add_noise_option(p)
     add_output_options(p, "files")
     p.set_defaults(func=run)
 
