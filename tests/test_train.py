@@ -117,6 +117,24 @@ def test_out_that_is_a_file_is_one_error(tmp_path, capsys):
     assert mine.read_text() == "mine"
 
 
+def test_overrides_may_stand_between_options(capsys):
+    """`openhmr train --config C key=v --out R key2=v2`: argparse alone refuses
+    the second group; both reach the config, and anything else is still refused."""
+    from openhmr.cli import build_parser, parse_args
+
+    parser = build_parser()
+    args = parse_args(parser, ["train", "--config", "c.yaml", "device=cuda", "--out", "run",
+                               "max_steps=40", "--resume", "log_every=5"])
+    assert args.overrides == ["device=cuda", "max_steps=40", "log_every=5"]
+    assert (str(args.config), str(args.out), args.resume) == ("c.yaml", "run", True)
+    with pytest.raises(SystemExit):
+        parse_args(parser, ["train", "--config", "c.yaml", "a=1", "--out", "run", "stray"])
+    assert "unrecognized arguments: stray" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # no overrides in the demo
+        parse_args(parser, ["demo", "photo.jpg", "--out", "x", "max_steps=1"])
+    assert "unrecognized arguments: max_steps=1" in capsys.readouterr().err
+
+
 def test_sigkill_then_resume_from_the_command_line(smpl_npz, tmp_path):
     cfg = small_config(smpl_npz, max_steps=400, checkpoint_every=2, keep_checkpoints=2)
     cfg_path = tmp_path / "cfg.yaml"
