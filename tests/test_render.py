@@ -335,3 +335,21 @@ def test_panel_titles_keep_their_spaces():
     gaps = sorted(int(b - a) for a, b in zip(edges[::2], edges[1::2]))
     assert gaps[-1] >= gaps[-2] + 2, gaps
     assert compose_panels([("a", blank)] * 3, columns=2).shape == (2 * 40 + 3 * 4, 2 * 160 + 3 * 4, 3)
+
+
+def test_double_hyphens_in_titles_stay_two():
+    """"--max-people" must not read as "–max-people": at 12 px the font draws
+    "--" as one unbroken dash, so adjacent hyphens get a pixel between them."""
+    from openhmr.visualize import compose_panels
+
+    blank = np.full((40, 160, 3), 255, np.uint8)  # white: only the title is ink
+
+    def dashes(title: str) -> int:
+        sheet = compose_panels([(title, blank)], columns=1)
+        ink = (sheet[:20, :60] < 200).all(-1)  # any ink, anti-aliased edges included
+        row = ink[int(np.argmax(ink.sum(1)))]  # the dashes' row has the most ink
+        return int((np.diff(row.astype(int)) == 1).sum())  # runs of ink
+
+    assert dashes("-") == 1
+    assert dashes("--") == 2
+    assert dashes("---") == 3

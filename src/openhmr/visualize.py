@@ -10,6 +10,8 @@ of the body a bone is on (left: blue, right: red, centre: green).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -133,11 +135,19 @@ def _title_font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def _label(panel: Image.Image, text: str) -> None:
+    """Draw ``text`` at the top left on a white box. Adjacent hyphens get one
+    pixel between them: at 12 px the font draws "--" as one dash, and a
+    command-line flag such as "--max-people" would read as "–max-people"."""
     draw = ImageDraw.Draw(panel)
     font = _title_font()
+    pieces = re.split(r"(?<=-)(?=-)", text)
     box = draw.textbbox((4, 3), text, font=font)
-    draw.rectangle([box[0] - 3, box[1] - 2, box[2] + 3, box[3] + 2], fill=(255, 255, 255))
-    draw.text((4, 3), text, fill=(0, 0, 0), font=font)
+    right = box[2] + len(pieces) - 1  # one pixel more per gap
+    draw.rectangle([box[0] - 3, box[1] - 2, right + 3, box[3] + 2], fill=(255, 255, 255))
+    x = 4.0
+    for piece in pieces:
+        draw.text((round(x), 3), piece, fill=(0, 0, 0), font=font)
+        x += draw.textlength(piece, font=font) + 1
 
 
 def compose_panels(
