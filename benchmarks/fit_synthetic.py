@@ -52,7 +52,8 @@ Acceptance 1 of the open default, as README states it:
     python benchmarks/fit_synthetic.py --n 100 --camera perspective --set blazepose27 --known-noise
 
 Usage: python benchmarks/fit_synthetic.py [--n 20] [--seed 0] [--noise-px 2] [--drop 0.2]
-       [--camera weak|perspective] [--set body25|blazepose27] [--known-noise] [--render DIR]
+       [--camera weak|perspective] [--set body25|blazepose27] [--known-noise [--newton-steps N]]
+       [--render DIR]
 """
 
 from __future__ import annotations
@@ -212,11 +213,16 @@ def main() -> None:
     parser.add_argument("--known-noise", action="store_true",
                         help="tell the fit the noise's σ in pixels (FitConfig.noise_px); by "
                         "default it assumes noise in proportion to the person, as a detector's")
+    parser.add_argument("--newton-steps", type=int, default=None, metavar="N",
+                        help="with --known-noise: at most N Newton steps finish each fit "
+                        "(FitConfig.newton_steps; default 12, 0: none)")
     parser.add_argument("--render", type=Path, default=None, metavar="DIR",
                         help="write one sheet per body (truth and fits, front and side) here")
     args = parser.parse_args()
     if args.noise_px < 0 or not 0 <= args.drop < 1:
         sys.exit("error: --noise-px must be ≥ 0 and --drop in [0, 1)")
+    if args.newton_steps is not None and (args.newton_steps < 0 or not args.known_noise):
+        sys.exit("error: --newton-steps must be ≥ 0 and needs --known-noise")
     if args.render is not None:
         if args.render.exists() and any(args.render.iterdir()):
             sys.exit(f"error: {args.render} is not empty; choose a new folder for the renders")
@@ -235,6 +241,8 @@ def main() -> None:
         camera = {"camera": "perspective", "focal": truth["focal"],
                   "principal_point": truth["principal_point"]}
     config = FitConfig(noise_px=args.noise_px if args.known_noise else None)
+    if args.newton_steps is not None:
+        config = replace(config, newton_steps=args.newton_steps)
     told = "told to the fit" if args.known_noise else "assumed in proportion to the person"
     print(f"{args.n} bodies, seed {args.seed}, {kset} keypoints: 2D noise σ = "
           f"{args.noise_px:g} px {where} ({told}), {args.drop:.0%} of keypoints dropped")

@@ -134,7 +134,7 @@ def test_keypoints_of_known_noise_on_photos(anny_model) -> None:
     """Bodies photographed at ~520 px with 2 px noise, 20 % dropped, the
     keypoints the open default fits, 2D alone (acceptance 1's photo reading;
     ``benchmarks/fit_synthetic.py --camera perspective --set blazepose27
-    --known-noise`` runs 100: PA-MPJPE median 31.4 mm told, 37.0 mm not).
+    --known-noise`` runs 100: PA-MPJPE median 30.4 mm told, 37.0 mm not).
 
     Told the noise (``noise_px``), the fit weighs the keypoints for it — 2 px
     on this person is a quarter of what it assumes otherwise — so it lies
@@ -172,6 +172,22 @@ def test_keypoints_of_known_noise_on_photos(anny_model) -> None:
                for noise in (None, 2.0)]
     residual = [float(r.residuals_px[seen[:1]].median()) for r in tracked]
     assert residual[1] < 0.8 * residual[0], residual
+
+
+def test_newton_steps_finish_the_told_fit(anny_model) -> None:
+    """``newton_steps``: L-BFGS stops short of the told fit's minimum (its
+    energy is stiff); Newton steps from there lower every person's energy,
+    and more of them change it no further: the fit ends at the minimum."""
+    truth = _synthetic_photos(anny_model, 4, seed=3)
+    camera = {"camera": "perspective", "focal": truth["focal"], "principal_point": truth["pp"]}
+    energy = {}
+    for steps in (0, 10, 20):
+        result = fit(anny_model, truth["kp2d"], "blazepose27",
+                     config=FitConfig(noise_px=2.0, newton_steps=steps), **camera)
+        energy[steps] = sum(result.losses.values())
+    assert (energy[10] <= energy[0]).all() and float((energy[0] - energy[10]).max()) > 0.2, energy
+    assert float((energy[10] - energy[20]).abs().max()) < 0.05 * float(
+        (energy[0] - energy[10]).abs().max()), energy
 
 
 def test_each_person_can_have_a_noise_of_its_own(anny_model) -> None:

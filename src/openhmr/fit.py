@@ -39,7 +39,9 @@ The method:
    knee and elbow (the wrong-way bending guard). The weights assume noise in
    proportion to the person (u above); keypoints whose noise is known in
    pixels (``FitConfig.noise_px``) get one more step with the 2D term
-   weighted for that noise — on a large person, much more.
+   weighted for that noise — on a large person, much more — and, since
+   L-BFGS stops short of that stiff energy's minimum, a few Newton steps
+   on each person's best start (``openhmr.newton``).
 4. **Several starts when only 2D is given.** From one view a limb's depth
    is ambiguous (it may point towards or away from the camera), so the
    energy has several minima. Without 3D keypoints and without an initial
@@ -87,6 +89,7 @@ from openhmr.errors import InputError
 from openhmr.geometry.camera import crop_normalised_to_pixels, crop_pixels_to_normalised
 from openhmr.geometry.rotations import axis_angle_to_matrix
 from openhmr.lbfgs import minimise_rows
+from openhmr.newton import newton_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from openhmr.data.crop import CropTransform
@@ -158,6 +161,10 @@ class FitConfig:
             weight instead.
         noise_stage_iters: L-BFGS iterations of that step (a heavier 2D term
             makes the energy stiffer and slower to settle).
+        newton_steps: after that step, at most this many Newton steps
+            (``openhmr.newton``) finish each person's fit at its minimum, which
+            L-BFGS on the stiff energy stops short of (0: none). Only with
+            ``noise_px`` and not when tracking.
     """
 
     stage1_iters: int = 30
@@ -181,6 +188,7 @@ class FitConfig:
     model_keypoint_set: str | None = None
     noise_px: float | None = None
     noise_stage_iters: int = 120
+    newton_steps: int = 12
 
 
 @dataclass
@@ -634,10 +642,14 @@ def _fit(
     def stage2_terms(w_pose: float, w_shape: float, w_data: Tensor | None,
                      rows: Tensor) -> dict[str, Tensor]:
         """Terms of rows ``rows`` (hypothesis·B + person)."""
-        person = rows % b
-        pose_r, betas_r = pose_p[rows], betas_p[rows]
-        t = terms(_cam_from_params(cam_p[rows], camera), pose_r, betas_r, all_mask, person,
-                  w_data)
+        return energy_terms(cam_p[rows], pose_p[rows], betas_p[rows], rows % b,
+                            w_pose, w_shape, w_data)
+
+    def energy_terms(cam_r: Tensor, pose_r: Tensor, betas_r: Tensor, person: Tensor,
+                     w_pose: float, w_shape: float, w_data: Tensor | None) -> dict[str, Tensor]:
+        """Stage 2's terms at the values given: camera parameters, pose and
+        shape (B', ...) of people ``person`` (B',)."""
+        t = terms(_cam_from_params(cam_r, camera), pose_r, betas_r, all_mask, person, w_data)
         if range_prior is not None:
             t["pose_prior"] = w_pose * range_prior(pose_r)
         else:
@@ -672,18 +684,40 @@ def _fit(
         minimise_rows(
             params, lambda rows: sum(stage2_terms(w_pose, w_shape, w_data, rows).values()), iters)
 
+    people = torch.arange(b, device=device)
+    _, w_pose, w_shape, w_data = schedule[-1]
     with torch.no_grad():
         every = torch.arange(n_hyp * b, device=device)
-        _, w_pose, w_shape, w_data = schedule[-1]
-        losses = {k: v.detach() for k, v in stage2_terms(w_pose, w_shape, w_data, every).items()}
-        total = torch.nan_to_num(sum(losses.values()), nan=math.inf)
-        rows = total.reshape(n_hyp, b).argmin(0) * b + torch.arange(b, device=device)
-        losses = {k: v[rows] for k, v in losses.items()}
-        cam = _cam_from_params(cam_p, camera).detach()[rows]
+        total = torch.nan_to_num(sum(stage2_terms(w_pose, w_shape, w_data, every).values()),
+                                 nan=math.inf)
+        rows = total.reshape(n_hyp, b).argmin(0) * b + people
+        cam_par = cam_p.detach()[rows]
         pose = pose_p.detach()[rows]
         betas = betas_p.detach()[rows]
+
+    if w_data is not None and track is None and cfg.newton_steps > 0:
+        # The told noise's heavy 2D term makes the energy stiff, and L-BFGS
+        # stops short of its minimum: finish each person's winner with Newton.
+        sizes = [cam_par.shape[1], pose.shape[1]] + ([k_shape] if cfg.optimise_shape else [])
+
+        def energy(x: Tensor, person: Tensor) -> Tensor:
+            parts = x.split(sizes, 1)
+            shape = parts[2] if cfg.optimise_shape else betas[person]
+            return sum(energy_terms(parts[0], parts[1], shape, person, w_pose, w_shape,
+                                    w_data).values())
+
+        x = torch.cat([cam_par, pose] + ([betas] if cfg.optimise_shape else []), 1)
+        x, _ = newton_rows(x, energy, cfg.newton_steps)
+        parts = x.split(sizes, 1)
+        cam_par, pose = parts[0], parts[1]
+        betas = parts[2] if cfg.optimise_shape else betas
+
+    with torch.no_grad():
+        losses = {k: v.detach() for k, v in energy_terms(cam_par, pose, betas, people, w_pose,
+                                                         w_shape, w_data).items()}
+        cam = _cam_from_params(cam_par, camera)
         output = body_model(pose, betas)
-        pred = project(output.keypoints[model_set][:, model_idx], cam, torch.arange(b, device=device))
+        pred = project(output.keypoints[model_set][:, model_idx], cam, people)
         k_in = len(input_set)
         kp_fit = torch.full((b, k_in, 2), float("nan"), dtype=dtype, device=device)
         kp_fit[:, input_idx] = pred
