@@ -215,7 +215,7 @@ def main() -> None:
                         "default it assumes noise in proportion to the person, as a detector's")
     parser.add_argument("--newton-steps", type=int, default=None, metavar="N",
                         help="with --known-noise: at most N Newton steps finish each fit "
-                        "(FitConfig.newton_steps; default 12, 0: none)")
+                        "(FitConfig.newton_steps; default 0: none)")
     parser.add_argument("--render", type=Path, default=None, metavar="DIR",
                         help="write one sheet per body (truth and fits, front and side) here")
     args = parser.parse_args()

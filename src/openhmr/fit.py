@@ -39,9 +39,10 @@ The method:
    knee and elbow (the wrong-way bending guard). The weights assume noise in
    proportion to the person (u above); keypoints whose noise is known in
    pixels (``FitConfig.noise_px``) get one more step with the 2D term
-   weighted for that noise — on a large person, much more — and, since
-   L-BFGS stops short of that stiff energy's minimum, a few Newton steps
-   on each person's best start (``openhmr.newton``).
+   weighted for that noise — on a large person, much more. L-BFGS stops
+   short of that stiff energy's minimum; Newton steps on each person's best
+   start (``openhmr.newton``, ``newton_steps``) reach it, but are off by
+   default: the minimum lies no nearer the truth than where L-BFGS stops.
 4. **Several starts when only 2D is given.** From one view a limb's depth
    is ambiguous (it may point towards or away from the camera), so the
    energy has several minima. Without 3D keypoints and without an initial
@@ -163,8 +164,10 @@ class FitConfig:
             makes the energy stiffer and slower to settle).
         newton_steps: after that step, at most this many Newton steps
             (``openhmr.newton``) finish each person's fit at its minimum, which
-            L-BFGS on the stiff energy stops short of (0: none). Only with
-            ``noise_px`` and not when tracking.
+            L-BFGS on the stiff energy stops short of. Only with ``noise_px``
+            and not when tracking. 0 (the default): none — on six sets of
+            synthetic photos 12 steps moved the median PA-MPJPE by −1.0 to
+            +1.9 mm, +0.03 mm on average, for ~0.15 s more per person.
     """
 
     stage1_iters: int = 30
@@ -188,7 +191,7 @@ class FitConfig:
     model_keypoint_set: str | None = None
     noise_px: float | None = None
     noise_stage_iters: int = 120
-    newton_steps: int = 12
+    newton_steps: int = 0
 
 
 @dataclass
