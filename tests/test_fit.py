@@ -127,7 +127,8 @@ def _synthetic_photos(model, n: int, seed: int) -> dict[str, torch.Tensor]:
     noisy = clean + 2.0 * torch.randn(clean.shape, generator=g)
     conf = (torch.rand(clean.shape[:2], generator=g) >= 0.2).float()
     return {"kp3": kp3, "clean": clean, "focal": focal, "pp": pp, "trans": trans,
-            "vertices": out.vertices, "kp2d": torch.cat([noisy, conf[..., None]], -1)}
+            "vertices": out.vertices, "kp2d": torch.cat([noisy, conf[..., None]], -1),
+            "kp3_sets": out.keypoints}
 
 
 def test_keypoints_of_known_noise_on_photos(anny_model) -> None:
@@ -164,6 +165,11 @@ def test_keypoints_of_known_noise_on_photos(anny_model) -> None:
                            for r in (told, assumed))
     assert float(pa_told.mean()) < float(pa_assumed.mean()) - 3.0, (pa_told, pa_assumed)
     assert float(pa_told.median()) <= 35.0, pa_told
+    # On the body's joints, as PA-MPJPE is usually scored, the told fit is
+    # under 30 mm (measured 27.3 and 24.4 mm here; 27.0 and 25.6 on 400 bodies).
+    for joints in ("lsp14", "h36m17"):
+        pa = _pa_mpjpe_mm(told.output.keypoints[joints], truth["kp3_sets"][joints])
+        assert float(pa.median()) <= 30.0, (joints, pa)
     # A tracked frame's one step weighs its keypoints the same way.
     one = {"focal": truth["focal"][:1], "principal_point": truth["pp"][:1]}
     previous = FitInit(cam=assumed.cam[:1], pose=assumed.pose[:1], betas=assumed.betas[:1])
