@@ -311,6 +311,19 @@ def test_pose_prior_follows_the_joint_ranges(anny_model: Anny) -> None:
     expected = 0.5 * ((2.4 - float(centre[2])) / float(sigma[2])) ** 2
     assert float(anny_model.pose_prior(overhead) - anny_model.pose_prior(at_centre)) == \
         pytest.approx(expected, rel=1e-4)
+    # The told fit's flatter prior (exponent 3): the density exp(−prior) along
+    # one component keeps the range's variance, σ², as the Gaussian's does.
+    steps = torch.linspace(-6.0, 6.0, 4001, dtype=torch.float64) * float(sigma[0])
+    along = at_centre.double().repeat(len(steps), 1)
+    along[:, 3 * j] += steps
+    for exponent in (2.0, 3.0, 4.0):
+        density = torch.exp(-(anny_model.pose_prior(along, exponent=exponent)
+                              - anny_model.pose_prior(at_centre.double(), exponent=exponent)))
+        variance = float((density * steps**2).sum() / density.sum())
+        assert variance == pytest.approx(float(sigma[0]) ** 2, rel=1e-3)
+    flat = anny_model.pose_prior(moved, exponent=3.0) - anny_model.pose_prior(at_centre, exponent=3.0)
+    a3 = math.sqrt(math.gamma(1 / 3) / math.gamma(1.0))
+    assert float(flat) == pytest.approx((0.4 / float(sigma[0]) / a3) ** 3, rel=1e-4)
     # A knee bent backwards pays the wall; the same angle forwards does not.
     k = JOINT_NAMES.index("right_knee")
     fwd, back = zero.clone(), zero.clone()

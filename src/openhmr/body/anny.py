@@ -534,7 +534,8 @@ class Anny(BodyModel):
         spread[0] = math.inf
         return frame, centre, spread, low, high
 
-    def pose_prior(self, pose: Tensor, limit_weight: float = 100.0) -> Tensor:
+    def pose_prior(self, pose: Tensor, limit_weight: float = 100.0,
+                   exponent: float = 2.0) -> Tensor:
         """Negative log of the joint-range pose prior (up to a constant), per body.
 
         Each non-root joint's axis-angle, expressed on its range axes (right
@@ -547,19 +548,33 @@ class Anny(BodyModel):
         Knees and elbows get one wall, ``limit_weight``·½·(u/σ)² for flexion
         u < 0: they must not bend the wrong way (the role of SMPLify's guard).
 
+        ``exponent`` p ≠ 2 replaces each Gaussian by a generalised one of the
+        same variance, Σ|z/a|^p with z = (u − c)/σ and a = √(Γ(1/p)/Γ(3/p)):
+        for p > 2 flatter over the range and steeper beyond it, nearer the
+        uniform draws of :meth:`random_pose`. The fit uses p = 3 where it is
+        told the keypoints' noise (``FitConfig.told_prior_exponent``).
+
         Args:
             pose: (B, 3·J) axis-angle.
             limit_weight: strength of the wrong-way bending wall relative to
                 the Gaussian.
+            exponent: p above (2: the Gaussian).
         Returns:
             (B,) dimensionless penalty.
         """
         frame, centre, spread, _, _ = (x.to(pose) for x in self._prior_tables)
         u = torch.einsum("jab,njb->nja", frame, pose.reshape(pose.shape[0], -1, 3))
-        gauss = ((u - centre) / spread).pow(2)[:, 1:].sum((1, 2))
+        z = ((u - centre) / spread)[:, 1:]
+        if exponent == 2.0:
+            core = 0.5 * z.pow(2).sum((1, 2))
+        else:
+            # exp(−|z/a|^p) has variance a²·Γ(3/p)/Γ(1/p): a makes it 1, as the Gaussian's.
+            p = exponent
+            a = math.sqrt(math.gamma(1.0 / p) / math.gamma(3.0 / p))
+            core = (z.abs() / a).pow(p).sum((1, 2))
         hinge = self._hinge_joints.to(pose.device)
         wrong_way = (torch.relu(-u[:, hinge, 0]) / spread[hinge, 0]).pow(2).sum(-1)
-        return 0.5 * (gauss + limit_weight * wrong_way)
+        return core + 0.5 * limit_weight * wrong_way
 
     # ------------------------------------------------------- random samples
     def random_pose(self, n: int, generator: torch.Generator | None = None,
