@@ -44,8 +44,13 @@ videos fitted as one batch, per video); and, once per way of fitting, the
 seconds per frame of the first video fitted alone (one person, as the demo
 fits).
 
+``--noise-px σ`` sets the noise (crop pixels; 0.5 is 2 px on a person
+600 px tall, as in a large photo) and ``--known-noise`` tells the fit its σ
+(``FitConfig(noise_px=σ)``, as ``openhmr fit --sequence --noise-px`` does).
+
 Usage: python benchmarks/fit_video.py [--videos 4] [--frames 40] [--keyframe-every 10 20] [--seed 0]
        [--ways per-frame tracking chains chains-one-pass chains-two-passes]
+       [--noise-px 2] [--known-noise]
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ import torch
 from openhmr.body.anny import Anny
 from openhmr.data.crop import CropTransform
 from openhmr.demo import body_joints
-from openhmr.fit import FitInit, fit
+from openhmr.fit import FitConfig, FitInit, fit
 from openhmr.geometry.procrustes import procrustes_align
 from openhmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from openhmr.smoothing import BodySmoother, smooth_clip
@@ -116,14 +121,15 @@ def make_videos(model: Anny, videos: int, frames: int, keyframe_every: int, seed
 Estimates = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # cam, pose, betas: (frames, videos, ...)
 
 
-def run(model: Anny, truth: dict[str, torch.Tensor], tracking: bool, use_3d: bool) -> tuple[Estimates, float]:
+def run(model: Anny, truth: dict[str, torch.Tensor], tracking: bool, use_3d: bool,
+        config: FitConfig | None = None) -> tuple[Estimates, float]:
     """Each frame's fitted (cam, pose, betas) and seconds per frame (all videos)."""
     fitted, previous = [], None
     t0 = time.perf_counter()
     for f in range(truth["kp2d"].shape[0]):
         extra = {"keypoints3d": truth["kp3_obs"][f], "keypoints3d_set": SET} if use_3d else {}
         result = fit(model, truth["kp2d"][f], SET, camera="weak", crop_size=CROP,
-                     previous=previous if tracking else None, **extra)
+                     previous=previous if tracking else None, config=config, **extra)
         if tracking:
             previous = FitInit(result.cam, result.pose, result.betas)
         fitted.append((result.cam.detach(), result.pose.detach(), result.betas.detach()))
@@ -132,7 +138,8 @@ def run(model: Anny, truth: dict[str, torch.Tensor], tracking: bool, use_3d: boo
 
 
 def run_chains(model: Anny, truth: dict[str, torch.Tensor], use_3d: bool,
-               chain_length: int = 16, passes: int = 2) -> tuple[Estimates, float]:
+               chain_length: int = 16, passes: int = 2,
+               config: FitConfig | None = None) -> tuple[Estimates, float]:
     """Tracking in chains side by side, as the demo fits a video: every
     video's frames at once, a step of all chains per batched fit (a row
     fitted again replaces its first fit)."""
@@ -151,7 +158,8 @@ def run_chains(model: Anny, truth: dict[str, torch.Tensor], use_3d: bool,
                 before = [b for _, b in step if b is not None]
                 previous = FitInit(*(torch.cat([fits[b][i] for b in before]) for i in range(3)))
             extra = {"keypoints3d": kp3[rows], "keypoints3d_set": SET} if use_3d else {}
-            result = fit(model, kp2d[rows], SET, camera="weak", crop_size=CROP, previous=previous, **extra)
+            result = fit(model, kp2d[rows], SET, camera="weak", crop_size=CROP, previous=previous,
+                         config=config, **extra)
             for j, row in enumerate(rows):
                 fits[row] = tuple(x[j:j + 1].detach() for x in (result.cam, result.pose, result.betas))
     seconds = (time.perf_counter() - t0) / frames
@@ -159,19 +167,21 @@ def run_chains(model: Anny, truth: dict[str, torch.Tensor], use_3d: bool,
                  for i in range(3)), seconds
 
 
-def fit_way(model: Anny, truth: dict[str, torch.Tensor], way: str, use_3d: bool) -> tuple[Estimates, float]:
+def fit_way(model: Anny, truth: dict[str, torch.Tensor], way: str, use_3d: bool,
+            config: FitConfig | None = None) -> tuple[Estimates, float]:
     """``way`` = "per frame", "tracking", "chains", "chains one pass" or
     "chains two passes"."""
     if way.startswith("chains"):
         passes = {"chains": 1 if use_3d else 2, "chains one pass": 1, "chains two passes": 2}[way]
-        return run_chains(model, truth, use_3d, passes=passes)
-    return run(model, truth, way == "tracking", use_3d)
+        return run_chains(model, truth, use_3d, passes=passes, config=config)
+    return run(model, truth, way == "tracking", use_3d, config)
 
 
-def seconds_alone(model: Anny, truth: dict[str, torch.Tensor], way: str, use_3d: bool) -> float:
+def seconds_alone(model: Anny, truth: dict[str, torch.Tensor], way: str, use_3d: bool,
+                  config: FitConfig | None = None) -> float:
     """Seconds per frame for the first video alone (one person, as the demo fits)."""
     one = {k: (v[:1] if k == "shape" else v[:, :1]) for k, v in truth.items()}
-    return fit_way(model, one, way, use_3d)[1]
+    return fit_way(model, one, way, use_3d, config)[1]
 
 
 def smooth(model: Anny, estimates: Estimates, how: str, fps: float = 30.0) -> Estimates:
@@ -229,19 +239,26 @@ def main() -> None:
     parser.add_argument("--ways", nargs="+",
                         choices=("per-frame", "tracking", "chains", "chains-one-pass", "chains-two-passes"),
                         default=["per-frame", "tracking", "chains"], help="ways of fitting to run")
+    parser.add_argument("--noise-px", type=float, default=2.0,
+                        help="σ of the 2D keypoints' noise, crop pixels (0.5: 2 px on a person 600 px tall)")
+    parser.add_argument("--known-noise", action="store_true",
+                        help="tell the fit the noise's σ (FitConfig(noise_px=σ)) instead of it assuming "
+                             "noise in proportion to the person")
     args = parser.parse_args()
+    config = FitConfig(noise_px=args.noise_px) if args.known_noise else None
     ways = [w.replace("-", " ") for w in args.ways]
     model = Anny()
     for every in args.keyframe_every:
-        truth = make_videos(model, args.videos, args.frames, every, args.seed)
+        truth = make_videos(model, args.videos, args.frames, every, args.seed, noise_px=args.noise_px)
         print(f"{args.videos} videos × {args.frames} frames, a random pose every {every} frames, "
-              f"σ = 2 px, 20 % dropped", flush=True)
+              f"σ = {args.noise_px:g} px{' (told)' if args.known_noise else ''}, 20 % dropped", flush=True)
         for use_3d in (True, False):
             inputs = "2D + 3D" if use_3d else "2D only"
             rows = {}
             for way in ways:
-                estimates, seconds = fit_way(model, truth, way, use_3d)
-                print(f"  {inputs}, {way}: one person alone {seconds_alone(model, truth, way, use_3d):.2f} "
+                estimates, seconds = fit_way(model, truth, way, use_3d, config)
+                alone = seconds_alone(model, truth, way, use_3d, config)
+                print(f"  {inputs}, {way}: one person alone {alone:.2f} "
                       f"s per frame", flush=True)
                 for how in ("raw", "causal", "clip"):
                     kp3, kp2 = keypoints(model, estimates if how == "raw" else smooth(model, estimates, how))
