@@ -49,14 +49,17 @@ By default the fit assumes, as for a detector, noise in proportion to the
 person (2 px at HMR's 150-px person size). ``--known-noise`` tells it the
 noise's σ in pixels (``FitConfig(noise_px=σ)``): on a photo's ~520-px
 person, 2 px is a quarter of what it would otherwise assume, and the fit
-ends with a step that weights the keypoints accordingly.
+ends with a step that weights the keypoints accordingly. ``--upright``
+tells it the bodies stand upright before a level camera, as ``random_pose``
+draws them (``FitConfig(upright_sigma=0.2)``, ``openhmr demo|fit --upright``).
 
 Acceptance 1 of the open default, as README states it:
     python benchmarks/fit_synthetic.py --n 100 --camera perspective --set blazepose27 --known-noise
+    python benchmarks/fit_synthetic.py --n 100 --camera perspective --set blazepose27 --known-noise --upright
 
 Usage: python benchmarks/fit_synthetic.py [--n 20] [--seed 0] [--noise-px 2] [--drop 0.2]
        [--camera weak|perspective] [--set body25|blazepose27] [--known-noise [--newton-steps N]]
-       [--render DIR]
+       [--upright [RAD]] [--render DIR]
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ from PIL import Image
 
 from openhmr.body.anny import Anny
 from openhmr.body.keypoints import get_set
-from openhmr.fit import FitConfig, FitInit, FitResult, fit
+from openhmr.fit import UPRIGHT_SIGMA, FitConfig, FitInit, FitResult, fit
 from openhmr.geometry.camera import weak_to_perspective_translation
 from openhmr.geometry.procrustes import procrustes_align
 from openhmr.render import render_mesh, rotate_about_centroid
@@ -218,6 +221,10 @@ def main() -> None:
     parser.add_argument("--known-noise", action="store_true",
                         help="tell the fit the noise's σ in pixels (FitConfig.noise_px); by "
                         "default it assumes noise in proportion to the person, as a detector's")
+    parser.add_argument("--upright", type=float, nargs="?", const=UPRIGHT_SIGMA, default=None,
+                        metavar="RAD", help="tell the fit the bodies are upright: a prior of σ RAD "
+                        f"(default {UPRIGHT_SIGMA}) on their tilt from the image's vertical "
+                        "(FitConfig.upright_sigma; the test bodies tilt by up to 0.1 rad)")
     parser.add_argument("--newton-steps", type=int, default=None, metavar="N",
                         help="with --known-noise: at most N Newton steps finish each fit "
                         "(FitConfig.newton_steps; default 0: none)")
@@ -245,10 +252,13 @@ def main() -> None:
         where = f"on a {PHOTO}-px photo (people {heights.median():.0f} px tall, median)"
         camera = {"camera": "perspective", "focal": truth["focal"],
                   "principal_point": truth["principal_point"]}
-    config = FitConfig(noise_px=args.noise_px if args.known_noise else None)
+    config = FitConfig(noise_px=args.noise_px if args.known_noise else None,
+                       upright_sigma=args.upright)
     if args.newton_steps is not None:
         config = replace(config, newton_steps=args.newton_steps)
     told = "told to the fit" if args.known_noise else "assumed in proportion to the person"
+    if args.upright is not None:
+        told += f"; told upright, σ = {args.upright:g} rad"
     print(f"{args.n} bodies, seed {args.seed}, {kset} keypoints: 2D noise σ = "
           f"{args.noise_px:g} px {where} ({told}), {args.drop:.0%} of keypoints dropped")
     at_truth = FitInit(cam=truth["cam"], pose=truth["pose"], betas=truth["shape"])

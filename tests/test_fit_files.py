@@ -392,6 +392,28 @@ def test_noise_in_image_pixels_is_scaled_into_each_crop(smpl_npz, tmp_path, monk
     capsys.readouterr()
 
 
+def test_upright_reaches_the_fit(smpl_npz, tmp_path, monkeypatch, capsys):
+    """``openhmr fit --upright`` fits with FitConfig.upright_sigma set (and
+    reports its term); without it the orientation is free."""
+    import openhmr.fit as fit_module
+
+    seen: list[tuple[float | None, bool]] = []
+    real_fit = fit_module.fit
+
+    def recording_fit(body, keypoints2d, keypoint_set, **kw):
+        result = real_fit(body, keypoints2d, keypoint_set, **kw)
+        seen.append((kw["config"].upright_sigma if kw.get("config") else None, "upright" in result.losses))
+        return result
+
+    monkeypatch.setattr(fit_module, "fit", recording_fit)
+    keypoints = _write(tmp_path / "one_keypoints.json", _person(100, 30, 180))
+    for flags, out in ((["--upright"], "upright"), ([], "free")):
+        assert main(["fit", str(keypoints), "--image-size", "224x224", "--smpl", str(smpl_npz),
+                     "--out", str(tmp_path / out), *flags]) == 0
+    assert seen == [(fit_module.UPRIGHT_SIGMA, True), (None, False)]
+    capsys.readouterr()
+
+
 @pytest.mark.parametrize("value", ["0", "-2", "nan"])
 def test_noise_must_be_a_positive_number_of_pixels(value, tmp_path, capsys):
     keypoints = _write(tmp_path / "one_keypoints.json", _person(100, 30, 180))

@@ -47,6 +47,8 @@ The method:
    short of that stiff energy's minimum; Newton steps on each person's best
    start (``openhmr.newton``, ``newton_steps``) reach it, but are off by
    default: the minimum lies no nearer the truth than where L-BFGS stops.
+   For people known to be upright before a level camera, ``upright_sigma``
+   adds λ_θ·(1 − cos τ)/σ², τ the body's tilt from the image's vertical.
 4. **Several starts when only 2D is given.** From one view a limb's depth
    is ambiguous (it may point towards or away from the camera), so the
    energy has several minima. Without 3D keypoints and without an initial
@@ -117,6 +119,11 @@ _SMPL_BEND_AXES = {"left_knee": (1.0, 0.0, 0.0), "right_knee": (1.0, 0.0, 0.0),
                    "left_elbow": (0.0, -1.0, 0.0), "right_elbow": (0.0, 1.0, 0.0)}
 
 
+#: ``openhmr demo|fit --upright``'s σ of the body's tilt from the image's
+#: vertical, radians (~11°): a level camera's pitch and a person's sway.
+UPRIGHT_SIGMA = 0.2
+
+
 @dataclass(frozen=True)
 class FitConfig:
     """Weights and iteration counts (defaults tuned on synthetic Anny bodies).
@@ -180,6 +187,13 @@ class FitConfig:
             the ranges' centres then costs more than it saves; under the
             larger noise a detector's keypoints carry, it saves more, and a
             tracked frame (``previous``) keeps the Gaussian too (see README).
+        upright_sigma: σ, radians, of a prior on the body's tilt τ from the
+            image's vertical (:func:`upright_prior`), weighted in stage 2 as
+            the pose prior is (λ_θ of each step): for people known to stand
+            or walk upright before a level camera. From 2D alone, a body
+            leaning towards the camera and one leaning away project alike,
+            and the joint priors alone do not tell them apart. None (the
+            default): the orientation is free, as in SMPLify.
     """
 
     stage1_iters: int = 30
@@ -205,6 +219,7 @@ class FitConfig:
     noise_stage_iters: int = 120
     newton_steps: int = 0
     told_prior_exponent: float = 3.0
+    upright_sigma: float | None = None
 
 
 @dataclass
@@ -327,6 +342,16 @@ def bend_guard(pose: Tensor, axes: Tensor) -> Tensor:
     used = axes.abs().sum(-1) > 0
     along = (theta[:, used] * axes[used].to(theta)).sum(-1)
     return torch.exp(-along).pow(2).sum(-1)
+
+
+def upright_prior(root: Tensor, sigma: float) -> Tensor:
+    """(B,) negative log of a prior on the body's tilt from the image's
+    vertical: (1 − cos τ)/σ² ≈ ½(τ/σ)², τ the angle between the model's up
+    axis (+y of its root frame) carried by the root rotation ``root`` (B, 3)
+    axis-angle and the camera's up (−y; image rows grow downwards), σ radians.
+    Rotation about the vertical (which way the person faces) is free."""
+    up_y = axis_angle_to_matrix(root)[:, 1, 1]  # the up axis' y in camera axes = −cos τ
+    return (1.0 + up_y) / sigma ** 2
 
 
 def joint_stiffness(body_model: BodyModel) -> Tensor:
@@ -491,6 +516,9 @@ def _fit(
         if not (torch.isfinite(sigma).all() and (sigma > 0).all()):
             raise InputError(f"noise_px must be a positive number of pixels, got {sigma.tolist()}")
         noise_weight = (REFERENCE_NOISE_PX * unit / sigma).pow(2)  # σ here is noise_px/unit
+    if cfg.upright_sigma is not None and not (math.isfinite(cfg.upright_sigma)
+                                              and cfg.upright_sigma > 0):
+        raise InputError(f"upright_sigma must be a positive angle in radians, got {cfg.upright_sigma}")
 
     # Pinhole constants.
     f_t = pp_t = None
@@ -680,6 +708,8 @@ def _fit(
             t["pose_prior"] = w_pose * (stiff * dev).sum(-1)
             t["bend"] = cfg.bend_weight * bend_guard(pose_r, axes)
         t["shape_prior"] = w_shape * betas_r.pow(2).sum(-1)
+        if cfg.upright_sigma is not None:
+            t["upright"] = w_pose * upright_prior(pose_r[:, :3], cfg.upright_sigma)
         if shape_range is not None:
             low, high = (x.to(betas_r) for x in shape_range)
             outside = torch.relu(betas_r - high) + torch.relu(low - betas_r)

@@ -37,6 +37,24 @@ def add_noise_option(p: argparse.ArgumentParser, applies_to: str = "") -> None:
                         "(default: noise in proportion to the person, as a detector's)")
 
 
+def add_upright_option(p: argparse.ArgumentParser, applies_to: str = "") -> None:
+    """--upright, as ``demo`` and ``fit`` share it; ``applies_to`` opens its help."""
+    p.add_argument("--upright", action="store_true",
+                   help=f"{applies_to}the people stand or walk upright before a level camera: "
+                        "the fit prefers bodies within ~11° of the image's vertical, which tells a "
+                        "body leaning towards the camera from one leaning away (default: the "
+                        "orientation is free; leave it so for people lying, bending or upside down)")
+
+
+def upright_config(upright: bool) -> object | None:
+    """``openhmr.fit.FitConfig`` for --upright, or None (the defaults)."""
+    if not upright:
+        return None
+    from openhmr.fit import UPRIGHT_SIGMA, FitConfig
+
+    return FitConfig(upright_sigma=UPRIGHT_SIGMA)
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer ≥ 1 (else argparse's one-line usage error)."""
     try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from openhmr.commands import add_noise_option, add_output_options, positive_int
+from openhmr.commands import (add_noise_option, add_output_options, add_upright_option, positive_int,
+                              upright_config)
 
 DESCRIPTION = """\
 Recover a 3D body mesh from each input image (or video frame) and write, per
@@ -84,6 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "not its 3D world landmarks too (from 2D alone a photo's fit tries 8 starting "
                         "poses; see benchmarks/detected_renders.py)")
     add_noise_option(p, "--method fit|hmr+fit: ")
+    add_upright_option(p, "--method fit|hmr+fit: ")
     p.add_argument("--no-render", dest="render", action="store_false",
                    help="write parameters and meshes only, no pictures (faster)")
     p.add_argument("--no-tracking", dest="track", action="store_false",
@@ -114,5 +116,6 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend, batch_size=args.batch_size, render=args.render,
         track=args.track, smoothing=args.smoothing, max_people=args.max_people,
         world_landmarks=args.world_landmarks, noise_px=args.noise_px,
+        fit_config=upright_config(args.upright),
     )
     return run_demo(options)

@@ -87,6 +87,8 @@ def build_predictor(options: DemoOptions, method: str, expected_crops: int | Non
                 warn("--no-world-landmarks is not used by --method hmr (nothing is fitted)")
             if options.noise_px is not None:
                 warn("--noise-px is not used by --method hmr (nothing is fitted)")
+            if getattr(options.fit_config, "upright_sigma", None) is not None:
+                warn("--upright is not used by --method hmr (nothing is fitted)")
             return hmr
         return FitPredictor(body, method, hmr, options.fit_config, options.track,
                             world_landmarks=options.world_landmarks, noise_px=options.noise_px)
