@@ -47,10 +47,13 @@ fits).
 ``--noise-px σ`` sets the noise (crop pixels; 0.5 is 2 px on a person
 600 px tall, as in a large photo) and ``--known-noise`` tells the fit its σ
 (``FitConfig(noise_px=σ)``, as ``openhmr fit --sequence --noise-px`` does).
+``--upright`` tells it the bodies stand upright (``FitConfig(upright_sigma=0.2)``,
+``openhmr demo|fit --upright``): the videos' bodies are ``random_pose``'s,
+tilted by at most 0.14 rad, turning about the vertical only.
 
 Usage: python benchmarks/fit_video.py [--videos 4] [--frames 40] [--keyframe-every 10 20] [--seed 0]
        [--ways per-frame tracking chains chains-one-pass chains-two-passes]
-       [--noise-px 2] [--known-noise]
+       [--noise-px 2] [--known-noise] [--upright [RAD]]
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ import torch
 from openhmr.body.anny import Anny
 from openhmr.data.crop import CropTransform
 from openhmr.demo import body_joints
-from openhmr.fit import FitConfig, FitInit, fit
+from openhmr.fit import UPRIGHT_SIGMA, FitConfig, FitInit, fit
 from openhmr.geometry.procrustes import procrustes_align
 from openhmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from openhmr.smoothing import BodySmoother, smooth_clip
@@ -244,14 +247,19 @@ def main() -> None:
     parser.add_argument("--known-noise", action="store_true",
                         help="tell the fit the noise's σ (FitConfig(noise_px=σ)) instead of it assuming "
                              "noise in proportion to the person")
+    parser.add_argument("--upright", type=float, nargs="?", const=UPRIGHT_SIGMA, default=None,
+                        metavar="RAD", help="tell the fit the bodies are upright: a prior of σ RAD "
+                        f"on their tilt from the image's vertical (default {UPRIGHT_SIGMA:g}; "
+                        "FitConfig.upright_sigma)")
     args = parser.parse_args()
-    config = FitConfig(noise_px=args.noise_px) if args.known_noise else None
+    config = FitConfig(noise_px=args.noise_px if args.known_noise else None, upright_sigma=args.upright)
     ways = [w.replace("-", " ") for w in args.ways]
     model = Anny()
     for every in args.keyframe_every:
         truth = make_videos(model, args.videos, args.frames, every, args.seed, noise_px=args.noise_px)
         print(f"{args.videos} videos × {args.frames} frames, a random pose every {every} frames, "
-              f"σ = {args.noise_px:g} px{' (told)' if args.known_noise else ''}, 20 % dropped", flush=True)
+              f"σ = {args.noise_px:g} px{' (told)' if args.known_noise else ''}, 20 % dropped"
+              f"{'' if args.upright is None else f', told upright (σ = {args.upright:g} rad)'}", flush=True)
         for use_3d in (True, False):
             inputs = "2D + 3D" if use_3d else "2D only"
             rows = {}
