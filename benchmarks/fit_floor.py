@@ -22,8 +22,9 @@ keypoints as rays (pixels less the principal point, over the focal length),
 centred and scaled as before, plus the centre and scale themselves, since
 under perspective where the body lies and how large it looks carry depth.
 There the keypoints are more precise (2 px on a person ~520 px tall) and the
-lifter needs longer: 35.7 mm after 12,000 steps, 30.6 mm (the fit's median,
-400 bodies of seed 10) after ``--steps 48000`` (~40 minutes).
+lifter needs longer: 35.7 mm after 12,000 steps, 30.6 mm after ``--steps
+48000`` (~40 minutes) on the 400 bodies of seed 10, where the told fit
+reaches 30.1 mm.
 
 Usage: python benchmarks/fit_floor.py [--train 200000] [--steps 12000] [--test 100] [--seed 0]
        [--camera weak|perspective] [--set body25|blazepose27] [--known-noise]

@@ -279,6 +279,38 @@ def test_bend_guard_penalises_backward_knees_and_elbows(anny_model: Anny) -> Non
     assert kp[5, 2] < rest[5, 2] - 0.2
 
 
+def test_shape_prior_has_the_drawn_shapes_spread(anny_model: Anny) -> None:
+    """The shape prior is zero at the neutral body, the Gaussian of
+    ``random_shape``'s spread for exponent 2, and keeps that variance, σ²,
+    for the flatter exponents the told fit uses."""
+    from openhmr.body.anny import AGE_SPREAD, PHENOTYPES, SHAPE_SPREAD
+
+    k = anny_model.num_betas
+    assert float(anny_model.shape_prior(torch.zeros(1, k)).abs().max()) == 0.0
+    # The drawn shapes' standard deviations, per phenotype (uniform: width/√12).
+    g = torch.Generator().manual_seed(5)
+    drawn = anny_model.random_shape(20000, g).double()
+    sigma = torch.full((k,), SHAPE_SPREAD / math.sqrt(3.0), dtype=torch.float64)
+    age = PHENOTYPES.index("age")
+    sigma[age] = AGE_SPREAD / math.sqrt(3.0)
+    torch.testing.assert_close(drawn.std(0), sigma, rtol=0.03, atol=0.0)
+    beta = torch.tensor([[0.1, 0.02, -0.05, 0.0, 0.2, -0.1]], dtype=torch.float64)
+    assert float(anny_model.shape_prior(beta)) == pytest.approx(
+        float(0.5 * ((beta / sigma) ** 2).sum()), rel=1e-6)
+    # exp(−prior) along one phenotype has variance σ² for every exponent.
+    steps = torch.linspace(-8.0, 8.0, 4001, dtype=torch.float64) * float(sigma[age])
+    along = torch.zeros(len(steps), k, dtype=torch.float64)
+    along[:, age] = steps
+    for exponent in (2.0, 3.0, 4.0):
+        density = torch.exp(-anny_model.shape_prior(along, exponent=exponent))
+        variance = float((density * steps**2).sum() / density.sum())
+        assert variance == pytest.approx(float(sigma[age]) ** 2, rel=1e-3)
+    # Flatter within the drawn range, steeper beyond it.
+    inside, beyond = 0.5 * sigma[None], 3.0 * sigma[None]
+    assert float(anny_model.shape_prior(inside, exponent=4.0)) < float(anny_model.shape_prior(inside))
+    assert float(anny_model.shape_prior(beyond, exponent=4.0)) > float(anny_model.shape_prior(beyond))
+
+
 def test_pose_prior_follows_the_joint_ranges(anny_model: Anny) -> None:
     """The prior is lowest at the ranges' centres, mirror-symmetric, grows
     beyond the sampler's ranges without a wall, and walls off wrong-way knees."""

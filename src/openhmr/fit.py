@@ -43,7 +43,10 @@ The method:
    stage 2 of a fit from scratch or from ``init``, the body model's own
    prior in a flatter form that biases less where precise keypoints pin the
    pose (Anny's generalised Gaussian of exponent ``told_prior_exponent`` = 3
-   instead of 2; a tracked frame keeps the Gaussian). L-BFGS stops
+   instead of 2; a tracked frame keeps the Gaussian). That step scores the
+   shape, too, by the body model's own prior (``shape_prior``; Anny's is a
+   generalised Gaussian of exponent ``told_shape_exponent`` = 4 with the
+   spread of its ``random_shape`` draws) at λ_θ, instead of λ_β‖β‖². L-BFGS stops
    short of that stiff energy's minimum; Newton steps on each person's best
    start (``openhmr.newton``, ``newton_steps``) reach it, but are off by
    default: the minimum lies no nearer the truth than where L-BFGS stops.
@@ -82,6 +85,7 @@ increases, and a person's fit is the same alone as in any batch. A body model ma
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
@@ -187,6 +191,12 @@ class FitConfig:
             the ranges' centres then costs more than it saves; under the
             larger noise a detector's keypoints carry, it saves more, and a
             tracked frame (``previous``) keeps the Gaussian too (see README).
+        told_shape_exponent: with ``noise_px``, the told step scores the
+            shape by the body model's own ``shape_prior`` with this
+            ``exponent`` (Anny: a generalised Gaussian of the variance of
+            ``random_shape``'s draws), weighted as the pose prior is (λ_θ), in
+            place of λ_β‖β‖². None, a tracked frame, or a body model without
+            ``shape_prior`` (SMPL): λ_β‖β‖² as in the other steps.
         upright_sigma: σ, radians, of a prior on the body's tilt τ from the
             image's vertical (:func:`upright_prior`), weighted in stage 2 as
             the pose prior is (λ_θ of each step): for people known to stand
@@ -219,6 +229,7 @@ class FitConfig:
     noise_stage_iters: int = 120
     newton_steps: int = 0
     told_prior_exponent: float = 3.0
+    told_shape_exponent: float | None = 4.0
     upright_sigma: float | None = None
 
 
@@ -519,6 +530,9 @@ def _fit(
     if cfg.upright_sigma is not None and not (math.isfinite(cfg.upright_sigma)
                                               and cfg.upright_sigma > 0):
         raise InputError(f"upright_sigma must be a positive angle in radians, got {cfg.upright_sigma}")
+    if cfg.told_shape_exponent is not None and not (math.isfinite(cfg.told_shape_exponent)
+                                                    and cfg.told_shape_exponent > 0):
+        raise InputError(f"told_shape_exponent must be a positive number, got {cfg.told_shape_exponent}")
 
     # Pinhole constants.
     f_t = pp_t = None
@@ -629,6 +643,16 @@ def _fit(
     # prior was 0.8 mm worse on synthetic videos (README).
     prior_shape = ({} if noise_weight is None or track is not None
                    else {"exponent": cfg.told_prior_exponent})
+    # In the told step the shape, too, is scored by the body model's own prior
+    # density, weighted as the pose prior is: λ_β‖β‖² is a regulariser tuned
+    # for a detector's noise, not a density, and against keypoints of told
+    # noise it let the shape stray beyond the spread people's shapes have
+    # (README).
+    told_shape_prior = None
+    model_shape_prior = getattr(body_model, "shape_prior", None)
+    if (noise_weight is not None and track is None and model_shape_prior is not None
+            and cfg.told_shape_exponent is not None):
+        told_shape_prior = functools.partial(model_shape_prior, exponent=cfg.told_shape_exponent)
 
     torso_mask = torch.tensor([n in _TORSO for n in matched_names], dtype=dtype, device=device)
     if (conf * torso_mask).gt(0).sum(-1).lt(2).any():
@@ -707,7 +731,10 @@ def _fit(
             dev = (pose_r.reshape(pose_r.shape[0], -1, 3) - default_pose).pow(2).sum(-1)
             t["pose_prior"] = w_pose * (stiff * dev).sum(-1)
             t["bend"] = cfg.bend_weight * bend_guard(pose_r, axes)
-        t["shape_prior"] = w_shape * betas_r.pow(2).sum(-1)
+        if w_data is not None and told_shape_prior is not None:
+            t["shape_prior"] = w_pose * told_shape_prior(betas_r)
+        else:
+            t["shape_prior"] = w_shape * betas_r.pow(2).sum(-1)
         if cfg.upright_sigma is not None:
             t["upright"] = w_pose * upright_prior(pose_r[:, :3], cfg.upright_sigma)
         if shape_range is not None:

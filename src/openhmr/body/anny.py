@@ -334,6 +334,11 @@ def _keypoint_model(model: "anny_pkg.Anny", rows: Tensor) -> tuple["anny_pkg.Ann
 #: pin to zero (a knee's twist) and for narrow ranges.
 MIN_PRIOR_SPREAD = 0.05
 
+#: :meth:`Anny.random_shape` draws each phenotype within ±this of neutral,
+#: age within ±``AGE_SPREAD`` (adults only).
+SHAPE_SPREAD = 0.25
+AGE_SPREAD = 0.05
+
 
 class Anny(BodyModel):
     """The Anny body behind openhmr's :class:`BodyModel` interface.
@@ -604,15 +609,44 @@ class Anny(BodyModel):
         pose[:, 0] = matrix_to_axis_angle(r_yaw @ r_tilt @ upright)
         return pose.reshape(n, -1).to(self.dtype)
 
-    def random_shape(self, n: int, generator: torch.Generator | None = None,
-                     spread: float = 0.25) -> Tensor:
-        """(n, 6) random adult shapes: each phenotype uniform within ±``spread``
-        of neutral (age within ±0.05, to stay adult), inside Anny's range."""
-        u = torch.rand(n, self.num_betas, generator=generator, dtype=torch.float64)
+    def _shape_half_widths(self, spread: float = SHAPE_SPREAD) -> Tensor:
+        """(6,) float64: how far :meth:`random_shape` draws each phenotype
+        from neutral (age: :data:`AGE_SPREAD`, to stay adult)."""
         half = torch.full((self.num_betas,), spread, dtype=torch.float64)
-        half[PHENOTYPES.index("age")] = 0.05
+        half[PHENOTYPES.index("age")] = AGE_SPREAD
+        return half
+
+    def random_shape(self, n: int, generator: torch.Generator | None = None,
+                     spread: float = SHAPE_SPREAD) -> Tensor:
+        """(n, 6) random adult shapes: each phenotype uniform within ±``spread``
+        of neutral (age within ±:data:`AGE_SPREAD`, to stay adult), inside
+        Anny's range."""
+        u = torch.rand(n, self.num_betas, generator=generator, dtype=torch.float64)
         low, high = (x.to(torch.float64) for x in self.shape_range)
-        return ((2 * u - 1) * half).clamp(low, high).to(self.dtype)
+        return ((2 * u - 1) * self._shape_half_widths(spread)).clamp(low, high).to(self.dtype)
+
+    def shape_prior(self, betas: Tensor, exponent: float = 2.0) -> Tensor:
+        """Negative log of the shape prior (up to a constant), per body.
+
+        Each phenotype's offset from neutral is scored as :meth:`pose_prior`
+        scores a joint: by a generalised Gaussian, Σ|z/a|^p with z = β/σ,
+        σ the standard deviation of :meth:`random_shape`'s uniform draws
+        (±0.25 of neutral, age ±0.05: σ = 0.144 and 0.029) and
+        a = √(Γ(1/p)/Γ(3/p)), so that every p has that variance (p = 2: the
+        Gaussian, ½·Σz²; larger p: flatter within the draws' range, steeper
+        beyond). A negative log-density, in the units of :meth:`pose_prior`.
+        The fit uses p = 4 in the last step of a fit told the keypoints' noise
+        (``FitConfig.told_shape_exponent``).
+
+        Args:
+            betas: (B, 6) phenotypes minus neutral.
+            exponent: p above.
+        Returns:
+            (B,) dimensionless penalty.
+        """
+        sigma = self._shape_half_widths().to(betas) / math.sqrt(3.0)
+        a = math.sqrt(math.gamma(1.0 / exponent) / math.gamma(3.0 / exponent))
+        return ((betas / sigma).abs() / a).pow(exponent).sum(-1)
 
     # ---------------------------------------------------------------- forward
     def default_pose(self) -> Tensor:
