@@ -58,7 +58,7 @@ Acceptance 1 of the open default, as README states it:
     python benchmarks/fit_synthetic.py --n 100 --camera perspective --set blazepose27 --known-noise --upright
 
 Usage: python benchmarks/fit_synthetic.py [--n 20] [--seed 0] [--noise-px 2] [--drop 0.2]
-       [--camera weak|perspective] [--set body25|blazepose27] [--known-noise [--newton-steps N]]
+       [--camera weak|perspective] [--set body25|blazepose27] [--known-noise [--newton-steps N] [--jump-iters N]]
        [--upright [RAD]] [--render DIR]
 """
 
@@ -228,6 +228,10 @@ def main() -> None:
     parser.add_argument("--newton-steps", type=int, default=None, metavar="N",
                         help="with --known-noise: at most N Newton steps finish each fit "
                         "(FitConfig.newton_steps; default 0: none)")
+    parser.add_argument("--jump-iters", type=int, default=None, metavar="N",
+                        help="with --known-noise, refit each person's best fit and its kinematic "
+                        "jumps N L-BFGS iterations and keep the lowest energy "
+                        "(FitConfig.jump_iters; default 0: no jumps)")
     parser.add_argument("--render", type=Path, default=None, metavar="DIR",
                         help="write one sheet per body (truth and fits, front and side) here")
     args = parser.parse_args()
@@ -235,6 +239,8 @@ def main() -> None:
         sys.exit("error: --noise-px must be ≥ 0 and --drop in [0, 1)")
     if args.newton_steps is not None and (args.newton_steps < 0 or not args.known_noise):
         sys.exit("error: --newton-steps must be ≥ 0 and needs --known-noise")
+    if args.jump_iters is not None and (args.jump_iters < 0 or not args.known_noise):
+        sys.exit("error: --jump-iters must be ≥ 0 and needs --known-noise")
     if args.render is not None:
         if args.render.exists() and any(args.render.iterdir()):
             sys.exit(f"error: {args.render} is not empty; choose a new folder for the renders")
@@ -256,6 +262,8 @@ def main() -> None:
                        upright_sigma=args.upright)
     if args.newton_steps is not None:
         config = replace(config, newton_steps=args.newton_steps)
+    if args.jump_iters is not None:
+        config = replace(config, jump_iters=args.jump_iters)
     told = "told to the fit" if args.known_noise else "assumed in proportion to the person"
     if args.upright is not None:
         told += f"; told upright, σ = {args.upright:g} rad"

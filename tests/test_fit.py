@@ -12,6 +12,7 @@ import torch
 
 from openhmr.errors import InputError
 from openhmr.fit import (
+    JUMP_BONES,
     UPRIGHT_SIGMA,
     FitConfig,
     FitInit,
@@ -21,6 +22,7 @@ from openhmr.fit import (
     fit,
     gmof,
     joint_stiffness,
+    kinematic_jumps,
     upright_prior,
 )
 from openhmr.geometry.procrustes import procrustes_align
@@ -228,6 +230,68 @@ def test_newton_steps_finish_the_told_fit(anny_model) -> None:
     assert (energy[10] <= energy[0]).all() and float((energy[0] - energy[10]).max()) > 0.2, energy
     assert float((energy[10] - energy[20]).abs().max()) < 0.05 * float(
         (energy[0] - energy[10]).abs().max()), energy
+
+
+@pytest.mark.parametrize("which", ["anny", "smpl"])
+def test_kinematic_jumps_keep_the_image_and_turn_the_limb(which, request) -> None:
+    """Each jump turns one limb bone to its other depth: under the weak
+    camera every joint projects where it did, the bone's depth changes sign,
+    its length is kept, and only the joints below it move; under the pinhole
+    the moved child stays on its viewing ray."""
+    model = request.getfixturevalue(f"{which}_model")
+    names = list(model.joint_names)
+    bones = [(names.index(j), names.index(c)) for j, c in JUMP_BONES]
+    g = torch.Generator().manual_seed(1)
+    if which == "anny":
+        pose, shape = model.random_pose(3, g), model.random_shape(3, g)
+    else:
+        pose, shape = 0.3 * torch.randn(3, 72, generator=g), torch.zeros(3, 10)
+    with torch.no_grad():
+        joints = model(pose, shape).joints
+        weak = torch.tensor([[0.9, 0.1, -0.1]]).expand(3, 3)
+        jumped = kinematic_jumps(pose, joints, weak, "weak", tuple(model.parents), bones)
+        trans = torch.tensor([[0.2, -0.1, 3.0]]).expand(3, 3)
+        jumped_p = kinematic_jumps(pose, joints, trans, "perspective", tuple(model.parents), bones)
+    assert jumped.shape == (len(bones) * 3, pose.shape[1])
+    below = {c: {c} for _, c in bones}
+    for k, p in enumerate(model.parents):
+        for c, moved in below.items():
+            if p in moved:
+                moved.add(k)
+    for i, (j, c) in enumerate(bones):
+        with torch.no_grad():
+            after = model(jumped[3 * i:3 * i + 3], shape).joints
+            after_p = model(jumped_p[3 * i:3 * i + 3], shape).joints
+        torch.testing.assert_close(after[..., :2], joints[..., :2], atol=2e-5, rtol=0)
+        d, d_new = joints[:, c] - joints[:, j], after[:, c] - after[:, j]
+        torch.testing.assert_close(d_new[:, 2], -d[:, 2], atol=2e-5, rtol=0)
+        still = [k for k in range(len(names)) if k not in below[c]]
+        torch.testing.assert_close(after[:, still], joints[:, still], atol=2e-5, rtol=0)
+        ray = lambda x: x[:, c] + trans  # noqa: E731
+        torch.testing.assert_close(ray(after_p) / ray(after_p)[:, 2:],
+                                   ray(joints) / ray(joints)[:, 2:], atol=1e-5, rtol=0)
+        torch.testing.assert_close((after_p[:, c] - after_p[:, j]).norm(dim=-1), d.norm(dim=-1),
+                                   atol=2e-5, rtol=0)
+
+
+def test_jumps_find_a_limb_at_its_other_depth(anny_model) -> None:
+    """``jump_iters``: from one start, 2D alone, limbs often end at the wrong
+    depth; refitting each person's fit and its kinematic jumps and keeping the
+    lowest energy never raises a person's energy and brings the fits nearer
+    the truth (measured: median PA-MPJPE 97 → 46 mm on these 12; 4 bodies
+    nearer by more than 60 mm)."""
+    truth = _synthetic_photos(anny_model, 12, seed=0)
+    camera = {"camera": "perspective", "focal": truth["focal"], "principal_point": truth["pp"]}
+    runs = {}
+    for iters in (0, 60):
+        cfg = FitConfig(noise_px=2.0, hypotheses=1, jump_iters=iters)
+        result = fit(anny_model, truth["kp2d"], "blazepose27", config=cfg, **camera)
+        runs[iters] = (sum(result.losses.values()),
+                       _pa_mpjpe_mm(result.output.keypoints["blazepose27"], truth["kp3"]))
+    (e0, pa0), (e1, pa1) = runs[0], runs[60]
+    assert (e1 <= e0 + 1e-3).all(), (e0, e1)
+    assert float(pa1.median()) < float(pa0.median()) - 20.0, (pa0, pa1)
+    assert int((pa0 - pa1 > 30.0).sum()) >= 3, (pa0, pa1)
 
 
 def test_each_person_can_have_a_noise_of_its_own(anny_model) -> None:

@@ -98,7 +98,7 @@ from openhmr.body.base import BodyModel, BodyOutput
 from openhmr.body.keypoints import get_set, index_map
 from openhmr.errors import InputError
 from openhmr.geometry.camera import crop_normalised_to_pixels, crop_pixels_to_normalised
-from openhmr.geometry.rotations import axis_angle_to_matrix
+from openhmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from openhmr.lbfgs import minimise_rows
 from openhmr.newton import newton_rows
 
@@ -119,6 +119,12 @@ _STIFF = {"spine": 4.0, "neck": 4.0, "head": 4.0, "collar": 4.0, "foot": 4.0,
           "hand": 4.0, "wrist": 2.0}
 # SMPLify's bending guard for SMPL (its joint names): natural flexion is a
 # positive rotation about these axes.
+#: Limb bones whose depth a view leaves ambiguous, as (joint, child) names:
+#: the joint's rotation turns the bone that ends at the child.
+JUMP_BONES: tuple[tuple[str, str], ...] = tuple(
+    (f"{side}_{joint}", f"{side}_{child}") for side in ("left", "right")
+    for joint, child in (("hip", "knee"), ("knee", "ankle"), ("shoulder", "elbow"),
+                         ("elbow", "wrist")))
 _SMPL_BEND_AXES = {"left_knee": (1.0, 0.0, 0.0), "right_knee": (1.0, 0.0, 0.0),
                    "left_elbow": (0.0, -1.0, 0.0), "right_elbow": (0.0, 1.0, 0.0)}
 
@@ -204,6 +210,12 @@ class FitConfig:
             leaning towards the camera and one leaning away project alike,
             and the joint priors alone do not tell them apart. None (the
             default): the orientation is free, as in SMPLify.
+        jump_iters: with ``noise_px``, from 2D alone and not when tracking:
+            after the told step, each person's best fit and its kinematic
+            jumps (:func:`kinematic_jumps`: one limb bone at a time — thigh,
+            shin, upper arm, forearm — turned to the other depth that
+            projects alike) are refitted this many L-BFGS iterations, and the
+            lowest energy is kept. 0 (the default): no jumps (see README).
     """
 
     stage1_iters: int = 30
@@ -231,6 +243,7 @@ class FitConfig:
     told_prior_exponent: float = 3.0
     told_shape_exponent: float | None = 4.0
     upright_sigma: float | None = None
+    jump_iters: int = 0
 
 
 @dataclass
@@ -374,6 +387,58 @@ def joint_stiffness(body_model: BodyModel) -> Tensor:
                 w[j] = value
     w[0] = 0.0
     return w
+
+
+def kinematic_jumps(pose: Tensor, joints: Tensor, cam: Tensor, camera: str,
+                    parents: tuple[int, ...], bones: list[tuple[int, int]]) -> Tensor:
+    """The kinematic jumps of Sminchisescu & Triggs (CVPR 2003) of a batch of bodies.
+
+    For each bone (j, c) — joint j, its child c — the child is moved along
+    its viewing ray to the other point at the bone's length from X_j: the
+    bone projects as before but points to the other depth (for the weak
+    camera, d = X_c − X_j becomes (d_x, d_y, −d_z)). Joint j is turned by
+    the smallest rotation taking d to its twin, and its children keep their
+    global orientations, so the joints below c move rigidly with it.
+
+    Args:
+        pose: (B, 3·J) axis-angle, local (parent-relative) rotations.
+        joints: (B, J, 3) posed joint positions of that pose, body frame, m.
+        cam: (B, 3) the camera: weak (s, tx, ty) or the pinhole's translation.
+        camera: ``"weak"`` or ``"perspective"``.
+        parents: (J,) parent of each joint, −1 for the root, parents first.
+        bones: (j, c) joint indices, c a child of j.
+    Returns:
+        (len(bones)·B, 3·J) poses, bone by bone (row = bone·B + body).
+    """
+    b = pose.shape[0]
+    local = axis_angle_to_matrix(pose.reshape(b, -1, 3))  # (B, J, 3, 3)
+    glob = [local[:, 0]]
+    for j in range(1, local.shape[1]):
+        glob.append(glob[parents[j]] @ local[:, j])
+    out = []
+    for j, c in bones:
+        d = joints[:, c] - joints[:, j]
+        if camera == "weak":  # parallel rays: the bone's depth changes sign
+            d_new = d * d.new_tensor([1.0, 1.0, -1.0])
+        else:
+            # The child's ray meets the sphere of the bone's length about
+            # the joint twice, at distances s and 2(u·p_j) − s.
+            p_j, p_c = joints[:, j] + cam, joints[:, c] + cam
+            s = p_c.norm(dim=-1, keepdim=True)
+            u = p_c / s.clamp(min=1e-9)
+            d_new = (2.0 * (u * p_j).sum(-1, keepdim=True) - s) * u - p_j
+        axis = torch.cross(d, d_new, dim=-1)
+        sin = axis.norm(dim=-1, keepdim=True)
+        angle = torch.atan2(sin, (d * d_new).sum(-1, keepdim=True))
+        turn = axis_angle_to_matrix(axis / sin.clamp(min=1e-12) * angle)  # (B, 3, 3)
+        rot = local.clone()
+        parent = glob[parents[j]] if parents[j] >= 0 else torch.eye(3).to(pose).expand(b, 3, 3)
+        rot[:, j] = parent.transpose(1, 2) @ turn @ glob[j]
+        for k, p in enumerate(parents):
+            if p == j:  # children keep their global orientation
+                rot[:, k] = glob[j].transpose(1, 2) @ turn.transpose(1, 2) @ glob[j] @ local[:, k]
+        out.append(matrix_to_axis_angle(rot).reshape(b, -1))
+    return torch.cat(out)
 
 
 def _keypoints_forward(body_model: BodyModel) -> Callable[[Tensor, Tensor], BodyOutput]:
@@ -774,6 +839,36 @@ def _fit(
         cam_par = cam_p.detach()[rows]
         pose = pose_p.detach()[rows]
         betas = betas_p.detach()[rows]
+
+    parents = getattr(body_model, "parents", None)
+    names = list(body_model.joint_names)
+    jump_bones = [(names.index(j), names.index(c)) for j, c in JUMP_BONES
+                  if j in names and c in names]
+    if (w_data is not None and track is None and t3 is None and cfg.jump_iters > 0
+            and parents is not None and jump_bones):
+        # From 2D alone a limb may end at the wrong one of its two depths and
+        # the starts above need not have found the other: try each limb's
+        # other depth from the winner, refit, keep the lowest energy.
+        with torch.no_grad():
+            cam_now = _cam_from_params(cam_par, camera)
+            jumped = kinematic_jumps(pose, forward_kp(pose, betas).joints, cam_now, camera,
+                                     tuple(parents), jump_bones)
+        n_var = 1 + len(jump_bones)
+        cam_p = cam_par.repeat(n_var, 1).requires_grad_(True)
+        pose_p = torch.cat([pose, jumped]).requires_grad_(True)
+        betas_p = betas.repeat(n_var, 1).requires_grad_(cfg.optimise_shape)
+        params = [cam_p, pose_p] + ([betas_p] if cfg.optimise_shape else [])
+        minimise_rows(
+            params, lambda rows: sum(stage2_terms(w_pose, w_shape, w_data, rows).values()),
+            cfg.jump_iters)
+        with torch.no_grad():
+            every = torch.arange(n_var * b, device=device)
+            total = torch.nan_to_num(sum(stage2_terms(w_pose, w_shape, w_data, every).values()),
+                                     nan=math.inf)
+            rows = total.reshape(n_var, b).argmin(0) * b + people
+            cam_par = cam_p.detach()[rows]
+            pose = pose_p.detach()[rows]
+            betas = betas_p.detach()[rows]
 
     if w_data is not None and track is None and cfg.newton_steps > 0:
         # The told noise's heavy 2D term makes the energy stiff, and L-BFGS

@@ -114,6 +114,7 @@ from openhmr.body.anny_rig import AnnyKeypointRig
 from openhmr.body.base import BodyModel, BodyOutput
 from openhmr.body.keypoints import flip_permutation, get_set
 from openhmr.errors import OpenHMRError
+from openhmr.io.smpl_file import SMPL_PARENTS
 from openhmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -357,6 +358,9 @@ class Anny(BodyModel):
         self.num_joints = len(JOINTS)
         self.num_betas = len(PHENOTYPES)
         self.joint_names = JOINT_NAMES
+        # Each joint's rotation chains onto its SMPL parent's: the bones
+        # between two posed ones are not rotated and move rigidly with them.
+        self.parents = SMPL_PARENTS[: len(JOINTS)]
         self.joint_flip = flip_permutation(JOINT_NAMES)
         self.keypoint_sets = KEYPOINT_SET_NAMES
         if list(shared.phenotype_labels) != list(PHENOTYPES):

@@ -54,6 +54,10 @@ class BodyModel(nn.Module):
     * ``joint_flip``: permutation of the J joints under a left/right mirror,
       used by flip augmentation and pose reflection.
     * ``joint_names``: J names.
+
+    And may set ``parents``: (J,) each joint's parent, −1 for the root,
+    parents first, when joint j's global rotation is its parent's times its
+    own pose rotation (SMPL, Anny); the told fit's kinematic jumps need it.
     """
 
     name: str
