@@ -46,13 +46,37 @@ def add_upright_option(p: argparse.ArgumentParser, applies_to: str = "") -> None
                         "orientation is free; leave it so for people lying, bending or upside down)")
 
 
-def upright_config(upright: bool) -> object | None:
-    """``openhmr.fit.FitConfig`` for --upright, or None (the defaults)."""
-    if not upright:
+#: L-BFGS iterations of --jumps' refit (``FitConfig.jump_iters``): 40 keeps
+#: less of the gain on synthetic photos (README, "Kinematic jumps").
+JUMP_ITERS = 120
+
+
+def add_jumps_option(p: argparse.ArgumentParser) -> None:
+    """--jumps, for fits from 2D keypoints told their noise."""
+    p.add_argument("--jumps", action="store_true",
+                   help="with --noise-px: after the fit, turn each thigh, shin, upper arm and "
+                        "forearm in turn to the other depth that projects alike, refit, and keep "
+                        "the lowest energy (kinematic jumps; ~1.5× the time; on synthetic photos "
+                        "it mends the worst fits and barely moves the median; default: off)")
+
+
+def fit_config(upright: bool, jumps: bool = False, noise_px: float | None = None) -> object | None:
+    """``openhmr.fit.FitConfig`` for --upright and --jumps, or None (the defaults).
+
+    Raises:
+        InputError: --jumps without --noise-px (the jumps compare energies of
+            the told noise's fit; without it there is nothing they apply to).
+    """
+    if jumps and noise_px is None:
+        from openhmr.errors import InputError
+
+        raise InputError("--jumps needs --noise-px (the jumps refit with the told noise's weights)")
+    if not (upright or jumps):
         return None
     from openhmr.fit import UPRIGHT_SIGMA, FitConfig
 
-    return FitConfig(upright_sigma=UPRIGHT_SIGMA)
+    return FitConfig(upright_sigma=UPRIGHT_SIGMA if upright else None,
+                     jump_iters=JUMP_ITERS if jumps else 0)
 
 
 def positive_int(text: str) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from openhmr.commands import (add_noise_option, add_output_options, add_upright_option, positive_int,
-                              upright_config)
+from openhmr.commands import (add_noise_option, add_output_options, add_upright_option, fit_config,
+                              positive_int)
 
 DESCRIPTION = """\
 Recover a 3D body mesh from each input image (or video frame) and write, per
@@ -116,6 +116,6 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend, batch_size=args.batch_size, render=args.render,
         track=args.track, smoothing=args.smoothing, max_people=args.max_people,
         world_landmarks=args.world_landmarks, noise_px=args.noise_px,
-        fit_config=upright_config(args.upright),
+        fit_config=fit_config(args.upright),
     )
     return run_demo(options)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from openhmr.commands import (add_noise_option, add_output_options, add_upright_option, positive_int,
-                              upright_config)
+from openhmr.commands import (add_jumps_option, add_noise_option, add_output_options,
+                              add_upright_option, fit_config, positive_int)
 
 DESCRIPTION = """\
 Fit a body model (the open Anny, or SMPL with --smpl) to the 2D keypoints of
@@ -58,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "followed through the frames: <video>_person<k>.npz)")
     add_noise_option(p)
     add_upright_option(p)
+    add_jumps_option(p)
     add_output_options(p, "files")
     p.set_defaults(func=run)
 
@@ -74,6 +75,6 @@ def run(args: argparse.Namespace) -> int:
         smpl=args.smpl, mesh_format=args.mesh_format, overwrite=args.overwrite, device=args.device,
         sequence=args.sequence, fps=args.fps, smoothing=args.smoothing or "clip",
         batch_size=args.batch_size, max_people=args.max_people, noise_px=args.noise_px,
-        fit_config=upright_config(args.upright),
+        fit_config=fit_config(args.upright, args.jumps, args.noise_px),
     )
     return run_fit_files(options)
