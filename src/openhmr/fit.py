@@ -215,7 +215,8 @@ class FitConfig:
             jumps (:func:`kinematic_jumps`: one limb bone at a time — thigh,
             shin, upper arm, forearm — turned to the other depth that
             projects alike) are refitted this many L-BFGS iterations, and the
-            lowest energy is kept. 0 (the default): no jumps (see README).
+            lowest energy is kept. 0 (the default): no jumps (see README;
+            ``openhmr fit --noise-px σ --jumps`` sets 120).
     """
 
     stage1_iters: int = 30
