@@ -10,6 +10,7 @@ from openhmr.geometry import (
     crop_pixels_to_normalised,
     matrix_to_axis_angle,
     matrix_to_rot6d,
+    nearest_rotation,
     perspective_project,
     procrustes_align,
     rot6d_to_matrix,
@@ -151,3 +152,40 @@ def test_procrustes_never_returns_a_reflection():
     mirrored = x * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)
     _, r, _ = similarity_transform(x, mirrored)
     assert torch.allclose(torch.linalg.det(r), torch.ones(4, dtype=torch.float64))
+
+
+def svd_nearest_rotation(m: np.ndarray) -> np.ndarray:
+    """Reference: argmax tr(Rᵀ M) over rotations, by numpy's SVD."""
+    u, _, vt = np.linalg.svd(m)
+    d = np.sign(np.linalg.det(u @ vt))
+    return u @ np.diag([1.0, 1.0, d]) @ vt
+
+
+def test_nearest_rotation_matches_svd_for_any_determinant():
+    g = torch.Generator().manual_seed(3)
+    eye = torch.eye(3, dtype=torch.float64)
+    # Well and badly conditioned (σ from 0.01 to 3), and some of negative
+    # determinant, which must take the SVD route and still give det +1.
+    m = torch.cat([torch.randn(40, 3, 3, generator=g, dtype=torch.float64) + 1.5 * eye,
+                   torch.randn(40, 3, 3, generator=g, dtype=torch.float64)])
+    m[:10] = m[:10] @ torch.diag(torch.tensor([3.0, 1.0, 0.01], dtype=torch.float64))
+    ours = nearest_rotation(m)
+    ref = np.stack([svd_nearest_rotation(x) for x in m.numpy()])
+    assert (torch.linalg.det(m) < 0).any()
+    assert np.abs(ours.numpy() - ref).max() < 1e-12
+    assert torch.allclose(torch.linalg.det(ours), torch.ones(80, dtype=torch.float64), atol=1e-12)
+    singular = torch.diag(torch.tensor([2.0, 1.0, 0.0], dtype=torch.float64))[None]
+    assert torch.allclose(nearest_rotation(singular), eye[None], atol=1e-12)
+    positive = m[torch.linalg.det(m) > 0]
+    assert (nearest_rotation(positive.float()) - torch.from_numpy(ref)[torch.linalg.det(m) > 0]
+            ).abs().max() < 1e-5
+
+
+def test_nearest_rotation_gradients_are_exact_to_second_order():
+    # The fitter's Newton steps differentiate it twice.
+    g = torch.Generator().manual_seed(4)
+    m = torch.randn(5, 3, 3, generator=g, dtype=torch.float64) + 2.0 * torch.eye(3, dtype=torch.float64)
+    assert (torch.linalg.det(m) > 0).all()
+    m.requires_grad_(True)
+    assert torch.autograd.gradcheck(nearest_rotation, (m,))
+    assert torch.autograd.gradgradcheck(nearest_rotation, (m,))

@@ -42,9 +42,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import roma
 import torch
 from torch import Tensor, nn
+
+from openhmr.geometry.rotations import nearest_rotation
 
 if TYPE_CHECKING:  # pragma: no cover
     import anny as anny_pkg
@@ -276,7 +277,9 @@ class AnnyKeypointRig(nn.Module):
         """
         heads = self._head_template + torch.einsum("ba,akd->bkd", coeffs, self._head_blend)
         cross = self._orient_template + torch.einsum("ba,akij->bkij", coeffs, self._orient_blend)
-        rest = roma.special_procrustes(cross)  # R, as Anny's "cached" orientation computes it
+        # R, as Anny's "cached" orientation computes it (roma.special_procrustes),
+        # by a Newton iteration that costs less than roma's eigen-solver.
+        rest = nearest_rotation(cross)
         to_reference = self._reference @ rest.transpose(-1, -2)  # B = U·Rᵀ
         eye = torch.eye(3, dtype=heads.dtype, device=heads.device)
         along = torch.where(self._is_root[:, None, None], eye, to_reference)  # A

@@ -130,3 +130,76 @@ def rot6d_to_matrix(rot6d: Tensor) -> Tensor:
 def matrix_to_rot6d(matrix: Tensor) -> Tensor:
     """(..., 3, 3) rotation matrices → (..., 6): the first two columns."""
     return torch.cat([matrix[..., :, 0], matrix[..., :, 1]], dim=-1)
+
+
+def nearest_rotation(matrix: Tensor, iterations: int = 7) -> Tensor:
+    """The rotation nearest to each 3×3 matrix M (Frobenius norm): the R that
+    maximises tr(Rᵀ M), i.e. Procrustes' rotation, and for det M > 0 the
+    orthogonal factor of the polar decomposition M = R·H.
+
+    For det M > 0 it runs the scaled Newton iteration R ← ½(γR + (γR)⁻ᵀ),
+    γ = |det R|^(−1/3) (Higham, 1986), which reaches round-off from a
+    condition number of 200 in six steps, and differentiates R exactly in
+    closed form (:class:`_PolarRotation`) — a few batched 3×3 products where
+    an SVD or an eigen-solver costs a LAPACK call per matrix: the body
+    fitter takes rest orientations of 74 Anny bones this way at every step.
+    Where some det M ≤ 0 or the iteration has not converged, the batch takes
+    the SVD route instead (R = U·diag(1, 1, det UVᵀ)·Vᵀ).
+
+    Args:
+        matrix: (..., 3, 3).
+        iterations: Newton steps before the convergence check.
+    Returns:
+        (..., 3, 3) rotation matrices (det +1), the input's dtype and device.
+    """
+    rotation = _PolarRotation.apply(matrix, iterations)
+    # One check of the result: for det M < 0 the iteration converges to an
+    # orthogonal matrix of det −1, for det M = 0 it gives NaN (the check fails).
+    r = rotation.detach()
+    gap = (r.transpose(-1, -2) @ r - torch.eye(3, dtype=r.dtype, device=r.device)).abs().amax()
+    if bool((gap <= 100 * torch.finfo(r.dtype).eps) & (torch.linalg.det(r).amin() > 0)):
+        return rotation
+    u, _, vh = torch.linalg.svd(matrix)
+    sign = torch.linalg.det(u @ vh).sign()
+    flip = torch.cat([torch.ones_like(u[..., 0, :2]), sign[..., None]], -1)
+    return (u * flip[..., None, :]) @ vh
+
+
+class _PolarRotation(torch.autograd.Function):
+    """R, the orthogonal polar factor of M (det M > 0), and its gradient.
+
+    With M = R·H (H symmetric positive definite), dR = R·Ω with Ω skew and
+    H·Ω + Ω·H = Rᵀ·dM − dMᵀ·R; for Ω = [ω]×, H·Ω + Ω·H = [(tr H·I − H)·ω]×.
+    So for a loss L with G = ∂L/∂R: ∂L/∂M = 2·R·[b]×, where
+    b = (tr H·I − H)⁻¹·vex(skew(Rᵀ·G)). The backward is built of
+    differentiable operations on M and R, so second derivatives (the
+    fitter's Newton steps) come through as well.
+    """
+
+    @staticmethod
+    def forward(ctx, matrix: Tensor, iterations: int) -> Tensor:  # type: ignore[override]
+        r = matrix
+        for _ in range(iterations):
+            # Columns of the cofactor matrix: cof(R) = det(R)·R⁻ᵀ.
+            c0, c1, c2 = r.unbind(-1)
+            cof = torch.stack([torch.linalg.cross(c1, c2, dim=-1),
+                               torch.linalg.cross(c2, c0, dim=-1),
+                               torch.linalg.cross(c0, c1, dim=-1)], -1)
+            det = (c0 * cof[..., 0]).sum(-1)[..., None, None]
+            gamma = det.abs().pow(-1.0 / 3.0)
+            r = 0.5 * (gamma * r + cof / (gamma * det))
+        ctx.save_for_backward(matrix, r)
+        return r
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        matrix, r = ctx.saved_tensors
+        h = r.transpose(-1, -2) @ matrix
+        h = 0.5 * (h + h.transpose(-1, -2))
+        eye = torch.eye(3, dtype=h.dtype, device=h.device)
+        k = h.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None] * eye - h
+        a = r.transpose(-1, -2) @ grad
+        vex = 0.5 * torch.stack([a[..., 2, 1] - a[..., 1, 2], a[..., 0, 2] - a[..., 2, 0],
+                                 a[..., 1, 0] - a[..., 0, 1]], -1)
+        b = torch.linalg.solve(k, vex.unsqueeze(-1)).squeeze(-1)
+        return 2.0 * r @ skew(b), None
