@@ -851,11 +851,13 @@ def test_video_with_several_people(model_files, tmp_path, capsys, cached_loading
 
 
 @needs_reference
+@pytest.mark.parametrize("every", [None, 2])
 def test_detector_follows_several_people_in_a_video(model_files, tmp_path, capsys, cached_loading,
-                                                     monkeypatch):
+                                                     monkeypatch, every):
     """--detect --max-people on a clip panned across random.jpg: the two
     people are found in every frame, searched for in the whole frame only in
-    the first and then looked for where they were."""
+    the first (by default, every 10 frames; with --search-every 2, in frames
+    0 and 2) and otherwise looked for where they were."""
     pytest.importorskip("mediapipe", reason="--detect needs the demo extra (mediapipe)")
     import openhmr.detect as detect
 
@@ -871,10 +873,11 @@ def test_detector_follows_several_people_in_a_video(model_files, tmp_path, capsy
 
     monkeypatch.setattr(detect, "detect_people", spy)
     out = tmp_path / "out"
-    code, err = run([video, "--detect", "--max-people", "3", "--no-render", *hmr_args(model_files, out)],
-                    capsys)
+    extra = [] if every is None else ["--search-every", every]
+    code, err = run([video, "--detect", "--max-people", "3", "--no-render", *extra,
+                     *hmr_args(model_files, out)], capsys)
     assert code == 0, err
-    assert searched == [(0, True), (2, False), (2, False), (2, False)]
+    assert searched == [(0, True), (2, False), (2, every == 2), (2, False)]
     first, second = (np.load(out / f"pan_person{k}.npz") for k in (1, 2))
     assert first["frame"].tolist() == second["frame"].tolist() == [0, 1, 2, 3]
     # the man stands left of the seated woman, and both drift left as the view pans right
@@ -884,11 +887,15 @@ def test_detector_follows_several_people_in_a_video(model_files, tmp_path, capsy
 
 
 @needs_reference
-def test_detector_recognises_a_person_who_comes_back(model_files, tmp_path, capsys, cached_loading):
+@pytest.mark.parametrize("every", [None, 1])
+def test_detector_recognises_a_person_who_comes_back(model_files, tmp_path, capsys, cached_loading,
+                                                      every):
     """--detect --max-people on random.jpg with the seated woman covered for
     two seconds (longer than the one second a person is followed by position):
     when the frame is searched again and she is found, her clothes give her
-    number 2 back instead of a new one."""
+    number 2 back instead of a new one. The whole frame is searched every 10
+    frames by default, so she is found again in frame 20; with
+    --search-every 1, in frame 13, the first without the wall."""
     pytest.importorskip("mediapipe", reason="--detect needs the demo extra (mediapipe)")
     photo = np.asarray(Image.open(REFERENCE / "random.jpg").convert("RGB"))
     width = photo.shape[1] - 70
@@ -897,12 +904,28 @@ def test_detector_recognises_a_person_who_comes_back(model_files, tmp_path, caps
         frames[t][360:, 520 - 3 * t:760 - 3 * t] = (120, 110, 100)  # a wall in front of her
     video = _rgb_video(tmp_path / "hide.mp4", frames, 5.0)
     out = tmp_path / "out"
-    code, err = run([video, "--detect", "--max-people", "2", "--no-render", *hmr_args(model_files, out)],
-                    capsys)
+    extra = [] if every is None else ["--search-every", every]
+    code, err = run([video, "--detect", "--max-people", "2", "--no-render", *extra,
+                     *hmr_args(model_files, out)], capsys)
     assert code == 0, err
     assert np.load(out / "hide_person1.npz")["frame"].tolist() == list(range(21))
-    assert np.load(out / "hide_person2.npz")["frame"].tolist() == [0, 1, 2, 20]  # found at the next search
+    back = [20] if every is None else list(range(13, 21))  # found at the next search
+    assert np.load(out / "hide_person2.npz")["frame"].tolist() == [0, 1, 2, *back]
     assert not (out / "hide_person3.npz").exists()
+
+
+def test_search_every_is_checked_and_warns_where_unused(model_files, tmp_path, capsys, cached_loading):
+    """--search-every must be a positive integer (a one-line usage error), and
+    with a person source other than the detector it warns that it is unused."""
+    image = make_image(tmp_path / "a.png", seed=1)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", str(image), "--search-every", "0", "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "--search-every: must be a positive integer, got '0'" in capsys.readouterr().err
+    code, err = run([image, "--bbox", "20,10,180,150", "--search-every", "3", "--no-render",
+                     *hmr_args(model_files, tmp_path / "out")], capsys)
+    assert code == 0, err
+    assert "--search-every is used only with the detector" in err
 
 
 @needs_reference

@@ -67,6 +67,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "prominent, as the original): the most confident in the --openpose file, or "
                         "found by the detector one after another; per person <name>_person<k>.* "
                         "(a video's people followed from frame to frame) and one overlay with everyone")
+    p.add_argument("--search-every", dest="search_every", type=positive_int, metavar="N",
+                   help="videos with the detector: search the whole frame every N frames (default "
+                        "10), for people who came in (--max-people N > 1) or, while nobody is "
+                        "followed, for a person too small for the half-frame windows; between "
+                        "searches people are looked for where they were. 1 finds a newcomer in "
+                        "the frame they appear; it costs nothing while N people are followed, "
+                        "and ~0.1 s per frame while fewer are")
     add_output_options(p, "inputs")
     p.add_argument("--backend", default="auto", metavar="NAME",
                    help="how HMR's network runs: auto (default: the fastest installed backend "
@@ -116,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend, batch_size=args.batch_size, render=args.render,
         track=args.track, smoothing=args.smoothing, max_people=args.max_people,
         world_landmarks=args.world_landmarks, noise_px=args.noise_px,
+        search_every=args.search_every,
         fit_config=fit_config(args.upright),
     )
     return run_demo(options)

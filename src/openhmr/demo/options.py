@@ -44,6 +44,9 @@ class DemoOptions:
     # --method fit|hmr+fit: σ of the keypoints' noise in image pixels, where known and not
     # growing with the person (openhmr.fit.FitConfig.noise_px); None: in proportion, a detector's
     noise_px: float | None = None
+    # videos with the detector: frames between searches of the whole frame (for newcomers,
+    # or while nobody is followed); None: 10
+    search_every: int | None = None
 
 
 def video_smoothing(options: DemoOptions) -> str:

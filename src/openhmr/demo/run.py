@@ -17,8 +17,8 @@ from openhmr.demo.outputs import (check_free, image_outputs, person_outputs, rem
                                   video_outputs, write_image_outputs, write_people_files)
 from openhmr.demo.predictors import FitPredictor, HMRPredictor, Predictor, load_anny, load_hmr
 from openhmr.demo.report import Timer, progress, warn
-from openhmr.demo.sources import (BoxSource, DetectorSource, OpenPoseSource, PersonLocation, PersonSource,
-                                  TightCropSource, parse_bbox)
+from openhmr.demo.sources import (SEARCH_EVERY, BoxSource, DetectorSource, OpenPoseSource, PersonLocation,
+                                  PersonSource, TightCropSource, parse_bbox)
 from openhmr.demo.video import run_video
 from openhmr.errors import InputError, OpenHMRError
 from openhmr.inference.backends import BACKENDS
@@ -33,6 +33,19 @@ def build_person_source(options: DemoOptions, method: str = "hmr") -> PersonSour
     A fit needs keypoints, so for ``fit`` and ``hmr+fit`` the detector is the
     default and a box alone is refused.
     """
+    if options.search_every is not None and options.search_every < 1:
+        raise InputError(f"--search-every must be at least 1, got {options.search_every}")
+    source = _person_source(options, method)
+    if options.search_every is not None:
+        if not isinstance(source, DetectorSource):
+            warn("--search-every is used only with the detector (not with --bbox, --openpose "
+                 "or a whole-image crop)")
+        elif not options.track:
+            warn("--search-every is not used with --no-tracking (every frame is searched as a photo)")
+    return source
+
+
+def _person_source(options: DemoOptions, method: str) -> PersonSource:
     if options.bbox is not None:
         if method != "hmr":
             raise InputError(f"--method {method} fits keypoints, which --bbox does not give; "
@@ -49,7 +62,8 @@ def build_person_source(options: DemoOptions, method: str = "hmr") -> PersonSour
             # BlazePose's video mode filters the landmarks over time, which suits a
             # causal pipeline; the whole-clip smoother needs each frame's own errors.
             video_mode = video_smoothing(options) != "clip"
-        return DetectorSource(track=options.track, video_mode=video_mode)
+        every = SEARCH_EVERY if options.search_every is None else options.search_every
+        return DetectorSource(track=options.track, video_mode=video_mode, search_every=every)
     return TightCropSource()
 
 

@@ -139,6 +139,11 @@ class OpenPoseSource:
                 for kp, layout in people]
 
 
+#: Videos with the detector: frames between searches of the whole frame, for people
+#: who came in or, while nobody is followed, for a person too small for the half windows.
+SEARCH_EVERY = 10
+
+
 @dataclass
 class DetectorSource:
     """The BlazePose detector (``openhmr.detect``, the ``demo`` extra).
@@ -175,7 +180,7 @@ class DetectorSource:
     conf_threshold: float = 0.5
     track: bool = True
     video_mode: bool = False  # videos with track: BlazePose's tracker instead of frames detected apart
-    search_every: int = 10  # videos with several people: frames between full searches
+    search_every: int = SEARCH_EVERY  # videos: frames between searches of the whole frame
     _tracker: Any = field(default=None, repr=False)
     _tracked: Path | None = field(default=None, repr=False)
     # the tracked video's last frame with a person, and that person's box
