@@ -174,6 +174,7 @@ def test_nearest_rotation_matches_svd_for_any_determinant():
     assert (torch.linalg.det(m) < 0).any()
     assert np.abs(ours.numpy() - ref).max() < 1e-12
     assert torch.allclose(torch.linalg.det(ours), torch.ones(80, dtype=torch.float64), atol=1e-12)
+    assert nearest_rotation(torch.zeros(2, 0, 3, 3)).shape == (2, 0, 3, 3)
     singular = torch.diag(torch.tensor([2.0, 1.0, 0.0], dtype=torch.float64))[None]
     assert torch.allclose(nearest_rotation(singular), eye[None], atol=1e-12)
     positive = m[torch.linalg.det(m) > 0]

@@ -153,6 +153,8 @@ def nearest_rotation(matrix: Tensor, iterations: int = 7) -> Tensor:
         (..., 3, 3) rotation matrices (det +1), the input's dtype and device.
     """
     rotation = _PolarRotation.apply(matrix, iterations)
+    if rotation.numel() == 0:
+        return rotation
     # One check of the result: for det M < 0 the iteration converges to an
     # orthogonal matrix of det −1, for det M = 0 it gives NaN (the check fails).
     r = rotation.detach()
