@@ -162,7 +162,7 @@ def test_keypoints_of_known_noise_on_photos(anny_model) -> None:
     assumed = fit(anny_model, truth["kp2d"], "blazepose27", **camera)
     # Told, the fit scores poses with the flatter prior (exponent 3) and
     # shapes by their own density (exponent 4), at the pose prior's weight;
-    # else the Gaussian and λ_β‖β‖².
+    # else the Gaussians of both (exponent 2).
     weight = FitConfig().range_prior_weights[-1]
     for result, exponent in ((told, 3.0), (assumed, 2.0)):
         torch.testing.assert_close(
@@ -171,7 +171,12 @@ def test_keypoints_of_known_noise_on_photos(anny_model) -> None:
     torch.testing.assert_close(told.losses["shape_prior"],
                                weight * anny_model.shape_prior(told.betas, exponent=4.0))
     torch.testing.assert_close(assumed.losses["shape_prior"],
-                               FitConfig().shape_weights[-1] * assumed.betas.pow(2).sum(-1))
+                               weight * anny_model.shape_prior(assumed.betas, exponent=2.0))
+    # shape_prior_exponent=None restores λ_β‖β‖².
+    plain = fit(anny_model, truth["kp2d"][:4], "blazepose27", config=FitConfig(shape_prior_exponent=None),
+                camera="perspective", focal=truth["focal"][:4], principal_point=truth["pp"][:4])
+    torch.testing.assert_close(plain.losses["shape_prior"],
+                               FitConfig().shape_weights[-1] * plain.betas.pow(2).sum(-1))
     seen = truth["kp2d"][..., 2] > 0
     assert float(told.residuals_px[seen].median()) < 0.7 * float(
         assumed.residuals_px[seen].median())
@@ -207,7 +212,10 @@ def test_keypoints_of_known_noise_on_photos(anny_model) -> None:
                    previous=previous, config=FitConfig(noise_px=noise), **one)
                for noise in (None, 2.0)]
     residual = [float(r.residuals_px[seen[:1]].median()) for r in tracked]
-    assert residual[1] < 0.8 * residual[0], residual
+    # (0.84 here: the tracked step holds the shape near the previous frame's,
+    # which the untold fit's shape prior keeps near the people's spread; 0.71
+    # with λ_β‖β‖² there.)
+    assert residual[1] < 0.9 * residual[0], residual
     # ... but keeps the Gaussian prior, which tracked synthetic videos better.
     torch.testing.assert_close(
         tracked[1].losses["pose_prior"],
@@ -587,6 +595,8 @@ def test_bad_inputs_raise_input_errors(anny_model) -> None:
     for exponent in (0.0, -2.0, math.nan):
         with pytest.raises(InputError, match="told_shape_exponent must be a positive number"):
             fit(anny_model, good, "coco17", config=FitConfig(told_shape_exponent=exponent))
+        with pytest.raises(InputError, match="shape_prior_exponent must be a positive number"):
+            fit(anny_model, good, "coco17", config=FitConfig(shape_prior_exponent=exponent))
     with pytest.raises(InputError, match="one σ or one per person"):
         fit(anny_model, good, "coco17", noise_px=[1.0, 2.0])
     with pytest.raises(InputError, match="noise_px"):
