@@ -928,6 +928,28 @@ def test_search_every_is_checked_and_warns_where_unused(model_files, tmp_path, c
     assert "--search-every is used only with the detector" in err
 
 
+def test_jumps_are_checked_and_warn_where_unused(model_files, tmp_path, capsys, cached_loading):
+    """--jumps without --noise-px is a one-line error; --method hmr warns that
+    it is unused, and so does the detector's 2D + 3D fit (the jumps choose
+    between depths that only 2D leaves open)."""
+    image = make_image(tmp_path / "a.png", seed=1)
+    code = main(["demo", str(image), "--method", "fit", "--jumps", "--out", str(tmp_path / "none")])
+    assert code == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "openhmr demo: error: --jumps needs --noise-px (the jumps refit with the told noise's weights)"]
+    assert not (tmp_path / "none").exists()
+    code, err = run([image, "--bbox", "20,10,180,150", "--noise-px", "1", "--jumps", "--no-render",
+                     *hmr_args(model_files, tmp_path / "hmr")], capsys)
+    assert code == 0, err
+    assert "--jumps is not used by --method hmr (nothing is fitted)" in err
+    pytest.importorskip("mediapipe", reason="--detect needs the demo extra (mediapipe)")
+    for flags, warned in (([], True), (["--no-world-landmarks"], False)):
+        code, err = run([image, "--method", "hmr+fit", "--detect", "--noise-px", "1", "--jumps", "--no-render",
+                         *flags, *hmr_args(model_files, tmp_path / f"detect{len(flags)}")], capsys)
+        assert code == 1 and "a.png: no person was found" in err, err  # a random image: nobody
+        assert ("--jumps is used only for fits from 2D alone" in err) == warned, err
+
+
 @needs_reference
 def test_detector_finds_no_person(model_files, tmp_path, capsys, cached_loading):
     pytest.importorskip("mediapipe", reason="--detect needs the demo extra (mediapipe)")

@@ -425,17 +425,18 @@ def test_noise_must_be_a_positive_number_of_pixels(value, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_noise_is_told_the_same_way_in_the_demo(smpl_npz, tmp_path, capsys):
-    """``openhmr demo --method fit --openpose FILE --noise-px σ`` is
-    ``openhmr fit FILE --noise-px σ`` with the image, bit for bit, and told
-    a noise it fits differently from not told."""
+@pytest.mark.parametrize("jump_iters", [0, 5], ids=["plain", "jumps"])
+def test_noise_is_told_the_same_way_in_the_demo(jump_iters, smpl_npz, tmp_path, capsys):
+    """``openhmr demo --method fit --openpose FILE --noise-px σ [--jumps]`` is
+    ``openhmr fit FILE --noise-px σ [--jumps]`` with the image, bit for bit,
+    and told a noise it fits differently from not told."""
     from openhmr.demo import DemoOptions, run_demo
 
     width, height = 320, 240
     Image.fromarray(np.full((height, width, 3), 90, np.uint8)).save(tmp_path / "person.png")
     keypoints = _write(tmp_path / "person_keypoints.json", _person(150, 30, 180))
     config = FitConfig(stage1_iters=3, stage2_iters=(5,), pose_weights=(100.0,), shape_weights=(50.0,),
-                       noise_stage_iters=10)
+                       noise_stage_iters=10, jump_iters=jump_iters)
     runs = {"demo": DemoOptions([str(tmp_path / "person.png")], out=tmp_path / "demo", method="fit",
                                 smpl=smpl_npz, openpose=keypoints, fit_config=config, render=False,
                                 noise_px=1.0),

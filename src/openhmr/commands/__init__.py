@@ -51,10 +51,10 @@ def add_upright_option(p: argparse.ArgumentParser, applies_to: str = "") -> None
 JUMP_ITERS = 120
 
 
-def add_jumps_option(p: argparse.ArgumentParser) -> None:
-    """--jumps, for fits from 2D keypoints told their noise."""
+def add_jumps_option(p: argparse.ArgumentParser, applies_to: str = "with --noise-px: ") -> None:
+    """--jumps, for fits from 2D keypoints told their noise; ``applies_to`` opens its help."""
     p.add_argument("--jumps", action="store_true",
-                   help="with --noise-px: after the fit, turn each thigh, shin, upper arm and "
+                   help=f"{applies_to}after the fit, turn each thigh, shin, upper arm and "
                         "forearm in turn to the other depth that projects alike, refit, and keep "
                         "the lowest energy (kinematic jumps; ~1.5× the time; on synthetic photos "
                         "it mends the worst fits and barely moves the median; default: off)")

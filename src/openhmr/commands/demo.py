@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from openhmr.commands import (add_noise_option, add_output_options, add_upright_option, fit_config,
-                              positive_int)
+from openhmr.commands import (add_jumps_option, add_noise_option, add_output_options, add_upright_option,
+                              fit_config, positive_int)
 
 DESCRIPTION = """\
 Recover a 3D body mesh from each input image (or video frame) and write, per
@@ -93,6 +93,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "poses; see benchmarks/detected_renders.py)")
     add_noise_option(p, "--method fit|hmr+fit: ")
     add_upright_option(p, "--method fit|hmr+fit: ")
+    add_jumps_option(p, "--method fit|hmr+fit with --noise-px, from 2D keypoints alone (--openpose, or "
+                        "the detector with --no-world-landmarks): ")
     p.add_argument("--no-render", dest="render", action="store_false",
                    help="write parameters and meshes only, no pictures (faster)")
     p.add_argument("--no-tracking", dest="track", action="store_false",
@@ -124,6 +126,6 @@ def run(args: argparse.Namespace) -> int:
         track=args.track, smoothing=args.smoothing, max_people=args.max_people,
         world_landmarks=args.world_landmarks, noise_px=args.noise_px,
         search_every=args.search_every,
-        fit_config=fit_config(args.upright),
+        fit_config=fit_config(args.upright, args.jumps, args.noise_px),
     )
     return run_demo(options)

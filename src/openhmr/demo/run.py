@@ -103,6 +103,8 @@ def build_predictor(options: DemoOptions, method: str, expected_crops: int | Non
                 warn("--noise-px is not used by --method hmr (nothing is fitted)")
             if getattr(options.fit_config, "upright_sigma", None) is not None:
                 warn("--upright is not used by --method hmr (nothing is fitted)")
+            if getattr(options.fit_config, "jump_iters", 0):
+                warn("--jumps is not used by --method hmr (nothing is fitted)")
             return hmr
         return FitPredictor(body, method, hmr, options.fit_config, options.track,
                             world_landmarks=options.world_landmarks, noise_px=options.noise_px)
@@ -141,6 +143,10 @@ def run_demo(options: DemoOptions) -> int:
         raise InputError(f"--max-people must be at least 1, got {options.max_people}")
     if options.noise_px is not None and not (math.isfinite(options.noise_px) and options.noise_px > 0):
         raise InputError(f"--noise-px must be a positive number of pixels, got {options.noise_px:g}")
+    if (method != "hmr" and getattr(options.fit_config, "jump_iters", 0) and options.world_landmarks
+            and isinstance(source, DetectorSource)):
+        # The jumps choose between depths that project alike, which 3D landmarks already tell apart.
+        warn("--jumps is used only for fits from 2D alone: with the detector, add --no-world-landmarks")
     if options.max_people > 1 and isinstance(source, (BoxSource, TightCropSource)):
         raise InputError(f"--max-people {options.max_people} needs people to be found: use --openpose "
                          "or --detect (a --bbox or the whole image as a crop is one person)")
