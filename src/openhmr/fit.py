@@ -858,14 +858,18 @@ def _fit(
 
     people = torch.arange(b, device=device)
     _, w_pose, w_shape, w_data = schedule[-1]
-    with torch.no_grad():
-        every = torch.arange(n_hyp * b, device=device)
-        total = torch.nan_to_num(sum(stage2_terms(w_pose, w_shape, w_data, every).values()),
-                                 nan=math.inf)
-        rows = total.reshape(n_hyp, b).argmin(0) * b + people
-        cam_par = cam_p.detach()[rows]
-        pose = pose_p.detach()[rows]
-        betas = betas_p.detach()[rows]
+
+    def lowest_energy(n_var: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Each person's (camera, pose, shape) of least final energy among the
+        ``n_var`` variants stacked in the parameters (variant-major rows)."""
+        with torch.no_grad():
+            every = torch.arange(n_var * b, device=device)
+            total = torch.nan_to_num(sum(stage2_terms(w_pose, w_shape, w_data, every).values()),
+                                     nan=math.inf)
+            rows = total.reshape(n_var, b).argmin(0) * b + people
+            return cam_p.detach()[rows], pose_p.detach()[rows], betas_p.detach()[rows]
+
+    cam_par, pose, betas = lowest_energy(n_hyp)
 
     parents = getattr(body_model, "parents", None)
     names = list(body_model.joint_names)
@@ -888,14 +892,7 @@ def _fit(
         minimise_rows(
             params, lambda rows: sum(stage2_terms(w_pose, w_shape, w_data, rows).values()),
             cfg.jump_iters)
-        with torch.no_grad():
-            every = torch.arange(n_var * b, device=device)
-            total = torch.nan_to_num(sum(stage2_terms(w_pose, w_shape, w_data, every).values()),
-                                     nan=math.inf)
-            rows = total.reshape(n_var, b).argmin(0) * b + people
-            cam_par = cam_p.detach()[rows]
-            pose = pose_p.detach()[rows]
-            betas = betas_p.detach()[rows]
+        cam_par, pose, betas = lowest_energy(n_var)
 
     if w_data is not None and track is None and cfg.newton_steps > 0:
         # The told noise's heavy 2D term makes the energy stiff, and L-BFGS
