@@ -18,9 +18,9 @@ detector in one of two ways (``DemoOptions.video_mode``):
 and the estimates smoothed over the whole clip or causally; and, for
 comparison, ``--no-tracking --smoothing clip``: every frame detected and
 fitted from scratch (fitted 8 frames at a time), then smoothed. Tracked
-fits run in chains side by side (``openhmr.tracking``: a 40-frame video is
-one chain, fitted one frame after another like the ``--batch-size 1`` row;
-``--frames 48`` or more makes several); one row fits one frame after another. Printed per
+fits run in chains side by side (``openhmr.tracking``: with BlazePose's 3D
+landmarks, fitted in one pass, a 40-frame video is two chains of 20); one
+row fits one frame after another (``--batch-size 1``). Printed per
 row, against the true BODY_25 keypoints: PA-MPJPE (mm, mean over frames),
 acceleration error and the mean frame-to-frame change of the root-relative
 keypoints (mm; the truth's own beside it), the frames without a body, and

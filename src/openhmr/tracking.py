@@ -19,12 +19,12 @@ second pass refits every chain but the first, again side by side: this
 time each chain's first frame continues the first pass's fit of the frame
 before it (the previous chain's last), and each refit replaces the first.
 On synthetic 128-frame videos this brings the chains' error back to that of
-fitting one frame after another (2D only, brisk movement: 37.6 mm with one
-pass, 33.2 with two, 32.6 one after another), at about twice the steps of
-one pass (33 for 128 frames, against 128). Two chains would take as many
-steps as one frame after another, so such a run (32 to 47 frames at
+fitting one frame after another (2D only, brisk movement: 36.5 mm with one
+pass, 32.6 with two, 32.5 one after another; README), at about twice the
+steps of one pass (33 for 128 frames, against 128). Two chains would take
+as many steps as one frame after another, so such a run (32 to 47 frames at
 ``min_length`` 16) is one chain. With 3D landmarks the leap seldom lands
-elsewhere (10.1 mm with one pass, 9.6 with two), so the demo's fits with
+elsewhere (9.8 mm with one pass, 9.6 with two), so the demo's fits with
 them take one pass.
 
 A run of n frames is cut into ``n // min_length`` chains (at least one) of
