@@ -140,7 +140,7 @@ def test_keypoints_of_known_noise_on_photos(anny_model) -> None:
     """Bodies photographed at ~520 px with 2 px noise, 20 % dropped, the
     keypoints the open default fits, 2D alone (acceptance 1's photo reading;
     ``benchmarks/fit_synthetic.py --camera perspective --set blazepose27
-    --known-noise`` runs 100: PA-MPJPE median 27.5 mm told, 37.0 mm not).
+    --known-noise`` runs 100: PA-MPJPE median 27.5 mm told, 36.2 mm not).
 
     Told the noise (``noise_px``), the fit weighs the keypoints for it — 2 px
     on this person is a quarter of what it assumes otherwise — so it lies
