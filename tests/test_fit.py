@@ -195,7 +195,7 @@ def test_keypoints_of_known_noise_on_photos(anny_model) -> None:
     # Told also that the bodies stand upright (as random_pose draws them, tilted
     # by at most 0.14 rad), the fit leans them less (here 29.1 mm median, mean
     # 33.5, against 27.6 / 33.3: on these 12 it is no nearer the truth, on
-    # 1,200 bodies it is, README).
+    # 1,200 bodies it is, docs/fit_accuracy.md).
     upright = fit(anny_model, truth["kp2d"], "blazepose27", **camera,
                   config=FitConfig(noise_px=2.0, upright_sigma=UPRIGHT_SIGMA))
     torch.testing.assert_close(upright.losses["upright"],

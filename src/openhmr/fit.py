@@ -199,7 +199,7 @@ class FitConfig:
             told noise pin most of the pose, and the Gaussian's pull towards
             the ranges' centres then costs more than it saves; under the
             larger noise a detector's keypoints carry, it saves more, and a
-            tracked frame (``previous``) keeps the Gaussian too (see README).
+            tracked frame (``previous``) keeps the Gaussian too (see docs/fit_accuracy.md).
         told_shape_exponent: with ``noise_px``, the told step scores the
             shape by the body model's own ``shape_prior`` with this
             ``exponent`` (Anny: a generalised Gaussian of the variance of
@@ -212,7 +212,7 @@ class FitConfig:
             (Anny: a Gaussian of the variance of ``random_shape``'s draws per
             phenotype), weighted as the pose prior is (λ_θ), in place of
             λ_β‖β‖²: on synthetic bodies, lower PA-MPJPE medians and means on
-            most of six sets of 100 (README). None, a tracked frame, a told
+            most of six sets of 100 (docs/fit_accuracy.md). None, a tracked frame, a told
             fit (whose steps before the told one keep λ_β‖β‖²), or a body
             model without ``shape_prior`` (SMPL): λ_β‖β‖².
         upright_sigma: σ, radians, of a prior on the body's tilt τ from the
@@ -227,7 +227,7 @@ class FitConfig:
             jumps (:func:`kinematic_jumps`: one limb bone at a time — thigh,
             shin, upper arm, forearm — turned to the other depth that
             projects alike) are refitted this many L-BFGS iterations, and the
-            lowest energy is kept. 0 (the default): no jumps (see README;
+            lowest energy is kept. 0 (the default): no jumps (see docs/fit_accuracy.md;
             ``openhmr fit --noise-px σ --jumps`` sets 120).
     """
 
@@ -722,14 +722,14 @@ def _fit(
     # Keypoints of told, small noise pin the pose down: the flatter prior then
     # biases a fit from scratch less. A tracked frame, started at the frame
     # before and given one short step, kept the Gaussian: there the flatter
-    # prior was 0.8 mm worse on synthetic videos (README).
+    # prior was 0.8 mm worse on synthetic videos (docs/fit_accuracy.md).
     prior_shape = ({} if noise_weight is None or track is not None
                    else {"exponent": cfg.told_prior_exponent})
     # In the told step the shape, too, is scored by the body model's own prior
     # density, weighted as the pose prior is: λ_β‖β‖² is a regulariser tuned
     # for a detector's noise, not a density, and against keypoints of told
     # noise it let the shape stray beyond the spread people's shapes have
-    # (README).
+    # (docs/fit_accuracy.md).
     told_shape_prior = None
     model_shape_prior = getattr(body_model, "shape_prior", None)
     if (noise_weight is not None and track is None and model_shape_prior is not None
@@ -738,7 +738,7 @@ def _fit(
     # A fit from scratch of a detector's keypoints scores the shape by that
     # density too (Gaussian, exponent 2), in every step: per phenotype, in
     # units of the spread people's shapes have, where λ_β‖β‖² weighs all
-    # alike (README).
+    # alike (docs/fit_accuracy.md).
     untold_shape_prior = None
     if (noise_weight is None and track is None and model_shape_prior is not None
             and cfg.shape_prior_exponent is not None):

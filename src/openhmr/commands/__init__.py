@@ -47,7 +47,7 @@ def add_upright_option(p: argparse.ArgumentParser, applies_to: str = "") -> None
 
 
 #: L-BFGS iterations of --jumps' refit (``FitConfig.jump_iters``): 40 keeps
-#: less of the gain on synthetic photos (README, "Kinematic jumps").
+#: less of the gain on synthetic photos (docs/fit_accuracy.md, "Kinematic jumps").
 JUMP_ITERS = 120
 
 
