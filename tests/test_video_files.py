@@ -109,8 +109,17 @@ def test_a_failed_write_leaves_the_old_file(smpl_model, tmp_path: Path) -> None:
 
 
 _HEAP_SCENARIO = """
+import ctypes
 import os
 from openhmr.demo import return_freed_memory
+
+# Pin glibc's thresholds: buffers of 100 KB on the heap, never in their own
+# mmap, and no trimming by free() itself (its default threshold adapts to the
+# process's history), so only return_freed_memory can hand the pages back.
+libc = ctypes.CDLL(None)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+assert libc.mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1
+assert libc.mallopt(M_MMAP_THRESHOLD, 1 << 20) == 1
 
 def rss_mb():
     with open("/proc/self/statm") as f:
