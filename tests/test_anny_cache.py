@@ -100,3 +100,28 @@ def test_the_faster_reader_is_in_place_only_while_building(monkeypatch) -> None:
     monkeypatch.setattr(anny_cache.importlib.metadata, "version", lambda name: "9.9.9")
     with faster_cache_build() as active:
         assert not active and full_model.load_blend_shape is original
+
+
+def test_get_anny_uses_it_for_a_first_build_only(tmp_path: Path, monkeypatch) -> None:
+    import anny
+    import anny.paths
+
+    from openhmr.body import anny as body_anny
+
+    original = full_model.load_blend_shape
+    fast_while_built: list[bool] = []
+
+    class Built:  # stands in for anny.Anny: records which reader a build would use
+        def __init__(self, skinning_method: str) -> None:
+            fast_while_built.append(full_model.load_blend_shape is not original)
+
+    monkeypatch.setattr(anny, "Anny", Built)
+    monkeypatch.setattr(body_anny, "_ANNY_MODELS", {})
+    monkeypatch.setattr(anny.paths, "_ANNY_CACHE_DIR", [anny.paths.get_anny_cache_path()])
+    monkeypatch.setenv("ANNY_CACHE_DIR", str(tmp_path / "cache"))
+    body_anny.get_anny()  # an empty cache directory: anny builds the cache
+    (tmp_path / "cache" / "v14").mkdir()
+    body_anny._ANNY_MODELS.clear()
+    body_anny.get_anny()  # a built cache: anny reads it
+    assert fast_while_built == [True, False]
+    assert full_model.load_blend_shape is original

@@ -100,6 +100,7 @@ Anny model is built once per process (:func:`get_anny`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -265,7 +266,9 @@ def get_anny(skinning_method: str = "lbs") -> "anny_pkg.Anny":
             file=sys.stderr, flush=True,
         )
     try:
-        with faster_cache_build():  # the first build reads anny's targets in seconds
+        # The first build reads anny's targets in seconds; a built cache needs
+        # no reader (and importing anny's reader costs ~1 s: trimesh, scipy).
+        with faster_cache_build() if first_time else contextlib.nullcontext():
             model = anny.Anny(skinning_method=skinning_method)
     except OSError as exc:
         raise AnnyError(f"cannot build the Anny model in {cache_dir}: {exc}") from None
