@@ -113,6 +113,7 @@ import torch
 from torch import Tensor
 
 from openhmr.body.anny_cache import faster_cache_build
+from openhmr.body.anny_import import import_anny
 from openhmr.body.anny_rig import AnnyKeypointRig
 from openhmr.body.base import BodyModel, BodyOutput
 from openhmr.body.keypoints import flip_permutation, get_set
@@ -246,8 +247,7 @@ def get_anny(skinning_method: str = "lbs") -> "anny_pkg.Anny":
     if not user_dir:
         os.environ["ANNY_CACHE_DIR"] = str(cache_dir)
     try:
-        import anny
-        import anny.paths
+        anny = import_anny()
     except ImportError as exc:
         raise AnnyError(
             f"the Anny body model needs the 'anny' package (pip install anny): {exc}"
