@@ -1,0 +1,79 @@
+"""Fitting a body model to a BlazePose detection, in HMR's crop (the demo's entry point)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from openhmr.body.base import BodyModel
+from openhmr.fit.config import FitConfig, FitInit, FitResult
+from openhmr.fit.solve import fit
+
+if TYPE_CHECKING:  # pragma: no cover
+    from openhmr.data.crop import CropTransform
+    from openhmr.detect import Detection
+
+
+@dataclass
+class DetectionFit:
+    """A fit to one BlazePose detection, in HMR's common currency.
+
+    Attributes:
+        crop: (S, S, 3) uint8 RGB crop of the person (HMR's 150-px scaling).
+        transform: the crop ↔ image map (``openhmr.data.crop.CropTransform``).
+        result: the fit with the weak camera in that crop's normalised
+            coordinates; ``result.keypoints2d`` are crop pixels
+            (``transform.crop_to_image`` maps them to the image).
+        keypoints2d_crop: (33, 3) the detection's keypoints in crop pixels.
+    """
+
+    crop: np.ndarray
+    transform: "CropTransform"
+    result: FitResult
+    keypoints2d_crop: np.ndarray
+
+
+def fit_detection(
+    image: np.ndarray,
+    detection: "Detection",
+    body_model: BodyModel,
+    crop_size: int = 224,
+    *,
+    transform: "CropTransform | None" = None,
+    init: FitInit | None = None,
+    use_3d: bool = True,
+    config: FitConfig | None = None,
+) -> DetectionFit:
+    """Fit ``body_model`` to a BlazePose detection in HMR's crop frame.
+
+    The crop is HMR's (``openhmr.data.crop``): the box of the keypoints with
+    visibility > 0.5 scaled to a 150-px diagonal, centred on it — unless
+    ``transform`` is given (e.g. the crop HMR just ran on, for ``hmr+fit``,
+    with ``init`` its estimate). The 2D keypoints are fitted with the weak
+    camera in crop pixels; with ``use_3d`` the world landmarks join in.
+
+    Args:
+        image: (H, W, 3) uint8 RGB, the image the detection came from.
+        detection: :func:`openhmr.detect.detect_person`'s result.
+        body_model: e.g. ``Anny()``.
+    Returns:
+        :class:`DetectionFit`.
+    """
+    from openhmr.data.crop import crop_pixels, crop_transform, scale_for_keypoints
+
+    kp = np.asarray(detection.keypoints2d, dtype=np.float64)
+    if transform is None:
+        scale, centre = scale_for_keypoints(kp, conf_threshold=0.5)
+        transform = crop_transform(image.shape[:2], scale, centre, crop_size)
+    crop = crop_pixels(image, transform)
+    kp_crop = np.concatenate([transform.image_to_crop(kp[:, :2]), kp[:, 2:3]], 1)
+    kp3 = np.asarray(detection.keypoints3d, dtype=np.float64)[None] if use_3d else None
+    result = fit(
+        body_model, kp_crop[None], detection.keypoint_set,
+        keypoints3d=kp3, keypoints3d_set=detection.keypoint_set,
+        camera="weak", crop_size=transform.crop_size, init=init, config=config,
+    )
+    return DetectionFit(crop=crop, transform=transform, result=result,
+                        keypoints2d_crop=kp_crop.astype(np.float32))

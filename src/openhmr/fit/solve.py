@@ -1,0 +1,406 @@
+"""The fit's schedule: starts, stage 1, stage 2, and the optional finishes.
+
+:func:`fit` follows the method in :mod:`openhmr.fit`: starting cameras from
+the torso (or from ``init`` / the previous frame), stage 1 on the camera and
+global orientation, stage 2 on everything in annealing steps from one or
+several starting poses, then, optionally, kinematic jumps and Newton steps.
+Each row (a person with one candidate) is its own L-BFGS problem
+(``openhmr.lbfgs``), so a person's fit does not depend on the others in the
+batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from openhmr.body.base import BodyModel
+from openhmr.errors import InputError
+from openhmr.fit.camera import CAMERAS, cam_from_params, cam_params, read_pinhole, torso_init
+from openhmr.fit.config import FitConfig, FitInit, FitResult
+from openhmr.fit.energy import Energy
+from openhmr.fit.jumps import JUMP_BONES, kinematic_jumps
+from openhmr.fit.targets import read_targets, read_targets3d, told_noise_weight
+from openhmr.geometry.rotations import axis_angle_to_matrix
+from openhmr.lbfgs import minimise_rows
+from openhmr.newton import newton_rows
+
+
+def fit(
+    body_model: BodyModel,
+    keypoints2d: Tensor | np.ndarray,
+    keypoint_set: str,
+    *,
+    keypoints3d: Tensor | np.ndarray | None = None,
+    keypoints3d_set: str | None = None,
+    camera: str = "weak",
+    crop_size: int = 224,
+    focal: float | Tensor | None = None,
+    principal_point: Tensor | np.ndarray | tuple[float, float] | None = None,
+    init: FitInit | None = None,
+    previous: FitInit | None = None,
+    config: FitConfig | None = None,
+    noise_px: float | Tensor | np.ndarray | None = None,
+    num_threads: int | None = 1,
+) -> FitResult:
+    """Fit ``body_model`` to 2D keypoints (and optional 3D keypoints).
+
+    Args:
+        body_model: any :class:`BodyModel` (e.g. ``Anny()`` or ``SMPL(...)``).
+        keypoints2d: (B, K, 3) x, y pixels and confidence, in the order of the
+            named ``keypoint_set`` (any set of ``openhmr.body.keypoints``).
+            Pixels of the S×S crop for ``camera="weak"``, of the image for
+            ``"perspective"``. Non-finite points count as missing.
+        keypoints3d: optional (B, K3, 4) x, y, z metres and confidence,
+            camera-aligned (x right, y down, z away), compared after centring
+            both on the hips.
+        keypoints3d_set: set of ``keypoints3d`` (default: ``keypoint_set``).
+        camera: ``"weak"`` or ``"perspective"``.
+        crop_size: S, the crop side for the weak camera.
+        focal: pinhole focal length in pixels, scalar or (B,) (perspective).
+        principal_point: (2,) or (B, 2) pixels (perspective; default: none —
+            required).
+        init: optional starting camera, pose and shape (skips the torso
+            initialisation), e.g. an HMR estimate.
+        previous: the same people's fit in the previous video frame
+            (cam, pose, betas; the camera is not used, each frame having its
+            own crop): track them — start from that pose and shape unless
+            ``init`` is given, run the short schedule and hold rotations and
+            shape to it (method, step 5).
+        config: weights and iterations.
+        noise_px: σ of each person's 2D keypoint noise in input pixels,
+            scalar or (B,), for people whose keypoints were placed at
+            different scales (e.g. crops of one image); given, it replaces
+            ``config.noise_px`` (see :class:`FitConfig`).
+        num_threads: torch intra-op threads while fitting, restored after
+            (None: leave as is). The fit runs thousands of tiny operations,
+            for which extra threads only add synchronisation: on a busy
+            2-core machine one thread was 10× faster than two.
+    Returns:
+        :class:`FitResult`.
+    Raises:
+        InputError: malformed keypoints, unknown set or camera, no usable keypoint.
+    """
+    threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        return _fit(body_model, keypoints2d, keypoint_set, keypoints3d, keypoints3d_set,
+                    camera, crop_size, focal, principal_point, init, previous, config or FitConfig(),
+                    noise_px)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_config(cfg: FitConfig) -> None:
+    """Raise InputError for settings no fit can use."""
+    for name in ("upright_sigma", "told_shape_exponent", "shape_prior_exponent"):
+        value = getattr(cfg, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            what = "a positive angle in radians" if name == "upright_sigma" else "a positive number"
+            raise InputError(f"{name} must be {what}, got {value}")
+
+
+def _pose_and_shape(start: FitInit, what: str, body_model: BodyModel, batch: int,
+                    dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """A start's pose (B, 3·J) and shape (B, k), shorter shapes padded with zeros."""
+    k_shape = body_model.num_betas
+    pose0 = start.pose.to(device=device, dtype=dtype).reshape(batch, -1).clone()
+    betas0 = start.betas.to(device=device, dtype=dtype).reshape(batch, -1).clone()
+    if pose0.shape[1] != body_model.pose_size or betas0.shape[1] > k_shape:
+        raise InputError(
+            f"the {what} pose/shape must be (B, {body_model.pose_size}) and (B, ≤{k_shape}),"
+            f" got {tuple(pose0.shape)} and {tuple(betas0.shape)}")
+    return pose0, torch.cat([betas0, betas0.new_zeros(batch, k_shape - betas0.shape[1])], 1)
+
+
+def _rot_aa(axis_angle: tuple[float, float, float], b: int, like: Tensor) -> Tensor:
+    return torch.tensor(axis_angle, dtype=like.dtype, device=like.device).expand(b, 3).clone()
+
+
+def _starts(body_model: BodyModel, energy: Energy, init: FitInit | None,
+            previous_start: tuple[Tensor, Tensor] | None,
+            ) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
+    """Stage 1's candidates, (camera (B, 3), pose (B, 3·J)) each, and the shape (B, k).
+
+    From ``init``, its camera, pose and shape; tracking, the previous
+    frame's pose and shape with the camera from the torso; from scratch, the
+    default pose facing the camera and facing away, at the mean shape, each
+    with the camera from the torso.
+    """
+    t = energy.targets
+    b, dtype, device = t.batch, t.points.dtype, t.points.device
+
+    def torso_camera(pose0: Tensor, betas0: Tensor) -> Tensor:
+        with torch.no_grad():
+            out = energy.forward_keypoints(pose0, betas0)
+        return torso_init(out.keypoints[t.model_set][:, t.model_idx], t.points, t.conf, t.names,
+                          energy.camera, energy.crop_size, energy.focal, energy.principal_point)
+
+    if init is not None:
+        cam0 = init.cam.to(device=device, dtype=dtype).reshape(b, 3).clone()
+        pose0, betas0 = _pose_and_shape(init, "initial", body_model, b, dtype, device)
+        return [(cam0, pose0)], betas0
+    if previous_start is not None:
+        pose0, betas0 = previous_start[0].clone(), previous_start[1].clone()
+        return [(torso_camera(pose0, betas0), pose0)], betas0
+    betas0 = torch.zeros(b, body_model.num_betas, dtype=dtype, device=device)
+    default_pose = energy.default_pose
+    candidates = []
+    for root in ((math.pi, 0.0, 0.0), (0.0, 0.0, math.pi)):  # facing, back-facing
+        pose0 = default_pose.reshape(1, -1).expand(b, -1).clone()
+        pose0[:, :3] = _rot_aa(root, b, pose0)
+        candidates.append((torso_camera(pose0, betas0), pose0))
+    return candidates, betas0
+
+
+def _stage1(energy: Energy, candidates: list[tuple[Tensor, Tensor]], betas0: Tensor,
+            iters: int) -> tuple[Tensor, Tensor]:
+    """Camera and global orientation on the torso: each person's best candidate's
+    camera (B, 3) and pose (B, 3·J)."""
+    t, camera, cfg = energy.targets, energy.camera, energy.cfg
+    b = t.batch
+    torso_mask = t.torso_mask()
+    n_cand = len(candidates)
+    cam = torch.cat([c for c, _ in candidates]).clone()
+    pose = torch.cat([p for _, p in candidates]).clone()
+    betas = betas0.repeat(n_cand, 1)
+    depth0 = cam[:, 2].detach().clone()
+    cam_p, root_p = cam_params(cam, camera), pose[:, :3].clone()
+    cam_p.requires_grad_(True)
+    root_p.requires_grad_(True)
+    rest_pose = pose[:, 3:].detach()
+
+    # Rows are (candidate, person) pairs, row = candidate·B + person; the
+    # optimiser evaluates the subset ``rows`` it is still searching on.
+    def loss(rows: Tensor) -> Tensor:
+        c = cam_from_params(cam_p[rows], camera)
+        p = torch.cat([root_p[rows], rest_pose[rows]], 1)
+        terms = energy.data_terms(c, p, betas[rows], torso_mask, rows % b)
+        value = terms["data"] + terms.get("3d", 0.0)
+        if camera == "perspective":
+            value = value + cfg.depth_weight * (c[:, 2] - depth0[rows]).pow(2)
+        return value
+
+    final = minimise_rows([cam_p, root_p], loss, iters)
+    with torch.no_grad():
+        final = torch.nan_to_num(final, nan=math.inf).reshape(n_cand, b)
+        pick = final.argmin(0)  # (B,) best candidate per person
+        rows = pick * b + torch.arange(b, device=cam.device)
+        return (cam_from_params(cam_p, camera)[rows].detach(),
+                torch.cat([root_p, rest_pose], 1)[rows].detach())
+
+
+@dataclass
+class _Step:
+    """One step of stage 2: L-BFGS iterations and the weights (see ``Energy.terms``)."""
+
+    iters: int
+    w_pose: float
+    w_shape: float
+    w_data: Tensor | None
+
+
+def _schedule(energy: Energy, cfg: FitConfig, noise_weight: Tensor | None) -> list[_Step]:
+    """Stage 2's steps: SMPLify's annealing, then the told step for told noise;
+    a tracked frame, started near its answer, gets one step at the last weights."""
+    pose_weights = cfg.range_prior_weights if energy.pose_prior is not None else cfg.pose_weights
+    if energy.track is not None:
+        return [_Step(cfg.track_iters, pose_weights[-1], cfg.shape_weights[-1], noise_weight)]
+    steps = [_Step(i, wp, ws, None)
+             for i, wp, ws in zip(cfg.stage2_iters, pose_weights, cfg.shape_weights)]
+    if noise_weight is not None:
+        # Anneal as usual, then settle where keypoints of the stated noise put the body.
+        steps.append(_Step(cfg.noise_stage_iters, pose_weights[-1], cfg.shape_weights[-1],
+                           noise_weight))
+    return steps
+
+
+def _minimise(energy: Energy, cam_par: Tensor, pose: Tensor, betas: Tensor,
+              steps: list[_Step]) -> tuple[Tensor, Tensor, Tensor]:
+    """Run ``steps`` from rows of (camera parameters, pose, shape), variant-major
+    (row = variant·B + person), and return the rows' final values."""
+    b, optimise_shape = energy.targets.batch, energy.cfg.optimise_shape
+    cam_p = cam_par.clone().requires_grad_(True)
+    pose_p = pose.clone().requires_grad_(True)
+    betas_p = betas.clone().requires_grad_(optimise_shape)
+    params = [cam_p, pose_p] + ([betas_p] if optimise_shape else [])
+    for step in steps:
+        minimise_rows(
+            params,
+            lambda rows, step=step: sum(energy.terms(cam_p[rows], pose_p[rows], betas_p[rows],
+                                                     rows % b, step.w_pose, step.w_shape,
+                                                     step.w_data).values()),
+            step.iters)
+    return cam_p.detach(), pose_p.detach(), betas_p.detach()
+
+
+def _lowest_energy(energy: Energy, cam_par: Tensor, pose: Tensor, betas: Tensor,
+                   step: _Step) -> tuple[Tensor, Tensor, Tensor]:
+    """Each person's (camera parameters, pose, shape) of least energy at ``step``'s
+    weights among the variants stacked in the rows (variant-major)."""
+    b = energy.targets.batch
+    with torch.no_grad():
+        every = torch.arange(cam_par.shape[0], device=cam_par.device)
+        total = torch.nan_to_num(sum(energy.terms(cam_par, pose, betas, every % b, step.w_pose,
+                                                  step.w_shape, step.w_data).values()),
+                                 nan=math.inf)
+        rows = total.reshape(-1, b).argmin(0) * b + torch.arange(b, device=cam_par.device)
+        return cam_par[rows], pose[rows], betas[rows]
+
+
+def _stage2(body_model: BodyModel, energy: Energy, cam: Tensor, pose: Tensor, betas: Tensor,
+            steps: list[_Step], hypotheses: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Pose, shape and camera on all keypoints, from ``hypotheses`` starting
+    poses: stage 1's and draws from the body model's prior with its
+    orientation. Each person's (camera parameters, pose, shape) of least
+    final energy."""
+    b, cfg = energy.targets.batch, energy.cfg
+    if hypotheses > 1:
+        gen = torch.Generator().manual_seed(cfg.seed)
+        # The same draws for every person, so a fit does not depend on the batch.
+        drawn = body_model.random_pose(hypotheses - 1, gen).to(pose).repeat_interleave(b, 0)
+        drawn[:, :3] = pose[:, :3].repeat(hypotheses - 1, 1)  # keep stage 1's orientation
+        pose = torch.cat([pose, drawn])
+        cam = cam.repeat(hypotheses, 1)
+        betas = betas.repeat(hypotheses, 1)
+    ends = _minimise(energy, cam_params(cam, energy.camera), pose, betas, steps)
+    return _lowest_energy(energy, *ends, steps[-1])
+
+
+def _jumps(body_model: BodyModel, energy: Energy, cam_par: Tensor, pose: Tensor,
+           betas: Tensor, step: _Step) -> tuple[Tensor, Tensor, Tensor]:
+    """From 2D alone a limb may end at the wrong one of its two depths and the
+    starts need not have found the other: try each limb's other depth from the
+    winner (:func:`kinematic_jumps`), refit, keep the lowest energy."""
+    names = list(body_model.joint_names)
+    bones = [(names.index(j), names.index(c)) for j, c in JUMP_BONES
+             if j in names and c in names]
+    with torch.no_grad():
+        cam_now = cam_from_params(cam_par, energy.camera)
+        jumped = kinematic_jumps(pose, energy.forward_keypoints(pose, betas).joints, cam_now,
+                                 energy.camera, tuple(body_model.parents), bones)
+    n_var = 1 + len(bones)
+    ends = _minimise(energy, cam_par.repeat(n_var, 1), torch.cat([pose, jumped]),
+                     betas.repeat(n_var, 1),
+                     [_Step(energy.cfg.jump_iters, step.w_pose, step.w_shape, step.w_data)])
+    return _lowest_energy(energy, *ends, step)
+
+
+def _newton(energy: Energy, cam_par: Tensor, pose: Tensor, betas: Tensor,
+            step: _Step) -> tuple[Tensor, Tensor, Tensor]:
+    """The told noise's heavy 2D term makes the energy stiff, and L-BFGS stops
+    short of its minimum: finish each person's winner with Newton steps."""
+    optimise_shape = energy.cfg.optimise_shape
+    sizes = [cam_par.shape[1], pose.shape[1]] + ([betas.shape[1]] if optimise_shape else [])
+
+    def value(x: Tensor, person: Tensor) -> Tensor:
+        parts = x.split(sizes, 1)
+        shape = parts[2] if optimise_shape else betas[person]
+        return sum(energy.terms(parts[0], parts[1], shape, person, step.w_pose, step.w_shape,
+                                step.w_data).values())
+
+    x = torch.cat([cam_par, pose] + ([betas] if optimise_shape else []), 1)
+    x, _ = newton_rows(x, value, energy.cfg.newton_steps)
+    parts = x.split(sizes, 1)
+    return parts[0], parts[1], parts[2] if optimise_shape else betas
+
+
+def _fit(
+    body_model: BodyModel,
+    keypoints2d: Tensor | np.ndarray,
+    keypoint_set: str,
+    keypoints3d: Tensor | np.ndarray | None,
+    keypoints3d_set: str | None,
+    camera: str,
+    crop_size: int,
+    focal: float | Tensor | None,
+    principal_point: Tensor | np.ndarray | tuple[float, float] | None,
+    init: FitInit | None,
+    previous: FitInit | None,
+    cfg: FitConfig,
+    noise_px: float | Tensor | np.ndarray | None = None,
+) -> FitResult:
+    """The body of :func:`fit` (same arguments)."""
+    if camera not in CAMERAS:
+        raise InputError(f"camera must be 'weak' or 'perspective', got {camera!r}")
+    # The model's floating-point precision (its first buffers may be indices).
+    param = next((x for x in body_model.buffers() if x.is_floating_point()), None)
+    dtype = param.dtype if param is not None else torch.float32
+    device = param.device if param is not None else torch.device("cpu")
+
+    targets = read_targets(body_model, keypoints2d, keypoint_set, cfg, dtype, device)
+    b = targets.batch
+    noise = cfg.noise_px if noise_px is None else noise_px
+    noise_weight = None if noise is None else told_noise_weight(noise, targets)  # (B,)
+    _check_config(cfg)
+    focal_t = principal_t = None
+    if camera == "perspective":
+        focal_t, principal_t = read_pinhole(focal, principal_point, b, dtype, device)
+    targets3d = None
+    if keypoints3d is not None:
+        targets3d = read_targets3d(body_model, keypoints3d, keypoints3d_set or keypoint_set,
+                                   keypoint_set, cfg, b, dtype, device)
+
+    track = previous_start = None
+    if previous is not None:
+        previous_start = _pose_and_shape(previous, "previous", body_model, b, dtype, device)
+        with torch.no_grad():
+            prev_rot = axis_angle_to_matrix(previous_start[0].reshape(b, -1, 3))
+        track = (prev_rot, previous_start[1])
+    energy = Energy(body_model, cfg, camera, crop_size, focal_t, principal_t, targets,
+                    targets3d, told=noise_weight is not None, track=track)
+
+    # Stage 1: camera and global orientation, from each start.
+    candidates, betas0 = _starts(body_model, energy, init, previous_start)
+    continuing = track is not None and init is None  # started at the previous frame's fit
+    cam, pose = _stage1(energy, candidates, betas0,
+                        cfg.track_stage1_iters if continuing else cfg.stage1_iters)
+
+    # Stage 2: from 2D alone a limb's depth is ambiguous and the energy has
+    # several minima: start from several poses drawn from the model's prior
+    # (the stage-1 pose first) and keep, per person, the lowest final energy.
+    from_scratch_2d = init is None and track is None and targets3d is None
+    hypotheses = (cfg.hypotheses if from_scratch_2d
+                  and getattr(body_model, "random_pose", None) is not None else 1)
+    steps = _schedule(energy, cfg, noise_weight)
+    cam_par, pose, betas = _stage2(body_model, energy, cam, pose, betas0.clone(), steps,
+                                   hypotheses)
+
+    last = steps[-1]
+    told_alone = last.w_data is not None and track is None
+    if (told_alone and targets3d is None and cfg.jump_iters > 0
+            and getattr(body_model, "parents", None) is not None
+            and any(j in body_model.joint_names and c in body_model.joint_names
+                    for j, c in JUMP_BONES)):
+        cam_par, pose, betas = _jumps(body_model, energy, cam_par, pose, betas, last)
+    if told_alone and cfg.newton_steps > 0:
+        cam_par, pose, betas = _newton(energy, cam_par, pose, betas, last)
+    return _result(body_model, energy, cam_par, pose, betas, last)
+
+
+def _result(body_model: BodyModel, energy: Energy, cam_par: Tensor, pose: Tensor,
+            betas: Tensor, step: _Step) -> FitResult:
+    """The fitted bodies with their mesh, final terms and projected keypoints."""
+    t = energy.targets
+    people = torch.arange(t.batch, device=pose.device)
+    with torch.no_grad():
+        losses = {k: v.detach() for k, v in energy.terms(
+            cam_par, pose, betas, people, step.w_pose, step.w_shape, step.w_data).items()}
+        cam = cam_from_params(cam_par, energy.camera)
+        output = body_model(pose, betas)
+        pred = energy.project(output.keypoints[t.model_set][:, t.model_idx], cam, people)
+        kp_fit = torch.full(t.keypoints[..., :2].shape, float("nan"), dtype=pred.dtype,
+                            device=pred.device)
+        kp_fit[:, t.input_idx] = pred
+        residuals = (kp_fit - t.keypoints[..., :2]).norm(dim=-1)
+    return FitResult(
+        camera=energy.camera, cam=cam, pose=pose, betas=betas, output=output,
+        model_keypoint_set=t.model_set, keypoints2d=kp_fit, residuals_px=residuals,
+        losses=losses, crop_size=energy.crop_size, focal=energy.focal,
+        principal_point=energy.principal_point,
+    )

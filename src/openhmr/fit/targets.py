@@ -1,0 +1,203 @@
+"""The keypoints a fit is matched to: the input's sets against the body model's.
+
+2D keypoints of any named set (``openhmr.body.keypoints``) are matched by name
+to the body model's set that shares the most names with them; optional 3D
+keypoints likewise, compared after centring both on the hips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from openhmr.body.base import BodyModel
+from openhmr.body.keypoints import get_set, index_map
+from openhmr.errors import InputError
+from openhmr.fit.config import PERSON_SIZE_PX, REFERENCE_NOISE_PX, FitConfig
+
+_TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
+
+
+def choose_model_set(body_model: BodyModel, keypoint_set: str, preferred: str | None = None) -> str:
+    """The body model's keypoint set sharing the most names with
+    ``keypoint_set``, or ``preferred`` (checked) when given."""
+    names = set(get_set(keypoint_set).names)
+    if preferred is not None:
+        if preferred not in body_model.keypoint_sets:
+            raise InputError(f"the body model has no keypoint set {preferred!r}; it has "
+                             f"{', '.join(body_model.keypoint_sets)}")
+        if not names & set(get_set(preferred).names):
+            raise InputError(f"keypoint set {preferred!r} shares no keypoint with {keypoint_set!r}")
+        return preferred
+    # Most shared names; on a tie the set itself, then the smaller set.
+    best = max(body_model.keypoint_sets,
+               key=lambda s: (len(names & set(get_set(s).names)), s == keypoint_set,
+                              -len(get_set(s))))
+    if not names & set(get_set(best).names):
+        raise InputError(f"the body model has no keypoint in common with set {keypoint_set!r}")
+    return best
+
+
+def hip_centre(points: Tensor, names: tuple[str, ...]) -> Tensor:
+    """(B, K, C) → (B, C) midpoint of the hips (or the pelvis) of a set."""
+    if "left_hip" in names and "right_hip" in names:
+        return 0.5 * (points[:, names.index("left_hip")] + points[:, names.index("right_hip")])
+    if "pelvis" in names:
+        return points[:, names.index("pelvis")]
+    raise InputError("3D keypoints need both hips or a pelvis to be centred")
+
+
+def _as_tensor(x: Tensor | np.ndarray, dtype: torch.dtype, device: torch.device) -> Tensor:
+    return torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).to(
+        device=device, dtype=dtype)
+
+
+@dataclass
+class Targets:
+    """2D keypoints matched to the body model's keypoint set.
+
+    Attributes:
+        keypoints: (B, K, 3) the input in its set's order (x, y pixels,
+            confidence), non-finite points zeroed.
+        input_idx: (M,) the matched keypoints' indices in the input's set.
+        model_set: the body model's set they are matched to.
+        model_idx: (M,) their indices in ``model_set``.
+        names: (M,) their names.
+        points: (B, M, 2) pixels.
+        conf: (B, M) confidences, 0 below ``FitConfig.conf_threshold``.
+        unit: (B,) pixels per person-normalised pixel: the diagonal of the
+            confident keypoints' box over HMR's person size, so the 2D weights
+            do not depend on the image's resolution.
+    """
+
+    keypoints: Tensor
+    input_idx: list[int]
+    model_set: str
+    model_idx: list[int]
+    names: tuple[str, ...]
+    points: Tensor
+    conf: Tensor
+    unit: Tensor
+
+    @property
+    def batch(self) -> int:
+        return int(self.points.shape[0])
+
+    def torso_mask(self) -> Tensor:
+        """(M,) 1 on the shoulders and hips, stage 1's keypoints (all of
+        them when a person shows fewer than two of those)."""
+        mask = torch.tensor([n in _TORSO for n in self.names], dtype=self.points.dtype,
+                            device=self.points.device)
+        if (self.conf * mask).gt(0).sum(-1).lt(2).any():
+            mask = torch.ones_like(mask)
+        return mask
+
+
+def read_targets(body_model: BodyModel, keypoints2d: Tensor | np.ndarray, keypoint_set: str,
+                 cfg: FitConfig, dtype: torch.dtype, device: torch.device) -> Targets:
+    """Check the 2D keypoints (B, K, 3) or (K, 3) of ``keypoint_set`` and match them.
+
+    Raises:
+        InputError: an unknown set, a wrong shape, or a person without any
+            confident keypoint the body model has.
+    """
+    try:
+        input_set = get_set(keypoint_set)
+    except KeyError as exc:
+        raise InputError(str(exc.args[0])) from None
+    kp2d = _as_tensor(keypoints2d, dtype, device)
+    if kp2d.ndim == 2:
+        kp2d = kp2d[None]
+    if kp2d.ndim != 3 or kp2d.shape[1:] != (len(input_set), 3):
+        raise InputError(
+            f"keypoints2d must be (B, {len(input_set)}, 3) for set {keypoint_set!r}, "
+            f"got {tuple(kp2d.shape)}")
+    finite = torch.isfinite(kp2d).all(-1)
+    kp2d = torch.where(finite[..., None], kp2d, torch.zeros_like(kp2d))
+    conf_in = torch.where(kp2d[..., 2] >= cfg.conf_threshold, kp2d[..., 2],
+                          torch.zeros_like(kp2d[..., 2]))
+
+    model_set = choose_model_set(body_model, keypoint_set, cfg.model_keypoint_set)
+    model_idx, input_idx = (list(x) for x in index_map(model_set, keypoint_set))
+    points = kp2d[:, input_idx, :2]
+    conf = conf_in[:, input_idx]
+    if (conf.sum(-1) <= 0).any():
+        raise InputError("a person has no confident keypoint that the body model can match")
+    seen = conf > 0
+    big = torch.finfo(dtype).max
+    lo = torch.where(seen[..., None], points, torch.full_like(points, big)).amin(1)
+    hi = torch.where(seen[..., None], points, torch.full_like(points, -big)).amax(1)
+    unit = ((hi - lo).norm(dim=-1) / PERSON_SIZE_PX).clamp(min=1e-3)
+    return Targets(keypoints=kp2d, input_idx=input_idx, model_set=model_set,
+                   model_idx=model_idx, names=tuple(input_set.names[i] for i in input_idx),
+                   points=points, conf=conf, unit=unit)
+
+
+def told_noise_weight(noise_px: float | Tensor | np.ndarray, targets: Targets) -> Tensor:
+    """(B,) the 2D term's weight for keypoints of told noise σ (input pixels;
+    one, or one per person): (REFERENCE_NOISE_PX / σ')², σ' = σ at HMR's
+    person size (see ``FitConfig.noise_px``).
+
+    Raises:
+        InputError: not one σ or one per person, or not positive.
+    """
+    unit = targets.unit
+    sigma = torch.as_tensor(np.asarray(noise_px, dtype=np.float64) if not isinstance(
+        noise_px, Tensor) else noise_px).to(device=unit.device, dtype=unit.dtype).reshape(-1)
+    if sigma.numel() not in (1, targets.batch):
+        raise InputError(f"noise_px must be one σ or one per person ({targets.batch}), "
+                         f"got {sigma.numel()}")
+    if not (torch.isfinite(sigma).all() and (sigma > 0).all()):
+        raise InputError(f"noise_px must be a positive number of pixels, got {sigma.tolist()}")
+    return (REFERENCE_NOISE_PX * unit / sigma).pow(2)  # σ here is noise_px/unit
+
+
+@dataclass
+class Targets3D:
+    """3D keypoints matched to the body model's keypoint set, hip-centred.
+
+    Attributes:
+        model_set: the body model's set they are matched to.
+        model_idx: (M3,) their indices in it.
+        names: (M3,) their names.
+        points: (B, M3, 3) metres, camera-aligned, minus their hip centre.
+        conf: (B, M3) confidences, 0 below the threshold or where not finite.
+    """
+
+    model_set: str
+    model_idx: list[int]
+    names: tuple[str, ...]
+    points: Tensor
+    conf: Tensor
+
+
+def read_targets3d(body_model: BodyModel, keypoints3d: Tensor | np.ndarray,
+                   keypoints3d_set: str, keypoint_set: str, cfg: FitConfig,
+                   batch: int, dtype: torch.dtype, device: torch.device) -> Targets3D:
+    """Check the 3D keypoints (B, K3, 4) or (K3, 4) of ``keypoints3d_set`` and match them.
+
+    ``cfg.model_keypoint_set`` applies to them only when they are of the 2D
+    keypoints' set.
+    """
+    kp3 = _as_tensor(keypoints3d, dtype, device)
+    if kp3.ndim == 2:
+        kp3 = kp3[None]
+    size = len(get_set(keypoints3d_set))
+    if kp3.shape != (batch, size, 4):
+        raise InputError(f"keypoints3d must be (B, {size}, 4) for set "
+                         f"{keypoints3d_set!r}, got {tuple(kp3.shape)}")
+    model_set = choose_model_set(
+        body_model, keypoints3d_set,
+        cfg.model_keypoint_set if keypoints3d_set == keypoint_set else None)
+    model_idx, input_idx = (list(x) for x in index_map(model_set, keypoints3d_set))
+    names = tuple(get_set(keypoints3d_set).names[i] for i in input_idx)
+    points = kp3[:, input_idx, :3]
+    conf = torch.where(kp3[:, input_idx, 3] >= cfg.conf_threshold, kp3[:, input_idx, 3],
+                       torch.zeros_like(kp3[:, input_idx, 3]))
+    conf = torch.where(torch.isfinite(points).all(-1), conf, torch.zeros_like(conf))
+    points = torch.nan_to_num(points)
+    return Targets3D(model_set=model_set, model_idx=model_idx, names=names,
+                     points=points - hip_centre(points, names)[:, None], conf=conf)
