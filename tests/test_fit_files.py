@@ -88,7 +88,7 @@ def test_folders_names_and_bad_files(smpl_npz, tmp_path, capsys):
     assert "far_keypoints.json: keypoints lie outside the 320×240 image" in err
     assert "nobody_keypoints.json has no person" in err
     assert "missing.json" in err
-    assert "1 of 6 file(s) fitted" in err
+    assert f"1 of 6 file(s) fitted; outputs in {out}" in err
     fitted = json.loads((out / "b" / "x.json").read_text())
     # the most confident person of the file (equal confidences: the first)
     hips = np.array(fitted["keypoints_2d"]["lsp14"]["points"])[2:4].mean(0)
@@ -112,6 +112,18 @@ def test_out_that_is_a_file_is_one_error(tmp_path, capsys):
     assert code == 1 and err.strip().splitlines() == [
         f"openhmr fit: error: --out {mine} is a file, not a folder"], err
     assert mine.read_text() == "mine"
+
+
+def test_nothing_fitted_says_nothing_was_written(tmp_path, capsys):
+    """When every file fails, the summary does not point at outputs that are not there."""
+    far = _write(tmp_path / "far_keypoints.json", _person(900, 20, 150))
+    out = tmp_path / "out"
+    code = main(["fit", str(far), "--image-size", "320x240", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 2, err
+    assert "keypoints lie outside the 320×240 image" in err[0]
+    assert err[1] == "openhmr fit: 0 of 1 file(s) fitted; nothing written"
+    assert not out.exists() or not any(out.iterdir())
 
 
 def _video_frames(folder: Path, count: int, step: float = 12.0) -> None:

@@ -153,6 +153,11 @@ def _locate(path: Path, width: int, height: int, max_people: int = 1) -> list[tu
     return located
 
 
+def _outputs_in(out: Path, fitted: int) -> str:
+    """The summary line's ending: where the outputs are, or that there are none."""
+    return f"; outputs in {out}" if fitted else "; nothing written"
+
+
 def _report(path: Path | str, error: Exception) -> None:
     text = str(error) if isinstance(error, OpenHMRError) else f"{type(error).__name__}: {error}"
     print(f"openhmr fit: error: {path}: {text}", file=sys.stderr)
@@ -215,8 +220,8 @@ def run_fit_files(options: FitFilesOptions) -> int:
             except Exception as e:  # noqa: BLE001 - report and go on with the next video
                 failed += 1
                 _report(frames[0][1].parent / f"{Path(name).name}_*_keypoints.json", e)
-        print(f"openhmr fit: {len(videos) - failed} of {len(videos)} video(s) fitted; outputs in "
-              f"{options.out}", file=sys.stderr)
+        print(f"openhmr fit: {len(videos) - failed} of {len(videos)} video(s) fitted"
+              f"{_outputs_in(options.out, len(videos) - failed)}", file=sys.stderr)
         return 1 if failed or others else 0
     failed = 0
     width, height = options.image_size
@@ -293,8 +298,8 @@ def run_fit_files(options: FitFilesOptions) -> int:
             flush()
     if pending:
         flush()
-    print(f"openhmr fit: {len(files) - failed} of {len(files)} file(s) fitted; outputs in {options.out}",
-          file=sys.stderr)
+    print(f"openhmr fit: {len(files) - failed} of {len(files)} file(s) fitted"
+          f"{_outputs_in(options.out, len(files) - failed)}", file=sys.stderr)
     return 1 if failed else 0
 
 
