@@ -57,6 +57,7 @@ draws them (``FitConfig(upright_sigma=0.2)``, ``openhmr demo|fit --upright``).
 Acceptance 1 of the open default, as README states it:
     python benchmarks/fit_synthetic.py --n 100 --camera perspective --set blazepose27 --known-noise
     python benchmarks/fit_synthetic.py --n 100 --camera perspective --set blazepose27 --known-noise --upright
+(``benchmarks/fit_photo_reading.py`` runs its 400 and 1,200 bodies in one go.)
 
 Usage: python benchmarks/fit_synthetic.py [--n 20] [--seed 0] [--noise-px 2] [--drop 0.2]
        [--camera weak|perspective] [--set body25|blazepose27] [--known-noise [--newton-steps N] [--jump-iters N]]
