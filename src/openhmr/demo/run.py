@@ -285,7 +285,7 @@ def _precheck(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
         check_free(paths, options.overwrite)
         return video_info(item.path).frame_count
     if not item.path.exists():
-        raise InputError(f"image not found: {item.path}")
+        raise InputError("image not found")  # the report names the path
     if options.max_people > 1:  # how many people is known only once they are found
         check_free(person_outputs(out, item.name, 1, options.mesh_format), options.overwrite)
     else:
