@@ -39,7 +39,7 @@ import argparse
 import time
 
 import torch
-from fit_synthetic import CROP, errors, make_bodies, observe, observe_photo
+from fit_synthetic import CROP, errors, make_bodies, median, observe, observe_photo
 from torch import Tensor, nn
 
 from openhmr.body.anny import Anny
@@ -137,7 +137,7 @@ def main() -> None:
         if step % 1000 == 0 or step == args.steps - 1:
             with torch.no_grad():
                 pa = pa_mpjpe_mm(net(test_in).reshape(-1, k, 3).double(), test_kp3)
-            print(f"step {step:6d}  test PA-MPJPE median {pa.median():.1f} mm  "
+            print(f"step {step:6d}  test PA-MPJPE median {median(pa):.1f} mm  "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
     with torch.no_grad():
@@ -152,11 +152,11 @@ def main() -> None:
     person = "~520 px, photo camera" if photo else "~150 px"
     print(f"\n{args.test} test bodies (seed {args.seed}), {key_set}, 2D only (σ = 2 px"
           f"{' told' if args.known_noise else ''}, 20 % dropped, person {person}):")
-    print(f"  lifter trained on the test distribution: PA-MPJPE median {lifted.median():.1f} mm, "
+    print(f"  lifter trained on the test distribution: PA-MPJPE median {median(lifted):.1f} mm, "
           f"mean {lifted.mean():.1f} mm")
-    print(f"  openhmr.fit:                              PA-MPJPE median {fitted.median():.1f} mm, "
-          f"mean {fitted.mean():.1f} mm (2D error median {err2d.median():.2f} px)")
-    print(f"  fit / lifter (median): {fitted.median() / lifted.median():.2f}")
+    print(f"  openhmr.fit:                              PA-MPJPE median {median(fitted):.1f} mm, "
+          f"mean {fitted.mean():.1f} mm (2D error median {median(err2d):.2f} px)")
+    print(f"  fit / lifter (median): {median(fitted) / median(lifted):.2f}")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fit_synthetic import SCORED_TOO, errors, make_bodies  # noqa: E402
+from fit_synthetic import SCORED_TOO, errors, make_bodies, median  # noqa: E402
 
 from openhmr.body.anny import Anny  # noqa: E402
 from openhmr.fit import UPRIGHT_SIGMA, FitConfig, fit  # noqa: E402
@@ -59,9 +59,9 @@ def _scored_on(result, truth: dict[str, torch.Tensor], name: str) -> torch.Tenso
 
 
 def _line(label: str, err2d: torch.Tensor, pa: dict[str, torch.Tensor]) -> str:
-    scored = "  ".join(f"{name} {pa[name].median():.1f}" for name in SCORED_TOO)
-    return (f"{label:<22} {len(err2d):>5}  {err2d.median():5.2f} px  "
-            f"{pa[FITTED].median():5.1f} / {pa[FITTED].mean():5.1f} mm  |  {scored}")
+    scored = "  ".join(f"{name} {median(pa[name]):.1f}" for name in SCORED_TOO)
+    return (f"{label:<22} {len(err2d):>5}  {median(err2d):5.2f} px  "
+            f"{median(pa[FITTED]):5.1f} / {pa[FITTED].mean():5.1f} mm  |  {scored}")
 
 
 def main() -> None:

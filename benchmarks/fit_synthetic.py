@@ -154,10 +154,17 @@ def make_bodies(model: Anny, n: int, seed: int, noise_px: float = 2.0, drop: flo
             **{f"kp3:{name}": points for name, points in out.keypoints.items()}}
 
 
+def median(values: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """The median as statistics defines it: on an even count, the mean of the two
+    middle values (``Tensor.median`` returns the lower of them)."""
+    values = values.double()
+    return values.quantile(0.5) if dim is None else values.quantile(0.5, dim=dim)
+
+
 def errors(result: FitResult, truth: dict[str, torch.Tensor],
            keypoint_set: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(per-person median 2D error px vs clean projections, per-person PA-MPJPE mm)."""
-    err2d = (result.keypoints2d - truth["clean"]).norm(dim=-1).median(dim=1).values
+    err2d = median((result.keypoints2d - truth["clean"]).norm(dim=-1), dim=1)
     fitted = result.output.keypoints[keypoint_set]
     aligned = procrustes_align(fitted.double(), truth["kp3"].double())
     pa = (aligned - truth["kp3"].double()).norm(dim=-1).mean(-1) * 1000.0
@@ -257,7 +264,7 @@ def main() -> None:
         where, camera = "on the 224 crop", {"camera": "weak", "crop_size": CROP}
     else:
         heights = truth["clean"][..., 1].amax(1) - truth["clean"][..., 1].amin(1)
-        where = f"on a {PHOTO}-px photo (people {heights.median():.0f} px tall, median)"
+        where = f"on a {PHOTO}-px photo (people {median(heights):.0f} px tall, median)"
         camera = {"camera": "perspective", "focal": truth["focal"],
                   "principal_point": truth["principal_point"]}
     config = FitConfig(noise_px=args.noise_px if args.known_noise else None,
@@ -283,8 +290,8 @@ def main() -> None:
         result = fit(model, truth["kp2d"], kset, **camera, **{"config": config, **kw})
         dt = time.perf_counter() - t0
         err2d, pa = errors(result, truth, kset)
-        print(f"{label}: n={args.n}  median 2D error {err2d.median():.2f} px "
-              f"(worst person {err2d.max():.2f})  PA-MPJPE median {pa.median():.1f} mm, "
+        print(f"{label}: n={args.n}  median 2D error {median(err2d):.2f} px "
+              f"(worst person {err2d.max():.2f})  PA-MPJPE median {median(pa):.1f} mm, "
               f"mean {pa.mean():.1f} mm (worst {pa.max():.1f}, body {int(pa.argmax())})  "
               f"time {dt / args.n:.2f} s/person in a batch of {args.n}", flush=True)
         if label in ("2D only", "2D + 3D"):
@@ -297,7 +304,7 @@ def main() -> None:
                     aligned = procrustes_align(result.output.keypoints[other].double(), true3)
                     pa_other = (aligned - true3).norm(dim=-1).mean(-1) * 1000.0
                     print(f"  the same fit scored on {other}: PA-MPJPE median "
-                          f"{pa_other.median():.1f} mm, mean {pa_other.mean():.1f} mm", flush=True)
+                          f"{median(pa_other):.1f} mm, mean {pa_other.mean():.1f} mm", flush=True)
     alone = min(args.n, 5)
     for label, with_3d in (("2D + 3D", True), ("2D only", False)):
         seconds = []
