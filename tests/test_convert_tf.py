@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -366,6 +368,45 @@ def test_cli_refuses_to_overwrite_and_reports_bad_checkpoints(converted, tmp_pat
     assert cli_main(["convert-tf", str(small), "--out", str(tmp_path / "y.safetensors")]) == 1
     assert "cannot read checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "y.safetensors").exists()
+
+
+def test_cli_output_paths_are_checked_before_converting(converted, tmp_path, capsys):
+    """The weights and the SMPL arrays cannot share a file, the checkpoint's own
+    files cannot be outputs even with --overwrite, a missing folder is made, and
+    a path the file system refuses is one line, with no temporary file left."""
+    _, prefix, _, _ = converted
+    same = tmp_path / "same.npz"
+    assert cli_main(["convert-tf", str(prefix), "--out", str(same), "--smpl-out", str(same)]) == 1
+    assert "--out and --smpl-out are the same file" in capsys.readouterr().err
+    assert not same.exists()
+    index = Path(f"{prefix}.index")
+    before = index.read_bytes()
+    assert cli_main(["convert-tf", str(prefix), "--out", str(index), "--overwrite"]) == 1
+    assert "is an input of this command" in capsys.readouterr().err
+    assert index.read_bytes() == before
+    assert cli_main(["convert-tf", str(prefix), "--out", str(tmp_path)]) == 1
+    assert "is a folder; give the file's name" in capsys.readouterr().err
+    assert cli_main(["convert-tf", str(prefix), "--out", str(tmp_path / "new" / "hmr.safetensors")]) == 0
+    assert (tmp_path / "new" / "hmr.safetensors").is_file()
+    capsys.readouterr()
+    (tmp_path / "a_file").write_text("mine")
+    assert cli_main(["convert-tf", str(prefix), "--out", str(tmp_path / "a_file" / "hmr.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["hmr.safetensors"]
+
+
+def test_non_finite_values_are_refused(tmp_path, capsys):
+    arrays = fake_checkpoint_arrays()
+    name = next(k for k, v in arrays.items() if v.dtype.kind == "f" and v.size > 1 and "Adam" not in k
+                and "smpl" not in k.lower() and k not in ("v_template", "shapedirs", "posedirs"))
+    arrays[name] = arrays[name].copy()
+    arrays[name].flat[0] = np.nan
+    prefix = tmp_path / "nan.ckpt"
+    write_bundle(prefix, arrays)
+    assert cli_main(["convert-tf", str(prefix), "--out", str(tmp_path / "w.safetensors")]) == 1
+    assert "holds NaN or infinite values" in capsys.readouterr().err
+    assert list(tmp_path.glob("w.safetensors*")) == [] and list(tmp_path.glob(".w.safetensors*")) == []
 
 
 def test_smpl_arrays_from_checkpoint_rejects_wrong_shapes():

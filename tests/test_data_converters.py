@@ -129,6 +129,16 @@ def test_lsp_refuses_overwrite_and_bad_roots(lsp_root, tmp_path):
     scipy_io.savemat(bad / "joints.mat", {"joints": np.zeros((14, 3, 5))})
     with pytest.raises(DatasetError, match="3x14xN"):
         converter("lsp").convert(bad, tmp_path / "o3")
+    (bad / "joints.mat").write_text("not a mat file")
+    with pytest.raises(DatasetError, match="cannot read"):
+        converter("lsp").convert(bad, tmp_path / "o4")
+    # OUT that is a file, and an "image" that is text: one line each, before training.
+    (tmp_path / "a_file").write_text("mine")
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        converter("lsp").convert(root, tmp_path / "a_file")
+    (root / "images" / "im0002.jpg").write_text("not an image")
+    with pytest.raises(InputError, match="images/im0002.jpg is not an image"):
+        converter("lsp").convert(root, tmp_path / "o5")
 
 
 def test_lspet(tmp_path):

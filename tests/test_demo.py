@@ -328,6 +328,28 @@ def test_openpose_file_without_person(model_files, tmp_path, capsys, cached_load
     assert (out / "random.json").is_file() and not (out / "coco2.json").exists()
 
 
+def test_openpose_keypoints_of_another_image(model_files, tmp_path, capsys):
+    """Keypoints that lie outside the image were found in another picture: one
+    line, as ``openhmr fit`` says it, and nothing written (the crop would lie
+    off the image)."""
+    image = make_image(tmp_path / "x.png")  # 200×160
+    keypoints = tmp_path / "x_keypoints.json"
+    kp = np.zeros((25, 3))
+    kp[:15] = (600.0, 500.0, 0.9)
+    kp[:15, 1] += np.arange(15) * 10.0
+    keypoints.write_text(json.dumps({"people": [{"pose_keypoints_2d": kp.ravel().tolist()}]}))
+    out = tmp_path / "out"
+    for more in ([], ["--max-people", "2"]):
+        code, err = run([image, "--openpose", keypoints, "--no-render", *more, *hmr_args(model_files, out)],
+                        capsys)
+        assert code == 1
+        assert f"keypoints lie outside the 200×160 image; were the keypoints of {keypoints} found in this image?" in err
+        assert not out.exists() or not any(out.iterdir())
+    code, err = run([image, "--openpose", keypoints, "--bbox", "0,0,50,50", "--method", "fit",
+                     "--out", out], capsys)
+    assert code == 1 and "--bbox and --openpose both say where the person is" in err
+
+
 def test_missing_smpl_file(model_files, tmp_path, capsys):
     image = make_image(tmp_path / "x.png")
     code, err = run([image, "--weights", model_files[0], "--smpl", tmp_path / "nope.pkl",

@@ -233,6 +233,32 @@ def test_predictions_file_is_checked(tmp_path, capsys):
     rc = cli_main(["eval", "--protocol", "h36m-p2", "--data", str(tmp_path / "h36m"),
                    "--allow-partial", "--list-frames", str(tmp_path / "frames.txt")])
     assert rc == 0 and (tmp_path / "frames.txt").read_text().split("\n")[:-1] == bench.keys
+    # Files that are no npz, or whose members are no arrays, are one line each.
+    np.savez(tmp_path / "good.npz", keys=keys, joints3d=np.zeros((len(keys), 14, 3)))
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "good.npz").read_bytes()[:200])
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "junk.npz", "w") as z:
+        z.writestr("keys.npy", b"not an array")
+    for name, message in (("empty.npz", "cannot read"), ("cut.npz", "cannot read"), ("junk.npz", "keys")):
+        with pytest.raises(InputError, match=message):
+            load_predictions(tmp_path / name, bench.keys)
+    # --out is checked before scoring, not after: a file there is one line.
+    capsys.readouterr()
+    (tmp_path / "taken").write_text("mine")
+    rc = cli_main(["eval", "--protocol", "h36m-p2", "--data", str(tmp_path / "h36m"), "--allow-partial",
+                   "--predictions", str(tmp_path / "good.npz"), "--out", str(tmp_path / "taken")])
+    captured = capsys.readouterr()
+    assert rc == 1 and "is a file, not a folder" in captured.err and captured.out == ""
+    assert "reading" not in captured.err  # before the dataset is read
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "metrics.json").write_text("mine")
+    rc = cli_main(["eval", "--protocol", "h36m-p2", "--data", str(tmp_path / "h36m"), "--allow-partial",
+                   "--predictions", str(tmp_path / "good.npz"), "--out", str(tmp_path / "r")])
+    captured = capsys.readouterr()
+    assert rc == 1 and "metrics.json exists" in captured.err and captured.out == ""
+    assert (tmp_path / "r" / "metrics.json").read_text() == "mine"
 
 
 # ---------------------------------------------------------------------------
@@ -603,7 +629,7 @@ def test_fit_command_scores_the_fit_and_reports_undetected_frames(tmp_path, monk
     first, again = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("r1", "r2"))
     assert first["overall"] == again["overall"] and first["breakdown"] == again["breakdown"]
     np.testing.assert_allclose(np.load(saved)["joints3d"] * 1000.0, joints14)
-    assert not saved.with_name("fit.npz.partial").exists()
+    assert sorted(p.name for p in saved.parent.glob("*fit.npz*")) == ["fit.npz"]  # no temporary left
     code = cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--fit", "--save-predictions", str(saved)])
     assert code != 0 and "exists" in capsys.readouterr().err
     assert cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--fit", "--no-world-landmarks",

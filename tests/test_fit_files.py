@@ -507,3 +507,37 @@ def test_jumps_need_told_noise(tmp_path, capsys):
         "openhmr fit: error: --jumps needs --noise-px (the jumps refit with the told noise's "
         "weights)"], err
     assert not (tmp_path / "o").exists()
+
+
+def test_inputs_of_the_same_name_do_not_overwrite_each_other(smpl_npz, tmp_path, capsys):
+    """``a/x_keypoints.json`` and ``b/x_keypoints.json`` given as files (or
+    ``x.json`` beside ``x_keypoints.json``) would both write ``x.*``: the second
+    is named ``x_2``; two folders' videos named alike stay two videos."""
+    a = _write(tmp_path / "a" / "x_keypoints.json", _person(100, 20, 150))
+    b = _write(tmp_path / "b" / "x_keypoints.json", _person(200, 20, 150))
+    c = _write(tmp_path / "b" / "x.json", _person(150, 20, 150))
+    out = tmp_path / "out"
+    assert run_fit_files(FitFilesOptions([str(a), str(b), str(c)], (320, 240), out=out,
+                                         smpl=smpl_npz, fit_config=QUICK)) == 0
+    assert "3 of 3 file(s) fitted" in capsys.readouterr().err
+    inputs = {name: json.loads((out / f"{name}.json").read_text())["input"] for name in ("x", "x_2", "x_3")}
+    assert inputs == {"x": str(a), "x_2": str(b), "x_3": str(c)}
+
+    for folder in ("seq1", "seq2"):
+        _video_frames(tmp_path / folder, 2)
+    options = FitFilesOptions([str(tmp_path / "seq1"), str(tmp_path / "seq2")], (320, 240),
+                              out=tmp_path / "videos", smpl=smpl_npz, fit_config=QUICK, sequence=True, fps=25.0)
+    assert run_fit_files(options) == 0
+    assert "2 of 2 video(s) fitted" in capsys.readouterr().err
+    for name in ("walk", "walk_2"):
+        assert np.load(tmp_path / "videos" / f"{name}.npz")["frame"].tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("fps", ["0", "-1", "nan", "inf", "1e30"])
+def test_a_frame_rate_must_be_one(fps, tmp_path, capsys):
+    _video_frames(tmp_path / "seq", 2)
+    assert main(["fit", str(tmp_path / "seq"), "--image-size", "320x240", "--sequence", "--fps", fps,
+                 "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "--fps must be the video's frame rate" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -127,6 +127,23 @@ def test_missing_shard_is_reported(shard_dir, tmp_path):
         read_manifest(tmp_path)
 
 
+def test_a_damaged_manifest_is_one_line(shard_dir, tmp_path, capsys):
+    from openhmr.cli import main
+
+    out, _ = shard_dir
+    good = json.loads((out / MANIFEST).read_text())
+    for damaged, message in (([1, 2], "not an openhmr shard manifest"),
+                             ({**good, "format_version": 99}, "format version 99"),
+                             ({**good, "shards": 5}, "is damaged"),
+                             ({k: v for k, v in good.items() if k != "shards"}, "is damaged"),
+                             ({**good, "shards": [{"file": 3}]}, "is damaged")):
+        (tmp_path / MANIFEST).write_text(json.dumps(damaged))
+        with pytest.raises(ShardError, match=message):
+            read_manifest(tmp_path)
+        assert main(["data", "info", str(tmp_path)]) == 1
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
 def test_shuffle_buffer_is_a_permutation_and_local():
     stream = np.arange(1000)
     out = shuffle_buffer_order(stream, 50, np.random.default_rng(1))

@@ -250,3 +250,18 @@ def test_convert_smpl_command(files, tmp_path):
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert main(["convert-smpl", str(files["chumpy2"]), str(out)]) == 1  # no silent overwrite
     assert main(["convert-smpl", str(files["chumpy2"]), str(out), "--overwrite"]) == 0
+    # Its own input is not an output, even with --overwrite; a new folder is made.
+    source = files["chumpy2"].read_bytes()
+    assert main(["convert-smpl", str(files["chumpy2"]), str(files["chumpy2"]), "--overwrite"]) == 1
+    assert files["chumpy2"].read_bytes() == source
+    assert main(["convert-smpl", str(files["chumpy2"]), str(tmp_path / "new" / "smpl.npz")]) == 0
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["smpl.npz"]
+
+
+def test_non_finite_smpl_arrays_are_refused(files, tmp_path):
+    arrays = load_smpl_arrays(files["chumpy2"])
+    arrays["shapedirs"] = arrays["shapedirs"].copy()
+    arrays["shapedirs"][0, 0, 0] = np.inf
+    np.savez(tmp_path / "inf.npz", **arrays)
+    with pytest.raises(SMPLFileError, match="shapedirs holds NaN or infinite values"):
+        load_smpl_arrays(tmp_path / "inf.npz")

@@ -104,6 +104,14 @@ def test_refuses_to_overwrite_a_run_and_needs_a_checkpoint_to_resume(smpl_npz, t
         Trainer(cfg, tmp_path / "run")
     with pytest.raises(OpenHMRError, match="no checkpoint"):
         Trainer(cfg, tmp_path / "empty", resume=True)
+    # A folder without checkpoints that holds what a run writes is not written over.
+    for name in ("config.yaml", "hmr_final.safetensors"):
+        mine = tmp_path / f"mine_{name}"
+        mine.mkdir()
+        (mine / name).write_text("mine")
+        with pytest.raises(OpenHMRError, match=f"already holds {name}; choose another --out"):
+            Trainer(cfg, mine)
+        assert (mine / name).read_text() == "mine"
 
 
 def test_out_that_is_a_file_is_one_error(tmp_path, capsys):

@@ -58,6 +58,13 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
     return args
 
 
+def describe_os_error(error: OSError) -> str:
+    """One line for a file-system error: what went wrong, and where."""
+    what = error.strerror or str(error) or type(error).__name__
+    where = [str(p) for p in (error.filename, error.filename2) if p is not None]
+    return f"{what}: {' → '.join(where)}" if where else what
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
@@ -68,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except OpenHMRError as e:
         print(f"openhmr {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        # A path the file system refuses (not writable, a file where a folder
+        # should be, a disk full) is the user's to fix, not a bug to trace.
+        print(f"openhmr {args.command}: error: {describe_os_error(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"openhmr {args.command}: interrupted", file=sys.stderr)

@@ -98,7 +98,8 @@ def parse_image_size(text: str) -> tuple[int, int]:
 def collect_keypoint_files(inputs: list[str | Path]) -> list[tuple[Path, str]]:
     """(file, output name) for every input file, and every ``*.json`` below an
     input folder (sorted) except the prediction jsons openhmr wrote there; a
-    path that does not exist is kept, to fail in turn."""
+    path that does not exist is kept, to fail in turn. The name is the file's
+    stem (its path below an input folder) without ``_keypoints``."""
     from openhmr.io.prediction import read_openhmr_json
 
     found: list[tuple[Path, str]] = []
@@ -113,27 +114,36 @@ def collect_keypoint_files(inputs: list[str | Path]) -> list[tuple[Path, str]]:
     return [(f, name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name) for f, name in found]
 
 
+def unique_names(names: list[str]) -> list[str]:
+    """``names`` with a repeat made distinct by ``_2``, ``_3``, ...: two inputs
+    with the same name (``a/x.json`` and ``b/x.json``, or ``x.json`` and
+    ``x_keypoints.json``) must not write, and so lose, each other's outputs."""
+    taken: set[str] = set()
+    unique = []
+    for name in names:
+        new, i = name, 1
+        while new in taken:
+            i += 1
+            new = f"{name}_{i}"
+        taken.add(new)
+        unique.append(new)
+    return unique
+
+
 def group_frames(files: list[tuple[Path, str]]) -> tuple[dict[str, list[tuple[int, Path]]], list[Path]]:
     """Video name → its (frame index, file) in frame order, from files named
-    as OpenPose names a video's frames; also the files not named so."""
-    videos: dict[str, list[tuple[int, Path]]] = {}
+    as OpenPose names a video's frames; also the files not named so. Frames
+    of videos named alike in different folders are different videos."""
+    videos: dict[tuple[Path, str], list[tuple[int, Path]]] = {}
     others: list[Path] = []
     for path, name in files:
         match = FRAME_NAME.match(name)
         if match is None:
             others.append(path)
         else:
-            videos.setdefault(match["video"], []).append((int(match["frame"]), path))
-    return {name: sorted(frames) for name, frames in videos.items()}, others
-
-
-def _check_inside(keypoints: np.ndarray, width: int, height: int) -> None:
-    """Keypoints far outside the image mean a wrong --image-size."""
-    confident = keypoints[keypoints[:, 2] > 0, :2]
-    margin = 0.05 * max(width, height)
-    if ((confident < -margin) | (confident > np.array([width, height]) + margin)).any():
-        raise InputError(f"keypoints lie outside the {width}×{height} image; "
-                         "is --image-size the size of the image they were found in?")
+            videos.setdefault((path.parent, match["video"]), []).append((int(match["frame"]), path))
+    names = unique_names([video for _, video in videos])
+    return {name: sorted(frames) for name, frames in zip(names, videos.values())}, others
 
 
 def _locate(path: Path, width: int, height: int, max_people: int = 1) -> list[tuple[Any, Any]]:
@@ -142,11 +152,12 @@ def _locate(path: Path, width: int, height: int, max_people: int = 1) -> list[tu
     keypoints. NoPersonError / InputError as ``read_openpose_people``;
     InputError for keypoints outside the image."""
     from openhmr.demo import PersonLocation
-    from openhmr.io.openpose import read_openpose_people
+    from openhmr.io.openpose import check_inside, read_openpose_people
 
     located = []
     for keypoints, layout in read_openpose_people(path)[:max_people]:
-        _check_inside(keypoints, width, height)
+        check_inside(keypoints, width, height,
+                     "is --image-size the size of the image they were found in?")
         scale, centre = scale_for_keypoints(keypoints)
         transform = crop_transform((height, width), scale, centre)
         located.append((transform, PersonLocation(scale, centre, "openpose", keypoints, layout)))
@@ -160,6 +171,7 @@ def _outputs_in(out: Path, fitted: int) -> str:
 
 def _report(path: Path | str, error: Exception) -> None:
     text = str(error) if isinstance(error, OpenHMRError) else f"{type(error).__name__}: {error}"
+    text = text.removeprefix(f"{path}: ")  # the readers name the file themselves
     print(f"openhmr fit: error: {path}: {text}", file=sys.stderr)
 
 
@@ -182,14 +194,19 @@ def run_fit_files(options: FitFilesOptions) -> int:
     if options.mesh_format not in MESH_FORMATS:
         raise InputError(f"unknown mesh format {options.mesh_format!r}; choose one of {', '.join(MESH_FORMATS)}")
     if options.sequence:
-        if options.fps is None or not options.fps > 0:
+        if options.fps is None:
             raise InputError("--sequence needs --fps, the video's frame rate (OpenPose does not record it)")
+        if not (np.isfinite(options.fps) and 0 < options.fps <= 10_000):
+            raise InputError(f"--fps must be the video's frame rate, a number of frames per second "
+                             f"in (0, 10000], got {options.fps:g}")
         if options.smoothing not in SMOOTHING:
             raise InputError(f"unknown smoothing {options.smoothing!r}; choose one of {', '.join(SMOOTHING)}")
     check_output_folder(Path(options.out))
     files = collect_keypoint_files(options.inputs)
     if not files:
         raise InputError("no keypoint files (.json) found")
+    if not options.sequence:
+        files = list(zip((path for path, _ in files), unique_names([name for _, name in files])))
     videos: dict[str, list[tuple[int, Path]]] = {}
     if options.sequence:
         videos, others = group_frames(files)

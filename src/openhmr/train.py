@@ -203,6 +203,12 @@ class Trainer:
                              "that run, or choose another --out")
         if resume and not existing:
             raise CheckpointError(f"--resume: no checkpoint in {self.run_dir / 'checkpoints'}")
+        if not resume:
+            # A new run writes these; another run's (or the user's own) are not ours to replace.
+            taken = [name for name in (CONFIG_FILE, FINAL_WEIGHTS) if (self.run_dir / name).exists()]
+            if taken:
+                raise InputError(f"{self.run_dir} already holds {taken[0]}; choose another --out for "
+                                 "a new run")
 
         # Same initial weights on every rank (DDP also broadcasts rank 0's).
         seed_everything(cfg.seed)

@@ -17,7 +17,7 @@ def add_output_options(p: argparse.ArgumentParser, inputs: str) -> None:
     p.add_argument("--out", type=Path, default=Path("openhmr_out"), metavar="DIR",
                    help=f"output folder (default: ./openhmr_out); {inputs} found in a folder keep "
                         "their relative path")
-    p.add_argument("--device", default="cpu", metavar="cpu|cuda",
+    p.add_argument("--device", type=device_name, default="cpu", metavar="cpu|cuda",
                    help="torch device to run on (default: cpu)")
     p.add_argument("--mesh-format", dest="mesh_format", choices=("obj", "ply", "glb"),
                    default="obj", help="mesh file format (default: obj)")
@@ -77,6 +77,18 @@ def fit_config(upright: bool, jumps: bool = False, noise_px: float | None = None
 
     return FitConfig(upright_sigma=UPRIGHT_SIGMA if upright else None,
                      jump_iters=JUMP_ITERS if jumps else 0)
+
+
+def device_name(text: str) -> str:
+    """argparse type: a device torch knows (cpu, cuda, cuda:1, mps, ...), else
+    argparse's one-line usage error; whether it is present is checked later."""
+    import torch
+
+    try:
+        torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:1)") from None
+    return text
 
 
 def positive_int(text: str) -> int:

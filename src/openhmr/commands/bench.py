@@ -26,7 +26,7 @@ DEFAULT_BACKENDS = ("torch", "onnx", "bf16", "compiled", "compiled-bf16")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from openhmr.commands import positive_int
+    from openhmr.commands import device_name, positive_int
 
     p = subparsers.add_parser(
         "bench", help="time the inference backends against eager PyTorch on this machine",
@@ -45,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="timed calls per backend and batch size (default: 20)")
     p.add_argument("--images", type=Path, metavar="DIR",
                    help="folder of person images, taken as tight crops (default: synthetic crops)")
-    p.add_argument("--device", default="cpu", metavar="cpu|cuda", help="torch device (default: cpu)")
+    p.add_argument("--device", type=device_name, default="cpu", metavar="cpu|cuda",
+                   help="torch device (default: cpu)")
     p.add_argument("--threads", type=positive_int, metavar="N",
                    help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures to this JSON file")
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from openhmr.errors import InputError, WeightsError
     from openhmr.inference.backends import BACKENDS, available_backends
     from openhmr.inference.timing import bench_backends
+    from openhmr.io.output_paths import check_output_file, replacing
 
     unknown = [n for n in args.backends if n not in BACKENDS or n == "auto"]
     if unknown:
@@ -72,8 +74,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--weights and --smpl go together (the weights and the SMPL file they were made for)")
     if args.weights is not None and not args.weights.is_file():
         raise WeightsError(f"weights file not found: {args.weights}")
-    if args.json is not None and args.json.exists() and not args.overwrite:
-        raise InputError(f"{args.json} exists (pass --overwrite to replace it)")
+    if args.json is not None:
+        check_output_file(args.json, args.overwrite, "--json")
+    if args.threads and args.threads > 4 * (os.cpu_count() or 1):
+        raise InputError(f"--threads {args.threads} is more than 4× this machine's {os.cpu_count()} CPUs")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("device cuda was asked for but this torch has no CUDA device")
@@ -148,12 +152,13 @@ def run(args: argparse.Namespace) -> int:
     print("× fp32: eager fp32's median time over the backend's (higher is faster). one-off: building "
           "the backend plus its first call at each batch size (compilation, export).")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
+        figures = json.dumps({
             "device": str(device), "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "weights": weights, "crops": source, "repeats": args.repeats,
             "batches": args.batch, "backends": [t.as_dict() for t in timings], "skipped": {
                 **{n: reasons[n] for n in args.backends if reasons.get(n)}, **unavailable},
-        }, indent=2))
+        }, indent=2)
+        with replacing(args.json) as tmp:
+            tmp.write_text(figures)
         log(f"wrote {args.json}")
     return 0

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from openhmr.errors import InputError
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -22,10 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from openhmr.io.output_paths import check_output_file
     from openhmr.io.smpl_file import load_smpl_arrays, save_smpl_npz
 
-    if args.output.exists() and not args.overwrite:
-        raise InputError(f"{args.output} exists; pass --overwrite to replace it")
+    check_output_file(args.output, args.overwrite, "OUTPUT", inputs=[args.input])
     arrays = load_smpl_arrays(args.input)
     save_smpl_npz(args.output, arrays)
     kept = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())

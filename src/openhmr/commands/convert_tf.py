@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import glob
 from pathlib import Path
 
 from openhmr.errors import InputError
@@ -33,12 +34,14 @@ def run(args: argparse.Namespace) -> int:
         DISCRIMINATOR, ENCODER, PARTS, REGRESSOR, SMPL_THETA_SIZE, convert_tf_checkpoint,
         weights_metadata, write_weights,
     )
+    from openhmr.io.output_paths import check_distinct, check_output_file
     from openhmr.io.smpl_file import save_smpl_npz
 
-    outputs = [args.out] + ([args.smpl_out] if args.smpl_out else [])
-    for path in outputs:
-        if path.exists() and not args.overwrite:
-            raise InputError(f"{path} exists; pass --overwrite to replace it")
+    checkpoint = [Path(f"{args.prefix}.index"), *args.prefix.parent.glob(f"{glob.escape(args.prefix.name)}.data-*")]
+    check_distinct({"--out": args.out, "--smpl-out": args.smpl_out})
+    for option, path in (("--out", args.out), ("--smpl-out", args.smpl_out)):
+        if path is not None:
+            check_output_file(path, args.overwrite, option, inputs=checkpoint)
     if args.smpl_out is not None and args.smpl_out.suffix != ".npz":
         raise InputError(f"--smpl-out must end in .npz, got {args.smpl_out}")
 

@@ -108,7 +108,8 @@ def run_info(args: argparse.Namespace) -> int:
 
     manifest = read_manifest(args.folder)
     print(f"{args.folder}: {manifest['count']} {manifest['dataset']} samples in "
-          f"{len(manifest['shards'])} shard(s), openhmr {manifest['openhmr_version']}")
-    for key, value in manifest.get("options", {}).items():
+          f"{len(manifest['shards'])} shard(s), openhmr {manifest.get('openhmr_version', '?')}")
+    options = manifest.get("options")
+    for key, value in (options.items() if isinstance(options, dict) else ()):
         print(f"  {key}: {value}")
     return 0

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from openhmr.commands import device_name
+
 PROTOCOL_CHOICES = ("h36m-p1", "h36m-p2", "3dpw", "3dhp", "lsp")
 
 
@@ -46,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace metrics files in --out")
     p.add_argument("--batch-size", type=int, default=32,
                    help="images per network batch (--weights) or per batched fit (--fit)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (--weights)")
+    p.add_argument("--device", type=device_name, default="cpu", help="cpu or cuda (--weights)")
     p.add_argument("--frame-step", type=int, default=5,
                    help="h36m: score every N-th frame of the 50 fps videos (default 5 = 10 fps)")
     p.add_argument("--allow-partial", action="store_true",
@@ -62,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from openhmr.errors import InputError
     from openhmr.evaluate import load_benchmark, load_predictions, score
     from openhmr.evaluate.predictions import predict_with_fit, predict_with_hmr, save_predictions
-    from openhmr.evaluate.runner import format_headline
+    from openhmr.evaluate.runner import METRICS_FILES, format_headline
+    from openhmr.io.output_paths import check_output_file, check_output_folder, replacing
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -82,20 +85,26 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--fit needs the BlazePose detector: pip install 'openhmr[demo]'")
     if args.weights is not None and args.smpl is None:
         raise InputError("--weights needs --smpl, the SMPL file with HMR's cocoplus regressor")
-    if args.list_frames is not None and args.list_frames.exists() and not args.overwrite:
-        raise InputError(f"{args.list_frames} exists; pass --overwrite to replace it")
+    if args.list_frames is not None:
+        check_output_file(args.list_frames, args.overwrite, "--list-frames")
     if args.save_predictions is not None:
         if args.predictions is not None or args.list_frames is not None:
             raise InputError("--save-predictions writes what --weights or --fit predict")
-        if args.save_predictions.exists() and not args.overwrite:
-            raise InputError(f"{args.save_predictions} exists; pass --overwrite to replace it")
+        check_output_file(args.save_predictions, args.overwrite, "--save-predictions",
+                          inputs=[p for p in (args.weights, args.smpl) if p is not None])
+    if args.out is not None and args.list_frames is None:
+        # Checked now, not after the whole benchmark has run.
+        check_output_folder(args.out, "--out")
+        for name in METRICS_FILES:
+            check_output_file(args.out / name, args.overwrite, "--out")
 
     bench = load_benchmark(
         args.protocol, args.data, frame_step=args.frame_step, allow_partial=args.allow_partial,
         smpl_dir=args.smpl_dir, smpl=args.smpl, annotation=args.annotation,
     )
     if args.list_frames is not None:
-        args.list_frames.write_text("".join(k + "\n" for k in bench.keys))
+        with replacing(args.list_frames) as tmp:
+            tmp.write_text("".join(k + "\n" for k in bench.keys))
         print(f"wrote {len(bench)} frame keys of {args.protocol} to {args.list_frames}")
         return 0
     if args.predictions is not None:

@@ -73,14 +73,16 @@ def run(args: argparse.Namespace) -> int:
     from openhmr.inference.onnx import OnnxPredictor, export_onnx, onnx_available, quantize_int8
     from openhmr.inference.predictor import ThetaNetwork, TorchPredictor
     from openhmr.inference.backends import check_agreement
+    from openhmr.io.output_paths import check_output_file
     from openhmr.nets import HMR
 
     batch = parse_batch(args.batch)
     missing = onnx_available()
     if missing:
         raise InputError(f"export-onnx needs ONNX: {missing}")
-    if args.out.exists() and not args.overwrite:
-        raise InputError(f"{args.out} exists (pass --overwrite to replace it)")
+    if args.calibration and not args.int8:
+        raise InputError("--calibration sets int8's scales; add --int8, or leave it out")
+    check_output_file(args.out, args.overwrite, "--out", inputs=[args.weights, args.smpl])
     if not args.weights.is_file():
         raise WeightsError(f"weights file not found: {args.weights}")
     calibration = None

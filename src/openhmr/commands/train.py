@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openhmr.errors import InputError
-    from openhmr.io.output_folder import check_output_folder
+    from openhmr.io.output_paths import check_output_folder
     from openhmr.train import CONFIG_FILE, Trainer
     from openhmr.training.config import TrainConfig
 

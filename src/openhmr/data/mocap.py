@@ -34,7 +34,6 @@ consecutive chunks, with ``state_dict``/``load_state_dict`` for exact resume.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from openhmr.errors import InputError
+from openhmr.io.output_paths import replacing
 
 SMPL_BODY_VALUES = 66  # 22 body joints × 3 (SMPL-H's first joints are SMPL's first 22)
 SMPL_POSE_SIZE = 72
@@ -94,11 +94,9 @@ def save_mocap(path: str | Path, pose: np.ndarray, shape: np.ndarray, overwrite:
         raise MocapError(f"the mocap output must be an .npz file, got {path}")
     if path.exists() and not overwrite:
         raise MocapError(f"{path} exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}.npz")
-    np.savez(tmp, pose=np.asarray(pose, np.float32), shape=np.asarray(shape, np.float32),
-             **{k: np.array(v) for k, v in meta.items()})
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        np.savez(tmp, pose=np.asarray(pose, np.float32), shape=np.asarray(shape, np.float32),
+                 **{k: np.array(v) for k, v in meta.items()})
     return path
 
 

@@ -51,6 +51,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from openhmr import __version__
 from openhmr.errors import InputError
+from openhmr.io.output_paths import check_output_folder
 
 SAMPLES_PER_SHARD = 1000
 MANIFEST = "manifest.json"
@@ -113,14 +114,30 @@ def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     return buf.tobytes()
 
 
-def decode_jpeg(data: bytes) -> np.ndarray:
-    """JPEG bytes → (H, W, 3) uint8 RGB."""
+def decode_jpeg(data: bytes, key: str = "") -> np.ndarray:
+    """JPEG bytes → (H, W, 3) uint8 RGB; ``key`` names the sample in errors."""
     import cv2
 
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
-        raise ShardError("a shard holds an image that cannot be decoded")
+        raise ShardError(f"sample {key!r} holds an image that cannot be decoded" if key
+                         else "a shard holds an image that cannot be decoded")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def check_image_bytes(data: bytes, source: str) -> None:
+    """InputError unless ``data`` opens as a picture (its header only: a
+    converter stores a dataset's files as they are, and a text or truncated
+    file should fail here, naming ``source``, not at training time)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise InputError(f"{source} is not an image") from None
+    if width < 1 or height < 1:
+        raise InputError(f"{source} is an empty image")
 
 
 def _sample_arrays(sample: Sample) -> dict[str, np.ndarray]:
@@ -186,6 +203,7 @@ class ShardWriter:
         if existing and not overwrite:
             raise InputError(f"{existing[0]} already exists; pass --overwrite to replace "
                              f"the {len(existing)} existing file(s) in {self.out_dir}")
+        check_output_folder(self.out_dir, "OUT")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for path in existing:
             path.unlink()
@@ -242,7 +260,12 @@ class ShardWriter:
         if sample.key in self._keys:
             raise ValueError(f"duplicate sample key {sample.key!r}")
         self._keys.add(sample.key)
-        image = sample.image if isinstance(sample.image, bytes) else encode_jpeg(sample.image)
+        if isinstance(sample.image, bytes):
+            source = sample.extras.get("source")
+            check_image_bytes(sample.image, str(source) if source is not None else f"sample {sample.key}")
+            image = sample.image
+        else:
+            image = encode_jpeg(sample.image)
         buf = io.BytesIO()
         np.savez(buf, **_sample_arrays(sample))
         if self._tar is None:
@@ -307,9 +330,19 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ShardError(f"cannot read {path}: {e}") from None
-    if manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ShardError(f"{path} is not an openhmr shard manifest")
-    for shard in manifest["shards"]:
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ShardError(f"{path} has format version {manifest.get('format_version')!r}; this openhmr "
+                         f"reads version {FORMAT_VERSION} (convert the dataset again)")
+    shards = manifest.get("shards")
+    if not (isinstance(shards, list) and all(
+            isinstance(s, dict) and isinstance(s.get("file"), str) and isinstance(s.get("count"), int)
+            for s in shards) and isinstance(manifest.get("count"), int)
+            and isinstance(manifest.get("dataset"), str)):
+        raise ShardError(f"{path} is damaged: it does not list its shards, their sample counts "
+                         "and the dataset (convert the dataset again)")
+    for shard in shards:
         if not (folder / shard["file"]).is_file():
             raise ShardError(f"{folder / shard['file']} listed in {path} is missing")
     return manifest
@@ -405,7 +438,7 @@ def decode_sample(key: str, raw: dict[str, bytes]) -> dict[str, Any]:
         raise ShardError(f"sample {key!r} lacks its .jpg or .npz member")
     with np.load(io.BytesIO(raw["npz"]), allow_pickle=False) as npz:
         arrays = {name: npz[name] for name in npz.files}
-    out: dict[str, Any] = {"key": key, "image": decode_jpeg(raw["jpg"])}
+    out: dict[str, Any] = {"key": key, "image": decode_jpeg(raw["jpg"], key)}
     out["dataset"] = str(arrays.pop("dataset"))
     out["has_joints3d"] = bool(arrays.pop("has_joints3d"))
     out["has_smpl"] = bool(arrays.pop("has_smpl"))

@@ -82,7 +82,7 @@ from openhmr.demo.video import (
     write_people_npz,
 )
 from openhmr.io.openpose import read_openpose, read_openpose_people
-from openhmr.io.output_folder import check_output_folder
+from openhmr.io.output_paths import check_output_folder
 
 __all__ = [
     "MESH_FORMATS", "METHODS", "SMOOTHING", "BoxSource", "build_person_source", "build_predictor",

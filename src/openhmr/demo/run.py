@@ -23,7 +23,7 @@ from openhmr.demo.video import run_video
 from openhmr.errors import InputError, OpenHMRError
 from openhmr.inference.backends import BACKENDS
 from openhmr.io.images import InputItem, collect_inputs, read_image, video_info
-from openhmr.io.output_folder import check_output_folder
+from openhmr.io.output_paths import check_output_folder
 from openhmr.io.prediction import Prediction
 
 
@@ -48,6 +48,10 @@ def build_person_source(options: DemoOptions, method: str = "hmr") -> PersonSour
 def _person_source(options: DemoOptions, method: str) -> PersonSource:
     if options.bbox is not None:
         if method != "hmr":
+            other = ("--openpose" if options.openpose is not None else
+                     "--detect" if options.detect else None)
+            if other is not None:
+                raise InputError(f"--bbox and {other} both say where the person is; give one of them")
             raise InputError(f"--method {method} fits keypoints, which --bbox does not give; "
                              "use --openpose or --detect")
         box = parse_bbox(options.bbox)

@@ -20,7 +20,7 @@ from openhmr.data.crop import scale_for_bbox, scale_for_keypoints, scale_for_tig
 from openhmr.demo.report import warn
 from openhmr.errors import InputError, NoPersonError
 from openhmr.io.images import InputItem
-from openhmr.io.openpose import read_openpose, read_openpose_people
+from openhmr.io.openpose import check_inside, read_openpose, read_openpose_people
 
 
 @dataclass
@@ -94,6 +94,10 @@ class BoxSource:
         return [self.locate(image, item)]
 
 
+#: How --openpose keypoints outside the image are explained.
+_ELSEWHERE = "were the keypoints of {} found in this image?"
+
+
 @dataclass
 class OpenPoseSource:
     """Keypoints from OpenPose: one JSON file for every image, or a folder as
@@ -126,6 +130,7 @@ class OpenPoseSource:
         if frame is not None and not path.is_file():
             raise NoPersonError(f"no OpenPose keypoints for frame {frame}: {path} is missing")
         keypoints, layout = read_openpose(path)
+        check_inside(keypoints, image.shape[1], image.shape[0], _ELSEWHERE.format(path))
         scale, center = scale_for_keypoints(keypoints)
         return PersonLocation(scale, center, "openpose", keypoints, layout)
 
@@ -135,6 +140,8 @@ class OpenPoseSource:
         if frame is not None and not path.is_file():
             raise NoPersonError(f"no OpenPose keypoints for frame {frame}: {path} is missing")
         people = read_openpose_people(path)[:max_people]
+        for keypoints, _ in people:
+            check_inside(keypoints, image.shape[1], image.shape[0], _ELSEWHERE.format(path))
         return [PersonLocation(*scale_for_keypoints(kp), "openpose", kp, layout)
                 for kp, layout in people]
 

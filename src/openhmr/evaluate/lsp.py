@@ -36,11 +36,12 @@ TEST_IMAGES = range(1001, 2001)
 def _loadmat(path: Path) -> dict:
     try:
         from scipy.io import loadmat
+        from scipy.io.matlab import MatReadError
     except ImportError:
         raise DatasetError("reading LSP's joints.mat needs scipy: pip install scipy") from None
     try:
         return loadmat(str(path))
-    except (OSError, ValueError, NotImplementedError) as e:
+    except (OSError, ValueError, NotImplementedError, MatReadError) as e:
         raise DatasetError(f"cannot read {path} as a MATLAB v5 file: {e}") from None
 
 

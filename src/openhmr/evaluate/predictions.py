@@ -20,6 +20,7 @@ The file is read with ``allow_pickle=False``.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from openhmr.body.keypoints import index_map
 from openhmr.errors import InputError
+from openhmr.io.output_paths import replacing
 
 
 @dataclass
@@ -49,9 +51,9 @@ class Predictions:
 def save_predictions(path: str | Path, keys: list[str], preds: Predictions) -> None:
     """Write predictions as a predictions file (the format above) that
     :func:`load_predictions` reads back: metres, and ``keypoints2d`` as
-    given (the annotation's pixel convention). Written to ``<path>.partial``
-    and renamed when complete, so an interrupted write leaves no file that
-    looks whole."""
+    given (the annotation's pixel convention). Written beside ``path`` and
+    renamed when complete, so an interrupted write leaves no file that looks
+    whole."""
     path = Path(path)
     arrays: dict[str, np.ndarray] = {"keys": np.array(keys)}
     for name, value, scale in (("joints3d", preds.joints14, 1e-3),
@@ -59,11 +61,8 @@ def save_predictions(path: str | Path, keys: list[str], preds: Predictions) -> N
                                ("vertices", preds.vertices, 1e-3), ("keypoints2d", preds.keypoints2d, 1.0)):
         if value is not None:
             arrays[name] = (np.asarray(value) * scale).astype(np.float32 if name == "vertices" else np.float64)
-    partial = path.with_name(path.name + ".partial")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(partial, "wb") as f:
-        np.savez(f, **arrays)
-    partial.replace(path)
+    with replacing(path) as partial:
+        np.savez(partial, **arrays)
 
 
 def h36m17_to_lsp14(points: np.ndarray) -> np.ndarray:
@@ -94,17 +93,21 @@ def load_predictions(path: str | Path, keys: list[str], need_2d: bool = False) -
         data = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise InputError(f"predictions file not found: {path}") from None
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read {path} as a numpy .npz without pickles: {e}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise InputError(f"cannot read {path} as a numpy .npz without pickles: "
+                         f"{e or type(e).__name__}") from None
     if not hasattr(data, "files"):
         raise InputError(f"{path} is a single array, not an .npz with 'keys' and predictions")
     if "keys" not in data.files:
         raise InputError(f"{path} has no 'keys' array naming the frames")
     def array(name: str) -> np.ndarray:
         try:
-            return data[name]
-        except (ValueError, OSError) as e:  # object arrays (pickles) are refused
-            raise InputError(f"{path}: cannot read '{name}' without pickles: {e}") from None
+            value = data[name]
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # pickles are refused too
+            raise InputError(f"{path}: cannot read '{name}' without pickles: {e or type(e).__name__}") from None
+        if not isinstance(value, np.ndarray):  # a member that is not a .npy array
+            raise InputError(f"{path}: '{name}' is not a numpy array")
+        return value
 
     file_keys = [str(k) for k in array("keys").reshape(-1)]
     row = {k: i for i, k in enumerate(file_keys)}

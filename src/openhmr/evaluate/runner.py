@@ -39,6 +39,8 @@ from openhmr.evaluate.predictions import Predictions
 
 # Metrics whose median is worth printing (the errors; PCK medians are not).
 _ERROR_METRICS = ("MPJPE", "PA-MPJPE", "PVE")
+#: The files :meth:`Report.write` writes into its folder.
+METRICS_FILES = ("metrics.csv", "metrics.json")
 
 
 @dataclass
@@ -130,7 +132,7 @@ class Report:
             InputError: a file exists and ``overwrite`` is False.
         """
         out = Path(out_dir)
-        csv_path, json_path = out / "metrics.csv", out / "metrics.json"
+        csv_path, json_path = (out / name for name in METRICS_FILES)
         for p in (csv_path, json_path):
             if p.exists() and not overwrite:
                 raise InputError(f"{p} exists; pass --overwrite to replace it or choose another --out")

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from openhmr.body.base import BodyModel
 from openhmr.errors import OpenHMRError, WeightsError
 from openhmr.inference.predictor import InferenceOutput, Predictor, ThetaNetwork
+from openhmr.io.output_paths import replacing
 
 FORMAT = "openhmr.onnx/1"
 OPSET = 18
@@ -113,8 +114,8 @@ def export_onnx(model: nn.Module, path: str | Path, batch: int | None = None,
         "keypoint_sets": ",".join(body.keypoint_sets) if include_body else "",
     }
     _set_metadata(proto, metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(proto, str(path))
+    with replacing(path) as tmp:
+        onnx.save_model(proto, str(tmp))
     return path
 
 
@@ -213,8 +214,8 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration_crops
         )
         proto = onnx.load_model(str(quantized))
     _set_metadata(proto, {**meta, "precision": "int8"})
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(proto, str(out_path))
+    with replacing(out_path) as tmp:
+        onnx.save_model(proto, str(tmp))
     return out_path
 
 

@@ -366,6 +366,9 @@ def convert_tf_checkpoint(
         tensors: dict[str, np.ndarray] = {}
         for m in tqdm(plan, desc="converting", unit="tensor", disable=not progress):
             tensors[m.torch_name] = convert_array(ckpt.read(m.tf_name), m.layout)
+            if np.issubdtype(tensors[m.torch_name].dtype, np.floating) and not np.isfinite(
+                    tensors[m.torch_name]).all():
+                raise WeightsError(f"{prefix}: {m.tf_name} holds NaN or infinite values")
         smpl = None
         if smpl_names:
             smpl = smpl_arrays_from_checkpoint({n: ckpt.read(n) for n in smpl_names})
@@ -408,13 +411,13 @@ def write_weights(path: str | Path, tensors: Mapping[str, np.ndarray], metadata:
     """Write tensors and metadata to a ``.safetensors`` file (atomically)."""
     from safetensors.numpy import save
 
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    from openhmr.io.output_paths import replacing
+
     arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     # Serialise in memory and write with Python's open(): safetensors' own
     # save_file creates files readable by the owner only.
-    tmp.write_bytes(save(arrays, metadata=dict(metadata)))
-    tmp.replace(path)
+    with replacing(Path(path)) as tmp:
+        tmp.write_bytes(save(arrays, metadata=dict(metadata)))
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:

@@ -17,6 +17,16 @@ from openhmr.errors import InputError, NoPersonError
 OPENPOSE_LAYOUTS = {25 * 3: "body25", 18 * 3: "coco18"}
 
 
+def check_inside(keypoints: np.ndarray, width: int, height: int, hint: str) -> None:
+    """InputError if a confident keypoint lies beyond the ``width`` × ``height``
+    image by more than 5 % of its longer side: the keypoints were found in
+    another image, or one of another size. ``hint`` ends the message."""
+    confident = keypoints[keypoints[:, 2] > 0, :2]
+    margin = 0.05 * max(width, height)
+    if ((confident < -margin) | (confident > np.array([width, height]) + margin)).any():
+        raise InputError(f"keypoints lie outside the {width}×{height} image; {hint}")
+
+
 def read_openpose_people(path: str | Path, conf_threshold: float = 0.2) -> list[tuple[np.ndarray, str]]:
     """Every person of an OpenPose JSON file, the most confident first.
 

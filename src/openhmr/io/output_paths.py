@@ -1,23 +1,85 @@
-"""The folder a command writes its results to (``--out``)."""
+"""The paths a command writes its results to: checked before the work, written atomically.
+
+A mistyped output path should cost one line at once, not a traceback after
+minutes of work; and a failed write should leave neither a half-written file
+nor a temporary one behind.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from openhmr.errors import InputError
 
 
-def check_output_folder(out: Path) -> None:
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_folder(out: Path, option: str = "--out") -> None:
     """InputError unless ``out`` is a folder, or can be made one, that this
     user may write to: checked once, before any model loads, so that a
     mistyped ``--out`` is one line rather than the same error for every input."""
     out = Path(out)
-    existing = out
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = _nearest_existing(out)
     if not existing.is_dir():
-        where = "" if existing == out else f" (--out {out} would be inside it)"
-        raise InputError(f"--out {existing} is a file, not a folder{where}")
+        where = "" if existing == out else f" ({option} {out} would be inside it)"
+        raise InputError(f"{option} {existing} is a file, not a folder{where}")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"--out {out}: the folder {existing} is not writable")
+        raise InputError(f"{option} {out}: the folder {existing} is not writable")
+
+
+def check_output_file(path: Path, overwrite: bool, option: str = "output",
+                      inputs: Iterable[Path] = ()) -> None:
+    """InputError unless ``path`` can be written as a new file, or replaced
+    with ``overwrite``: it is not a folder, not one of the command's
+    ``inputs``, and its folder exists or can be made, and is writable.
+    ``option`` names the path in the message (``--out``, "OUTPUT")."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{option} {path} is a folder; give the file's name")
+    for given in inputs:
+        if path.exists() and Path(given).exists() and path.samefile(given):
+            raise InputError(f"{option} {path} is an input of this command; write to another file")
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} exists; pass --overwrite to replace it")
+    existing = _nearest_existing(path.parent)
+    if not existing.is_dir():
+        raise InputError(f"{option} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {path}: the folder {existing} is not writable")
+
+
+def check_distinct(paths: dict[str, Path | None]) -> None:
+    """InputError if two of the named output paths are the same file."""
+    seen: dict[Path, str] = {}
+    for option, path in paths.items():
+        if path is None:
+            continue
+        key = Path(os.path.abspath(path))
+        if key in seen:
+            raise InputError(f"{seen[key]} and {option} are the same file ({path}); give each its own")
+        seen[key] = option
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; when the block ends
+    without error it replaces ``path`` (``os.replace``: a reader sees the old
+    file or the new one, never half of one), and on any error it is removed.
+    Its folder is made if missing. The temporary name keeps ``path``'s
+    suffix, so writers that add one (``np.savez``) leave it as it is."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -199,6 +199,9 @@ def _normalise(raw: dict[str, Any], path: Path) -> dict[str, np.ndarray]:
             raise SMPLFileError(
                 f"{path.name}: {key} has shape {arrays[key].shape}, expected {SMPL_KEYS[key][0]}"
             )
+    for key, array in arrays.items():
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise SMPLFileError(f"{path.name}: {key} holds NaN or infinite values")
     for key in arrays:
         if key.startswith(REGRESSOR_PREFIX) and arrays[key].shape[-1] != n:
             raise SMPLFileError(f"{path.name}: {key} does not have {n} vertex columns")
@@ -250,7 +253,7 @@ def load_smpl_arrays(path: str | Path) -> dict[str, np.ndarray]:
 
 def save_smpl_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     """Write SMPL arrays to an ``.npz`` that :func:`load_smpl_arrays` reads back."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
-    tmp.replace(path)
+    from openhmr.io.output_paths import replacing
+
+    with replacing(Path(path)) as tmp:
+        np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})

@@ -42,13 +42,14 @@ def load_mat(path: Path, **kwargs: Any) -> dict[str, Any]:
     """Read a MATLAB v5 .mat file with scipy (imported lazily)."""
     try:
         import scipy.io
+        from scipy.io.matlab import MatReadError
     except ImportError:
         raise DatasetError(f"reading {path.name} needs scipy (pip install scipy)") from None
     try:
         return scipy.io.loadmat(str(path), **kwargs)
     except NotImplementedError:
         raise DatasetError(f"{path} is a MATLAB v7.3 (HDF5) file; expected the dataset's v5 .mat") from None
-    except (ValueError, OSError, TypeError) as e:
+    except (ValueError, OSError, TypeError, MatReadError) as e:
         raise DatasetError(f"cannot read {path}: {e}") from None
 
 

@@ -1,0 +1,102 @@
+"""Output paths: checked before the work, written atomically, and the file
+system's refusals reported in one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from openhmr.cli import describe_os_error, main
+from openhmr.errors import InputError
+from openhmr.io.output_paths import check_distinct, check_output_file, replacing
+
+
+def test_an_output_file_is_checked_before_the_work(tmp_path):
+    source, existing = tmp_path / "in.pkl", tmp_path / "out.npz"
+    source.write_text("input")
+    existing.write_text("mine")
+    check_output_file(tmp_path / "new" / "deeper" / "x.npz", overwrite=False)  # folders can be made
+    check_output_file(existing, overwrite=True)
+    with pytest.raises(InputError, match="exists; pass --overwrite"):
+        check_output_file(existing, overwrite=False)
+    with pytest.raises(InputError, match="is a folder"):
+        check_output_file(tmp_path, overwrite=True)
+    with pytest.raises(InputError, match="is an input of this command"):
+        check_output_file(tmp_path / "." / "in.pkl", overwrite=True, inputs=[source])
+    with pytest.raises(InputError, match=r"--out .*x.npz: .*out.npz is a file, not a folder"):
+        check_output_file(existing / "x.npz", overwrite=False, option="--out")
+    with pytest.raises(InputError, match="--json and --out are the same file"):
+        check_distinct({"--json": tmp_path / "a", "--out": tmp_path / "." / "a", "--smpl-out": None})
+
+
+def test_replacing_writes_whole_files_or_none(tmp_path):
+    path = tmp_path / "sub" / "arrays.npz"
+    with replacing(path) as tmp:
+        np.savez(tmp, x=np.arange(3))  # np.savez adds no second suffix
+    assert np.load(path)["x"].tolist() == [0, 1, 2]
+    with pytest.raises(RuntimeError):
+        with replacing(path) as tmp:
+            np.savez(tmp, x=np.arange(5))
+            raise RuntimeError("interrupted")
+    assert np.load(path)["x"].tolist() == [0, 1, 2]  # the old file stands
+    assert [p.name for p in path.parent.iterdir()] == ["arrays.npz"]  # no temporary file left
+    (tmp_path / "folder.npz").mkdir()
+    with pytest.raises(OSError):  # os.replace cannot put a file over a folder
+        with replacing(tmp_path / "folder.npz") as tmp:
+            tmp.write_text("x")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_file_system_refusal_is_one_line(files_for_smpl, tmp_path, monkeypatch, capsys):
+    """An OSError no check foresaw (here: the disk refuses the write) is the
+    user's to fix: one line and exit code 1, not a traceback."""
+    import openhmr.io.smpl_file as smpl_file
+
+    def refuse(path, arrays):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(smpl_file, "save_smpl_npz", refuse)
+    assert main(["convert-smpl", str(files_for_smpl), str(tmp_path / "out.npz")]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"openhmr convert-smpl: error: Permission denied: {tmp_path / 'out.npz'}"
+    assert describe_os_error(FileNotFoundError(2, "No such file or directory", "a", None, "b")) == (
+        "No such file or directory: a → b")
+
+
+@pytest.fixture
+def files_for_smpl(tmp_path):
+    from openhmr.body.synthetic import write_synthetic_smpl
+
+    path = tmp_path / "smpl.npz"
+    write_synthetic_smpl(path)
+    return path
+
+
+@pytest.mark.parametrize("command", [["demo", "x.png"], ["fit", "x.json", "--image-size", "10x10"],
+                                     ["eval", "--protocol", "lsp", "--data", "."], ["bench"]])
+def test_an_unknown_device_is_a_usage_error(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(command + ["--device", "bogus"])
+    assert exit_.value.code == 2
+    assert "not a torch device: 'bogus'" in capsys.readouterr().err
+
+
+def test_bench_refuses_an_absurd_thread_count_and_a_folder_for_json(tmp_path, capsys):
+    assert main(["bench", "--threads", "100000"]) == 1
+    assert "--threads 100000 is more than 4×" in capsys.readouterr().err
+    assert main(["bench", "--json", str(tmp_path)]) == 1
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_export_checks_its_output_and_options_before_exporting(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    weights = tmp_path / "w.safetensors"
+    weights.write_text("stand-in: the checks come first")
+    base = ["export-onnx", "--weights", str(weights), "--smpl", str(tmp_path / "smpl.npz")]
+    assert main(base + ["--out", str(tmp_path / "x.onnx"), "--calibration", str(tmp_path)]) == 1
+    assert "--calibration sets int8's scales; add --int8" in capsys.readouterr().err
+    assert main(base + ["--out", str(weights), "--overwrite"]) == 1
+    assert "is an input of this command" in capsys.readouterr().err
+    assert weights.read_text() == "stand-in: the checks come first"
+    assert main(base + ["--out", str(weights / "x.onnx")]) == 1
+    assert "is a file, not a folder" in capsys.readouterr().err
