@@ -610,6 +610,13 @@ def test_amass_conversion_and_sampler(tmp_path, capsys):
     np.testing.assert_allclose(shape[0], first["betas"][:10], atol=1e-6)
     assert cli_main(["data", "convert-mocap", "amass", str(tmp_path / "amass"), str(out)]) == 1
     assert "--overwrite" in capsys.readouterr().err
+    # A folder as OUT, even with --overwrite, and --stride for the Anny sampler: one line each.
+    assert cli_main(["data", "convert-mocap", "amass", str(tmp_path / "amass"), str(tmp_path),
+                     "--overwrite"]) == 1
+    assert "is a folder" in capsys.readouterr().err
+    assert cli_main(["data", "convert-mocap", "anny-prior", "10", str(tmp_path / "a.npz"), "--stride", "0"]) == 1
+    assert "--stride applies to amass only" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
     sampler = MocapSampler(pose, shape, batch_size=3, seed=1)
     batches = [sampler.next() for _ in range(6)]  # 18 samples: crosses two epoch ends

@@ -239,6 +239,8 @@ def test_missing_array_gets_one_sentence(tmp_path, smpl_arrays):
     assert "\n" not in str(err.value)
     with pytest.raises(SMPLFileError, match="does not exist"):
         load_smpl_arrays(tmp_path / "missing.pkl")
+    with pytest.raises(SMPLFileError, match="is a folder; give the model file in it"):
+        load_smpl_arrays(tmp_path)
 
 
 def test_convert_smpl_command(files, tmp_path):

@@ -403,3 +403,20 @@ def test_trains_any_body_model_anny(tmp_path):
     assert len(grads) == len(grads_mesh)
     for g, g_mesh in zip(grads, grads_mesh):
         torch.testing.assert_close(g, g_mesh, rtol=1e-3, atol=1e-5)
+
+
+def test_a_damaged_checkpoint_is_one_line(tmp_path):
+    import pickle
+    import warnings
+
+    from openhmr.training.checkpoint import CheckpointError, load_checkpoint
+
+    for name, data, reason in (("empty.pt", b"", "empty or cut short"),
+                               ("junk.pt", b"garbage" * 10, "not a torch file"),
+                               ("object.pt", pickle.dumps({"a": object}), "not a torch file")):
+        (tmp_path / name).write_bytes(data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(CheckpointError, match=reason) as error:
+                load_checkpoint(tmp_path / name)
+        assert "\n" not in str(error.value) and "weights_only" not in str(error.value)

@@ -54,7 +54,11 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
             _OVERRIDE.match(a) for a in extra):
         args.overrides = args.overrides + extra
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        # The sub-command's usage line, not the top level's, says what it takes.
+        commands = next((a.choices for a in parser._actions
+                         if isinstance(a, argparse._SubParsersAction)), {})
+        commands.get(getattr(args, "command", None), parser).error(
+            f"unrecognized arguments: {' '.join(extra)}")
     return args
 
 

@@ -61,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from openhmr.errors import InputError, WeightsError
+    from openhmr.errors import InputError
     from openhmr.inference.backends import BACKENDS, available_backends
     from openhmr.inference.timing import bench_backends
+    from openhmr.io.hmr_weights import require_weights_file
     from openhmr.io.output_paths import check_output_file, replacing
 
     unknown = [n for n in args.backends if n not in BACKENDS or n == "auto"]
@@ -72,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
                          f"{', '.join(n for n in BACKENDS if n != 'auto')}")
     if (args.weights is None) != (args.smpl is None):
         raise InputError("--weights and --smpl go together (the weights and the SMPL file they were made for)")
-    if args.weights is not None and not args.weights.is_file():
-        raise WeightsError(f"weights file not found: {args.weights}")
+    if args.weights is not None:
+        require_weights_file(args.weights)
     if args.json is not None:
         check_output_file(args.json, args.overwrite, "--json")
     if args.threads and args.threads > 4 * (os.cpu_count() or 1):

@@ -81,7 +81,11 @@ def run_convert(args: argparse.Namespace) -> int:
 def run_convert_mocap(args: argparse.Namespace) -> int:
     from openhmr.data import mocap
     from openhmr.errors import InputError
+    from openhmr.io.output_paths import check_output_file
 
+    if args.source != "amass" and args.stride != 1:
+        raise InputError("--stride applies to amass only")
+    check_output_file(args.out, args.overwrite, "OUT")
     if args.source == "amass":
         result = mocap.convert_amass(args.input, args.out, stride=args.stride, overwrite=args.overwrite)
         print(f"wrote {result['count']} poses from {result['files']} AMASS sequences to {args.out}")
@@ -92,11 +96,14 @@ def run_convert_mocap(args: argparse.Namespace) -> int:
         raise InputError(f"anny-prior takes a sample count, got {args.input!r}") from None
     if count < 1:
         raise InputError(f"the sample count must be positive, got {count}")
-    if args.out.exists() and not args.overwrite:
-        raise InputError(f"{args.out} exists; pass --overwrite to replace it")
     from openhmr.body.anny import Anny
 
-    pose, shape = mocap.anny_prior(Anny(), count, seed=args.seed)
+    try:
+        pose, shape = mocap.anny_prior(Anny(), count, seed=args.seed)
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+        raise InputError(f"not enough memory for {count:,} samples; ask for fewer") from None
     mocap.save_mocap(args.out, pose, shape, overwrite=args.overwrite,
                      source=f"Anny random_pose/random_shape sampler, seed {args.seed} (weak prior, not mocap)")
     print(f"wrote {count} Anny prior samples to {args.out}")

@@ -68,11 +68,12 @@ def run(args: argparse.Namespace) -> int:
 
     from openhmr.body.smpl import SMPL
     from openhmr.data.crop import folder_tight_crops
-    from openhmr.errors import InputError, WeightsError
+    from openhmr.errors import InputError
     from openhmr.inference.calibrated import synthetic_crops
     from openhmr.inference.onnx import OnnxPredictor, export_onnx, onnx_available, quantize_int8
     from openhmr.inference.predictor import ThetaNetwork, TorchPredictor
     from openhmr.inference.backends import check_agreement
+    from openhmr.io.hmr_weights import require_weights_file
     from openhmr.io.output_paths import check_output_file
     from openhmr.nets import HMR
 
@@ -83,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if args.calibration and not args.int8:
         raise InputError("--calibration sets int8's scales; add --int8, or leave it out")
     check_output_file(args.out, args.overwrite, "--out", inputs=[args.weights, args.smpl])
-    if not args.weights.is_file():
-        raise WeightsError(f"weights file not found: {args.weights}")
+    require_weights_file(args.weights)
     calibration = None
     if args.calibration:
         try:

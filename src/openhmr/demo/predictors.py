@@ -21,7 +21,7 @@ from torch import Tensor
 from openhmr.body.base import BodyModel
 from openhmr.data.crop import CropTransform, normalize_crop
 from openhmr.demo.sources import PersonLocation
-from openhmr.errors import InputError, WeightsError
+from openhmr.errors import InputError
 from openhmr.io.prediction import Prediction
 
 
@@ -138,9 +138,9 @@ def load_hmr(weights: str | Path, smpl: str | Path, device: torch.device) -> tup
     from openhmr.body.smpl import SMPL
     from openhmr.nets import HMR
 
-    weights = Path(weights)
-    if not weights.is_file():
-        raise WeightsError(f"weights file not found: {weights}")
+    from openhmr.io.hmr_weights import require_weights_file
+
+    weights = require_weights_file(weights)
     body = SMPL(smpl)
     model = HMR.from_pretrained(weights, body_model=body, map_location=device)
     return model.eval(), body

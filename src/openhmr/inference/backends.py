@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from openhmr.body.base import BodyModel
-from openhmr.errors import InputError, OpenHMRError, WeightsError
+from openhmr.errors import InputError, OpenHMRError
 from openhmr.inference.predictor import (
     KEYPOINT_TOLERANCE_PX,
     VERTEX_TOLERANCE_MM,
@@ -95,9 +95,9 @@ def _load_model(weights: str | Path | torch.nn.Module, body_model: BodyModel | N
 
     if isinstance(weights, torch.nn.Module):
         return weights.float().cpu().eval()
-    path = Path(weights)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+    from openhmr.io.hmr_weights import require_weights_file
+
+    path = require_weights_file(weights)
     return HMR.from_pretrained(path, body_model=body_model).eval()
 
 

@@ -420,6 +420,17 @@ def write_weights(path: str | Path, tensors: Mapping[str, np.ndarray], metadata:
         tmp.write_bytes(save(arrays, metadata=dict(metadata)))
 
 
+def require_weights_file(path: str | Path) -> Path:
+    """``path`` as a Path if it is a file; else WeightsError, saying whether it is
+    missing or a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"weights file {path} is a folder; give the .safetensors file in it")
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    return path
+
+
 def read_weights(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Read an openhmr weight file: (tensors, metadata).
 

@@ -224,6 +224,9 @@ def load_smpl_arrays(path: str | Path) -> dict[str, np.ndarray]:
         SMPLFileError: missing, truncated, unsafe or incomplete file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise SMPLFileError(f"SMPL model file {path} is a folder; give the model file in it "
+                            "(e.g. SMPL_NEUTRAL.pkl or a converted .npz)")
     if not path.is_file():
         raise SMPLFileError(
             f"SMPL model file {path} does not exist; download SMPL from https://smpl.is.tue.mpg.de "

@@ -15,6 +15,7 @@ file holds only tensors and plain containers.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
 from pathlib import Path
@@ -70,7 +71,15 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
+        # torch's own messages run to several lines of advice on weights_only,
+        # which does not apply: a checkpoint openhmr wrote loads with it.
+        if isinstance(e, pickle.UnpicklingError):
+            reason = "not a torch file, or one holding more than tensors and plain data"
+        elif isinstance(e, EOFError):
+            reason = "empty or cut short"
+        else:
+            reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:

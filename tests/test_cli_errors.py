@@ -1,5 +1,5 @@
-"""Output paths: checked before the work, written atomically, and the file
-system's refusals reported in one line."""
+"""Command-line errors: output paths checked before the work and written
+atomically, the file system's refusals and bad options in one line."""
 
 from __future__ import annotations
 
@@ -100,3 +100,23 @@ def test_export_checks_its_output_and_options_before_exporting(tmp_path, capsys)
     assert weights.read_text() == "stand-in: the checks come first"
     assert main(base + ["--out", str(weights / "x.onnx")]) == 1
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_folder_given_as_weights_or_smpl_says_so(tmp_path, capsys):
+    from openhmr.errors import WeightsError
+    from openhmr.io.hmr_weights import require_weights_file
+
+    with pytest.raises(WeightsError, match="is a folder; give the .safetensors file in it"):
+        require_weights_file(tmp_path)
+    with pytest.raises(WeightsError, match="weights file not found"):
+        require_weights_file(tmp_path / "w.safetensors")
+    assert main(["bench", "--weights", str(tmp_path), "--smpl", str(tmp_path)]) == 1
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_an_unknown_option_shows_the_commands_usage(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "x.json", "--image-size", "10x10", "--bogus"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: openhmr fit") and "openhmr fit: error: unrecognized arguments: --bogus" in err
