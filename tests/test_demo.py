@@ -350,6 +350,25 @@ def test_openpose_keypoints_of_another_image(model_files, tmp_path, capsys):
     assert code == 1 and "--bbox and --openpose both say where the person is" in err
 
 
+def test_a_broken_estimate_writes_nothing(model_files, tmp_path, capsys):
+    """Weights holding a NaN give a NaN body: one line per input and no file
+    at all (a half-written set would also block the rerun without --overwrite)."""
+    from openhmr.body.smpl import SMPL
+    from openhmr.nets import HMR
+
+    model = HMR.from_pretrained(model_files[0], body_model=SMPL(model_files[1]))
+    with torch.no_grad():
+        model.regressor.fc3.bias[0] = float("nan")
+    broken = tmp_path / "broken.safetensors"
+    model.save_pretrained(broken)
+    image = make_image(tmp_path / "x.png")
+    out = tmp_path / "out"
+    code, err = run([image, "--weights", broken, "--smpl", model_files[1], "--out", out,
+                     "--backend", "torch"], capsys)
+    assert code == 1 and "holds NaN or infinite values, so nothing was written" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_missing_smpl_file(model_files, tmp_path, capsys):
     image = make_image(tmp_path / "x.png")
     code, err = run([image, "--weights", model_files[0], "--smpl", tmp_path / "nope.pkl",

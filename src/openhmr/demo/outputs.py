@@ -10,7 +10,7 @@ import torch
 
 from openhmr.demo.report import warn
 from openhmr.errors import InputError
-from openhmr.io.prediction import Prediction, write_json, write_npz
+from openhmr.io.prediction import Prediction, check_finite, write_json, write_npz
 
 # Longer side of each panel of the _views.png figure, pixels.
 PANEL_SIZE = 400
@@ -344,6 +344,8 @@ def write_people_files(image: np.ndarray | None, preds: list[Prediction], paths:
     (:func:`place_in_scene`, :func:`save_scene`) and, with ``render``, the
     overlay of everyone. A file that cannot be made is reported and skipped;
     returns which were written, for :func:`write_image_outputs`."""
+    for pred in preds:
+        check_finite(pred)
     written = {"overlay": False, "scene": False}
     paths["scene"].parent.mkdir(parents=True, exist_ok=True)
     source = preds[0].input
@@ -371,6 +373,7 @@ def write_image_outputs(image: np.ndarray | None, pred: Prediction, paths: dict[
     to render is reported and skipped. ``shared`` is None for a person alone
     in its photo (its overlay is drawn here), else which of the files the
     photo's people share were written (:func:`write_people_files`)."""
+    check_finite(pred)
     paths["json"].parent.mkdir(parents=True, exist_ok=True)
     write_npz(paths["npz"], pred)
     mesh_written = True

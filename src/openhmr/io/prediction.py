@@ -252,6 +252,17 @@ def prediction_arrays(pred: Prediction) -> dict[str, np.ndarray]:
             for k, v in arrays.items()}
 
 
+def check_finite(pred: Prediction) -> None:
+    """ValueError if the body's estimate holds NaN or infinite values, so that
+    none of its files is written (a broken weights or body-model file, not a
+    hard photo, makes them)."""
+    for name in ("cam", "pose", "betas", "vertices", "joints_3d"):
+        values = getattr(pred, name)
+        if values is not None and not np.isfinite(np.asarray(values, np.float64)).all():
+            raise ValueError(f"the estimated {name} holds NaN or infinite values, so nothing was "
+                             "written; are the weights and the body model file intact?")
+
+
 def write_npz(path: Path, pred: Prediction) -> None:
     """One image's arrays (``prediction_arrays``) plus ``faces`` and metadata strings."""
     person = {} if pred.person is None else {"person": np.array(pred.person)}
