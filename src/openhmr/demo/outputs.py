@@ -10,6 +10,7 @@ import torch
 
 from openhmr.demo.report import warn
 from openhmr.errors import InputError
+from openhmr.io.output_paths import replacing
 from openhmr.io.prediction import Prediction, check_finite, write_json, write_npz
 
 # Longer side of each panel of the _views.png figure, pixels.
@@ -335,7 +336,8 @@ def save_png(path: Path, pixels: np.ndarray) -> None:
 
     # zlib level 3 instead of PIL's 6: about 3x faster to encode (the slowest
     # stage of the demo at level 6) for files about a fifth larger.
-    Image.fromarray(pixels).save(path, compress_level=3)
+    with replacing(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG", compress_level=3)
 
 
 def write_people_files(image: np.ndarray | None, preds: list[Prediction], paths: dict[str, Path],

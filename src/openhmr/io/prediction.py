@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from openhmr.data.crop import CropTransform
+from openhmr.io.output_paths import replacing
 
 SCHEMA_ID = "openhmr.prediction/1"
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schema" / "prediction.schema.json"
@@ -207,7 +208,9 @@ def to_document(pred: Prediction, files: dict[str, str | None]) -> dict[str, Any
 
 def write_json(path: Path, pred: Prediction, files: dict[str, str | None]) -> None:
     """Write the prediction's JSON document to ``path``."""
-    path.write_text(json.dumps(to_document(pred, files), indent=1) + "\n")
+    document = json.dumps(to_document(pred, files), indent=1) + "\n"
+    with replacing(path) as tmp:
+        tmp.write_text(document)
 
 
 def read_openhmr_json(path: Path) -> dict[str, Any] | None:
@@ -266,11 +269,12 @@ def check_finite(pred: Prediction) -> None:
 def write_npz(path: Path, pred: Prediction) -> None:
     """One image's arrays (``prediction_arrays``) plus ``faces`` and metadata strings."""
     person = {} if pred.person is None else {"person": np.array(pred.person)}
-    np.savez_compressed(
-        path, **prediction_arrays(pred), **person, faces=pred.faces.astype(np.int32),
-        schema=np.array(SCHEMA_ID), body_model=np.array(pred.body_model),
-        method=np.array(pred.method), person_source=np.array(pred.person_source),
-    )
+    with replacing(path) as tmp:
+        np.savez_compressed(
+            tmp, **prediction_arrays(pred), **person, faces=pred.faces.astype(np.int32),
+            schema=np.array(SCHEMA_ID), body_model=np.array(pred.body_model),
+            method=np.array(pred.method), person_source=np.array(pred.person_source),
+        )
 
 
 def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: float,
