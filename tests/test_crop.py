@@ -288,6 +288,13 @@ def test_collect_inputs_names(tmp_path):
     # below a folder: the relative path; equal names get the extension, then a counter
     assert [i.name for i in items] == ["x_png", "c/y_jpg", "c/y_png", "x_png_2", "missing"]
     assert all(i.kind == "image" for i in items)
+    # Hidden files below a folder (macOS's ._x.png, a .cache folder) are no inputs;
+    # a hidden file named on the command line is.
+    (tmp_path / "b" / ".cache").mkdir()
+    for rel in ("b/._x.png", "b/.cache/z.png"):
+        (tmp_path / rel).write_bytes(b"")
+    assert [i.name for i in collect_inputs([tmp_path / "b"])] == ["c/y_jpg", "c/y_png", "x"]
+    assert [i.name for i in collect_inputs([tmp_path / "b" / "._x.png"])] == ["._x"]
 
 
 def test_collect_inputs_skips_earlier_demo_pictures(tmp_path):

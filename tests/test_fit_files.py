@@ -70,6 +70,7 @@ def test_folders_names_and_bad_files(smpl_npz, tmp_path, capsys):
     _write(folder / "nobody_keypoints.json")
     _write(folder / "far_keypoints.json", _person(900, 20, 150))
     (folder / "broken.json").write_text("{not json")
+    (folder / "._x_keypoints.json").write_bytes(b"\x00\x05")  # macOS's resource fork: hidden, no input
     # an earlier run's results inside the folder are not keypoint files
     (folder / "fit").mkdir()
     (folder / "fit" / "x.json").write_text(json.dumps({"schema": SCHEMA_ID, "files": {}}))

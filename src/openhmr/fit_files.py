@@ -100,13 +100,14 @@ def collect_keypoint_files(inputs: list[str | Path]) -> list[tuple[Path, str]]:
     input folder (sorted) except the prediction jsons openhmr wrote there; a
     path that does not exist is kept, to fail in turn. The name is the file's
     stem (its path below an input folder) without ``_keypoints``."""
+    from openhmr.io.images import is_hidden
     from openhmr.io.prediction import read_openhmr_json
 
     found: list[tuple[Path, str]] = []
     for given in map(Path, inputs):
         if given.is_dir():
             for f in sorted(given.rglob("*.json")):
-                if read_openhmr_json(f) is not None:
+                if is_hidden(f.relative_to(given)) or read_openhmr_json(f) is not None:
                     continue
                 found.append((f, f.relative_to(given).with_suffix("").as_posix()))
         else:

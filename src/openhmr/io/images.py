@@ -240,10 +240,18 @@ def is_demo_picture(path: Path) -> bool:
     return False
 
 
+def is_hidden(relative: Path) -> bool:
+    """Whether a path below an input folder is hidden (a part starts with "."):
+    macOS's ``._photo.jpg`` resource forks, a ``.git`` folder, a temporary
+    file being written; none is an input."""
+    return any(part.startswith(".") for part in relative.parts)
+
+
 def collect_inputs(paths: list[str | Path], skipped: list[Path] | None = None) -> list[InputItem]:
     """Expand the command line's inputs into files to process.
 
-    A folder contributes its images and videos recursively (sorted), named by
+    A folder contributes its images and videos recursively (sorted, hidden
+    files left out: :func:`is_hidden`), named by
     their path below it, so ``a/x.png`` and ``b/x.png`` do not clash, except
     the pictures an earlier demo run wrote there (:func:`is_demo_picture`),
     which are appended to ``skipped`` when it is given. A file is taken
@@ -258,6 +266,7 @@ def collect_inputs(paths: list[str | Path], skipped: list[Path] | None = None) -
             found = sorted(
                 f for f in p.rglob("*")
                 if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+                and not is_hidden(f.relative_to(p))
             )
             ours = {f for f in found if is_demo_picture(f)}
             if skipped is not None:
