@@ -270,6 +270,9 @@ def test_config_yaml_round_trip_and_overrides(tmp_path):
         TrainConfig.load(tmp_path / "c.yaml", ["no_such_option=1"])
     with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["batch_size"])
+    with pytest.raises(ConfigError, match=r"batch_size needs a value \(int\), got none"):
+        TrainConfig.load(tmp_path / "c.yaml", ["batch_size="])
+    assert TrainConfig.load(tmp_path / "c.yaml", ["smpl_path="]).smpl_path is None  # optional: may be empty
     with pytest.raises(ConfigError, match="encoder"):
         TrainConfig(encoder="vgg")
 

@@ -204,6 +204,8 @@ class TrainConfig:
 def _coerce(name: str, value: Any) -> Any:
     """Numbers YAML read as text (``1e-5`` is a string in YAML 1.1) → the field's type."""
     kind = _FIELD_TYPES.get(name, "")
+    if value is None and kind and "None" not in kind:
+        raise ConfigError(f"{name} needs a value ({kind}), got none")
     if isinstance(value, str) and kind.startswith(("float", "int")):
         try:
             number = float(value)
