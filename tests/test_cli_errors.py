@@ -120,3 +120,45 @@ def test_an_unknown_option_shows_the_commands_usage(capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: openhmr fit") and "openhmr fit: error: unrecognized arguments: --bogus" in err
+    with pytest.raises(SystemExit):
+        main(["data", "info", "x", "--bogus"])
+    assert capsys.readouterr().err.startswith("usage: openhmr data info")
+
+
+def test_a_refused_write_names_the_output_not_the_temporary(tmp_path, monkeypatch):
+    import os
+
+    real_replace = os.replace
+
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied", str(src), None, str(dst))
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(PermissionError) as error:
+        with replacing(tmp_path / "x.txt") as tmp:
+            tmp.write_text("x")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert error.value.filename == str(tmp_path / "x.txt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_the_file_system_refuses_is_found_before_the_work(tmp_path, monkeypatch):
+    """Root passes every permission check, yet /proc or a read-only mount still
+    refuses a file: a temporary file made and removed at once finds that."""
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    with pytest.raises(InputError, match="is not writable"):
+        check_output_file(tmp_path / "x.npz", overwrite=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_binary_or_folder_training_config_is_one_line(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 1
+    assert "is not a text file, so not a YAML config" in capsys.readouterr().err
+    assert main(["train", "--config", str(tmp_path), "--out", str(tmp_path / "run")]) == 1
+    assert "is a folder; give its .yaml file" in capsys.readouterr().err

@@ -241,7 +241,9 @@ def test_predictions_file_is_checked(tmp_path, capsys):
 
     with zipfile.ZipFile(tmp_path / "junk.npz", "w") as z:
         z.writestr("keys.npy", b"not an array")
-    for name, message in (("empty.npz", "cannot read"), ("cut.npz", "cannot read"), ("junk.npz", "keys")):
+    (tmp_path / "text.npz").write_text("predictions, as text")
+    for name, message in (("empty.npz", "cannot read"), ("cut.npz", "cannot read"), ("junk.npz", "keys"),
+                          ("text.npz", "is not a numpy .npz file")):
         with pytest.raises(InputError, match=message):
             load_predictions(tmp_path / name, bench.keys)
     # --out is checked before scoring, not after: a file there is one line.

@@ -54,11 +54,15 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
             _OVERRIDE.match(a) for a in extra):
         args.overrides = args.overrides + extra
     elif extra:
-        # The sub-command's usage line, not the top level's, says what it takes.
-        commands = next((a.choices for a in parser._actions
-                         if isinstance(a, argparse._SubParsersAction)), {})
-        commands.get(getattr(args, "command", None), parser).error(
-            f"unrecognized arguments: {' '.join(extra)}")
+        # The (sub-)sub-command's usage line, not the top level's, says what it takes.
+        chosen = parser
+        while True:
+            action = next((a for a in chosen._actions if isinstance(a, argparse._SubParsersAction)), None)
+            inner = action.choices.get(getattr(args, action.dest, None)) if action else None
+            if inner is None:
+                break
+            chosen = inner
+        chosen.error(f"unrecognized arguments: {' '.join(extra)}")
     return args
 
 

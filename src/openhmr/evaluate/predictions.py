@@ -93,9 +93,10 @@ def load_predictions(path: str | Path, keys: list[str], need_2d: bool = False) -
         data = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise InputError(f"predictions file not found: {path}") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise InputError(f"cannot read {path} as a numpy .npz without pickles: "
-                         f"{e or type(e).__name__}") from None
+    except ValueError:  # neither a zip nor an .npy: numpy would unpickle it, and may not
+        raise InputError(f"{path} is not a numpy .npz file") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise InputError(f"cannot read {path} as a numpy .npz file: {e or type(e).__name__}") from None
     if not hasattr(data, "files"):
         raise InputError(f"{path} is a single array, not an .npz with 'keys' and predictions")
     if "keys" not in data.files:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,20 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
+def _writable(folder: Path) -> bool:
+    """Whether a file can be made in ``folder``. The permission bits say so
+    for most users, but not for root, whom they never stop while a read-only
+    or virtual file system (/proc, a read-only mount) still refuses: there a
+    temporary file, made and removed at once, is asked for."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
 def check_output_folder(out: Path, option: str = "--out") -> None:
     """InputError unless ``out`` is a folder, or can be made one, that this
     user may write to: checked once, before any model loads, so that a
@@ -31,7 +46,7 @@ def check_output_folder(out: Path, option: str = "--out") -> None:
     if not existing.is_dir():
         where = "" if existing == out else f" ({option} {out} would be inside it)"
         raise InputError(f"{option} {existing} is a file, not a folder{where}")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not _writable(existing):
         raise InputError(f"{option} {out}: the folder {existing} is not writable")
 
 
@@ -52,7 +67,7 @@ def check_output_file(path: Path, overwrite: bool, option: str = "output",
     existing = _nearest_existing(path.parent)
     if not existing.is_dir():
         raise InputError(f"{option} {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not _writable(existing):
         raise InputError(f"{option} {path}: the folder {existing} is not writable")
 
 
@@ -81,5 +96,10 @@ def replacing(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is None or str(e.filename) != str(tmp):
+            raise
+        # The temporary name is ours; the user knows the file by its own.
+        raise type(e)(e.errno, e.strerror, str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)

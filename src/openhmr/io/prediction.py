@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from openhmr.data.crop import CropTransform
+from openhmr.errors import OpenHMRError
 from openhmr.io.output_paths import replacing
 
 SCHEMA_ID = "openhmr.prediction/1"
@@ -256,14 +257,14 @@ def prediction_arrays(pred: Prediction) -> dict[str, np.ndarray]:
 
 
 def check_finite(pred: Prediction) -> None:
-    """ValueError if the body's estimate holds NaN or infinite values, so that
+    """OpenHMRError if the body's estimate holds NaN or infinite values, so that
     none of its files is written (a broken weights or body-model file, not a
     hard photo, makes them)."""
     for name in ("cam", "pose", "betas", "vertices", "joints_3d"):
         values = getattr(pred, name)
         if values is not None and not np.isfinite(np.asarray(values, np.float64)).all():
-            raise ValueError(f"the estimated {name} holds NaN or infinite values, so nothing was "
-                             "written; are the weights and the body model file intact?")
+            raise OpenHMRError(f"the estimated {name} holds NaN or infinite values, so nothing was "
+                               "written; are the weights and the body model file intact?")
 
 
 def write_npz(path: Path, pred: Prediction) -> None:

@@ -189,10 +189,14 @@ class TrainConfig:
     def load(cls, path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
         """Read a YAML file and apply ``key=value`` overrides (values parsed as YAML)."""
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"training config {path} is a folder; give its .yaml file")
         if not path.is_file():
             raise ConfigError(f"training config {path} does not exist")
         try:
             values = yaml.safe_load(path.read_text()) or {}
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path} is not a text file, so not a YAML config") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
         if not isinstance(values, dict):
