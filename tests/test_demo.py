@@ -1068,6 +1068,20 @@ def test_openpose_people_are_ranked_by_confidence(tmp_path):
     np.testing.assert_array_equal(people[0][0], strong)
     np.testing.assert_array_equal(people[1][0], weak)
     np.testing.assert_array_equal(read_openpose(path)[0], strong)
+    # People without OpenPose's keypoint key: not an OpenPose file, rather than nobody.
+    from openhmr.errors import InputError, NoPersonError
+
+    for people in ([{"foo": [1, 2, 3]}], [[1, 2, 3]], ["abc"]):
+        path.write_text(json.dumps({"people": people}))
+        with pytest.raises(InputError, match="none of its 1 people has 'pose_keypoints_2d'") as error:
+            read_openpose_people(path)
+        assert not isinstance(error.value, NoPersonError)
+    path.write_text(json.dumps({"people": [{"pose_keypoints_2d": "1,2,3"}]}))
+    with pytest.raises(InputError, match="not a list of numbers"):
+        read_openpose_people(path)
+    path.write_text(json.dumps({"people": []}))
+    with pytest.raises(NoPersonError):
+        read_openpose_people(path)
 
 
 def test_shared_camera_keeps_every_pixel():

@@ -53,11 +53,17 @@ def read_openpose_people(path: str | Path, conf_threshold: float = 0.2) -> list[
     if not isinstance(people, list):
         raise InputError(f"{path} is not an OpenPose file (no 'people' list)")
     scored: list[tuple[float, np.ndarray, str]] = []
+    with_keypoints = 0
     for person in people:
         if not isinstance(person, dict):
             continue
         values = person.get("pose_keypoints_2d", person.get("pose_keypoints"))
-        if values is None or len(values) == 0:
+        if values is None:
+            continue
+        with_keypoints += 1
+        if not isinstance(values, list):
+            raise InputError(f"{path}: a person's keypoints are not a list of numbers")
+        if len(values) == 0:
             continue
         layout = OPENPOSE_LAYOUTS.get(len(values))
         if layout is None:
@@ -72,6 +78,9 @@ def read_openpose_people(path: str | Path, conf_threshold: float = 0.2) -> list[
         confident = kp[:, 2] > conf_threshold
         if confident.any():
             scored.append((float(kp[confident, 2].mean()), kp, layout))
+    if people and not with_keypoints:
+        raise InputError(f"{path} is not an OpenPose file: none of its {len(people)} people has "
+                         "'pose_keypoints_2d'")
     if not scored:
         raise NoPersonError(f"{path} has no person with keypoints above confidence {conf_threshold}")
     order = sorted(range(len(scored)), key=lambda i: -scored[i][0])  # stable: ties keep file order
