@@ -139,6 +139,7 @@ def test_lsp_refuses_overwrite_and_bad_roots(lsp_root, tmp_path):
     (root / "images" / "im0002.jpg").write_text("not an image")
     with pytest.raises(InputError, match="images/im0002.jpg is not an image"):
         converter("lsp").convert(root, tmp_path / "o5")
+    assert not (tmp_path / "o5").exists()  # the folder it made, empty, is gone
 
 
 def test_lspet(tmp_path):

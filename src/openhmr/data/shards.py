@@ -204,6 +204,7 @@ class ShardWriter:
             raise InputError(f"{existing[0]} already exists; pass --overwrite to replace "
                              f"the {len(existing)} existing file(s) in {self.out_dir}")
         check_output_folder(self.out_dir, "OUT")
+        self._made_folder = not self.out_dir.exists()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for path in existing:
             path.unlink()
@@ -245,6 +246,8 @@ class ShardWriter:
             self._tmp.unlink(missing_ok=True)
             self.shards.pop()
             self._tar, self._tmp = None, None
+        if self._made_folder and not any(self.out_dir.iterdir()):
+            self.out_dir.rmdir()  # a failed first conversion leaves no empty folder behind
 
     def _add_member(self, name: str, data: bytes) -> None:
         info = tarfile.TarInfo(name)
