@@ -9,6 +9,7 @@ import sys
 
 from openhmr import __version__
 from openhmr.errors import OpenHMRError
+from openhmr.progress import line_interval
 
 # Sub-command modules under openhmr.commands, in the order --help lists them.
 COMMANDS = (
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        line_interval()  # a bad OPENHMR_PROGRESS_SECONDS fails now, not after an hour's work
         return int(args.func(args) or 0)
     except OpenHMRError as e:
         print(f"openhmr {args.command}: error: {e}", file=sys.stderr)

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from openhmr.body.base import BodyModel
 from openhmr.errors import InputError, WeightsError
 from openhmr.nets import HMR, FactorizedDiscriminator, IEFRegressor
+from openhmr.progress import progress_bar
 from openhmr.training.checkpoint import (
     CheckpointError,
     checkpoint_path,
@@ -335,27 +336,22 @@ class Trainer:
 
     def run(self, until: int | None = None, progress: bool = True) -> dict[str, float]:
         """Train until step ``until`` (default: the configured total). Returns the last logs."""
-        from tqdm import tqdm
-
         until = self.total_steps if until is None else min(int(until), self.total_steps)
-        bar = tqdm(total=until, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
-                   disable=not (progress and self.dist.is_main))
         last: dict[str, float] = {}
         start, start_step = time.perf_counter(), self.step
-        try:
+        with progress_bar(until, "train", "step", initial=self.step,
+                          enabled=progress and self.dist.is_main) as bar:
             while self.step < until:
                 logs = self.train_step()
-                bar.update(1)
                 if self.step % self.cfg.log_every == 0 or self.step == until:
                     last = {k: float(v) for k, v in logs.items()}
                     rate = (self.step - start_step) * self.cfg.batch_size * self.dist.world_size / (
                         time.perf_counter() - start)
-                    bar.set_postfix(kp=f"{last['kp_loss']:.4f}", e=f"{last['e_loss']:.3f}",
-                                    img_s=f"{rate:.1f}", refresh=False)
+                    bar.set_postfix_str(f"kp={last['kp_loss']:.4f}, e={last['e_loss']:.3f}, "
+                                        f"img/s={rate:.1f}", refresh=False)
                     if self.dist.is_main:
                         self.monitor.scalars({"train/images_per_s": rate}, self.step)
-        finally:
-            bar.close()
+                bar.update(1)
         if self.step >= self.total_steps and self.step % self.cfg.checkpoint_every != 0:
             self.save()
         return last

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm import tqdm
+from openhmr.progress import track
 
 from openhmr.errors import InputError
 from openhmr.io.output_paths import replacing
@@ -137,7 +137,7 @@ def convert_amass(root: str | Path, out: str | Path, stride: int = 1,
         raise MocapError(f"{out} exists; pass --overwrite to replace it")
     files = sorted(root.rglob("*.npz"))
     poses, shapes, used = [], [], 0
-    for path in tqdm(files, desc="convert amass", unit="seq"):
+    for path in track(files, desc="convert amass", unit="seq"):
         try:
             with np.load(path, allow_pickle=False) as f:
                 if "poses" not in f.files or "betas" not in f.files:

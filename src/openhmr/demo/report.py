@@ -1,12 +1,17 @@
-"""What ``openhmr demo`` tells its user while it runs: warnings, progress bars
-and the time per image."""
+"""What ``openhmr demo`` tells its user while it runs: warnings, progress
+reports and the time per image."""
 
 from __future__ import annotations
 
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
+
+import openhmr.progress
+from openhmr.progress import Progress, track
+
+T = TypeVar("T")
 
 
 def warn(message: str) -> None:
@@ -14,21 +19,17 @@ def warn(message: str) -> None:
     print(f"openhmr demo: warning: {message}", file=sys.stderr)
 
 
-def progress(iterable: Iterable, total: int | None, desc: str, unit: str) -> Iterator:
-    """``iterable`` with a tqdm bar on stderr (off when stderr is not a terminal)."""
-    from tqdm import tqdm
+def progress(iterable: Iterable[T], total: int | None, desc: str, unit: str) -> Iterator[T]:
+    """``iterable`` with a progress report on stderr (:mod:`openhmr.progress`):
+    a bar on a terminal, a line every so often elsewhere, and no closing line,
+    since the demo ends with its own summary."""
+    return track(iterable, desc, unit, total=total, leave=False)
 
-    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr,
-                disable=None, dynamic_ncols=True, leave=False)
 
-
-def progress_bar(total: int | None, desc: str, unit: str) -> Any:
-    """A tqdm bar on stderr (off when stderr is not a terminal) advanced by
-    hand with ``update``; a ``with`` block closes it."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=None, dynamic_ncols=True,
-                leave=False)
+def progress_bar(total: int | None, desc: str, unit: str) -> Progress:
+    """A progress report advanced by hand with ``update``, as :func:`progress`;
+    a ``with`` block closes it."""
+    return openhmr.progress.progress_bar(total, desc, unit, leave=False)
 
 
 class FittingNote:

@@ -50,7 +50,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from openhmr.progress import track
 
 from openhmr.body.keypoints import index_map
 from openhmr.evaluate.benchmark import Benchmark, DatasetError, ImageRef
@@ -181,7 +181,7 @@ def load(
     actions: list[str] = []
     sequences: list[str] = []
     stems: list[tuple[int, str, np.ndarray]] = []
-    for s, a, t, c in tqdm(present, desc=f"reading H36M P{protocol}", unit="seq"):
+    for s, a, t, c in track(present, desc=f"reading H36M P{protocol}", unit="seq"):
         stem = available[s][(a, t, c)]
         path = data_dir / f"S{s}" / "MyPoseFeatures" / "D3_Positions_mono" / f"{stem}.cdf"
         poses = read_poses(path, 3)

@@ -29,6 +29,7 @@ import numpy as np
 from openhmr.body.keypoints import index_map
 from openhmr.errors import InputError
 from openhmr.io.output_paths import replacing
+from openhmr.progress import track
 
 
 @dataclass
@@ -239,7 +240,6 @@ def predict_with_hmr(
         bench_images: the benchmark's :class:`ImageRef` list.
     """
     import torch
-    from tqdm import tqdm
 
     from openhmr.data.crop import normalize_crop
     from openhmr.demo import load_hmr
@@ -251,7 +251,7 @@ def predict_with_hmr(
                          "cocoplus regressor (the HMR SMPL file)")
     joints, verts, kp2d = [], [], []
     with FrameReader() as read:
-        for start in tqdm(range(0, len(bench_images), batch_size), desc="running HMR", unit="batch"):
+        for start in track(range(0, len(bench_images), batch_size), desc="running HMR", unit="batch"):
             crops, transforms = zip(*(ground_truth_crop(read, ref)
                                       for ref in bench_images[start:start + batch_size]))
             with torch.inference_mode():
@@ -306,7 +306,6 @@ def predict_with_fit(bench_images: list, body_model=None, batch_size: int = 32,
         gives them, LSP-14 keypoints in image pixels, and the meshes if asked.
     """
     import torch
-    from tqdm import tqdm
 
     from openhmr.detect import detect_person
     from openhmr.errors import NoPersonError
@@ -324,7 +323,7 @@ def predict_with_fit(bench_images: list, body_model=None, batch_size: int = 32,
     rows: dict[str, list[np.ndarray]] = {"lsp14": [], "h36m17": [], "vertices": [], "kp2d": []}
     undetected = 0
     with FrameReader() as read:
-        for start in tqdm(range(0, len(bench_images), batch_size), desc="fitting", unit="batch"):
+        for start in track(range(0, len(bench_images), batch_size), desc="fitting", unit="batch"):
             crops, transforms = zip(*(ground_truth_crop(read, ref)
                                       for ref in bench_images[start:start + batch_size]))
             found: list[int] = []

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from openhmr.progress import track
 
 from openhmr.evaluate.benchmark import Benchmark, DatasetError, ImageRef
 
@@ -236,7 +236,7 @@ def load(
                 verts_out[sel] = v
         return verts_out, joints_out
 
-    for start in tqdm(range(0, len(keys), batch_size), desc="posing 3DPW ground truth", unit="batch"):
+    for start in track(range(0, len(keys), batch_size), desc="posing 3DPW ground truth", unit="batch"):
         idx = np.arange(start, min(start + batch_size, len(keys)))
         joints[idx] = posed(idx, False)[1]
 

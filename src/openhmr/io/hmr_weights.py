@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from openhmr.errors import WeightsError
+from openhmr.progress import track
 
 ENCODER, REGRESSOR, DISCRIMINATOR = "encoder", "regressor", "discriminator"
 PARTS: tuple[str, ...] = (ENCODER, REGRESSOR, DISCRIMINATOR)
@@ -343,12 +344,10 @@ def convert_tf_checkpoint(
         require: parts that must be present (see :func:`plan_conversion`).
         require_smpl: fail (before reading any data) if the checkpoint holds
             no SMPL arrays.
-        progress: show a tqdm bar while reading.
+        progress: report progress on stderr while reading (:mod:`openhmr.progress`).
     Raises:
         WeightsError: unreadable, corrupt or incomplete checkpoint.
     """
-    from tqdm import tqdm
-
     from openhmr.io.tf_checkpoint import CheckpointError, TFCheckpoint
 
     prefix = Path(prefix)
@@ -364,7 +363,7 @@ def convert_tf_checkpoint(
         if require_smpl and not smpl_names:
             raise WeightsError(f"{prefix} holds no SMPL arrays")
         tensors: dict[str, np.ndarray] = {}
-        for m in tqdm(plan, desc="converting", unit="tensor", disable=not progress):
+        for m in track(plan, "reading TF checkpoint", "tensor", enabled=progress):
             tensors[m.torch_name] = convert_array(ckpt.read(m.tf_name), m.layout)
             if np.issubdtype(tensors[m.torch_name].dtype, np.floating) and not np.isfinite(
                     tensors[m.torch_name]).all():

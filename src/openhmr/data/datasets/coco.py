@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
+from openhmr.progress import track
 
 from openhmr.data.datasets._common import (
     DatasetError, check_split, coco_scale, require, scale_and_crop_person, write_samples,
@@ -85,7 +85,7 @@ def samples(root: Path, data: dict[str, Any], image_dir: str) -> Iterator[Sample
         if keep_person(ann):
             people[int(ann["image_id"])].append(ann)
     images = {int(img["id"]): img for img in data.get("images", [])}
-    for image_id in tqdm(sorted(people), desc="convert coco", unit="img"):
+    for image_id in track(sorted(people), desc="convert coco", unit="img"):
         if image_id not in images:
             raise DatasetError(f"COCO annotation refers to image id {image_id}, which is not listed")
         name = images[image_id]["file_name"]

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
+from openhmr.progress import track
 
 from openhmr.data.datasets._common import (
     DatasetError, check_split, diagonal_scale, require, scale_and_crop_person, to_cocoplus,
@@ -123,7 +123,7 @@ def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: 
     fits = load_smpl_fits(Path(smpl_fits)) if smpl_fits else {}
 
     def samples() -> Iterator[Sample]:
-        for subject, stem in tqdm(sequences, desc="convert h36m", unit="seq"):
+        for subject, stem in track(sequences, desc="convert h36m", unit="seq"):
             yield from sequence_samples(root, subject, stem, stride, fits)
 
     options = {"split": split, "root": str(root), "stride": stride, "margin": MARGIN,

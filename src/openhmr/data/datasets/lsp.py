@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
+from openhmr.progress import track
 
 from openhmr.data.datasets._common import (
     DatasetError, check_split, load_mat, require, to_cocoplus, visible_center, write_samples,
@@ -49,7 +49,7 @@ def load_joints(root: Path, layout: str) -> np.ndarray:
 def raw_image_samples(root: Path, joints: np.ndarray, indices: range, name_fmt: str,
                       dataset: str, invert_visibility: bool) -> Iterator[Sample]:
     """One sample per image, stored unscaled (LSP and LSP-extended)."""
-    for i in tqdm(indices, desc=f"convert {dataset}", unit="img"):
+    for i in track(indices, desc=f"convert {dataset}", unit="img"):
         rel = Path("images") / (name_fmt % (i + 1))
         path = require(root / rel, f"the {dataset} image {rel}")
         kp = joints[i].copy()

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
+from openhmr.progress import track
 
 from openhmr.data.datasets._common import (
     DatasetError, check_split, crop_intrinsics, diagonal_scale, load_mat, require,
@@ -174,7 +174,7 @@ def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: 
         raise DatasetError(f"no MPI-INF-3DHP sequence under {root}: expected S1/Seq1/annot.mat ...")
 
     def samples() -> Iterator[Sample]:
-        for subject, seq in tqdm(sequences, desc="convert mpi_inf_3dhp", unit="seq"):
+        for subject, seq in track(sequences, desc="convert mpi_inf_3dhp", unit="seq"):
             yield from sequence_samples(root, subject, seq)
 
     options = {"split": split, "root": str(root), "cameras": list(CAMERAS),

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
+from openhmr.progress import track
 
 from openhmr.data.datasets._common import (
     DatasetError, check_split, load_mat, mpii_scale, require, scale_and_crop_person,
@@ -89,7 +89,7 @@ def samples(root: Path, release: Any) -> Iterator[Sample]:
     if not len(annolist) == len(img_train) == len(single):
         raise DatasetError(f"{root / ANNOTATION_FILE}: annolist, img_train and single_person "
                            "have different lengths")
-    for i in tqdm(range(len(annolist)), desc="convert mpii", unit="img"):
+    for i in track(range(len(annolist)), desc="convert mpii", unit="img"):
         if int(img_train[i]) != 1:
             continue
         rects = _items(_field(annolist[i], "annorect"))

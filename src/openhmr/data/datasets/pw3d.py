@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from openhmr.progress import track
 
 from openhmr.body.keypoints import convert as convert_keypoints
 from openhmr.data.datasets._common import (
@@ -207,7 +207,7 @@ def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: 
     regressor = _JointRegressor(Path(smpl_dir)) if smpl_dir else None
 
     def samples() -> Iterator[Sample]:
-        for path in tqdm(files, desc="convert 3dpw", unit="seq"):
+        for path in track(files, desc="convert 3dpw", unit="seq"):
             yield from sequence_samples(root, path, stride, regressor)
 
     options = {"split": split, "root": str(root), "stride": stride, "margin": MARGIN,

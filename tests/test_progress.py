@@ -1,0 +1,140 @@
+"""Progress reports: plain lines where stderr is not a terminal (a log file),
+at most every OPENHMR_PROGRESS_SECONDS, a closing line only for work that
+completed, and a one-line error for a bad interval."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from openhmr.cli import main as cli_main
+from openhmr.errors import InputError
+from openhmr.progress import LineProgress, duration, line_interval, progress_bar, speed, track
+
+
+class Clock:
+    """Seconds that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_lines_come_at_most_once_an_interval_and_say_how_far():
+    clock, out = Clock(), io.StringIO()
+    with LineProgress(20, "convert x", "img", interval=10, stream=out, clock=clock) as bar:
+        for _ in range(5):
+            clock.now += 1  # one image a second
+            bar.update(1)
+        assert out.getvalue() == ""  # 5 s in: no line yet
+        for _ in range(5):
+            clock.now += 1
+            bar.update(1)
+        # 10 s in, 10 of 20 done at 1 img/s: 10 s left.
+        assert out.getvalue() == "convert x: 10/20 img (50 %), 1.0 img/s, ~10 s left\n"
+        for _ in range(10):
+            clock.now += 2
+            bar.update(1)
+            bar.set_postfix_str("loss=0.5", refresh=False)
+    lines = out.getvalue().splitlines()
+    # Lines at 10, 20 and 30 s (every 10 s), then the closing line.
+    assert len(lines) == 4 and "\r" not in out.getvalue()
+    # 15 in 20 s, slower than one a second: seconds per image.
+    assert lines[1] == "convert x: 15/20 img (75 %), 1.3 s/img, ~6.7 s left, loss=0.5"
+    assert lines[-1] == "convert x: 20/20 img in 30 s (1.5 s/img), loss=0.5"
+
+
+def test_no_closing_line_after_an_error_or_when_not_left():
+    clock, out = Clock(), io.StringIO()
+    with pytest.raises(RuntimeError):
+        with LineProgress(3, "w", "img", interval=10, stream=out, clock=clock) as bar:
+            bar.update(1)
+            raise RuntimeError("failed")
+    assert out.getvalue() == ""
+    with LineProgress(3, "w", "img", interval=10, stream=out, clock=clock, leave=False) as bar:
+        bar.update(3)
+    assert out.getvalue() == ""
+
+
+def test_unknown_total_slow_work_and_resumed_counts():
+    clock, out = Clock(), io.StringIO()
+    bar = LineProgress(None, "frames", "frame", interval=0, stream=out, clock=clock)
+    clock.now += 8
+    bar.update(2)
+    assert out.getvalue() == "frames: 2 frame, 4.0 s/frame\n"
+    # A resumed run counts its speed and time left from its own steps only.
+    resumed = LineProgress(100, "train", "step", initial=90, interval=0, stream=out, clock=clock)
+    clock.now += 5
+    resumed.update(5)
+    assert out.getvalue().splitlines()[-1] == "train: 95/100 step (95 %), 1.0 step/s, ~5.0 s left"
+    # A postfix set with refresh writes a line when one is due (a long step's own progress).
+    resumed.set_postfix_str("fitting 40 %")
+    assert out.getvalue().splitlines()[-1].endswith(", fitting 40 %")
+
+
+def test_duration_and_speed_read_as_people_write_them():
+    assert duration(4.25) == "4.2 s"
+    assert duration(42.4) == "42 s"
+    assert duration(185) == "3 min 05 s"
+    assert duration(7620) == "2 h 07 min"
+    assert speed(10, 4, "img") == "2.5 img/s"
+    assert speed(1, 4, "img") == "4.0 s/img"
+    assert speed(0, 4, "img") == ""
+
+
+def test_track_counts_each_item_and_is_silent_when_left_early(monkeypatch, capsys):
+    monkeypatch.setenv("OPENHMR_PROGRESS_SECONDS", "0")
+    assert list(track(range(3), "items", "it")) == [0, 1, 2]
+    lines = capsys.readouterr().err.splitlines()  # capsys's stderr is no terminal
+    assert [line.split(",")[0] for line in lines[:3]] == ["items: 1/3 it (33 %)", "items: 2/3 it (66 %)",
+                                                          "items: 3/3 it (100 %)"]
+    assert lines[-1].startswith("items: 3/3 it in ") and len(lines) == 4
+    for i in track(range(5), "early", "it"):
+        if i == 1:
+            break
+    assert "early: 5/5" not in capsys.readouterr().err
+    assert list(track([1, 2], "off", "it", enabled=False)) == [1, 2]
+    with progress_bar(2, "off", "it", enabled=False) as bar:
+        bar.update(2)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("value", ["x", "-1", "nan", "inf"])
+def test_a_bad_interval_is_one_line_before_any_work(monkeypatch, capsys, value):
+    monkeypatch.setenv("OPENHMR_PROGRESS_SECONDS", value)
+    with pytest.raises(InputError, match="OPENHMR_PROGRESS_SECONDS"):
+        line_interval()
+    assert cli_main(["data", "info", "/nonexistent"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"openhmr data: error: OPENHMR_PROGRESS_SECONDS={value!r} must be a number of seconds ≥ 0\n"
+
+
+def test_a_logged_command_writes_lines_not_carriage_returns(tmp_path):
+    """A conversion whose stderr is a log file: a line per sequence (interval
+    0) and a closing line, no carriage return a log would run together."""
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        path = tmp_path / "amass" / "CMU" / f"0{i}_poses.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, poses=rng.normal(size=(4, 156)), betas=rng.normal(size=16), trans=np.zeros((4, 3)),
+                 gender="female", mocap_framerate=120.0)
+    log = tmp_path / "log.txt"
+    with log.open("w") as stderr:
+        done = subprocess.run([sys.executable, "-m", "openhmr", "data", "convert-mocap", "amass",
+                               str(tmp_path / "amass"), str(tmp_path / "mocap.npz")],
+                              stderr=stderr, stdout=subprocess.PIPE, timeout=300,
+                              env={**os.environ, "OPENHMR_PROGRESS_SECONDS": "0"})
+    text = log.read_text()
+    assert done.returncode == 0, text
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert [line.split(",")[0] for line in lines[:3]] == [
+        "convert amass: 1/3 seq (33 %)", "convert amass: 2/3 seq (66 %)", "convert amass: 3/3 seq (100 %)"]
+    assert lines[3].startswith("convert amass: 3/3 seq in ")
