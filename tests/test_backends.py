@@ -26,6 +26,8 @@ proxies no reduced-precision backend is within the tolerance
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -299,6 +301,24 @@ def test_export_onnx_command(smpl_model, smpl_npz, tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     assert main(args[:-2] + ["--out", str(tmp_path / "b.onnx"), "--batch", "zero"]) == 1
     assert "--batch" in capsys.readouterr().err
+
+
+@needs_onnx
+def test_export_onnx_says_only_its_own_lines(smpl_model, smpl_npz, tmp_path):
+    """A first export in a fresh process: the exporter's notices about torch
+    (torchvision operators it skips, torch's own deprecations) are held back,
+    so stderr holds the command's two lines."""
+    from openhmr.nets import HMR
+
+    torch.manual_seed(0)
+    weights = tmp_path / "hmr.safetensors"
+    HMR(smpl_model).save_pretrained(weights)
+    done = subprocess.run([sys.executable, "-m", "openhmr", "export-onnx", "--weights", str(weights),
+                           "--smpl", str(smpl_npz), "--out", str(tmp_path / "hmr.onnx")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2 and all(line.startswith("openhmr export-onnx: ") for line in lines), done.stderr
 
 
 @needs_onnx

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="run folder for checkpoints, logs and weights "
                    "(default: runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress report (bar or lines)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="override config options, e.g. batch_size=32 datasets_2d=[lsp,coco]")
     p.set_defaults(func=run)

@@ -20,8 +20,12 @@ integer convolutions.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +96,7 @@ def export_onnx(model: nn.Module, path: str | Path, batch: int | None = None,
     if batch is None:
         dynamic_shapes = {"crops": {0: torch.export.Dim("batch", min=1, max=4096)}}
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_exporter():
             program = torch.onnx.export(
                 module.float().cpu(), (example,), None, input_names=["crops"], output_names=outputs,
                 opset_version=OPSET, dynamo=True, dynamic_shapes=dynamic_shapes, external_data=False,
@@ -117,6 +121,24 @@ def export_onnx(model: nn.Module, path: str | Path, batch: int | None = None,
     with replacing(path) as tmp:
         onnx.save_model(proto, str(tmp))
     return path
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Hold back the exporter's notices about torch itself: that torchvision's
+    operators cannot be registered (openhmr uses none) and torch's own
+    deprecations. They say nothing about the user's model, and on a first
+    export they would run ahead of the command's one-line report."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        registration.setLevel(level)
 
 
 def _set_metadata(proto: Any, metadata: dict[str, str]) -> None:
