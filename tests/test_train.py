@@ -414,9 +414,12 @@ def test_a_damaged_checkpoint_is_one_line(tmp_path):
 
     from openhmr.training.checkpoint import CheckpointError, load_checkpoint
 
+    torch.save({"step": 3, "model": {"w": torch.zeros(1000)}}, tmp_path / "whole.pt")
+    whole = (tmp_path / "whole.pt").read_bytes()
+    cut = [(f"cut{share}.pt", whole[:int(len(whole) * share)], "cut short or damaged") for share in (0.3, 0.95)]
     for name, data, reason in (("empty.pt", b"", "empty or cut short"),
                                ("junk.pt", b"garbage" * 10, "not a torch file"),
-                               ("object.pt", pickle.dumps({"a": object}), "not a torch file")):
+                               ("object.pt", pickle.dumps({"a": object}), "not a torch file"), *cut):
         (tmp_path / name).write_bytes(data)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -18,6 +18,7 @@ import os
 import pickle
 import random
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             reason = "not a torch file, or one holding more than tensors and plain data"
         elif isinstance(e, EOFError):
             reason = "empty or cut short"
+        elif "zip archive" in str(e) or not zipfile.is_zipfile(path):
+            # torch writes a zip; one cut short has lost its central directory
+            # (miniz's long advice) or leaves a read past its end (Errno 22).
+            reason = "cut short or damaged (not a whole torch zip file)"
         else:
             reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
         raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
