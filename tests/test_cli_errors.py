@@ -162,3 +162,15 @@ def test_a_binary_or_folder_training_config_is_one_line(tmp_path, capsys):
     assert "is not a text file, so not a YAML config" in capsys.readouterr().err
     assert main(["train", "--config", str(tmp_path), "--out", str(tmp_path / "run")]) == 1
     assert "is a folder; give its .yaml file" in capsys.readouterr().err
+
+
+def test_out_of_memory_is_recognised_in_its_three_forms():
+    import torch
+
+    from openhmr.cli import is_out_of_memory
+
+    assert is_out_of_memory(MemoryError())
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
+    assert is_out_of_memory(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: "
+                                         "can't allocate memory: you tried to allocate 1 bytes"))
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))

@@ -426,3 +426,67 @@ def test_a_damaged_checkpoint_is_one_line(tmp_path):
             with pytest.raises(CheckpointError, match=reason) as error:
                 load_checkpoint(tmp_path / name)
         assert "\n" not in str(error.value) and "weights_only" not in str(error.value)
+
+
+def test_a_batch_whose_images_exceed_memory_is_refused_at_once(smpl_npz):
+    from openhmr.errors import InputError
+    from openhmr.train import check_batch_fits
+
+    cfg = small_config(smpl_npz, batch_size=1000, image_size=224)  # 1000 × 3 × 224² × 4 B = 0.56 GiB
+    check_batch_fits(cfg, memory=2 ** 30)
+    with pytest.raises(InputError, match=r"batch_size=1000 at image_size=224 needs 1 GiB for its images alone, "
+                                         r"more than this machine's 0 GiB"):
+        check_batch_fits(cfg, memory=2 ** 29)
+    with pytest.raises(InputError, match="batch_size=1000000000"):
+        Trainer(small_config(smpl_npz, batch_size=10 ** 9), "unused_run_folder")
+    assert not Path("unused_run_folder").exists()
+
+
+def test_a_new_run_that_stops_before_its_first_checkpoint_takes_back_what_it_wrote(
+        smpl_npz, tmp_path, monkeypatch, capsys):
+    """So the same command can start it again; a user's own file, and a run
+    with a checkpoint, are kept."""
+    from openhmr.cli import main
+
+    real_step = Trainer.train_step
+
+    def fail_at_step_3(self):
+        if self.step == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", fail_at_step_3)
+    config = tmp_path / "small.yaml"
+    small_config(smpl_npz, max_steps=4, checkpoint_every=3, tensorboard=True).save(config)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(run), "--no-progress"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2] == ("openhmr train: the run stopped before its first checkpoint; removed its config.yaml and "
+                       "TensorBoard events, so the same command can start it again")
+    assert err[-1] == ("openhmr train: error: out of memory (CUDA out of memory. Tried to allocate 2.00 GiB); "
+                       "a smaller batch size (--batch-size, or batch_size= for train) needs less")
+    assert not run.exists()
+    # A folder of the user's stays, with the user's file; only the run's own files go.
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    assert main(["train", "--config", str(config), "--out", str(run), "--no-progress"]) == 1
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+    # With a checkpoint written (step 3 of 4 fails after it), everything stays for --resume.
+    small_config(smpl_npz, max_steps=4, checkpoint_every=2, tensorboard=True).save(config)
+    monkeypatch.setattr(Trainer, "train_step", lambda self: (_ for _ in ()).throw(KeyboardInterrupt)
+                        if self.step == 2 else real_step(self))
+    assert main(["train", "--config", str(config), "--out", str(run), "--no-progress"]) == 130
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "notes.txt", "tensorboard"]
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 0
+    assert (run / "hmr_final.safetensors").is_file()
+
+
+def test_any_other_runtime_error_keeps_its_traceback(smpl_npz, tmp_path, monkeypatch):
+    from openhmr.cli import main
+
+    monkeypatch.setattr(Trainer, "train_step", lambda self: (_ for _ in ()).throw(RuntimeError("a bug")))
+    config = tmp_path / "small.yaml"
+    small_config(smpl_npz, max_steps=2).save(config)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["train", "--config", str(config), "--out", str(tmp_path / "run")])

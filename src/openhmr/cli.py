@@ -74,6 +74,19 @@ def describe_os_error(error: OSError) -> str:
     return f"{what}: {' → '.join(where)}" if where else what
 
 
+def first_line(error: BaseException) -> str:
+    """An error's first non-empty line, or its type's name."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Python's MemoryError (numpy's too), torch's CUDA OutOfMemoryError, or
+    torch's CPU allocator refusing an allocation (a plain RuntimeError)."""
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
@@ -90,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         # A path the file system refuses (not writable, a file where a folder
         # should be, a disk full) is the user's to fix, not a bug to trace.
         print(f"openhmr {args.command}: error: {describe_os_error(e)}", file=sys.stderr)
+        return 1
+    except (MemoryError, RuntimeError) as e:
+        # A batch too large for the machine is the user's to change; any other
+        # runtime error is a bug, and its traceback is what a report needs.
+        if not is_out_of_memory(e):
+            raise
+        print(f"openhmr {args.command}: error: out of memory ({first_line(e)}); a smaller batch size "
+              "(--batch-size, or batch_size= for train) needs less", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"openhmr {args.command}: interrupted", file=sys.stderr)

@@ -150,6 +150,33 @@ def build_encoder(cfg: TrainConfig) -> nn.Module:
     return encoder
 
 
+def physical_memory_bytes() -> int | None:
+    """This machine's RAM in bytes, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_batch_fits(cfg: TrainConfig, memory: int | None = None) -> None:
+    """Refuse a batch whose float32 images alone (batch_size × 3 × S² × 4
+    bytes) exceed the machine's memory (``memory`` bytes; default: this
+    machine's RAM). Such a batch cannot run, and building it would first
+    swap the machine to a halt; the activations of a real step need far more,
+    so passing this check promises nothing — an ordinary out-of-memory error
+    is still reported on one line.
+
+    Raises:
+        InputError: the batch's images do not fit.
+    """
+    memory = physical_memory_bytes() if memory is None else memory
+    need = cfg.batch_size * 3 * cfg.image_size ** 2 * 4
+    if memory is not None and need > memory:
+        raise InputError(f"batch_size={cfg.batch_size} at image_size={cfg.image_size} needs "
+                         f"{need / 2 ** 30:,.0f} GiB for its images alone, more than this machine's "
+                         f"{memory / 2 ** 30:,.0f} GiB")
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy's global generator and torch (CPU and CUDA); the original set none (Q21)."""
     import random
@@ -211,6 +238,8 @@ class Trainer:
                 raise InputError(f"{self.run_dir} already holds {taken[0]}; choose another --out for "
                                  "a new run")
 
+        check_batch_fits(cfg)
+
         # Same initial weights on every rank (DDP also broadcasts rank 0's).
         seed_everything(cfg.seed)
         body = body_model if body_model is not None else build_body_model(cfg)
@@ -254,12 +283,21 @@ class Trainer:
         self.batches, self.mocap = self._data(body)
         self.total_steps = steps_for(cfg, self.batches.num_examples, self.dist.world_size)
         self.step = 0
+        # What a new run writes before its first checkpoint, so that a run that
+        # stops before one can take it back (:meth:`close`).
+        self.made: list[Path] = []
         if resume:
             self.load(existing[-1][1])
         elif self.dist.is_main:
+            tensorboard = self.run_dir / "tensorboard"
+            self.made += [p for p in (self.run_dir, tensorboard) if not p.exists()]
+            before = set(tensorboard.iterdir()) if tensorboard.is_dir() else set()
             self.run_dir.mkdir(parents=True, exist_ok=True)
             cfg.save(self.run_dir / CONFIG_FILE)
+            self.made.append(self.run_dir / CONFIG_FILE)
         self.monitor = RunMonitor(self.run_dir / "tensorboard", cfg.tensorboard and self.dist.is_main)
+        if not resume and self.dist.is_main and (self.run_dir / "tensorboard").is_dir():
+            self.made += sorted(set((self.run_dir / "tensorboard").iterdir()) - before)
 
     # ------------------------------------------------------------------ parts
     def _optimizer(self, params, lr: float) -> torch.optim.Optimizer:
@@ -431,8 +469,27 @@ class Trainer:
             self.hmr.save_pretrained(path, discriminator=self.discriminator, overwrite=True, source="openhmr train")
         return path
 
-    def close(self) -> None:
+    def close(self, completed: bool = True) -> list[Path]:
+        """Close the TensorBoard writer. A new run that did not complete and
+        wrote no checkpoint cannot be resumed, yet its ``config.yaml`` would
+        make the same command refuse the folder: it then removes what it wrote
+        (the config, its TensorBoard events, folders it made that are left
+        empty) and returns those paths."""
         self.monitor.close()
+        if completed or not self.made or list_checkpoints(self.run_dir) or (
+                self.run_dir / FINAL_WEIGHTS).exists():
+            return []
+        removed = []
+        for path in reversed(self.made):  # files before the folders that hold them
+            if path.is_dir():
+                if not any(path.iterdir()):
+                    path.rmdir()
+                    removed.append(path)
+            elif path.exists():
+                path.unlink()
+                removed.append(path)
+        self.made = []
+        return removed
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Trainer:
@@ -441,6 +498,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     try:
         trainer.run(progress=progress)
         trainer.save_weights()
-    finally:
-        trainer.close()
+    except BaseException:
+        trainer.close(completed=False)
+        raise
+    trainer.close()
     return trainer

@@ -51,8 +51,12 @@ def run(args: argparse.Namespace) -> int:
                   f"({trainer.dist.world_size} process(es), {trainer.device})", file=sys.stderr, flush=True)
         trainer.run(progress=not args.no_progress)
         weights = trainer.save_weights()
-    finally:
-        trainer.close()
+    except BaseException:
+        if trainer.close(completed=False):
+            print(f"openhmr train: the run stopped before its first checkpoint; removed its {CONFIG_FILE} "
+                  "and TensorBoard events, so the same command can start it again", file=sys.stderr)
+        raise
+    trainer.close()
     if trainer.dist.is_main:
         print(f"openhmr train: done at step {trainer.step}; weights in {weights}", file=sys.stderr)
     return 0
