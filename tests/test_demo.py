@@ -691,6 +691,26 @@ def test_video_with_openpose_keypoints(model_files, tmp_path, capsys, cached_loa
         assert not (tmp_path / "refused" / "walk.npz").exists()
 
 
+@pytest.mark.parametrize("max_people", [1, 2])
+def test_a_video_with_nobody_in_it_fails_and_writes_nothing(model_files, tmp_path, capsys, max_people):
+    """A failed video leaves no file and no folder behind, as a failed photo."""
+    from openhmr.demo import DemoOptions, run_demo
+
+    video = _grey_video(tmp_path / "empty.mp4", 3, 160, 120)
+    keypoints = tmp_path / "openpose"
+    keypoints.mkdir()
+    for i in range(3):
+        (keypoints / f"empty_{i:012d}_keypoints.json").write_text(json.dumps({"people": []}))
+    weights, smpl = model_files
+    out = tmp_path / "out"
+    options = DemoOptions([str(video)], out=out, method="fit", smpl=smpl, openpose=keypoints,
+                          max_people=max_people)
+    assert run_demo(options) == 1
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        f"openhmr demo: error: {video}: no person in any frame", "openhmr demo: 1 of 1 input(s) failed"]
+    assert not out.exists()
+
+
 def test_a_videos_fits_run_in_chains_side_by_side(model_files, tmp_path, cached_loading, monkeypatch):
     """A tracked video's frames are fitted in chains of at least 16 frames
     side by side: 50 frames are chains of 17, 17 and 16 frames, the later

@@ -188,7 +188,6 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
         paths["npz"] = npz_of(1)
     check_free(paths, options.overwrite)
     info, frames = open_video(item.path)
-    paths["npz"].parent.mkdir(parents=True, exist_ok=True)
     follower = PeopleFollower(max_gap=max(1, int(round(info.fps or 10))))
     people: dict[int | None, list[Prediction]] = {}  # person followed (None: the one person) → bodies
     skipped = 0
@@ -235,14 +234,15 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
                 flush()
         flush()
     if total == 0:
-        raise InputError(f"cannot read {item.path}: the video has no frames")
+        raise InputError("cannot read the video: it has no frames")
     if skipped:
         warn(f"{item.path}: no person in {skipped} of {total} frames")
+    if not people:  # checked before any file or folder is made: a failed input leaves none
+        raise NoPersonError("no person in any frame")
+    paths["npz"].parent.mkdir(parents=True, exist_ok=True)
     smoothing = video_smoothing(options)
     body = predictor.body
     if several:
-        if not people:
-            raise InputError(f"no person found in any frame of {item.path}")
         write_people_npz(body, people, npz_of, total, info.fps, smoothing, options.overwrite)
         if options.overwrite:
             removed = remove_earlier_people(out, item.name, max(people))
@@ -257,8 +257,6 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
         meshes = progress(posed_again(body, preds), len(preds), f"{item.path.name} npz", "frame")
         write_video_npz(paths["npz"], preds, total, info.fps, smoothing=smoothing,
                         vertices=(p.vertices.astype(np.float32) for p in meshes))
-        if not preds:
-            raise InputError(f"no person found in any frame of {item.path}")
         posed = posed_again(body, preds)
     if options.render:
         write_overlay_video(item, paths["overlay"], posed)
