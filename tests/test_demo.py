@@ -1380,3 +1380,40 @@ def test_views_show_the_region_around_a_small_person(smpl_model):
     figure = views_figure(image, small)
     assert figure.ndim == 3 and figure.shape[0] < 2 * (y1 - y0) + 100  # panels of the region, not the photo
     assert person_region(predicted(0.5, (320, 240))) == (0, 0, 640, 480)
+
+
+def test_an_interrupted_overlay_video_leaves_no_half_file(model_files, tmp_path, monkeypatch):
+    """The overlay video is written to a temporary name and renamed when whole."""
+    import openhmr.demo.video as video_module
+    from openhmr.demo import DemoOptions, run_demo
+    from openhmr.fit import FitConfig
+
+    video = _grey_video(tmp_path / "walk.mp4", 3, 320, 240)
+    keypoints = tmp_path / "openpose"
+    keypoints.mkdir()
+    for i in range(3):
+        people = [{"pose_keypoints_2d": _standing_body25(120, 30, 180).ravel().tolist()}]
+        (keypoints / f"walk_{i:012d}_keypoints.json").write_text(json.dumps({"people": people}))
+    calls = []
+    real_render = video_module.render_overlay
+
+    def interrupt_at_the_second_frame(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_render(*args, **kwargs)
+
+    monkeypatch.setattr(video_module, "render_overlay", interrupt_at_the_second_frame)
+    weights, smpl = model_files
+    quick = FitConfig(stage1_iters=5, stage2_iters=(10,), pose_weights=(100.0,), shape_weights=(50.0,),
+                      track_iters=10)
+    out = tmp_path / "out"
+    options = DemoOptions([str(video)], out=out, method="fit", smpl=smpl, openpose=keypoints,
+                          fit_config=quick, smoothing="none")
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(options)
+    assert sorted(p.name for p in out.iterdir()) == ["walk.npz"]  # whole; no overlay, no temporary
+    monkeypatch.setattr(video_module, "render_overlay", real_render)
+    assert run_demo(DemoOptions([str(video)], out=out, method="fit", smpl=smpl, openpose=keypoints,
+                                fit_config=quick, smoothing="none", overwrite=True)) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["walk.npz", "walk_overlay.mp4"]

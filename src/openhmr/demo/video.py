@@ -29,6 +29,7 @@ from openhmr.demo.report import FittingNote, Timer, progress, progress_bar, warn
 from openhmr.demo.sources import OpenPoseSource, PersonLocation, PersonSource
 from openhmr.errors import InputError, NoPersonError
 from openhmr.io.images import InputItem, open_video
+from openhmr.io.output_paths import replacing
 from openhmr.io.prediction import Prediction, write_video_npz
 
 # A video's predictions are held without their meshes (``without_vertices``)
@@ -263,19 +264,31 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
     return sum(len(preds) for preds in people.values())
 
 
+class _OverlayUnwritable(Exception):
+    """OpenCV could not open a writer for the overlay video."""
+
+
 def write_overlay_video(item: InputItem, path: Path, preds: Iterable[Prediction]) -> None:
     """The video again with each frame's bodies drawn over it (plain frames
     where there is none); ``preds`` in frame order, with their meshes, one or
     more per frame (several are drawn with one z-buffer,
     :func:`render_people_overlay`). A rendering failure leaves the rest of
-    the video plain."""
+    the video plain. Written to a temporary name and renamed when whole, so
+    an interrupted run leaves no half video."""
+    try:
+        with replacing(path) as tmp:
+            _write_overlay_frames(item, tmp, preds)
+    except _OverlayUnwritable:
+        warn(f"{item.path}: cannot write {path}; no overlay video")
+
+
+def _write_overlay_frames(item: InputItem, path: Path, preds: Iterable[Prediction]) -> None:
     import cv2
 
     info, frames = open_video(item.path)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), info.fps, (info.width, info.height))
     if not writer.isOpened():
-        warn(f"{item.path}: cannot write {path}; no overlay video")
-        return
+        raise _OverlayUnwritable
     upcoming = iter(preds)
     pred = next(upcoming, None)
     try:

@@ -36,6 +36,7 @@ from openhmr.errors import InputError
 from openhmr.evaluate.benchmark import Benchmark
 from openhmr.evaluate.mpi_inf_3dhp import ROOT_17, h36m17_to_3dhp17, lsp14_from_17
 from openhmr.evaluate.predictions import Predictions
+from openhmr.io.output_paths import replacing
 
 # Metrics whose median is worth printing (the errors; PCK medians are not).
 _ERROR_METRICS = ("MPJPE", "PA-MPJPE", "PVE")
@@ -136,8 +137,7 @@ class Report:
         for p in (csv_path, json_path):
             if p.exists() and not overwrite:
                 raise InputError(f"{p} exists; pass --overwrite to replace it or choose another --out")
-        out.mkdir(parents=True, exist_ok=True)
-        with csv_path.open("w", newline="") as f:
+        with replacing(csv_path) as tmp, tmp.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["level", "group", "frames", "metric", "mean", "median"])
             for level, groups in self.breakdown.items():
@@ -149,7 +149,8 @@ class Report:
                 for c in self.columns:
                     w.writerow(["overall", name, self.settings.get("frames", ""), c,
                                 f"{row[c]:.6f}", ""])
-        json_path.write_text(json.dumps(self.to_dict(), indent=2, default=_jsonable) + "\n")
+        with replacing(json_path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2, default=_jsonable) + "\n")
         return csv_path, json_path
 
 
