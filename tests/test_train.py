@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from openhmr.train import Trainer
+from openhmr.train import Trainer, train
 from openhmr.training.checkpoint import latest_checkpoint, list_checkpoints
 from openhmr.training.config import ConfigError, TrainConfig, parse_overrides
 from openhmr.training.data import BATCH_KEYS
@@ -171,7 +171,7 @@ def test_sigkill_then_resume_from_the_command_line(smpl_npz, tmp_path):
         [sys.executable, "-m", "openhmr", "train", "--out", str(run), "--resume", f"max_steps={killed_at + 2}"],
         env=env, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"resuming from step {killed_at}" in resumed.stdout + resumed.stderr
+    assert f"resuming at step {killed_at} of " in resumed.stdout + resumed.stderr
     assert list_checkpoints(run)[-1][0] == killed_at + 2
     assert (run / "hmr_final.safetensors").is_file()
 
@@ -490,3 +490,34 @@ def test_any_other_runtime_error_keeps_its_traceback(smpl_npz, tmp_path, monkeyp
     small_config(smpl_npz, max_steps=2).save(config)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["train", "--config", str(config), "--out", str(tmp_path / "run")])
+
+
+def test_readme_converts_into_the_folders_the_paper_config_reads():
+    """README's conversion lines write the folders configs/hmr_paper.yaml looks for,
+    with converter names the command accepts."""
+    import re
+
+    from openhmr.data.datasets import CONVERTERS
+
+    cfg = TrainConfig.load(REPO / "configs" / "hmr_paper.yaml")
+    lines = re.findall(r"^\s+openhmr data convert (\S+)\s+\S+\s+(\S+)", (REPO / "README.md").read_text(), re.M)
+    assert lines and all(name in CONVERTERS for name, _ in lines)
+    written = {out for _, out in lines}
+    for name in cfg.datasets_2d + cfg.datasets_3d:
+        assert f"{cfg.data_dir}/{name}" in written, name
+
+
+def test_a_trained_runs_weights_load_with_from_pretrained(smpl_npz, tmp_path):
+    """hmr_final.safetensors of a run with the tiny encoder and a narrower
+    regressor (regressor_hidden) loads with HMR.from_pretrained and predicts
+    what the trained network predicts."""
+    from openhmr.body import SMPL
+    from openhmr.nets import HMR
+
+    trainer = train(small_config(smpl_npz, max_steps=2, regressor_hidden=64), tmp_path / "run", progress=False)
+    loaded = HMR.from_pretrained(tmp_path / "run" / "hmr_final.safetensors", SMPL(smpl_npz))
+    assert loaded.encoder_name == "tiny" and loaded.regressor.fc1.out_features == 64
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    trained = trainer.hmr.cpu().eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images).thetas[-1], trained(images).thetas[-1], rtol=0, atol=1e-6)

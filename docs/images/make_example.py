@@ -14,6 +14,7 @@ Run from the repository root:  python docs/images/make_example.py
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 import tempfile
@@ -115,6 +116,8 @@ def group_figure(body: Anny, tmp: Path) -> int:
 
 
 def main() -> int:
+    # No options: the parser exists so that --help explains instead of rewriting the pictures.
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     torch.manual_seed(0)
     body = Anny()
     photo = render_photo([posed_body(body, WAVING)], body.faces, WIDTH)

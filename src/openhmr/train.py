@@ -40,7 +40,8 @@ from torch import Tensor, nn
 
 from openhmr.body.base import BodyModel
 from openhmr.errors import InputError, WeightsError
-from openhmr.nets import HMR, FactorizedDiscriminator, IEFRegressor
+from openhmr.nets import HMR, FactorizedDiscriminator
+from openhmr.nets.hmr import encoder_from_name
 from openhmr.progress import progress_bar
 from openhmr.training.checkpoint import (
     CheckpointError,
@@ -126,14 +127,7 @@ def build_body_model(cfg: TrainConfig) -> BodyModel:
 
 def build_encoder(cfg: TrainConfig) -> nn.Module:
     """The image encoder, optionally initialised from a safetensors state dict."""
-    if cfg.encoder == "tiny":
-        from openhmr.nets.tiny import TinyEncoder
-
-        encoder: nn.Module = TinyEncoder()
-    else:
-        from openhmr.nets.resnet import build_encoder as build_resnet
-
-        encoder = build_resnet(cfg.encoder)
+    encoder = encoder_from_name(cfg.encoder)
     if cfg.encoder_weights:
         from safetensors.torch import load_file
 
@@ -243,12 +237,8 @@ class Trainer:
         # Same initial weights on every rank (DDP also broadcasts rank 0's).
         seed_everything(cfg.seed)
         body = body_model if body_model is not None else build_body_model(cfg)
-        self.hmr = HMR(body, encoder=build_encoder(cfg), num_iterations=cfg.num_iterations)
-        if cfg.regressor_hidden != 1024 or cfg.regressor_dropout != 0.5:
-            regressor = self.hmr.regressor
-            self.hmr.regressor = IEFRegressor(regressor.mean_param.detach(), regressor.feature_dim,
-                                              hidden=cfg.regressor_hidden, num_iterations=cfg.num_iterations,
-                                              dropout=cfg.regressor_dropout)
+        self.hmr = HMR(body, encoder=build_encoder(cfg), num_iterations=cfg.num_iterations,
+                       regressor_hidden=cfg.regressor_hidden, regressor_dropout=cfg.regressor_dropout)
         self.discriminator = None if cfg.encoder_only else FactorizedDiscriminator(
             num_joints=body.num_joints - 1, num_betas=body.shape_size, hidden=cfg.discriminator_hidden)
         on_cuda = self.device.type == "cuda"

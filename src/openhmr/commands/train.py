@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(cfg, out, resume=args.resume)
     try:
         if trainer.dist.is_main:
-            where = f"resuming from step {trainer.step}" if args.resume else "starting"
+            where = f"resuming at step {trainer.step}" if args.resume else "starting at step 0"
             print(f"openhmr train: {where} of {trainer.total_steps} in {out} "
                   f"({trainer.dist.world_size} process(es), {trainer.device})", file=sys.stderr, flush=True)
         trainer.run(progress=not args.no_progress)

@@ -30,6 +30,7 @@ from openhmr.geometry.camera import weak_perspective_project
 from openhmr.geometry.rotations import axis_angle_to_matrix
 from openhmr.nets.regressor import IEFRegressor
 from openhmr.nets.resnet import build_encoder
+from openhmr.nets.tiny import TinyEncoder
 
 # HMR's initial camera scale (trainer.load_mean_param).
 MEAN_CAMERA_SCALE = 0.9
@@ -94,6 +95,16 @@ def default_mean_theta(body_model: BodyModel) -> Tensor:
     return torch.cat([cam, pose, torch.zeros(body_model.shape_size)])
 
 
+def encoder_from_name(name: str) -> nn.Module:
+    """The encoder a name (or a weights file's metadata) gives: ``resnet50_v2``
+    (HMR's), ``resnet50_v1``, or ``tiny`` (:class:`TinyEncoder`, of smoke runs).
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    return TinyEncoder() if name == TinyEncoder.name else build_encoder(name)
+
+
 class HMR(nn.Module):
     """Human Mesh Recovery: ``forward(images (B, 3, 224, 224) in [-1, 1]) -> HMROutput``.
 
@@ -103,6 +114,8 @@ class HMR(nn.Module):
             (torchvision layout) or any module mapping images to (B, F).
         num_iterations: IEF steps T (3).
         mean_theta: (|Θ|,) initial Θ₀; default :func:`default_mean_theta`.
+        regressor_hidden: width of the regressor's two hidden layers (1024).
+        regressor_dropout: their dropout probability in training (0.5).
     """
 
     def __init__(
@@ -111,17 +124,20 @@ class HMR(nn.Module):
         encoder: str | nn.Module = "resnet50_v2",
         num_iterations: int = 3,
         mean_theta: Tensor | None = None,
+        regressor_hidden: int = 1024,
+        regressor_dropout: float = 0.5,
     ) -> None:
         super().__init__()
         self.body = body_model
-        self.encoder = build_encoder(encoder) if isinstance(encoder, str) else encoder
+        self.encoder = encoder_from_name(encoder) if isinstance(encoder, str) else encoder
         self.encoder_name = str(getattr(self.encoder, "name", type(self.encoder).__name__))
         feature_dim = int(getattr(self.encoder, "out_features", 2048))
         if mean_theta is None:
             mean_theta = default_mean_theta(body_model)
         if mean_theta.numel() != self.theta_size:
             raise ValueError(f"mean_theta has {mean_theta.numel()} values, Θ for {body_model.name} has {self.theta_size}")
-        self.regressor = IEFRegressor(mean_theta, feature_dim=feature_dim, num_iterations=num_iterations)
+        self.regressor = IEFRegressor(mean_theta, feature_dim=feature_dim, hidden=regressor_hidden,
+                                      num_iterations=num_iterations, dropout=regressor_dropout)
 
     # -- Θ layout ---------------------------------------------------------
 
@@ -274,12 +290,15 @@ class HMR(nn.Module):
             # The encoder is built without initialising its 23M weights, which
             # the file overwrites anyway; every tensor is then loaded below.
             with torch.device("meta"):
-                encoder = build_encoder(meta.get("encoder", "resnet50_v2"))
+                encoder = encoder_from_name(meta.get("encoder", "resnet50_v2"))
             encoder = encoder.to_empty(device="cpu")
             for name, buffer in encoder.named_buffers():
                 if name.endswith("num_batches_tracked"):
                     buffer.zero_()
-            model = cls(body_model, encoder=encoder, num_iterations=num_iterations)
+            # A trained run may have chosen another width (openhmr train's regressor_hidden).
+            fc1 = tensors.get("regressor.fc1.weight")
+            hidden = int(fc1.shape[0]) if fc1 is not None and fc1.ndim == 2 else 1024
+            model = cls(body_model, encoder=encoder, num_iterations=num_iterations, regressor_hidden=hidden)
         except ValueError as e:
             raise WeightsError(f"{path.name} has unusable metadata ({e})") from None
         model.load_network_state(tensors, path.name)

@@ -21,6 +21,8 @@ class TinyEncoder(nn.Module):
         out_features: size of φ (a 1×1 conv maps the last stage to it).
     """
 
+    name = "tiny"  # the encoder's name in a weights file's metadata
+
     def __init__(self, out_features: int = 128) -> None:
         super().__init__()
         self.out_features = out_features

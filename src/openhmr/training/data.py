@@ -270,7 +270,7 @@ def mocap_files(cfg: TrainConfig) -> list[Path]:
                 raise InputError(f"mocap set {name!r} is not a file and mocap_dir is not set")
             path = Path(cfg.mocap_dir) / (name if name.endswith(".npz") else f"{name}.npz")
         if not path.is_file():
-            raise InputError(f"mocap file {path} does not exist (make one with `openhmr data mocap`)")
+            raise InputError(f"mocap file {path} does not exist (make one with `openhmr data convert-mocap`)")
         files.append(path)
     return files
 
