@@ -174,3 +174,19 @@ def test_out_of_memory_is_recognised_in_its_three_forms():
     assert is_out_of_memory(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: "
                                          "can't allocate memory: you tried to allocate 1 bytes"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
+
+
+def test_top_level_help_lists_every_environment_variable_openhmr_reads(capsys):
+    import re
+    from pathlib import Path
+
+    from openhmr.cli import main
+
+    src = Path(__file__).resolve().parents[1] / "src" / "openhmr"
+    read = set()
+    for path in src.rglob("*.py"):
+        read |= set(re.findall(r"\b((?:OPENHMR|ANNY)_[A-Z_]+)\b", path.read_text()))
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = capsys.readouterr().out
+    assert read and all(name in shown for name in read), read

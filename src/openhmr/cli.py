@@ -25,10 +25,24 @@ COMMANDS = (
 )
 
 
+ENVIRONMENT = """\
+environment variables:
+  ANNY_CACHE_DIR            where the Anny body model's ~0.8 GB cache is built once
+                            (default ~/.cache/openhmr/anny)
+  OPENHMR_CACHE             exported ONNX graphs and other caches (default ~/.cache/openhmr)
+  OPENHMR_SMPL              the SMPL file HMR.from_pretrained uses when given none
+  OPENHMR_PROGRESS_SECONDS  seconds between progress lines when stderr is not a terminal
+                            (default 30; 0: one per step)
+
+'openhmr COMMAND --help' explains each command."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="openhmr",
         description="Human mesh recovery from a single image (HMR, Kanazawa et al. 2018).",
+        epilog=ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"openhmr {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
