@@ -354,11 +354,19 @@ class Anny(BodyModel):
 
     Args:
         dtype: float dtype of the model's buffers and outputs.
-        skinning_method: Anny's skinning; ``"lbs"`` needs no GPU kernels.
+        skinning_method: Anny's skinning: ``"lbs"`` (linear blend skinning, no
+            GPU kernels), the only one openhmr supports: the keypoint rig of
+            :meth:`forward_keypoints` is built from the LBS weights.
+
+    Raises:
+        AnnyError: another skinning method.
     """
 
     def __init__(self, dtype: torch.dtype = torch.float32, skinning_method: str = "lbs") -> None:
         super().__init__()
+        if skinning_method != "lbs":
+            raise AnnyError(f"skinning_method must be 'lbs' (openhmr's keypoint rig is built from linear "
+                            f"blend skinning weights), got {skinning_method!r}")
         shared = get_anny(skinning_method)
         self.name = "anny"
         self.num_joints = len(JOINTS)
@@ -666,22 +674,12 @@ class Anny(BodyModel):
     def _inputs(self, pose: Tensor, shape: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Rotation matrices (B, J, 3, 3), each posed bone's delta rotation in
         Anny's world axes (B, P, 3, 3), phenotypes (B, 6)."""
+        pose, shape = self.check_inputs(pose, shape)
         dtype, device = self.dtype, self._to_smpl.device
         pose = pose.to(device=device, dtype=dtype)
         shape = shape.to(device=device, dtype=dtype)
         b = pose.shape[0]
-        if pose.ndim == 4:
-            rot = pose
-        else:
-            rot = axis_angle_to_matrix(pose.reshape(b, -1, 3))
-        if rot.shape[1:] != (self.num_joints, 3, 3):
-            raise ValueError(
-                f"Anny pose must be (B, {self.pose_size}) axis-angle or "
-                f"(B, {self.num_joints}, 3, 3), got {tuple(pose.shape)}")
-        if shape.shape[0] != b or shape.shape[-1] > self.num_betas:
-            raise ValueError(
-                f"Anny shape must be (B, k ≤ {self.num_betas}) with B = {b}, "
-                f"got {tuple(shape.shape)}")
+        rot = pose if pose.ndim == 4 else axis_angle_to_matrix(pose.reshape(b, -1, 3))
         c = self._to_smpl
         # Rotations act in SMPL's frame; Anny wants them in its own world axes.
         local = c.T @ rot[:, self._joint_of_bone] @ c

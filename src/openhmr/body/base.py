@@ -87,6 +87,32 @@ class BodyModel(nn.Module):
         mean parameters when no learned mean is available."""
         return torch.zeros(self.pose_size)
 
+    def check_inputs(self, pose: Tensor, shape: Tensor) -> tuple[Tensor, Tensor]:
+        """``pose`` and ``shape`` as :meth:`forward` takes them, checked once for
+        every model: tensors (numpy arrays are converted), pose (B, 3·J)
+        axis-angle, (B, J, 3) or (B, J, 3, 3) rotations, shape (B, k ≤
+        ``num_betas``), the same B ≥ 1 for both.
+
+        Raises:
+            ValueError: naming the argument that does not fit and its shape.
+        """
+        pose, shape = torch.as_tensor(pose), torch.as_tensor(shape)
+        j = self.num_joints
+        if not ((pose.ndim == 2 and pose.shape[1] == 3 * j) or (pose.ndim == 3 and pose.shape[1:] == (j, 3))
+                or (pose.ndim == 4 and pose.shape[1:] == (j, 3, 3))):
+            raise ValueError(f"{self.name} pose must be (B, {3 * j}) axis-angle or (B, {j}, 3, 3) rotations, "
+                             f"got {tuple(pose.shape)}")
+        if shape.ndim != 2 or shape.shape[1] > self.num_betas:
+            raise ValueError(f"{self.name} shape must be (B, k ≤ {self.num_betas}), got {tuple(shape.shape)}")
+        if pose.shape[0] != shape.shape[0]:
+            raise ValueError(f"{self.name} pose and shape hold different batches: {pose.shape[0]} and "
+                             f"{shape.shape[0]} bodies")
+        if pose.shape[0] == 0:
+            raise ValueError(f"{self.name}: a batch of 0 bodies")
+        if pose.ndim == 3:
+            pose = pose.reshape(pose.shape[0], 3 * j)
+        return pose, shape
+
     def forward(self, pose: Tensor, shape: Tensor) -> BodyOutput:  # pragma: no cover - interface
         """Pose and shape a batch of bodies.
 

@@ -178,20 +178,15 @@ class SMPL(BodyModel):
             BodyOutput with vertices (B, 6890, 3), joints (B, 24, 3) (posed
             skeleton), rotations (B, 24, 3, 3) and keypoints per set.
         """
+        pose, shape = self.check_inputs(pose, shape)
         batch = shape.shape[0]
-        dtype = self.v_template.dtype
+        dtype, device = self.v_template.dtype, self.v_template.device
         if pose.ndim == 2:
-            if pose.shape[1] != 72:
-                raise ValueError(f"SMPL pose must be (B, 72) axis-angle, got {tuple(pose.shape)}")
-            rot = axis_angle_to_matrix(pose.reshape(batch, 24, 3).to(dtype))
-        elif pose.shape[1:] == (24, 3, 3):
-            rot = pose.to(dtype)
+            rot = axis_angle_to_matrix(pose.reshape(batch, 24, 3).to(device=device, dtype=dtype))
         else:
-            raise ValueError(f"SMPL pose must be (B, 72) or (B, 24, 3, 3), got {tuple(pose.shape)}")
+            rot = pose.to(device=device, dtype=dtype)
         k = shape.shape[1]
-        if k > self.num_betas:
-            raise ValueError(f"got {k} betas, the model uses at most {self.num_betas}")
-        betas = shape.to(dtype)
+        betas = shape.to(device=device, dtype=dtype)
         if k < self.num_betas:
             betas = torch.nn.functional.pad(betas, (0, self.num_betas - k))
 

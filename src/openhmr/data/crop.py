@@ -203,15 +203,21 @@ def scale_for_bbox(
     return person_size / diagonal, np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0])
 
 
-def scale_for_tight_crop(height: int, width: int, crop_size: int = CROP_SIZE) -> tuple[float, np.ndarray]:
+def scale_for_tight_crop(height: int, width: int, *, crop_size: int = CROP_SIZE) -> tuple[float, np.ndarray]:
     """The original demo without keypoints: the image is the person's crop.
 
     The longer side is scaled to ``crop_size`` (scale 1 when it already is),
     and the centre is the rounded image centre (numpy's round-half-even).
+    ``crop_size`` is keyword-only, so ``*image.shape`` of a colour image (three
+    values) is refused rather than taken as a 3-px crop.
 
     Returns:
         (scale, centre (2,) image pixels x, y).
+    Raises:
+        ValueError: a side that is not positive.
     """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"an image of {height}×{width} pixels has no crop")
     longer = max(height, width)
     scale = 1.0 if longer == crop_size else crop_size / longer
     center = np.round(np.array([height / 2.0, width / 2.0]))[::-1].copy()
@@ -307,7 +313,13 @@ def scale_and_crop(
         center: (2,) crop centre (x, y) in image pixels.
     Returns:
         (crop (crop_size, crop_size[, C]) of the image's dtype, its CropTransform).
+    Raises:
+        ValueError: ``image`` is not an (H, W) or (H, W, C ≤ 4) array (a
+            channels-first or batched image would be cropped along the wrong axes).
     """
+    if not isinstance(image, np.ndarray) or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] <= 4)):
+        raise ValueError(f"image must be a numpy (H, W) or (H, W, C) array, channels last, got "
+                         f"{getattr(image, 'shape', type(image).__name__)}")
     transform = crop_transform(image.shape[:2], scale, center, crop_size)
     return crop_pixels(image, transform), transform
 
@@ -316,7 +328,18 @@ def normalize_crop(crops: np.ndarray) -> Tensor:
     """uint8 RGB crops (B, S, S, 3) or (S, S, 3) → float (B, 3, S, S) in [-1, 1].
 
     HMR's input normalisation, 2·(x/255 − 0.5).
+
+    Raises:
+        ValueError: not a uint8 array of that layout (a channels-first or
+            RGBA crop, or floats whose range cannot be told, would otherwise
+            come out as a plausible-looking but meaningless tensor).
     """
+    crops = np.asarray(crops)
+    if crops.ndim not in (3, 4) or crops.shape[-1] != 3:
+        raise ValueError(f"crops must be RGB (B, S, S, 3) or (S, S, 3), channels last, got {crops.shape}")
+    if crops.dtype != np.uint8:
+        raise ValueError(f"crops must be uint8 (0–255), got {crops.dtype}; for floats in [0, 1] pass "
+                         "(crops * 255).round().astype(np.uint8)")
     x = torch.from_numpy(np.ascontiguousarray(crops)).float()
     if x.ndim == 3:
         x = x[None]

@@ -29,10 +29,16 @@ def read_pinhole(focal: float | Tensor | None,
     """
     if focal is None or principal_point is None:
         raise InputError("the perspective camera needs a focal length and a principal point")
-    f = torch.as_tensor(focal, dtype=dtype, device=device).reshape(-1).expand(batch).clone()
+    f = torch.as_tensor(focal, dtype=dtype, device=device).reshape(-1)
     pp = torch.as_tensor(np.asarray(principal_point) if not isinstance(
         principal_point, Tensor) else principal_point, dtype=dtype, device=device)
-    return f, pp.reshape(-1, 2).expand(batch, 2).clone()
+    if f.numel() not in (1, batch) or not (torch.isfinite(f).all() and (f > 0).all()):
+        raise InputError(f"focal must be one positive length in pixels, or one per person ({batch}), "
+                         f"got {f.tolist()}")
+    if pp.numel() not in (2, 2 * batch) or not torch.isfinite(pp).all():
+        raise InputError(f"principal_point must be (2,) or ({batch}, 2) finite pixels, got shape "
+                         f"{tuple(pp.shape)}")
+    return f.expand(batch).clone(), pp.reshape(-1, 2).expand(batch, 2).clone()
 
 
 def project(points: Tensor, cam: Tensor, camera: str, crop_size: int,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from openhmr.body.base import BodyModel
+from openhmr.errors import InputError
 from openhmr.fit.config import FitConfig, FitInit, FitResult
 from openhmr.fit.solve import fit
 
@@ -60,9 +61,18 @@ def fit_detection(
         body_model: e.g. ``Anny()``.
     Returns:
         :class:`DetectionFit`.
+    Raises:
+        InputError: ``image`` is not the (H, W, C) image the detection was
+            made on, or ``use_3d`` for a detection without 3D landmarks.
     """
     from openhmr.data.crop import crop_pixels, crop_transform, scale_for_keypoints
 
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or tuple(image.shape[:2]) != tuple(detection.image_size):
+        raise InputError(f"image is {image.shape}, but the detection was made on an image of "
+                         f"{tuple(detection.image_size)} (height, width), channels last")
+    if use_3d and detection.keypoints3d is None:
+        raise InputError("this detection has no 3D landmarks; pass use_3d=False to fit its 2D keypoints alone")
     kp = np.asarray(detection.keypoints2d, dtype=np.float64)
     if transform is None:
         scale, centre = scale_for_keypoints(kp, conf_threshold=0.5)

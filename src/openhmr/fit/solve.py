@@ -85,6 +85,8 @@ def fit(
     Raises:
         InputError: malformed keypoints, unknown set or camera, no usable keypoint.
     """
+    if not crop_size > 0:
+        raise InputError(f"crop_size must be a positive number of pixels, got {crop_size}")
     threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(num_threads)
@@ -98,6 +100,15 @@ def fit(
 
 def _check_config(cfg: FitConfig) -> None:
     """Raise InputError for settings no fit can use."""
+    steps = cfg.stage2_iters
+    if isinstance(steps, (int, float)) or not all(isinstance(i, int) and i >= 0 for i in steps) or not steps:
+        raise InputError(f"stage2_iters must be a tuple of iteration counts, one per annealing step, got {steps!r}")
+    for name in ("pose_weights", "range_prior_weights", "shape_weights"):
+        weights = getattr(cfg, name)
+        if isinstance(weights, (int, float)) or len(weights) < len(steps):
+            # zip() would silently drop the steps beyond the weights.
+            raise InputError(f"{name} must give a weight for each of the {len(steps)} steps of "
+                             f"stage2_iters, got {weights!r}")
     for name in ("upright_sigma", "told_shape_exponent", "shape_prior_exponent"):
         value = getattr(cfg, name)
         if value is not None and not (math.isfinite(value) and value > 0):

@@ -21,6 +21,11 @@ from openhmr.fit.config import PERSON_SIZE_PX, REFERENCE_NOISE_PX, FitConfig
 _TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 
 
+# How far from the hips a body's 3D keypoint can lie, metres (a raised hand
+# of a 2.1 m person is ~1.4 m away); further means another unit.
+MAX_REACH_M = 3.0
+
+
 def choose_model_set(body_model: BodyModel, keypoint_set: str, preferred: str | None = None) -> str:
     """The body model's keypoint set sharing the most names with
     ``keypoint_set``, or ``preferred`` (checked) when given."""
@@ -51,7 +56,9 @@ def hip_centre(points: Tensor, names: tuple[str, ...]) -> Tensor:
 
 
 def _as_tensor(x: Tensor | np.ndarray, dtype: torch.dtype, device: torch.device) -> Tensor:
-    return torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).to(
+    # Targets are data: a tensor that carries a graph would be back-propagated
+    # through again at every step of the optimiser.
+    return torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x.detach()).to(
         device=device, dtype=dtype)
 
 
@@ -199,5 +206,10 @@ def read_targets3d(body_model: BodyModel, keypoints3d: Tensor | np.ndarray,
                        torch.zeros_like(kp3[:, input_idx, 3]))
     conf = torch.where(torch.isfinite(points).all(-1), conf, torch.zeros_like(conf))
     points = torch.nan_to_num(points)
-    return Targets3D(model_set=model_set, model_idx=model_idx, names=names,
-                     points=points - hip_centre(points, names)[:, None], conf=conf)
+    centred = points - hip_centre(points, names)[:, None]
+    reach = float((centred.norm(dim=-1) * (conf > 0)).max()) if conf.numel() else 0.0
+    if reach > MAX_REACH_M:
+        # Millimetres (Human3.6M's unit) would otherwise weigh nothing against the 2D term.
+        raise InputError(f"keypoints3d are metres, yet a point lies {reach:.3g} from the hips "
+                         f"(more than {MAX_REACH_M:g} m): millimetres?")
+    return Targets3D(model_set=model_set, model_idx=model_idx, names=names, points=centred, conf=conf)

@@ -148,6 +148,9 @@ class HMR(nn.Module):
 
     def split_theta(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Θ (B, |Θ|) → cam (B, 3), pose (B, 3·J), betas (B, k)."""
+        if theta.ndim != 2 or theta.shape[1] != self.theta_size:
+            raise ValueError(f"Θ must be (B, {self.theta_size}) for {self.body.name} (3 camera + "
+                             f"{self.body.pose_size} pose + {self.body.shape_size} shape), got {tuple(theta.shape)}")
         pose_end = 3 + self.body.pose_size
         return theta[:, :3], theta[:, 3:pose_end], theta[:, pose_end:]
 
@@ -163,7 +166,27 @@ class HMR(nn.Module):
     # -- network ----------------------------------------------------------
 
     def encode(self, images: Tensor) -> Tensor:
-        """Images (B, 3, H, W) in [-1, 1] → features φ (B, 2048)."""
+        """Images (B, 3, H, W) in [-1, 1] → features φ (B, 2048).
+
+        Raises:
+            ValueError: ``images`` is not a float (B ≥ 1, 3, H, W) tensor
+                (``openhmr.data.crop.normalize_crop`` makes one from uint8
+                (B, H, W, 3) crops). The value range is not checked: that
+                would cost a device sync per batch.
+        """
+        if not isinstance(images, Tensor):
+            raise ValueError(f"images must be a torch tensor (B, 3, H, W), got {type(images).__name__}; "
+                             "normalize_crop turns uint8 (B, H, W, 3) crops into one")
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
+            hint = "; that is channels-last: normalize_crop makes NCHW" if (
+                images.ndim == 4 and images.shape[-1] == 3) else ""
+            raise ValueError(f"images must be (B, 3, H, W) with B ≥ 1, got {tuple(images.shape)}{hint}")
+        if not images.is_floating_point():
+            raise ValueError(f"images must be floating point in [-1, 1], got {images.dtype}; "
+                             "normalize_crop scales uint8 crops")
+        weight = next(self.encoder.parameters(), None)
+        if weight is not None and images.dtype != weight.dtype:
+            images = images.to(weight.dtype)  # float64 crops for a float32 network, say
         return self.encoder(images)
 
     def regress(self, features: Tensor) -> list[Tensor]:
@@ -276,6 +299,9 @@ class HMR(nn.Module):
         made_for = meta.get("body_model", "?")
         if body_model is None:
             body_model = _default_body_model(made_for, path)
+        if not isinstance(body_model, BodyModel):
+            raise TypeError(f"body_model must be a body model such as SMPL('smpl.npz') or Anny(), "
+                            f"got {type(body_model).__name__}")
         if body_model.name != made_for:
             raise WeightsError(f"{path.name} was made for the {made_for!r} body model, not {body_model.name!r}")
         theta_size = 3 + body_model.pose_size + body_model.shape_size

@@ -1,0 +1,130 @@
+"""The Python API names the argument a researcher got wrong, instead of failing
+deep inside torch or returning something meaningless: body models, HMR, the
+crop helpers and the fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from openhmr.body import SMPL
+from openhmr.data.crop import normalize_crop, scale_and_crop, scale_for_tight_crop
+from openhmr.errors import InputError
+from openhmr.fit import FitConfig, fit
+from openhmr.nets import HMR
+
+
+@pytest.fixture(scope="module")
+def smpl(smpl_arrays):
+    return SMPL(smpl_arrays)
+
+
+def test_body_model_inputs(smpl):
+    pose, betas = torch.zeros(2, 72), torch.zeros(2, 10)
+    reference = smpl(pose, betas).vertices
+    # Harmless variants work: numpy arrays, (B, J, 3) axis-angle.
+    np.testing.assert_allclose(smpl(np.zeros((2, 72)), np.zeros((2, 10))).vertices, reference)
+    np.testing.assert_allclose(smpl(pose.reshape(2, 24, 3), betas).vertices, reference)
+    for bad_pose, bad_betas, message in (
+            (torch.zeros(72), torch.zeros(1, 10), r"pose must be \(B, 72\) axis-angle .* got \(72,\)"),
+            (torch.zeros(1, 72), torch.zeros(10), r"shape must be \(B, k ≤ 10\), got \(10,\)"),
+            (torch.zeros(2, 72), torch.zeros(3, 10), "different batches: 2 and 3 bodies"),
+            (torch.zeros(0, 72), torch.zeros(0, 10), "a batch of 0 bodies")):
+        with pytest.raises(ValueError, match=message):
+            smpl(bad_pose, bad_betas)
+
+
+def test_anny_inputs_and_skinning():
+    from openhmr.body import Anny
+    from openhmr.body.anny import AnnyError
+
+    anny = Anny()
+    with pytest.raises(ValueError, match=r"anny pose must be \(B, 66\) axis-angle .* got \(66,\)"):
+        anny(torch.zeros(66), torch.zeros(6))
+    with pytest.raises(AnnyError, match="skinning_method must be 'lbs'"):
+        Anny(skinning_method="dqs")
+
+
+def test_hmr_image_inputs_and_theta(smpl, tmp_path):
+    model = HMR(smpl, encoder="tiny").eval()
+    crops = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    images = normalize_crop(crops)
+    with torch.no_grad():
+        expected = model(images).thetas[-1]
+        # float64 images run through the float32 network as float32
+        torch.testing.assert_close(model(images.double()).thetas[-1], expected)
+        for bad, message in ((images.permute(0, 2, 3, 1), "channels-last: normalize_crop makes NCHW"),
+                             (images[0], r"images must be \(B, 3, H, W\) with B ≥ 1, got \(3, 64, 64\)"),
+                             (torch.from_numpy(crops).permute(0, 3, 1, 2), "floating point in \\[-1, 1\\], got torch.uint8"),
+                             (crops, "must be a torch tensor")):
+            with pytest.raises(ValueError, match=message):
+                model(bad)
+        with pytest.raises(ValueError, match=r"Θ must be \(B, 85\) for smpl"):
+            model.decode(torch.zeros(1, 80))
+    weights = tmp_path / "w.safetensors"
+    model.save_pretrained(weights)
+    with pytest.raises(TypeError, match="body_model must be a body model such as SMPL"):
+        HMR.from_pretrained(weights, "smpl.npz")
+
+
+def test_crop_helper_inputs():
+    image = np.zeros((300, 200, 3), np.uint8)
+    with pytest.raises(TypeError):  # *image.shape is three values; crop_size is keyword-only
+        scale_for_tight_crop(*image.shape)
+    with pytest.raises(ValueError, match="0×0 pixels has no crop"):
+        scale_for_tight_crop(0, 0)
+    with pytest.raises(ValueError, match="channels last"):
+        scale_and_crop(image.transpose(2, 0, 1), 1.0, np.array([100.0, 150.0]))
+    crop = np.zeros((224, 224, 3), np.uint8)
+    for bad, message in ((crop.transpose(2, 0, 1), "channels last"), (np.zeros((224, 224, 4), np.uint8), "RGB"),
+                         (crop.astype(np.float32) / 255, "must be uint8")):
+        with pytest.raises(ValueError, match=message):
+            normalize_crop(bad)
+
+
+def _standing_keypoints(smpl):
+    """An upright SMPL body's lsp14 keypoints in crop pixels, and in 3D (metres)."""
+    out = smpl(torch.zeros(1, 72), torch.zeros(1, 10))
+    points = out.keypoints["lsp14"][0]
+    pixels = 112 + 60 * points[:, :2]
+    keypoints2d = torch.cat([pixels, torch.ones(14, 1)], 1)[None]
+    keypoints3d = torch.cat([points, torch.ones(14, 1)], 1)[None]
+    return keypoints2d, keypoints3d
+
+
+def test_fit_inputs(smpl):
+    quick = FitConfig(stage1_iters=3, stage2_iters=(3,), pose_weights=(100.0,), shape_weights=(50.0,),
+                      hypotheses=1)
+    kp2, kp3 = _standing_keypoints(smpl)
+    # Targets that carry a graph are data, not a second graph to differentiate through.
+    fitted = fit(smpl, kp2.clone().requires_grad_(), "lsp14", config=quick)
+    assert torch.isfinite(fitted.cam).all()
+    millimetres = kp3.clone()
+    millimetres[..., :3] *= 1000
+    with pytest.raises(InputError, match="keypoints3d are metres, yet a point lies .* millimetres"):
+        fit(smpl, kp2, "lsp14", keypoints3d=millimetres, config=quick)
+    for config, message in ((FitConfig(stage2_iters=10), "stage2_iters must be a tuple"),
+                            (FitConfig(stage2_iters=(30, 30, 40, 40)), "pose_weights must give a weight for each of the 4")):
+        with pytest.raises(InputError, match=message):
+            fit(smpl, kp2, "lsp14", config=config)
+    with pytest.raises(InputError, match="crop_size must be a positive number"):
+        fit(smpl, kp2, "lsp14", crop_size=0, config=quick)
+    for focal in (0.0, float("nan"), -500.0, [500.0, 500.0]):
+        with pytest.raises(InputError, match="focal must be one positive length"):
+            fit(smpl, kp2, "lsp14", camera="perspective", focal=focal, principal_point=(112, 112), config=quick)
+    with pytest.raises(InputError, match=r"principal_point must be \(2,\)"):
+        fit(smpl, kp2, "lsp14", camera="perspective", focal=500.0, principal_point=(1, 2, 3), config=quick)
+
+
+def test_fit_detection_checks_its_image_and_landmarks(smpl):
+    from openhmr.detect import Detection
+    from openhmr.fit import fit_detection
+
+    keypoints = np.zeros((33, 3), np.float32)
+    detection = Detection(box=(0, 0, 224, 224), keypoints2d=keypoints, keypoints3d=None, mask=None,
+                          image_size=(224, 224))
+    with pytest.raises(InputError, match=r"the detection was made on an image of \(224, 224\)"):
+        fit_detection(np.zeros((448, 448, 3), np.uint8), detection, smpl)
+    with pytest.raises(InputError, match="no 3D landmarks; pass use_3d=False"):
+        fit_detection(np.zeros((224, 224, 3), np.uint8), detection, smpl)
