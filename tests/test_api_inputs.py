@@ -108,6 +108,14 @@ def test_fit_inputs(smpl):
                             (FitConfig(stage2_iters=(30, 30, 40, 40)), "pose_weights must give a weight for each of the 4")):
         with pytest.raises(InputError, match=message):
             fit(smpl, kp2, "lsp14", config=config)
+    normalised = kp2.clone()
+    normalised[..., :2] = normalised[..., :2] / 112 - 1
+    with pytest.raises(InputError, match="span .* px, too little to fit .*not normalised"):
+        fit(smpl, normalised, "lsp14", config=quick)
+    percent = kp2.clone()
+    percent[..., 2] *= 100
+    with pytest.raises(InputError, match="confidences must lie in \\[0, 1\\], got up to 100"):
+        fit(smpl, percent, "lsp14", config=quick)
     with pytest.raises(InputError, match="crop_size must be a positive number"):
         fit(smpl, kp2, "lsp14", crop_size=0, config=quick)
     for focal in (0.0, float("nan"), -500.0, [500.0, 500.0]):

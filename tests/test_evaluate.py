@@ -623,7 +623,7 @@ def test_fit_command_scores_the_fit_and_reports_undetected_frames(tmp_path, monk
                      "--out", str(tmp_path / "r1"), "--save-predictions", str(saved)]) == 0
     captured = capsys.readouterr()
     assert seen == {"count": 1000, "body": None, "batch": 4, "vertices": False, "world": True}
-    assert "BlazePose found nobody in 7 of 1000 crops" in captured.err
+    assert "BlazePose found nobody (or no keypoint to fit) in 7 of 1000 crops" in captured.err
     assert "100.00" in captured.out  # the joints other than the ankle lie on their annotations
     # The saved file scores the same, and holds metres.
     assert cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--predictions", str(saved),
@@ -677,3 +677,45 @@ def test_frame_reader_reads_forward_and_seeks_back(tmp_path):
         assert read.seeks == 2  # back to 2, and 85 ahead to 110
         with pytest.raises(InputError, match="cannot read frame 500"):
             read(ImageRef(path, 500, np.zeros((14, 2))))
+
+
+def test_fit_path_scores_a_detection_the_fit_cannot_use_as_undetected(tmp_path, monkeypatch):
+    """A detection without one confident keypoint makes the batch's fit refuse
+    it; the run goes on, fitting the others alone, and counts it undetected."""
+    pytest.importorskip("anny")
+    pytest.importorskip("mediapipe")
+    from dataclasses import replace
+
+    from PIL import Image
+    from scipy.io import savemat
+
+    import openhmr.detect as detect_module
+    from openhmr.body.anny import Anny
+    from openhmr.evaluate.predictions import predict_with_fit
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "reference" / "images" / "coco2.png"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (../shared not beside the repository)")
+    photo = np.asarray(Image.open(path).convert("RGB"))
+    real = detect_module.detect_person(photo, with_mask=False)
+    blind = replace(real, keypoints2d=np.concatenate([real.keypoints2d[:, :2], np.zeros((33, 1))], 1))
+    calls = []
+
+    def fake_detect(crop, with_mask=True):
+        calls.append(1)
+        return blind if len(calls) == 2 else replace(real, image_size=crop.shape[:2])
+
+    root = tmp_path / "lsp_dataset"
+    (root / "images").mkdir(parents=True)
+    joints = np.zeros((3, 14, 2000))
+    joints[:2] = np.linspace(40, 180, 14)[None, :, None]
+    savemat(root / "joints.mat", {"joints": joints})
+    for i in range(3):
+        Image.fromarray(photo).save(root / "images" / f"im{1001 + i:04d}.jpg", quality=95)
+    monkeypatch.setattr(detect_module, "detect_person", fake_detect)
+    refs = load_benchmark("lsp", tmp_path).images()[:3]
+    run = predict_with_fit(refs, Anny(), batch_size=3)
+    assert run.undetected == 1 and len(calls) == 3
+    joints14 = run.predictions.joints14
+    np.testing.assert_allclose(joints14[0], joints14[2], atol=1e-3)  # the same detection, fitted alone
+    assert np.abs(joints14[1] - joints14[0]).max() > 10  # the refused one is the rest pose

@@ -590,6 +590,9 @@ def test_bad_inputs_raise_input_errors(anny_model) -> None:
     with pytest.raises(InputError, match="no confident keypoint"):
         fit(anny_model, good, "coco17")
     good[..., 2] = 1.0
+    with pytest.raises(InputError, match="span 0 px, too little to fit"):  # all in one place
+        fit(anny_model, good, "coco17")
+    good[..., :2] = torch.linspace(60, 160, 17)[:, None]
     with pytest.raises(InputError, match="focal"):
         fit(anny_model, good, "coco17", camera="perspective")
     for noise in (0.0, -1.0, math.nan):

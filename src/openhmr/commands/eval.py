@@ -126,8 +126,8 @@ def run(args: argparse.Namespace) -> int:
         source = (f"fit ({'SMPL ' + str(args.smpl) if fit_smpl else 'Anny'}, BlazePose"
                   f"{'' if args.world_landmarks else ', 2D keypoints alone'})")
         if fitted.undetected:
-            print(f"openhmr eval: BlazePose found nobody in {fitted.undetected} of {len(bench)} crops; "
-                  "those frames are scored as the rest pose", file=sys.stderr)
+            print(f"openhmr eval: BlazePose found nobody (or no keypoint to fit) in {fitted.undetected} of "
+                  f"{len(bench)} crops; those frames are scored as the rest pose", file=sys.stderr)
     else:
         if bench.images is None:
             raise InputError(f"{args.protocol} cannot locate images for a network run")

@@ -309,7 +309,7 @@ def predict_with_fit(bench_images: list, body_model=None, batch_size: int = 32,
 
     from openhmr.detect import detect_person
     from openhmr.errors import NoPersonError
-    from openhmr.fit import fit
+    from openhmr.fit import FitResult, fit
     from openhmr.geometry.camera import crop_normalised_to_pixels, weak_perspective_project
 
     if body_model is None:
@@ -341,14 +341,29 @@ def predict_with_fit(bench_images: list, body_model=None, batch_size: int = 32,
             pose = body_model.default_pose().reshape(1, -1).repeat(n, 1).float().cpu()
             betas = torch.zeros(n, body_model.num_betas)
             cam = torch.tensor([UNDETECTED_CAM]).repeat(n, 1)
+            def fit_people(rows: list[int]) -> FitResult:
+                return fit(body_model, np.stack([kp2d[j] for j in rows]), "blazepose33",
+                           keypoints3d=np.stack([kp3d[j] for j in rows]) if world_landmarks else None,
+                           keypoints3d_set="blazepose33" if world_landmarks else None, camera="weak",
+                           crop_size=transforms[0].crop_size)
+
+            fitted: list[tuple[list[int], FitResult]] = []
             if found:
-                result = fit(body_model, np.stack(kp2d), "blazepose33",
-                             keypoints3d=np.stack(kp3d) if world_landmarks else None,
-                             keypoints3d_set="blazepose33" if world_landmarks else None, camera="weak",
-                             crop_size=transforms[0].crop_size)
-                pose[found] = result.pose.detach().float()
-                betas[found] = result.betas.detach().float()
-                cam[found] = result.cam.detach().float()
+                try:
+                    fitted.append((found, fit_people(list(range(len(found))))))
+                except InputError:
+                    # A detection the fit cannot use (no confident keypoint) must not
+                    # stop a run of hours: fit each alone, and score a refused one as
+                    # undetected.
+                    for j, i in enumerate(found):
+                        try:
+                            fitted.append(([i], fit_people([j])))
+                        except InputError:
+                            undetected += 1
+            for rows_of_batch, result in fitted:
+                pose[rows_of_batch] = result.pose.detach().float()
+                betas[rows_of_batch] = result.betas.detach().float()
+                cam[rows_of_batch] = result.cam.detach().float()
             with torch.no_grad():
                 posed = body_model(pose, betas) if keep_vertices else body_model.forward_keypoints(pose, betas)
                 lsp = posed.keypoints["lsp14"].cpu()

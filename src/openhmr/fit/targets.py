@@ -21,6 +21,13 @@ from openhmr.fit.config import PERSON_SIZE_PX, REFERENCE_NOISE_PX, FitConfig
 _TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 
 
+# Confidences above 1 (with room for round-off) are another scale, e.g. percent.
+MAX_CONFIDENCE = 1.01
+
+# A person whose confident keypoints span less than this many pixels was given
+# in other units: HMR's normalised crop coordinates span at most 2.
+MIN_EXTENT_PX = 4.0
+
 # How far from the hips a body's 3D keypoint can lie, metres (a raised hand
 # of a 2.1 m person is ~1.4 m away); further means another unit.
 MAX_REACH_M = 3.0
@@ -124,6 +131,9 @@ def read_targets(body_model: BodyModel, keypoints2d: Tensor | np.ndarray, keypoi
             f"got {tuple(kp2d.shape)}")
     finite = torch.isfinite(kp2d).all(-1)
     kp2d = torch.where(finite[..., None], kp2d, torch.zeros_like(kp2d))
+    if float(kp2d[..., 2].max()) > MAX_CONFIDENCE:
+        raise InputError(f"keypoint confidences must lie in [0, 1], got up to {float(kp2d[..., 2].max()):.3g} "
+                         "(a percentage? divide by 100)")
     conf_in = torch.where(kp2d[..., 2] >= cfg.conf_threshold, kp2d[..., 2],
                           torch.zeros_like(kp2d[..., 2]))
 
@@ -137,7 +147,12 @@ def read_targets(body_model: BodyModel, keypoints2d: Tensor | np.ndarray, keypoi
     big = torch.finfo(dtype).max
     lo = torch.where(seen[..., None], points, torch.full_like(points, big)).amin(1)
     hi = torch.where(seen[..., None], points, torch.full_like(points, -big)).amax(1)
-    unit = ((hi - lo).norm(dim=-1) / PERSON_SIZE_PX).clamp(min=1e-3)
+    extent = (hi - lo).norm(dim=-1)
+    if (extent[seen.sum(-1) >= 2] < MIN_EXTENT_PX).any():
+        raise InputError(f"a person's confident keypoints span {float(extent.min()):.3g} px, too little to fit "
+                         "(keypoints2d are pixels, of the crop for the weak camera, not normalised [-1, 1] "
+                         "coordinates)")
+    unit = (extent / PERSON_SIZE_PX).clamp(min=1e-3)
     return Targets(keypoints=kp2d, input_idx=input_idx, model_set=model_set,
                    model_idx=model_idx, names=tuple(input_set.names[i] for i in input_idx),
                    points=points, conf=conf, unit=unit)
