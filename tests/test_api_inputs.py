@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from openhmr.body import SMPL
-from openhmr.data.crop import normalize_crop, scale_and_crop, scale_for_tight_crop
+from openhmr.data.crop import normalize_crop, scale_and_crop, scale_for_bbox, scale_for_tight_crop
 from openhmr.errors import InputError
 from openhmr.fit import FitConfig, fit
 from openhmr.nets import HMR
@@ -76,6 +76,11 @@ def test_crop_helper_inputs():
         scale_for_tight_crop(0, 0)
     with pytest.raises(ValueError, match="channels last"):
         scale_and_crop(image.transpose(2, 0, 1), 1.0, np.array([100.0, 150.0]))
+    with pytest.raises(InputError, match="a box is 4 values x0, y0, x1, y1, got 5"):
+        scale_for_bbox((0, 0, 10, 10, 1))
+    _, transform = scale_and_crop(image, 0.5, np.array([100.0, 150.0]))
+    np.testing.assert_allclose(transform.image_to_crop([[100.0, 150.0]]), [[112.0, 112.0]], atol=1e-9)
+    np.testing.assert_allclose(transform.crop_to_image([112.0, 112.0]), [100.0, 150.0], atol=1e-9)
     crop = np.zeros((224, 224, 3), np.uint8)
     for bad, message in ((crop.transpose(2, 0, 1), "channels last"), (np.zeros((224, 224, 4), np.uint8), "RGB"),
                          (crop.astype(np.float32) / 255, "must be uint8")):
@@ -136,3 +141,19 @@ def test_fit_detection_checks_its_image_and_landmarks(smpl):
         fit_detection(np.zeros((448, 448, 3), np.uint8), detection, smpl)
     with pytest.raises(InputError, match="no 3D landmarks; pass use_3d=False"):
         fit_detection(np.zeros((224, 224, 3), np.uint8), detection, smpl)
+
+
+def test_predictor_and_fit_init_take_numpy_and_refuse_uint8_crops(smpl):
+    from openhmr.fit import FitInit
+    from openhmr.inference import ThetaNetwork, TorchPredictor
+
+    model = HMR(smpl, encoder="tiny").eval()
+    predictor = TorchPredictor(ThetaNetwork(model.encoder, model.regressor), smpl)
+    crops = np.random.default_rng(1).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    images = normalize_crop(crops)
+    out = predictor.predict(images.numpy())  # numpy float crops are taken as they are
+    torch.testing.assert_close(out.vertices, predictor.predict(images).vertices)
+    with pytest.raises(InputError, match="floating point in \\[-1, 1\\], got torch.uint8"):
+        predictor.predict(torch.from_numpy(crops).permute(0, 3, 1, 2))
+    start = FitInit(np.zeros((1, 3)), np.zeros((1, 72)), np.zeros((1, 10)))
+    assert all(isinstance(x, torch.Tensor) for x in (start.cam, start.pose, start.betas))

@@ -80,12 +80,16 @@ class CropTransform:
         return np.asarray(scale), np.asarray(start)
 
     def image_to_crop(self, points: ArrayLike) -> ArrayLike:
-        """(..., 2) image pixels → (..., 2) crop pixels (numpy or torch)."""
+        """(..., 2) image pixels → (..., 2) crop pixels (numpy or torch; a list
+        is taken as numpy)."""
+        points = points if isinstance(points, (np.ndarray, torch.Tensor)) else np.asarray(points, np.float64)
         scale, start = self._factors(points)
         return points[..., :2] * scale - start
 
     def crop_to_image(self, points: ArrayLike) -> ArrayLike:
-        """(..., 2) crop pixels → (..., 2) image pixels (numpy or torch)."""
+        """(..., 2) crop pixels → (..., 2) image pixels (numpy or torch; a list
+        is taken as numpy)."""
+        points = points if isinstance(points, (np.ndarray, torch.Tensor)) else np.asarray(points, np.float64)
         scale, start = self._factors(points)
         return (points[..., :2] + start) / scale
 
@@ -193,7 +197,10 @@ def scale_for_bbox(
     Raises:
         InputError: a box with zero or negative width or height.
     """
-    x0, y0, x1, y1 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
+    values = np.asarray(box, dtype=np.float64).reshape(-1)
+    if values.size != 4:
+        raise InputError(f"a box is 4 values x0, y0, x1, y1, got {values.size}")
+    x0, y0, x1, y1 = (float(v) for v in values)
     if not all(np.isfinite([x0, y0, x1, y1])):
         raise InputError(f"the box {x0},{y0},{x1},{y1} has a non-finite coordinate")
     if x1 <= x0 or y1 <= y0:

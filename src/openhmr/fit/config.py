@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 from openhmr.body.base import BodyOutput
@@ -159,6 +160,10 @@ class FitInit:
     cam: Tensor
     pose: Tensor
     betas: Tensor
+
+    def __post_init__(self) -> None:
+        # numpy arrays (an estimate read back from an npz) are taken as tensors
+        self.cam, self.pose, self.betas = (torch.as_tensor(x) for x in (self.cam, self.pose, self.betas))
 
 
 @dataclass

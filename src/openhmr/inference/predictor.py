@@ -109,8 +109,12 @@ class Predictor:
     def _check(self, crops: Tensor) -> Tensor:
         from openhmr.errors import InputError
 
+        crops = torch.as_tensor(crops)
         if crops.ndim != 4 or crops.shape[1] != 3:
             raise InputError(f"crops must be (B, 3, H, W), got {tuple(crops.shape)}")
+        if not crops.is_floating_point():
+            raise InputError(f"crops must be floating point in [-1, 1], got {crops.dtype}; "
+                             "normalize_crop scales uint8 (B, H, W, 3) crops")
         return crops.to(self.device, torch.float32)
 
     def __repr__(self) -> str:
