@@ -141,6 +141,10 @@ def test_fit_detection_checks_its_image_and_landmarks(smpl):
         fit_detection(np.zeros((448, 448, 3), np.uint8), detection, smpl)
     with pytest.raises(InputError, match="no 3D landmarks; pass use_3d=False"):
         fit_detection(np.zeros((224, 224, 3), np.uint8), detection, smpl)
+    with pytest.raises(TypeError, match="arguments in the order image, detection, body_model"):
+        fit_detection(detection, np.zeros((224, 224, 3), np.uint8), smpl)
+    with pytest.raises(TypeError, match="body_model must be a body model"):
+        fit(None, np.zeros((1, 14, 3)), "lsp14")
 
 
 def test_predictor_and_fit_init_take_numpy_and_refuse_uint8_crops(smpl):

@@ -67,6 +67,9 @@ def fit_detection(
     """
     from openhmr.data.crop import crop_pixels, crop_transform, scale_for_keypoints
 
+    if not hasattr(detection, "keypoints2d") or not hasattr(detection, "image_size"):
+        raise TypeError(f"detection must be detect_person's Detection, got {type(detection).__name__} "
+                        "(arguments in the order image, detection, body_model)")
     image = np.asarray(image)
     if image.ndim not in (2, 3) or tuple(image.shape[:2]) != tuple(detection.image_size):
         raise InputError(f"image is {image.shape}, but the detection was made on an image of "

@@ -85,6 +85,9 @@ def fit(
     Raises:
         InputError: malformed keypoints, unknown set or camera, no usable keypoint.
     """
+    if not isinstance(body_model, BodyModel):
+        raise TypeError(f"body_model must be a body model such as Anny() or SMPL('smpl.npz'), "
+                        f"got {body_model!r:.60}")
     if not crop_size > 0:
         raise InputError(f"crop_size must be a positive number of pixels, got {crop_size}")
     threads = torch.get_num_threads()
