@@ -975,6 +975,25 @@ def test_detector_recognises_a_person_who_comes_back(model_files, tmp_path, caps
     assert not (out / "hide_person3.npz").exists()
 
 
+@needs_reference
+def test_detector_finds_several_people_again_after_frames_with_nobody(model_files, tmp_path, capsys,
+                                                                     cached_loading):
+    """--detect --max-people: while nobody is followed (the frame before had
+    nobody) every frame is searched, not only every --search-every frames, so
+    people who come back after an empty stretch are found at once."""
+    pytest.importorskip("mediapipe", reason="--detect needs the demo extra (mediapipe)")
+    photo = np.asarray(Image.open(REFERENCE / "random.jpg").convert("RGB"))
+    frames = [photo.copy() for _ in range(6)]
+    for t in (2, 3):
+        frames[t][:] = (120, 110, 100)  # nobody in view
+    video = _rgb_video(tmp_path / "gap.mp4", frames, 5.0)
+    out = tmp_path / "out"
+    code, err = run([video, "--detect", "--max-people", "2", "--no-render", *hmr_args(model_files, out)], capsys)
+    assert code == 0, err
+    for k in (1, 2):
+        assert np.load(out / f"gap_person{k}.npz")["frame"].tolist() == [0, 1, 4, 5]
+
+
 def test_search_every_is_checked_and_warns_where_unused(model_files, tmp_path, capsys, cached_loading):
     """--search-every must be a positive integer (a one-line usage error), and
     with a person source other than the detector it warns that it is unused."""

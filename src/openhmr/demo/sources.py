@@ -180,7 +180,9 @@ class DetectorSource:
     (``locate_all``) in a video with ``track`` are looked for first where
     they were in the previous frame (``openhmr.detect.detect_people``'s
     ``near``), and the whole frame is searched for newcomers every
-    ``search_every`` frames, or when someone is not found again.
+    ``search_every`` frames, when someone is not found again, and in every
+    frame while nobody is followed (the quarter windows, as for one person,
+    only every ``search_every`` frames).
     """
 
     name: str = "detect"
@@ -255,11 +257,13 @@ class DetectorSource:
             return [self._location(d) for d in found]
         last = self._people.get(item.path)
         near = last[1] if last is not None and last[0] == frame - 1 else []
-        search = frame % self.search_every == 0
+        periodic = frame % self.search_every == 0
         try:
-            detections = detect_people(image, max_people, near=near, search=search)
+            # With nobody followed there is nowhere to look but everywhere: the
+            # whole frame and the half windows, every frame, as for one person.
+            detections = detect_people(image, max_people, near=near, search=periodic or not near)
         except NoPersonError:
-            if not search:
+            if not periodic:
                 raise
             # nobody, not even in the half windows: as on a photo, the quarter windows
             detections = detect_people(image, max_people, whole=False, windows=SMALL_PERSON_WINDOWS[1:])
