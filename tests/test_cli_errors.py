@@ -190,3 +190,27 @@ def test_top_level_help_lists_every_environment_variable_openhmr_reads(capsys):
         main(["--help"])
     shown = capsys.readouterr().out
     assert read and all(name in shown for name in read), read
+
+
+def test_sigterm_cleans_up_as_ctrl_c_does(tmp_path, monkeypatch, capsys):
+    """kill / timeout / a scheduler's SIGTERM runs the same clean-up as Ctrl-C:
+    a file being written leaves no temporary behind; exit code 143."""
+    import os
+    import signal
+
+    import openhmr.commands.convert_smpl as command
+    from openhmr.cli import main
+    from openhmr.io.output_paths import replacing
+
+    def write_then_get_killed(args):
+        with replacing(tmp_path / "out.npz") as tmp:
+            tmp.write_bytes(b"half")
+            os.kill(os.getpid(), signal.SIGTERM)
+        return 0
+
+    monkeypatch.setattr(command, "run", write_then_get_killed)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["convert-smpl", str(tmp_path / "in.pkl"), str(tmp_path / "out.npz")]) == 143
+    assert capsys.readouterr().err.strip() == "openhmr convert-smpl: terminated"
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) == before  # restored for the caller

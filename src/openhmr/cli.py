@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
+import signal
 import sys
+import threading
 
 from openhmr import __version__
 from openhmr.errors import OpenHMRError
@@ -101,12 +103,34 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler), raised where the
+    program is, as Ctrl-C is: the same clean-up runs (temporary files removed,
+    a half-made training run taken back)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _run(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The chosen command, with user errors reported on one line."""
     try:
         line_interval()  # a bad OPENHMR_PROGRESS_SECONDS fails now, not after an hour's work
         return int(args.func(args) or 0)
@@ -126,9 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"openhmr {args.command}: error: out of memory ({first_line(e)}); a smaller batch size "
               "(--batch-size, or batch_size= for train) needs less", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"openhmr {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        print(f"openhmr {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -298,7 +298,8 @@ def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: f
     of ``preds`` (whose own ``vertices`` are then ignored); they are written
     as they come, so a long video's meshes never have to be in memory at
     once (a (T, V, 3) float32 array: 83 KB per frame for SMPL). The archive
-    is written under ``<path>.partial`` and renamed when complete.
+    is written to a temporary name beside it (``replacing``) and renamed
+    when complete.
     ``person``, for a video with several people, is the person's number.
     """
     arrays: dict[str, np.ndarray] = {}
@@ -346,12 +347,8 @@ def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: f
                 "scene_principal_point": centre.astype(np.float32),
                 "scene_translation": np.stack(placed).astype(np.float32)}
 
-    partial = path.with_name(path.name + ".partial")
-    try:
+    with replacing(path) as partial:
         _write_npz(partial, arrays, streamed, scene)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray],
