@@ -542,3 +542,15 @@ def test_a_frame_rate_must_be_one(fps, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--fps must be the video's frame rate" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_frame_file_given_twice_is_one_frame(tmp_path):
+    from openhmr.fit_files import group_frames
+
+    folder = tmp_path / "keypoints"
+    _video_frames(folder, 3)
+    files = sorted(folder.glob("*.json"))
+    stem = [f.name.removesuffix("_keypoints.json") for f in files]  # the names group_frames is given
+    named = [*zip(files, stem), (files[1], stem[1]), (folder / ".." / folder.name / files[2].name, stem[2])]
+    videos, others = group_frames(named)
+    assert others == [] and [frame for frame, _ in videos["walk"]] == [0, 1, 2]

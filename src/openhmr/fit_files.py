@@ -134,7 +134,8 @@ def unique_names(names: list[str]) -> list[str]:
 def group_frames(files: list[tuple[Path, str]]) -> tuple[dict[str, list[tuple[int, Path]]], list[Path]]:
     """Video name → its (frame index, file) in frame order, from files named
     as OpenPose names a video's frames; also the files not named so. Frames
-    of videos named alike in different folders are different videos."""
+    of videos named alike in different folders are different videos; a
+    file given twice counts once."""
     videos: dict[tuple[Path, str], list[tuple[int, Path]]] = {}
     others: list[Path] = []
     for path, name in files:
@@ -144,7 +145,10 @@ def group_frames(files: list[tuple[Path, str]]) -> tuple[dict[str, list[tuple[in
         else:
             videos.setdefault((path.parent, match["video"]), []).append((int(match["frame"]), path))
     names = unique_names([video for _, video in videos])
-    return {name: sorted(frames) for name, frames in zip(names, videos.values())}, others
+    # A file named twice on the command line (or through a folder and by name) is one frame.
+    once = [sorted({(frame, path.resolve()): (frame, path) for frame, path in frames}.values())
+            for frames in videos.values()]
+    return dict(zip(names, once)), others
 
 
 def _locate(path: Path, width: int, height: int, max_people: int = 1) -> list[tuple[Any, Any]]:
