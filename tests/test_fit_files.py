@@ -534,14 +534,25 @@ def test_inputs_of_the_same_name_do_not_overwrite_each_other(smpl_npz, tmp_path,
         assert np.load(tmp_path / "videos" / f"{name}.npz")["frame"].tolist() == [0, 1]
 
 
-@pytest.mark.parametrize("fps", ["0", "-1", "nan", "inf", "1e30"])
+@pytest.mark.parametrize("fps", ["0", "-1", "nan", "inf", "1e30", "abc"])
 def test_a_frame_rate_must_be_one(fps, tmp_path, capsys):
+    """A malformed --fps is a usage error (exit 2), as every malformed option is;
+    the library refuses one too (FitFilesOptions from Python)."""
+    from openhmr.errors import InputError
+
     _video_frames(tmp_path / "seq", 2)
-    assert main(["fit", str(tmp_path / "seq"), "--image-size", "320x240", "--sequence", "--fps", fps,
-                 "--out", str(tmp_path / "out")]) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", str(tmp_path / "seq"), "--image-size", "320x240", "--sequence", "--fps", fps,
+              "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "--fps must be the video's frame rate" in err and len(err.strip().splitlines()) == 1
+    assert f"--fps: must be the video's frame rate, in (0, 10000] frames per second, got {fps!r}" in err
     assert not (tmp_path / "out").exists()
+    if fps != "abc":
+        options = FitFilesOptions([str(tmp_path / "seq")], (320, 240), out=tmp_path / "out", sequence=True,
+                                  fps=float(fps))
+        with pytest.raises(InputError, match="--fps must be the video's frame rate"):
+            run_fit_files(options)
 
 
 def test_a_frame_file_given_twice_is_one_frame(tmp_path):

@@ -8,6 +8,7 @@ happen inside ``func`` so that ``openhmr --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 
@@ -89,6 +90,18 @@ def device_name(text: str) -> str:
     except (RuntimeError, ValueError):
         raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:1)") from None
     return text
+
+
+def frame_rate(text: str) -> float:
+    """argparse type: frames per second in (0, 10000] (else argparse's one-line usage error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= 10_000):
+        raise argparse.ArgumentTypeError(f"must be the video's frame rate, in (0, 10000] frames per second, "
+                                         f"got {text!r}")
+    return value
 
 
 def positive_int(text: str) -> int:

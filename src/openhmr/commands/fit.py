@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from openhmr.commands import (add_jumps_option, add_noise_option, add_output_options,
-                              add_upright_option, fit_config, positive_int)
+                              add_upright_option, fit_config, frame_rate, positive_int)
 
 DESCRIPTION = """\
 Fit a body model (the open Anny, or SMPL with --smpl) to the 2D keypoints of
@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sequence", action="store_true",
                    help="the files are video frames (<video>_<frame, 12 digits>_keypoints.json): "
                         "fit each video's frames in order and smooth them, one <video>.npz each")
-    p.add_argument("--fps", type=float, metavar="HZ", help="--sequence: the video's frame rate")
+    p.add_argument("--fps", type=frame_rate, metavar="HZ", help="--sequence: the video's frame rate")
     p.add_argument("--smoothing", choices=("clip", "causal", "none"),
                    help="--sequence: clip (default: the whole video at once, no lag), causal "
                         "(One-Euro filter, each frame from the frames before it) or none")
