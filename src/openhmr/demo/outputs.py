@@ -99,7 +99,7 @@ def remove_earlier_people(out: Path, name: str, count: int) -> str | None:
     if not files:
         return None
     return (f"removed {len(files)} file(s) an earlier run wrote for more people than the "
-            f"{count} found now ({files[0].name}, …)")
+            f"{count} found now ({files[0].name}{', …' if len(files) > 1 else ''})")
 
 
 def check_free(paths: dict[str, Path], overwrite: bool) -> None:

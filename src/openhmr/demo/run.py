@@ -158,7 +158,7 @@ def run_demo(options: DemoOptions) -> int:
     items = collect_inputs(options.inputs, skipped=earlier_pictures)
     if earlier_pictures:
         warn(f"skipped {len(earlier_pictures)} picture(s) an earlier openhmr run wrote in the "
-             f"input folder(s) ({earlier_pictures[0]}, …)")
+             f"input folder(s) ({earlier_pictures[0]}{', …' if len(earlier_pictures) > 1 else ''})")
     if not items:
         raise InputError("no input images or videos found")
     out = Path(options.out)
