@@ -214,3 +214,31 @@ def test_sigterm_cleans_up_as_ctrl_c_does(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == "openhmr convert-smpl: terminated"
     assert list(tmp_path.iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) == before  # restored for the caller
+
+
+def test_smoothing_and_no_smoothing_together_are_a_usage_error(capsys):
+    """Two smoothings that contradict each other are refused, not decided by
+    their order."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "x.mp4", "--smoothing", "causal", "--no-smoothing"])
+    assert exit_.value.code == 2
+    assert "--no-smoothing: not allowed with argument --smoothing" in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_stops_the_command_quietly(tmp_path):
+    """`openhmr … 2>&1 | head -1`: once the pipe's reader has gone, the
+    command stops with the shell's code for SIGPIPE (141) and prints nothing
+    more, neither a traceback nor Python's 'Exception ignored' at exit."""
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the first line
+    try:
+        done = subprocess.run([sys.executable, "-m", "openhmr", "fit", str(tmp_path / "missing.json"),
+                               "--image-size", "64x64"], stdout=subprocess.PIPE, stderr=write_end,
+                              text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141 and done.stdout == ""

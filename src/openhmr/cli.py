@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import signal
 import sys
@@ -114,6 +115,32 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`openhmr bench | head -1`): stop quietly, as
+        # command-line tools do, with the shell's code for SIGPIPE.
+        _drop_broken_streams()
+        return 128 + signal.SIGPIPE
+
+
+def _drop_broken_streams() -> None:
+    """Point stdout and stderr, where their reader has gone, at /dev/null, so
+    that Python's flush at exit does not print 'Exception ignored … Broken
+    pipe' (the recipe of Python's signal documentation)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+            except (OSError, ValueError):
+                pass
+        except (OSError, ValueError):
+            pass
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
     if not getattr(args, "func", None):
@@ -137,6 +164,8 @@ def _run(args: argparse.Namespace) -> int:
     except OpenHMRError as e:
         print(f"openhmr {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        raise  # not a path's fault: main stops quietly
     except OSError as e:
         # A path the file system refuses (not writable, a file where a folder
         # should be, a disk full) is the user's to fix, not a bug to trace.
