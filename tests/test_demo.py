@@ -137,7 +137,7 @@ def test_end_to_end_reference_images(model_files, tmp_path, capsys, cached_loadi
     names = ["coco2", "coco3", "coco5"]
     code, err = run([*(REFERENCE / f"{n}.png" for n in names), *hmr_args(model_files, out)], capsys)
     assert code == 0, err
-    assert err.count("tight crop") == 3 and "ms per image after the first" in err
+    assert err.count("tight crop") == 3 and "3 photo(s) in" in err and "ms per photo after the first" in err
 
     for n in names:
         for suffix in OUTPUT_SUFFIXES:
@@ -675,7 +675,9 @@ def test_video_with_openpose_keypoints(model_files, tmp_path, capsys, cached_loa
     options = DemoOptions([str(video)], out=out, method="fit", smpl=smpl, openpose=keypoints,
                           fit_config=quick, render=False, smoothing="none")
     assert run_demo(options) == 0
-    assert "no person in 2 of 5 frames" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no person in 2 of 5 frames" in err
+    assert "1 video(s) (5 frame(s), 3 with a body)" in err and "ms per frame" in err
     arrays = np.load(out / "walk.npz")
     assert arrays["frame"].tolist() == [0, 1, 3] and int(arrays["num_frames"]) == frames
     # the fitted body follows the keypoints across the frame
@@ -1213,11 +1215,36 @@ def test_several_people_in_a_photo(model_files, tmp_path, capsys, cached_loading
     code, err = run([image, "--openpose", keypoints, "--max-people", "2", "--overwrite",
                      *hmr_args(model_files, out)], capsys)
     assert code == 0, err
-    assert "removed 4 file(s) an earlier run wrote for more people than the 1 found now" in err
+    assert "removed 4 file(s) an earlier run wrote for this input that this run did not replace" in err
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["group_overlay.png", "group_scene.obj", "group_person2_notes.txt", "group_person1_overlay.png",
          "group_person2_overlay.png"] + [f"group_person1{s}" for s in (".json", ".npz", ".obj", "_views.png")])
     assert len(load_obj(out / "group_scene.obj")[0]) == sizes[0]  # the one person left
+    # Another photo that happens to share the name: --overwrite leaves the people of group.png alone.
+    other = tmp_path / "elsewhere" / "group.jpg"
+    other.parent.mkdir()
+    Image.open(image).save(other)
+    code, err = run([other, "--openpose", keypoints, "--overwrite", *hmr_args(model_files, out)], capsys)
+    assert code == 0 and "removed" not in err, err
+    assert (out / "group_person1.json").is_file() and (out / "group.json").is_file()
+    for stale in ("group.json", "group.npz", "group.obj", "group_views.png"):
+        (out / stale).unlink()
+    # Switching to one person alone: the earlier people's files and their scene go; yours stay.
+    mine = sorted(["group_person2_notes.txt", "group_person1_overlay.png", "group_person2_overlay.png"])
+    code, err = run([image, "--openpose", keypoints, "--overwrite", *hmr_args(model_files, out)], capsys)
+    assert code == 0, err
+    assert "removed 5 file(s) an earlier run wrote for this input" in err
+    alone = sorted(["group_overlay.png"] + [f"group{s}" for s in (".json", ".npz", ".obj", "_views.png")])
+    assert sorted(p.name for p in out.iterdir()) == sorted(alone + mine)
+    assert str(np.load(out / "group.npz")["input"]) == str(image)
+    # ... and back to several: the body alone's files go, the overlay is the people's own.
+    code, err = run([image, "--openpose", keypoints, "--max-people", "2", "--overwrite",
+                     *hmr_args(model_files, out)], capsys)
+    assert code == 0, err
+    assert "removed 4 file(s) an earlier run wrote for this input" in err
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["group_overlay.png", "group_scene.obj"] + mine
+        + [f"group_person1{s}" for s in (".json", ".npz", ".obj", "_views.png")])
     for extra in (["--bbox", "10,10,100,200"], []):
         code, err = run([image, "--max-people", "2", *extra, *hmr_args(model_files, tmp_path / "x")], capsys)
         assert code != 0 and "--max-people 2 needs" in err and len(err.strip().splitlines()) == 1

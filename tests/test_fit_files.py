@@ -166,8 +166,9 @@ def test_a_sequence_is_the_demo_on_its_video(smpl_npz, tmp_path, capsys):
         with_video = np.load(tmp_path / "demo" / smoothing / "walk.npz")
         without = np.load(tmp_path / "fit" / smoothing / "walk.npz")
         assert sorted(without.files) == sorted(with_video.files)
-        for key in with_video.files:
+        for key in set(with_video.files) - {"input"}:  # the video, or its frame files
             np.testing.assert_array_equal(without[key], with_video[key], err_msg=key)
+        assert str(without["input"]).endswith("walk_*_keypoints.json")
         assert without["frame"].tolist() == [0, 1, 4, 5] and str(without["smoothing"]) == smoothing
         hips[smoothing] = without["keypoints_2d/lsp14"][:, 2:4, 0].mean(-1)
     # the body follows the keypoints (frames 4 and 5 fitted afresh after the gap); smoothing moves it
@@ -336,8 +337,10 @@ def test_a_sequence_of_several_people_is_the_demo_on_its_video(smpl_npz, tmp_pat
         with_video = np.load(tmp_path / "demo" / f"pair_person{k}.npz")
         without = np.load(tmp_path / "fit" / f"pair_person{k}.npz")
         assert sorted(without.files) == sorted(with_video.files)
-        for key in with_video.files:
+        for key in set(with_video.files) - {"input"}:
             np.testing.assert_array_equal(without[key], with_video[key], err_msg=(k, key))
+        assert str(with_video["input"]) == str(video)
+        assert str(without["input"]) == str(keypoints / "pair_*_keypoints.json")
     walker = np.load(tmp_path / "fit" / "pair_person1.npz")  # the more confident, found first
     assert walker["frame"].tolist() == [0, 1, 3, 4] and int(walker["person"]) == 1
     np.testing.assert_allclose(walker["keypoints_2d/lsp14"][:, 2:4, 0].mean(-1),
@@ -356,8 +359,31 @@ def test_a_sequence_of_several_people_is_the_demo_on_its_video(smpl_npz, tmp_pat
     for folder in ("demo", "fit"):
         assert sorted(p.name for p in (tmp_path / folder).iterdir()) == ["pair_person1.npz"], folder
     err = capsys.readouterr().err
-    assert err.count("removed 1 file(s) an earlier run wrote for more people than the 1 found now "
-                     "(pair_person2.npz)") == 2  # one file: no "…"
+    assert err.count("removed 1 file(s) an earlier run wrote for this input that this run did not "
+                     "replace (pair_person2.npz)") == 2  # one file: no "…"
+    # One person alone, with --overwrite: the earlier people's npz go, in both commands.
+    assert run_demo(DemoOptions([str(video)], out=tmp_path / "demo", method="fit", smpl=smpl_npz,
+                                openpose=alone, fit_config=QUICK, render=False, overwrite=True)) == 0
+    assert run_fit_files(FitFilesOptions([str(alone)], (width, height), out=tmp_path / "fit",
+                                         smpl=smpl_npz, fit_config=QUICK, sequence=True, fps=fps,
+                                         overwrite=True)) == 0
+    for folder in ("demo", "fit"):
+        assert sorted(p.name for p in (tmp_path / folder).iterdir()) == ["pair.npz"], folder
+    assert capsys.readouterr().err.count("removed 1 file(s) an earlier run wrote for this input") == 2
+    # Frame files of another folder that share the video's name are another input: kept.
+    elsewhere = tmp_path / "elsewhere"
+    for i in range(frames):
+        _write(elsewhere / f"pair_{i:012d}_keypoints.json", _person(300, 40, 170))
+    assert run_fit_files(FitFilesOptions([str(alone)], (width, height), out=tmp_path / "fit",
+                                         smpl=smpl_npz, fit_config=QUICK, sequence=True, fps=fps,
+                                         max_people=2, overwrite=True)) == 0
+    assert "removed 1 file(s)" in capsys.readouterr().err  # pair.npz, of these frames
+    np.savez(tmp_path / "fit" / "pair.npz", **dict(np.load(tmp_path / "demo" / "pair.npz")))
+    assert run_fit_files(FitFilesOptions([str(elsewhere)], (width, height), out=tmp_path / "fit",
+                                         smpl=smpl_npz, fit_config=QUICK, sequence=True, fps=fps,
+                                         max_people=2, overwrite=True)) == 0
+    assert "removed" not in capsys.readouterr().err  # the video pair.mp4's npz is not these frames'
+    assert sorted(p.name for p in (tmp_path / "fit").iterdir()) == ["pair.npz", "pair_person1.npz"]
 
 
 def test_noise_in_image_pixels_is_scaled_into_each_crop(smpl_npz, tmp_path, monkeypatch, capsys):

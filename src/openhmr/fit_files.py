@@ -241,7 +241,7 @@ def run_fit_files(options: FitFilesOptions) -> int:
                     _fit_video(predictor, name, frames, options)
             except Exception as e:  # noqa: BLE001 - report and go on with the next video
                 failed += 1
-                _report(frames[0][1].parent / f"{Path(name).name}_*_keypoints.json", e)
+                _report(Path(frame_pattern(name, frames)), e)
         print(f"openhmr fit: {len(videos) - failed} of {len(videos)} video(s) fitted"
               f"{_outputs_in(options.out, len(videos) - failed)}", file=sys.stderr)
         return 1 if failed or others else 0
@@ -290,11 +290,10 @@ def run_fit_files(options: FitFilesOptions) -> int:
                     broken.add(path)
                     failed += 1
                     _report(path, e)
-            if person is not None:
-                people[path] = (name, person)
+            people[path] = (name, 0 if person is None else person)
         if options.overwrite:
             for path, (name, count) in people.items():
-                removed = None if path in broken else remove_earlier_people(out, name, count)
+                removed = None if path in broken else remove_earlier_people(out, name, count, str(path))
                 if removed:
                     print(f"openhmr fit: warning: {path}: {removed}", file=sys.stderr)
 
@@ -325,18 +324,25 @@ def run_fit_files(options: FitFilesOptions) -> int:
     return 1 if failed else 0
 
 
+def frame_pattern(name: str, frames: list[tuple[int, Path]]) -> str:
+    """The frame files of the video ``name`` as one pattern,
+    ``<folder>/<video>_*_keypoints.json``: how its results name their input."""
+    return str(frames[0][1].parent / f"{Path(name).name}_*_keypoints.json")
+
+
 def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], options: FitFilesOptions) -> None:
     """A video's frame files, in order → ``<name>.npz``, as the demo writes a
     video's. A frame whose file has nobody is a frame without a body; frames
     with no file (up to the last one that has) too."""
     from openhmr.demo import (FittingNote, check_free, posed_again, progress, progress_bar,
-                              smooth_predictions, video_outputs, without_vertices)
+                              remove_earlier_people, smooth_predictions, video_outputs, without_vertices)
     from openhmr.errors import NoPersonError
     from openhmr.io.prediction import write_video_npz
 
     width, height = options.image_size
     paths = {"npz": video_outputs(Path(options.out), name)["npz"]}
     check_free(paths, options.overwrite)
+    source = frame_pattern(name, frames)  # the results' input
     total = frames[-1][0] + 1
     preds: list[Any] = []
     pending: list[tuple[Any, Any, int]] = []  # (crop transform, location, frame), the demo's batches
@@ -347,7 +353,7 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
             note = FittingNote(bar)
             preds.extend(without_vertices(predictor.predict(
                 None, [p[0] for p in pending], [p[1] for p in pending],
-                [(name, p[2], (height, width)) for p in pending], done=note)))
+                [(source, p[2], (height, width)) for p in pending], done=note)))
             note.clear()
             pending.clear()
 
@@ -376,6 +382,10 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
     meshes = progress(posed_again(predictor.body, preds), len(preds), f"{name} npz", "frame")
     write_video_npz(paths["npz"], preds, total, options.fps, smoothing=smoothing,
                     vertices=(p.vertices.astype(np.float32) for p in meshes))
+    if options.overwrite:
+        removed = remove_earlier_people(Path(options.out), name, 0, source)
+        if removed:
+            print(f"openhmr fit: warning: {name}: {removed}", file=sys.stderr)
 
 
 def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
@@ -391,6 +401,7 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
     out = Path(options.out)
     npz_of = lambda k: out / f"{name}_person{k}.npz"  # noqa: E731
     check_free({"npz": npz_of(1)}, options.overwrite)
+    source = frame_pattern(name, frames)  # the results' input
     total = frames[-1][0] + 1
     follower = PeopleFollower(max_gap=max(1, int(round(options.fps))))
     people: dict[int, list[Any]] = {}
@@ -401,7 +412,7 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
         if pending:
             note = FittingNote(bar)
             preds = predictor.predict(None, [p[0] for p in pending], [p[1] for p in pending],
-                                      [(name, p[2], (height, width)) for p in pending], done=note)
+                                      [(source, p[2], (height, width)) for p in pending], done=note)
             note.clear()
             for (_, location, _), pred in zip(pending, without_vertices(preds)):
                 people.setdefault(location.person, []).append(pred)
@@ -429,6 +440,6 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
     write_people_npz(predictor.body, people, npz_of, total, options.fps, options.smoothing,
                      options.overwrite)
     if options.overwrite:
-        removed = remove_earlier_people(out, name, max(people))
+        removed = remove_earlier_people(out, name, max(people), source)
         if removed:
             print(f"openhmr fit: warning: {name}: {removed}", file=sys.stderr)

@@ -24,9 +24,10 @@ def add_output_options(p: argparse.ArgumentParser, inputs: str) -> None:
                    default="obj", help="mesh file format (default: obj)")
     p.add_argument("--overwrite", action="store_true",
                    help=f"replace existing output files (otherwise one of the {inputs} whose "
-                        "outputs exist is reported as an error and skipped); with --max-people, "
-                        "also remove the files an earlier run wrote for more people than are "
-                        "found now")
+                        "outputs exist is reported as an error and skipped), and remove what an earlier "
+                        "run wrote for the same input that this run does not replace (more "
+                        "people than are found now, or the files of the other --max-people "
+                        "mode)")
 
 
 def add_noise_option(p: argparse.ArgumentParser, applies_to: str = "") -> None:

@@ -102,13 +102,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "--smoothing says so (by default the detector follows the person, each "
                         "fit continues the previous frame's and the estimates are smoothed over "
                         "time)")
-    p.add_argument("--smoothing", choices=("clip", "causal", "none"),
-                   help="videos: how pose, shape and camera are smoothed over time so the body "
-                        "does not tremble: clip (the default: the whole video at once, no lag), "
-                        "causal (One-Euro filter, each frame from the frames before it), none "
-                        "(the default with --no-tracking)")
-    p.add_argument("--no-smoothing", dest="smoothing", action="store_const", const="none",
-                   help="videos: the same as --smoothing none")
+    smoothing = p.add_mutually_exclusive_group()  # "--smoothing causal --no-smoothing" is a slip
+    smoothing.add_argument("--smoothing", choices=("clip", "causal", "none"),
+                                   help="videos: how pose, shape and camera are smoothed over time so the "
+                                "body does not tremble: clip (the default: the whole video at once, "
+                                "no lag), causal (One-Euro filter, each frame from the frames before "
+                                "it), none (the default with --no-tracking)")
+    smoothing.add_argument("--no-smoothing", dest="smoothing", action="store_const", const="none",
+                           help="videos: the same as --smoothing none")
     p.set_defaults(func=run)
 
 

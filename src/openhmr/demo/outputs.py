@@ -47,20 +47,65 @@ def video_outputs(out: Path, name: str) -> dict[str, Path]:
     return {"npz": out / f"{name}.npz", "overlay": out / f"{name}_overlay.mp4"}
 
 
-def earlier_people_files(out: Path, name: str, count: int) -> list[Path]:
+def _same_input(recorded: object, source: str | None) -> bool:
+    """Whether an earlier result's ``input`` may be the input ``source``:
+    the same file name (the folders may be given differently), or no input
+    recorded (npz files before 2026-12-07) or none to compare with."""
+    if source is None or recorded is None:
+        return True
+    return isinstance(recorded, str) and Path(recorded).name == Path(source).name
+
+
+def _openhmr_npz(path: Path, person: int | None, source: str | None) -> bool:
+    """Whether ``path`` is an npz openhmr wrote for person ``person`` (None:
+    a body alone, an npz without a person number) of the input ``source``."""
+    from openhmr.io.prediction import SCHEMA_ID
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "schema" not in data.files or str(data["schema"]) != SCHEMA_ID:
+                return False
+            if not _same_input(str(data["input"]) if "input" in data.files else None, source):
+                return False
+            if person is None:
+                return "person" not in data.files
+            return "person" in data.files and int(data["person"]) == person
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _listed(json_path: Path, doc: dict, prefixes: tuple[str, ...]) -> set[Path]:
+    """The files a result json lists under ``files`` beside itself whose
+    names are one of ``prefixes`` followed by '.' or '_'."""
+    listed = doc.get("files") if isinstance(doc.get("files"), dict) else {}
+    found = set()
+    for rel in listed.values():
+        if not isinstance(rel, str) or "/" in rel:
+            continue
+        for prefix in prefixes:
+            if rel.startswith(prefix) and rel[len(prefix):len(prefix) + 1] in (".", "_"):
+                found.add(json_path.parent / rel)
+    return found
+
+
+def earlier_people_files(out: Path, name: str, count: int, source: str | None = None) -> list[Path]:
     """The files an earlier run wrote for people numbered above ``count`` of
     the input ``name`` (``<name>_person<k>.*``, k > count): what ``--overwrite``
     removes when a run finds fewer people than the last, so that the folder
-    holds this run's people only.
+    holds this run's people only. ``count`` = 0 (this run wrote one body
+    alone, ``<name>.*``) takes every person's files and the scene mesh they
+    shared (``<name>_scene.*``).
 
     A person's files count only when openhmr wrote them: its
     ``<name>_person<k>.json`` or ``.npz`` carries the prediction schema and
     the number k; then the json, the npz and the files the json lists under
-    ``files`` with that person's prefix (never the photo's shared overlay)
-    are returned. Numbers are looked at upwards from ``count + 1`` while
-    either file exists; anything else is left alone.
+    ``files`` with that person's prefix (never the photo's shared overlay,
+    whose name this run's own overlay has) are returned. Numbers are looked
+    at upwards from ``count + 1`` while either file exists; anything else is
+    left alone, and so is a file whose recorded ``input`` has another file
+    name than ``source`` (another input that happens to share ``name``).
     """
-    from openhmr.io.prediction import SCHEMA_ID, read_openhmr_json
+    from openhmr.io.prediction import read_openhmr_json
 
     found: list[Path] = []
     k = count + 1
@@ -71,35 +116,57 @@ def earlier_people_files(out: Path, name: str, count: int) -> list[Path]:
         stem = json_path.stem  # <name>_person<k> without the input's folders
         ours: set[Path] = set()
         doc = read_openhmr_json(json_path) if json_path.is_file() else None
-        if doc is not None and doc.get("person") == k:
+        if doc is not None and doc.get("person") == k and _same_input(doc.get("input"), source):
             ours.add(json_path)
-            listed = doc.get("files") if isinstance(doc.get("files"), dict) else {}
-            for rel in listed.values():
-                if (isinstance(rel, str) and "/" not in rel and rel.startswith(stem)
-                        and rel[len(stem):len(stem) + 1] in (".", "_")):
-                    ours.add(json_path.parent / rel)
-        if npz_path.is_file():
-            try:
-                with np.load(npz_path, allow_pickle=False) as data:
-                    if (str(data["schema"]) == SCHEMA_ID and "person" in data.files
-                            and int(data["person"]) == k):
-                        ours.add(npz_path)
-            except (OSError, ValueError, KeyError):
-                pass
-        found += sorted(p for p in ours if p.is_file())
+            scene = f"{Path(name).name}_scene"
+            ours |= _listed(json_path, doc, (stem,))
+            if count == 0:
+                ours |= {p for p in _listed(json_path, doc, (scene,)) if p.name.startswith(scene + ".")}
+        if npz_path.is_file() and _openhmr_npz(npz_path, k, source):
+            ours.add(npz_path)
+        found += sorted(p for p in ours if p.is_file() and p not in found)
         k += 1
 
 
-def remove_earlier_people(out: Path, name: str, count: int) -> str | None:
-    """Remove :func:`earlier_people_files` (for ``--overwrite``); a line
-    saying what went, or None when nothing did."""
-    files = earlier_people_files(out, name, count)
+def earlier_alone_files(out: Path, name: str, source: str | None = None) -> list[Path]:
+    """The files an earlier run wrote for the input ``name`` as one body
+    alone (``<name>.json``, ``<name>.npz`` and the mesh and views its json
+    lists; never ``<name>_overlay.*``, whose name this run's own overlay
+    has): what ``--overwrite`` removes when a run with ``--max-people`` > 1
+    writes ``<name>_person<k>.*`` instead. Only files openhmr wrote count:
+    a json or npz carrying the prediction schema and no person number, whose
+    recorded ``input`` has the file name of ``source``."""
+    from openhmr.io.prediction import read_openhmr_json
+
+    json_path, npz_path = out / f"{name}.json", out / f"{name}.npz"
+    ours: set[Path] = set()
+    doc = read_openhmr_json(json_path) if json_path.is_file() else None
+    if doc is not None and doc.get("person") is None and _same_input(doc.get("input"), source):
+        ours.add(json_path)
+        stem = json_path.stem
+        ours |= {p for p in _listed(json_path, doc, (stem,))
+                 if p.name != f"{stem}_overlay.png" and not p.name.startswith(f"{stem}_person")}
+    if npz_path.is_file() and _openhmr_npz(npz_path, None, source):
+        ours.add(npz_path)
+    return sorted(p for p in ours if p.is_file())
+
+
+def remove_earlier_people(out: Path, name: str, count: int, source: str | None = None) -> str | None:
+    """Remove, for ``--overwrite``, what an earlier run wrote for the input
+    ``source`` (written as ``name``) that this run, which wrote ``count``
+    people (0: one body alone, ``<name>.*``), did not replace:
+    :func:`earlier_people_files`, and after a run of several people
+    (``count`` ≥ 1) :func:`earlier_alone_files`. A line saying what went,
+    or None when nothing did."""
+    files = earlier_people_files(out, name, count, source)
+    if count >= 1:
+        files = earlier_alone_files(out, name, source) + files
     for path in files:
         path.unlink()
     if not files:
         return None
-    return (f"removed {len(files)} file(s) an earlier run wrote for more people than the "
-            f"{count} found now ({files[0].name}{', …' if len(files) > 1 else ''})")
+    return (f"removed {len(files)} file(s) an earlier run wrote for this input that this run "
+            f"did not replace ({files[0].name}{', …' if len(files) > 1 else ''})")
 
 
 def check_free(paths: dict[str, Path], overwrite: bool) -> None:

@@ -50,16 +50,22 @@ class FittingNote:
 
 
 class Timer:
-    """Time per image after the first finished batch, which pays the one-off
-    costs (first network call, allocator, lazy imports)."""
+    """What the demo got through, and its time per image: photos, videos and
+    their frames, timed after the first finished batch, which pays the
+    one-off costs (first network call, allocator, lazy imports)."""
 
     def __init__(self) -> None:
         self.start = time.perf_counter()
         self.warm_end: float | None = None
         self.warm_count = 0
-        self.count = 0
+        self.count = 0  # photos and frames timed
+        self.photos = 0
+        self.videos = 0
+        self.frames = 0  # the videos' frames read
+        self.frames_with_body = 0
 
     def record(self, finished: int) -> None:
+        """``finished`` more photos or frames done (each photo with all its people)."""
         if finished <= 0:
             return
         self.count += finished
@@ -67,13 +73,33 @@ class Timer:
             self.warm_end = time.perf_counter()
             self.warm_count = finished
 
+    def record_video(self, frames: int, with_body: int) -> None:
+        """A video done: ``frames`` read, ``with_body`` of them with someone
+        (those were recorded as they finished; the others count now, since
+        looking for nobody took time too)."""
+        self.videos += 1
+        self.frames += frames
+        self.frames_with_body += with_body
+        self.record(frames - with_body)
+
+    def done(self) -> str:
+        """What was done: "2 photo(s), 1 video(s) (120 frames, 95 with a body)"."""
+        parts = []
+        if self.photos:
+            parts.append(f"{self.photos} photo(s)")
+        if self.videos:
+            parts.append(f"{self.videos} video(s) ({self.frames} frame(s), "
+                         f"{self.frames_with_body} with a body)")
+        return ", ".join(parts) or "nothing"
+
     def summary(self) -> str:
         now = time.perf_counter()
         if self.warm_end is None:
             return "no image processed"
+        unit = "/".join(u for u, n in (("photo", self.photos), ("frame", self.videos)) if n) or "image"
         if self.count > self.warm_count:
             per_image = (now - self.warm_end) / (self.count - self.warm_count)
-            return (f"{self.count} image(s)/frame(s) in {now - self.start:.1f} s, "
-                    f"{1000 * per_image:.0f} ms per image after the first (warm-up) batch")
+            return (f"{self.done()} in {now - self.start:.1f} s, "
+                    f"{1000 * per_image:.0f} ms per {unit} after the first (warm-up) batch")
         per_image = (self.warm_end - self.start) / self.count
-        return f"{self.count} image(s)/frame(s), {1000 * per_image:.0f} ms per image including warm-up"
+        return f"{self.done()}, {1000 * per_image:.0f} ms per {unit} including warm-up"

@@ -223,14 +223,16 @@ def run_demo(options: DemoOptions) -> int:
                 for p, pred in group:
                     write_image_outputs(p.image, pred, p.paths, options.mesh_format, options.render,
                                         shared)
-                if first.person is not None and options.overwrite:
-                    removed = remove_earlier_people(out, first.item.name, len(group))
+                if options.overwrite:
+                    count = 0 if first.person is None else len(group)
+                    removed = remove_earlier_people(out, first.item.name, count, str(first.item.path))
                     if removed:
                         warn(f"{first.item.path}: {removed}")
                 finished += 1
             except Exception as e:  # noqa: BLE001
                 fail(first.item, e)
         timer.record(finished)
+        timer.photos += finished
 
     for item in progress(images, len(images), "images", "img"):
         try:

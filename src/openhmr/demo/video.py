@@ -245,10 +245,6 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
     body = predictor.body
     if several:
         write_people_npz(body, people, npz_of, total, info.fps, smoothing, options.overwrite)
-        if options.overwrite:
-            removed = remove_earlier_people(out, item.name, max(people))
-            if removed:
-                warn(f"{item.path}: {removed}")
         posed = heapq.merge(*(posed_again(body, preds) for preds in people.values()),
                             key=lambda p: p.frame)
     else:
@@ -259,8 +255,14 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
         write_video_npz(paths["npz"], preds, total, info.fps, smoothing=smoothing,
                         vertices=(p.vertices.astype(np.float32) for p in meshes))
         posed = posed_again(body, preds)
+    if options.overwrite:
+        removed = remove_earlier_people(out, item.name, max(people) if several else 0, str(item.path))
+        if removed:
+            warn(f"{item.path}: {removed}")
     if options.render:
         write_overlay_video(item, paths["overlay"], posed)
+    if timer is not None:
+        timer.record_video(total, total - skipped)
     return sum(len(preds) for preds in people.values())
 
 

@@ -275,6 +275,7 @@ def write_npz(path: Path, pred: Prediction) -> None:
             tmp, **prediction_arrays(pred), **person, faces=pred.faces.astype(np.int32),
             schema=np.array(SCHEMA_ID), body_model=np.array(pred.body_model),
             method=np.array(pred.method), person_source=np.array(pred.person_source),
+            input=np.array(pred.input),
         )
 
 
@@ -310,7 +311,7 @@ def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: f
         faces = preds[0].faces.astype(np.int32)
         meta = preds[0]
         arrays |= {"body_model": np.array(meta.body_model), "method": np.array(meta.method),
-                   "person_source": np.array(meta.person_source)}
+                   "person_source": np.array(meta.person_source), "input": np.array(meta.input)}
     else:
         faces = np.zeros((0, 3), np.int32)
     arrays |= {
