@@ -117,6 +117,12 @@ def test_fit_inputs(smpl):
     normalised[..., :2] = normalised[..., :2] / 112 - 1
     with pytest.raises(InputError, match="span .* px, too little to fit .*not normalised"):
         fit(smpl, normalised, "lsp14", config=quick)
+    image_pixels = kp2.clone()  # the same person in a 4000-px photo, not in its crop
+    image_pixels[..., :2] = image_pixels[..., :2] * 3 + 2500
+    with pytest.raises(InputError, match="pixels of the 224-px crop, but some lie .* image pixels"):
+        fit(smpl, image_pixels, "lsp14", config=quick)
+    fit(smpl, image_pixels, "lsp14", camera="perspective", focal=4000.0, principal_point=(2000, 1500),
+        config=quick)  # the photo's own pinhole takes them
     percent = kp2.clone()
     percent[..., 2] *= 100
     with pytest.raises(InputError, match="confidences must lie in \\[0, 1\\], got up to 100"):

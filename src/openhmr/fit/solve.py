@@ -101,6 +101,23 @@ def fit(
         torch.set_num_threads(threads)
 
 
+# How far, in crop sides, a weak camera's keypoint may lie from the crop's
+# centre: a limb may leave the crop, but points this far are image pixels.
+MAX_CROP_REACH = 2.0
+
+
+def _check_in_crop(points: Tensor, conf: Tensor, crop_size: int) -> None:
+    """InputError where the weak camera's confident keypoints (B, M, 2) lie
+    far outside the S×S crop (S = ``crop_size``): image pixels given where
+    crop pixels belong, which the fit would meet with an absurd camera."""
+    offset = ((points - crop_size / 2).abs().amax(-1) * (conf > 0)).amax()
+    if float(offset) > MAX_CROP_REACH * crop_size:
+        raise InputError(
+            f"keypoints2d for the weak camera are pixels of the {crop_size:g}-px crop, but some lie "
+            f"{float(offset):.0f} px from its centre: image pixels? Crop first (openhmr.fit.fit_detection "
+            "does) or fit with camera='perspective', focal and principal_point")
+
+
 def _check_config(cfg: FitConfig) -> None:
     """Raise InputError for settings no fit can use."""
     steps = cfg.stage2_iters
@@ -348,6 +365,8 @@ def _fit(
     device = param.device if param is not None else torch.device("cpu")
 
     targets = read_targets(body_model, keypoints2d, keypoint_set, cfg, dtype, device)
+    if camera == "weak":
+        _check_in_crop(targets.points, targets.conf, crop_size)
     b = targets.batch
     noise = cfg.noise_px if noise_px is None else noise_px
     noise_weight = None if noise is None else told_noise_weight(noise, targets)  # (B,)
