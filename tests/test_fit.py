@@ -647,3 +647,92 @@ def test_fit_to_blazepose_on_photos(anny_model, name: str) -> None:
     # Crop pixels map back onto the detection in the image.
     back = fitted.transform.crop_to_image(fitted.keypoints2d_crop[:, :2])
     np.testing.assert_allclose(back, detection.keypoints2d[:, :2], atol=1e-3)
+
+
+# --------------------------------------------------------------------------- the energy's parts
+def _energy_parts(smpl_model, conf: float = 1.0, shift3d=(0.0, 0.0, 0.0)):
+    """SMPL in a random pose, its lsp14 keypoints projected by a weak camera
+    (crop pixels, confidence ``conf``) and its 3D keypoints moved by
+    ``shift3d`` metres: the Energy of those targets, and the true parameters."""
+    from openhmr.fit.energy import Energy
+    from openhmr.fit.targets import read_targets, read_targets3d
+
+    g = torch.Generator().manual_seed(3)
+    pose, betas = 0.3 * torch.randn(2, 72, generator=g), 0.5 * torch.randn(2, 10, generator=g)
+    cam = torch.tensor([[0.8, 0.05, -0.1], [0.7, -0.1, 0.05]])
+    kp3 = smpl_model(pose, betas).keypoints["lsp14"]
+    pixels = (cam[:, None, :1] * (kp3[..., :2] + cam[:, None, 1:]) + 1) * CROP / 2
+    ones = torch.ones(2, 14, 1)
+    kp2d = torch.cat([pixels, conf * ones], -1)
+    kp3d = torch.cat([kp3 + torch.tensor(shift3d), ones], -1)
+    cfg = FitConfig()
+    targets = read_targets(smpl_model, kp2d, "lsp14", cfg, torch.float32, torch.device("cpu"))
+    targets3d = read_targets3d(smpl_model, kp3d, "lsp14", "lsp14", cfg, 2, torch.float32, torch.device("cpu"))
+    energy = Energy(smpl_model, cfg, "weak", CROP, None, None, targets, targets3d, told=False, track=None)
+    return energy, cam, pose, betas
+
+
+def test_the_2d_term_is_weighted_by_the_confidences(smpl_model):
+    """Each keypoint's robust residual counts in proportion to its confidence:
+    the same bodies, 10 px off, score exactly half with every confidence 0.5."""
+    terms = {}
+    for conf in (1.0, 0.5):
+        energy, cam, pose, betas = _energy_parts(smpl_model, conf)
+        off = cam + torch.tensor([0.0, 10.0 / (CROP / 2) / 0.8, 0.0])  # ~10 px to the side
+        terms[conf] = energy.data_terms(off, pose, betas, energy.all_mask, torch.arange(2))["data"]
+    assert (terms[1.0] > 1.0).all()
+    torch.testing.assert_close(terms[0.5], 0.5 * terms[1.0], rtol=1e-6, atol=0)
+
+
+def test_keypoints_below_the_confidence_threshold_are_ignored(smpl_model):
+    """A keypoint below ``conf_threshold`` (0.2) counts for nothing; one at
+    or above it keeps its confidence as its weight."""
+    from openhmr.fit.targets import read_targets
+
+    kp2d = torch.cat([112 + 50 * torch.randn(1, 14, 2, generator=torch.Generator().manual_seed(0)),
+                      torch.full((1, 14, 1), 0.9)], -1)
+    kp2d[0, 3, 2], kp2d[0, 4, 2] = 0.1, 0.2
+    targets = read_targets(smpl_model, kp2d, "lsp14", FitConfig(), torch.float32, torch.device("cpu"))
+    from openhmr.body.keypoints import get_set
+
+    lsp = get_set("lsp14").names
+    assert targets.names == tuple(lsp)
+    conf = dict(zip(targets.names, targets.conf[0].tolist()))
+    assert conf[lsp[3]] == 0.0 and conf[lsp[4]] == pytest.approx(0.2) and conf[lsp[0]] == pytest.approx(0.9)
+
+
+def test_3d_keypoints_are_compared_centred_on_the_hips(smpl_model):
+    """The 3D term compares hip-centred points: at the true pose and shape it
+    is zero wherever the labels stand (camera-aligned labels carry the
+    camera's translation), and positive at a wrong pose."""
+    energy, cam, pose, betas = _energy_parts(smpl_model, shift3d=(0.3, -0.2, 5.0))
+    at_truth = energy.data_terms(cam, pose, betas, energy.all_mask, torch.arange(2))
+    assert at_truth["data"].abs().max() < 1e-6
+    assert at_truth["3d"].abs().max() < 1e-6
+    wrong = energy.data_terms(cam, pose + 0.2, betas, energy.all_mask, torch.arange(2))
+    assert (wrong["3d"] > 1.0).all()
+
+
+@pytest.mark.parametrize("camera", ["weak", "perspective"])
+def test_torso_init_recovers_the_camera_that_projected_the_torso(camera):
+    """SMPLify's initialisation: for a torso whose shoulders and hips stand at
+    one depth (where a pinhole maps midpoints to midpoints), the camera that projected the keypoints is recovered
+    exactly (weak: scale and translation; pinhole: translation)."""
+    from openhmr.fit.camera import project, torso_init
+
+    names = ("left_shoulder", "right_shoulder", "left_hip", "right_hip", "left_wrist", "right_ankle")
+    g = torch.Generator().manual_seed(1)
+    points = torch.tensor([[0.2, -0.5, 0.05], [-0.2, -0.5, 0.05], [0.1, 0.0, 0.05], [-0.1, 0.0, 0.05],
+                           [0.5, 0.1, 0.3], [-0.1, 0.9, -0.2]]).repeat(3, 1, 1)
+    points = points + 0.05 * torch.randn(3, 1, 3, generator=g)  # the same shift for all: depths stay equal
+    conf = torch.ones(3, 6)
+    focal = principal = None
+    if camera == "weak":
+        cam = torch.tensor([[0.8, 0.1, -0.2], [1.1, -0.3, 0.1], [0.5, 0.0, 0.4]])
+    else:
+        cam = torch.tensor([[0.1, -0.2, 4.0], [-0.3, 0.1, 7.5], [0.0, 0.4, 2.5]])
+        focal, principal = torch.tensor([500.0, 900.0, 1200.0]), torch.tensor([[112.0, 112.0], [300.0, 200.0],
+                                                                            [640.0, 360.0]])
+    target = project(points, cam, camera, CROP, focal, principal)
+    found = torso_init(points, target, conf, names, camera, CROP, focal, principal)
+    torch.testing.assert_close(found, cam, rtol=1e-5, atol=1e-5)

@@ -521,3 +521,78 @@ def test_a_trained_runs_weights_load_with_from_pretrained(smpl_npz, tmp_path):
     trained = trainer.hmr.cpu().eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(images).thetas[-1], trained(images).thetas[-1], rtol=0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- one step's gradients
+def test_one_step_gives_each_network_the_gradient_of_its_own_loss(smpl_npz, tmp_path, deterministic_torch):
+    """The step's single backward pass (HMRTrainer's L_E + L_D with the two
+    cross-terms cut) equals the original's two losses each differentiated
+    for its own network's variables (Q7): the encoder and regressor get
+    ∇L_E, L_E = 60·L_kp + 60·(L_smpl + L_j3d) + L_adv with the fakes of all
+    three iterations; the discriminator gets ∇L_D of real mocap rows and the
+    same fakes. The cut terms are not zero, so a missing cut would show."""
+    from openhmr import losses
+    from openhmr.geometry.rotations import axis_angle_to_matrix
+
+    cfg = small_config(smpl_npz, regressor_dropout=0.0)  # one forward must equal another
+    trainer = Trainer(cfg, tmp_path / "run")
+    inputs = trainer.next_inputs()
+    inputs["has_joints3d"][: cfg.batch_size // 2] = True  # some 3D labels, whatever the draw
+    inputs["has_smpl"][: cfg.batch_size // 2] = True
+    hmr, disc = trainer.hmr, trainer.discriminator
+    e_params = list(hmr.encoder.parameters()) + list(hmr.regressor.parameters())
+    d_params = list(disc.parameters())
+
+    logs, _ = trainer.forward_backward(inputs)
+    got_e = [p.grad.clone() for p in e_params]
+    got_d = [p.grad.clone() for p in d_params]
+
+    # The original's formulation, written out.
+    thetas = hmr.regress(hmr.encode(inputs["images"]))
+    last = hmr.decode(thetas[-1], mesh=False)
+    kp = losses.keypoint_l1(last["keypoints2d"]["cocoplus19"], inputs["keypoints"])
+    smpl = losses.smpl_param_loss(last["rotations"], last["betas"], inputs["pose"], inputs["betas"],
+                                  inputs["has_smpl"])
+    j3d = losses.joints3d_loss(last["keypoints3d"]["lsp14"], inputs["joints3d"], inputs["has_joints3d"])
+    fake_rot = torch.cat([hmr.pose_rotations(t) for t in thetas])[:, 1:]
+    fake_betas = torch.cat([hmr.split_theta(t)[2] for t in thetas])
+    e_adv = losses.e_adv_loss(disc(fake_rot, fake_betas))
+    e_loss = cfg.e_loss_weight * kp + cfg.e_3d_weight * (smpl + j3d) + cfg.d_loss_weight * e_adv
+    mocap = inputs["mocap_pose"]
+    real_rot = axis_angle_to_matrix(mocap.reshape(mocap.shape[0], -1, 3))[:, 1:]
+    d_real, d_fake = losses.d_loss_terms(disc(real_rot, inputs["mocap_betas"]), disc(fake_rot, fake_betas))
+    d_loss = cfg.d_loss_weight * (d_real + d_fake)
+
+    assert min(float(j3d.detach()), float(smpl.detach()), float(e_adv.detach())) > 0
+    for name, value in (("kp_loss", kp), ("smpl_loss", smpl), ("joints3d_loss", j3d), ("e_adv_loss", e_adv),
+                        ("e_loss", e_loss), ("d_loss", d_loss)):
+        torch.testing.assert_close(logs[name], value.detach(), rtol=1e-5, atol=1e-7, msg=name)
+
+    def norm(grads) -> float:
+        return float(torch.sqrt(sum((g * g).sum() for g in grads if g is not None)))
+
+    want_e = torch.autograd.grad(e_loss, e_params, retain_graph=True)
+    want_d = torch.autograd.grad(d_loss, d_params, retain_graph=True)
+    # float32 sums in another order: 1e-4 of the gradient's norm (the tensors'
+    # largest differences were ~1e-6, on gradients of norm ~1).
+    for got, want in ((got_e, want_e), (got_d, want_d)):
+        assert norm([g - w for g, w in zip(got, want)]) <= 1e-4 * norm(want)
+    # What the cuts remove is far above that tolerance: L_D would reach the
+    # encoder through the fakes, L_E the discriminator through its scores.
+    leak_e = torch.autograd.grad(d_loss, e_params, retain_graph=True, allow_unused=True)
+    leak_d = torch.autograd.grad(e_loss, d_params, allow_unused=True)
+    assert norm(leak_e) > 1e-2 * norm(want_e) and norm(leak_d) > 1e-2 * norm(want_d)
+
+
+def test_a_step_updates_both_networks(smpl_npz, tmp_path):
+    """train_step applies both optimisers: the encoder's and the
+    discriminator's parameters both move, and both Adams count one step."""
+    trainer = Trainer(small_config(smpl_npz), tmp_path / "run")
+    before = {name: [p.detach().clone() for p in net.parameters()]
+              for name, net in (("regressor", trainer.hmr.regressor), ("discriminator", trainer.discriminator))}
+    trainer.train_step()
+    for name, net in (("regressor", trainer.hmr.regressor), ("discriminator", trainer.discriminator)):
+        moved = sum(not torch.equal(p, q) for p, q in zip(net.parameters(), before[name]))
+        assert moved == len(before[name]), f"{name}: {moved} of {len(before[name])} tensors moved"
+    for opt in (trainer.e_opt, trainer.d_opt):  # TFAdam counts per group, as TF's beta powers
+        assert [group["step"] for group in opt.param_groups] == [1]
