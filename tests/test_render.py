@@ -353,3 +353,91 @@ def test_double_hyphens_in_titles_stay_two():
     assert dashes("-") == 1
     assert dashes("--") == 2
     assert dashes("---") == 3
+
+
+# --- shading against Lambert by hand -------------------------------------------
+
+
+def _hmr_light_directions_by_hand(target: torch.Tensor) -> torch.Tensor:
+    """HMR's demo lights (OpenDR ``simple_renderer``): the points (−200, −100, −100),
+    (800, 10, 300) and (−500, 500, 1000) as row vectors times R_y(120°) (HMR's
+    ``_rotateY``), then unit vectors from ``target`` towards each light — written
+    out here independently of ``openhmr.render.shading``."""
+    c, s = math.cos(math.radians(120.0)), math.sin(math.radians(120.0))
+    rot_y = torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]], dtype=torch.float64)
+    points = torch.tensor([[-200.0, -100.0, -100.0], [800.0, 10.0, 300.0], [-500.0, 500.0, 1000.0]],
+                          dtype=torch.float64) @ rot_y
+    return torch.nn.functional.normalize(points - target.to(torch.float64), dim=-1)
+
+
+def _lambert_by_hand(normal, target: torch.Tensor, albedo, ambient: float = 0.3) -> torch.Tensor:
+    """albedo · (ambient + Σ_k colour_k · max(0, n·l_k)) with colours (1, 1, 0.7)."""
+    n = torch.nn.functional.normalize(torch.as_tensor(normal, dtype=torch.float64), dim=0)
+    cosines = (_hmr_light_directions_by_hand(target) @ n).clamp(min=0.0)
+    intensity = ambient + float((cosines * torch.tensor([1.0, 1.0, 0.7], dtype=torch.float64)).sum())
+    return (torch.as_tensor(albedo, dtype=torch.float64) * intensity).clamp(0.0, 1.0)
+
+
+def test_square_facing_the_camera_shades_as_lambert_by_hand() -> None:
+    """A flat square straight ahead (z = 2 m, camera frame x right, y down, z
+    forward) has the normal (0, 0, −1) towards the camera, so every pixel on it
+    must be albedo · (0.3 + Σ colour_k · max(0, −l_k,z)) with the HMR lights
+    shining from their positions towards the mesh centroid — ≈ 1.34·albedo here.
+    A normal flipped away from the camera, or lights pointing the wrong way, give
+    ≈ 0.93·albedo instead (light 2 is behind the square, lights 1 and 3 in front),
+    so the 1/255-per-channel tolerance separates them by ~100×. Two-sided: the
+    same square with reversed vertex order (its geometric normal away from the
+    camera) shades identically. The albedo keeps every channel below the clip."""
+    albedo = (0.3, 0.5, 0.6)
+    v, f = _quad(-0.5, 0.5, -0.5, 0.5, 2.0)
+    expected = _lambert_by_hand((0.0, 0.0, -1.0), v.mean(0), albedo).float()
+    assert float(expected.max()) < 0.95  # not clipped: the test sees the light sum
+    wrong_way = _lambert_by_hand((0.0, 0.0, 1.0), v.mean(0), albedo).float()
+    assert float((expected - wrong_way).abs().max()) > 0.1  # the test can tell the two apart
+    for faces in (f, f.flip(1)):
+        out = render_mesh(v[None], faces, 50.0, None, 40, 40, color=albedo)
+        mask = out.mask[0]
+        assert bool(mask[20, 20]) and int(mask.sum()) > 500
+        assert torch.allclose(out.rgb[0, 20, 20], expected, atol=1 / 255)
+        assert torch.allclose(out.rgb[0][mask], expected.expand(int(mask.sum()), 3), atol=1 / 255)
+
+
+@pytest.mark.parametrize("tilt", [(35.0, 0.0), (-35.0, 0.0), (0.0, 40.0), (0.0, -40.0), (25.0, -30.0)])
+def test_tilted_square_shades_as_lambert_by_hand(tilt: tuple[float, float]) -> None:
+    """A flat square tilted about the camera's y and x axes (degrees) has the
+    exact normal R·(0, 0, −1) towards the camera; its centre pixel must shade as
+    Lambert by hand for that normal, within 1/255 per channel. Tilting moves the
+    normal across the lights' cones, so a light direction reversed or a two-sided
+    flip inverted is caught for light positions on every side, not only for the
+    frontal normal."""
+    yaw, pitch = (math.radians(a) for a in tilt)
+    cy, sy, cx, sx = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch)
+    ry = torch.tensor([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
+    rx = torch.tensor([[1.0, 0.0, 0.0], [0.0, cx, -sx], [0.0, sx, cx]])
+    rot = rx @ ry
+    v, f = _quad(-0.5, 0.5, -0.5, 0.5, 0.0)
+    v = v @ rot.T + torch.tensor([0.0, 0.0, 2.5])
+    normal = rot @ torch.tensor([0.0, 0.0, -1.0])
+    albedo = (0.35, 0.45, 0.55)
+    expected = _lambert_by_hand(normal, v.mean(0), albedo).float()
+    wrong_way = _lambert_by_hand(-normal, v.mean(0), albedo).float()
+    assert float((expected - wrong_way).abs().max()) > 0.05
+    for faces in (f, f.flip(1)):
+        out = render_mesh(v[None], faces, 60.0, None, 48, 48, color=albedo)
+        assert bool(out.mask[0, 24, 24])
+        assert torch.allclose(out.rgb[0, 24, 24], expected, atol=1 / 255)
+
+
+def test_sphere_centre_pixel_shades_as_lambert_by_hand() -> None:
+    """The pixel at the centre of a sphere straight ahead sees the surface whose
+    normal points back at the camera, (0, 0, −1); with smooth (interpolated
+    vertex) normals on a fine icosphere it must match Lambert by hand for that
+    normal within 2/255 per channel (the mesh's smooth normal there deviates by < 1°)."""
+    albedo = (0.3, 0.5, 0.6)
+    v, f = icosphere(4)
+    v = v * 0.5 + torch.tensor([0.0, 0.0, 3.0])
+    # Principal point (32.5, 32.5): the centre of pixel (32, 32) looks straight down the z axis.
+    out = render_mesh(v[None], f, 100.0, (32.5, 32.5), 64, 64, color=albedo)
+    assert bool(out.mask[0, 32, 32])
+    expected = _lambert_by_hand((0.0, 0.0, -1.0), v.mean(0), albedo).float()
+    assert torch.allclose(out.rgb[0, 32, 32], expected, atol=2 / 255)
