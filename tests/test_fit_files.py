@@ -176,6 +176,48 @@ def test_a_sequence_is_the_demo_on_its_video(smpl_npz, tmp_path, capsys):
     assert not np.allclose(hips["causal"], hips["none"], atol=1.0)
 
 
+def test_a_frame_file_cut_short_is_a_frame_without_a_body(smpl_npz, tmp_path, capsys):
+    """OpenPose killed while writing leaves its last file cut short: such a
+    frame counts as one without a body, in the demo and in --sequence (one
+    or several people), and one line says how many; when no frame file can
+    be read, the video fails saying so."""
+    import cv2
+
+    from openhmr.demo import DemoOptions, run_demo
+
+    frames, width, height, fps = 5, 320, 240, 10.0
+    keypoints = tmp_path / "openpose"
+    for i in range(frames):
+        _write(keypoints / f"walk_{i:012d}_keypoints.json", _person(100 + 10 * i, 30, 180))
+    for i in (2, 4):
+        cut = keypoints / f"walk_{i:012d}_keypoints.json"
+        cut.write_text(cut.read_text()[:40])
+    video = tmp_path / "walk.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for _ in range(frames):
+        writer.write(np.full((height, width, 3), 90, np.uint8))
+    writer.release()
+    note = "the keypoint files of 2 of 5 frames could not be read; they count as frames without a body"
+    assert run_demo(DemoOptions([str(video)], out=tmp_path / "demo", method="fit", smpl=smpl_npz,
+                                openpose=keypoints, fit_config=QUICK, render=False)) == 0
+    err = capsys.readouterr().err
+    assert f"{video}: {note} (frame 2: cannot read OpenPose file" in err
+    assert np.load(tmp_path / "demo" / "walk.npz")["frame"].tolist() == [0, 1, 3]
+    for max_people, written in ((1, "walk.npz"), (2, "walk_person1.npz")):
+        assert run_fit_files(FitFilesOptions([str(keypoints)], (width, height), out=tmp_path / f"fit{max_people}",
+                                             smpl=smpl_npz, fit_config=QUICK, sequence=True, fps=fps,
+                                             max_people=max_people)) == 0
+        assert f"walk: {note}" in capsys.readouterr().err
+        assert np.load(tmp_path / f"fit{max_people}" / written)["frame"].tolist() == [0, 1, 3]
+    for i in (0, 1, 3):
+        (keypoints / f"walk_{i:012d}_keypoints.json").write_text("{")
+    assert run_fit_files(FitFilesOptions([str(keypoints)], (width, height), out=tmp_path / "none",
+                                         smpl=smpl_npz, fit_config=QUICK, sequence=True, fps=fps)) == 1
+    err = capsys.readouterr().err
+    assert "no person in any frame; the keypoint files of 5 of 5 frames could not be read" in err
+    assert not (tmp_path / "none").exists() or not any((tmp_path / "none").iterdir())
+
+
 def test_sequence_refusals(smpl_npz, tmp_path, capsys):
     """--sequence needs --fps and frame-named files; a file not named as a frame
     is one line while the videos still run; existing outputs are kept;

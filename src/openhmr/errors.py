@@ -25,3 +25,10 @@ class WeightsError(OpenHMRError):
 class NoPersonError(InputError):
     """No person in an image or video frame: the detector found none, or the
     keypoint file has none. A video skips such frames; an image fails."""
+
+
+class UnreadableFrameError(NoPersonError):
+    """A video frame's keypoint file cannot be read (truncated, not JSON, not
+    OpenPose's): the frame counts as one without a body, and the video's
+    report says how many such frames there were, as OpenPose killed while
+    writing leaves its last file cut short."""

@@ -151,16 +151,18 @@ def group_frames(files: list[tuple[Path, str]]) -> tuple[dict[str, list[tuple[in
     return dict(zip(names, once)), others
 
 
-def _locate(path: Path, width: int, height: int, max_people: int = 1) -> list[tuple[Any, Any]]:
+def _locate(path: Path, width: int, height: int, max_people: int = 1,
+            frame: bool = False) -> list[tuple[Any, Any]]:
     """A keypoint file → per person, the most confident first, (the crop
     transform, the person's location), placed as the demo places OpenPose
-    keypoints. NoPersonError / InputError as ``read_openpose_people``;
-    InputError for keypoints outside the image."""
+    keypoints. NoPersonError / InputError as ``read_openpose_people`` (a
+    video's ``frame``: UnreadableFrameError for a file that cannot be read,
+    as ``read_frame_people``); InputError for keypoints outside the image."""
     from openhmr.demo import PersonLocation
-    from openhmr.io.openpose import check_inside, read_openpose_people
+    from openhmr.io.openpose import check_inside, read_frame_people, read_openpose_people
 
     located = []
-    for keypoints, layout in read_openpose_people(path)[:max_people]:
+    for keypoints, layout in (read_frame_people if frame else read_openpose_people)(path)[:max_people]:
         check_inside(keypoints, width, height,
                      "is --image-size the size of the image they were found in?")
         scale, centre = scale_for_keypoints(keypoints)
@@ -324,6 +326,19 @@ def run_fit_files(options: FitFilesOptions) -> int:
     return 1 if failed else 0
 
 
+def _check_frames_read(name: str, found: bool, unreadable: list[tuple[int, str]], total: int) -> None:
+    """After a video's frames: NoPersonError if nobody was ``found`` (saying
+    how many frame files could not be read), else a warning line for those."""
+    from openhmr.errors import NoPersonError
+    from openhmr.io.openpose import unreadable_frames_note
+
+    note = unreadable_frames_note(unreadable, total) if unreadable else None
+    if not found:
+        raise NoPersonError("no person in any frame" + (f"; {note}" if note else ""))
+    if note:
+        print(f"openhmr fit: warning: {name}: {note}", file=sys.stderr)
+
+
 def frame_pattern(name: str, frames: list[tuple[int, Path]]) -> str:
     """The frame files of the video ``name`` as one pattern,
     ``<folder>/<video>_*_keypoints.json``: how its results name their input."""
@@ -336,7 +351,7 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
     with no file (up to the last one that has) too."""
     from openhmr.demo import (FittingNote, check_free, posed_again, progress, progress_bar,
                               remove_earlier_people, smooth_predictions, video_outputs, without_vertices)
-    from openhmr.errors import NoPersonError
+    from openhmr.errors import NoPersonError, UnreadableFrameError
     from openhmr.io.prediction import write_video_npz
 
     width, height = options.image_size
@@ -345,6 +360,7 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
     source = frame_pattern(name, frames)  # the results' input
     total = frames[-1][0] + 1
     preds: list[Any] = []
+    unreadable: list[tuple[int, str]] = []  # (frame, why) of keypoint files that cannot be read
     pending: list[tuple[Any, Any, int]] = []  # (crop transform, location, frame), the demo's batches
     window = predictor.video_window(options.batch_size)
 
@@ -361,7 +377,10 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
         for index, path in frames:
             bar.update(1)
             try:
-                transform, location = _locate(path, width, height)[0]
+                transform, location = _locate(path, width, height, frame=True)[0]
+            except UnreadableFrameError as e:
+                unreadable.append((index, str(e)))
+                continue
             except NoPersonError:
                 continue
             except InputError as e:
@@ -370,8 +389,7 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
             if len(pending) >= window:
                 flush()
         flush()
-    if not preds:
-        raise NoPersonError("no person in any frame")
+    _check_frames_read(name, bool(preds), unreadable, total)
     if len(preds) < total:
         print(f"openhmr fit: warning: {name}: no person in {total - len(preds)} of {total} frames",
               file=sys.stderr)
@@ -395,7 +413,7 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
     with ``--max-people`` (``openhmr.demo.run_video``)."""
     from openhmr.demo import (FittingNote, PeopleFollower, check_free, progress_bar, remove_earlier_people,
                               without_vertices, write_people_npz)
-    from openhmr.errors import NoPersonError
+    from openhmr.errors import NoPersonError, UnreadableFrameError
 
     width, height = options.image_size
     out = Path(options.out)
@@ -405,6 +423,7 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
     total = frames[-1][0] + 1
     follower = PeopleFollower(max_gap=max(1, int(round(options.fps))))
     people: dict[int, list[Any]] = {}
+    unreadable: list[tuple[int, str]] = []  # (frame, why) of keypoint files that cannot be read
     pending: list[tuple[Any, Any, int]] = []  # (crop transform, location, frame), the demo's batches
     window = predictor.video_window(options.batch_size)
 
@@ -422,7 +441,10 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
         for index, path in frames:
             bar.update(1)
             try:
-                located = _locate(path, width, height, options.max_people)
+                located = _locate(path, width, height, options.max_people, frame=True)
+            except UnreadableFrameError as e:
+                unreadable.append((index, str(e)))
+                continue
             except NoPersonError:
                 continue
             except InputError as e:
@@ -434,8 +456,7 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
             if len(pending) >= window:  # a frame's people are never split
                 flush()
         flush()
-    if not people:
-        raise NoPersonError("no person in any frame")
+    _check_frames_read(name, bool(people), unreadable, total)
     npz_of(1).parent.mkdir(parents=True, exist_ok=True)
     write_people_npz(predictor.body, people, npz_of, total, options.fps, options.smoothing,
                      options.overwrite)

@@ -20,7 +20,7 @@ from openhmr.data.crop import scale_for_bbox, scale_for_keypoints, scale_for_tig
 from openhmr.demo.report import warn
 from openhmr.errors import InputError, NoPersonError
 from openhmr.io.images import InputItem
-from openhmr.io.openpose import check_inside, read_openpose, read_openpose_people
+from openhmr.io.openpose import check_inside, read_frame_people, read_openpose_people
 
 
 @dataclass
@@ -129,7 +129,7 @@ class OpenPoseSource:
         path = self.file_for(item, frame)
         if frame is not None and not path.is_file():
             raise NoPersonError(f"no OpenPose keypoints for frame {frame}: {path} is missing")
-        keypoints, layout = read_openpose(path)
+        keypoints, layout = (read_openpose_people if frame is None else read_frame_people)(path)[0]
         check_inside(keypoints, image.shape[1], image.shape[0], _ELSEWHERE.format(path))
         scale, center = scale_for_keypoints(keypoints)
         return PersonLocation(scale, center, "openpose", keypoints, layout)
@@ -139,7 +139,7 @@ class OpenPoseSource:
         path = self.file_for(item, frame)
         if frame is not None and not path.is_file():
             raise NoPersonError(f"no OpenPose keypoints for frame {frame}: {path} is missing")
-        people = read_openpose_people(path)[:max_people]
+        people = (read_openpose_people if frame is None else read_frame_people)(path)[:max_people]
         for keypoints, _ in people:
             check_inside(keypoints, image.shape[1], image.shape[0], _ELSEWHERE.format(path))
         return [PersonLocation(*scale_for_keypoints(kp), "openpose", kp, layout)

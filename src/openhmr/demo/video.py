@@ -27,8 +27,9 @@ from openhmr.demo.people import PeopleFollower
 from openhmr.demo.predictors import Predictor, to_predictions
 from openhmr.demo.report import FittingNote, Timer, progress, progress_bar, warn
 from openhmr.demo.sources import OpenPoseSource, PersonLocation, PersonSource
-from openhmr.errors import InputError, NoPersonError
+from openhmr.errors import InputError, NoPersonError, UnreadableFrameError
 from openhmr.io.images import InputItem, open_video
+from openhmr.io.openpose import unreadable_frames_note
 from openhmr.io.output_paths import replacing
 from openhmr.io.prediction import Prediction, write_video_npz
 
@@ -192,6 +193,7 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
     follower = PeopleFollower(max_gap=max(1, int(round(info.fps or 10))))
     people: dict[int | None, list[Prediction]] = {}  # person followed (None: the one person) → bodies
     skipped = 0
+    unreadable: list[tuple[int, str]] = []  # (frame, why) of keypoint files that cannot be read
     total = 0
     batch: list[tuple[int, np.ndarray, CropTransform, PersonLocation, tuple[int, int]]] = []
     window = predictor.video_window(options.batch_size)  # a tracked fit's chains need many frames
@@ -223,6 +225,9 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
                         location.person = person
                 else:
                     located = [source.locate(frame, item, index)]
+            except UnreadableFrameError as e:
+                unreadable.append((index, str(e)))
+                located = []
             except NoPersonError:
                 located = []
             if not located:
@@ -236,10 +241,13 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
         flush()
     if total == 0:
         raise InputError("cannot read the video: it has no frames")
+    if not people:  # checked before any file or folder is made: a failed input leaves none
+        raise NoPersonError("no person in any frame" + (f"; {unreadable_frames_note(unreadable, total)}"
+                                                        if unreadable else ""))
+    if unreadable:
+        warn(f"{item.path}: {unreadable_frames_note(unreadable, total)}")
     if skipped:
         warn(f"{item.path}: no person in {skipped} of {total} frames")
-    if not people:  # checked before any file or folder is made: a failed input leaves none
-        raise NoPersonError("no person in any frame")
     paths["npz"].parent.mkdir(parents=True, exist_ok=True)
     smoothing = video_smoothing(options)
     body = predictor.body

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from openhmr.errors import InputError, NoPersonError
+from openhmr.errors import InputError, NoPersonError, UnreadableFrameError
 
 OPENPOSE_LAYOUTS = {25 * 3: "body25", 18 * 3: "coco18"}
 
@@ -85,6 +85,26 @@ def read_openpose_people(path: str | Path, conf_threshold: float = 0.2) -> list[
         raise NoPersonError(f"{path} has no person with keypoints above confidence {conf_threshold}")
     order = sorted(range(len(scored)), key=lambda i: -scored[i][0])  # stable: ties keep file order
     return [(scored[i][1], scored[i][2]) for i in order]
+
+
+def read_frame_people(path: str | Path, conf_threshold: float = 0.2) -> list[tuple[np.ndarray, str]]:
+    """:func:`read_openpose_people` for one frame of a video: a file that
+    cannot be read raises :class:`UnreadableFrameError` (a frame without a
+    body, reported), not the InputError that fails a photo."""
+    try:
+        return read_openpose_people(path, conf_threshold)
+    except NoPersonError:
+        raise
+    except InputError as e:
+        raise UnreadableFrameError(str(e)) from None
+
+
+def unreadable_frames_note(unreadable: list[tuple[int, str]], total: int) -> str:
+    """The line that reports a video's unreadable frame files (frame index,
+    the reader's message), the first one named."""
+    index, message = unreadable[0]
+    return (f"the keypoint files of {len(unreadable)} of {total} frames could not be read; they count "
+            f"as frames without a body (frame {index}: {message}{'; …' if len(unreadable) > 1 else ''})")
 
 
 def read_openpose(path: str | Path, conf_threshold: float = 0.2) -> tuple[np.ndarray, str]:
