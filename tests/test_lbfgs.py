@@ -135,3 +135,85 @@ def test_stopping_rules() -> None:
     assert all(0 not in c.tolist() for c in calls[1:])
     assert len(calls) <= 3  # a budget of 3 evaluations per row, the first included
     assert abs(x[1, 0].item()) < 5.0
+
+
+def test_accepted_losses_never_rise_on_rosenbrock_rows() -> None:
+    """Armijo's sufficient decrease f(x + t d) ≤ f(x) + c₁ t gᵀd (gᵀd < 0) makes
+    every accepted step lower a row's loss. 25 Rosenbrock rows from a grid of
+    starts; since a row's path does not depend on its budget, the loss after k
+    accepted steps (iters=k) is the k-th accepted loss of one long run, so the
+    sequence over k must not rise (exact comparison, float64). c₁ = 0.25: a
+    flipped sign in the condition lets rises of up to c₁ t |gᵀd| through, which
+    a demanding c₁ makes large enough to happen within the first steps."""
+    grid = torch.linspace(-2.0, 2.0, 5, dtype=F64)
+    starts = torch.cartesian_prod(grid, grid)
+    losses = []
+    for k in range(9):
+        x = starts.clone().requires_grad_(True)
+        losses.append(minimise_rows([x], lambda rows: _rosenbrock(x[rows]), iters=k,
+                                    max_evals=100, armijo=0.25, history=5))
+        assert torch.equal(losses[-1], _rosenbrock(x.detach()))  # the loss returned is x's
+    losses = torch.stack(losses)  # (k, rows)
+    assert torch.equal(losses[0], _rosenbrock(starts))
+    rises = losses[1:] > losses[:-1]
+    assert not rises.any(), rises.nonzero().tolist()  # (step k − 1, row) pairs that rose
+    moved = losses[0] > 0  # all but the row that starts at the minimum (1, 1)
+    assert (losses[-1][moved] < losses[0][moved]).all() and not losses[:, ~moved].any()
+
+
+def test_only_pairs_with_positive_curvature_are_stored(monkeypatch) -> None:
+    """H stays positive definite only if every stored pair has sᵀy > 0.
+    Double wells (x² − 1)² per coordinate plus a coupling, started inside the
+    concave region |x| < 1/√3 where the Hessian is negative definite, so the
+    first steps have sᵀy < 0 and must be skipped. Every history the direction
+    is computed from is inspected (the real direction is still returned): each
+    filled slot has sᵀy > 1e-10, the storing threshold; empty slots are exactly
+    zero. The rows still end at local minima (gradient below 1e-6)."""
+    import openhmr.lbfgs as lbfgs
+
+    real_direction = lbfgs._direction
+    checked: list[int] = []
+
+    def inspecting_direction(g, s_hist, y_hist):
+        filled = (s_hist != 0).any(-1) | (y_hist != 0).any(-1)
+        sy = (s_hist * y_hist).sum(-1)
+        assert (sy[filled] > 1e-10).all(), sy[filled].min()
+        checked.append(int(filled.sum()))
+        return real_direction(g, s_hist, y_hist)
+
+    monkeypatch.setattr(lbfgs, "_direction", inspecting_direction)
+    x = torch.tensor([[0.1, 0.3], [-0.2, 0.05], [0.4, -0.45], [0.02, 0.5]], dtype=F64,
+                     requires_grad=True)
+
+    def loss(rows: torch.Tensor) -> torch.Tensor:
+        xr = x[rows]
+        return ((xr ** 2 - 1) ** 2).sum(1) + 0.3 * xr[:, 0] * xr[:, 1]
+
+    minimise_rows([x], loss, iters=50, history=5)
+    assert sum(checked) > 0  # some pairs were stored and checked
+    xs = x.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(((xs ** 2 - 1) ** 2).sum() + 0.3 * (xs[:, 0] * xs[:, 1]).sum(),
+                                  xs)
+    assert grad.abs().max() < 1e-6
+
+
+def test_a_failed_line_search_with_curvature_pairs_restarts_from_steepest_descent() -> None:
+    """Pseudo-Huber rows Σ wᵢ(√(1 + (xᵢ − cᵢ)²) − 1), w ≤ 1, started in their
+    flat tails. Their curvature is at most 1, so a steepest-descent trial (step
+    length ‖g‖₂/‖g‖₁ ≤ 1) always passes the Armijo test; but the secant
+    curvature of the tails is tiny, so the L-BFGS step at t = 1 overshoots far
+    past the minimum. With max_backtracks=0 each such trial fails the line
+    search outright: a row with curvature pairs must then forget them and go
+    on from −g (stopping is only for a failure from steepest descent), so every
+    row still reaches its minimum c (to 1e-6)."""
+    c = torch.tensor([3.0, -2.0], dtype=F64)
+    w = torch.tensor([1.0, 0.3], dtype=F64)
+    x = torch.tensor([[-10.0, 10.0], [20.0, 0.0], [0.0, 0.0], [-3.0, -30.0]], dtype=F64,
+                     requires_grad=True)
+
+    def loss(rows: torch.Tensor) -> torch.Tensor:
+        return (w * (torch.sqrt(1 + (x[rows] - c) ** 2) - 1)).sum(1)
+
+    final = minimise_rows([x], loss, iters=200, max_evals=400, max_backtracks=0, history=5)
+    torch.testing.assert_close(x.detach(), c.expand(4, 2), rtol=0, atol=1e-6)
+    assert final.max() < 1e-12

@@ -74,3 +74,37 @@ def test_a_row_whose_energy_is_not_finite_stays_put() -> None:
     x, f = newton_rows(x0, energy, steps=5)
     assert x[0, 0] <= 1.0 and f[0] < energy(x0, torch.arange(2))[0]
     assert torch.equal(x[1], x0[1]) and math.isinf(float(f[1]))
+
+
+def test_a_negative_curvature_is_replaced_by_its_absolute_value() -> None:
+    """f(x) = −x² + x⁴/4 at x = ±0.5: f′ = −2x + x³ = ∓0.875 and f″ = −2 + 3x²
+    = −1.25 < 0. Saddle-free Newton divides by |f″| = 1.25 (above the damping
+    floor 0.5, so the floor plays no part): d = 0.875 / 1.25 = ±0.7, and the
+    full step lowers f (−0.234375 → −0.9216), so one step lands exactly on
+    ±1.2 (float64, 1e-12). Flooring the signed eigenvalue instead would give
+    the floor 0.5 and a different point."""
+    def energy(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return (-x ** 2 + x ** 4 / 4).sum(1)
+
+    x0 = torch.tensor([[0.5], [-0.5]], dtype=torch.float64)
+    x, f = newton_rows(x0, energy, steps=1, damping=0.5)
+    torch.testing.assert_close(x, torch.tensor([[1.2], [-1.2]], dtype=torch.float64),
+                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(f, torch.full((2,), -0.9216, dtype=torch.float64),
+                               rtol=0, atol=1e-12)
+
+
+def test_rosenbrock_is_solved_to_high_accuracy_before_stopping() -> None:
+    """Rosenbrock from (−1.2, 1) and (2, 2), with a damping (1e-3) below its
+    smallest curvature at the minimum (≈ 0.4), so the last steps converge
+    quadratically: a row stops only once a step gains less than the default
+    tolerance (1e-6 relative), by which time its energy is below 1e-10 and it
+    is at (1, 1) to 1e-5. A tolerance far too loose would stop the rows after
+    their first steps."""
+    def energy(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return (1 - x[:, 0]) ** 2 + 100 * (x[:, 1] - x[:, 0] ** 2) ** 2
+
+    x0 = torch.tensor([[-1.2, 1.0], [2.0, 2.0]], dtype=torch.float64)
+    x, f = newton_rows(x0, energy, steps=50, damping=1e-3)
+    assert f.max() < 1e-10, f
+    torch.testing.assert_close(x, torch.ones(2, 2, dtype=torch.float64), rtol=0, atol=1e-5)

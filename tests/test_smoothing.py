@@ -347,3 +347,72 @@ def test_cameras_are_refitted_to_keep_each_frames_projection_when_the_shape_is_a
         filtered = one_euro(betas[f], 1.0 / FPS)
         np.testing.assert_allclose(project(c_r[None], joints_of(p_r[None], b_r[None])),
                                    project(c_f[None], joints_of(p_f[None], filtered[None])), atol=1e-9)
+
+
+def test_one_euro_smoothing_factor_is_that_of_the_cutoff_frequency():
+    """Casiez et al.: α = 1 / (1 + τ/T), τ = 1/(2π f_c), T the sampling
+    period. A step from 0 to 1 at 30 fps with f_c = 1 Hz and beta 0: the
+    second output is α = 0.173171 (not 0.0948 of τ = 1/(π f_c)), the third
+    1 − (1 − α)². With beta 0.5 the cutoff rises to 1 + 0.5·|ẋ|, ẋ the speed
+    low-passed at d_cutoff = 1 Hz: (1/T)·α. Exact formulas, to 1e-12."""
+    dt = 1.0 / FPS
+
+    def alpha(cutoff):
+        return 1.0 / (1.0 + 1.0 / (2.0 * np.pi * cutoff) / dt)
+
+    a = alpha(1.0)
+    assert a == pytest.approx(0.1731707, abs=1e-7)
+    f = OneEuroFilter(min_cutoff=1.0, beta=0.0)
+    assert f(np.array([0.0]), dt)[0] == 0.0
+    assert f(np.array([1.0]), dt)[0] == pytest.approx(a, abs=1e-12)
+    assert f(np.array([1.0]), dt)[0] == pytest.approx(1.0 - (1.0 - a) ** 2, abs=1e-12)
+    fast = OneEuroFilter(min_cutoff=1.0, beta=0.5, d_cutoff=1.0)
+    fast(np.array([0.0]), dt)
+    speed = a * (1.0 / dt)
+    assert fast(np.array([1.0]), dt)[0] == pytest.approx(alpha(1.0 + 0.5 * speed), abs=1e-12)
+
+
+def test_nearest_rotations_of_reflections_are_rotations():
+    """A matrix with a negative determinant (a reflection, e.g. diag(1, 1, −1)
+    plus noise, or a random matrix) has an orthogonal polar factor of det −1,
+    which is no rotation. The nearest rotation (max tr(Rᵀ M)) flips the sign
+    of the smallest singular direction: det +1, orthonormal (1e-12), and equal
+    (1e-10) to scipy's solution of the same problem, Wahba's problem with the
+    columns of M as targets of the unit axes (Rotation.align_vectors)."""
+    rng = np.random.default_rng(10)
+    reflection = np.diag([1.0, 1.0, -1.0])
+    near = reflection + 0.05 * rng.standard_normal((10, 3, 3))
+    random = rng.standard_normal((40, 3, 3))
+    random = random[np.linalg.det(random) < 0]
+    matrices = np.concatenate([near, random])
+    assert len(matrices) > 20 and (np.linalg.det(matrices) < 0).all()
+    ours = nearest_rotations(matrices)
+    np.testing.assert_allclose(np.linalg.det(ours), 1.0, atol=1e-12)
+    np.testing.assert_allclose(ours @ np.swapaxes(ours, -1, -2), np.broadcast_to(np.eye(3), ours.shape),
+                               atol=1e-12)
+    for m, r in zip(matrices, ours):
+        expected = Rotation.align_vectors(m.T, np.eye(3))[0].as_matrix()
+        np.testing.assert_allclose(r, expected, atol=1e-10)
+
+
+def test_body_smoother_restarts_after_a_single_missing_frame():
+    """Frames 0, 1, then 3: frame 2 has no body, so frame 3 starts a new run
+    and nothing of frames 0–1 carries over: its pose, camera and shape come
+    back as given (the filters' first value passes unchanged; to 1e-9 after
+    the axis-angle and image-camera round trips). Frame 4 then follows frame 3
+    and is filtered (its shape is the mean of frames 3 and 4)."""
+    smoother = BodySmoother(FPS)
+    crop = CropTransform(1.0, 1.0, (0, 0), 224)
+    still = np.zeros(72)
+    for frame in (0, 1):
+        smoother(frame, np.array([0.8, 0.0, 0.0]), still, np.zeros(10), crop)
+    pose = still.copy()
+    pose[3:6] = [1.0, 0.0, 0.0]
+    cam, betas = np.array([0.7, 0.1, -0.05]), np.ones(10)
+    out_cam, out_pose, out_betas = smoother(3, cam, pose, betas, crop)
+    np.testing.assert_allclose(out_pose, pose, atol=1e-9)
+    np.testing.assert_allclose(out_cam, cam, atol=1e-9)
+    np.testing.assert_allclose(out_betas, betas, atol=1e-12)
+    _, next_pose, next_betas = smoother(4, cam, still, np.zeros(10), crop)
+    np.testing.assert_allclose(next_betas, 0.5 * betas, atol=1e-12)
+    assert 0 < np.linalg.norm(next_pose[3:6]) < 1.0
