@@ -277,6 +277,49 @@ def test_config_yaml_round_trip_and_overrides(tmp_path):
         TrainConfig(encoder="vgg")
 
 
+@pytest.mark.parametrize("override, message", [
+    ("batch_size=2.5", "batch_size must be a whole number, got 2.5"),
+    ("batch_size=2.5e0", "batch_size must be a whole number, got '2.5e0'"),  # text in YAML 1.1
+    ("max_steps=.inf", "max_steps must be a whole number"),
+    ("batch_size=true", "batch_size must be a number, got True"),
+    ("num_workers=[1]", "num_workers must be a number, got \\[1\\]"),
+    ("flip=3", "flip must be true or false, got 3"),
+    ("smpl_path=3", "smpl_path must be text, got 3"),
+    ("datasets_2d=[1]", "datasets_2d must be a list of names"),
+    ("dataset_sizes={lsp: 2.5}", "dataset_sizes\\[lsp\\] must be a whole number"),
+    ("adam_betas=[0.9]", "adam_betas must be two numbers"),
+])
+def test_an_option_of_the_wrong_type_is_refused(override, message):
+    """A value of the wrong type is one ConfigError naming the option, not a
+    float batch size or a list of workers passed on into the run."""
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_dict(parse_overrides([override]))
+
+
+def test_options_are_read_as_their_fields_types():
+    """What YAML gives loosely becomes the field's type: whole numbers written
+    as text or floats are ints, one name is a list of one."""
+    cfg = TrainConfig.from_dict(parse_overrides(["batch_size=4e0", "e_lr=1e-5", "epochs=3",
+                                                 "datasets_2d=lsp", "max_steps=null"]))
+    assert cfg.batch_size == 4 and isinstance(cfg.batch_size, int)
+    assert cfg.e_lr == 1e-5 and isinstance(cfg.epochs, float) and cfg.epochs == 3.0
+    assert cfg.datasets_2d == ["lsp"] and cfg.max_steps is None
+
+
+def test_resume_takes_the_newest_checkpoint(smpl_npz, tmp_path):
+    """With several checkpoints kept, --resume continues from the newest
+    (and latest_checkpoint names it), not from an older one that a
+    deterministic rerun would make look the same."""
+    cfg = small_config(smpl_npz, max_steps=6, checkpoint_every=2, keep_checkpoints=3)
+    first = Trainer(cfg, tmp_path / "run")
+    first.run(until=6, progress=False)
+    steps = [step for step, _ in list_checkpoints(tmp_path / "run")]
+    assert steps == [2, 4, 6]
+    assert latest_checkpoint(tmp_path / "run") == list_checkpoints(tmp_path / "run")[-1][1]
+    resumed = Trainer(cfg, tmp_path / "run", resume=True)
+    assert resumed.step == 6
+
+
 def test_paper_defaults():
     cfg = TrainConfig()
     assert (cfg.batch_size, cfg.e_lr, cfg.d_lr, cfg.weight_decay) == (64, 1e-5, 1e-4, 0.0)

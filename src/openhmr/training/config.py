@@ -206,19 +206,58 @@ class TrainConfig:
 
 
 def _coerce(name: str, value: Any) -> Any:
-    """Numbers YAML read as text (``1e-5`` is a string in YAML 1.1) → the field's type."""
+    """A value read from YAML (or an override) → the field's type, or
+    ConfigError naming the option: ``batch_size=2.5``, ``flip=3`` or
+    ``num_workers=[1]`` would otherwise pass into the run and fail far from
+    their cause, or not at all. Numbers YAML read as text (``1e-5`` is a
+    string in YAML 1.1) are numbers; one name given for a list is a list of one."""
     kind = _FIELD_TYPES.get(name, "")
-    if value is None and kind and "None" not in kind:
-        raise ConfigError(f"{name} needs a value ({kind}), got none")
-    if isinstance(value, str) and kind.startswith(("float", "int")):
+    base = kind.removesuffix(" | None")
+    if value is None:
+        if kind and base == kind:
+            raise ConfigError(f"{name} needs a value ({kind}), got none")
+        return None
+    if base in ("int", "float"):
+        return _number(name, value, base)
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        return value
+    if base == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be text, got {value!r}")
+        return value
+    if base == "list[str]":
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
+            raise ConfigError(f"{name} must be a list of names, e.g. [lsp, coco], got {value!r}")
+        return list(items)
+    if base == "dict[str, int]":
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{name} must map names to whole numbers, e.g. {{lsp: 1000}}, got {value!r}")
+        return {k: _number(f"{name}[{k}]", v, "int") for k, v in value.items()}
+    if base == "tuple[float, float]":
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise ConfigError(f"{name} must be two numbers, e.g. [0.9, 0.999], got {value!r}")
+        return tuple(_number(name, v, "float") for v in value)
+    return value
+
+
+def _number(name: str, value: Any, kind: str) -> int | float:
+    """``value`` (a number, or text of one) as an int or float, else ConfigError."""
+    number = value
+    if isinstance(value, str):
         try:
             number = float(value)
         except ValueError:
             raise ConfigError(f"{name} must be a number, got {value!r}") from None
-        return int(number) if kind.startswith("int") and number.is_integer() else number
-    if isinstance(value, int) and not isinstance(value, bool) and kind.startswith("float"):
-        return float(value)
-    return value
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if kind == "int":
+        if isinstance(number, float) and not number.is_integer():
+            raise ConfigError(f"{name} must be a whole number, got {value!r}")
+        return int(number)
+    return float(number)
 
 
 _FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
