@@ -376,3 +376,25 @@ def test_trained_like_proxy_amplifies_perturbations_like_trained_cnns(smpl_model
     largest, output = ratios[TRAINED_LIKE_RESIDUAL_GAIN]
     assert largest <= 12.6 and 0.47 <= output <= 6.6, ratios
     assert ratios[DEFAULT_RESIDUAL_GAIN][0] > 12.6, ratios
+
+
+def test_compare_thetas_measures_keypoints_in_crop_pixels(smpl_model):
+    """compare_thetas reports 2D keypoint distances in pixels of the 224 crop:
+    weak-perspective coordinates x = s·(X + tx) span [-1, 1] over the crop, so
+    one normalised unit is 224/2 = 112 px. Two Θ that differ only in tx by Δ
+    pose the same mesh (0 mm) and shift every keypoint by s·Δ, i.e. s·Δ·112 px
+    (the worst over the batch); the Θ distance is Δ itself."""
+    size = 3 + smpl_model.pose_size + smpl_model.num_betas
+    theta = 0.1 * torch.randn(2, size, generator=torch.Generator().manual_seed(2))
+    theta[:, 0] = torch.tensor([0.8, 1.2])  # s
+    other = theta.clone()
+    delta = torch.tensor([0.05, 0.02])
+    other[:, 1] += delta  # tx only
+    got = compare_thetas(smpl_model, theta, other)
+    expected_px = float((theta[:, 0] * delta).max()) * 112.0  # 0.8·0.05·112 = 4.48 px
+    assert got.keypoint_px == pytest.approx(expected_px, rel=1e-4)
+    assert got.vertex_mm == 0.0
+    assert got.theta == pytest.approx(0.05, rel=1e-5)
+    # The crop size sets the pixel unit.
+    assert compare_thetas(smpl_model, theta, other, crop_size=448).keypoint_px == pytest.approx(2 * expected_px,
+                                                                                                rel=1e-4)

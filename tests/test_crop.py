@@ -332,3 +332,77 @@ def test_collect_inputs_skips_earlier_demo_pictures(tmp_path):
                                         "two_person2_views.png"]
     # a file named on the command line is always taken
     assert [i.name for i in collect_inputs([out / "photo_views.png"])] == ["photo_views"]
+
+
+def test_read_openpose_people_ranks_by_confident_keypoints_only(tmp_path):
+    """People are ranked as the original HMR ranks them: by the mean confidence
+    of their keypoints *above* 0.2 only, so undetected (zero-confidence) points
+    do not lower a person's score. A person seen well but partly (10 points at
+    0.9, 15 undetected) beats one seen everywhere at 0.6; averaging over all
+    keypoints (0.36 against 0.6) would put them the other way round."""
+    from openhmr.io.openpose import read_openpose_people
+
+    rng = np.random.default_rng(3)
+    a = np.concatenate([rng.uniform(0, 100, (25, 2)), np.zeros((25, 1))], 1)
+    a[:10, 2] = 0.9
+    b = np.concatenate([rng.uniform(0, 100, (25, 2)), np.full((25, 1), 0.6)], 1)
+    # The rule, by hand: 0.9 for A (its confident points), 0.6 for B.
+    assert a[a[:, 2] > 0.2, 2].mean() > b[b[:, 2] > 0.2, 2].mean()
+    assert a[:, 2].mean() < b[:, 2].mean()  # the wrong rule would rank B first
+    for order in ([b, a], [a, b]):  # whatever the file order
+        f = _openpose_file(tmp_path / "ab.json", [p.ravel().tolist() for p in order], "pose_keypoints_2d")
+        people = read_openpose_people(f)
+        assert len(people) == 2
+        np.testing.assert_array_equal(people[0][0], a)
+        np.testing.assert_array_equal(people[1][0], b)
+        assert [layout for _, layout in people] == ["body25", "body25"]
+        np.testing.assert_array_equal(read_openpose(f)[0], a)
+
+
+def test_check_inside_allows_a_five_percent_margin():
+    """OpenPose keypoints may stray a little beyond the image (5 % of its longer
+    side: a limb at the border), but keypoints 10 % beyond it were found in
+    another image, or one of another size, and must be refused; on every side,
+    the longer side (not the axis' own) setting the margin."""
+    from openhmr.io.openpose import check_inside
+
+    width, height = 320, 240
+    side = max(width, height)
+
+    def at(x: float, y: float, conf: float = 0.9) -> np.ndarray:
+        return np.array([[width / 2, height / 2, 0.9], [x, y, conf]])
+
+    for near in (at(width + 0.03 * side, 10), at(-0.03 * side, 10), at(10, height + 0.03 * side),
+                 at(10, -0.03 * side), at(width + 0.045 * side, height + 0.045 * side)):
+        check_inside(near, width, height, "hint")  # within the margin: no error
+    for far in (at(width + 0.1 * side, 10), at(-0.1 * side, 10), at(10, height + 0.1 * side),
+                at(10, -0.1 * side), at(width + 0.06 * side, 10)):
+        with pytest.raises(InputError, match=r"outside the 320×240 image; hint"):
+            check_inside(far, width, height, "hint")
+    # An undetected keypoint (confidence 0) may lie anywhere.
+    check_inside(at(width + 0.5 * side, -0.5 * side, conf=0.0), width, height, "hint")
+
+
+def test_npz_crop_scale_is_x_then_y(tmp_path):
+    """The prediction npz stores ``crop_scale`` as (scale_x, scale_y), the order
+    of the JSON document and of every (x, y) array beside it: a reader maps an
+    image point into the crop with x·crop_scale[0] − crop_start[0]. Checked on
+    an image whose floor-resize gives different x and y factors."""
+    from openhmr.io.prediction import Prediction, to_document, write_npz
+
+    height, width = 97, 333
+    t = crop_transform((height, width), 0.77, np.array([150.0, 40.0]))
+    assert t.scale_x == 256 / 333 and t.scale_y == 74 / 97  # floor(333·0.77), floor(97·0.77)
+    assert abs(t.scale_x - t.scale_y) > 1e-3
+    pred = Prediction("smpl", 24, np.array([0.9, 0.1, -0.2]), np.zeros(72), np.zeros(10), np.zeros((3, 3)),
+                      np.array([[0, 1, 2]]), np.zeros((24, 3)), {}, {"lsp": np.array([[10.0, 20.0]])}, t,
+                      np.array([150.0, 40.0]), np.array([600.0, 610.0]), np.array([150.0, 40.0]),
+                      np.array([0.0, 0.0, 5.0]), (height, width), "hmr", "bbox", "photo.png")
+    write_npz(tmp_path / "p.npz", pred)
+    with np.load(tmp_path / "p.npz") as npz:
+        np.testing.assert_array_equal(npz["crop_scale"], np.float32([t.scale_x, t.scale_y]))
+        points = np.array([[5.0, 7.0], [300.0, 90.0]])
+        mapped = points * npz["crop_scale"].astype(np.float64) - npz["crop_start"]
+    np.testing.assert_allclose(mapped, t.image_to_crop(points), atol=1e-4)
+    crop = to_document(pred, {})["crop"]
+    np.testing.assert_allclose([crop["scale_x"], crop["scale_y"]], [t.scale_x, t.scale_y])

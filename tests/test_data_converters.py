@@ -633,3 +633,62 @@ def test_amass_conversion_and_sampler(tmp_path, capsys):
     for b in batches[4:]:
         p, s = resumed.next()
         assert torch.equal(p, b[0]) and torch.equal(s, b[1])
+
+
+# ------------------------------------------------ the converters' common crop
+
+
+def _crop_case():
+    """A 121×400 image scaled by 0.5: floor-resize to 60×200, so the actual
+    factors differ (x 200/400 = 0.5, y 60/121 ≈ 0.496); the person's centre
+    (300, 90) scales to (150, 44.63) → (150, 45), and a 20 px margin starts the
+    crop at (130, 25), away from the corner and different in x and y."""
+    from openhmr.data.datasets._common import scale_and_crop_person
+
+    rng = np.random.default_rng(11)
+    image = rng.integers(0, 256, (121, 400, 3), dtype=np.uint8)
+    keypoints = np.array([[280.0, 70.0, 1.0], [320.0, 110.0, 1.0], [301.5, 95.25, 0.0], [5.0, 3.0, 1.0]])
+    crop, kp, center, offset, factors = scale_and_crop_person(image, keypoints, 0.5, 20,
+                                                              center=np.array([300.0, 90.0]))
+    return image, keypoints, crop, kp, center, offset, factors
+
+
+def test_scale_and_crop_person_uses_each_axis_own_factor():
+    """The original's resize_img: keypoints follow the image with the actual
+    per-axis factors, x·(new_w/W) − start_x and y·(new_h/H) − start_y, on an
+    image whose two factors differ, and the crop holds the floor-resized
+    image's pixels from that start (a factor applied to the wrong axis moves
+    the keypoints off the pixels they annotate)."""
+    image, keypoints, crop, kp, center, offset, factors = _crop_case()
+    new_h, new_w = 60, 200
+    np.testing.assert_array_equal(factors, [new_w / 400, new_h / 121])
+    np.testing.assert_array_equal(offset, [130, 25])
+    np.testing.assert_array_equal(center, [20.0, 20.0])
+    expected = keypoints[:, :2] * np.array([new_w / 400, new_h / 121]) - np.array([130, 25])
+    np.testing.assert_allclose(kp[:, :2], expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(kp[:, 2], keypoints[:, 2])
+    scaled = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    assert crop.shape == (35, 40, 3)  # the window ends at the scaled image's bottom, row 60
+    np.testing.assert_array_equal(crop, scaled[25:60, 130:170])
+
+
+def test_crop_intrinsics_follow_the_scaled_crop():
+    """A pinhole K of the source image becomes that of the scaled, cropped
+    image: focal lengths and principal point scale per axis, then the crop's
+    start is subtracted, x from cx and y from cy. By hand, and as a property:
+    a 3D point projects with the new K where its source projection lands in
+    the crop (x·factors − start)."""
+    from openhmr.data.datasets._common import crop_intrinsics
+
+    _, _, _, _, _, offset, factors = _crop_case()
+    fx, fy, cx, cy = 1000.0, 980.0, 210.0, 65.0
+    k = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    got = crop_intrinsics(k, factors, offset)
+    sx, sy = 200 / 400, 60 / 121
+    np.testing.assert_allclose(got, [[fx * sx, 0.0, cx * sx - 130], [0.0, fy * sy, cy * sy - 25],
+                                     [0.0, 0.0, 1.0]], rtol=0, atol=1e-12)
+    points = np.array([[0.3, -0.2, 4.0], [-0.5, 0.4, 6.0]])
+    source = (points @ k.T)[:, :2] / points[:, 2:]
+    in_crop = (points @ got.T)[:, :2] / points[:, 2:]
+    np.testing.assert_allclose(in_crop, source * factors - offset, atol=1e-9)
+    np.testing.assert_array_equal(k, [[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])  # not modified

@@ -20,11 +20,13 @@ from openhmr.evaluate import mpi_inf_3dhp as hp
 from openhmr.io.cdf import CDFError, CDFFile
 
 # ---------------------------------------------------------------------------
-# A minimal CDF v3 writer: one zVariable, one record, row-major, little-endian.
+# A minimal CDF v3 writer: one zVariable, one record, row- or column-major, little-endian.
 
 
-def write_cdf(path: Path, name: str, values: np.ndarray) -> None:
-    """Write ``values`` (one record of any shape, float64) as zVariable ``name``."""
+def write_cdf(path: Path, name: str, values: np.ndarray, row_major: bool = True) -> None:
+    """Write ``values`` (one record of any shape, float64) as zVariable ``name``;
+    ``row_major=False`` writes a column-major file (CDR flags bit 0 clear: the
+    first dimension varies fastest)."""
     values = np.ascontiguousarray(values, dtype="<f8")
     dims = values.shape
     cdr_at, gdr_at = 8, 8 + 312
@@ -33,14 +35,15 @@ def write_cdf(path: Path, name: str, values: np.ndarray) -> None:
     vxr_at = vdr_at + vdr_size
     vvr_at = vxr_at + 44
     eof = vvr_at + 12 + values.nbytes
-    cdr = struct.pack(">qiqiiiiiiiii", 312, 1, gdr_at, 3, 7, 6, 3, 0, 0, 0, -1, -1) + bytes(256)
+    flags = 0b11 if row_major else 0b10  # bit 0: row majority, bit 1: single file
+    cdr = struct.pack(">qiqiiiiiiiii", 312, 1, gdr_at, 3, 7, 6, flags, 0, 0, 0, -1, -1) + bytes(256)
     gdr = struct.pack(">qiqqqqiiiiiqiii", 84, 2, 0, vdr_at, 0, eof, 0, 0, -1, 0, 1, 0, 0, 0, -1)
     vdr = struct.pack(">qiqiiqqiiiiiiiqi", vdr_size, 8, 0, 45, 0, vxr_at, vxr_at, 1,
                       0, 0, -1, -1, 1, 0, -1, 0)
     vdr += name.encode().ljust(256, b"\0")
     vdr += struct.pack(f">i{len(dims)}i{len(dims)}i", len(dims), *dims, *([-1] * len(dims)))
     vxr = struct.pack(">qiqiiiiq", 44, 6, 0, 1, 1, 0, 0, vvr_at)
-    vvr = struct.pack(">qi", 12 + values.nbytes, 7) + values.tobytes()
+    vvr = struct.pack(">qi", 12 + values.nbytes, 7) + values.tobytes(order="C" if row_major else "F")
     data = struct.pack(">II", 0xCDF30001, 0x0000FFFF) + cdr + gdr + vdr + vxr + vvr
     assert len(data) == eof and cdr_at == 8
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,6 +66,27 @@ def test_cdf_reader_reads_the_written_pose(tmp_path):
     (tmp_path / "short.cdf").write_bytes((tmp_path / "a.cdf").read_bytes()[:400])
     with pytest.raises(CDFError):
         CDFFile(tmp_path / "short.cdf").read("Pose")
+
+
+def test_cdf_reader_reads_row_and_column_major_files_alike(tmp_path):
+    """A CDF file's majority (bit 0 of the CDR flags: 1 row-major, 0
+    column-major) says how each record's values are laid out; the reader
+    returns the logical array whatever the layout, so a column-major file of
+    the same values reads back equal to the row-major one. Checked on 2-D and
+    3-D records whose two layouts differ byte for byte."""
+    rng = np.random.default_rng(4)
+    for shape in ((7, 96), (2, 3, 4)):
+        values = rng.normal(size=shape)
+        row, col = tmp_path / "row.cdf", tmp_path / "col.cdf"
+        write_cdf(row, "Pose", values, row_major=True)
+        write_cdf(col, "Pose", values, row_major=False)
+        assert row.read_bytes()[-values.nbytes:] != col.read_bytes()[-values.nbytes:]
+        row_cdf, col_cdf = CDFFile(row), CDFFile(col)
+        for cdf in (row_cdf, col_cdf):
+            out = cdf.read("Pose")
+            assert out.shape == (1, *shape) and out.dtype == np.float64
+            np.testing.assert_array_equal(out[0], values)
+        assert row_cdf.row_major and not col_cdf.row_major
 
 
 # ---------------------------------------------------------------------------

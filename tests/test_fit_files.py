@@ -634,3 +634,27 @@ def test_a_frame_file_given_twice_is_one_frame(tmp_path):
     named = [*zip(files, stem), (files[1], stem[1]), (folder / ".." / folder.name / files[2].name, stem[2])]
     videos, others = group_frames(named)
     assert others == [] and [frame for frame, _ in videos["walk"]] == [0, 1, 2]
+
+
+def test_group_frames_puts_each_video_in_frame_order(tmp_path):
+    """A video's frame files come back in increasing frame order whatever order
+    they were given in (a shell glob, a folder walk, or the user's list): the
+    fit smooths and tracks over consecutive frames, so a video read backwards
+    or shuffled would be a different video. Same-named videos in two folders
+    stay two videos (named apart), a file given twice is one frame, and files
+    not named as frames are passed through."""
+    from openhmr.fit_files import group_frames
+
+    frames = (11, 0, 10, 2, 1)
+    a = [_write(tmp_path / "a" / f"walk_{i:012d}_keypoints.json", _person(100, 30, 180)) for i in frames]
+    b = [_write(tmp_path / "b" / f"walk_{i:012d}_keypoints.json", _person(100, 30, 180)) for i in (5, 3)]
+    photo = _write(tmp_path / "a" / "photo_keypoints.json", _person(100, 30, 180))
+    files = [(p, p.stem.removesuffix("_keypoints")) for p in [*reversed(a), photo, *b, a[0]]]
+    videos, others = group_frames(files)
+    assert others == [photo]
+    assert list(videos) == ["walk", "walk_2"]
+    assert [i for i, _ in videos["walk"]] == [0, 1, 2, 10, 11]
+    assert [p.name for _, p in videos["walk"]] == [f"walk_{i:012d}_keypoints.json" for i in (0, 1, 2, 10, 11)]
+    assert all(p.parent.name == "a" for _, p in videos["walk"])
+    assert [i for i, _ in videos["walk_2"]] == [3, 5]
+    assert all(p.parent.name == "b" for _, p in videos["walk_2"])
