@@ -1179,6 +1179,8 @@ def test_several_people_in_a_photo(model_files, tmp_path, capsys, cached_loading
     arrays = {k: np.load(out / f"group_person{k}.npz") for k in (1, 2)}
     sizes = [len(arrays[k]["vertices"]) for k in (1, 2)]
     assert len(scene_vertices) == sum(sizes) and len(scene_faces) == 2 * len(arrays[1]["faces"])
+    # person 2's triangles point at person 2's vertices, which follow person 1's in the file
+    np.testing.assert_array_equal(scene_faces, np.concatenate([arrays[1]["faces"], arrays[2]["faces"] + sizes[0]]))
     for k, part in zip((1, 2), np.split(scene_vertices, [sizes[0]])):
         camera, shared = docs[k]["camera"], docs[k]["scene_camera"]
         assert shared["principal_point"] == [200.0, 120.0]
@@ -1463,3 +1465,173 @@ def test_an_interrupted_overlay_video_leaves_no_half_file(model_files, tmp_path,
     assert run_demo(DemoOptions([str(video)], out=out, method="fit", smpl=smpl, openpose=keypoints,
                                 fit_config=quick, smoothing="none", overwrite=True)) == 0
     assert sorted(p.name for p in out.iterdir()) == ["walk.npz", "walk_overlay.mp4"]
+
+
+def _person_json(path: Path, person: int, files: dict[str, str | None]) -> Path:
+    """Write, as the demo does (``write_json``), the result json of person
+    ``person`` of ``photo.png`` listing ``files``."""
+    from openhmr.io.prediction import Prediction, write_json
+
+    pred = Prediction("smpl", 24, np.zeros(3), np.zeros(72), np.zeros(10), np.zeros((3, 3)),
+                      np.array([[0, 1, 2]]), np.zeros((24, 3)), {}, {},
+                      CropTransform(1.0, 1.0, (0, 0), 224, 1.0, (224, 224)), np.zeros(2),
+                      np.array([500.0, 500.0]), np.array([112.0, 112.0]), np.array([0.0, 0.0, 5.0]),
+                      (224, 224), "hmr", "openpose", "photo.png", person=person)
+    write_json(path, pred, files)
+    return path
+
+
+def test_earlier_people_files_are_those_of_their_own_number(tmp_path):
+    """--overwrite removes <name>_person<k>.* only when openhmr wrote them for
+    person k: a person-2 result copied to x_person3.json (a user's backup) is
+    not person 3's, so it and what it lists stay; person 3's own json does go."""
+    from openhmr.demo import earlier_people_files
+
+    _person_json(tmp_path / "x_person2.json", 2, {"mesh": "x_person3.obj"})
+    shutil.copy(tmp_path / "x_person2.json", tmp_path / "x_person3.json")
+    (tmp_path / "x_person3.obj").write_text("")
+    assert earlier_people_files(tmp_path, "x", 2) == []
+    _person_json(tmp_path / "x_person3.json", 3, {"mesh": "x_person3.obj"})
+    assert earlier_people_files(tmp_path, "x", 2) == [tmp_path / "x_person3.json", tmp_path / "x_person3.obj"]
+
+
+def test_earlier_people_files_are_only_beside_their_json(tmp_path):
+    """A person json's ``files`` count only as names beside it: a listed path
+    with a folder in it (into a subfolder, or out of the output folder through
+    ..) is never returned, so --overwrite removes nothing elsewhere, even a
+    file whose path starts with the person's prefix."""
+    from openhmr.demo import earlier_people_files, remove_earlier_people
+
+    out = tmp_path / "out"
+    (out / "x_person3_parts").mkdir(parents=True)
+    inside = out / "x_person3_parts" / "x_person3.obj"
+    outside = tmp_path / "x_person3_views.png"
+    sub = out / "sub" / "x_person3_views.png"
+    sub.parent.mkdir()
+    for path in (inside, outside, sub, tmp_path / "x_person3.obj"):
+        path.write_text("mine")
+    doc = _person_json(out / "x_person3.json", 3, {
+        "mesh": "x_person3_parts/x_person3.obj", "views": "x_person3_parts/../../x_person3_views.png",
+        "overlay": "../x_person3.obj", "scene": "sub/x_person3_views.png"})
+    assert earlier_people_files(out, "x", 2) == [doc]
+    assert remove_earlier_people(out, "x", 2) is not None
+    assert not doc.exists() and all(p.is_file() for p in (inside, outside, sub, tmp_path / "x_person3.obj"))
+
+
+def test_box_overlap_is_intersection_over_union():
+    """The follower's box overlap is IoU: 1 for a box with itself, 1/3 for two
+    equal boxes overlapping by half (intersection 1, union 3 halves), 0 apart."""
+    from openhmr.demo.people import _iou
+
+    a = np.array([0.0, 0.0, 10.0, 20.0])
+    assert _iou(a, a) == pytest.approx(1.0)
+    assert _iou(a, a + [5.0, 0.0, 5.0, 0.0]) == pytest.approx(1 / 3)
+    assert _iou(a, a + [0.0, 10.0, 0.0, 10.0]) == pytest.approx(1 / 3)
+    assert _iou(a, a + [20.0, 0.0, 20.0, 0.0]) == 0.0
+
+
+def _walker(x: float, width: float = 25.0):
+    """A person whose keypoint box is ``width`` × 100 px, its left side at ``x``."""
+    from openhmr.demo import PersonLocation
+
+    return PersonLocation(1.0, np.zeros(2), "openpose", np.array([[x, 50.0, 1.0], [x + width, 150.0, 1.0]]),
+                          "body25")
+
+
+def test_a_person_missed_for_frames_keeps_their_speed():
+    """A person walking 10 px a frame, missed in frames 3 and 4, keeps their
+    number on coming back and the frame after: the velocity measured across
+    the gap is per frame (30 px over 3 frames). Taken as per gap (30 px a
+    frame), frame 6 would be expected 20 px ahead, an IoU of 0.11 with the
+    25-px box, and the person would be taken for a newcomer."""
+    from openhmr.demo import PeopleFollower
+
+    follower = PeopleFollower()
+    for t in (0, 1, 2, 5, 6, 7):
+        assert follower.assign(t, [_walker(10.0 * t)]) == [1], t
+
+
+def test_people_gone_longer_than_max_gap_are_new():
+    """Without the frame (positions only), someone absent for more than
+    max_gap frames is a new person even when they come back at the very same
+    place; absent for max_gap frames, they keep their number."""
+    from openhmr.demo import PeopleFollower
+
+    follower = PeopleFollower(max_gap=3)
+    assert follower.assign(0, [_walker(100.0)]) == [1]
+    assert follower.assign(3, [_walker(100.0)]) == [1]  # 3 frames: kept
+    assert follower.assign(7, [_walker(100.0)]) == [2]  # 4 frames: too long ago
+    assert follower.assign(8, [_walker(100.0)]) == [2]
+
+
+def test_torso_colours_complete_any_missing_corner():
+    """Whichever one of the four torso corners is missing, it is completed as
+    the parallelogram of the other three, so the histogram is the torso's
+    alone, on an upright torso and on one tilted by 45°."""
+    from openhmr.body.keypoints import get_set
+    from openhmr.demo import PersonLocation
+    from openhmr.demo.people import similarity, torso_colours
+
+    names = get_set("body25").names
+    torso = [names.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")]
+    green, red = (20, 200, 40), (200, 30, 30)
+    upright = np.full((240, 320, 3), green, np.uint8)
+    person = _torso_person(upright, 100, red)
+    tilted = np.full_like(upright, green)
+    corners = np.array([[160, 40], [120, 80], [220, 100], [180, 140]], np.float64)  # as `torso`
+    yy, xx = np.mgrid[0:240, 0:320]
+    inside = np.ones(xx.shape, bool)
+    for a, b in ((0, 1), (1, 3), (3, 2), (2, 0)):  # the quadrilateral's edges, in turn
+        (x0, y0), (x1, y1) = corners[a], corners[b]
+        inside &= (x1 - x0) * (yy - y0) - (y1 - y0) * (xx - x0) <= 0
+    tilted[inside] = red
+    tilted_kp = person.keypoints.copy()
+    tilted_kp[torso, :2] = corners
+    red_only = torso_colours(np.full_like(upright, red), person)
+    for frame, kp in ((upright, person.keypoints), (tilted, tilted_kp)):
+        for corner in torso:
+            missing = kp.copy()
+            missing[corner, 2] = 0.0
+            hist = torso_colours(frame, PersonLocation(1.0, np.zeros(2), "openpose", missing, "body25"))
+            assert similarity(hist, red_only) == pytest.approx(1.0), names[corner]
+
+
+def test_a_box_outside_the_image_is_refused():
+    """--bbox on a 100-wide, 400-tall image: a box right of the image is
+    refused (its x is compared with the width, not the height), one low in
+    the image (y beyond the width, within the height) is not."""
+    from openhmr.demo import BoxSource
+    from openhmr.errors import InputError
+    from openhmr.io.images import InputItem
+
+    image = np.zeros((400, 100, 3), np.uint8)
+    item = InputItem(Path("tall.png"), "tall", "image")
+    with pytest.raises(InputError, match="lies outside the 100×400 image"):
+        BoxSource((150.0, 50.0, 200.0, 100.0)).locate(image, item)
+    assert BoxSource((10.0, 300.0, 90.0, 390.0)).locate(image, item).source == "bbox"
+
+
+def test_detector_crop_counts_landmarks_above_half_visibility(monkeypatch):
+    """The detector's crop is placed on the landmarks with visibility above
+    0.5, BlazePose's own threshold (the 0.2 of OpenPose keypoints would let in
+    a landmark guessed far from the person), for a photo's one person and
+    for each of several."""
+    import openhmr.detect as detect
+    from openhmr.data.crop import scale_for_keypoints
+    from openhmr.demo import DetectorSource
+    from openhmr.io.images import InputItem
+
+    rng = np.random.default_rng(0)
+    kp = np.column_stack([rng.uniform(100, 200, 33), rng.uniform(100, 400, 33), np.full(33, 0.9)])
+    kp[32] = (900.0, 60.0, 0.3)  # a guessed landmark, far away
+    detection = detect.Detection((100.0, 100.0, 200.0, 400.0), kp.astype(np.float32), np.zeros((33, 4)), None,
+                                 (500, 1000))
+    monkeypatch.setattr(detect, "find_person", lambda image, *a, **k: detection)
+    monkeypatch.setattr(detect, "detect_people", lambda image, max_people, *a, **k: [detection, detection])
+    image = np.zeros((500, 1000, 3), np.uint8)
+    item = InputItem(Path("photo.png"), "photo", "image")
+    scale, centre = scale_for_keypoints(detection.keypoints2d, conf_threshold=0.5)
+    assert scale != pytest.approx(scale_for_keypoints(detection.keypoints2d, conf_threshold=0.2)[0])
+    source = DetectorSource()
+    for location in [source.locate(image, item), *source.locate_all(image, item, 2)]:
+        assert location.scale == pytest.approx(scale) and location.center == pytest.approx(centre)

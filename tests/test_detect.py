@@ -377,3 +377,34 @@ def test_people_are_looked_for_where_they_were() -> None:
     np.testing.assert_allclose(centre(again[0]), centre(woman), atol=10)
     np.testing.assert_allclose(centre(again[1]), centre(man), atol=10)
     assert len(with_ghost) == 2
+
+
+def test_the_region_around_a_box_grows_each_side_by_its_own_size() -> None:
+    """Looking around a previous frame's person: the box grows by half its
+    width left and right and half its height up and down (a tall person's
+    region is tall), clipped to the image; too small a region is None."""
+    assert detect._around((100, 100, 120, 200), 1000, 1000) == (90, 50, 130, 250)
+    assert detect._around((100, 100, 200, 120), 1000, 1000) == (50, 90, 250, 130)
+    assert detect._around((100, 100, 120, 200), 220, 125) == (90, 50, 125, 220)  # height 220, width 125
+    assert detect._around((100, 100, 110, 110), 1000, 1000) is None
+
+
+def test_fit_detection_crops_around_landmarks_above_half_visibility(monkeypatch) -> None:
+    """fit_detection's crop is HMR's, placed on the landmarks with visibility
+    above 0.5: a landmark guessed far from the person (visibility 0.3) does
+    not widen it, as it would with the 0.2 threshold of OpenPose keypoints."""
+    import openhmr.fit.detection as fit_module
+    from openhmr.data.crop import crop_transform, scale_for_keypoints
+    from openhmr.fit import fit_detection
+
+    rng = np.random.default_rng(0)
+    kp = np.column_stack([rng.uniform(100, 200, 33), rng.uniform(100, 400, 33), np.full(33, 0.9)])
+    kp[32] = (900.0, 60.0, 0.3)  # a guessed landmark, far away
+    image = np.zeros((500, 1000, 3), np.uint8)
+    detection = detect.Detection((100.0, 100.0, 200.0, 400.0), kp.astype(np.float32), None, None, (500, 1000))
+    monkeypatch.setattr(fit_module, "fit", lambda *args, **kwargs: "fitted")  # the crop alone is checked
+    fitted = fit_detection(image, detection, None, use_3d=False)
+    want = crop_transform(image.shape[:2], *scale_for_keypoints(detection.keypoints2d, conf_threshold=0.5), 224)
+    loose = crop_transform(image.shape[:2], *scale_for_keypoints(detection.keypoints2d, conf_threshold=0.2), 224)
+    assert fitted.result == "fitted" and fitted.transform == want != loose
+    assert fitted.crop.shape == (224, 224, 3)
