@@ -36,7 +36,8 @@ class TrainConfig:
             queue; 0.5 reproduces the original's paired enqueue (Q3).
         mocap_dir, mocap_datasets: the adversarial prior's real samples.
         dataset_sizes: optional {name: count} overriding the counts read from
-            the shard manifests, for the nominal epoch (§9).
+            the shard manifests, for the nominal epoch (§9); only the datasets
+            the run reads count (fraction_3d 0 or 1 reads one queue's).
         synthetic_samples: size of the synthetic data set.
         num_workers: DataLoader workers per process.
         trans_max, scale_min, scale_max, flip: augmentation (§10.4).

@@ -277,15 +277,24 @@ def mocap_files(cfg: TrainConfig) -> list[Path]:
 
 def build_shard_batches(cfg: TrainConfig, body: BodyModel, rank: int) -> MixedBatches:
     """Batches from converted shard folders (``cfg.data == "shards"``)."""
+    from openhmr.data.shards import read_manifest
+
     aug = augment_config(cfg, body)
-    folders_3d = _dataset_folders(cfg, cfg.datasets_3d if cfg.fraction_3d > 0 else [])
-    folders_2d = _dataset_folders(cfg, cfg.datasets_2d if cfg.fraction_3d < 1 else [])
+    # Only the queues a batch can draw from are read (fraction_3d 0 or 1 leaves one out).
+    names_3d = cfg.datasets_3d if cfg.fraction_3d > 0 else []
+    names_2d = cfg.datasets_2d if cfg.fraction_3d < 1 else []
+    folders_3d = _dataset_folders(cfg, names_3d)
+    folders_2d = _dataset_folders(cfg, names_2d)
     q3 = ShardQueue(folders_3d, aug, cfg.seed, cfg.num_workers) if folders_3d else None
     q2 = ShardQueue(folders_2d, aug, cfg.seed + 1, cfg.num_workers) if folders_2d else None
     batches = MixedBatches(q3, q2, cfg.batch_size, cfg.fraction_3d, cfg.seed, rank,
                            body.pose_size, body.shape_size)
     if cfg.dataset_sizes:
-        batches.nominal_examples = sum(int(cfg.dataset_sizes.get(n, 0)) for n in cfg.datasets_2d + cfg.datasets_3d)
+        # The nominal epoch counts the datasets this run reads: a size given
+        # replaces its manifest's count, one not given keeps it.
+        batches.nominal_examples = sum(
+            int(cfg.dataset_sizes[name]) if name in cfg.dataset_sizes else int(read_manifest(folder)["count"])
+            for name, folder in zip(names_3d + names_2d, folders_3d + folders_2d))
     return batches
 
 

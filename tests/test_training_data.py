@@ -1,0 +1,47 @@
+"""The nominal epoch's dataset count: what ``dataset_sizes`` adds up."""
+
+from __future__ import annotations
+
+import pytest
+
+from openhmr.training.config import TrainConfig
+from openhmr.training.data import build_shard_batches
+
+
+@pytest.fixture(scope="module")
+def two_datasets(tmp_path_factory, smpl_arrays):
+    """Converted shards of a 3D-labelled "h36m" (3 samples) and a 2D "lsp" (5)."""
+    from openhmr.body import SMPL
+    from openhmr.data.shards import Sample, ShardWriter
+    from openhmr.training.synthetic import synthetic_samples
+
+    root = tmp_path_factory.mktemp("shards")
+    samples = synthetic_samples(SMPL(smpl_arrays), 8, image_size=32, seed=2)
+    for name, chosen, labelled in (("h36m", samples[:3], True), ("lsp", samples[3:], False)):
+        with ShardWriter(root / name, name, samples_per_shard=4) as writer:
+            for s in chosen:
+                writer.write(Sample(key=s["key"], image=s["image"], keypoints2d=s["keypoints2d"],
+                                    center=s["center"], dataset=name,
+                                    joints3d=s["joints3d"] if labelled else None,
+                                    pose=s["pose"] if labelled else None,
+                                    betas=s["betas"] if labelled else None))
+    return root, SMPL(smpl_arrays)
+
+
+@pytest.mark.parametrize("fraction_3d, sizes, expected", [
+    (0.5, {}, 3 + 5),                               # the manifests' counts
+    (0.5, {"h36m": 300, "lsp": 1000}, 1300),         # replaced
+    (0.5, {"lsp": 1000}, 3 + 1000),                 # one replaced, the other its manifest's
+    (0.0, {"h36m": 300, "lsp": 1000}, 1000),         # 2D only: the 3D set is not read
+    (1.0, {"h36m": 300, "lsp": 1000}, 300),          # 3D only
+])
+def test_the_nominal_epoch_counts_the_datasets_the_run_reads(two_datasets, fraction_3d, sizes, expected):
+    """Σ dataset sizes (the original's epoch, HMR_REFERENCE §9) adds the
+    datasets a batch can draw from: ``dataset_sizes`` replaces a set's
+    manifest count, a set it leaves out keeps its own (it used to count 0),
+    and a queue that ``fraction_3d`` 0 or 1 never reads does not count."""
+    root, body = two_datasets
+    cfg = TrainConfig(data="shards", data_dir=str(root), datasets_3d=["h36m"], datasets_2d=["lsp"],
+                      fraction_3d=fraction_3d, dataset_sizes=sizes, batch_size=2, num_workers=0,
+                      body_model="synthetic_smpl", encoder="tiny", image_size=32, device="cpu")
+    assert build_shard_batches(cfg, body, rank=0).num_examples == expected
