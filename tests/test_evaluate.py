@@ -743,3 +743,73 @@ def test_fit_path_scores_a_detection_the_fit_cannot_use_as_undetected(tmp_path, 
     joints14 = run.predictions.joints14
     np.testing.assert_allclose(joints14[0], joints14[2], atol=1e-3)  # the same detection, fitted alone
     assert np.abs(joints14[1] - joints14[0]).max() > 10  # the refused one is the rest pose
+
+
+def test_frame_reader_returns_rgb(tmp_path):
+    """``FrameReader`` gives RGB pixels like ``read_image`` does, not
+    OpenCV's BGR: a video whose frames are pure red reads with R high and
+    B low (grey frames could not tell the channel order apart), and so does
+    a red PNG read through the same reader (``frame`` None)."""
+    import cv2
+    from PIL import Image
+
+    from openhmr.evaluate.benchmark import ImageRef
+    from openhmr.evaluate.predictions import FrameReader
+
+    path = tmp_path / "red.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (64, 48))
+    for _ in range(5):
+        writer.write(np.full((48, 64, 3), (0, 0, 255), np.uint8))  # BGR: red
+    writer.release()
+    Image.new("RGB", (8, 6), (255, 0, 0)).save(tmp_path / "red.png")
+    with FrameReader() as read:
+        for frame in (0, 3):
+            pixels = read(ImageRef(path, frame, np.zeros((14, 2)))).astype(float)
+            assert pixels.shape == (48, 64, 3)
+            r, g, b = (pixels[..., c].mean() for c in range(3))
+            assert r > 200 and g < 50 and b < 50, (frame, r, g, b)
+        still = read(ImageRef(tmp_path / "red.png", None, np.zeros((14, 2))))
+        np.testing.assert_array_equal(still[0, 0], [255, 0, 0])
+
+
+def test_saved_predictions_load_back_in_their_units(tmp_path):
+    """``save_predictions`` writes the documented file format (3D points and
+    vertices in metres, ``keypoints2d`` as given) and ``load_predictions``
+    gives back what was saved, in ``Predictions``' units (millimetres),
+    aligned to the keys asked for in their order. Vertices are kept as
+    float32 metres, so they round-trip to float32 precision; the rest exactly
+    up to float64 round-off."""
+    from openhmr.evaluate.predictions import Predictions, save_predictions
+
+    rng = np.random.default_rng(3)
+    keys = ["a", "b", "c"]
+    preds = Predictions(
+        joints14=rng.normal(0, 500, (3, 14, 3)),
+        joints_h36m17=rng.normal(0, 500, (3, 17, 3)),
+        vertices=rng.normal(0, 500, (3, 20, 3)).astype(np.float32),
+        keypoints2d=rng.uniform(1, 200, (3, 14, 2)),
+    )
+    path = tmp_path / "preds.npz"
+    save_predictions(path, keys, preds)
+
+    with np.load(path, allow_pickle=False) as stored:  # the format any tool can write
+        assert [str(k) for k in stored["keys"]] == keys
+        np.testing.assert_allclose(stored["joints3d"], preds.joints14 / 1000, rtol=1e-12)
+        np.testing.assert_allclose(stored["keypoints3d_h36m17"], preds.joints_h36m17 / 1000, rtol=1e-12)
+        assert stored["vertices"].dtype == np.float32
+        np.testing.assert_allclose(stored["vertices"], preds.vertices / 1000, rtol=1e-6)
+        np.testing.assert_array_equal(stored["keypoints2d"], preds.keypoints2d)
+
+    back = load_predictions(path, ["c", "a"], need_2d=True)
+    order = [2, 0]
+    np.testing.assert_allclose(back.joints14, preds.joints14[order], rtol=1e-12)
+    np.testing.assert_allclose(back.joints_h36m17, preds.joints_h36m17[order], rtol=1e-12)
+    np.testing.assert_allclose(back.vertices, preds.vertices[order], rtol=1e-6, atol=1e-4)
+    np.testing.assert_array_equal(back.keypoints2d, preds.keypoints2d[order])
+
+    save_predictions(tmp_path / "joints_only.npz", keys, Predictions(joints14=preds.joints14))
+    with np.load(tmp_path / "joints_only.npz") as stored:
+        assert sorted(stored.files) == ["joints3d", "keys"]
+    only = load_predictions(tmp_path / "joints_only.npz", keys)
+    assert only.vertices is None and only.keypoints2d is None
+    np.testing.assert_allclose(only.joints14, preds.joints14, rtol=1e-12)

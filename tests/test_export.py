@@ -153,3 +153,41 @@ def test_writes_are_atomic_and_leave_no_temp_files(tmp_path: Path) -> None:
 def test_invalid_meshes_raise_clear_errors(tmp_path: Path, vertices, faces, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         save_ply(tmp_path / "bad.ply", vertices, np.asarray(faces))
+
+
+def test_int8_calibration_reader_feeds_every_whole_batch() -> None:
+    """The calibration reader hands ONNX Runtime every crop, one batch at a
+    time, and then None: a dynamic-batch graph gets each of 5 crops singly;
+    a batch-5 graph gets the 5 crops as one batch; a batch-2 graph gets the
+    two whole batches of 5 crops (a part batch cannot feed a fixed-batch
+    graph). ``rewind`` starts over with the same batches."""
+    from openhmr.inference.onnx import _CropReader
+
+    crops = np.arange(5, dtype=np.float32).reshape(5, 1, 1, 1) * np.ones((1, 3, 2, 2), np.float32)
+
+    def drain(reader) -> list[np.ndarray]:
+        out = []
+        for _ in range(10):
+            item = reader.get_next()
+            if item is None:
+                return out
+            assert list(item) == ["crops"]
+            out.append(item["crops"])
+        raise AssertionError("the reader never ran out")
+
+    single = _CropReader(crops, None)
+    got = drain(single)
+    assert [b.shape for b in got] == [(1, 3, 2, 2)] * 5
+    np.testing.assert_array_equal(np.concatenate(got), crops)
+    assert single.get_next() is None
+    single.rewind()
+    np.testing.assert_array_equal(np.concatenate(drain(single)), crops)
+
+    whole = drain(_CropReader(crops, 5))
+    assert len(whole) == 1
+    np.testing.assert_array_equal(whole[0], crops)
+
+    pairs = drain(_CropReader(crops, 2))
+    assert [b.shape[0] for b in pairs] == [2, 2]
+    np.testing.assert_array_equal(np.concatenate(pairs), crops[:4])
+    assert [b.shape[0] for b in drain(_CropReader(crops[:4], 2))] == [2, 2]

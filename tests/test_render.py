@@ -441,3 +441,58 @@ def test_sphere_centre_pixel_shades_as_lambert_by_hand() -> None:
     assert bool(out.mask[0, 32, 32])
     expected = _lambert_by_hand((0.0, 0.0, -1.0), v.mean(0), albedo).float()
     assert torch.allclose(out.rgb[0, 32, 32], expected, atol=2 / 255)
+
+
+def _lsp14_legs(height: int = 100) -> np.ndarray:
+    """LSP-14 keypoints with only the two lower legs placed (the rest NaN, so
+    not drawn): the left one upright at x = 20, the right one at x = 80."""
+    from openhmr.body.keypoints import get_set
+
+    names = get_set("lsp14").names
+    kp = np.full((len(names), 2), np.nan)
+    kp[names.index("left_knee")] = (20.5, 20.5)
+    kp[names.index("left_ankle")] = (20.5, height - 20 + 0.5)
+    kp[names.index("right_knee")] = (80.5, 20.5)
+    kp[names.index("right_ankle")] = (80.5, height - 20 + 0.5)
+    return kp
+
+
+def test_skeleton_bones_are_coloured_by_side() -> None:
+    """A bone's colour says which side of the body it is on: the middle of
+    the left shin (well away from its joint dots) is the left colour (blue)
+    and the middle of the right shin the right colour (red), so a figure's
+    left and right cannot be mistaken for each other."""
+    from openhmr.visualize import _LEFT, _RIGHT, draw_skeleton
+
+    assert _LEFT != _RIGHT
+    blank = np.zeros((100, 100, 3), np.uint8)
+    out = draw_skeleton(blank, _lsp14_legs(), "lsp14", radius=3.0)
+    assert out.shape == blank.shape and out.dtype == np.uint8
+    assert tuple(int(c) for c in out[50, 20]) == _LEFT
+    assert tuple(int(c) for c in out[50, 80]) == _RIGHT
+    assert tuple(int(c) for c in out[50, 50]) == (0, 0, 0)  # nothing between the legs
+    np.testing.assert_array_equal(blank, 0)  # drawn on a copy
+
+
+def test_skeleton_skips_keypoints_marked_not_visible() -> None:
+    """``visible=False`` hides a keypoint: no dot where it is and none of its
+    bones, while a visible keypoint's dot and bones are drawn. With the left
+    ankle hidden, the left shin and the left ankle's dot are absent (blank
+    pixels) and the left knee's dot, the right shin and the right ankle's
+    dot are there."""
+    from openhmr.body.keypoints import get_set
+    from openhmr.visualize import _LEFT, _RIGHT, draw_skeleton
+
+    names = get_set("lsp14").names
+    kp = _lsp14_legs()
+    visible = np.ones(len(names), bool)
+    visible[names.index("left_ankle")] = False
+    blank = np.zeros((100, 100, 3), np.uint8)
+    out = draw_skeleton(blank, kp, "lsp14", visible=visible, radius=3.0)
+    assert not out[35:, 10:31].any()  # the left shin's lower part and the ankle's dot
+    assert tuple(int(c) for c in out[20, 20]) == _LEFT  # the left knee's dot
+    assert tuple(int(c) for c in out[50, 80]) == _RIGHT  # the right shin
+    assert tuple(int(c) for c in out[80, 80]) == _RIGHT  # the right ankle's dot
+    everything = draw_skeleton(blank, kp, "lsp14", visible=np.ones(len(names), bool), radius=3.0)
+    assert tuple(int(c) for c in everything[50, 20]) == _LEFT
+    assert tuple(int(c) for c in everything[80, 20]) == _LEFT

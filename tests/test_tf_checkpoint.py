@@ -607,3 +607,25 @@ def test_real_index_corruptions_are_detected(tmp_path: Path) -> None:
     path.write_bytes(original[: len(original) // 2])
     with raises_quickly():
         read_index(path)
+
+
+def test_varint_that_overflows_its_width_is_rejected() -> None:
+    """A varint of at most ``bits`` bits may take ceil(bits / 7) bytes, but
+    its last byte may still carry bits past the width: five bytes hold 35
+    bits, and a 32-bit field (a block entry's lengths, a table's sizes)
+    whose value needs 33 must be refused, not read as a number the field
+    cannot hold. The largest valid values (2^32 - 1, 2^64 - 1) read back
+    whole, with the position after them."""
+    from openhmr.io.tf_checkpoint import _read_varint
+
+    largest32 = bytes([0xFF] * 4 + [0x0F])
+    assert _read_varint(largest32, 0, 5, 32, "x") == (2**32 - 1, 5)
+    assert encode_varint(2**32 - 1) == largest32
+    with raises_quickly("overflows 32 bits"):
+        _read_varint(bytes([0xFF] * 4 + [0x1F]), 0, 5, 32, "x")
+    with raises_quickly("overflows 32 bits"):
+        _read_varint(b"\x00" + bytes([0x80] * 4 + [0x10]), 1, 6, 32, "x")  # exactly 2^32
+    largest64 = bytes([0xFF] * 9 + [0x01])
+    assert _read_varint(b"\x07" + largest64, 1, 11, 64, "x") == (2**64 - 1, 11)
+    with raises_quickly("overflows 64 bits"):
+        _read_varint(bytes([0xFF] * 9 + [0x03]), 0, 10, 64, "x")

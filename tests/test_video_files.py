@@ -259,3 +259,24 @@ def test_a_phone_video_with_a_display_rotation_is_read_upright(tmp_path):
     for frame in shown:
         assert frame.shape == (96, 64, 3)
         assert np.abs(frame.astype(int) - upright).mean() < 6
+
+
+def test_video_frames_come_as_rgb(tmp_path):
+    """``open_video`` converts OpenCV's BGR frames to RGB, as ``read_image``
+    gives: a video of pure red frames reads with R high and G, B low (grey
+    frames, as in the other video tests, cannot tell the channel order)."""
+    cv2 = pytest.importorskip("cv2")
+    from openhmr.io.images import open_video
+
+    path = tmp_path / "red.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
+    for _ in range(3):
+        writer.write(np.full((48, 64, 3), (0, 0, 255), np.uint8))  # BGR: red
+    writer.release()
+    info, frames = open_video(path)
+    shown = list(frames)
+    assert (info.width, info.height) == (64, 48) and len(shown) == 3
+    for frame in shown:
+        assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8
+        r, g, b = (float(frame[..., c].mean()) for c in range(3))
+        assert r > 200 and g < 50 and b < 50, (r, g, b)

@@ -1,0 +1,75 @@
+"""openhmr.io.images.read_image: every stored image comes out as an upright
+(H, W, 3) uint8 RGB array, whatever its mode or orientation tag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from openhmr.io.images import read_image
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    """A phone photo stored landscape with EXIF Orientation=6 ("rotate 90°
+    clockwise to display") is read upright: its shape is the stored one
+    transposed, (W, H, 3), and a red block in the stored top-left corner is
+    in the top-right corner, as a viewer shows it. Without the tag the same
+    pixels read back as stored, so the turn comes from the tag alone."""
+    stored = np.zeros((40, 64, 3), np.uint8)  # H=40, W=64
+    stored[:12, :12] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", quality=95, exif=exif)
+    Image.fromarray(stored).save(tmp_path / "plain.jpg", quality=95)
+
+    plain = read_image(tmp_path / "plain.jpg")
+    assert plain.shape == (40, 64, 3)
+    assert plain[:12, :12, 0].mean() > 200 and plain[:12, :12, 2].mean() < 50
+
+    upright = read_image(tmp_path / "phone.jpg")
+    assert upright.shape == (64, 40, 3)
+    top_right, top_left = upright[:12, -12:].astype(float), upright[:12, :12].astype(float)
+    assert top_right[..., 0].mean() > 200 and top_right[..., 1:].mean() < 50
+    assert top_left.mean() < 30
+    expected = np.rot90(stored, -1)  # a quarter turn clockwise
+    assert np.abs(upright.astype(int) - expected).mean() < 4
+
+
+def test_transparent_palette_index_is_composited_on_white(tmp_path: Path) -> None:
+    """A palette ("P") PNG whose palette entry 0 is marked transparent (a
+    ``tRNS`` chunk: PIL's ``transparency``) shows white where that entry is
+    used, as an RGBA image's transparent pixels do (the module composites
+    alpha on white); opaque entries keep their colour. Dropping the
+    transparency would show the entry's stored colour, black here."""
+    indices = np.array([[0, 1], [2, 0]], np.uint8)
+    img = Image.fromarray(indices, "P")
+    palette = [0, 0, 0, 200, 10, 20, 30, 40, 250] + [0] * (256 * 3 - 9)
+    img.putpalette(palette)
+    img.save(tmp_path / "p.png", transparency=0)
+    with Image.open(tmp_path / "p.png") as check:  # the file is what the test means
+        assert check.mode == "P" and check.info.get("transparency") == 0
+
+    rgb = read_image(tmp_path / "p.png")
+    assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb[0, 0], [255, 255, 255])
+    np.testing.assert_array_equal(rgb[1, 1], [255, 255, 255])
+    np.testing.assert_array_equal(rgb[0, 1], [200, 10, 20])
+    np.testing.assert_array_equal(rgb[1, 0], [30, 40, 250])
+
+
+def test_float_images_are_intensities_in_zero_one(tmp_path: Path) -> None:
+    """A 32-bit float ("F") TIFF is taken to hold intensities in [0, 1]:
+    value·255, rounded, clipped to 0..255, NaN as 0, the same in all three
+    channels. 0.5 reads 128 and 1.0 reads 255 (unscaled they would be 0 and 1)."""
+    values = np.array([[0.0, 0.25, 0.5, 1.0, 2.0, -0.5, np.nan]], np.float32)
+    Image.fromarray(values, "F").save(tmp_path / "f.tif")
+    with Image.open(tmp_path / "f.tif") as check:
+        assert check.mode == "F"
+
+    rgb = read_image(tmp_path / "f.tif")
+    assert rgb.shape == (1, 7, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb[0, :, 0], [0, 64, 128, 255, 255, 0, 0])
+    np.testing.assert_array_equal(rgb[..., 0], rgb[..., 1])
+    np.testing.assert_array_equal(rgb[..., 0], rgb[..., 2])
