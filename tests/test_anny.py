@@ -400,3 +400,93 @@ def test_hmr_builds_on_anny(anny_model: Anny) -> None:
     assert out.keypoints2d["cocoplus19"].shape == (1, 19, 2)
     # The body model's data is not part of the network's weights.
     assert not any(k.startswith("body") for k in model.network_state())
+
+
+def _raw_rest(raw, phenotypes: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Anny's own rest-pose vertices (V, 3) and bone heads {label: (3,)} for one
+    phenotype vector, pelvis (root head) at the origin, in SMPL's frame (float64)."""
+    out = raw(pose_parameters=None, phenotype_kwargs=phenotypes[None].to(raw.dtype))
+    root = out["bone_poses"][0, 0, :3, 3]
+    c = torch.tensor([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]], dtype=raw.dtype)
+    heads = (out["bone_poses"][0, :, :3, 3] - root) @ c.T
+    return (out["vertices"][0] - root) @ c.T, dict(zip(raw.bone_labels, heads))
+
+
+def test_h36m_spine_is_the_spine02_bone_head(anny_model: Anny) -> None:
+    """h36m17's ``spine`` is the head of Anny's ``spine02`` bone (mid-back), as the
+    module docstring says: equal to Anny's own bone head in the rest pose within
+    1e-5 m (float32), between the pelvis and the thorax, and not the lumbar
+    ``spine04`` head (15 cm lower), which the joint ``spine1`` rotates."""
+    raw = get_anny()
+    _, heads = _raw_rest(raw, torch.tensor(NEUTRAL_PHENOTYPE, dtype=torch.float64))
+    out = anny_model(torch.zeros(1, 66), torch.zeros(1, 6))
+    kp = {n: p for n, p in zip(get_set("h36m17").names, out.keypoints["h36m17"][0])}
+    torch.testing.assert_close(kp["spine"], heads["spine02"].float(), atol=1e-5, rtol=0)
+    assert float((heads["spine02"] - heads["spine04"]).norm()) > 0.1
+    assert kp["pelvis"][1] + 0.1 < kp["spine"][1] < kp["neck"][1] - 0.1
+    # The fast keypoint path agrees.
+    fast = anny_model.forward_keypoints(torch.zeros(1, 66), torch.zeros(1, 6)).keypoints["h36m17"]
+    torch.testing.assert_close(fast[0, get_set("h36m17").names.index("spine")], kp["spine"],
+                               atol=1e-5, rtol=0)
+
+
+def test_lsp_and_cocoplus_neck_is_the_thorax_not_the_shoulder_midpoint(anny_model: Anny) -> None:
+    """lsp14's and cocoplus19's ``neck`` is the thorax, the midpoint of the two
+    clavicle bone heads (the module docstring; LSP's neck sits at the top of
+    the sternum), the same point as h36m17's ``neck``; body25's (OpenPose's)
+    neck is the shoulder midpoint instead. Rest pose: equal to Anny's own
+    clavicle heads within 1e-5 m (the shoulder midpoint is 6 mm away). Collars
+    shrugged by 0.4 rad about their heads: the shoulders rise, the thorax does
+    not, and the two definitions are more than 3 cm apart."""
+    raw = get_anny()
+    _, heads = _raw_rest(raw, torch.tensor(NEUTRAL_PHENOTYPE, dtype=torch.float64))
+    thorax = (0.5 * (heads["clavicle.L"] + heads["clavicle.R"])).float()
+    pose = torch.zeros(2, 22, 3)
+    pose[1, JOINT_NAMES.index("left_collar"), 2] = 0.4  # +z: the left shoulder up
+    pose[1, JOINT_NAMES.index("right_collar"), 2] = -0.4  # mirrored
+    out = anny_model(pose.reshape(2, 66), torch.zeros(2, 6))
+    h36m_neck = out.keypoints["h36m17"][:, get_set("h36m17").names.index("neck")]
+    torch.testing.assert_close(h36m_neck[0], thorax, atol=1e-5, rtol=0)
+    torch.testing.assert_close(h36m_neck[1], thorax, atol=1e-5, rtol=0)  # the shrug does not move it
+    for name in ("lsp14", "cocoplus19"):
+        names = get_set(name).names
+        kp = out.keypoints[name]
+        torch.testing.assert_close(kp[:, names.index("neck")], h36m_neck, atol=1e-6, rtol=0)
+        shoulders = 0.5 * (kp[:, names.index("left_shoulder")] + kp[:, names.index("right_shoulder")])
+        assert float((shoulders[0] - kp[0, names.index("neck")]).norm()) > 0.004, name
+        assert float((shoulders[1] - kp[1, names.index("neck")]).norm()) > 0.03, name
+    b25 = get_set("body25").names
+    kp = out.keypoints["body25"]
+    torch.testing.assert_close(
+        kp[:, b25.index("neck")],
+        0.5 * (kp[:, b25.index("left_shoulder")] + kp[:, b25.index("right_shoulder")]),
+        atol=1e-6, rtol=0)
+
+
+def test_shape_vector_adds_to_the_neutral_phenotype(anny_model: Anny) -> None:
+    """The shape vector is phenotype − neutral: shape δ gives Anny's own body at
+    neutral + δ (rest pose, all six phenotypes moved, both signs; vertices and
+    the fast keypoint path within 1e-5 m, float32), and a positive height
+    offset makes the body taller (+0.2: over 1.85 m; −0.2: under 1.55 m)."""
+    raw = get_anny()
+    neutral = torch.tensor(NEUTRAL_PHENOTYPE, dtype=torch.float64)
+    delta = torch.tensor([[0.15, 0.04, -0.1, 0.2, 0.12, -0.15],
+                          [-0.2, -0.03, 0.1, -0.12, -0.1, 0.2]], dtype=torch.float64)
+    out = anny_model(torch.zeros(2, 66), delta.float())
+    fast = anny_model.forward_keypoints(torch.zeros(2, 66), delta.float())
+    for i in range(2):
+        vertices, heads = _raw_rest(raw, neutral + delta[i])
+        torch.testing.assert_close(out.vertices[i], vertices.float(), atol=1e-5, rtol=0)
+        spine = get_set("h36m17").names.index("spine")
+        torch.testing.assert_close(fast.keypoints["h36m17"][i, spine], heads["spine02"].float(),
+                                   atol=1e-5, rtol=0)
+    from openhmr.body.anny import PHENOTYPES
+
+    k = PHENOTYPES.index("height")
+    heights = []
+    for offset in (-0.2, 0.0, 0.2):
+        shape = torch.zeros(1, 6)
+        shape[0, k] = offset
+        y = anny_model(torch.zeros(1, 66), shape).vertices[0, :, 1]
+        heights.append(float(y.max() - y.min()))
+    assert heights[0] < 1.55 < heights[1] < 1.85 < heights[2]

@@ -337,3 +337,204 @@ def test_hmr_accepts_a_custom_encoder(smpl_model):
     assert len(out.thetas) == 2 and out.vertices.shape == (3, 6890, 3)
     with pytest.raises(ValueError, match="unknown encoder"):
         HMR(smpl_model, encoder="resnet18")
+
+
+# --------------------------------------------------------------------------
+# ResNet-50 v2 / v1 against functional references (float64)
+# --------------------------------------------------------------------------
+
+
+def _bn_ref(t: torch.Tensor, m: nn.BatchNorm2d) -> torch.Tensor:
+    """Inference BatchNorm written out: (t − mean)/√(var + eps)·γ + β."""
+    return (t - m.running_mean[:, None, None]) / torch.sqrt(m.running_var[:, None, None] + m.eps) \
+        * m.weight[:, None, None] + m.bias[:, None, None]
+
+
+def _randomise_batch_norms(model: nn.Module, generator: torch.Generator) -> None:
+    """Random running statistics and affine parameters on every BN, so that
+    no BN is the identity and every ReLU cuts off a real part of its input."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                u = lambda lo, hi: lo + (hi - lo) * torch.rand(c, generator=generator, dtype=m.weight.dtype)
+                m.running_mean.copy_(u(-0.5, 0.5))
+                m.running_var.copy_(u(0.5, 2.0))
+                m.weight.copy_(u(0.5, 1.5))
+                m.bias.copy_(u(-0.5, 0.5))
+
+
+def _v2_unit_ref(unit, x: torch.Tensor) -> torch.Tensor:
+    """slim's bottleneck_v2 written out: preact = relu(bn(x)); the shortcut is a
+    1×1 conv (with bias) of preact when the depth changes, else x subsampled."""
+    s = unit.conv2.stride[0]
+    preact = torch.relu(_bn_ref(x, unit.preact))
+    if unit.conv3.out_channels != x.shape[1]:
+        shortcut = F.conv2d(preact, unit.shortcut.weight, unit.shortcut.bias, stride=s)
+    else:
+        shortcut = x[:, :, ::s, ::s]
+    r = torch.relu(_bn_ref(F.conv2d(preact, unit.conv1.weight), unit.conv1_bn))
+    r = torch.relu(_bn_ref(F.conv2d(F.pad(r, (1, 1, 1, 1)), unit.conv2.weight, stride=s), unit.conv2_bn))
+    return shortcut + F.conv2d(r, unit.conv3.weight, unit.conv3.bias)
+
+
+def _v2_feature_map_ref(net, images: torch.Tensor) -> torch.Tensor:
+    """slim resnet_v2_50 written out (even input sizes): conv1 7×7/2 with bias,
+    TF-SAME 3×3/2 max-pool (one −inf row/column at the bottom/right), the
+    units, then postnorm BN + ReLU."""
+    x = F.conv2d(F.pad(images, (3, 3, 3, 3)), net.conv1.weight, net.conv1.bias, stride=2)
+    x = F.max_pool2d(F.pad(x, (0, 1, 0, 1), value=float("-inf")), 3, 2)
+    for b, units in zip(range(1, 5), (3, 4, 6, 3)):
+        for u in range(1, units + 1):
+            x = _v2_unit_ref(getattr(getattr(net, f"block{b}"), f"unit_{u}"), x)
+    return torch.relu(_bn_ref(x, net.postnorm))
+
+
+def _v1_unit_ref(unit, x: torch.Tensor) -> torch.Tensor:
+    """torchvision's Bottleneck written out: relu(bn3(conv3(…)) + identity),
+    identity = bn(conv1×1/s(x)) when downsampling."""
+    s = unit.conv2.stride[0]
+    out = torch.relu(_bn_ref(F.conv2d(x, unit.conv1.weight), unit.bn1))
+    out = torch.relu(_bn_ref(F.conv2d(out, unit.conv2.weight, stride=s, padding=1), unit.bn2))
+    out = _bn_ref(F.conv2d(out, unit.conv3.weight), unit.bn3)
+    if unit.has_downsample:
+        identity = _bn_ref(F.conv2d(x, unit.downsample[0].weight, stride=s), unit.downsample[1])
+    else:
+        identity = x
+    return torch.relu(out + identity)
+
+
+def test_resnet_v2_projection_unit_shortcut_convolves_the_preactivation():
+    """A unit_1 (depth change: 1×1 projection shortcut) against slim's formula:
+    the shortcut conv reads preact = relu(bn(x)), not x. BN statistics are
+    random so that preact and x differ; float64, tolerance 1e-10."""
+    torch.manual_seed(11)
+    net = ResNet50V2().double().eval()
+    g = torch.Generator().manual_seed(11)
+    _randomise_batch_norms(net.block1, g)
+    for unit in (net.block1.unit_1, net.block2.unit_1):
+        assert unit.has_projection and unit.conv2.stride == (1, 1)
+        x = torch.randn(2, unit.preact.num_features, 7, 7, generator=g, dtype=torch.float64)
+        if unit is net.block2.unit_1:
+            _randomise_batch_norms(unit, g)
+        with torch.no_grad():
+            out = unit(x)
+            expected = _v2_unit_ref(unit, x)
+            # The alternative (shortcut on the raw input) is far from it: the test can tell.
+            wrong = expected - F.conv2d(torch.relu(_bn_ref(x, unit.preact)), unit.shortcut.weight) \
+                + F.conv2d(x, unit.shortcut.weight)
+        assert out.shape == (2, unit.conv3.out_channels, 7, 7)
+        torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+        assert (wrong - expected).abs().max() > 1e-2
+
+
+def test_resnet_v2_whole_encoder_matches_functional_reference():
+    """The whole v2 encoder (64-px crops, float64, BN calibrated on the batch
+    and random affine BN parameters) equals slim's resnet_v2_50 written out
+    with functional ops, through the final postnorm BN + ReLU and the global
+    mean; the features are therefore ≥ 0. Tolerance 1e-9 on O(1) features."""
+    torch.manual_seed(12)
+    net = ResNet50V2().double()
+    g = torch.Generator().manual_seed(12)
+    _randomise_batch_norms(net, g)
+    images = torch.rand(2, 3, 64, 64, generator=g, dtype=torch.float64) * 2 - 1
+    calibrate_batch_norm(net, images)
+    with torch.no_grad():
+        fmap = net.feature_map(images)
+        phi = net(images)
+        ref_map = _v2_feature_map_ref(net, images)
+    assert fmap.shape == ref_map.shape == (2, 2048, 2, 2)
+    torch.testing.assert_close(fmap, ref_map, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(phi, ref_map.mean(dim=(2, 3)), rtol=1e-9, atol=1e-9)
+    assert phi.abs().max() < 100  # O(1): the tolerance is a real one
+    assert float(fmap.min()) == 0.0 and (fmap == 0).float().mean() > 0.2  # the ReLU cut a real part
+    assert float(phi.min()) >= 0.0
+
+
+def test_resnet_v1_bottleneck_units_match_torchvision_formula():
+    """layer1[1] (identity shortcut) and layer2[0] (stride-2 downsample) against
+    torchvision's Bottleneck written out, including the ReLU after the residual
+    add (outputs ≥ 0). Random BN statistics, float64, tolerance 1e-10."""
+    torch.manual_seed(13)
+    net = ResNet50V1().double().eval()
+    g = torch.Generator().manual_seed(13)
+    for unit, channels, size in ((net.layer1[1], 256, 9), (net.layer2[0], 256, 9)):
+        _randomise_batch_norms(unit, g)
+        x = torch.randn(2, channels, size, size, generator=g, dtype=torch.float64)
+        with torch.no_grad():
+            out = unit(x)
+            expected = _v1_unit_ref(unit, x)
+        torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+        assert float(out.min()) == 0.0 and (out == 0).any()  # the final ReLU clipped something
+    assert net.layer2[0](x).shape == (2, 512, 5, 5)
+
+
+def test_resnet_v1_stem_sizes_and_whole_encoder_match_functional_reference():
+    """v1's stem: conv1 7×7/2 pad 3, BN, ReLU, 3×3/2 max-pool with padding 1, so a
+    224 crop gives 112 then 56 (56 → 56, 28, 14, 7 through the layers) and a
+    64 crop 16. The whole v1 forward on 64-px crops equals torchvision's
+    layout written out (float64, calibrated BN, tolerance 1e-9)."""
+    net = ResNet50V1().eval()
+    sizes: dict[str, tuple[int, int]] = {}
+    net.layer1.register_forward_pre_hook(lambda mod, inp: sizes.__setitem__("pool", tuple(inp[0].shape[-2:])))
+    for i in range(1, 5):
+        getattr(net, f"layer{i}").register_forward_hook(
+            lambda mod, inp, out, i=i: sizes.__setitem__(f"layer{i}", tuple(out.shape[-2:])))
+    with torch.no_grad():
+        net(torch.zeros(1, 3, 224, 224))
+    assert sizes == {"pool": (56, 56), "layer1": (56, 56), "layer2": (28, 28),
+                     "layer3": (14, 14), "layer4": (7, 7)}
+
+    torch.manual_seed(14)
+    net = ResNet50V1().double()
+    g = torch.Generator().manual_seed(14)
+    _randomise_batch_norms(net, g)
+    images = torch.rand(2, 3, 64, 64, generator=g, dtype=torch.float64) * 2 - 1
+    calibrate_batch_norm(net, images)
+    net.layer1.register_forward_pre_hook(lambda mod, inp: sizes.__setitem__("pool", tuple(inp[0].shape[-2:])))
+    with torch.no_grad():
+        phi = net(images)
+        x = torch.relu(_bn_ref(F.conv2d(images, net.conv1.weight, stride=2, padding=3), net.bn1))
+        x = F.max_pool2d(F.pad(x, (1, 1, 1, 1), value=float("-inf")), 3, 2)
+        assert x.shape[-2:] == (16, 16) and sizes["pool"] == (16, 16)
+        for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
+            for unit in layer:
+                x = _v1_unit_ref(unit, x)
+    assert x.shape == (2, 2048, 2, 2)
+    torch.testing.assert_close(phi, x.mean(dim=(2, 3)), rtol=1e-9, atol=1e-9)
+    assert phi.abs().max() < 100
+
+
+def test_resnet_v2_conv_initialisation_is_tf_variance_scaling():
+    """slim's variance_scaling_initializer (factor 2, fan-in) draws a truncated
+    normal: σ = √(1.3·2/fan_in), cut at ±2σ. The truncation leaves a standard
+    deviation of σ·0.8796 (√(1 − 4φ(2)/(2Φ(2) − 1))), i.e. √(2/fan_in)·1.0029:
+    He's standard deviation, which the √1.3 is there to restore. Over the
+    23.5 M conv weights, normalised by √(2/fan_in), the std is within 0.5 % of
+    1.0029 (without √1.3 it would be 0.880), and the draws fill ±2σ but never
+    exceed it. Each conv with ≥ 4,096 weights is within 4 % on its own; biases
+    start at zero."""
+    phi2 = math.exp(-2.0) / math.sqrt(2 * math.pi)
+    cut = math.erf(2.0 / math.sqrt(2.0))
+    trunc = math.sqrt(1.0 - 4.0 * phi2 / cut)
+    assert trunc == pytest.approx(0.8796, abs=1e-4)
+    expected = math.sqrt(1.3) * trunc
+    torch.manual_seed(15)
+    net = ResNet50V2()
+    normalised = []
+    for name, m in net.named_modules():
+        if isinstance(m, nn.Conv2d):
+            w = m.weight.detach().double()
+            fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+            z = w.flatten() / math.sqrt(2.0 / fan_in)
+            normalised.append(z)
+            if z.numel() >= 4096:
+                assert float(z.std()) == pytest.approx(expected, rel=0.04), name
+            assert float(z.abs().max()) <= 2 * math.sqrt(1.3) + 1e-6, name
+            if m.bias is not None:
+                assert torch.count_nonzero(m.bias) == 0, name
+    z = torch.cat(normalised)
+    assert z.numel() > 23_000_000
+    assert float(z.std()) == pytest.approx(expected, rel=0.005)
+    assert abs(float(z.mean())) < 0.005
+    assert float(z.abs().max()) > 0.999 * 2 * math.sqrt(1.3)
