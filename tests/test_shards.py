@@ -289,3 +289,22 @@ def test_interleaved_sources_alternate_cycle_and_resume(shard_dir, tmp_path):
     loader = DataLoader(make(), batch_size=4, num_workers=2, collate_fn=lambda b: [x["key"] for x in b])
     got = [k for batch in itertools.islice(loader, 10) for k in batch]
     assert got == stream
+
+
+def test_the_trainers_2d_and_3d_queues_are_seeded_apart(shard_dir, smpl_model):
+    """build_shard_batches gives the 2D queue another seed than the 3D queue:
+    with one seed the two would shuffle (and augment) in lockstep, so
+    datasets of similar layout would pair up the same way in every batch.
+    Both queues here read the same folder, so only the seed tells them apart."""
+    from openhmr.training.config import TrainConfig
+    from openhmr.training.data import build_shard_batches
+
+    out, _ = shard_dir
+    cfg = TrainConfig(data="shards", data_dir=str(out.parent), datasets_3d=[out.name], datasets_2d=[out.name],
+                      image_size=32, seed=7, num_workers=0)
+    batches = build_shard_batches(cfg, smpl_model, rank=0)
+    q3, q2 = batches.queue_3d.dataset, batches.queue_2d.dataset
+    assert q3.seed == cfg.seed and q2.seed != q3.seed
+    assert sorted(q3.epoch_order(0).tolist()) == sorted(q2.epoch_order(0).tolist())
+    assert not np.array_equal(q3.epoch_order(0), q2.epoch_order(0))
+    assert _keys(batches.queue_3d.take(8)) != _keys(batches.queue_2d.take(8))

@@ -639,3 +639,229 @@ def test_a_step_updates_both_networks(smpl_npz, tmp_path):
         assert moved == len(before[name]), f"{name}: {moved} of {len(before[name])} tensors moved"
     for opt in (trainer.e_opt, trainer.d_opt):  # TFAdam counts per group, as TF's beta powers
         assert [group["step"] for group in opt.param_groups] == [1]
+
+
+# --------------------------------------------------------------------------- batch mixing, schedule, mocap
+class _LabelQueue:
+    """A stand-in for a training queue: tiny items carrying only the labels,
+    so batch composition can be counted over many steps in milliseconds."""
+
+    def __init__(self, three_d: bool, pose_values: int = 72, shape_values: int = 10) -> None:
+        self.three_d, self.pose_values, self.shape_values = three_d, pose_values, shape_values
+        self.num_examples = 100
+        self.taken = 0
+
+    def take(self, n: int) -> list[dict]:
+        self.taken += n
+        return [{"image": torch.zeros(3, 4, 4), "keypoints": torch.zeros(19, 3),
+                 "has_joints3d": self.three_d, "has_smpl": self.three_d, "joints3d": torch.zeros(14, 3),
+                 "pose": torch.full((self.pose_values,), 0.1), "betas": torch.full((self.shape_values,), 0.2)}
+                for _ in range(n)]
+
+    def state_dict(self) -> dict:
+        return {"taken": self.taken}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.taken = int(state["taken"])
+
+
+def test_mixed_batches_draw_fraction_3d_of_their_samples_from_the_3d_queue():
+    """n₃ ~ Binomial(B, fraction_3d) slots come from the 3D queue: with
+    fraction_3d = 0.9 the mean of has_joints3d over many batches is 0.9
+    (3200 slots: binomial σ ≈ 0.005, the tolerance 0.03 is ~6σ), not 0.1 as
+    B − n₃ would give; each batch's 3D count is what the 3D queue handed out."""
+    from openhmr.training.data import MixedBatches
+
+    q3, q2 = _LabelQueue(True), _LabelQueue(False)
+    batches = MixedBatches(q3, q2, batch_size=8, fraction_3d=0.9, seed=0, rank=0, pose_size=72, shape_size=10)
+    flags, counts = [], set()
+    for _ in range(400):
+        before = q3.taken
+        batch = batches.next()
+        assert batch["has_joints3d"].shape == (8,)
+        assert int(batch["has_joints3d"].sum()) == q3.taken - before
+        counts.add(int(batch["has_joints3d"].sum()))
+        flags.append(batch["has_joints3d"].float())
+    mean = float(torch.cat(flags).mean())
+    assert mean == pytest.approx(0.9, abs=0.03), mean
+    assert len(counts) > 1  # drawn per step, not a fixed split
+    assert q3.taken + q2.taken == 400 * 8
+
+
+def test_pose_labels_of_another_body_model_are_dropped_with_their_flag():
+    """SMPL's 72-value poses fed to batches for a body with another pose size
+    are not usable: the pose becomes zeros of the body's size AND has_smpl is
+    cleared, or the SMPL loss would pull the prediction towards zeros. Betas
+    are zero-padded/cut to k; with a 72-value body everything is kept."""
+    from openhmr.training.data import MixedBatches
+
+    other = MixedBatches(_LabelQueue(True), None, batch_size=4, fraction_3d=1.0, seed=0, rank=0,
+                         pose_size=66, shape_size=12)
+    batch = other.next()
+    assert batch["pose"].shape == (4, 66) and torch.all(batch["pose"] == 0)
+    assert not batch["has_smpl"].any()
+    assert batch["has_joints3d"].all()  # the 3D joints stay usable
+    assert batch["betas"].shape == (4, 12)
+    assert torch.all(batch["betas"][:, :10] == 0.2) and torch.all(batch["betas"][:, 10:] == 0)
+
+    smpl = MixedBatches(_LabelQueue(True), None, batch_size=4, fraction_3d=1.0, seed=0, rank=0,
+                        pose_size=72, shape_size=10)
+    batch = smpl.next()
+    assert batch["has_smpl"].all() and torch.all(batch["pose"] == 0.1)
+
+
+def test_memory_queue_augments_each_epoch_anew_and_reproducibly():
+    """Epoch e augments sample i with sample_rng(seed, e, i), as ShardDataset
+    does: the same sample's crop and keypoints differ between epoch 0 and 1
+    (a fixed augmentation per sample would overfit), and a second queue
+    with the same seed reproduces both epochs exactly (resume)."""
+    from openhmr.data.augment import AugmentConfig
+    from openhmr.training.data import MemoryQueue
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(2):
+        kp = np.concatenate([rng.uniform(10, 38, size=(19, 2)), np.ones((19, 1))], axis=1).astype(np.float32)
+        samples.append({"key": f"k{i}", "dataset": "test", "image": rng.integers(0, 256, (48, 48, 3), np.uint8),
+                        "keypoints2d": kp, "center": np.array([24.0, 24.0], np.float32),
+                        "joints3d": np.zeros((14, 3), np.float32), "pose": np.zeros(72, np.float32),
+                        "betas": np.zeros(10, np.float32), "has_joints3d": False, "has_smpl": False})
+    aug = AugmentConfig(crop_size=32, trans_max=8, scale_range=(0.8, 1.2), flip_prob=0.5)
+
+    def two_epochs() -> tuple[dict, dict]:
+        queue = MemoryQueue(samples, aug, seed=3)
+        first = {it["key"]: it for it in queue.take(2)}
+        assert queue.epoch == 1
+        second = {it["key"]: it for it in queue.take(2)}
+        return first, second
+
+    epoch0, epoch1 = two_epochs()
+    again0, again1 = two_epochs()
+    for key in ("k0", "k1"):
+        assert not torch.equal(epoch0[key]["image"], epoch1[key]["image"]), key
+        assert not torch.equal(epoch0[key]["keypoints"], epoch1[key]["keypoints"]), key
+        for got, want in ((again0[key], epoch0[key]), (again1[key], epoch1[key])):
+            assert torch.equal(got["image"], want["image"]) and torch.equal(got["keypoints"], want["keypoints"])
+
+
+def test_steps_for_rounds_up_nominal_epochs_over_the_global_batch():
+    """Without max_steps a run lasts ⌈epochs · Σ sizes / (B · world_size)⌉
+    steps: the original stops once the epoch exceeds the target
+    (HMR_REFERENCE "Stopping"), so a partial last batch counts, and each
+    step consumes B samples on every process."""
+    from openhmr.training.data import steps_for
+
+    cfg = TrainConfig(max_steps=None, epochs=1, batch_size=4)
+    assert steps_for(cfg, 10, world_size=2) == 2  # 10 / 8 = 1.25 → 2
+    assert steps_for(cfg, 10, world_size=1) == 3  # 10 / 4 = 2.5 → 3
+    assert steps_for(cfg, 8, world_size=2) == 1  # exact: no extra step
+    assert steps_for(TrainConfig(max_steps=None, epochs=2.5, batch_size=4), 10, world_size=1) == 7  # 6.25
+    assert steps_for(TrainConfig(max_steps=5, batch_size=4), 10, world_size=2) == 5
+
+
+def test_mocap_samplers_give_the_discriminator_b_times_t_rows(smpl_model, tmp_path):
+    """The discriminator sees B·T fakes per step (every IEF iteration's
+    parameters), so each step needs B·T real mocap rows from both the file
+    sampler (build_mocap) and the synthetic one, with the body's sizes."""
+    from openhmr.data.mocap import save_mocap
+    from openhmr.training.data import build_mocap
+    from openhmr.training.synthetic import build_synthetic_mocap, random_bodies
+
+    pose, shape = random_bodies(smpl_model, 50, torch.Generator().manual_seed(0))
+    path = save_mocap(tmp_path / "prior.npz", pose.numpy(), shape.numpy())
+    for batch_size, iterations in ((4, 3), (5, 2)):
+        cfg = TrainConfig(mocap_datasets=[str(path)], batch_size=batch_size, num_iterations=iterations)
+        for sampler in (build_mocap(cfg, smpl_model, rank=0),
+                        build_synthetic_mocap(cfg, smpl_model, rank=0, count=64)):
+            for _ in range(2):
+                real_pose, real_betas = sampler.next()
+                assert real_pose.shape == (batch_size * iterations, smpl_model.pose_size)
+                assert real_betas.shape == (batch_size * iterations, smpl_model.shape_size)
+
+
+def test_synthetic_keypoint_labels_lie_on_the_rendered_body(smpl_model):
+    """The synthetic labels are projected with the renderer's camera,
+    principal point at the image centre: every keypoint is inside the image
+    and on the body's silhouette (the pixels that differ from the uniform
+    background, grown by one pixel for joints on the outline), or a network
+    trained on these renders would learn labels offset from the person."""
+    from openhmr.training.synthetic import synthetic_samples
+
+    size = 64
+    for sample in synthetic_samples(smpl_model, 4, size, seed=0):
+        image = sample["image"].astype(int)
+        body = np.abs(image - image[0, 0]).max(axis=-1) > 2
+        assert 0.03 < body.mean() < 0.5  # a person, not an empty or a filled frame
+        grown = np.pad(body, 1)
+        grown = grown[1:-1, 1:-1] | grown[:-2, 1:-1] | grown[2:, 1:-1] | grown[1:-1, :-2] | grown[1:-1, 2:]
+        kp = sample["keypoints2d"]
+        assert np.all(kp[:, 2] > 0)
+        assert np.all((kp[:, :2] >= 0) & (kp[:, :2] < size)), kp[:, :2]
+        x, y = np.round(kp[:, 0]).astype(int).clip(0, size - 1), np.round(kp[:, 1]).astype(int).clip(0, size - 1)
+        assert grown[y, x].all(), np.nonzero(~grown[y, x])
+
+
+# --------------------------------------------------------------------------- checkpoints, optimiser, panel
+def test_checkpoints_beyond_keep_checkpoints_are_pruned(smpl_npz, tmp_path, deterministic_torch):
+    """keep_checkpoints=2 with a checkpoint every step: after 5 steps exactly
+    the two newest remain (steps 4 and 5), so a long run's disk use is bounded."""
+    cfg = small_config(smpl_npz, batch_size=2, synthetic_samples=2, max_steps=5, checkpoint_every=1,
+                       keep_checkpoints=2)
+    Trainer(cfg, tmp_path / "run").run(progress=False)
+    assert [step for step, _ in list_checkpoints(tmp_path / "run")] == [4, 5]
+
+
+def test_the_last_step_is_checkpointed_when_not_a_multiple_of_checkpoint_every(smpl_npz, tmp_path,
+                                                                               deterministic_torch):
+    """max_steps=5, checkpoint_every=3: the periodic checkpoint at step 3 and
+    a final one at step 5 (checkpoints/step_00000005.pt), so a finished run
+    can be resumed or extended from its end, not from step 3."""
+    from openhmr.training.checkpoint import checkpoint_path
+
+    cfg = small_config(smpl_npz, batch_size=2, synthetic_samples=2, max_steps=5, checkpoint_every=3)
+    trainer = Trainer(cfg, tmp_path / "run")
+    trainer.run(progress=False)
+    assert trainer.step == 5
+    assert [step for step, _ in list_checkpoints(tmp_path / "run")] == [3, 5]
+    final = tmp_path / "run" / "checkpoints" / "step_00000005.pt"
+    assert checkpoint_path(tmp_path / "run", 5) == final and final.is_file()
+    assert latest_checkpoint(tmp_path / "run") == final
+
+
+def test_tf_adam_weight_decay_adds_lambda_theta_to_the_gradient():
+    """weight_decay=λ is coupled L2, what a λ/2·‖θ‖² term in the loss gives:
+    each step uses g + λ·θ (θ before the step) in TF's Adam formula. A
+    decay of the wrong sign would push parameters away from zero."""
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(5, dtype=torch.float64))
+    theta = p.detach().clone()
+    opt = TFAdam([p], lr=0.1, betas=(0.9, 0.999), eps=1e-3, weight_decay=0.1)
+    m = torch.zeros(5, dtype=torch.float64)
+    v = torch.zeros(5, dtype=torch.float64)
+    for t in range(1, 4):
+        g = torch.randn(5, dtype=torch.float64)
+        p.grad = g.clone()
+        opt.step()
+        g = g + 0.1 * theta
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        lr_t = 0.1 * (1 - 0.999**t) ** 0.5 / (1 - 0.9**t)
+        theta = theta - lr_t * m / (v.sqrt() + 1e-3)
+        assert torch.allclose(p.detach(), theta, rtol=0, atol=1e-12), t
+
+
+def test_training_panel_draws_only_visible_ground_truth_points():
+    """Ground-truth keypoints with visibility 0 are not labels (a missing
+    joint sits at a placeholder position): the panel leaves that spot as it
+    was, while a visible label gets its green marker."""
+    from openhmr.training.monitor import GT_COLOUR, training_panel
+
+    size = 32
+    images = torch.zeros(1, 3, size, size)  # grey 127
+    gt = torch.tensor([[[-0.5, -0.5, 0.0], [0.5, 0.5, 1.0]]])  # pixels (8, 8) hidden, (24, 24) visible
+    pred = torch.tensor([[[0.0, 0.0], [0.0, 0.0]]])  # both at (16, 16), away from the labels
+    panel = training_panel(images, gt, pred)
+    assert panel.shape == (size, 2 * size, 3)
+    crop = panel[:, :size]
+    assert np.all(crop[5:12, 5:12] == 127), crop[5:12, 5:12, 1]
+    assert tuple(crop[24, 24]) == GT_COLOUR
