@@ -1635,3 +1635,371 @@ def test_detector_crop_counts_landmarks_above_half_visibility(monkeypatch):
     source = DetectorSource()
     for location in [source.locate(image, item), *source.locate_all(image, item, 2)]:
         assert location.scale == pytest.approx(scale) and location.center == pytest.approx(centre)
+
+
+def _recording_predictor(monkeypatch, fail_on: str | None = None) -> list[list[str]]:
+    """Wrap the demo's predictor: each call's input names are recorded, and a
+    call holding ``fail_on`` raises (the names of the inputs in it are recorded first)."""
+    calls: list[list[str]] = []
+    real = demo_run.build_predictor
+
+    def build(*args, **kwargs):
+        predictor = real(*args, **kwargs)
+        inner = predictor.predict
+
+        def predict(crops, transforms, locations, images, done=None):
+            calls.append([Path(i[0]).name for i in images])
+            if fail_on is not None and any(Path(i[0]).name == fail_on for i in images):
+                raise RuntimeError("the network gave up")
+            return inner(crops, transforms, locations, images, done)
+
+        predictor.predict = predict
+        return predictor
+
+    monkeypatch.setattr(demo_run, "build_predictor", build)
+    return calls
+
+
+def test_photo_batches_after_a_one_image_warm_up(model_files, tmp_path, capsys, cached_loading, monkeypatch):
+    """HMR's first photo goes alone (the warm-up is one image's worth), then
+    photos go --batch-size at a time, the last batch what is left: five
+    photos with --batch-size 2 are batches of 1, 2 and 2. A batch that fails
+    is reported for every photo in it, and counts in the exit code."""
+    calls = _recording_predictor(monkeypatch)
+    images = [make_image(tmp_path / f"p{i}.png", size=(64, 48), seed=i) for i in range(5)]
+    code, err = run([*images, "--no-render", "--batch-size", "2", "--bbox", "5,5,40,40",
+                     *hmr_args(model_files, tmp_path / "out")], capsys)
+    assert code == 0, err
+    assert calls == [["p0.png"], ["p1.png", "p2.png"], ["p3.png", "p4.png"]]
+    assert "5 photo(s)" in err
+
+    calls = _recording_predictor(monkeypatch, fail_on="p2.png")
+    code, err = run([*images[:3], "--no-render", "--batch-size", "2", "--bbox", "5,5,40,40",
+                     *hmr_args(model_files, tmp_path / "again")], capsys)
+    assert calls == [["p0.png"], ["p1.png", "p2.png"]]
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert code == 1 and len(errors) == 2 and "2 of 3 input(s) failed" in err, err
+    assert all("the network gave up" in e for e in errors)
+    assert any("p1.png" in e for e in errors) and any("p2.png" in e for e in errors)
+    assert (tmp_path / "again" / "p0.json").is_file() and not (tmp_path / "again" / "p1.json").exists()
+
+
+def test_photos_in_one_batch_keep_their_people_apart(model_files, tmp_path, capsys, cached_loading,
+                                                     monkeypatch):
+    """With --max-people, a photo's people stay in one batch (which may then
+    exceed --batch-size), and two photos' people in the same batch are two
+    groups: each photo gets its own scene holding its own two bodies, and
+    the summary counts photos, not people."""
+    calls = _recording_predictor(monkeypatch)
+    left, right = _standing_body25(100, 20, 200), _standing_body25(300, 30, 180)
+    left[:, 2] = np.where(left[:, 2] > 0, 0.6, 0.0)
+    folder = tmp_path / "keypoints"
+    folder.mkdir()
+    images = []
+    for i in range(3):
+        images.append(make_image(tmp_path / f"g{i}.png", size=(400, 240), seed=i))
+        (folder / f"g{i}_keypoints.json").write_text(json.dumps(
+            {"people": [{"pose_keypoints_2d": k.ravel().tolist()} for k in (left, right)]}))
+    out = tmp_path / "out"
+    code, err = run([*images, "--openpose", folder, "--max-people", "2", "--batch-size", "3", "--no-render",
+                     *hmr_args(model_files, out)], capsys)
+    assert code == 0, err
+    assert calls == [["g0.png"] * 2, ["g1.png"] * 2 + ["g2.png"] * 2]
+    assert "3 photo(s)" in err and "6 photo(s)" not in err
+    from openhmr.io.export import load_obj
+
+    one = len(np.load(out / "g0_person1.npz")["vertices"])
+    for i in range(3):
+        assert len(load_obj(out / f"g{i}_scene.obj")[0]) == 2 * one, i
+        for k in (1, 2):
+            doc = json.loads((out / f"g{i}_person{k}.json").read_text())
+            assert doc["person"] == k and doc["files"]["scene"] == f"g{i}_scene.obj"
+            assert doc["input"].endswith(f"g{i}.png")
+
+
+def _numbered_fit(calls: list):
+    """A stand-in for ``FitPredictor._fit``: each row's fit holds its frame
+    number in every camera entry, so a continuation shows which fit it
+    started from; ``calls`` gets (frame, person, frame continued or None)."""
+    from openhmr.fit import FitInit
+
+    def quick_fit(self, rows, people, transforms, locations, images, previous=None):
+        for j, r in enumerate(rows):
+            calls.append((images[r][1], locations[r].person,
+                          None if previous is None else int(previous.cam[j, 0])))
+        cam = torch.tensor([[float(images[r][1])] * 3 for r in rows])
+        n = len(rows)
+        return [None] * n, FitInit(cam, torch.zeros(n, 72), torch.zeros(n, 10))
+
+    return quick_fit
+
+
+def test_a_tracked_fit_continues_only_its_own_previous_frame(monkeypatch):
+    """Across calls, a tracked video's person continues the fit of the
+    frame just before, the last of the previous call (not its first), and
+    only its own: another person's, or a fit from before a frame without
+    anyone, is not continued (it starts afresh)."""
+    from openhmr.demo import FitPredictor, PersonLocation
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(FitPredictor, "_fit", _numbered_fit(calls))
+    predictor = FitPredictor(body=None, chain_length=16)
+    kp = np.ones((25, 3))
+
+    def call(frames: list[int], person: int | None = None) -> list[tuple]:
+        calls.clear()
+        locations = [PersonLocation(1.0, np.zeros(2), "openpose", kp, "body25", person=person) for _ in frames]
+        predictor.predict(None, [CropTransform(1.0, 1.0, (0, 0), 224)] * len(frames), locations,
+                          [("v.mp4", f, (224, 224)) for f in frames])
+        return sorted(calls)
+
+    assert call([0, 1, 2, 3]) == [(0, None, None), (1, None, 0), (2, None, 1), (3, None, 2)]
+    assert call([4, 5]) == [(4, None, 3), (5, None, 4)]  # frame 4 continues 3, the last
+    assert call([7, 8]) == [(7, None, None), (8, None, 7)]  # frame 6 had nobody: afresh
+    assert call([0, 1], person=1) == [(0, 1, None), (1, 1, 0)]
+    assert call([2], person=2) == [(2, 2, None)]  # person 2 does not continue person 1's fit
+    assert call([2], person=1) == [(2, 1, 1)]
+
+
+def test_noise_px_is_scaled_into_each_persons_crop(monkeypatch):
+    """--noise-px is in image pixels: the fit is given it in each person's
+    crop pixels, σ·√(scale_x·scale_y), per person of a batch."""
+    import openhmr.fit
+    from openhmr.demo import FitPredictor, PersonLocation
+
+    given: list = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_fit(body, kp2d, keypoint_set, **kwargs):
+        given.append(kwargs["noise_px"])
+        raise Stop
+
+    monkeypatch.setattr(openhmr.fit, "fit", fake_fit)
+    kp = np.ones((25, 3))
+    locations = [PersonLocation(1.0, np.zeros(2), "openpose", kp, "body25") for _ in range(2)]
+    transforms = [CropTransform(2.0, 2.0, (0, 0), 224), CropTransform(0.5, 0.5, (0, 0), 224)]
+    with pytest.raises(Stop):
+        FitPredictor(body=None, track=False, noise_px=3.0).predict(
+            None, transforms, locations, [(f"p{i}.jpg", None, (224, 224)) for i in range(2)])
+    np.testing.assert_allclose(given[0], [6.0, 1.5])
+
+
+def test_timer_counts_photos_frames_and_the_warm_up():
+    """The Timer: an empty batch is no warm-up; the first batch that
+    finishes something is; a video's frames without a body count when the
+    video is done; the summary says what was done."""
+    from openhmr.demo.report import Timer
+
+    timer = Timer()
+    timer.record(0)
+    assert timer.warm_end is None and timer.count == 0
+    assert timer.summary() == "no image processed"
+    timer.record(2)
+    assert timer.warm_end is not None and timer.warm_count == 2 and timer.count == 2
+    timer.record(3)
+    assert timer.warm_count == 2 and timer.count == 5
+    timer.record_video(10, 7)  # 7 frames were recorded as they finished; the other 3 now
+    assert (timer.videos, timer.frames, timer.frames_with_body, timer.count) == (1, 10, 7, 8)
+    timer.photos = 5
+    assert timer.done() == "5 photo(s), 1 video(s) (10 frame(s), 7 with a body)"
+    assert "ms per photo/frame after the first (warm-up) batch" in timer.summary()
+    alone = Timer()
+    alone.record(1)
+    assert alone.summary().endswith("ms per image including warm-up")
+
+
+def test_views_panels_are_the_region_seen_by_each_camera(smpl_model, monkeypatch):
+    """Each _views.png panel is drawn for the region around the person
+    (x first, y second): the overlay panel is the full photo's render in that
+    region, the skeleton is drawn at the keypoints moved into the region, and
+    the panel titled +60° is the mesh turned by +60° (−60° likewise)."""
+    import openhmr.visualize as visualize
+    from openhmr.demo import PersonLocation, render_overlay, to_predictions, views_figure
+    from openhmr.demo.outputs import person_region
+
+    g = torch.Generator().manual_seed(5)
+    pose, betas = 0.2 * torch.randn(1, 72, generator=g), torch.zeros(1, 10)
+    with torch.no_grad():
+        out = smpl_model(pose, betas)
+    scale, centre = 2.0, (480, 200)  # not on the diagonal: x and y differ
+    crop = CropTransform(scale, scale, (round(scale * centre[0]) - 112, round(scale * centre[1]) - 112),
+                         224, scale, (round(480 * scale), round(640 * scale)))
+    pred = to_predictions(smpl_model, torch.tensor([[0.9, 0.05, -0.1]]), pose, betas, out.vertices,
+                          out.joints, out.keypoints, [crop],
+                          [PersonLocation(scale, np.array(centre, dtype=float), "bbox")],
+                          [("photo.png", None, (480, 640))], "hmr")[0]
+    x0, y0, x1, y1 = person_region(pred)
+    assert x1 - x0 <= 400 and y1 - y0 <= 400 and x0 != y0  # panels at full size
+    panels: dict[str, np.ndarray] = {}
+    skeletons: list[np.ndarray] = []
+    real_skeleton = visualize.draw_skeleton
+
+    def keep_skeleton(image, keypoints, set_name, *args, **kwargs):
+        skeletons.append(np.asarray(keypoints).copy())
+        return real_skeleton(image, keypoints, set_name, *args, **kwargs)
+
+    monkeypatch.setattr(visualize, "compose_panels", lambda given: panels.update(given) or np.zeros((1, 1, 3)))
+    monkeypatch.setattr(visualize, "draw_skeleton", keep_skeleton)
+    image = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    views_figure(image, pred)
+    full, mask = render_overlay(image, pred)
+    assert mask[y0:y1, x0:x1].sum() > 500
+    assert panels["input"].shape == (y1 - y0, x1 - x0, 3)
+    assert np.abs(panels["mesh overlay"].astype(int) - full[y0:y1, x0:x1]).max() <= 1
+    set_name = next(s for s in visualize.SKELETON_PREFERENCE if s in pred.keypoints_2d)
+    np.testing.assert_allclose(skeletons[0], pred.keypoints_2d[set_name] - np.array([x0, y0]))
+    white = np.full((480, 640, 3), 255, np.uint8)
+    for degrees in (60.0, -60.0):
+        turned, _ = render_overlay(white, pred, degrees=degrees, background=False)
+        assert np.abs(panels[f"{degrees:+.0f}° view"].astype(int) - turned[y0:y1, x0:x1]).max() <= 1, degrees
+    assert np.abs(panels["+60° view"].astype(int) - panels["-60° view"]).max() > 100
+
+
+def test_causal_smoothing_is_told_the_videos_frame_rate(model_files, tmp_path, capsys, cached_loading,
+                                                        monkeypatch):
+    """The causal smoother's cutoffs are in Hz: it is given the video's own
+    frame rate (10 fps here), as is the npz, and the summary counts the frames."""
+    import openhmr.demo.video as demo_video
+
+    given: list[tuple[str, float, list[int]]] = []
+    real = demo_video.smooth_predictions
+
+    def spy(body, preds, how, fps):
+        given.append((how, fps, [p.frame for p in preds]))
+        return real(body, preds, how, fps)
+
+    monkeypatch.setattr(demo_video, "smooth_predictions", spy)
+    clip = _write_clip(tmp_path / "clip.mp4", 3)
+    out = tmp_path / "out"
+    code, err = run([clip, "--no-render", "--smoothing", "causal", "--bbox", "20,10,80,70",
+                     *hmr_args(model_files, out)], capsys)
+    assert code == 0, err
+    assert given == [("causal", pytest.approx(10.0), [0, 1, 2])]
+    assert float(np.load(out / "clip.npz")["fps"]) == pytest.approx(10.0)
+    assert "1 video(s) (3 frame(s), 3 with a body)" in err
+
+
+def test_hmr_then_fit_starts_each_person_from_its_own_estimate(monkeypatch):
+    """--method hmr+fit: each person's fit starts from HMR's estimate of that
+    person's crop (row i from crop i), across the network's batches of 16."""
+    from types import SimpleNamespace
+
+    import openhmr.demo.predictors as predictors
+    from openhmr.demo import FitPredictor, PersonLocation
+
+    def numbered(model, x, backend):
+        n = len(x)
+        marks = x[:, 0, 0, 0].double()  # each crop's first pixel, normalised
+        return SimpleNamespace(cam=marks[:, None].repeat(1, 3), pose=torch.zeros(n, 72), betas=torch.zeros(n, 10))
+
+    monkeypatch.setattr(predictors, "predict_crops", numbered)
+    started: dict[int, float] = {}
+
+    def quick_fit(self, rows, people, transforms, locations, images, previous=None):
+        from openhmr.fit import FitInit
+
+        for r in rows:
+            started[r] = float(people[r][2].cam[0, 0])
+        n = len(rows)
+        return [None] * n, FitInit(torch.zeros(n, 3), torch.zeros(n, 72), torch.zeros(n, 10))
+
+    monkeypatch.setattr(FitPredictor, "_fit", quick_fit)
+    n = 20
+    crops = np.zeros((n, 8, 8, 3), np.uint8)
+    crops[:, 0, 0, 0] = 10 * np.arange(n)
+    kp = np.ones((25, 3))
+    hmr = SimpleNamespace(model=None, device=torch.device("cpu"), backend="torch")
+    FitPredictor(body=None, method="hmr+fit", hmr=hmr, track=False).predict(
+        crops, [CropTransform(1.0, 1.0, (0, 0), 8)] * n,
+        [PersonLocation(1.0, np.zeros(2), "openpose", kp, "body25") for _ in range(n)],
+        [(f"p{i}.jpg", None, (8, 8)) for i in range(n)])
+    expected = 2 * (10 * np.arange(n) / 255 - 0.5)
+    np.testing.assert_allclose([started[i] for i in range(n)], expected, atol=1e-6)
+
+
+def test_overlay_lands_where_the_pinhole_camera_projects(smpl_model):
+    """render_overlay draws the mesh where the prediction's pinhole camera
+    puts it, fy ≠ fx included (a crop resized by different factors across
+    and down), and in a panel of a part of the image (origin moved) drawn at
+    a smaller size (the views' panels), at those pixels moved and scaled."""
+    from openhmr.demo import PersonLocation, render_overlay, to_predictions
+
+    g = torch.Generator().manual_seed(7)
+    pose, betas = 0.2 * torch.randn(1, 72, generator=g), torch.zeros(1, 10)
+    with torch.no_grad():
+        out = smpl_model(pose, betas)
+    crop = CropTransform(0.5, 0.6, (188, 158), 224, 0.5, (540, 600))
+    pred = to_predictions(smpl_model, torch.tensor([[0.9, 0.05, -0.1]]), pose, betas, out.vertices,
+                          out.joints, out.keypoints, [crop],
+                          [PersonLocation(0.5, np.array([600.0, 450.0]), "bbox")],
+                          [("photo.png", None, (900, 1200))], "hmr")[0]
+    (fx, fy), (cx, cy) = pred.focal, pred.principal_point
+    assert abs(fy / fx - 1) > 0.1
+    v = pred.camera_vertices()
+    u, w = fx * v[:, 0] / v[:, 2] + cx, fy * v[:, 1] / v[:, 2] + cy
+
+    def box(mask: np.ndarray) -> np.ndarray:
+        ys, xs = np.nonzero(mask)
+        return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=float)
+
+    _, mask = render_overlay(np.zeros((900, 1200, 3), np.uint8), pred)
+    np.testing.assert_allclose(box(mask), [u.min(), w.min(), u.max(), w.max()], atol=2.0)
+    origin, factor = (300.0, 200.0), 0.5
+    _, part = render_overlay(np.zeros((300, 400, 3), np.uint8), pred, factor, origin=origin)
+    np.testing.assert_allclose(box(part), [(u.min() - 300) * factor, (w.min() - 200) * factor,
+                                           (u.max() - 300) * factor, (w.max() - 200) * factor], atol=2.0)
+
+
+def test_a_videos_timer_counts_frames_not_people(model_files, tmp_path, capsys, cached_loading, monkeypatch):
+    """The time per frame is over frames: a video with two people in each of
+    its 4 frames, two frames per call (--batch-size 4 people), records 2
+    frames a call, 4 in all, not 8, and the summary says 4 frames with a body."""
+    from openhmr.demo.report import Timer
+
+    recorded: list[int] = []
+
+    class RecordingTimer(Timer):
+        def record(self, finished: int) -> None:
+            recorded.append(finished)
+            super().record(finished)
+
+    timers: list[Timer] = []
+    monkeypatch.setattr(demo_run, "Timer", lambda: timers.append(RecordingTimer()) or timers[-1])
+    frames = 4
+    video = _grey_video(tmp_path / "two.mp4", frames, 400, 240)
+    keypoints = tmp_path / "openpose"
+    keypoints.mkdir()
+    for i in range(frames):
+        people = [_standing_body25(100, 30, 180), _standing_body25(300, 40, 170)]
+        people[1][:, 2] = np.where(people[1][:, 2] > 0, 0.6, 0.0)
+        (keypoints / f"two_{i:012d}_keypoints.json").write_text(
+            json.dumps({"people": [{"pose_keypoints_2d": k.ravel().tolist()} for k in people]}))
+    code, err = run([video, "--openpose", keypoints, "--max-people", "2", "--batch-size", "4", "--no-render",
+                     "--smoothing", "none", *hmr_args(model_files, tmp_path / "out")], capsys)
+    assert code == 0, err
+    assert [r for r in recorded if r] == [2, 2] and timers[0].count == frames
+    assert "1 video(s) (4 frame(s), 4 with a body)" in err
+
+
+def test_overwriting_a_photos_people_keeps_every_person_written(model_files, tmp_path, capsys, cached_loading):
+    """A rerun with --overwrite on a photo of two people replaces both
+    people's files and removes none of them (only people beyond the two
+    this run wrote would be an earlier run's leftovers)."""
+    image = make_image(tmp_path / "pair.png", size=(400, 240))
+    left, right = _standing_body25(100, 20, 200), _standing_body25(300, 30, 180)
+    left[:, 2] = np.where(left[:, 2] > 0, 0.6, 0.0)
+    keypoints = tmp_path / "pair_keypoints.json"
+    keypoints.write_text(json.dumps({"people": [{"pose_keypoints_2d": k.ravel().tolist()}
+                                                for k in (left, right)]}))
+    out = tmp_path / "out"
+    args = [image, "--openpose", keypoints, "--max-people", "2", "--no-render", *hmr_args(model_files, out)]
+    code, err = run(args, capsys)
+    assert code == 0, err
+    first = sorted(p.name for p in out.iterdir())
+    assert first == sorted(["pair_scene.obj"]
+                           + [f"pair_person{k}{s}" for k in (1, 2) for s in (".json", ".npz", ".obj")])
+    code, err = run([*args, "--overwrite"], capsys)
+    assert code == 0 and "removed" not in err, err
+    assert sorted(p.name for p in out.iterdir()) == first

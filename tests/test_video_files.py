@@ -280,3 +280,62 @@ def test_video_frames_come_as_rgb(tmp_path):
         assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8
         r, g, b = (float(frame[..., c].mean()) for c in range(3))
         assert r > 200 and g < 50 and b < 50, (r, g, b)
+
+
+def test_posed_again_keeps_each_frames_own_camera(smpl_model) -> None:
+    """posed_again poses each frame from its own camera, pose and shape: a
+    body that moves across the frames (its camera changing) is drawn where
+    each frame puts it, not where the chunk's first frame does."""
+    light = without_vertices(_video_predictions(smpl_model, 3))
+    cams = np.array([[0.9, 0.05, -0.02], [0.8, -0.2, 0.1], [1.1, 0.3, 0.2]])
+    moved = repose(smpl_model, light, cams, np.stack([p.pose for p in light]),
+                   np.stack([p.betas for p in light]))
+    again = list(posed_again(smpl_model, moved))
+    assert [p.frame for p in again] == [2, 3, 4]
+    for p, cam, before in zip(again, cams, moved):
+        np.testing.assert_allclose(p.cam, cam, atol=1e-6)
+        np.testing.assert_allclose(p.translation, before.translation, atol=1e-6)
+        assert p.vertices.shape == (6890, 3)
+    assert np.abs(again[0].camera_vertices() - again[2].camera_vertices()).max() > 0.05
+
+
+def test_a_rendering_failure_leaves_the_rest_of_the_overlay_plain(tmp_path, monkeypatch, capsys):
+    """When drawing a frame's body fails, the overlay video is still written
+    whole (every frame), with one warning, and no later body is drawn: the
+    rest of the video is plain frames, not a flicker of drawn and plain ones."""
+    cv2 = pytest.importorskip("cv2")
+    from types import SimpleNamespace
+
+    import openhmr.demo.video as demo_video
+    from openhmr.io.images import InputItem
+
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
+    for i in range(4):
+        writer.write(np.full((48, 64, 3), 30 + 40 * i, np.uint8))
+    writer.release()
+    tried: list[int] = []
+
+    def render_overlay(frame, pred):
+        tried.append(pred.frame)
+        if pred.frame == 1:
+            raise RuntimeError("out of memory")
+        return np.zeros_like(frame), None
+
+    monkeypatch.setattr(demo_video, "render_overlay", render_overlay)
+    out = tmp_path / "clip_overlay.mp4"
+    demo_video.write_overlay_video(InputItem(clip, "clip", "video"), out,
+                                   [SimpleNamespace(frame=i) for i in range(4)])
+    assert tried == [0, 1]
+    err = capsys.readouterr().err
+    assert err.count("rendering failed, overlay video shows plain frames") == 1
+    capture = cv2.VideoCapture(str(out))
+    pictures = []
+    while True:
+        ok, picture = capture.read()
+        if not ok:
+            break
+        pictures.append(picture)
+    capture.release()
+    assert len(pictures) == 4
+    assert pictures[0].mean() < 10 and all(p.mean() > 20 for p in pictures[1:])
