@@ -1309,6 +1309,22 @@ def test_people_who_cross_keep_their_numbers():
     assert follower.assign(25, [at(400.0)]) == [3]  # seen last at frame 20: too long ago
 
 
+def _tilted_torso(frame: np.ndarray, background: tuple[int, int, int],
+                  colour: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A frame like ``frame`` (240 × 320) of ``background`` with a torso of
+    ``colour`` tilted by 45°, and its corners (4, 2) in the order of the
+    BODY_25 shoulders and hips: most of its bounding box is background."""
+    tilted = np.full_like(frame, background)
+    corners = np.array([[160, 40], [120, 80], [220, 100], [180, 140]], np.float64)
+    yy, xx = np.mgrid[0:240, 0:320]
+    inside = np.ones(xx.shape, bool)
+    for a, b in ((0, 1), (1, 3), (3, 2), (2, 0)):  # the quadrilateral's edges, in turn
+        (x0, y0), (x1, y1) = corners[a], corners[b]
+        inside &= (x1 - x0) * (yy - y0) - (y1 - y0) * (xx - x0) <= 0
+    tilted[inside] = colour
+    return tilted, corners
+
+
 def _torso_person(frame: np.ndarray, x: int, colour: tuple[int, int, int]):
     """Paint a 40 × 80 px torso of ``colour`` at column ``x`` of ``frame`` and
     return its location, with BODY_25 shoulders and hips at the corners."""
@@ -1351,14 +1367,7 @@ def test_torso_colours_sample_the_torso():
     hipless[torso[2], 2] = 0.0
     assert similarity(hist, torso_colours(frame, located(hipless))) == pytest.approx(1.0)
     # a torso tilted by 45°: most of its bounding box is background
-    tilted = np.full_like(frame, green)
-    corners = np.array([[160, 40], [120, 80], [220, 100], [180, 140]], np.float64)  # as `torso`
-    yy, xx = np.mgrid[0:240, 0:320]
-    inside = np.ones(xx.shape, bool)
-    for a, b in ((0, 1), (1, 3), (3, 2), (2, 0)):  # the quadrilateral's edges, in turn
-        (x0, y0), (x1, y1) = corners[a], corners[b]
-        inside &= (x1 - x0) * (yy - y0) - (y1 - y0) * (xx - x0) <= 0
-    tilted[inside] = red
+    tilted, corners = _tilted_torso(frame, green, red)
     kp = person.keypoints.copy()
     kp[torso, :2] = corners
     assert similarity(hist, torso_colours(tilted, located(kp))) == pytest.approx(1.0)
@@ -1577,14 +1586,7 @@ def test_torso_colours_complete_any_missing_corner():
     green, red = (20, 200, 40), (200, 30, 30)
     upright = np.full((240, 320, 3), green, np.uint8)
     person = _torso_person(upright, 100, red)
-    tilted = np.full_like(upright, green)
-    corners = np.array([[160, 40], [120, 80], [220, 100], [180, 140]], np.float64)  # as `torso`
-    yy, xx = np.mgrid[0:240, 0:320]
-    inside = np.ones(xx.shape, bool)
-    for a, b in ((0, 1), (1, 3), (3, 2), (2, 0)):  # the quadrilateral's edges, in turn
-        (x0, y0), (x1, y1) = corners[a], corners[b]
-        inside &= (x1 - x0) * (yy - y0) - (y1 - y0) * (xx - x0) <= 0
-    tilted[inside] = red
+    tilted, corners = _tilted_torso(upright, green, red)
     tilted_kp = person.keypoints.copy()
     tilted_kp[torso, :2] = corners
     red_only = torso_colours(np.full_like(upright, red), person)
