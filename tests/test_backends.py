@@ -125,10 +125,11 @@ def test_compiled_matches_eager_and_caches_per_batch_size(model, eager, crops):
 
 
 def test_compiled_pads_a_smaller_batch_to_a_size_already_compiled(model, eager, crops):
-    """A short last batch (a video's, a folder's) runs on the graph compiled for
-    a larger size, padded with zero crops, instead of compiling again. The
-    compiled graph is stood in for by the eager network, which records the
-    sizes it is called with (the real compile is tested above)."""
+    """A short last batch (a video's, a folder's) runs on the smallest graph
+    already compiled for a larger size (4 of 4 and 8), padded with zero
+    crops, instead of compiling again. Compiled graphs are stood in for by
+    the eager network, which records the sizes it is called with (the real
+    compile is tested above)."""
     predictor = build_backend("compiled", model)
     calls: list[int] = []
 
@@ -137,12 +138,14 @@ def test_compiled_pads_a_smaller_batch_to_a_size_already_compiled(model, eager, 
             calls.append(x.shape[0])
             return predictor.network(x)
 
+    predictor._compiled[8] = Recording()
     predictor._compiled[4] = Recording()
     out = predictor.theta(crops)  # 3 crops: padded to 4
-    assert calls == [4] and list(predictor._compiled) == [4]
+    assert calls == [4] and sorted(predictor._compiled) == [4, 8]
     assert out.shape == (3, eager.theta(crops).shape[1])
     torch.testing.assert_close(out, eager.theta(crops), rtol=0, atol=1e-4)
-    assert predictor._padded_size(4) == 4 and predictor._padded_size(5) == 5  # larger: compile
+    assert predictor._padded_size(4) == 4 and predictor._padded_size(5) == 8
+    assert predictor._padded_size(9) == 9  # larger than any: compile
 
 
 def test_auto_skips_compiling_for_a_small_job(model, crops, monkeypatch):
@@ -398,3 +401,157 @@ def test_compare_thetas_measures_keypoints_in_crop_pixels(smpl_model):
     # The crop size sets the pixel unit.
     assert compare_thetas(smpl_model, theta, other, crop_size=448).keypoint_px == pytest.approx(2 * expected_px,
                                                                                                 rel=1e-4)
+
+
+@pytest.fixture
+def stub_export(monkeypatch, tmp_path):
+    """``openhmr export-onnx`` with the network and the exporter stood in for:
+    each export_onnx call's (batch, include_body) is recorded."""
+    from pathlib import Path
+
+    import openhmr.inference.onnx as onnx_module
+    from openhmr.nets import HMR
+
+    calls: list[dict] = []
+
+    def fake_export(model, path, batch=None, include_body=False, overwrite=False):
+        calls.append({"batch": batch, "include_body": include_body})
+        Path(path).write_bytes(b"stand-in graph")
+        return Path(path)
+
+    monkeypatch.setattr(onnx_module, "onnx_available", lambda: None)
+    monkeypatch.setattr(onnx_module, "export_onnx", fake_export)
+    monkeypatch.setattr(HMR, "from_pretrained", classmethod(lambda cls, *a, **k: "stand-in hmr"))
+    weights = tmp_path / "w.safetensors"
+    weights.write_text("stand-in weights")
+    return calls, weights
+
+
+def test_export_onnx_passes_batch_and_body_on(stub_export, smpl_npz, tmp_path, capsys):
+    """--batch N and --with-body reach the exporter (a fixed batch of 4 with
+    SMPL in the graph); without them the graph is dynamic and body-less."""
+    from openhmr.cli import main
+
+    calls, weights = stub_export
+    base = ["export-onnx", "--weights", str(weights), "--smpl", str(smpl_npz)]
+    assert main(base + ["--out", str(tmp_path / "a.onnx"), "--batch", "4", "--with-body"]) == 0
+    assert main(base + ["--out", str(tmp_path / "b.onnx")]) == 0
+    assert main(base + ["--out", str(tmp_path / "c.onnx"), "--batch", "DYNAMIC"]) == 0
+    assert calls == [{"batch": 4, "include_body": True}, {"batch": None, "include_body": False},
+                     {"batch": None, "include_body": False}]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--batch", "0"], "--batch must be a positive integer or 'dynamic', got '0'"),
+    (["--batch", "-2"], "--batch must be a positive integer or 'dynamic', got '-2'"),
+    (["--int8", "--batch", "4", "--calibration", "CAL"],
+     "--calibration has 2 images; a batch-4 graph needs at least 4"),
+])
+def test_export_onnx_refuses_impossible_batches_before_exporting(stub_export, smpl_npz, tmp_path, capsys,
+                                                                 extra, message):
+    """A batch of 0 (or less) and int8 calibration with fewer images than one
+    fixed batch are refused in one line, before anything is exported."""
+    from PIL import Image
+
+    from openhmr.cli import main
+
+    calls, weights = stub_export
+    calibration = tmp_path / "cal"
+    calibration.mkdir()
+    for i in range(2):
+        Image.new("RGB", (60, 90), (40 * i, 90, 160)).save(calibration / f"p{i}.png")
+    extra = [str(calibration) if e == "CAL" else e for e in extra]
+    out = tmp_path / "x.onnx"
+    assert main(["export-onnx", "--weights", str(weights), "--smpl", str(smpl_npz), "--out", str(out), *extra]) == 1
+    assert message in capsys.readouterr().err
+    assert calls == [] and not out.exists()
+
+
+def test_onnx_backend_is_refused_off_the_cpu(model, tmp_path):
+    """ONNX Runtime runs here on the CPU only: asking for backend onnx on cuda
+    is a BackendError (before any export), and available_backends says why."""
+    with pytest.raises(BackendError, match="runs on the CPU only"):
+        build_backend("onnx", model, "cuda", cache=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing exported
+    assert available_backends("cuda")["onnx"] == "ONNX Runtime here runs on the CPU only"
+    assert available_backends("cuda")["torch"] is None
+
+
+def test_onnx_cache_is_one_graph_per_weights(model, smpl_model, tmp_path, monkeypatch):
+    """The cached ONNX graph is named by a digest of the weights' values: the
+    same weights reuse it (exported once), other weights of the same shapes
+    get their own graph instead of silently running the first one's."""
+    import copy
+    from pathlib import Path
+
+    import openhmr.inference.onnx as onnx_module
+    from openhmr.inference.backends import _onnx_file
+
+    exported: list[Path] = []
+
+    def fake_export(model, path, batch=None, include_body=False, overwrite=False):
+        exported.append(Path(path))
+        Path(path).write_bytes(b"stand-in graph")
+        return Path(path)
+
+    monkeypatch.setattr(onnx_module, "export_onnx", fake_export)
+    first = _onnx_file(model, tmp_path)
+    assert _onnx_file(model, tmp_path) == first and len(exported) == 1  # cached
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.regressor.fc1.weight[0, 0] += 1.0
+    second = _onnx_file(other, tmp_path)
+    assert second != first and len(exported) == 2
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == sorted([first.name, second.name])
+
+
+@needs_onnx
+def test_an_onnx_file_needs_its_body_and_the_onnx_backend(smpl_model, tmp_path):
+    """An exported .onnx file runs on ONNX Runtime as it is: another backend
+    by name, or no body model to pose, is refused in words before the file is read."""
+    path = tmp_path / "hmr.onnx"
+    with pytest.raises(BackendError, match="is an ONNX graph: use backend onnx or auto, not 'bf16'"):
+        load_predictor(path, smpl_model, backend="bf16")
+    with pytest.raises(InputError, match="pass the body model it was exported for"):
+        load_predictor(path, None, backend="onnx")
+
+
+def test_auto_never_compiles_compiled_bf16_that_eager_bf16_rules_out(model, crops, monkeypatch):
+    """The eager-bf16 screen runs before any compilation: when bf16 is outside
+    the tolerance, torch.compile is not even called (a compile failure, which
+    the compiled predictor swallows, would hide it otherwise)."""
+    compiled: list[str] = []
+
+    def recording_compile(module, *args, **kwargs):
+        compiled.append(type(module).__name__)
+        raise RuntimeError("stand-in compiler")
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    notes: list[str] = []
+    chosen = load_predictor(model, backend="auto", preference=("compiled-bf16", "torch"), probe_crops=crops,
+                            tolerance=(0.0, 0.0), log=notes.append)
+    assert chosen.name == "torch" and compiled == []
+    assert any("compiled-bf16 skipped: bf16 gives" in n for n in notes), notes
+
+
+@needs_onnx
+def test_int8_needs_a_whole_fixed_batch_of_calibration_crops(tmp_path):
+    """A batch-3 graph cannot be calibrated on 2 crops (the calibrator would see
+    no batch at all): quantize_int8 says so before quantising. The fp32 graph
+    is a one-node stand-in with openhmr's metadata."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from openhmr.inference.onnx import FORMAT, OnnxExportError, quantize_int8
+
+    graph = helper.make_graph([helper.make_node("Identity", ["crops"], ["theta"])], "stand-in",
+                              [helper.make_tensor_value_info("crops", TensorProto.FLOAT, [3, 3, 224, 224])],
+                              [helper.make_tensor_value_info("theta", TensorProto.FLOAT, [3, 3, 224, 224])])
+    proto = helper.make_model(graph)
+    helper.set_model_props(proto, {"openhmr_format": FORMAT, "precision": "fp32", "batch": "3"})
+    fp32 = tmp_path / "fp32.onnx"
+    onnx.save(proto, str(fp32))
+    with pytest.raises(OnnxExportError, match="need at least 3 calibration crops for a batch-3 graph"):
+        quantize_int8(fp32, tmp_path / "int8.onnx", synthetic_crops(2, seed=0))
+    assert not (tmp_path / "int8.onnx").exists()
+

@@ -95,3 +95,91 @@ def test_bench_refuses_a_batch_of_zero(capsys):
         main(["bench", "--batch", "0"])
     assert e.value.code == 2
     assert "must be a positive integer" in capsys.readouterr().err
+
+
+@pytest.fixture
+def stub_bench(monkeypatch):
+    """``openhmr bench`` with the network and the timing stood in for: what the
+    command passes on to ``bench_backends`` is recorded, and each backend is
+    given the figures in ``ms`` (backend → ms per call, at every batch size)."""
+    import openhmr.inference.backends as backends
+    import openhmr.inference.calibrated as calibrated
+    import openhmr.inference.timing as timing
+
+    seen: dict = {"threads": []}
+    ms = {"torch": 10.0, "bf16": 4.0}
+
+    def fake_bench(model, names, batches, crops, repeats, device, log):
+        seen.update(model=model, names=list(names), batches=list(batches), crops=crops.clone(),
+                    repeats=repeats, device=device)
+        order = ["torch"] + [n for n in names if n != "torch"]
+        return [timing.BackendTiming(n, median_ms={b: ms.get(n, 10.0) for b in batches}) for n in order], {}
+
+    monkeypatch.setattr(timing, "bench_backends", fake_bench)
+    monkeypatch.setattr(calibrated, "calibrated_random_hmr", lambda *a, **k: "random hmr")
+    monkeypatch.setattr(backends, "available_backends", lambda device="cpu": {n: None for n in backends.BACKENDS})
+    monkeypatch.setattr(torch, "set_num_threads", seen["threads"].append)
+    return seen
+
+
+def test_bench_passes_its_defaults_on(stub_bench, capsys):
+    """With no options: every default backend, batches 1 and 8, 20 timed calls
+    each, on the CPU, over 8 synthetic crops (the agreement needs at least 8)."""
+    from openhmr.commands.bench import DEFAULT_BACKENDS
+
+    assert main(["bench"]) == 0
+    assert stub_bench["names"] == list(DEFAULT_BACKENDS)
+    assert stub_bench["batches"] == [1, 8] and stub_bench["repeats"] == 20
+    assert stub_bench["device"] == torch.device("cpu") and stub_bench["model"] == "random hmr"
+    assert stub_bench["crops"].shape == (8, 3, 224, 224)
+    assert stub_bench["threads"] == []  # torch's own choice unless --threads
+
+
+def test_bench_passes_its_options_on(stub_bench, capsys):
+    """Options reach the timing: --threads sets torch's thread count, --repeats
+    and --batch are passed as given, and small batches still get 8 crops for
+    the agreement check (not just the largest batch's)."""
+    args = ["bench", "--backends", "torch", "bf16", "--batch", "1", "2", "--repeats", "3", "--threads", "2"]
+    assert main(args) == 0
+    assert stub_bench["threads"] == [2]
+    assert stub_bench["names"] == ["torch", "bf16"]
+    assert stub_bench["batches"] == [1, 2] and stub_bench["repeats"] == 3
+    assert stub_bench["crops"].shape == (8, 3, 224, 224)
+
+
+def test_bench_table_says_how_many_times_faster_than_fp32(stub_bench, capsys):
+    """The '× fp32' column is fp32's time over the backend's: a backend at
+    4 ms against eager fp32's 10 ms is 2.50× (faster), not 0.40×."""
+    assert main(["bench", "--backends", "torch", "bf16", "--batch", "2", "--repeats", "1"]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    assert [r[0] for r in rows] == ["| torch", "| bf16"]
+    assert rows[0][1:4] == ["10.0", "5.0", "1.00"]
+    assert rows[1][1:4] == ["4.0", "2.0", "2.50"]
+
+
+def test_bench_cycles_few_images_to_fill_the_crops(stub_bench, tmp_path, capsys):
+    """Three images for 8 crops: the crops are the images in turn (0 1 2 0 1 2 0 1),
+    all 8 of them, not two rounds of three."""
+    from openhmr.data.crop import folder_tight_crops
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (80, 60, 3), dtype=np.uint8)).save(images / f"p{i}.png")
+    assert main(["bench", "--backends", "torch", "--batch", "1", "2", "--repeats", "1",
+                 "--images", str(images)]) == 0
+    crops = stub_bench["crops"]
+    assert crops.shape == (8, 3, 224, 224)
+    three = folder_tight_crops(images, limit=8)
+    torch.testing.assert_close(crops, three[[0, 1, 2, 0, 1, 2, 0, 1]])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--backends", "auto"], "unknown backend 'auto'"),  # bench times real backends; auto picks one
+    (["--smpl", "smpl.npz"], "--weights and --smpl go together"),  # either way round
+])
+def test_bench_refuses_auto_and_smpl_without_weights(extra, message, capsys):
+    """Refused before any work (the absurd --threads would be the next refusal)."""
+    assert main(["bench", *extra, "--threads", "100000"]) == 1
+    assert message in capsys.readouterr().err

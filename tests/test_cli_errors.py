@@ -3,6 +3,8 @@ atomically, the file system's refusals and bad options in one line."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -242,3 +244,161 @@ def test_a_reader_that_goes_away_stops_the_command_quietly(tmp_path):
     finally:
         os.close(write_end)
     assert done.returncode == 141 and done.stdout == ""
+
+
+@pytest.fixture
+def stub_eval(monkeypatch):
+    """``openhmr eval --weights`` with the benchmark, the network and the scoring
+    stood in for: what the command passes on to each is recorded."""
+    import types
+
+    import openhmr.evaluate as evaluate
+    import openhmr.evaluate.predictions as predictions
+    import openhmr.evaluate.runner as runner
+
+    seen: dict = {}
+
+    class Bench:
+        keys = ["f0", "f1"]
+        gt_vertices = None
+        pixel_offset = np.array([10.0, 20.0])
+
+        def images(self):
+            return ["crop 0", "crop 1"]
+
+        def __len__(self):
+            return 2
+
+    def fake_load(protocol, data, **options):
+        seen["benchmark"] = {"protocol": protocol, "data": data, **options}
+        return Bench()
+
+    def fake_hmr(images, weights, smpl, device, batch_size, keep_vertices=False):
+        seen["hmr"] = (images, weights, smpl, device, batch_size, keep_vertices)
+        return types.SimpleNamespace(keypoints2d=np.ones((2, 14, 2)))
+
+    def fake_score(bench, preds):
+        seen["keypoints2d"] = preds.keypoints2d
+        return types.SimpleNamespace(settings={}, table=lambda: "table")
+
+    monkeypatch.setattr(evaluate, "load_benchmark", fake_load)
+    monkeypatch.setattr(evaluate, "score", fake_score)
+    monkeypatch.setattr(predictions, "predict_with_hmr", fake_hmr)
+    monkeypatch.setattr(runner, "format_headline", lambda report: "headline")
+    return seen
+
+
+def test_eval_passes_its_defaults_and_options_on(stub_eval, tmp_path, capsys):
+    """eval --weights: --frame-step, --allow-partial, --3dhp-annotation, --smpl and
+    --smpl-dir reach the benchmark reader, --device and --batch-size reach the
+    network, with the documented defaults (every 5th frame, all sequences,
+    univ_annot3, cpu, 32); the 2D keypoints are moved by the benchmark's pixel
+    offset (crop → image)."""
+    base = ["eval", "--protocol", "3dhp", "--data", str(tmp_path), "--weights", "w.safetensors",
+            "--smpl", "smpl.pkl"]
+    assert main(base) == 0
+    assert stub_eval["benchmark"] == {"protocol": "3dhp", "data": tmp_path, "frame_step": 5,
+                                      "allow_partial": False, "smpl_dir": None,
+                                      "smpl": Path("smpl.pkl"), "annotation": "univ_annot3"}
+    assert stub_eval["hmr"] == (["crop 0", "crop 1"], Path("w.safetensors"), Path("smpl.pkl"), "cpu", 32, False)
+    np.testing.assert_array_equal(stub_eval["keypoints2d"][0, 0], [11.0, 21.0])
+    assert main(base + ["--frame-step", "2", "--allow-partial", "--3dhp-annotation", "annot3",
+                        "--smpl-dir", "models", "--device", "cuda:1", "--batch-size", "3"]) == 0
+    assert stub_eval["benchmark"] == {"protocol": "3dhp", "data": tmp_path, "frame_step": 2,
+                                      "allow_partial": True, "smpl_dir": Path("models"),
+                                      "smpl": Path("smpl.pkl"), "annotation": "annot3"}
+    assert stub_eval["hmr"][3:5] == ("cuda:1", 3)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--weights", "w.safetensors"], "--weights needs --smpl"),
+    (["--weights", "w.safetensors", "--smpl", "s.pkl", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    (["--predictions", "p.npz", "--save-predictions", "q.npz"], "--save-predictions writes what --weights or --fit"),
+])
+def test_eval_refuses_incomplete_requests_before_reading_the_data(stub_eval, tmp_path, extra, message, capsys):
+    """Refused in one line before the benchmark is read."""
+    assert main(["eval", "--protocol", "3dhp", "--data", str(tmp_path), *extra]) == 1
+    assert message in capsys.readouterr().err
+    assert "benchmark" not in stub_eval
+
+
+def test_data_convert_passes_only_the_options_a_dataset_takes(tmp_path, monkeypatch, capsys):
+    """data convert: --stride goes to h36m and 3dpw, --smpl-fits to h36m,
+    --smpl-dir to 3dpw; an option the dataset does not take is refused in one
+    line (not silently dropped), before the converter runs."""
+    import types
+
+    import openhmr.data.datasets as datasets
+
+    calls: list = []
+
+    def fake_converter(name):
+        def convert(root, out, **options):
+            calls.append((name, options))
+            return {"count": 1, "shards": ["x-00000.tar"]}
+        return types.SimpleNamespace(convert=convert)
+
+    monkeypatch.setattr(datasets, "converter", fake_converter)
+    base = ["data", "convert"]
+    root, out = str(tmp_path / "root"), str(tmp_path / "out")
+    assert main(base + ["3dpw", root, out, "--stride", "2", "--smpl-dir", "models"]) == 0
+    assert main(base + ["h36m", root, out, "--stride", "3", "--smpl-fits", "fits"]) == 0
+    assert main(base + ["lsp", root, out, "--split", "test"]) == 0
+    assert calls == [("3dpw", {"split": "train", "overwrite": False, "stride": 2, "smpl_dir": Path("models")}),
+                     ("h36m", {"split": "train", "overwrite": False, "stride": 3, "smpl_fits": Path("fits")}),
+                     ("lsp", {"split": "test", "overwrite": False})]
+    capsys.readouterr()
+    for extra, message in ((["lsp", root, out, "--stride", "2"], "--stride applies to h36m and 3dpw only, not lsp"),
+                           (["3dpw", root, out, "--smpl-fits", "f"], "--smpl-fits applies to h36m only, not 3dpw")):
+        assert main(base + extra) == 1
+        assert message in capsys.readouterr().err
+    assert len(calls) == 3
+
+
+def test_data_anny_prior_checks_its_count_and_passes_the_seed(tmp_path, monkeypatch, capsys):
+    """convert-mocap anny-prior: a count below 1 and --stride (amass only) are
+    refused in one line; --seed reaches the sampler."""
+    import openhmr.body.anny as anny
+    import openhmr.data.mocap as mocap
+
+    seen: dict = {}
+    monkeypatch.setattr(anny, "Anny", lambda: "anny body")
+    monkeypatch.setattr(mocap, "anny_prior", lambda body, count, seed=0: seen.update(count=count, seed=seed)
+                        or (np.zeros((count, 3)), np.zeros((count, 2))))
+    monkeypatch.setattr(mocap, "save_mocap", lambda out, pose, shape, **kw: seen.update(out=out))
+    out = tmp_path / "prior.npz"
+    base = ["data", "convert-mocap", "anny-prior"]
+    assert main(base + ["0", str(out)]) == 1
+    assert "the sample count must be positive, got 0" in capsys.readouterr().err
+    assert main(base + ["5", str(out), "--stride", "2"]) == 1
+    assert "--stride applies to amass only" in capsys.readouterr().err
+    assert seen == {}
+    assert main(base + ["5", str(out), "--seed", "7"]) == 0
+    assert seen == {"count": 5, "seed": 7, "out": out}
+
+
+def test_eval_fit_fits_smpl_when_smpl_is_given(stub_eval, tmp_path, monkeypatch, capsys):
+    """eval --fit --smpl FILE without --fit-body fits that SMPL file (the
+    documented default), not Anny; without --smpl it fits Anny (body None)."""
+    import importlib.util
+    import types
+
+    import openhmr.body.smpl as smpl_module
+    import openhmr.evaluate.predictions as predictions
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "mediapipe" else find_spec(name, *a))
+    monkeypatch.setattr(smpl_module, "SMPL", lambda path: ("SMPL", path))
+    bodies: list = []
+
+    def fake_fit(images, body, batch_size, keep_vertices=False, world_landmarks=True):
+        bodies.append(body)
+        return types.SimpleNamespace(predictions=types.SimpleNamespace(keypoints2d=np.zeros((2, 14, 2))),
+                                     undetected=0)
+
+    monkeypatch.setattr(predictions, "predict_with_fit", fake_fit)
+    base = ["eval", "--protocol", "lsp", "--data", str(tmp_path), "--fit"]
+    assert main(base + ["--smpl", "smpl.pkl"]) == 0
+    assert main(base) == 0
+    assert bodies == [("SMPL", Path("smpl.pkl")), None]

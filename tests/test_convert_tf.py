@@ -417,3 +417,67 @@ def test_smpl_arrays_from_checkpoint_rejects_wrong_shapes():
         smpl_arrays_from_checkpoint({**arrays, "posedirs": arrays["posedirs"][:, :-3]})
     with pytest.raises(WeightsError, match="no SMPL cocoplus_regressor"):
         smpl_arrays_from_checkpoint({k: v for k, v in arrays.items() if k != "cocoplus_regressor"})
+
+
+def test_cli_inference_only_accepts_a_checkpoint_without_discriminator(tmp_path, capsys):
+    """A checkpoint without D/ variables (nor SMPL arrays) is refused unless
+    --inference-only is given; with it, the encoder and regressor are written,
+    a note says the file is for inference, and asking for --smpl-out from a
+    checkpoint that holds no SMPL arrays is refused before any output is written."""
+    from openhmr.io.hmr_weights import read_weights
+
+    SMPL_NAMES = ("v_template", "shapedirs", "posedirs", "J_regressor", "lbs_weights", "cocoplus_regressor")
+    arrays = {k: v for k, v in fake_checkpoint_arrays().items()
+              if not k.startswith("D/") and k not in SMPL_NAMES}
+    prefix = tmp_path / "no_d.ckpt"
+    write_bundle(prefix, arrays)
+    out, smpl_out = tmp_path / "hmr.safetensors", tmp_path / "smpl.npz"
+    assert cli_main(["convert-tf", str(prefix), "--out", str(out)]) == 1
+    assert "no discriminator variables" in capsys.readouterr().err and not out.exists()
+    args = ["convert-tf", str(prefix), "--out", str(out), "--inference-only"]
+    assert cli_main(args + ["--smpl-out", str(smpl_out)]) == 1
+    assert "holds no SMPL arrays" in capsys.readouterr().err
+    assert not out.exists() and not smpl_out.exists()
+    assert cli_main(args) == 0
+    assert "no discriminator; the file is for inference" in capsys.readouterr().out
+    tensors, metadata = read_weights(out)
+    assert not any(k.startswith("discriminator") for k in tensors)
+    assert metadata["num_iterations"] == "3"  # HMR's three IEF iterations
+
+
+def test_cli_smpl_out_must_be_an_npz(tmp_path, capsys):
+    """--smpl-out is written as .npz: another suffix is refused in one line,
+    before the (slow) conversion, and nothing is written."""
+    prefix = tmp_path / "small.ckpt"
+    write_bundle(prefix, {"mean_param": np.zeros((1, 85), np.float32)})
+    out, smpl_out = tmp_path / "hmr.safetensors", tmp_path / "smpl.pkl"
+    assert cli_main(["convert-tf", str(prefix), "--out", str(out), "--smpl-out", str(smpl_out)]) == 1
+    assert f"--smpl-out must end in .npz, got {smpl_out}" in capsys.readouterr().err
+    assert not out.exists() and not smpl_out.exists()
+
+
+def test_bundle_index_keys_are_leveldbs_shortest_separators():
+    """The index block's keys are LevelDB's bytewise FindShortestSeparator /
+    FindShortSuccessor, as TensorFlow writes them: a separator k has
+    start <= k < limit, never the next block's first key itself."""
+    from openhmr.io.tf_bundle_writer import _short_successor, _shortest_separator
+
+    assert _shortest_separator(b"abc", b"abf") == b"abd"
+    assert _shortest_separator(b"abc1", b"abz") == b"abd"
+    assert _shortest_separator(b"abc", b"abd") == b"abc"  # abd would equal the limit
+    assert _shortest_separator(b"ab\xff", b"ac") == b"ab\xff"
+    assert _shortest_separator(b"abc", b"abcd") == b"abc"  # a prefix: unchanged
+    assert _short_successor(b"abc") == b"b" and _short_successor(b"\xff\xffa") == b"\xff\xffb"
+    assert _short_successor(b"\xff\xff") == b"\xff\xff"
+
+
+def test_bundle_block_closes_when_it_reaches_the_block_size_exactly():
+    """A data block is closed once its encoded size reaches block_size (LevelDB's
+    >=): with block_size equal to one entry's block (3 one-byte varints + key +
+    value, one 4-byte restart offset, a 4-byte count: 3 + 1 + 10 + 4 + 4 = 22),
+    every entry gets its own block, exactly as with the smallest block size."""
+    from openhmr.io.tf_bundle_writer import build_table
+
+    items = [(b"a", b"v" * 10), (b"b", b"w" * 10), (b"c", b"x" * 10)]
+    assert build_table(items, block_size=22) == build_table(items, block_size=1)
+    assert build_table(items, block_size=23) != build_table(items, block_size=1)
