@@ -692,3 +692,41 @@ def test_crop_intrinsics_follow_the_scaled_crop():
     in_crop = (points @ got.T)[:, :2] / points[:, 2:]
     np.testing.assert_allclose(in_crop, source * factors - offset, atol=1e-9)
     np.testing.assert_array_equal(k, [[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])  # not modified
+
+
+def test_amass_refusals_name_the_real_problem(tmp_path):
+    """A stride of 0 is refused as a bad ``--stride`` (not reported as an
+    unreadable AMASS file), and betas with fewer than SMPL's 10 values are
+    refused rather than silently giving a shorter shape."""
+    from openhmr.data.mocap import MocapError, amass_to_smpl, convert_amass
+
+    (tmp_path / "amass").mkdir()
+    np.savez(tmp_path / "amass" / "a_poses.npz", poses=np.zeros((4, 156)), betas=np.zeros(16))
+    with pytest.raises(MocapError, match="--stride must be at least 1"):
+        convert_amass(tmp_path / "amass", tmp_path / "out.npz", stride=0)
+    assert not (tmp_path / "out.npz").exists()
+    with pytest.raises(MocapError, match="≥10 values"):
+        amass_to_smpl(np.zeros((2, 156)), np.zeros(8))
+
+
+def test_anny_prior_draws_pose_then_shape_from_one_seeded_generator():
+    """``anny_prior`` is reproducible from its seed, and pose and shape come
+    from one generator in turn (a second generator with the same seed would
+    give shapes correlated with the poses); a different seed gives other samples."""
+    from openhmr.data.mocap import anny_prior
+
+    class Sampler:
+        def random_pose(self, n, generator):
+            return torch.rand(n, 6, generator=generator)
+
+        def random_shape(self, n, generator):
+            return torch.rand(n, 3, generator=generator)
+
+    g = torch.Generator().manual_seed(5)
+    want_pose, want_shape = torch.rand(4, 6, generator=g), torch.rand(4, 3, generator=g)
+    pose, shape = anny_prior(Sampler(), 4, seed=5)
+    assert pose.dtype == np.float32 and shape.dtype == np.float32
+    assert pose.shape == (4, 6) and shape.shape == (4, 3)
+    np.testing.assert_allclose(pose, want_pose.numpy(), atol=1e-6)
+    np.testing.assert_allclose(shape, want_shape.numpy(), atol=1e-6)
+    assert not np.allclose(anny_prior(Sampler(), 4, seed=6)[0], pose)

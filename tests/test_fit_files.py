@@ -658,3 +658,15 @@ def test_group_frames_puts_each_video_in_frame_order(tmp_path):
     assert all(p.parent.name == "a" for _, p in videos["walk"])
     assert [i for i, _ in videos["walk_2"]] == [3, 5]
     assert all(p.parent.name == "b" for _, p in videos["walk_2"])
+
+
+def test_only_a_trailing_keypoints_suffix_is_dropped_from_names(tmp_path):
+    """OpenPose's ``_keypoints`` is removed from the end of a name only: a
+    folder called ``run_keypoints`` or a file ``x_keypoints_v2.json`` keeps
+    it, so outputs land where the inputs' names say."""
+    folder = tmp_path / "in"
+    for rel in ("run_keypoints/x_keypoints.json", "x_keypoints_v2.json"):
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text("{}")
+    assert [name for _, name in collect_keypoint_files([folder])] == ["run_keypoints/x", "x_keypoints_v2"]
+    assert collect_keypoint_files([folder / "x_keypoints_v2.json"])[0][1] == "x_keypoints_v2"

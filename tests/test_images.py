@@ -73,3 +73,35 @@ def test_float_images_are_intensities_in_zero_one(tmp_path: Path) -> None:
     np.testing.assert_array_equal(rgb[0, :, 0], [0, 64, 128, 255, 255, 0, 0])
     np.testing.assert_array_equal(rgb[..., 0], rgb[..., 1])
     np.testing.assert_array_equal(rgb[..., 0], rgb[..., 2])
+
+
+def test_collect_inputs_takes_upper_case_extensions_and_knows_videos(tmp_path: Path) -> None:
+    """Cameras and phones write ``IMG_0001.JPG`` and ``CLIP.MP4``: a folder's
+    files are recognised whatever the case of their extension, and a video
+    stays a video (read frame by frame, not as one image)."""
+    from openhmr.io.images import collect_inputs
+
+    for rel in ("IMG_0001.JPG", "CLIP.MP4", "notes.TXT"):
+        (tmp_path / rel).write_bytes(b"")
+    items = collect_inputs([tmp_path])
+    assert [(i.name, i.kind) for i in items] == [("CLIP", "video"), ("IMG_0001", "image")]
+    assert collect_inputs([tmp_path / "CLIP.MP4"])[0].kind == "video"
+
+
+def test_a_video_overlay_beside_its_people_npz_is_no_input(tmp_path: Path) -> None:
+    """A video with several people gives ``<name>_person1.npz`` (no plain
+    ``<name>.npz``) beside its ``<name>_overlay.mp4``; rerunning the demo on
+    that folder must not take the overlay for a new video, whatever the case
+    of its extension."""
+    from openhmr.io.images import collect_inputs, is_demo_picture
+    from openhmr.io.prediction import SCHEMA_ID
+
+    for name in ("crowd_overlay.mp4", "DANCE_overlay.MP4"):
+        (tmp_path / name).write_bytes(b"")
+    np.savez(tmp_path / "crowd_person1.npz", schema=np.array(SCHEMA_ID))
+    np.savez(tmp_path / "DANCE.npz", schema=np.array(SCHEMA_ID))
+    assert is_demo_picture(tmp_path / "crowd_overlay.mp4")
+    assert is_demo_picture(tmp_path / "DANCE_overlay.MP4")
+    skipped: list[Path] = []
+    assert collect_inputs([tmp_path], skipped=skipped) == []
+    assert [p.name for p in skipped] == ["DANCE_overlay.MP4", "crowd_overlay.mp4"]

@@ -181,3 +181,18 @@ def test_blazepose27_is_blazepose33_without_eye_and_mouth_corners():
     src, dst = index_map("blazepose33", "blazepose27")
     assert dst == tuple(range(27))
     assert src == tuple(i for i in range(33) if i not in (1, 3, 4, 6, 9, 10))
+
+
+def test_convert_keeps_any_leading_dimensions():
+    """``convert`` takes (..., K, C): one person's (K, C) keypoints and a
+    video's (B, T, K, C) are re-indexed on the keypoint axis alone."""
+    one = torch.arange(18 * 3, dtype=torch.float32).reshape(18, 3)
+    out, mask = convert(one, "coco18", "cocoplus19")
+    assert out.shape == (19, 3) and mask.sum() == 18
+    assert torch.equal(out[14], one[0]) and torch.equal(out[13], torch.zeros(3))
+    clip = torch.arange(2 * 5 * 18 * 3, dtype=torch.float32).reshape(2, 5, 18, 3)
+    out, _ = convert(clip, "coco18", "cocoplus19")
+    assert out.shape == (2, 5, 19, 3)
+    for b in range(2):
+        for t in range(5):
+            assert torch.equal(out[b, t], convert(clip[b, t], "coco18", "cocoplus19")[0])

@@ -138,3 +138,18 @@ def test_a_logged_command_writes_lines_not_carriage_returns(tmp_path):
     assert [line.split(",")[0] for line in lines[:3]] == [
         "convert amass: 1/3 seq (33 %)", "convert amass: 2/3 seq (66 %)", "convert amass: 3/3 seq (100 %)"]
     assert lines[3].startswith("convert amass: 3/3 seq in ")
+
+
+def test_durations_at_the_unit_boundaries_and_no_time_left_when_done():
+    """Rounding up to a whole minute or hour moves to that unit ('2 min 00 s',
+    not '1 min 00 s' for 119.6 s; '1 h 00 min', not '60 min 00 s'), and a line
+    written once every step is done shows no '~0 s left'."""
+    assert duration(60) == "1 min 00 s"
+    assert duration(119.6) == "2 min 00 s"
+    assert duration(3600) == "1 h 00 min"
+    assert duration(3599.6) == "1 h 00 min"
+    clock, out = Clock(), io.StringIO()
+    bar = LineProgress(4, "w", "img", interval=0, stream=out, clock=clock)
+    clock.now += 2
+    bar.update(4)
+    assert out.getvalue() == "w: 4/4 img (100 %), 2.0 img/s\n"
