@@ -76,7 +76,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
         chosen = parser
         while True:
             action = next((a for a in chosen._actions if isinstance(a, argparse._SubParsersAction)), None)
-            inner = action.choices.get(getattr(args, action.dest, None)) if action else None
+            name = getattr(args, action.dest, None) if action else None
+            inner = action.choices.get(name) if action and name is not None else None
             if inner is None:
                 break
             chosen = inner

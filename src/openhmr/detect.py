@@ -364,6 +364,7 @@ def detect_people(image: np.ndarray, max_people: int,
                          keypoints3d=detection.keypoints3d, mask=mask, image_size=(height, width))
 
     def take(detection: Detection) -> None:
+        assert detection.mask is not None  # look() returns only detections with a mask
         found.append(detection)
         bx0, by0, bx1, by1 = detection.box
         _erase(work, erased, detection.mask > 0.5, 0.05 * float(np.hypot(bx1 - bx0, by1 - by0)), fill)

@@ -27,18 +27,26 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from openhmr.data.crop import crop_transform, scale_for_keypoints
 from openhmr.errors import InputError, OpenHMRError
 
+if TYPE_CHECKING:
+    from openhmr.body.base import BodyModel
+
 SUFFIX = "_keypoints"
 # A video frame's name once SUFFIX is stripped: <video>_<frame, 12 digits>.
 FRAME_NAME = re.compile(r"^(?P<video>.+)_(?P<frame>[0-9]{12})$")
+
+# A person of a keypoint file waiting for its batch: file, outputs, crop transform,
+# location, person number (None: alone in its file), output name.
+PendingFile = tuple[Path, dict[str, Path], Any, Any, int | None, str]
 
 
 @dataclass
@@ -95,7 +103,7 @@ def parse_image_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def collect_keypoint_files(inputs: list[str | Path]) -> list[tuple[Path, str]]:
+def collect_keypoint_files(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
     """(file, output name) for every input file, and every ``*.json`` below an
     input folder (sorted) except the prediction jsons openhmr wrote there; a
     path that does not exist is kept, to fail in turn. The name is the file's
@@ -225,6 +233,7 @@ def run_fit_files(options: FitFilesOptions) -> int:
     device = torch.device(options.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda was asked for but this torch has no CUDA device")
+    body: BodyModel
     if options.smpl is not None:
         from openhmr.body.smpl import SMPL
 
@@ -249,8 +258,7 @@ def run_fit_files(options: FitFilesOptions) -> int:
         return 1 if failed or others else 0
     failed = 0
     width, height = options.image_size
-    # file, outputs, crop transform, location, person number (None: alone in its file), output name
-    pending: list[tuple[Path, dict[str, Path], Any, Any, int | None, str]] = []
+    pending: list[PendingFile] = []
 
     def flush() -> None:
         """Fit the pending files together and write their outputs."""
@@ -304,8 +312,9 @@ def run_fit_files(options: FitFilesOptions) -> int:
         try:
             if options.max_people > 1:
                 located = _locate(path, width, height, options.max_people)
-                entries = [(path, person_outputs(out, name, k, options.mesh_format), transform, location, k, name)
-                           for k, (transform, location) in enumerate(located, 1)]
+                entries: list[PendingFile] = [
+                    (path, person_outputs(out, name, k, options.mesh_format), transform, location, k, name)
+                    for k, (transform, location) in enumerate(located, 1)]
             else:
                 paths = image_outputs(out, name, options.mesh_format)
                 check_free(paths, options.overwrite)
@@ -345,6 +354,13 @@ def frame_pattern(name: str, frames: list[tuple[int, Path]]) -> str:
     return str(frames[0][1].parent / f"{Path(name).name}_*_keypoints.json")
 
 
+def _sequence_fps(options: FitFilesOptions) -> float:
+    """``options.fps``, which ``run_fit_files`` checks is given before fitting a sequence."""
+    if options.fps is None:
+        raise InputError("--sequence needs --fps, the video's frame rate (OpenPose does not record it)")
+    return options.fps
+
+
 def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], options: FitFilesOptions) -> None:
     """A video's frame files, in order → ``<name>.npz``, as the demo writes a
     video's. A frame whose file has nobody is a frame without a body; frames
@@ -355,6 +371,7 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
     from openhmr.io.prediction import write_video_npz
 
     width, height = options.image_size
+    fps = _sequence_fps(options)
     paths = {"npz": video_outputs(Path(options.out), name)["npz"]}
     check_free(paths, options.overwrite)
     source = frame_pattern(name, frames)  # the results' input
@@ -395,10 +412,10 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
               file=sys.stderr)
     smoothing = options.smoothing
     if smoothing != "none":
-        preds = smooth_predictions(predictor.body, preds, smoothing, options.fps)
+        preds = smooth_predictions(predictor.body, preds, smoothing, fps)
     paths["npz"].parent.mkdir(parents=True, exist_ok=True)
     meshes = progress(posed_again(predictor.body, preds), len(preds), f"{name} npz", "frame")
-    write_video_npz(paths["npz"], preds, total, options.fps, smoothing=smoothing,
+    write_video_npz(paths["npz"], preds, total, fps, smoothing=smoothing,
                     vertices=(p.vertices.astype(np.float32) for p in meshes))
     if options.overwrite:
         removed = remove_earlier_people(Path(options.out), name, 0, source)
@@ -416,12 +433,13 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
     from openhmr.errors import NoPersonError, UnreadableFrameError
 
     width, height = options.image_size
+    fps = _sequence_fps(options)
     out = Path(options.out)
     npz_of = lambda k: out / f"{name}_person{k}.npz"  # noqa: E731
     check_free({"npz": npz_of(1)}, options.overwrite)
     source = frame_pattern(name, frames)  # the results' input
     total = frames[-1][0] + 1
-    follower = PeopleFollower(max_gap=max(1, int(round(options.fps))))
+    follower = PeopleFollower(max_gap=max(1, int(round(fps))))
     people: dict[int, list[Any]] = {}
     unreadable: list[tuple[int, str]] = []  # (frame, why) of keypoint files that cannot be read
     pending: list[tuple[Any, Any, int]] = []  # (crop transform, location, frame), the demo's batches
@@ -458,7 +476,7 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
         flush()
     _check_frames_read(name, bool(people), unreadable, total)
     npz_of(1).parent.mkdir(parents=True, exist_ok=True)
-    write_people_npz(predictor.body, people, npz_of, total, options.fps, options.smoothing,
+    write_people_npz(predictor.body, people, npz_of, total, fps, options.smoothing,
                      options.overwrite)
     if options.overwrite:
         removed = remove_earlier_people(out, name, max(people), source)

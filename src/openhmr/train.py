@@ -251,7 +251,8 @@ class Trainer:
             self.hmr.encoder = nn.SyncBatchNorm.convert_sync_batchnorm(self.hmr.encoder)
         self.model.to(self.device)
         if cfg.channels_last and on_cuda:
-            self.hmr.encoder.to(memory_format=torch.channels_last)
+            # Module.to takes memory_format at run time; torch's stubs lack it.
+            self.hmr.encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model.train()  # BN with batch statistics, dropout on: as the original
 
         e_params = list(self.hmr.encoder.parameters()) + list(self.hmr.regressor.parameters())

@@ -298,7 +298,12 @@ def _keypoint_model(model: "anny_pkg.Anny", rows: Tensor) -> tuple["anny_pkg.Ann
     blendshapes = model.blendshapes  # (S, V, 3)
     dense_w = model.dense_vertex_bone_weights  # (V, n_bones) LBS weights
     s_count = blendshapes.shape[0]
-    vt, vb, vbone, out_rows, out_cols, out_vals = [], [], [], [], [], []
+    vt: list[Tensor] = []
+    vb: list[Tensor] = []
+    vbone: list[int] = []
+    out_rows: list[int] = []
+    out_cols: list[int] = []
+    out_vals: list[Tensor] = []
     for r in range(rows.shape[0]):
         nz = torch.nonzero(rows[r] > 0).squeeze(1)
         a = rows[r, nz, None] * dense_w[nz].to(rows.dtype)  # (n, n_bones): α_kj's terms
@@ -361,6 +366,16 @@ class Anny(BodyModel):
     Raises:
         AnnyError: another skinning method.
     """
+
+    # Buffers, registered in __init__ (they follow ``.to()``).
+    _bones: Tensor  # (n,) Anny bone index of each posed bone
+    _joint_of_bone: Tensor  # (n,) the joint each posed bone belongs to
+    _joint_bones: Tensor  # (J,) each joint's first bone
+    _regressor: Tensor  # (K, V) keypoint regressor rows
+    _kp_mapping: Tensor  # (K, N) the keypoint rig's N virtual vertices → the K keypoints
+    _to_smpl: Tensor  # (3, 3) Anny's frame → SMPL's
+    _neutral: Tensor  # (num_betas,) neutral phenotypes
+    _bend_axes: Tensor  # (J, 3) hinge joints' bending axes at rest, zero elsewhere
 
     def __init__(self, dtype: torch.dtype = torch.float32, skinning_method: str = "lbs") -> None:
         super().__init__()

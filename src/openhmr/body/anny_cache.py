@@ -60,7 +60,9 @@ def read_blend_shape(filename: str, vertices_count: int, world_transformation: A
             ids = None
     if ids is None:
         if fallback is None:
-            from anny.models.full_model import load_blend_shape as fallback
+            from anny.models.full_model import load_blend_shape
+
+            fallback = load_blend_shape
         return fallback(filename, vertices_count, world_transformation, dtype)
     # float() of each field, as anny converts them; the cast to dtype rounds
     # a double to the nearest value of dtype, as torch.as_tensor does.

@@ -69,6 +69,16 @@ class PhenotypeCoefficients(nn.Module):
         model: an Anny model (its anchors, variation mask and projection).
     """
 
+    # Buffers, registered in __init__ (they follow ``.to()``).
+    _projection: Tensor
+    _anchors: Tensor
+    _last: Tensor
+    _low: Tensor
+    _high: Tensor
+    _col_row: Tensor
+    _col_anchor: Tensor
+    _pick: Tensor
+
     def __init__(self, model: "anny_pkg.Anny") -> None:
         super().__init__()
         from anny.models.phenotype import PHENOTYPE_VARIATIONS
@@ -161,6 +171,27 @@ class AnnyKeypointRig(nn.Module):
         posed_bones: Anny bone index of each posed bone, in the order of the
             rotations given to :meth:`forward`; bone 0 (the root) must be one.
     """
+
+    # Buffers, registered in __init__ (they follow ``.to()``); ``_prev{k}``
+    # per tree level besides.
+    _order: Tensor
+    _inverse: Tensor
+    _bones: Tensor
+    _is_root: Tensor
+    _edge: Tensor
+    _edge_parent: Tensor
+    _node_paths: Tensor
+    _vertex_paths: Tensor
+    _vertex_bone: Tensor
+    _vertex_node: Tensor
+    _head_template: Tensor
+    _head_blend: Tensor
+    _orient_template: Tensor
+    _orient_blend: Tensor
+    _reference: Tensor
+    _root_reference_t: Tensor
+    _vertex_template: Tensor
+    _vertex_blend: Tensor
 
     def __init__(self, model: "anny_pkg.Anny", posed_bones: list[int]) -> None:
         super().__init__()

@@ -85,6 +85,15 @@ class SMPL(BodyModel):
 
     name = "smpl"
     num_joints = 24
+    # Buffers, registered in __init__ (they follow ``.to()``).
+    v_template: Tensor  # (V, 3) rest vertices
+    blend_basis: Tensor  # (3V, K + 207) shape and pose blend shapes
+    j_template: Tensor  # (24, 3) rest joints
+    j_shapedirs: Tensor  # (K, 72) joints' shape blend shapes
+    lbs_weights: Tensor  # (V, 24) skinning weights
+    _joint_order_inv: Tensor
+    _joint_order: Tensor
+    _parents_t: Tensor
 
     def __init__(
         self,

@@ -122,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
                                   keep_vertices=bench.gt_vertices is not None and fit_smpl,
                                   world_landmarks=args.world_landmarks)
         preds = fitted.predictions
+        assert preds.keypoints2d is not None  # predict_with_fit predicts every frame's keypoints
         preds.keypoints2d = preds.keypoints2d + bench.pixel_offset
         source = (f"fit ({'SMPL ' + str(args.smpl) if fit_smpl else 'Anny'}, BlazePose"
                   f"{'' if args.world_landmarks else ', 2D keypoints alone'})")

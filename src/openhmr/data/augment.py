@@ -52,7 +52,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -107,7 +107,10 @@ NO_AUGMENTATION = AugmentConfig(trans_max=0, scale_range=(1.0, 1.0), flip_prob=0
 """Evaluation / overfitting: crop at the stored centre and scale, nothing random."""
 
 
-def reflect_pose(pose: Tensor | np.ndarray, joint_flip: Sequence[int]) -> Tensor | np.ndarray:
+_Pose = TypeVar("_Pose", Tensor, np.ndarray)
+
+
+def reflect_pose(pose: _Pose, joint_flip: Sequence[int]) -> _Pose:
     """Mirror a body pose under x → −x (left and right swap).
 
     Joint j of the result takes the rotation of joint ``joint_flip[j]``, and
@@ -130,8 +133,8 @@ def reflect_pose(pose: Tensor | np.ndarray, joint_flip: Sequence[int]) -> Tensor
     if isinstance(pose, Tensor):
         triplets = pose.reshape(*pose.shape[:-1], j, 3)[..., perm, :]
         return (triplets * triplets.new_tensor(sign)).reshape(pose.shape)
-    triplets = np.asarray(pose).reshape(*pose.shape[:-1], j, 3)[..., perm, :]
-    return (triplets * np.asarray(sign, dtype=triplets.dtype)).reshape(pose.shape)
+    arrays = np.asarray(pose).reshape(*pose.shape[:-1], j, 3)[..., perm, :]
+    return (arrays * np.asarray(sign, dtype=arrays.dtype)).reshape(pose.shape)
 
 
 def flip_joints3d(joints: np.ndarray, center_mean: bool = False) -> np.ndarray:

@@ -327,7 +327,7 @@ def scale_and_crop(
     if not isinstance(image, np.ndarray) or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] <= 4)):
         raise ValueError(f"image must be a numpy (H, W) or (H, W, C) array, channels last, got "
                          f"{getattr(image, 'shape', type(image).__name__)}")
-    transform = crop_transform(image.shape[:2], scale, center, crop_size)
+    transform = crop_transform((image.shape[0], image.shape[1]), scale, center, crop_size)
     return crop_pixels(image, transform), transform
 
 

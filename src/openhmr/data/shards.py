@@ -224,16 +224,17 @@ class ShardWriter:
         else:
             self._abort()
 
-    def _open_shard(self) -> None:
+    def _open_shard(self) -> tarfile.TarFile:
         index = len(self.shards)
         final = self.out_dir / f"{self.name}-{index:05d}.tar"
         self._tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
         self._tar = tarfile.open(self._tmp, "w", format=tarfile.USTAR_FORMAT)
         self._in_shard = 0
         self.shards.append({"file": final.name, "count": 0})
+        return self._tar
 
     def _close_shard(self) -> None:
-        if self._tar is None:
+        if self._tar is None or self._tmp is None:  # set together by _open_shard
             return
         self._tar.close()
         os.replace(self._tmp, self.out_dir / self.shards[-1]["file"])
@@ -241,7 +242,7 @@ class ShardWriter:
         self._tar, self._tmp = None, None
 
     def _abort(self) -> None:
-        if self._tar is not None:
+        if self._tar is not None and self._tmp is not None:
             self._tar.close()
             self._tmp.unlink(missing_ok=True)
             self.shards.pop()
@@ -249,12 +250,13 @@ class ShardWriter:
         if self._made_folder and not any(self.out_dir.iterdir()):
             self.out_dir.rmdir()  # a failed first conversion leaves no empty folder behind
 
-    def _add_member(self, name: str, data: bytes) -> None:
+    @staticmethod
+    def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
         info = tarfile.TarInfo(name)
         info.size = len(data)
         info.mtime = 0  # reproducible shards
         info.mode = 0o644
-        self._tar.addfile(info, io.BytesIO(data))
+        tar.addfile(info, io.BytesIO(data))
 
     def write(self, sample: Sample) -> None:
         """Append one sample (a new shard is started every ``samples_per_shard``)."""
@@ -271,10 +273,9 @@ class ShardWriter:
             image = encode_jpeg(sample.image)
         buf = io.BytesIO()
         np.savez(buf, **_sample_arrays(sample))
-        if self._tar is None:
-            self._open_shard()
-        self._add_member(f"{sample.key}.jpg", image)
-        self._add_member(f"{sample.key}.npz", buf.getvalue())
+        tar = self._open_shard() if self._tar is None else self._tar
+        self._add_member(tar, f"{sample.key}.jpg", image)
+        self._add_member(tar, f"{sample.key}.npz", buf.getvalue())
         self._in_shard += 1
         self.count += 1
         if self._in_shard == self.samples_per_shard:

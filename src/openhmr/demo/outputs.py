@@ -77,7 +77,8 @@ def _openhmr_npz(path: Path, person: int | None, source: str | None) -> bool:
 def _listed(json_path: Path, doc: dict, prefixes: tuple[str, ...]) -> set[Path]:
     """The files a result json lists under ``files`` beside itself whose
     names are one of ``prefixes`` followed by '.' or '_'."""
-    listed = doc.get("files") if isinstance(doc.get("files"), dict) else {}
+    files = doc.get("files")
+    listed = files if isinstance(files, dict) else {}
     found = set()
     for rel in listed.values():
         if not isinstance(rel, str) or "/" in rel:
@@ -353,7 +354,9 @@ def _resize(image: np.ndarray, factor: float) -> np.ndarray:
 
     h, w = image.shape[:2]
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+    # Pillow sets its module-level constants at import, unseen by its stubs;
+    # Image.Resampling would need Pillow ≥ 9.1.
+    return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))  # type: ignore[attr-defined]
 
 
 def person_region(pred: Prediction) -> tuple[int, int, int, int]:
@@ -454,6 +457,8 @@ def write_image_outputs(image: np.ndarray | None, pred: Prediction, paths: dict[
     pictures = {"overlay": bool(shared and shared["overlay"]), "views": False}
     if render:
         try:
+            if image is None:
+                raise ValueError("no image to render")
             if shared is None:
                 overlay, _ = render_overlay(image, pred)
                 save_png(paths["overlay"], overlay)

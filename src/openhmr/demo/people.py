@@ -176,8 +176,8 @@ class PeopleFollower:
                 numbers[i] = k
         colours = [torso_colours(image, loc) if image is not None else None for loc in locations]
         absent = [k for k in self._colours if k not in numbers.values()]
-        alike = sorted(((similarity(colours[i], self._colours[k][0]), i, k) for i in range(len(boxes))
-                        if i not in numbers and colours[i] is not None for k in absent), reverse=True)
+        alike = sorted(((similarity(colour, self._colours[k][0]), i, k) for i, colour in enumerate(colours)
+                        if i not in numbers and colour is not None for k in absent), reverse=True)
         returning: set[int] = set()
         for score, i, k in alike:
             if score < self.min_similarity:
@@ -194,8 +194,9 @@ class PeopleFollower:
                     numbers[i] = max(self._last, default=0) + 1
                 velocity = np.zeros(4)  # a new or returning person: no motion known yet
             self._last[numbers[i]] = (frame, box, velocity)
-            if colours[i] is not None:
-                mean, count = self._colours.get(numbers[i], (colours[i], 0))
+            colour = colours[i]
+            if colour is not None:
+                mean, count = self._colours.get(numbers[i], (colour, 0))
                 count = min(count + 1, self.appearance_frames)
-                self._colours[numbers[i]] = (mean + (colours[i] - mean) / count, count)
+                self._colours[numbers[i]] = (mean + (colour - mean) / count, count)
         return [numbers[i] for i in range(len(boxes))]

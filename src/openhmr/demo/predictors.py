@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -24,12 +24,16 @@ from openhmr.demo.sources import PersonLocation
 from openhmr.errors import InputError
 from openhmr.io.prediction import Prediction
 
+if TYPE_CHECKING:
+    from openhmr.inference import Predictor as BackendPredictor
+    from openhmr.nets.hmr import HMR
+
 
 # hmr+fit on a tracked video: crops per network pass (a call holds many frames)
 _HMR_BATCH = 16
 
 
-def predict_crops(model: torch.nn.Module, crops: Tensor, backend: str = "torch") -> Any:
+def predict_crops(model: torch.nn.Module | BackendPredictor, crops: Tensor, backend: str = "torch") -> Any:
     """Run HMR on normalised crops (B, 3, 224, 224) in [-1, 1].
 
     The one place model execution happens, so that other backends (ONNX
@@ -76,7 +80,7 @@ def to_predictions(
             cam=_numpy(cam[b]), pose=_numpy(pose[b].reshape(-1)), betas=_numpy(betas[b]),
             vertices=_numpy(vertices[b]), faces=faces, joints_3d=_numpy(joints[b]),
             keypoints_3d={k: _numpy(v[b]) for k, v in keypoints3d.items()},
-            keypoints_2d={k: transform.crop_to_image(_numpy(v[b])) for k, v in kp2d_crop.items()},
+            keypoints_2d={k: np.asarray(transform.crop_to_image(_numpy(v[b]))) for k, v in kp2d_crop.items()},
             crop=transform, center=np.asarray(loc.center, dtype=np.float64),
             focal=camera["focal"], principal_point=camera["principal_point"],
             translation=camera["translation"], image_size=(int(size[0]), int(size[1])),
@@ -109,7 +113,7 @@ class Predictor(Protocol):
 class HMRPredictor:
     """HMR's network: one forward pass per batch of crops."""
 
-    model: torch.nn.Module
+    model: torch.nn.Module | BackendPredictor  # the network, or load_predictor's wrapping of it
     body: BodyModel
     device: torch.device
     backend: str = "torch"
@@ -129,7 +133,7 @@ class HMRPredictor:
         return preds
 
 
-def load_hmr(weights: str | Path, smpl: str | Path, device: torch.device) -> tuple[torch.nn.Module, BodyModel]:
+def load_hmr(weights: str | Path, smpl: str | Path, device: torch.device) -> tuple[HMR, BodyModel]:
     """HMR weights + an SMPL file → the model in eval mode on ``device``.
 
     Raises:

@@ -22,6 +22,7 @@ from openhmr.demo.sources import (SEARCH_EVERY, BoxSource, DetectorSource, OpenP
 from openhmr.demo.video import run_video
 from openhmr.errors import InputError, OpenHMRError
 from openhmr.inference.backends import BACKENDS
+from openhmr.inference.predictor import Predictor as BackendPredictor
 from openhmr.io.images import InputItem, collect_inputs, read_image, video_info
 from openhmr.io.output_paths import check_output_folder
 from openhmr.io.prediction import Prediction
@@ -94,6 +95,9 @@ def build_predictor(options: DemoOptions, method: str, expected_crops: int | Non
     if options.backend not in BACKENDS:
         raise InputError(f"unknown backend {options.backend!r}; available: {', '.join(BACKENDS)}")
     if method in ("hmr", "hmr+fit"):
+        if options.weights is None or options.smpl is None:  # resolve_method refuses them
+            raise InputError(f"--method {method} needs --weights and --smpl")
+        model: torch.nn.Module | BackendPredictor
         model, body = load_hmr(options.weights, options.smpl, device)
         if options.backend != "torch":
             from openhmr.inference import load_predictor
@@ -147,7 +151,7 @@ def run_demo(options: DemoOptions) -> int:
         raise InputError(f"--max-people must be at least 1, got {options.max_people}")
     if options.noise_px is not None and not (math.isfinite(options.noise_px) and options.noise_px > 0):
         raise InputError(f"--noise-px must be a positive number of pixels, got {options.noise_px:g}")
-    if (method != "hmr" and getattr(options.fit_config, "jump_iters", 0) and options.world_landmarks
+    if (method != "hmr" and bool(getattr(options.fit_config, "jump_iters", 0)) and options.world_landmarks
             and isinstance(source, DetectorSource)):
         # The jumps choose between depths that project alike, which 3D landmarks already tell apart.
         warn("--jumps is used only for fits from 2D alone: with the detector, add --no-world-landmarks")
@@ -155,7 +159,7 @@ def run_demo(options: DemoOptions) -> int:
         raise InputError(f"--max-people {options.max_people} needs people to be found: use --openpose "
                          "or --detect (a --bbox or the whole image as a crop is one person)")
     earlier_pictures: list[Path] = []
-    items = collect_inputs(options.inputs, skipped=earlier_pictures)
+    items = collect_inputs(list(options.inputs), skipped=earlier_pictures)
     if earlier_pictures:
         warn(f"skipped {len(earlier_pictures)} picture(s) an earlier openhmr run wrote in the "
              f"input folder(s) ({earlier_pictures[0]}{', …' if len(earlier_pictures) > 1 else ''})")
@@ -199,7 +203,7 @@ def run_demo(options: DemoOptions) -> int:
             preds = predictor.predict(
                 np.stack([p.crop for p in batch]), [p.transform for p in batch],
                 [p.location for p in batch],
-                [(str(p.item.path), None, p.image.shape[:2]) for p in batch])
+                [(str(p.item.path), None, (p.image.shape[0], p.image.shape[1])) for p in batch])
         except Exception as e:  # noqa: BLE001 - one bad batch must not stop the others
             for p in {id(p.item): p for p in batch}.values():
                 fail(p.item, e)
@@ -236,6 +240,7 @@ def run_demo(options: DemoOptions) -> int:
 
     for item in progress(images, len(images), "images", "img"):
         try:
+            people: list[tuple[int | None, PersonLocation, dict[str, Path]]]
             if options.max_people > 1:
                 image = read_image(item.path)
                 located = source.locate_all(image, item, options.max_people)

@@ -71,7 +71,7 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
         values = ()
     if len(values) != 4 or not all(np.isfinite(values)):
         raise InputError(f"--bbox must be four numbers x0,y0,x1,y1 in image pixels, got {text!r}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 @dataclass

@@ -13,7 +13,7 @@ import dataclasses
 import heapq
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -98,6 +98,13 @@ def repose(body: BodyModel, preds: list[Prediction], cams: np.ndarray, poses: np
     return out
 
 
+def _frame_of(pred: Prediction) -> int:
+    """A video's estimate's frame index (every estimate of a video has one)."""
+    if pred.frame is None:
+        raise ValueError(f"{pred.input}: an estimate from a video without its frame index")
+    return pred.frame
+
+
 def posed_again(body: BodyModel, preds: list[Prediction]) -> Iterator[Prediction]:
     """Each of ``preds``, in order, with its mesh: posed again from its own
     camera, pose and shape, ``REPOSE_CHUNK`` at a time."""
@@ -133,12 +140,12 @@ def smooth_predictions(body: BodyModel, preds: list[Prediction], how: str, fps: 
     if not preds:
         return preds
     if how == "clip":
-        cams, poses, betas = smooth_clip([p.frame for p in preds], np.stack([p.cam for p in preds]),
+        cams, poses, betas = smooth_clip([_frame_of(p) for p in preds], np.stack([p.cam for p in preds]),
                                          np.stack([p.pose for p in preds]), np.stack([p.betas for p in preds]),
                                          [p.crop for p in preds], joints_of=body_joints(body))
     elif how == "causal":
         smoother = BodySmoother(fps, joints_of=body_joints(body))  # a frame without a body in between restarts it
-        rows = [smoother(p.frame, p.cam, p.pose, p.betas, p.crop) for p in preds]
+        rows = [smoother(_frame_of(p), p.cam, p.pose, p.betas, p.crop) for p in preds]
         cams, poses, betas = (np.stack([r[i] for r in rows]) for i in range(3))
     else:
         raise ValueError(f"smoothing must be one of {SMOOTHING}, got {how!r}")
@@ -234,7 +241,7 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
                 skipped += 1
             for location in located:
                 crop, transform = scale_and_crop(frame, location.scale, location.center)
-                batch.append((index, crop, transform, location, frame.shape[:2]))
+                batch.append((index, crop, transform, location, (frame.shape[0], frame.shape[1])))
             bar.update(1)
             if len(batch) >= window:
                 flush()
@@ -251,10 +258,11 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
     paths["npz"].parent.mkdir(parents=True, exist_ok=True)
     smoothing = video_smoothing(options)
     body = predictor.body
+    posed: Iterator[Prediction]
     if several:
-        write_people_npz(body, people, npz_of, total, info.fps, smoothing, options.overwrite)
-        posed = heapq.merge(*(posed_again(body, preds) for preds in people.values()),
-                            key=lambda p: p.frame)
+        followed = cast("dict[int, list[Prediction]]", people)  # follower.assign numbered every location
+        write_people_npz(body, followed, npz_of, total, info.fps, smoothing, options.overwrite)
+        posed = heapq.merge(*(posed_again(body, preds) for preds in followed.values()), key=_frame_of)
     else:
         preds = people.get(None, [])
         if smoothing != "none":
@@ -264,7 +272,7 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
                         vertices=(p.vertices.astype(np.float32) for p in meshes))
         posed = posed_again(body, preds)
     if options.overwrite:
-        removed = remove_earlier_people(out, item.name, max(people) if several else 0, str(item.path))
+        removed = remove_earlier_people(out, item.name, max(followed) if several else 0, str(item.path))
         if removed:
             warn(f"{item.path}: {removed}")
     if options.render:
@@ -296,7 +304,7 @@ def _write_overlay_frames(item: InputItem, path: Path, preds: Iterable[Predictio
     import cv2
 
     info, frames = open_video(item.path)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), info.fps, (info.width, info.height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), info.fps, (info.width, info.height))
     if not writer.isOpened():
         raise _OverlayUnwritable
     upcoming = iter(preds)
@@ -305,7 +313,7 @@ def _write_overlay_frames(item: InputItem, path: Path, preds: Iterable[Predictio
         for index, frame in enumerate(progress(frames, info.frame_count or None,
                                                 f"{item.path.name} overlay", "frame")):
             picture = frame
-            while pred is not None and pred.frame < index:  # not in this decoding: skip
+            while pred is not None and _frame_of(pred) < index:  # not in this decoding: skip
                 pred = next(upcoming, None)
             here = []
             while pred is not None and pred.frame == index:

@@ -114,6 +114,8 @@ def find_sequences(data_dir: Path, subject: int) -> dict[tuple[str, int, int], s
 
 def protocol_sequences(protocol: int) -> list[tuple[int, str, int, int]]:
     """The (subject, action, trial, camera index) of a protocol, in evaluation order."""
+    trials: tuple[int, ...]
+    cams: tuple[int, ...]
     if protocol == 1:
         trials, cams = (0, 1), (0, 1, 2, 3)
     elif protocol == 2:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from openhmr.body.keypoints import index_map
 from openhmr.errors import InputError
 from openhmr.io.output_paths import replacing
 from openhmr.progress import track
+
+if TYPE_CHECKING:
+    import cv2
 
 
 @dataclass
@@ -169,7 +173,7 @@ class FrameReader:
     def __init__(self, max_skip: int = 50) -> None:
         self.max_skip = max_skip
         self.seeks = 0
-        self._videos: dict[Path, object] = {}
+        self._videos: dict[Path, cv2.VideoCapture] = {}
         self._next: dict[Path, int] = {}  # the frame each open video reads next
 
     def __enter__(self) -> "FrameReader":
@@ -249,7 +253,9 @@ def predict_with_hmr(
     if "lsp14" not in body.keypoint_sets:
         raise InputError("the body model gives no LSP-14 keypoints; evaluation needs HMR's "
                          "cocoplus regressor (the HMR SMPL file)")
-    joints, verts, kp2d = [], [], []
+    joints: list[np.ndarray] = []
+    verts: list[np.ndarray] = []
+    kp2d: list[np.ndarray] = []
     with FrameReader() as read:
         for start in track(range(0, len(bench_images), batch_size), desc="running HMR", unit="batch"):
             crops, transforms = zip(*(ground_truth_crop(read, ref)

@@ -128,7 +128,7 @@ class GroundTruthBodies:
         regressor = None
         if regressor_source is not None:
             regressor = load_smpl_arrays(regressor_source).get("cocoplus_regressor")
-        self.models: dict[str, torch.nn.Module] = {}
+        self.models: dict[str, SMPL] = {}
         self.regressors: dict[str, torch.Tensor] = {}
         for gender in ("m", "f"):
             arrays = load_smpl_arrays(find_smpl_file(smpl_dir, gender))
@@ -241,7 +241,10 @@ def load(
         joints[idx] = posed(idx, False)[1]
 
     def gt_vertices(idx: np.ndarray) -> np.ndarray:
-        return posed(np.asarray(idx), True)[0]
+        verts = posed(np.asarray(idx), True)[0]
+        if verts is None:  # only for no index: every row is posed as "m" or "f"
+            raise ValueError("gt_vertices needs at least one index")
+        return verts
 
     def image_refs() -> list[ImageRef]:
         refs = []

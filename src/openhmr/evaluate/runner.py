@@ -27,6 +27,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -176,7 +177,7 @@ def frame_metrics(bench: Benchmark, preds: Predictions, batch_size: int = 1024) 
     def add(name: str, value) -> None:
         out.setdefault(name, []).append(np.asarray(M.as_tensor(value).cpu().numpy()))
 
-    with_pve = bench.gt_vertices is not None and preds.vertices is not None
+    pred_vertices, gt_vertices = preds.vertices, bench.gt_vertices
     is_3dhp = bench.joint_set == "mpi3dhp17"
     for start in range(0, n, batch_size):
         sl = slice(start, min(start + batch_size, n))
@@ -187,9 +188,9 @@ def frame_metrics(bench: Benchmark, preds: Predictions, batch_size: int = 1024) 
         pa_err = M.pa_joint_errors(p14, gt14, M.LSP_PELVIS)
         add("MPJPE", err.mean(-1))
         add("PA-MPJPE", pa_err.mean(-1))
-        if with_pve:
+        if pred_vertices is not None and gt_vertices is not None:
             idx = np.arange(sl.start, sl.stop)
-            add("PVE", M.pve(preds.vertices[sl], bench.gt_vertices(idx), p14, gt14, M.LSP_PELVIS))
+            add("PVE", M.pve(pred_vertices[sl], gt_vertices(idx), p14, gt14, M.LSP_PELVIS))
         if is_3dhp:
             add("PCK", 100.0 * M.pck_from_errors(err))
             add("AUC", 100.0 * M.auc_from_errors(err))
@@ -238,7 +239,10 @@ def score(bench: Benchmark, preds: Predictions) -> Report:
 def _score_lsp(bench: Benchmark, preds: Predictions, settings: dict) -> Report:
     if preds.keypoints2d is None:
         raise InputError("LSP's PCK needs 2D keypoint predictions")
-    alpha = float(bench.settings.get("alpha", 0.2))
+    if bench.keypoints2d is None or bench.visible is None or bench.reference_length is None:
+        raise ValueError("LSP's PCK needs a 2D benchmark")
+    # settings holds what the reader chose; the LSP reader stores alpha as a number.
+    alpha = float(cast(float, bench.settings.get("alpha", 0.2)))
     correct, vis = M.pck2d_correct(preds.keypoints2d, bench.keypoints2d, bench.reference_length,
                                    bench.visible, alpha)
     names = get_set("lsp14").names

@@ -53,6 +53,8 @@ def project(points: Tensor, cam: Tensor, camera: str, crop_size: int,
     if camera == "weak":
         normalised = cam[:, None, :1] * (points[..., :2] + cam[:, None, 1:3])
         return crop_normalised_to_pixels(normalised, crop_size)
+    if focal is None or principal_point is None:
+        raise ValueError("the perspective camera needs focal and principal_point (see read_pinhole)")
     p = points + cam[:, None, :]
     z = p[..., 2:3].clamp(min=1e-3)  # a point behind the camera must not flip sign
     return focal[:, None, None] * p[..., :2] / z + principal_point[:, None, :]
@@ -128,6 +130,8 @@ def torso_init(points3d: Tensor, target: Tensor, conf: Tensor, names: tuple[str,
         s = ratio * 2.0 / crop_size
         t = crop_pixels_to_normalised(centre2, crop_size) / s[:, None] - centre3[:, :2]
         return torch.cat([s[:, None], t], 1)
+    if focal is None or principal_point is None:
+        raise ValueError("the perspective camera needs focal and principal_point (see read_pinhole)")
     tz = focal / ratio
     txy = (centre2 - principal_point) * (tz / focal)[:, None] - centre3[:, :2]
     return torch.cat([txy, (tz - centre3[:, 2])[:, None]], 1)

@@ -79,7 +79,7 @@ def fit_detection(
     kp = np.asarray(detection.keypoints2d, dtype=np.float64)
     if transform is None:
         scale, centre = scale_for_keypoints(kp, conf_threshold=0.5)
-        transform = crop_transform(image.shape[:2], scale, centre, crop_size)
+        transform = crop_transform((image.shape[0], image.shape[1]), scale, centre, crop_size)
     crop = crop_pixels(image, transform)
     kp_crop = np.concatenate([transform.image_to_crop(kp[:, :2]), kp[:, 2:3]], 1)
     kp3 = np.asarray(detection.keypoints3d, dtype=np.float64)[None] if use_3d else None

@@ -164,3 +164,12 @@ class Energy:
             t["temporal_shape"] = cfg.temporal_shape_weight * (
                 betas - prev_betas[person]).pow(2).sum(-1)
         return t
+
+    def total(self, cam_params: Tensor, pose: Tensor, betas: Tensor, person: Tensor,
+              w_pose: float, w_shape: float, w_data: Tensor | None) -> Tensor:
+        """(B',) the stage-2 energy: the sum of :meth:`terms` (same arguments)."""
+        terms = iter(self.terms(cam_params, pose, betas, person, w_pose, w_shape, w_data).values())
+        value = next(terms)  # there is always the 2D term
+        for term in terms:
+            value = value + term
+        return value

@@ -12,6 +12,7 @@ batch.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -261,12 +262,11 @@ def _minimise(energy: Energy, cam_par: Tensor, pose: Tensor, betas: Tensor,
     betas_p = betas.clone().requires_grad_(optimise_shape)
     params = [cam_p, pose_p] + ([betas_p] if optimise_shape else [])
     for step in steps:
-        minimise_rows(
-            params,
-            lambda rows, step=step: sum(energy.terms(cam_p[rows], pose_p[rows], betas_p[rows],
-                                                     rows % b, step.w_pose, step.w_shape,
-                                                     step.w_data).values()),
-            step.iters)
+        def loss(rows: Tensor, step: _Step = step) -> Tensor:
+            return energy.total(cam_p[rows], pose_p[rows], betas_p[rows], rows % b, step.w_pose,
+                                step.w_shape, step.w_data)
+
+        minimise_rows(params, loss, step.iters)
     return cam_p.detach(), pose_p.detach(), betas_p.detach()
 
 
@@ -277,9 +277,8 @@ def _lowest_energy(energy: Energy, cam_par: Tensor, pose: Tensor, betas: Tensor,
     b = energy.targets.batch
     with torch.no_grad():
         every = torch.arange(cam_par.shape[0], device=cam_par.device)
-        total = torch.nan_to_num(sum(energy.terms(cam_par, pose, betas, every % b, step.w_pose,
-                                                  step.w_shape, step.w_data).values()),
-                                 nan=math.inf)
+        total = torch.nan_to_num(energy.total(cam_par, pose, betas, every % b, step.w_pose,
+                                              step.w_shape, step.w_data), nan=math.inf)
         rows = total.reshape(-1, b).argmin(0) * b + torch.arange(b, device=cam_par.device)
         return cam_par[rows], pose[rows], betas[rows]
 
@@ -293,8 +292,10 @@ def _stage2(body_model: BodyModel, energy: Energy, cam: Tensor, pose: Tensor, be
     b, cfg = energy.targets.batch, energy.cfg
     if hypotheses > 1:
         gen = torch.Generator().manual_seed(cfg.seed)
+        # Several starts only for a model with a pose prior to draw from (see fit()).
+        random_pose: Callable[[int, torch.Generator], Tensor] = getattr(body_model, "random_pose")
         # The same draws for every person, so a fit does not depend on the batch.
-        drawn = body_model.random_pose(hypotheses - 1, gen).to(pose).repeat_interleave(b, 0)
+        drawn = random_pose(hypotheses - 1, gen).to(pose).repeat_interleave(b, 0)
         drawn[:, :3] = pose[:, :3].repeat(hypotheses - 1, 1)  # keep stage 1's orientation
         pose = torch.cat([pose, drawn])
         cam = cam.repeat(hypotheses, 1)
@@ -309,12 +310,13 @@ def _jumps(body_model: BodyModel, energy: Energy, cam_par: Tensor, pose: Tensor,
     starts need not have found the other: try each limb's other depth from the
     winner (:func:`kinematic_jumps`), refit, keep the lowest energy."""
     names = list(body_model.joint_names)
+    parents: tuple[int, ...] = tuple(getattr(body_model, "parents"))  # jumps only with it (see fit())
     bones = [(names.index(j), names.index(c)) for j, c in JUMP_BONES
              if j in names and c in names]
     with torch.no_grad():
         cam_now = cam_from_params(cam_par, energy.camera)
         jumped = kinematic_jumps(pose, energy.forward_keypoints(pose, betas).joints, cam_now,
-                                 energy.camera, tuple(body_model.parents), bones)
+                                 energy.camera, parents, bones)
     n_var = 1 + len(bones)
     ends = _minimise(energy, cam_par.repeat(n_var, 1), torch.cat([pose, jumped]),
                      betas.repeat(n_var, 1),
@@ -332,8 +334,8 @@ def _newton(energy: Energy, cam_par: Tensor, pose: Tensor, betas: Tensor,
     def value(x: Tensor, person: Tensor) -> Tensor:
         parts = x.split(sizes, 1)
         shape = parts[2] if optimise_shape else betas[person]
-        return sum(energy.terms(parts[0], parts[1], shape, person, step.w_pose, step.w_shape,
-                                step.w_data).values())
+        return energy.total(parts[0], parts[1], shape, person, step.w_pose, step.w_shape,
+                            step.w_data)
 
     x = torch.cat([cam_par, pose] + ([betas] if optimise_shape else []), 1)
     x, _ = newton_rows(x, value, energy.cfg.newton_steps)

@@ -179,7 +179,7 @@ class _PolarRotation(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, matrix: Tensor, iterations: int) -> Tensor:  # type: ignore[override]
+    def forward(ctx, matrix: Tensor, iterations: int) -> Tensor:
         r = matrix
         for _ in range(iterations):
             # Columns of the cofactor matrix: cof(R) = det(R)·R⁻ᵀ.
@@ -194,7 +194,7 @@ class _PolarRotation(torch.autograd.Function):
         return r
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         matrix, r = ctx.saved_tensors
         h = r.transpose(-1, -2) @ matrix
         h = 0.5 * (h + h.transpose(-1, -2))

@@ -40,6 +40,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -56,6 +57,9 @@ from openhmr.inference.predictor import (
     TorchPredictor,
     compare_thetas,
 )
+
+if TYPE_CHECKING:
+    from openhmr.nets.hmr import HMR
 
 BACKENDS = ("auto", "torch", "compiled", "onnx", "bf16", "compiled-bf16")
 REDUCED_PRECISION = ("bf16", "compiled-bf16")
@@ -90,7 +94,7 @@ def _log(message: str) -> None:
     print(f"openhmr: {message}", file=sys.stderr)
 
 
-def _load_model(weights: str | Path | torch.nn.Module, body_model: BodyModel | None) -> torch.nn.Module:
+def _load_model(weights: str | Path | HMR, body_model: BodyModel | None) -> HMR:
     from openhmr.nets import HMR
 
     if isinstance(weights, torch.nn.Module):
@@ -101,7 +105,7 @@ def _load_model(weights: str | Path | torch.nn.Module, body_model: BodyModel | N
     return HMR.from_pretrained(path, body_model=body_model).eval()
 
 
-def _weights_key(model: torch.nn.Module) -> str:
+def _weights_key(model: HMR) -> str:
     """A digest of the network's weights, naming its cached ONNX graphs."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.network_state().items()):
@@ -111,7 +115,7 @@ def _weights_key(model: torch.nn.Module) -> str:
     return digest.hexdigest()[:20]
 
 
-def _onnx_file(model: torch.nn.Module, cache: Path | None) -> Path:
+def _onnx_file(model: HMR, cache: Path | None) -> Path:
     """The fp32 graph of ``model`` in the cache, exported on first use."""
     from openhmr.inference.onnx import cache_dir, export_onnx
 
@@ -126,7 +130,7 @@ def _onnx_file(model: torch.nn.Module, cache: Path | None) -> Path:
     return path
 
 
-def build_backend(name: str, model: torch.nn.Module, device: str | torch.device = "cpu",
+def build_backend(name: str, model: HMR, device: str | torch.device = "cpu",
                   cache: Path | None = None) -> Predictor:
     """One backend for an ``openhmr.nets.HMR`` (no accuracy check; see :func:`load_predictor`).
 
@@ -166,7 +170,7 @@ def check_agreement(reference: Predictor, candidate: Predictor, crops: Tensor) -
 
 
 def load_predictor(
-    weights: str | Path | torch.nn.Module,
+    weights: str | Path | HMR,
     body_model: BodyModel | None = None,
     backend: str = "auto",
     device: str | torch.device = "cpu",
@@ -262,7 +266,7 @@ def load_predictor(
     return reference
 
 
-def _verify(model: torch.nn.Module, candidate: Predictor, device: torch.device,
+def _verify(model: HMR, candidate: Predictor, device: torch.device,
             probe_crops: Tensor | None, reference: Predictor | None = None) -> Agreement:
     from openhmr.inference.calibrated import synthetic_crops
 

@@ -68,12 +68,16 @@ a plausibility bound, not a stand-in for the released weights.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from openhmr.body.base import BodyModel
+
+if TYPE_CHECKING:
+    from openhmr.nets.hmr import HMR
 
 # Damping of the last conv of each residual branch that gives perturbation
 # gains within those measured on trained CNNs (module docstring).
@@ -115,6 +119,8 @@ def _calibrate_in_order(encoder: nn.Module, images: Tensor, gen: torch.Generator
     and normalises with them.
     """
     def hook(module: nn.BatchNorm2d, args: tuple[Tensor, ...]) -> None:
+        if module.running_mean is None or module.running_var is None:
+            raise ValueError("a BatchNorm without running statistics (track_running_stats=False) cannot be calibrated")
         x = args[0]
         mean = x.mean(dim=(0, 2, 3))
         var = x.var(dim=(0, 2, 3), unbiased=False)
@@ -134,7 +140,7 @@ def _calibrate_in_order(encoder: nn.Module, images: Tensor, gen: torch.Generator
 
 def calibrated_random_hmr(body_model: BodyModel, images: Tensor | None = None, seed: int = 0,
                           encoder: str | nn.Module = "resnet50_v2",
-                          residual_gain: float = DEFAULT_RESIDUAL_GAIN) -> "torch.nn.Module":
+                          residual_gain: float = DEFAULT_RESIDUAL_GAIN) -> HMR:
     """A random HMR with trained-like activation statistics (see module docstring).
 
     Args:
@@ -178,7 +184,7 @@ def calibrated_random_hmr(body_model: BodyModel, images: Tensor | None = None, s
     return model.eval()
 
 
-def describe_outputs(model: "torch.nn.Module", images: Tensor) -> dict[str, float]:
+def describe_outputs(model: HMR, images: Tensor) -> dict[str, float]:
     """Magnitudes that show whether a model's outputs are non-trivial.
 
     Returns feature mean/max, mean |Θ_T − Θ_0| and the mean spread of the
@@ -198,11 +204,13 @@ def describe_outputs(model: "torch.nn.Module", images: Tensor) -> dict[str, floa
     }
 
 
-def _stages(model: "torch.nn.Module", crops: Tensor) -> dict[str, Tensor]:
+def _stages(model: HMR, crops: Tensor) -> dict[str, Tensor]:
     """Activations of a ResNet v2 HMR at each stage: stem conv, blocks, post-norm, φ."""
-    from openhmr.nets.resnet import tf_same_max_pool
+    from openhmr.nets.resnet import ResNet50V2, tf_same_max_pool
 
     encoder = model.encoder
+    if not isinstance(encoder, ResNet50V2):
+        raise ValueError(f"the stages are those of a ResNet50V2 encoder, not {type(encoder).__name__}")
     out: dict[str, Tensor] = {}
     x = encoder.conv1(crops)
     out["conv1"] = x
@@ -216,7 +224,7 @@ def _stages(model: "torch.nn.Module", crops: Tensor) -> dict[str, Tensor]:
     return out
 
 
-def perturbation_gains(model: "torch.nn.Module", crops: Tensor, eps: float = 1e-3,
+def perturbation_gains(model: HMR, crops: Tensor, eps: float = 1e-3,
                        seed: int = 0) -> dict[str, float]:
     """How much a small relative perturbation of the input grows, stage by stage.
 

@@ -27,7 +27,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ from openhmr.body.base import BodyModel
 from openhmr.errors import OpenHMRError, WeightsError
 from openhmr.inference.predictor import InferenceOutput, Predictor, ThetaNetwork
 from openhmr.io.output_paths import replacing
+
+if TYPE_CHECKING:
+    from openhmr.nets.hmr import HMR
 
 FORMAT = "openhmr.onnx/1"
 OPSET = 18
@@ -62,7 +65,7 @@ class _BodyNetwork(nn.Module):
         return (theta, out.vertices, out.joints, *(out.keypoints[s] for s in self.set_names))
 
 
-def export_onnx(model: nn.Module, path: str | Path, batch: int | None = None,
+def export_onnx(model: HMR, path: str | Path, batch: int | None = None,
                 include_body: bool = False, overwrite: bool = False) -> Path:
     """Write an HMR (``openhmr.nets.HMR``) as an ONNX file.
 
@@ -102,6 +105,7 @@ def export_onnx(model: nn.Module, path: str | Path, batch: int | None = None,
                 opset_version=OPSET, dynamo=True, dynamic_shapes=dynamic_shapes, external_data=False,
                 verbose=False,
             )
+            assert program is not None  # dynamo=True always returns an ONNXProgram
             proto = program.model_proto
     except Exception as e:  # noqa: BLE001 - the exporter raises many types
         raise OnnxExportError(f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0]}") from e

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import sys
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -142,7 +143,8 @@ class TorchPredictor(Predictor):
         if self.channels_last:
             # A copy: changing the layout in place would also change it for
             # every other predictor sharing these modules.
-            network = copy.deepcopy(network).to(memory_format=torch.channels_last)
+            # Module.to takes memory_format (documented); torch's overloads leave it out.
+            network = copy.deepcopy(network).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.network = network
 
     def theta(self, crops: Tensor) -> Tensor:
@@ -176,7 +178,9 @@ class CompiledPredictor(Predictor):
         self.bf16 = bf16
         self.name = "compiled-bf16" if bf16 else "compiled"
         self.precision = "bf16" if bf16 else "fp32"
-        self.network = copy.deepcopy(network).to(self.device).eval().to(memory_format=torch.channels_last)
+        network = copy.deepcopy(network).to(self.device).eval()
+        # Module.to takes memory_format (documented); torch's overloads leave it out.
+        self.network = network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.mode = mode
         # Process-wide, but it only changes graphs compiled without autograd:
         # parameters become constants that inductor may fold and pre-pack.
@@ -195,7 +199,8 @@ class CompiledPredictor(Predictor):
             # Python: ~0.9 ms less per call at batch 1 (of ~25), a few seconds
             # more to compile, identical results. A mode brings its own options.
             extra = {"mode": self.mode} if self.mode else {"options": {"cpp_wrapper": True}}
-            self._compiled[batch] = torch.compile(self.network, dynamic=False, **extra)
+            # A module compiles to a module (OptimizedModule); torch's stubs say a callable.
+            self._compiled[batch] = cast(nn.Module, torch.compile(self.network, dynamic=False, **extra))
         return self._compiled[batch]
 
     def _run(self, module: nn.Module, crops: Tensor) -> Tensor:

@@ -16,16 +16,21 @@ compared with eager fp32 PyTorch measured in the same run:
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from openhmr.errors import OpenHMRError
 from openhmr.inference.predictor import Agreement, Predictor, compare_thetas
+
+if TYPE_CHECKING:
+    from openhmr.nets.hmr import HMR
 
 #: (wall ms, process-CPU ms) of each timed call of a block.
 Samples = list[tuple[float, float]]
@@ -100,7 +105,7 @@ class BackendTiming:
         }
 
 
-def bench_backends(model: torch.nn.Module, names: list[str], batches: list[int], crops: Tensor,
+def bench_backends(model: HMR, names: list[str], batches: list[int], crops: Tensor,
                    repeats: int, device: torch.device,
                    log: Callable[[str], None] = lambda m: None) -> tuple[list[BackendTiming], dict[str, str]]:
     """Time ``names`` (eager fp32 ``torch`` always included, first) on ``crops``.
@@ -141,7 +146,7 @@ def bench_backends(model: torch.nn.Module, names: list[str], batches: list[int],
             p.predict(x)
             timings[name].one_off_s += time.perf_counter() - t0
         log(f"timing batch {batch}: {len(predictors)} backend(s), {repeats} calls each")
-        blocks = {n: block_timer(lambda p=p: p.predict(x), device) for n, p in predictors.items()}
+        blocks = {n: block_timer(functools.partial(p.predict, x), device) for n, p in predictors.items()}
         for name, t in time_interleaved(blocks, repeats).items():
             timings[name].median_ms[batch] = t["median_ms"]
             timings[name].best_ms[batch] = t["min_ms"]

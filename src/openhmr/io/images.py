@@ -74,8 +74,7 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            img = ImageOps.exif_transpose(img)
-            rgb = _to_rgb8(img)
+            rgb = _to_rgb8(ImageOps.exif_transpose(img))
     except UnidentifiedImageError:
         raise InputError(f"cannot read {path}: not an image file PIL can decode") from None
     except (OSError, ValueError, SyntaxError) as e:

@@ -136,6 +136,8 @@ def _sparse_to_dense(obj: _SparseMatrix) -> np.ndarray:
     state = obj.state if isinstance(obj.state, dict) else {}
     shape = state.get("_shape", state.get("shape"))
     try:
+        if shape is None:
+            raise KeyError("no shape")
         rows, cols = (int(v) for v in shape)
         data = np.asarray(state["data"], dtype=np.float64)
         if obj.fmt == "coo":

@@ -734,7 +734,7 @@ class TFCheckpoint:
                     )
                 out = np.empty(entry.num_elements, dtype=dtype)
                 f.seek(entry.offset)
-                got = f.readinto(memoryview(out).cast("B")) if entry.size else 0
+                got = f.readinto(out.data.cast("B")) if entry.size else 0
         except OSError as exc:
             raise CheckpointError(f"Cannot read data shard {path}: {exc.strerror or exc}.") from exc
         if got != entry.size:

@@ -18,6 +18,7 @@ here the output is always (N, J + 1).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -78,8 +79,9 @@ class FactorizedDiscriminator(nn.Module):
         x = F.relu(self.conv1(x))
         x = F.relu(self.conv2(x))  # (N, J−1, 32)
         # All per-joint heads at once: row i of the stacked weights is pose_out_j{i}.
-        head_w = torch.cat([h.weight for h in self.pose_out], dim=0)  # (J−1, 32)
-        head_b = torch.cat([h.bias for h in self.pose_out], dim=0)  # (J−1,)
+        heads = cast(list[nn.Linear], list(self.pose_out))
+        head_w = torch.cat([h.weight for h in heads], dim=0)  # (J−1, 32)
+        head_b = torch.cat([h.bias for h in heads], dim=0)  # (J−1,)
         joint_logits = (x * head_w).sum(dim=-1) + head_b
         a = F.relu(self.alljoints_fc1(x.reshape(n, -1)))  # joint-major flatten, as D_alljoints_fc1
         a = F.relu(self.alljoints_fc2(a))

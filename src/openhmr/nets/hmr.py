@@ -19,6 +19,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -51,6 +52,19 @@ class MeshEstimate:
         keypoints2d: the same sets projected, (B, K, 2) normalised crop
             coordinates (−1 left/top edge, +1 right/bottom).
     """
+
+    cam: Tensor
+    pose: Tensor
+    betas: Tensor
+    vertices: Tensor
+    joints: Tensor
+    rotations: Tensor
+    keypoints3d: dict[str, Tensor]
+    keypoints2d: dict[str, Tensor]
+
+
+class DecodedTheta(TypedDict):
+    """One Θ decoded by :meth:`HMR.decode`: the fields of :class:`MeshEstimate`."""
 
     cam: Tensor
     pose: Tensor
@@ -193,7 +207,7 @@ class HMR(nn.Module):
         """Features φ (B, F) → Θ (B, |Θ|) after each of the T IEF iterations."""
         return self.regressor(features)
 
-    def decode(self, theta: Tensor, mesh: bool = True) -> dict[str, Tensor | dict[str, Tensor]]:
+    def decode(self, theta: Tensor, mesh: bool = True) -> DecodedTheta:
         """Run the body model and the camera for one Θ (B, |Θ|).
 
         Args:
@@ -226,7 +240,7 @@ class HMR(nn.Module):
         """
         features = self.encode(images)
         thetas = self.regress(features)
-        out = HMROutput(thetas=thetas, features=features, **self.decode(thetas[-1]))  # type: ignore[arg-type]
+        out = HMROutput(thetas=thetas, features=features, **self.decode(thetas[-1]))
         if rotations_for_all_iterations:
             out.iteration_rotations = [self.pose_rotations(t) for t in thetas[:-1]] + [out.rotations]
         return out

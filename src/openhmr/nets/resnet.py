@@ -228,6 +228,11 @@ class ResNet50V1(nn.Module):
 
     name = "resnet50_v1"
     out_features = FEATURE_DIM
+    # The four stages, registered in __init__ under torchvision's names.
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
 
     def __init__(self) -> None:
         super().__init__()

@@ -167,7 +167,9 @@ def render_mesh(
         corner_ids = faces.long().index_select(0, frags.face_index[b].reshape(-1).index_select(0, pix))
         bary = frags.barycentric[b].reshape(-1, 3).index_select(0, pix)
         # Smooth normal at the pixel: barycentric blend of the vertex normals.
-        n = sum(normals[b].index_select(0, corner_ids[:, k]) * bary[:, k : k + 1] for k in range(3))
+        n = normals[b].index_select(0, corner_ids[:, 0]) * bary[:, 0:1]
+        for k in (1, 2):
+            n = n + normals[b].index_select(0, corner_ids[:, k]) * bary[:, k : k + 1]
         n = torch.nn.functional.normalize(n, dim=-1, eps=1e-12)
         # Two-sided: make the normal face the camera (against the viewing ray).
         px = (pix % width).to(dtype) + 0.5

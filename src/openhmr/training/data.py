@@ -26,6 +26,7 @@ A batch is a dict of CPU tensors:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -99,10 +100,10 @@ class ShardQueue:
         if len(self.dataset) == 0:
             raise InputError(f"{', '.join(map(str, folders))} hold fewer samples than processes")
         self.num_workers = num_workers
-        self._iter = None
+        self._iter: Iterator[dict[str, Any]] | None = None
         self._consumed = 0
 
-    def _open(self) -> None:
+    def _open(self) -> Iterator[dict[str, Any]]:
         from torch.utils.data import DataLoader
 
         # A private generator: creating a loader iterator draws a seed from it,
@@ -112,13 +113,13 @@ class ShardQueue:
         loader = DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers,
                             persistent_workers=False, prefetch_factor=64 if self.num_workers else None,
                             generator=torch.Generator().manual_seed(self.dataset.seed))
-        self._iter = iter(loader)
+        return iter(loader)
 
     def take(self, n: int) -> list[dict[str, Any]]:
-        items = []
+        items: list[dict[str, Any]] = []
         while len(items) < n:
             if self._iter is None:
-                self._open()
+                self._iter = self._open()
             try:
                 items.append(next(self._iter))
                 self._consumed += 1
@@ -155,7 +156,7 @@ class MemoryQueue:
         self.index = 0
 
     def take(self, n: int) -> list[dict[str, Any]]:
-        items = []
+        items: list[dict[str, Any]] = []
         while len(items) < n:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.samples))
             sample_id = int(order[self.index])
@@ -211,8 +212,14 @@ class MixedBatches:
     def next(self) -> dict[str, Tensor]:
         rng = np.random.default_rng([self.seed, self.rank, self.step, 3])
         n3 = int(rng.binomial(self.batch_size, self.fraction_3d))
-        items = (self.queue_3d.take(n3) if n3 else []) + (
-            self.queue_2d.take(self.batch_size - n3) if n3 < self.batch_size else [])
+        items: list[dict[str, Any]] = []
+        # A missing queue is asked for nothing: its fraction is 0 (checked in __init__).
+        if n3:
+            assert self.queue_3d is not None
+            items += self.queue_3d.take(n3)
+        if n3 < self.batch_size:
+            assert self.queue_2d is not None
+            items += self.queue_2d.take(self.batch_size - n3)
         self.step += 1
         batch = collate(items)
         batch["pose"], batch["betas"], batch["has_smpl"] = self._fit_body_sizes(

@@ -110,7 +110,7 @@ def samples(root: Path, release: Any) -> Iterator[Sample]:
             crop, kp, center, _, _ = scale_and_crop_person(image, to_cocoplus(lsp), scale, MARGIN)
             yield Sample(key=f"mpii_{Path(name).stem}_{r}", image=crop, keypoints2d=kp,
                          center=center, dataset=NAME,
-                         extras={"source": np.array(f"images/{name}"), "scale": np.float32(scale)})
+                         extras={"source": np.array(f"images/{name}"), "scale": np.array(scale, dtype=np.float32)})
 
 
 def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: bool = False,

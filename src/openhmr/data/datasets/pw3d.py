@@ -62,16 +62,21 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+def _multiarray(name: str) -> Any:
+    """One of numpy's pickle helpers (private, so absent from its type stubs)."""
+    return getattr(np.core.multiarray, name)
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles numpy arrays, numpy scalars and built-in values; nothing else."""
 
     _ALLOWED = {
         ("numpy", "ndarray"): lambda: np.ndarray,
         ("numpy", "dtype"): lambda: np.dtype,
-        ("numpy.core.multiarray", "_reconstruct"): lambda: np.core.multiarray._reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): lambda: np.core.multiarray._reconstruct,
-        ("numpy.core.multiarray", "scalar"): lambda: np.core.multiarray.scalar,
-        ("numpy._core.multiarray", "scalar"): lambda: np.core.multiarray.scalar,
+        ("numpy.core.multiarray", "_reconstruct"): lambda: _multiarray("_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"): lambda: _multiarray("_reconstruct"),
+        ("numpy.core.multiarray", "scalar"): lambda: _multiarray("scalar"),
+        ("numpy._core.multiarray", "scalar"): lambda: _multiarray("scalar"),
         ("_codecs", "encode"): lambda: _latin1_encode,
     }
 
@@ -122,8 +127,8 @@ def pose_in_camera(poses: np.ndarray, cam_rotations: np.ndarray) -> np.ndarray:
 
 def coco18_to_cocoplus(points: np.ndarray) -> np.ndarray:
     """(..., 18, 3) OpenPose COCO-18 (x, y, conf) → (..., 19, 3) cocoplus (x, y, vis)."""
-    kp, _ = convert_keypoints(torch.as_tensor(np.asarray(points, np.float64)), "coco18", "cocoplus19")
-    kp = kp.numpy().copy()
+    converted, _ = convert_keypoints(torch.as_tensor(np.asarray(points, np.float64)), "coco18", "cocoplus19")
+    kp = converted.numpy().copy()
     kp[..., 2] = kp[..., 2] > CONF_THRESHOLD
     return kp
 
