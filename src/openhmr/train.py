@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from openhmr.body.base import BodyModel
+from openhmr.data.mocap import MocapSampler
 from openhmr.errors import InputError, WeightsError
 from openhmr.nets import HMR, FactorizedDiscriminator
 from openhmr.nets.hmr import encoder_from_name
@@ -54,7 +56,7 @@ from openhmr.training.checkpoint import (
     set_rng_state,
 )
 from openhmr.training.config import TrainConfig
-from openhmr.training.data import BATCH_KEYS, build_mocap, build_shard_batches, steps_for
+from openhmr.training.data import BATCH_KEYS, MixedBatches, build_mocap, build_shard_batches, steps_for
 from openhmr.training.model import HMRTrainer, LossWeights
 from openhmr.training.monitor import PANEL_SAMPLES, RunMonitor, training_panel
 from openhmr.training.optim import TFAdam
@@ -291,14 +293,14 @@ class Trainer:
             self.made += sorted(set((self.run_dir / "tensorboard").iterdir()) - before)
 
     # ------------------------------------------------------------------ parts
-    def _optimizer(self, params, lr: float) -> torch.optim.Optimizer:
+    def _optimizer(self, params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
         cfg = self.cfg
         if cfg.tf_adam:
             return TFAdam(params, lr=lr, betas=cfg.adam_betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
         return torch.optim.Adam(params, lr=lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
                                 weight_decay=cfg.weight_decay)
 
-    def _data(self, body: BodyModel):
+    def _data(self, body: BodyModel) -> tuple[MixedBatches, MocapSampler | None]:
         cfg, rank = self.cfg, self.dist.rank
         if cfg.data == "synthetic":
             from openhmr.training.synthetic import build_synthetic_batches, build_synthetic_mocap
@@ -325,7 +327,8 @@ class Trainer:
         out["images"] = images
         return out
 
-    def forward_backward(self, inputs: dict[str, Tensor], log_stages: bool = False) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    def forward_backward(self, inputs: dict[str, Tensor],
+                         log_stages: bool = False) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Zero the gradients, run the forward pass and one backward pass (DDP averages)."""
         self.e_opt.zero_grad(set_to_none=True)
         if self.d_opt is not None:

@@ -4,13 +4,15 @@
 it is imported on first use so that SMPL users do not need it.
 """
 
+from typing import Any
+
 from openhmr.body.base import BodyModel, BodyOutput
 from openhmr.body.smpl import SMPL
 
 __all__ = ["SMPL", "Anny", "BodyModel", "BodyOutput"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name == "Anny":
         from openhmr.body.anny import Anny
 

@@ -22,6 +22,7 @@ global translation, as in HMR.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,14 +57,14 @@ class _SingleBodyBlend(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, basis: Tensor, coeffs: Tensor) -> Tensor:  # noqa: D102
+    def forward(ctx: Any, basis: Tensor, coeffs: Tensor) -> Tensor:  # noqa: D102
         ctx.save_for_backward(basis)
         padded = torch.cat([coeffs, torch.zeros_like(coeffs)])
         return (basis @ padded.T)[:, :1]
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor) -> tuple[None, Tensor]:  # noqa: D102
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor]:  # noqa: D102
         (basis,) = ctx.saved_tensors
         return None, (grad[:, 0] @ basis)[None]
 

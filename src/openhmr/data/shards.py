@@ -43,7 +43,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -218,7 +218,7 @@ class ShardWriter:
     def __enter__(self) -> ShardWriter:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type is None:
             self.close()
         else:
@@ -379,7 +379,7 @@ class _ShardIndex:
         self.shards = shards
         self.max_open = max_open
         self._index: dict[int, list[tuple[str, dict[str, tuple[int, int]]]]] = {}
-        self._files: OrderedDict[int, Any] = OrderedDict()
+        self._files: OrderedDict[int, BinaryIO] = OrderedDict()
 
     def _members(self, shard: int) -> list[tuple[str, dict[str, tuple[int, int]]]]:
         if shard not in self._index:
@@ -398,7 +398,7 @@ class _ShardIndex:
             self._index[shard] = samples
         return self._index[shard]
 
-    def _file(self, shard: int):
+    def _file(self, shard: int) -> BinaryIO:
         if shard in self._files:
             self._files.move_to_end(shard)
             return self._files[shard]

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -25,8 +25,14 @@ from openhmr.errors import InputError
 from openhmr.io.prediction import Prediction
 
 if TYPE_CHECKING:
+    from openhmr.fit import FitInit
     from openhmr.inference import Predictor as BackendPredictor
     from openhmr.nets.hmr import HMR
+
+#: Per crop: (input path, video frame or None, image (height, width)).
+ImageRefs = list[tuple[str, int | None, tuple[int, int]]]
+#: Per crop: (2D keypoints (K, 3) in crop pixels, 3D landmarks (K, 3) or None, start or None).
+_People = list[tuple[np.ndarray, "np.ndarray | None", "FitInit | None"]]
 
 
 # hmr+fit on a tracked video: crops per network pass (a call holds many frames)
@@ -96,8 +102,7 @@ class Predictor(Protocol):
     body: BodyModel
 
     def predict(self, crops: np.ndarray, transforms: list[CropTransform],
-                locations: list[PersonLocation],
-                images: list[tuple[str, int | None, tuple[int, int]]],
+                locations: list[PersonLocation], images: ImageRefs,
                 done: Callable[[int, int], None] | None = None) -> list[Prediction]:
         """One prediction per crop; ``done(finished, total)``, where given,
         is told how much of the call's work is finished (a long call's
@@ -123,7 +128,9 @@ class HMRPredictor:
         """A batch: the network has no state from frame to frame."""
         return batch_size
 
-    def predict(self, crops, transforms, locations, images, done=None):
+    def predict(self, crops: np.ndarray, transforms: list[CropTransform],
+                locations: list[PersonLocation], images: ImageRefs,
+                done: Callable[[int, int], None] | None = None) -> list[Prediction]:
         x = normalize_crop(crops).to(self.device)
         out = predict_crops(self.model, x, self.backend)
         preds = to_predictions(self.body, out.cam, out.pose, out.betas, out.vertices, out.joints,
@@ -206,19 +213,25 @@ class FitPredictor:
         ``batch_size`` chains of ``chain_length`` frames."""
         return batch_size * self.chain_length if self.track else batch_size
 
-    def predict(self, crops, transforms, locations, images, done=None):
+    def predict(self, crops: np.ndarray | None, transforms: list[CropTransform],
+                locations: list[PersonLocation], images: ImageRefs,
+                done: Callable[[int, int], None] | None = None) -> list[Prediction]:
+        """As :meth:`Predictor.predict`; the crops are used only by ``hmr``
+        (--method hmr+fit): a fit needs only the keypoints."""
         from openhmr.fit import FitInit
         from openhmr.tracking import chain_steps
 
         initial = None
         if self.hmr is not None:
+            if crops is None:
+                raise ValueError("--method hmr+fit needs the crops for HMR's estimate")
             # a tracked video's call holds many crops: the network takes them a batch at a time
             parts = [predict_crops(self.hmr.model, normalize_crop(crops[k:k + _HMR_BATCH]).to(self.hmr.device),
                                    self.hmr.backend) for k in range(0, len(crops), _HMR_BATCH)]
             initial = FitInit(*(torch.cat([getattr(p, name) for p in parts]) for name in ("cam", "pose", "betas")))
-        people = []
+        people: _People = []
         for i, (transform, loc) in enumerate(zip(transforms, locations)):
-            if loc.keypoints is None:
+            if loc.keypoints is None or loc.keypoint_set is None:
                 raise InputError(f"--method {self.method} needs keypoints: use --openpose or --detect")
             kp = np.asarray(loc.keypoints, dtype=np.float64)
             kp_crop = np.concatenate([transform.image_to_crop(kp[:, :2]), kp[:, 2:3]], axis=1)
@@ -245,7 +258,11 @@ class FitPredictor:
         # A tracked row continues the fit of its person's frame before: the
         # rows go in chains fitted side by side, a step at a time; a step's
         # rows continuing a fit apart from those starting afresh.
-        frame_of = lambda i: images[i][1]  # noqa: E731
+        def frame_of(i: int) -> int:
+            frame = images[i][1]
+            assert frame is not None  # only a video's frames are tracked
+            return frame
+
         ordered = [sorted(rows, key=frame_of) for rows in tracks.values()]
         fits: dict[int, FitInit] = {}  # row → its latest fit (a row may be refitted)
         passes = [self.passes_with_3d if all(people[i][1] is not None for i in rows) else self.passes_2d_only
@@ -263,15 +280,15 @@ class FitPredictor:
                     last = self._last.get((images[i][0], locations[i].person))
                     if last is not None and last[0] == frame_of(i) - 1:
                         previous[i] = last[1]
-                key = (i in previous, locations[i].keypoint_set, people[i][1] is None,
-                       transforms[i].crop_size)
-                groups.setdefault(key, []).append(i)
+                group_key = (i in previous, locations[i].keypoint_set, people[i][1] is None,
+                             transforms[i].crop_size)
+                groups.setdefault(group_key, []).append(i)
             for group in groups.values():
-                before = None
+                continued = None
                 if group[0] in previous:
-                    before = FitInit(*(torch.cat([getattr(previous[i], name) for i in group])
-                                       for name in ("cam", "pose", "betas")))
-                fitted, result = self._fit(group, people, transforms, locations, images, before)
+                    continued = FitInit(*(torch.cat([getattr(previous[i], name) for i in group])
+                                          for name in ("cam", "pose", "betas")))
+                fitted, result = self._fit(group, people, transforms, locations, images, continued)
                 for j, (i, pred) in enumerate(zip(group, fitted)):
                     preds[i] = pred
                     fits[i] = FitInit(result.cam[j:j + 1], result.pose[j:j + 1], result.betas[j:j + 1])
@@ -287,9 +304,11 @@ class FitPredictor:
             finished += len(rows)
             if done is not None:
                 done(finished, work)
-        return preds
+        return cast("list[Prediction]", preds)  # every row was fitted, in a chain or a batch
 
-    def _fit(self, rows, people, transforms, locations, images, previous=None) -> tuple[list[Prediction], Any]:
+    def _fit(self, rows: list[int], people: _People, transforms: list[CropTransform],
+             locations: list[PersonLocation], images: ImageRefs,
+             previous: FitInit | None = None) -> tuple[list[Prediction], FitInit]:
         """One batched fit of the people ``rows`` (the same keypoint layout,
         all with or all without 3D landmarks): their predictions, and the
         fit's parameters as an ``openhmr.fit.FitInit``."""
@@ -297,18 +316,21 @@ class FitPredictor:
 
         kp2d = np.stack([people[i][0] for i in rows])
         with_3d = people[rows[0]][1] is not None
-        inits = [people[i][2] for i in rows]
+        starts = [s for s in (people[i][2] for i in rows) if s is not None]
         init = None
-        if inits[0] is not None:
-            init = FitInit(torch.cat([s.cam for s in inits]), torch.cat([s.pose for s in inits]),
-                           torch.cat([s.betas for s in inits]))
+        if starts:  # HMR's estimates: every row has one (or none has)
+            init = FitInit(torch.cat([s.cam for s in starts]), torch.cat([s.pose for s in starts]),
+                           torch.cat([s.betas for s in starts]))
         keypoint_set = locations[rows[0]].keypoint_set
+        assert keypoint_set is not None  # predict() refuses people without keypoints
         noise = None  # image pixels → each person's crop pixels
         if self.noise_px is not None:
             noise = np.array([self.noise_px * math.sqrt(transforms[i].scale_x * transforms[i].scale_y)
                               for i in rows])
+        # The rows were grouped by having 3D landmarks: all have them, or none has.
+        landmarks = [kp3d for kp3d in (people[i][1] for i in rows) if kp3d is not None]
         result = fit(self.body, kp2d, keypoint_set,
-                     keypoints3d=np.stack([people[i][1] for i in rows]) if with_3d else None,
+                     keypoints3d=np.stack(landmarks) if with_3d else None,
                      keypoints3d_set=keypoint_set if with_3d else None,
                      camera="weak", crop_size=transforms[rows[0]].crop_size, init=init,
                      previous=previous, config=self.config, noise_px=noise)

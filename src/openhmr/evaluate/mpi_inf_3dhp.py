@@ -41,6 +41,7 @@ Frame keys: ``TS1/000001`` = test sequence, 1-based frame number (as in
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,7 @@ def h36m17_to_3dhp17() -> list[int]:
     return [names.index(n) for n in JOINTS_17]
 
 
-def _h5py():
+def _h5py() -> Any:  # the h5py module (untyped)
     try:
         import h5py
     except ImportError:

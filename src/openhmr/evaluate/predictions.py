@@ -35,6 +35,10 @@ from openhmr.progress import track
 if TYPE_CHECKING:
     import cv2
 
+    from openhmr.body.base import BodyModel
+    from openhmr.data.crop import CropTransform
+    from openhmr.evaluate.benchmark import ImageRef
+
 
 @dataclass
 class Predictions:
@@ -185,7 +189,7 @@ class FrameReader:
         self._videos.clear()
         self._next.clear()
 
-    def __call__(self, ref) -> np.ndarray:
+    def __call__(self, ref: ImageRef) -> np.ndarray:
         """(H, W, 3) uint8 RGB of one frame."""
         from openhmr.io.images import open_capture, read_image
 
@@ -215,7 +219,7 @@ class FrameReader:
         return np.ascontiguousarray(bgr[..., ::-1])
 
 
-def ground_truth_crop(read: FrameReader, ref) -> tuple[np.ndarray, object]:
+def ground_truth_crop(read: FrameReader, ref: ImageRef) -> tuple[np.ndarray, CropTransform]:
     """The original's evaluation crop of a frame: the box of its ground-truth
     2D joints scaled to a 150 px diagonal, a 224×224 window centred on it.
 
@@ -229,7 +233,7 @@ def ground_truth_crop(read: FrameReader, ref) -> tuple[np.ndarray, object]:
 
 
 def predict_with_hmr(
-    bench_images: list, weights: str | Path, smpl: str | Path, device: str = "cpu",
+    bench_images: list[ImageRef], weights: str | Path, smpl: str | Path, device: str = "cpu",
     batch_size: int = 32, keep_vertices: bool = False,
 ) -> Predictions:
     """Run HMR on each frame's ground-truth crop and collect its predictions.
@@ -287,7 +291,7 @@ class FitRun:
     undetected: int
 
 
-def predict_with_fit(bench_images: list, body_model=None, batch_size: int = 32,
+def predict_with_fit(bench_images: list[ImageRef], body_model: BodyModel | None = None, batch_size: int = 32,
                      keep_vertices: bool = False, world_landmarks: bool = True) -> FitRun:
     """The open default on each frame's ground-truth crop: BlazePose on the
     crop (:func:`ground_truth_crop`), then the body model fitted to its 2D

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import cast
 
 import numpy as np
+from torch import Tensor
 
 from openhmr import metrics as M
 from openhmr.body.keypoints import get_set
@@ -174,7 +175,7 @@ def frame_metrics(bench: Benchmark, preds: Predictions, batch_size: int = 1024) 
     n = len(bench)
     out: dict[str, list[np.ndarray]] = {}
 
-    def add(name: str, value) -> None:
+    def add(name: str, value: Tensor | np.ndarray) -> None:
         out.setdefault(name, []).append(np.asarray(M.as_tensor(value).cpu().numpy()))
 
     pred_vertices, gt_vertices = preds.vertices, bench.gt_vertices

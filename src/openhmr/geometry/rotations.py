@@ -6,6 +6,8 @@ the input's device and dtype.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -179,7 +181,7 @@ class _PolarRotation(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, matrix: Tensor, iterations: int) -> Tensor:
+    def forward(ctx: Any, matrix: Tensor, iterations: int) -> Tensor:
         r = matrix
         for _ in range(iterations):
             # Columns of the cofactor matrix: cof(R) = det(R)·R⁻ᵀ.
@@ -194,7 +196,7 @@ class _PolarRotation(torch.autograd.Function):
         return r
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         matrix, r = ctx.saved_tensors
         h = r.transpose(-1, -2) @ matrix
         h = 0.5 * (h + h.transpose(-1, -2))

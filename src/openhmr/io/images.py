@@ -22,10 +22,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from openhmr.errors import InputError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -33,7 +37,7 @@ IMAGE_EXTENSIONS = frozenset(
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 
 
-def _to_rgb8(img) -> np.ndarray:  # img: PIL.Image.Image
+def _to_rgb8(img: Image.Image) -> np.ndarray:
     """Any PIL image → (H, W, 3) uint8 RGB (see the module docstring)."""
     from PIL import Image
 
@@ -104,7 +108,7 @@ def quiet_ffmpeg() -> None:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 
-def open_capture(path: Path):
+def open_capture(path: Path) -> Any:  # cv2.VideoCapture: its frames are plain numpy arrays here
     """``cv2.VideoCapture(path)``, opened without FFmpeg's or OpenCV's own
     log lines about a file it cannot read (OpenCV's log level is restored
     afterwards); the caller checks ``isOpened()``.
@@ -130,7 +134,7 @@ def open_capture(path: Path):
             cv2.setLogLevel(level)
 
 
-def _capture(path: Path):
+def _capture(path: Path) -> tuple[Any, VideoInfo]:
     """An opened ``cv2.VideoCapture`` and its :class:`VideoInfo`."""
     import cv2
 

@@ -16,7 +16,7 @@ but it is cheap to be exact, so openhmr uses this class by default
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor
@@ -47,8 +47,9 @@ class TFAdam(torch.optim.Optimizer):
             raise ValueError(f"invalid Adam hyper-parameters lr={lr}, betas={betas}, eps={eps}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, step=0))
 
+    # One signature for torch's two overloads (no closure → None; a closure → its loss).
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -72,7 +73,7 @@ class TFAdam(torch.optim.Optimizer):
             if not params:
                 continue
             if group["weight_decay"]:
-                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+                grads = list(torch._foreach_add(grads, params, alpha=group["weight_decay"]))
             group["step"] += 1
             t = float(group["step"])
             step_size = group["lr"] * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
