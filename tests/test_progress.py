@@ -141,10 +141,15 @@ def test_a_logged_command_writes_lines_not_carriage_returns(tmp_path):
 
 
 def test_durations_at_the_unit_boundaries_and_no_time_left_when_done():
-    """Rounding up to a whole minute or hour moves to that unit ('2 min 00 s',
-    not '1 min 00 s' for 119.6 s; '1 h 00 min', not '60 min 00 s'), and a line
+    """Rounding up to the next unit moves to it ('2 min 00 s', not '1 min 00 s'
+    for 119.6 s; '1 h 00 min', not '60 min 00 s'; '1 min 00 s', not '60 s' for
+    59.7 s; '10 s', not '10.0 s'), and a line
     written once every step is done shows no '~0 s left'."""
     assert duration(60) == "1 min 00 s"
+    assert duration(59.7) == "1 min 00 s"
+    assert duration(59.4) == "59 s"
+    assert duration(9.97) == "10 s"
+    assert duration(9.94) == "9.9 s"
     assert duration(119.6) == "2 min 00 s"
     assert duration(3600) == "1 h 00 min"
     assert duration(3599.6) == "1 h 00 min"

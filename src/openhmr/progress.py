@@ -64,8 +64,12 @@ def line_interval() -> float:
 def duration(seconds: float) -> str:
     """A short human duration: '42 s', '3 min 05 s', '2 h 07 min'."""
     seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    # Each unit up to where its rounding would reach the next: 9.96 s reads
+    # "10 s", 59.7 s "1 min 00 s".
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
+    if seconds < 59.5:
+        return f"{seconds:.0f} s"
     whole = int(round(seconds))
     if whole < 3600:
         return f"{whole // 60} min {whole % 60:02d} s"
