@@ -2005,3 +2005,66 @@ def test_overwriting_a_photos_people_keeps_every_person_written(model_files, tmp
     code, err = run([*args, "--overwrite"], capsys)
     assert code == 0 and "removed" not in err, err
     assert sorted(p.name for p in out.iterdir()) == first
+
+
+def test_skip_existing_goes_on_with_a_stopped_run(model_files, tmp_path, capsys, cached_loading, monkeypatch):
+    """--skip-existing: photos and videos whose outputs an earlier run
+    finished are passed by (not errors, no model loaded when nothing is
+    left), a video whose overlay was not finished is still refused, new
+    inputs are processed; with --max-people a photo is finished when person
+    1's json is there, which is written after every other person's."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        make_image(folder / f"p{i}.png", size=(64, 48), seed=i)
+    _grey_video(folder / "clip.mp4", 3, 64, 48)
+    out = tmp_path / "out"
+    common = ["--bbox", "5,5,40,40", *hmr_args(model_files, out)]
+    code, err = run([folder, *common], capsys)
+    assert code == 0, err
+    first = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert {"p0.json", "p1.json", "clip.npz", "clip_overlay.mp4"} <= set(first)
+
+    loads: list[tuple] = []
+    with monkeypatch.context() as patch:
+        patch.setattr(demo_run, "build_predictor", lambda *a, **k: loads.append(a))
+        code, err = run([folder, "--skip-existing", *common], capsys)
+    assert code == 0 and loads == [], err
+    assert "3 of 3 input(s) passed by: an earlier run finished their outputs (--skip-existing)" in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == first
+
+    # The video's overlay was not finished; a new photo came.
+    (out / "clip_overlay.mp4").unlink()
+    make_image(folder / "p2.png", size=(64, 48), seed=2)
+    code, err = run([folder, "--skip-existing", "--no-render", *common], capsys)
+    assert "3 of 4 input(s) passed by" in err  # without pictures, the npz finishes the video
+    assert code == 0 and (out / "p2.json").is_file(), err
+    code, err = run([folder, "--skip-existing", *common], capsys)
+    assert code == 1 and "3 of 4 input(s) passed by" in err
+    assert f"{out / 'clip.npz'} already exists (pass --overwrite to replace it)" in err
+
+    # Several people: the photo counts as finished by person 1's json alone.
+    people = tmp_path / "keypoints"
+    people.mkdir()
+    left, right = _standing_body25(100, 20, 200), _standing_body25(300, 30, 180)
+    group = make_image(tmp_path / "g.png", size=(400, 240))
+    (people / "g_keypoints.json").write_text(json.dumps(
+        {"people": [{"pose_keypoints_2d": k.ravel().tolist()} for k in (left, right)]}))
+    several = [group, "--openpose", people, "--max-people", "2", "--no-render", *hmr_args(model_files, out)]
+    calls = _recording_predictor(monkeypatch)
+    written: list[str] = []
+    real_write = demo_run.write_image_outputs
+
+    def write(image, pred, paths, *args, **kwargs):
+        real_write(image, pred, paths, *args, **kwargs)
+        written.append(paths["json"].name)
+
+    monkeypatch.setattr(demo_run, "write_image_outputs", write)
+    code, err = run(several, capsys)
+    assert code == 0 and calls == [["g.png", "g.png"]], err
+    assert written == ["g_person2.json", "g_person1.json"]
+    code, err = run([*several, "--skip-existing"], capsys)
+    assert code == 0 and "1 of 1 input(s) passed by" in err and len(calls) == 1
+    with pytest.raises(SystemExit) as usage:  # argparse's usage error
+        main(["demo", *map(str, several), "--skip-existing", "--overwrite"])
+    assert usage.value.code == 2 and "not allowed with argument" in capsys.readouterr().err

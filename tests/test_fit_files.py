@@ -340,6 +340,13 @@ def test_several_people_per_file_as_the_demo_writes_them(smpl_npz, tmp_path, cap
     assert (tmp_path / "quick" / "pair_scene.obj").read_bytes() == (tmp_path / "demo" / "pair_scene.obj").read_bytes()
     assert json.loads((tmp_path / "quick" / "pair_person1.json").read_text())["crop"]["center"][0] > 200
 
+    # Again, the same two people with --overwrite: both people's files stay (person 1 is written
+    # last, and what an earlier run wrote goes only above the highest number written).
+    assert run_fit_files(FitFilesOptions([str(keypoints)], (width, height), out=tmp_path / "quick",
+                                         smpl=smpl_npz, fit_config=QUICK, max_people=3, overwrite=True)) == 0
+    assert sorted(p.name for p in (tmp_path / "quick").iterdir()) == names
+    assert "removed" not in capsys.readouterr().err
+
     # Again with one person in the file and --overwrite: person 2's files of the first run go.
     one = _write(tmp_path / "one" / "pair_keypoints.json", _person(290, 40, 170))
     assert run_fit_files(FitFilesOptions([str(one)], (width, height), out=tmp_path / "quick",
@@ -349,7 +356,7 @@ def test_several_people_per_file_as_the_demo_writes_them(smpl_npz, tmp_path, cap
     assert "removed 3 file(s) an earlier run wrote" in capsys.readouterr().err
 
 
-def test_a_sequence_of_several_people_is_the_demo_on_its_video(smpl_npz, tmp_path, capsys):
+def test_a_sequence_of_several_people_is_the_demo_on_its_video(smpl_npz, tmp_path, monkeypatch, capsys):
     """--sequence --max-people: each person followed through the frame files
     and written as <video>_person<k>.npz — bit for bit the demo's on the video."""
     import cv2
@@ -371,10 +378,18 @@ def test_a_sequence_of_several_people_is_the_demo_on_its_video(smpl_npz, tmp_pat
     writer.release()
     assert run_demo(DemoOptions([str(video)], out=tmp_path / "demo", method="fit", smpl=smpl_npz,
                                 openpose=keypoints, fit_config=QUICK, render=False, max_people=2)) == 0
+    import openhmr.demo.video as video_module
+
+    written: list[str] = []
+    real_write = video_module.write_video_npz
+    monkeypatch.setattr(video_module, "write_video_npz",
+                        lambda path, *a, **k: (real_write(path, *a, **k), written.append(Path(path).name)))
     assert run_fit_files(FitFilesOptions([str(keypoints)], (width, height), out=tmp_path / "fit",
                                          smpl=smpl_npz, fit_config=QUICK, sequence=True, fps=fps,
                                          max_people=2)) == 0
     assert sorted(p.name for p in (tmp_path / "fit").iterdir()) == ["pair_person1.npz", "pair_person2.npz"]
+    # Person 1 last: its npz tells --skip-existing that every person's is written.
+    assert written == ["pair_person2.npz", "pair_person1.npz"]
     for k in (1, 2):
         with_video = np.load(tmp_path / "demo" / f"pair_person{k}.npz")
         without = np.load(tmp_path / "fit" / f"pair_person{k}.npz")
@@ -670,3 +685,90 @@ def test_only_a_trailing_keypoints_suffix_is_dropped_from_names(tmp_path):
         (folder / rel).write_text("{}")
     assert [name for _, name in collect_keypoint_files([folder])] == ["run_keypoints/x", "x_keypoints_v2"]
     assert collect_keypoint_files([folder / "x_keypoints_v2.json"])[0][1] == "x_keypoints_v2"
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
+def test_skip_existing_passes_by_finished_files_and_refuses_unfinished_ones(smpl_npz, tmp_path, monkeypatch,
+                                                                            capsys):
+    """--skip-existing goes on with a stopped run: a file whose outputs an
+    earlier run finished is passed by (counted, not an error, its outputs
+    untouched), one it left unfinished is still refused, a new one is fitted;
+    the body model is not loaded when nothing is left to fit."""
+    width, height = 400, 240
+    folder = tmp_path / "keypoints"
+    _write(folder / "alone_keypoints.json", _person(200, 30, 180))
+    _write(folder / "pair_keypoints.json", _person(100, 30, 180), _person(290, 40, 170))
+    out = tmp_path / "out"
+
+    def run(**options) -> int:
+        return run_fit_files(FitFilesOptions([str(folder)], (width, height), out=out, smpl=smpl_npz,
+                                             fit_config=QUICK, max_people=3, **options))
+
+    assert run() == 0
+    first = _mtimes(out)
+    assert sorted(first) == sorted(["alone_person1.json", "alone_person1.npz", "alone_person1.obj",
+                                    "alone_scene.obj"] + [f"pair_person{k}{s}" for k in (1, 2)
+                                                          for s in (".json", ".npz", ".obj")]
+                                   + ["pair_scene.obj"])
+    capsys.readouterr()
+    with monkeypatch.context() as patch:
+        def no_body(*args: object) -> None:
+            raise AssertionError("the body model was loaded with nothing to fit")
+
+        patch.setattr("openhmr.body.smpl.SMPL", no_body)
+        assert run(skip_existing=True) == 0
+    err = capsys.readouterr().err
+    assert "2 file(s) passed by: an earlier run finished their outputs (--skip-existing)" in err
+    assert "error" not in err and _mtimes(out) == first
+
+    # The pair's run stopped before person 1 (written last); a new file came.
+    (out / "pair_person1.json").unlink()
+    _write(folder / "new_keypoints.json", _person(200, 30, 170))
+    assert run(skip_existing=True) == 1
+    err = capsys.readouterr().err
+    assert "1 file(s) passed by" in err
+    assert f"error: {folder / 'pair_keypoints.json'}: {out / 'pair_person1.npz'} already exists" in err
+    assert "1 of 2 file(s) fitted" in err and (out / "new_person1.json").is_file()
+    assert _mtimes(out)["alone_person1.json"] == first["alone_person1.json"]
+
+    # Without --max-people the files written are others: nothing is finished.
+    assert run_fit_files(FitFilesOptions([str(folder / "alone_keypoints.json")], (width, height), out=out,
+                                         smpl=smpl_npz, fit_config=QUICK, skip_existing=True)) == 0
+    assert "passed by" not in capsys.readouterr().err and (out / "alone.json").is_file()
+
+    from openhmr.errors import InputError
+
+    with pytest.raises(InputError, match="exclude each other"):
+        run(skip_existing=True, overwrite=True)
+    with pytest.raises(SystemExit) as usage:  # argparse's usage error
+        main(["fit", str(folder), "--image-size", f"{width}x{height}", "--overwrite", "--skip-existing"])
+    assert usage.value.code == 2
+    assert "--skip-existing: not allowed with argument --overwrite" in capsys.readouterr().err
+
+
+def test_skip_existing_passes_by_a_finished_sequence(smpl_npz, tmp_path, capsys):
+    """--sequence --skip-existing: a video whose npz an earlier run wrote for
+    these frame files is passed by; another video of the same name is not."""
+    frames, width, height, fps = 3, 400, 240, 10.0
+    folder = tmp_path / "openpose"
+    for i in range(frames):
+        _write(folder / f"clip_{i:012d}_keypoints.json", _person(150 + 10 * i, 30, 180))
+    out = tmp_path / "out"
+    options = dict(out=out, smpl=smpl_npz, fit_config=QUICK, sequence=True, fps=fps)
+    assert run_fit_files(FitFilesOptions([str(folder)], (width, height), **options)) == 0
+    first = _mtimes(out)
+    capsys.readouterr()
+    assert run_fit_files(FitFilesOptions([str(folder)], (width, height), skip_existing=True, **options)) == 0
+    assert "1 video(s) passed by" in capsys.readouterr().err and _mtimes(out) == first
+
+    # An npz of the same name written for other frame files is not this video's.
+    other = tmp_path / "elsewhere"
+    for i in range(frames):
+        _write(other / f"clip_{i:012d}_keypoints.json", _person(150, 30, 180))
+    np.savez(out / "clip.npz", schema=np.array(SCHEMA_ID), input=np.array(str(tmp_path / "x" / "y.mp4")))
+    assert run_fit_files(FitFilesOptions([str(other)], (width, height), skip_existing=True, **options)) == 1
+    err = capsys.readouterr().err
+    assert "passed by" not in err and "clip.npz already exists" in err

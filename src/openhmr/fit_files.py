@@ -81,6 +81,7 @@ class FitFilesOptions:
     smpl: Path | None = None
     mesh_format: str = "obj"
     overwrite: bool = False
+    skip_existing: bool = False  # pass by the files (videos) an earlier run finished
     device: str = "cpu"
     fit_config: Any = None
     sequence: bool = False
@@ -196,7 +197,7 @@ def run_fit_files(options: FitFilesOptions) -> int:
     import torch
 
     from openhmr.demo import (MESH_FORMATS, SMOOTHING, FitPredictor, check_free, check_output_folder,
-                              image_outputs, load_anny,
+                              finished_earlier, image_outputs, load_anny,
                               person_outputs, progress, remove_earlier_people, write_image_outputs,
                               write_people_files)
 
@@ -208,6 +209,8 @@ def run_fit_files(options: FitFilesOptions) -> int:
         raise InputError(f"--noise-px must be a positive number of pixels, got {options.noise_px:g}")
     if options.mesh_format not in MESH_FORMATS:
         raise InputError(f"unknown mesh format {options.mesh_format!r}; choose one of {', '.join(MESH_FORMATS)}")
+    if options.overwrite and options.skip_existing:
+        raise InputError("--overwrite and --skip-existing exclude each other")
     if options.sequence:
         if options.fps is None:
             raise InputError("--sequence needs --fps, the video's frame rate (OpenPose does not record it)")
@@ -230,6 +233,22 @@ def run_fit_files(options: FitFilesOptions) -> int:
                              "(<video>_<frame, 12 digits>_keypoints.json, as OpenPose's --write_json)")
         for path in others:
             _report(path, InputError("not named as a video frame (<video>_<frame, 12 digits>_keypoints.json)"))
+    out = Path(options.out)
+    several = options.max_people > 1
+    passed = 0  # inputs an earlier run finished, passed by before the body model loads
+    if options.skip_existing and options.sequence:
+        unfinished = {name: frames for name, frames in videos.items()
+                      if not finished_earlier(out, name, "video", frame_pattern(name, frames), several, False)}
+        passed, videos = len(videos) - len(unfinished), unfinished
+    elif options.skip_existing:
+        unfinished_files = [(path, name) for path, name in files
+                            if not finished_earlier(out, name, "image", str(path), several, False)]
+        passed, files = len(files) - len(unfinished_files), unfinished_files
+    if passed:
+        print(f"openhmr fit: {passed} {'video' if options.sequence else 'file'}(s) passed by: an earlier "
+              f"run finished their outputs (--skip-existing)", file=sys.stderr)
+    if options.sequence and not videos or not options.sequence and not files:
+        return 1 if options.sequence and others else 0
     device = torch.device(options.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda was asked for but this torch has no CUDA device")
@@ -289,7 +308,10 @@ def run_fit_files(options: FitFilesOptions) -> int:
                     broken.add(path)
                     failed += 1
                     _report(path, e)
-        for (path, paths, _, _, person, name), pred in zip(batch, preds):
+        # A file's people from the last to person 1, whose json tells --skip-existing the file is finished.
+        file_order = {path: i for i, path in enumerate(dict.fromkeys(b[0] for b in batch))}
+        for (path, paths, _, _, person, name), pred in sorted(
+                zip(batch, preds), key=lambda entry: (file_order[entry[0][0]], -(entry[0][4] or 0))):
             if path in broken:
                 continue
             try:
@@ -300,14 +322,14 @@ def run_fit_files(options: FitFilesOptions) -> int:
                     broken.add(path)
                     failed += 1
                     _report(path, e)
-            people[path] = (name, 0 if person is None else person)
+            number = 0 if person is None else person  # people written: the highest number
+            people[path] = (name, max(number, people[path][1]) if path in people else number)
         if options.overwrite:
             for path, (name, count) in people.items():
                 removed = None if path in broken else remove_earlier_people(out, name, count, str(path))
                 if removed:
                     print(f"openhmr fit: warning: {path}: {removed}", file=sys.stderr)
 
-    out = Path(options.out)
     for path, name in progress(files, len(files), "keypoint files", "file"):
         try:
             if options.max_people > 1:

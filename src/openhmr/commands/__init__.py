@@ -13,8 +13,9 @@ from pathlib import Path
 
 
 def add_output_options(p: argparse.ArgumentParser, inputs: str) -> None:
-    """--out, --device, --mesh-format and --overwrite, as ``demo`` and ``fit``
-    share them; ``inputs`` names what is processed ("inputs", "files")."""
+    """--out, --device, --mesh-format, --overwrite and --skip-existing, as
+    ``demo`` and ``fit`` share them; ``inputs`` names what is processed
+    ("inputs", "files")."""
     p.add_argument("--out", type=Path, default=Path("openhmr_out"), metavar="DIR",
                    help=f"output folder (default: ./openhmr_out); {inputs} found in a folder keep "
                         "their relative path")
@@ -22,12 +23,17 @@ def add_output_options(p: argparse.ArgumentParser, inputs: str) -> None:
                    help="torch device to run on (default: cpu)")
     p.add_argument("--mesh-format", dest="mesh_format", choices=("obj", "ply", "glb"),
                    default="obj", help="mesh file format (default: obj)")
-    p.add_argument("--overwrite", action="store_true",
-                   help=f"replace existing output files (otherwise one of the {inputs} whose "
-                        "outputs exist is reported as an error and skipped), and remove what an earlier "
-                        "run wrote for the same input that this run does not replace (more "
-                        "people than are found now, or the files of the other --max-people "
-                        "mode)")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true",
+                          help=f"replace existing output files (otherwise one of the {inputs} whose "
+                               "outputs exist is reported as an error and skipped), and remove what an "
+                               "earlier run wrote for the same input that this run does not replace (more "
+                               "people than are found now, or the files of the other --max-people "
+                               "mode)")
+    existing.add_argument("--skip-existing", dest="skip_existing", action="store_true",
+                          help=f"pass by the {inputs} whose outputs an earlier run finished (to go on "
+                               "with a run that was stopped), counted apart and not as errors; the "
+                               "outputs of one it left unfinished are still reported as existing")
 
 
 def add_noise_option(p: argparse.ArgumentParser, applies_to: str = "") -> None:

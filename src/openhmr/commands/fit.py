@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = FitFilesOptions(
         inputs=list(args.inputs), image_size=parse_image_size(args.image_size), out=args.out,
-        smpl=args.smpl, mesh_format=args.mesh_format, overwrite=args.overwrite, device=args.device,
+        smpl=args.smpl, mesh_format=args.mesh_format, overwrite=args.overwrite,
+        skip_existing=args.skip_existing, device=args.device,
         sequence=args.sequence, fps=args.fps, smoothing=args.smoothing or "clip",
         batch_size=args.batch_size, max_people=args.max_people, noise_px=args.noise_px,
         fit_config=fit_config(args.upright, args.jumps, args.noise_px),

@@ -34,6 +34,7 @@ from openhmr.demo.options import MESH_FORMATS, METHODS, SMOOTHING, DemoOptions
 from openhmr.demo.outputs import (
     check_free,
     earlier_people_files,
+    finished_earlier,
     image_outputs,
     person_outputs,
     remove_earlier_people,
@@ -87,7 +88,7 @@ from openhmr.io.output_paths import check_output_folder
 __all__ = [
     "MESH_FORMATS", "METHODS", "SMOOTHING", "BoxSource", "build_person_source", "build_predictor",
     "check_free", "check_output_folder", "DemoOptions", "earlier_people_files", "DetectorSource", "FitPredictor",
-    "FittingNote", "HMRPredictor", "image_outputs",
+    "finished_earlier", "FittingNote", "HMRPredictor", "image_outputs",
     "load_anny", "load_hmr", "OpenPoseSource", "parse_bbox", "PeopleFollower", "person_outputs",
     "place_in_scene",
     "PersonLocation", "PersonSource", "body_joints", "posed_again", "predict_crops", "Predictor", "progress", "progress_bar",

@@ -27,6 +27,7 @@ class DemoOptions:
     device: str = "cpu"
     mesh_format: str = "obj"
     overwrite: bool = False
+    skip_existing: bool = False  # pass by the inputs an earlier run finished (finished_earlier)
     backend: str = "torch"
     batch_size: int = 8
     render: bool = True

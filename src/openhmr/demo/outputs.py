@@ -170,6 +170,34 @@ def remove_earlier_people(out: Path, name: str, count: int, source: str | None =
             f"did not replace ({files[0].name}{', …' if len(files) > 1 else ''})")
 
 
+def finished_earlier(out: Path, name: str, kind: str, source: str, several: bool, render: bool) -> bool:
+    """Whether an earlier run finished the outputs of the input ``source``
+    (``kind`` "image" or "video") named ``name`` in ``out``, as this run
+    would write them (``several``: with --max-people > 1), so that
+    ``--skip-existing`` passes it by: the file such a run writes last is
+    there, openhmr wrote it for a file of that name, and nothing was left
+    half-written.
+
+    A photo's json is written after its npz, mesh and pictures; of several
+    people, person 1's json is written last (:func:`write_image_outputs`'s
+    callers go from the last person to the first). A video's npz (person
+    1's, written after the others') comes before its overlay video, which
+    counts as well when ``render``. An interrupted run leaves no file whole
+    that it had not finished: each goes to a temporary name first.
+    """
+    from openhmr.io.prediction import read_openhmr_json
+
+    person = 1 if several else None
+    stem = f"{name}_person1" if several else name
+    if kind == "image":
+        doc = read_openhmr_json(out / f"{stem}.json")
+        return doc is not None and doc.get("person") == person and _same_input(doc.get("input"), source)
+    npz = out / f"{stem}.npz"
+    if not (npz.is_file() and _openhmr_npz(npz, person, source)):
+        return False
+    return not render or (out / f"{name}_overlay.mp4").is_file()
+
+
 def check_free(paths: dict[str, Path], overwrite: bool) -> None:
     """InputError naming the first of ``paths`` that exists, unless ``overwrite``."""
     if overwrite:

@@ -13,8 +13,9 @@ import torch
 
 from openhmr.data.crop import CropTransform, scale_and_crop, scale_for_bbox
 from openhmr.demo.options import MESH_FORMATS, METHODS, DemoOptions, video_smoothing
-from openhmr.demo.outputs import (check_free, image_outputs, person_outputs, remove_earlier_people,
-                                  video_outputs, write_image_outputs, write_people_files)
+from openhmr.demo.outputs import (check_free, finished_earlier, image_outputs, person_outputs,
+                                  remove_earlier_people, video_outputs, write_image_outputs,
+                                  write_people_files)
 from openhmr.demo.predictors import FitPredictor, HMRPredictor, Predictor, load_anny, load_hmr
 from openhmr.demo.report import Timer, progress, warn
 from openhmr.demo.sources import (SEARCH_EVERY, BoxSource, DetectorSource, OpenPoseSource, PersonLocation,
@@ -151,6 +152,8 @@ def run_demo(options: DemoOptions) -> int:
         raise InputError(f"--max-people must be at least 1, got {options.max_people}")
     if options.noise_px is not None and not (math.isfinite(options.noise_px) and options.noise_px > 0):
         raise InputError(f"--noise-px must be a positive number of pixels, got {options.noise_px:g}")
+    if options.overwrite and options.skip_existing:
+        raise InputError("--overwrite and --skip-existing exclude each other")
     if (method != "hmr" and bool(getattr(options.fit_config, "jump_iters", 0)) and options.world_landmarks
             and isinstance(source, DetectorSource)):
         # The jumps choose between depths that project alike, which 3D landmarks already tell apart.
@@ -180,17 +183,26 @@ def run_demo(options: DemoOptions) -> int:
     # may take seconds), and the rest are counted for the backend's choice.
     usable: list[InputItem] = []
     crops = 0
+    finished = 0  # inputs an earlier run finished, passed by with --skip-existing
     for item in items:
+        if options.skip_existing and finished_earlier(out, item.name, item.kind, str(item.path),
+                                                      options.max_people > 1, options.render):
+            finished += 1
+            continue
         try:
             crops += _precheck(item, out, options, source)
             usable.append(item)
         except InputError as e:
             fail(item, e)
+    if finished:
+        print(f"openhmr demo: {finished} of {len(items)} input(s) passed by: an earlier run finished "
+              f"their outputs (--skip-existing)", file=sys.stderr)
     images = [i for i in usable if i.kind == "image"]
     videos = [i for i in usable if i.kind == "video"]
     if not usable:
-        print(f"openhmr demo: {failures} of {len(items)} input(s) failed", file=sys.stderr)
-        return 1
+        if failures:
+            print(f"openhmr demo: {failures} of {len(items)} input(s) failed", file=sys.stderr)
+        return 1 if failures else 0
     predictor = build_predictor(options, method, crops)
     pending: list[_Pending] = []
 
@@ -224,7 +236,8 @@ def run_demo(options: DemoOptions) -> int:
                 if first.person is not None:
                     shared = write_people_files(first.image, [q for _, q in group], first.paths,
                                                 options.mesh_format, options.render)
-                for p, pred in group:
+                # Person 1 last: its json tells --skip-existing that the photo is finished.
+                for p, pred in reversed(group):
                     write_image_outputs(p.image, pred, p.paths, options.mesh_format, options.render,
                                         shared)
                 if options.overwrite:

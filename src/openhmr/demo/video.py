@@ -164,7 +164,7 @@ def write_people_npz(body: BodyModel, people: dict[int, list[Prediction]], npz_o
         if smoothing != "none":
             people[person] = smooth_predictions(body, people[person], smoothing, fps)
     focal = float(np.median([float(p.focal[0]) for preds in people.values() for p in preds]))
-    for person in sorted(people):
+    for person in sorted(people, reverse=True):  # person 1 last: it tells --skip-existing all are written
         meshes = progress(posed_again(body, people[person]), len(people[person]), npz_of(person).name,
                            "frame")
         write_video_npz(npz_of(person), people[person], total, fps, smoothing=smoothing,
