@@ -288,7 +288,7 @@ def stub_eval(monkeypatch):
     return seen
 
 
-def test_eval_passes_its_defaults_and_options_on(stub_eval, tmp_path, capsys):
+def test_eval_passes_its_defaults_and_options_on(stub_eval, tmp_path, monkeypatch, capsys):
     """eval --weights: --frame-step, --allow-partial, --3dhp-annotation, --smpl and
     --smpl-dir reach the benchmark reader, --device and --batch-size reach the
     network, with the documented defaults (every 5th frame, all sequences,
@@ -302,6 +302,10 @@ def test_eval_passes_its_defaults_and_options_on(stub_eval, tmp_path, capsys):
                                       "smpl": Path("smpl.pkl"), "annotation": "univ_annot3"}
     assert stub_eval["hmr"] == (["crop 0", "crop 1"], Path("w.safetensors"), Path("smpl.pkl"), "cpu", 32, False)
     np.testing.assert_array_equal(stub_eval["keypoints2d"][0, 0], [11.0, 21.0])
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # two GPUs, as far as eval can tell
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert main(base + ["--frame-step", "2", "--allow-partial", "--3dhp-annotation", "annot3",
                         "--smpl-dir", "models", "--device", "cuda:1", "--batch-size", "3"]) == 0
     assert stub_eval["benchmark"] == {"protocol": "3dhp", "data": tmp_path, "frame_step": 2,

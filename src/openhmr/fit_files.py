@@ -194,12 +194,11 @@ def _report(path: Path | str, error: Exception) -> None:
 def run_fit_files(options: FitFilesOptions) -> int:
     """Fit every input file (or, with ``sequence``, every video's frames);
     return the exit code (0, or 1 if any file or video failed)."""
-    import torch
-
     from openhmr.demo import (MESH_FORMATS, SMOOTHING, FitPredictor, check_free, check_output_folder,
                               finished_earlier, image_outputs, load_anny,
                               person_outputs, progress, remove_earlier_people, write_image_outputs,
                               write_people_files)
+    from openhmr.devices import require_device
 
     if options.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {options.batch_size}")
@@ -249,9 +248,7 @@ def run_fit_files(options: FitFilesOptions) -> int:
               f"run finished their outputs (--skip-existing)", file=sys.stderr)
     if options.sequence and not videos or not options.sequence and not files:
         return 1 if options.sequence and others else 0
-    device = torch.device(options.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but this torch has no CUDA device")
+    device = require_device(options.device)
     body: BodyModel
     if options.smpl is not None:
         from openhmr.body.smpl import SMPL

@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from openhmr.devices import require_device
     from openhmr.errors import InputError
     from openhmr.inference.backends import BACKENDS, available_backends
     from openhmr.inference.timing import bench_backends
@@ -79,9 +80,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.json, args.overwrite, "--json")
     if args.threads and args.threads > 4 * (os.cpu_count() or 1):
         raise InputError(f"--threads {args.threads} is more than 4× this machine's {os.cpu_count()} CPUs")
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device cuda was asked for but this torch has no CUDA device")
+    device = require_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
 

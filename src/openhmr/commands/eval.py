@@ -61,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from openhmr.devices import require_device
     from openhmr.errors import InputError
     from openhmr.evaluate import load_benchmark, load_predictions, score
     from openhmr.evaluate.predictions import predict_with_fit, predict_with_hmr, save_predictions
@@ -85,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--fit needs the BlazePose detector: pip install 'openhmr[demo]'")
     if args.weights is not None and args.smpl is None:
         raise InputError("--weights needs --smpl, the SMPL file with HMR's cocoplus regressor")
+    if args.weights is not None:
+        require_device(args.device)  # now, not once the benchmark has loaded
     if args.list_frames is not None:
         check_output_file(args.list_frames, args.overwrite, "--list-frames")
     if args.save_predictions is not None:

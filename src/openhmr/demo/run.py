@@ -21,6 +21,7 @@ from openhmr.demo.report import Timer, progress, warn
 from openhmr.demo.sources import (SEARCH_EVERY, BoxSource, DetectorSource, OpenPoseSource, PersonLocation,
                                   PersonSource, TightCropSource, parse_bbox)
 from openhmr.demo.video import run_video
+from openhmr.devices import require_device
 from openhmr.errors import InputError, OpenHMRError
 from openhmr.inference.backends import BACKENDS
 from openhmr.inference.predictor import Predictor as BackendPredictor
@@ -90,9 +91,7 @@ def resolve_method(options: DemoOptions) -> str:
 def build_predictor(options: DemoOptions, method: str, expected_crops: int | None = None) -> Predictor:
     """The predictor for ``method``; ``expected_crops`` (images plus video
     frames, if known) lets ``--backend auto`` skip compiling for a small job."""
-    device = torch.device(options.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but this torch has no CUDA device")
+    device = require_device(options.device)
     if options.backend not in BACKENDS:
         raise InputError(f"unknown backend {options.backend!r}; available: {', '.join(BACKENDS)}")
     if method in ("hmr", "hmr+fit"):

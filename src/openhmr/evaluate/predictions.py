@@ -251,9 +251,10 @@ def predict_with_hmr(
 
     from openhmr.data.crop import normalize_crop
     from openhmr.demo import load_hmr
+    from openhmr.devices import require_device
     from openhmr.geometry.camera import crop_normalised_to_pixels, weak_perspective_project
 
-    model, body = load_hmr(weights, smpl, torch.device(device))
+    model, body = load_hmr(weights, smpl, require_device(device))
     if "lsp14" not in body.keypoint_sets:
         raise InputError("the body model gives no LSP-14 keypoints; evaluation needs HMR's "
                          "cocoplus regressor (the HMR SMPL file)")

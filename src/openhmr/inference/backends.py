@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from openhmr.body.base import BodyModel
+from openhmr.devices import require_device
 from openhmr.errors import InputError, OpenHMRError
 from openhmr.inference.predictor import (
     KEYPOINT_TOLERANCE_PX,
@@ -211,9 +212,7 @@ def load_predictor(
     """
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device cuda was asked for but this torch has no CUDA device")
+    device = require_device(device)
 
     if not isinstance(weights, torch.nn.Module) and Path(weights).suffix.lower() == ".onnx":
         return _onnx_file_predictor(Path(weights), body_model, backend, device, log)

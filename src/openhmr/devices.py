@@ -1,0 +1,32 @@
+"""The torch device a command or function was asked to run on, checked to be
+present before any work starts."""
+
+from __future__ import annotations
+
+import torch
+
+from openhmr.errors import InputError
+
+
+def require_device(name: str | torch.device) -> torch.device:
+    """``name`` as a torch device, present on this machine.
+
+    Args:
+        name: "cpu", "cuda", "cuda:1", "mps", ... (a :class:`torch.device` too).
+    Raises:
+        InputError (one line): CUDA asked for where this torch has no CUDA
+        device, a CUDA index past the devices there are, or MPS where it is
+        not available. A name torch does not know is ``torch.device``'s
+        RuntimeError (the command line refuses it while parsing).
+    """
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {str(name)!r} was asked for but this torch has no CUDA device")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise InputError(f"device {str(name)!r} was asked for but this machine has {count} CUDA "
+                             f"device(s): cuda:0 to cuda:{count - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device {str(name)!r} was asked for but MPS is not available here")
+    return device

@@ -1,0 +1,73 @@
+"""require_device: a device that is not here is one line before any work,
+in every command that takes --device (demo, fit, bench, eval)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from openhmr.cli import main
+from openhmr.devices import require_device
+from openhmr.errors import InputError
+
+
+def test_the_cpu_is_always_there() -> None:
+    assert require_device("cpu") == torch.device("cpu")
+    assert require_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_cuda_without_cuda_is_one_line(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for name in ("cuda", "cuda:1"):
+        with pytest.raises(InputError, match=f"device '{name}' was asked for but this torch has no CUDA device"):
+            require_device(name)
+
+
+def test_a_cuda_index_past_the_devices_is_one_line(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert require_device("cuda:1") == torch.device("cuda", 1)
+    assert require_device("cuda") == torch.device("cuda")
+    with pytest.raises(InputError, match="'cuda:2' was asked for but this machine has 2 CUDA device"
+                                         r"\(s\): cuda:0 to cuda:1"):
+        require_device("cuda:2")
+
+
+def test_mps_where_it_is_not_available(monkeypatch) -> None:
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(InputError, match="MPS is not available here"):
+        require_device("mps")
+
+
+def _body25_file(path) -> str:
+    """An OpenPose file of one standing person in a 64×48 image."""
+    import json
+
+    import numpy as np
+
+    points = np.zeros((25, 3))
+    points[:, 0], points[:, 1], points[:, 2] = np.linspace(20, 44, 25), np.linspace(4, 44, 25), 0.9
+    path.write_text(json.dumps({"people": [{"pose_keypoints_2d": points.ravel().tolist()}]}))
+    return str(path)
+
+
+def test_every_command_refuses_a_missing_device(tmp_path, monkeypatch, capsys) -> None:
+    """demo, fit, bench and eval say so on one line, exit code 1, before
+    loading a model or a benchmark."""
+    import numpy as np
+    from PIL import Image
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(tmp_path / "photo.png")
+    keypoints = _body25_file(tmp_path / "photo_keypoints.json")
+    out = str(tmp_path / "out")
+    for command in (["demo", str(tmp_path / "photo.png"), "--openpose", keypoints, "--out", out],
+                    ["fit", keypoints, "--image-size", "64x48", "--out", out],
+                    ["bench"],
+                    ["eval", "--protocol", "lsp", "--data", str(tmp_path / "no_data"), "--weights",
+                     str(tmp_path / "w.safetensors"), "--smpl", str(tmp_path / "s.npz")]):
+        code = main([*command, "--device", "cuda:1"])
+        err = capsys.readouterr().err
+        assert code == 1, (command[0], err)
+        assert err.strip().splitlines()[-1].endswith(
+            "device 'cuda:1' was asked for but this torch has no CUDA device"), (command[0], err)
