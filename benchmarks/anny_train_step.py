@@ -79,7 +79,7 @@ def main() -> None:
         inputs = fixed_inputs(trainer, batch)
         for label, mesh in (("mesh posed (baseline)", True), ("keypoints only", False)):
             if mesh:
-                body.forward_keypoints = body.forward  # what the step ran before
+                setattr(body, "forward_keypoints", body.forward)  # what the step ran before
             try:
                 part = body_ms(body, batch, mesh, repeats=10)
                 rate = images_per_second(trainer, inputs, steps, warmup)

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                     location = PersonLocation(scale, center, "tight")
                     pred = to_predictions(body, out.cam, out.pose, out.betas, out.vertices, out.joints,
                                         out.keypoints3d, [transform], [location],
-                                        [(str(f), None, image.shape[:2])], "hmr")[0]
+                                        [(str(f), None, (image.shape[0], image.shape[1]))], "hmr")[0]
                     lap("map back")
                     write_npz(tmp / "p.npz", pred)
                     lap("write npz")

@@ -59,6 +59,8 @@ def lifter_input(kp2d: Tensor, focal: Tensor | None = None,
     seen = kp2d[..., 2:3]
     xy = kp2d[..., :2]
     if focal is not None:
+        if principal_point is None:
+            raise ValueError("a pinhole camera needs its principal point as well as its focal length")
         xy = (xy - principal_point[:, None]) / focal[:, None, None]
     centre = (xy * seen).sum(1, keepdim=True) / seen.sum(1, keepdim=True)
     offset = (xy - centre) * seen

@@ -71,6 +71,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -195,7 +196,7 @@ def render_sheets(model: Anny, truth: dict[str, torch.Tensor], fits: dict[str, F
             image = as_u8(render_mesh(mesh, model.faces, focal, centre, side, side, colour))
             if shrink > 1:
                 image = np.asarray(Image.fromarray(image).resize((side // shrink,) * 2,
-                                                                 Image.BILINEAR))
+                                                                 Image.Resampling.BILINEAR))
             images.append(image)
         return images
 
@@ -260,6 +261,7 @@ def main() -> None:
     kset = args.keypoint_set
     truth = make_bodies(model, args.n, args.seed, noise_px=args.noise_px, drop=args.drop,
                         camera=args.camera, keypoint_set=kset)
+    camera: dict[str, Any]  # fit's camera arguments
     if args.camera == "weak":
         where, camera = "on the 224 crop", {"camera": "weak", "crop_size": CROP}
     else:
@@ -279,15 +281,18 @@ def main() -> None:
     print(f"{args.n} bodies, seed {args.seed}, {kset} keypoints: 2D noise σ = "
           f"{args.noise_px:g} px {where} ({told}), {args.drop:.0%} of keypoints dropped")
     at_truth = FitInit(cam=truth["cam"], pose=truth["pose"], betas=truth["shape"])
-    with_3d = {"keypoints3d": truth["kp3_obs"], "keypoints3d_set": kset}
+    landmarks: dict[str, Any] = {"keypoints3d": truth["kp3_obs"], "keypoints3d_set": kset}
     fits: dict[str, FitResult] = {}
     per_body: dict[str, torch.Tensor] = {}
-    for label, kw in (("2D only", {}),
-                      ("2D + 3D", with_3d),
-                      ("2D only, one start", {"config": replace(config, hypotheses=1)}),
-                      ("2D only, started at the truth", {"init": at_truth})):
+    runs: list[tuple[str, dict[str, Any]]] = [
+        ("2D only", {}),
+        ("2D + 3D", landmarks),
+        ("2D only, one start", {"config": replace(config, hypotheses=1)}),
+        ("2D only, started at the truth", {"init": at_truth})]
+    for label, kw in runs:
         t0 = time.perf_counter()
-        result = fit(model, truth["kp2d"], kset, **camera, **{"config": config, **kw})
+        options: dict[str, Any] = {"config": config, **kw}
+        result = fit(model, truth["kp2d"], kset, **camera, **options)
         dt = time.perf_counter() - t0
         err2d, pa = errors(result, truth, kset)
         print(f"{label}: n={args.n}  median 2D error {median(err2d):.2f} px "

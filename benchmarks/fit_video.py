@@ -61,6 +61,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -130,14 +131,15 @@ def run(model: Anny, truth: dict[str, torch.Tensor], tracking: bool, use_3d: boo
     fitted, previous = [], None
     t0 = time.perf_counter()
     for f in range(truth["kp2d"].shape[0]):
-        extra = {"keypoints3d": truth["kp3_obs"][f], "keypoints3d_set": SET} if use_3d else {}
+        extra: dict[str, Any] = {"keypoints3d": truth["kp3_obs"][f], "keypoints3d_set": SET} if use_3d else {}
         result = fit(model, truth["kp2d"][f], SET, camera="weak", crop_size=CROP,
                      previous=previous if tracking else None, config=config, **extra)
         if tracking:
             previous = FitInit(result.cam, result.pose, result.betas)
         fitted.append((result.cam.detach(), result.pose.detach(), result.betas.detach()))
     seconds = (time.perf_counter() - t0) / truth["kp2d"].shape[0]
-    return tuple(torch.stack([f[i] for f in fitted]) for i in range(3)), seconds
+    cam, pose, betas = (torch.stack([f[i] for f in fitted]) for i in range(3))
+    return (cam, pose, betas), seconds
 
 
 def run_chains(model: Anny, truth: dict[str, torch.Tensor], use_3d: bool,
@@ -160,14 +162,15 @@ def run_chains(model: Anny, truth: dict[str, torch.Tensor], use_3d: bool,
             if continuing:
                 before = [b for _, b in step if b is not None]
                 previous = FitInit(*(torch.cat([fits[b][i] for b in before]) for i in range(3)))
-            extra = {"keypoints3d": kp3[rows], "keypoints3d_set": SET} if use_3d else {}
+            extra: dict[str, Any] = {"keypoints3d": kp3[rows], "keypoints3d_set": SET} if use_3d else {}
             result = fit(model, kp2d[rows], SET, camera="weak", crop_size=CROP, previous=previous,
                          config=config, **extra)
             for j, row in enumerate(rows):
                 fits[row] = tuple(x[j:j + 1].detach() for x in (result.cam, result.pose, result.betas))
     seconds = (time.perf_counter() - t0) / frames
-    return tuple(torch.cat([fits[r][i] for r in range(frames * videos)]).reshape(frames, videos, -1)
-                 for i in range(3)), seconds
+    cam, pose, betas = (torch.cat([fits[r][i] for r in range(frames * videos)]).reshape(frames, videos, -1)
+                        for i in range(3))
+    return (cam, pose, betas), seconds
 
 
 def fit_way(model: Anny, truth: dict[str, torch.Tensor], way: str, use_3d: bool,
@@ -204,7 +207,9 @@ def smooth(model: Anny, estimates: Estimates, how: str, fps: float = 30.0) -> Es
             smoother = BodySmoother(fps, joints_of=joints_of)
             rows = [smoother(f, cam[f], pose[f], betas[f], crop) for f in range(frames)]
             out.append(tuple(np.stack([r[i] for r in rows]) for i in range(3)))
-    return tuple(torch.tensor(np.stack([o[i] for o in out], 1), dtype=estimates[i].dtype) for i in range(3))
+    smoothed = (torch.tensor(np.stack([o[i] for o in out], 1), dtype=estimates[i].dtype) for i in range(3))
+    cam_t, pose_t, betas_t = smoothed
+    return cam_t, pose_t, betas_t
 
 
 def keypoints(model: Anny, estimates: Estimates) -> tuple[torch.Tensor, torch.Tensor]:

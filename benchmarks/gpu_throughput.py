@@ -99,7 +99,7 @@ def build_variant(name: str, network: nn.Module, example: Tensor, device: torch.
             with torch.inference_mode():
                 return net(x)
         return run
-    net = net.to(memory_format=torch.channels_last)
+    net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # documented; not in the stubs
     if name == "bf16":
         def run(x: Tensor) -> Tensor:
             with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16):

@@ -53,7 +53,7 @@ def painter_fill(uvz: np.ndarray, faces: np.ndarray, size: int) -> np.ndarray:
     order = np.argsort(-uvz[faces, 2].mean(1))
     pts = np.round((uvz[faces][:, :, :2] - 0.5) * 16).astype(np.int32)  # 4 fractional bits
     for k in order:
-        cv2.fillPoly(image, [pts[k]], int(k), lineType=cv2.LINE_8, shift=4)
+        cv2.fillPoly(image, [pts[k]], (int(k),), lineType=cv2.LINE_8, shift=4)
     return image
 
 

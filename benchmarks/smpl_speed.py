@@ -22,7 +22,8 @@ def paired_median_ms(fn_a, fn_b, repeats: int) -> tuple[float, float]:
     """Median times of two functions, run alternately so that load on the
     machine affects both alike."""
     fn_a(), fn_b()  # warm-up
-    times_a, times_b = [], []
+    times_a: list[float] = []
+    times_b: list[float] = []
     for _ in range(repeats):
         for fn, times in ((fn_a, times_a), (fn_b, times_b)):
             t0 = time.perf_counter()

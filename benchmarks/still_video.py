@@ -31,6 +31,7 @@ import io
 import sys
 import tempfile
 import time
+from typing import Any
 from pathlib import Path
 
 import cv2
@@ -69,7 +70,7 @@ def still_clip(photo: np.ndarray, frames: int, step: int, seed: int) -> list[np.
 def write_mp4(frames: list[np.ndarray], path: Path, fps: float = 30.0) -> None:
     """Write RGB frames (H, W, 3) uint8 as an mp4 (OpenCV's mp4v codec)."""
     height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
         sys.exit("error: OpenCV cannot write an mp4 here")
     for frame in frames:
@@ -93,7 +94,7 @@ def demo_quietly(options: demo.DemoOptions) -> None:
             print(line, file=sys.stderr)
 
 
-def run_demo(video: Path, out: Path, options: dict[str, object]) -> float:
+def run_demo(video: Path, out: Path, options: dict[str, Any]) -> float:
     """Run the demo (``openhmr.demo.run_demo``) on ``video``; its wall time in seconds."""
     start = time.perf_counter()
     demo_quietly(demo.DemoOptions(inputs=[str(video)], out=out, render=False, **options))

@@ -68,7 +68,8 @@ def images_per_second(trainer: Trainer, inputs: dict[str, torch.Tensor], steps: 
     def step() -> None:
         trainer.forward_backward(inputs)
         trainer.e_opt.step()
-        trainer.d_opt.step()
+        if trainer.d_opt is not None:  # None only for an encoder-only run
+            trainer.d_opt.step()
 
     sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
@@ -111,8 +112,8 @@ def main() -> None:
             del trainer
             torch.cuda.empty_cache()
         print(f"{name} batch {batch} {label}: {results[label]:.1f} images/s")
-    base, fast = results.values()
-    print(f"speed-up of the optimised step over the baseline: {fast / base:.2f}x")
+    base_rate, fast_rate = results.values()
+    print(f"speed-up of the optimised step over the baseline: {fast_rate / base_rate:.2f}x")
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def render_videos(body: Anny, truth: dict[str, torch.Tensor], folder: Path) -> l
     paths = []
     for v in range(videos):
         path = folder / f"video{v}.mp4"
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS,
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), FPS,
                                  (scene.WIDTH, scene.HEIGHT))
         if not writer.isOpened():
             sys.exit("error: OpenCV cannot write an mp4 here")

@@ -36,6 +36,7 @@ alike. Medians are reported; on a shared machine also check ``uptime``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -43,8 +44,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from openhmr.nets import HMR
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_IMAGES = REPO.parent / "shared" / "reference" / "images"
@@ -53,7 +58,7 @@ DEFAULT_BACKENDS = ("torch", "compiled", "onnx", "bf16", "compiled-bf16", "onnx-
 INT8 = "onnx-int8"  # measured here, not offered as a backend (openhmr.inference.backends)
 
 
-def build(name: str, model: torch.nn.Module, workdir: Path):
+def build(name: str, model: HMR, workdir: Path):
     """An openhmr backend, or for ``onnx-int8`` the quantised graph in ONNX Runtime."""
     from openhmr.inference import build_backend
 
@@ -169,20 +174,27 @@ class OriginalGraph:
              *map(str, batches)],
             cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             text=True)
-        line = self.proc.stdout.readline()
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # both pipes asked for
+        self.requests, self.replies = self.proc.stdin, self.proc.stdout
+        line = self.replies.readline()
         if line.strip() != "ready":
             self.close()
             raise RuntimeError("the TF graph did not start (run tests/compat/setup_tf_env.sh?)")
 
     def time(self, batch: int, count: int) -> list[tuple[float, float]]:
-        self.proc.stdin.write(f"{batch} {count}\n")
-        self.proc.stdin.flush()
-        return [tuple(t) for t in json.loads(self.proc.stdout.readline())]
+        self.requests.write(f"{batch} {count}\n")
+        self.requests.flush()
+        return [(float(t[0]), float(t[1])) for t in json.loads(self.replies.readline())]
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            self.proc.stdin.close()
+            self.requests.close()
             self.proc.wait(timeout=60)
+
+
+def original_block(graph: OriginalGraph, batch: int, count: int) -> list[tuple[float, float]]:
+    """``count`` timed runs of the original graph at ``batch`` (a block of ``time_interleaved``)."""
+    return graph.time(batch, count)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,9 +243,9 @@ def main(argv: list[str] | None = None) -> int:
                 p.predict(x)  # compiles / allocates for this batch size
                 one_off[name][f"first_call_b{batch}_s"] = time.perf_counter() - t0
             print(f"timing batch {batch} ...", file=sys.stderr, flush=True)
-            blocks = {n: block_timer(lambda p=p: p.predict(x)) for n, p in predictors.items()}
+            blocks = {n: block_timer(functools.partial(p.predict, x)) for n, p in predictors.items()}
             if original:
-                blocks = {"original": lambda n, b=batch: original.time(b, n), **blocks}
+                blocks = {"original": functools.partial(original_block, original, batch), **blocks}
             for name, t in time_interleaved(blocks, args.repeats).items():
                 results[name][str(batch)] = {**t, "per_image_ms": t["median_ms"] / batch}
     finally:

@@ -77,7 +77,8 @@ def upright(turn: float) -> tuple[float, float, float]:
     (π about x), turned by ``turn`` radians about its vertical axis."""
     rx = axis_angle_to_matrix(torch.tensor([[math.pi, 0.0, 0.0]]))
     ry = axis_angle_to_matrix(torch.tensor([[0.0, turn, 0.0]]))
-    return tuple(float(v) for v in matrix_to_axis_angle(rx @ ry)[0])
+    x, y, z = (float(v) for v in matrix_to_axis_angle(rx @ ry)[0])
+    return x, y, z
 
 
 STANDING = {"pelvis": upright(-0.4), "right_shoulder": (0.0, 0.0, 0.3),
@@ -133,10 +134,10 @@ def main() -> int:
         doc = np.load(Path(tmp) / "out" / "person.npz")
         cam_verts = torch.tensor(doc["vertices"] + doc["translation"], dtype=torch.float32)
         fx, fy = (float(f) for f in doc["focal"])
-        side = render_mesh(rotate_about_centroid(cam_verts, -60.0) * torch.tensor([1.0, fy / fx, 1.0]),
-                           torch.as_tensor(doc["faces"]), fx, doc["principal_point"].tolist(),
-                           HEIGHT, WIDTH)
-        side = (side.rgb[0] * 255).round().to(torch.uint8).numpy()
+        turned = render_mesh(rotate_about_centroid(cam_verts, -60.0) * torch.tensor([1.0, fy / fx, 1.0]),
+                             torch.as_tensor(doc["faces"]), fx, doc["principal_point"].tolist(),
+                             HEIGHT, WIDTH)
+        side = (turned.rgb[0] * 255).round().to(torch.uint8).numpy()
     figure = compose_panels([("synthetic input", photo), ("recovered mesh", overlay),
                              ("turned 60°", side)])
     Image.fromarray(figure).save(HERE / "example_overlay.png", optimize=True)
