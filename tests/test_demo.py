@@ -2039,9 +2039,16 @@ def test_skip_existing_goes_on_with_a_stopped_run(model_files, tmp_path, capsys,
     code, err = run([folder, "--skip-existing", "--no-render", *common], capsys)
     assert "3 of 4 input(s) passed by" in err  # without pictures, the npz finishes the video
     assert code == 0 and (out / "p2.json").is_file(), err
+    # Rendering asked for now: neither p2 (its json names no pictures) nor the
+    # video is finished.
     code, err = run([folder, "--skip-existing", *common], capsys)
-    assert code == 1 and "3 of 4 input(s) passed by" in err
+    assert code == 1 and "2 of 4 input(s) passed by" in err
     assert f"{out / 'clip.npz'} already exists (pass --overwrite to replace it)" in err
+    assert f"{out / 'p2.json'} already exists (pass --overwrite to replace it)" in err
+    # A views picture named in its json but gone: not finished either.
+    (out / "p1_views.png").unlink()
+    code, err = run([folder / "p1.png", "--skip-existing", *common], capsys)
+    assert code == 1 and "0 of 1 input(s) passed by" not in err and "p1.json already exists" in err
 
     # Several people: the photo counts as finished by person 1's json alone.
     people = tmp_path / "keypoints"

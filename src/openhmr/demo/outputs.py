@@ -180,10 +180,13 @@ def finished_earlier(out: Path, name: str, kind: str, source: str, several: bool
 
     A photo's json is written after its npz, mesh and pictures; of several
     people, person 1's json is written last (:func:`write_image_outputs`'s
-    callers go from the last person to the first). A video's npz (person
-    1's, written after the others') comes before its overlay video, which
-    counts as well when ``render``. An interrupted run leaves no file whole
-    that it had not finished: each goes to a temporary name first.
+    callers go from the last person to the first). When ``render``, the json
+    must also name its views picture, and that file be there: a run with
+    --no-render, or one whose rendering failed, did not finish what this run
+    would write. A video's npz (person 1's, written after the others') comes
+    before its overlay video, which counts as well when ``render``. An
+    interrupted run leaves no file whole that it had not finished: each goes
+    to a temporary name first.
     """
     from openhmr.io.prediction import read_openhmr_json
 
@@ -191,7 +194,10 @@ def finished_earlier(out: Path, name: str, kind: str, source: str, several: bool
     stem = f"{name}_person1" if several else name
     if kind == "image":
         doc = read_openhmr_json(out / f"{stem}.json")
-        return doc is not None and doc.get("person") == person and _same_input(doc.get("input"), source)
+        if doc is None or doc.get("person") != person or not _same_input(doc.get("input"), source):
+            return False
+        views = (doc.get("files") or {}).get("views")
+        return not render or (isinstance(views, str) and (out / views).is_file())
     npz = out / f"{stem}.npz"
     if not (npz.is_file() and _openhmr_npz(npz, person, source)):
         return False
