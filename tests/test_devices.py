@@ -1,5 +1,5 @@
 """require_device: a device that is not here is one line before any work,
-in every command that takes --device (demo, fit, bench, eval)."""
+in every command that takes --device (demo, fit, bench, eval) and in training."""
 
 from __future__ import annotations
 
@@ -71,3 +71,23 @@ def test_every_command_refuses_a_missing_device(tmp_path, monkeypatch, capsys) -
         assert code == 1, (command[0], err)
         assert err.strip().splitlines()[-1].endswith(
             "device 'cuda:1' was asked for but this torch has no CUDA device"), (command[0], err)
+
+
+def test_training_checks_its_device(monkeypatch) -> None:
+    """train: CUDA asked for without CUDA, and a torchrun process whose local
+    rank has no GPU, are one line before the process group or the model."""
+    from openhmr.train import init_distributed, resolve_device
+    from openhmr.training.config import TrainConfig
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(TrainConfig(device="auto")) == torch.device("cpu")
+    with pytest.raises(InputError, match="device 'cuda:0' was asked for but this torch has no CUDA device"):
+        resolve_device(TrainConfig(device="cuda"))
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: pytest.fail(f"set_device({device}) reached"))
+    for key, value in {"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "3"}.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(InputError, match="'cuda:3' was asked for but this machine has 2 CUDA device"):
+        init_distributed("cuda")

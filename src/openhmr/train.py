@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from openhmr.body.base import BodyModel
 from openhmr.data.mocap import MocapSampler
+from openhmr.devices import require_device
 from openhmr.errors import InputError, WeightsError
 from openhmr.nets import HMR, FactorizedDiscriminator
 from openhmr.nets.hmr import encoder_from_name
@@ -92,19 +93,22 @@ def init_distributed(device_kind: str) -> DistInfo:
     if not dist.is_initialized():
         backend = "nccl" if device_kind == "cuda" else "gloo"
         if device_kind == "cuda":
-            torch.cuda.set_device(local)
+            torch.cuda.set_device(require_device(f"cuda:{local}"))
         dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world)
     return DistInfo(rank, world, local)
 
 
 def resolve_device(cfg: TrainConfig, info: DistInfo | None = None) -> torch.device:
+    """The device this process trains on: with CUDA, the GPU of its local rank
+    (one process per GPU), checked by :func:`openhmr.devices.require_device`
+    so that more processes than GPUs, or CUDA asked for without CUDA, is one
+    line before the model is built."""
     kind = cfg.device
     if kind == "auto":
         kind = "cuda" if torch.cuda.is_available() else "cpu"
     if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError("device: cuda was asked for but no CUDA device is available")
-        return torch.device("cuda", info.local_rank if info else torch.cuda.current_device())
+        index = info.local_rank if info else (torch.cuda.current_device() if torch.cuda.is_available() else 0)
+        return require_device(f"cuda:{index}")
     return torch.device("cpu")
 
 
