@@ -115,8 +115,13 @@ def test_out_that_is_a_file_is_one_error(tmp_path, capsys):
     assert mine.read_text() == "mine"
 
 
-def test_nothing_fitted_says_nothing_was_written(tmp_path, capsys):
-    """When every file fails, the summary does not point at outputs that are not there."""
+def test_nothing_fitted_says_nothing_was_written(tmp_path, capsys, monkeypatch):
+    """When every file fails, the summary does not point at outputs that are
+    not there, and the body model never loads (Anny's first load would build
+    its cache)."""
+    import openhmr.demo
+
+    monkeypatch.setattr(openhmr.demo, "load_anny", lambda *a, **k: pytest.fail("the body model loaded"))
     far = _write(tmp_path / "far_keypoints.json", _person(900, 20, 150))
     out = tmp_path / "out"
     code = main(["fit", str(far), "--image-size", "320x240", "--out", str(out)])

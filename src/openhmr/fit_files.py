@@ -249,16 +249,26 @@ def run_fit_files(options: FitFilesOptions) -> int:
     if options.sequence and not videos or not options.sequence and not files:
         return 1 if options.sequence and others else 0
     device = require_device(options.device)
-    body: BodyModel
-    if options.smpl is not None:
-        from openhmr.body.smpl import SMPL
+    loaded: list[FitPredictor] = []
 
-        body = SMPL(options.smpl)
-    else:
-        body = load_anny()
-    predictor = FitPredictor(body.to(device), "fit", None, options.fit_config, track=options.sequence,
-                             noise_px=options.noise_px)
+    def fit_predictor() -> FitPredictor:
+        """The body model, loaded when the first file is fitted: a run whose
+        every file is refused loads nothing (Anny's first load builds its
+        cache, ~15 s)."""
+        if not loaded:
+            body: BodyModel
+            if options.smpl is not None:
+                from openhmr.body.smpl import SMPL
+
+                body = SMPL(options.smpl)
+            else:
+                body = load_anny()
+            loaded.append(FitPredictor(body.to(device), "fit", None, options.fit_config, track=options.sequence,
+                                       noise_px=options.noise_px))
+        return loaded[0]
+
     if options.sequence:
+        predictor = fit_predictor()
         failed = 0
         for name, frames in videos.items():
             try:
@@ -281,6 +291,7 @@ def run_fit_files(options: FitFilesOptions) -> int:
         nonlocal failed
         batch = list(pending)
         pending.clear()
+        predictor = fit_predictor()  # a body model that fails to load stops the run
         try:
             preds = predictor.predict(None, [b[2] for b in batch], [b[3] for b in batch],
                                       [(str(b[0]), None, (height, width)) for b in batch])
@@ -380,22 +391,20 @@ def _sequence_fps(options: FitFilesOptions) -> float:
     return options.fps
 
 
-def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], options: FitFilesOptions) -> None:
-    """A video's frame files, in order → ``<name>.npz``, as the demo writes a
-    video's. A frame whose file has nobody is a frame without a body; frames
-    with no file (up to the last one that has) too."""
-    from openhmr.demo import (FittingNote, check_free, posed_again, progress, progress_bar,
-                              remove_earlier_people, smooth_predictions, video_outputs, without_vertices)
+def _fit_frames(predictor: Any, name: str, frames: list[tuple[int, Path]], options: FitFilesOptions,
+                source: str, follower: Any | None = None) -> list[tuple[int, Any]]:
+    """A video's frame files fitted in frame order, in the demo's batches →
+    (person number, estimate without vertices) per person found. Without a
+    ``follower`` (a ``PeopleFollower``) only each frame's most confident
+    person is fitted, as person 1; with one, up to ``max_people`` per frame,
+    numbered as the follower follows them. A frame whose file cannot be read
+    is a warning line (NoPersonError if no frame has anybody)."""
+    from openhmr.demo import FittingNote, progress_bar, without_vertices
     from openhmr.errors import NoPersonError, UnreadableFrameError
-    from openhmr.io.prediction import write_video_npz
 
     width, height = options.image_size
-    fps = _sequence_fps(options)
-    paths = {"npz": video_outputs(Path(options.out), name)["npz"]}
-    check_free(paths, options.overwrite)
-    source = frame_pattern(name, frames)  # the results' input
     total = frames[-1][0] + 1
-    preds: list[Any] = []
+    fitted: list[tuple[int, Any]] = []
     unreadable: list[tuple[int, str]] = []  # (frame, why) of keypoint files that cannot be read
     pending: list[tuple[Any, Any, int]] = []  # (crop transform, location, frame), the demo's batches
     window = predictor.video_window(options.batch_size)
@@ -403,17 +412,18 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
     def flush() -> None:
         if pending:
             note = FittingNote(bar)
-            preds.extend(without_vertices(predictor.predict(
-                None, [p[0] for p in pending], [p[1] for p in pending],
-                [(source, p[2], (height, width)) for p in pending], done=note)))
+            preds = predictor.predict(None, [p[0] for p in pending], [p[1] for p in pending],
+                                      [(source, p[2], (height, width)) for p in pending], done=note)
             note.clear()
+            fitted.extend((location.person or 1, pred)
+                          for (_, location, _), pred in zip(pending, without_vertices(preds)))
             pending.clear()
 
     with progress_bar(len(frames), name, "frame") as bar:
         for index, path in frames:
             bar.update(1)
             try:
-                transform, location = _locate(path, width, height, frame=True)[0]
+                located = _locate(path, width, height, options.max_people if follower else 1, frame=True)
             except UnreadableFrameError as e:
                 unreadable.append((index, str(e)))
                 continue
@@ -421,11 +431,31 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
                 continue
             except InputError as e:
                 raise InputError(f"frame {index}: {e}") from None
-            pending.append((transform, location, index))
-            if len(pending) >= window:
+            if follower is not None:
+                numbers = follower.assign(index, [location for _, location in located])
+                for (_, location), person in zip(located, numbers):
+                    location.person = person
+            pending.extend((transform, location, index) for transform, location in located)
+            if len(pending) >= window:  # a frame's people are never split
                 flush()
         flush()
-    _check_frames_read(name, bool(preds), unreadable, total)
+    _check_frames_read(name, bool(fitted), unreadable, total)
+    return fitted
+
+
+def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], options: FitFilesOptions) -> None:
+    """A video's frame files, in order → ``<name>.npz``, as the demo writes a
+    video's. A frame whose file has nobody is a frame without a body; frames
+    with no file (up to the last one that has) too."""
+    from openhmr.demo import check_free, posed_again, progress, remove_earlier_people, smooth_predictions, video_outputs
+    from openhmr.io.prediction import write_video_npz
+
+    fps = _sequence_fps(options)
+    paths = {"npz": video_outputs(Path(options.out), name)["npz"]}
+    check_free(paths, options.overwrite)
+    source = frame_pattern(name, frames)  # the results' input
+    total = frames[-1][0] + 1
+    preds = [pred for _, pred in _fit_frames(predictor, name, frames, options, source)]
     if len(preds) < total:
         print(f"openhmr fit: warning: {name}: no person in {total - len(preds)} of {total} frames",
               file=sys.stderr)
@@ -447,11 +477,8 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
     """A video's frame files with several people (``max_people`` > 1) →
     ``<name>_person<k>.npz`` per person followed, as the demo writes a video
     with ``--max-people`` (``openhmr.demo.run_video``)."""
-    from openhmr.demo import (FittingNote, PeopleFollower, check_free, progress_bar, remove_earlier_people,
-                              without_vertices, write_people_npz)
-    from openhmr.errors import NoPersonError, UnreadableFrameError
+    from openhmr.demo import PeopleFollower, check_free, remove_earlier_people, write_people_npz
 
-    width, height = options.image_size
     fps = _sequence_fps(options)
     out = Path(options.out)
     npz_of = lambda k: out / f"{name}_person{k}.npz"  # noqa: E731
@@ -460,40 +487,8 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
     total = frames[-1][0] + 1
     follower = PeopleFollower(max_gap=max(1, int(round(fps))))
     people: dict[int, list[Any]] = {}
-    unreadable: list[tuple[int, str]] = []  # (frame, why) of keypoint files that cannot be read
-    pending: list[tuple[Any, Any, int]] = []  # (crop transform, location, frame), the demo's batches
-    window = predictor.video_window(options.batch_size)
-
-    def flush() -> None:
-        if pending:
-            note = FittingNote(bar)
-            preds = predictor.predict(None, [p[0] for p in pending], [p[1] for p in pending],
-                                      [(source, p[2], (height, width)) for p in pending], done=note)
-            note.clear()
-            for (_, location, _), pred in zip(pending, without_vertices(preds)):
-                people.setdefault(location.person, []).append(pred)
-            pending.clear()
-
-    with progress_bar(len(frames), name, "frame") as bar:
-        for index, path in frames:
-            bar.update(1)
-            try:
-                located = _locate(path, width, height, options.max_people, frame=True)
-            except UnreadableFrameError as e:
-                unreadable.append((index, str(e)))
-                continue
-            except NoPersonError:
-                continue
-            except InputError as e:
-                raise InputError(f"frame {index}: {e}") from None
-            locations = [location for _, location in located]
-            for (transform, location), person in zip(located, follower.assign(index, locations)):
-                location.person = person
-                pending.append((transform, location, index))
-            if len(pending) >= window:  # a frame's people are never split
-                flush()
-        flush()
-    _check_frames_read(name, bool(people), unreadable, total)
+    for person, pred in _fit_frames(predictor, name, frames, options, source, follower):
+        people.setdefault(person, []).append(pred)
     npz_of(1).parent.mkdir(parents=True, exist_ok=True)
     write_people_npz(predictor.body, people, npz_of, total, fps, options.smoothing,
                      options.overwrite)
