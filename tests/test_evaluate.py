@@ -169,7 +169,7 @@ def reference_pa_errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
-def test_h36m_runner_reproduces_the_table(tmp_path):
+def test_h36m_runner_reproduces_the_table(tmp_path, capsys):
     make_h36m(tmp_path / "h36m")
     bench = h36m.load(tmp_path / "h36m", protocol=1, allow_partial=True)
     gt_m = bench.joints / 1000.0
@@ -205,6 +205,13 @@ def test_h36m_runner_reproduces_the_table(tmp_path):
                    "--allow-partial"])
     assert rc == 0
     report = json.loads((out / "metrics.json").read_text())
+    # The headline gives the mean over actions and, HMR's released figures being
+    # evaluate_h36m.py's last line, the mean over all frames.
+    headline = [line for line in capsys.readouterr().out.splitlines() if line.startswith("h36m-p1: ")]
+    assert headline == [
+        f"h36m-p1: mean over actions: MPJPE {np.mean([e[0] for e in expected.values()]):.2f}, "
+        f"PA-MPJPE {np.mean([e[2] for e in expected.values()]):.2f}; all frames (mean): "
+        f"MPJPE {per_frame.mean():.2f}, PA-MPJPE {per_frame_pa.mean():.2f}"], headline
     for a, (mean, median, pa_mean, pa_median, n) in expected.items():
         row = report["breakdown"]["action"][a]
         assert row["frames"] == n
@@ -248,6 +255,9 @@ def test_predictions_file_is_checked(tmp_path, capsys):
     np.savez(tmp_path / "h17.npz", keys=keys, keypoints3d_h36m17=h17)
     preds = load_predictions(tmp_path / "h17.npz", bench.keys)
     np.testing.assert_allclose(preds.joints14[:, 12], h17[:, 8] * 1000.0)  # neck = thorax
+    # Keys stored as bytes (numpy "S", as h5py writes them) name the same frames.
+    np.savez(tmp_path / "bytes.npz", keys=keys.astype("S"), keypoints3d_h36m17=h17)
+    np.testing.assert_array_equal(load_predictions(tmp_path / "bytes.npz", bench.keys).joints14, preds.joints14)
     # The command line reports the missing frame in one line and exits 1.
     rc = cli_main(["eval", "--protocol", "h36m-p2", "--data", str(tmp_path / "h36m"),
                    "--predictions", str(tmp_path / "short.npz"), "--allow-partial"])

@@ -6,6 +6,7 @@ import torch
 
 from openhmr.geometry import (
     axis_angle_to_matrix,
+    axis_angle_to_quaternion,
     crop_normalised_to_pixels,
     crop_pixels_to_normalised,
     matrix_to_axis_angle,
@@ -13,6 +14,7 @@ from openhmr.geometry import (
     nearest_rotation,
     perspective_project,
     procrustes_align,
+    quaternion_to_axis_angle,
     rot6d_to_matrix,
     similarity_transform,
     weak_perspective_project,
@@ -152,6 +154,33 @@ def test_procrustes_never_returns_a_reflection():
     mirrored = x * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)
     _, r, _ = similarity_transform(x, mirrored)
     assert torch.allclose(torch.linalg.det(r), torch.ones(4, dtype=torch.float64))
+
+
+def test_procrustes_of_a_collapsed_source_is_finite():
+    """Every source point at one place: scale 0, each point onto the target's
+    centroid, so the error is the target's spread (HMR's code gives NaN)."""
+    target = torch.randn(2, 14, 3, dtype=torch.float64)
+    source = torch.zeros(2, 14, 3, dtype=torch.float64)
+    source[1] = 0.3  # away from the origin: centred, it is round-off, not exactly 0
+    scale, _, _ = similarity_transform(source, target)
+    assert scale[0] == 0 and torch.isfinite(scale).all()
+    aligned = procrustes_align(source, target)
+    assert torch.allclose(aligned, target.mean(1, keepdim=True).expand_as(target))
+
+
+def test_quaternion_to_axis_angle_takes_either_sign():
+    """q and −q are one rotation: both give the rotation vector of angle ≤ π,
+    near the identity too (w ≈ −1), as scipy does."""
+    aa = random_axis_angle(64, seed=3)
+    aa[:4] *= 1e-8  # next to the identity
+    q = axis_angle_to_quaternion(aa)
+    for quaternion in (q, -q):
+        got = quaternion_to_axis_angle(quaternion)
+        want = scipy_rotation.from_quat(quaternion[:, [1, 2, 3, 0]].numpy()).as_rotvec()
+        assert np.allclose(got.numpy(), want, atol=1e-12)
+    beyond = torch.tensor([[2 * math.pi - 1e-7, 0.0, 0.0]], dtype=torch.float64)  # angle > π: w < 0
+    assert torch.allclose(quaternion_to_axis_angle(axis_angle_to_quaternion(beyond)),
+                          torch.tensor([[-1e-7, 0.0, 0.0]], dtype=torch.float64), atol=1e-12)
 
 
 def svd_nearest_rotation(m: np.ndarray) -> np.ndarray:

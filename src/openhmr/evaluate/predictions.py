@@ -119,7 +119,9 @@ def load_predictions(path: str | Path, keys: list[str], need_2d: bool = False) -
             raise InputError(f"{path}: '{name}' is not a numpy array")
         return value
 
-    file_keys = [str(k) for k in array("keys").reshape(-1)]
+    # Keys saved as bytes (a numpy "S" array, as h5py and Python 2 write them) are text too.
+    file_keys = [k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)
+                 for k in array("keys").reshape(-1)]
     row = {k: i for i, k in enumerate(file_keys)}
     if len(row) != len(file_keys):
         raise InputError(f"{path}: 'keys' holds duplicate frame keys")

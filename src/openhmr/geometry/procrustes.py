@@ -13,7 +13,8 @@ def similarity_transform(source: Tensor, target: Tensor) -> tuple[Tensor, Tensor
     rotation (a reflection is never returned). This is HMR's
     ``compute_similarity_transform``: centre both sets, K = X1·X2ᵀ, SVD
     K = U S Vᵀ, R = V·diag(1, 1, sign det(U Vᵀ))·Uᵀ, s = trace(R K)/‖X1‖²,
-    t = μ2 − s·R·μ1.
+    t = μ2 − s·R·μ1. A source whose points all coincide gets s = 0 (HMR's
+    divides by zero there and gives NaN).
 
     Args:
         source, target: (B, N, 3) corresponding points.
@@ -31,7 +32,9 @@ def similarity_transform(source: Tensor, target: Tensor) -> tuple[Tensor, Tensor
     z = torch.eye(3, dtype=source.dtype, device=source.device).repeat(source.shape[0], 1, 1)
     z[:, -1, -1] = torch.sign(torch.linalg.det(u @ vh))
     rot = v @ z @ u.transpose(1, 2)
-    scale = torch.diagonal(rot @ k, dim1=1, dim2=2).sum(-1) / var1
+    # A source collapsed to one point (var1 = 0, so K = 0) is best matched by
+    # scale 0, every point onto the target's centroid: a finite error, not 0/0.
+    scale = torch.diagonal(rot @ k, dim1=1, dim2=2).sum(-1) / var1.clamp_min(torch.finfo(var1.dtype).tiny)
     trans = mu2.squeeze(1) - scale[:, None] * (rot @ mu1.transpose(1, 2)).squeeze(-1)
     return scale, rot, trans
 

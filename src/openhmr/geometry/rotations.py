@@ -89,7 +89,9 @@ def matrix_to_quaternion(matrix: Tensor) -> Tensor:
 
 
 def quaternion_to_axis_angle(quaternion: Tensor) -> Tensor:
-    """(..., 4) unit quaternions (w, x, y, z) → (..., 3) rotation vectors."""
+    """(..., 4) unit quaternions (w, x, y, z) → (..., 3) rotation vectors, of
+    angle ≤ π (q and −q are the same rotation)."""
+    quaternion = torch.where(quaternion[..., :1] < 0, -quaternion, quaternion)
     w, v = quaternion[..., :1], quaternion[..., 1:]
     sin_half = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
     half = torch.atan2(sin_half, w)
