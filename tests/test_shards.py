@@ -99,6 +99,28 @@ def test_writer_refuses_existing_output(shard_dir, tmp_path):
     assert not list(tmp_path.glob("*.tar"))
 
 
+def test_a_failed_overwrite_keeps_the_old_dataset(tmp_path):
+    """--overwrite replaces the old shards only once the new ones are whole: a
+    conversion that fails part way leaves the old dataset readable, and no
+    temporary file; one that succeeds leaves none of the old shards."""
+    image = np.zeros((8, 8, 3), np.uint8)
+    with ShardWriter(tmp_path, "x", samples_per_shard=1) as w:
+        for key in "abc":
+            w.write(Sample(key, image, np.zeros((19, 3)), np.zeros(2), "x"))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(RuntimeError):
+        with ShardWriter(tmp_path, "x", samples_per_shard=1, overwrite=True) as w:
+            w.write(Sample("d", image, np.zeros((19, 3)), np.zeros(2), "x"))
+            w.write(Sample("e", image, np.zeros((19, 3)), np.zeros(2), "x"))
+            raise RuntimeError("a bad image")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert [s["key"] for s in ShardSamples(tmp_path)] == ["a", "b", "c"]
+    with ShardWriter(tmp_path, "x", samples_per_shard=1, overwrite=True) as w:
+        w.write(Sample("f", image, np.zeros((19, 3)), np.zeros(2), "x"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "x-00000.tar"]
+    assert [s["key"] for s in ShardSamples(tmp_path)] == ["f"]
+
+
 def test_writer_refuses_a_folder_of_another_dataset(shard_dir):
     out, _ = shard_dir
     with pytest.raises(InputError, match="another converted dataset"):
@@ -113,7 +135,7 @@ def test_interrupted_write_leaves_no_manifest(tmp_path):
                 w.write(Sample(f"k{i}", np.zeros((8, 8, 3), np.uint8), np.zeros((19, 3)), np.zeros(2), "x"))
             raise RuntimeError("boom")
     assert not (tmp_path / MANIFEST).exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x-00000.tar"]  # the complete shard only
+    assert list(tmp_path.iterdir()) == []  # the finished shard, too, was only under a temporary name
     with pytest.raises(ShardError, match="manifest"):
         ShardSamples(tmp_path)
 

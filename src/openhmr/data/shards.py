@@ -168,7 +168,7 @@ class ShardWriter:
     """Write samples into ``<out_dir>/<name>-%05d.tar`` shards and a manifest.
 
     Use as a context manager; the manifest is written on a clean exit only,
-    so an interrupted conversion leaves no manifest (readers refuse it).
+    so an interrupted conversion leaves no manifest and no shard of its own.
 
     Args:
         out_dir: output folder (created).
@@ -177,7 +177,10 @@ class ShardWriter:
         options: conversion options recorded in the manifest.
         samples_per_shard: samples per tar file.
         overwrite: replace an existing manifest and shards with this prefix;
-            without it, an existing output raises ``InputError``.
+            without it, an existing output raises ``InputError``. The old
+            files stay until :meth:`close`: every new shard is written under
+            a temporary name and swapped in with the manifest, so a
+            conversion that fails leaves the old dataset as it was.
     """
 
     def __init__(self, out_dir: str | Path, name: str, dataset: str | None = None,
@@ -206,13 +209,13 @@ class ShardWriter:
         check_output_folder(self.out_dir, "OUT")
         self._made_folder = not self.out_dir.exists()
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        for path in existing:
-            path.unlink()
+        self._replaced = existing  # removed by close(), once the new shards are whole
         self.shards: list[dict[str, Any]] = []
         self.count = 0
         self._keys: set[str] = set()
         self._tar: tarfile.TarFile | None = None
         self._tmp: Path | None = None
+        self._written: list[Path] = []  # finished shards, under their temporary names
         self._in_shard = 0
 
     def __enter__(self) -> ShardWriter:
@@ -237,7 +240,7 @@ class ShardWriter:
         if self._tar is None or self._tmp is None:  # set together by _open_shard
             return
         self._tar.close()
-        os.replace(self._tmp, self.out_dir / self.shards[-1]["file"])
+        self._written.append(self._tmp)
         self.shards[-1]["count"] = self._in_shard
         self._tar, self._tmp = None, None
 
@@ -247,6 +250,9 @@ class ShardWriter:
             self._tmp.unlink(missing_ok=True)
             self.shards.pop()
             self._tar, self._tmp = None, None
+        for path in self._written:
+            path.unlink(missing_ok=True)
+        self._written.clear()
         if self._made_folder and not any(self.out_dir.iterdir()):
             self.out_dir.rmdir()  # a failed first conversion leaves no empty folder behind
 
@@ -282,8 +288,15 @@ class ShardWriter:
             self._close_shard()
 
     def close(self) -> dict[str, Any]:
-        """Finish the last shard and write ``manifest.json`` (atomically)."""
+        """Finish the last shard, put the shards in place of any old ones and
+        write ``manifest.json`` (atomically), the old manifest going first so
+        that no reader takes old and new shards for one dataset."""
         self._close_shard()
+        for path in self._replaced:
+            path.unlink(missing_ok=True)
+        for path, shard in zip(self._written, self.shards):
+            os.replace(path, self.out_dir / shard["file"])
+        self._written.clear()
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
