@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from openhmr.train import Trainer, train
+from openhmr.train import Trainer, build_body_model, train
 from openhmr.training.checkpoint import latest_checkpoint, list_checkpoints
 from openhmr.training.config import ConfigError, TrainConfig, parse_overrides
 from openhmr.training.data import BATCH_KEYS
@@ -288,12 +288,42 @@ def test_config_yaml_round_trip_and_overrides(tmp_path):
     ("datasets_2d=[1]", "datasets_2d must be a list of names"),
     ("dataset_sizes={lsp: 2.5}", "dataset_sizes\\[lsp\\] must be a whole number"),
     ("adam_betas=[0.9]", "adam_betas must be two numbers"),
+    ("occlusion_size=0.2", "occlusion_size must be two numbers"),
+    # Values of the right type that cannot work.
+    ("epochs=.inf", "epochs must be a positive, finite number"),
+    ("num_workers=-1", "num_workers must be 0"),
+    ("trans_max=-5", "trans_max must be non-negative"),
+    ("scale_min=-1", "0 < scale_min <= scale_max"),
+    ("scale_min=1.5", "0 < scale_min <= scale_max"),
+    ("color_jitter=1.5", "color_jitter must lie in"),
+    ("rotation_max_deg=-10", "rotation_max_deg must lie in"),
+    ("occlusion_prob=2", "occlusion_prob must lie in"),
+    ("occlusion_size=[0.5, 0.2]", "occlusion_size must be two fractions"),
 ])
 def test_an_option_of_the_wrong_type_is_refused(override, message):
     """A value of the wrong type is one ConfigError naming the option, not a
     float batch size or a list of workers passed on into the run."""
     with pytest.raises(ConfigError, match=message):
         TrainConfig.from_dict(parse_overrides([override]))
+
+
+def test_augmentation_options_reach_the_augmentation():
+    """Every augmentation option of the config is what the samples are
+    augmented with (README names them as training options)."""
+    from openhmr.training.data import augment_config
+
+    body = build_body_model(TrainConfig(body_model="synthetic_smpl"))
+    values = {"trans_max": 7.0, "scale_min": 0.9, "scale_max": 1.1, "flip": False, "hmr_flip_offset": True,
+              "hmr_center_flipped_joints3d": True, "color_jitter": 0.2, "rotation_max_deg": 30.0,
+              "rotation_prob": 0.5, "occlusion_prob": 0.25, "occlusion_size": [0.2, 0.3]}
+    cfg = TrainConfig.from_dict({"body_model": "synthetic_smpl", **values})
+    aug = augment_config(cfg, body)
+    assert (aug.trans_max, aug.scale_range, aug.flip_prob) == (7, (0.9, 1.1), 0.0)
+    assert aug.hmr_flip_offset and aug.hmr_center_flipped_joints3d
+    assert (aug.color_jitter, aug.rotation_max_deg, aug.rotation_prob) == (0.2, 30.0, 0.5)
+    assert (aug.occlusion_prob, aug.occlusion_size) == (0.25, (0.2, 0.3))
+    assert aug.joint_flip == tuple(body.joint_flip)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg  # and they round-trip through config.yaml
 
 
 def test_options_are_read_as_their_fields_types():

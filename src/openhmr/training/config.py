@@ -41,6 +41,11 @@ class TrainConfig:
         synthetic_samples: size of the synthetic data set.
         num_workers: DataLoader workers per process.
         trans_max, scale_min, scale_max, flip: augmentation (§10.4).
+        hmr_flip_offset, hmr_center_flipped_joints3d: the original's two flip
+            quirks (mirror x as 223 − x; mean-centre flipped 3D joints), off.
+        color_jitter, rotation_max_deg, rotation_prob, occlusion_prob,
+            occlusion_size: augmentations the original lacks, off by default
+            (:class:`~openhmr.data.augment.AugmentConfig` says what each does).
     Model:
         body_model: ``"smpl"`` (needs ``smpl_path``), ``"anny"``, or
             ``"synthetic_smpl"`` (openhmr's licence-free stand-in, tests only).
@@ -93,6 +98,13 @@ class TrainConfig:
     scale_min: float = 0.8
     scale_max: float = 1.23
     flip: bool = True
+    hmr_flip_offset: bool = False
+    hmr_center_flipped_joints3d: bool = False
+    color_jitter: float = 0.0
+    rotation_max_deg: float = 0.0
+    rotation_prob: float = 0.6
+    occlusion_prob: float = 0.0
+    occlusion_size: tuple[float, float] = (0.1, 0.4)
     # model
     body_model: str = "smpl"
     smpl_path: str | None = None
@@ -133,6 +145,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.adam_betas = tuple(float(b) for b in self.adam_betas)  # type: ignore[assignment]
+        self.occlusion_size = tuple(float(b) for b in self.occlusion_size)  # type: ignore[assignment]
         self.validate()
 
     def validate(self) -> None:
@@ -152,7 +165,16 @@ class TrainConfig:
             (self.e_lr > 0 and self.d_lr > 0 and self.adam_eps >= 0, "learning rates must be positive and adam_eps non-negative"),
             (self.weight_decay >= 0, "weight_decay must be non-negative"),
             (self.max_steps is None or self.max_steps > 0, "max_steps must be positive"),
-            (self.epochs > 0, "epochs must be positive"),
+            (0 < self.epochs < float("inf"), "epochs must be a positive, finite number"),
+            (self.num_workers >= 0, "num_workers must be 0 (load in the training process) or more"),
+            (self.trans_max >= 0, "trans_max must be non-negative (pixels)"),
+            (0 < self.scale_min <= self.scale_max, "scale_min and scale_max must satisfy 0 < scale_min <= scale_max"),
+            (0 <= self.color_jitter < 1, "color_jitter must lie in [0, 1)"),
+            (0 <= self.rotation_max_deg <= 180, "rotation_max_deg must lie in [0, 180]"),
+            (0 <= self.rotation_prob <= 1 and 0 <= self.occlusion_prob <= 1,
+             "rotation_prob and occlusion_prob must lie in [0, 1]"),
+            (len(self.occlusion_size) == 2 and 0 < self.occlusion_size[0] <= self.occlusion_size[1] <= 1,
+             "occlusion_size must be two fractions of the crop, 0 < min <= max <= 1"),
             (min(self.checkpoint_every, self.log_every, self.image_log_every, self.keep_checkpoints) > 0,
              "checkpoint_every, keep_checkpoints, log_every and image_log_every must be positive"),
             (self.device in ("auto", "cpu", "cuda"), f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}"),
@@ -166,6 +188,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["adam_betas"] = list(self.adam_betas)
+        d["occlusion_size"] = list(self.occlusion_size)
         return d
 
     def save(self, path: str | Path) -> None:

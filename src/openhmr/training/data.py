@@ -61,7 +61,14 @@ def augment_config(cfg: TrainConfig, body: BodyModel) -> AugmentConfig:
         trans_max=int(cfg.trans_max),
         scale_range=(cfg.scale_min, cfg.scale_max),
         flip_prob=0.5 if cfg.flip else 0.0,
+        hmr_flip_offset=cfg.hmr_flip_offset,
+        hmr_center_flipped_joints3d=cfg.hmr_center_flipped_joints3d,
         joint_flip=tuple(body.joint_flip),
+        color_jitter=cfg.color_jitter,
+        rotation_max_deg=cfg.rotation_max_deg,
+        rotation_prob=cfg.rotation_prob,
+        occlusion_prob=cfg.occlusion_prob,
+        occlusion_size=cfg.occlusion_size,
     )
 
 
