@@ -707,6 +707,20 @@ def test_amass_refusals_name_the_real_problem(tmp_path):
     assert not (tmp_path / "out.npz").exists()
     with pytest.raises(MocapError, match="≥10 values"):
         amass_to_smpl(np.zeros((2, 156)), np.zeros(8))
+    # An output that is no .npz is refused before any sequence is read.
+    import openhmr.data.mocap as mocap
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mocap, "amass_to_smpl", lambda *a: pytest.fail("a sequence was read"))
+        with pytest.raises(MocapError, match="must be an .npz file"):
+            convert_amass(tmp_path / "amass", tmp_path / "out.txt")
+    # A truncated sequence or mocap file (a cut download) is one line naming it.
+    good = (tmp_path / "amass" / "a_poses.npz").read_bytes()
+    (tmp_path / "amass" / "a_poses.npz").write_bytes(good[: len(good) // 2])
+    with pytest.raises(MocapError, match="cannot read .*a_poses.npz"):
+        convert_amass(tmp_path / "amass", tmp_path / "out.npz")
+    with pytest.raises(MocapError, match="cannot read .*a_poses.npz"):
+        mocap.load_mocap(tmp_path / "amass" / "a_poses.npz")
 
 
 def test_anny_prior_draws_pose_then_shape_from_one_seeded_generator():

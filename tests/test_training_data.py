@@ -45,3 +45,31 @@ def test_the_nominal_epoch_counts_the_datasets_the_run_reads(two_datasets, fract
                       fraction_3d=fraction_3d, dataset_sizes=sizes, batch_size=2, num_workers=0,
                       body_model="synthetic_smpl", encoder="tiny", image_size=32, device="cpu")
     assert build_shard_batches(cfg, body, rank=0).num_examples == expected
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_a_damaged_image_is_one_line_naming_its_shard(tmp_path, num_workers):
+    """A sample whose JPEG cannot be decoded stops training with one line that
+    names the shard, from a DataLoader worker too (torch hands the worker's
+    error back with its whole traceback as the message)."""
+    import tarfile
+
+    import numpy as np
+
+    from openhmr.data.augment import NO_AUGMENTATION
+    from openhmr.data.shards import Sample, ShardError, ShardWriter
+    from openhmr.training.data import ShardQueue
+
+    with ShardWriter(tmp_path / "lsp", "lsp") as writer:
+        writer.write(Sample(key="bad", image=np.full((32, 32, 3), 90, np.uint8), keypoints2d=np.zeros((19, 3)),
+                            center=np.full(2, 16.0), dataset="lsp"))
+    shard = tmp_path / "lsp" / "lsp-00000.tar"
+    with tarfile.open(shard) as tar:
+        offset = tar.getmember("bad.jpg").offset_data
+    with open(shard, "r+b") as f:  # the JPEG's start-of-image marker gone: it cannot be decoded
+        f.seek(offset)
+        f.write(b"\0\0")
+    queue = ShardQueue([tmp_path / "lsp"], NO_AUGMENTATION, seed=0, num_workers=num_workers)
+    with pytest.raises(ShardError) as caught:
+        queue.take(1)
+    assert str(caught.value) == f"{tmp_path / 'lsp' / 'lsp-00000.tar'}: sample 'bad' holds an image that cannot be decoded"

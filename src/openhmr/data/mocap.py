@@ -34,6 +34,7 @@ consecutive chunks, with ``state_dict``/``load_state_dict`` for exact resume.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,8 @@ def load_mocap(paths: str | Path | Sequence[str | Path]) -> tuple[np.ndarray, np
                 pose, shape = np.asarray(f["pose"], np.float32), np.asarray(f["shape"], np.float32)
         except KeyError as e:
             raise MocapError(f"{path} lacks the array {e}; expected pose (N, 3·J) and shape (N, k)") from None
-        except (OSError, ValueError) as e:
-            raise MocapError(f"cannot read {path}: {e}") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # a truncated .npz is a BadZipFile
+            raise MocapError(f"cannot read {path}: {e or type(e).__name__}") from None
         if pose.ndim != 2 or shape.ndim != 2 or len(pose) != len(shape):
             raise MocapError(f"{path}: pose {pose.shape} and shape {shape.shape} must be (N, P) and (N, S)")
         poses.append(pose)
@@ -133,6 +134,8 @@ def convert_amass(root: str | Path, out: str | Path, stride: int = 1,
         raise MocapError(f"AMASS folder not found: {root}")
     if stride < 1:
         raise MocapError(f"--stride must be at least 1, got {stride}")
+    if out.suffix != ".npz":  # said before the sequences are read, not after
+        raise MocapError(f"the mocap output must be an .npz file, got {out}")
     if out.exists() and not overwrite:
         raise MocapError(f"{out} exists; pass --overwrite to replace it")
     files = sorted(root.rglob("*.npz"))
@@ -143,8 +146,8 @@ def convert_amass(root: str | Path, out: str | Path, stride: int = 1,
                 if "poses" not in f.files or "betas" not in f.files:
                     continue
                 pose, shape = amass_to_smpl(f["poses"][::stride], f["betas"])
-        except (OSError, ValueError) as e:
-            raise MocapError(f"cannot read {path}: {e}") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise MocapError(f"cannot read {path}: {e or type(e).__name__}") from None
         poses.append(pose)
         shapes.append(shape)
         used += 1

@@ -429,7 +429,10 @@ class _ShardIndex:
         for ext, (offset, size) in members.items():
             handle.seek(offset)
             raw[ext] = handle.read(size)
-        return decode_sample(key, raw)
+        try:
+            return decode_sample(key, raw)
+        except ShardError as e:
+            raise ShardError(f"{self.shards[shard].path}: {e}") from None
 
     def close(self) -> None:
         for handle in self._files.values():

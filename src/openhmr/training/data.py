@@ -130,6 +130,16 @@ class ShardQueue:
             try:
                 items.append(next(self._iter))
                 self._consumed += 1
+            except InputError as e:
+                # A worker's error comes back as the same type holding the worker's
+                # whole traceback ("Caught ShardError in DataLoader worker ...");
+                # its last line is the one-line message.
+                lines = [line for line in str(e).splitlines() if line.strip()]
+                if len(lines) < 2:
+                    raise
+                # "openhmr.data.shards.ShardError: <message>"
+                head, named, message = lines[-1].partition(f"{type(e).__name__}: ")
+                raise type(e)(message if named and " " not in head else lines[-1]) from None
             except StopIteration:
                 self.dataset.set_epoch(self.dataset.epoch + 1)
                 self._consumed = 0
