@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -348,6 +349,28 @@ def test_resume_takes_the_newest_checkpoint(smpl_npz, tmp_path):
     assert latest_checkpoint(tmp_path / "run") == list_checkpoints(tmp_path / "run")[-1][1]
     resumed = Trainer(cfg, tmp_path / "run", resume=True)
     assert resumed.step == 6
+
+
+def test_resume_refuses_a_changed_run_and_records_what_may_change(smpl_npz, tmp_path):
+    """--resume continues the checkpoint's run: another learning rate (which the
+    optimiser's restored state would silently undo), other datasets or another
+    Adam are one line naming each change; a longer run or another logging rate
+    go on, and config.yaml then says so."""
+    from openhmr.train import CONFIG_FILE
+    from openhmr.training.checkpoint import CheckpointError
+
+    cfg = small_config(smpl_npz, max_steps=2, checkpoint_every=2)
+    Trainer(cfg, tmp_path / "run").run(until=2, progress=False)
+    changed = dataclasses.replace(cfg, e_lr=0.5, tf_adam=not cfg.tf_adam)
+    with pytest.raises(CheckpointError, match=r"--resume continues step_0*2\S*'s run as it was configured, "
+                                              r"but e_lr was 1e-05, now 0.5; tf_adam was (True|False), now "
+                                              r"(True|False); start a new run \(another --out\) to change them"):
+        Trainer(changed, tmp_path / "run", resume=True)
+    longer = dataclasses.replace(cfg, max_steps=4, log_every=1)
+    resumed = Trainer(longer, tmp_path / "run", resume=True)
+    assert resumed.step == 2
+    saved = TrainConfig.load(tmp_path / "run" / CONFIG_FILE)
+    assert (saved.max_steps, saved.log_every) == (4, 1)
 
 
 def test_paper_defaults():

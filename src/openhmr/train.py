@@ -65,6 +65,15 @@ from openhmr.training.optim import TFAdam
 __all__ = ["TrainConfig", "Trainer", "build_body_model", "build_encoder", "train"]
 
 CONFIG_FILE = "config.yaml"
+# What a resumed run may change: its length, how it logs and keeps checkpoints,
+# where its files lie and how it computes. Any other option (data, model,
+# augmentation, optimiser, loss weights, seed) makes it another run, which a
+# resume would mix with the checkpoint's without saying so.
+RESUME_MAY_CHANGE = frozenset({
+    "max_steps", "epochs", "checkpoint_every", "keep_checkpoints", "log_every", "image_log_every",
+    "tensorboard", "num_workers", "data_dir", "mocap_dir", "smpl_path", "encoder_weights",
+    "device", "bf16", "channels_last", "deterministic",
+})
 FINAL_WEIGHTS = "hmr_final.safetensors"
 
 
@@ -110,6 +119,16 @@ def resolve_device(cfg: TrainConfig, info: DistInfo | None = None) -> torch.devi
         index = info.local_rank if info else (torch.cuda.current_device() if torch.cuda.is_available() else 0)
         return require_device(f"cuda:{index}")
     return torch.device("cpu")
+
+
+def changed_on_resume(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """The options of ``cfg`` that differ from a checkpoint's ``saved``
+    configuration and that a resumed run may not change (not in
+    :data:`RESUME_MAY_CHANGE`), each as "name was A, now B". Options one of
+    the two does not know (another openhmr version) are not compared."""
+    now = cfg.to_dict()
+    return [f"{name} was {saved[name]!r}, now {now[name]!r}" for name in now
+            if name in saved and name not in RESUME_MAY_CHANGE and saved[name] != now[name]]
 
 
 def build_body_model(cfg: TrainConfig) -> BodyModel:
@@ -285,6 +304,8 @@ class Trainer:
         self.made: list[Path] = []
         if resume:
             self.load(existing[-1][1])
+            if self.dist.is_main:  # what it may have changed (max_steps, paths, ...) is recorded
+                cfg.save(self.run_dir / CONFIG_FILE)
         elif self.dist.is_main:
             tensorboard = self.run_dir / "tensorboard"
             self.made += [p for p in (self.run_dir, tensorboard) if not p.exists()]
@@ -436,6 +457,11 @@ class Trainer:
     def load(self, path: Path) -> None:
         """Restore everything :meth:`save` wrote, for exact continuation."""
         state = load_checkpoint(path)
+        changed = changed_on_resume(state.get("config") or {}, self.cfg)
+        if changed:
+            raise CheckpointError(f"--resume continues {path.name}'s run as it was configured, but "
+                                  f"{'; '.join(changed)}; start a new run (another --out) to change "
+                                  f"{'it' if len(changed) == 1 else 'them'}")
         if state.get("world_size") != self.dist.world_size:
             raise CheckpointError(f"{path.name} was written by {state.get('world_size')} processes; "
                                   f"resume it with the same number (got {self.dist.world_size})")
