@@ -2075,3 +2075,41 @@ def test_skip_existing_goes_on_with_a_stopped_run(model_files, tmp_path, capsys,
     with pytest.raises(SystemExit) as usage:  # argparse's usage error
         main(["demo", *map(str, several), "--skip-existing", "--overwrite"])
     assert usage.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_an_input_is_never_written_over(model_files, tmp_path, capsys, cached_loading):
+    """A photo or video of yours named like another input's output (its
+    overlay) is refused as an output, with --overwrite too; the other inputs
+    still run."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_image(folder / "a.png", size=(64, 48), seed=0)
+    mine = make_image(folder / "a_overlay.png", size=(64, 48), seed=1)  # a photo of the user's
+    _grey_video(folder / "clip.mp4", 2, 64, 48)
+    _grey_video(folder / "clip_overlay.mp4", 2, 64, 48)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for extra in ([], ["--overwrite"]):
+        code, err = run([folder, "--bbox", "5,5,40,40", *hmr_args(model_files, folder), *extra], capsys)
+        assert code == 1, err
+        assert (f"{folder / 'a.png'}: {folder / 'a_overlay.png'} is one of this command's inputs and would be "
+                "written over; choose another --out (not even --overwrite replaces an input)") in err
+        assert f"{folder / 'clip.mp4'}: {folder / 'clip_overlay.mp4'} is one of this command's inputs" in err
+        assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name in before} == before
+        assert (folder / "a_overlay.json").is_file()  # the user's photo was an input like any other
+    assert mine.read_bytes() == before["a_overlay.png"]
+
+
+def test_skip_existing_finds_photos_in_subfolders(model_files, tmp_path, capsys, cached_loading):
+    """A photo in a subfolder of an input folder is written under the same
+    subfolder of --out, its json naming its pictures relative to itself:
+    --skip-existing finds them there."""
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    make_image(folder / "top.png", size=(64, 48), seed=0)
+    make_image(folder / "sub" / "deep.png", size=(64, 48), seed=1)
+    out = tmp_path / "out"
+    args = [folder, "--bbox", "5,5,40,40", *hmr_args(model_files, out)]
+    code, err = run(args, capsys)
+    assert code == 0 and (out / "sub" / "deep_views.png").is_file(), err
+    code, err = run([*args, "--skip-existing"], capsys)
+    assert code == 0 and "2 of 2 input(s) passed by" in err, err

@@ -777,3 +777,21 @@ def test_skip_existing_passes_by_a_finished_sequence(smpl_npz, tmp_path, capsys)
     assert run_fit_files(FitFilesOptions([str(other)], (width, height), skip_existing=True, **options)) == 1
     err = capsys.readouterr().err
     assert "passed by" not in err and "clip.npz already exists" in err
+
+
+def test_a_keypoint_file_is_never_written_over(smpl_npz, tmp_path, capsys):
+    """A keypoint file named as its own output (``pose.json`` → ``pose.json``
+    when --out is its folder) is refused, with --overwrite too, and left as
+    it was; the other files are fitted."""
+    folder = tmp_path / "k"
+    mine = _write(folder / "pose.json", _person(160, 30, 180))
+    _write(folder / "other_keypoints.json", _person(160, 30, 180))
+    before = mine.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        code = main(["fit", str(folder), "--image-size", "320x240", "--smpl", str(smpl_npz),
+                     "--out", str(folder), *extra])
+        err = capsys.readouterr().err
+        assert code == 1, err
+        assert f"{mine}: {mine} is one of this command's inputs and would be written over" in err
+        assert mine.read_bytes() == before
+        assert (folder / "other.json").is_file()

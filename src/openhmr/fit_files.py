@@ -196,8 +196,8 @@ def run_fit_files(options: FitFilesOptions) -> int:
     return the exit code (0, or 1 if any file or video failed)."""
     from openhmr.demo import (MESH_FORMATS, SMOOTHING, FitPredictor, check_free, check_output_folder,
                               finished_earlier, image_outputs, load_anny,
-                              person_outputs, progress, remove_earlier_people, write_image_outputs,
-                              write_people_files)
+                              person_outputs, possible_outputs, progress, refuse_writing_inputs,
+                              remove_earlier_people, write_image_outputs, write_people_files)
     from openhmr.devices import require_device
 
     if options.batch_size < 1:
@@ -234,6 +234,7 @@ def run_fit_files(options: FitFilesOptions) -> int:
             _report(path, InputError("not named as a video frame (<video>_<frame, 12 digits>_keypoints.json)"))
     out = Path(options.out)
     several = options.max_people > 1
+    inputs = frozenset(path.resolve() for path, _ in files)  # never written over, even with --overwrite
     passed = 0  # inputs an earlier run finished, passed by before the body model loads
     if options.skip_existing and options.sequence:
         unfinished = {name: frames for name, frames in videos.items()
@@ -272,6 +273,8 @@ def run_fit_files(options: FitFilesOptions) -> int:
         failed = 0
         for name, frames in videos.items():
             try:
+                refuse_writing_inputs(possible_outputs(out, name, "video", options.max_people,
+                                                       options.mesh_format), inputs)
                 if options.max_people > 1:
                     _fit_video_people(predictor, name, frames, options)
                 else:
@@ -340,6 +343,8 @@ def run_fit_files(options: FitFilesOptions) -> int:
 
     for path, name in progress(files, len(files), "keypoint files", "file"):
         try:
+            refuse_writing_inputs(possible_outputs(out, name, "image", options.max_people,
+                                                   options.mesh_format), inputs)
             if options.max_people > 1:
                 located = _locate(path, width, height, options.max_people)
                 entries: list[PendingFile] = [

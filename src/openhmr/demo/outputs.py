@@ -3,6 +3,7 @@ the pictures (the overlay and the original demo's six-panel figure)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,29 @@ def person_outputs(out: Path, name: str, person: int, mesh_format: str) -> dict[
 def video_outputs(out: Path, name: str) -> dict[str, Path]:
     """The files written for one video."""
     return {"npz": out / f"{name}.npz", "overlay": out / f"{name}_overlay.mp4"}
+
+
+def possible_outputs(out: Path, name: str, kind: str, max_people: int, mesh_format: str) -> list[Path]:
+    """Every file a run may write for the input ``name`` (``kind`` "image" or
+    "video"): with ``max_people`` > 1, the files of each of up to that many
+    people and the files they share."""
+    if kind == "video":
+        people = [out / f"{name}_person{k}.npz" for k in range(1, max_people + 1)] if max_people > 1 else []
+        return [*video_outputs(out, name).values(), *people]
+    if max_people == 1:
+        return list(image_outputs(out, name, mesh_format).values())
+    return list(dict.fromkeys(path for k in range(1, max_people + 1)
+                              for path in person_outputs(out, name, k, mesh_format).values()))
+
+
+def refuse_writing_inputs(paths: Iterable[Path], inputs: frozenset[Path]) -> None:
+    """InputError, with or without --overwrite, if one of the output ``paths``
+    is one of the command's ``inputs`` (resolved paths): a photo of yours
+    named like another input's overlay is never written over."""
+    for path in paths:
+        if path.resolve() in inputs:
+            raise InputError(f"{path} is one of this command's inputs and would be written over; "
+                             "choose another --out (not even --overwrite replaces an input)")
 
 
 def _same_input(recorded: object, source: str | None) -> bool:
@@ -196,8 +220,8 @@ def finished_earlier(out: Path, name: str, kind: str, source: str, several: bool
         doc = read_openhmr_json(out / f"{stem}.json")
         if doc is None or doc.get("person") != person or not _same_input(doc.get("input"), source):
             return False
-        views = (doc.get("files") or {}).get("views")
-        return not render or (isinstance(views, str) and (out / views).is_file())
+        views = (doc.get("files") or {}).get("views")  # relative to the json's folder
+        return not render or (isinstance(views, str) and (out / f"{stem}.json").parent.joinpath(views).is_file())
     npz = out / f"{stem}.npz"
     if not (npz.is_file() and _openhmr_npz(npz, person, source)):
         return False

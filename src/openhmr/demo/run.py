@@ -13,9 +13,9 @@ import torch
 
 from openhmr.data.crop import CropTransform, scale_and_crop, scale_for_bbox
 from openhmr.demo.options import MESH_FORMATS, METHODS, DemoOptions, video_smoothing
-from openhmr.demo.outputs import (check_free, finished_earlier, image_outputs, person_outputs,
-                                  remove_earlier_people, video_outputs, write_image_outputs,
-                                  write_people_files)
+from openhmr.demo.outputs import (check_free, finished_earlier, image_outputs, person_outputs, possible_outputs,
+                                  refuse_writing_inputs, remove_earlier_people, video_outputs,
+                                  write_image_outputs, write_people_files)
 from openhmr.demo.predictors import FitPredictor, HMRPredictor, Predictor, load_anny, load_hmr
 from openhmr.demo.report import Timer, progress, warn
 from openhmr.demo.sources import (SEARCH_EVERY, BoxSource, DetectorSource, OpenPoseSource, PersonLocation,
@@ -183,12 +183,15 @@ def run_demo(options: DemoOptions) -> int:
     usable: list[InputItem] = []
     crops = 0
     finished = 0  # inputs an earlier run finished, passed by with --skip-existing
+    inputs = frozenset(item.path.resolve() for item in items)
     for item in items:
         if options.skip_existing and finished_earlier(out, item.name, item.kind, str(item.path),
                                                       options.max_people > 1, options.render):
             finished += 1
             continue
         try:
+            refuse_writing_inputs(possible_outputs(out, item.name, item.kind, options.max_people,
+                                                   options.mesh_format), inputs)
             crops += _precheck(item, out, options, source)
             usable.append(item)
         except InputError as e:
