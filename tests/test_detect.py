@@ -327,6 +327,37 @@ def test_a_video_person_is_detected_frame_by_frame_unless_in_video_mode(monkeypa
     assert near == boxes[:2]  # frames 1 and 2 were looked at around the frame before's person
 
 
+def test_the_same_video_given_twice_is_followed_afresh(monkeypatch) -> None:
+    """A video given twice (two inputs, one file) starts with a new BlazePose
+    tracker the second time, as another video would: the first pass's last
+    person must not steer the second's first frames."""
+    from types import SimpleNamespace
+
+    from openhmr.demo import DetectorSource
+    from openhmr.io.images import InputItem
+
+    class Tracker:
+        made: list[Tracker] = []
+
+        def __init__(self) -> None:
+            Tracker.made.append(self)
+
+        def __call__(self, image):
+            return SimpleNamespace(box=(1.0, 1.0, 9.0, 9.0))
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(detect, "PersonTracker", Tracker)
+    source = DetectorSource(video_mode=True)
+    monkeypatch.setattr(source, "_location", lambda detection: detection)
+    frame = np.zeros((16, 16, 3), np.uint8)
+    first, again = InputItem(Path("v.mp4"), "v_mp4", "video"), InputItem(Path("v.mp4"), "v_mp4_2", "video")
+    for item in (first, first, again, again):
+        source.locate(frame, item, 0)
+    assert len(Tracker.made) == 2
+
+
 def test_erasing_widens_the_mask_by_the_margin() -> None:
     """_erase paints exactly the pixels within the margin (Euclidean) of the
     person's mask, and nothing else."""

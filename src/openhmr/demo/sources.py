@@ -191,11 +191,11 @@ class DetectorSource:
     video_mode: bool = False  # videos with track: BlazePose's tracker instead of frames detected apart
     search_every: int = SEARCH_EVERY  # videos: frames between searches of the whole frame
     _tracker: Any = field(default=None, repr=False)
-    _tracked: Path | None = field(default=None, repr=False)
+    _tracked: str | None = field(default=None, repr=False)  # the video's name, unique in a run
     # the tracked video's last frame with a person, and that person's box
     _followed: tuple[int, tuple[float, float, float, float]] | None = field(default=None, repr=False)
     # video → (frame, the boxes of the people found in it), with several people
-    _people: dict[Path, tuple[int, list[tuple[float, float, float, float]]]] = field(
+    _people: dict[str, tuple[int, list[tuple[float, float, float, float]]]] = field(
         default_factory=dict, repr=False)
 
     @staticmethod
@@ -210,11 +210,12 @@ class DetectorSource:
         from openhmr.detect import PersonTracker, find_person
 
         if self.track and item.kind == "video":
-            if self._tracked != item.path:  # a new video: nobody followed yet
+            # A new video, or the same file given again: nobody followed yet.
+            if self._tracked != item.name:
                 if self._tracker is not None:
                     self._tracker.close()
                 self._tracker = PersonTracker() if self.video_mode else None
-                self._tracked, self._followed = item.path, None
+                self._tracked, self._followed = item.name, None
             detection = None
             if self._tracker is not None:
                 try:
@@ -255,7 +256,7 @@ class DetectorSource:
             except NoPersonError:  # as for one person: smaller windows before giving up
                 found = detect_people(image, max_people, whole=False, windows=SMALL_PERSON_WINDOWS[1:])
             return [self._location(d) for d in found]
-        last = self._people.get(item.path)
+        last = self._people.get(item.name)
         near = last[1] if last is not None and last[0] == frame - 1 else []
         periodic = frame % self.search_every == 0
         try:
@@ -267,7 +268,7 @@ class DetectorSource:
                 raise
             # nobody, not even in the half windows: as on a photo, the quarter windows
             detections = detect_people(image, max_people, whole=False, windows=SMALL_PERSON_WINDOWS[1:])
-        self._people[item.path] = (frame, [d.box for d in detections])
+        self._people[item.name] = (frame, [d.box for d in detections])
         return [self._location(d) for d in detections]
 
     def _location(self, detection: Any) -> PersonLocation:
