@@ -619,8 +619,11 @@ def test_inputs_of_the_same_name_do_not_overwrite_each_other(smpl_npz, tmp_path,
                               out=tmp_path / "videos", smpl=smpl_npz, fit_config=QUICK, sequence=True, fps=25.0)
     assert run_fit_files(options) == 0
     assert "2 of 2 video(s) fitted" in capsys.readouterr().err
-    for name in ("walk", "walk_2"):
-        assert np.load(tmp_path / "videos" / f"{name}.npz")["frame"].tolist() == [0, 1]
+    for name, folder in (("walk", "seq1"), ("walk_2", "seq2")):
+        with np.load(tmp_path / "videos" / f"{name}.npz") as npz:
+            assert npz["frame"].tolist() == [0, 1]
+            # The input named is the files' own pattern, not the output's name.
+            assert str(npz["input"]) == str(tmp_path / folder / "walk_*_keypoints.json")
 
 
 @pytest.mark.parametrize("fps", ["0", "-1", "nan", "inf", "1e30", "abc"])

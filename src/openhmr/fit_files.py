@@ -384,9 +384,14 @@ def _check_frames_read(name: str, found: bool, unreadable: list[tuple[int, str]]
 
 
 def frame_pattern(name: str, frames: list[tuple[int, Path]]) -> str:
-    """The frame files of the video ``name`` as one pattern,
-    ``<folder>/<video>_*_keypoints.json``: how its results name their input."""
-    return str(frames[0][1].parent / f"{Path(name).name}_*_keypoints.json")
+    """The frame files of the video written as ``name`` as one pattern,
+    ``<folder>/<video>_*_keypoints.json``: how its results name their input.
+    ``<video>`` is the files' own (``name`` may be ``<video>_2`` where two
+    folders hold videos named alike)."""
+    first = frames[0][1]
+    match = FRAME_NAME.match(first.name.removesuffix(".json").removesuffix("_keypoints"))
+    video = match["video"] if match else Path(name).name
+    return str(first.parent / f"{video}_*_keypoints.json")
 
 
 def _sequence_fps(options: FitFilesOptions) -> float:
