@@ -49,6 +49,26 @@ def test_replacing_writes_whole_files_or_none(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_replacing_writes_a_long_name_a_file_may_have(tmp_path):
+    """A final name of up to 255 bytes is written though its usual temporary
+    name would be longer; a name too long for the file system is refused
+    under the user's name, never the hidden temporary one."""
+    from openhmr.io.export import save_obj
+
+    longest = tmp_path / ("x" * 251 + ".npz")
+    with replacing(longest) as tmp:
+        np.savez(tmp, x=np.arange(2))
+    assert np.load(longest)["x"].tolist() == [0, 1]
+    save_obj(tmp_path / ("y" * 251 + ".obj"), np.zeros((3, 3)), np.array([[0, 1, 2]]))
+    assert sorted(len(p.name) for p in tmp_path.iterdir()) == [255, 255]
+    too_long = tmp_path / ("z" * 256 + ".npz")
+    with pytest.raises(OSError) as refused:
+        with replacing(too_long) as tmp:
+            np.savez(tmp, x=np.arange(2))
+    assert refused.value.filename == str(too_long)
+    assert len(list(tmp_path.iterdir())) == 2
+
+
 def test_a_file_system_refusal_is_one_line(files_for_smpl, tmp_path, monkeypatch, capsys):
     """An OSError no check foresaw (here: the disk refuses the write) is the
     user's to fix: one line and exit code 1, not a traceback."""

@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import os
 import struct
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from openhmr.io.output_paths import temporary_name
 
 __all__ = ["load_obj", "save_glb", "save_obj", "save_ply"]
 
@@ -66,7 +67,7 @@ def _write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     path = Path(path)
     # mkstemp would create the file 0600; open it ourselves so the usual
     # umask-based permissions apply, as for any other file the user writes.
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    tmp = temporary_name(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:

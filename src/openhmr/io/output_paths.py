@@ -11,7 +11,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from openhmr.errors import InputError
@@ -92,7 +92,7 @@ def replacing(path: Path) -> Iterator[Path]:
     suffix, so writers that add one (``np.savez``) leave it as it is."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    tmp = temporary_name(path, path.suffix)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -102,4 +102,21 @@ def replacing(path: Path) -> Iterator[Path]:
         # The temporary name is ours; the user knows the file by its own.
         raise type(e)(e.errno, e.strerror, str(path)) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        # Clean-up only: an error here (the name refused) must not replace the one above.
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+NAME_MAX = 255  # bytes in one file name, on the file systems openhmr writes to
+
+
+def temporary_name(path: Path, suffix: str = "") -> Path:
+    """A hidden, unique name beside ``path`` to write it under first:
+    ``.<name>.<random>.tmp<suffix>``, or ``.<random>.tmp<suffix>`` where
+    that would be longer than a file name may be (a name of 240 characters is
+    a legal output, its temporary name with 18 more is not)."""
+    token = secrets.token_hex(6)
+    name = f".{path.name}.{token}.tmp{suffix}"
+    if len(os.fsencode(name)) > NAME_MAX:
+        name = f".{token}.tmp{suffix}"
+    return path.with_name(name)
