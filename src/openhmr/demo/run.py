@@ -290,7 +290,7 @@ def run_demo(options: DemoOptions) -> int:
         except Exception as e:  # noqa: BLE001
             fail(item, e)
 
-    if timer.count:
+    if timer.photos or timer.videos:  # something was written (a failed video counts frames only)
         print(f"openhmr demo: {timer.summary()}; outputs in {out}", file=sys.stderr)
     if failures:
         print(f"openhmr demo: {failures} of {len(items)} input(s) failed", file=sys.stderr)
