@@ -361,6 +361,18 @@ def test_a_person_fits_the_same_alone_as_in_a_batch(anny_model) -> None:
             torch.testing.assert_close(alone.pose[0], together.pose[i], rtol=0, atol=1e-6)
             torch.testing.assert_close(alone.cam[0], together.cam[i], rtol=0, atol=1e-6)
             torch.testing.assert_close(alone.betas[0], together.betas[i], rtol=0, atol=1e-6)
+    # A companion who shows too little torso for stage 1 (both shoulders and a
+    # hip missing) is fitted on all its keypoints; the others keep their torso.
+    from openhmr.body.keypoints import get_set
+
+    names = get_set("body25").names
+    partial = truth["kp2d"].clone()
+    for name in ("left_shoulder", "right_shoulder", "left_hip"):
+        partial[1, names.index(name), 2] = 0.0
+    together = fit(model, partial[:2], "body25", config=cfg)
+    alone = fit(model, partial[:1], "body25", config=cfg)
+    torch.testing.assert_close(alone.pose[0], together.pose[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(alone.cam[0], together.cam[0], rtol=0, atol=1e-6)
 
 
 def test_fit_from_an_initial_estimate(anny_model) -> None:
@@ -592,6 +604,10 @@ def test_bad_inputs_raise_input_errors(anny_model) -> None:
     good[..., 2] = 1.0
     with pytest.raises(InputError, match="span 0 px, too little to fit"):  # all in one place
         fit(anny_model, good, "coco17")
+    one = torch.zeros(1, 17, 3)
+    one[0, 0] = torch.tensor([100.0, 50.0, 1.0])
+    with pytest.raises(InputError, match="only one confident keypoint"):
+        fit(anny_model, one, "coco17")
     good[..., :2] = torch.linspace(60, 160, 17)[:, None]
     with pytest.raises(InputError, match="focal"):
         fit(anny_model, good, "coco17", camera="perspective")
@@ -711,6 +727,32 @@ def test_3d_keypoints_are_compared_centred_on_the_hips(smpl_model):
     assert at_truth["3d"].abs().max() < 1e-6
     wrong = energy.data_terms(cam, pose + 0.2, betas, energy.all_mask, torch.arange(2))
     assert (wrong["3d"] > 1.0).all()
+
+
+def test_3d_keypoints_without_their_hips_are_left_out(smpl_model):
+    """A person whose 3D hips are missing (NaN) or not confident has no centre
+    to compare with the model's: the person's 3D term is dropped, not centred
+    on a hip put at the origin; the other people keep theirs."""
+    from openhmr.fit.targets import read_targets3d
+
+    g = torch.Generator().manual_seed(4)
+    kp3 = smpl_model(0.2 * torch.randn(3, 72, generator=g), torch.zeros(3, 10)).keypoints["lsp14"]
+    kp3d = torch.cat([kp3, torch.ones(3, 14, 1)], -1)
+    kp3d[0, 3, :3] = float("nan")  # lsp14's left hip
+    kp3d[1, 2, 3] = 0.0  # right hip, confidence 0
+    t3 = read_targets3d(smpl_model, kp3d, "lsp14", "lsp14", FitConfig(), 3, torch.float32, torch.device("cpu"))
+    assert t3.conf[:2].eq(0).all() and t3.conf[2].eq(1).all()
+    assert torch.isfinite(t3.points).all()
+
+
+def test_residuals_of_non_finite_keypoints_are_nan(anny_model) -> None:
+    """A keypoint given as NaN has no residual: it is no target at (0, 0)."""
+    truth = _synthetic(anny_model, 1, seed=2)
+    kp2d = truth["kp2d"].clone()
+    kp2d[0, 0, :2] = float("nan")
+    result = fit(anny_model, kp2d, "body25", config=FitConfig(stage1_iters=5, stage2_iters=(5, 5, 5)))
+    assert torch.isnan(result.residuals_px[0, 0])
+    assert torch.isfinite(result.residuals_px[0, 1:][kp2d[0, 1:, 2] > 0]).all()
 
 
 @pytest.mark.parametrize("camera", ["weak", "perspective"])

@@ -183,8 +183,9 @@ class FitResult:
             pixels for weak, image pixels for perspective), in the input's
             order; NaN where the body model has no such keypoint.
         residuals_px: (B, K) distance between those and the input keypoints,
-            pixels (NaN where unmatched; zero-confidence ones included —
-            mask them with the input's confidences).
+            pixels (NaN where unmatched or where the input was not finite;
+            zero-confidence ones included — mask them with the input's
+            confidences).
         losses: final loss terms, each (B,).
         crop_size, focal, principal_point: the camera's constants.
     """

@@ -108,7 +108,8 @@ class Energy:
 
         Args:
             cam: (B', 3) cameras; pose: (B', 3·J); betas: (B', k).
-            kp_mask: (M,) which matched keypoints count (stage 1: the torso).
+            kp_mask: (M,) or (B', M) which matched keypoints count (stage 1:
+                each row's person's torso).
             person: (B',) whose keypoints each row is scored against.
             data_weight: (B,) per person, scales the 2D term (told noise).
         """

@@ -212,7 +212,7 @@ def _stage1(energy: Energy, candidates: list[tuple[Tensor, Tensor]], betas0: Ten
     def loss(rows: Tensor) -> Tensor:
         c = cam_from_params(cam_p[rows], camera)
         p = torch.cat([root_p[rows], rest_pose[rows]], 1)
-        terms = energy.data_terms(c, p, betas[rows], torso_mask, rows % b)
+        terms = energy.data_terms(c, p, betas[rows], torso_mask[rows % b], rows % b)
         value = terms["data"] + terms.get("3d", 0.0)
         if camera == "perspective":
             value = value + cfg.depth_weight * (c[:, 2] - depth0[rows]).pow(2)
@@ -432,7 +432,9 @@ def _result(body_model: BodyModel, energy: Energy, cam_par: Tensor, pose: Tensor
         kp_fit = torch.full(t.keypoints[..., :2].shape, float("nan"), dtype=pred.dtype,
                             device=pred.device)
         kp_fit[:, t.input_idx] = pred
-        residuals = (kp_fit - t.keypoints[..., :2]).norm(dim=-1)
+        # A keypoint given as NaN or infinite has no residual (its zeroed place is no target).
+        residuals = torch.where(t.finite, (kp_fit - t.keypoints[..., :2]).norm(dim=-1),
+                                torch.full_like(kp_fit[..., 0], float("nan")))
     return FitResult(
         camera=energy.camera, cam=cam, pose=pose, betas=betas, output=output,
         model_keypoint_set=t.model_set, keypoints2d=kp_fit, residuals_px=residuals,

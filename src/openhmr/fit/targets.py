@@ -76,6 +76,7 @@ class Targets:
     Attributes:
         keypoints: (B, K, 3) the input in its set's order (x, y pixels,
             confidence), non-finite points zeroed.
+        finite: (B, K) which input points were finite (x, y and confidence).
         input_idx: (M,) the matched keypoints' indices in the input's set.
         model_set: the body model's set they are matched to.
         model_idx: (M,) their indices in ``model_set``.
@@ -88,6 +89,7 @@ class Targets:
     """
 
     keypoints: Tensor
+    finite: Tensor
     input_idx: list[int]
     model_set: str
     model_idx: list[int]
@@ -101,13 +103,14 @@ class Targets:
         return int(self.points.shape[0])
 
     def torso_mask(self) -> Tensor:
-        """(M,) 1 on the shoulders and hips, stage 1's keypoints (all of
-        them when a person shows fewer than two of those)."""
-        mask = torch.tensor([n in _TORSO for n in self.names], dtype=self.points.dtype,
-                            device=self.points.device)
-        if (self.conf * mask).gt(0).sum(-1).lt(2).any():
-            mask = torch.ones_like(mask)
-        return mask
+        """(B, M) 1 on the shoulders and hips, stage 1's keypoints; for a
+        person who shows fewer than two of those, all of the person's
+        keypoints (per person, so that a person's fit does not depend on who
+        else is in the batch)."""
+        torso = torch.tensor([n in _TORSO for n in self.names], dtype=self.points.dtype,
+                             device=self.points.device).expand_as(self.conf)
+        few = (self.conf * torso).gt(0).sum(-1).lt(2)
+        return torch.where(few[:, None], torch.ones_like(torso), torso)
 
 
 def read_targets(body_model: BodyModel, keypoints2d: Tensor | np.ndarray, keypoint_set: str,
@@ -130,7 +133,7 @@ def read_targets(body_model: BodyModel, keypoints2d: Tensor | np.ndarray, keypoi
             f"keypoints2d must be (B, {len(input_set)}, 3) for set {keypoint_set!r}, "
             f"got {tuple(kp2d.shape)}")
     finite = torch.isfinite(kp2d).all(-1)
-    kp2d = torch.where(finite[..., None], kp2d, torch.zeros_like(kp2d))
+    kp2d = torch.where(finite[..., None], kp2d, torch.zeros_like(kp2d))  # confidence 0: missing
     if float(kp2d[..., 2].max()) > MAX_CONFIDENCE:
         raise InputError(f"keypoint confidences must lie in [0, 1], got up to {float(kp2d[..., 2].max()):.3g} "
                          "(a percentage? divide by 100)")
@@ -144,6 +147,10 @@ def read_targets(body_model: BodyModel, keypoints2d: Tensor | np.ndarray, keypoi
     if (conf.sum(-1) <= 0).any():
         raise InputError("a person has no confident keypoint that the body model can match")
     seen = conf > 0
+    if (seen.sum(-1) < 2).any():
+        # One point fixes neither the person's size nor anything of the pose.
+        raise InputError("a person has only one confident keypoint that the body model can match; "
+                         "a body needs at least two")
     big = torch.finfo(dtype).max
     lo = torch.where(seen[..., None], points, torch.full_like(points, big)).amin(1)
     hi = torch.where(seen[..., None], points, torch.full_like(points, -big)).amax(1)
@@ -153,7 +160,7 @@ def read_targets(body_model: BodyModel, keypoints2d: Tensor | np.ndarray, keypoi
                          "(keypoints2d are pixels, of the crop for the weak camera, not normalised [-1, 1] "
                          "coordinates)")
     unit = (extent / PERSON_SIZE_PX).clamp(min=1e-3)
-    return Targets(keypoints=kp2d, input_idx=input_idx, model_set=model_set,
+    return Targets(keypoints=kp2d, finite=finite, input_idx=input_idx, model_set=model_set,
                    model_idx=model_idx, names=tuple(input_set.names[i] for i in input_idx),
                    points=points, conf=conf, unit=unit)
 
@@ -221,7 +228,11 @@ def read_targets3d(body_model: BodyModel, keypoints3d: Tensor | np.ndarray,
                        torch.zeros_like(kp3[:, input_idx, 3]))
     conf = torch.where(torch.isfinite(points).all(-1), conf, torch.zeros_like(conf))
     points = torch.nan_to_num(points)
+    # Both sides are centred on the hips (the model's own in the energy): a
+    # person whose hips are not given has no centre to match, and no 3D term.
     centred = points - hip_centre(points, names)[:, None]
+    hips_given = hip_centre((conf > 0).to(dtype)[..., None], names)[:, 0] == 1
+    conf = conf * hips_given[:, None]
     reach = float((centred.norm(dim=-1) * (conf > 0)).max()) if conf.numel() else 0.0
     if reach > MAX_REACH_M:
         # Millimetres (Human3.6M's unit) would otherwise weigh nothing against the 2D term.
