@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -183,3 +184,15 @@ def test_bench_refuses_auto_and_smpl_without_weights(extra, message, capsys):
     """Refused before any work (the absurd --threads would be the next refusal)."""
     assert main(["bench", *extra, "--threads", "100000"]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_bench_never_writes_its_json_over_an_input(weights, smpl_npz, tmp_path, capsys):
+    """--json naming the weights or the SMPL file is refused, with --overwrite
+    too, before any work; the file is left as it was."""
+    for target in (weights, smpl_npz):
+        before = Path(target).read_bytes()
+        code = main(["bench", "--weights", str(weights), "--smpl", str(smpl_npz), "--backends", "torch",
+                     "--json", str(target), "--overwrite"])
+        assert code == 1
+        assert "is an input of this command; write to another file" in capsys.readouterr().err
+        assert Path(target).read_bytes() == before

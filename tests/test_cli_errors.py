@@ -426,3 +426,12 @@ def test_eval_fit_fits_smpl_when_smpl_is_given(stub_eval, tmp_path, monkeypatch,
     assert main(base + ["--smpl", "smpl.pkl"]) == 0
     assert main(base) == 0
     assert bodies == [("SMPL", Path("smpl.pkl")), None]
+
+
+def test_convert_smpl_writes_npz_only(files_for_smpl, tmp_path, capsys):
+    """An OUTPUT without .npz (which numpy would have renamed, leaving a hidden
+    temporary file) is one line before the model is read; nothing is left."""
+    for name in ("model", "model.bin"):
+        assert main(["convert-smpl", str(files_for_smpl), str(tmp_path / name)]) == 1
+        assert f"OUTPUT must end in .npz, got {tmp_path / name}" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([files_for_smpl.name])

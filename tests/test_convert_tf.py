@@ -327,6 +327,22 @@ def test_from_pretrained_refuses_other_body_models_and_bad_files(converted, tmp_
     save_file({"w": np.zeros(3, np.float32)}, str(foreign))
     with pytest.raises(WeightsError, match="not openhmr HMR weights"):
         HMR.from_pretrained(foreign, SMPL(smpl_arrays))
+    # A NaN in a tensor, or no IEF iteration in the metadata: one line, not NaN estimates or a traceback.
+    from safetensors.numpy import load_file, safe_open
+
+    with safe_open(str(out), "np") as f:
+        meta = f.metadata()
+    tensors = load_file(str(out))
+    broken = dict(tensors)
+    name = next(k for k in broken if k.endswith("running_var"))
+    broken[name] = broken[name].copy()
+    broken[name][0] = np.nan
+    save_file(broken, str(tmp_path / "nan.safetensors"), metadata=meta)
+    with pytest.raises(WeightsError, match=f"{name} holds NaN or infinite values"):
+        HMR.from_pretrained(tmp_path / "nan.safetensors", SMPL(smpl_arrays))
+    save_file(tensors, str(tmp_path / "t0.safetensors"), metadata={**meta, "num_iterations": "0"})
+    with pytest.raises(WeightsError, match="num_iterations must be at least 1"):
+        HMR.from_pretrained(tmp_path / "t0.safetensors", SMPL(smpl_arrays))
 
 
 def test_plan_refuses_unknown_missing_and_misshapen_variables():

@@ -220,6 +220,17 @@ def test_batched_render_equals_per_item() -> None:
     assert batched.mask[2].sum() > 500  # the mirrored (inside-out) mesh renders too
 
 
+def test_half_precision_vertices_render_as_float32() -> None:
+    """float16 vertices are rendered in float32: the same picture as their
+    float32 values, not normals bent by half precision's round-off."""
+    v, f = _blob(seed=5, subdivisions=2)
+    half = v.half()
+    got = render_mesh(half, f, 100.0, None, 64, 72)
+    want = render_mesh(half.float(), f, 100.0, None, 64, 72)
+    assert got.rgb.dtype == torch.float32
+    assert torch.equal(got.mask, want.mask) and torch.equal(got.rgb, want.rgb)
+
+
 def test_chunking_does_not_change_the_result() -> None:
     """Including exact depth ties on shared edges: they go to the lower face index."""
     v, f = uv_sphere(24, 16)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import sys
 import types
@@ -74,8 +75,17 @@ def files(tmp_path_factory, smpl_arrays):
         "plain": plain_pickle(d / "plain.pkl", arrays),
         "chumpy2": chumpy_pickle(d / "chumpy2.pkl", arrays, protocol=2),
         "chumpy1": chumpy_pickle(d / "chumpy1.pkl", arrays, protocol=1),
+        "protocol5": _protocol5_pickle(d / "protocol5.pkl", arrays),
         "smplx": _smplx_pkl(d / "SMPL_NEUTRAL.pkl", arrays),
     }
+
+
+def _protocol5_pickle(path, arrays):
+    """Plain arrays at pickle protocol 5, where numpy stores them through
+    ``numeric._frombuffer`` (Python 3.14's default protocol)."""
+    with open(path, "wb") as f:
+        pickle.dump(dict(arrays), f, protocol=5)
+    return path
 
 
 def _npz(path, arrays):
@@ -91,7 +101,7 @@ def _smplx_pkl(path, arrays):
     return path
 
 
-@pytest.mark.parametrize("flavour", ["npz", "plain", "chumpy2", "chumpy1"])
+@pytest.mark.parametrize("flavour", ["npz", "plain", "chumpy2", "chumpy1", "protocol5"])
 def test_every_file_flavour_loads_the_same_arrays(files, smpl_arrays, flavour):
     arrays = load_smpl_arrays(files[flavour])
     for key in ("v_template", "shapedirs", "posedirs", "J_regressor", "weights",
@@ -214,6 +224,17 @@ def test_malicious_pickle_is_refused_and_does_not_run(tmp_path, smpl_arrays, kin
         load_smpl_arrays(path)
     assert {"os.system": "system", "eval": "eval", "subprocess": "call"}[kind] in str(err.value)
     assert not marker.exists()
+
+
+def test_an_object_array_at_protocol_5_is_refused(tmp_path, smpl_arrays):
+    """Protocol 5's array reconstructor is allowed for numeric data only."""
+    from openhmr.io.smpl_file import RestrictedUnpickler
+
+    frombuffer = RestrictedUnpickler(io.BytesIO()).find_class("numpy._core.numeric", "_frombuffer")
+    np.testing.assert_array_equal(frombuffer(np.arange(6.0).tobytes(), "<f8", (2, 3), "F"),
+                                  np.arange(6.0).reshape(2, 3, order="F"))
+    with pytest.raises(SMPLFileError, match="object array"):
+        frombuffer(b"", np.dtype(object), (0,), "C")
 
 
 def test_truncated_file_gets_one_sentence(files, tmp_path):

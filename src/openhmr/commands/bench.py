@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     if args.weights is not None:
         require_weights_file(args.weights)
     if args.json is not None:
-        check_output_file(args.json, args.overwrite, "--json")
+        check_output_file(args.json, args.overwrite, "--json",
+                          inputs=[p for p in (args.weights, args.smpl) if p is not None])
     if args.threads and args.threads > 4 * (os.cpu_count() or 1):
         raise InputError(f"--threads {args.threads} is more than 4× this machine's {os.cpu_count()} CPUs")
     device = require_device(args.device)

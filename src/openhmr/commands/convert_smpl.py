@@ -20,9 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from openhmr.errors import InputError
     from openhmr.io.output_paths import check_output_file
     from openhmr.io.smpl_file import load_smpl_arrays, save_smpl_npz
 
+    if args.output.suffix != ".npz":  # how openhmr tells an npz model from a pickle
+        raise InputError(f"OUTPUT must end in .npz, got {args.output}")
     check_output_file(args.output, args.overwrite, "OUTPUT", inputs=[args.input])
     arrays = load_smpl_arrays(args.input)
     save_smpl_npz(args.output, arrays)

@@ -138,7 +138,9 @@ def bench_backends(model: HMR, names: list[str], batches: list[int], crops: Tens
             continue
         timings[name] = BackendTiming(name, one_off_s=time.perf_counter() - t0)
 
-    for batch in batches:
+    # Smallest first: a compiled backend pads a batch up to a larger size it
+    # already compiled for, which would time batch 1 as batch 8.
+    for batch in sorted(set(batches)):
         x = crops[:batch].to(device)
         for name, p in predictors.items():
             log(f"first call of {name} at batch {batch}" + (" (compiling)" if name.startswith("compiled") else ""))

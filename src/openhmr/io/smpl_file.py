@@ -96,6 +96,18 @@ def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+def _safe_frombuffer(buffer: Any, dtype: Any, shape: tuple[int, ...], order: str) -> np.ndarray:
+    """numpy's protocol-5 array reconstructor (``numeric._frombuffer``), for
+    plain numeric data only: an object array could run code."""
+    dtype = np.dtype(dtype)
+    if dtype.hasobject:
+        raise SMPLFileError("refusing an object array in a SMPL file")
+    if order not in ("C", "F"):
+        raise SMPLFileError(f"refusing an array of memory order {order!r} in a SMPL file")
+    flat = np.frombuffer(buffer, dtype=dtype)
+    return (flat.reshape(shape, order="F") if order == "F" else flat.reshape(shape)).copy()
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that allows only numpy arrays, scipy sparse matrices and chumpy arrays."""
 
@@ -109,6 +121,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             ("numpy", "dtype"): np.dtype,
             ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct(),
             ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct(),
+            ("numpy.core.numeric", "_frombuffer"): _safe_frombuffer,  # protocol 5
+            ("numpy._core.numeric", "_frombuffer"): _safe_frombuffer,
             ("numpy.core.multiarray", "scalar"): _numpy_scalar(),
             ("numpy._core.multiarray", "scalar"): _numpy_scalar(),
             ("copy_reg", "_reconstructor"): _safe_reconstructor,
@@ -260,5 +274,6 @@ def save_smpl_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     """Write SMPL arrays to an ``.npz`` that :func:`load_smpl_arrays` reads back."""
     from openhmr.io.output_paths import replacing
 
-    with replacing(Path(path)) as tmp:
-        np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+    # Through a file object: np.savez given a name adds ".npz" to one without it.
+    with replacing(Path(path)) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})

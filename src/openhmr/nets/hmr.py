@@ -364,6 +364,10 @@ class HMR(nn.Module):
                 raise WeightsError(
                     f"{origin}: {name} has shape {list(given[name].shape)}, the network needs {list(target.shape)}"
                 )
+            values = np.asarray(given[name])
+            if values.dtype.kind == "f" and not np.isfinite(values).all():
+                # One NaN (a broken save, a diverged run) would make every estimate NaN.
+                raise WeightsError(f"{origin}: {name} holds NaN or infinite values")
         with torch.no_grad():
             for name, target in own.items():
                 target.copy_(torch.as_tensor(np.asarray(given[name])))

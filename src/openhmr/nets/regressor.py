@@ -42,6 +42,8 @@ class IEFRegressor(nn.Module):
         theta_dim = int(mean_theta.numel())
         self.theta_dim = theta_dim
         self.feature_dim = feature_dim
+        if num_iterations < 1:
+            raise ValueError(f"num_iterations must be at least 1, got {num_iterations}")
         self.num_iterations = num_iterations
         self.fc1 = nn.Linear(feature_dim + theta_dim, hidden)
         self.drop1 = nn.Dropout(dropout)
