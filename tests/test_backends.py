@@ -441,9 +441,19 @@ def test_export_onnx_passes_batch_and_body_on(stub_export, smpl_npz, tmp_path, c
                      {"batch": None, "include_body": False}]
 
 
+@pytest.mark.parametrize("batch", ["0", "-2", "x"])
+def test_export_onnx_batch_is_a_usage_error(batch, capsys):
+    """A batch that is neither a positive integer nor 'dynamic' is malformed:
+    the usage and one line, exit code 2, as any malformed option."""
+    from openhmr.cli import main
+
+    with pytest.raises(SystemExit) as usage:
+        main(["export-onnx", "--weights", "w", "--smpl", "s", "--out", "o.onnx", "--batch", batch])
+    assert usage.value.code == 2
+    assert f"argument --batch: must be a positive integer or 'dynamic', got '{batch}'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("extra, message", [
-    (["--batch", "0"], "--batch must be a positive integer or 'dynamic', got '0'"),
-    (["--batch", "-2"], "--batch must be a positive integer or 'dynamic', got '-2'"),
     (["--int8", "--batch", "4", "--calibration", "CAL"],
      "--calibration has 2 images; a batch-4 graph needs at least 4"),
 ])

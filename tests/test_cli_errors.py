@@ -336,8 +336,8 @@ def test_eval_passes_its_defaults_and_options_on(stub_eval, tmp_path, monkeypatc
 
 @pytest.mark.parametrize("extra, message", [
     (["--weights", "w.safetensors"], "--weights needs --smpl"),
-    (["--weights", "w.safetensors", "--smpl", "s.pkl", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
     (["--predictions", "p.npz", "--save-predictions", "q.npz"], "--save-predictions writes what --weights or --fit"),
+    (["--predictions", "p.npz", "--device", "cuda"], "--device cuda goes with --weights: --fit runs on the CPU"),
 ])
 def test_eval_refuses_incomplete_requests_before_reading_the_data(stub_eval, tmp_path, extra, message, capsys):
     """Refused in one line before the benchmark is read."""

@@ -98,10 +98,13 @@ def test_folders_names_and_bad_files(smpl_npz, tmp_path, capsys):
 
 @pytest.mark.parametrize("text", ["640", "640x", "x480", "0x480", "640x480x3", "big"])
 def test_image_size_must_be_width_by_height(text, tmp_path, capsys):
+    """A malformed --image-size is a usage error (exit 2), as every malformed option is."""
     assert parse_image_size("1920x1080") == (1920, 1080) == parse_image_size("1920,1080")
-    code = main(["fit", str(tmp_path / "x.json"), "--image-size", text, "--out", str(tmp_path)])
-    assert code == 1
-    assert "--image-size must be" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main(["fit", str(tmp_path / "x.json"), "--image-size", text, "--out", str(tmp_path)])
+    assert usage.value.code == 2
+    assert f"argument --image-size: must be WIDTHxHEIGHT in positive pixels, e.g. 1920x1080, got '{text}'" in (
+        capsys.readouterr().err)
 
 
 def test_out_that_is_a_file_is_one_error(tmp_path, capsys):
@@ -516,14 +519,17 @@ def test_upright_reaches_the_fit(smpl_npz, tmp_path, monkeypatch, capsys):
     capsys.readouterr()
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "nan"])
-def test_noise_must_be_a_positive_number_of_pixels(value, tmp_path, capsys):
+@pytest.mark.parametrize("value", ["0", "-2", "nan", "inf", "abc"])
+@pytest.mark.parametrize("command", ["fit", "demo"])
+def test_noise_must_be_a_positive_number_of_pixels(command, value, tmp_path, capsys):
+    """A malformed --noise-px is a usage error (exit 2) in both commands."""
     keypoints = _write(tmp_path / "one_keypoints.json", _person(100, 30, 180))
-    code = main(["fit", str(keypoints), "--image-size", "224x224", "--out", str(tmp_path / "o"),
-                 "--noise-px", value])
-    err = capsys.readouterr().err
-    assert code == 1 and err.strip().splitlines() == [
-        f"openhmr fit: error: --noise-px must be a positive number of pixels, got {float(value):g}"], err
+    args = ([str(keypoints), "--image-size", "224x224"] if command == "fit"
+            else [str(tmp_path / "one.png"), "--openpose", str(keypoints), "--method", "fit"])
+    with pytest.raises(SystemExit) as usage:
+        main([command, *args, "--out", str(tmp_path / "o"), "--noise-px", value])
+    assert usage.value.code == 2
+    assert f"argument --noise-px: must be a positive number of pixels, got '{value}'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 

@@ -38,7 +38,7 @@ def add_output_options(p: argparse.ArgumentParser, inputs: str) -> None:
 
 def add_noise_option(p: argparse.ArgumentParser, applies_to: str = "") -> None:
     """--noise-px, as ``demo`` and ``fit`` share it; ``applies_to`` opens its help."""
-    p.add_argument("--noise-px", dest="noise_px", type=float, metavar="PX",
+    p.add_argument("--noise-px", dest="noise_px", type=positive_pixels, metavar="PX",
                    help=f"{applies_to}σ of the keypoints' noise in image pixels, when it is known and "
                         "does not grow with the person (e.g. hand annotations, or a detector's error "
                         "measured on large images): the fit ends with a step that trusts them that much "
@@ -109,6 +109,29 @@ def frame_rate(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be the video's frame rate, in (0, 10000] frames per second, "
                                          f"got {text!r}")
     return value
+
+
+def positive_pixels(text: str) -> float:
+    """argparse type: a finite number > 0 (--noise-px, pixels)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of pixels, got {text!r}")
+    return value
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """argparse type: WIDTHxHEIGHT (or WIDTH,HEIGHT) in pixels, both ≥ 1."""
+    parts = str(text).lower().replace(",", "x").split("x")
+    try:
+        width, height = (int(p) for p in parts)
+    except ValueError:
+        width = height = 0
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"must be WIDTHxHEIGHT in positive pixels, e.g. 1920x1080, got {text!r}")
+    return width, height
 
 
 def positive_int(text: str) -> int:

@@ -81,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "ones only for jobs of 5000+ images/frames, where compiling pays off), torch "
                         "(eager fp32), compiled (torch.compile), onnx (ONNX Runtime), bf16, "
                         "compiled-bf16")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=8, metavar="N",
+    p.add_argument("--batch-size", dest="batch_size", type=positive_int, default=8, metavar="N",
                    help="images per network call, and photos fitted together with --method "
                         "fit|hmr+fit (default: 8; a fit of 8 runs ~3× faster than 8 alone on a CPU; "
                         "1 fits each photo alone, so that its result does not depend on the others); "
@@ -115,10 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openhmr.demo import DemoOptions, run_demo
-    from openhmr.errors import InputError
 
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
     options = DemoOptions(
         inputs=list(args.inputs), out=args.out, method=args.method, weights=args.weights,
         smpl=args.smpl, bbox=args.bbox, openpose=args.openpose, detect=args.detect,

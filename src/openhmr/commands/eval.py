@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from openhmr.commands import device_name
+from openhmr.commands import device_name, positive_int
 
 PROTOCOL_CHOICES = ("h36m-p1", "h36m-p2", "3dpw", "3dhp", "lsp")
 
@@ -18,8 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Score HMR (--weights), the open default (--fit) or any tool's predictions "
         "(--predictions) on a benchmark read from the dataset as its owners distribute it. "
         "Prints the papers' "
-        "table (per action/sequence/activity, mean and median) and writes metrics.csv and "
-        "metrics.json. Errors are in millimetres; PCK and AUC in percent.",
+        "table (per action/sequence/activity, mean and median) and, with --out, writes "
+        "metrics.csv and metrics.json. Errors are in millimetres; PCK and AUC in percent.",
     )
     p.add_argument("--protocol", required=True, choices=PROTOCOL_CHOICES)
     p.add_argument("--data", required=True, type=Path, help="the dataset folder (see README: Evaluation)")
@@ -45,11 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-predictions", dest="save_predictions", type=Path, default=None, metavar="FILE.npz",
                    help="with --weights or --fit: also write the predictions as a --predictions file, "
                    "to score again or compare later without rerunning")
-    p.add_argument("--overwrite", action="store_true", help="replace metrics files in --out")
-    p.add_argument("--batch-size", type=int, default=32,
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs: the metrics files in --out, --list-frames, --save-predictions")
+    p.add_argument("--batch-size", type=positive_int, default=32,
                    help="images per network batch (--weights) or per batched fit (--fit)")
-    p.add_argument("--device", type=device_name, default="cpu", help="cpu or cuda (--weights)")
-    p.add_argument("--frame-step", type=int, default=5,
+    p.add_argument("--device", type=device_name, default="cpu", help="cpu or cuda, for the network of --weights (--fit runs on the CPU)")
+    p.add_argument("--frame-step", type=positive_int, default=5,
                    help="h36m: score every N-th frame of the 50 fps videos (default 5 = 10 fps)")
     p.add_argument("--allow-partial", action="store_true",
                    help="h36m/3dhp: score the sequences present instead of refusing when some are missing")
@@ -68,8 +69,6 @@ def run(args: argparse.Namespace) -> int:
     from openhmr.evaluate.runner import METRICS_FILES, format_headline
     from openhmr.io.output_paths import check_output_file, check_output_folder, replacing
 
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.list_frames is None and args.weights is None and args.predictions is None and not args.fit:
         raise InputError("give --weights (with --smpl), --fit or --predictions FILE.npz")
     if not args.world_landmarks and not args.fit:
@@ -88,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--weights needs --smpl, the SMPL file with HMR's cocoplus regressor")
     if args.weights is not None:
         require_device(args.device)  # now, not once the benchmark has loaded
+    elif str(args.device) != "cpu" and args.list_frames is None:
+        raise InputError(f"--device {args.device} goes with --weights: --fit runs on the CPU, "
+                         "and --predictions computes nothing")
     if args.list_frames is not None:
         check_output_file(args.list_frames, args.overwrite, "--list-frames")
     if args.save_predictions is not None:

@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--smpl", type=Path, required=True, metavar="MODEL",
                    help="SMPL model file (.pkl or .npz) the weights were made for")
     p.add_argument("--out", type=Path, required=True, metavar="hmr.onnx", help="ONNX file to write")
-    p.add_argument("--batch", default="dynamic", metavar="N|dynamic",
+    p.add_argument("--batch", type=parse_batch, default=None, metavar="N|dynamic",
                    help="fixed batch size, or 'dynamic' for any (default: dynamic)")
     p.add_argument("--with-body", dest="with_body", action="store_true",
                    help="include the SMPL body model in the graph (outputs vertices and joints too)")
@@ -48,9 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_batch(text: str) -> int | None:
-    """``"dynamic"`` → None; a positive integer → itself; else InputError."""
-    from openhmr.errors import InputError
-
+    """argparse type: ``"dynamic"`` → None; a positive integer → itself."""
     if str(text).lower() == "dynamic":
         return None
     try:
@@ -58,7 +56,7 @@ def parse_batch(text: str) -> int | None:
     except ValueError:
         batch = 0
     if batch < 1:
-        raise InputError(f"--batch must be a positive integer or 'dynamic', got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'dynamic', got {text!r}")
     return batch
 
 
@@ -77,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from openhmr.io.output_paths import check_output_file
     from openhmr.nets import HMR
 
-    batch = parse_batch(args.batch)
+    batch = args.batch
     missing = onnx_available()
     if missing:
         raise InputError(f"export-onnx needs ONNX: {missing}")

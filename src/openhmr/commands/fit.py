@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from openhmr.commands import (add_jumps_option, add_noise_option, add_output_options,
-                              add_upright_option, fit_config, frame_rate, positive_int)
+                              add_upright_option, fit_config, frame_rate, image_size, positive_int)
 
 DESCRIPTION = """\
 Fit a body model (the open Anny, or SMPL with --smpl) to the 2D keypoints of
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="KEYPOINTS",
                    help="OpenPose JSON files, or folders searched recursively for *.json")
-    p.add_argument("--image-size", dest="image_size", required=True, metavar="WIDTHxHEIGHT",
+    p.add_argument("--image-size", dest="image_size", type=image_size, required=True, metavar="WIDTHxHEIGHT",
                    help="size of the images the keypoints come from, pixels, e.g. 1920x1080")
     p.add_argument("--smpl", type=Path, metavar="MODEL",
                    help="fit this SMPL model file (.pkl or .npz from 'openhmr convert-smpl') "
@@ -65,13 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openhmr.errors import InputError
-    from openhmr.fit_files import FitFilesOptions, parse_image_size, run_fit_files
+    from openhmr.fit_files import FitFilesOptions, run_fit_files
 
     if not args.sequence and (args.fps is not None or args.smoothing is not None):
         raise InputError("--fps and --smoothing apply to --sequence (a video's frame files) only")
 
     options = FitFilesOptions(
-        inputs=list(args.inputs), image_size=parse_image_size(args.image_size), out=args.out,
+        inputs=list(args.inputs), image_size=args.image_size, out=args.out,
         smpl=args.smpl, mesh_format=args.mesh_format, overwrite=args.overwrite,
         skip_existing=args.skip_existing, device=args.device,
         sequence=args.sequence, fps=args.fps, smoothing=args.smoothing or "clip",

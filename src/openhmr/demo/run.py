@@ -149,6 +149,8 @@ def run_demo(options: DemoOptions) -> int:
     source = build_person_source(options, method)
     if options.max_people < 1:
         raise InputError(f"--max-people must be at least 1, got {options.max_people}")
+    if options.batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {options.batch_size}")
     if options.noise_px is not None and not (math.isfinite(options.noise_px) and options.noise_px > 0):
         raise InputError(f"--noise-px must be a positive number of pixels, got {options.noise_px:g}")
     if options.overwrite and options.skip_existing:
