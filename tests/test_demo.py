@@ -351,21 +351,31 @@ def test_openpose_keypoints_of_another_image(model_files, tmp_path, capsys):
 
 
 def test_a_broken_estimate_writes_nothing(model_files, tmp_path, capsys):
-    """Weights holding a NaN give a NaN body: one line per input and no file
-    at all (a half-written set would also block the rerun without --overwrite)."""
+    """Weights holding a NaN are refused as they load; finite weights whose
+    estimate is not finite (a camera of scale 0, at infinite depth) give one
+    line per input and no file at all (a half-written set would also block
+    the rerun without --overwrite)."""
     from openhmr.body.smpl import SMPL
     from openhmr.nets import HMR
 
     model = HMR.from_pretrained(model_files[0], body_model=SMPL(model_files[1]))
-    with torch.no_grad():
-        model.regressor.fc3.bias[0] = float("nan")
-    broken = tmp_path / "broken.safetensors"
-    model.save_pretrained(broken)
     image = make_image(tmp_path / "x.png")
     out = tmp_path / "out"
-    code, err = run([image, "--weights", broken, "--smpl", model_files[1], "--out", out,
+    with torch.no_grad():
+        model.regressor.fc3.bias[0] = float("nan")
+    model.save_pretrained(tmp_path / "nan.safetensors")
+    code, err = run([image, "--weights", tmp_path / "nan.safetensors", "--smpl", model_files[1], "--out", out,
                      "--backend", "torch"], capsys)
-    assert code == 1 and "holds NaN or infinite values, so nothing was written" in err
+    assert code == 1 and "regressor.fc3.bias holds NaN or infinite values" in err
+    assert not out.exists()
+    with torch.no_grad():  # the scale stays at its mean, 0, through every iteration
+        model.regressor.fc3.bias[0] = 0.0
+        model.regressor.fc3.weight[0] = 0.0
+        model.regressor.mean_param[0, 0] = 0.0
+    model.save_pretrained(tmp_path / "flat.safetensors")
+    code, err = run([image, "--weights", tmp_path / "flat.safetensors", "--smpl", model_files[1], "--out", out,
+                     "--backend", "torch"], capsys)
+    assert code == 1 and "holds NaN or infinite values, so nothing was written" in err, err
     assert not out.exists() or not any(out.iterdir())
 
 

@@ -260,8 +260,11 @@ def check_finite(pred: Prediction) -> None:
     """OpenHMRError if the body's estimate holds NaN or infinite values, so that
     none of its files is written (a broken weights or body-model file, not a
     hard photo, makes them)."""
-    for name in ("cam", "pose", "betas", "vertices", "joints_3d"):
-        values = getattr(pred, name)
+    # The camera's translation too: a weak camera of scale 0 puts the body at infinite depth.
+    fields = {name: getattr(pred, name) for name in ("cam", "pose", "betas", "vertices", "joints_3d", "translation")}
+    fields |= {f"keypoints_2d/{k}": v for k, v in pred.keypoints_2d.items()}
+    fields |= {f"keypoints_3d/{k}": v for k, v in pred.keypoints_3d.items()}
+    for name, values in fields.items():
         if values is not None and not np.isfinite(np.asarray(values, np.float64)).all():
             raise OpenHMRError(f"the estimated {name} holds NaN or infinite values, so nothing was "
                                "written; are the weights and the body model file intact?")
