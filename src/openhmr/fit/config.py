@@ -30,6 +30,9 @@ class FitConfig:
 
     Attributes:
         stage1_iters: L-BFGS iterations for camera + global orientation.
+        stage1_keypoints: which of a person's keypoints stage 1 fits:
+            ``"torso"`` (shoulders and hips, SMPLify's; all of them for a
+            person who shows fewer than two of those) or ``"all"``.
         stage2_iters: L-BFGS iterations per annealing step of stage 2.
         pose_weights: λ_θ of each annealing step of stage 2 (SMPLify's
             prior, for body models without ``pose_prior``).
@@ -119,6 +122,7 @@ class FitConfig:
     """
 
     stage1_iters: int = 30
+    stage1_keypoints: str = "torso"
     stage2_iters: tuple[int, ...] = (30, 30, 40)
     pose_weights: tuple[float, ...] = (400.0, 100.0, 25.0)
     range_prior_weights: tuple[float, ...] = (40.0, 12.0, 4.0)

@@ -130,6 +130,8 @@ def _check_config(cfg: FitConfig) -> None:
             # zip() would silently drop the steps beyond the weights.
             raise InputError(f"{name} must give a weight for each of the {len(steps)} steps of "
                              f"stage2_iters, got {weights!r}")
+    if cfg.stage1_keypoints not in ("torso", "all"):
+        raise InputError(f"stage1_keypoints must be 'torso' or 'all', got {cfg.stage1_keypoints!r}")
     for name in ("upright_sigma", "told_shape_exponent", "shape_prior_exponent"):
         value = getattr(cfg, name)
         if value is not None and not (math.isfinite(value) and value > 0):
@@ -196,7 +198,7 @@ def _stage1(energy: Energy, candidates: list[tuple[Tensor, Tensor]], betas0: Ten
     camera (B, 3) and pose (B, 3·J)."""
     t, camera, cfg = energy.targets, energy.camera, energy.cfg
     b = t.batch
-    torso_mask = t.torso_mask()
+    torso_mask = t.torso_mask() if cfg.stage1_keypoints == "torso" else torch.ones_like(t.conf)
     n_cand = len(candidates)
     cam = torch.cat([c for c, _ in candidates]).clone()
     pose = torch.cat([p for _, p in candidates]).clone()
