@@ -120,7 +120,8 @@ class CropTransform:
         """
         cam = np.asarray(cam, dtype=np.float64)
         s, tx, ty = cam[..., 0], cam[..., 1], cam[..., 2]
-        tz = focal_crop_px / (0.5 * self.crop_size * s)
+        with np.errstate(divide="ignore"):  # s = 0 (broken weights) is an infinite depth, refused on writing
+            tz = focal_crop_px / (0.5 * self.crop_size * s)
         half = self.crop_size / 2.0
         return {
             "focal": np.array([focal_crop_px / self.scale_x, focal_crop_px / self.scale_y]),
