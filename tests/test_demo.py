@@ -2123,3 +2123,34 @@ def test_skip_existing_finds_photos_in_subfolders(model_files, tmp_path, capsys,
     assert code == 0 and (out / "sub" / "deep_views.png").is_file(), err
     code, err = run([*args, "--skip-existing"], capsys)
     assert code == 0 and "2 of 2 input(s) passed by" in err, err
+
+
+def test_a_broken_frame_rate_and_a_short_read_are_said(model_files, tmp_path, capsys, cached_loading, monkeypatch):
+    """A container's frame rate no video has (70000 fps) is replaced by 25
+    fps, saying so, and still gives an overlay; a video that decodes fewer
+    frames than its container announces (OpenCV stops at a damaged frame)
+    says how many were read rather than ending quietly."""
+    import openhmr.io.images as images
+
+    video = _grey_video(tmp_path / "clip.mp4", 4, 64, 48)
+    real_open = images.open_capture
+
+    class Lying:
+        def __init__(self, cap):
+            self.cap = cap
+
+        def get(self, prop):
+            return {cv2.CAP_PROP_FPS: 70000.0, cv2.CAP_PROP_FRAME_COUNT: 9.0}.get(prop, self.cap.get(prop))
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    monkeypatch.setattr(images, "open_capture", lambda path: Lying(real_open(path)))
+    out = tmp_path / "out"
+    code, err = run([video, "--bbox", "5,5,40,40", *hmr_args(model_files, out)], capsys)
+    assert code == 0, err
+    assert "the container's frame rate, 70000 fps, is not a video's; 25 fps assumed" in err
+    assert "4 of the 9 frames the container announces could be decoded" in err
+    with np.load(out / "clip.npz") as npz:
+        assert float(npz["fps"]) == 25.0 and int(npz["num_frames"]) == 4
+    assert (out / "clip_overlay.mp4").is_file()

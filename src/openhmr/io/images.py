@@ -19,6 +19,7 @@ Failures a user can cause (a missing, unreadable or corrupt file) raise
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,10 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
+DEFAULT_FPS = 25.0  # assumed where the container gives no usable frame rate
+MIN_FPS, MAX_FPS = 1.0, 1000.0  # a rate outside is a broken header, not a video's
+
+
 @dataclass
 class VideoInfo:
     """What OpenCV reports about a video before decoding it."""
@@ -96,6 +101,7 @@ class VideoInfo:
     frame_count: int  # container's estimate; 0 when unknown
     width: int
     height: int
+    note: str | None = None  # what the container said that could not be used, for a warning
 
 
 def quiet_ffmpeg() -> None:
@@ -144,11 +150,19 @@ def _capture(path: Path) -> tuple[Any, VideoInfo]:
     if not cap.isOpened():
         cap.release()
         raise InputError(f"cannot read {path}: OpenCV cannot decode this video")
+    fps, note = float(cap.get(cv2.CAP_PROP_FPS) or 0.0), None
+    if not (math.isfinite(fps) and MIN_FPS <= fps <= MAX_FPS):
+        # Writers refuse such rates, and the smoothing and tracking would read them as time.
+        if fps:
+            note = f"the container's frame rate, {fps:g} fps, is not a video's; {DEFAULT_FPS:g} fps assumed"
+        fps = DEFAULT_FPS
+    count = cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0
     info = VideoInfo(
-        fps=float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or 25.0,
-        frame_count=max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0),
+        fps=fps,
+        frame_count=max(int(count), 0) if math.isfinite(count) else 0,
         width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
         height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        note=note,
     )
     return cap, info
 
