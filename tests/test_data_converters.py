@@ -744,3 +744,25 @@ def test_anny_prior_draws_pose_then_shape_from_one_seeded_generator():
     np.testing.assert_allclose(pose, want_pose.numpy(), atol=1e-6)
     np.testing.assert_allclose(shape, want_shape.numpy(), atol=1e-6)
     assert not np.allclose(anny_prior(Sampler(), 4, seed=6)[0], pose)
+
+
+def test_malformed_or_empty_annotations_are_one_line_and_keep_the_old_output(coco_root, tmp_path, capsys):
+    """Annotations of another layout (a key missing) are one line naming the
+    root, not a traceback; annotations from which no sample passes are an
+    error too, and with --overwrite the earlier dataset stays as it was."""
+    root = coco_root[0]
+    out = tmp_path / "coco_out"
+    assert cli_main(["data", "convert", "coco", str(root), str(out)]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    annotations = root / "annotations" / "person_keypoints_train2014.json"
+    data = json.loads(annotations.read_text())
+    broken = {**data, "annotations": [{k: v for k, v in a.items() if k != "image_id"} for a in data["annotations"]]}
+    annotations.write_text(json.dumps(broken))
+    assert cli_main(["data", "convert", "coco", str(root), str(out), "--overwrite"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "the coco annotations are not laid out as the dataset distributes them" in err
+    annotations.write_text(json.dumps({**data, "annotations": []}))
+    assert cli_main(["data", "convert", "coco", str(root), str(out), "--overwrite"]) == 1
+    assert "no coco sample was found to convert; nothing was written" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -72,8 +72,16 @@ def run_convert(args: argparse.Namespace) -> int:
         if args.dataset not in datasets:
             raise InputError(f"{flag} applies to {' and '.join(datasets)} only, not {args.dataset}")
         options[name] = value
-    manifest = converter(args.dataset).convert(args.root, args.out, split=args.split,
-                                               overwrite=args.overwrite, **options)
+    try:
+        manifest = converter(args.dataset).convert(args.root, args.out, split=args.split,
+                                                   overwrite=args.overwrite, **options)
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
+        # Annotation files whose layout is not the dataset's (a missing key, a
+        # table of the wrong width): one line, not a traceback. Nothing was
+        # written: the shards are swapped in only when the conversion ends.
+        what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        raise InputError(f"{args.root}: the {args.dataset} annotations are not laid out as the dataset "
+                         f"distributes them ({what})") from None
     print(f"wrote {manifest['count']} {args.dataset} samples in {len(manifest['shards'])} shard(s) to {args.out}")
     return 0
 

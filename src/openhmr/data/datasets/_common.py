@@ -183,6 +183,10 @@ def write_samples(samples: Iterator[Sample], out_dir: Path, name: str, options: 
                      samples_per_shard=samples_per_shard, overwrite=overwrite) as writer:
         for sample in samples:
             writer.write(sample)
+        if writer.count == 0:
+            # A wrong folder, split or annotation file: an error, and the
+            # writer's abort keeps any earlier output as it was.
+            raise DatasetError(f"no {name} sample was found to convert; nothing was written")
     return read_manifest(out_dir)
 
 
