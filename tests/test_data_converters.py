@@ -394,6 +394,9 @@ def test_h36m(h36m_root, tmp_path):
     np.testing.assert_allclose(got[keys[1]]["pose"], 0.1, atol=1e-7)
     with pytest.raises(DatasetError, match="no Human3.6M sequence"):
         converter("h36m").convert(root, tmp_path / "test", split="test")
+    np.savez(fits, keys=np.array([key5]), pose=np.full((1, 72), 0.1), betas=np.full((1, 5), 0.2))
+    with pytest.raises(DatasetError, match=r"expected pose \(N, 72\) and betas \(N, 10\)"):  # 5 betas
+        converter("h36m").convert(root, tmp_path / "few_betas", smpl_fits=fits)
 
 
 # ------------------------------------------------------------ MPI-INF-3DHP
@@ -542,6 +545,25 @@ def test_3dpw(pw3d_root, tmp_path, smpl_arrays):
     converter("3dpw").convert(root, tmp_path / "plain")
     plain = next(iter(_samples(tmp_path / "plain").values()))
     assert plain["has_smpl"] and not plain["has_joints3d"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"poses": lambda d: [d["poses"][0][:, :69]]}, r"person 0's poses are \(4, 69\), not \(frames, 72\)"),
+    ({"betas": lambda d: [d["betas"][0][:5]]}, "person 0's betas hold 5 values, SMPL needs 10"),
+    ({"cam_poses": lambda d: d["cam_poses"][:1]}, r"person 0's .*cam_poses \(1\) and img_frame_ids \(4\) do not all "
+                                                   r"cover its 4 frames"),
+])
+def test_3dpw_refuses_people_of_the_wrong_shape(pw3d_root, tmp_path, change, message):
+    """A pose of another size, too few betas, or one camera for many frames
+    (which numpy would broadcast) is refused naming the file and person."""
+    from openhmr.data.datasets._common import DatasetError
+
+    root, data = pw3d_root
+    (key, edit), = change.items()
+    _pw3d_pickle(root / "sequenceFiles" / "train" / "downtown_test_00.pkl", {**data, key: edit(data)})
+    with pytest.raises(DatasetError, match=f"downtown_test_00.pkl: {message}"):
+        converter("3dpw").convert(root, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 class _Evil:

@@ -76,7 +76,7 @@ def load_smpl_fits(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         raise DatasetError(f"{path} lacks the array {e}; expected keys, pose (N, 72), betas (N, 10)") from None
     except (OSError, ValueError) as e:
         raise DatasetError(f"cannot read {path}: {e}") from None
-    if pose.shape != (len(keys), 72) or betas.ndim != 2 or len(betas) != len(keys):
+    if pose.shape != (len(keys), 72) or betas.ndim != 2 or betas.shape[1] < 10 or len(betas) != len(keys):
         raise DatasetError(f"{path}: expected pose (N, 72) and betas (N, 10) for N = {len(keys)} keys")
     return {str(k): (pose[i], betas[i, :10]) for i, k in enumerate(keys)}
 

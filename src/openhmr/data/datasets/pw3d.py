@@ -176,10 +176,25 @@ def sequence_samples(root: Path, path: Path, stride: int,
     intrinsics = np.asarray(data["cam_intrinsics"], np.float64)
     genders = list(data.get("genders", []))
     for p in range(len(data["poses"])):
-        poses = pose_in_camera(np.asarray(data["poses"][p]), cam_poses[:, :3, :3])
-        betas = np.asarray(data["betas"][p], np.float64).ravel()[:10]
-        kp_all = coco18_to_cocoplus(np.asarray(data["poses2d"][p], np.float64).transpose(0, 2, 1))
+        raw_poses = np.asarray(data["poses"][p])
+        raw_betas = np.asarray(data["betas"][p], np.float64).ravel()
+        raw_2d = np.asarray(data["poses2d"][p], np.float64)
         valid = np.asarray(data["campose_valid"][p]).astype(bool).ravel()
+        frames = len(raw_poses)
+        # Checked here: numpy would broadcast one camera over every frame, and a
+        # pose or shape of another size would reach training unnoticed.
+        if raw_poses.ndim != 2 or raw_poses.shape[1] != 72:
+            raise DatasetError(f"{path.name}: person {p}'s poses are {raw_poses.shape}, not (frames, 72)")
+        if raw_betas.size < 10:
+            raise DatasetError(f"{path.name}: person {p}'s betas hold {raw_betas.size} values, SMPL needs 10")
+        if raw_2d.shape != (frames, 3, 18) or len(valid) != frames or len(cam_poses) != frames \
+                or len(frame_ids) != frames:
+            raise DatasetError(f"{path.name}: person {p}'s poses2d {raw_2d.shape}, campose_valid ({len(valid)}), "
+                               f"cam_poses ({len(cam_poses)}) and img_frame_ids ({len(frame_ids)}) do not all "
+                               f"cover its {frames} frames")
+        poses = pose_in_camera(raw_poses, cam_poses[:, :3, :3])
+        betas = raw_betas[:10]
+        kp_all = coco18_to_cocoplus(raw_2d.transpose(0, 2, 1))
         gender = str(genders[p])[:1].lower() if p < len(genders) else "n"
         for t in range(0, len(poses), stride):
             if not valid[t]:
