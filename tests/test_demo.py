@@ -729,7 +729,8 @@ def test_a_videos_fits_run_in_chains_side_by_side(model_files, tmp_path, cached_
     ones' first frames (17, 34) continuing frame 0's fit, then all advancing
     in the same calls; every other frame continues the frame before. A
     second pass refits the later chains from the frames before them (16,
-    33). --batch-size 1 fits one frame after another. Both start afresh once and follow the keypoints;
+    33). --batch-size 1, or --smoothing causal, fits one frame after another. All start afresh once
+    and follow the keypoints;
     the progress bar is told how far each call's fits have got."""
     from openhmr.demo import DemoOptions, FitPredictor, run_demo
     from openhmr.fit import FitConfig
@@ -763,17 +764,21 @@ def test_a_videos_fits_run_in_chains_side_by_side(model_files, tmp_path, cached_
             notes.append((finished, total))
 
     monkeypatch.setattr("openhmr.demo.video.FittingNote", RecordedNote)
-    for batch_size in (8, 1):
+    for batch_size, smoothing in ((8, "none"), (1, "none"), (8, "causal")):
         calls.clear()
         notes.clear()
-        out = tmp_path / f"out{batch_size}"
+        out = tmp_path / f"out{batch_size}{smoothing}"
         options = DemoOptions([str(video)], out=out, method="fit", smpl=smpl, openpose=keypoints,
-                              fit_config=quick, render=False, smoothing="none", batch_size=batch_size)
+                              fit_config=quick, render=False, smoothing=smoothing, batch_size=batch_size)
         assert run_demo(options) == 0
         fitted = sorted(row for call in calls for row in call)
         afresh = [frame for frame, continued in fitted if not continued]
         assert afresh == [0]
-        if batch_size == 8:
+        if smoothing == "causal":  # a causal run: one frame after another, in one 50-frame call
+            assert [frame for frame, _ in fitted] == list(range(frames))
+            assert all(len(call) == 1 for call in calls)
+            assert notes == [(k, 50) for k in range(1, 51)]
+        elif batch_size == 8:
             # 18 steps of the first pass, then the later chains again, side by side
             assert sorted(frame for frame, _ in fitted) == sorted(list(range(frames)) + list(range(17, 50)))
             assert [sorted(f for f, _ in call) for call in calls[:3]] == [[0], [1, 17, 34], [2, 18, 35]]
@@ -788,7 +793,41 @@ def test_a_videos_fits_run_in_chains_side_by_side(model_files, tmp_path, cached_
             # windows of 16 frames (one chain each), fitted one frame after another
             assert notes == [(k, 16) for k in range(1, 17)] * 3 + [(1, 2), (2, 2)]
         hips = np.load(out / "walk.npz")["keypoints_2d/lsp14"][:, 2:4, 0].mean(-1)
-        np.testing.assert_allclose(hips - hips[0], step * np.arange(frames), atol=3.0)
+        # causal: the One-Euro filter lags a steady movement a little (4.7 px measured)
+        np.testing.assert_allclose(hips - hips[0], step * np.arange(frames), atol=3.0 if smoothing == "none" else 6.0)
+
+
+def test_a_causal_videos_outputs_depend_on_earlier_frames_only(model_files, tmp_path, cached_loading):
+    """--smoothing causal, as a live stream: a video's first 25 frames give
+    the same outputs whether the video ends there or goes on to 60 frames (side by side, three chains of 20)
+    (fits, smoothing, shape averaging and camera). Smoothed over the clip
+    they differ, as they should (a later frame may inform an earlier)."""
+    from openhmr.demo import DemoOptions, run_demo
+    from openhmr.fit import FitConfig
+
+    rng = np.random.default_rng(0)
+    keypoints = tmp_path / "openpose"
+    keypoints.mkdir()
+    for i in range(60):
+        body = _standing_body25(100 + 3.0 * i, 30, 180)
+        body[:, :2] += rng.normal(0.0, 2.0, (25, 2)) * (body[:, 2:] > 0)  # a detector's tremble
+        for name, length in (("long", 60), ("short", 25)):
+            if i < length:
+                (keypoints / f"{name}_{i:012d}_keypoints.json").write_text(
+                    json.dumps({"people": [{"pose_keypoints_2d": body.ravel().tolist()}]}))
+    videos = [str(_grey_video(tmp_path / f"{name}.mp4", length, 320, 240)) for name, length in (("long", 60), ("short", 25))]
+    weights, smpl = model_files
+    quick = FitConfig(stage1_iters=5, stage2_iters=(10,), pose_weights=(100.0,), shape_weights=(50.0,),
+                      track_iters=10)
+    for smoothing in ("causal", "clip"):
+        out = tmp_path / smoothing
+        assert run_demo(DemoOptions(videos, out=out, method="fit", smpl=smpl, openpose=keypoints,
+                                    fit_config=quick, render=False, smoothing=smoothing)) == 0
+        long, short = np.load(out / "long.npz"), np.load(out / "short.npz")
+        assert short["frame"].tolist() == list(range(25))
+        same = [np.allclose(long[key][:25], short[key], rtol=0, atol=1e-6)
+                for key in ("vertices", "pose", "betas", "cam", "keypoints_2d/lsp14")]
+        assert all(same) if smoothing == "causal" else not any(same), (smoothing, same)
 
 
 def test_a_second_pass_only_for_fits_from_2d_alone(monkeypatch):
@@ -1771,6 +1810,31 @@ def test_a_tracked_fit_continues_only_its_own_previous_frame(monkeypatch):
     assert call([0, 1], person=1) == [(0, 1, None), (1, 1, 0)]
     assert call([2], person=2) == [(2, 2, None)]  # person 2 does not continue person 1's fit
     assert call([2], person=1) == [(2, 1, 1)]
+
+
+def test_a_causal_runs_fits_do_not_depend_on_later_frames(monkeypatch):
+    """Side by side, where a run is cut into chains depends on its length,
+    so the fits of its first frames change with the frames after them (of
+    25 frames, frame 10 continues frame 9; of 40, it first leaps from frame
+    0). Without side by side (--smoothing causal) each frame continues the
+    frame before, whatever follows."""
+    from openhmr.demo import FitPredictor, PersonLocation
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(FitPredictor, "_fit", _numbered_fit(calls))
+    kp = np.ones((25, 3))
+
+    def fits(frames: int, side_by_side: bool) -> list[tuple[int, int | None]]:
+        """The fits of the first 25 frames, in order: (frame, the frame whose fit it continued)."""
+        calls.clear()
+        locations = [PersonLocation(1.0, np.zeros(2), "openpose", kp, "body25") for _ in range(frames)]
+        FitPredictor(body=None, chain_length=10, side_by_side=side_by_side).predict(
+            None, [CropTransform(1.0, 1.0, (0, 0), 224)] * frames, locations,
+            [("v.mp4", f, (224, 224)) for f in range(frames)])
+        return [(frame, before) for frame, _, before in calls if frame < 25]
+
+    assert (10, 0) in fits(40, True) and (10, 0) not in fits(25, True)
+    assert fits(25, False) == fits(40, False) == [(0, None)] + [(f, f - 1) for f in range(1, 25)]
 
 
 def test_noise_px_is_scaled_into_each_persons_crop(monkeypatch):

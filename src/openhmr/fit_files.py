@@ -265,7 +265,7 @@ def run_fit_files(options: FitFilesOptions) -> int:
             else:
                 body = load_anny()
             loaded.append(FitPredictor(body.to(device), "fit", None, options.fit_config, track=options.sequence,
-                                       noise_px=options.noise_px))
+                                       side_by_side=options.smoothing != "causal", noise_px=options.noise_px))
         return loaded[0]
 
     if options.sequence:

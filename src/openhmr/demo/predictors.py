@@ -187,7 +187,10 @@ class FitPredictor:
     before its first (the previous chain's last); with 3D landmarks one
     pass (``passes_with_3d``). A video's calls hold ``video_window``
     = ``batch_size`` × ``chain_length`` people, so ``batch_size`` chains
-    run side by side. In a video with several people, each person followed
+    run side by side. Without ``side_by_side`` (``--smoothing causal``) each
+    run is one chain, fitted one frame after another: side by side, where
+    the chains are cut depends on how many frames follow, so a frame's fit
+    would depend on later frames. In a video with several people, each person followed
     (``PersonLocation.person``) continues its own fits; a step's rows are
     fitted together (those continuing a fit, and those starting afresh, in
     separate batches).
@@ -199,6 +202,9 @@ class FitPredictor:
     config: Any = None  # openhmr.fit.FitConfig; None = its defaults
     track: bool = True
     chain_length: int = 16  # tracked video: frames per chain at least (openhmr.tracking)
+    # False: each run of frames is one chain, fitted one frame after another, so a frame's
+    # fit depends on the frames before it only (--smoothing causal); True: chains side by side
+    side_by_side: bool = True
     passes_2d_only: int = 2  # tracked video from 2D alone: 2 refits the later chains
     passes_with_3d: int = 1  # with 3D landmarks (openhmr.tracking says why)
     world_landmarks: bool = True  # fit the detector's 3D world landmarks (False: its 2D ones alone)
@@ -267,7 +273,10 @@ class FitPredictor:
         fits: dict[int, FitInit] = {}  # row → its latest fit (a row may be refitted)
         passes = [self.passes_with_3d if all(people[i][1] is not None for i in rows) else self.passes_2d_only
                   for rows in ordered]
-        steps = chain_steps([[(i, frame_of(i)) for i in rows] for rows in ordered], self.chain_length, passes)
+        # Side by side, how the frames are cut into chains depends on how many there are, and so
+        # on the frames after; one chain per run does not (a chain as long as the longest run).
+        min_length = self.chain_length if self.side_by_side else max(map(len, ordered), default=1)
+        steps = chain_steps([[(i, frame_of(i)) for i in rows] for rows in ordered], min_length, passes)
         work = sum(len(step) for step in steps) + sum(len(rows) for rows in batches.values())  # fits
         finished = 0
         for step in steps:

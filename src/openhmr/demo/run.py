@@ -115,6 +115,7 @@ def build_predictor(options: DemoOptions, method: str, expected_crops: int | Non
                 warn("--jumps is not used by --method hmr (nothing is fitted)")
             return hmr
         return FitPredictor(body, method, hmr, options.fit_config, options.track,
+                            side_by_side=video_smoothing(options) != "causal",
                             world_landmarks=options.world_landmarks, noise_px=options.noise_px)
     if options.weights is not None:
         warn("--weights is not used by --method fit")
@@ -124,7 +125,9 @@ def build_predictor(options: DemoOptions, method: str, expected_crops: int | Non
         body = SMPL(options.smpl)
     else:
         body = load_anny()
+    # a causal run's fits must not depend on later frames: one frame after another
     return FitPredictor(body.to(device), method, None, options.fit_config, options.track,
+                        side_by_side=video_smoothing(options) != "causal",
                         world_landmarks=options.world_landmarks, noise_px=options.noise_px)
 
 
