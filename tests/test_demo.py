@@ -2084,8 +2084,8 @@ def test_overwriting_a_photos_people_keeps_every_person_written(model_files, tmp
 def test_skip_existing_goes_on_with_a_stopped_run(model_files, tmp_path, capsys, cached_loading, monkeypatch):
     """--skip-existing: photos and videos whose outputs an earlier run
     finished are passed by (not errors, no model loaded when nothing is
-    left), a video whose overlay was not finished is still refused, new
-    inputs are processed; with --max-people a photo is finished when person
+    left), a video whose overlay was not finished (or is older than its
+    npz) is still refused, new inputs are processed; with --max-people a photo is finished when person
     1's json is there, which is written after every other person's."""
     folder = tmp_path / "in"
     folder.mkdir()
@@ -2123,6 +2123,18 @@ def test_skip_existing_goes_on_with_a_stopped_run(model_files, tmp_path, capsys,
     (out / "p1_views.png").unlink()
     code, err = run([folder / "p1.png", "--skip-existing", *common], capsys)
     assert code == 1 and "0 of 1 input(s) passed by" not in err and "p1.json already exists" in err
+    # A video written again with --overwrite --no-render keeps the earlier
+    # run's overlay (nothing of the user's is deleted), older than the new
+    # npz: it shows the earlier estimates, so the video is not finished.
+    video = folder / "clip.mp4"
+    code, err = run([video, "--overwrite", *common], capsys)  # with its overlay: finished
+    assert code == 0, err
+    code, err = run([video, "--skip-existing", *common], capsys)
+    assert code == 0 and "1 of 1 input(s) passed by" in err, err
+    code, err = run([video, "--overwrite", "--no-render", *common], capsys)
+    assert code == 0 and (out / "clip_overlay.mp4").is_file(), err
+    code, err = run([video, "--skip-existing", *common], capsys)
+    assert code == 1 and f"{out / 'clip.npz'} already exists" in err, err
 
     # Several people: the photo counts as finished by person 1's json alone.
     people = tmp_path / "keypoints"

@@ -208,7 +208,9 @@ def finished_earlier(out: Path, name: str, kind: str, source: str, several: bool
     must also name its views picture, and that file be there: a run with
     --no-render, or one whose rendering failed, did not finish what this run
     would write. A video's npz (person 1's, written after the others') comes
-    before its overlay video, which counts as well when ``render``. An
+    before its overlay video, which counts as well when ``render``, if it is
+    not older than the npz (an earlier run's, which --overwrite --no-render
+    leaves). An
     interrupted run leaves no file whole that it had not finished: each goes
     to a temporary name first.
     """
@@ -225,7 +227,12 @@ def finished_earlier(out: Path, name: str, kind: str, source: str, several: bool
     npz = out / f"{stem}.npz"
     if not (npz.is_file() and _openhmr_npz(npz, person, source)):
         return False
-    return not render or (out / f"{name}_overlay.mp4").is_file()
+    if not render:
+        return True
+    # An overlay older than the npz was left by an earlier run (--overwrite
+    # --no-render keeps it) and shows that run's estimates.
+    overlay = out / f"{name}_overlay.mp4"
+    return overlay.is_file() and overlay.stat().st_mtime_ns >= npz.stat().st_mtime_ns
 
 
 def check_free(paths: dict[str, Path], overwrite: bool) -> None:
