@@ -142,6 +142,23 @@ def test_lsp_refuses_overwrite_and_bad_roots(lsp_root, tmp_path):
     assert not (tmp_path / "o5").exists()  # the folder it made, empty, is gone
 
 
+@pytest.mark.parametrize("dataset", ["lsp", "lspet", "mpii", "coco", "h36m", "3dhp", "3dpw"])
+def test_an_existing_output_is_refused_before_the_inputs_are_read(dataset, tmp_path):
+    """Without --overwrite, an OUT that already holds the dataset fails
+    first, naming it: the inputs (here a root that does not exist, which
+    would be the error otherwise; COCO's or MPII's annotations can take
+    minutes to load) are not read."""
+    from openhmr.data.datasets import converter
+    from openhmr.data.shards import MANIFEST
+
+    module = converter(dataset)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / MANIFEST).write_text(json.dumps({"dataset": module.NAME}))
+    with pytest.raises(InputError, match=r"manifest.json already exists; pass --overwrite"):
+        module.convert(tmp_path / "no such root", out)
+
+
 def test_lspet(tmp_path):
     rng = np.random.default_rng(1)
     n = 3

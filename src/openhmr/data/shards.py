@@ -193,20 +193,7 @@ class ShardWriter:
         self.samples_per_shard = int(samples_per_shard)
         if self.samples_per_shard < 1:
             raise ValueError("samples_per_shard must be at least 1")
-        existing = existing_output(self.out_dir, name)
-        manifest_path = self.out_dir / MANIFEST
-        if manifest_path.is_file():
-            try:
-                other = json.loads(manifest_path.read_text()).get("dataset")
-            except (OSError, json.JSONDecodeError, AttributeError):
-                other = None
-            if other != self.dataset:
-                raise InputError(f"{self.out_dir} already holds another converted dataset ({other}); "
-                                 "write each dataset to its own folder")
-        if existing and not overwrite:
-            raise InputError(f"{existing[0]} already exists; pass --overwrite to replace "
-                             f"the {len(existing)} existing file(s) in {self.out_dir}")
-        check_output_folder(self.out_dir, "OUT")
+        existing = check_writable(self.out_dir, name, self.dataset, overwrite)
         self._made_folder = not self.out_dir.exists()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._replaced = existing  # removed by close(), once the new shards are whole
@@ -321,6 +308,29 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"cannot record {type(value).__name__} in a manifest")
+
+
+def check_writable(out_dir: Path, name: str, dataset: str | None = None, overwrite: bool = False) -> list[Path]:
+    """``InputError`` unless a dataset ``dataset`` (default ``name``) may be
+    written to ``out_dir`` as ``<name>-*.tar`` shards: the folder holds no
+    other dataset, is a folder (or can be made one), and holds no such output
+    yet unless ``overwrite``. Returns the existing output (to replace).
+    Converters call it before they read their inputs, so a slip fails fast."""
+    existing = existing_output(out_dir, name)
+    manifest_path = out_dir / MANIFEST
+    if manifest_path.is_file():
+        try:
+            other = json.loads(manifest_path.read_text()).get("dataset")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            other = None
+        if other != (dataset or name):
+            raise InputError(f"{out_dir} already holds another converted dataset ({other}); "
+                             "write each dataset to its own folder")
+    if existing and not overwrite:
+        raise InputError(f"{existing[0]} already exists; pass --overwrite to replace "
+                         f"the {len(existing)} existing file(s) in {out_dir}")
+    check_output_folder(out_dir, "OUT")
+    return existing
 
 
 def existing_output(out_dir: Path, name: str) -> list[Path]:

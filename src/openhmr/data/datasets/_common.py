@@ -176,8 +176,9 @@ def write_samples(samples: Iterator[Sample], out_dir: Path, name: str, options: 
                   overwrite: bool, samples_per_shard: int = SAMPLES_PER_SHARD) -> dict[str, Any]:
     """Write a converter's samples as shards; returns the manifest.
 
-    The output is checked before any input is read, so an existing output
-    fails fast without --overwrite.
+    The output is checked again here; each converter checks it first with
+    :func:`openhmr.data.shards.check_writable`, before it reads its inputs,
+    so an existing output fails fast without --overwrite.
     """
     with ShardWriter(out_dir, name, dataset=name, options=options,
                      samples_per_shard=samples_per_shard, overwrite=overwrite) as writer:

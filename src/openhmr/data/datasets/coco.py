@@ -31,7 +31,7 @@ from openhmr.progress import track
 from openhmr.data.datasets._common import (
     DatasetError, check_split, coco_scale, require, scale_and_crop_person, write_samples,
 )
-from openhmr.data.shards import Sample
+from openhmr.data.shards import Sample, check_writable
 from openhmr.io.images import read_image
 
 NAME = "coco"
@@ -106,6 +106,7 @@ def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: 
     """Convert COCO 2014 people under ``root`` into shards in ``out``."""
     root = Path(root)
     check_split("COCO", split, ("train", "test"))
+    check_writable(Path(out), NAME, overwrite=overwrite)  # before reading the inputs
     part = "train2014" if split == "train" else "val2014"
     require(root, f"the COCO folder (annotations/, {part}/)")
     ann_path = require(root / "annotations" / f"person_keypoints_{part}.json",

@@ -41,7 +41,7 @@ from openhmr.data.datasets._common import (
     DatasetError, check_split, diagonal_scale, require, scale_and_crop_person, to_cocoplus,
     write_samples,
 )
-from openhmr.data.shards import Sample, safe_key
+from openhmr.data.shards import Sample, check_writable, safe_key
 from openhmr.evaluate.h36m import canonical_action, h36m32_to_lsp14, read_poses
 from openhmr.io.images import open_video
 
@@ -113,6 +113,7 @@ def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: 
     """Convert the Human3.6M release under ``root`` into shards in ``out``."""
     root = Path(root)
     check_split("Human3.6M", split, ("train", "test"))
+    check_writable(Path(out), NAME, overwrite=overwrite)  # before reading the inputs
     if stride < 1:
         raise DatasetError(f"--stride must be at least 1, got {stride}")
     require(root, "the Human3.6M release folder (S1/, S5/, ...)")

@@ -24,7 +24,7 @@ from openhmr.progress import track
 from openhmr.data.datasets._common import (
     DatasetError, check_split, load_mat, require, to_cocoplus, visible_center, write_samples,
 )
-from openhmr.data.shards import Sample
+from openhmr.data.shards import Sample, check_writable
 
 NAME = "lsp"
 
@@ -68,6 +68,7 @@ def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: 
     """Convert LSP under ``root`` into shards in ``out``; returns the manifest."""
     root = Path(root)
     check_split("LSP", split, ("train", "test"))
+    check_writable(Path(out), NAME, overwrite=overwrite)  # before reading the inputs
     require(root, "the LSP folder (joints.mat, images/)")
     require(root / "images", "LSP's images/ folder")
     joints = load_joints(root, "3x14xN")

@@ -13,6 +13,7 @@ from typing import Any
 
 from openhmr.data.datasets._common import check_split, require, write_samples
 from openhmr.data.datasets.lsp import load_joints, raw_image_samples
+from openhmr.data.shards import check_writable
 
 NAME = "lspet"
 
@@ -22,6 +23,7 @@ def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: 
     """Convert LSP-extended under ``root`` into shards in ``out``; returns the manifest."""
     root = Path(root)
     check_split("LSP-extended", split, ("train",))
+    check_writable(Path(out), NAME, overwrite=overwrite)  # before reading the inputs
     require(root, "the LSP-extended folder (joints.mat, images/)")
     require(root / "images", "LSP-extended's images/ folder")
     joints = load_joints(root, "14x3xN")

@@ -36,7 +36,7 @@ from openhmr.data.datasets._common import (
     DatasetError, check_split, crop_intrinsics, diagonal_scale, load_mat, require,
     scale_and_crop_person, to_cocoplus, write_samples,
 )
-from openhmr.data.shards import Sample
+from openhmr.data.shards import Sample, check_writable
 from openhmr.io.images import open_video, read_image
 
 NAME = "mpi_inf_3dhp"
@@ -167,6 +167,7 @@ def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: 
     """Convert MPI-INF-3DHP's training subjects under ``root`` into shards in ``out``."""
     root = Path(root)
     check_split("MPI-INF-3DHP", split, ("train",))
+    check_writable(Path(out), NAME, overwrite=overwrite)  # before reading the inputs
     require(root, "the MPI-INF-3DHP folder (S1/Seq1/annot.mat, ...)")
     sequences = [(s, q) for s in subjects for q in SEQUENCES
                  if (root / f"S{s}" / f"Seq{q}" / "annot.mat").is_file()]

@@ -31,7 +31,7 @@ from openhmr.data.datasets._common import (
     DatasetError, check_split, load_mat, mpii_scale, require, scale_and_crop_person,
     to_cocoplus, write_samples,
 )
-from openhmr.data.shards import Sample
+from openhmr.data.shards import Sample, check_writable
 from openhmr.io.images import read_image
 
 NAME = "mpii"
@@ -118,6 +118,7 @@ def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: 
     """Convert MPII's training people under ``root`` into shards in ``out``."""
     root = Path(root)
     check_split("MPII", split, ("train",))
+    check_writable(Path(out), NAME, overwrite=overwrite)  # before reading the inputs
     require(root, f"the MPII folder ({ANNOTATION_FILE}, images/)")
     require(root / "images", "MPII's images/ folder")
     release = load_release(root)

@@ -46,7 +46,7 @@ from openhmr.data.datasets._common import (
     DatasetError, check_split, crop_intrinsics, diagonal_scale, require, scale_and_crop_person,
     write_samples,
 )
-from openhmr.data.shards import Sample
+from openhmr.data.shards import Sample, check_writable
 from openhmr.io.images import read_image
 
 NAME = "3dpw"
@@ -217,6 +217,7 @@ def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: 
     """Convert one 3DPW split under ``root`` into shards in ``out``."""
     root = Path(root)
     check_split("3DPW", split, tuple(SPLIT_FOLDERS))
+    check_writable(Path(out), NAME, overwrite=overwrite)  # before reading the inputs
     if stride < 1:
         raise DatasetError(f"--stride must be at least 1, got {stride}")
     folder = require(root / "sequenceFiles" / SPLIT_FOLDERS[split], f"3DPW's sequenceFiles/{split}/ folder")
