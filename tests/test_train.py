@@ -646,10 +646,10 @@ def test_one_step_gives_each_network_the_gradient_of_its_own_loss(smpl_npz, tmp_
     # The original's formulation, written out.
     thetas = hmr.regress(hmr.encode(inputs["images"]))
     last = hmr.decode(thetas[-1], mesh=False)
-    kp = losses.keypoint_l1(last["keypoints2d"]["cocoplus19"], inputs["keypoints"])
-    smpl = losses.smpl_param_loss(last["rotations"], last["betas"], inputs["pose"], inputs["betas"],
+    kp = losses.keypoint_l1(last.keypoints2d["cocoplus19"], inputs["keypoints"])
+    smpl = losses.smpl_param_loss(last.rotations, last.betas, inputs["pose"], inputs["betas"],
                                   inputs["has_smpl"])
-    j3d = losses.joints3d_loss(last["keypoints3d"]["lsp14"], inputs["joints3d"], inputs["has_joints3d"])
+    j3d = losses.joints3d_loss(last.keypoints3d["lsp14"], inputs["joints3d"], inputs["has_joints3d"])
     fake_rot = torch.cat([hmr.pose_rotations(t) for t in thetas])[:, 1:]
     fake_betas = torch.cat([hmr.split_theta(t)[2] for t in thetas])
     e_adv = losses.e_adv_loss(disc(fake_rot, fake_betas))

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TypedDict
 
 import numpy as np
 import torch
@@ -52,19 +51,6 @@ class MeshEstimate:
         keypoints2d: the same sets projected, (B, K, 2) normalised crop
             coordinates (−1 left/top edge, +1 right/bottom).
     """
-
-    cam: Tensor
-    pose: Tensor
-    betas: Tensor
-    vertices: Tensor
-    joints: Tensor
-    rotations: Tensor
-    keypoints3d: dict[str, Tensor]
-    keypoints2d: dict[str, Tensor]
-
-
-class DecodedTheta(TypedDict):
-    """One Θ decoded by :meth:`HMR.decode`: the fields of :class:`MeshEstimate`."""
 
     cam: Tensor
     pose: Tensor
@@ -207,7 +193,7 @@ class HMR(nn.Module):
         """Features φ (B, F) → Θ (B, |Θ|) after each of the T IEF iterations."""
         return self.regressor(features)
 
-    def decode(self, theta: Tensor, mesh: bool = True) -> DecodedTheta:
+    def decode(self, theta: Tensor, mesh: bool = True) -> MeshEstimate:
         """Run the body model and the camera for one Θ (B, |Θ|).
 
         Args:
@@ -218,17 +204,13 @@ class HMR(nn.Module):
                 poses ~250 points instead of its mesh, SMPL runs as usual),
                 and ``vertices`` may be empty (B, 0, 3).
         Returns:
-            dict with cam, pose, betas, vertices, joints, rotations,
-            keypoints3d and keypoints2d (see :class:`HMROutput`).
+            the :class:`MeshEstimate` of Θ.
         """
         cam, pose, betas = self.split_theta(theta)
         body = self.body(pose, betas) if mesh else self.body.forward_keypoints(pose, betas)
         keypoints2d = {name: weak_perspective_project(k, cam) for name, k in body.keypoints.items()}
-        return {
-            "cam": cam, "pose": pose, "betas": betas, "vertices": body.vertices,
-            "joints": body.joints, "rotations": body.rotations,
-            "keypoints3d": body.keypoints, "keypoints2d": keypoints2d,
-        }
+        return MeshEstimate(cam=cam, pose=pose, betas=betas, vertices=body.vertices, joints=body.joints,
+                            rotations=body.rotations, keypoints3d=body.keypoints, keypoints2d=keypoints2d)
 
     def forward(self, images: Tensor, rotations_for_all_iterations: bool = False) -> HMROutput:
         """Predict bodies for a batch of crops.
@@ -240,7 +222,9 @@ class HMR(nn.Module):
         """
         features = self.encode(images)
         thetas = self.regress(features)
-        out = HMROutput(thetas=thetas, features=features, **self.decode(thetas[-1]))
+        last = self.decode(thetas[-1])
+        out = HMROutput(thetas=thetas, features=features,  # the estimate's fields, not copied
+                        **{f.name: getattr(last, f.name) for f in fields(MeshEstimate)})
         if rotations_for_all_iterations:
             out.iteration_rotations = [self.pose_rotations(t) for t in thetas[:-1]] + [out.rotations]
         return out

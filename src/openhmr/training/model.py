@@ -104,7 +104,7 @@ class HMRTrainer(nn.Module):
             features = hmr.encode(images)
         thetas = hmr.regress(features.float())
         last = hmr.decode(thetas[-1], mesh=False)
-        pred_kp = last["keypoints2d"][KEYPOINTS_2D]
+        pred_kp = last.keypoints2d[KEYPOINTS_2D]
 
         logs: dict[str, Tensor] = {}
         kp_loss = losses.keypoint_l1(pred_kp, keypoints)
@@ -119,8 +119,8 @@ class HMRTrainer(nn.Module):
             logs[f"kp_loss_stage{len(thetas) - 1}"] = kp_loss
 
         if w.use_3d_label:
-            smpl_loss = losses.smpl_param_loss(last["rotations"], last["betas"], pose, betas, has_smpl)
-            j3d_loss = losses.joints3d_loss(last["keypoints3d"][JOINTS_3D], joints3d, has_joints3d)
+            smpl_loss = losses.smpl_param_loss(last.rotations, last.betas, pose, betas, has_smpl)
+            j3d_loss = losses.joints3d_loss(last.keypoints3d[JOINTS_3D], joints3d, has_joints3d)
             e_loss = e_loss + w.e_3d_weight * (smpl_loss + j3d_loss)
             logs["smpl_loss"] = smpl_loss
             logs["joints3d_loss"] = j3d_loss
@@ -130,7 +130,7 @@ class HMRTrainer(nn.Module):
             if mocap_pose is None or mocap_betas is None:
                 raise ValueError("the adversarial prior needs mocap samples")
             # Fakes: non-root rotations and betas of every IEF iteration (T·B rows).
-            rotations = [hmr.pose_rotations(t) for t in thetas[:-1]] + [last["rotations"]]
+            rotations = [hmr.pose_rotations(t) for t in thetas[:-1]] + [last.rotations]
             fake_rot = torch.cat(rotations)[:, 1:]
             fake_betas = torch.cat([hmr.split_theta(t)[2] for t in thetas])
             real_rot = axis_angle_to_matrix(mocap_pose.reshape(mocap_pose.shape[0], -1, 3))[:, 1:]
@@ -157,7 +157,7 @@ class HMRTrainer(nn.Module):
         logs["e_loss"] = e_loss
         logs = {k: v.detach() for k, v in logs.items()}
         outputs = {
-            "cam": last["cam"].detach(), "pose": last["pose"].detach(), "betas": last["betas"].detach(),
+            "cam": last.cam.detach(), "pose": last.pose.detach(), "betas": last.betas.detach(),
             "keypoints2d": pred_kp.detach(),
         }
         return e_loss + d_total, logs, outputs
