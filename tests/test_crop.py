@@ -219,6 +219,9 @@ def test_read_openpose_errors(tmp_path):
         read_openpose(tmp_path / "d.json")
     with pytest.raises(InputError, match="not found"):
         read_openpose(tmp_path / "missing.json")
+    (tmp_path / "e.json").write_text("[" * 100_000)  # nested past Python's recursion limit
+    with pytest.raises(InputError, match="cannot read OpenPose file .*maximum recursion depth"):
+        read_openpose(tmp_path / "e.json")
 
 
 def test_reference_openpose_file():

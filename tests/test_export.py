@@ -148,11 +148,40 @@ def test_writes_are_atomic_and_leave_no_temp_files(tmp_path: Path) -> None:
         (np.zeros((4, 3)), [[0, 1]], "faces must have shape"),
         (np.full((3, 3), np.nan), [[0, 1, 2]], "NaN"),
         (np.zeros((3, 3)), [[0.0, 1.0, 2.0]], "integers"),
+        (np.full((3, 3), 1e39), [[0, 1, 2]], "beyond float32's range"),  # finite, but inf once stored
     ],
 )
 def test_invalid_meshes_raise_clear_errors(tmp_path: Path, vertices, faces, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         save_ply(tmp_path / "bad.ply", vertices, np.asarray(faces))
+
+
+def test_load_obj_refuses_indices_it_cannot_resolve(tmp_path: Path) -> None:
+    """OBJ counts from 1: index 0, an index past the vertices read so far,
+    a face of two indices or a vertex of two coordinates is an error naming
+    the line (index 0 used to become the last vertex, silently)."""
+    for lines, message in ((["v 0 0 0", "v 1 0 0", "v 0 1 0", "f 0 1 2"], ":4: face 'f 0 1 2'"),
+                           (["v 0 0 0", "v 1 0 0", "v 0 1 0", "f 1 2 9"], ":4: face"),
+                           (["v 0 0 0", "v 1 0 0", "f 1 2"], ":3: face"),
+                           (["v 0 0 0", "v 1 0 0", "v 0 1 0", "f -4 1 2"], ":4: face"),
+                           (["v 0 0"], ":1: bad vertex record")):
+        path = tmp_path / "bad.obj"
+        path.write_text("\n".join(lines) + "\n")
+        with pytest.raises(ValueError, match=message):
+            load_obj(path)
+
+
+def test_a_write_error_names_the_users_path(tmp_path: Path) -> None:
+    """A mesh that cannot be written is reported under its own name, not
+    the hidden temporary file's; a missing folder is made."""
+    v, f = np.eye(3), np.array([[0, 1, 2]])
+    save_obj(tmp_path / "new" / "body.obj", v, f)
+    assert (tmp_path / "new" / "body.obj").is_file()
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(OSError) as err:
+        save_ply(tmp_path / "taken", v, f)  # a folder of that name
+    assert str(tmp_path / "taken") in str(err.value) and ".tmp" not in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "taken"]
 
 
 def test_int8_calibration_reader_feeds_every_whole_batch() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from openhmr.io.images import read_image
@@ -105,3 +106,44 @@ def test_a_video_overlay_beside_its_people_npz_is_no_input(tmp_path: Path) -> No
     skipped: list[Path] = []
     assert collect_inputs([tmp_path], skipped=skipped) == []
     assert [p.name for p in skipped] == ["DANCE_overlay.MP4", "crowd_overlay.mp4"]
+
+
+def test_large_images_load_and_larger_ones_are_one_line(tmp_path: Path, monkeypatch) -> None:
+    """Pillow's guard (a warning past MAX_IMAGE_PIXELS, an error past twice
+    it) would refuse a 200-megapixel phone photo; openhmr reads up to its own
+    MAX_PIXELS and refuses beyond with one line (scaled down here: a 40×30
+    image against limits of 100 and 1,000 pixels). Pillow's setting is left
+    as it was."""
+    import warnings
+
+    from PIL import Image
+
+    import openhmr.io.images as images
+    from openhmr.errors import InputError
+
+    path = tmp_path / "wide.png"
+    Image.fromarray(np.full((30, 40, 3), 128, np.uint8)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1,200 pixels: past twice Pillow's limit
+    monkeypatch.setattr(images, "MAX_PIXELS", 2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert images.read_image(path).shape == (30, 40, 3)
+    assert Image.MAX_IMAGE_PIXELS == 100
+    monkeypatch.setattr(images, "MAX_PIXELS", 1000)
+    with pytest.raises(InputError, match=r"40×30 is 0 megapixels, more than the 0 openhmr reads"):
+        images.read_image(path)
+    assert Image.MAX_IMAGE_PIXELS == 100
+
+
+def test_a_damaged_npz_beside_an_overlay_is_not_openhmrs(tmp_path: Path) -> None:
+    """Deciding whether ``clip_overlay.mp4`` is an earlier run's picture
+    reads ``clip.npz``: an empty or damaged one is simply not openhmr's (it
+    was an EOFError or BadZipFile that stopped the run)."""
+    from openhmr.io.images import collect_inputs
+    from openhmr.io.prediction import is_openhmr_npz
+
+    (tmp_path / "clip_overlay.mp4").write_bytes(b"")
+    for content in (b"", b"PK\x03\x04 not a zip"):
+        (tmp_path / "clip.npz").write_bytes(content)
+        assert not is_openhmr_npz(tmp_path / "clip.npz")
+        assert [i.name for i in collect_inputs([tmp_path])] == ["clip_overlay"]

@@ -250,6 +250,19 @@ def test_truncated_file_gets_one_sentence(files, tmp_path):
         load_smpl_arrays(bad_npz)
 
 
+def test_odd_keys_and_text_arrays_get_one_sentence(tmp_path, smpl_arrays):
+    """A key that is not text is passed over (it was an AttributeError); an
+    array the model uses that holds text is refused, naming it."""
+    path = tmp_path / "odd.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({**smpl_arrays, 7: np.zeros(3)}, f, protocol=2)
+    assert 7 not in load_smpl_arrays(path)
+    with open(path, "wb") as f:
+        pickle.dump({**smpl_arrays, "v_template": np.full((6890, 3), "x")}, f, protocol=2)
+    with pytest.raises(SMPLFileError, match="array 'v_template' holds <U1, not numbers"):
+        load_smpl_arrays(path)
+
+
 def test_missing_array_gets_one_sentence(tmp_path, smpl_arrays):
     data = {k: v for k, v in smpl_arrays.items() if k != "weights"}
     path = tmp_path / "incomplete.pkl"

@@ -5,6 +5,13 @@ is an :class:`OpenHMRError` with a one-sentence message; the command line
 prints that sentence and exits non-zero instead of showing a traceback.
 """
 
+import zipfile
+
+#: What ``np.load(path, allow_pickle=False)`` raises for a file that is not a
+#: whole .npz: missing or unreadable (OSError), empty (EOFError), another
+#: format (ValueError), a truncated or damaged zip (BadZipFile).
+NPZ_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile)
+
 
 class OpenHMRError(Exception):
     """Base class of the errors openhmr reports to users in one line."""

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from openhmr.body.keypoints import COCOPLUS19, SMPL24
+from openhmr.errors import NPZ_READ_ERRORS
 from openhmr.io.smpl_file import SMPL_PARENTS, save_smpl_npz
 
 SMPL24_FLIP = SMPL24.flip_permutation
@@ -227,7 +228,7 @@ def synthetic_smpl_arrays(num_betas: int = 10, seed: int = 0, symmetric: bool = 
     try:
         with np.load(path) as cached:
             return {k: cached[k] for k in cached.files}
-    except (OSError, ValueError, EOFError):
+    except (*NPZ_READ_ERRORS, KeyError):  # a damaged cache is built again
         pass
     arrays = _build(num_betas, seed, symmetric)
     try:

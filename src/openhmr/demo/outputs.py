@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from openhmr.demo.report import warn
-from openhmr.errors import InputError
+from openhmr.errors import NPZ_READ_ERRORS, InputError
 from openhmr.io.output_paths import replacing
 from openhmr.io.prediction import Prediction, check_finite, write_json, write_npz
 
@@ -94,7 +94,7 @@ def _openhmr_npz(path: Path, person: int | None, source: str | None) -> bool:
             if person is None:
                 return "person" not in data.files
             return "person" in data.files and int(data["person"]) == person
-    except (OSError, ValueError, KeyError, TypeError):
+    except (*NPZ_READ_ERRORS, KeyError, TypeError):  # any other file, damaged ones included
         return False
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from openhmr.io.output_paths import temporary_name
+from openhmr.io.output_paths import replacing
 
 __all__ = ["load_obj", "save_glb", "save_obj", "save_ply"]
 
@@ -52,6 +52,9 @@ def _check_mesh(vertices: Any, faces: Any, y_up: bool = False) -> tuple[np.ndarr
         v = v.astype(np.float64)
     if not np.isfinite(v).all():
         raise ValueError("vertices contain NaN or infinite values")
+    if v.size and np.abs(v).max() > np.finfo(np.float32).max:
+        # the files store float32: such a vertex would be written as inf
+        raise ValueError(f"vertices reach {np.abs(v).max():.3g}, beyond float32's range (the files store float32)")
     if f.size and not np.issubdtype(f.dtype, np.integer):
         raise ValueError(f"faces must be integers, got dtype {f.dtype}")
     f = f.astype(np.int64)
@@ -63,24 +66,13 @@ def _check_mesh(vertices: Any, faces: Any, y_up: bool = False) -> tuple[np.ndarr
 
 
 def _write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory."""
-    path = Path(path)
-    # mkstemp would create the file 0600; open it ourselves so the usual
-    # umask-based permissions apply, as for any other file the user writes.
-    tmp = temporary_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Write ``data`` to ``path`` via a temporary file beside it (its folder
+    made if missing): a reader sees the old file or the whole new one, and
+    an error names ``path``, not the temporary file."""
+    with replacing(Path(path)) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def save_obj(path: str | os.PathLike[str], vertices: Any, faces: Any, *, y_up: bool = False) -> None:
@@ -115,12 +107,21 @@ def load_obj(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
             if not parts:
                 continue
             if parts[0] == "v":
-                verts.append([float(x) for x in parts[1:4]])
+                try:
+                    if len(parts) < 4:
+                        raise ValueError("fewer than 3 coordinates")
+                    verts.append([float(x) for x in parts[1:4]])
+                except ValueError as err:
+                    raise ValueError(f"{path}:{line_no}: bad vertex record {line.strip()!r}") from err
             elif parts[0] == "f":
                 try:
                     idx = [int(p.split("/")[0]) for p in parts[1:]]
                 except ValueError as err:
                     raise ValueError(f"{path}:{line_no}: bad face record {line.strip()!r}") from err
+                # OBJ indices count from 1, or back from the last vertex read when negative; 0 is none
+                if len(idx) < 3 or any(i == 0 or i > len(verts) or -i > len(verts) for i in idx):
+                    raise ValueError(f"{path}:{line_no}: face {line.strip()!r} needs 3 or more indices "
+                                     f"of the {len(verts)} vertices read so far")
                 idx = [i - 1 if i > 0 else len(verts) + i for i in idx]
                 faces += [[idx[0], idx[k], idx[k + 1]] for k in range(1, len(idx) - 1)]
     v = np.array(verts, dtype=np.float64).reshape(-1, 3)

@@ -3,7 +3,10 @@
 Every image comes out as an (H, W, 3) uint8 RGB array, whatever was stored:
 
 * grayscale (and 1-bit, palette, CMYK) images are converted to RGB;
-* 16-bit images are reduced to 8 bits by value·255/65535, rounded;
+* 16-bit greyscale images are reduced to 8 bits by value·255/65535, rounded;
+  16-bit colour ones as Pillow decodes them, to their high byte (value // 256,
+  at most one level lower);
+* images of up to ``MAX_PIXELS`` (a 200-megapixel phone photo loads);
 * an alpha channel is composited onto a white background (a cut-out person
   on a transparent background then looks like a studio photo; the original
   HMR dropped alpha, which shows whatever colour the transparent pixels
@@ -63,12 +66,21 @@ def _to_rgb8(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+#: The largest image read, pixels: 512 megapixels (1.5 GB as RGB). Pillow's own
+#: guard against decompression bombs stops at 179 and warns from 89, below
+#: today's largest phone photos (200 MP); this one takes its place.
+MAX_PIXELS = 512_000_000
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB.
 
     Raises:
-        InputError: the file is missing, not an image, or corrupt.
+        InputError: the file is missing, not an image, corrupt, or larger
+            than ``MAX_PIXELS`` (or a damaged header claims so).
     """
+    import warnings
+
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
@@ -76,14 +88,30 @@ def read_image(path: str | Path) -> np.ndarray:
         raise InputError(f"image not found: {path}")
     if not path.is_file():
         raise InputError(f"not a file: {path}")
+    pillow_limit = Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as img:
-            img.load()
-            rgb = _to_rgb8(ImageOps.exif_transpose(img))
+        with warnings.catch_warnings():
+            # Pillow's guard warns past its limit and refuses past twice it, at open;
+            # with MAX_PIXELS as its limit, the check below (header only) comes first
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > MAX_PIXELS:
+                    raise InputError(f"cannot read {path}: {width}×{height} is {width * height / 1e6:.0f} "
+                                     f"megapixels, more than the {MAX_PIXELS / 1e6:.0f} openhmr reads "
+                                     "(or its header is damaged)")
+                img.load()
+                rgb = _to_rgb8(ImageOps.exif_transpose(img))
+    except Image.DecompressionBombError:  # Pillow's, for a frame of a multi-frame file, say
+        raise InputError(f"cannot read {path}: its header claims more than {MAX_PIXELS / 1e6:.0f} megapixels, "
+                         "more than openhmr reads (or it is damaged)") from None
     except UnidentifiedImageError:
         raise InputError(f"cannot read {path}: not an image file PIL can decode") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise InputError(f"cannot read {path}: corrupt or truncated image ({e})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
     if rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise InputError(f"cannot read {path}: the image has no pixels")
     return np.ascontiguousarray(rgb)

@@ -47,8 +47,8 @@ def read_openpose_people(path: str | Path, conf_threshold: float = 0.2) -> list[
         raise InputError(f"OpenPose file not found: {path}")
     try:
         doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"cannot read OpenPose file {path}: {e}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:  # Recursion: nested too deep
+        raise InputError(f"cannot read OpenPose file {path}: {e or type(e).__name__}") from None
     people = doc.get("people") if isinstance(doc, dict) else None
     if not isinstance(people, list):
         raise InputError(f"{path} is not an OpenPose file (no 'people' list)")

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from openhmr.data.crop import CropTransform
-from openhmr.errors import OpenHMRError
+from openhmr.errors import NPZ_READ_ERRORS, OpenHMRError
 from openhmr.io.output_paths import replacing
 
 SCHEMA_ID = "openhmr.prediction/1"
@@ -219,17 +219,18 @@ def read_openhmr_json(path: Path) -> dict[str, Any] | None:
     None for any other file, unreadable ones included."""
     try:
         doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested too deep
         return None
     return doc if isinstance(doc, dict) and doc.get("schema") == SCHEMA_ID else None
 
 
 def is_openhmr_npz(path: Path) -> bool:
-    """Whether ``path`` is a prediction npz openhmr wrote (its ``schema``)."""
+    """Whether ``path`` is a prediction npz openhmr wrote (its ``schema``);
+    False for any other file, unreadable or damaged ones included."""
     try:
         with np.load(path, allow_pickle=False) as data:
             return "schema" in data.files and str(data["schema"]) == SCHEMA_ID
-    except (OSError, ValueError):
+    except (*NPZ_READ_ERRORS, KeyError):
         return False
 
 

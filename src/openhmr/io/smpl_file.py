@@ -195,8 +195,10 @@ def _normalise(raw: dict[str, Any], path: Path) -> dict[str, np.ndarray]:
         )
     arrays: dict[str, np.ndarray] = {}
     for key, value in raw.items():
-        if key in SMPL_KEYS or key.startswith(REGRESSOR_PREFIX):
+        if isinstance(key, str) and (key in SMPL_KEYS or key.startswith(REGRESSOR_PREFIX)):
             arrays[key] = _to_array(value, key)
+            if not (np.issubdtype(arrays[key].dtype, np.number) or arrays[key].dtype == np.bool_):
+                raise SMPLFileError(f"{path.name}: array {key!r} holds {arrays[key].dtype}, not numbers")
     v = arrays["v_template"]
     if v.ndim != 2 or v.shape[1] != 3:
         raise SMPLFileError(f"{path.name}: v_template has shape {v.shape}, expected (V, 3)")

@@ -42,6 +42,7 @@ from openhmr.data.datasets._common import (
     write_samples,
 )
 from openhmr.data.shards import Sample, check_writable, safe_key
+from openhmr.errors import NPZ_READ_ERRORS
 from openhmr.evaluate.h36m import canonical_action, h36m32_to_lsp14, read_poses
 from openhmr.io.images import open_video
 
@@ -74,8 +75,8 @@ def load_smpl_fits(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             keys, pose, betas = f["keys"], f["pose"], f["betas"]
     except KeyError as e:
         raise DatasetError(f"{path} lacks the array {e}; expected keys, pose (N, 72), betas (N, 10)") from None
-    except (OSError, ValueError) as e:
-        raise DatasetError(f"cannot read {path}: {e}") from None
+    except NPZ_READ_ERRORS as e:
+        raise DatasetError(f"cannot read {path}: {e or type(e).__name__}") from None
     if pose.shape != (len(keys), 72) or betas.ndim != 2 or betas.shape[1] < 10 or len(betas) != len(keys):
         raise DatasetError(f"{path}: expected pose (N, 72) and betas (N, 10) for N = {len(keys)} keys")
     return {str(k): (pose[i], betas[i, :10]) for i, k in enumerate(keys)}
