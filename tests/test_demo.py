@@ -1957,6 +1957,51 @@ def test_causal_smoothing_is_told_the_videos_frame_rate(model_files, tmp_path, c
     assert "1 video(s) (3 frame(s), 3 with a body)" in err
 
 
+def _altered_frames(monkeypatch, alter) -> None:
+    """Wrap the demo's predictor: each estimate passes through ``alter(pred)``."""
+    real = demo_run.build_predictor
+
+    def build(*args, **kwargs):
+        predictor = real(*args, **kwargs)
+        inner = predictor.predict
+        predictor.predict = lambda *a, **k: [alter(p) for p in inner(*a, **k)]
+        return predictor
+
+    monkeypatch.setattr(demo_run, "build_predictor", build)
+
+
+def test_a_frame_of_no_image_scale_is_left_unsmoothed_and_a_nan_one_fails(model_files, tmp_path, capsys,
+                                                                          cached_loading, monkeypatch):
+    """HMR's camera scale is not bounded: a frame of s ≤ 0 has no image
+    scale to smooth, so it is kept as it is and splits the frames around it
+    (it was a math domain error that failed the video). A frame whose
+    estimate holds NaN fails the video naming the frame, as a photo fails:
+    nothing is written (it was written, or broke the smoother)."""
+    import dataclasses
+
+    clip = _write_clip(tmp_path / "clip.mp4", 5)
+
+    def negative_scale(pred):
+        return dataclasses.replace(pred, cam=np.array([-0.3, 0.1, 0.2])) if pred.frame == 2 else pred
+
+    _altered_frames(monkeypatch, negative_scale)
+    for smoothing in ("clip", "causal"):
+        out = tmp_path / smoothing
+        code, err = run([clip, "--no-render", "--smoothing", smoothing, "--bbox", "20,10,80,70",
+                         *hmr_args(model_files, out)], capsys)
+        assert code == 0, err
+        np.testing.assert_allclose(np.load(out / "clip.npz")["cam"][2], [-0.3, 0.1, 0.2], atol=1e-6)
+
+    def nan_pose(pred):
+        return dataclasses.replace(pred, pose=np.full_like(pred.pose, np.nan)) if pred.frame == 3 else pred
+
+    _altered_frames(monkeypatch, nan_pose)
+    out = tmp_path / "nan"
+    code, err = run([clip, "--no-render", "--bbox", "20,10,80,70", *hmr_args(model_files, out)], capsys)
+    assert code == 1 and "frame 3: the estimated pose holds NaN or infinite values" in err, err
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_hmr_then_fit_starts_each_person_from_its_own_estimate(monkeypatch):
     """--method hmr+fit: each person's fit starts from HMR's estimate of that
     person's crop (row i from crop i), across the network's batches of 16."""

@@ -39,10 +39,15 @@ What both filter:
   filtered camera, each frame's raw shape does not.
 * the camera in image space. A weak camera (s, tx, ty) is relative to its
   frame's crop, which moves when the crop follows the person; what is
-  filtered instead is where the body's origin lands in the image and how
-  many image pixels a metre spans (as its logarithm, and the position in
-  those metres, so that every quantity has physical units), and the result
-  is mapped back into each frame's crop.
+  filtered instead is where the body's origin lands in the image (pixels)
+  and how many image pixels a metre spans (as its logarithm), apart, and
+  the result is mapped back into each frame's crop. (The position was once
+  filtered in metres, pixels over that frame's own scale: the scale's
+  tremble then entered the position in proportion to its distance from the
+  image's corner, and the two, smoothed at different strengths and
+  multiplied back, left a body near the middle of a large picture
+  trembling more than before.) The causal filter's settings are in metres,
+  so it takes the position in metres at the run's first scale, a constant.
 
 A frame that does not directly follow the last one with a body (a frame
 without a body in between) starts a new run: runs are smoothed separately.
@@ -141,14 +146,17 @@ def nearest_rotations(matrices: np.ndarray) -> np.ndarray:
 
 
 def camera_to_image(cam: np.ndarray, transform: CropTransform) -> np.ndarray:
-    """Weak camera (s, tx, ty) in a crop → (log pixels per metre, x, y metres):
-    the body origin's image position divided by the image scale. The crop's
-    x scale stands for both (they differ by pixel rounding, ~1/width)."""
+    """Weak camera (s, tx, ty) in a crop → (log pixels per metre, x, y): the
+    image scale and the image position of the body's origin, pixels. The
+    crop's x scale stands for both axes (they differ by pixel rounding,
+    ~1/width). A scale s ≤ 0 has no image scale: ValueError."""
     half = transform.crop_size / 2.0
     s, t = float(cam[0]), np.asarray(cam[1:3], dtype=np.float64)
+    if not s > 0:
+        raise ValueError(f"a camera of scale {s:g} has no image scale")
     per_metre = half * s / transform.scale_x
     origin = transform.crop_to_image(half * (1.0 + s * t))
-    return np.concatenate([[math.log(per_metre)], origin / per_metre])
+    return np.concatenate([[math.log(per_metre)], origin])
 
 
 def camera_from_image(image_cam: np.ndarray, transform: CropTransform) -> np.ndarray:
@@ -156,7 +164,7 @@ def camera_from_image(image_cam: np.ndarray, transform: CropTransform) -> np.nda
     half = transform.crop_size / 2.0
     per_metre = math.exp(float(image_cam[0]))
     s = per_metre * transform.scale_x / half
-    t = (transform.image_to_crop(np.asarray(image_cam[1:3]) * per_metre) / half - 1.0) / s
+    t = (transform.image_to_crop(np.asarray(image_cam[1:3])) / half - 1.0) / s
     return np.concatenate([[s], t])
 
 
@@ -201,14 +209,16 @@ class BodySmoother:
         self.shape_sum: np.ndarray | None = None  # the run's shapes so far, summed
         self.shape_count = 0
         self.joints_of = joints_of
-        self.position = OneEuroFilter(*c.position, speed_axes=1)
+        self.position = OneEuroFilter(*c.position, speed_axes=1)  # metres at the run's first scale
         self.scale = OneEuroFilter(*c.scale)
+        self.per_metre: float | None = None  # pixels per metre at the run's first frame
         self.last_frame: int | None = None
 
     def reset(self) -> None:
         for f in (self.rotations, self.shape, self.position, self.scale):
             f.reset()
         self.shape_sum, self.shape_count = None, 0
+        self.per_metre = None
         self.last_frame = None
 
     def __call__(self, frame: int, cam: np.ndarray, pose: np.ndarray, betas: np.ndarray,
@@ -222,7 +232,12 @@ class BodySmoother:
         smoothed = nearest_rotations(self.rotations(matrices.numpy(), self.dt))
         pose_out = matrix_to_axis_angle(torch.from_numpy(smoothed)).reshape(-1).numpy()
         image_cam = camera_to_image(cam, transform)
-        image_cam = np.concatenate([self.scale(image_cam[:1], self.dt), self.position(image_cam[1:], self.dt)])
+        if self.per_metre is None:
+            self.per_metre = math.exp(float(image_cam[0]))
+        # the position in metres for the filter's settings, at one scale for the run: this
+        # frame's own would carry its scale's tremble into the position
+        position = self.position(image_cam[1:] / self.per_metre, self.dt) * self.per_metre
+        image_cam = np.concatenate([self.scale(image_cam[:1], self.dt), position])
         betas = np.asarray(betas, dtype=np.float64)
         self.shape_sum = betas.copy() if self.shape_sum is None else self.shape_sum + betas
         self.shape_count += 1
@@ -326,8 +341,8 @@ def smooth_clip(frames: Sequence[int], cams: np.ndarray, poses: np.ndarray, beta
     Each run of consecutive frames is smoothed on its own by
     :func:`whittaker_gcv`, with one λ per quantity: all joint rotation
     matrices together (then projected back onto rotations), the camera's
-    image scale (log pixels per metre) and its image position (in metres,
-    see :func:`camera_to_image`); the shape is the run's mean, and with
+    image scale (log pixels per metre) and its image position (pixels, see
+    :func:`camera_to_image`); the shape is the run's mean, and with
     ``joints_of`` each frame's camera is then solved again to keep the
     projection it gives the body with the shape smoothed like the rest
     (:func:`refit_cameras`).
@@ -348,8 +363,10 @@ def smooth_clip(frames: Sequence[int], cams: np.ndarray, poses: np.ndarray, beta
                          f"poses, {betas.shape[0]} shapes and {len(transforms)} crops")
     if np.any(np.diff(np.asarray(frames)) <= 0):
         raise ValueError("smooth_clip: frame indices must increase")
+    if t == 0:
+        return cams.copy(), poses.copy(), betas.copy()
     matrices = axis_angle_to_matrix(torch.from_numpy(poses).reshape(t, -1, 3)).numpy()
-    image_cams = np.stack([camera_to_image(c, tr) for c, tr in zip(cams, transforms)]) if t else cams
+    image_cams = np.stack([camera_to_image(c, tr) for c, tr in zip(cams, transforms)])
     out_m, out_b, out_c = matrices.copy(), betas.copy(), image_cams.copy()
     filtered = betas.copy()  # the shape smoothed as the rest is: the refit's reference
     for run in runs(frames):
@@ -359,7 +376,7 @@ def smooth_clip(frames: Sequence[int], cams: np.ndarray, poses: np.ndarray, beta
         out_c[run, :1] = whittaker_gcv(image_cams[run, :1])[0]
         out_c[run, 1:] = whittaker_gcv(image_cams[run, 1:])[0]
     pose_out = matrix_to_axis_angle(torch.from_numpy(nearest_rotations(out_m))).reshape(t, -1).numpy()
-    cam_out = np.stack([camera_from_image(c, tr) for c, tr in zip(out_c, transforms)]) if t else cams
-    if joints_of is not None and t:
+    cam_out = np.stack([camera_from_image(c, tr) for c, tr in zip(out_c, transforms)])
+    if joints_of is not None:
         cam_out = refit_cameras(cam_out, pose_out, filtered, out_b, joints_of)
     return cam_out, pose_out, out_b

@@ -27,11 +27,11 @@ from openhmr.demo.people import PeopleFollower
 from openhmr.demo.predictors import Predictor, to_predictions
 from openhmr.demo.report import FittingNote, Timer, progress, progress_bar, warn
 from openhmr.demo.sources import OpenPoseSource, PersonLocation, PersonSource
-from openhmr.errors import InputError, NoPersonError, UnreadableFrameError
+from openhmr.errors import InputError, NoPersonError, OpenHMRError, UnreadableFrameError
 from openhmr.io.images import InputItem, open_video
 from openhmr.io.openpose import unreadable_frames_note
 from openhmr.io.output_paths import replacing
-from openhmr.io.prediction import Prediction, write_video_npz
+from openhmr.io.prediction import Prediction, check_finite, write_video_npz
 
 # A video's predictions are held without their meshes (``without_vertices``)
 # and posed again, a chunk at a time, when the npz and the overlay video are
@@ -137,6 +137,12 @@ def smooth_predictions(body: BodyModel, preds: list[Prediction], how: str, fps: 
     "causal" (:class:`openhmr.smoothing.BodySmoother`, frame by frame)."""
     from openhmr.smoothing import BodySmoother, smooth_clip
 
+    # A weak camera of scale s ≤ 0 (HMR's regressor does not bound it) has no image scale to
+    # smooth: such a frame is left as it is and splits the frames around it into runs.
+    kept = [p for p in preds if float(p.cam[0]) > 0]
+    if len(kept) < len(preds):
+        smoothed = iter(smooth_predictions(body, kept, how, fps))
+        return [next(smoothed) if float(p.cam[0]) > 0 else p for p in preds]
     if not preds:
         return preds
     if how == "clip":
@@ -213,6 +219,11 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
             np.stack([b[1] for b in batch]), [b[2] for b in batch], [b[3] for b in batch],
             [(str(item.path), b[0], b[4]) for b in batch], done=note)
         note.clear()
+        for b, pred in zip(batch, new_preds):
+            try:
+                check_finite(pred)  # as a photo's: nothing is written
+            except OpenHMRError as e:
+                raise OpenHMRError(f"frame {b[0]}: {e}") from None
         for b, pred in zip(batch, without_vertices(new_preds)):
             people.setdefault(b[3].person, []).append(pred)
         frames_done = len({b[0] for b in batch})  # a frame's people are never split
