@@ -1957,6 +1957,38 @@ def test_causal_smoothing_is_told_the_videos_frame_rate(model_files, tmp_path, c
     assert "1 video(s) (3 frame(s), 3 with a body)" in err
 
 
+def test_views_panels_keep_the_mesh_on_the_photo_along_both_axes():
+    """A panel's size is rounded on each axis apart, so its two scales
+    differ (a 37 × 1000 photo becomes 15 × 400: 0.405 across, 0.4 down); the
+    camera is scaled by each, and a ball rendered where a ball is painted in
+    the photo lands on it in the panels (scaled by the width's alone, it was
+    4.9 px low)."""
+    from types import SimpleNamespace
+
+    from openhmr.demo.outputs import views_figure
+    from openhmr.render.primitives import icosphere
+
+    height, width, f, depth = 1000, 37, 1000.0, 5.0
+    centre = np.array([width / 2, 900.0])
+    image = np.full((height, width, 3), 255, np.uint8)
+    yy, xx = np.mgrid[:height, :width]
+    image[(xx + 0.5 - centre[0]) ** 2 + (yy + 0.5 - centre[1]) ** 2 < 64] = (255, 0, 0)
+    unit, faces = icosphere(3)
+    pp = np.array([width / 2, height / 2])
+    verts = unit.numpy() * 8.0 * depth / f + np.array([*((centre - pp) * depth / f), depth])
+    pred = SimpleNamespace(image_size=(height, width), crop=SimpleNamespace(box=(0.0, 0.0, float(width), float(height))),
+                           keypoints_2d={"lsp14": np.full((14, 2), np.nan)}, camera_vertices=lambda: verts,
+                           focal=np.array([f, f]), principal_point=pp, faces=faces.numpy())
+    sheet = views_figure(image, pred)
+    h, w = (sheet.shape[0] - 3 * 4) // 2, (sheet.shape[1] - 4 * 4) // 3  # compose_panels: 2 × 3, 4-px gaps
+    assert (h, w) == (400, 15)
+    photo, mesh = sheet[4:4 + h, 4:4 + w], sheet[8 + h:8 + 2 * h, 4:4 + w]
+    painted = (photo[..., 0] > 200) & (photo[..., 1] < 120)
+    rendered = (mesh < 250).any(-1)
+    rendered[:30] = False  # the panel's title
+    assert abs(np.nonzero(rendered)[0].mean() - np.nonzero(painted)[0].mean()) < 0.5
+
+
 def _altered_frames(monkeypatch, alter) -> None:
     """Wrap the demo's predictor: each estimate passes through ``alter(pred)``."""
     real = demo_run.build_predictor

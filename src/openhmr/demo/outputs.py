@@ -346,7 +346,7 @@ def render_in_window(image: np.ndarray, vertices: torch.Tensor, faces: torch.Ten
     return picture, mask
 
 
-def render_overlay(image: np.ndarray, pred: Prediction, size_factor: float = 1.0,
+def render_overlay(image: np.ndarray, pred: Prediction, size_factor: float | tuple[float, float] = 1.0,
                    degrees: float = 0.0, background: bool = True,
                    origin: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
     """Render the body with the prediction's pinhole camera.
@@ -355,7 +355,9 @@ def render_overlay(image: np.ndarray, pred: Prediction, size_factor: float = 1.0
         image: (H, W, 3) uint8, the picture to draw over (already resized by
             ``size_factor`` from the input image, or from its part whose
             top-left corner is ``origin``).
-        size_factor: output pixels per input pixel (panels are smaller).
+        size_factor: output pixels per input pixel (panels are smaller):
+            one for both axes, or (x, y) where the rounded panel size makes
+            them differ.
         degrees: turn the mesh about the vertical axis through its centroid
             (the original's side views).
         background: draw over ``image`` (True) or on white.
@@ -368,11 +370,12 @@ def render_overlay(image: np.ndarray, pred: Prediction, size_factor: float = 1.0
     verts = torch.as_tensor(pred.camera_vertices(), dtype=torch.float32)
     if degrees:
         verts = rotate_about_centroid(verts, degrees, axis="y")
-    fx, fy = (float(f) * size_factor for f in pred.focal)
+    factors = (size_factor, size_factor) if isinstance(size_factor, (int, float)) else size_factor
+    fx, fy = (float(f) * k for f, k in zip(pred.focal, factors))
     # The renderer takes one focal length; fy ≠ fx (the crop's floor-resize
-    # makes the factors differ slightly) is folded into the mesh's y.
+    # makes the factors differ slightly, as may a panel's rounding) is folded into the mesh's y.
     verts = verts * torch.tensor([1.0, fy / fx, 1.0])
-    pp = [(float(c) - o) * size_factor for c, o in zip(pred.principal_point, origin)]
+    pp = [(float(c) - o) * k for c, o, k in zip(pred.principal_point, origin, factors)]
     return render_in_window(image, verts, torch.as_tensor(pred.faces), fx, pp, background)
 
 
@@ -446,17 +449,17 @@ def views_figure(image: np.ndarray, pred: Prediction) -> np.ndarray:
     image = image[y0:y1, x0:x1]
     h, w = image.shape[:2]
     factor = min(1.0, PANEL_SIZE / max(h, w))
-    # Panel pixels follow the rounded size; scale the camera by the exact ratio.
+    # Panel pixels follow the rounded size, each axis its own; scale the camera by the exact ratios.
     small = _resize(image, factor)
-    factor = small.shape[1] / w
+    factors = (small.shape[1] / w, small.shape[0] / h)
     origin = (float(x0), float(y0))
     set_name = next((s for s in SKELETON_PREFERENCE if s in pred.keypoints_2d),
                     next(iter(pred.keypoints_2d)))
-    skeleton = draw_skeleton(small, (pred.keypoints_2d[set_name] - np.array(origin)) * factor, set_name)
-    overlay, _ = render_overlay(small, pred, factor, origin=origin)
+    skeleton = draw_skeleton(small, (pred.keypoints_2d[set_name] - np.array(origin)) * np.array(factors), set_name)
+    overlay, _ = render_overlay(small, pred, factors, origin=origin)
     white = np.full_like(small, 255)
-    mesh, _ = render_overlay(white, pred, factor, background=False, origin=origin)
-    sides = [render_overlay(white, pred, factor, degrees=d, background=False, origin=origin)[0]
+    mesh, _ = render_overlay(white, pred, factors, background=False, origin=origin)
+    sides = [render_overlay(white, pred, factors, degrees=d, background=False, origin=origin)[0]
              for d in SIDE_VIEW_DEGREES]
     return compose_panels([
         ("input", small), (f"keypoints ({set_name})", skeleton), ("mesh overlay", overlay),
