@@ -231,6 +231,34 @@ def test_half_precision_vertices_render_as_float32() -> None:
     assert torch.equal(got.mask, want.mask) and torch.equal(got.rgb, want.rgb)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_rasterises_at_the_true_pixel_centres(dtype) -> None:
+    """Past column 1024 (float16) or 256 (bfloat16), j + 0.5 is not a half
+    number: the barycentrics and depth are computed in float32, so they are
+    those of float64 but for the output's rounding (0.05 and 0.35 off, and
+    negative barycentrics, before)."""
+    vertices = torch.tensor([[[1504.0, 0.0, 1.0], [1544.0, 0.0, 4.0], [1504.0, 40.0, 1.0]]])  # exact in any dtype
+    faces = torch.tensor([[0, 1, 2]])
+    truth = rasterize(vertices.double(), faces, 48, 1600)
+    half = rasterize(vertices.to(dtype), faces, 48, 1600)
+    assert torch.equal(half.face_index, truth.face_index) and half.depth.dtype == dtype
+    inside = truth.mask[0]
+    tolerance = 4 * torch.finfo(dtype).eps
+    assert (half.barycentric[0][inside].double() - truth.barycentric[0][inside]).abs().max() < tolerance
+    assert ((half.depth[0][inside].double() / truth.depth[0][inside]) - 1).abs().max() < tolerance
+    assert half.barycentric[0][inside].min() >= 0
+
+
+def test_unsigned_face_indices_render() -> None:
+    """SMPL files store their faces as uint32, for which torch has no min():
+    they render as int64 faces do (it was a NotImplementedError)."""
+    vertices, faces = icosphere(2)
+    vertices = vertices * 0.5 + torch.tensor([0.0, 0.0, 3.0])
+    expected = render_mesh(vertices, faces, 100.0, None, 32, 32).rgb
+    for unsigned in (faces.numpy().astype(np.uint32), faces.numpy().astype(np.uint16)):
+        assert torch.equal(render_mesh(vertices, unsigned, 100.0, None, 32, 32).rgb, expected)
+
+
 def test_chunking_does_not_change_the_result() -> None:
     """Including exact depth ties on shared edges: they go to the lower face index."""
     v, f = uv_sphere(24, 16)

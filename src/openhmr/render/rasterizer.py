@@ -89,7 +89,8 @@ def _check_inputs(vertices_px: Tensor, faces: Tensor, height: int, width: int) -
     if vertices_px.shape[0] < 1:
         raise RenderError("batch size must be at least 1")
     if faces.numel() > 0:
-        lo, hi = int(faces.min()), int(faces.max())
+        # int64: torch has no min/max for the unsigned types (SMPL files store uint32 faces)
+        lo, hi = int(faces.long().min()), int(faces.long().max())
         if lo < 0 or hi >= vertices_px.shape[1]:
             raise RenderError(
                 f"faces index vertices in [{lo}, {hi}] but there are only {vertices_px.shape[1]} vertices"
@@ -112,7 +113,8 @@ def rasterize(
     Args:
         vertices_px: (B, V, 3) per-vertex ``[u, v, z]``: pixel coordinates
             (see the module docstring for the pixel convention) and camera
-            depth z > 0. Any float dtype (set-up runs in float32); any device.
+            depth z > 0. Any float dtype (set-up runs in float32, the
+            barycentrics in float32 or float64); any device.
         faces: (F, 3) integer vertex indices, shared by the batch.
         height, width: image size in pixels.
         near: triangles with a vertex at z <= near are skipped.
@@ -120,7 +122,10 @@ def rasterize(
 
     Returns:
         ``Fragments`` with (B, H, W) face_index/depth and (B, H, W, 3)
-        barycentric. Exact depth ties go to the lower face index. Visibility
+        barycentric, in ``vertices_px``'s dtype. Exact depth ties (the same
+        triangle twice, its corners listed in the same order) go to the
+        lower face index; with the corners rotated, the depths differ by
+        round-off, which then decides. Visibility
         is not differentiable; depth and barycentric are differentiable
         w.r.t. ``vertices_px`` for the fixed visibility.
 
@@ -149,6 +154,9 @@ def rasterize(
         tri = zbuf.index_select(0, pix) & _LOW32  # flat triangle id b·F + f
 
     out_dtype = vertices_px.dtype
+    # Pixel centres past 1024 (half) or 256 (bfloat16) are not representable
+    # in the half types: the barycentrics are computed in float32 at least.
+    work = torch.promote_types(out_dtype, torch.float32)
     face_index = torch.full((num_pixels,), -1, dtype=torch.long, device=device)
     depth = torch.full((num_pixels,), float("inf"), dtype=out_dtype, device=device)
     bary = torch.zeros((num_pixels, 3), dtype=out_dtype, device=device)
@@ -158,14 +166,14 @@ def rasterize(
         # Pixel centres, via float64 division (exact here, and much faster
         # than int64 division on CPU).
         global_row = torch.floor(pix.double() / width)
-        px = (pix.double() - global_row * width + 0.5).to(out_dtype)
-        py = (global_row - torch.floor(global_row / height) * height + 0.5).to(out_dtype)
+        px = (pix.double() - global_row * width + 0.5).to(work)
+        py = (global_row - torch.floor(global_row / height) * height + 0.5).to(work)
         corner_ids = tri_verts.t().index_select(1, tri).reshape(-1)  # (3·P,) corner-major
-        flat_verts = vertices_px.reshape(-1, 3)
+        flat_verts = vertices_px.reshape(-1, 3).to(work)
         u, v, z = (flat_verts[:, k].index_select(0, corner_ids).view(3, -1) for k in range(3))
         weights, z_pix = _perspective_barycentric(u, v, z, px, py)
-        depth = depth.index_put((pix,), z_pix)
-        bary = bary.index_put((pix,), weights.t())
+        depth = depth.index_put((pix,), z_pix.to(out_dtype))
+        bary = bary.index_put((pix,), weights.t().to(out_dtype))
 
     return Fragments(
         face_index=face_index.view(batch, height, width),
