@@ -1358,6 +1358,30 @@ def test_people_who_cross_keep_their_numbers():
     assert follower.assign(25, [at(400.0)]) == [3]  # seen last at frame 20: too long ago
 
 
+def test_a_still_person_missed_for_a_while_keeps_her_number():
+    """A person standing still, her keypoints trembling by 3 px, missed for
+    up to max_gap frames (30), is found where she stood, by position alone
+    (no colours): the velocity she is expected to move on with is averaged
+    over frames, and her box as last seen counts too. With one frame's
+    velocity, 28 of 50 such returns after 20 frames got a new number."""
+    from openhmr.demo import PeopleFollower, PersonLocation
+
+    rng = np.random.default_rng(0)
+    layout = np.array([[500, 120], [470, 170], [530, 170], [450, 285], [550, 285], [480, 290], [520, 290],
+                       [476, 420], [524, 420]], np.float64)
+
+    def seen() -> PersonLocation:
+        kp = np.concatenate([layout + rng.normal(0.0, 3.0, layout.shape), np.ones((len(layout), 1))], 1)
+        return PersonLocation(1.0, kp[:, :2].mean(0), "openpose", kp, "body25")
+
+    for gap in (5, 20, 29):
+        for _ in range(20):
+            follower = PeopleFollower(max_gap=30)
+            for frame in range(10):
+                follower.assign(frame, [seen()])
+            assert follower.assign(10 + gap, [seen()]) == [1], gap
+
+
 def _tilted_torso(frame: np.ndarray, background: tuple[int, int, int],
                   colour: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """A frame like ``frame`` (240 × 320) of ``background`` with a torso of

@@ -25,6 +25,11 @@ def _keypoint_box(location: PersonLocation) -> np.ndarray:
     return np.concatenate([seen.min(axis=0), seen.max(axis=0)])
 
 
+def _centre(box: np.ndarray) -> np.ndarray:
+    """(x, y) of a box (x0, y0, x1, y1)."""
+    return (box[:2] + box[2:]) / 2.0
+
+
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     w = min(a[2], b[2]) - max(a[0], b[0])
     h = min(a[3], b[3]) - max(a[1], b[1])
@@ -127,10 +132,13 @@ class PeopleFollower:
 
     Each frame's people are first matched to the people followed so far by
     the overlap (IoU) of their keypoint boxes with where each is expected —
-    its box when last seen, moved on by the velocity it had then (so two
-    people crossing keep their numbers) — greedily from the largest overlap.
-    A match needs an IoU of at least ``min_iou`` and the person seen within
-    the last ``max_gap`` frames.
+    its box when last seen, as it was or moved on by the velocity its centre
+    had then (so two people crossing keep their numbers), whichever overlaps
+    more — greedily from the largest overlap. The velocity is averaged over
+    frames (``velocity_memory``): a single frame's, of a person standing
+    still, is the keypoints' tremble, and over a gap of many frames it sent
+    the expected box away. A match needs an IoU of at least ``min_iou`` and
+    the person seen within the last ``max_gap`` frames.
 
     Given the frame, someone left unmatched is then compared by what they
     wear (:func:`torso_colours`) with the people not seen in this frame,
@@ -149,7 +157,9 @@ class PeopleFollower:
     # people 0.00–0.74, the highest between a white and a grey top.
     min_similarity: float = 0.85
     appearance_frames: int = 30
-    # person → (frame last seen, box then, box velocity per frame)
+    # weight of the velocity so far in its running average (the newest step's is 1 − this)
+    velocity_memory: float = 0.7
+    # person → (frame last seen, box then, velocity of the box's centre, px per frame)
     _last: dict[int, tuple[int, np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
     # person → (torso colour histogram, frames it averages)
     _colours: dict[int, tuple[np.ndarray, int]] = field(default_factory=dict, repr=False)
@@ -164,10 +174,10 @@ class PeopleFollower:
                 colours; without it, only by where they are.
         """
         boxes = [_keypoint_box(loc) for loc in locations]
-        expected = {k: box + velocity * (frame - seen)
+        expected = {k: (box, box + np.tile(velocity * (frame - seen), 2))
                     for k, (seen, box, velocity) in self._last.items() if frame - seen <= self.max_gap}
-        pairs = sorted(((_iou(box, at), i, k) for i, box in enumerate(boxes) for k, at in expected.items()),
-                       reverse=True)
+        pairs = sorted(((max(_iou(box, still), _iou(box, moved)), i, k)
+                        for i, box in enumerate(boxes) for k, (still, moved) in expected.items()), reverse=True)
         numbers: dict[int, int] = {}
         for overlap, i, k in pairs:
             if overlap < self.min_iou:
@@ -187,12 +197,13 @@ class PeopleFollower:
                 returning.add(i)
         for i, box in enumerate(boxes):
             if i in numbers and i not in returning:
-                seen, old, _ = self._last[numbers[i]]
-                velocity = (box - old) / (frame - seen)
+                seen, old, before = self._last[numbers[i]]
+                step = (_centre(box) - _centre(old)) / (frame - seen)
+                velocity = self.velocity_memory * before + (1.0 - self.velocity_memory) * step
             else:
                 if i not in numbers:
                     numbers[i] = max(self._last, default=0) + 1
-                velocity = np.zeros(4)  # a new or returning person: no motion known yet
+                velocity = np.zeros(2)  # a new or returning person: no motion known yet
             self._last[numbers[i]] = (frame, box, velocity)
             colour = colours[i]
             if colour is not None:
