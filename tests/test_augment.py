@@ -97,8 +97,19 @@ def test_window_crop_equals_resizing_padding_and_cropping(factor, start):
 
 
 def test_translation_draws_are_integers_in_range():
-    draws = np.random.default_rng(0).integers(-20, 20, size=(10000, 2))
-    assert draws.min() == -20 and draws.max() == 19
+    """The crop centre moves by whole pixels t ∈ [−20, 19]², read back from
+    where a keypoint at the stored centre lands (112 − t), scale and flip off."""
+    config = AugmentConfig(scale_range=(1.0, 1.0), flip_prob=0.0)
+    kp = np.zeros((19, 3))
+    kp[0] = (150.0, 140.0, 1.0)
+    shifts = []
+    for seed in range(400):
+        out = augment_sample(_sample(np.zeros((300, 300, 3), np.uint8), kp, (150, 140)),
+                             np.random.default_rng(seed), config)
+        shifts.append(112.0 - (out["keypoints"].numpy()[0, :2] + 1) * S / 2)
+    shifts = np.array(shifts)
+    np.testing.assert_allclose(shifts, np.round(shifts), atol=1e-4)
+    assert shifts.min() == pytest.approx(-20, abs=1e-4) and shifts.max() == pytest.approx(19, abs=1e-4)
 
 
 @pytest.mark.parametrize("flip_prob", [0.0, 1.0])

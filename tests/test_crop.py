@@ -198,9 +198,9 @@ def _openpose_file(path: Path, people: list[list[float]], key: str) -> Path:
 @pytest.mark.parametrize("count,layout", [(25, "body25"), (18, "coco18")])
 def test_read_openpose_keys_and_layouts(tmp_path, key, count, layout):
     rng = np.random.default_rng(count)
-    weak = np.concatenate([rng.uniform(0, 100, (count, 2)), np.full((count, 1), 0.3)], 1)
+    weak = np.concatenate([rng.uniform(0, 100, (count, 2)), np.full((count, 1), 0.85)], 1)
     strong = np.concatenate([rng.uniform(0, 100, (count, 2)), np.full((count, 1), 0.9)], 1)
-    strong[:3, 2] = 0.0  # undetected points do not lower the score
+    strong[:3, 2] = 0.0  # undetected points do not lower the score (counted, it would fall below 0.85)
     f = _openpose_file(tmp_path / "k.json", [weak.ravel().tolist(), strong.ravel().tolist()], key)
     kp, got_layout = read_openpose(f)
     assert got_layout == layout

@@ -1380,6 +1380,15 @@ def test_a_still_person_missed_for_a_while_keeps_her_number():
             for frame in range(10):
                 follower.assign(frame, [seen()])
             assert follower.assign(10 + gap, [seen()]) == [1], gap
+    # The velocity itself: averaged, the tremble's is less than half of one frame's.
+    speeds: dict[float, list[float]] = {0.0: [], PeopleFollower.velocity_memory: []}
+    for memory, found in speeds.items():
+        for _ in range(20):
+            follower = PeopleFollower(velocity_memory=memory)
+            for frame in range(10):
+                follower.assign(frame, [seen()])
+            found.append(float(np.linalg.norm(follower._last[1][2])))
+    assert np.mean(speeds[PeopleFollower.velocity_memory]) < 0.5 * np.mean(speeds[0.0]), speeds
 
 
 def _tilted_torso(frame: np.ndarray, background: tuple[int, int, int],

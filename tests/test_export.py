@@ -129,7 +129,7 @@ def test_glb_odd_sizes_stay_aligned(tmp_path: Path) -> None:
     assert np.array_equal(_accessor(gltf, bin_data, 0, "<f4", 3), v.astype(np.float32))
 
 
-def test_writes_are_atomic_and_leave_no_temp_files(tmp_path: Path) -> None:
+def test_writes_are_atomic_and_leave_no_temp_files(tmp_path: Path, monkeypatch) -> None:
     v, f = _mesh(5)
     target = tmp_path / "keep.obj"
     target.write_text("old content\n")
@@ -139,6 +139,34 @@ def test_writes_are_atomic_and_leave_no_temp_files(tmp_path: Path) -> None:
     for save in (save_obj, save_ply, save_glb):
         save(target, v, f)
     assert sorted(os.listdir(tmp_path)) == ["keep.obj"]
+    # A write that fails part-way (a full disk, say) leaves the earlier file whole.
+    earlier = target.read_bytes()
+    real_open = open
+
+    class Failing:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def write(self, data):
+            self.handle.write(data[: len(data) // 2])
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    import builtins
+
+    monkeypatch.setattr(builtins, "open", lambda *a, **k: Failing(real_open(*a, **k)))
+    with pytest.raises(OSError, match="No space left"):
+        save_obj(target, v * 2, f)
+    monkeypatch.undo()
+    assert target.read_bytes() == earlier and sorted(os.listdir(tmp_path)) == ["keep.obj"]
 
 
 @pytest.mark.parametrize(

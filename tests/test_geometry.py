@@ -40,12 +40,18 @@ def test_rodrigues_matches_scipy_and_keeps_hmr_epsilon():
     # The epsilon keeps a zero rotation finite (the identity), as in the original.
     zero = axis_angle_to_matrix(torch.zeros(1, 3, dtype=torch.float64))
     assert torch.allclose(zero, torch.eye(3, dtype=torch.float64)[None], atol=1e-12)
-    # ...and is really there: the angle used is ‖θ + 1e-8‖, not ‖θ‖.
-    tiny = torch.tensor([[1e-8, 0.0, 0.0]], dtype=torch.float64)
-    r = axis_angle_to_matrix(tiny)
-    angle = math.sqrt((2e-8) ** 2 + 2 * 1e-16)
-    axis = torch.tensor([1e-8, 0, 0], dtype=torch.float64) / angle
-    assert torch.allclose(r[0, 2, 1], math.sin(angle) * axis[0], rtol=1e-9, atol=0)
+    # ...and is really there, as HMR's batch_rodrigues has it: angle ‖θ + 1e-8‖
+    # (to every component), axis θ / angle, R = cos·I + (1 − cos)·r rᵀ + sin·[r]×.
+    theta = torch.cat([torch.tensor([[0.3, 0.0, 0.0]], dtype=torch.float64), aa[:20]])
+    angle = (theta + 1e-8).norm(dim=1, keepdim=True)
+    r = theta / angle
+    cos, sin = torch.cos(angle)[..., None], torch.sin(angle)[..., None]
+    x, y, z = r.unbind(1)
+    zero = torch.zeros_like(x)
+    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], 1).reshape(-1, 3, 3)
+    hmr = cos * torch.eye(3, dtype=torch.float64) + (1 - cos) * r[:, :, None] * r[:, None, :] + sin * skew
+    torch.testing.assert_close(axis_angle_to_matrix(theta), hmr, rtol=1e-12, atol=1e-15)
+    assert (axis_angle_to_matrix(theta) - axis_angle_to_matrix(theta, eps=0.0)).abs().max() > 1e-9
 
 
 @pytest.mark.parametrize("angle", [0.0, 1e-9, 1e-6, 1e-3, 1.0, math.pi - 1e-3, math.pi - 1e-7, math.pi])
