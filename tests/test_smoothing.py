@@ -3,7 +3,6 @@ Whittaker smoother (GCV) and the causal One-Euro filter."""
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
