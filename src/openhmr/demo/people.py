@@ -159,8 +159,8 @@ class PeopleFollower:
     appearance_frames: int = 30
     # weight of the velocity so far in its running average (the newest step's is 1 − this)
     velocity_memory: float = 0.7
-    # person → (frame last seen, box then, velocity of the box's centre, px per frame)
-    _last: dict[int, tuple[int, np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    # person → (frame last seen, box then, velocity of the box's centre, px per frame; None: not known yet)
+    _last: dict[int, tuple[int, np.ndarray, np.ndarray | None]] = field(default_factory=dict, repr=False)
     # person → (torso colour histogram, frames it averages)
     _colours: dict[int, tuple[np.ndarray, int]] = field(default_factory=dict, repr=False)
 
@@ -174,7 +174,7 @@ class PeopleFollower:
                 colours; without it, only by where they are.
         """
         boxes = [_keypoint_box(loc) for loc in locations]
-        expected = {k: (box, box + np.tile(velocity * (frame - seen), 2))
+        expected = {k: (box, box if velocity is None else box + np.tile(velocity * (frame - seen), 2))
                     for k, (seen, box, velocity) in self._last.items() if frame - seen <= self.max_gap}
         pairs = sorted(((max(_iou(box, still), _iou(box, moved)), i, k)
                         for i, box in enumerate(boxes) for k, (still, moved) in expected.items()), reverse=True)
@@ -199,11 +199,12 @@ class PeopleFollower:
             if i in numbers and i not in returning:
                 seen, old, before = self._last[numbers[i]]
                 step = (_centre(box) - _centre(old)) / (frame - seen)
-                velocity = self.velocity_memory * before + (1.0 - self.velocity_memory) * step
+                # the first step seen is the velocity; later ones are averaged into it
+                velocity = step if before is None else self.velocity_memory * before + (1.0 - self.velocity_memory) * step
             else:
                 if i not in numbers:
                     numbers[i] = max(self._last, default=0) + 1
-                velocity = np.zeros(2)  # a new or returning person: no motion known yet
+                velocity = None  # a new or returning person: no motion known yet
             self._last[numbers[i]] = (frame, box, velocity)
             colour = colours[i]
             if colour is not None:
