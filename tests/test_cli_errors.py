@@ -314,6 +314,9 @@ def test_eval_passes_its_defaults_and_options_on(stub_eval, tmp_path, monkeypatc
     network, with the documented defaults (every 5th frame, all sequences,
     univ_annot3, cpu, 32); the 2D keypoints are moved by the benchmark's pixel
     offset (crop → image)."""
+    monkeypatch.chdir(tmp_path)
+    for stand_in in ("w.safetensors", "smpl.pkl"):  # the files are checked before the benchmark loads
+        (tmp_path / stand_in).write_text("stand-in")
     base = ["eval", "--protocol", "3dhp", "--data", str(tmp_path), "--weights", "w.safetensors",
             "--smpl", "smpl.pkl"]
     assert main(base) == 0
@@ -344,6 +347,87 @@ def test_eval_refuses_incomplete_requests_before_reading_the_data(stub_eval, tmp
     assert main(["eval", "--protocol", "3dhp", "--data", str(tmp_path), *extra]) == 1
     assert message in capsys.readouterr().err
     assert "benchmark" not in stub_eval
+
+
+def test_eval_checks_its_files_and_outputs_before_reading_the_data(stub_eval, tmp_path, capsys):
+    """Missing weights, SMPL or predictions files, a --save-predictions that
+    is not .npz, two outputs that are one file, and an output that is a file
+    of the dataset (with --overwrite too: eval reads them) are refused in one
+    line before the benchmark is read; nothing is written."""
+    data = tmp_path / "h36m"
+    (data / "S9").mkdir(parents=True)
+    pose_file = data / "S9" / "Directions 1.cdf"
+    pose_file.write_bytes(b"CDF stand-in")
+    (data / "S9" / "metrics.json").write_text("a file of the dataset's, say")
+    weights, smpl, missing = tmp_path / "w.safetensors", tmp_path / "smpl.pkl", tmp_path / "missing"
+    weights.write_text("stand-in")
+    smpl.write_text("stand-in")
+    (tmp_path / "r").mkdir()
+    network = ["--weights", str(weights), "--smpl", str(smpl)]
+    for extra, message in (
+        (["--weights", str(missing), "--smpl", str(smpl)], "weights file not found"),
+        (["--weights", str(weights), "--smpl", str(missing)], f"--smpl {missing} is not a file"),
+        (["--predictions", str(missing)], "predictions file not found"),
+        ([*network, "--save-predictions", str(tmp_path / "preds")], "--save-predictions must be an .npz file"),
+        ([*network, "--save-predictions", str(tmp_path / "r" / "m.npz"), "--out", str(tmp_path / "r"),
+          "--list-frames", str(tmp_path / "r" / "m.npz")], "--save-predictions writes what"),
+        (["--list-frames", str(pose_file), "--overwrite"],
+         f"--list-frames {pose_file} is a file in the dataset folder --data {data}, which this command reads"),
+        ([*network, "--out", str(data / "S9"), "--overwrite"],
+         f"--out {data / 'S9' / 'metrics.json'} is a file in the dataset folder"),
+    ):
+        assert main(["eval", "--protocol", "h36m-p2", "--data", str(data), *extra]) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (extra, err)
+    assert "benchmark" not in stub_eval
+    assert pose_file.read_bytes() == b"CDF stand-in"
+    assert (data / "S9" / "metrics.json").read_text() == "a file of the dataset's, say"
+
+
+def test_save_predictions_writes_a_name_without_npz(tmp_path):
+    """np.savez adds .npz to a name without it: written through a file
+    object, the name given is the file written (it was a failed rename,
+    after the whole benchmark, and a hidden file left behind)."""
+    from openhmr.evaluate.predictions import Predictions, save_predictions
+
+    save_predictions(tmp_path / "preds", ["a"], Predictions(joints14=np.zeros((1, 14, 3))))
+    assert [p.name for p in tmp_path.iterdir()] == ["preds"]
+    assert np.load(tmp_path / "preds")["keys"].tolist() == ["a"]
+
+
+def test_an_output_in_a_folder_the_command_reads_is_refused(tmp_path, monkeypatch, capsys):
+    """convert-mocap amass's OUT among the AMASS files, bench --json and
+    export-onnx --out among the images they read: refused with --overwrite
+    too, the file kept. anny-prior checks OUT's suffix before sampling."""
+    amass = tmp_path / "amass" / "CMU" / "01"
+    amass.mkdir(parents=True)
+    sequence = amass / "01_01_poses.npz"
+    np.savez(sequence, poses=np.zeros((4, 156)), betas=np.zeros(16))
+    before = sequence.read_bytes()
+    assert main(["data", "convert-mocap", "amass", str(tmp_path / "amass"), str(sequence), "--overwrite"]) == 1
+    assert "is a file in the AMASS folder" in capsys.readouterr().err
+    assert sequence.read_bytes() == before
+    images = tmp_path / "images"
+    images.mkdir()
+    photo = images / "a.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(photo)
+    photo_bytes = photo.read_bytes()
+    assert main(["bench", "--images", str(images), "--json", str(photo), "--overwrite"]) == 1
+    assert "--json " + str(photo) + " is a file in the --images folder" in capsys.readouterr().err
+    if __import__("importlib").util.find_spec("onnxruntime") is not None:
+        weights = tmp_path / "w.safetensors"
+        weights.write_text("stand-in: the checks come first")
+        assert main(["export-onnx", "--weights", str(weights), "--smpl", str(tmp_path / "smpl.npz"), "--int8",
+                     "--calibration", str(images), "--out", str(photo), "--overwrite"]) == 1
+        assert "is a file in the --calibration folder" in capsys.readouterr().err
+    assert photo.read_bytes() == photo_bytes
+    import openhmr.body.anny as anny
+
+    monkeypatch.setattr(anny, "Anny", lambda *a, **k: pytest.fail("sampled before checking OUT"))
+    assert main(["data", "convert-mocap", "anny-prior", "10", str(tmp_path / "m.txt")]) == 1
+    assert "the mocap output must be an .npz file" in capsys.readouterr().err
 
 
 def test_data_convert_passes_only_the_options_a_dataset_takes(tmp_path, monkeypatch, capsys):
@@ -423,6 +507,8 @@ def test_eval_fit_fits_smpl_when_smpl_is_given(stub_eval, tmp_path, monkeypatch,
 
     monkeypatch.setattr(predictions, "predict_with_fit", fake_fit)
     base = ["eval", "--protocol", "lsp", "--data", str(tmp_path), "--fit"]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "smpl.pkl").write_text("stand-in")  # checked before the benchmark loads
     assert main(base + ["--smpl", "smpl.pkl"]) == 0
     assert main(base) == 0
     assert bodies == [("SMPL", Path("smpl.pkl")), None]

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from openhmr.inference.backends import BACKENDS, available_backends
     from openhmr.inference.timing import bench_backends
     from openhmr.io.hmr_weights import require_weights_file
-    from openhmr.io.output_paths import check_output_file, replacing
+    from openhmr.io.output_paths import check_not_inside, check_output_file, replacing
 
     unknown = [n for n in args.backends if n not in BACKENDS or n == "auto"]
     if unknown:
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         check_output_file(args.json, args.overwrite, "--json",
                           inputs=[p for p in (args.weights, args.smpl) if p is not None])
+        check_not_inside(args.json, args.images, "--json", "the --images folder")
     if args.threads and args.threads > 4 * (os.cpu_count() or 1):
         raise InputError(f"--threads {args.threads} is more than 4× this machine's {os.cpu_count()} CPUs")
     device = require_device(args.device)

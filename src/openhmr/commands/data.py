@@ -89,12 +89,15 @@ def run_convert(args: argparse.Namespace) -> int:
 def run_convert_mocap(args: argparse.Namespace) -> int:
     from openhmr.data import mocap
     from openhmr.errors import InputError
-    from openhmr.io.output_paths import check_output_file
+    from openhmr.io.output_paths import check_not_inside, check_output_file
 
     if args.source != "amass" and args.stride != 1:
         raise InputError("--stride applies to amass only")
+    if args.out.suffix != ".npz":  # before the sampling, which takes seconds
+        raise InputError(f"the mocap output must be an .npz file, got {args.out}")
     check_output_file(args.out, args.overwrite, "OUT")
     if args.source == "amass":
+        check_not_inside(args.out, Path(args.input), "OUT", "the AMASS folder")
         result = mocap.convert_amass(args.input, args.out, stride=args.stride, overwrite=args.overwrite)
         print(f"wrote {result['count']} poses from {result['files']} AMASS sequences to {args.out}")
         return 0

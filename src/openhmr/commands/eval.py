@@ -67,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     from openhmr.evaluate import load_benchmark, load_predictions, score
     from openhmr.evaluate.predictions import predict_with_fit, predict_with_hmr, save_predictions
     from openhmr.evaluate.runner import METRICS_FILES, format_headline
-    from openhmr.io.output_paths import check_output_file, check_output_folder, replacing
+    from openhmr.io.hmr_weights import require_weights_file
+    from openhmr.io.output_paths import (check_distinct, check_not_inside, check_output_file,
+                                         check_output_folder, replacing)
 
     if args.list_frames is None and args.weights is None and args.predictions is None and not args.fit:
         raise InputError("give --weights (with --smpl), --fit or --predictions FILE.npz")
@@ -90,18 +92,35 @@ def run(args: argparse.Namespace) -> int:
     elif str(args.device) != "cpu" and args.list_frames is None:
         raise InputError(f"--device {args.device} goes with --weights: --fit runs on the CPU, "
                          "and --predictions computes nothing")
+    # Outputs are checked now, not after the whole benchmark has run: none may
+    # be an input, a file of the dataset, or another output.
+    inputs = [p for p in (args.weights, args.smpl, args.predictions) if p is not None]
+    outputs: dict[str, Path] = {}
     if args.list_frames is not None:
-        check_output_file(args.list_frames, args.overwrite, "--list-frames")
+        check_output_file(args.list_frames, args.overwrite, "--list-frames", inputs=inputs)
+        outputs["--list-frames"] = args.list_frames
     if args.save_predictions is not None:
         if args.predictions is not None or args.list_frames is not None:
             raise InputError("--save-predictions writes what --weights or --fit predict")
-        check_output_file(args.save_predictions, args.overwrite, "--save-predictions",
-                          inputs=[p for p in (args.weights, args.smpl) if p is not None])
+        if args.save_predictions.suffix != ".npz":
+            raise InputError(f"--save-predictions must be an .npz file, got {args.save_predictions}")
+        check_output_file(args.save_predictions, args.overwrite, "--save-predictions", inputs=inputs)
+        outputs["--save-predictions"] = args.save_predictions
     if args.out is not None and args.list_frames is None:
-        # Checked now, not after the whole benchmark has run.
         check_output_folder(args.out, "--out")
         for name in METRICS_FILES:
-            check_output_file(args.out / name, args.overwrite, "--out")
+            check_output_file(args.out / name, args.overwrite, "--out", inputs=inputs)
+            outputs[f"--out's {name}"] = args.out / name
+    check_distinct(outputs)
+    for option, path in outputs.items():
+        check_not_inside(path, args.data, option.split("'")[0], "the dataset folder --data")
+    # The inputs too, before the benchmark loads (on the real datasets, minutes).
+    if args.weights is not None:
+        require_weights_file(args.weights)
+    if args.smpl is not None and not Path(args.smpl).is_file():
+        raise InputError(f"--smpl {args.smpl} is not a file")
+    if args.predictions is not None and not Path(args.predictions).is_file():
+        raise InputError(f"predictions file not found: {args.predictions}")
 
     bench = load_benchmark(
         args.protocol, args.data, frame_step=args.frame_step, allow_partial=args.allow_partial,

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from openhmr.inference.predictor import ThetaNetwork, TorchPredictor
     from openhmr.inference.backends import check_agreement
     from openhmr.io.hmr_weights import require_weights_file
-    from openhmr.io.output_paths import check_output_file
+    from openhmr.io.output_paths import check_not_inside, check_output_file
     from openhmr.nets import HMR
 
     batch = args.batch
@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if args.calibration and not args.int8:
         raise InputError("--calibration sets int8's scales; add --int8, or leave it out")
     check_output_file(args.out, args.overwrite, "--out", inputs=[args.weights, args.smpl])
+    check_not_inside(args.out, args.calibration, "--out", "the --calibration folder")
     require_weights_file(args.weights)
     calibration = None
     if args.calibration:

@@ -70,8 +70,9 @@ def save_predictions(path: str | Path, keys: list[str], preds: Predictions) -> N
                                ("vertices", preds.vertices, 1e-3), ("keypoints2d", preds.keypoints2d, 1.0)):
         if value is not None:
             arrays[name] = (np.asarray(value) * scale).astype(np.float32 if name == "vertices" else np.float64)
-    with replacing(path) as partial:
-        np.savez(partial, **arrays)
+    # through a file object: np.savez adds ".npz" to a name without it, and the rename would miss it
+    with replacing(path) as partial, open(partial, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 def h36m17_to_lsp14(points: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -71,7 +71,18 @@ def check_output_file(path: Path, overwrite: bool, option: str = "output",
         raise InputError(f"{option} {path}: the folder {existing} is not writable")
 
 
-def check_distinct(paths: dict[str, Path | None]) -> None:
+def check_not_inside(path: Path, folder: Path | None, option: str, what: str) -> None:
+    """InputError if ``path`` is an existing file under the input folder
+    ``folder`` (None: no folder), whose files the command reads (``what``
+    names the folder in the message): with --overwrite too, as an input is."""
+    if folder is None or not Path(folder).is_dir() or not Path(path).is_file():
+        return
+    if Path(path).resolve().is_relative_to(Path(folder).resolve()):
+        raise InputError(f"{option} {path} is a file in {what} {folder}, which this command reads; "
+                         "write to another folder")
+
+
+def check_distinct(paths: Mapping[str, Path | None]) -> None:
     """InputError if two of the named output paths are the same file."""
     seen: dict[Path, str] = {}
     for option, path in paths.items():
