@@ -483,6 +483,10 @@ def test_data_anny_prior_checks_its_count_and_passes_the_seed(tmp_path, monkeypa
     assert seen == {}
     assert main(base + ["5", str(out), "--seed", "7"]) == 0
     assert seen == {"count": 5, "seed": 7, "out": out}
+    for bad in ("-1", "99999999999999999999999"):  # torch's generators take [0, 2⁶³): a usage error
+        with pytest.raises(SystemExit) as usage:
+            main(base + ["5", str(out), "--seed", bad])
+        assert usage.value.code == 2 and "must be an integer in [0, 2^63)" in capsys.readouterr().err
 
 
 def test_eval_fit_fits_smpl_when_smpl_is_given(stub_eval, tmp_path, monkeypatch, capsys):

@@ -760,6 +760,19 @@ def test_amass_refusals_name_the_real_problem(tmp_path):
         convert_amass(tmp_path / "amass", tmp_path / "out.npz")
     with pytest.raises(MocapError, match="cannot read .*a_poses.npz"):
         mocap.load_mocap(tmp_path / "amass" / "a_poses.npz")
+    # A sequence of the wrong width is named; NaN poses are refused, here and in a mocap file.
+    np.savez(tmp_path / "amass" / "a_poses.npz", poses=np.zeros((4, 30)), betas=np.zeros(16))
+    with pytest.raises(MocapError, match=r"a_poses.npz: AMASS poses must be \(T, ≥66\), got \(4, 30\)"):
+        convert_amass(tmp_path / "amass", tmp_path / "out.npz")
+    poses = np.zeros((4, 156))
+    poses[2, 7] = np.nan
+    np.savez(tmp_path / "amass" / "a_poses.npz", poses=poses, betas=np.zeros(16))
+    with pytest.raises(MocapError, match="a_poses.npz: its poses or betas hold NaN"):
+        convert_amass(tmp_path / "amass", tmp_path / "out.npz")
+    assert not (tmp_path / "out.npz").exists()
+    np.savez(tmp_path / "m.npz", pose=np.full((3, 72), np.inf), shape=np.zeros((3, 10)))
+    with pytest.raises(MocapError, match="m.npz: pose or shape holds NaN or infinite"):
+        mocap.load_mocap(tmp_path / "m.npz")
 
 
 def test_anny_prior_draws_pose_then_shape_from_one_seeded_generator():

@@ -62,6 +62,39 @@ def test_overfit_eight_samples_cuts_keypoint_loss_tenfold(smpl_npz, tmp_path, de
     assert last * 10 <= first, f"keypoint loss went from {first:.4f} to {last:.4f}"
 
 
+def test_encoder_weights_that_are_no_safetensors_are_one_line(tmp_path):
+    """encoder_weights naming a picture, an empty file or a folder: a
+    WeightsError saying so (a SafetensorError traceback before)."""
+    from openhmr.errors import WeightsError
+    from openhmr.train import build_encoder
+
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    for name, message in (("photo.png", "is not a safetensors file"), ("empty.safetensors", "is not a safetensors"),
+                          (".", "is a folder")):
+        with pytest.raises(WeightsError, match=message):
+            build_encoder(TrainConfig(encoder="tiny", encoder_weights=str(tmp_path / name)))
+
+
+def test_weights_gone_nan_stop_the_run_and_are_not_saved(smpl_npz, tmp_path):
+    """A run whose weights become NaN stops with one line at the next log
+    step or checkpoint, and saves nothing more (it used to finish with exit
+    0 and NaN weights); a checkpoint saved before stays."""
+    from openhmr.errors import OpenHMRError
+    from openhmr.training.checkpoint import list_checkpoints
+
+    cfg = small_config(smpl_npz, max_steps=4, log_every=2, checkpoint_every=1)
+    trainer = Trainer(cfg, tmp_path / "run")
+    trainer.run(until=1, progress=False)
+    saved = list_checkpoints(tmp_path / "run")
+    assert [step for step, _ in saved] == [1]
+    with torch.no_grad():
+        next(trainer.hmr.regressor.parameters()).fill_(float("nan"))
+    with pytest.raises(OpenHMRError, match="weights became NaN or infinite by step 2"):
+        trainer.run(progress=False)
+    assert list_checkpoints(tmp_path / "run") == saved and trainer.step == 2
+
+
 # --------------------------------------------------------------------------- resume
 def _state(trainer: Trainer) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in trainer.trainable_state().items()}
@@ -291,15 +324,26 @@ def test_config_yaml_round_trip_and_overrides(tmp_path):
     ("adam_betas=[0.9]", "adam_betas must be two numbers"),
     ("occlusion_size=0.2", "occlusion_size must be two numbers"),
     # Values of the right type that cannot work.
-    ("epochs=.inf", "epochs must be a positive, finite number"),
+    ("epochs=.inf", "epochs must be finite"),
     ("num_workers=-1", "num_workers must be 0"),
-    ("trans_max=-5", "trans_max must be non-negative"),
+    ("trans_max=-5", "trans_max must be a whole, non-negative number"),
     ("scale_min=-1", "0 < scale_min <= scale_max"),
     ("scale_min=1.5", "0 < scale_min <= scale_max"),
     ("color_jitter=1.5", "color_jitter must lie in"),
     ("rotation_max_deg=-10", "rotation_max_deg must lie in"),
     ("occlusion_prob=2", "occlusion_prob must lie in"),
     ("occlusion_size=[0.5, 0.2]", "occlusion_size must be two fractions"),
+    # NaN passes a comparison as False, inf some: every number must be finite.
+    ("e_loss_weight=.nan", "e_loss_weight must be finite, got nan"),
+    ("e_lr=.inf", "e_lr must be finite, got inf"),
+    ("adam_eps=.inf", "adam_eps must be finite"),
+    ("scale_max=.inf", "scale_max must be finite"),
+    ("d_loss_weight=-1", "loss_weight must be non-negative"),
+    ("seed=-1", "seed must be an integer in"),
+    ("seed=99999999999999999999999", "seed must be an integer in"),
+    ("trans_max=2.5", "trans_max must be a whole, non-negative number"),
+    ("trans_max=.inf", "trans_max must be finite"),
+    ("synthetic_samples=0", "synthetic_samples must be at least 2"),
 ])
 def test_an_option_of_the_wrong_type_is_refused(override, message):
     """A value of the wrong type is one ConfigError naming the option, not a

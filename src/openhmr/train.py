@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from openhmr.body.base import BodyModel
 from openhmr.data.mocap import MocapSampler
 from openhmr.devices import require_device
-from openhmr.errors import InputError, WeightsError
+from openhmr.errors import InputError, OpenHMRError, WeightsError
 from openhmr.nets import HMR, FactorizedDiscriminator
 from openhmr.nets.hmr import encoder_from_name
 from openhmr.progress import progress_bar
@@ -154,12 +154,19 @@ def build_encoder(cfg: TrainConfig) -> nn.Module:
     """The image encoder, optionally initialised from a safetensors state dict."""
     encoder = encoder_from_name(cfg.encoder)
     if cfg.encoder_weights:
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         path = Path(cfg.encoder_weights)
+        if path.is_dir():
+            raise WeightsError(f"encoder_weights {path} is a folder; give the .safetensors file in it")
         if not path.is_file():
             raise WeightsError(f"encoder_weights {path} does not exist")
-        state = {k.removeprefix("encoder."): v for k, v in load_file(str(path)).items()
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError) as e:
+            raise WeightsError(f"encoder_weights {path} is not a safetensors file ({e})") from None
+        state = {k.removeprefix("encoder."): v for k, v in tensors.items()
                  if not k.startswith(("regressor.", "discriminator."))}
         missing, unexpected = encoder.load_state_dict(state, strict=False)
         missing = [m for m in missing if not m.endswith("num_batches_tracked")]
@@ -401,6 +408,7 @@ class Trainer:
             while self.step < until:
                 logs = self.train_step()
                 if self.step % self.cfg.log_every == 0 or self.step == until:
+                    self.check_finite()
                     last = {k: float(v) for k, v in logs.items()}
                     rate = (self.step - start_step) * self.cfg.batch_size * self.dist.world_size / (
                         time.perf_counter() - start)
@@ -429,8 +437,20 @@ class Trainer:
         dist.all_gather_object(out, value)
         return out
 
+    def check_finite(self) -> None:
+        """OpenHMRError if a weight of the network has become NaN or infinite:
+        training cannot recover, and nothing more is saved (the checkpoints
+        before stay). Weights are the same on every DDP process, so every
+        process stops alike. One device sync; called at log steps and saves."""
+        tensors = [t for t in self.trainable_state().values() if t.is_floating_point()]
+        if not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+            raise OpenHMRError(f"the network's weights became NaN or infinite by step {self.step}; "
+                               "stopped, nothing more saved (lower e_lr / d_lr or the loss weights, "
+                               "or --resume from an earlier checkpoint)")
+
     def save(self) -> Path:
         """Write the checkpoint of the current step (rank 0 writes; all ranks' states are in it)."""
+        self.check_finite()
         per_rank = {
             "rng": rng_state(),
             "data": _plain(self.batches.state_dict()),

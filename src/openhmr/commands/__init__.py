@@ -134,6 +134,17 @@ def image_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def seed(text: str) -> int:
+    """argparse type: a random seed, an integer in [0, 2⁶³) (torch's generators take no more)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2 ** 63:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2^63), got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer ≥ 1 (else argparse's one-line usage error)."""
     try:

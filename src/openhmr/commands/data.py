@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from openhmr.commands import seed
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from openhmr.data.datasets import CONVERTERS
@@ -48,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("input", help="amass: the AMASS folder; anny-prior: the number of samples")
     m.add_argument("out", type=Path, help="output .npz")
     m.add_argument("--stride", type=int, default=1, help="amass: keep every n-th frame")
-    m.add_argument("--seed", type=int, default=0, help="anny-prior: random seed")
+    m.add_argument("--seed", type=seed, default=0, help="anny-prior: random seed")
     m.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     m.set_defaults(func=run_convert_mocap)
 
@@ -93,9 +95,9 @@ def run_convert_mocap(args: argparse.Namespace) -> int:
 
     if args.source != "amass" and args.stride != 1:
         raise InputError("--stride applies to amass only")
+    check_output_file(args.out, args.overwrite, "OUT")
     if args.out.suffix != ".npz":  # before the sampling, which takes seconds
         raise InputError(f"the mocap output must be an .npz file, got {args.out}")
-    check_output_file(args.out, args.overwrite, "OUT")
     if args.source == "amass":
         check_not_inside(args.out, Path(args.input), "OUT", "the AMASS folder")
         result = mocap.convert_amass(args.input, args.out, stride=args.stride, overwrite=args.overwrite)

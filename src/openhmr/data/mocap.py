@@ -77,6 +77,8 @@ def load_mocap(paths: str | Path | Sequence[str | Path]) -> tuple[np.ndarray, np
             raise MocapError(f"cannot read {path}: {e or type(e).__name__}") from None
         if pose.ndim != 2 or shape.ndim != 2 or len(pose) != len(shape):
             raise MocapError(f"{path}: pose {pose.shape} and shape {shape.shape} must be (N, P) and (N, S)")
+        if not (np.isfinite(pose).all() and np.isfinite(shape).all()):  # they would train the prior to NaN
+            raise MocapError(f"{path}: pose or shape holds NaN or infinite values")
         poses.append(pose)
         shapes.append(shape)
     if len({p.shape[1] for p in poses}) > 1 or len({s.shape[1] for s in shapes}) > 1:
@@ -146,8 +148,12 @@ def convert_amass(root: str | Path, out: str | Path, stride: int = 1,
                 if "poses" not in f.files or "betas" not in f.files:
                     continue
                 pose, shape = amass_to_smpl(f["poses"][::stride], f["betas"])
+        except MocapError as e:
+            raise MocapError(f"{path}: {e}") from None
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise MocapError(f"cannot read {path}: {e or type(e).__name__}") from None
+        if not (np.isfinite(pose).all() and np.isfinite(shape).all()):
+            raise MocapError(f"{path}: its poses or betas hold NaN or infinite values")
         poses.append(pose)
         shapes.append(shape)
         used += 1

@@ -8,6 +8,7 @@ them out; ``configs/cpu_smoke.yaml`` is a minutes-long CPU run on synthetic data
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,11 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for values that cannot work."""
+        for f in dataclasses.fields(self):  # first: NaN fails every comparison below, inf some
+            value = getattr(self, f.name)
+            numbers = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(x, float) and not math.isfinite(x) for x in numbers):
+                raise ConfigError(f"{f.name} must be finite, got {value}")
         checks = [
             (self.data in ("shards", "synthetic"), f"data must be 'shards' or 'synthetic', got {self.data!r}"),
             (self.body_model in ("smpl", "anny", "synthetic_smpl"),
@@ -164,10 +170,15 @@ class TrainConfig:
             (len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas), "adam_betas must be two numbers in [0, 1)"),
             (self.e_lr > 0 and self.d_lr > 0 and self.adam_eps >= 0, "learning rates must be positive and adam_eps non-negative"),
             (self.weight_decay >= 0, "weight_decay must be non-negative"),
+            (min(self.e_loss_weight, self.e_3d_weight, self.d_loss_weight) >= 0,
+             "e_loss_weight, e_3d_weight and d_loss_weight must be non-negative"),
+            (0 <= self.seed < 2 ** 63, "seed must be an integer in [0, 2⁶³)"),
+            (self.synthetic_samples >= 2, "synthetic_samples must be at least 2"),
             (self.max_steps is None or self.max_steps > 0, "max_steps must be positive"),
             (0 < self.epochs < float("inf"), "epochs must be a positive, finite number"),
             (self.num_workers >= 0, "num_workers must be 0 (load in the training process) or more"),
-            (self.trans_max >= 0, "trans_max must be non-negative (pixels)"),
+            (self.trans_max >= 0 and float(self.trans_max).is_integer(),
+             "trans_max must be a whole, non-negative number of pixels"),
             (0 < self.scale_min <= self.scale_max, "scale_min and scale_max must satisfy 0 < scale_min <= scale_max"),
             (0 <= self.color_jitter < 1, "color_jitter must lie in [0, 1)"),
             (0 <= self.rotation_max_deg <= 180, "rotation_max_deg must lie in [0, 180]"),
