@@ -198,6 +198,18 @@ def test_out_of_memory_is_recognised_in_its_three_forms():
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
 
 
+def test_out_of_memory_names_the_commands_own_batch_option(monkeypatch, capsys):
+    """bench and export-onnx call it --batch, train batch_size=, the rest --batch-size."""
+    import openhmr.commands.bench as bench
+
+    def exhausted(args):
+        raise MemoryError("cannot allocate 9 GiB")
+
+    monkeypatch.setattr(bench, "run", exhausted)
+    assert main(["bench"]) == 1
+    assert capsys.readouterr().err.strip().endswith("a smaller batch size (--batch) needs less")
+
+
 def test_top_level_help_lists_every_environment_variable_openhmr_reads(capsys):
     import re
     from pathlib import Path

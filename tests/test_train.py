@@ -604,7 +604,7 @@ def test_a_new_run_that_stops_before_its_first_checkpoint_takes_back_what_it_wro
     assert err[-2] == ("openhmr train: the run stopped before its first checkpoint; removed its config.yaml and "
                        "TensorBoard events, so the same command can start it again")
     assert err[-1] == ("openhmr train: error: out of memory (CUDA out of memory. Tried to allocate 2.00 GiB); "
-                       "a smaller batch size (--batch-size, or batch_size= for train) needs less")
+                       "a smaller batch size (batch_size=) needs less")
     assert not run.exists()
     # A folder of the user's stays, with the user's file; only the run's own files go.
     run.mkdir()

@@ -177,8 +177,9 @@ def _run(args: argparse.Namespace) -> int:
         # runtime error is a bug, and its traceback is what a report needs.
         if not is_out_of_memory(e):
             raise
+        option = {"train": "batch_size=", "bench": "--batch", "export-onnx": "--batch"}.get(args.command, "--batch-size")
         print(f"openhmr {args.command}: error: out of memory ({first_line(e)}); a smaller batch size "
-              "(--batch-size, or batch_size= for train) needs less", file=sys.stderr)
+              f"({option}) needs less", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
         terminated = isinstance(e, Terminated)
