@@ -255,6 +255,10 @@ def test_predictions_file_is_checked(tmp_path, capsys):
     np.savez(tmp_path / "h17.npz", keys=keys, keypoints3d_h36m17=h17)
     preds = load_predictions(tmp_path / "h17.npz", bench.keys)
     np.testing.assert_allclose(preds.joints14[:, 12], h17[:, 8] * 1000.0)  # neck = thorax
+    # Millimetres where metres are due are refused, not scored as a three-million-mm error.
+    np.savez(tmp_path / "mm.npz", keys=keys, keypoints3d_h36m17=h17 * 1000.0)
+    with pytest.raises(InputError, match="'joints_h36m17' spans 3916 units per person .*millimetres"):
+        load_predictions(tmp_path / "mm.npz", bench.keys)
     # Keys stored as bytes (numpy "S", as h5py writes them) name the same frames.
     np.savez(tmp_path / "bytes.npz", keys=keys.astype("S"), keypoints3d_h36m17=h17)
     np.testing.assert_array_equal(load_predictions(tmp_path / "bytes.npz", bench.keys).joints14, preds.joints14)

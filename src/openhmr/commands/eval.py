@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     # The inputs too, before the benchmark loads (on the real datasets, minutes).
     if args.weights is not None:
         require_weights_file(args.weights)
-    if args.smpl is not None and not Path(args.smpl).is_file():
+    if args.smpl is not None and (args.weights is not None or (args.fit and fit_smpl)) and not Path(args.smpl).is_file():
         raise InputError(f"--smpl {args.smpl} is not a file")
     if args.predictions is not None and not Path(args.predictions).is_file():
         raise InputError(f"predictions file not found: {args.predictions}")
