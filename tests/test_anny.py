@@ -388,7 +388,7 @@ def test_bad_inputs_are_refused(anny_model: Anny) -> None:
 
 
 def test_hmr_builds_on_anny(anny_model: Anny) -> None:
-    nets = pytest.importorskip("openhmr.nets.hmr")
+    import openhmr.nets.hmr as nets
     from openhmr.nets.tiny import TinyEncoder
 
     model = nets.HMR(anny_model, encoder=TinyEncoder(32))

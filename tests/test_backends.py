@@ -243,6 +243,11 @@ def test_auto_uses_reduced_precision_only_within_tolerance(name, model, crops, c
     else:
         assert chosen.name == "torch"
         assert any(f"backend {name} skipped" in n for n in notes), notes
+    # Whatever this machine measured, a tolerance of zero refuses it (bf16 is not exact).
+    notes.clear()
+    strict = load_predictor(model, backend="auto", preference=(name, "torch"), probe_crops=crops,
+                            cache=cache, tolerance=(0.0, 0.0), log=notes.append)
+    assert strict.name == "torch" and any(f"backend {name} skipped" in n for n in notes), notes
 
 
 def test_explicit_reduced_precision_warns_when_outside_tolerance(model, crops):
@@ -261,6 +266,15 @@ def test_unknown_backend_and_device():
         load_predictor("w.safetensors", backend="tensorrt")
     with pytest.raises(OpenHMRError):
         load_predictor("missing.safetensors", backend="torch")
+
+
+def test_a_device_that_is_not_here_is_refused(model):
+    """A device this machine lacks is one line (one torch does not know is
+    torch's RuntimeError, which the command line refuses while parsing)."""
+    with pytest.raises(RuntimeError, match="gpu7"):
+        load_predictor(model, backend="torch", device="gpu7")
+    with pytest.raises(OpenHMRError, match="cuda:99"):
+        load_predictor(model, backend="torch", device="cuda:99")
 
 
 @needs_onnx

@@ -85,7 +85,7 @@ def test_synthetic_truth_is_recovered(anny_model) -> None:
     truth = _synthetic(anny_model, 4, seed=11)
     # The renderer and the camera agree: every visible keypoint projects into
     # (or next to) the rendered silhouette.
-    render = pytest.importorskip("openhmr.render")
+    import openhmr.render as render
     from openhmr.geometry.camera import weak_to_perspective_translation
 
     trans = weak_to_perspective_translation(truth["cam"], focal=1e4, crop_size=CROP)
@@ -155,7 +155,7 @@ def test_keypoints_of_known_noise_on_photos(anny_model) -> None:
     """
     n = 12
     truth = _synthetic_photos(anny_model, n, seed=0)
-    render = pytest.importorskip("openhmr.render")
+    import openhmr.render as render
     for i in range(3):  # the renderer and the camera agree on where the body is
         r = render.render_mesh(truth["vertices"][i] + truth["trans"][i], anny_model.faces,
                                float(truth["focal"][i]), truth["pp"][i], 1024, 1024)
@@ -645,19 +645,17 @@ def _photo(name: str) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-@pytest.mark.parametrize("name", ["coco2.png", "coco3.png", "coco5.png", "random.jpg"])
+@pytest.mark.parametrize("name", ["coco2.png", "coco3.png", "random.jpg"])
 def test_fit_to_blazepose_on_photos(anny_model, name: str) -> None:
     """Acceptance 2: the fitted mesh's keypoints lie within a median 5 px of
-    BlazePose's (visible, matched) keypoints, on the person's 224-px crop."""
+    BlazePose's (visible, matched) keypoints, on the person's 224-px crop.
+    (BlazePose finds nobody in coco5.png: test_detect says so.)"""
     pytest.importorskip("mediapipe")
-    from openhmr.detect import NoPersonError, find_person
+    from openhmr.detect import find_person
     from openhmr.fit import fit_detection
 
     image = _photo(name)
-    try:
-        detection = find_person(image)  # as the demo finds the person
-    except NoPersonError:
-        pytest.skip(f"BlazePose finds no person in {name}")
+    detection = find_person(image)  # as the demo finds the person
     fitted = fit_detection(image, detection, anny_model)
     assert fitted.crop.shape == (224, 224, 3)
     visible = fitted.keypoints2d_crop[:, 2] >= 0.5
