@@ -163,6 +163,23 @@ def test_forward_keypoints_equals_forward(anny_model: Anny) -> None:
         torch.testing.assert_close(fast.keypoints[name], full.keypoints[name], atol=5e-5, rtol=0)
 
 
+def test_a_young_body_leaves_the_batchs_gradients_finite(anny_model: Anny) -> None:
+    """Below an age phenotype of ~0.06 (a toddler) a neck bone's rest
+    orientation has det ≤ 0 and takes the SVD: an adult beside such a body
+    still gets finite shape gradients, equal to those it gets alone (it got
+    NaN, the whole batch having taken the SVD)."""
+    g = torch.Generator().manual_seed(6)
+    pose = anny_model.random_pose(2, g)
+    shape = torch.zeros(2, 6)
+    shape[1, 1] = -0.76  # age phenotype 0.03
+    both = shape.clone().requires_grad_(True)
+    anny_model.forward_keypoints(pose, both).keypoints["body25"].sum().backward()
+    alone = shape[:1].clone().requires_grad_(True)
+    anny_model.forward_keypoints(pose[:1], alone).keypoints["body25"].sum().backward()
+    assert torch.isfinite(both.grad).all()
+    torch.testing.assert_close(both.grad[0], alone.grad[0], rtol=1e-4, atol=1e-5)
+
+
 def test_hand_points_are_the_finger_knuckles(anny_model: Anny) -> None:
     """blazepose27's pinky, index and thumb points stay within 8 mm of the
     heads of their finger bones (the knuckle joints) in posed bodies of

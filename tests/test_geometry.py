@@ -217,6 +217,26 @@ def test_nearest_rotation_matches_svd_for_any_determinant():
             ).abs().max() < 1e-5
 
 
+def test_one_matrix_of_negative_determinant_leaves_the_others_gradients_finite():
+    """A batch of rotations (repeated singular values, where the SVD's
+    gradient is NaN) and one matrix of det < 0: only that one takes the SVD,
+    so every gradient is finite and the others' equal those of the batch
+    without it (a young Anny body's neck bone made a whole batch's shape
+    gradients NaN)."""
+    g = torch.Generator().manual_seed(5)
+    rotations = axis_angle_to_matrix(torch.randn(6, 3, generator=g, dtype=torch.float64))
+    odd = torch.diag(torch.tensor([1.0, 0.5, -0.2], dtype=torch.float64))[None]
+    batch = torch.cat([rotations, odd]).requires_grad_(True)
+    weights = torch.randn(7, 3, 3, generator=g, dtype=torch.float64)
+    (nearest_rotation(batch) * weights).sum().backward()
+    assert torch.isfinite(batch.grad).all()
+    alone = rotations.clone().requires_grad_(True)
+    (nearest_rotation(alone) * weights[:6]).sum().backward()
+    torch.testing.assert_close(batch.grad[:6], alone.grad, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(nearest_rotation(batch.detach())[6].numpy(), svd_nearest_rotation(odd[0].numpy()),
+                               atol=1e-12)
+
+
 def test_nearest_rotation_gradients_are_exact_to_second_order():
     # The fitter's Newton steps differentiate it twice.
     g = torch.Generator().manual_seed(4)

@@ -147,8 +147,10 @@ def nearest_rotation(matrix: Tensor, iterations: int = 7) -> Tensor:
     closed form (:class:`_PolarRotation`) — a few batched 3×3 products where
     an SVD or an eigen-solver costs a LAPACK call per matrix: the body
     fitter takes rest orientations of 74 Anny bones this way at every step.
-    Where some det M ≤ 0 or the iteration has not converged, the batch takes
-    the SVD route instead (R = U·diag(1, 1, det UVᵀ)·Vᵀ).
+    A matrix with det M ≤ 0, or one the iteration has not brought to a
+    rotation, takes the SVD route instead (R = U·diag(1, 1, det UVᵀ)·Vᵀ),
+    alone: the SVD's gradient is NaN for a matrix of repeated singular
+    values (any rotation), so the rest of the batch keeps the closed form.
 
     Args:
         matrix: (..., 3, 3).
@@ -162,13 +164,19 @@ def nearest_rotation(matrix: Tensor, iterations: int = 7) -> Tensor:
     # One check of the result: for det M < 0 the iteration converges to an
     # orthogonal matrix of det −1, for det M = 0 it gives NaN (the check fails).
     r = rotation.detach()
-    gap = (r.transpose(-1, -2) @ r - torch.eye(3, dtype=r.dtype, device=r.device)).abs().amax()
-    if bool((gap <= 100 * torch.finfo(r.dtype).eps) & (torch.linalg.det(r).amin() > 0)):
+    eye = torch.eye(3, dtype=r.dtype, device=r.device)
+    gap = (r.transpose(-1, -2) @ r - eye).abs().amax((-2, -1))
+    bad = ~((gap <= 100 * torch.finfo(r.dtype).eps) & (torch.linalg.det(r) > 0))
+    if not bool(bad.any()):
         return rotation
-    u, _, vh = torch.linalg.svd(matrix)
+    # The closed form again with the identity in the bad matrices' places, so that their
+    # NaN or wrong factor reaches neither the result nor the gradient.
+    rotation = _PolarRotation.apply(torch.where(bad[..., None, None], eye, matrix), iterations)
+    u, _, vh = torch.linalg.svd(matrix[bad])
     sign = torch.linalg.det(u @ vh).sign()
     flip = torch.cat([torch.ones_like(u[..., 0, :2]), sign[..., None]], -1)
-    return (u * flip[..., None, :]) @ vh
+    fallback = eye.expand_as(rotation).clone().index_put((bad,), (u * flip[..., None, :]) @ vh)
+    return torch.where(bad[..., None, None], fallback, rotation)
 
 
 class _PolarRotation(torch.autograd.Function):
