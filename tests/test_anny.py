@@ -100,8 +100,19 @@ def test_zero_shape_is_the_neutral_phenotype(anny_model: Anny) -> None:
     expected = ((ref - root) @ c.T).float()
     out = anny_model(torch.zeros(1, 66), torch.zeros(1, 6))
     torch.testing.assert_close(out.vertices[0], expected, atol=1e-5, rtol=0)
+    # Anny's phenotypes run over [0, 1], age over [−1/3, 1] (a newborn to 90): the range less neutral.
     low, high = anny_model.shape_range
-    torch.testing.assert_close(low, -torch.tensor(NEUTRAL_PHENOTYPE))
+    neutral = torch.tensor(NEUTRAL_PHENOTYPE)
+    torch.testing.assert_close(low, torch.tensor([0.0, -1 / 3, 0, 0, 0, 0]) - neutral)
+    torch.testing.assert_close(high, 1.0 - neutral)
+    # Within it the body still changes; beyond, Anny clamps (age: the height of a newborn).
+    heights = []
+    for age in (low[1] + 0.1, low[1], low[1] - 0.1):
+        shape = torch.zeros(1, 6)
+        shape[0, 1] = age
+        vertices = anny_model(torch.zeros(1, 66), shape).vertices[0]
+        heights.append(float(vertices[:, 1].max() - vertices[:, 1].min()))
+    assert heights[0] > heights[1] + 0.02 and abs(heights[1] - heights[2]) < 1e-4, heights
     # Fewer shape values than num_betas: the rest are zero.
     short = anny_model(torch.zeros(1, 66), torch.tensor([[0.2, 0.0]]))
     full = anny_model(torch.zeros(1, 66), torch.tensor([[0.2, 0, 0, 0, 0, 0]]))

@@ -120,8 +120,41 @@ def test_get_anny_uses_it_for_a_first_build_only(tmp_path: Path, monkeypatch) ->
     monkeypatch.setattr(anny.paths, "_ANNY_CACHE_DIR", [anny.paths.get_anny_cache_path()])
     monkeypatch.setenv("ANNY_CACHE_DIR", str(tmp_path / "cache"))
     body_anny.get_anny()  # an empty cache directory: anny builds the cache
-    (tmp_path / "cache" / "v14").mkdir()
+    version = tmp_path / "cache" / f"v{body_anny._anny_data_version()}"
+    version.mkdir()
+    body_anny._ANNY_MODELS.clear()
+    body_anny.get_anny()  # its folder made, but no model (a first build stopped half-way): built again
+    (tmp_path / "cache" / "v1").mkdir()
+    (tmp_path / "cache" / "v1" / "build_compact_model_data_0.safetensors").write_bytes(b"an older anny's")
+    body_anny._ANNY_MODELS.clear()
+    body_anny.get_anny()  # an older anny's cache beside it: still built
+    (version / "build_compact_model_data_0.safetensors").write_bytes(b"built")
     body_anny._ANNY_MODELS.clear()
     body_anny.get_anny()  # a built cache: anny reads it
-    assert fast_while_built == [True, False]
+    assert fast_while_built == [True, True, True, False]
     assert full_model.load_blend_shape is original
+
+
+def test_a_damaged_cache_is_one_line_saying_what_to_delete(tmp_path: Path, monkeypatch) -> None:
+    """A cache file cut short (a full disk, an interrupted copy) makes
+    anny's reader raise safetensors' error: one AnnyError naming the folder
+    to delete, not a traceback on every later run."""
+    import anny
+    import anny.paths
+
+    from openhmr.body import anny as body_anny
+
+    class SafetensorError(Exception):  # the name safetensors' Rust error has
+        pass
+
+    def damaged(skinning_method: str) -> None:
+        raise SafetensorError("Error while deserializing header: incomplete metadata, file not fully covered")
+
+    monkeypatch.setattr(anny, "Anny", damaged)
+    monkeypatch.setattr(body_anny, "_ANNY_MODELS", {})
+    monkeypatch.setattr(anny.paths, "_ANNY_CACHE_DIR", [anny.paths.get_anny_cache_path()])
+    monkeypatch.setenv("ANNY_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(body_anny.AnnyError, match=r"is damaged \(SafetensorError: Error while deserializing "
+                       r"header.*\); delete .*cache/v\d+ and run again") as info:
+        body_anny.get_anny()
+    assert "\n" not in str(info.value)

@@ -44,8 +44,8 @@ the origin for every shape and pose; joint 0 rotates the body about it. With
 HMR's mean root rotation [π, 0, 0] the body is upright in image coordinates.
 
 **Shape.** The six default Anny phenotypes, in this order: gender, age,
-muscle, weight, height, proportions. Anny takes each in [0, 1] (values outside
-are clamped by Anny). The shape vector is centred: ``shape = phenotype −
+muscle, weight, height, proportions. Anny takes each in [0, 1], age in
+[−1/3, 1] (its anchors: −1/3 a newborn); values outside are clamped by Anny. The shape vector is centred: ``shape = phenotype −
 NEUTRAL_PHENOTYPE``. The neutral body is a 30-year-old adult by Anny's own
 calibration (``anny.shape_distribution``, fitted to WHO data): age 0.79 (its
 mapping of 30 years), gender 0.5 (halfway between male 0 and female 1), and
@@ -224,6 +224,13 @@ POSE_RANGES: dict[str, tuple[tuple[float, float, float], tuple[float, float, flo
 }
 
 
+def _anny_data_version() -> int:
+    """The version of anny's cache layout (its cache's ``v<N>`` folder)."""
+    from anny.models.model_data import CURRENT_DATA_VERSION
+
+    return int(CURRENT_DATA_VERSION)
+
+
 def default_cache_dir() -> Path:
     """Where Anny's model cache goes when ``ANNY_CACHE_DIR`` is not set."""
     return Path.home() / ".cache" / "openhmr" / "anny"
@@ -256,7 +263,10 @@ def get_anny(skinning_method: str = "lbs") -> "anny_pkg.Anny":
     anny.paths.set_anny_cache_path(cache_dir)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        first_time = not any(cache_dir.iterdir())
+        # Built when this anny's compact model file is there: anny makes its version's
+        # folder before building, so a build stopped half-way leaves a folder, not a model.
+        built = cache_dir / f"v{_anny_data_version()}"
+        first_time = not any(built.glob("build_compact_model_data_*.safetensors"))
     except OSError as exc:
         raise AnnyError(f"cannot use the Anny cache directory {cache_dir}: {exc}") from None
     if first_time:
@@ -272,6 +282,12 @@ def get_anny(skinning_method: str = "lbs") -> "anny_pkg.Anny":
             model = anny.Anny(skinning_method=skinning_method)
     except OSError as exc:
         raise AnnyError(f"cannot build the Anny model in {cache_dir}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - safetensors' and anny's own errors for a damaged cache file
+        if type(exc).__name__ not in ("SafetensorError", "ValueError", "JSONDecodeError", "EOFError"):
+            raise
+        raise AnnyError(f"the Anny model cache in {cache_dir} is damaged ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}); delete {built} and run again "
+                        "(it is built anew, ~15 s)") from None
     _ANNY_MODELS[key] = model
     return model
 
@@ -439,6 +455,10 @@ class Anny(BodyModel):
                              persistent=False)
         self.register_buffer("_neutral", torch.tensor(NEUTRAL_PHENOTYPE, dtype=dtype),
                              persistent=False)
+        # The phenotypes Anny interpolates between (its blend-shape anchors; beyond, it clamps).
+        self.register_buffer("_phenotype_range", torch.tensor(
+            [[float(shared.anchors[name][0]), float(shared.anchors[name][-1])] for name in PHENOTYPES],
+            dtype=dtype), persistent=False)
         self.register_buffer("faces", self.anny.get_triangular_faces().long(), persistent=False)
         self.register_buffer("_bend_axes", self._rest_bend_axes(shared).to(dtype),
                              persistent=False)
@@ -458,8 +478,9 @@ class Anny(BodyModel):
 
     @property
     def shape_range(self) -> tuple[Tensor, Tensor]:
-        """(low, high), each (num_betas,): the shape values Anny accepts (beyond, it clamps)."""
-        return -self._neutral, 1.0 - self._neutral
+        """(low, high), each (num_betas,): the shape values Anny accepts (beyond, it
+        clamps): its phenotypes' anchors, [0, 1], age [−1/3, 1], less neutral."""
+        return self._phenotype_range[:, 0] - self._neutral, self._phenotype_range[:, 1] - self._neutral
 
     @staticmethod
     def _knuckle_rows(shared: "anny_pkg.Anny") -> Tensor:
