@@ -113,6 +113,38 @@ def test_fit_inputs(smpl):
                             (FitConfig(stage2_iters=(30, 30, 40, 40)), "pose_weights must give a weight for each of the 4")):
         with pytest.raises(InputError, match=message):
             fit(smpl, kp2, "lsp14", config=config)
+    # Every setting is checked before it is used: a zero σ or a NaN weight gave a fit that
+    # quietly ignored its keypoints, a float count or a string flag a TypeError.
+    for change, message in (({"sigma": 0.0}, "sigma must be a finite number > 0, got 0.0"),
+                            ({"sigma": float("nan")}, "sigma must be a finite number > 0"),
+                            ({"pose_weights": (100.0, float("nan"), 1.0)}, "pose_weights must be finite weights"),
+                            ({"bend_weight": float("inf")}, "bend_weight must be a finite number ≥ 0"),
+                            ({"stage2_iters": (10, True, 10)}, "stage2_iters must be a tuple"),
+                            ({"noise_stage_iters": -3}, "noise_stage_iters must be a whole number ≥ 0"),
+                            ({"newton_steps": 1.5}, "newton_steps must be a whole number"),
+                            ({"hypotheses": 0}, "hypotheses must be a whole number ≥ 1"),
+                            ({"conf_threshold": 2.0}, r"conf_threshold must lie in \[0, 1\)"),
+                            ({"optimise_shape": "no"}, "optimise_shape must be True or False"),
+                            ({"told_prior_exponent": 0.5}, "told_prior_exponent must be a number ≥ 1"),
+                            ({"shape_prior_exponent": 0.0}, "shape_prior_exponent must be a number ≥ 1")):
+        with pytest.raises(InputError, match=message):
+            fit(smpl, kp2, "lsp14", config=FitConfig(**{**quick.__dict__, **change}))
+    # A start holding NaN would make the person's whole fit NaN; a start for other people is refused.
+    from openhmr.fit import FitInit
+
+    start = FitInit(torch.tensor([[0.9, 0.0, 0.0]]), torch.zeros(1, 72), torch.zeros(1, 10))
+    fit(smpl, kp2, "lsp14", init=start, config=quick)
+    for bad, message in ((FitInit(torch.tensor([[float("nan"), 0.0, 0.0]]), start.pose, start.betas),
+                          "the initial cam holds NaN"),
+                         (FitInit(start.cam, start.pose, torch.full((1, 10), float("inf"))),
+                          "the initial betas holds NaN or infinite"),
+                         (FitInit(torch.zeros(2, 3), torch.zeros(2, 72), torch.zeros(2, 10)),
+                          r"the initial cam must be \(B, 3\) for the 1 people")):
+        with pytest.raises(InputError, match=message):
+            fit(smpl, kp2, "lsp14", init=bad, config=quick)
+    with pytest.raises(InputError, match="the previous pose holds NaN"):
+        fit(smpl, kp2, "lsp14", previous=FitInit(start.cam, torch.full((1, 72), float("nan")), start.betas),
+            config=quick)
     normalised = kp2.clone()
     normalised[..., :2] = normalised[..., :2] / 112 - 1
     with pytest.raises(InputError, match="span .* px, too little to fit .*not normalised"):
@@ -167,3 +199,35 @@ def test_predictor_and_fit_init_take_numpy_and_refuse_uint8_crops(smpl):
         predictor.predict(torch.from_numpy(crops).permute(0, 3, 1, 2))
     start = FitInit(np.zeros((1, 3)), np.zeros((1, 72)), np.zeros((1, 10)))
     assert all(isinstance(x, torch.Tensor) for x in (start.cam, start.pose, start.betas))
+
+
+def test_the_told_step_and_a_tracked_frame_take_the_last_annealing_steps_weights():
+    """With more weights than annealing steps (one step of the defaults' three
+    weights, say), the told step and a tracked frame take the weights of the
+    last step run, not the tuple's last (400 then 25: a 16× jump)."""
+    from types import SimpleNamespace
+
+    from openhmr.fit.solve import _schedule
+
+    cfg = FitConfig(stage2_iters=(10,), noise_stage_iters=20, track_iters=30)
+    weight = torch.ones(1)
+    scratch = _schedule(SimpleNamespace(pose_prior=None, track=None), cfg, weight)
+    assert [(s.iters, s.w_pose, s.w_shape) for s in scratch] == [(10, 400.0, 200.0), (20, 400.0, 200.0)]
+    tracked = _schedule(SimpleNamespace(pose_prior=None, track=object()), cfg, None)
+    assert [(s.iters, s.w_pose, s.w_shape) for s in tracked] == [(30, 400.0, 200.0)]
+
+
+def test_a_detectors_guess_far_out_of_a_close_up_is_dropped_not_refused():
+    """The crop is sized on the visible points; a limb guessed far out of a
+    close-up (beyond the weak camera's reach, 2 crop sides from its centre)
+    gets confidence 0 instead of failing the fit as image pixels given for
+    crop ones; points within reach keep theirs."""
+    from openhmr.data.crop import CropTransform
+    from openhmr.fit.detection import crop_keypoints
+
+    transform = CropTransform(0.5, 0.5, (100, 50), 224)  # image pixel x ↦ 0.5·x − 100
+    image_points = np.array([[400.0, 300.0, 0.9], [500.0, 1400.0, 0.3], [450.0, 700.0, 0.4],
+                             [float("nan"), 10.0, 0.8]])
+    crop = crop_keypoints(image_points, transform)
+    np.testing.assert_allclose(crop[:3, :2], transform.image_to_crop(image_points[:3, :2]))
+    assert crop[:, 2].tolist() == [0.9, 0.0, 0.4, 0.0]  # 650 px below the crop's centre: out of reach

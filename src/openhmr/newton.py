@@ -16,7 +16,7 @@ steps. Each row r minimises its own f_r(x_r), as in ``openhmr.lbfgs``:
    bounded one along directions the energy does not constrain;
 3. a backtracking line search from t = 1, halving t until f(x + t d) ≤ f(x);
    a row whose search fails (or whose loss stops falling by more than
-   ``tolerance``) stops there.
+   ``tolerance``·(1 + |f|), relative to the energy's size) stops there.
 
 A row's loss therefore never increases, and a row's result does not depend on
 the other rows (up to the round-off of batched kernels). The Hessian costs D
@@ -54,7 +54,8 @@ def newton_rows(
         damping: the floor of |H|'s eigenvalues, in the energy's units per
             squared unit of x.
         max_halvings: line-search halvings before a row stops.
-        tolerance: a row stops once a step lowers its energy by less.
+        tolerance: a row stops once a step lowers its energy f by less than
+            ``tolerance``·(1 + |f|): relative for a large energy, absolute near 0.
     Returns:
         (R, D) each row's last accepted point and (R,) its energy there.
     """

@@ -391,6 +391,7 @@ class Anny(BodyModel):
     _kp_mapping: Tensor  # (K, N) the keypoint rig's N virtual vertices → the K keypoints
     _to_smpl: Tensor  # (3, 3) Anny's frame → SMPL's
     _neutral: Tensor  # (num_betas,) neutral phenotypes
+    _phenotype_range: Tensor  # (num_betas, 2) the phenotypes Anny interpolates between
     _bend_axes: Tensor  # (J, 3) hinge joints' bending axes at rest, zero elsewhere
 
     def __init__(self, dtype: torch.dtype = torch.float32, skinning_method: str = "lbs") -> None:

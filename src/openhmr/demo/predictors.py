@@ -225,6 +225,7 @@ class FitPredictor:
         """As :meth:`Predictor.predict`; the crops are used only by ``hmr``
         (--method hmr+fit): a fit needs only the keypoints."""
         from openhmr.fit import FitInit
+        from openhmr.fit.detection import crop_keypoints
         from openhmr.tracking import chain_steps
 
         initial = None
@@ -239,8 +240,7 @@ class FitPredictor:
         for i, (transform, loc) in enumerate(zip(transforms, locations)):
             if loc.keypoints is None or loc.keypoint_set is None:
                 raise InputError(f"--method {self.method} needs keypoints: use --openpose or --detect")
-            kp = np.asarray(loc.keypoints, dtype=np.float64)
-            kp_crop = np.concatenate([transform.image_to_crop(kp[:, :2]), kp[:, 2:3]], axis=1)
+            kp_crop = crop_keypoints(np.asarray(loc.keypoints, dtype=np.float64), transform)
             kp3d = None
             if loc.detection is not None and self.world_landmarks:
                 kp3d = np.asarray(loc.detection.keypoints3d, dtype=np.float64)

@@ -28,6 +28,11 @@ REFERENCE_NOISE_PX = math.sqrt(2.0)
 class FitConfig:
     """Weights and iteration counts (defaults tuned on synthetic Anny bodies).
 
+    The L-BFGS "iterations" below are evaluations per person
+    (:func:`openhmr.lbfgs.minimise_rows`' budget): the first evaluates the
+    start and line-search retries count, so n takes at most n − 1 steps (1:
+    none). Every value is checked when a fit starts (one InputError naming it).
+
     Attributes:
         stage1_iters: L-BFGS iterations for camera + global orientation.
         stage1_keypoints: which of a person's keypoints stage 1 fits:

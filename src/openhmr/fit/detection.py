@@ -10,11 +10,25 @@ import numpy as np
 from openhmr.body.base import BodyModel
 from openhmr.errors import InputError
 from openhmr.fit.config import FitConfig, FitInit, FitResult
-from openhmr.fit.solve import fit
+from openhmr.fit.solve import MAX_CROP_REACH, fit
 
 if TYPE_CHECKING:  # pragma: no cover
     from openhmr.data.crop import CropTransform
     from openhmr.detect import Detection
+
+
+def crop_keypoints(keypoints: np.ndarray, transform: "CropTransform") -> np.ndarray:
+    """(K, 3) keypoints in image pixels (x, y, confidence) → the crop's
+    pixels, for the weak camera. A point beyond its reach (more than
+    ``MAX_CROP_REACH`` crop sides from the centre, which :func:`fit`
+    refuses as image pixels given for crop ones) gets confidence 0: a
+    detector's guess at a limb far out of a close-up, which the crop, sized
+    on the visible points, does not hold."""
+    kp = np.asarray(keypoints, dtype=np.float64)
+    points = transform.image_to_crop(kp[:, :2])
+    far = np.abs(points - transform.crop_size / 2.0).max(-1) > MAX_CROP_REACH * transform.crop_size
+    conf = np.where(far | ~np.isfinite(points).all(-1), 0.0, kp[:, 2])
+    return np.concatenate([points, conf[:, None]], 1)
 
 
 @dataclass
@@ -81,7 +95,7 @@ def fit_detection(
         scale, centre = scale_for_keypoints(kp, conf_threshold=0.5)
         transform = crop_transform((image.shape[0], image.shape[1]), scale, centre, crop_size)
     crop = crop_pixels(image, transform)
-    kp_crop = np.concatenate([transform.image_to_crop(kp[:, :2]), kp[:, 2:3]], 1)
+    kp_crop = crop_keypoints(kp, transform)
     kp3 = np.asarray(detection.keypoints3d, dtype=np.float64)[None] if use_3d else None
     result = fit(
         body_model, kp_crop[None], detection.keypoint_set,

@@ -120,9 +120,26 @@ def _check_in_crop(points: Tensor, conf: Tensor, crop_size: int) -> None:
 
 
 def _check_config(cfg: FitConfig) -> None:
-    """Raise InputError for settings no fit can use."""
+    """Raise InputError for settings no fit can use: each one named, before
+    any of them is used (a NaN weight or a zero σ would otherwise give a
+    fit that quietly ignores its keypoints)."""
+
+    def count(name: str, least: int = 0) -> None:
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise InputError(f"{name} must be a whole number ≥ {least}, got {value!r}")
+
+    def number(name: str, positive: bool = False, optional: bool = False) -> None:
+        value = getattr(cfg, name)
+        if optional and value is None:
+            return
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or value < 0 or (positive and value == 0):
+            raise InputError(f"{name} must be a finite number {'> 0' if positive else '≥ 0'}, got {value!r}")
+
     steps = cfg.stage2_iters
-    if isinstance(steps, (int, float)) or not all(isinstance(i, int) and i >= 0 for i in steps) or not steps:
+    if (isinstance(steps, (int, float)) or not steps
+            or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in steps)):
         raise InputError(f"stage2_iters must be a tuple of iteration counts, one per annealing step, got {steps!r}")
     for name in ("pose_weights", "range_prior_weights", "shape_weights"):
         weights = getattr(cfg, name)
@@ -130,13 +147,44 @@ def _check_config(cfg: FitConfig) -> None:
             # zip() would silently drop the steps beyond the weights.
             raise InputError(f"{name} must give a weight for each of the {len(steps)} steps of "
                              f"stage2_iters, got {weights!r}")
+        if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+                   for w in weights):
+            raise InputError(f"{name} must be finite weights ≥ 0, got {weights!r}")
+    for name in ("stage1_iters", "track_iters", "track_stage1_iters", "noise_stage_iters", "newton_steps",
+                 "jump_iters", "seed"):
+        count(name)
+    count("hypotheses", 1)
+    for name in ("bend_weight", "weight_3d", "temporal_weight", "temporal_shape_weight"):
+        number(name)
+    for name in ("sigma", "sigma_3d", "depth_weight"):
+        number(name, positive=True)
+    number("noise_px", positive=True, optional=True)
+    if not (isinstance(cfg.conf_threshold, (int, float)) and 0 <= cfg.conf_threshold < 1):
+        raise InputError(f"conf_threshold must lie in [0, 1), got {cfg.conf_threshold!r}")
+    if not isinstance(cfg.optimise_shape, bool):
+        raise InputError(f"optimise_shape must be True or False, got {cfg.optimise_shape!r}")
     if cfg.stage1_keypoints not in ("torso", "all"):
         raise InputError(f"stage1_keypoints must be 'torso' or 'all', got {cfg.stage1_keypoints!r}")
-    for name in ("upright_sigma", "told_shape_exponent", "shape_prior_exponent"):
+    if cfg.upright_sigma is not None and not (math.isfinite(cfg.upright_sigma) and cfg.upright_sigma > 0):
+        raise InputError(f"upright_sigma must be a positive angle in radians, got {cfg.upright_sigma}")
+    for name in ("told_prior_exponent", "told_shape_exponent", "shape_prior_exponent"):
         value = getattr(cfg, name)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            what = "a positive angle in radians" if name == "upright_sigma" else "a positive number"
-            raise InputError(f"{name} must be {what}, got {value}")
+        # |x|^p below p = 1 has an infinite slope at 0, where every fit starts
+        if value is not None and not (math.isfinite(value) and value >= 1):
+            raise InputError(f"{name} must be a number ≥ 1, got {value}")
+
+
+def _check_start(start: FitInit, what: str, batch: int) -> None:
+    """InputError for an ``init`` or ``previous`` a fit cannot start from:
+    NaN would make that person's whole fit NaN, silently. (A weak scale
+    s ≤ 0, which HMR's regressor may give, is started at a small positive
+    one instead.)"""
+    for name in ("cam", "pose", "betas"):
+        value = getattr(start, name)
+        if value.numel() and not bool(torch.isfinite(value).all()):
+            raise InputError(f"the {what} {name} holds NaN or infinite values")
+    if start.cam.numel() != 3 * batch:
+        raise InputError(f"the {what} cam must be (B, 3) for the {batch} people, got {tuple(start.cam.shape)}")
 
 
 def _pose_and_shape(start: FitInit, what: str, body_model: BodyModel, batch: int,
@@ -243,13 +291,14 @@ def _schedule(energy: Energy, cfg: FitConfig, noise_weight: Tensor | None) -> li
     """Stage 2's steps: SMPLify's annealing, then the told step for told noise;
     a tracked frame, started near its answer, gets one step at the last weights."""
     pose_weights = cfg.range_prior_weights if energy.pose_prior is not None else cfg.pose_weights
+    last = len(cfg.stage2_iters) - 1  # the last annealing step's weights (a tuple may hold more)
     if energy.track is not None:
-        return [_Step(cfg.track_iters, pose_weights[-1], cfg.shape_weights[-1], noise_weight)]
+        return [_Step(cfg.track_iters, pose_weights[last], cfg.shape_weights[last], noise_weight)]
     steps = [_Step(i, wp, ws, None)
              for i, wp, ws in zip(cfg.stage2_iters, pose_weights, cfg.shape_weights)]
     if noise_weight is not None:
         # Anneal as usual, then settle where keypoints of the stated noise put the body.
-        steps.append(_Step(cfg.noise_stage_iters, pose_weights[-1], cfg.shape_weights[-1],
+        steps.append(_Step(cfg.noise_stage_iters, pose_weights[last], cfg.shape_weights[last],
                            noise_weight))
     return steps
 
@@ -368,13 +417,16 @@ def _fit(
     dtype = param.dtype if param is not None else torch.float32
     device = param.device if param is not None else torch.device("cpu")
 
+    _check_config(cfg)
     targets = read_targets(body_model, keypoints2d, keypoint_set, cfg, dtype, device)
     if camera == "weak":
         _check_in_crop(targets.points, targets.conf, crop_size)
     b = targets.batch
+    for start, what in ((init, "initial"), (previous, "previous")):
+        if start is not None:
+            _check_start(start, what, b)
     noise = cfg.noise_px if noise_px is None else noise_px
     noise_weight = None if noise is None else told_noise_weight(noise, targets)  # (B,)
-    _check_config(cfg)
     focal_t = principal_t = None
     if camera == "perspective":
         focal_t, principal_t = read_pinhole(focal, principal_point, b, dtype, device)
