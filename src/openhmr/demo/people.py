@@ -132,13 +132,16 @@ class PeopleFollower:
 
     Each frame's people are first matched to the people followed so far by
     the overlap (IoU) of their keypoint boxes with where each is expected —
-    its box when last seen, as it was or moved on by the velocity its centre
-    had then (so two people crossing keep their numbers), whichever overlaps
-    more — greedily from the largest overlap. The velocity is averaged over
-    frames (``velocity_memory``): a single frame's, of a person standing
-    still, is the keypoints' tremble, and over a gap of many frames it sent
-    the expected box away. A match needs an IoU of at least ``min_iou`` and
-    the person seen within the last ``max_gap`` frames.
+    its box when last seen, moved on by the velocity its centre had then (so
+    two people crossing keep their numbers) — greedily from the largest
+    overlap. The velocity is the first step seen, then averaged over frames
+    (``velocity_memory``): a single frame's, of a person standing still, is
+    the keypoints' tremble, and over a gap of many frames it sent the
+    expected box away. (Expecting a person also where last seen, unmoved,
+    mends that too, but gives each of two people crossing the other's old
+    place to match: they swapped numbers two to six times as often.) A match
+    needs an IoU of at least ``min_iou`` and the person seen within the last
+    ``max_gap`` frames.
 
     Given the frame, someone left unmatched is then compared by what they
     wear (:func:`torso_colours`) with the people not seen in this frame,
@@ -174,10 +177,10 @@ class PeopleFollower:
                 colours; without it, only by where they are.
         """
         boxes = [_keypoint_box(loc) for loc in locations]
-        expected = {k: (box, box if velocity is None else box + np.tile(velocity * (frame - seen), 2))
+        expected = {k: box if velocity is None else box + np.tile(velocity * (frame - seen), 2)
                     for k, (seen, box, velocity) in self._last.items() if frame - seen <= self.max_gap}
-        pairs = sorted(((max(_iou(box, still), _iou(box, moved)), i, k)
-                        for i, box in enumerate(boxes) for k, (still, moved) in expected.items()), reverse=True)
+        pairs = sorted(((_iou(box, at), i, k) for i, box in enumerate(boxes) for k, at in expected.items()),
+                       reverse=True)
         numbers: dict[int, int] = {}
         for overlap, i, k in pairs:
             if overlap < self.min_iou:
