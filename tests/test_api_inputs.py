@@ -126,9 +126,12 @@ def test_fit_inputs(smpl):
                             ({"conf_threshold": 2.0}, r"conf_threshold must lie in \[0, 1\)"),
                             ({"optimise_shape": "no"}, "optimise_shape must be True or False"),
                             ({"told_prior_exponent": 0.5}, "told_prior_exponent must be a number ≥ 1"),
-                            ({"shape_prior_exponent": 0.0}, "shape_prior_exponent must be a number ≥ 1")):
+                            ({"shape_prior_exponent": 0.0}, "shape_prior_exponent must be a number ≥ 1"),
+                            ({"shape_prior_exponent": "2"}, "shape_prior_exponent must be a number ≥ 1"),
+                            ({"upright_sigma": "0.3"}, "upright_sigma must be a positive angle")):
         with pytest.raises(InputError, match=message):
             fit(smpl, kp2, "lsp14", config=FitConfig(**{**quick.__dict__, **change}))
+    fit(smpl, kp2, "lsp14", config=FitConfig(**{**quick.__dict__, "stage1_iters": np.int64(3)}))  # numpy counts
     # A start holding NaN would make the person's whole fit NaN; a start for other people is refused.
     from openhmr.fit import FitInit
 
@@ -231,3 +234,8 @@ def test_a_detectors_guess_far_out_of_a_close_up_is_dropped_not_refused():
     crop = crop_keypoints(image_points, transform)
     np.testing.assert_allclose(crop[:3, :2], transform.image_to_crop(image_points[:3, :2]))
     assert crop[:, 2].tolist() == [0.9, 0.0, 0.4, 0.0]  # 650 px below the crop's centre: out of reach
+    # Points already in the crop's pixels (eval --fit detects on the crop), batched: the same rule.
+    from openhmr.fit.detection import within_reach
+
+    np.testing.assert_array_equal(within_reach(crop[None, :3].copy(), 224)[0], crop[:3])
+    assert within_reach(np.array([[[112.0, 112.0 + 449.0, 0.7]]]), 224)[0, 0, 2] == 0.0

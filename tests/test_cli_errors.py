@@ -208,6 +208,11 @@ def test_out_of_memory_names_the_commands_own_batch_option(monkeypatch, capsys):
     monkeypatch.setattr(bench, "run", exhausted)
     assert main(["bench"]) == 1
     assert capsys.readouterr().err.strip().endswith("a smaller batch size (--batch) needs less")
+    import openhmr.commands.convert_smpl as convert_smpl  # no batch option to name
+
+    monkeypatch.setattr(convert_smpl, "run", exhausted)
+    assert main(["convert-smpl", "a.pkl", "b.npz"]) == 1
+    assert capsys.readouterr().err.strip().endswith("out of memory (cannot allocate 9 GiB); a smaller input needs less")
 
 
 def test_top_level_help_lists_every_environment_variable_openhmr_reads(capsys):

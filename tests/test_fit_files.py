@@ -184,6 +184,29 @@ def test_a_sequence_is_the_demo_on_its_video(smpl_npz, tmp_path, capsys):
     assert not np.allclose(hips["causal"], hips["none"], atol=1.0)
 
 
+def test_a_sequence_frame_estimated_as_nan_fails_the_video(smpl_npz, tmp_path, monkeypatch, capsys):
+    """As in the demo's videos, a frame whose estimate holds NaN fails the
+    video naming the frame, and nothing is written."""
+    import dataclasses
+
+    from openhmr.demo import FitPredictor
+
+    keypoints = tmp_path / "openpose"
+    _video_frames(keypoints, 4)
+    real = FitPredictor.predict
+
+    def broken(self, *args, **kwargs):
+        return [dataclasses.replace(p, pose=np.full_like(p.pose, np.nan)) if p.frame == 1 else p
+                for p in real(self, *args, **kwargs)]
+
+    monkeypatch.setattr(FitPredictor, "predict", broken)
+    out = tmp_path / "out"
+    assert run_fit_files(FitFilesOptions([str(keypoints)], (320, 240), out=out, smpl=smpl_npz,
+                                         fit_config=QUICK, sequence=True, fps=10.0)) == 1
+    assert "frame 1: the estimated pose holds NaN or infinite values" in capsys.readouterr().err
+    assert not out.exists() or not any(out.rglob("*.npz"))
+
+
 def test_a_frame_file_cut_short_is_a_frame_without_a_body(smpl_npz, tmp_path, capsys):
     """OpenPose killed while writing leaves its last file cut short: such a
     frame counts as one without a body, in the demo and in --sequence (one

@@ -235,6 +235,9 @@ def test_one_matrix_of_negative_determinant_leaves_the_others_gradients_finite()
     torch.testing.assert_close(batch.grad[:6], alone.grad, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(nearest_rotation(batch.detach())[6].numpy(), svd_nearest_rotation(odd[0].numpy()),
                                atol=1e-12)
+    # One matrix alone, unbatched (its mask a 0-d tensor), and a batch of other layout.
+    np.testing.assert_allclose(nearest_rotation(odd[0]).numpy(), svd_nearest_rotation(odd[0].numpy()), atol=1e-12)
+    assert nearest_rotation(batch.detach().reshape(7, 1, 3, 3)).shape == (7, 1, 3, 3)
 
 
 def test_nearest_rotation_gradients_are_exact_to_second_order():

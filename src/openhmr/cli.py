@@ -177,9 +177,10 @@ def _run(args: argparse.Namespace) -> int:
         # runtime error is a bug, and its traceback is what a report needs.
         if not is_out_of_memory(e):
             raise
-        option = {"train": "batch_size=", "bench": "--batch", "export-onnx": "--batch"}.get(args.command, "--batch-size")
-        print(f"openhmr {args.command}: error: out of memory ({first_line(e)}); a smaller batch size "
-              f"({option}) needs less", file=sys.stderr)
+        option = {"train": "batch_size=", "bench": "--batch", "export-onnx": "--batch", "demo": "--batch-size",
+                  "fit": "--batch-size", "eval": "--batch-size"}.get(args.command)
+        hint = f"a smaller batch size ({option}) needs less" if option else "a smaller input needs less"
+        print(f"openhmr {args.command}: error: out of memory ({first_line(e)}); {hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
         terminated = isinstance(e, Terminated)

@@ -411,6 +411,7 @@ def _fit_frames(predictor: Any, name: str, frames: list[tuple[int, Path]], optio
     is a warning line (NoPersonError if no frame has anybody)."""
     from openhmr.demo import FittingNote, progress_bar, without_vertices
     from openhmr.errors import NoPersonError, UnreadableFrameError
+    from openhmr.io.prediction import check_finite
 
     width, height = options.image_size
     total = frames[-1][0] + 1
@@ -425,6 +426,8 @@ def _fit_frames(predictor: Any, name: str, frames: list[tuple[int, Path]], optio
             preds = predictor.predict(None, [p[0] for p in pending], [p[1] for p in pending],
                                       [(source, p[2], (height, width)) for p in pending], done=note)
             note.clear()
+            for (_, _, index), pred in zip(pending, preds):
+                check_finite(pred, frame=index)  # as the demo's videos: nothing is written
             fitted.extend((location.person or 1, pred)
                           for (_, location, _), pred in zip(pending, without_vertices(preds)))
             pending.clear()

@@ -440,9 +440,11 @@ class Trainer:
     def check_finite(self) -> None:
         """OpenHMRError if a weight of the network has become NaN or infinite:
         training cannot recover, and nothing more is saved (the checkpoints
-        before stay). Weights are the same on every DDP process, so every
-        process stops alike. One device sync; called at log steps and saves."""
-        tensors = [t for t in self.trainable_state().values() if t.is_floating_point()]
+        before stay). Parameters are the same on every DDP process (batch-norm
+        statistics, not synchronised, are not looked at), so every process
+        stops alike. One device sync; called at log steps and saves."""
+        modules = [self.hmr.encoder, self.hmr.regressor] + ([self.discriminator] if self.discriminator else [])
+        tensors = [p.detach() for m in modules for p in m.parameters()]
         if not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
             raise OpenHMRError(f"the network's weights became NaN or infinite by step {self.step}; "
                                "stopped, nothing more saved (lower e_lr / d_lr or the loss weights, "

@@ -27,7 +27,7 @@ from openhmr.demo.people import PeopleFollower
 from openhmr.demo.predictors import Predictor, to_predictions
 from openhmr.demo.report import FittingNote, Timer, progress, progress_bar, warn
 from openhmr.demo.sources import OpenPoseSource, PersonLocation, PersonSource
-from openhmr.errors import InputError, NoPersonError, OpenHMRError, UnreadableFrameError
+from openhmr.errors import InputError, NoPersonError, UnreadableFrameError
 from openhmr.io.images import InputItem, open_video
 from openhmr.io.openpose import unreadable_frames_note
 from openhmr.io.output_paths import replacing
@@ -220,10 +220,7 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
             [(str(item.path), b[0], b[4]) for b in batch], done=note)
         note.clear()
         for b, pred in zip(batch, new_preds):
-            try:
-                check_finite(pred)  # as a photo's: nothing is written
-            except OpenHMRError as e:
-                raise OpenHMRError(f"frame {b[0]}: {e}") from None
+            check_finite(pred, frame=b[0])  # as a photo's: nothing is written
         for b, pred in zip(batch, without_vertices(new_preds)):
             people.setdefault(b[3].person, []).append(pred)
         frames_done = len({b[0] for b in batch})  # a frame's people are never split

@@ -330,6 +330,7 @@ def predict_with_fit(bench_images: list[ImageRef], body_model: BodyModel | None 
     from openhmr.detect import detect_person
     from openhmr.errors import NoPersonError
     from openhmr.fit import FitResult, fit
+    from openhmr.fit.detection import within_reach
     from openhmr.geometry.camera import crop_normalised_to_pixels, weak_perspective_project
 
     if body_model is None:
@@ -362,7 +363,10 @@ def predict_with_fit(bench_images: list[ImageRef], body_model: BodyModel | None 
             betas = torch.zeros(n, body_model.num_betas)
             cam = torch.tensor([UNDETECTED_CAM]).repeat(n, 1)
             def fit_people(rows: list[int]) -> FitResult:
-                return fit(body_model, np.stack([kp2d[j] for j in rows]), "blazepose33",
+                # the detection is of the crop: its points are crop pixels; a limb guessed beyond
+                # the weak camera's reach is dropped, as the demo drops it
+                return fit(body_model, within_reach(np.stack([kp2d[j] for j in rows]), transforms[0].crop_size),
+                           "blazepose33",
                            keypoints3d=np.stack([kp3d[j] for j in rows]) if world_landmarks else None,
                            keypoints3d_set="blazepose33" if world_landmarks else None, camera="weak",
                            crop_size=transforms[0].crop_size)

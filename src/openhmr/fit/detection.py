@@ -17,18 +17,26 @@ if TYPE_CHECKING:  # pragma: no cover
     from openhmr.detect import Detection
 
 
+def within_reach(keypoints: np.ndarray, crop_size: float) -> np.ndarray:
+    """(..., K, 3) keypoints in a crop's pixels, with confidence 0 where a
+    point lies beyond the weak camera's reach (more than ``MAX_CROP_REACH``
+    crop sides from the centre, which :func:`fit` refuses as image pixels
+    given for crop ones) or is not finite: a detector's guess at a limb far
+    out of a close-up, which the crop, sized on the visible points, does not
+    hold."""
+    kp = np.asarray(keypoints, dtype=np.float64)
+    points = kp[..., :2]
+    with np.errstate(invalid="ignore"):
+        far = np.abs(points - crop_size / 2.0).max(-1) > MAX_CROP_REACH * crop_size
+    conf = np.where(far | ~np.isfinite(points).all(-1), 0.0, kp[..., 2])
+    return np.concatenate([points, conf[..., None]], -1)
+
+
 def crop_keypoints(keypoints: np.ndarray, transform: "CropTransform") -> np.ndarray:
     """(K, 3) keypoints in image pixels (x, y, confidence) → the crop's
-    pixels, for the weak camera. A point beyond its reach (more than
-    ``MAX_CROP_REACH`` crop sides from the centre, which :func:`fit`
-    refuses as image pixels given for crop ones) gets confidence 0: a
-    detector's guess at a limb far out of a close-up, which the crop, sized
-    on the visible points, does not hold."""
+    pixels for the weak camera, :func:`within_reach`."""
     kp = np.asarray(keypoints, dtype=np.float64)
-    points = transform.image_to_crop(kp[:, :2])
-    far = np.abs(points - transform.crop_size / 2.0).max(-1) > MAX_CROP_REACH * transform.crop_size
-    conf = np.where(far | ~np.isfinite(points).all(-1), 0.0, kp[:, 2])
-    return np.concatenate([points, conf[:, None]], 1)
+    return within_reach(np.concatenate([transform.image_to_crop(kp[:, :2]), kp[:, 2:3]], 1), transform.crop_size)
 
 
 @dataclass

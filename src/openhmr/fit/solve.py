@@ -12,6 +12,7 @@ batch.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -126,20 +127,23 @@ def _check_config(cfg: FitConfig) -> None:
 
     def count(name: str, least: int = 0) -> None:
         value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise InputError(f"{name} must be a whole number ≥ {least}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+            raise InputError(f"{name} must be a whole number ≥ {least}, got {value!r} ({type(value).__name__})")
+
+    def real(value: object) -> bool:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
     def number(name: str, positive: bool = False, optional: bool = False) -> None:
         value = getattr(cfg, name)
         if optional and value is None:
             return
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = real(value)
         if not ok or value < 0 or (positive and value == 0):
             raise InputError(f"{name} must be a finite number {'> 0' if positive else '≥ 0'}, got {value!r}")
 
     steps = cfg.stage2_iters
     if (isinstance(steps, (int, float)) or not steps
-            or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in steps)):
+            or not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) and i >= 0 for i in steps)):
         raise InputError(f"stage2_iters must be a tuple of iteration counts, one per annealing step, got {steps!r}")
     for name in ("pose_weights", "range_prior_weights", "shape_weights"):
         weights = getattr(cfg, name)
@@ -147,8 +151,7 @@ def _check_config(cfg: FitConfig) -> None:
             # zip() would silently drop the steps beyond the weights.
             raise InputError(f"{name} must give a weight for each of the {len(steps)} steps of "
                              f"stage2_iters, got {weights!r}")
-        if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
-                   for w in weights):
+        if not all(real(w) and w >= 0 for w in weights):
             raise InputError(f"{name} must be finite weights ≥ 0, got {weights!r}")
     for name in ("stage1_iters", "track_iters", "track_stage1_iters", "noise_stage_iters", "newton_steps",
                  "jump_iters", "seed"):
@@ -159,18 +162,18 @@ def _check_config(cfg: FitConfig) -> None:
     for name in ("sigma", "sigma_3d", "depth_weight"):
         number(name, positive=True)
     number("noise_px", positive=True, optional=True)
-    if not (isinstance(cfg.conf_threshold, (int, float)) and 0 <= cfg.conf_threshold < 1):
+    if not (real(cfg.conf_threshold) and 0 <= cfg.conf_threshold < 1):
         raise InputError(f"conf_threshold must lie in [0, 1), got {cfg.conf_threshold!r}")
     if not isinstance(cfg.optimise_shape, bool):
         raise InputError(f"optimise_shape must be True or False, got {cfg.optimise_shape!r}")
     if cfg.stage1_keypoints not in ("torso", "all"):
         raise InputError(f"stage1_keypoints must be 'torso' or 'all', got {cfg.stage1_keypoints!r}")
-    if cfg.upright_sigma is not None and not (math.isfinite(cfg.upright_sigma) and cfg.upright_sigma > 0):
+    if cfg.upright_sigma is not None and not (real(cfg.upright_sigma) and cfg.upright_sigma > 0):
         raise InputError(f"upright_sigma must be a positive angle in radians, got {cfg.upright_sigma}")
     for name in ("told_prior_exponent", "told_shape_exponent", "shape_prior_exponent"):
         value = getattr(cfg, name)
         # |x|^p below p = 1 has an infinite slope at 0, where every fit starts
-        if value is not None and not (math.isfinite(value) and value >= 1):
+        if value is not None and not (real(value) and value >= 1):
             raise InputError(f"{name} must be a number ≥ 1, got {value}")
 
 

@@ -172,11 +172,12 @@ def nearest_rotation(matrix: Tensor, iterations: int = 7) -> Tensor:
     # The closed form again with the identity in the bad matrices' places, so that their
     # NaN or wrong factor reaches neither the result nor the gradient.
     rotation = _PolarRotation.apply(torch.where(bad[..., None, None], eye, matrix), iterations)
-    u, _, vh = torch.linalg.svd(matrix[bad])
+    flat_bad = bad.reshape(-1)  # a single matrix too: its mask is then a 0-d tensor
+    u, _, vh = torch.linalg.svd(matrix.reshape(-1, 3, 3)[flat_bad])
     sign = torch.linalg.det(u @ vh).sign()
     flip = torch.cat([torch.ones_like(u[..., 0, :2]), sign[..., None]], -1)
-    fallback = eye.expand_as(rotation).clone().index_put((bad,), (u * flip[..., None, :]) @ vh)
-    return torch.where(bad[..., None, None], fallback, rotation)
+    fallback = eye.expand(flat_bad.shape[0], 3, 3).clone().index_put((flat_bad,), (u * flip[..., None, :]) @ vh)
+    return torch.where(bad[..., None, None], fallback.reshape(rotation.shape), rotation)
 
 
 class _PolarRotation(torch.autograd.Function):

@@ -257,18 +257,18 @@ def prediction_arrays(pred: Prediction) -> dict[str, np.ndarray]:
             for k, v in arrays.items()}
 
 
-def check_finite(pred: Prediction) -> None:
+def check_finite(pred: Prediction, frame: int | None = None) -> None:
     """OpenHMRError if the body's estimate holds NaN or infinite values, so that
     none of its files is written (a broken weights or body-model file, not a
-    hard photo, makes them)."""
+    hard photo, makes them); a video's ``frame`` is named."""
     # The camera's translation too: a weak camera of scale 0 puts the body at infinite depth.
     fields = {name: getattr(pred, name) for name in ("cam", "pose", "betas", "vertices", "joints_3d", "translation")}
     fields |= {f"keypoints_2d/{k}": v for k, v in pred.keypoints_2d.items()}
     fields |= {f"keypoints_3d/{k}": v for k, v in pred.keypoints_3d.items()}
     for name, values in fields.items():
         if values is not None and not np.isfinite(np.asarray(values, np.float64)).all():
-            raise OpenHMRError(f"the estimated {name} holds NaN or infinite values, so nothing was "
-                               "written; are the weights and the body model file intact?")
+            raise OpenHMRError(f"{'' if frame is None else f'frame {frame}: '}the estimated {name} holds NaN or "
+                               "infinite values, so nothing was written; are the weights and the body model file intact?")
 
 
 def write_npz(path: Path, pred: Prediction) -> None:
