@@ -500,6 +500,10 @@ def test_data_anny_prior_checks_its_count_and_passes_the_seed(tmp_path, monkeypa
     assert seen == {}
     assert main(base + ["5", str(out), "--seed", "7"]) == 0
     assert seen == {"count": 5, "seed": 7, "out": out}
+    assert main(base + ["5", str(out)]) == 0 and seen["seed"] == 0  # the default
+    (tmp_path / "amass").mkdir()
+    assert main(["data", "convert-mocap", "amass", str(tmp_path / "amass"), str(out), "--seed", "3"]) == 1
+    assert "--seed applies to anny-prior only" in capsys.readouterr().err  # amass draws nothing
     for bad in ("-1", "99999999999999999999999"):  # torch's generators take [0, 2⁶³): a usage error
         with pytest.raises(SystemExit) as usage:
             main(base + ["5", str(out), "--seed", bad])

@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("input", help="amass: the AMASS folder; anny-prior: the number of samples")
     m.add_argument("out", type=Path, help="output .npz")
     m.add_argument("--stride", type=int, default=1, help="amass: keep every n-th frame")
-    m.add_argument("--seed", type=seed, default=0, help="anny-prior: random seed")
+    m.add_argument("--seed", type=seed, default=None, help="anny-prior: random seed (default 0)")
     m.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     m.set_defaults(func=run_convert_mocap)
 
@@ -95,6 +95,9 @@ def run_convert_mocap(args: argparse.Namespace) -> int:
 
     if args.source != "amass" and args.stride != 1:
         raise InputError("--stride applies to amass only")
+    if args.source == "amass" and args.seed is not None:
+        raise InputError("--seed applies to anny-prior only (amass draws nothing)")
+    seed = 0 if args.seed is None else args.seed
     check_output_file(args.out, args.overwrite, "OUT")
     if args.out.suffix != ".npz":  # before the sampling, which takes seconds
         raise InputError(f"the mocap output must be an .npz file, got {args.out}")
@@ -112,13 +115,13 @@ def run_convert_mocap(args: argparse.Namespace) -> int:
     from openhmr.body.anny import Anny
 
     try:
-        pose, shape = mocap.anny_prior(Anny(), count, seed=args.seed)
+        pose, shape = mocap.anny_prior(Anny(), count, seed=seed)
     except (MemoryError, RuntimeError) as e:
         if not isinstance(e, MemoryError) and "allocate" not in str(e):
             raise
         raise InputError(f"not enough memory for {count:,} samples; ask for fewer") from None
     mocap.save_mocap(args.out, pose, shape, overwrite=args.overwrite,
-                     source=f"Anny random_pose/random_shape sampler, seed {args.seed} (weak prior, not mocap)")
+                     source=f"Anny random_pose/random_shape sampler, seed {seed} (weak prior, not mocap)")
     print(f"wrote {count} Anny prior samples to {args.out}")
     return 0
 
