@@ -371,6 +371,16 @@ def test_3dpw_reader_and_pve(tmp_path):
     np.testing.assert_allclose(bench.joints[i], expected, atol=1e-6)
     assert bench.groups["sequence"][i] == "downtown_b_01"
 
+    # Each scored row's image and crop keypoints: its own frame, its own projected joints.
+    refs = bench.images()
+    assert len(refs) == len(bench)
+    for key, ref, joints in zip(bench.keys, refs, bench.joints):
+        name, frame, _actor = key.split("/")
+        assert ref.path == root / "imageFiles" / name / f"image_{frame}.jpg"
+        k = seqs[name]["cam_intrinsics"]
+        uv = (joints / 1000.0) @ k.T
+        np.testing.assert_allclose(ref.keypoints, uv[:, :2] / uv[:, 2:3], atol=1e-9)
+
     # Perfect predictions score 0; a vertex offset shows in PVE only.
     gt_v = bench.gt_vertices(np.arange(len(bench)))
     assert gt_v.shape == (len(bench), 6890, 3)

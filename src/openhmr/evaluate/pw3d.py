@@ -211,8 +211,10 @@ def load(
                              betas=np.repeat(betas[None], len(valid), 0), cam=cam_poses[valid]))
             keys.extend(f"{name}/{frame_ids[f]:05d}/{p}" for f in valid)
             sequences.extend([name] * len(valid))
+            # Row numbers counted before extending: the generator would read the growing length.
+            first_row = len(images)
             images.extend((data_dir / "imageFiles" / name / f"image_{frame_ids[f]:05d}.jpg",
-                           intrinsics, len(images) + i) for i, f in enumerate(valid))
+                           intrinsics, first_row + i) for i, f in enumerate(valid))
 
     # Stack the rows and pose the ground truth in batches, per gender.
     gender = np.concatenate([[r["gender"]] * len(r["pose"]) for r in rows])
