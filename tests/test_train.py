@@ -960,3 +960,33 @@ def test_training_panel_draws_only_visible_ground_truth_points():
     crop = panel[:, :size]
     assert np.all(crop[5:12, 5:12] == 127), crop[5:12, 5:12, 1]
     assert tuple(crop[24, 24]) == GT_COLOUR
+
+
+def test_smpl_labels_flipped_for_another_body_are_dropped_not_fatal():
+    """A flipped sample whose 72-value SMPL pose meets a body of 22 joints
+    (Anny's) is not reflected with that body's permutation (which would fail)
+    but loses its SMPL flag; its 3D joints are still flipped and kept."""
+    from openhmr.data.augment import AugmentConfig
+    from openhmr.training.data import MemoryQueue, MixedBatches
+
+    joint_flip = tuple(range(22))  # any permutation of 22 joints
+    kp = np.zeros((19, 3), np.float32)
+    kp[:14, :2], kp[:14, 2] = 30.0, 1.0
+    joints3d = np.arange(42, dtype=np.float32).reshape(14, 3) / 100.0
+    sample = {"key": "k0", "dataset": "3dpw", "image": np.zeros((60, 60, 3), np.uint8),
+              "keypoints2d": kp, "center": np.array([30.0, 30.0], np.float32),
+              "joints3d": joints3d, "pose": np.full(72, 0.1, np.float32),
+              "betas": np.zeros(10, np.float32), "has_joints3d": True, "has_smpl": True}
+    queue = MemoryQueue([sample], AugmentConfig(crop_size=32, trans_max=0, flip_prob=1.0,
+                                                joint_flip=joint_flip), seed=0)
+    batches = MixedBatches(queue, None, batch_size=2, fraction_3d=1.0, seed=0, rank=0,
+                           pose_size=66, shape_size=6)
+    batch = batches.next()
+    assert not batch["has_smpl"].any() and torch.all(batch["pose"] == 0)
+    assert batch["has_joints3d"].all()
+    assert not torch.equal(batch["joints3d"][0], torch.as_tensor(joints3d))  # flipped, kept
+
+    # The body's own pose size is still reflected and kept.
+    smpl_queue = MemoryQueue([sample], AugmentConfig(crop_size=32, trans_max=0, flip_prob=1.0), seed=0)
+    item = smpl_queue.take(1)[0]
+    assert item["has_smpl"] and item["flipped"]

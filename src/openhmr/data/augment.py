@@ -257,7 +257,8 @@ def augment_sample(sample: dict[str, Any], rng: np.random.Generator,
         ``image`` (3, S, S) float32 tensor in [−1, 1]; ``keypoints`` (19, 3)
         normalised (x, y, vis); ``pose`` (3·J,), ``betas`` (k,), ``joints3d``
         (14, 3) float32 tensors; ``has_smpl``, ``has_joints3d``, ``flipped``
-        bools; ``key``, ``dataset`` strings.
+        bools (``has_smpl`` False for a pose whose size is not the body's,
+        3 · ``len(config.joint_flip)``); ``key``, ``dataset`` strings.
     """
     image = sample["image"]
     height, width = image.shape[:2]
@@ -279,6 +280,11 @@ def augment_sample(sample: dict[str, Any], rng: np.random.Generator,
     keypoints[:, :2] = keypoints[:, :2] * [fx, fy] - start
     has_smpl, has_j3d = bool(sample["has_smpl"]), bool(sample["has_joints3d"])
     pose = np.asarray(sample["pose"], np.float32).copy()
+    if has_smpl and pose.size != 3 * len(config.joint_flip):
+        # A pose label made for another body model (SMPL's 72 values for Anny's
+        # 22 joints) cannot be reflected with this body's joints, and batches
+        # drop it anyway: it is not a label for this body.
+        has_smpl = False
     joints3d = np.asarray(sample["joints3d"], np.float32).copy()
 
     if config.rotation_max_deg > 0:
