@@ -467,7 +467,10 @@ def test_mpi_inf_3dhp(mpi_root, tmp_path):
     cams = (0, 1, 2, 4, 5, 6, 7, 8)
     kept = (0, 1, 3, 5)  # 2: moved < 200 mm; 4: too few joints inside
     assert manifest["count"] == len(cams) * len(kept)
-    assert sorted(got) == sorted(f"3dhp_S1_Seq1_cam{c}_{f:06d}" for c in cams for f in kept)
+    # Stored shuffled, as the original: the seeded permutation of the sequence order.
+    in_order = [f"3dhp_S1_Seq1_cam{c}_{f:06d}" for c in cams for f in kept]
+    assert list(got) == [in_order[i] for i in np.random.default_rng(0).permutation(len(in_order))]
+    assert manifest["options"]["shuffle_seed"] == 0
     lsp_from_17 = (10, 9, 8, 11, 12, 13, 4, 3, 2, 5, 6, 7, 1, 0)
     for key, s in got.items():
         f = int(key[-6:])
@@ -818,3 +821,58 @@ def test_malformed_or_empty_annotations_are_one_line_and_keep_the_old_output(coc
     assert cli_main(["data", "convert", "coco", str(root), str(out), "--overwrite"]) == 1
     assert "no coco sample was found to convert; nothing was written" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def _members(folder: Path) -> list[tuple[str, bytes]]:
+    """Every tar member (name, bytes) of a shard folder, in stored order."""
+    out = []
+    for shard in sorted(folder.glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            out += [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+    return out
+
+
+def test_write_samples_shuffles_the_whole_set_byte_for_byte(tmp_path):
+    """With a shuffle seed, the stored order is default_rng(seed).permutation
+    of the samples' own order, across shards, each sample's JPEG and labels
+    copied byte for byte (nothing re-encoded); the in-order copy is removed,
+    and a conversion that fails keeps the earlier output and leaves no copy."""
+    from openhmr.data.datasets._common import DatasetError, write_samples
+    from openhmr.data.shards import Sample
+
+    rng = np.random.default_rng(0)
+
+    def samples(n: int):
+        for i in range(n):
+            yield Sample(key=f"s{i}", image=rng.integers(0, 255, (16, 12, 3), np.uint8),
+                         keypoints2d=np.full((19, 3), float(i), np.float32),
+                         center=np.array([6.0, 8.0]), dataset="test")
+
+    rng = np.random.default_rng(0)
+    write_samples(samples(7), tmp_path / "plain", "test", {}, overwrite=False, samples_per_shard=3)
+    rng = np.random.default_rng(0)
+    manifest = write_samples(samples(7), tmp_path / "mixed", "test", {}, overwrite=False,
+                             samples_per_shard=3, shuffle_seed=5)
+    assert [s["count"] for s in manifest["shards"]] == [3, 3, 1]
+    order = np.random.default_rng(5).permutation(7)
+    assert list(_samples(tmp_path / "mixed")) == [f"s{i}" for i in order]
+    plain = dict(_members(tmp_path / "plain"))
+    mixed = _members(tmp_path / "mixed")
+    assert [name for name, _ in mixed] == [f"s{i}.{ext}" for i in order for ext in ("jpg", "npz")]
+    assert all(data == plain[name] for name, data in mixed)
+    assert sorted(p.name for p in (tmp_path / "mixed").iterdir()) == [
+        "manifest.json", "test-00000.tar", "test-00001.tar", "test-00002.tar"]
+
+    def failing():
+        yield from samples(4)
+        raise DatasetError("a damaged frame")
+
+    before = _members(tmp_path / "mixed")
+    with pytest.raises(DatasetError, match="damaged"):
+        write_samples(failing(), tmp_path / "mixed", "test", {}, overwrite=True,
+                      samples_per_shard=3, shuffle_seed=5)
+    assert _members(tmp_path / "mixed") == before
+    assert not [p for p in (tmp_path / "mixed").iterdir() if p.name.startswith(".")]
+    with pytest.raises(DatasetError, match="no test sample"):
+        write_samples(samples(0), tmp_path / "empty", "test", {}, overwrite=False, shuffle_seed=5)
+    assert not (tmp_path / "empty").exists()

@@ -266,9 +266,24 @@ class ShardWriter:
             image = encode_jpeg(sample.image)
         buf = io.BytesIO()
         np.savez(buf, **_sample_arrays(sample))
+        self._append(sample.key, image, buf.getvalue())
+
+    def write_encoded(self, key: str, members: dict[str, bytes]) -> None:
+        """Append one sample as stored in another shard (``{"jpg": ..., "npz": ...}``),
+        byte for byte: copying samples re-encodes nothing."""
+        if key != safe_key(key) or not key:
+            raise ValueError(f"sample key {key!r} must be non-empty [A-Za-z0-9_-]")
+        if key in self._keys:
+            raise ValueError(f"duplicate sample key {key!r}")
+        if set(members) != {"jpg", "npz"}:
+            raise ValueError(f"sample {key!r} needs jpg and npz members, got {sorted(members)}")
+        self._keys.add(key)
+        self._append(key, members["jpg"], members["npz"])
+
+    def _append(self, key: str, image: bytes, labels: bytes) -> None:
         tar = self._open_shard() if self._tar is None else self._tar
-        self._add_member(tar, f"{sample.key}.jpg", image)
-        self._add_member(tar, f"{sample.key}.npz", buf.getvalue())
+        self._add_member(tar, f"{key}.jpg", image)
+        self._add_member(tar, f"{key}.npz", labels)
         self._in_shard += 1
         self.count += 1
         if self._in_shard == self.samples_per_shard:
@@ -432,13 +447,18 @@ class _ShardIndex:
         self._files[shard] = handle
         return handle
 
-    def read(self, shard: int, item: int) -> dict[str, Any]:
+    def read_raw(self, shard: int, item: int) -> tuple[str, dict[str, bytes]]:
+        """The key and undecoded members ({"jpg": ..., "npz": ...}) of one sample."""
         key, members = self._members(shard)[item]
         handle = self._file(shard)
         raw: dict[str, bytes] = {}
         for ext, (offset, size) in members.items():
             handle.seek(offset)
             raw[ext] = handle.read(size)
+        return key, raw
+
+    def read(self, shard: int, item: int) -> dict[str, Any]:
+        key, raw = self.read_raw(shard, item)
         try:
             return decode_sample(key, raw)
         except ShardError as e:

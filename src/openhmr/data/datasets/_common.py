@@ -10,14 +10,18 @@ sub-pixel error); here each axis uses its own factor.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from openhmr.data.shards import SAMPLES_PER_SHARD, Sample, ShardWriter, read_manifest
+from openhmr.data.shards import (
+    SAMPLES_PER_SHARD, Sample, ShardWriter, _collect_shards, _ShardIndex, read_manifest,
+)
 from openhmr.errors import InputError
+from openhmr.progress import track
 
 PERSON_SIZE_PX = 150.0
 # LSP-14 indices used by the scale rules.
@@ -173,22 +177,56 @@ def to_cocoplus(lsp14: np.ndarray, face5: np.ndarray | None = None) -> np.ndarra
 
 
 def write_samples(samples: Iterator[Sample], out_dir: Path, name: str, options: dict[str, Any],
-                  overwrite: bool, samples_per_shard: int = SAMPLES_PER_SHARD) -> dict[str, Any]:
+                  overwrite: bool, samples_per_shard: int = SAMPLES_PER_SHARD,
+                  shuffle_seed: int | None = None) -> dict[str, Any]:
     """Write a converter's samples as shards; returns the manifest.
 
     The output is checked again here; each converter checks it first with
     :func:`openhmr.data.shards.check_writable`, before it reads its inputs,
     so an existing output fails fast without --overwrite.
+
+    With ``shuffle_seed``, the whole set is stored in the order
+    ``default_rng(shuffle_seed).permutation(count)`` of the samples as they
+    come (HMR's MPI-INF-3DHP conversion shuffles before writing). Video
+    frames come in sequence order, and the training reader's shuffle (whole
+    shards, then a 2000-sample buffer) would leave each batch drawing from a
+    few stretches of consecutive frames. The samples are first written in
+    their own order to a hidden folder inside ``out_dir`` (as much disk
+    again, for the time of the conversion), then copied byte for byte.
     """
     with ShardWriter(out_dir, name, dataset=name, options=options,
                      samples_per_shard=samples_per_shard, overwrite=overwrite) as writer:
-        for sample in samples:
-            writer.write(sample)
+        if shuffle_seed is None:
+            for sample in samples:
+                writer.write(sample)
+        else:
+            _write_shuffled(samples, writer, shuffle_seed)
         if writer.count == 0:
             # A wrong folder, split or annotation file: an error, and the
             # writer's abort keeps any earlier output as it was.
             raise DatasetError(f"no {name} sample was found to convert; nothing was written")
     return read_manifest(out_dir)
+
+
+def _write_shuffled(samples: Iterator[Sample], writer: ShardWriter, seed: int) -> None:
+    """Write ``samples`` through ``writer`` in a seeded permutation (see ``write_samples``)."""
+    with tempfile.TemporaryDirectory(prefix=".in-order-", dir=writer.out_dir) as folder:
+        with ShardWriter(folder, writer.name, dataset=writer.dataset,
+                         samples_per_shard=writer.samples_per_shard) as in_order:
+            for sample in samples:
+                in_order.write(sample)
+            count = in_order.count
+        if count == 0:
+            return
+        index = _ShardIndex(_collect_shards(folder))
+        try:
+            per_shard = writer.samples_per_shard
+            for i in track(np.random.default_rng(seed).permutation(count),
+                           desc=f"shuffle {writer.name}", unit="sample"):
+                key, members = index.read_raw(int(i) // per_shard, int(i) % per_shard)
+                writer.write_encoded(key, members)
+        finally:
+            index.close()
 
 
 def check_split(dataset: str, split: str, available: tuple[str, ...]) -> None:

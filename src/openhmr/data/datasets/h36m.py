@@ -21,6 +21,11 @@ choices below are openhmr's, stated here:
   like HMR's predictions). The five face keypoints are unlabelled.
 * **Scale**: 150 / visible-box diagonal and a crop of at most 300×300 px,
   as the original's MPI-INF-3DHP conversion.
+* **Order**: the whole set is stored shuffled (seed 0), as the original's
+  MPI-INF-3DHP conversion stores its set; the frames of one video would
+  otherwise fill whole shards, and the training reader's shuffle (shards,
+  then a 2000-sample buffer) would leave each batch a few stretches of
+  consecutive frames.
 * **SMPL**: MoSh fits are not part of the public release, so
   ``has_smpl = False`` unless ``smpl_fits`` names an ``.npz`` with ``keys``
   (N,) strings ``"S1/Directions 1.54138969/000005"`` (subject, file stem,
@@ -49,6 +54,7 @@ from openhmr.io.images import open_video
 NAME = "h36m"
 SUBJECTS = {"train": (1, 5, 6, 7, 8), "test": (9, 11)}
 DEFAULT_STRIDE = 5
+SHUFFLE_SEED = 0
 MARGIN = 150
 
 
@@ -129,5 +135,5 @@ def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: 
             yield from sequence_samples(root, subject, stem, stride, fits)
 
     options = {"split": split, "root": str(root), "stride": stride, "margin": MARGIN,
-               "smpl_fits": str(smpl_fits) if smpl_fits else None}
-    return write_samples(samples(), Path(out), NAME, options, overwrite)
+               "smpl_fits": str(smpl_fits) if smpl_fits else None, "shuffle_seed": SHUFFLE_SEED}
+    return write_samples(samples(), Path(out), NAME, options, overwrite, shuffle_seed=SHUFFLE_SEED)

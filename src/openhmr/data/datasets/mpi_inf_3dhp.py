@@ -19,8 +19,9 @@ since the last kept frame (the first frame is kept) and at least 8 of the 14
 joints project inside the image. The 17 joints [8, 6, 15, 16, 17, 10, 11,
 12, 24, 25, 26, 19, 20, 21, 5, 4, 7] − 1 of the 28 give the 14 LSP joints,
 all marked visible; 3D in metres. Scale 150 / diagonal, crop ≤ 300×300 px;
-the scaled, cropped intrinsics are stored as ``intrinsics`` (3, 3). Samples
-are written in sequence order (the training reader shuffles).
+the scaled, cropped intrinsics are stored as ``intrinsics`` (3, 3). The
+whole set is shuffled before writing, as the original does (seed 0, so the
+order is reproducible).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ LSP_FROM_17 = (10, 9, 8, 11, 12, 13, 4, 3, 2, 5, 6, 7, 1, 0)
 MOTION_MM = 200.0
 MIN_INSIDE = 8
 MARGIN = 150
+SHUFFLE_SEED = 0
 
 
 def parse_calibration(path: Path) -> dict[int, dict[str, np.ndarray]]:
@@ -179,5 +181,6 @@ def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: 
             yield from sequence_samples(root, subject, seq)
 
     options = {"split": split, "root": str(root), "cameras": list(CAMERAS),
-               "sequences": [f"S{s}/Seq{q}" for s, q in sequences], "margin": MARGIN}
-    return write_samples(samples(), Path(out), NAME, options, overwrite)
+               "sequences": [f"S{s}/Seq{q}" for s, q in sequences], "margin": MARGIN,
+               "shuffle_seed": SHUFFLE_SEED}
+    return write_samples(samples(), Path(out), NAME, options, overwrite, shuffle_seed=SHUFFLE_SEED)
