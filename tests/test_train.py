@@ -76,6 +76,39 @@ def test_encoder_weights_that_are_no_safetensors_are_one_line(tmp_path):
             build_encoder(TrainConfig(encoder="tiny", encoder_weights=str(tmp_path / name)))
 
 
+def test_mean_params_start_theta0_as_the_original(smpl_npz, tmp_path):
+    """mean_params (HMR's .h5, or an .npz) gives Θ₀ = [0.9, 0, 0, π, 0, 0,
+    its pose past the root, its shape] (HMR_REFERENCE §3.2); without it the
+    rest pose and zero shape; a file sized for another body, or lacking an
+    array, is one line."""
+    import h5py
+
+    from openhmr.errors import WeightsError
+    from openhmr.io.mean_params import load_mean_params
+
+    rng = np.random.default_rng(0)
+    pose, shape = rng.normal(size=72), rng.normal(size=10)
+    with h5py.File(tmp_path / "mean.h5", "w") as f:  # deepdish's layout: root datasets
+        f["pose"], f["shape"] = pose, shape
+    expected = np.concatenate([[0.9, 0.0, 0.0, np.pi, 0.0, 0.0], pose[3:], shape])
+    trainer = Trainer(small_config(smpl_npz, mean_params=str(tmp_path / "mean.h5")), tmp_path / "run")
+    np.testing.assert_allclose(trainer.hmr.regressor.mean_param.detach().numpy()[0], expected, atol=1e-6)
+    default = Trainer(small_config(smpl_npz), tmp_path / "run_default")
+    assert torch.count_nonzero(default.hmr.regressor.mean_param[0, 6:]) == 0
+
+    np.savez(tmp_path / "mean.npz", pose=pose, shape=shape)
+    np.testing.assert_array_equal(load_mean_params(tmp_path / "mean.npz")[0], pose)
+    np.savez(tmp_path / "anny_sized.npz", pose=pose[:66], shape=shape[:6])
+    np.savez(tmp_path / "no_shape.npz", pose=pose)
+    np.savez(tmp_path / "nan.npz", pose=np.full(72, np.nan), shape=shape)
+    (tmp_path / "text.npz").write_text("pose")
+    for name, message in (("anny_sized.npz", "holds a pose of 66 and a shape of 6 values; smpl has 72 and 10"),
+                          ("no_shape.npz", "lacks shape"), ("nan.npz", "pose must hold finite numbers"),
+                          ("text.npz", "is not a readable"), ("absent.h5", "does not exist")):
+        with pytest.raises(WeightsError, match=message):
+            Trainer(small_config(smpl_npz, mean_params=str(tmp_path / name)), tmp_path / f"run_{name}")
+
+
 def test_weights_gone_nan_stop_the_run_and_are_not_saved(smpl_npz, tmp_path):
     """A run whose weights become NaN stops with one line at the next log
     step or checkpoint, and saves nothing more (it used to finish with exit
@@ -424,7 +457,8 @@ def test_paper_defaults():
     assert cfg.num_iterations == 3 and cfg.fraction_3d == 0.5 and cfg.epochs == 75
     shipped = TrainConfig.load(REPO / "configs" / "hmr_paper.yaml")
     assert shipped.to_dict() == {**cfg.to_dict(), **{k: getattr(shipped, k) for k in
-                                                    ("data_dir", "mocap_dir", "smpl_path", "encoder_weights", "dataset_sizes", "num_workers")}}
+                                                    ("data_dir", "mocap_dir", "smpl_path", "encoder_weights", "mean_params",
+                                                     "dataset_sizes", "num_workers")}}
 
 
 def test_tf_adam_matches_tensorflow_formula():

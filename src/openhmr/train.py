@@ -44,7 +44,7 @@ from openhmr.data.mocap import MocapSampler
 from openhmr.devices import require_device
 from openhmr.errors import InputError, OpenHMRError, WeightsError
 from openhmr.nets import HMR, FactorizedDiscriminator
-from openhmr.nets.hmr import encoder_from_name
+from openhmr.nets.hmr import encoder_from_name, mean_theta_from_params
 from openhmr.progress import progress_bar
 from openhmr.training.checkpoint import (
     CheckpointError,
@@ -71,7 +71,7 @@ CONFIG_FILE = "config.yaml"
 # resume would mix with the checkpoint's without saying so.
 RESUME_MAY_CHANGE = frozenset({
     "max_steps", "epochs", "checkpoint_every", "keep_checkpoints", "log_every", "image_log_every",
-    "tensorboard", "num_workers", "data_dir", "mocap_dir", "smpl_path", "encoder_weights",
+    "tensorboard", "num_workers", "data_dir", "mocap_dir", "smpl_path", "encoder_weights", "mean_params",
     "device", "bf16", "channels_last", "deterministic",
 })
 FINAL_WEIGHTS = "hmr_final.safetensors"
@@ -176,6 +176,23 @@ def build_encoder(cfg: TrainConfig) -> nn.Module:
     return encoder
 
 
+def build_mean_theta(cfg: TrainConfig, body: BodyModel) -> Tensor | None:
+    """Θ₀ from ``cfg.mean_params`` (HMR_REFERENCE §3.2), or None for HMR's default.
+
+    Raises:
+        WeightsError: the file is unreadable or sized for another body model.
+    """
+    if not cfg.mean_params:
+        return None
+    from openhmr.io.mean_params import load_mean_params
+
+    pose, shape = load_mean_params(cfg.mean_params)
+    if pose.size != body.pose_size or shape.size != body.shape_size:
+        raise WeightsError(f"mean_params {cfg.mean_params} holds a pose of {pose.size} and a shape of "
+                           f"{shape.size} values; {body.name} has {body.pose_size} and {body.shape_size}")
+    return mean_theta_from_params(torch.from_numpy(pose), torch.from_numpy(shape))
+
+
 def physical_memory_bytes() -> int | None:
     """This machine's RAM in bytes, or None where the OS does not say."""
     try:
@@ -270,6 +287,7 @@ class Trainer:
         seed_everything(cfg.seed)
         body = body_model if body_model is not None else build_body_model(cfg)
         self.hmr = HMR(body, encoder=build_encoder(cfg), num_iterations=cfg.num_iterations,
+                       mean_theta=build_mean_theta(cfg, body),
                        regressor_hidden=cfg.regressor_hidden, regressor_dropout=cfg.regressor_dropout)
         self.discriminator = None if cfg.encoder_only else FactorizedDiscriminator(
             num_joints=body.num_joints - 1, num_betas=body.shape_size, hidden=cfg.discriminator_hidden)

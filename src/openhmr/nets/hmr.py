@@ -79,20 +79,34 @@ class HMROutput(MeshEstimate):
     iteration_rotations: list[Tensor] = field(default_factory=list)
 
 
-def default_mean_theta(body_model: BodyModel) -> Tensor:
-    """Θ₀ when no learned mean is loaded (HMR_REFERENCE §3.2).
+def mean_theta_from_params(pose: Tensor, shape: Tensor) -> Tensor:
+    """Θ₀ from a mean pose and shape, as ``trainer.load_mean_param`` (HMR_REFERENCE §3.2).
 
-    s = 0.9, tx = ty = 0; the body's default pose with the root rotation set
-    to π about x (so the body stands upright in image coordinates, y down);
-    zero shape.
+    s = 0.9, tx = ty = 0; the pose with its root rotation replaced by π
+    about x (so the body stands upright in image coordinates, y down); the
+    shape as given.
+
+    Args:
+        pose: (3·J,) axis-angle; shape: (k,).
+    Returns:
+        (3 + 3·J + k,) float32.
+    """
+    pose = pose.detach().clone().float().reshape(-1)
+    pose[:3] = torch.tensor([math.pi, 0.0, 0.0])
+    cam = torch.tensor([MEAN_CAMERA_SCALE, 0.0, 0.0])
+    return torch.cat([cam, pose, shape.detach().float().reshape(-1)])
+
+
+def default_mean_theta(body_model: BodyModel) -> Tensor:
+    """Θ₀ when neither a learned mean nor HMR's mean-parameters file is given:
+    :func:`mean_theta_from_params` of the body's default pose and zero shape
+    (the original starts from the mean pose and shape of its
+    ``neutral_smpl_mean_params.h5``, ``openhmr.io.mean_params``).
 
     Returns:
         (|Θ|,) float32.
     """
-    pose = body_model.default_pose().detach().clone().float().reshape(-1)
-    pose[:3] = torch.tensor([math.pi, 0.0, 0.0])
-    cam = torch.tensor([MEAN_CAMERA_SCALE, 0.0, 0.0])
-    return torch.cat([cam, pose, torch.zeros(body_model.shape_size)])
+    return mean_theta_from_params(body_model.default_pose(), torch.zeros(body_model.shape_size))
 
 
 def encoder_from_name(name: str) -> nn.Module:
@@ -113,7 +127,8 @@ class HMR(nn.Module):
         encoder: ``"resnet50_v2"`` (HMR's, slim layout), ``"resnet50_v1"``
             (torchvision layout) or any module mapping images to (B, F).
         num_iterations: IEF steps T (3).
-        mean_theta: (|Θ|,) initial Θ₀; default :func:`default_mean_theta`.
+        mean_theta: (|Θ|,) initial Θ₀; default :func:`default_mean_theta`
+            (:func:`mean_theta_from_params` builds HMR's from its mean file).
         regressor_hidden: width of the regressor's two hidden layers (1024).
         regressor_dropout: their dropout probability in training (0.5).
     """

@@ -53,6 +53,10 @@ class TrainConfig:
         encoder: ``"resnet50_v2"`` (HMR's), ``"resnet50_v1"`` or ``"tiny"``.
         encoder_weights: optional safetensors state dict for the encoder
             (ImageNet pretraining, as the original started from).
+        mean_params: optional HMR mean-parameters file (its
+            ``neutral_smpl_mean_params.h5``, or an ``.npz`` with ``pose`` and
+            ``shape``): Θ₀ starts from its mean pose and shape, as the
+            original's; without it, from the body's rest pose and zero shape.
         num_iterations: IEF iterations T (3).
         regressor_hidden, discriminator_hidden: widths of the regressor's fc1/fc2
             and of D's all-joints MLP (1024 both, the original); smaller
@@ -111,6 +115,7 @@ class TrainConfig:
     smpl_path: str | None = None
     encoder: str = "resnet50_v2"
     encoder_weights: str | None = None
+    mean_params: str | None = None
     num_iterations: int = 3
     regressor_hidden: int = 1024
     discriminator_hidden: int = 1024
