@@ -538,3 +538,18 @@ def test_resnet_v2_conv_initialisation_is_tf_variance_scaling():
     assert float(z.std()) == pytest.approx(expected, rel=0.005)
     assert abs(float(z.mean())) < 0.005
     assert float(z.abs().max()) > 0.999 * 2 * math.sqrt(1.3)
+
+
+def test_discriminator_of_another_width_loads(smpl_model, tmp_path):
+    """A discriminator trained with discriminator_hidden ≠ 1024 loads with its
+    own width and gives the same outputs (it used to fail on the size)."""
+    from openhmr.nets.tiny import TinyEncoder
+
+    torch.manual_seed(0)
+    d = FactorizedDiscriminator(hidden=96).eval()
+    HMR(smpl_model, encoder=TinyEncoder(), regressor_hidden=64).save_pretrained(
+        tmp_path / "w.safetensors", discriminator=d)
+    loaded = FactorizedDiscriminator.from_pretrained(tmp_path / "w.safetensors").eval()
+    assert loaded.alljoints_fc1.out_features == 96
+    rotations, betas = torch.randn(4, 23, 3, 3), torch.randn(4, 10)
+    torch.testing.assert_close(loaded(rotations, betas), d(rotations, betas))

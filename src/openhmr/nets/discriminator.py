@@ -95,7 +95,7 @@ class FactorizedDiscriminator(nn.Module):
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "FactorizedDiscriminator":
         """Load the ``discriminator.*`` tensors of an openhmr weight file.
 
-        Sizes (joints, betas) are read from the tensors. Raises WeightsError
+        Sizes (joints, betas, the all-joints width) are read from the tensors. Raises WeightsError
         when the file is missing, corrupt or holds no discriminator.
         """
         from openhmr.io.hmr_weights import read_weights
@@ -107,7 +107,9 @@ class FactorizedDiscriminator(nn.Module):
             raise WeightsError(f"{Path(path).name} holds no discriminator weights")
         try:
             num_joints = sum(1 for k in state if k.startswith("pose_out.") and k.endswith(".weight"))
-            model = cls(num_joints=num_joints, num_betas=int(state["shape_fc1.weight"].shape[1]))
+            # A trained run may have chosen another width (openhmr train's discriminator_hidden).
+            model = cls(num_joints=num_joints, num_betas=int(state["shape_fc1.weight"].shape[1]),
+                        hidden=int(state["alljoints_fc1.weight"].shape[0]))
             model.load_state_dict(state, strict=True)
         except (KeyError, RuntimeError) as e:
             raise WeightsError(f"{Path(path).name}: its discriminator weights are incomplete ({e})") from None
