@@ -348,8 +348,10 @@ def test_from_pretrained_refuses_other_body_models_and_bad_files(converted, tmp_
 def test_plan_refuses_unknown_missing_and_misshapen_variables():
     variables = released_model_variables()
     plan_conversion(variables)
-    with pytest.raises(WeightsError, match="does not define: resnet_v2_50/logits/weights"):
-        plan_conversion({**variables, "resnet_v2_50/logits/weights": (1, 1, 2048, 1000)})
+    with pytest.raises(WeightsError, match="does not define: resnet_v2_50/logits/kernel"):
+        plan_conversion({**variables, "resnet_v2_50/logits/kernel": (1, 1, 2048, 1000)})
+    # slim's ImageNet classifier is known, and skipped.
+    assert plan_conversion({**variables, "resnet_v2_50/logits/weights": (1, 1, 2048, 1001)}) == plan_conversion(variables)
     missing = dict(variables)
     del missing["resnet_v2_50/block3/unit_5/bottleneck_v2/conv2/BatchNorm/moving_mean"]
     with pytest.raises(WeightsError, match="does not provide encoder.block3.unit_5.conv2_bn.running_mean"):
@@ -497,3 +499,43 @@ def test_bundle_block_closes_when_it_reaches_the_block_size_exactly():
     items = [(b"a", b"v" * 10), (b"b", b"w" * 10), (b"c", b"x" * 10)]
     assert build_table(items, block_size=22) == build_table(items, block_size=1)
     assert build_table(items, block_size=23) != build_table(items, block_size=1)
+
+
+def test_cli_encoder_only_converts_slims_imagenet_checkpoint(tmp_path, capsys):
+    """slim's ImageNet ResNet-50 v2 checkpoint (the encoder's variables, the
+    1001-class logits and global_step), where training starts from: refused
+    with a hint without --encoder-only; with it, the encoder alone is written,
+    the classifier skipped, and a training run's encoder_weights loads it
+    to the same values. HMR.from_pretrained refuses the file in one line."""
+    from openhmr.body.smpl import SMPL
+    from openhmr.body.synthetic import synthetic_smpl_arrays
+    from openhmr.io.hmr_weights import read_weights
+    from openhmr.train import build_encoder
+    from openhmr.training.config import TrainConfig
+
+    arrays = {k: v for k, v in fake_checkpoint_arrays().items()
+              if k.startswith("resnet_v2_50/") and not k.endswith(("/Adam", "/Adam_1"))}
+    rng = np.random.default_rng(1)
+    arrays["resnet_v2_50/logits/weights"] = rng.standard_normal((1, 1, 2048, 1001), dtype=np.float32)
+    arrays["resnet_v2_50/logits/biases"] = rng.standard_normal(1001, dtype=np.float32)
+    arrays["global_step"] = np.int64(0)
+    prefix = tmp_path / "resnet_v2_50.ckpt"
+    write_bundle(prefix, arrays)
+    out = tmp_path / "imagenet.safetensors"
+    assert cli_main(["convert-tf", str(prefix), "--out", str(out)]) == 1
+    assert "pass --encoder-only" in capsys.readouterr().err and not out.exists()
+    assert cli_main(["convert-tf", str(prefix), "--out", str(out), "--encoder-only"]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped the ImageNet classifier" in printed and "encoder_weights" in printed
+    tensors, metadata = read_weights(out)
+    assert metadata["parts"] == "encoder" and all(k.startswith("encoder.") for k in tensors)
+    encoder = build_encoder(TrainConfig(encoder="resnet50_v2", encoder_weights=str(out)))
+    conv1 = arrays["resnet_v2_50/conv1/weights"].transpose(3, 2, 0, 1)
+    np.testing.assert_array_equal(encoder.conv1.weight.detach().numpy(), conv1)
+    post = arrays["resnet_v2_50/postnorm/moving_variance"]
+    np.testing.assert_array_equal(encoder.postnorm.running_var.numpy(), post)
+    with pytest.raises(WeightsError, match="regressor"):
+        HMR.from_pretrained(out, SMPL(synthetic_smpl_arrays()))
+    with pytest.raises(SystemExit) as usage:
+        cli_main(["convert-tf", str(prefix), "--out", str(out), "--encoder-only", "--inference-only"])
+    assert usage.value.code == 2

@@ -6,7 +6,7 @@ import argparse
 import glob
 from pathlib import Path
 
-from openhmr.errors import InputError
+from openhmr.errors import InputError, WeightsError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,8 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output .safetensors")
     p.add_argument("--smpl-out", type=Path, default=None,
                    help="also write the checkpoint's SMPL arrays to this .npz")
-    p.add_argument("--inference-only", action="store_true",
-                   help="accept a checkpoint without discriminator variables (D)")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("--inference-only", action="store_true",
+                      help="accept a checkpoint without discriminator variables (D)")
+    only.add_argument("--encoder-only", action="store_true",
+                      help="write the ResNet-50 v2 encoder alone, e.g. from slim's ImageNet checkpoint "
+                      "resnet_v2_50.ckpt, for training's encoder_weights (its classifier is skipped)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=run)
 
@@ -45,18 +49,30 @@ def run(args: argparse.Namespace) -> int:
     if args.smpl_out is not None and args.smpl_out.suffix != ".npz":
         raise InputError(f"--smpl-out must end in .npz, got {args.smpl_out}")
 
-    require = (ENCODER, REGRESSOR) if args.inference_only else PARTS
-    converted = convert_tf_checkpoint(args.prefix, require=require, require_smpl=args.smpl_out is not None)
+    require = (ENCODER,) if args.encoder_only else (ENCODER, REGRESSOR) if args.inference_only else PARTS
+    try:
+        converted = convert_tf_checkpoint(args.prefix, require=require, require_smpl=args.smpl_out is not None)
+    except WeightsError as e:
+        if not args.encoder_only and "has no regressor" in str(e):
+            raise WeightsError(f"{e}; for an ImageNet encoder (slim's resnet_v2_50) pass --encoder-only") from None
+        raise
+    tensors, parts = converted.tensors, converted.parts
+    if args.encoder_only:
+        tensors = {k: v for k, v in tensors.items() if k.startswith(f"{ENCODER}.")}
+        parts = (ENCODER,)
 
     metadata = weights_metadata(
         body_model="smpl", theta_size=SMPL_THETA_SIZE, encoder="resnet50_v2", num_iterations=3,
-        parts=converted.parts, source=f"tf:{args.prefix.name}",
+        parts=parts, source=f"tf:{args.prefix.name}",
     )
-    write_weights(args.out, converted.tensors, metadata)
-    n_params = sum(a.size for a in converted.tensors.values())
-    print(f"wrote {args.out}: {len(converted.tensors)} tensors ({n_params:,} values; "
-          f"{', '.join(converted.parts)}); skipped {converted.skipped} optimiser variables")
-    if DISCRIMINATOR not in converted.parts:
+    write_weights(args.out, tensors, metadata)
+    n_params = sum(a.size for a in tensors.values())
+    classifier = "; skipped the ImageNet classifier" if converted.classifier else ""
+    print(f"wrote {args.out}: {len(tensors)} tensors ({n_params:,} values; "
+          f"{', '.join(parts)}); skipped {converted.skipped} optimiser variables{classifier}")
+    if args.encoder_only:
+        print("note: the file holds the encoder alone: name it as a training run's encoder_weights")
+    elif DISCRIMINATOR not in parts:
         print("note: the checkpoint has no discriminator; the file is for inference and fine-tuning only")
     if args.smpl_out is not None and converted.smpl is not None:
         save_smpl_npz(args.smpl_out, converted.smpl)

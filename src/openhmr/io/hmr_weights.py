@@ -11,6 +11,10 @@
 * training state, skipped: Adam slots (``…/Adam``, ``…/Adam_1``), the Adam
   ``beta{1,2}_power[_1]`` accumulators, ``global_step`` and eight
   hyper-parameter scalars (Q14);
+* slim's ImageNet classifier ``resnet_v2_50/logits/…``, skipped: it is in
+  the ImageNet checkpoint HMR's training starts from
+  (``resnet_v2_50_2017_04_14``, HMR_REFERENCE §2), whose other variables
+  are the encoder's, and has no place in HMR;
 * the six SMPL constants, turned into openhmr's SMPL ``.npz`` layout by
   :func:`smpl_arrays_from_checkpoint`.
 
@@ -64,6 +68,7 @@ _BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving
 _PARAM = {"weights": "weight", "biases": "bias"}
 _RESNET_ROOT = re.compile(r"resnet_v2_50/conv1/(weights|biases)")
 _RESNET_POSTNORM = re.compile(r"resnet_v2_50/postnorm/(beta|gamma|moving_mean|moving_variance)")
+_RESNET_CLASSIFIER = re.compile(r"resnet_v2_50/logits/(weights|biases)")
 _RESNET_UNIT = re.compile(r"resnet_v2_50/block(\d+)/unit_(\d+)/bottleneck_v2/(.+)")
 _UNIT_BN = re.compile(r"(preact|conv1/BatchNorm|conv2/BatchNorm)/(beta|gamma|moving_mean|moving_variance)")
 _UNIT_CONV = re.compile(r"(conv1|conv2|conv3|shortcut)/(weights|biases)")
@@ -100,7 +105,10 @@ class TensorMapping:
 
 
 def variable_role(tf_name: str) -> str:
-    """Class of a checkpoint variable: ``model``, ``optimizer``, ``hyperparameter`` or ``smpl``."""
+    """Class of a checkpoint variable: ``model``, ``optimizer``, ``hyperparameter``,
+    ``classifier`` (slim's ImageNet logits) or ``smpl``."""
+    if _RESNET_CLASSIFIER.fullmatch(tf_name):
+        return "classifier"
     if tf_name.endswith(("/Adam", "/Adam_1")) or tf_name == "global_step":
         return "optimizer"
     if re.fullmatch(r"beta[12]_power(_\d+)?", tf_name):
@@ -322,12 +330,14 @@ class ConvertedCheckpoint:
         parts: parts converted, in :data:`PARTS` order.
         smpl: SMPL arrays (npz layout) if the checkpoint holds them, else None.
         skipped: number of optimiser / hyper-parameter variables skipped.
+        classifier: whether slim's ImageNet classifier was there (skipped).
     """
 
     tensors: dict[str, np.ndarray]
     parts: tuple[str, ...]
     smpl: dict[str, np.ndarray] | None
     skipped: int
+    classifier: bool = False
 
 
 def convert_tf_checkpoint(
@@ -375,7 +385,8 @@ def convert_tf_checkpoint(
         raise WeightsError(f"cannot read checkpoint {prefix}: {e}") from None
     parts = tuple(p for p in PARTS if any(m.part == p for m in plan))
     skipped = sum(variable_role(n) in ("optimizer", "hyperparameter") for n in variables)
-    return ConvertedCheckpoint(tensors=tensors, parts=parts, smpl=smpl, skipped=skipped)
+    classifier = any(variable_role(n) == "classifier" for n in variables)
+    return ConvertedCheckpoint(tensors=tensors, parts=parts, smpl=smpl, skipped=skipped, classifier=classifier)
 
 
 # ---------------------------------------------------------------------------
