@@ -96,6 +96,29 @@ def test_window_crop_equals_resizing_padding_and_cropping(factor, start):
     assert diff.max() <= 2 and diff.mean() < 0.3
 
 
+@pytest.mark.parametrize("factor", [0.8, 0.83, 1.21])
+def test_window_crop_pads_with_the_scaled_images_edge(factor):
+    """Padding repeats the scaled image's edge: shrunk, that edge blends the
+    last source pixels, so a 1-px bright border fades in the padding as in
+    the original (repeating the source's edge pixel was off by up to 32 grey
+    levels over most of a window reaching past a corner). Sharp edges leave
+    a few grey levels of OpenCV's 1/32-px quantisation."""
+    import cv2
+
+    image = np.zeros((300, 260, 3), np.uint8)
+    image[:, -1] = 255
+    image[0, :] = 200
+    new_w, new_h = int(260 * factor), int(300 * factor)
+    scaled = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    pad = 182
+    padded = cv2.copyMakeBorder(scaled, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    start = (new_w - 112, -60)  # centred on the right edge, reaching above the top
+    ref = padded[start[1] + pad:start[1] + pad + S, start[0] + pad:start[0] + pad + S]
+    got = scaled_crop(image, new_w / 260, new_h / 300, start, S)
+    diff = np.abs(got.astype(int) - ref.astype(int))
+    assert diff.max() <= 4 and diff.mean() < 1.5
+
+
 def test_translation_draws_are_integers_in_range():
     """The crop centre moves by whole pixels t ∈ [−20, 19]², read back from
     where a keypoint at the stored centre lands (112 − t), scale and flip off."""

@@ -224,22 +224,30 @@ def scaled_crop(image: np.ndarray, fx: float, fy: float, start: tuple[int, int],
     """The size² window at ``start`` of the image resized by (fx, fy), edge-padded.
 
     Equals ``cv2.resize`` (bilinear, half-pixel centres) of the whole image to
-    (W·fx, H·fy), edge padding and cutting the window (within ~1 grey level:
-    OpenCV quantises sub-pixel positions to 1/32 px), but only the window is
-    computed: crop pixel j samples source position (j + start + 0.5)/f − 0.5.
+    (W·fx, H·fy), edge padding of that scaled image and cutting the window
+    (within ~1 grey level, a few at sharp edges: OpenCV quantises sub-pixel
+    positions to 1/32 px),
+    but only the window is computed: crop pixel j samples the scaled image's
+    pixel x = j + start, clamped to its extent (the padding repeats the
+    *scaled* edge, a blend of the last source pixels when shrinking), at
+    source position (x + 0.5)/f − 0.5.
 
     Args:
-        image: (H, W, C) uint8; fx, fy: actual scale factors; start: (x, y)
-            of the window's corner in the scaled image.
+        image: (H, W, C) uint8; fx, fy: actual scale factors (scaled size /
+            size); start: (x, y) of the window's corner in the scaled image.
     Returns:
         (size, size, C) uint8.
     """
     import cv2
 
-    affine = np.array([[1.0 / fx, 0.0, (start[0] + 0.5) / fx - 0.5],
-                       [0.0, 1.0 / fy, (start[1] + 0.5) / fy - 0.5]])
-    return cv2.warpAffine(image, affine, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_REPLICATE)
+    height, width = image.shape[:2]
+    new_w, new_h = max(round(width * fx), 1), max(round(height * fy), 1)
+    x = np.clip(np.arange(size) + start[0], 0, new_w - 1)
+    y = np.clip(np.arange(size) + start[1], 0, new_h - 1)
+    map_x = np.broadcast_to(((x + 0.5) / fx - 0.5).astype(np.float32)[None, :], (size, size))
+    map_y = np.broadcast_to(((y + 0.5) / fy - 0.5).astype(np.float32)[:, None], (size, size))
+    return cv2.remap(image, np.ascontiguousarray(map_x), np.ascontiguousarray(map_y),
+                     interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def augment_sample(sample: dict[str, Any], rng: np.random.Generator,
