@@ -39,8 +39,15 @@ def _spotted(h: int, w: int, points: np.ndarray, half: int = 3) -> np.ndarray:
 
 
 def _write_jpeg(path: Path, image: np.ndarray) -> None:
+    """A JPEG whose EXIF tag says "turn 90° to show": datasets' labels lie on the
+    stored pixel grid, so a converter that applied the tag would move every
+    keypoint off its spot (``_assert_on_spots``)."""
+    from PIL import Image
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 98])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
+    Image.fromarray(image).save(path, quality=98, exif=exif)
 
 
 def _samples(out: Path) -> dict[str, dict]:

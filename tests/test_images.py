@@ -37,6 +37,15 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     expected = np.rot90(stored, -1)  # a quarter turn clockwise
     assert np.abs(upright.astype(int) - expected).mean() < 4
 
+    # A dataset's reader keeps the stored grid its labels use, as do the
+    # benchmark frames of `openhmr eval`.
+    from openhmr.evaluate.benchmark import ImageRef
+    from openhmr.evaluate.predictions import FrameReader
+
+    assert np.array_equal(read_image(tmp_path / "phone.jpg", upright=False), plain)
+    with FrameReader() as frames:
+        assert np.array_equal(frames(ImageRef(tmp_path / "phone.jpg", None, np.zeros((14, 2)))), plain)
+
 
 def test_transparent_palette_index_is_composited_on_white(tmp_path: Path) -> None:
     """A palette ("P") PNG whose palette entry 0 is marked transparent (a

@@ -115,10 +115,14 @@ def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
 
 
 def decode_jpeg(data: bytes, key: str = "") -> np.ndarray:
-    """JPEG bytes → (H, W, 3) uint8 RGB; ``key`` names the sample in errors."""
+    """JPEG bytes → (H, W, 3) uint8 RGB; ``key`` names the sample in errors.
+
+    The stored pixel grid, as the labels use it: an EXIF orientation tag (in
+    a dataset's own JPEG kept byte for byte, as LSP's) is not applied.
+    """
     import cv2
 
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if img is None:
         raise ShardError(f"sample {key!r} holds an image that cannot be decoded" if key
                          else "a shard holds an image that cannot be decoded")

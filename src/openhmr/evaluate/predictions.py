@@ -203,7 +203,7 @@ class FrameReader:
         from openhmr.io.images import open_capture, read_image
 
         if ref.frame is None:
-            return read_image(ref.path)
+            return read_image(ref.path, upright=False)  # the dataset's labels use the stored grid
         import cv2
 
         cap = self._videos.get(ref.path)

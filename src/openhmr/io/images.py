@@ -11,7 +11,8 @@ Every image comes out as an (H, W, 3) uint8 RGB array, whatever was stored:
   on a transparent background then looks like a studio photo; the original
   HMR dropped alpha, which shows whatever colour the transparent pixels
   happen to hold);
-* the EXIF orientation tag is applied, so phone photos are upright.
+* the EXIF orientation tag is applied, so phone photos are upright
+  (``upright=False``, for datasets, keeps the stored pixel grid).
 
 Videos are decoded frame by frame with OpenCV, turned upright by the
 container's display rotation (a phone's portrait video) and converted from
@@ -72,8 +73,13 @@ def _to_rgb8(img: Image.Image) -> np.ndarray:
 MAX_PIXELS = 512_000_000
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB.
+
+    ``upright`` applies the EXIF orientation tag (a phone photo shown as
+    taken). Datasets' annotations lie on the stored pixel grid, as the
+    original's decoders (which ignore the tag) read it, so their readers
+    pass False.
 
     Raises:
         InputError: the file is missing, not an image, corrupt, or larger
@@ -102,7 +108,7 @@ def read_image(path: str | Path) -> np.ndarray:
                                      f"megapixels, more than the {MAX_PIXELS / 1e6:.0f} openhmr reads "
                                      "(or its header is damaged)")
                 img.load()
-                rgb = _to_rgb8(ImageOps.exif_transpose(img))
+                rgb = _to_rgb8(ImageOps.exif_transpose(img) if upright else img)
     except Image.DecompressionBombError:  # Pillow's, for a frame of a multi-frame file, say
         raise InputError(f"cannot read {path}: its header claims more than {MAX_PIXELS / 1e6:.0f} megapixels, "
                          "more than openhmr reads (or it is damaged)") from None

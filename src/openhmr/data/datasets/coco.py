@@ -89,7 +89,7 @@ def samples(root: Path, data: dict[str, Any], image_dir: str) -> Iterator[Sample
         if image_id not in images:
             raise DatasetError(f"COCO annotation refers to image id {image_id}, which is not listed")
         name = images[image_id]["file_name"]
-        image = read_image(require(root / image_dir / name, f"the COCO image {image_dir}/{name}"))
+        image = read_image(require(root / image_dir / name, f"the COCO image {image_dir}/{name}"), upright=False)
         for ann in people[image_id]:
             kp = coco_to_cocoplus(np.asarray(ann["keypoints"]))
             scale = coco_scale(kp)

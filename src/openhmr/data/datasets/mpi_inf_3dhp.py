@@ -93,7 +93,7 @@ def _frames(seq_dir: Path, cam: int) -> Iterator[np.ndarray] | None:
                 path = frame_dir / f"frame_{f + 1:06d}.jpg"
                 if not path.is_file():
                     return
-                yield read_image(path)
+                yield read_image(path, upright=False)
                 f += 1
         return read()
     video = seq_dir / "imageSequence" / f"video_{cam}.avi"

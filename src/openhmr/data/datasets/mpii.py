@@ -106,7 +106,7 @@ def samples(root: Path, release: Any) -> Iterator[Sample]:
             if scale is None:
                 continue
             if image is None:
-                image = read_image(require(root / "images" / name, f"the MPII image images/{name}"))
+                image = read_image(require(root / "images" / name, f"the MPII image images/{name}"), upright=False)
             crop, kp, center, _, _ = scale_and_crop_person(image, to_cocoplus(lsp), scale, MARGIN)
             yield Sample(key=f"mpii_{Path(name).stem}_{r}", image=crop, keypoints2d=kp,
                          center=center, dataset=NAME,

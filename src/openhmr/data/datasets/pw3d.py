@@ -203,7 +203,8 @@ def sequence_samples(root: Path, path: Path, stride: int,
             if scale is None:
                 continue
             name = f"image_{frame_ids[t]:05d}.jpg"
-            image = read_image(require(root / "imageFiles" / seq / name, f"the 3DPW frame imageFiles/{seq}/{name}"))
+            image = read_image(require(root / "imageFiles" / seq / name, f"the 3DPW frame imageFiles/{seq}/{name}"),
+                               upright=False)
             crop, kp, center, offset, factors = scale_and_crop_person(image, kp_all[t], scale, MARGIN)
             joints3d = None if regressor is None else regressor.joints(gender, poses[t], betas)
             yield Sample(key=f"3dpw_{seq}_p{p}_{frame_ids[t]:05d}", image=crop, keypoints2d=kp,
