@@ -425,6 +425,44 @@ def test_people_are_looked_for_where_they_were() -> None:
     assert len(with_ghost) == 2
 
 
+def test_someone_else_around_the_previous_box_is_not_taken_for_the_person(monkeypatch) -> None:
+    """A camera panning across random.jpg (800×600 windows): around the man's
+    previous box, grown by half, BlazePose picks the woman seated beside
+    him. She overlaps his box by an IoU of ~0.13 (his own boxes from frame to
+    frame: 0.83-0.91), so she is not taken for him: the frame is searched
+    whole, which finds the man, and the demo's video source follows him."""
+    pytest.importorskip("mediapipe")
+    from PIL import Image
+
+    from openhmr.demo import DetectorSource
+    from openhmr.io.images import InputItem
+
+    path = SHARED / "reference" / "images" / "random.jpg"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (../shared not beside the repository)")
+    image = np.asarray(Image.open(path).convert("RGB"))
+    before, frame = image[41:641, 202:1002], image[41:641, 223:1023]
+    man = detect.find_person(before).box
+    assert man[3] - man[1] > 400  # the man standing, not the woman seated
+    with pytest.raises(detect.NoPersonError):  # the only one found around his box is her
+        detect.find_person_near(frame, man)
+    monkeypatch.setattr(detect, "NEAR_MIN_IOU", 0.0)  # without the rule: her
+    woman = detect.find_person_near(frame, man).box
+    assert detect.box_iou(woman, man) < 0.2 and woman[3] - woman[1] < 250
+    monkeypatch.undo()
+    source, video = DetectorSource(), InputItem(Path("pan.mp4"), "pan", "video")
+    first = source.locate(before, video, 0).detection.box
+    followed = source.locate(frame, video, 1).detection.box
+    assert detect.box_iou(followed, first) > 0.7
+
+
+def test_box_iou() -> None:
+    assert detect.box_iou((0, 0, 2, 2), (1, 1, 3, 3)) == pytest.approx(1 / 7)
+    assert detect.box_iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
+    assert detect.box_iou((0, 0, 1, 1), (0, 0, 1, 1)) == 1.0
+    assert detect.box_iou((0, 0, 0, 0), (0, 0, 0, 0)) == 0.0
+
+
 def test_the_region_around_a_box_grows_each_side_by_its_own_size() -> None:
     """Looking around a previous frame's person: the box grows by half its
     width left and right and half its height up and down (a tall person's

@@ -169,6 +169,21 @@ ECHO_FRACTION = 0.5
 MAX_WINDOW_ASPECT = 1.5
 #: BlazePose's shoulders and hips: a window's detection needs all four visible.
 TORSO = [11, 12, 23, 24]
+#: A detection around a video's previous box is that frame's person only if
+#: its box overlaps the previous one by at least this intersection over
+#: union: between frames at 25 fps a person's box keeps ~0.8-0.9 of it
+#: (a walking man filmed by a panning camera: 0.83-0.91), while someone else
+#: inside the grown region overlaps little (a woman seated beside him: 0.13).
+NEAR_MIN_IOU = 0.3
+
+
+def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes (0 for empty ones)."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 def _windows(height: int, width: int, fraction: float = 0.5) -> list[tuple[int, int, int, int]]:
@@ -288,7 +303,9 @@ def detect_people(image: np.ndarray, max_people: int,
     found again, are painted in the image's median colour. The calls:
 
     1. ``near`` (a video's previous frame): one call on each box grown by
-       half its size on every side, where that person should still be;
+       half its size on every side, where that person should still be; a
+       detection there counts only if its box overlaps that box by an IoU of
+       ``NEAR_MIN_IOU`` (else it is someone else, left to the search);
     2. with ``search``, or when someone of ``near`` was not found again: on
        the whole image, until nobody more is found or more than half of a
        detection's visible landmarks (visibility ≥ 0.5) fall on erased
@@ -328,10 +345,13 @@ def detect_people(image: np.ndarray, max_people: int,
     erased = np.zeros((height, width), dtype=bool)
     fill = np.median(image.reshape(-1, 3), axis=0).astype(np.uint8)
     found: list[Detection] = []
-    parts = [region for region in (_around(box, height, width) for box in near) if region is not None]
+    parts = [(region, box) for region, box in ((_around(box, height, width), box) for box in near)
+             if region is not None]
 
-    def look(x0: int, y0: int, x1: int, y1: int) -> Detection | None:
-        """One call on the part, the detection in image pixels if it is taken."""
+    def look(x0: int, y0: int, x1: int, y1: int,
+             expected: tuple[float, float, float, float] | None = None) -> Detection | None:
+        """One call on the part, the detection in image pixels if it is taken
+        (around ``expected``, only if it overlaps it: ``NEAR_MIN_IOU``)."""
         try:
             detection = detect_person(work[y0:y1, x0:x1], with_mask=True)
         except NoPersonError:
@@ -357,10 +377,13 @@ def detect_people(image: np.ndarray, max_people: int,
         span = seen.max(axis=0) - seen.min(axis=0)
         if span[0] > MAX_WINDOW_ASPECT * span[1] or (kp[TORSO, 2] < 0.5).any():
             return None
+        bx0, by0, bx1, by1 = detection.box
+        box = (bx0 + x0, by0 + y0, bx1 + x0, by1 + y0)
+        if expected is not None and box_iou(box, expected) < NEAR_MIN_IOU:
+            return None
         mask = np.zeros((height, width), dtype=np.float32)
         mask[y0:y1, x0:x1] = detection.mask
-        bx0, by0, bx1, by1 = detection.box
-        return Detection(box=(bx0 + x0, by0 + y0, bx1 + x0, by1 + y0), keypoints2d=kp,
+        return Detection(box=box, keypoints2d=kp,
                          keypoints3d=detection.keypoints3d, mask=mask, image_size=(height, width))
 
     def take(detection: Detection) -> None:
@@ -369,10 +392,10 @@ def detect_people(image: np.ndarray, max_people: int,
         bx0, by0, bx1, by1 = detection.box
         _erase(work, erased, detection.mask > 0.5, 0.05 * float(np.hypot(bx1 - bx0, by1 - by0)), fill)
 
-    for part in parts:  # one call each: the person expected there
+    for part, expected in parts:  # one call each: the person expected there
         if len(found) == max_people:
             break
-        detection = look(*part)
+        detection = look(*part, expected=expected)
         if detection is not None:
             take(detection)
     if search or len(found) < len(near):
