@@ -827,3 +827,29 @@ def test_a_keypoint_file_is_never_written_over(smpl_npz, tmp_path, capsys):
         assert f"{mine}: {mine} is one of this command's inputs and would be written over" in err
         assert mine.read_bytes() == before
         assert (folder / "other.json").is_file()
+
+
+def test_progress_counts_files_once_fitted(smpl_npz, tmp_path, capsys, monkeypatch):
+    """The progress lines count a file when it is fitted and written, not
+    when read: with 3 good files in one batch, the count stays at the bad
+    file's 1/4 until their fit is done (they were counted while being read,
+    so the count reached 4/4 before the fitting began). The demo counts its
+    photos the same way."""
+    from openhmr.demo import DemoOptions, run_demo
+
+    monkeypatch.setenv("OPENHMR_PROGRESS_SECONDS", "0")
+    files = [str(_write(tmp_path / f"p{i}_keypoints.json", _person(150, 30, 180))) for i in range(3)]
+    files.append(str(_write(tmp_path / "nobody_keypoints.json")))
+    assert run_fit_files(FitFilesOptions(files, (320, 240), out=tmp_path / "fit", smpl=smpl_npz,
+                                         fit_config=QUICK)) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("keypoint files:")]
+    counts = [line.split()[2] for line in lines]
+    assert counts[-1] == "4/4" and set(counts[:-1]) == {"1/4"}, lines
+
+    for i in range(2):
+        Image.fromarray(np.full((240, 320, 3), 90, np.uint8)).save(tmp_path / f"photo{i}.png")
+    assert run_demo(DemoOptions([str(tmp_path / f"photo{i}.png") for i in range(2)], out=tmp_path / "demo",
+                                method="fit", smpl=smpl_npz, openpose=Path(files[0]), fit_config=QUICK,
+                                render=False)) == 0
+    counts = [line.split()[1] for line in capsys.readouterr().err.splitlines() if line.startswith("images:")]
+    assert counts[-1] == "2/2" and set(counts[:-1]) <= {"0/2"}, counts

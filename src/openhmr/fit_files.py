@@ -194,9 +194,9 @@ def _report(path: Path | str, error: Exception) -> None:
 def run_fit_files(options: FitFilesOptions) -> int:
     """Fit every input file (or, with ``sequence``, every video's frames);
     return the exit code (0, or 1 if any file or video failed)."""
-    from openhmr.demo import (MESH_FORMATS, SMOOTHING, FitPredictor, check_free, check_output_folder,
+    from openhmr.demo import (MESH_FORMATS, SMOOTHING, FitPredictor, FittingNote, check_free, check_output_folder,
                               finished_earlier, image_outputs, load_anny,
-                              person_outputs, possible_outputs, progress, refuse_writing_inputs,
+                              person_outputs, possible_outputs, progress_bar, refuse_writing_inputs,
                               remove_earlier_people, write_image_outputs, write_people_files)
     from openhmr.devices import require_device
 
@@ -289,21 +289,34 @@ def run_fit_files(options: FitFilesOptions) -> int:
     width, height = options.image_size
     pending: list[PendingFile] = []
 
+    # Files count as done once fitted and written (or failed), not when read:
+    # a batch's fit is most of the time.
+    bar = progress_bar(len(files), "keypoint files", "file")
+
     def flush() -> None:
         """Fit the pending files together and write their outputs."""
-        nonlocal failed
         batch = list(pending)
         pending.clear()
+        try:
+            write_batch(batch)
+        finally:
+            bar.update(len({b[0] for b in batch}))
+
+    def write_batch(batch: list[PendingFile]) -> None:
+        nonlocal failed
         predictor = fit_predictor()  # a body model that fails to load stops the run
+        note = FittingNote(bar)
         try:
             preds = predictor.predict(None, [b[2] for b in batch], [b[3] for b in batch],
-                                      [(str(b[0]), None, (height, width)) for b in batch])
+                                      [(str(b[0]), None, (height, width)) for b in batch], done=note)
         except Exception as e:  # noqa: BLE001 - one bad batch must not stop the others
             paths_failed = list(dict.fromkeys(b[0] for b in batch))
             failed += len(paths_failed)
             for path in paths_failed:
                 _report(path, e)
             return
+        finally:
+            note.clear()
         broken: set[Path] = set()
         people: dict[Path, tuple[str, int]] = {}  # file → (output name, people written)
         shared: dict[Path, dict[str, bool]] = {}  # file with several people → its shared files written
@@ -341,30 +354,34 @@ def run_fit_files(options: FitFilesOptions) -> int:
                 if removed:
                     print(f"openhmr fit: warning: {path}: {removed}", file=sys.stderr)
 
-    for path, name in progress(files, len(files), "keypoint files", "file"):
-        try:
-            refuse_writing_inputs(possible_outputs(out, name, "image", options.max_people,
-                                                   options.mesh_format), inputs)
-            if options.max_people > 1:
-                located = _locate(path, width, height, options.max_people)
-                entries: list[PendingFile] = [
-                    (path, person_outputs(out, name, k, options.mesh_format), transform, location, k, name)
-                    for k, (transform, location) in enumerate(located, 1)]
-            else:
-                paths = image_outputs(out, name, options.mesh_format)
-                check_free(paths, options.overwrite)
-                transform, location = _locate(path, width, height)[0]
-                entries = [(path, paths, transform, location, None, name)]
-            for entry in entries:
-                check_free(entry[1], options.overwrite)
-            pending.extend(entries)  # all of a file's people, or none of them
-        except Exception as e:  # noqa: BLE001 - report and go on with the next file
-            failed += 1
-            _report(path, e)
-        if len(pending) >= options.batch_size:
+    try:
+        for path, name in files:
+            try:
+                refuse_writing_inputs(possible_outputs(out, name, "image", options.max_people,
+                                                       options.mesh_format), inputs)
+                if options.max_people > 1:
+                    located = _locate(path, width, height, options.max_people)
+                    entries: list[PendingFile] = [
+                        (path, person_outputs(out, name, k, options.mesh_format), transform, location, k, name)
+                        for k, (transform, location) in enumerate(located, 1)]
+                else:
+                    paths = image_outputs(out, name, options.mesh_format)
+                    check_free(paths, options.overwrite)
+                    transform, location = _locate(path, width, height)[0]
+                    entries = [(path, paths, transform, location, None, name)]
+                for entry in entries:
+                    check_free(entry[1], options.overwrite)
+                pending.extend(entries)  # all of a file's people, or none of them
+            except Exception as e:  # noqa: BLE001 - report and go on with the next file
+                failed += 1
+                _report(path, e)
+                bar.update(1)
+            if len(pending) >= options.batch_size:
+                flush()
+        if pending:
             flush()
-    if pending:
-        flush()
+    finally:
+        bar.close()
     print(f"openhmr fit: {len(files) - failed} of {len(files)} file(s) fitted"
           f"{_outputs_in(options.out, len(files) - failed)}", file=sys.stderr)
     return 1 if failed else 0

@@ -17,7 +17,7 @@ from openhmr.demo.outputs import (check_free, finished_earlier, image_outputs, p
                                   refuse_writing_inputs, remove_earlier_people, video_outputs,
                                   write_image_outputs, write_people_files)
 from openhmr.demo.predictors import FitPredictor, HMRPredictor, Predictor, load_anny, load_hmr
-from openhmr.demo.report import Timer, progress, warn
+from openhmr.demo.report import FittingNote, Timer, progress_bar, warn
 from openhmr.demo.sources import (SEARCH_EVERY, BoxSource, DetectorSource, OpenPoseSource, PersonLocation,
                                   PersonSource, TightCropSource, parse_bbox)
 from openhmr.demo.video import run_video
@@ -212,6 +212,9 @@ def run_demo(options: DemoOptions) -> int:
         return 1 if failures else 0
     predictor = build_predictor(options, method, crops)
     pending: list[_Pending] = []
+    # Photos count as done once fitted and written (or failed), not when read:
+    # a batch's fit is most of the time.
+    bar = progress_bar(len(images), "images", "img")
 
     def flush() -> None:
         if not pending:
@@ -219,14 +222,23 @@ def run_demo(options: DemoOptions) -> int:
         batch = list(pending)
         pending.clear()
         try:
+            write_batch(batch)
+        finally:
+            bar.update(len({id(p.item) for p in batch}))
+
+    def write_batch(batch: list[_Pending]) -> None:
+        note = FittingNote(bar)
+        try:
             preds = predictor.predict(
                 np.stack([p.crop for p in batch]), [p.transform for p in batch],
                 [p.location for p in batch],
-                [(str(p.item.path), None, (p.image.shape[0], p.image.shape[1])) for p in batch])
+                [(str(p.item.path), None, (p.image.shape[0], p.image.shape[1])) for p in batch], done=note)
         except Exception as e:  # noqa: BLE001 - one bad batch must not stop the others
             for p in {id(p.item): p for p in batch}.values():
                 fail(p.item, e)
             return
+        finally:
+            note.clear()
         # One photo's entries are consecutive: a person alone, or all its people.
         groups: list[list[tuple[_Pending, Prediction]]] = []
         for p, pred in zip(batch, preds):
@@ -258,36 +270,40 @@ def run_demo(options: DemoOptions) -> int:
         timer.record(finished)
         timer.photos += finished
 
-    for item in progress(images, len(images), "images", "img"):
-        try:
-            people: list[tuple[int | None, PersonLocation, dict[str, Path]]]
-            if options.max_people > 1:
-                image = read_image(item.path)
-                located = source.locate_all(image, item, options.max_people)
-                people = [(k, loc, person_outputs(out, item.name, k, options.mesh_format))
-                          for k, loc in enumerate(located, 1)]
-            else:
-                paths = image_outputs(out, item.name, options.mesh_format)
-                check_free(paths, options.overwrite)
-                image = read_image(item.path)
-                people = [(None, source.locate(image, item), paths)]
-            entries = []
-            for person, location, paths in people:
-                check_free(paths, options.overwrite)
-                crop, transform = scale_and_crop(image, location.scale, location.center)
-                entries.append(_Pending(item, image, crop, transform, location, paths, person))
-            pending.extend(entries)  # all of a photo's people, or none of them
-        except Exception as e:  # noqa: BLE001 - report and go on with the next input
-            fail(item, e)
-            continue
-        # HMR's first image goes alone, so that the warm-up is one image's
-        # worth; a fit has no warm-up worth the name, and its batches are
-        # --batch-size from the start, as 'openhmr fit' makes them. A photo's
-        # people stay in one batch, which may then exceed --batch-size.
-        limit = options.batch_size if method != "hmr" or timer.warm_end is not None else 1
-        if len(pending) >= limit:
-            flush()
-    flush()
+    try:
+        for item in images:
+            try:
+                people: list[tuple[int | None, PersonLocation, dict[str, Path]]]
+                if options.max_people > 1:
+                    image = read_image(item.path)
+                    located = source.locate_all(image, item, options.max_people)
+                    people = [(k, loc, person_outputs(out, item.name, k, options.mesh_format))
+                              for k, loc in enumerate(located, 1)]
+                else:
+                    paths = image_outputs(out, item.name, options.mesh_format)
+                    check_free(paths, options.overwrite)
+                    image = read_image(item.path)
+                    people = [(None, source.locate(image, item), paths)]
+                entries = []
+                for person, location, paths in people:
+                    check_free(paths, options.overwrite)
+                    crop, transform = scale_and_crop(image, location.scale, location.center)
+                    entries.append(_Pending(item, image, crop, transform, location, paths, person))
+                pending.extend(entries)  # all of a photo's people, or none of them
+            except Exception as e:  # noqa: BLE001 - report and go on with the next input
+                fail(item, e)
+                bar.update(1)
+                continue
+            # HMR's first image goes alone, so that the warm-up is one image's
+            # worth; a fit has no warm-up worth the name, and its batches are
+            # --batch-size from the start, as 'openhmr fit' makes them. A photo's
+            # people stay in one batch, which may then exceed --batch-size.
+            limit = options.batch_size if method != "hmr" or timer.warm_end is not None else 1
+            if len(pending) >= limit:
+                flush()
+        flush()
+    finally:
+        bar.close()
 
     for item in videos:
         try:
