@@ -528,6 +528,63 @@ def test_onnx_cache_is_one_graph_per_weights(model, smpl_model, tmp_path, monkey
     second = _onnx_file(other, tmp_path)
     assert second != first and len(exported) == 2
     assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == sorted([first.name, second.name])
+    # The same weights iterated 5 times instead of 3 make another graph.
+    longer = copy.deepcopy(model)
+    longer.regressor.num_iterations = 5
+    assert _onnx_file(longer, tmp_path) not in (first, second) and len(exported) == 3
+
+
+def test_auto_goes_on_when_the_onnx_cache_cannot_be_written(model, tmp_path):
+    """A cache 'folder' that is a file: the onnx backend is unavailable, with
+    the folder named, and auto goes on to the next backend."""
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("x")
+    notes: list[str] = []
+    predictor = load_predictor(model, backend="auto", cache=blocked, preference=("onnx", "torch"), log=notes.append)
+    assert predictor.name == "torch"
+    assert any("backend onnx unavailable" in n and "OPENHMR_CACHE" in n for n in notes), notes
+    with pytest.raises(BackendError, match="cannot keep the ONNX graph"):
+        load_predictor(model, backend="onnx", cache=blocked)
+
+
+def test_predictors_and_exports_leave_the_callers_model_as_it_was(model, tmp_path):
+    """load_predictor and export_onnx work on copies: a float64 model in
+    training mode stays float64 and in training mode, dropout included."""
+    import copy
+
+    from openhmr.inference.onnx import export_onnx
+
+    mine = copy.deepcopy(model).double().train()
+    load_predictor(mine, backend="torch")
+    assert mine.training and all(m.training for m in mine.modules())
+    assert {p.dtype for p in mine.parameters()} == {torch.float64}
+    if HAS_ONNX:
+        export_onnx(mine, tmp_path / "mine.onnx")
+        assert mine.training and all(m.training for m in mine.modules())
+        assert {p.dtype for p in mine.parameters()} == {torch.float64}
+
+
+def test_compiled_predictor_says_when_dynamo_stops_compiling(model, eager, crops, capsys):
+    """dynamo compiles at most recompile_limit graphs of one code object and
+    then runs it eagerly without an error: the predictor notices that no
+    graph was made, says so and runs eagerly under its own name no longer
+    claimed as compiled (``failed``). The limit is raised for openhmr's own
+    graphs (it was 8: a ninth batch size or predictor ran eagerly unseen)."""
+    import torch._dynamo
+
+    from openhmr.inference.predictor import COMPILED_GRAPHS_LIMIT
+
+    predictor = CompiledPredictor(ThetaNetwork(model.encoder, model.regressor), model.body)
+    assert torch._dynamo.config.recompile_limit >= COMPILED_GRAPHS_LIMIT
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(recompile_limit=1):
+        predictor.theta(crops[:1])
+        assert predictor.failed is None
+        theta = predictor.theta(crops[:2])  # a second graph of the same code: over the limit
+    assert predictor.failed and "no graph was compiled" in predictor.failed
+    assert "running eagerly" in capsys.readouterr().err
+    torch.testing.assert_close(theta, eager.theta(crops[:2]), rtol=0, atol=1e-4)
+    torch._dynamo.reset()
 
 
 @needs_onnx

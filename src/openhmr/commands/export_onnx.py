@@ -20,7 +20,10 @@ prints how far the int8 result is from fp32 on probe crops (vertices in mm,
 5 mm / 1 px tolerance on every model measured, which is why no --backend
 picks it: check the printed figures before using the file.
 
-Run the file with `openhmr demo --backend onnx` or any ONNX Runtime.
+Run the file with any ONNX Runtime, or in Python with
+openhmr.inference.load_predictor("hmr.onnx", body_model). (`openhmr demo
+--backend onnx` exports and caches its own fp32 graph from the .safetensors
+weights; it does not read this file.)
 """
 
 

@@ -35,6 +35,7 @@ picks it for the user.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import sys
@@ -99,7 +100,9 @@ def _load_model(weights: str | Path | HMR, body_model: BodyModel | None) -> HMR:
     from openhmr.nets import HMR
 
     if isinstance(weights, torch.nn.Module):
-        return weights.float().cpu().eval()
+        # A copy: the predictor needs float32 in eval mode and moves it to its
+        # device, and the caller's model keeps its own dtype, device and mode.
+        return copy.deepcopy(weights).float().cpu().eval()
     from openhmr.io.hmr_weights import require_weights_file
 
     path = require_weights_file(weights)
@@ -107,12 +110,18 @@ def _load_model(weights: str | Path | HMR, body_model: BodyModel | None) -> HMR:
 
 
 def _weights_key(model: HMR) -> str:
-    """A digest of the network's weights, naming its cached ONNX graphs."""
+    """A digest of what makes the network's ONNX graph (its weights, its IEF
+    iteration count, the encoder, the opset, torch's and openhmr's versions),
+    naming its cached graphs."""
+    from openhmr import __version__
+    from openhmr.inference.onnx import OPSET
+
     digest = hashlib.sha256()
     for name, tensor in sorted(model.network_state().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    digest.update(torch.__version__.encode())
+    made_by = (model.regressor.num_iterations, model.encoder_name, OPSET, torch.__version__, __version__)
+    digest.update(repr(made_by).encode())
     return digest.hexdigest()[:20]
 
 
@@ -121,13 +130,17 @@ def _onnx_file(model: HMR, cache: Path | None) -> Path:
     from openhmr.inference.onnx import cache_dir, export_onnx
 
     folder = (cache or cache_dir()) / "onnx"
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"hmr-{_weights_key(model)}-fp32.onnx"
-    if not path.is_file():
-        _log(f"exporting the network to ONNX (once; cached in {folder})")
-        tmp = path.with_suffix(f".{os.getpid()}.part")  # concurrent runs do not collide
-        export_onnx(model, tmp, batch=None, overwrite=True)
-        tmp.replace(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not path.is_file():
+            _log(f"exporting the network to ONNX (once; cached in {folder})")
+            tmp = path.with_suffix(f".{os.getpid()}.part")  # concurrent runs do not collide
+            export_onnx(model, tmp, batch=None, overwrite=True)
+            tmp.replace(path)
+    except OSError as e:  # a cache folder that cannot be written: 'auto' goes on to the next backend
+        raise BackendError(f"cannot keep the ONNX graph in {folder} ({e.strerror or e}; "
+                           "set OPENHMR_CACHE to a writable folder)") from None
     return path
 
 

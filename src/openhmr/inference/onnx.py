@@ -21,6 +21,7 @@ integer convolutions.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import tempfile
@@ -88,9 +89,11 @@ def export_onnx(model: HMR, path: str | Path, batch: int | None = None,
         raise OnnxExportError(f"{path} exists; pass --overwrite to replace it")
     if batch is not None and batch < 1:
         raise OnnxExportError(f"batch must be at least 1, got {batch}")
-    network = ThetaNetwork(model.encoder, model.regressor).eval()
-    body = model.body.eval()
-    module: nn.Module = _BodyNetwork(network, body).eval() if include_body else network
+    body = model.body
+    network = ThetaNetwork(model.encoder, model.regressor)
+    # A copy in float32 on the CPU in eval mode: the caller's model keeps its
+    # own dtype, device and training mode (an export used to switch dropout off).
+    module: nn.Module = copy.deepcopy(_BodyNetwork(network, body) if include_body else network).float().cpu().eval()
     outputs = ["theta"]
     if include_body:
         outputs += ["vertices", "joints"] + [f"kp3d_{s}" for s in body.keypoint_sets]
@@ -101,7 +104,7 @@ def export_onnx(model: HMR, path: str | Path, batch: int | None = None,
     try:
         with torch.no_grad(), _quiet_exporter():
             program = torch.onnx.export(
-                module.float().cpu(), (example,), None, input_names=["crops"], output_names=outputs,
+                module, (example,), None, input_names=["crops"], output_names=outputs,
                 opset_version=OPSET, dynamo=True, dynamic_shapes=dynamic_shapes, external_data=False,
                 verbose=False,
             )

@@ -185,15 +185,21 @@ class CompiledPredictor(Predictor):
         # Process-wide, but it only changes graphs compiled without autograd:
         # parameters become constants that inductor may fold and pre-pack.
         # (Patching it around each call instead ran ~15× slower here.)
+        import torch._dynamo.config as dynamo_config
         import torch._inductor.config as inductor_config
 
         inductor_config.freezing = True
+        # Every predictor's graphs, one per batch size and precision, hang off
+        # ThetaNetwork.forward's one code object, and dynamo stops compiling a
+        # code object after recompile_limit graphs (8 by default), running it
+        # eagerly without an error: a ninth graph in a process (a bench over
+        # many batch sizes) was timed eager under the name "compiled".
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, COMPILED_GRAPHS_LIMIT)
         self._compiled: dict[int, nn.Module] = {}
         self.failed: str | None = None
 
     def _compiled_for(self, batch: int) -> nn.Module:
-        # One compiled module per batch size, each compiled once with static
-        # shapes; dynamo's own recompilation limit never comes into play.
+        # One compiled module per batch size, each compiled once with static shapes.
         if batch not in self._compiled:
             # cpp_wrapper calls the kernels from generated C++ instead of
             # Python: ~0.9 ms less per call at batch 1 (of ~25), a few seconds
@@ -226,7 +232,14 @@ class CompiledPredictor(Predictor):
                     filler = crops.new_zeros((size - batch, *crops.shape[1:]))
                     padded = torch.cat([crops, filler]).contiguous(memory_format=torch.channels_last)
                     return self._run(self._compiled[size], padded)[:batch]
-                return self._run(self._compiled_for(batch), crops)
+                new = batch not in self._compiled
+                graphs = _graphs_made()
+                out = self._run(self._compiled_for(batch), crops)
+                if not new or _graphs_made() > graphs:
+                    return out
+                # dynamo ran it eagerly (its recompile limit reached, say): say so
+                raise RuntimeError("no graph was compiled (torch._dynamo's recompile_limit "
+                                   f"{torch._dynamo.config.recompile_limit} reached?)")
             except Exception as e:  # noqa: BLE001 - any compiler failure falls back to eager
                 self.failed = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 print(f"openhmr: torch.compile failed ({self.failed}); running eagerly", file=sys.stderr)
@@ -235,6 +248,19 @@ class CompiledPredictor(Predictor):
     def compile_for(self, batch: int, height: int = CROP_SIZE, width: int = CROP_SIZE) -> None:
         """Compile now for ``batch`` crops (instead of on the first call)."""
         self.theta(torch.zeros(batch, 3, height, width, device=self.device))
+
+
+#: The graphs dynamo may compile from ThetaNetwork.forward in one process
+#: (its ``recompile_limit`` is raised to this): compiled predictors × their
+#: batch sizes.
+COMPILED_GRAPHS_LIMIT = 64
+
+
+def _graphs_made() -> int:
+    """How many graphs dynamo has compiled in this process."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 @dataclass
