@@ -199,6 +199,9 @@ def original_block(graph: OriginalGraph, batch: int, count: int) -> list[tuple[f
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Ascending, as `openhmr bench` takes them: a compiled backend pads a batch
+    # to a size already compiled, so "batch 1" after batch 4 would run at 4.
+    args.batch = sorted(set(args.batch))
     if args.threads:
         torch.set_num_threads(args.threads)
     from openhmr.body import SMPL
