@@ -54,16 +54,23 @@ class _SingleBodyBlend(torch.autograd.Function):
     second, zero column, and autograd's backward of that padded product
     (basisᵀ @ (3V, 2)) is slower still (~9 ms); the gradient is one
     vector–matrix product (~0.8 ms). The basis is a constant: no gradient.
+    The backward is written in differentiable operations, so second
+    derivatives (Newton steps, Hessians) and ``torch.func`` transforms see
+    the same linear map as the plain product.
     """
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx: Any, basis: Tensor, coeffs: Tensor) -> Tensor:  # noqa: D102
-        ctx.save_for_backward(basis)
+    def forward(basis: Tensor, coeffs: Tensor) -> Tensor:  # noqa: D102
         padded = torch.cat([coeffs, torch.zeros_like(coeffs)])
         return (basis @ padded.T)[:, :1]
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:  # noqa: D102
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor]:  # noqa: D102
         (basis,) = ctx.saved_tensors
         return None, (grad[:, 0] @ basis)[None]
