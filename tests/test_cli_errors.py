@@ -49,6 +49,32 @@ def test_replacing_writes_whole_files_or_none(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_replacing_keeps_permissions_and_links(tmp_path):
+    """A private file replaced stays private; a symbolic link keeps pointing
+    at its file, which holds the new content; a new file gets the usual mode."""
+    import os
+    import stat
+
+    private = tmp_path / "private.obj"
+    private.write_text("old")
+    os.chmod(private, 0o600)
+    with replacing(private) as tmp:
+        tmp.write_text("new")
+    assert private.read_text() == "new" and stat.S_IMODE(private.stat().st_mode) == 0o600
+    target, link = tmp_path / "real.obj", tmp_path / "link.obj"
+    target.write_text("old")
+    link.symlink_to(target)
+    with replacing(link) as tmp:
+        tmp.write_text("new")
+    assert link.is_symlink() and target.read_text() == "new"
+    fresh = tmp_path / "fresh.obj"
+    with replacing(fresh) as tmp:
+        tmp.write_text("x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~umask
+
+
 def test_replacing_writes_a_long_name_a_file_may_have(tmp_path):
     """A final name of up to 255 bytes is written though its usual temporary
     name would be longer; a name too long for the file system is refused

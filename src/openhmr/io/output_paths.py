@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -100,12 +101,20 @@ def replacing(path: Path) -> Iterator[Path]:
     without error it replaces ``path`` (``os.replace``: a reader sees the old
     file or the new one, never half of one), and on any error it is removed.
     Its folder is made if missing. The temporary name keeps ``path``'s
-    suffix, so writers that add one (``np.savez``) leave it as it is."""
+    suffix, so writers that add one (``np.savez``) leave it as it is.
+
+    A file replaced keeps its permissions (a private 0600 file stays
+    private), and a symbolic link keeps pointing where it did: the file it
+    points at is the one replaced."""
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(path, path.suffix)
     try:
         yield tmp
+        with suppress(FileNotFoundError):  # nothing there yet: the new file's own mode
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
     except OSError as e:
         if e.filename is None or str(e.filename) != str(tmp):
