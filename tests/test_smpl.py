@@ -237,6 +237,36 @@ def test_an_object_array_at_protocol_5_is_refused(tmp_path, smpl_arrays):
         frombuffer(b"", np.dtype(object), (0,), "C")
 
 
+def test_a_pickle_cannot_change_openhmrs_own_functions(tmp_path):
+    """A pickle's BUILD applies state to what it gets from find_class: given
+    openhmr's own _codecs.encode stand-in, it set attributes on it for the
+    whole process. Each file now gets a callable of its own."""
+    import openhmr.io.smpl_file as smpl_file
+
+    build = (b"\x80\x02c_codecs\nencode\nN}q\x00X\x07\x00\x00\x00patchedq\x01K\x01s\x86b"
+             b"}q\x02X\x0a\x00\x00\x00v_templateq\x03K\x00s.")
+    path = tmp_path / "build.pkl"
+    path.write_bytes(build)
+    with pytest.raises(SMPLFileError):
+        load_smpl_arrays(path)
+    assert not hasattr(smpl_file._latin1_bytes, "patched")
+
+
+def test_a_sparse_matrix_of_impossible_size_is_one_line(tmp_path, smpl_arrays):
+    """A sparse J_regressor declaring 24 × 10¹² values: one sentence, not a
+    memory error asking for 175 TiB."""
+    sparse = pytest.importorskip("scipy.sparse")
+    data = dict(smpl_arrays)
+    matrix = sparse.csc_matrix(data["J_regressor"])
+    matrix._shape = (24, 10**12)
+    data["J_regressor"] = matrix
+    path = tmp_path / "huge.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(data, f, protocol=2)
+    with pytest.raises(SMPLFileError, match="malformed .shape 24×1000000000000"):
+        load_smpl_arrays(path)
+
+
 def test_truncated_file_gets_one_sentence(files, tmp_path):
     data = Path(files["plain"]).read_bytes()
     bad = tmp_path / "truncated.pkl"

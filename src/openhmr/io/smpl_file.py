@@ -15,6 +15,7 @@ which ``openhmr convert-smpl IN.pkl OUT.npz`` writes to an ``.npz``.
 
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 import zipfile
@@ -132,7 +133,9 @@ class RestrictedUnpickler(pickle.Unpickler):
             ("__builtin__", "set"): set,
             ("builtins", "set"): set,
             ("chumpy.ch", "Ch"): _ChumpyCh,
-            ("_codecs", "encode"): _latin1_bytes,
+            # A new callable each time: a pickle's BUILD may set attributes on
+            # what it gets, and openhmr's own function must not take them.
+            ("_codecs", "encode"): functools.partial(_latin1_bytes),
         }
         if (module, name) in allowed:
             return allowed[(module, name)]
@@ -146,6 +149,12 @@ class RestrictedUnpickler(pickle.Unpickler):
         )
 
 
+#: The most values a SMPL file's sparse matrix may hold dense (SMPL's, its
+#: 24 × 6890 joint regressor, holds 165,360): a larger shape is a damaged or
+#: hostile file, not one to allocate terabytes for.
+MAX_SPARSE_VALUES = 100_000_000
+
+
 def _sparse_to_dense(obj: _SparseMatrix) -> np.ndarray:
     state = obj.state if isinstance(obj.state, dict) else {}
     shape = state.get("_shape", state.get("shape"))
@@ -153,6 +162,8 @@ def _sparse_to_dense(obj: _SparseMatrix) -> np.ndarray:
         if shape is None:
             raise KeyError("no shape")
         rows, cols = (int(v) for v in shape)
+        if not (0 < rows and 0 < cols and rows * cols <= MAX_SPARSE_VALUES):
+            raise ValueError(f"shape {rows}×{cols}")
         data = np.asarray(state["data"], dtype=np.float64)
         if obj.fmt == "coo":
             r = np.asarray(state.get("row", state.get("coords", [None, None])[0]))
