@@ -372,12 +372,26 @@ def test_eval_passes_its_defaults_and_options_on(stub_eval, tmp_path, monkeypatc
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # two GPUs, as far as eval can tell
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert main(base + ["--frame-step", "2", "--allow-partial", "--3dhp-annotation", "annot3",
-                        "--smpl-dir", "models", "--device", "cuda:1", "--batch-size", "3"]) == 0
-    assert stub_eval["benchmark"] == {"protocol": "3dhp", "data": tmp_path, "frame_step": 2,
-                                      "allow_partial": True, "smpl_dir": Path("models"),
+    assert main(base + ["--allow-partial", "--3dhp-annotation", "annot3",
+                        "--device", "cuda:1", "--batch-size", "3"]) == 0
+    assert stub_eval["benchmark"] == {"protocol": "3dhp", "data": tmp_path, "frame_step": 5,
+                                      "allow_partial": True, "smpl_dir": None,
                                       "smpl": Path("smpl.pkl"), "annotation": "annot3"}
     assert stub_eval["hmr"][3:5] == ("cuda:1", 3)
+    h36m = ["eval", "--protocol", "h36m-p2", "--data", str(tmp_path), "--weights", "w.safetensors", "--smpl", "smpl.pkl"]
+    assert main(h36m + ["--frame-step", "2"]) == 0 and stub_eval["benchmark"]["frame_step"] == 2
+    pw3d = ["eval", "--protocol", "3dpw", "--data", str(tmp_path), "--weights", "w.safetensors", "--smpl", "smpl.pkl"]
+    assert main(pw3d + ["--smpl-dir", "models"]) == 0 and stub_eval["benchmark"]["smpl_dir"] == Path("models")
+    # An option of another protocol's reader is refused, not ignored.
+    del stub_eval["benchmark"]
+    for extra, message in ((["--frame-step", "2"], "--frame-step goes with --protocol h36m-p1 or h36m-p2, not 3dhp"),
+                           (["--smpl-dir", "models"], "--smpl-dir goes with --protocol 3dpw, not 3dhp")):
+        assert main(base + extra) == 1
+        assert message in capsys.readouterr().err
+    for extra in (["--allow-partial"], ["--3dhp-annotation", "annot3"]):
+        assert main(pw3d + extra) == 1
+        assert "goes with --protocol" in capsys.readouterr().err
+    assert "benchmark" not in stub_eval
 
 
 @pytest.mark.parametrize("extra, message", [

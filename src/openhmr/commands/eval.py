@@ -50,12 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=32,
                    help="images per network batch (--weights) or per batched fit (--fit)")
     p.add_argument("--device", type=device_name, default="cpu", help="cpu or cuda, for the network of --weights (--fit runs on the CPU)")
-    p.add_argument("--frame-step", type=positive_int, default=5,
+    p.add_argument("--frame-step", type=positive_int, default=None,
                    help="h36m: score every N-th frame of the 50 fps videos (default 5 = 10 fps)")
     p.add_argument("--allow-partial", action="store_true",
                    help="h36m/3dhp: score the sequences present instead of refusing when some are missing")
-    p.add_argument("--3dhp-annotation", dest="annotation", default="univ_annot3",
-                   choices=("univ_annot3", "annot3"), help="3dhp ground truth (official: univ_annot3)")
+    p.add_argument("--3dhp-annotation", dest="annotation", default=None,
+                   choices=("univ_annot3", "annot3"), help="3dhp ground truth (default and official: univ_annot3)")
     p.add_argument("--list-frames", type=Path, default=None,
                    help="write the protocol's frame keys, one per line, to this file and exit")
     p.set_defaults(func=run)
@@ -73,6 +73,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list_frames is None and args.weights is None and args.predictions is None and not args.fit:
         raise InputError("give --weights (with --smpl), --fit or --predictions FILE.npz")
+    # Options of one protocol's reader are refused with another, not ignored.
+    for option, given, protocols in (
+            ("--frame-step", args.frame_step is not None, ("h36m-p1", "h36m-p2")),
+            ("--smpl-dir", args.smpl_dir is not None, ("3dpw",)),
+            ("--allow-partial", args.allow_partial, ("h36m-p1", "h36m-p2", "3dhp")),
+            ("--3dhp-annotation", args.annotation is not None, ("3dhp",))):
+        if given and args.protocol not in protocols:
+            raise InputError(f"{option} goes with --protocol {' or '.join(protocols)}, not {args.protocol}")
     if not args.world_landmarks and not args.fit:
         raise InputError("--no-world-landmarks goes with --fit")
     if args.fit_body is not None and not args.fit:
@@ -123,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"predictions file not found: {args.predictions}")
 
     bench = load_benchmark(
-        args.protocol, args.data, frame_step=args.frame_step, allow_partial=args.allow_partial,
-        smpl_dir=args.smpl_dir, smpl=args.smpl, annotation=args.annotation,
+        args.protocol, args.data, frame_step=args.frame_step or 5, allow_partial=args.allow_partial,
+        smpl_dir=args.smpl_dir, smpl=args.smpl, annotation=args.annotation or "univ_annot3",
     )
     if args.list_frames is not None:
         with replacing(args.list_frames) as tmp:
