@@ -427,6 +427,29 @@ def test_non_finite_values_are_refused(tmp_path, capsys):
     assert list(tmp_path.glob("w.safetensors*")) == [] and list(tmp_path.glob(".w.safetensors*")) == []
 
 
+def test_integer_weights_and_broken_smpl_arrays(tmp_path, capsys):
+    """An integer tensor under a weight's name is refused (it was cast to
+    float32 silently, rounded past 2²⁴); SMPL arrays holding NaN are refused
+    with --smpl-out, and without it they are not read, so a damaged SMPL
+    array does not stop the network's conversion."""
+    arrays = fake_checkpoint_arrays()
+    ints = dict(arrays, mean_param=np.full((1, 85), 2**40 + 1, np.int64))
+    write_bundle(tmp_path / "ints.ckpt", ints)
+    assert cli_main(["convert-tf", str(tmp_path / "ints.ckpt"), "--out", str(tmp_path / "i.safetensors")]) == 1
+    assert "mean_param is int64, not a float32 weight" in capsys.readouterr().err
+    nan = dict(arrays, shapedirs=arrays["shapedirs"].copy())
+    nan["shapedirs"].flat[5] = np.nan
+    write_bundle(tmp_path / "nan.ckpt", nan)
+    out, smpl_out = tmp_path / "w.safetensors", tmp_path / "s.npz"
+    assert cli_main(["convert-tf", str(tmp_path / "nan.ckpt"), "--out", str(out), "--smpl-out", str(smpl_out)]) == 1
+    assert "the SMPL array shapedirs holds NaN" in capsys.readouterr().err
+    assert not out.exists() and not smpl_out.exists()
+    short = dict(arrays, posedirs=arrays["posedirs"][:200])
+    write_bundle(tmp_path / "short.ckpt", short)
+    assert cli_main(["convert-tf", str(tmp_path / "short.ckpt"), "--out", str(out)]) == 0
+    assert out.is_file()
+
+
 def test_smpl_arrays_from_checkpoint_rejects_wrong_shapes():
     arrays = {k: v for k, v in fake_checkpoint_arrays().items()
               if k in ("v_template", "shapedirs", "posedirs", "J_regressor", "lbs_weights", "cocoplus_regressor")}

@@ -534,6 +534,24 @@ def test_missing_data_shard_is_rejected(small_bundle: tuple[Path, dict[str, np.n
         TFCheckpoint(prefix)
 
 
+def test_a_forged_shard_count_sizes_nothing(tmp_path: Path) -> None:
+    """A header claiming 2³¹ − 1 shards: only the shards the entries use are
+    looked at (a list of that many was built first: 16 GiB)."""
+    import tracemalloc
+
+    from openhmr.io.tf_bundle_writer import build_table, encode_bundle_header
+
+    prefix = tmp_path / "forged"
+    Path(f"{prefix}.index").write_bytes(build_table([(b"", encode_bundle_header(2**31 - 1))]))
+    tracemalloc.start()
+    try:
+        ckpt = TFCheckpoint(prefix)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert ckpt.names() == [] and peak < 50 * 2**20
+
+
 def test_missing_index_is_rejected(tmp_path: Path) -> None:
     with raises_quickly("Cannot read"):
         TFCheckpoint(tmp_path / "nothing")

@@ -352,8 +352,9 @@ def convert_tf_checkpoint(
         prefix: checkpoint prefix (``…/model.ckpt-667589``; the ``.index``
             and ``.data-*`` files sit beside it).
         require: parts that must be present (see :func:`plan_conversion`).
-        require_smpl: fail (before reading any data) if the checkpoint holds
-            no SMPL arrays.
+        require_smpl: read the checkpoint's SMPL arrays (``smpl``), failing
+            before reading any data if it holds none; without it they are
+            neither read nor checked (``smpl`` is None).
         progress: report progress on stderr while reading (:mod:`openhmr.progress`).
     Raises:
         WeightsError: unreadable, corrupt or incomplete checkpoint.
@@ -369,7 +370,13 @@ def convert_tf_checkpoint(
         ckpt = TFCheckpoint(prefix)
         variables = {name: entry.shape for name, entry in ckpt.entries.items()}
         plan = plan_conversion(variables, require)
-        smpl_names = [n for n in variables if variable_role(n) == "smpl"]
+        # Weights are floating point; an integer tensor under a weight's name
+        # would be cast silently (and rounded past 2²⁴).
+        not_float = [m.tf_name for m in plan if ckpt.entries[m.tf_name].dtype not in ("float32", "float64")]
+        if not_float:
+            name = not_float[0]
+            raise WeightsError(f"{prefix}: {name} is {ckpt.entries[name].dtype}, not a float32 weight")
+        smpl_names = [n for n in variables if variable_role(n) == "smpl"] if require_smpl else []
         if require_smpl and not smpl_names:
             raise WeightsError(f"{prefix} holds no SMPL arrays")
         tensors: dict[str, np.ndarray] = {}
@@ -380,7 +387,11 @@ def convert_tf_checkpoint(
                 raise WeightsError(f"{prefix}: {m.tf_name} holds NaN or infinite values")
         smpl = None
         if smpl_names:
-            smpl = smpl_arrays_from_checkpoint({n: ckpt.read(n) for n in smpl_names})
+            arrays = {n: ckpt.read(n) for n in smpl_names}
+            broken = [n for n, a in arrays.items() if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all()]
+            if broken:
+                raise WeightsError(f"{prefix}: the SMPL array {broken[0]} holds NaN or infinite values")
+            smpl = smpl_arrays_from_checkpoint(arrays)
     except CheckpointError as e:
         raise WeightsError(f"cannot read checkpoint {prefix}: {e}") from None
     parts = tuple(p for p in PARTS if any(m.part == p for m in plan))

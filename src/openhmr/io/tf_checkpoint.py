@@ -692,10 +692,12 @@ class TFCheckpoint:
         if self.header.endianness != 0:
             raise CheckpointError(f"Checkpoint {prefix} is big-endian; only little-endian bundles are supported.")
         self.num_shards = self.header.num_shards
-        needed = [0] * self.num_shards
+        # The shards the entries use, not the header's count: a forged count
+        # (2³¹ − 1) must not size anything.
+        needed: dict[int, int] = {}
         for entry in self.entries.values():
-            needed[entry.shard_id] = max(needed[entry.shard_id], entry.offset + entry.size)
-        for shard_id, length in enumerate(needed):
+            needed[entry.shard_id] = max(needed.get(entry.shard_id, 0), entry.offset + entry.size)
+        for shard_id, length in sorted(needed.items()):
             path = self.shard_path(shard_id)
             try:
                 actual = path.stat().st_size
