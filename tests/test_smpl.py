@@ -243,13 +243,16 @@ def test_a_pickle_cannot_change_openhmrs_own_functions(tmp_path):
     whole process. Each file now gets a callable of its own."""
     import openhmr.io.smpl_file as smpl_file
 
-    build = (b"\x80\x02c_codecs\nencode\nN}q\x00X\x07\x00\x00\x00patchedq\x01K\x01s\x86b"
-             b"}q\x02X\x0a\x00\x00\x00v_templateq\x03K\x00s.")
-    path = tmp_path / "build.pkl"
-    path.write_bytes(build)
-    with pytest.raises(SMPLFileError):
-        load_smpl_arrays(path)
-    assert not hasattr(smpl_file._latin1_bytes, "patched")
+    for module, name in ((b"_codecs", b"encode"), (b"copyreg", b"_reconstructor"),
+                         (b"numpy.core.numeric", b"_frombuffer")):
+        build = (b"\x80\x02c" + module + b"\n" + name + b"\nN}q\x00X\x07\x00\x00\x00patchedq\x01K\x01s\x86b"
+                 b"}q\x02X\x0a\x00\x00\x00v_templateq\x03K\x00s.")
+        path = tmp_path / "build.pkl"
+        path.write_bytes(build)
+        with pytest.raises(SMPLFileError):
+            load_smpl_arrays(path)
+    for function in (smpl_file._latin1_bytes, smpl_file._safe_reconstructor, smpl_file._safe_frombuffer):
+        assert not hasattr(function, "patched"), function
 
 
 def test_a_sparse_matrix_of_impossible_size_is_one_line(tmp_path, smpl_arrays):

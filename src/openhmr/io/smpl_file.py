@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import io
 import pickle
+import types
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -133,12 +134,14 @@ class RestrictedUnpickler(pickle.Unpickler):
             ("__builtin__", "set"): set,
             ("builtins", "set"): set,
             ("chumpy.ch", "Ch"): _ChumpyCh,
-            # A new callable each time: a pickle's BUILD may set attributes on
-            # what it gets, and openhmr's own function must not take them.
-            ("_codecs", "encode"): functools.partial(_latin1_bytes),
+            ("_codecs", "encode"): _latin1_bytes,
         }
         if (module, name) in allowed:
-            return allowed[(module, name)]
+            found = allowed[(module, name)]
+            # openhmr's own functions go out as a new callable each time: a
+            # pickle's BUILD may set attributes on what it gets, and the
+            # module's functions must not take them for the whole process.
+            return functools.partial(found) if isinstance(found, types.FunctionType) else found
         if module in self._SPARSE_MODULES and name in (
             "csc_matrix", "csr_matrix", "coo_matrix", "csc_array", "csr_array", "coo_array"
         ):
