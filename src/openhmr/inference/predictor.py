@@ -194,7 +194,8 @@ class CompiledPredictor(Predictor):
         # code object after recompile_limit graphs (8 by default), running it
         # eagerly without an error: a ninth graph in a process (a bench over
         # many batch sizes) was timed eager under the name "compiled".
-        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, COMPILED_GRAPHS_LIMIT)
+        name = _recompile_limit_name()
+        setattr(dynamo_config, name, max(getattr(dynamo_config, name), COMPILED_GRAPHS_LIMIT))
         self._compiled: dict[int, nn.Module] = {}
         self.failed: str | None = None
 
@@ -238,8 +239,9 @@ class CompiledPredictor(Predictor):
                 if not new or _graphs_made() > graphs:
                     return out
                 # dynamo ran it eagerly (its recompile limit reached, say): say so
-                raise RuntimeError("no graph was compiled (torch._dynamo's recompile_limit "
-                                   f"{torch._dynamo.config.recompile_limit} reached?)")
+                name = _recompile_limit_name()
+                raise RuntimeError(f"no graph was compiled (torch._dynamo's {name} "
+                                   f"{getattr(torch._dynamo.config, name)} reached?)")
             except Exception as e:  # noqa: BLE001 - any compiler failure falls back to eager
                 self.failed = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 print(f"openhmr: torch.compile failed ({self.failed}); running eagerly", file=sys.stderr)
@@ -254,6 +256,14 @@ class CompiledPredictor(Predictor):
 #: (its ``recompile_limit`` is raised to this): compiled predictors × their
 #: batch sizes.
 COMPILED_GRAPHS_LIMIT = 64
+
+
+def _recompile_limit_name() -> str:
+    """dynamo's setting for the graphs one function may have: ``recompile_limit``
+    from torch 2.7, ``cache_size_limit`` before."""
+    import torch._dynamo.config as dynamo_config
+
+    return "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
 
 
 def _graphs_made() -> int:
