@@ -67,6 +67,28 @@ def test_replacing_keeps_permissions_and_links(tmp_path):
     with replacing(link) as tmp:
         tmp.write_text("new")
     assert link.is_symlink() and target.read_text() == "new"
+    dangling = tmp_path / "dangling.obj"
+    dangling.symlink_to(tmp_path / "nowhere" / "deep" / "x.obj")
+    with replacing(dangling) as tmp:  # a link to nothing is replaced, no folder made for it
+        tmp.write_text("new")
+    assert not dangling.is_symlink() and dangling.read_text() == "new" and not (tmp_path / "nowhere").exists()
+    # The folder a link's file lies in is the one checked for writing (a link
+    # into a read-only folder failed only at the end, after the work).
+    import openhmr.io.output_paths as output_paths
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x.obj").write_text("old")
+    (tmp_path / "to_elsewhere.obj").symlink_to(elsewhere / "x.obj")
+    asked: list[Path] = []
+    real = output_paths._writable
+    output_paths._writable = lambda folder: asked.append(Path(folder)) or False
+    try:
+        with pytest.raises(InputError, match=f"the folder {elsewhere} is not writable"):
+            check_output_file(tmp_path / "to_elsewhere.obj", overwrite=True)
+    finally:
+        output_paths._writable = real
+    assert asked == [elsewhere]
     fresh = tmp_path / "fresh.obj"
     with replacing(fresh) as tmp:
         tmp.write_text("x")

@@ -853,3 +853,16 @@ def test_progress_counts_files_once_fitted(smpl_npz, tmp_path, capsys, monkeypat
                                 render=False)) == 0
     counts = [line.split()[1] for line in capsys.readouterr().err.splitlines() if line.startswith("images:")]
     assert counts[-1] == "2/2" and set(counts[:-1]) <= {"0/2"}, counts
+
+    # A run stopped during the fit (Ctrl-C) does not count the batch as done.
+    from openhmr.demo import FitPredictor
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FitPredictor, "predict", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_fit_files(FitFilesOptions(files[:3], (320, 240), out=tmp_path / "stopped", smpl=smpl_npz,
+                                      fit_config=QUICK))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("keypoint files:")]
+    assert not any("3/3" in line for line in lines), lines

@@ -297,10 +297,8 @@ def run_fit_files(options: FitFilesOptions) -> int:
         """Fit the pending files together and write their outputs."""
         batch = list(pending)
         pending.clear()
-        try:
-            write_batch(batch)
-        finally:
-            bar.update(len({b[0] for b in batch}))
+        write_batch(batch)  # reports its files' own failures; what escapes stops the run
+        bar.update(len({b[0] for b in batch}))
 
     def write_batch(batch: list[PendingFile]) -> None:
         nonlocal failed

@@ -221,10 +221,8 @@ def run_demo(options: DemoOptions) -> int:
             return
         batch = list(pending)
         pending.clear()
-        try:
-            write_batch(batch)
-        finally:
-            bar.update(len({id(p.item) for p in batch}))
+        write_batch(batch)  # reports its photos' own failures; what escapes stops the run
+        bar.update(len({id(p.item) for p in batch}))
 
     def write_batch(batch: list[_Pending]) -> None:
         note = FittingNote(bar)

@@ -51,6 +51,12 @@ def check_output_folder(out: Path, option: str = "--out") -> None:
         raise InputError(f"{option} {out}: the folder {existing} is not writable")
 
 
+def written_path(path: Path) -> Path:
+    """The file a write to ``path`` replaces: the file a symbolic link points
+    at, or ``path`` itself (a link to nothing included)."""
+    return Path(os.path.realpath(path)) if path.is_symlink() and path.exists() else path
+
+
 def check_output_file(path: Path, overwrite: bool, option: str = "output",
                       inputs: Iterable[Path] = ()) -> None:
     """InputError unless ``path`` can be written as a new file, or replaced
@@ -65,7 +71,7 @@ def check_output_file(path: Path, overwrite: bool, option: str = "output",
             raise InputError(f"{option} {path} is an input of this command; write to another file")
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists; pass --overwrite to replace it")
-    existing = _nearest_existing(path.parent)
+    existing = _nearest_existing(written_path(path).parent)
     if not existing.is_dir():
         raise InputError(f"{option} {path}: {existing} is a file, not a folder")
     if not _writable(existing):
@@ -104,11 +110,9 @@ def replacing(path: Path) -> Iterator[Path]:
     suffix, so writers that add one (``np.savez``) leave it as it is.
 
     A file replaced keeps its permissions (a private 0600 file stays
-    private), and a symbolic link keeps pointing where it did: the file it
-    points at is the one replaced."""
-    path = Path(path)
-    if path.is_symlink():
-        path = Path(os.path.realpath(path))
+    private), and a symbolic link to a file keeps pointing at it: that file
+    is the one replaced (a link to nothing is replaced itself)."""
+    path = written_path(Path(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(path, path.suffix)
     try:
