@@ -518,3 +518,21 @@ def test_shape_vector_adds_to_the_neutral_phenotype(anny_model: Anny) -> None:
         y = anny_model(torch.zeros(1, 66), shape).vertices[0, :, 1]
         heights.append(float(y.max() - y.min()))
     assert heights[0] < 1.55 < heights[1] < 1.85 < heights[2]
+
+
+def test_random_pose_stands_upright_within_its_yaw(anny_model: Anny) -> None:
+    """random_pose's root: upright (R_x(π)) turned by |yaw| ≤ max_yaw and
+    tilted ≤ 0.1 rad; max_yaw = 0 gives bodies facing the camera (its zero
+    angle used to give a NaN root: 0/0 in the exact axis-angle formula)."""
+    from openhmr.geometry.rotations import axis_angle_to_matrix
+
+    g = torch.Generator().manual_seed(0)
+    for max_yaw in (0.0, math.pi / 4):
+        pose = anny_model.random_pose(32, g, max_yaw=max_yaw)
+        assert torch.isfinite(pose).all()
+        root = axis_angle_to_matrix(pose[:, :3].double())
+        up = -root[:, :, 1]  # the body's up axis (its +y) in camera coordinates, y down
+        assert (torch.acos(up[:, 1].clamp(-1, 1)) <= 0.1 * math.sqrt(2) + 1e-6).all()  # tilt
+        facing = root[:, :, 2]  # the body's front (+z) in camera coordinates
+        yaw = torch.atan2(facing[:, 0], -facing[:, 2]).abs()
+        assert (yaw <= max_yaw + 0.15).all(), yaw.max()

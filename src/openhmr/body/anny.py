@@ -658,8 +658,12 @@ class Anny(BodyModel):
         yaw = (2 * u(n) - 1) * max_yaw
         tilt = (2 * u(n, 2) - 1) * 0.1
         zeros = torch.zeros(n, dtype=torch.float64)
+        # eps = 0 keeps the rotations exact; a zero angle (max_yaw=0) is the identity, not 0/0
+        eye = torch.eye(3, dtype=torch.float64)
         r_yaw = axis_angle_to_matrix(torch.stack([zeros, yaw, zeros], -1), eps=0.0)
+        r_yaw = torch.where((yaw == 0)[:, None, None], eye, r_yaw)
         r_tilt = axis_angle_to_matrix(torch.stack([tilt[:, 0], zeros, tilt[:, 1]], -1), eps=0.0)
+        r_tilt = torch.where((tilt == 0).all(-1)[:, None, None], eye, r_tilt)
         upright = axis_angle_to_matrix(torch.tensor([[math.pi, 0.0, 0.0]], dtype=torch.float64))
         pose[:, 0] = matrix_to_axis_angle(r_yaw @ r_tilt @ upright)
         return pose.reshape(n, -1).to(self.dtype)
