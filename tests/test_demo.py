@@ -1634,6 +1634,42 @@ def test_earlier_people_files_are_only_beside_their_json(tmp_path):
     assert not doc.exists() and all(p.is_file() for p in (inside, outside, sub, tmp_path / "x_person3.obj"))
 
 
+def test_a_json_can_list_only_openhmrs_own_names_for_removal(tmp_path):
+    """A result json (made or edited elsewhere) listing a user's files by
+    names that merely start with the input's name (``group.png`` as its
+    npz, ``group_notes.txt`` as its mesh): --overwrite removes the json and
+    the files it lists under the names openhmr gives them, never those. A
+    json whose ``files`` is not a mapping, or a FIFO of the json's name,
+    does not stop --skip-existing's check."""
+    import os
+
+    from openhmr.demo import earlier_people_files, finished_earlier
+    from openhmr.demo.outputs import earlier_alone_files
+
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = [out / "group.png", out / "group_notes.txt", out / "group_scene.txt"]
+    for path in mine + [out / "group.npz", out / "group_person1.obj"]:
+        path.write_text("mine")
+    alone = _person_json(out / "group.json", 1, {"npz": "group.png", "mesh": "group_notes.txt"})
+    doc = json.loads(alone.read_text())
+    doc.pop("person")
+    alone.write_text(json.dumps(doc))
+    assert earlier_alone_files(out, "group", "photo.png") == [alone]
+    _person_json(out / "group_person1.json", 1, {"npz": "group.png", "mesh": "group_person1.obj",
+                                                 "scene": "group_scene.txt", "views": "group_notes.txt"})
+    assert earlier_people_files(out, "group", 0, "photo.png") == [out / "group_person1.json",
+                                                                 out / "group_person1.obj"]
+    assert all(path.is_file() for path in mine)
+
+    doc["files"] = "group_views.png"
+    alone.write_text(json.dumps(doc))
+    assert finished_earlier(out, "group", "image", "photo.png", several=False, render=True) is False
+    alone.unlink()
+    os.mkfifo(alone)
+    assert finished_earlier(out, "group", "image", "photo.png", several=False, render=False) is False
+
+
 def test_box_overlap_is_intersection_over_union():
     """The follower's box overlap is IoU: 1 for a box with itself, 1/3 for two
     equal boxes overlapping by half (intersection 1, union 3 halves), 0 apart."""

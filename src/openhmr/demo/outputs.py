@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from openhmr.demo.options import MESH_FORMATS
 from openhmr.demo.report import warn
 from openhmr.errors import NPZ_READ_ERRORS, InputError
 from openhmr.io.output_paths import replacing
@@ -98,18 +99,25 @@ def _openhmr_npz(path: Path, person: int | None, source: str | None) -> bool:
         return False
 
 
+def _written_names(key: str, prefix: str) -> set[str]:
+    """The names openhmr gives the file ``key`` of a result json's ``files``
+    for outputs named ``prefix``: what such a json may list for removal."""
+    meshes = {f"{prefix}.{fmt}" for fmt in MESH_FORMATS}
+    return {"npz": {f"{prefix}.npz"}, "mesh": meshes, "scene": meshes, "views": {f"{prefix}_views.png"},
+            "overlay": {f"{prefix}_overlay.png"}}.get(key, set())
+
+
 def _listed(json_path: Path, doc: dict, prefixes: tuple[str, ...]) -> set[Path]:
-    """The files a result json lists under ``files`` beside itself whose
-    names are one of ``prefixes`` followed by '.' or '_'."""
+    """The files a result json lists under ``files`` beside itself, each by
+    a name openhmr gives that entry for one of ``prefixes`` (``<p>.npz``,
+    ``<p>.obj``, ``<p>_views.png``, …): a json edited or made elsewhere can
+    name no other file for ``--overwrite`` to remove."""
     files = doc.get("files")
     listed = files if isinstance(files, dict) else {}
     found = set()
-    for rel in listed.values():
-        if not isinstance(rel, str) or "/" in rel:
-            continue
-        for prefix in prefixes:
-            if rel.startswith(prefix) and rel[len(prefix):len(prefix) + 1] in (".", "_"):
-                found.add(json_path.parent / rel)
+    for key, rel in listed.items():
+        if isinstance(rel, str) and any(rel in _written_names(str(key), prefix) for prefix in prefixes):
+            found.add(json_path.parent / rel)
     return found
 
 
@@ -146,7 +154,9 @@ def earlier_people_files(out: Path, name: str, count: int, source: str | None = 
             scene = f"{Path(name).name}_scene"
             ours |= _listed(json_path, doc, (stem,))
             if count == 0:
-                ours |= {p for p in _listed(json_path, doc, (scene,)) if p.name.startswith(scene + ".")}
+                scene_file = doc["files"].get("scene") if isinstance(doc.get("files"), dict) else None
+                if isinstance(scene_file, str) and scene_file in _written_names("scene", scene):
+                    ours.add(json_path.parent / scene_file)
         if npz_path.is_file() and _openhmr_npz(npz_path, k, source):
             ours.add(npz_path)
         found += sorted(p for p in ours if p.is_file() and p not in found)
@@ -222,7 +232,8 @@ def finished_earlier(out: Path, name: str, kind: str, source: str, several: bool
         doc = read_openhmr_json(out / f"{stem}.json")
         if doc is None or doc.get("person") != person or not _same_input(doc.get("input"), source):
             return False
-        views = (doc.get("files") or {}).get("views")  # relative to the json's folder
+        files = doc.get("files")
+        views = files.get("views") if isinstance(files, dict) else None  # relative to the json's folder
         return not render or (isinstance(views, str) and (out / f"{stem}.json").parent.joinpath(views).is_file())
     npz = out / f"{stem}.npz"
     if not (npz.is_file() and _openhmr_npz(npz, person, source)):

@@ -216,7 +216,10 @@ def write_json(path: Path, pred: Prediction, files: dict[str, str | None]) -> No
 
 def read_openhmr_json(path: Path) -> dict[str, Any] | None:
     """The document of a prediction json openhmr wrote (its ``schema``), or
-    None for any other file, unreadable ones included."""
+    None for any other file, unreadable ones included (and anything but a
+    regular file: a FIFO of that name would block the read)."""
+    if not path.is_file():
+        return None
     try:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested too deep
