@@ -222,6 +222,10 @@ def test_read_openpose_errors(tmp_path):
     (tmp_path / "e.json").write_text("[" * 100_000)  # nested past Python's recursion limit
     with pytest.raises(InputError, match="cannot read OpenPose file .*maximum recursion depth"):
         read_openpose(tmp_path / "e.json")
+    values = ", ".join(["10" + "0" * 400] + ["1"] * 74)  # an integer past float's range
+    (tmp_path / "f.json").write_text('{"people": [{"pose_keypoints_2d": [' + values + ']}]}')
+    with pytest.raises(InputError, match="keypoints are not numbers"):
+        read_openpose(tmp_path / "f.json")
 
 
 def test_reference_openpose_file():

@@ -68,6 +68,40 @@ def test_cdf_reader_reads_the_written_pose(tmp_path):
         CDFFile(tmp_path / "short.cdf").read("Pose")
 
 
+def test_damaged_cdf_files_are_one_line_each(tmp_path):
+    """A cut-short file (a partial download), an index that loops back on
+    itself, a header declaring a billion records or a multi-file CDF: each a
+    CDFError, at once and without allocating what the header claims (they
+    were tracebacks, a hang and a 5 GiB allocation)."""
+    import time
+
+    pose = np.random.default_rng(0).normal(size=(7, 96))
+    write_cdf(tmp_path / "a.cdf", "Pose", pose)
+    data = (tmp_path / "a.cdf").read_bytes()
+    vxr_at = CDFFile(tmp_path / "a.cdf").variables["Pose"].vxr_head
+
+    def damaged(name: str, blob: bytes, match: str | None) -> None:
+        (tmp_path / name).write_bytes(blob)
+        start = time.monotonic()
+        with pytest.raises(CDFError, match=match):
+            CDFFile(tmp_path / name).read("Pose")
+        assert time.monotonic() - start < 2.0, name
+
+    for cut in range(len(data) - 1, 8, -97):
+        damaged("cut.cdf", data[:cut], None)
+    damaged("short_values.cdf", data[:-8], "cut short")
+    looping = bytearray(data)
+    struct.pack_into(">q", looping, vxr_at + 12, vxr_at)  # the VXR's next: itself
+    damaged("loop.cdf", bytes(looping), "loops")
+    huge = bytearray(data)
+    vdr_at = 8 + 312 + 84
+    struct.pack_into(">i", huge, vdr_at + 24, 10**9 - 1)  # MaxRec
+    damaged("huge.cdf", bytes(huge), "declares 1000000000 records")
+    multi = bytearray(data)
+    struct.pack_into(">i", multi, 8 + 32, 0b01)  # CDR flags: row-major, not single-file
+    damaged("multi.cdf", bytes(multi), "multi-file CDF")
+
+
 def test_cdf_reader_reads_row_and_column_major_files_alike(tmp_path):
     """A CDF file's majority (bit 0 of the CDR flags: 1 row-major, 0
     column-major) says how each record's values are laid out; the reader

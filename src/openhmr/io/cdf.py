@@ -28,8 +28,8 @@ variable's logical dimensions, whatever the file's majority; for H36M's
 
 from __future__ import annotations
 
-import gzip
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +46,10 @@ _MAGIC_V3 = 0xCDF30001
 _UNCOMPRESSED = 0x0000FFFF
 _COMPRESSED = 0xCCCC0001
 _GZIP = 5
+#: The most bytes one variable, or a whole decompressed file, may take in
+#: memory (H3.6M's pose files hold a few MB): a header declaring more is a
+#: damaged or hostile file, refused before anything is allocated.
+MAX_BYTES = 1 << 31
 
 # CDF data type -> numpy base type code and item size (None: character data).
 _DTYPES: dict[int, tuple[str, int]] = {
@@ -70,6 +74,8 @@ class Variable:
 
     Attributes:
         name: the variable name.
+        sparse_records: 0 for none, else the sparse-record mode (records not
+            stored are padded).
         is_z: z-variable (own dimensions) or r-variable (the file's).
         data_type: CDF data type code.
         num_elems: elements per value (string length for character data).
@@ -83,6 +89,7 @@ class Variable:
     """
 
     name: str
+    sparse_records: int
     is_z: bool
     data_type: int
     num_elems: int
@@ -132,6 +139,23 @@ class CDFFile:
         except struct.error:
             raise self._fail(f"truncated at byte {offset}") from None
 
+    def _gunzip(self, data: bytes, limit: int, what: str, exact: bool) -> bytes:
+        """GZIP ``data`` inflated to at most ``limit`` bytes (a bomb stops
+        there), its checksum verified when the stream ends there; with
+        ``exact``, a stream holding more than ``limit`` bytes is refused."""
+        try:
+            inflater = zlib.decompressobj(wbits=31)
+            out = inflater.decompress(data, limit)
+            if not inflater.eof:
+                more = inflater.decompress(inflater.unconsumed_tail, 1)
+                if more and exact:
+                    raise self._fail(f"the GZIP data of {what} holds more than its {limit} bytes")
+                if not more and not inflater.eof:
+                    raise self._fail(f"the GZIP data of {what} ends early")
+        except zlib.error as e:
+            raise self._fail(f"corrupt GZIP data in {what} ({e})") from None
+        return out
+
     def _decompress_file(self, data: bytes) -> bytes:
         if len(data) < 8:
             raise CDFError(f"{self.path} is too short to be a CDF file")
@@ -152,12 +176,12 @@ class CDFFile:
         ctype = self._unpack("i", cpr_offset + 12)[0]
         if ctype != _GZIP:
             raise CDFError(f"{self.path}: only GZIP-compressed CDF files are supported (type {ctype})")
-        payload = data[8 + 32: 8 + size]
-        try:
-            body = gzip.decompress(payload)
-        except (OSError, EOFError) as e:
-            raise self._fail(f"corrupt GZIP data ({e})") from None
-        return struct.pack(">II", _MAGIC_V3, _UNCOMPRESSED) + body[:usize]
+        if not 0 < usize <= MAX_BYTES:
+            raise self._fail(f"the compressed file declares {usize} bytes uncompressed")
+        body = self._gunzip(data[8 + 32: 8 + size], usize, "the file", exact=True)
+        if len(body) < usize:
+            raise self._fail(f"the compressed file holds {len(body)} of its {usize} bytes")
+        return struct.pack(">II", _MAGIC_V3, _UNCOMPRESSED) + body
 
     def _parse_header(self) -> None:
         size, rtype, gdr, _version, _release, encoding, flags = self._unpack("qiqiiii", 8)
@@ -167,6 +191,9 @@ class CDFFile:
             raise CDFError(f"{self.path}: data encoding {encoding} is not supported (VAX or unknown)")
         self.byte_order = _ENCODINGS[encoding]
         self.row_major = bool(flags & 1)
+        if not flags & 2:
+            raise CDFError(f"{self.path} is a multi-file CDF (its values in .v0, .z0, … files); "
+                           "only single-file CDFs are supported")
         gsize, gtype, rvdr, zvdr = self._unpack("qiqq", gdr)
         if gtype != 2:
             raise self._fail("no global descriptor record")
@@ -185,6 +212,7 @@ class CDFFile:
         at = offset + 8 + 4 + 8 + 4 + 4 + 8 + 8 + 4
         s_records = self._unpack("i", at)[0]
         num_elems = self._unpack("i", at + 16)[0]
+        cpr = self._unpack("q", at + 24)[0]
         name_at = at + 16 + 8 + 8 + 4
         name = bytes(self._buf[name_at:name_at + 256]).split(b"\0", 1)[0].decode("ascii", "replace")
         at = name_at + 256
@@ -198,13 +226,20 @@ class CDFFile:
         at += 4 * len(dims)
         if dtype not in _DTYPES:
             raise CDFError(f"{self.path}: variable {name!r} has unsupported data type {dtype}")
+        if num_elems < 1 or any(d < 0 for d in dims):
+            raise self._fail(f"variable {name!r} declares {num_elems} elements of dimensions {list(dims)}")
+        if flags & 4:  # compressed values: the CPR names the method
+            method = self._unpack("i", cpr + 12)[0]
+            if method != _GZIP:
+                raise CDFError(f"{self.path}: variable {name!r} is compressed with method {method}; "
+                               "only GZIP is supported")
         pad = None
         if flags & 2:
             pad = bytes(self._buf[at:at + _DTYPES[dtype][1] * num_elems])
         if s_records not in (0, 1, 2):
             raise CDFError(f"{self.path}: variable {name!r} uses an unknown sparse-record mode")
         var = Variable(
-            name=name, is_z=is_z, data_type=dtype, num_elems=num_elems, max_record=max_rec,
+            name=name, sparse_records=s_records, is_z=is_z, data_type=dtype, num_elems=num_elems, max_record=max_rec,
             dims=dims, dim_varys=varys, record_varys=bool(flags & 1),
             compressed=bool(flags & 4), vxr_head=vxr_head, pad=pad,
         )
@@ -216,12 +251,18 @@ class CDFFile:
             return np.dtype(f"S{var.num_elems}")
         return np.dtype(f"{self.byte_order}{kind}{size}")
 
-    def _collect_blocks(self, vxr: int, out: list[tuple[int, int, int]]) -> None:
+    def _collect_blocks(self, vxr: int, out: list[tuple[int, int, int]], seen: set[int] | None = None) -> None:
         """Append (first record, last record, value-record offset) of a VXR tree."""
+        seen = set() if seen is None else seen
         while vxr:
+            if vxr in seen:  # a list or tree that loops back: a damaged file
+                raise self._fail(f"the variable index at byte {vxr} loops")
+            seen.add(vxr)
             _size, rtype, nxt, n_entries, n_used = self._unpack("qiqii", vxr)
             if rtype != 6:
                 raise self._fail(f"expected a variable index record at byte {vxr}")
+            if not 0 <= n_used <= n_entries:
+                raise self._fail(f"the variable index at byte {vxr} uses {n_used} of {n_entries} entries")
             at = vxr + 28
             firsts = self._unpack(f"{n_entries}i", at)
             lasts = self._unpack(f"{n_entries}i", at + 4 * n_entries)
@@ -229,22 +270,26 @@ class CDFFile:
             for i in range(n_used):
                 child_type = self._unpack("i", offsets[i] + 8)[0]
                 if child_type == 6:
-                    self._collect_blocks(offsets[i], out)
+                    self._collect_blocks(offsets[i], out, seen)
                 else:
                     out.append((firsts[i], lasts[i], offsets[i]))
             vxr = nxt
 
-    def _block_bytes(self, offset: int, var: Variable) -> bytes:
+    def _block_bytes(self, offset: int, var: Variable, needed: int) -> bytes:
+        """The value bytes of a VVR or CVVR: at least ``needed``, or CDFError."""
         size, rtype = self._unpack("qi", offset)
         if rtype == 7:  # VVR: the values follow the 12-byte header
-            return bytes(self._buf[offset + 12: offset + size])
-        if rtype == 13:  # CVVR: rfuA (i), cSize (q), then compressed values
+            raw = bytes(self._buf[offset + 12: offset + size])
+        elif rtype == 13:  # CVVR: rfuA (i), cSize (q), then compressed values
             csize = self._unpack("q", offset + 16)[0]
-            try:
-                return gzip.decompress(bytes(self._buf[offset + 24: offset + 24 + csize]))
-            except (OSError, EOFError) as e:
-                raise self._fail(f"corrupt compressed values of {var.name!r} ({e})") from None
-        raise self._fail(f"expected a value record at byte {offset}")
+            raw = self._gunzip(bytes(self._buf[offset + 24: offset + 24 + csize]), needed,
+                               f"the values of {var.name!r}", exact=False)
+        else:
+            raise self._fail(f"expected a value record at byte {offset}")
+        if len(raw) < needed:
+            raise self._fail(f"the value record of {var.name!r} at byte {offset} holds {len(raw)} of "
+                             f"its {needed} bytes (cut short?)")
+        return raw
 
     # -- public ---------------------------------------------------------
 
@@ -268,14 +313,29 @@ class CDFFile:
             fill = np.frombuffer(var.pad[:dtype.itemsize], dtype=dtype)[0]
         else:
             fill = np.zeros((), dtype=dtype)
-        values = np.full((n_records, per_record), fill, dtype=dtype)
+        if n_records * per_record * dtype.itemsize > MAX_BYTES:
+            raise self._fail(f"variable {var.name!r} declares {n_records} records of {per_record} values, "
+                             "more than openhmr reads")
         blocks: list[tuple[int, int, int]] = []
         self._collect_blocks(var.vxr_head, blocks)
+        stored = 0
         for first, last, offset in blocks:
-            raw = self._block_bytes(offset, var)
-            if var.compressed and len(raw) < (last - first + 1) * per_record * dtype.itemsize:
-                raise self._fail(f"short value record for {var.name!r}")
             count = last - first + 1
+            if first < 0 or count < 1:
+                raise self._fail(f"variable {var.name!r} indexes records {first}..{last}")
+            size, rtype = self._unpack("qi", offset)
+            if rtype == 7 and size - 12 < count * per_record * dtype.itemsize:
+                raise self._fail(f"the value record of {var.name!r} at byte {offset} is shorter than "
+                                 f"its {count} records (cut short?)")
+            stored += count
+        # Every record must be stored, but in a sparse-record variable (padded):
+        # the array is then no larger than the values the file holds.
+        if stored < n_records and not var.sparse_records:
+            raise self._fail(f"variable {var.name!r} declares {n_records} records and stores {stored}")
+        values = np.full((n_records, per_record), fill, dtype=dtype)
+        for first, last, offset in blocks:
+            count = last - first + 1
+            raw = self._block_bytes(offset, var, count * per_record * dtype.itemsize)
             block = np.frombuffer(raw, dtype=dtype, count=count * per_record)
             stop = min(last + 1, n_records)
             values[first:stop] = block.reshape(count, per_record)[: stop - first]

@@ -73,7 +73,7 @@ def read_openpose_people(path: str | Path, conf_threshold: float = 0.2) -> list[
             )
         try:
             kp = np.asarray(values, dtype=np.float64).reshape(-1, 3)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past float's range
             raise InputError(f"{path}: keypoints are not numbers") from None
         confident = kp[:, 2] > conf_threshold
         if confident.any():
