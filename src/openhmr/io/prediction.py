@@ -245,6 +245,9 @@ def prediction_arrays(pred: Prediction) -> dict[str, np.ndarray]:
         "crop_box": np.asarray(pred.crop.box), "crop_center": pred.center,
         "crop_scale": np.array([pred.crop.scale_x, pred.crop.scale_y]),
         "crop_start": np.asarray(pred.crop.start),
+        "crop_requested_scale": np.array(pred.crop.requested_scale),
+        "crop_size": np.array(int(pred.crop.crop_size)),
+        "crop_scaled_size": np.asarray(pred.crop.scaled_size),
         "focal": pred.focal, "principal_point": pred.principal_point,
         "translation": pred.translation, "image_size": np.asarray(pred.image_size),
     }
