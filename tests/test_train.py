@@ -994,6 +994,11 @@ def test_training_panel_draws_only_visible_ground_truth_points():
     crop = panel[:, :size]
     assert np.all(crop[5:12, 5:12] == 127), crop[5:12, 5:12, 1]
     assert tuple(crop[24, 24]) == GT_COLOUR
+    # A label at 20.9 lies in pixel 20 (pixel i covers [i, i + 1)); rounding drew it in 21.
+    x = 20.9 / size * 2 - 1
+    panel = training_panel(images, torch.tensor([[[x, x, 1.0]]]), torch.tensor([[[0.0, 0.0]]]))
+    marked = np.argwhere(np.all(panel[:, :size] == GT_COLOUR, axis=-1))
+    assert marked.mean(0).tolist() == [20.0, 20.0], marked
 
 
 def test_smpl_labels_flipped_for_another_body_are_dropped_not_fatal():
@@ -1024,3 +1029,50 @@ def test_smpl_labels_flipped_for_another_body_are_dropped_not_fatal():
     smpl_queue = MemoryQueue([sample], AugmentConfig(crop_size=32, trans_max=0, flip_prob=1.0), seed=0)
     item = smpl_queue.take(1)[0]
     assert item["has_smpl"] and item["flipped"]
+
+
+def test_a_resumed_run_logs_each_step_once(smpl_npz, tmp_path):
+    """Steps an interrupted run logged after its last checkpoint are logged
+    again by the resumed run: TensorBoard is told to drop the first ones
+    (purge_step), so each step shows once ([1, 2, 3, 3, 4] before)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = small_config(smpl_npz, max_steps=4, checkpoint_every=2, log_every=1, tensorboard=True)
+    first = Trainer(cfg, tmp_path / "run")
+    first.run(until=3, progress=False)  # checkpoint at 2, logged up to 3, then stopped
+    first.close(completed=False)
+    resumed = Trainer(cfg, tmp_path / "run", resume=True)
+    resumed.run(progress=False)
+    resumed.close()
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss/kp_loss")] == [1, 2, 3, 4]
+
+
+def test_files_that_are_no_checkpoints_and_odd_configs_are_one_line(smpl_npz, tmp_path):
+    """A torch file in checkpoints/ that is not a checkpoint (a list, a bare
+    state dict, ranks that do not match), and a YAML config with a key that
+    is not text, are one line each (tracebacks before)."""
+    from openhmr.training.checkpoint import CheckpointError, load_checkpoint
+
+    for name, obj in (("list.pt", [1, 2]), ("state.pt", {"a": torch.zeros(2)}),
+                      ("ranks.pt", {"step": 1, "model": {}, "e_opt": {}, "world_size": 1, "ranks": []})):
+        torch.save(obj, tmp_path / name)
+        with pytest.raises(CheckpointError, match="not an openhmr training checkpoint"):
+            load_checkpoint(tmp_path / name)
+    (tmp_path / "cfg.yaml").write_text("1: 2\nyes: 3\n")
+    with pytest.raises(ConfigError, match="unknown training option.*1"):
+        TrainConfig.load(tmp_path / "cfg.yaml")
+
+
+def test_a_new_run_that_cannot_start_leaves_no_config_behind(smpl_npz, tmp_path):
+    """TensorBoard's folder taken by a file: the new run fails, and takes its
+    config.yaml back, so the same command is not refused afterwards as a
+    folder holding another run."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "tensorboard").write_text("a file of yours")
+    cfg = small_config(smpl_npz, tensorboard=True)
+    with pytest.raises(OSError):
+        Trainer(cfg, run)
+    assert sorted(p.name for p in run.iterdir()) == ["tensorboard"]

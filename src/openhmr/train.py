@@ -338,7 +338,12 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             cfg.save(self.run_dir / CONFIG_FILE)
             self.made.append(self.run_dir / CONFIG_FILE)
-        self.monitor = RunMonitor(self.run_dir / "tensorboard", cfg.tensorboard and self.dist.is_main)
+        try:
+            self.monitor = RunMonitor(self.run_dir / "tensorboard", cfg.tensorboard and self.dist.is_main,
+                                      purge_step=self.step + 1 if resume else None)
+        except Exception:
+            self._take_back()  # a new run that cannot start leaves nothing that refuses the same command
+            raise
         if not resume and self.dist.is_main and (self.run_dir / "tensorboard").is_dir():
             self.made += sorted(set((self.run_dir / "tensorboard").iterdir()) - before)
 
@@ -543,6 +548,10 @@ class Trainer:
         if completed or not self.made or list_checkpoints(self.run_dir) or (
                 self.run_dir / FINAL_WEIGHTS).exists():
             return []
+        return self._take_back()
+
+    def _take_back(self) -> list[Path]:
+        """Remove what this new run wrote (:attr:`made`); the paths removed."""
         removed = []
         for path in reversed(self.made):  # files before the folders that hold them
             if path.is_dir():

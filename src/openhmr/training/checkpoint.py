@@ -68,9 +68,24 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
             tmp.unlink()
 
 
+#: What every checkpoint openhmr writes holds.
+CHECKPOINT_KEYS = ("step", "model", "e_opt", "world_size", "ranks")
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint :meth:`openhmr.train.Trainer.save` wrote, as plain data.
+
+    Raises:
+        CheckpointError: unreadable, damaged, or a torch file that is not
+            such a checkpoint.
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb"):  # a file it may not read is that, not a damaged one
+            pass
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
         # torch's own messages run to several lines of advice on weights_only,
         # which does not apply: a checkpoint openhmr wrote loads with it.
@@ -85,6 +100,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         else:
             reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
         raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing or not isinstance(state["ranks"], list) or len(state["ranks"]) != state["world_size"]:
+        raise CheckpointError(f"{path} is a torch file but not an openhmr training checkpoint"
+                              + (f" (no {', '.join(missing)})" if missing else " (its ranks do not match)"))
+    return state
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:

@@ -217,7 +217,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(map(str, set(values) - known))  # YAML keys may be numbers or booleans
         if unknown:
             raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
         try:

@@ -27,7 +27,9 @@ RENDER_FOCAL = 500.0  # HMR's demo camera at a 224 crop
 class RunMonitor:
     """Writes TensorBoard events under ``log_dir`` (no-op when disabled or unavailable)."""
 
-    def __init__(self, log_dir: Path, enabled: bool = True) -> None:
+    def __init__(self, log_dir: Path, enabled: bool = True, purge_step: int | None = None) -> None:
+        """``purge_step``: a resumed run's first step; events an interrupted
+        run logged from there on are hidden, so no step shows twice."""
         self.writer = None
         if not enabled:
             return
@@ -36,7 +38,7 @@ class RunMonitor:
         except ImportError:
             warnings.warn("tensorboard is not installed: training runs without TensorBoard logs", stacklevel=2)
             return
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         if self.writer is None:
@@ -57,9 +59,13 @@ def _draw_points(image: np.ndarray, points: np.ndarray, colour: tuple[int, int, 
     import cv2
 
     radius = max(1, image.shape[0] // 112)
+    size = max(image.shape[:2])
     for x, y in points:
         if np.isfinite(x) and np.isfinite(y):
-            cv2.circle(image, (int(round(float(x))), int(round(float(y)))), radius, colour, -1, lineType=cv2.LINE_AA)
+            # Pixel i covers [i, i + 1): a point lies in pixel floor(x). Far-off
+            # predictions (early training) are kept within cv2's int range.
+            col, row = (int(np.clip(np.floor(v), -size, 2 * size)) for v in (x, y))
+            cv2.circle(image, (col, row), radius, colour, -1, lineType=cv2.LINE_AA)
 
 
 @torch.no_grad()
