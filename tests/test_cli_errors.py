@@ -69,6 +69,12 @@ def test_replacing_keeps_permissions_and_links(tmp_path):
     assert link.is_symlink() and target.read_text() == "new"
     dangling = tmp_path / "dangling.obj"
     dangling.symlink_to(tmp_path / "nowhere" / "deep" / "x.obj")
+    with pytest.raises(InputError, match="exists; pass --overwrite"):  # a link of yours, even to nothing
+        check_output_file(dangling, overwrite=False)
+    from openhmr.demo.outputs import check_free
+
+    with pytest.raises(InputError, match="already exists"):
+        check_free({"mesh": dangling}, overwrite=False)
     with replacing(dangling) as tmp:  # a link to nothing is replaced, no folder made for it
         tmp.write_text("new")
     assert not dangling.is_symlink() and dangling.read_text() == "new" and not (tmp_path / "nowhere").exists()

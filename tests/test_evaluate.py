@@ -101,6 +101,16 @@ def test_damaged_cdf_files_are_one_line_each(tmp_path):
     struct.pack_into(">i", multi, 8 + 32, 0b01)  # CDR flags: row-major, not single-file
     damaged("multi.cdf", bytes(multi), "multi-file CDF")
 
+    # Compressed with RLE (method 1): refused when that variable is read, not
+    # when the file is opened (its other variables stay readable).
+    rle = bytearray(data)
+    struct.pack_into(">i", rle, vdr_at + 44, struct.unpack_from(">i", rle, vdr_at + 44)[0] | 4)
+    struct.pack_into(">q", rle, vdr_at + 72, len(data))  # its CPR, appended: size, type 11, method 1
+    (tmp_path / "rle.cdf").write_bytes(bytes(rle) + struct.pack(">qiii", 24, 11, 1, 0) + bytes(4))
+    cdf = CDFFile(tmp_path / "rle.cdf")
+    with pytest.raises(CDFError, match="compressed with method 1; only GZIP"):
+        cdf.read("Pose")
+
 
 def test_cdf_reader_reads_row_and_column_major_files_alike(tmp_path):
     """A CDF file's majority (bit 0 of the CDR flags: 1 row-major, 0

@@ -3,6 +3,7 @@ the pictures (the overlay and the original demo's six-panel figure)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -250,7 +251,7 @@ def check_free(paths: dict[str, Path], overwrite: bool) -> None:
     """InputError naming the first of ``paths`` that exists, unless ``overwrite``."""
     if overwrite:
         return
-    existing = [p for p in paths.values() if p.exists()]
+    existing = [p for p in paths.values() if os.path.lexists(p)]  # a link to nothing is there too
     if existing:
         raise InputError(f"{existing[0]} already exists (pass --overwrite to replace it)")
 

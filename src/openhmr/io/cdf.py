@@ -86,6 +86,7 @@ class Variable:
         compressed: whether its value records are compressed (CVVR).
         vxr_head: file offset of its first variable index record.
         pad: pad value bytes, or None.
+        cpr: file offset of its compression parameters (when compressed).
     """
 
     name: str
@@ -100,6 +101,7 @@ class Variable:
     compressed: bool
     vxr_head: int
     pad: bytes | None
+    cpr: int = 0
 
 
 class CDFFile:
@@ -228,11 +230,6 @@ class CDFFile:
             raise CDFError(f"{self.path}: variable {name!r} has unsupported data type {dtype}")
         if num_elems < 1 or any(d < 0 for d in dims):
             raise self._fail(f"variable {name!r} declares {num_elems} elements of dimensions {list(dims)}")
-        if flags & 4:  # compressed values: the CPR names the method
-            method = self._unpack("i", cpr + 12)[0]
-            if method != _GZIP:
-                raise CDFError(f"{self.path}: variable {name!r} is compressed with method {method}; "
-                               "only GZIP is supported")
         pad = None
         if flags & 2:
             pad = bytes(self._buf[at:at + _DTYPES[dtype][1] * num_elems])
@@ -241,7 +238,7 @@ class CDFFile:
         var = Variable(
             name=name, sparse_records=s_records, is_z=is_z, data_type=dtype, num_elems=num_elems, max_record=max_rec,
             dims=dims, dim_varys=varys, record_varys=bool(flags & 1),
-            compressed=bool(flags & 4), vxr_head=vxr_head, pad=pad,
+            compressed=bool(flags & 4), vxr_head=vxr_head, pad=pad, cpr=cpr,
         )
         return var, nxt
 
@@ -303,6 +300,11 @@ class CDFFile:
             known = ", ".join(self.variables) or "none"
             raise CDFError(f"{self.path} has no variable {name!r} (variables: {known})")
         var = self.variables[name]
+        if var.compressed:  # the CPR names the method; only this variable's matters
+            method = self._unpack("i", var.cpr + 12)[0]
+            if method != _GZIP:
+                raise CDFError(f"{self.path}: variable {name!r} is compressed with method {method}; "
+                               "only GZIP is supported")
         dtype = self._value_dtype(var)
         stored_dims = tuple(d for d, v in zip(var.dims, var.dim_varys) if v)
         per_record = int(np.prod(stored_dims, dtype=np.int64)) if stored_dims else 1

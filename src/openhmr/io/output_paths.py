@@ -69,7 +69,7 @@ def check_output_file(path: Path, overwrite: bool, option: str = "output",
     for given in inputs:
         if path.exists() and Path(given).exists() and path.samefile(given):
             raise InputError(f"{option} {path} is an input of this command; write to another file")
-    if path.exists() and not overwrite:
+    if os.path.lexists(path) and not overwrite:  # a link to nothing is there too
         raise InputError(f"{path} exists; pass --overwrite to replace it")
     existing = _nearest_existing(written_path(path).parent)
     if not existing.is_dir():
