@@ -866,3 +866,9 @@ def test_progress_counts_files_once_fitted(smpl_npz, tmp_path, capsys, monkeypat
                                       fit_config=QUICK))
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("keypoint files:")]
     assert not any("3/3" in line for line in lines), lines
+    with pytest.raises(KeyboardInterrupt):  # the demo's photos alike
+        run_demo(DemoOptions([str(tmp_path / f"photo{i}.png") for i in range(2)], out=tmp_path / "demo_stopped",
+                             method="fit", smpl=smpl_npz, openpose=Path(files[0]), fit_config=QUICK,
+                             render=False))
+    counts = [line.split()[1] for line in capsys.readouterr().err.splitlines() if line.startswith("images:")]
+    assert "2/2" not in counts, counts
