@@ -536,3 +536,11 @@ def test_random_pose_stands_upright_within_its_yaw(anny_model: Anny) -> None:
         facing = root[:, :, 2]  # the body's front (+z) in camera coordinates
         yaw = torch.atan2(facing[:, 0], -facing[:, 2]).abs()
         assert (yaw <= max_yaw + 0.15).all(), yaw.max()
+
+
+def test_random_draws_of_no_body_are_empty(anny_model: Anny) -> None:
+    """n = 0 gives (0, 3·J) poses and (0, 6) shapes (the pose's reshape used
+    to fail on an unknown width)."""
+    g = torch.Generator().manual_seed(0)
+    assert anny_model.random_pose(0, g).shape == (0, anny_model.pose_size)
+    assert anny_model.random_shape(0, g).shape == (0, anny_model.num_betas)

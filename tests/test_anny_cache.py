@@ -158,3 +158,29 @@ def test_a_damaged_cache_is_one_line_saying_what_to_delete(tmp_path: Path, monke
                        r"header.*\); delete .*cache/v\d+ and run again") as info:
         body_anny.get_anny()
     assert "\n" not in str(info.value)
+
+
+def test_a_cache_that_cannot_be_written_is_not_called_damaged(tmp_path: Path, monkeypatch) -> None:
+    """safetensors reports a failed write (a read-only folder, a full disk)
+    as its own error, not OSError: deleting the folder, as the damaged-cache
+    message says, would not help, so the message names the write."""
+    import anny
+    import anny.paths
+
+    from openhmr.body import anny as body_anny
+
+    class SafetensorError(Exception):  # the name safetensors' Rust error has
+        pass
+
+    def full_disk(skinning_method: str) -> None:
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28) "
+                              'at path "/x/v14/.tmpAbc"')
+
+    monkeypatch.setattr(anny, "Anny", full_disk)
+    monkeypatch.setattr(body_anny, "_ANNY_MODELS", {})
+    monkeypatch.setattr(anny.paths, "_ANNY_CACHE_DIR", [anny.paths.get_anny_cache_path()])
+    monkeypatch.setenv("ANNY_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(body_anny.AnnyError, match=r"cannot write the Anny model cache in .*cache \(Error while "
+                       r"serializing: .*No space left on device.*\); make it writable or free space") as info:
+        body_anny.get_anny()
+    assert "damaged" not in str(info.value) and "\n" not in str(info.value)

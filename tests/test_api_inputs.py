@@ -145,6 +145,11 @@ def test_fit_inputs(smpl):
                           r"the initial cam must be \(B, 3\) for the 1 people")):
         with pytest.raises(InputError, match=message):
             fit(smpl, kp2, "lsp14", init=bad, config=quick)
+    # One person's shape given for two people used to be cut in halves, one per person.
+    two = torch.cat([kp2, kp2])
+    for betas in (torch.zeros(1, 10), torch.zeros(10), torch.zeros(4, 5)):
+        with pytest.raises(InputError, match=r"the previous betas must have one row per person \(2\)"):
+            fit(smpl, two, "lsp14", previous=FitInit(torch.zeros(2, 3), torch.zeros(2, 72), betas), config=quick)
     with pytest.raises(InputError, match="the previous pose holds NaN"):
         fit(smpl, kp2, "lsp14", previous=FitInit(start.cam, torch.full((1, 72), float("nan")), start.betas),
             config=quick)
@@ -158,6 +163,25 @@ def test_fit_inputs(smpl):
         fit(smpl, image_pixels, "lsp14", config=quick)
     fit(smpl, image_pixels, "lsp14", camera="perspective", focal=4000.0, principal_point=(2000, 1500),
         config=quick)  # the photo's own pinhole takes them
+    # 3D keypoints are checked as the 2D ones: an unknown set, percentages,
+    # and a non-finite confidence counting as missing (it made the person's
+    # energy infinite, so that fit never moved from its start).
+    with pytest.raises(InputError, match="unknown keypoint set 'body_25'"):
+        fit(smpl, kp2, "lsp14", keypoints3d=kp3, keypoints3d_set="body_25", config=quick)
+    in_percent = kp3.clone()
+    in_percent[..., 3] *= 100
+    with pytest.raises(InputError, match="3D keypoint confidences must lie in \\[0, 1\\], got up to 100"):
+        fit(smpl, kp2, "lsp14", keypoints3d=in_percent, config=quick)
+    infinite, dropped = kp3.clone(), kp3.clone()
+    infinite[0, 3, 3], dropped[0, 3, 3] = float("inf"), 0.0
+    fit_inf = fit(smpl, kp2, "lsp14", keypoints3d=infinite, config=quick)
+    fit_dropped = fit(smpl, kp2, "lsp14", keypoints3d=dropped, config=quick)
+    assert torch.isfinite(fit_inf.losses["3d"]).all()
+    torch.testing.assert_close(fit_inf.pose, fit_dropped.pose, rtol=0, atol=0)
+    with pytest.raises(InputError, match=r"keypoints2d hold no person \(B = 0\)"):
+        fit(smpl, kp2[:0], "lsp14", config=quick)
+    with pytest.raises(InputError, match="told_prior_exponent must be a number ≥ 1, got None"):
+        fit(smpl, kp2, "lsp14", noise_px=2.0, config=FitConfig(**{**quick.__dict__, "told_prior_exponent": None}))
     percent = kp2.clone()
     percent[..., 2] *= 100
     with pytest.raises(InputError, match="confidences must lie in \\[0, 1\\], got up to 100"):

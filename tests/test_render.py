@@ -269,6 +269,29 @@ def test_chunking_does_not_change_the_result() -> None:
     assert torch.equal(whole.depth, chunked.depth)
 
 
+def test_a_triangle_larger_than_the_chunk_is_drawn_in_bands_alike() -> None:
+    """A background quad (two triangles of ~5,000 pixels each) under a bound of
+    300 (triangle, pixel) pairs is taken a few rows at a time: the same image."""
+    quad = torch.tensor([[-1.0, -1.0, 5.0], [101.0, -1.0, 5.0], [101.0, 91.0, 5.0], [-1.0, 91.0, 5.0]])
+    v, f = uv_sphere(24, 16)
+    sphere = project_vertices((v * 0.5 + torch.tensor([0.0, 0.0, 2.0]))[None], 80.0, (50.0, 45.0))[0]
+    verts = torch.cat([quad, sphere])[None]
+    faces = torch.cat([torch.tensor([[0, 1, 2], [0, 2, 3]]), f + 4])
+    whole = rasterize(verts, faces, 90, 100)
+    banded = rasterize(verts, faces, 90, 100, max_candidates=300)
+    assert bool(whole.mask.all())
+    assert torch.equal(whole.face_index, banded.face_index)
+    assert torch.equal(whole.depth, banded.depth)
+
+
+def test_an_image_of_two_million_rows_keeps_its_last_row() -> None:
+    """float32's log2(2^21 + 1) rounds to 21: the triangle's tile was 2^21 rows
+    tall, one short of the rows it spans."""
+    height = 2**21 + 1
+    v = torch.tensor([[[-1.0, -1.0, 1.0], [3.0, -1.0, 1.0], [-1.0, 2.0 * height + 2, 1.0]]])
+    assert bool(rasterize(v, torch.tensor([[0, 1, 2]]), height, 1).mask.all())
+
+
 def test_triangles_behind_the_camera_are_skipped() -> None:
     v, f = _quad(-0.5, 0.5, -0.5, 0.5, 2.0)
     v[1, 2] = -1.0  # the first triangle (0, 1, 2) straddles the camera plane

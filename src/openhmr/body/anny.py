@@ -285,6 +285,11 @@ def get_anny(skinning_method: str = "lbs") -> "anny_pkg.Anny":
     except Exception as exc:  # noqa: BLE001 - safetensors' and anny's own errors for a damaged cache file
         if type(exc).__name__ not in ("SafetensorError", "ValueError", "JSONDecodeError", "EOFError"):
             raise
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        if type(exc).__name__ == "SafetensorError" and "Error while serializing" in first_line:
+            # safetensors reports a failed write (read-only folder, full disk) as its own error
+            raise AnnyError(f"cannot write the Anny model cache in {cache_dir} ({first_line}); make it "
+                            "writable or free space there, or set ANNY_CACHE_DIR to another folder") from None
         raise AnnyError(f"the Anny model cache in {cache_dir} is damaged ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0] if str(exc) else ''}); delete {built} and run again "
                         "(it is built anew, ~15 s)") from None
@@ -642,7 +647,8 @@ class Anny(BodyModel):
         """(n, 3·J) random plausible poses, upright and roughly facing +z in
         camera coordinates (root = R_y(yaw)·R_x(π) with |yaw| ≤ ``max_yaw``,
         plus up to ±0.1 rad of tilt); other joints uniform in
-        :data:`POSE_RANGES` (elbows: flexion about their hinge axis)."""
+        :data:`POSE_RANGES` (elbows: flexion about their hinge axis). Drawn on
+        the CPU (the same draws on any device), returned on the model's."""
         u = lambda *shape: torch.rand(*shape, generator=generator, dtype=torch.float64)
         pose = torch.zeros(n, self.num_joints, 3, dtype=torch.float64)
         for j, name in enumerate(JOINT_NAMES[1:], start=1):
@@ -651,7 +657,7 @@ class Anny(BodyModel):
             lo, hi = (torch.tensor(x, dtype=torch.float64) for x in POSE_RANGES[key])
             value = lo + (hi - lo) * u(n, 3)
             if key == "left_elbow":
-                value = value[:, :1] * self._bend_axes[j].to(torch.float64)
+                value = value[:, :1] * self._bend_axes[j].to("cpu", torch.float64)
             elif side:
                 value = value * torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64)
             pose[:, j] = value
@@ -666,7 +672,7 @@ class Anny(BodyModel):
         r_tilt = torch.where((tilt == 0).all(-1)[:, None, None], eye, r_tilt)
         upright = axis_angle_to_matrix(torch.tensor([[math.pi, 0.0, 0.0]], dtype=torch.float64))
         pose[:, 0] = matrix_to_axis_angle(r_yaw @ r_tilt @ upright)
-        return pose.reshape(n, -1).to(self.dtype)
+        return pose.reshape(n, self.pose_size).to(self._to_smpl)
 
     def _shape_half_widths(self, spread: float = SHAPE_SPREAD) -> Tensor:
         """(6,) float64: how far :meth:`random_shape` draws each phenotype
@@ -679,10 +685,10 @@ class Anny(BodyModel):
                      spread: float = SHAPE_SPREAD) -> Tensor:
         """(n, 6) random adult shapes: each phenotype uniform within ±``spread``
         of neutral (age within ±:data:`AGE_SPREAD`, to stay adult), inside
-        Anny's range."""
+        Anny's range. Drawn on the CPU, returned on the model's device."""
         u = torch.rand(n, self.num_betas, generator=generator, dtype=torch.float64)
-        low, high = (x.to(torch.float64) for x in self.shape_range)
-        return ((2 * u - 1) * self._shape_half_widths(spread)).clamp(low, high).to(self.dtype)
+        low, high = (x.to("cpu", torch.float64) for x in self.shape_range)
+        return ((2 * u - 1) * self._shape_half_widths(spread)).clamp(low, high).to(self._to_smpl)
 
     def shape_prior(self, betas: Tensor, exponent: float = 2.0) -> Tensor:
         """Negative log of the shape prior (up to a constant), per body.

@@ -172,8 +172,9 @@ def _check_config(cfg: FitConfig) -> None:
         raise InputError(f"upright_sigma must be a positive angle in radians, got {cfg.upright_sigma}")
     for name in ("told_prior_exponent", "told_shape_exponent", "shape_prior_exponent"):
         value = getattr(cfg, name)
-        # |x|^p below p = 1 has an infinite slope at 0, where every fit starts
-        if value is not None and not (real(value) and value >= 1):
+        # |x|^p below p = 1 has an infinite slope at 0, where every fit starts;
+        # only the shape's exponents have a meaning for None (λ_β‖β‖²)
+        if (value is not None or name == "told_prior_exponent") and not (real(value) and value >= 1):
             raise InputError(f"{name} must be a number ≥ 1, got {value}")
 
 
@@ -188,6 +189,13 @@ def _check_start(start: FitInit, what: str, batch: int) -> None:
             raise InputError(f"the {what} {name} holds NaN or infinite values")
     if start.cam.numel() != 3 * batch:
         raise InputError(f"the {what} cam must be (B, 3) for the {batch} people, got {tuple(start.cam.shape)}")
+    for name in ("pose", "betas"):
+        # one person's values must not be cut into several people's
+        value = getattr(start, name)
+        rows = value.shape[0] if value.ndim >= 2 else 1
+        if value.ndim == 0 or rows != batch:
+            raise InputError(f"the {what} {name} must have one row per person ({batch}),"
+                             f" got {tuple(value.shape)}")
 
 
 def _pose_and_shape(start: FitInit, what: str, body_model: BodyModel, batch: int,

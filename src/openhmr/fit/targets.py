@@ -132,6 +132,8 @@ def read_targets(body_model: BodyModel, keypoints2d: Tensor | np.ndarray, keypoi
         raise InputError(
             f"keypoints2d must be (B, {len(input_set)}, 3) for set {keypoint_set!r}, "
             f"got {tuple(kp2d.shape)}")
+    if kp2d.shape[0] == 0:
+        raise InputError("keypoints2d hold no person (B = 0): there is nobody to fit")
     finite = torch.isfinite(kp2d).all(-1)
     kp2d = torch.where(finite[..., None], kp2d, torch.zeros_like(kp2d))  # confidence 0: missing
     if float(kp2d[..., 2].max()) > MAX_CONFIDENCE:
@@ -214,7 +216,10 @@ def read_targets3d(body_model: BodyModel, keypoints3d: Tensor | np.ndarray,
     kp3 = _as_tensor(keypoints3d, dtype, device)
     if kp3.ndim == 2:
         kp3 = kp3[None]
-    size = len(get_set(keypoints3d_set))
+    try:
+        size = len(get_set(keypoints3d_set))
+    except KeyError as exc:
+        raise InputError(str(exc.args[0])) from None
     if kp3.shape != (batch, size, 4):
         raise InputError(f"keypoints3d must be (B, {size}, 4) for set "
                          f"{keypoints3d_set!r}, got {tuple(kp3.shape)}")
@@ -223,10 +228,14 @@ def read_targets3d(body_model: BodyModel, keypoints3d: Tensor | np.ndarray,
         cfg.model_keypoint_set if keypoints3d_set == keypoint_set else None)
     model_idx, input_idx = (list(x) for x in index_map(model_set, keypoints3d_set))
     names = tuple(get_set(keypoints3d_set).names[i] for i in input_idx)
+    # non-finite points or confidences count as missing, as in the 2D keypoints
+    kp3 = torch.where(torch.isfinite(kp3).all(-1, keepdim=True), kp3, torch.zeros_like(kp3))
+    if kp3.numel() and float(kp3[..., 3].max()) > MAX_CONFIDENCE:
+        raise InputError(f"3D keypoint confidences must lie in [0, 1], got up to {float(kp3[..., 3].max()):.3g} "
+                         "(a percentage? divide by 100)")
     points = kp3[:, input_idx, :3]
     conf = torch.where(kp3[:, input_idx, 3] >= cfg.conf_threshold, kp3[:, input_idx, 3],
                        torch.zeros_like(kp3[:, input_idx, 3]))
-    conf = torch.where(torch.isfinite(points).all(-1), conf, torch.zeros_like(conf))
     points = torch.nan_to_num(points)
     # Both sides are centred on the hips (the model's own in the energy): a
     # person whose hips are not given has no centre to match, and no 3D term.

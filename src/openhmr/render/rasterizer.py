@@ -39,7 +39,8 @@ from torch import Tensor
 __all__ = ["Fragments", "RenderError", "rasterize"]
 
 # Work is split into chunks of at most this many candidate (triangle, pixel)
-# pairs (bounding-box estimate) to bound peak memory (~100 B per pair).
+# pairs (bounding-box estimate; a triangle larger than that, a band of its rows
+# at a time) to bound peak memory (~100-250 B per pair).
 DEFAULT_MAX_CANDIDATES = 1 << 23
 _INT64_MAX = torch.iinfo(torch.int64).max
 _LOW32 = 0xFFFFFFFF
@@ -292,6 +293,8 @@ def _fill_zbuffer(
     # Triangles are grouped by row count rounded up to a power of two; each
     # group is processed as a dense (rows, triangles) tile.
     level = torch.ceil(torch.log2(rows.clamp(min=1).float())).long()
+    # float32's log2 of 2^k + 1 rounds to k from k = 21 on: such a tile would lose its last row
+    level = torch.where(torch.bitwise_left_shift(torch.ones_like(level), level) < rows, level + 1, level)
     level = torch.where(usable, level, -1)
     hw = height * width
     item_base = torch.div(torch.arange(ids.shape[1], device=device), num_faces, rounding_mode="floor") * hw
@@ -303,12 +306,21 @@ def _fill_zbuffer(
         # Chunks bound memory to ~max_candidates (triangle, pixel) pairs.
         widest = max(1, int(n_cols.index_select(0, group).max()))
         per_chunk = max(1, max_candidates // (tile_h * widest))
+        # A single triangle larger than the bound (a background quad) is taken
+        # a band of its rows at a time.
+        band = tile_h if tile_h * widest <= max_candidates else max(1, max_candidates // widest)
         for start in range(0, group.numel(), per_chunk):
             chunk = group[start : start + per_chunk]
-            base = item_base.index_select(0, chunk) + row0.index_select(0, chunk).long() * width
-            _raster_tile(
-                chunk, rows.index_select(0, chunk), base, table.index_select(1, chunk), tile_h, width, zbuf
-            )
+            chunk_rows = rows.index_select(0, chunk)
+            chunk_row0 = row0.index_select(0, chunk)
+            params = table.index_select(1, chunk)
+            for offset in range(0, tile_h, band):
+                if offset:
+                    params = params.clone()
+                    params[_ROW0] = chunk_row0 + offset
+                base = item_base.index_select(0, chunk) + (chunk_row0.long() + offset) * width
+                _raster_tile(chunk, (chunk_rows - offset).clamp(min=0), base, params,
+                             min(band, tile_h - offset), width, zbuf)
 
 
 def _raster_tile(
