@@ -4,6 +4,8 @@ crop helpers and the fit."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -193,6 +195,9 @@ def test_fit_inputs(smpl):
             fit(smpl, kp2, "lsp14", camera="perspective", focal=focal, principal_point=(112, 112), config=quick)
     with pytest.raises(InputError, match=r"principal_point must be \(2,\)"):
         fit(smpl, kp2, "lsp14", camera="perspective", focal=500.0, principal_point=(1, 2, 3), config=quick)
+    with pytest.raises(InputError, match=r"principal_point must be .* finite pixels, got \[inf, 112.0\]"):
+        fit(smpl, kp2, "lsp14", camera="perspective", focal=500.0, principal_point=(math.inf, 112), config=quick)
+    fit(smpl, kp2, "lsp14", camera="perspective", focal=500.0, principal_point=(-5.0, 112), config=quick)
 
 
 def test_fit_detection_checks_its_image_and_landmarks(smpl):

@@ -36,8 +36,8 @@ def read_pinhole(focal: float | Tensor | None,
         raise InputError(f"focal must be one positive length in pixels, or one per person ({batch}), "
                          f"got {f.tolist()}")
     if pp.numel() not in (2, 2 * batch) or not torch.isfinite(pp).all():
-        raise InputError(f"principal_point must be (2,) or ({batch}, 2) finite pixels, got shape "
-                         f"{tuple(pp.shape)}")
+        got = f"shape {tuple(pp.shape)}" if pp.numel() not in (2, 2 * batch) else f"{pp.tolist()}"
+        raise InputError(f"principal_point must be (2,) or ({batch}, 2) finite pixels, got {got}")
     return f.expand(batch).clone(), pp.reshape(-1, 2).expand(batch, 2).clone()
 
 
