@@ -1192,6 +1192,42 @@ def test_shared_camera_keeps_every_pixel():
     np.testing.assert_allclose(shared[:, 2], verts[:, 2] * focal / 812.0)  # depth order kept
 
 
+def test_overwrite_removes_what_the_earlier_result_listed_and_this_run_does_not_write(
+        model_files, tmp_path, capsys, cached_loading):
+    """A mesh of another format and the pictures after --no-render: left
+    beside a json that no longer names them, a later run over the folder took
+    the pictures for photos. Files of yours keep their place."""
+    from openhmr.io.images import collect_inputs
+
+    (tmp_path / "photos").mkdir()
+    image = make_image(tmp_path / "photos" / "walk.png", size=(400, 240))
+    keypoints = tmp_path / "walk_keypoints.json"
+    body = _standing_body25(120, 20, 200)
+    keypoints.write_text(json.dumps({"people": [{"pose_keypoints_2d": body.ravel().tolist()},
+                                                {"pose_keypoints_2d": _standing_body25(300, 30, 180).ravel().tolist()}]}))
+    out = tmp_path / "photos" / "res"
+    code, err = run([image, "--bbox", "20,10,220,230", *hmr_args(model_files, out)], capsys)
+    assert code == 0, err
+    (out / "walk_notes.png").write_bytes(b"mine")
+    code, err = run([image, "--bbox", "20,10,220,230", "--overwrite", "--no-render", "--mesh-format", "ply",
+                     *hmr_args(model_files, out)], capsys)
+    assert code == 0, err
+    assert "removed 3 file(s) the earlier result listed that this run did not write again" in err
+    assert sorted(p.name for p in out.iterdir()) == ["walk.json", "walk.npz", "walk.ply", "walk_notes.png"]
+    assert sorted(item.path.name for item in collect_inputs([image.parent])) == ["walk.png", "walk_notes.png"]
+    # A photo's people: their shared overlay and scene mesh too.
+    people = tmp_path / "people"
+    args = [image, "--openpose", keypoints, "--max-people", "2"]
+    code, err = run([*args, *hmr_args(model_files, people)], capsys)
+    assert code == 0, err
+    code, err = run([*args, "--overwrite", "--no-render", "--mesh-format", "glb", *hmr_args(model_files, people)],
+                    capsys)
+    assert code == 0, err
+    assert "removed 6 file(s) the earlier result listed" in err, err
+    assert sorted(p.name for p in people.iterdir()) == sorted(
+        ["walk_scene.glb"] + [f"walk_person{k}{s}" for k in (1, 2) for s in (".json", ".npz", ".glb")])
+
+
 def test_several_people_in_a_photo(model_files, tmp_path, capsys, cached_loading):
     """--max-people: one set of files per person of the OpenPose file, the
     most confident first, and one overlay with everyone; refusals."""

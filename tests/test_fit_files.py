@@ -385,6 +385,14 @@ def test_several_people_per_file_as_the_demo_writes_them(smpl_npz, tmp_path, cap
     assert sorted(p.name for p in (tmp_path / "quick").iterdir()) == [
         "pair_person1.json", "pair_person1.npz", "pair_person1.obj", "pair_scene.obj"]
     assert "removed 3 file(s) an earlier run wrote" in capsys.readouterr().err
+    # Over the demo's results, as another mesh format: the meshes its jsons listed, which this
+    # run does not write again, go.
+    assert run_fit_files(FitFilesOptions([str(keypoints)], (width, height), out=tmp_path / "demo",
+                                         smpl=smpl_npz, fit_config=QUICK, max_people=3, overwrite=True,
+                                         mesh_format="ply")) == 0
+    assert "removed 3 file(s) the earlier result listed" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == sorted(
+        [f"pair_person{k}{s}" for k in (1, 2) for s in (".json", ".npz", ".ply")] + ["pair_scene.ply"])
 
 
 def test_a_sequence_of_several_people_is_the_demo_on_its_video(smpl_npz, tmp_path, monkeypatch, capsys):

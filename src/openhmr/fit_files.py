@@ -197,7 +197,7 @@ def run_fit_files(options: FitFilesOptions) -> int:
     from openhmr.demo import (MESH_FORMATS, SMOOTHING, FitPredictor, FittingNote, check_free, check_output_folder,
                               finished_earlier, image_outputs, load_anny,
                               person_outputs, possible_outputs, progress_bar, refuse_writing_inputs,
-                              remove_earlier_people, write_image_outputs, write_people_files)
+                              remove_earlier_people, stale_line, write_image_outputs, write_people_files)
     from openhmr.devices import require_device
 
     if options.batch_size < 1:
@@ -316,6 +316,7 @@ def run_fit_files(options: FitFilesOptions) -> int:
         finally:
             note.clear()
         broken: set[Path] = set()
+        stale: dict[Path, list[Path]] = {}  # file → what write_image_outputs removed for it
         people: dict[Path, tuple[str, int]] = {}  # file → (output name, people written)
         shared: dict[Path, dict[str, bool]] = {}  # file with several people → its shared files written
         for (path, paths, _, _, person, _), pred in zip(batch, preds):
@@ -337,8 +338,8 @@ def run_fit_files(options: FitFilesOptions) -> int:
             if path in broken:
                 continue
             try:
-                write_image_outputs(None, pred, paths, options.mesh_format, render=False,
-                                    shared=shared.get(path))
+                stale[path] = stale.get(path, []) + write_image_outputs(
+                    None, pred, paths, options.mesh_format, render=False, shared=shared.get(path))
             except Exception as e:  # noqa: BLE001
                 if path not in broken:
                     broken.add(path)
@@ -346,6 +347,9 @@ def run_fit_files(options: FitFilesOptions) -> int:
                     _report(path, e)
             number = 0 if person is None else person  # people written: the highest number
             people[path] = (name, max(number, people[path][1]) if path in people else number)
+        for path, removed_files in stale.items():
+            if removed_files:
+                print(f"openhmr fit: warning: {path}: {stale_line(removed_files)}", file=sys.stderr)
         if options.overwrite:
             for path, (name, count) in people.items():
                 removed = None if path in broken else remove_earlier_people(out, name, count, str(path))

@@ -205,6 +205,12 @@ def remove_earlier_people(out: Path, name: str, count: int, source: str | None =
             f"did not replace ({files[0].name}{', …' if len(files) > 1 else ''})")
 
 
+def stale_line(files: list[Path]) -> str:
+    """The line reporting what :func:`write_image_outputs` removed."""
+    return (f"removed {len(files)} file(s) the earlier result listed that this run did not write again "
+            f"({files[0].name}{', …' if len(files) > 1 else ''})")
+
+
 def finished_earlier(out: Path, name: str, kind: str, source: str, several: bool, render: bool) -> bool:
     """Whether an earlier run finished the outputs of the input ``source``
     (``kind`` "image" or "video") named ``name`` in ``out``, as this run
@@ -518,14 +524,47 @@ def write_people_files(image: np.ndarray | None, preds: list[Prediction], paths:
     return written
 
 
+def _earlier_listed(json_path: Path, pred: Prediction) -> set[Path]:
+    """The files that an earlier result json at ``json_path``, openhmr's for
+    the same person number as ``pred``, lists under ``files`` by the names
+    openhmr gives them: its npz, mesh (of any format) and pictures, and for
+    one of a photo's several people the overlay and scene mesh the people
+    share. Empty when there is no such json. (Its input may be another:
+    ``openhmr fit`` over the demo's results of the photo; this json is
+    replaced all the same, and nothing would name those files.)"""
+    from openhmr.io.prediction import read_openhmr_json
+
+    doc = read_openhmr_json(json_path) if json_path.is_file() else None
+    if doc is None or doc.get("person") != pred.person:
+        return set()
+    found = _listed(json_path, doc, (json_path.stem,))
+    files = doc.get("files")
+    if pred.person is not None and isinstance(files, dict):
+        photo = json_path.stem[: -len(f"_person{pred.person}")]
+        for key, prefix in (("overlay", photo), ("scene", f"{photo}_scene")):
+            rel = files.get(key)
+            if isinstance(rel, str) and rel in _written_names(key, prefix):
+                found.add(json_path.parent / rel)
+    return found
+
+
 def write_image_outputs(image: np.ndarray | None, pred: Prediction, paths: dict[str, Path],
                         mesh_format: str, render: bool = True,
-                        shared: dict[str, bool] | None = None) -> None:
+                        shared: dict[str, bool] | None = None) -> list[Path]:
     """Parameters first (json, npz, mesh), then pictures; a picture that fails
     to render is reported and skipped. ``shared`` is None for a person alone
     in its photo (its overlay is drawn here), else which of the files the
-    photo's people share were written (:func:`write_people_files`)."""
+    photo's people share were written (:func:`write_people_files`).
+
+    An earlier result of the same person of the same input in its place
+    (which only ``--overwrite`` lets a run replace) may list files this one
+    does not write again: a mesh of another format, or pictures where this
+    run renders none. Once the new json is written nothing would name them,
+    and a later run over the folder would take such pictures for photos:
+    they are removed, and returned for the caller to report.
+    """
     check_finite(pred)
+    earlier = _earlier_listed(paths["json"], pred)
     paths["json"].parent.mkdir(parents=True, exist_ok=True)
     write_npz(paths["npz"], pred)
     mesh_written = True
@@ -557,3 +596,9 @@ def write_image_outputs(image: np.ndarray | None, pred: Prediction, paths: dict[
     if shared is not None:
         files["scene"] = paths["scene"].relative_to(base).as_posix() if shared["scene"] else None
     write_json(paths["json"], pred, files)
+    # (one of the photo's people may have removed a shared file already)
+    stale = [p for p in sorted(earlier - {base / rel for rel in files.values() if rel is not None})
+             if os.path.lexists(p)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

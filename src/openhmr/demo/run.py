@@ -14,7 +14,7 @@ import torch
 from openhmr.data.crop import CropTransform, scale_and_crop, scale_for_bbox
 from openhmr.demo.options import MESH_FORMATS, METHODS, DemoOptions, video_smoothing
 from openhmr.demo.outputs import (check_free, finished_earlier, image_outputs, person_outputs, possible_outputs,
-                                  refuse_writing_inputs, remove_earlier_people, video_outputs,
+                                  refuse_writing_inputs, remove_earlier_people, stale_line, video_outputs,
                                   write_image_outputs, write_people_files)
 from openhmr.demo.predictors import FitPredictor, HMRPredictor, Predictor, load_anny, load_hmr
 from openhmr.demo.report import FittingNote, Timer, progress_bar, warn
@@ -254,9 +254,12 @@ def run_demo(options: DemoOptions) -> int:
                     shared = write_people_files(first.image, [q for _, q in group], first.paths,
                                                 options.mesh_format, options.render)
                 # Person 1 last: its json tells --skip-existing that the photo is finished.
+                stale: list[Path] = []
                 for p, pred in reversed(group):
-                    write_image_outputs(p.image, pred, p.paths, options.mesh_format, options.render,
-                                        shared)
+                    stale += write_image_outputs(p.image, pred, p.paths, options.mesh_format, options.render,
+                                                 shared)
+                if stale:
+                    warn(f"{first.item.path}: {stale_line(stale)}")
                 if options.overwrite:
                     count = 0 if first.person is None else len(group)
                     removed = remove_earlier_people(out, first.item.name, count, str(first.item.path))
