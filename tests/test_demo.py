@@ -2437,3 +2437,25 @@ def test_a_broken_frame_rate_and_a_short_read_are_said(model_files, tmp_path, ca
     with np.load(out / "clip.npz") as npz:
         assert float(npz["fps"]) == 25.0 and int(npz["num_frames"]) == 4
     assert (out / "clip_overlay.mp4").is_file()
+
+
+def test_outputs_that_are_inputs_are_found_among_many_people(tmp_path):
+    """--max-people N lists every file N people may get: the same files as
+    person_outputs', and an input among them, by name or through a link, is
+    refused (each path used to be resolved on its own: 19 s for N = 100,000)."""
+    from openhmr.demo import person_outputs, possible_outputs, refuse_writing_inputs
+    from openhmr.errors import InputError
+
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    listed = possible_outputs(out, "sub/group", "image", 7, "glb")
+    assert len(listed) == len(set(listed)) and set(listed) == {
+        path for k in range(1, 8) for path in person_outputs(out, "sub/group", k, "glb").values()}
+    photo = make_image(tmp_path / "photo.png")
+    (out / "sub" / "group_person6_views.png").symlink_to(photo)
+    with pytest.raises(InputError, match="group_person6_views.png is one of this command's inputs"):
+        refuse_writing_inputs(listed, frozenset({photo.resolve()}))
+    named = make_image(out / "sub" / "group_person3_views.png")
+    with pytest.raises(InputError, match="group_person3_views.png is one of this command's inputs"):
+        refuse_writing_inputs(listed, frozenset({named.resolve()}))
+    refuse_writing_inputs(possible_outputs(out, "sub/group", "image", 2, "glb"), frozenset({photo.resolve()}))

@@ -59,16 +59,26 @@ def possible_outputs(out: Path, name: str, kind: str, max_people: int, mesh_form
         return [*video_outputs(out, name).values(), *people]
     if max_people == 1:
         return list(image_outputs(out, name, mesh_format).values())
-    return list(dict.fromkeys(path for k in range(1, max_people + 1)
-                              for path in person_outputs(out, name, k, mesh_format).values()))
+    shared = [out / f"{name}_overlay.png", out / f"{name}_scene.{mesh_format}"]
+    return shared + [out / f"{name}_person{k}{suffix}" for k in range(1, max_people + 1)
+                     for suffix in (".json", ".npz", f".{mesh_format}", "_views.png")]
 
 
 def refuse_writing_inputs(paths: Iterable[Path], inputs: frozenset[Path]) -> None:
     """InputError, with or without --overwrite, if one of the output ``paths``
     is one of the command's ``inputs`` (resolved paths): a photo of yours
     named like another input's overlay is never written over."""
+    # --max-people N lists ~4·N paths, mostly in one folder: that folder is
+    # resolved once, and a path on its own only where it is a link.
+    folders: dict[Path, Path] = {}
     for path in paths:
-        if path.resolve() in inputs:
+        if os.path.islink(path):
+            real = path.resolve()
+        else:
+            if path.parent not in folders:
+                folders[path.parent] = path.parent.resolve()
+            real = folders[path.parent] / path.name
+        if real in inputs:
             raise InputError(f"{path} is one of this command's inputs and would be written over; "
                              "choose another --out (not even --overwrite replaces an input)")
 
