@@ -2326,6 +2326,9 @@ def test_skip_existing_goes_on_with_a_stopped_run(model_files, tmp_path, capsys,
     assert code == 1 and "2 of 4 input(s) passed by" in err
     assert f"{out / 'clip.npz'} already exists (pass --overwrite to replace it)" in err
     assert f"{out / 'p2.json'} already exists (pass --overwrite to replace it)" in err
+    # Another mesh format: not what this run would write, so not finished.
+    code, err = run([folder / "p0.png", "--skip-existing", "--mesh-format", "ply", *common], capsys)
+    assert code == 1 and "p0.json already exists" in err and "passed by" not in err, err
     # A views picture named in its json but gone: not finished either.
     (out / "p1_views.png").unlink()
     code, err = run([folder / "p1.png", "--skip-existing", *common], capsys)
@@ -2356,8 +2359,9 @@ def test_skip_existing_goes_on_with_a_stopped_run(model_files, tmp_path, capsys,
     real_write = demo_run.write_image_outputs
 
     def write(image, pred, paths, *args, **kwargs):
-        real_write(image, pred, paths, *args, **kwargs)
+        removed = real_write(image, pred, paths, *args, **kwargs)
         written.append(paths["json"].name)
+        return removed
 
     monkeypatch.setattr(demo_run, "write_image_outputs", write)
     code, err = run(several, capsys)

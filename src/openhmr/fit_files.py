@@ -242,7 +242,8 @@ def run_fit_files(options: FitFilesOptions) -> int:
         passed, videos = len(videos) - len(unfinished), unfinished
     elif options.skip_existing:
         unfinished_files = [(path, name) for path, name in files
-                            if not finished_earlier(out, name, "image", str(path), several, False)]
+                            if not finished_earlier(out, name, "image", str(path), several, False,
+                                                    options.mesh_format)]
         passed, files = len(files) - len(unfinished_files), unfinished_files
     if passed:
         print(f"openhmr fit: {passed} {'video' if options.sequence else 'file'}(s) passed by: an earlier "

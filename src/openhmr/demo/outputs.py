@@ -221,7 +221,8 @@ def stale_line(files: list[Path]) -> str:
             f"({files[0].name}{', …' if len(files) > 1 else ''})")
 
 
-def finished_earlier(out: Path, name: str, kind: str, source: str, several: bool, render: bool) -> bool:
+def finished_earlier(out: Path, name: str, kind: str, source: str, several: bool, render: bool,
+                     mesh_format: str | None = None) -> bool:
     """Whether an earlier run finished the outputs of the input ``source``
     (``kind`` "image" or "video") named ``name`` in ``out``, as this run
     would write them (``several``: with --max-people > 1), so that
@@ -234,7 +235,7 @@ def finished_earlier(out: Path, name: str, kind: str, source: str, several: bool
     callers go from the last person to the first). When ``render``, the json
     must also name its views picture, and that file be there: a run with
     --no-render, or one whose rendering failed, did not finish what this run
-    would write. A video's npz (person 1's, written after the others') comes
+    would write. With ``mesh_format``, so must its mesh be, of that format. A video's npz (person 1's, written after the others') comes
     before its overlay video, which counts as well when ``render``, if it is
     not older than the npz (an earlier run's, which --overwrite --no-render
     leaves). An
@@ -250,8 +251,14 @@ def finished_earlier(out: Path, name: str, kind: str, source: str, several: bool
         if doc is None or doc.get("person") != person or not _same_input(doc.get("input"), source):
             return False
         files = doc.get("files")
-        views = files.get("views") if isinstance(files, dict) else None  # relative to the json's folder
-        return not render or (isinstance(views, str) and (out / f"{stem}.json").parent.joinpath(views).is_file())
+        folder = (out / f"{stem}.json").parent  # the files' names are relative to it
+
+        def there(key: str, expected: str | None = None) -> bool:
+            rel = files.get(key) if isinstance(files, dict) else None
+            return isinstance(rel, str) and (expected is None or rel == expected) and folder.joinpath(rel).is_file()
+
+        mesh_done = mesh_format is None or there("mesh", f"{Path(stem).name}.{mesh_format}")
+        return mesh_done and (not render or there("views"))
     npz = out / f"{stem}.npz"
     if not (npz.is_file() and _openhmr_npz(npz, person, source)):
         return False

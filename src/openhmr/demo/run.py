@@ -191,7 +191,8 @@ def run_demo(options: DemoOptions) -> int:
     inputs = frozenset(item.path.resolve() for item in items)
     for item in items:
         if options.skip_existing and finished_earlier(out, item.name, item.kind, str(item.path),
-                                                      options.max_people > 1, options.render):
+                                                      options.max_people > 1, options.render,
+                                                      options.mesh_format):
             finished += 1
             continue
         try:
