@@ -426,6 +426,7 @@ def test_a_sequence_of_several_people_is_the_demo_on_its_video(smpl_npz, tmp_pat
     assert run_fit_files(FitFilesOptions([str(keypoints)], (width, height), out=tmp_path / "fit",
                                          smpl=smpl_npz, fit_config=QUICK, sequence=True, fps=fps,
                                          max_people=2)) == 0
+    assert "no person in" not in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "fit").iterdir()) == ["pair_person1.npz", "pair_person2.npz"]
     # Person 1 last: its npz tells --skip-existing that every person's is written.
     assert written == ["pair_person2.npz", "pair_person1.npz"]
@@ -441,6 +442,15 @@ def test_a_sequence_of_several_people_is_the_demo_on_its_video(smpl_npz, tmp_pat
     assert walker["frame"].tolist() == [0, 1, 3, 4] and int(walker["person"]) == 1
     np.testing.assert_allclose(walker["keypoints_2d/lsp14"][:, 2:4, 0].mean(-1),
                                80 + 10 * walker["frame"], atol=4.0)
+
+    # A frame with nobody is reported, as the demo and a sequence of one person report it.
+    gap = tmp_path / "openpose_gap"
+    for i in range(frames):
+        _write(gap / f"pair_{i:012d}_keypoints.json", *([] if i == 3 else [_person(300, 40, 170)]))
+    assert run_fit_files(FitFilesOptions([str(gap)], (width, height), out=tmp_path / "gap",
+                                         smpl=smpl_npz, fit_config=QUICK, sequence=True, fps=fps,
+                                         max_people=2)) == 0
+    assert "pair: no person in 1 of 5 frames" in capsys.readouterr().err
 
     # Again with the walker gone and --overwrite: the second person's npz of the first run goes.
     alone = tmp_path / "openpose_alone"

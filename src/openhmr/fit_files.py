@@ -522,6 +522,10 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
     people: dict[int, list[Any]] = {}
     for person, pred in _fit_frames(predictor, name, frames, options, source, follower):
         people.setdefault(person, []).append(pred)
+    with_anybody = len({pred.frame for preds in people.values() for pred in preds})
+    if with_anybody < total:
+        print(f"openhmr fit: warning: {name}: no person in {total - with_anybody} of {total} frames",
+              file=sys.stderr)
     npz_of(1).parent.mkdir(parents=True, exist_ok=True)
     write_people_npz(predictor.body, people, npz_of, total, fps, options.smoothing,
                      options.overwrite)
