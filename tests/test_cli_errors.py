@@ -157,6 +157,18 @@ def test_an_unknown_device_is_a_usage_error(command, capsys):
     assert "not a torch device: 'bogus'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["demo", "photo.jpg", "--out", ""], ["demo", ""], ["fit", "", "--image-size", "9x9"],
+                                  ["convert-smpl", "", "x.npz"], ["eval", "--protocol", "lsp", "--data", ""],
+                                  ["train", "--out", ""], ["export-onnx", "--weights", "w", "--smpl", "s", "--out", ""]])
+def test_an_empty_path_is_a_usage_error(argv, capsys):
+    """Path("") is the current folder: an unset variable in a script made it
+    the output folder, or an input folder searched for photos."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert "an empty path (an unset variable?)" in capsys.readouterr().err
+
+
 def test_bench_refuses_an_absurd_thread_count_and_a_folder_for_json(tmp_path, capsys):
     assert main(["bench", "--threads", "100000"]) == 1
     assert "--threads 100000 is more than 4×" in capsys.readouterr().err

@@ -16,7 +16,7 @@ def add_output_options(p: argparse.ArgumentParser, inputs: str) -> None:
     """--out, --device, --mesh-format, --overwrite and --skip-existing, as
     ``demo`` and ``fit`` share them; ``inputs`` names what is processed
     ("inputs", "files")."""
-    p.add_argument("--out", type=Path, default=Path("openhmr_out"), metavar="DIR",
+    p.add_argument("--out", type=path_argument, default=Path("openhmr_out"), metavar="DIR",
                    help=f"output folder (default: ./openhmr_out); {inputs} found in a folder keep "
                         "their relative path")
     p.add_argument("--device", type=device_name, default="cpu", metavar="cpu|cuda",
@@ -143,6 +143,22 @@ def seed(text: str) -> int:
     if not 0 <= value < 2 ** 63:
         raise argparse.ArgumentTypeError(f"must be an integer in [0, 2^63), got {text!r}")
     return value
+
+
+def path_argument(text: str) -> Path:
+    """argparse type: a path, not empty (else argparse's one-line usage
+    error): ``Path("")`` is the current folder, which an unset shell
+    variable would otherwise silently make an input or an output."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path (an unset variable?)")
+    return Path(text)
+
+
+def input_argument(text: str) -> str:
+    """argparse type: an input file or folder as given, not empty (see
+    :func:`path_argument`)."""
+    path_argument(text)
+    return text
 
 
 def positive_int(text: str) -> int:

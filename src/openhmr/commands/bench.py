@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 DESCRIPTION = """\
 Time HMR's whole inference path (crop → network → Θ → body vertices and
@@ -26,15 +25,15 @@ DEFAULT_BACKENDS = ("torch", "onnx", "bf16", "compiled", "compiled-bf16")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from openhmr.commands import device_name, positive_int
+    from openhmr.commands import device_name, path_argument, positive_int
 
     p = subparsers.add_parser(
         "bench", help="time the inference backends against eager PyTorch on this machine",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--weights", type=Path, metavar="W.safetensors",
+    p.add_argument("--weights", type=path_argument, metavar="W.safetensors",
                    help="HMR weights to time (default: random weights of the real shapes)")
-    p.add_argument("--smpl", type=Path, metavar="MODEL",
+    p.add_argument("--smpl", type=path_argument, metavar="MODEL",
                    help="SMPL model file (.pkl or .npz) the weights were made for (with --weights)")
     p.add_argument("--backends", nargs="+", default=list(DEFAULT_BACKENDS), metavar="NAME",
                    help=f"backends to time (default: {' '.join(DEFAULT_BACKENDS)}); eager fp32 "
@@ -43,13 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="batch sizes (default: 1 8)")
     p.add_argument("--repeats", type=positive_int, default=20, metavar="N",
                    help="timed calls per backend and batch size (default: 20)")
-    p.add_argument("--images", type=Path, metavar="DIR",
+    p.add_argument("--images", type=path_argument, metavar="DIR",
                    help="folder of person images, taken as tight crops (default: synthetic crops)")
     p.add_argument("--device", type=device_name, default="cpu", metavar="cpu|cuda",
                    help="torch device (default: cpu)")
     p.add_argument("--threads", type=positive_int, metavar="N",
                    help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures to this JSON file")
+    p.add_argument("--json", type=path_argument, metavar="FILE", help="also write the figures to this JSON file")
     p.add_argument("--overwrite", action="store_true", help="replace --json if it exists")
     p.set_defaults(func=run)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from openhmr.commands import path_argument
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,8 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Read a SMPL model pickle safely (numpy, scipy.sparse and chumpy arrays "
         "only; no chumpy install needed) and write the arrays openhmr uses to an .npz.",
     )
-    p.add_argument("input", type=Path, help="SMPL .pkl (v1.0/v1.1, male/female/neutral, or HMR's cocoplus file)")
-    p.add_argument("output", type=Path, help="output .npz")
+    p.add_argument("input", type=path_argument, help="SMPL .pkl (v1.0/v1.1, male/female/neutral, or HMR's cocoplus file)")
+    p.add_argument("output", type=path_argument, help="output .npz")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(func=run)
 

@@ -6,6 +6,7 @@ import argparse
 import glob
 from pathlib import Path
 
+from openhmr.commands import path_argument
 from openhmr.errors import InputError, WeightsError
 
 
@@ -19,9 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "state is dropped. The SMPL arrays stored in the checkpoint can be written as an "
         ".npz (it has no faces; take them from a SMPL file for rendering).",
     )
-    p.add_argument("prefix", type=Path, help="checkpoint prefix, without .index / .data-*")
-    p.add_argument("--out", type=Path, required=True, help="output .safetensors")
-    p.add_argument("--smpl-out", type=Path, default=None,
+    p.add_argument("prefix", type=path_argument, help="checkpoint prefix, without .index / .data-*")
+    p.add_argument("--out", type=path_argument, required=True, help="output .safetensors")
+    p.add_argument("--smpl-out", type=path_argument, default=None,
                    help="also write the checkpoint's SMPL arrays to this .npz")
     only = p.add_mutually_exclusive_group()
     only.add_argument("--inference-only", action="store_true",

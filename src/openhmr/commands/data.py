@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from openhmr.commands import seed
+from openhmr.commands import path_argument, seed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,16 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Read a dataset's distributed files, apply HMR's person scale (~150 px) "
         "and crop, and write tar shards (<name>-00000.tar, ...) and manifest.json.")
     c.add_argument("dataset", choices=list(CONVERTERS), help="which dataset ROOT holds")
-    c.add_argument("root", type=Path, help="the dataset's folder as distributed")
-    c.add_argument("out", type=Path, help="output folder for the shards")
+    c.add_argument("root", type=path_argument, help="the dataset's folder as distributed")
+    c.add_argument("out", type=path_argument, help="output folder for the shards")
     c.add_argument("--split", default="train",
                    help="train (default), test (lsp, coco: val2014, h36m: S9/S11) or validation (3dpw)")
     c.add_argument("--overwrite", action="store_true", help="replace existing shards in OUT")
     c.add_argument("--stride", type=int, default=None,
                    help="keep every n-th frame (h36m: default 5; 3dpw: default 1)")
-    c.add_argument("--smpl-fits", type=Path, default=None,
+    c.add_argument("--smpl-fits", type=path_argument, default=None,
                    help="h36m: .npz of SMPL fits (keys, pose (N,72), betas (N,10)) → has_smpl")
-    c.add_argument("--smpl-dir", type=Path, default=None,
+    c.add_argument("--smpl-dir", type=path_argument, default=None,
                    help="3dpw: folder of SMPL model files (gendered + HMR's cocoplus file) → 3D joints")
     c.set_defaults(func=run_convert)
 
@@ -48,14 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "shape (N,10). anny-prior COUNT OUT.npz: COUNT samples of the Anny model's own sampler.")
     m.add_argument("source", choices=["amass", "anny-prior"])
     m.add_argument("input", help="amass: the AMASS folder; anny-prior: the number of samples")
-    m.add_argument("out", type=Path, help="output .npz")
+    m.add_argument("out", type=path_argument, help="output .npz")
     m.add_argument("--stride", type=int, default=1, help="amass: keep every n-th frame")
     m.add_argument("--seed", type=seed, default=None, help="anny-prior: random seed (default 0)")
     m.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     m.set_defaults(func=run_convert_mocap)
 
     i = actions.add_parser("info", help="summarise a converted folder")
-    i.add_argument("folder", type=Path)
+    i.add_argument("folder", type=path_argument)
     i.set_defaults(func=run_info)
 
 

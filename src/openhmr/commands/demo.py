@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from openhmr.commands import (add_jumps_option, add_noise_option, add_output_options, add_upright_option,
+from openhmr.commands import (add_jumps_option, input_argument, path_argument, add_noise_option, add_output_options, add_upright_option,
                               fit_config, positive_int)
 
 DESCRIPTION = """\
@@ -39,12 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="recover body meshes from images, folders or videos",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
+    p.add_argument("inputs", nargs="+", type=input_argument, metavar="INPUT",
                    help="image files, folders (searched recursively) or video files")
-    p.add_argument("--weights", type=Path, metavar="W.safetensors",
+    p.add_argument("--weights", type=path_argument, metavar="W.safetensors",
                    help="HMR weights (openhmr safetensors, e.g. from 'openhmr convert-tf'); "
                         "selects --method hmr")
-    p.add_argument("--smpl", type=Path, metavar="MODEL",
+    p.add_argument("--smpl", type=path_argument, metavar="MODEL",
                    help="SMPL model file (.pkl or .npz from 'openhmr convert-smpl') the weights "
                         "were made for")
     p.add_argument("--method", choices=("hmr", "fit", "hmr+fit"),
@@ -55,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bbox", metavar="x0,y0,x1,y1",
                    help="the person's box in image pixels (used for every input); the box's "
                         "diagonal is scaled to 150 px, as HMR's training crops")
-    p.add_argument("--openpose", type=Path, metavar="FILE.json",
+    p.add_argument("--openpose", type=path_argument, metavar="FILE.json",
                    help="OpenPose keypoints (pose_keypoints or pose_keypoints_2d, BODY_25 or "
                         "COCO-18): a file, or a folder as OpenPose's --write_json writes it, "
                         "<stem>_keypoints.json per image and <stem>_<frame, 12 digits>_keypoints.json "

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from openhmr.commands import device_name, positive_int
+from openhmr.commands import device_name, path_argument, positive_int
 
 PROTOCOL_CHOICES = ("h36m-p1", "h36m-p2", "3dpw", "3dhp", "lsp")
 
@@ -22,13 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "metrics.csv and metrics.json. Errors are in millimetres; PCK and AUC in percent.",
     )
     p.add_argument("--protocol", required=True, choices=PROTOCOL_CHOICES)
-    p.add_argument("--data", required=True, type=Path, help="the dataset folder (see README: Evaluation)")
+    p.add_argument("--data", required=True, type=path_argument, help="the dataset folder (see README: Evaluation)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--weights", type=Path, help="HMR weights (.safetensors); needs --smpl")
+    src.add_argument("--weights", type=path_argument, help="HMR weights (.safetensors); needs --smpl")
     src.add_argument("--fit", action="store_true",
                      help="the open default: BlazePose on each ground-truth crop and the Anny body "
                      "(or --smpl's) fitted to it, as 'openhmr demo --method fit' (needs the demo extra)")
-    src.add_argument("--predictions", type=Path,
+    src.add_argument("--predictions", type=path_argument,
                      help="predictions .npz: keys (N,), joints3d (N,14,3) m or "
                      "keypoints3d_h36m17 (N,17,3) m, optional vertices; lsp: keypoints2d (N,14,2) px")
     p.add_argument("--fit-body", dest="fit_body", choices=("anny", "smpl"), default=None,
@@ -37,12 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-world-landmarks", dest="world_landmarks", action="store_false",
                    help="with --fit: fit BlazePose's 2D keypoints alone, not its 3D world landmarks "
                    "too (as 'openhmr demo --no-world-landmarks')")
-    p.add_argument("--smpl", type=Path,
+    p.add_argument("--smpl", type=path_argument,
                    help="SMPL model file with HMR's cocoplus regressor (for --weights, or with --fit "
                    "to fit SMPL instead of Anny; for 3dpw also the source of the LSP joint regressor)")
-    p.add_argument("--smpl-dir", type=Path, help="3dpw: folder with the male and female SMPL models")
-    p.add_argument("--out", type=Path, default=None, help="write metrics.csv and metrics.json here")
-    p.add_argument("--save-predictions", dest="save_predictions", type=Path, default=None, metavar="FILE.npz",
+    p.add_argument("--smpl-dir", type=path_argument, help="3dpw: folder with the male and female SMPL models")
+    p.add_argument("--out", type=path_argument, default=None, help="write metrics.csv and metrics.json here")
+    p.add_argument("--save-predictions", dest="save_predictions", type=path_argument, default=None, metavar="FILE.npz",
                    help="with --weights or --fit: also write the predictions as a --predictions file, "
                    "to score again or compare later without rerunning")
     p.add_argument("--overwrite", action="store_true",
@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="h36m/3dhp: score the sequences present instead of refusing when some are missing")
     p.add_argument("--3dhp-annotation", dest="annotation", default=None,
                    choices=("univ_annot3", "annot3"), help="3dhp ground truth (default and official: univ_annot3)")
-    p.add_argument("--list-frames", type=Path, default=None,
+    p.add_argument("--list-frames", type=path_argument, default=None,
                    help="write the protocol's frame keys, one per line, to this file and exit")
     p.set_defaults(func=run)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from openhmr.commands import path_argument
+
 DESCRIPTION = """\
 Export HMR's network (ResNet-50 encoder + IEF regressor) to one ONNX file:
 input 'crops' (B, 3, 224, 224) float32 RGB in [-1, 1], output 'theta'
@@ -32,18 +34,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export-onnx", help="export HMR to an ONNX graph (optionally int8)",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--weights", type=Path, required=True, metavar="W.safetensors",
+    p.add_argument("--weights", type=path_argument, required=True, metavar="W.safetensors",
                    help="HMR weights (openhmr safetensors, e.g. from 'openhmr convert-tf')")
-    p.add_argument("--smpl", type=Path, required=True, metavar="MODEL",
+    p.add_argument("--smpl", type=path_argument, required=True, metavar="MODEL",
                    help="SMPL model file (.pkl or .npz) the weights were made for")
-    p.add_argument("--out", type=Path, required=True, metavar="hmr.onnx", help="ONNX file to write")
+    p.add_argument("--out", type=path_argument, required=True, metavar="hmr.onnx", help="ONNX file to write")
     p.add_argument("--batch", type=parse_batch, default=None, metavar="N|dynamic",
                    help="fixed batch size, or 'dynamic' for any (default: dynamic)")
     p.add_argument("--with-body", dest="with_body", action="store_true",
                    help="include the SMPL body model in the graph (outputs vertices and joints too)")
     p.add_argument("--int8", action="store_true",
                    help="quantise convolutions to int8 (static, calibrated; see above)")
-    p.add_argument("--calibration", type=Path, metavar="DIR",
+    p.add_argument("--calibration", type=path_argument, metavar="DIR",
                    help="folder of person images to calibrate int8 on (each is taken as a tight "
                         "crop; default: synthetic crops)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")

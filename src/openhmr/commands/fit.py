@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from openhmr.commands import (add_jumps_option, add_noise_option, add_output_options,
+from openhmr.commands import (add_jumps_option, input_argument, path_argument, add_noise_option, add_output_options,
                               add_upright_option, fit_config, frame_rate, image_size, positive_int)
 
 DESCRIPTION = """\
@@ -33,11 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fit", help="fit a body model to OpenPose keypoint files (no images needed)",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("inputs", nargs="+", metavar="KEYPOINTS",
+    p.add_argument("inputs", nargs="+", type=input_argument, metavar="KEYPOINTS",
                    help="OpenPose JSON files, or folders searched recursively for *.json")
     p.add_argument("--image-size", dest="image_size", type=image_size, required=True, metavar="WIDTHxHEIGHT",
                    help="size of the images the keypoints come from, pixels, e.g. 1920x1080")
-    p.add_argument("--smpl", type=Path, metavar="MODEL",
+    p.add_argument("--smpl", type=path_argument, metavar="MODEL",
                    help="fit this SMPL model file (.pkl or .npz from 'openhmr convert-smpl') "
                         "instead of Anny")
     p.add_argument("--sequence", action="store_true",

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from openhmr.commands import path_argument
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -16,9 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "`torchrun --nproc_per_node N -m openhmr train ...` each process trains on its own batch_size "
         "crops and gradients are averaged.",
     )
-    p.add_argument("--config", type=Path, help="training config YAML (e.g. configs/hmr_paper.yaml); "
+    p.add_argument("--config", type=path_argument, help="training config YAML (e.g. configs/hmr_paper.yaml); "
                    "with --resume, defaults to RUN/config.yaml")
-    p.add_argument("--out", type=Path, help="run folder for checkpoints, logs and weights "
+    p.add_argument("--out", type=path_argument, help="run folder for checkpoints, logs and weights "
                    "(default: runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress report (bar or lines)")
