@@ -46,17 +46,37 @@ def tree_levels(parents: tuple[int, ...]) -> list[list[int]]:
     return [[j for j in range(len(parents)) if depth[j] == d] for d in range(max(depth) + 1)]
 
 
-class _SingleBodyBlend(torch.autograd.Function):
-    """basis (3V, k) @ coeffs (1, k)ᵀ → (3V, 1), for one body.
+def _cpu_vendor() -> str:
+    """The CPU's vendor string as Linux reports it ("AuthenticAMD",
+    "GenuineIntel"), or "" where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
-    BLAS's matrix–vector products run this 20670 × 217 product ~3× slower on
-    x86 CPUs (2.5 vs 0.9 ms with a cold cache) than a matrix product with a
+
+#: Whether one body's blend shapes on the CPU take :class:`_SingleBodyBlend`:
+#: on AMD CPUs, where MKL's matrix–vector product is the slow one.
+PADDED_SINGLE_BLEND = _cpu_vendor() == "AuthenticAMD"
+
+
+class _SingleBodyBlend(torch.autograd.Function):
+    """basis (3V, k) @ coeffs (1, k)ᵀ → (3V, 1), for one body on an AMD CPU.
+
+    There (Zen 4), MKL's matrix–vector product ran this 20670 × 217 product
+    ~3× slower (2.5 vs 0.9 ms with a cold cache) than a matrix product with a
     second, zero column, and autograd's backward of that padded product
     (basisᵀ @ (3V, 2)) is slower still (~9 ms); the gradient is one
-    vector–matrix product (~0.8 ms). The basis is a constant: no gradient.
-    The backward is written in differentiable operations, so second
-    derivatives (Newton steps, Hessians) and ``torch.func`` transforms see
-    the same linear map as the plain product.
+    vector–matrix product (~0.8 ms). On an Intel Xeon (AVX-512) the plain
+    product is the faster, 0.65 against 1.35 ms (one thread), and a whole
+    forward 1.6 against 2.4 ms: there it is not used. The basis is a
+    constant: no gradient. The backward is written in differentiable
+    operations, so second derivatives (Newton steps, Hessians) and
+    ``torch.func`` transforms see the same linear map as the plain product.
     """
 
     generate_vmap_rule = True
@@ -246,7 +266,8 @@ class SMPL(BodyModel):
 
     def _blend(self, coeffs: Tensor) -> Tensor:
         """Shape and pose blend offsets (3V, B) for coefficients (B, k + 207)."""
-        if coeffs.shape[0] == 1 and not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+        if (PADDED_SINGLE_BLEND and coeffs.shape[0] == 1 and coeffs.device.type == "cpu"
+                and not (torch.jit.is_tracing() or torch.compiler.is_compiling())):
             return _SingleBodyBlend.apply(self.blend_basis, coeffs)
         return self.blend_basis @ coeffs.T
 
