@@ -75,6 +75,8 @@ def image_files(folder: Path, tmp: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.images != SHARED_IMAGES and str(args.images) != "generated" and not args.images.is_dir():
+        sys.exit(f"error: --images {args.images} is not a folder (or 'generated')")
     if args.threads:
         torch.set_num_threads(args.threads)
     from openhmr.body import SMPL
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     from openhmr.data.crop import normalize_crop, scale_and_crop, scale_for_tight_crop
     from openhmr.demo import PersonLocation, render_overlay, save_mesh, save_png, to_predictions, views_figure
     from openhmr.inference import build_backend
+    from openhmr.inference.backends import BackendError
     from openhmr.inference.calibrated import calibrated_random_hmr
     from openhmr.io.images import read_image
     from openhmr.io.prediction import write_json, write_npz
@@ -96,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         table: dict[str, dict[str, float]] = {}
         for backend in args.backend:
             t0 = time.perf_counter()
-            predictor = build_backend(backend, model)
+            try:
+                predictor = build_backend(backend, model)
+            except BackendError as e:
+                sys.exit(f"error: {e}")
             predictor.theta(torch.zeros(1, 3, 224, 224))  # first call / compilation
             one_off = time.perf_counter() - t0
             times: dict[str, list[float]] = defaultdict(list)
@@ -147,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {stage} | " + " | ".join(f"{table[b][stage]:.1f}" for b in table) + " |")
     print("| **total** | " + " | ".join(f"**{sum(table[b][s] for s in STAGES):.1f}**" for b in table) + " |")
     print("| one-off (load + first call), s | " + " | ".join(f"{table[b]['one-off s']:.1f}" for b in table) + " |")
+    first = next(iter(table))
+    total = {b: sum(table[b][s] for s in STAGES) for b in table}
+    print(f"| × {first} (total, this run) | " + " | ".join(f"{total[first] / total[b]:.2f}" for b in table) + " |")
     return 0
 
 

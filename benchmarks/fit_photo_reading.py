@@ -83,6 +83,11 @@ def main() -> None:
     args = parser.parse_args()
     if (args.jumps or args.newton_steps) and args.untold:
         sys.exit("error: --jumps and --newton-steps need the noise told; leave out --untold")
+    if args.newton_steps < 0:
+        sys.exit(f"error: --newton-steps must be 0 or more, got {args.newton_steps}")
+    if args.save is not None and (not args.save.parent.is_dir() or args.save.is_dir()):
+        # checked now, not after the ~12 minutes of fits
+        sys.exit(f"error: --save {args.save}: its folder does not exist, or it is a folder")
 
     config = FitConfig(noise_px=None if args.untold else 2.0,
                        upright_sigma=UPRIGHT_SIGMA if args.upright else None,

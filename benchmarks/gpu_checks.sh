@@ -4,7 +4,8 @@
 #   bash benchmarks/gpu_checks.sh [OUT_DIR]
 #
 # Runs each step under its own time limit, so that one slow step cannot eat the
-# others' time, and writes each step's log to OUT_DIR (default gpu_checks_out):
+# others' time, and writes each step's log to OUT_DIR (default gpu_checks_out);
+# exits 1 if any step failed:
 #   1. the GPU and torch versions;
 #   2. the CUDA tests (tests/test_render.py: the rasteriser on CUDA equals CPU);
 #   3. the trainer on CUDA, end to end (configs/cpu_smoke.yaml, device=cuda,
@@ -17,7 +18,8 @@
 # Settings (environment): GPU_CHECKS_BUDGET, seconds for all steps together
 # (default 900); GPU_CHECKS_STEPS, the names of the steps to run (default all);
 # GPU_CHECKS_TRAIN_BATCH, step 4's batch (default 64, the paper's);
-# GPU_CHECKS_DEVICE=cpu runs step 3 on the CPU (to try the script without a GPU);
+# GPU_CHECKS_DEVICE=cpu runs step 3 on the CPU (to try the script without a GPU;
+# otherwise it stops at once where torch sees no CUDA device);
 # PYTHON, the interpreter (default python3).
 # Needs only torch, numpy, pillow, safetensors, tqdm, pyyaml, opencv and pytest
 # (no Anny, no BlazePose, no licence-gated file): openhmr runs from src/.
@@ -32,6 +34,13 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # step with under 10 s left is skipped.
 BUDGET=${GPU_CHECKS_BUDGET:-900}
 ONLY=${GPU_CHECKS_STEPS:-}
+FAILED=""  # the steps that did not exit 0
+
+if [ "${GPU_CHECKS_DEVICE:-cuda}" = cuda ] \
+        && ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    echo "gpu_checks: no CUDA device for torch here (GPU_CHECKS_DEVICE=cpu tries the script without one)" >&2
+    exit 1
+fi
 
 step() {  # step NAME SECONDS COMMAND...: run with a limit, log to OUT_DIR/NAME.txt
     local name=$1 limit=$2
@@ -51,6 +60,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to OUT_DIR/NAME.
     local rc=$?
     tail -n 12 "$OUT_DIR/$name.txt"
     echo "=== $name: exit $rc after $((SECONDS - start)) s"
+    [ "$rc" -eq 0 ] || FAILED="$FAILED $name"
 }
 
 step gpu 30 bash -c "nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; \
@@ -80,3 +90,8 @@ step gpu_throughput 200 "$PY" benchmarks/gpu_throughput.py --batch 256 --iters 3
     --variants fp32 bf16 cudagraph-bf16
 step compiled 240 "$PY" benchmarks/gpu_throughput.py --batch 256 --iters 30 \
     --variants compiled-bf16 --compile-mode reduce-overhead
+
+if [ -n "$FAILED" ]; then
+    echo "gpu_checks: failed:$FAILED (logs in $OUT_DIR)" >&2
+    exit 1
+fi

@@ -166,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         reference_theta = reference(crops).float()
     print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu (dry run)'}, "
           f"batch {args.batch}, torch {torch.__version__}")
-    print(f"{'variant':>15} {'ms/batch':>9} {'images/s':>9} {'set-up s':>9} {'vertices Δ mm':>14}")
+    print(f"{'variant':>15} {'ms/batch':>9} {'images/s':>9} {'× first':>8} {'set-up s':>9} {'vertices Δ mm':>14}")
+    baseline: float | None = None  # the first variant measured (fp32 by default): the ratios' base
+    baseline_name = ""
     for name in args.variants:
         t0 = time.perf_counter()
         theta_fn = build_variant(name, network, crops, device, args.compile_mode)
@@ -194,7 +196,12 @@ def main(argv: list[str] | None = None) -> int:
         theta = theta_fn(crops).float()
         error = compare_thetas(body, reference_theta, theta).vertex_mm
         median = statistics.median(times)
-        print(f"{name:>15} {median:9.2f} {args.batch / median * 1000:9.0f} {setup:9.1f} {error:14.3f}")
+        if baseline is None:
+            baseline, baseline_name = median, name
+        print(f"{name:>15} {median:9.2f} {args.batch / median * 1000:9.0f} {baseline / median:8.2f} "
+              f"{setup:9.1f} {error:14.3f}")
+    if baseline_name:
+        print(f"× first: speed against {baseline_name}, measured in this run")
     return 0
 
 

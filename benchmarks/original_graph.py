@@ -141,7 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.repeats < 1:
         raise SystemExit("--repeats must be >= 1")
-    mods = tf_graph.import_tf()
+    try:
+        mods = tf_graph.import_tf()
+    except ModuleNotFoundError as e:
+        sys.exit(f"error: {e.msg}: this script runs in the TF environment of tests/compat/setup_tf_env.sh, "
+                 "not in openhmr's")
     smpl_arrays = tf_graph.make_smpl_arrays(args.seed + 1)
     weights = make_weights(mods, args.seed)
     results: dict[str, dict[str, float]] = {}

@@ -14,6 +14,7 @@ ratio is baseline time / our time (> 1 = faster than the baseline).
 from __future__ import annotations
 
 import argparse
+import sys
 import statistics
 import time
 from collections.abc import Callable
@@ -65,7 +66,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    try:
+        device = torch.device(args.device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as e:
+        sys.exit(f"error: --device {args.device}: {str(e).splitlines()[0]}")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     vertices, faces = body_like_mesh()
     vertices, faces = vertices[None].to(device), faces.to(device)

@@ -88,6 +88,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="default: 30 on CUDA, 3 on CPU")
     parser.add_argument("--warmup", type=int, default=None, help="default: 5 on CUDA, 1 on CPU")
     args = parser.parse_args()
+    if args.batch is not None and args.batch < 2:
+        parser.error("--batch must be at least 2 (the trainer's batch norm needs two images)")
+    if any(n is not None and n < (1 if name == "steps" else 0)
+           for name, n in (("steps", args.steps), ("warmup", args.warmup))):
+        parser.error("--steps must be at least 1 and --warmup at least 0")
     cuda = torch.cuda.is_available()
     batch = args.batch or (64 if cuda else 4)
     steps = args.steps or (30 if cuda else 3)
@@ -95,7 +100,7 @@ def main() -> None:
     body = SMPL(synthetic_smpl_arrays())
 
     if not cuda:
-        print("no CUDA device: measuring the fp32 step on CPU at a tiny batch "
+        print(f"no CUDA device: measuring the fp32 step on CPU at batch {batch} "
               "(bf16 autocast and channels_last are CUDA-only in the trainer)")
         with tempfile.TemporaryDirectory() as run:
             trainer = make_trainer(body, run, batch, "cpu", fast=False)
