@@ -7,7 +7,7 @@ Catmull–Rom splines in axis-angle (so joints speed up and slow down as a
 body's do; the root turning by up to ±20° about the vertical), seen by a
 weak-perspective camera that drifts a little, as a crop that follows the
 person would. With the default 10 and 20 frames between poses (0.33 s and
-0.67 s at 30 fps) the root-relative joints move ~27 and ~15 mm per frame:
+0.67 s at 30 fps) the root-relative joints move ~26 and ~13 mm per frame:
 brisk and moderate movement. Every frame's BODY_25 keypoints are projected
 exactly and observed as in ``fit_synthetic.py``: Gaussian noise σ = 2 px,
 20 % dropped, and, for the 2D + 3D rows, hip-centred 3D keypoints with 2 cm
