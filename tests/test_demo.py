@@ -1583,7 +1583,8 @@ def test_views_show_the_region_around_a_small_person(smpl_model):
 
 
 def test_an_interrupted_overlay_video_leaves_no_half_file(model_files, tmp_path, monkeypatch):
-    """The overlay video is written to a temporary name and renamed when whole."""
+    """The overlay video is written to a temporary name and renamed when
+    whole, together with the npz."""
     import openhmr.demo.video as video_module
     from openhmr.demo import DemoOptions, run_demo
     from openhmr.fit import FitConfig
@@ -1612,11 +1613,70 @@ def test_an_interrupted_overlay_video_leaves_no_half_file(model_files, tmp_path,
                           fit_config=quick, smoothing="none")
     with pytest.raises(KeyboardInterrupt):
         run_demo(options)
-    assert sorted(p.name for p in out.iterdir()) == ["walk.npz"]  # whole; no overlay, no temporary
+    # The npz and the overlay take their names together: neither, and no temporary.
+    assert sorted(p.name for p in out.iterdir()) == []
     monkeypatch.setattr(video_module, "render_overlay", real_render)
+    # Nothing of the stopped video is there: --skip-existing does it again, no --overwrite needed.
     assert run_demo(DemoOptions([str(video)], out=out, method="fit", smpl=smpl, openpose=keypoints,
-                                fit_config=quick, smoothing="none", overwrite=True)) == 0
+                                fit_config=quick, smoothing="none", skip_existing=True)) == 0
     assert sorted(p.name for p in out.iterdir()) == ["walk.npz", "walk_overlay.mp4"]
+
+
+def test_an_overlay_video_cut_short_fails_the_video(model_files, tmp_path, monkeypatch, capsys):
+    """OpenCV's writer reports no write error (a full disk): the overlay is
+    read back, and one with frames missing fails the video, leaving neither it
+    nor the npz, so that --skip-existing does not take it for finished."""
+    import cv2
+
+    video = _grey_video(tmp_path / "walk.mp4", 3, 96, 80)
+    real_writer = cv2.VideoWriter
+
+    class LosingWriter:
+        fourcc = staticmethod(real_writer.fourcc)
+
+        def __init__(self, *args):
+            self.inner, self.frames = real_writer(*args), 0
+
+        def isOpened(self):
+            return self.inner.isOpened()
+
+        def write(self, frame):
+            self.frames += 1
+            if self.frames == 1:  # the rest is lost, as on a full disk
+                self.inner.write(frame)
+
+        def release(self):
+            self.inner.release()
+
+    monkeypatch.setattr(cv2, "VideoWriter", LosingWriter)
+    out = tmp_path / "out"
+    code, err = run([video, "--bbox", "5,5,60,70", *hmr_args(model_files, out)], capsys)
+    assert code == 1 and "the overlay video came out with 1 of its 3 frames" in err, err
+    assert not out.exists() or sorted(p.name for p in out.iterdir()) == []
+
+
+def test_a_photo_stopped_while_rendering_leaves_none_of_its_files(model_files, tmp_path, monkeypatch, capsys):
+    """Its npz, mesh and pictures take their names with its json: --skip-existing,
+    the documented way to go on, then does it again instead of refusing its npz."""
+    import openhmr.demo.outputs as outputs_module
+
+    (tmp_path / "in").mkdir()
+    images = [make_image(tmp_path / "in" / f"p{i}.png", seed=i) for i in range(2)]
+    real_views = outputs_module.views_figure
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outputs_module, "views_figure", stop)
+    out = tmp_path / "out"
+    common = ["--bbox", "20,10,180,150", *hmr_args(model_files, out)]
+    code, err = run([images[0], *common], capsys)
+    assert code == 130, err
+    assert not out.exists() or sorted(p.name for p in out.iterdir()) == []
+    monkeypatch.setattr(outputs_module, "views_figure", real_views)
+    code, err = run([tmp_path / "in", "--skip-existing", *common], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"p{i}{s}" for i in range(2) for s in OUTPUT_SUFFIXES)
 
 
 def _person_json(path: Path, person: int, files: dict[str, str | None]) -> Path:

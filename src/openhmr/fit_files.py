@@ -199,6 +199,7 @@ def run_fit_files(options: FitFilesOptions) -> int:
                               person_outputs, possible_outputs, progress_bar, refuse_writing_inputs,
                               remove_earlier_people, stale_line, write_image_outputs, write_people_files)
     from openhmr.devices import require_device
+    from openhmr.io.output_paths import committed_together
 
     if options.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {options.batch_size}")
@@ -319,35 +320,29 @@ def run_fit_files(options: FitFilesOptions) -> int:
         broken: set[Path] = set()
         stale: dict[Path, list[Path]] = {}  # file → what write_image_outputs removed for it
         people: dict[Path, tuple[str, int]] = {}  # file → (output name, people written)
-        shared: dict[Path, dict[str, bool]] = {}  # file with several people → its shared files written
         for (path, paths, _, _, person, _), pred in zip(batch, preds):
             pred.person = person
         for path in dict.fromkeys(b[0] for b in batch):
-            group = [(b[1], pred) for b, pred in zip(batch, preds) if b[0] == path and b[4] is not None]
-            if group:
-                try:
-                    shared[path] = write_people_files(None, [pred for _, pred in group], group[0][0],
-                                                      options.mesh_format, render=False)
-                except Exception as e:  # noqa: BLE001
-                    broken.add(path)
-                    failed += 1
-                    _report(path, e)
-        # A file's people from the last to person 1, whose json tells --skip-existing the file is finished.
-        file_order = {path: i for i, path in enumerate(dict.fromkeys(b[0] for b in batch))}
-        for (path, paths, _, _, person, name), pred in sorted(
-                zip(batch, preds), key=lambda entry: (file_order[entry[0][0]], -(entry[0][4] or 0))):
-            if path in broken:
-                continue
+            entries = [(b, pred) for b, pred in zip(batch, preds) if b[0] == path]
+            group = [(b[1], pred) for b, pred in entries if b[4] is not None]
             try:
-                stale[path] = stale.get(path, []) + write_image_outputs(
-                    None, pred, paths, options.mesh_format, render=False, shared=shared.get(path))
+                # A file's outputs take their names together: stopped half-way, it leaves none.
+                with committed_together():
+                    shared = (write_people_files(None, [pred for _, pred in group], group[0][0],
+                                                 options.mesh_format, render=False) if group else None)
+                    # The people from the last to person 1, whose json tells --skip-existing
+                    # the file is finished.
+                    removed_files: list[Path] = []
+                    for (_, paths, _, _, person, name), pred in sorted(entries, key=lambda e: -(e[0][4] or 0)):
+                        removed_files += write_image_outputs(None, pred, paths, options.mesh_format,
+                                                             render=False, shared=shared)
+                        number = 0 if person is None else person  # people written: the highest number
+                        people[path] = (name, max(number, people[path][1]) if path in people else number)
+                stale[path] = removed_files
             except Exception as e:  # noqa: BLE001
-                if path not in broken:
-                    broken.add(path)
-                    failed += 1
-                    _report(path, e)
-            number = 0 if person is None else person  # people written: the highest number
-            people[path] = (name, max(number, people[path][1]) if path in people else number)
+                broken.add(path)
+                failed += 1
+                _report(path, e)
         for path, removed_files in stale.items():
             if removed_files:
                 print(f"openhmr fit: warning: {path}: {stale_line(removed_files)}", file=sys.stderr)

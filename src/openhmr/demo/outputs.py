@@ -13,7 +13,7 @@ import torch
 from openhmr.demo.options import MESH_FORMATS
 from openhmr.demo.report import warn
 from openhmr.errors import NPZ_READ_ERRORS, InputError
-from openhmr.io.output_paths import replacing
+from openhmr.io.output_paths import committed_together, remove_when_committed, replacing
 from openhmr.io.prediction import Prediction, check_finite, write_json, write_npz
 
 # Longer side of each panel of the _views.png figure, pixels.
@@ -216,7 +216,9 @@ def remove_earlier_people(out: Path, name: str, count: int, source: str | None =
 
 
 def stale_line(files: list[Path]) -> str:
-    """The line reporting what :func:`write_image_outputs` removed."""
+    """The line reporting what :func:`write_image_outputs` removed (a photo's
+    people may each list the files they share)."""
+    files = list(dict.fromkeys(files))
     return (f"removed {len(files)} file(s) the earlier result listed that this run did not write again "
             f"({files[0].name}{', …' if len(files) > 1 else ''})")
 
@@ -579,7 +581,17 @@ def write_image_outputs(image: np.ndarray | None, pred: Prediction, paths: dict[
     run renders none. Once the new json is written nothing would name them,
     and a later run over the folder would take such pictures for photos:
     they are removed, and returned for the caller to report.
+
+    The files take their names together once all are written
+    (:func:`committed_together`; a caller may hold them for a whole photo's
+    people): a run stopped while rendering leaves none of them.
     """
+    with committed_together():
+        return _write_image_outputs(image, pred, paths, mesh_format, render, shared)
+
+
+def _write_image_outputs(image: np.ndarray | None, pred: Prediction, paths: dict[str, Path],
+                         mesh_format: str, render: bool, shared: dict[str, bool] | None) -> list[Path]:
     check_finite(pred)
     earlier = _earlier_listed(paths["json"], pred)
     paths["json"].parent.mkdir(parents=True, exist_ok=True)
@@ -613,9 +625,9 @@ def write_image_outputs(image: np.ndarray | None, pred: Prediction, paths: dict[
     if shared is not None:
         files["scene"] = paths["scene"].relative_to(base).as_posix() if shared["scene"] else None
     write_json(paths["json"], pred, files)
-    # (one of the photo's people may have removed a shared file already)
+    # (one of the photo's people may have listed a shared file already)
     stale = [p for p in sorted(earlier - {base / rel for rel in files.values() if rel is not None})
              if os.path.lexists(p)]
     for path in stale:
-        path.unlink(missing_ok=True)
+        remove_when_committed(path)
     return stale

@@ -26,7 +26,7 @@ from openhmr.errors import InputError, OpenHMRError
 from openhmr.inference.backends import BACKENDS
 from openhmr.inference.predictor import Predictor as BackendPredictor
 from openhmr.io.images import InputItem, collect_inputs, read_image, video_info
-from openhmr.io.output_paths import check_output_folder
+from openhmr.io.output_paths import check_output_folder, committed_together
 from openhmr.io.prediction import Prediction
 
 
@@ -250,15 +250,17 @@ def run_demo(options: DemoOptions) -> int:
         for group in groups:
             first = group[0][0]
             try:
-                shared = None
-                if first.person is not None:
-                    shared = write_people_files(first.image, [q for _, q in group], first.paths,
-                                                options.mesh_format, options.render)
-                # Person 1 last: its json tells --skip-existing that the photo is finished.
-                stale: list[Path] = []
-                for p, pred in reversed(group):
-                    stale += write_image_outputs(p.image, pred, p.paths, options.mesh_format, options.render,
-                                                 shared)
+                # A photo's files take their names together: stopped half-way, it leaves none.
+                with committed_together():
+                    shared = None
+                    if first.person is not None:
+                        shared = write_people_files(first.image, [q for _, q in group], first.paths,
+                                                    options.mesh_format, options.render)
+                    # Person 1 last: its json tells --skip-existing that the photo is finished.
+                    stale: list[Path] = []
+                    for p, pred in reversed(group):
+                        stale += write_image_outputs(p.image, pred, p.paths, options.mesh_format,
+                                                     options.render, shared)
                 if stale:
                     warn(f"{first.item.path}: {stale_line(stale)}")
                 if options.overwrite:

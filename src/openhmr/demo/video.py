@@ -10,7 +10,9 @@ again when written.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import heapq
+import shutil
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -30,7 +32,7 @@ from openhmr.demo.sources import OpenPoseSource, PersonLocation, PersonSource
 from openhmr.errors import InputError, NoPersonError, UnreadableFrameError
 from openhmr.io.images import InputItem, open_video
 from openhmr.io.openpose import unreadable_frames_note
-from openhmr.io.output_paths import replacing
+from openhmr.io.output_paths import committed_together, replacing
 from openhmr.io.prediction import Prediction, check_finite, write_video_npz
 
 # A video's predictions are held without their meshes (``without_vertices``)
@@ -170,12 +172,13 @@ def write_people_npz(body: BodyModel, people: dict[int, list[Prediction]], npz_o
         if smoothing != "none":
             people[person] = smooth_predictions(body, people[person], smoothing, fps)
     focal = float(np.median([float(p.focal[0]) for preds in people.values() for p in preds]))
-    for person in sorted(people, reverse=True):  # person 1 last: it tells --skip-existing all are written
-        meshes = progress(posed_again(body, people[person]), len(people[person]), npz_of(person).name,
-                           "frame")
-        write_video_npz(npz_of(person), people[person], total, fps, smoothing=smoothing,
-                        vertices=(p.vertices.astype(np.float32) for p in meshes), person=person,
-                        scene_focal=focal)
+    with committed_together():  # all or none
+        for person in sorted(people, reverse=True):  # person 1 last: it tells --skip-existing all are written
+            meshes = progress(posed_again(body, people[person]), len(people[person]), npz_of(person).name,
+                               "frame")
+            write_video_npz(npz_of(person), people[person], total, fps, smoothing=smoothing,
+                            vertices=(p.vertices.astype(np.float32) for p in meshes), person=person,
+                            scene_focal=focal)
 
 
 def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSource,
@@ -273,24 +276,27 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
     smoothing = video_smoothing(options)
     body = predictor.body
     posed: Iterator[Prediction]
-    if several:
-        followed = cast("dict[int, list[Prediction]]", people)  # follower.assign numbered every location
-        write_people_npz(body, followed, npz_of, total, info.fps, smoothing, options.overwrite)
-        posed = heapq.merge(*(posed_again(body, preds) for preds in followed.values()), key=_frame_of)
-    else:
-        preds = people.get(None, [])
-        if smoothing != "none":
-            preds = smooth_predictions(body, preds, smoothing, info.fps)
-        meshes = progress(posed_again(body, preds), len(preds), f"{item.path.name} npz", "frame")
-        write_video_npz(paths["npz"], preds, total, info.fps, smoothing=smoothing,
-                        vertices=(p.vertices.astype(np.float32) for p in meshes))
-        posed = posed_again(body, preds)
+    # The npz and the overlay take their names together: a run stopped while
+    # drawing the overlay leaves neither, and --skip-existing does the video again.
+    with committed_together():
+        if several:
+            followed = cast("dict[int, list[Prediction]]", people)  # follower.assign numbered every location
+            write_people_npz(body, followed, npz_of, total, info.fps, smoothing, options.overwrite)
+            posed = heapq.merge(*(posed_again(body, preds) for preds in followed.values()), key=_frame_of)
+        else:
+            preds = people.get(None, [])
+            if smoothing != "none":
+                preds = smooth_predictions(body, preds, smoothing, info.fps)
+            meshes = progress(posed_again(body, preds), len(preds), f"{item.path.name} npz", "frame")
+            write_video_npz(paths["npz"], preds, total, info.fps, smoothing=smoothing,
+                            vertices=(p.vertices.astype(np.float32) for p in meshes))
+            posed = posed_again(body, preds)
+        if options.render:
+            write_overlay_video(item, paths["overlay"], posed)
     if options.overwrite:
         removed = remove_earlier_people(out, item.name, max(followed) if several else 0, str(item.path))
         if removed:
             warn(f"{item.path}: {removed}")
-    if options.render:
-        write_overlay_video(item, paths["overlay"], posed)
     if timer is not None:
         timer.record_video(total, total - skipped)
     return sum(len(preds) for preds in people.values())
@@ -323,6 +329,7 @@ def _write_overlay_frames(item: InputItem, path: Path, preds: Iterable[Predictio
         raise _OverlayUnwritable
     upcoming = iter(preds)
     pred = next(upcoming, None)
+    written = 0
     try:
         for index, frame in enumerate(progress(frames, info.frame_count or None,
                                                 f"{item.path.name} overlay", "frame")):
@@ -344,5 +351,16 @@ def _write_overlay_frames(item: InputItem, path: Path, preds: Iterable[Predictio
                          f"({type(e).__name__}: {e})")
                     pred = None  # and pose no more bodies
             writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+            written = index + 1
     finally:
         writer.release()
+    # OpenCV's writer reports no write error: a full disk leaves a video cut
+    # short, without the index a player needs. Read back its frame count.
+    check = cv2.VideoCapture(str(path))
+    count = int(check.get(cv2.CAP_PROP_FRAME_COUNT)) if check.isOpened() else 0
+    check.release()
+    if count != written:
+        full = shutil.disk_usage(path.parent).free < (1 << 20)
+        raise OSError(errno.ENOSPC if full else errno.EIO,
+                      f"the overlay video came out with {count} of its {written} frames"
+                      + (" (no space left on the device)" if full else ""), str(path))

@@ -13,6 +13,7 @@ import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from pathlib import Path
 
 from openhmr.errors import InputError
@@ -101,22 +102,14 @@ def check_distinct(paths: Mapping[str, Path | None]) -> None:
         seen[key] = option
 
 
-@contextmanager
-def replacing(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write to; when the block ends
-    without error it replaces ``path`` (``os.replace``: a reader sees the old
-    file or the new one, never half of one), and on any error it is removed.
-    Its folder is made if missing. The temporary name keeps ``path``'s
-    suffix, so writers that add one (``np.savez``) leave it as it is.
+# While a ``committed_together`` block runs: what its files' commits will do,
+# in order: (temporary, final path) to rename, or (None, path) to remove.
+_PENDING: ContextVar[list[tuple[Path | None, Path]] | None] = ContextVar("openhmr_pending_writes", default=None)
 
-    A file replaced keeps its permissions (a private 0600 file stays
-    private), and a symbolic link to a file keeps pointing at it: that file
-    is the one replaced (a link to nothing is replaced itself)."""
-    path = written_path(Path(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path, path.suffix)
+
+def _commit(tmp: Path, path: Path) -> None:
+    """``tmp`` takes the name ``path``, keeping the replaced file's permissions."""
     try:
-        yield tmp
         with suppress(FileNotFoundError):  # nothing there yet: the new file's own mode
             os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
@@ -125,10 +118,84 @@ def replacing(path: Path) -> Iterator[Path]:
             raise
         # The temporary name is ours; the user knows the file by its own.
         raise type(e)(e.errno, e.strerror, str(path)) from None
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; when the block ends
+    without error it replaces ``path`` (``os.replace``: a reader sees the old
+    file or the new one, never half of one), and on any error it is removed.
+    Its folder is made if missing. The temporary name keeps ``path``'s
+    suffix, so writers that add one (``np.savez``) leave it as it is.
+    Within :func:`committed_together`, the replacing waits for that block.
+
+    A file replaced keeps its permissions (a private 0600 file stays
+    private), and a symbolic link to a file keeps pointing at it: that file
+    is the one replaced (a link to nothing is replaced itself)."""
+    path = written_path(Path(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path, path.suffix)
+    pending = _PENDING.get()
+    handed_on = False
+    try:
+        yield tmp
+        if pending is not None:
+            pending.append((tmp, path))
+            handed_on = True
+        else:
+            _commit(tmp, path)
+    except OSError as e:
+        if e.filename is None or str(e.filename) != str(tmp):
+            raise
+        raise type(e)(e.errno, e.strerror, str(path)) from None
     finally:
         # Clean-up only: an error here (the name refused) must not replace the one above.
-        with suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        if not handed_on:
+            with suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+
+def remove_when_committed(path: Path) -> None:
+    """Remove ``path`` now, or within :func:`committed_together` when its
+    files take their names (an earlier run's file the new ones supersede)."""
+    pending = _PENDING.get()
+    if pending is None:
+        Path(path).unlink(missing_ok=True)
+    else:
+        pending.append((None, Path(path)))
+
+
+@contextmanager
+def committed_together() -> Iterator[None]:
+    """Files written with :func:`replacing` in this block take their final
+    names together when it ends without error, in the order they were
+    written (each ``os.replace`` atomic; the whole a few renames, not a few
+    seconds of rendering), and the removals asked for with
+    :func:`remove_when_committed` happen then. On any error or interrupt
+    none of them happens and the temporaries are removed: an input stopped
+    while its outputs were written leaves none of them, so ``--skip-existing``
+    sees it as not started, not as half done. Nested blocks join the outer one."""
+    if _PENDING.get() is not None:
+        yield
+        return
+    pending: list[tuple[Path | None, Path]] = []
+    token = _PENDING.set(pending)
+    try:
+        try:
+            yield
+        finally:
+            _PENDING.reset(token)
+        while pending:
+            tmp, path = pending.pop(0)
+            if tmp is None:
+                path.unlink(missing_ok=True)
+            else:
+                _commit(tmp, path)
+    finally:
+        for tmp, _ in pending:
+            if tmp is not None:
+                with suppress(OSError):
+                    tmp.unlink(missing_ok=True)
 
 
 NAME_MAX = 255  # bytes in one file name, on the file systems openhmr writes to
