@@ -130,6 +130,46 @@ def test_a_failed_overwrite_keeps_the_old_dataset(tmp_path):
     assert [s["key"] for s in ShardSamples(tmp_path)] == ["f"]
 
 
+def test_a_full_disk_leaves_no_partial_shard_and_keeps_the_old_dataset(tmp_path, monkeypatch):
+    """ENOSPC mid-shard (closing the tar writes its end blocks: refused
+    again) or at the manifest: no temporary file stays, a new output's folder
+    goes, and an earlier dataset is left as it was."""
+    import errno
+    from pathlib import Path
+
+    image = np.zeros((8, 8, 3), np.uint8)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tarfile.TarFile, "addfile", full)
+        patch.setattr(tarfile.TarFile, "close", full)
+        with pytest.raises(OSError, match="No space"):
+            with ShardWriter(tmp_path / "new", "x") as w:
+                w.write(Sample("a", image, np.zeros((19, 3)), np.zeros(2), "x"))
+    assert not (tmp_path / "new").exists()
+    old = tmp_path / "old"
+    with ShardWriter(old, "x", samples_per_shard=1) as w:
+        for key in "ab":
+            w.write(Sample(key, image, np.zeros((19, 3)), np.zeros(2), "x"))
+    before = {p.name: p.read_bytes() for p in old.iterdir()}
+    real_write_text = Path.write_text
+
+    def manifest_full(self, *args, **kwargs):
+        if self.name.startswith(MANIFEST):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_text(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "write_text", manifest_full)
+        with pytest.raises(OSError, match="No space"):
+            with ShardWriter(old, "x", samples_per_shard=1, overwrite=True) as w:
+                w.write(Sample("c", image, np.zeros((19, 3)), np.zeros(2), "x"))
+    assert {p.name: p.read_bytes() for p in old.iterdir()} == before
+    assert [s["key"] for s in ShardSamples(old)] == ["a", "b"]
+
+
 def test_writer_refuses_a_folder_of_another_dataset(shard_dir):
     out, _ = shard_dir
     with pytest.raises(InputError, match="another converted dataset"):

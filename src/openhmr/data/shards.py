@@ -41,6 +41,7 @@ import tarfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -214,7 +215,11 @@ class ShardWriter:
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type is None:
-            self.close()
+            try:
+                self.close()
+            except BaseException:
+                self._abort()  # a full disk at the last shard or the manifest: nothing of this run stays
+                raise
         else:
             self._abort()
 
@@ -237,10 +242,14 @@ class ShardWriter:
 
     def _abort(self) -> None:
         if self._tar is not None and self._tmp is not None:
-            self._tar.close()
-            self._tmp.unlink(missing_ok=True)
-            self.shards.pop()
-            self._tar, self._tmp = None, None
+            try:
+                # closing writes the tar's end blocks, which a full disk refuses again
+                with suppress(OSError):
+                    self._tar.close()
+            finally:
+                self._tmp.unlink(missing_ok=True)
+                self.shards.pop()
+                self._tar, self._tmp = None, None
         for path in self._written:
             path.unlink(missing_ok=True)
         self._written.clear()
@@ -298,11 +307,6 @@ class ShardWriter:
         write ``manifest.json`` (atomically), the old manifest going first so
         that no reader takes old and new shards for one dataset."""
         self._close_shard()
-        for path in self._replaced:
-            path.unlink(missing_ok=True)
-        for path, shard in zip(self._written, self.shards):
-            os.replace(path, self.out_dir / shard["file"])
-        self._written.clear()
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -313,9 +317,19 @@ class ShardWriter:
             "openhmr_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+        # The new manifest is written whole before anything old goes: a full
+        # disk here leaves the earlier dataset as it was.
         tmp = self.out_dir / f"{MANIFEST}.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
-        os.replace(tmp, self.out_dir / MANIFEST)
+        try:
+            tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+            for path in self._replaced:
+                path.unlink(missing_ok=True)
+            for path, shard in zip(self._written, self.shards):
+                os.replace(path, self.out_dir / shard["file"])
+            self._written.clear()
+            os.replace(tmp, self.out_dir / MANIFEST)
+        finally:
+            tmp.unlink(missing_ok=True)
         return manifest
 
 
