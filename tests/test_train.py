@@ -1076,3 +1076,27 @@ def test_a_new_run_that_cannot_start_leaves_no_config_behind(smpl_npz, tmp_path)
     with pytest.raises(OSError):
         Trainer(cfg, run)
     assert sorted(p.name for p in run.iterdir()) == ["tensorboard"]
+
+
+def test_a_checkpoint_the_disk_refuses_is_an_os_error(tmp_path, monkeypatch):
+    """torch's writer reports a full disk as "unexpected pos" in its own
+    RuntimeError: the checkpoint writer says what it was, naming the file,
+    and leaves no temporary behind."""
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    import openhmr.training.checkpoint as checkpoint_module
+
+    def short_write(state, f):
+        f.write(b"PK")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1293376 vs 1293264")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(checkpoint_module.torch, "save", short_write)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10, 10, 0))
+    path = tmp_path / "checkpoints" / "step_00000010.pt"
+    with pytest.raises(OSError) as info:
+        checkpoint_module.save_checkpoint(path, {"step": 10})
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert list(path.parent.iterdir()) == []

@@ -14,10 +14,12 @@ file holds only tensors and plain containers.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import random
 import re
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any, cast
@@ -59,7 +61,17 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            torch.save(state, f)
+            try:
+                torch.save(state, f)
+            except RuntimeError as e:
+                # torch's writer turns a refused write into its own error about
+                # stream positions ("unexpected pos ..."): say what it was.
+                if "inline_container" not in str(e) and "unexpected pos" not in str(e):
+                    raise
+                full = shutil.disk_usage(path.parent).free < (256 << 20)
+                raise OSError(errno.ENOSPC if full else errno.EIO,
+                              "No space left on device" if full else "the checkpoint could not be written whole",
+                              str(path)) from None
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
