@@ -626,3 +626,36 @@ def test_convert_smpl_writes_npz_only(files_for_smpl, tmp_path, capsys):
         assert main(["convert-smpl", str(files_for_smpl), str(tmp_path / name)]) == 1
         assert f"OUTPUT must end in .npz, got {tmp_path / name}" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([files_for_smpl.name])
+
+
+def test_an_npz_write_that_fails_leaves_no_archive_to_finish(monkeypatch):
+    """np.savez left its zip archive open on a failed write (a full disk):
+    its finaliser then printed a second traceback after the command's line."""
+    import errno
+    import gc
+    import sys
+
+    from openhmr.io.npz import save_npz
+
+    class FullDisk:
+        def __init__(self) -> None:
+            self.written = 0
+
+        def write(self, data: bytes) -> int:
+            self.written += len(data)
+            if self.written > 300:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return len(data)
+
+        def tell(self) -> int:
+            return self.written
+
+        def flush(self) -> None:
+            pass
+
+    unraisable: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    with pytest.raises(OSError, match="No space"):
+        save_npz(FullDisk(), {"x": np.zeros(1000)})
+    gc.collect()
+    assert unraisable == []

@@ -45,6 +45,7 @@ from torch import Tensor
 from openhmr.progress import track
 
 from openhmr.errors import InputError
+from openhmr.io.npz import save_npz
 from openhmr.io.output_paths import replacing
 
 SMPL_BODY_VALUES = 66  # 22 body joints × 3 (SMPL-H's first joints are SMPL's first 22)
@@ -98,8 +99,8 @@ def save_mocap(path: str | Path, pose: np.ndarray, shape: np.ndarray, overwrite:
     if path.exists() and not overwrite:
         raise MocapError(f"{path} exists; pass --overwrite to replace it")
     with replacing(path) as tmp:
-        np.savez(tmp, pose=np.asarray(pose, np.float32), shape=np.asarray(shape, np.float32),
-                 **{k: np.array(v) for k, v in meta.items()})
+        save_npz(tmp, {"pose": np.asarray(pose, np.float32), "shape": np.asarray(shape, np.float32),
+                       **{k: np.array(v) for k, v in meta.items()}})
     return path
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from openhmr.body.keypoints import index_map
 from openhmr.errors import InputError
+from openhmr.io.npz import save_npz
 from openhmr.io.output_paths import replacing
 from openhmr.progress import track
 
@@ -70,9 +71,8 @@ def save_predictions(path: str | Path, keys: list[str], preds: Predictions) -> N
                                ("vertices", preds.vertices, 1e-3), ("keypoints2d", preds.keypoints2d, 1.0)):
         if value is not None:
             arrays[name] = (np.asarray(value) * scale).astype(np.float32 if name == "vertices" else np.float64)
-    # through a file object: np.savez adds ".npz" to a name without it, and the rename would miss it
-    with replacing(path) as partial, open(partial, "wb") as handle:
-        np.savez(handle, **arrays)
+    with replacing(path) as partial:
+        save_npz(partial, arrays)
 
 
 def h36m17_to_lsp14(points: np.ndarray) -> np.ndarray:

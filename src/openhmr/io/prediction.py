@@ -26,6 +26,7 @@ import numpy as np
 
 from openhmr.data.crop import CropTransform
 from openhmr.errors import NPZ_READ_ERRORS, OpenHMRError
+from openhmr.io.npz import save_npz
 from openhmr.io.output_paths import replacing
 
 SCHEMA_ID = "openhmr.prediction/1"
@@ -281,12 +282,12 @@ def write_npz(path: Path, pred: Prediction) -> None:
     """One image's arrays (``prediction_arrays``) plus ``faces`` and metadata strings."""
     person = {} if pred.person is None else {"person": np.array(pred.person)}
     with replacing(path) as tmp:
-        np.savez_compressed(
-            tmp, **prediction_arrays(pred), **person, faces=pred.faces.astype(np.int32),
-            schema=np.array(SCHEMA_ID), body_model=np.array(pred.body_model),
-            method=np.array(pred.method), person_source=np.array(pred.person_source),
-            input=np.array(pred.input),
-        )
+        save_npz(tmp, {
+            **prediction_arrays(pred), **person, "faces": pred.faces.astype(np.int32),
+            "schema": np.array(SCHEMA_ID), "body_model": np.array(pred.body_model),
+            "method": np.array(pred.method), "person_source": np.array(pred.person_source),
+            "input": np.array(pred.input),
+        }, compress=True)
 
 
 def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: float,

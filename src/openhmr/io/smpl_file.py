@@ -288,8 +288,8 @@ def load_smpl_arrays(path: str | Path) -> dict[str, np.ndarray]:
 
 def save_smpl_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     """Write SMPL arrays to an ``.npz`` that :func:`load_smpl_arrays` reads back."""
+    from openhmr.io.npz import save_npz
     from openhmr.io.output_paths import replacing
 
-    # Through a file object: np.savez given a name adds ".npz" to one without it.
-    with replacing(Path(path)) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+    with replacing(Path(path)) as tmp:
+        save_npz(tmp, {k: np.asarray(v) for k, v in arrays.items()})

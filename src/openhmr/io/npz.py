@@ -1,0 +1,28 @@
+"""``.npz`` files written so that a failed write is one error, not two.
+
+``np.savez`` leaves its zip archive open when a write fails (a full disk, a
+Ctrl-C): the archive's finaliser then tries again at garbage collection and
+prints a second traceback ("Exception ignored in: ZipFile.__del__") after
+the command's own one-line message. Here the archive is closed on any error.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+
+def save_npz(target: Path | IO[bytes], arrays: Mapping[str, object], compress: bool = False) -> None:
+    """The arrays as ``np.savez`` (or, with ``compress``, ``np.savez_compressed``)
+    writes them, to the file ``target`` (a path, taken as given: no ".npz"
+    is added) or a binary file object. Object arrays are refused, as
+    ``np.load(allow_pickle=False)`` would refuse them."""
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(target, "w", compression=method, allowZip64=True) as archive:
+        for key, value in arrays.items():
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
