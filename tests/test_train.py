@@ -1078,6 +1078,45 @@ def test_a_new_run_that_cannot_start_leaves_no_config_behind(smpl_npz, tmp_path)
     assert sorted(p.name for p in run.iterdir()) == ["tensorboard"]
 
 
+def test_a_new_run_stopped_while_it_starts_leaves_no_config_behind(smpl_npz, tmp_path, monkeypatch):
+    """Ctrl-C (not an Exception) just after config.yaml is written: taken back
+    too, so that the same command starts the run again."""
+    import openhmr.train as train_module
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    cfg = small_config(smpl_npz, tensorboard=True)
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, "RunMonitor", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(cfg, run)
+    assert not run.exists()
+    Trainer(cfg, run).close()
+
+
+def test_two_new_runs_started_at_once_do_not_share_a_folder(smpl_npz, tmp_path, monkeypatch):
+    """The second run to make config.yaml is refused, and the first run's
+    file is left as it is (it used to be replaced, and the two runs' checkpoints mixed)."""
+    import openhmr.train as train_module
+
+    run = tmp_path / "run"
+    run.mkdir()
+    real_check = train_module.check_batch_fits
+
+    def first_run_meanwhile(cfg):  # after this run found the folder free
+        (run / "config.yaml").write_text("the first run's")
+        return real_check(cfg)
+
+    from openhmr.errors import InputError
+
+    monkeypatch.setattr(train_module, "check_batch_fits", first_run_meanwhile)
+    with pytest.raises(InputError, match="already holds config.yaml \\(another run started there\\?\\)"):
+        Trainer(small_config(smpl_npz), run)
+    assert (run / "config.yaml").read_text() == "the first run's"
+
+
 def test_a_checkpoint_the_disk_refuses_is_an_os_error(tmp_path, monkeypatch):
     """torch's writer reports a full disk as "unexpected pos" in its own
     RuntimeError: the checkpoint writer says what it was, naming the file,

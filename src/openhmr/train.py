@@ -331,21 +331,34 @@ class Trainer:
             self.load(existing[-1][1])
             if self.dist.is_main:  # what it may have changed (max_steps, paths, ...) is recorded
                 cfg.save(self.run_dir / CONFIG_FILE)
-        elif self.dist.is_main:
-            tensorboard = self.run_dir / "tensorboard"
-            self.made += [p for p in (self.run_dir, tensorboard) if not p.exists()]
-            before = set(tensorboard.iterdir()) if tensorboard.is_dir() else set()
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            cfg.save(self.run_dir / CONFIG_FILE)
-            self.made.append(self.run_dir / CONFIG_FILE)
         try:
+            if not resume and self.dist.is_main:
+                tensorboard = self.run_dir / "tensorboard"
+                self.made += [p for p in (self.run_dir, tensorboard) if not p.exists()]
+                before = set(tensorboard.iterdir()) if tensorboard.is_dir() else set()
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                self._claim(self.run_dir / CONFIG_FILE)
+                self.made.append(self.run_dir / CONFIG_FILE)
+                cfg.save(self.run_dir / CONFIG_FILE)
             self.monitor = RunMonitor(self.run_dir / "tensorboard", cfg.tensorboard and self.dist.is_main,
                                       purge_step=self.step + 1 if resume else None)
-        except Exception:
-            self._take_back()  # a new run that cannot start leaves nothing that refuses the same command
+            if not resume and self.dist.is_main and (self.run_dir / "tensorboard").is_dir():
+                self.made += sorted(set((self.run_dir / "tensorboard").iterdir()) - before)
+        except BaseException:
+            # A new run that cannot start, or is stopped (Ctrl-C) while it
+            # starts, leaves nothing that refuses the same command.
+            self._take_back()
             raise
-        if not resume and self.dist.is_main and (self.run_dir / "tensorboard").is_dir():
-            self.made += sorted(set((self.run_dir / "tensorboard").iterdir()) - before)
+
+    def _claim(self, path: Path) -> None:
+        """Make ``path`` (the new run's config) only if it is not there: of two
+        new runs started into one folder at once, the second is refused
+        instead of mixing its checkpoints with the first's."""
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            raise InputError(f"{self.run_dir} already holds {path.name} (another run started there?); "
+                             "choose another --out for a new run") from None
 
     # ------------------------------------------------------------------ parts
     def _optimizer(self, params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:

@@ -209,10 +209,10 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> None:
         """Write the configuration as YAML (atomically)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        tmp.replace(path)
+        from openhmr.io.output_paths import replacing
+
+        with replacing(Path(path)) as tmp:
+            tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
