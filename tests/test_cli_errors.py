@@ -659,3 +659,16 @@ def test_an_npz_write_that_fails_leaves_no_archive_to_finish(monkeypatch):
         save_npz(FullDisk(), {"x": np.zeros(1000)})
     gc.collect()
     assert unraisable == []
+
+
+def test_ctrl_c_while_the_options_are_read_is_one_line(monkeypatch, capsys):
+    """Reading --device imports torch (a second or so) before the command's
+    own handling of Ctrl-C is in place."""
+    import openhmr.commands as commands
+
+    def slow_import(text):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "device_name", slow_import)
+    assert main(["demo", "x.png"]) == 130
+    assert capsys.readouterr().err == "openhmr: interrupted\n"

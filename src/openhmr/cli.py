@@ -143,7 +143,12 @@ def _drop_broken_streams() -> None:
 
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
-    args = parse_args(parser, argv)
+    try:
+        args = parse_args(parser, argv)
+    except KeyboardInterrupt:
+        # Parsing a --device imports torch, which takes a second or so.
+        print("openhmr: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
