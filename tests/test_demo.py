@@ -1679,6 +1679,24 @@ def test_a_photo_stopped_while_rendering_leaves_none_of_its_files(model_files, t
     assert sorted(p.name for p in out.iterdir()) == sorted(f"p{i}{s}" for i in range(2) for s in OUTPUT_SUFFIXES)
 
 
+def test_a_picture_the_disk_refuses_fails_the_photo(model_files, tmp_path, monkeypatch, capsys):
+    """A full disk while the pictures are written is a failed write, not a
+    rendering failure to pass over: the photo fails and leaves none of its files."""
+    import errno
+
+    import openhmr.demo.outputs as outputs_module
+
+    def full(path, pixels):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(outputs_module, "save_png", full)
+    image = make_image(tmp_path / "p.png")
+    out = tmp_path / "out"
+    code, err = run([image, "--bbox", "20,10,180,150", *hmr_args(model_files, out)], capsys)
+    assert code == 1 and "No space left on device" in err and "rendering failed" not in err, err
+    assert not out.exists() or list(out.iterdir()) == []
+
+
 def _person_json(path: Path, person: int, files: dict[str, str | None]) -> Path:
     """Write, as the demo does (``write_json``), the result json of person
     ``person`` of ``photo.png`` listing ``files``."""

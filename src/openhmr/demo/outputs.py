@@ -538,6 +538,8 @@ def write_people_files(image: np.ndarray | None, preds: list[Prediction], paths:
         try:
             save_png(paths["overlay"], render_people_overlay(image, preds))
             written["overlay"] = True
+        except OSError:
+            raise  # the picture's file refused (a full disk): a failed write, not a failed rendering
         except Exception as e:  # noqa: BLE001 - never lose the parameters
             warn(f"{source}: rendering failed, overlay skipped ({type(e).__name__}: {e})")
     return written
@@ -613,6 +615,8 @@ def _write_image_outputs(image: np.ndarray | None, pred: Prediction, paths: dict
                 pictures["overlay"] = True
             save_png(paths["views"], views_figure(image, pred))
             pictures["views"] = True
+        except OSError:
+            raise  # the picture's file refused (a full disk): a failed write, not a failed rendering
         except Exception as e:  # noqa: BLE001 - rendering must never lose the parameters
             warn(f"{pred.input}: rendering failed, pictures skipped ({type(e).__name__}: {e})")
     base = paths["json"].parent
