@@ -2541,3 +2541,29 @@ def test_outputs_that_are_inputs_are_found_among_many_people(tmp_path):
     with pytest.raises(InputError, match="group_person3_views.png is one of this command's inputs"):
         refuse_writing_inputs(listed, frozenset({named.resolve()}))
     refuse_writing_inputs(possible_outputs(out, "sub/group", "image", 2, "glb"), frozenset({photo.resolve()}))
+
+
+def test_the_follower_knows_a_person_by_their_last_frames_colours(monkeypatch):
+    """A person seen 100 frames in one top, then 30 in another (a jacket put
+    on, the light changed), hidden, and back in the second: their number
+    again. The colours kept are the mean of the last 30 frames; an average
+    that never forgot (weight 1/30) still held 36 % of the first top and gave
+    a new number."""
+    import openhmr.demo.people as people
+    from openhmr.demo import PersonLocation
+    from openhmr.demo.people import PeopleFollower
+
+    first, second = np.zeros(68), np.zeros(68)
+    first[0], second[20] = 1.0, 1.0
+    wearing = {"top": first}
+    monkeypatch.setattr(people, "torso_colours", lambda image, location, min_conf=0.5: wearing["top"])
+    here = np.array([[100.0, 100.0, 1.0], [160.0, 300.0, 1.0]])
+    elsewhere = here + [400.0, 0.0, 0.0]
+    follower, image = PeopleFollower(), np.zeros((10, 10, 3), np.uint8)
+    person = lambda keypoints: PersonLocation(1.0, np.zeros(2), "openpose", keypoints, "body25")  # noqa: E731
+    for frame in range(100):
+        assert follower.assign(frame, [person(here)], image) == [1]
+    wearing["top"] = second
+    for frame in range(100, 130):
+        assert follower.assign(frame, [person(here)], image) == [1]
+    assert follower.assign(200, [person(elsewhere)], image) == [1]  # after max_gap, elsewhere: by colour

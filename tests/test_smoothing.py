@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.fft
 import scipy.linalg
 import torch
 from scipy.spatial.transform import Rotation
 
 from openhmr.data.crop import CropTransform
-from openhmr.geometry.rotations import axis_angle_to_matrix
+from openhmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from openhmr.smoothing import (
     BodySmoother,
     OneEuroFilter,
@@ -158,24 +157,51 @@ def test_rotations_stay_rotations_near_pi():
 
 
 # ------------------------------------------------------------------ whole clip
-def test_whittaker_is_the_cosine_domain_smoother_around_the_line():
-    """For a fixed λ the result equals ℓ + IDCT(DCT(y − ℓ) / (1 + λ(2 − 2cos(πk/n))²)),
-    ℓ each column's least-squares line (numpy's polyfit), the DCT scipy's
-    orthonormal DCT-II (to 1e-12)."""
+def test_whittaker_is_the_exact_smoother_and_gcv_charges_its_trace():
+    """For a fixed λ the result equals the dense solve of (I + λDᵀD)z = y, D
+    the second difference (to 1e-9), and whittaker_trace is tr (I + λDᵀD)⁻¹."""
     rng = np.random.default_rng(0)
     for n in (4, 7, 60):
         y = rng.standard_normal((n, 3))
-        t = np.arange(n)
-        line = np.stack([np.polyval(np.polyfit(t, y[:, j], 1), t) for j in range(3)], axis=1)
-        for lam in (0.0, 0.3, 50.0):
-            w = (2 - 2 * np.cos(np.pi * np.arange(n) / n)) ** 2
-            expected = line + scipy.fft.idct(
-                scipy.fft.dct(y - line, norm="ortho", axis=0) / (1 + lam * w)[:, None], norm="ortho", axis=0)
+        second = np.diff(np.eye(n), 2, axis=0)
+        for lam in (0.0, 0.3, 50.0, 1e5):
+            system = np.eye(n) + lam * second.T @ second
             got, chosen = whittaker_gcv(y, np.array([lam]))
             assert chosen == lam
-            np.testing.assert_allclose(got, expected, atol=1e-12)
+            np.testing.assert_allclose(got, np.linalg.solve(system, y), atol=1e-9)
+            assert abs(whittaker_trace(n, lam) - np.trace(np.linalg.inv(system))) < 1e-8
     short = rng.standard_normal((3, 2))
     np.testing.assert_array_equal(whittaker_gcv(short)[0], short)  # too short to smooth
+
+
+def test_smooth_clip_keeps_a_steady_turn_to_the_ends():
+    """A root turning at 6° a frame while 23 still joints tremble by ~1°: the
+    cosine-transform smoother, whose penalty took a mirror at the clip's ends,
+    slowed the turn there with the λ the still joints set (7.7° off at the
+    first and last frames, against 0.9° unsmoothed); the exact one does not."""
+    rng = np.random.default_rng(0)
+    n, joints = 60, 24
+    turn = np.radians(6.0) * np.arange(n)
+    crop = CropTransform(0.5, 0.5, (0, 0), 224)
+
+    def yaw(poses: np.ndarray) -> np.ndarray:
+        r = axis_angle_to_matrix(torch.as_tensor(poses[:, :3])).numpy()
+        return np.unwrap(np.arctan2(r[:, 0, 2], r[:, 0, 0]))
+
+    ends, middle = [], []
+    for _ in range(10):
+        truth = np.zeros((n, joints, 3))
+        truth[:, 0, 1] = turn
+        truth[:, 1:] = [0.2, 0.1, -0.1]
+        tremble = axis_angle_to_matrix(torch.as_tensor(rng.normal(0, 0.017, (n * joints, 3))))
+        noisy = matrix_to_axis_angle(axis_angle_to_matrix(torch.as_tensor(truth.reshape(-1, 3))) @ tremble)
+        _, smoothed, _ = smooth_clip(range(n), np.tile([0.9, 0.0, 0.0], (n, 1)), noisy.numpy().reshape(n, -1),
+                                     np.zeros((n, 10)), [crop] * n)
+        error = np.degrees(yaw(smoothed) - turn)
+        ends.append(error[[0, -1]])
+        middle.append(error[n // 4: 3 * n // 4])
+    assert np.abs(np.mean(ends, axis=0)).max() < 3.0, np.mean(ends, axis=0)
+    assert np.sqrt(np.mean(np.square(middle))) < 0.6
 
 
 def test_whittaker_keeps_a_steady_motion_to_the_ends():
@@ -252,7 +278,9 @@ def test_smooth_clip_steadies_a_still_person_more_than_the_causal_filter():
     assert clip < 0.3 * raw and clip < 0.6 * one_euro, (clip, one_euro, raw)
     image = np.array([camera_to_image(c, t) for c, t in zip(s_cams, crops)])
     raw_image = np.array([camera_to_image(c, t) for c, t in zip(cams, crops)])
-    assert np.abs(image - true_cam).mean() < 0.3 * np.abs(raw_image - true_cam).mean()
+    # (0.30 here: the exact smoother leaves a still clip's ends a little noisier than the
+    # mirror-extended one did, 0.29, which in turn slowed a steady turn there)
+    assert np.abs(image - true_cam).mean() < 0.35 * np.abs(raw_image - true_cam).mean()
     assert np.abs(s_betas - true_betas).mean() < 0.3 * np.abs(betas - true_betas).mean()
 
 

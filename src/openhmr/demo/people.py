@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -164,8 +165,8 @@ class PeopleFollower:
     velocity_memory: float = 0.7
     # person → (frame last seen, box then, velocity of the box's centre, px per frame; None: not known yet)
     _last: dict[int, tuple[int, np.ndarray, np.ndarray | None]] = field(default_factory=dict, repr=False)
-    # person → (torso colour histogram, frames it averages)
-    _colours: dict[int, tuple[np.ndarray, int]] = field(default_factory=dict, repr=False)
+    # person → torso colour histograms of their last appearance_frames frames, and their mean
+    _colours: dict[int, tuple[deque[np.ndarray], np.ndarray]] = field(default_factory=dict, repr=False)
 
     def assign(self, frame: int, locations: list[PersonLocation], image: np.ndarray | None = None) -> list[int]:
         """The person number of each of a frame's locations (and records them).
@@ -189,7 +190,7 @@ class PeopleFollower:
                 numbers[i] = k
         colours = [torso_colours(image, loc) if image is not None else None for loc in locations]
         absent = [k for k in self._colours if k not in numbers.values()]
-        alike = sorted(((similarity(colour, self._colours[k][0]), i, k) for i, colour in enumerate(colours)
+        alike = sorted(((similarity(colour, self._colours[k][1]), i, k) for i, colour in enumerate(colours)
                         if i not in numbers and colour is not None for k in absent), reverse=True)
         returning: set[int] = set()
         for score, i, k in alike:
@@ -211,7 +212,7 @@ class PeopleFollower:
             self._last[numbers[i]] = (frame, box, velocity)
             colour = colours[i]
             if colour is not None:
-                mean, count = self._colours.get(numbers[i], (colour, 0))
-                count = min(count + 1, self.appearance_frames)
-                self._colours[numbers[i]] = (mean + (colour - mean) / count, count)
+                recent = self._colours.get(numbers[i], (deque(maxlen=self.appearance_frames), colour))[0]
+                recent.append(colour)  # the oldest goes: a change of clothes or light is learnt in full
+                self._colours[numbers[i]] = (recent, np.mean(recent, axis=0))
         return [numbers[i] for i in range(len(boxes))]
