@@ -890,3 +890,17 @@ def test_progress_counts_files_once_fitted(smpl_npz, tmp_path, capsys, monkeypat
                              render=False))
     counts = [line.split()[1] for line in capsys.readouterr().err.splitlines() if line.startswith("images:")]
     assert "2/2" not in counts, counts
+
+
+def test_two_files_of_one_frame_are_named_on_one_line(smpl_npz, tmp_path, capsys):
+    """walk_000000000003.json beside walk_000000000003_keypoints.json: the same
+    frame twice, which used to fail inside the run splitting ("frames must increase")."""
+    folder = tmp_path / "openpose"
+    for i in range(4):
+        _write(folder / f"walk_{i:012d}_keypoints.json", _person(150, 30, 180))
+    _write(folder / "walk_000000000003.json", _person(150, 30, 180))
+    code = main(["fit", str(folder), "--image-size", "400x300", "--sequence", "--fps", "10",
+                 "--smpl", str(smpl_npz), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1 and "walk_000000000003.json and" in err and "are both frame 3 of one video" in err, err
+    assert not (tmp_path / "out").exists()

@@ -157,6 +157,12 @@ def group_frames(files: list[tuple[Path, str]]) -> tuple[dict[str, list[tuple[in
     # A file named twice on the command line (or through a folder and by name) is one frame.
     once = [sorted({(frame, path.resolve()): (frame, path) for frame, path in frames}.values())
             for frames in videos.values()]
+    for frames in once:
+        for (frame, path), (next_frame, other) in zip(frames, frames[1:]):
+            if frame == next_frame:
+                # e.g. walk_000000000003.json beside walk_000000000003_keypoints.json
+                raise InputError(f"{path} and {other} are both frame {frame} of one video; "
+                                 "keep one of them in the folder")
     return dict(zip(names, once)), others
 
 
