@@ -167,8 +167,9 @@ class FitPredictor:
     The independent people of one call (photos, video frames without
     ``track``) are fitted together, one batch per keypoint layout: each has
     its own optimiser (``openhmr.fit``), so a batch only shares the work, and
-    the result differs from a fit alone by round-off grown along the
-    optimiser's path (with 3D landmarks ~1 mm; from 2D alone a near-tied
+    the result differs from a fit alone, or at another place in the batch,
+    by round-off grown along the optimiser's path (with 3D landmarks ~1 mm
+    on synthetic bodies, up to ~9 mm on a photo; from 2D alone a near-tied
     depth variant may win instead, no less accurate on average). Calling
     with one person at a time fits each alone.
 

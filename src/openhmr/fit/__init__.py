@@ -82,7 +82,8 @@ The method:
 Optimisation is L-BFGS with one run per row (a person, a starting
 orientation, a hypothesis): its own line search and curvature history
 (``openhmr.lbfgs``), evaluated together as one batch. A row's loss never
-increases, and a person's fit is the same alone as in any batch. A body model may provide
+increases, and no person's steps depend on another's: a person's fit is the
+same alone as in any batch up to round-off grown along the optimiser's path. A body model may provide
 ``forward_keypoints`` (Anny does) to skip the mesh while optimising.
 
 The modules: ``config`` (settings, starts, results), ``targets`` (the
