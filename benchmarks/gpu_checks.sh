@@ -18,8 +18,8 @@
 # Settings (environment): GPU_CHECKS_BUDGET, seconds for all steps together
 # (default 900); GPU_CHECKS_STEPS, the names of the steps to run (default all);
 # GPU_CHECKS_TRAIN_BATCH, step 4's batch (default 64, the paper's);
-# GPU_CHECKS_DEVICE=cpu runs step 3 on the CPU (to try the script without a GPU;
-# otherwise it stops at once where torch sees no CUDA device);
+# GPU_CHECKS_DEVICE=cpu leaves out step 1 and runs step 3 on the CPU (to try the
+# script without a GPU; otherwise it stops at once where torch sees no CUDA device);
 # PYTHON, the interpreter (default python3).
 # Needs only torch, numpy, pillow, safetensors, tqdm, pyyaml, opencv and pytest
 # (no Anny, no BlazePose, no licence-gated file): openhmr runs from src/.
@@ -63,11 +63,12 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to OUT_DIR/NAME.
     [ "$rc" -eq 0 ] || FAILED="$FAILED $name"
 }
 
-step gpu 30 bash -c "nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; \
+[ "${GPU_CHECKS_DEVICE:-cuda}" = cuda ] && step gpu 30 bash -c "nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; \
     $PY -c 'import torch; print(\"torch\", torch.__version__, \"CUDA\", torch.version.cuda, torch.cuda.get_device_name())'"
 step tests 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_render.py
 
 SMOKE=$(mktemp -d)
+trap 'rm -rf "$SMOKE"' EXIT
 SET="device=${GPU_CHECKS_DEVICE:-cuda} checkpoint_every=20 log_every=20 deterministic=true"
 TRAIN="$PY -m openhmr train --no-progress"
 COMPARE='

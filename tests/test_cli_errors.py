@@ -103,6 +103,34 @@ def test_replacing_keeps_permissions_and_links(tmp_path):
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~umask
 
 
+def test_files_committed_together_take_their_names_at_the_end_or_not_at_all(tmp_path):
+    """Within committed_together, replacing's files keep their temporary
+    names until the block ends; an error in the block leaves none of them, and
+    a rename refused at the end leaves no temporary behind."""
+    from openhmr.io.output_paths import committed_together, remove_when_committed
+
+    (tmp_path / "old.png").write_text("earlier")
+    with committed_together():
+        for name in ("a.npz", "a.json"):
+            with replacing(tmp_path / name) as tmp:
+                tmp.write_text(name)
+        remove_when_committed(tmp_path / "old.png")
+        assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["old.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.npz"]
+    with pytest.raises(KeyboardInterrupt):
+        with committed_together():
+            with replacing(tmp_path / "b.npz") as tmp:
+                tmp.write_text("b")
+            raise KeyboardInterrupt
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.npz"]
+    with pytest.raises(OSError):
+        with committed_together():
+            with replacing(tmp_path / "c.json") as tmp:
+                tmp.write_text("c")
+            (tmp_path / "c.json").mkdir()  # the rename at the end is refused
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.npz", "c.json"]
+
+
 def test_replacing_writes_a_long_name_a_file_may_have(tmp_path):
     """A final name of up to 255 bytes is written though its usual temporary
     name would be longer; a name too long for the file system is refused
@@ -159,7 +187,8 @@ def test_an_unknown_device_is_a_usage_error(command, capsys):
 
 @pytest.mark.parametrize("argv", [["demo", "photo.jpg", "--out", ""], ["demo", ""], ["fit", "", "--image-size", "9x9"],
                                   ["convert-smpl", "", "x.npz"], ["eval", "--protocol", "lsp", "--data", ""],
-                                  ["train", "--out", ""], ["export-onnx", "--weights", "w", "--smpl", "s", "--out", ""]])
+                                  ["train", "--out", ""], ["export-onnx", "--weights", "w", "--smpl", "s", "--out", ""],
+                                  ["data", "convert-mocap", "amass", "", "out.npz"]])
 def test_an_empty_path_is_a_usage_error(argv, capsys):
     """Path("") is the current folder: an unset variable in a script made it
     the output folder, or an input folder searched for photos."""

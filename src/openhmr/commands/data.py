@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from openhmr.commands import path_argument, seed
+from openhmr.commands import input_argument, path_argument, seed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="amass ROOT OUT.npz: every AMASS .npz under ROOT → SMPL pose (N,72) and "
         "shape (N,10). anny-prior COUNT OUT.npz: COUNT samples of the Anny model's own sampler.")
     m.add_argument("source", choices=["amass", "anny-prior"])
-    m.add_argument("input", help="amass: the AMASS folder; anny-prior: the number of samples")
+    m.add_argument("input", type=input_argument, help="amass: the AMASS folder; anny-prior: the number of samples")
     m.add_argument("out", type=path_argument, help="output .npz")
     m.add_argument("--stride", type=int, default=1, help="amass: keep every n-th frame")
     m.add_argument("--seed", type=seed, default=None, help="anny-prior: random seed (default 0)")

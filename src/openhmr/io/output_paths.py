@@ -174,7 +174,9 @@ def committed_together() -> Iterator[None]:
     :func:`remove_when_committed` happen then. On any error or interrupt
     none of them happens and the temporaries are removed: an input stopped
     while its outputs were written leaves none of them, so ``--skip-existing``
-    sees it as not started, not as half done. Nested blocks join the outer one."""
+    sees it as not started, not as half done. (A rename refused part-way
+    leaves the earlier ones done; callers write the file that marks an input
+    finished last.) Nested blocks join the outer one."""
     if _PENDING.get() is not None:
         yield
         return
@@ -186,11 +188,12 @@ def committed_together() -> Iterator[None]:
         finally:
             _PENDING.reset(token)
         while pending:
-            tmp, path = pending.pop(0)
+            tmp, path = pending[0]
             if tmp is None:
                 path.unlink(missing_ok=True)
             else:
                 _commit(tmp, path)
+            pending.pop(0)  # only once done: a failed rename's temporary is removed below
     finally:
         for tmp, _ in pending:
             if tmp is not None:
