@@ -701,3 +701,46 @@ def test_ctrl_c_while_the_options_are_read_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(commands, "device_name", slow_import)
     assert main(["demo", "x.png"]) == 130
     assert capsys.readouterr().err == "openhmr: interrupted\n"
+
+
+def _without(monkeypatch, *names: str) -> None:
+    """Make the packages ``names`` un-importable, as if not installed."""
+    import sys
+
+    for name in names:
+        for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            monkeypatch.delitem(sys.modules, loaded)
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def test_a_missing_extra_is_one_line_naming_what_to_install(tmp_path, monkeypatch, capsys):
+    """Without OpenCV a video input, training and the dataset converters;
+    without PyYAML training; without mediapipe the open default: each one
+    line naming the install, exit 1, not a traceback."""
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((40, 30, 3), np.uint8)).save(photo)
+    (tmp_path / "clip.mp4").write_bytes(b"\0" * 64)
+    _without(monkeypatch, "cv2", "mediapipe")
+    assert main(["demo", str(photo), "--out", str(tmp_path / "out")]) == 1
+    assert ("--method fit without --openpose or --bbox (finding people) needs the BlazePose detector: "
+            "pip install 'openhmr[demo]'") in capsys.readouterr().err
+    from openhmr.io.images import video_info
+
+    with pytest.raises(InputError, match=r"reading videos needs cv2, which is not installed: "
+                       r"pip install 'openhmr\[demo\]' \(or pip install opencv-python-headless\)"):
+        video_info(tmp_path / "clip.mp4")
+    assert main(["train", "--config", "configs/cpu_smoke.yaml", "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "openhmr train: error: training (its crops and augmentation) needs cv2" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+    from openhmr.data.datasets._common import scale_and_crop_person
+
+    with pytest.raises(InputError, match="the dataset conversion needs cv2"):
+        scale_and_crop_person(np.zeros((40, 30, 3), np.uint8), np.ones((14, 3)), 1.0, 50)
+    _without(monkeypatch, "yaml")
+    from openhmr.training.config import TrainConfig
+
+    with pytest.raises(InputError, match=r"training \(its YAML configs\) needs yaml.*pip install 'openhmr\[train\]'"):
+        TrainConfig.load("configs/cpu_smoke.yaml")

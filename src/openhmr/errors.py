@@ -5,7 +5,9 @@ is an :class:`OpenHMRError` with a one-sentence message; the command line
 prints that sentence and exits non-zero instead of showing a traceback.
 """
 
+import importlib
 import zipfile
+from types import ModuleType
 
 #: What ``np.load(path, allow_pickle=False)`` raises for a file that is not a
 #: whole .npz: missing or unreadable (OSError), empty (EOFError), another
@@ -39,3 +41,26 @@ class UnreadableFrameError(NoPersonError):
     OpenPose's): the frame counts as one without a body, and the video's
     report says how many such frames there were, as OpenPose killed while
     writing leaves its last file cut short."""
+
+
+class MissingExtraError(InputError):
+    """An optional package a command needs is not installed."""
+
+
+def require_module(name: str, needed_for: str, install: str) -> ModuleType:
+    """``import name``, or a one-line :class:`MissingExtraError` saying what
+    needs it (``needed_for``) and how to install it (``install``)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise MissingExtraError(f"{needed_for} needs {name.split('.')[0]}, which is not installed: "
+                                f"{install}") from None
+
+
+#: How to install OpenCV: it comes with the demo extra (mediapipe's opencv-contrib-python).
+OPENCV_INSTALL = "pip install 'openhmr[demo]' (or pip install opencv-python-headless)"
+
+
+def require_opencv(needed_for: str) -> ModuleType:
+    """OpenCV's ``cv2``, or a one-line :class:`MissingExtraError`."""
+    return require_module("cv2", needed_for, OPENCV_INSTALL)

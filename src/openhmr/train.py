@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from openhmr.body.base import BodyModel
 from openhmr.data.mocap import MocapSampler
 from openhmr.devices import require_device
-from openhmr.errors import InputError, OpenHMRError, WeightsError
+from openhmr.errors import InputError, OpenHMRError, WeightsError, require_opencv
 from openhmr.nets import HMR, FactorizedDiscriminator
 from openhmr.nets.hmr import encoder_from_name, mean_theta_from_params
 from openhmr.progress import progress_bar
@@ -256,6 +256,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, resume: bool = False,
                  body_model: BodyModel | None = None) -> None:
+        # Every step crops and augments with OpenCV: say so now, not after the set-up.
+        require_opencv("training (its crops and augmentation)")
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         kind = "cuda" if (cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())) else "cpu"

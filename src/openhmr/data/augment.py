@@ -59,6 +59,7 @@ import torch
 from torch import Tensor
 
 from openhmr.body.keypoints import COCOPLUS19, LSP14, SMPL24
+from openhmr.errors import require_opencv
 
 CROP_SIZE = 224
 TRANS_MAX = 20
@@ -194,7 +195,7 @@ def rotate_crop(image: np.ndarray, keypoints: np.ndarray, pose: np.ndarray | Non
     projection of the rotated body is the rotated projection (up to the
     camera translation, which the network predicts).
     """
-    import cv2
+    cv2 = require_opencv("training's crops and augmentation")
 
     from openhmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
@@ -238,7 +239,7 @@ def scaled_crop(image: np.ndarray, fx: float, fy: float, start: tuple[int, int],
     Returns:
         (size, size, C) uint8.
     """
-    import cv2
+    cv2 = require_opencv("training's crops and augmentation")
 
     height, width = image.shape[:2]
     new_w, new_h = max(round(width * fx), 1), max(round(height * fy), 1)

@@ -51,7 +51,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from openhmr import __version__
-from openhmr.errors import InputError
+from openhmr.errors import InputError, require_opencv
 from openhmr.io.output_paths import check_output_folder
 
 SAMPLES_PER_SHARD = 1000
@@ -104,7 +104,7 @@ def safe_key(text: str) -> str:
 
 def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     """(H, W, 3) uint8 RGB → JPEG bytes."""
-    import cv2
+    cv2 = require_opencv("the shards' JPEG images")
 
     image = np.ascontiguousarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -121,7 +121,7 @@ def decode_jpeg(data: bytes, key: str = "") -> np.ndarray:
     The stored pixel grid, as the labels use it: an EXIF orientation tag (in
     a dataset's own JPEG kept byte for byte, as LSP's) is not applied.
     """
-    import cv2
+    cv2 = require_opencv("the shards' JPEG images")
 
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if img is None:

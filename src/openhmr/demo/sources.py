@@ -199,12 +199,13 @@ class DetectorSource:
         default_factory=dict, repr=False)
 
     @staticmethod
-    def check_available() -> None:
-        """Fail once, up front, when mediapipe is not installed."""
+    def check_available(needed_for: str = "--detect") -> None:
+        """Fail once, up front, when mediapipe is not installed; ``needed_for``
+        names what asked for the detector."""
         import importlib.util
 
         if importlib.util.find_spec("mediapipe") is None:
-            raise InputError("--detect needs the BlazePose detector: pip install 'openhmr[demo]'")
+            raise InputError(f"{needed_for} needs the BlazePose detector: pip install 'openhmr[demo]'")
 
     def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation:
         from openhmr.detect import PersonTracker, find_person

@@ -29,7 +29,7 @@ from openhmr.demo.people import PeopleFollower
 from openhmr.demo.predictors import Predictor, to_predictions
 from openhmr.demo.report import FittingNote, Timer, progress, progress_bar, warn
 from openhmr.demo.sources import OpenPoseSource, PersonLocation, PersonSource
-from openhmr.errors import InputError, NoPersonError, UnreadableFrameError
+from openhmr.errors import InputError, NoPersonError, UnreadableFrameError, require_opencv
 from openhmr.io.images import InputItem, open_video
 from openhmr.io.openpose import unreadable_frames_note
 from openhmr.io.output_paths import committed_together, replacing
@@ -321,7 +321,7 @@ def write_overlay_video(item: InputItem, path: Path, preds: Iterable[Prediction]
 
 
 def _write_overlay_frames(item: InputItem, path: Path, preds: Iterable[Prediction]) -> None:
-    import cv2
+    cv2 = require_opencv("writing the overlay video")
 
     info, frames = open_video(item.path)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), info.fps, (info.width, info.height))

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from openhmr.body.keypoints import index_map
-from openhmr.errors import InputError
+from openhmr.errors import InputError, require_opencv
 from openhmr.io.npz import save_npz
 from openhmr.io.output_paths import replacing
 from openhmr.progress import track
@@ -204,7 +204,7 @@ class FrameReader:
 
         if ref.frame is None:
             return read_image(ref.path, upright=False)  # the dataset's labels use the stored grid
-        import cv2
+        cv2 = require_opencv("reading the dataset's videos")
 
         cap = self._videos.get(ref.path)
         if cap is None:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from openhmr.errors import InputError
+from openhmr.errors import InputError, require_opencv
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -159,7 +159,7 @@ def open_capture(path: Path) -> Any:  # cv2.VideoCapture: its frames are plain n
     the person would lie on their side (and the reported width and height
     would be the stored ones)."""
     quiet_ffmpeg()
-    import cv2
+    cv2 = require_opencv("reading videos")
 
     level = cv2.getLogLevel() if hasattr(cv2, "getLogLevel") else None
     if level is not None:
@@ -176,7 +176,7 @@ def open_capture(path: Path) -> Any:  # cv2.VideoCapture: its frames are plain n
 
 def _capture(path: Path) -> tuple[Any, VideoInfo]:
     """An opened ``cv2.VideoCapture`` and its :class:`VideoInfo`."""
-    import cv2
+    cv2 = require_opencv("reading videos")
 
     if not path.is_file():
         raise InputError(f"video not found: {path}")
@@ -218,7 +218,7 @@ def open_video(path: str | Path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
     Raises:
         InputError: the file is missing or OpenCV cannot decode it.
     """
-    import cv2
+    cv2 = require_opencv("reading videos")
 
     cap, info = _capture(Path(path))
 

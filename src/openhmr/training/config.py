@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from openhmr.errors import InputError
 
@@ -211,6 +210,7 @@ class TrainConfig:
         """Write the configuration as YAML (atomically)."""
         from openhmr.io.output_paths import replacing
 
+        yaml = _yaml()
         with replacing(Path(path)) as tmp:
             tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
@@ -228,6 +228,7 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
         """Read a YAML file and apply ``key=value`` overrides (values parsed as YAML)."""
+        yaml = _yaml()
         path = Path(path)
         if path.is_dir():
             raise ConfigError(f"training config {path} is a folder; give its .yaml file")
@@ -300,11 +301,19 @@ def _number(name: str, value: Any, kind: str) -> int | float:
     return float(number)
 
 
+def _yaml() -> Any:
+    """PyYAML (the train extra), or one line saying how to install it."""
+    from openhmr.errors import require_module
+
+    return require_module("yaml", "training (its YAML configs)", "pip install 'openhmr[train]'")
+
+
 _FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["batch_size=8", "datasets_2d=[lsp]"]`` → ``{"batch_size": 8, "datasets_2d": ["lsp"]}``."""
+    yaml = _yaml()
     out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from openhmr.errors import require_opencv
 from openhmr.geometry.camera import crop_normalised_to_pixels, weak_to_perspective_translation
 
 GT_COLOUR = (0, 220, 0)
@@ -56,7 +57,7 @@ class RunMonitor:
 
 
 def _draw_points(image: np.ndarray, points: np.ndarray, colour: tuple[int, int, int]) -> None:
-    import cv2
+    cv2 = require_opencv("drawing the training's image panels")
 
     radius = max(1, image.shape[0] // 112)
     size = max(image.shape[:2])

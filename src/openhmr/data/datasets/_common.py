@@ -20,7 +20,7 @@ import numpy as np
 from openhmr.data.shards import (
     SAMPLES_PER_SHARD, Sample, ShardWriter, _collect_shards, _ShardIndex, read_manifest,
 )
-from openhmr.errors import InputError
+from openhmr.errors import InputError, require_opencv
 from openhmr.progress import track
 
 PERSON_SIZE_PX = 150.0
@@ -138,7 +138,7 @@ def scale_and_crop_person(image: np.ndarray, keypoints: np.ndarray, scale: float
         corner, factors (2,) the actual (fx, fy)); a source point maps to
         x·factors − offset.
     """
-    import cv2
+    cv2 = require_opencv("the dataset conversion")
 
     height, width = image.shape[:2]
     new_h, new_w = (int(np.floor(height * scale)), int(np.floor(width * scale)))
