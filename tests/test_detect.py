@@ -492,3 +492,26 @@ def test_fit_detection_crops_around_landmarks_above_half_visibility(monkeypatch)
     loose = crop_transform(image.shape[:2], *scale_for_keypoints(detection.keypoints2d, conf_threshold=0.2), 224)
     assert fitted.result == "fitted" and fitted.transform == want != loose
     assert fitted.crop.shape == (224, 224, 3)
+
+
+def test_a_glimpse_blazepose_is_unsure_of_is_no_person() -> None:
+    """A hand and a head at the image's edge: BlazePose answers, sure of one
+    landmark only. That used to pass as a person whose crop then failed ("a
+    box of zero size"), taking a whole video's frames, or a photo's other
+    people, with it; it is now no person, as an empty frame is."""
+    from types import SimpleNamespace
+
+    from openhmr.detect import _detection
+
+    def result(points: list[tuple[float, float, float]]) -> SimpleNamespace:
+        marks = [SimpleNamespace(x=x, y=y, z=0.0, visibility=v) for x, y, v in points]
+        return SimpleNamespace(pose_landmarks=SimpleNamespace(landmark=marks),
+                               pose_world_landmarks=SimpleNamespace(landmark=marks), segmentation_mask=None)
+
+    image = np.zeros((100, 200, 3), np.uint8)
+    unsure = [(0.1 * (i % 5), 0.5, 0.2) for i in range(33)]
+    for sure in ([], [(0.05, 0.9, 0.506)], [(0.05, 0.9, 0.9), (0.05, 0.9, 0.8)], [(0.05, 0.9, 0.5), (0.3, 0.2, 0.5)]):
+        with pytest.raises(detect.NoPersonError, match="sure of"):
+            _detection(result(sure + unsure[len(sure):]), image, with_mask=False)
+    detection = _detection(result([(0.05, 0.9, 0.9), (0.3, 0.2, 0.8)] + unsure[2:]), image, with_mask=False)
+    np.testing.assert_allclose(detection.box, (10.0, 20.0, 60.0, 90.0), rtol=1e-6)

@@ -62,8 +62,8 @@ class Detection:
 
     Attributes:
         box: (x0, y0, x1, y1) image pixels, the box of the landmarks with
-            visibility ≥ 0.5 (of all landmarks if fewer than two are), clipped
-            to the image.
+            visibility above 0.5 (at least two, not all at one point, else
+            the detection is no person), clipped to the image.
         keypoints2d: (33, 3) float32, ``blazepose33`` order: x, y image pixels
             and the landmark's visibility in [0, 1].
         keypoints3d: (33, 4) float32: x, y, z metres (hip-centred,
@@ -151,7 +151,8 @@ def detect_person(image: np.ndarray, with_mask: bool = True) -> Detection:
     Raises:
         DetectorUnavailableError: mediapipe is not installed.
         InputError: not an (H, W, 3) uint8 image, or shorter side < 32 px.
-        NoPersonError: BlazePose found nobody.
+        NoPersonError: BlazePose found nobody, or is sure of fewer than two
+            of the landmarks of what it found.
     """
     image = _check_image(image)
     model = _pose_model(with_mask)
@@ -308,7 +309,7 @@ def detect_people(image: np.ndarray, max_people: int,
        ``NEAR_MIN_IOU`` (else it is someone else, left to the search);
     2. with ``search``, or when someone of ``near`` was not found again: on
        the whole image, until nobody more is found or more than half of a
-       detection's visible landmarks (visibility ≥ 0.5) fall on erased
+       detection's visible landmarks (visibility above 0.5) fall on erased
        pixels (an echo of someone found); then the same in overlapping
        square windows (``_windows``), where people too small for the whole
        image's 224×224 view are large enough.
@@ -360,7 +361,7 @@ def detect_people(image: np.ndarray, max_people: int,
             return None
         kp = detection.keypoints2d.copy()
         kp[:, :2] += (x0, y0)
-        seen = kp[kp[:, 2] >= 0.5, :2]
+        seen = kp[kp[:, 2] > 0.5, :2]
         if len(seen) == 0:
             return None
         cols = np.clip(seen[:, 0].astype(int), 0, width - 1)
@@ -451,9 +452,13 @@ def _detection(result: Any, image: np.ndarray, with_mask: bool) -> Detection:
     mask = None
     if with_mask and result.segmentation_mask is not None:
         mask = np.asarray(result.segmentation_mask, dtype=np.float32)
-    seen = kp2d[kp2d[:, 2] >= 0.5, :2]
-    if len(seen) < 2:
-        seen = kp2d[:, :2]
+    # The landmarks BlazePose is sure of (visibility above 0.5, as the crop
+    # takes them): fewer than two, or all at one point, give no box to crop,
+    # and such a glimpse (a hand and a head at the edge) is no person to fit.
+    seen = kp2d[kp2d[:, 2] > 0.5, :2]
+    if len(seen) < 2 or not (np.ptp(seen, axis=0) > 0).any():
+        raise NoPersonError(f"no person was found in the {width}×{height} image (BlazePose is sure of "
+                            f"{len(seen)} of its 33 landmarks only)")
     x0, y0 = np.clip(seen.min(axis=0), 0, [width, height])
     x1, y1 = np.clip(seen.max(axis=0), 0, [width, height])
     return Detection(
