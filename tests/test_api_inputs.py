@@ -207,8 +207,9 @@ def test_fit_detection_checks_its_image_and_landmarks(smpl):
     keypoints = np.zeros((33, 3), np.float32)
     detection = Detection(box=(0, 0, 224, 224), keypoints2d=keypoints, keypoints3d=None, mask=None,
                           image_size=(224, 224))
-    with pytest.raises(InputError, match=r"the detection was made on an image of \(224, 224\)"):
-        fit_detection(np.zeros((448, 448, 3), np.uint8), detection, smpl)
+    for image in (np.zeros((448, 448, 3), np.uint8), np.zeros((224, 224), np.uint8)):  # grayscale: no RGB crop
+        with pytest.raises(InputError, match=r"the detection was made on an RGB image of \(224, 224\)"):
+            fit_detection(image, detection, smpl)
     with pytest.raises(InputError, match="no 3D landmarks; pass use_3d=False"):
         fit_detection(np.zeros((224, 224, 3), np.uint8), detection, smpl)
     with pytest.raises(TypeError, match="arguments in the order image, detection, body_model"):

@@ -515,3 +515,25 @@ def test_a_glimpse_blazepose_is_unsure_of_is_no_person() -> None:
             _detection(result(sure + unsure[len(sure):]), image, with_mask=False)
     detection = _detection(result([(0.05, 0.9, 0.9), (0.3, 0.2, 0.8)] + unsure[2:]), image, with_mask=False)
     np.testing.assert_allclose(detection.box, (10.0, 20.0, 60.0, 90.0), rtol=1e-6)
+
+
+def test_around_an_expected_box_the_whole_image_keeps_the_overlap_rule(monkeypatch) -> None:
+    """Grown by half, the previous box may cover the whole image: a person
+    found there still counts only if they overlap the box (IoU ≥ 0.3); a
+    person elsewhere was taken for the one followed."""
+    from openhmr.detect import Detection, find_person_near
+
+    height, width = 300, 400
+    kp = np.zeros((33, 3), np.float32)
+    kp[:, 0], kp[:, 1], kp[:, 2] = np.linspace(26, 103, 33), np.linspace(33, 265, 33), 0.9
+    person = Detection(box=(26.0, 33.0, 103.0, 265.0), keypoints2d=kp, keypoints3d=np.zeros((33, 4), np.float32),
+                       mask=np.ones((height, width), np.float32), image_size=(height, width))
+    def found(part: np.ndarray, with_mask: bool = False) -> Detection:  # every part starts at (0, 0) here
+        return Detection(box=person.box, keypoints2d=kp, keypoints3d=person.keypoints3d,
+                         mask=np.ones(part.shape[:2], np.float32), image_size=part.shape[:2])
+
+    monkeypatch.setattr(detect, "detect_person", found)
+    image = np.zeros((height, width, 3), np.uint8)
+    with pytest.raises(detect.NoPersonError):
+        find_person_near(image, (130.0, 0.0, 400.0, 300.0))
+    assert find_person_near(image, (20.0, 30.0, 110.0, 270.0)).box == person.box

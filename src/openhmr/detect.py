@@ -269,7 +269,13 @@ def find_person(image: np.ndarray, with_mask: bool = False,
         return detect_person(image, with_mask)
     except NoPersonError as nobody:
         missed = nobody
+    height, width = image.shape[:2]
+    searched: set[tuple[int, int, int, int]] = set()
     for fraction in windows:
+        these = set(_windows(height, width, fraction))
+        if these <= searched:
+            continue  # an elongated image: this size's windows were the last size's
+        searched |= these
         try:
             found = detect_people(image, SMALL_PEOPLE_SEARCHED, whole=False, windows=(fraction,))
         except NoPersonError as nobody:
@@ -368,8 +374,8 @@ def detect_people(image: np.ndarray, max_people: int,
         rows = np.clip(seen[:, 1].astype(int), 0, height - 1)
         if found and erased[rows, cols].mean() > ECHO_FRACTION:
             return None
-        if (x1 - x0, y1 - y0) == (width, height):
-            return detection
+        if (x1 - x0, y1 - y0) == (width, height) and expected is None:
+            return detection  # around an expected box, even the whole image keeps the rules below
         edge = 0.02 * max(x1 - x0, y1 - y0)
         inner = [(x0 > 0, seen[:, 0] < x0 + edge), (y0 > 0, seen[:, 1] < y0 + edge),
                  (x1 < width, seen[:, 0] > x1 - edge), (y1 < height, seen[:, 1] > y1 - edge)]
@@ -400,7 +406,8 @@ def detect_people(image: np.ndarray, max_people: int,
         if detection is not None:
             take(detection)
     if search or len(found) < len(near):
-        windowed = [w for fraction in windows for w in _windows(height, width, fraction)]
+        # On an elongated image the sizes meet at the short side: each window once.
+        windowed = list(dict.fromkeys(w for fraction in windows for w in _windows(height, width, fraction)))
         for part in ([(0, 0, width, height)] if whole else []) + windowed:
             while len(found) < max_people:
                 detection = look(*part)

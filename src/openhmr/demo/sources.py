@@ -51,8 +51,10 @@ class PersonLocation:
 class PersonSource(Protocol):
     """Where the person is. ``frame`` is the video frame's index (None for an
     image); a source raises :class:`NoPersonError` when a frame has nobody.
-    ``locate_all`` gives up to ``max_people`` people of a photo or frame, the
-    one ``locate`` gives first (a box or a tight crop is always one person)."""
+    ``locate_all`` gives up to ``max_people`` people of a photo or frame, in
+    its search order: the one ``locate`` gives first when the whole view finds
+    someone (where only windows find people, they come in the windows' order,
+    and ``locate`` takes the tallest); a box or a tight crop is always one person."""
 
     name: str
 

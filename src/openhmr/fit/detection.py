@@ -93,9 +93,9 @@ def fit_detection(
         raise TypeError(f"detection must be detect_person's Detection, got {type(detection).__name__} "
                         "(arguments in the order image, detection, body_model)")
     image = np.asarray(image)
-    if image.ndim not in (2, 3) or tuple(image.shape[:2]) != tuple(detection.image_size):
-        raise InputError(f"image is {image.shape}, but the detection was made on an image of "
-                         f"{tuple(detection.image_size)} (height, width), channels last")
+    if image.ndim != 3 or image.shape[2] != 3 or tuple(image.shape[:2]) != tuple(detection.image_size):
+        raise InputError(f"image is {image.shape}, but the detection was made on an RGB image of "
+                         f"{tuple(detection.image_size)} (height, width), channels last: (H, W, 3)")
     if use_3d and detection.keypoints3d is None:
         raise InputError("this detection has no 3D landmarks; pass use_3d=False to fit its 2D keypoints alone")
     kp = np.asarray(detection.keypoints2d, dtype=np.float64)
