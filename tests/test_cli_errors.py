@@ -724,7 +724,7 @@ def test_a_missing_extra_is_one_line_naming_what_to_install(tmp_path, monkeypatc
     (tmp_path / "clip.mp4").write_bytes(b"\0" * 64)
     _without(monkeypatch, "cv2", "mediapipe")
     assert main(["demo", str(photo), "--out", str(tmp_path / "out")]) == 1
-    assert ("--method fit without --openpose or --bbox (finding people) needs the BlazePose detector: "
+    assert ("--method fit (the default) without --openpose (finding people) needs the BlazePose detector: "
             "pip install 'openhmr[demo]'") in capsys.readouterr().err
     from openhmr.io.images import video_info
 
@@ -739,6 +739,19 @@ def test_a_missing_extra_is_one_line_naming_what_to_install(tmp_path, monkeypatc
 
     with pytest.raises(InputError, match="the dataset conversion needs cv2"):
         scale_and_crop_person(np.zeros((40, 30, 3), np.uint8), np.ones((14, 3)), 1.0, 50)
+    # Installed but not loadable (libGL missing on a server): said so, with the loader's own reason.
+    import sys
+
+    from openhmr.errors import require_opencv
+
+    broken = tmp_path / "site" / "cv2"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise ImportError("libGL.so.1: cannot open shared object file")\n')
+    monkeypatch.delitem(sys.modules, "cv2")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    with pytest.raises(InputError, match=r"reading videos needs cv2, which is installed but cannot be loaded "
+                       r"\(libGL.so.1: cannot open"):
+        require_opencv("reading videos")
     _without(monkeypatch, "yaml")
     from openhmr.training.config import TrainConfig
 

@@ -537,3 +537,13 @@ def test_around_an_expected_box_the_whole_image_keeps_the_overlap_rule(monkeypat
     with pytest.raises(detect.NoPersonError):
         find_person_near(image, (130.0, 0.0, 400.0, 300.0))
     assert find_person_near(image, (20.0, 30.0, 110.0, 270.0)).box == person.box
+
+
+def test_an_elongated_images_smaller_windows_are_not_searched_again() -> None:
+    """Capped at the short side, a strip's quarter windows are its half
+    windows: the second search would repeat the first, call for call."""
+    from openhmr.detect import windows_beyond
+
+    assert windows_beyond(400, 1800, (0.5,), (0.25,)) == ()
+    assert windows_beyond(800, 1200, (0.5,), (0.25,)) == (0.25,)
+    assert windows_beyond(400, 1800, (), (0.5, 0.25)) == (0.5,)

@@ -187,6 +187,20 @@ def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, 
     return inter / union if union > 0 else 0.0
 
 
+def windows_beyond(height: int, width: int, searched: Sequence[float], more: Sequence[float]) -> tuple[float, ...]:
+    """The window sizes of ``more`` that give a ``height`` × ``width`` image
+    windows the sizes ``searched`` did not: on an elongated image the sizes
+    meet at the short side, and a second search there would repeat the first."""
+    seen = {w for fraction in searched for w in _windows(height, width, fraction)}
+    kept = []
+    for fraction in more:
+        these = set(_windows(height, width, fraction))
+        if not these <= seen:
+            kept.append(fraction)
+            seen |= these
+    return tuple(kept)
+
+
 def _windows(height: int, width: int, fraction: float = 0.5) -> list[tuple[int, int, int, int]]:
     """Square windows (x0, y0, x1, y1) of side min(H, W, fraction·max(H, W)),
     each overlapping its neighbours by half, covering the image in raster
@@ -270,12 +284,7 @@ def find_person(image: np.ndarray, with_mask: bool = False,
     except NoPersonError as nobody:
         missed = nobody
     height, width = image.shape[:2]
-    searched: set[tuple[int, int, int, int]] = set()
-    for fraction in windows:
-        these = set(_windows(height, width, fraction))
-        if these <= searched:
-            continue  # an elongated image: this size's windows were the last size's
-        searched |= these
+    for fraction in windows_beyond(height, width, (), windows):  # each window once
         try:
             found = detect_people(image, SMALL_PEOPLE_SEARCHED, whole=False, windows=(fraction,))
         except NoPersonError as nobody:
@@ -374,8 +383,12 @@ def detect_people(image: np.ndarray, max_people: int,
         rows = np.clip(seen[:, 1].astype(int), 0, height - 1)
         if found and erased[rows, cols].mean() > ECHO_FRACTION:
             return None
-        if (x1 - x0, y1 - y0) == (width, height) and expected is None:
-            return detection  # around an expected box, even the whole image keeps the rules below
+        if (x1 - x0, y1 - y0) == (width, height):
+            # The rules below are for a part of the image; around an expected box
+            # the whole image keeps the overlap rule alone.
+            if expected is not None and box_iou(detection.box, expected) < NEAR_MIN_IOU:
+                return None
+            return detection
         edge = 0.02 * max(x1 - x0, y1 - y0)
         inner = [(x0 > 0, seen[:, 0] < x0 + edge), (y0 > 0, seen[:, 1] < y0 + edge),
                  (x1 < width, seen[:, 0] > x1 - edge), (y1 < height, seen[:, 1] > y1 - edge)]

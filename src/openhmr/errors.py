@@ -50,11 +50,17 @@ class MissingExtraError(InputError):
 def require_module(name: str, needed_for: str, install: str) -> ModuleType:
     """``import name``, or a one-line :class:`MissingExtraError` saying what
     needs it (``needed_for``) and how to install it (``install``)."""
+    top = name.split(".")[0]
     try:
         return importlib.import_module(name)
-    except ImportError:
-        raise MissingExtraError(f"{needed_for} needs {name.split('.')[0]}, which is not installed: "
-                                f"{install}") from None
+    except ModuleNotFoundError as e:
+        if e.name is None or e.name.split(".")[0] != top:
+            raise  # the package is there, something it imports is not: that error is the one to see
+        raise MissingExtraError(f"{needed_for} needs {top}, which is not installed: {install}") from None
+    except ImportError as e:
+        # installed but not loadable (a missing system library such as libGL, a binary mismatch)
+        raise MissingExtraError(f"{needed_for} needs {top}, which is installed but cannot be loaded "
+                                f"({e})") from e
 
 
 #: How to install OpenCV: it comes with the demo extra (mediapipe's opencv-contrib-python).

@@ -64,7 +64,8 @@ def _person_source(options: DemoOptions, method: str) -> PersonSource:
         return OpenPoseSource(Path(options.openpose))
     if options.detect or method != "hmr":
         DetectorSource.check_available("--detect" if options.detect else
-                                        f"--method {method} without --openpose or --bbox (finding people)")
+                                        f"--method {method}{' (the default)' if options.method is None else ''} "
+                                        "without --openpose (finding people)")
         video_mode = options.video_mode
         if video_mode is None:
             # BlazePose's video mode filters the landmarks over time, which suits a

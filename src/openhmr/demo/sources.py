@@ -251,13 +251,18 @@ class DetectorSource:
 
     def locate_all(self, image: np.ndarray, item: InputItem, max_people: int,
                    frame: int | None = None) -> list[PersonLocation]:
-        from openhmr.detect import SMALL_PERSON_WINDOWS, detect_people
+        from openhmr.detect import SMALL_PERSON_WINDOWS, detect_people, windows_beyond
 
+        # The smaller windows, where they are others than the half windows' (an elongated image's are not).
+        height, width = image.shape[:2]
+        smaller = windows_beyond(height, width, SMALL_PERSON_WINDOWS[:1], SMALL_PERSON_WINDOWS[1:])
         if frame is None or not self.track:
             try:
                 found = detect_people(image, max_people, windows=SMALL_PERSON_WINDOWS[:1])
             except NoPersonError:  # as for one person: smaller windows before giving up
-                found = detect_people(image, max_people, whole=False, windows=SMALL_PERSON_WINDOWS[1:])
+                if not smaller:
+                    raise
+                found = detect_people(image, max_people, whole=False, windows=smaller)
             return [self._location(d) for d in found]
         last = self._people.get(item.name)
         near = last[1] if last is not None and last[0] == frame - 1 else []
@@ -267,10 +272,10 @@ class DetectorSource:
             # whole frame and the half windows, every frame, as for one person.
             detections = detect_people(image, max_people, near=near, search=periodic or not near)
         except NoPersonError:
-            if not periodic:
+            if not periodic or not smaller:
                 raise
             # nobody, not even in the half windows: as on a photo, the quarter windows
-            detections = detect_people(image, max_people, whole=False, windows=SMALL_PERSON_WINDOWS[1:])
+            detections = detect_people(image, max_people, whole=False, windows=smaller)
         self._people[item.name] = (frame, [d.box for d in detections])
         return [self._location(d) for d in detections]
 

@@ -84,7 +84,7 @@ def fit_detection(
     Returns:
         :class:`DetectionFit`.
     Raises:
-        InputError: ``image`` is not the (H, W, C) image the detection was
+        InputError: ``image`` is not the (H, W, 3) RGB image the detection was
             made on, or ``use_3d`` for a detection without 3D landmarks.
     """
     from openhmr.data.crop import crop_pixels, crop_transform, scale_for_keypoints
