@@ -436,6 +436,30 @@ def test_3dpw_reader_and_pve(tmp_path):
     assert set(report.breakdown["sequence"]) == {"courtyard_a_00", "downtown_b_01"}
 
 
+@pytest.mark.parametrize("fault, message", [
+    ("no valid frame", "no valid person-frame"),
+    ("short trans", r"trans \(2, 3\).*cover its 4 frames"),
+    ("69 pose values", r"poses are \(4, 69\)"),
+    ("an actor without a gender", "do not name the same actors"),
+])
+def test_3dpw_faulty_sequences_are_one_line_each(tmp_path, fault, message):
+    # Checked before any body model is read: the SMPL folder here does not exist.
+    path = tmp_path / "3dpw" / "sequenceFiles" / "test" / "courtyard_a_00.pkl"
+    seq = write_3dpw_sequence(path, "courtyard_a_00", 4, np.random.default_rng(0))
+    if fault == "no valid frame":
+        seq["campose_valid"] = [np.zeros(4, bool), np.zeros(4, bool)]
+    elif fault == "short trans":
+        seq["trans"][0] = seq["trans"][0][:2]
+    elif fault == "69 pose values":
+        seq["poses"][0] = seq["poses"][0][:, :69]
+    else:
+        seq["genders"] = ["m"]
+    with path.open("wb") as fh:
+        pickle.dump(seq, fh, protocol=2)
+    with pytest.raises(DatasetError, match=message):
+        load_benchmark("3dpw", tmp_path / "3dpw", smpl_dir=tmp_path / "absent")
+
+
 def test_3dpw_pickles_are_loaded_safely(tmp_path):
     from openhmr.evaluate.pw3d import load_sequence_file
 
@@ -506,6 +530,29 @@ def test_3dhp_reader_and_pck(tmp_path):
     assert list(report.breakdown["activity"]) == [
         "Standing/Walking", "Exercising", "Sitting", "Miscellaneous", "On The Floor", "Sports"]
     assert "PA-PCK" in report.columns
+
+
+def test_3dhp_faulty_annotations_are_one_line_each(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    rng = np.random.default_rng(5)
+    root = tmp_path / "mpi_inf_3dhp_test_set"
+    write_annot(root / "TS1" / "annot_data.mat", 4, np.zeros(4), np.ones(4), rng)
+    with pytest.raises(DatasetError, match="valid_frame is 0 throughout TS1"):
+        load_benchmark("3dhp", tmp_path, allow_partial=True)
+    # 14 joints in annot2: its own shape is named, not the sound 3D array's.
+    with h5py.File(root / "TS1" / "annot_data.mat", "r+") as f:
+        f["valid_frame"][...] = 1.0
+        del f["annot2"]
+        f["annot2"] = np.zeros((4, 1, 14, 2))
+    with pytest.raises(DatasetError, match=r"annot2 of \(frames, 1, 17, 2\) for 4 frames, got \(4, 1, 14, 2\)"):
+        load_benchmark("3dhp", tmp_path, allow_partial=True)
+
+
+def test_h36m_pose_file_without_frames_is_one_line(tmp_path):
+    path = tmp_path / "S9" / "MyPoseFeatures" / "D3_Positions_mono" / "Directions 1.60457274.cdf"
+    write_cdf(path, "Pose", np.zeros((0, 96)))
+    with pytest.raises(DatasetError, match="holds no frame"):
+        h36m.load(tmp_path, protocol=2, allow_partial=True)
 
 
 # ---------------------------------------------------------------------------

@@ -133,6 +133,8 @@ def read_poses(path: Path, channels: int) -> np.ndarray:
     """(frames, J, channels) from a Human3.6M pose CDF (variable ``Pose``)."""
     pose = read_cdf_variable(path, "Pose")
     pose = pose.reshape(-1, pose.shape[-1]) if pose.ndim == 3 else pose
+    if pose.ndim != 2 or pose.shape[0] == 0 or pose.shape[1] == 0:
+        raise DatasetError(f"{path}: 'Pose' holds no frame (its shape is {pose.shape})")
     if pose.shape[-1] % channels:
         raise DatasetError(f"{path}: 'Pose' has {pose.shape[-1]} values per frame, "
                            f"not a multiple of {channels}")

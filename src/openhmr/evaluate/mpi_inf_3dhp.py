@@ -100,12 +100,15 @@ def read_annotations(path: Path, annotation: str = "univ_annot3") -> dict[str, n
     except OSError as e:
         raise DatasetError(f"cannot read {path} as a MATLAB v7.3 (HDF5) file: {e}") from None
     n = valid.shape[0]
-    try:
-        j3 = j3.reshape(n, 17, 3)
-        j2 = j2.reshape(n, 17, 2)
-    except ValueError:
-        raise DatasetError(f"{path}: expected (frames, 1, 17, 3) joints for {n} frames, "
-                           f"got {j3.shape}") from None
+    if activity.shape[0] != n:
+        raise DatasetError(f"{path}: activity_annotation has {activity.shape[0]} frames, valid_frame {n}")
+    shaped = {}
+    for name, values, channels in ((annotation, j3, 3), ("annot2", j2, 2)):
+        if values.size != n * 17 * channels:
+            raise DatasetError(f"{path}: expected {name} of (frames, 1, 17, {channels}) for {n} frames, "
+                               f"got {values.shape}")
+        shaped[name] = values.reshape(n, 17, channels)
+    j3, j2 = shaped[annotation], shaped["annot2"]
     return {"joints3d": j3, "joints2d": j2, "valid": valid, "activity": activity}
 
 
@@ -156,6 +159,9 @@ def load(
         sequences.extend([seq] * len(frames))
         refs.extend(ImageRef(root / seq / "imageSequence" / f"img_{f + 1:06d}.jpg", None,
                              ann["joints2d"][f]) for f in frames)
+    if not keys:
+        raise DatasetError(f"no valid frame to score under {root}: valid_frame is 0 throughout "
+                           f"{', '.join(present)}")
     return Benchmark(
         protocol="3dhp",
         keys=keys,

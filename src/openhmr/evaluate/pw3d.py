@@ -184,7 +184,6 @@ def load(
     files = sorted(folder.glob("*.pkl"))
     if not files:
         raise DatasetError(f"no 3DPW test sequence found: expected {folder}/<sequence>.pkl")
-    bodies = GroundTruthBodies(smpl_dir, regressor_source)
 
     # One row per valid person-frame: (sequence, actor, frame index) and its parameters.
     keys: list[str] = []
@@ -197,14 +196,33 @@ def load(
         frame_ids = np.asarray(seq["img_frame_ids"]).astype(int)
         cam_poses = np.asarray(seq["cam_poses"], np.float64)
         intrinsics = np.asarray(seq.get("cam_intrinsics", np.eye(3)), np.float64)
-        for p, gender in enumerate(seq["genders"]):
+        genders = list(seq["genders"])
+        if not len(seq["poses"]) == len(seq["trans"]) == len(seq["betas"]) == len(seq["campose_valid"]) \
+                == len(genders):
+            raise DatasetError(f"{path}: genders ({len(genders)}), poses ({len(seq['poses'])}), trans "
+                               f"({len(seq['trans'])}), betas ({len(seq['betas'])}) and campose_valid "
+                               f"({len(seq['campose_valid'])}) do not name the same actors")
+        for p, gender in enumerate(genders):
             gender = gender.decode() if isinstance(gender, bytes) else str(gender)
             if gender not in ("m", "f"):
                 raise DatasetError(f"{path}: actor {p} has gender {gender!r}, expected 'm' or 'f'")
-            valid = np.flatnonzero(np.asarray(seq["campose_valid"][p]).astype(bool))
+            valid_mask = np.asarray(seq["campose_valid"][p]).astype(bool).ravel()
             poses = np.asarray(seq["poses"][p], np.float64)
             trans = np.asarray(seq["trans"][p], np.float64)
             betas = np.asarray(seq["betas"][p], np.float64).reshape(-1)
+            # Checked here: numpy would index past a short array with a traceback,
+            # or SMPL would refuse a pose of another size deep inside the posing.
+            frames = len(poses)
+            if poses.ndim != 2 or poses.shape[1] != 72:
+                raise DatasetError(f"{path}: actor {p}'s poses are {poses.shape}, not (frames, 72)")
+            if trans.shape != (frames, 3) or len(valid_mask) != frames or len(cam_poses) != frames \
+                    or len(frame_ids) != frames or cam_poses.shape[1:] != (4, 4):
+                raise DatasetError(f"{path}: actor {p}'s trans {trans.shape}, campose_valid ({len(valid_mask)}), "
+                                   f"cam_poses {cam_poses.shape} and img_frame_ids ({len(frame_ids)}) do not "
+                                   f"all cover its {frames} frames")
+            if betas.size == 0:
+                raise DatasetError(f"{path}: actor {p} has no betas")
+            valid = np.flatnonzero(valid_mask)
             if len(valid) == 0:
                 continue
             rows.append(dict(gender=gender, pose=poses[valid], trans=trans[valid],
@@ -216,6 +234,10 @@ def load(
             images.extend((data_dir / "imageFiles" / name / f"image_{frame_ids[f]:05d}.jpg",
                            intrinsics, first_row + i) for i, f in enumerate(valid))
 
+    if not rows:
+        raise DatasetError(f"no valid person-frame to score in {folder}: every actor's campose_valid is 0")
+    # The body models are read once the sequences are known to be sound (a faulty file fails at once).
+    bodies = GroundTruthBodies(smpl_dir, regressor_source)
     # Stack the rows and pose the ground truth in batches, per gender.
     gender = np.concatenate([[r["gender"]] * len(r["pose"]) for r in rows])
     params = {k: np.concatenate([r[k] for r in rows]) for k in ("pose", "trans", "betas", "cam")}
