@@ -377,6 +377,9 @@ def test_config_yaml_round_trip_and_overrides(tmp_path):
     ("trans_max=2.5", "trans_max must be a whole, non-negative number"),
     ("trans_max=.inf", "trans_max must be finite"),
     ("synthetic_samples=0", "synthetic_samples must be at least 2"),
+    # A size replaces its manifest's count: 0 or less would shorten the run unseen.
+    ("dataset_sizes={lsp: 0}", "dataset_sizes must be at least 1 each"),
+    ("dataset_sizes={lsp: 500, h36m: -500}", "dataset_sizes must be at least 1 each"),
 ])
 def test_an_option_of_the_wrong_type_is_refused(override, message):
     """A value of the wrong type is one ConfigError naming the option, not a
@@ -928,6 +931,49 @@ def test_synthetic_keypoint_labels_lie_on_the_rendered_body(smpl_model):
         assert np.all((kp[:, :2] >= 0) & (kp[:, :2] < size)), kp[:, :2]
         x, y = np.round(kp[:, 0]).astype(int).clip(0, size - 1), np.round(kp[:, 1]).astype(int).clip(0, size - 1)
         assert grown[y, x].all(), np.nonzero(~grown[y, x])
+
+
+def test_synthetic_samples_rendered_in_chunks_are_the_samples_rendered_at_once(smpl_model, monkeypatch):
+    """The renders are made a chunk at a time (their buffers take ~6 MB a
+    body); the samples are the ones of a single batch, to round-off."""
+    from openhmr.training import synthetic
+
+    at_once = synthetic.synthetic_samples(smpl_model, 5, 48, seed=3)
+    monkeypatch.setattr(synthetic, "RENDER_CHUNK", 2)
+    chunked = synthetic.synthetic_samples(smpl_model, 5, 48, seed=3)
+    for a, b in zip(at_once, chunked, strict=True):
+        np.testing.assert_allclose(a["keypoints2d"], b["keypoints2d"], atol=1e-3)
+        np.testing.assert_allclose(a["joints3d"], b["joints3d"], atol=1e-6)
+        assert (a["image"] != b["image"]).any(axis=-1).mean() < 1e-2  # a pixel on an edge may turn
+
+
+def test_ddp_turns_off_the_buffer_broadcast_under_either_name(monkeypatch):
+    """torch 2.13 names the keyword ``forward_sync_buffers`` (deprecating
+    ``broadcast_buffers``); the versions before it know only the older name."""
+    import torch.nn.parallel
+
+    from openhmr.train import _no_buffer_sync
+
+    class NewerDDP:
+        def __init__(self, module, device_ids=None, broadcast_buffers=True, forward_sync_buffers=True):
+            pass
+
+    class OlderDDP:
+        def __init__(self, module, device_ids=None, broadcast_buffers=True):
+            pass
+
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", NewerDDP)
+    assert _no_buffer_sync() == {"forward_sync_buffers": False}
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", OlderDDP)
+    assert _no_buffer_sync() == {"broadcast_buffers": False}
+
+
+def test_an_empty_mocap_list_with_the_prior_on_is_one_line(smpl_npz, tmp_path):
+    from openhmr.errors import InputError
+    from openhmr.training.data import mocap_files
+
+    with pytest.raises(InputError, match="mocap_datasets is empty.*encoder_only"):
+        mocap_files(TrainConfig(mocap_datasets=[]))
 
 
 # --------------------------------------------------------------------------- checkpoints, optimiser, panel

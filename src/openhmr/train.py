@@ -220,6 +220,19 @@ def check_batch_fits(cfg: TrainConfig, memory: int | None = None) -> None:
                          f"{memory / 2 ** 30:,.0f} GiB")
 
 
+def _no_buffer_sync() -> dict[str, bool]:
+    """DistributedDataParallel's keyword that turns off the per-step buffer
+    broadcast: ``forward_sync_buffers`` from torch 2.13 (which deprecates the
+    older name), ``broadcast_buffers`` before it."""
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy's global generator and torch (CPU and CUDA); the original set none (Q21)."""
     import random
@@ -319,7 +332,7 @@ class Trainer:
             # constants, and BN running statistics (used only at evaluation)
             # may then drift apart per rank; rank 0's are the ones saved.
             self.ddp = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if on_cuda else None, forward_sync_buffers=False)
+                self.model, device_ids=[self.device.index] if on_cuda else None, **_no_buffer_sync())
 
         # Per-rank randomness (dropout, anything global) from here on.
         seed_everything(cfg.seed + 1_000_003 * self.dist.rank)

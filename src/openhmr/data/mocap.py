@@ -65,6 +65,8 @@ def load_mocap(paths: str | Path | Sequence[str | Path]) -> tuple[np.ndarray, np
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    if not paths:
+        raise MocapError("no mocap file given")
     poses, shapes = [], []
     for path in map(Path, paths):
         if not path.is_file():

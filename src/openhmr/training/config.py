@@ -194,6 +194,9 @@ class TrainConfig:
              "checkpoint_every, keep_checkpoints, log_every and image_log_every must be positive"),
             (self.device in ("auto", "cpu", "cuda"), f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}"),
             (self.image_size >= 16, "image_size must be at least 16"),
+            # A size replaces a manifest's count in the nominal epoch: 0 or less would shorten the run unseen.
+            (all(n >= 1 for n in self.dataset_sizes.values()),
+             f"dataset_sizes must be at least 1 each, got {self.dataset_sizes}"),
         ]
         for ok, message in checks:
             if not ok:

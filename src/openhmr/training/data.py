@@ -222,7 +222,7 @@ class MixedBatches:
     @property
     def num_examples(self) -> int:
         """Σ dataset sizes, for the nominal epoch (§9); ``nominal_examples`` overrides it."""
-        if self.nominal_examples:
+        if self.nominal_examples is not None:
             return self.nominal_examples
         return sum(q.num_examples for q in (self.queue_3d, self.queue_2d) if q is not None)
 
@@ -286,6 +286,9 @@ def _dataset_folders(cfg: TrainConfig, names: list[str]) -> list[Path]:
 
 def mocap_files(cfg: TrainConfig) -> list[Path]:
     """Mocap ``.npz`` files: each entry of ``mocap_datasets`` is a path, or ``<mocap_dir>/<name>.npz``."""
+    if not cfg.mocap_datasets:
+        raise InputError("mocap_datasets is empty: the adversarial prior needs a mocap set "
+                         "(e.g. [CMU, H3.6, jointLim]); encoder_only: true trains without it")
     files = []
     for name in cfg.mocap_datasets:
         path = Path(name)

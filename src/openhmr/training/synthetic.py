@@ -34,6 +34,7 @@ POSE_STD = 0.15  # radians, non-root joints
 ROOT_STD = 0.1  # radians, around HMR's mean root rotation of π about x
 SHAPE_STD = 0.3
 BACKGROUND = 0.5
+RENDER_CHUNK = 64  # bodies posed and rendered at once
 
 
 def random_bodies(body: BodyModel, count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -64,30 +65,39 @@ def synthetic_samples(body: BodyModel, count: int, image_size: int, seed: int) -
             raise InputError(f"the {body.name} body model has no {needed} keypoints; HMR's losses need them")
     gen = torch.Generator().manual_seed(int(seed))
     pose, shape = random_bodies(body, count, gen)
-    device = body.faces.device
-    out = body(pose.to(device), shape.to(device))
-    verts = out.vertices.float().cpu()
-    kp3d = out.keypoints["cocoplus19"].float().cpu()
-    lsp = out.keypoints["lsp14"].float().cpu()
-
     size = float(image_size)
     focal = 10.0 * size
     scale = 0.75 + 0.15 * torch.rand(count, generator=gen)  # person ≈ 0.65 of the crop, as HMR's ~150/224
-    centre = 0.5 * (kp3d[:, :, :2].amax(1) + kp3d[:, :, :2].amin(1))
-    trans = torch.cat([-centre + 0.03 * torch.randn(count, 2, generator=gen),
-                       (focal / (0.5 * size * scale))[:, None]], dim=1)  # (N, 3)
+    shift = 0.03 * torch.randn(count, 2, generator=gen)
     tone = 0.35 + 0.3 * torch.rand(count, 1, 1, 1, generator=gen)
-    background = tone.expand(count, image_size, image_size, 3).contiguous()
-    rendered = render_mesh(verts + trans[:, None], body.faces.cpu(), focal, None, image_size, image_size,
-                           background=background)
-    images = (rendered.rgb.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
-    cam_kp = kp3d + trans[:, None]
-    pixels = focal * cam_kp[..., :2] / cam_kp[..., 2:3] + 0.5 * size
+
+    # Posed and rendered a chunk at a time: a mesh and its render's buffers
+    # take ~6 MB a body, while a stored sample keeps only its uint8 image.
+    device = body.faces.device
+    images = np.empty((count, image_size, image_size, 3), np.uint8)
+    pixel_parts: list[Tensor] = []
+    lsp_parts: list[Tensor] = []
+    for first in range(0, count, RENDER_CHUNK):
+        part = slice(first, min(first + RENDER_CHUNK, count))
+        n = part.stop - part.start
+        out = body(pose[part].to(device), shape[part].to(device))
+        verts = out.vertices.float().cpu()
+        kp3d = out.keypoints["cocoplus19"].float().cpu()
+        lsp_parts.append(out.keypoints["lsp14"].float().cpu())
+        centre = 0.5 * (kp3d[:, :, :2].amax(1) + kp3d[:, :, :2].amin(1))
+        trans = torch.cat([-centre + shift[part], (focal / (0.5 * size * scale[part]))[:, None]], dim=1)  # (n, 3)
+        background = tone[part].expand(n, image_size, image_size, 3).contiguous()
+        rendered = render_mesh(verts + trans[:, None], body.faces.cpu(), focal, None, image_size, image_size,
+                               background=background)
+        images[part] = (rendered.rgb.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
+        cam_kp = kp3d + trans[:, None]
+        pixel_parts.append(focal * cam_kp[..., :2] / cam_kp[..., 2:3] + 0.5 * size)
+    pixels, lsp = torch.cat(pixel_parts), torch.cat(lsp_parts)
 
     samples = []
     for i in range(count):
         labelled = i < (count + 1) // 2
-        keypoints = np.concatenate([pixels[i].numpy(), np.ones((kp3d.shape[1], 1), np.float32)], axis=1)
+        keypoints = np.concatenate([pixels[i].numpy(), np.ones((pixels.shape[1], 1), np.float32)], axis=1)
         samples.append({
             "key": f"synthetic_{seed}_{i:05d}",
             "dataset": "synthetic",
