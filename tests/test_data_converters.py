@@ -721,6 +721,30 @@ def test_scale_and_crop_person_uses_each_axis_own_factor():
     np.testing.assert_array_equal(crop, scaled[25:60, 130:170])
 
 
+@pytest.mark.parametrize("scale", [0.5, 3.3, 7.9])
+def test_a_huge_enlargement_interpolates_only_the_kept_window(monkeypatch, scale):
+    """Beyond MAX_SCALED_PIXELS the scaled image is not made whole (two hip
+    points 2 px apart ask a 1080p frame for 75×, 35 GB): the kept window is
+    interpolated at cv2.resize's mapping, the same crop to a grey level or two
+    of fixed-point rounding, with the same keypoints, centre and offset."""
+    from openhmr.data.datasets import _common
+
+    rng = np.random.default_rng(5)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (90, 130, 3), dtype=np.uint8), (0, 0), 2)
+    keypoints = np.array([[60.0, 40.0, 1.0], [66.0, 47.0, 1.0], [5.0, 80.0, 0.0]])
+    whole = _common.scale_and_crop_person(image, keypoints, scale, 100)
+    monkeypatch.setattr(_common, "MAX_SCALED_PIXELS", 0)
+    window = _common.scale_and_crop_person(image, keypoints, scale, 100)
+    assert whole[0].shape == window[0].shape
+    assert np.abs(whole[0].astype(int) - window[0]).max() <= 2
+    for a, b in zip(whole[1:], window[1:], strict=True):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.undo()
+    frame = np.zeros((1080, 1920, 3), np.uint8)
+    crop, *_ = _common.scale_and_crop_person(frame, np.array([[900.0, 500.0, 1.0], [902.0, 500.0, 1.0]]), 75.0, 150)
+    assert crop.shape == (300, 300, 3)
+
+
 def test_crop_intrinsics_follow_the_scaled_crop():
     """A pinhole K of the source image becomes that of the scaled, cropped
     image: focal lengths and principal point scale per axis, then the crop's

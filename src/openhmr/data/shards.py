@@ -15,7 +15,10 @@ The ``.npz`` of a sample holds (float32 unless said):
 
 * ``keypoints2d`` (19, 3): cocoplus order (HMR_REFERENCE §4.3), x, y in the
   stored image's pixels (continuous coordinates, pixel i covers [i, i+1)),
-  visibility 0/1;
+  visibility 0/1. LSP, LSP-extended and MPII keep their MATLAB annotations'
+  values, as the original's conversion did: 1-based pixel centres, half a
+  pixel right of and below continuous coordinates (``openhmr eval``'s LSP
+  reader takes the 0.5 off; in training the flip turns it into −0.5);
 * ``center`` (2,): the person's centre (x, y) in the stored image's pixels,
   integer-valued as in the original's records;
 * ``has_joints3d``, ``has_smpl`` (bool) and ``dataset`` (str);

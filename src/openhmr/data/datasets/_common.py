@@ -120,6 +120,10 @@ def diagonal_scale(keypoints: np.ndarray) -> float | None:
     return _ratio(PERSON_SIZE_PX, visible_diagonal(keypoints))
 
 
+#: Above this many pixels the scaled image is not made whole (see scale_and_crop_person).
+MAX_SCALED_PIXELS = 64_000_000
+
+
 def scale_and_crop_person(image: np.ndarray, keypoints: np.ndarray, scale: float, margin: int,
                           center: np.ndarray | None = None
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -130,6 +134,9 @@ def scale_and_crop_person(image: np.ndarray, keypoints: np.ndarray, scale: float
         keypoints: (K, 3) x, y in image pixels, visibility.
         scale: requested scale; the image becomes floor(H·s) × floor(W·s)
             (bilinear ``cv2.resize``), the keypoints use the actual factors.
+            Beyond ``MAX_SCALED_PIXELS`` only the kept window is interpolated
+            (``cv2.warpAffine``, the same mapping; values within a grey level
+            or two of the whole image's, whose fixed-point weights differ).
         margin: half-size of the kept window, pixels of the scaled image.
         center: person centre in image pixels (default: visible-box midpoint).
     Returns:
@@ -144,14 +151,28 @@ def scale_and_crop_person(image: np.ndarray, keypoints: np.ndarray, scale: float
     new_h, new_w = (int(np.floor(height * scale)), int(np.floor(width * scale)))
     if new_h < 1 or new_w < 1:
         raise ValueError(f"scale {scale} shrinks the image to nothing")
-    scaled = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     factors = np.array([new_w / width, new_h / height])
     if center is None:
         center = visible_center(keypoints)
     center_scaled = np.round(np.asarray(center, np.float64) * factors).astype(int)
     start = np.maximum(center_scaled - margin, 0)
     end = np.minimum(center_scaled + margin, [new_w, new_h])
-    crop = np.ascontiguousarray(scaled[start[1]:end[1], start[0]:end[0]])
+    if new_h * new_w <= MAX_SCALED_PIXELS:
+        scaled = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        crop = np.ascontiguousarray(scaled[start[1]:end[1], start[0]:end[0]])
+    else:
+        # A person seen by a few close keypoints asks for a huge enlargement
+        # (a 2-px hip pair: 75×, 35 GB for a 1080p frame); only the kept window
+        # is interpolated, at cv2.resize's pixel mapping x_src = (x + ½)/f − ½.
+        size = np.maximum(end - start, 0)
+        if size.min() == 0:
+            crop = np.zeros((size[1], size[0]) + image.shape[2:], image.dtype)
+        else:
+            inverse = 1.0 / factors
+            warp = np.array([[inverse[0], 0.0, (start[0] + 0.5) * inverse[0] - 0.5],
+                             [0.0, inverse[1], (start[1] + 0.5) * inverse[1] - 0.5]])
+            crop = cv2.warpAffine(image, warp, (int(size[0]), int(size[1])),
+                                  flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
     kp = np.asarray(keypoints, np.float64).copy()
     kp[:, :2] = kp[:, :2] * factors - start
     return crop, kp, (center_scaled - start).astype(np.float64), start, factors
