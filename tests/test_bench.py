@@ -196,3 +196,24 @@ def test_bench_never_writes_its_json_over_an_input(weights, smpl_npz, tmp_path, 
         assert code == 1
         assert "is an input of this command; write to another file" in capsys.readouterr().err
         assert Path(target).read_bytes() == before
+
+
+def test_a_compiled_backend_that_fell_back_to_eager_is_reported_unavailable(smpl_model, monkeypatch):
+    """A compiled predictor whose compilation fails runs eagerly from then on;
+    its times are eager fp32's, so bench lists it as unavailable with the
+    reason instead of timing it under the name "compiled"."""
+    from openhmr.inference import timing
+    from openhmr.nets import HMR
+
+    def broken_compile(module, **kwargs):
+        def run(*args):
+            raise RuntimeError("InvalidCxxCompiler: no working C++ compiler")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    model = HMR(smpl_model, encoder="tiny").eval()
+    crops = torch.zeros(2, 3, 224, 224)
+    results, unavailable = timing.bench_backends(model, ["torch", "compiled"], [1, 2], crops, repeats=1,
+                                                 device=torch.device("cpu"))
+    assert [r.name for r in results] == ["torch"]
+    assert unavailable["compiled"].startswith("fell back to eager: RuntimeError: InvalidCxxCompiler")

@@ -757,3 +757,45 @@ def test_a_missing_extra_is_one_line_naming_what_to_install(tmp_path, monkeypatc
 
     with pytest.raises(InputError, match=r"training \(its YAML configs\) needs yaml.*pip install 'openhmr\[train\]'"):
         TrainConfig.load("configs/cpu_smoke.yaml")
+
+
+def _npz_with_a_damaged_member(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """A compressed .npz whose members' deflate streams start with a reserved
+    block type: the zip's directory is whole, reading an array is a zlib.error."""
+    import zipfile
+
+    np.savez_compressed(path, **arrays)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            start = info.header_offset + 26
+            name_length = int.from_bytes(data[start:start + 2], "little")
+            extra_length = int.from_bytes(data[start + 2:start + 4], "little")
+            data[info.header_offset + 30 + name_length + extra_length] = 0xFF
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["zlib", "npy"])
+@pytest.mark.parametrize("reader", ["smpl", "mean params", "mocap"])
+def test_an_npz_with_a_damaged_member_or_a_lone_array_is_one_line(tmp_path, reader, damage):
+    """A compressed member whose data is damaged (zlib.error) and a lone .npy
+    array saved under an .npz name (np.load returns an array, which is no
+    archive to open) are one line, as a truncated .npz is."""
+    from openhmr.data.mocap import load_mocap
+    from openhmr.errors import SMPLFileError, WeightsError
+    from openhmr.io.mean_params import load_mean_params
+    from openhmr.io.smpl_file import load_smpl_arrays
+
+    arrays = {"pose": np.zeros((20, 72)), "shape": np.zeros((20, 10)), "v_template": np.zeros((500, 3))}
+    path = tmp_path / "file.npz"
+    if damage == "zlib":
+        _npz_with_a_damaged_member(path, arrays)
+    else:
+        with path.open("wb") as f:
+            np.save(f, np.zeros(85))
+    load, error = {"smpl": (load_smpl_arrays, SMPLFileError), "mean params": (load_mean_params, WeightsError),
+                   "mocap": (load_mocap, InputError)}[reader]
+    with pytest.raises(error) as caught:
+        load(path)
+    assert "\n" not in str(caught.value)

@@ -7,12 +7,15 @@ prints that sentence and exits non-zero instead of showing a traceback.
 
 import importlib
 import zipfile
+import zlib
 from types import ModuleType
 
 #: What ``np.load(path, allow_pickle=False)`` raises for a file that is not a
 #: whole .npz: missing or unreadable (OSError), empty (EOFError), another
-#: format (ValueError), a truncated or damaged zip (BadZipFile).
-NPZ_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile)
+#: format (ValueError; ``openhmr.io.npz.open_npz`` raises it for a lone .npy
+#: array too), a truncated or damaged zip (BadZipFile), a damaged compressed
+#: member (zlib.error, when its array is read).
+NPZ_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 class OpenHMRError(Exception):

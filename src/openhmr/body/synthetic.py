@@ -28,6 +28,7 @@ import numpy as np
 
 from openhmr.body.keypoints import COCOPLUS19, SMPL24
 from openhmr.errors import NPZ_READ_ERRORS
+from openhmr.io.npz import open_npz
 from openhmr.io.smpl_file import SMPL_PARENTS, save_smpl_npz
 
 SMPL24_FLIP = SMPL24.flip_permutation
@@ -226,7 +227,7 @@ def synthetic_smpl_arrays(num_betas: int = 10, seed: int = 0, symmetric: bool = 
     """
     path = _cache_path(num_betas, seed, symmetric)
     try:
-        with np.load(path) as cached:
+        with open_npz(path) as cached:
             return {k: cached[k] for k in cached.files}
     except (*NPZ_READ_ERRORS, KeyError):  # a damaged cache is built again
         pass

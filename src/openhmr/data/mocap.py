@@ -34,7 +34,6 @@ consecutive chunks, with ``state_dict``/``load_state_dict`` for exact resume.
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,8 +43,8 @@ import torch
 from torch import Tensor
 from openhmr.progress import track
 
-from openhmr.errors import InputError
-from openhmr.io.npz import save_npz
+from openhmr.errors import NPZ_READ_ERRORS, InputError
+from openhmr.io.npz import open_npz, save_npz
 from openhmr.io.output_paths import replacing
 
 SMPL_BODY_VALUES = 66  # 22 body joints × 3 (SMPL-H's first joints are SMPL's first 22)
@@ -72,11 +71,11 @@ def load_mocap(paths: str | Path | Sequence[str | Path]) -> tuple[np.ndarray, np
         if not path.is_file():
             raise MocapError(f"mocap file not found: {path}")
         try:
-            with np.load(path, allow_pickle=False) as f:
+            with open_npz(path) as f:
                 pose, shape = np.asarray(f["pose"], np.float32), np.asarray(f["shape"], np.float32)
         except KeyError as e:
             raise MocapError(f"{path} lacks the array {e}; expected pose (N, 3·J) and shape (N, k)") from None
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # a truncated .npz is a BadZipFile
+        except NPZ_READ_ERRORS as e:  # a truncated .npz is a BadZipFile
             raise MocapError(f"cannot read {path}: {e or type(e).__name__}") from None
         if pose.ndim != 2 or shape.ndim != 2 or len(pose) != len(shape):
             raise MocapError(f"{path}: pose {pose.shape} and shape {shape.shape} must be (N, P) and (N, S)")
@@ -147,13 +146,13 @@ def convert_amass(root: str | Path, out: str | Path, stride: int = 1,
     poses, shapes, used = [], [], 0
     for path in track(files, desc="convert amass", unit="seq"):
         try:
-            with np.load(path, allow_pickle=False) as f:
+            with open_npz(path) as f:
                 if "poses" not in f.files or "betas" not in f.files:
                     continue
                 pose, shape = amass_to_smpl(f["poses"][::stride], f["betas"])
         except MocapError as e:
             raise MocapError(f"{path}: {e}") from None
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        except NPZ_READ_ERRORS as e:
             raise MocapError(f"cannot read {path}: {e or type(e).__name__}") from None
         if not (np.isfinite(pose).all() and np.isfinite(shape).all()):
             raise MocapError(f"{path}: its poses or betas hold NaN or infinite values")

@@ -13,6 +13,7 @@ import torch
 from openhmr.demo.options import MESH_FORMATS
 from openhmr.demo.report import warn
 from openhmr.errors import NPZ_READ_ERRORS, InputError
+from openhmr.io.npz import open_npz
 from openhmr.io.output_paths import committed_together, remove_when_committed, replacing
 from openhmr.io.prediction import Prediction, check_finite, write_json, write_npz
 
@@ -98,7 +99,7 @@ def _openhmr_npz(path: Path, person: int | None, source: str | None) -> bool:
     from openhmr.io.prediction import SCHEMA_ID
 
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open_npz(path) as data:
             if "schema" not in data.files or str(data["schema"]) != SCHEMA_ID:
                 return False
             if not _same_input(str(data["input"]) if "input" in data.files else None, source):

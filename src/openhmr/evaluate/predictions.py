@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from openhmr.body.keypoints import index_map
-from openhmr.errors import InputError, require_opencv
+from openhmr.errors import NPZ_READ_ERRORS, InputError, require_opencv
 from openhmr.io.npz import save_npz
 from openhmr.io.output_paths import replacing
 from openhmr.progress import track
@@ -114,7 +114,7 @@ def load_predictions(path: str | Path, keys: list[str], need_2d: bool = False) -
     def array(name: str) -> np.ndarray:
         try:
             value = data[name]
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # pickles are refused too
+        except NPZ_READ_ERRORS as e:  # pickles are refused too
             raise InputError(f"{path}: cannot read '{name}' without pickles: {e or type(e).__name__}") from None
         if not isinstance(value, np.ndarray):  # a member that is not a .npy array
             raise InputError(f"{path}: '{name}' is not a numpy array")

@@ -138,6 +138,13 @@ def bench_backends(model: HMR, names: list[str], batches: list[int], crops: Tens
             continue
         timings[name] = BackendTiming(name, one_off_s=time.perf_counter() - t0)
 
+    def drop_fallen_back() -> None:
+        # A compiled predictor whose compilation failed runs eagerly from then
+        # on: its times would be eager fp32's under another name.
+        for name in [n for n, p in predictors.items() if getattr(p, "failed", None)]:
+            unavailable[name] = f"fell back to eager: {getattr(predictors.pop(name), 'failed')}"
+            del timings[name]
+
     # Smallest first: a compiled backend pads a batch up to a larger size it
     # already compiled for, which would time batch 1 as batch 8.
     for batch in sorted(set(batches)):
@@ -147,12 +154,14 @@ def bench_backends(model: HMR, names: list[str], batches: list[int], crops: Tens
             t0 = time.perf_counter()
             p.predict(x)
             timings[name].one_off_s += time.perf_counter() - t0
+        drop_fallen_back()
         log(f"timing batch {batch}: {len(predictors)} backend(s), {repeats} calls each")
         blocks = {n: block_timer(functools.partial(p.predict, x), device) for n, p in predictors.items()}
         for name, t in time_interleaved(blocks, repeats).items():
             timings[name].median_ms[batch] = t["median_ms"]
             timings[name].best_ms[batch] = t["min_ms"]
             timings[name].cpu_ms[batch] = t["cpu_ms"]
+        drop_fallen_back()
 
     log("comparing each backend with eager fp32")
     reference = predictors["torch"]
@@ -161,4 +170,5 @@ def bench_backends(model: HMR, names: list[str], batches: list[int], crops: Tens
         if name != "torch":
             theta = torch.cat([p.theta(c) for c in crops.split(max(batches))])
             timings[name].agreement = compare_thetas(reference.body, ref_theta, theta)
+    drop_fallen_back()
     return list(timings.values()), unavailable

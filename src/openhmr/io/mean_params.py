@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from openhmr.errors import NPZ_READ_ERRORS, WeightsError
+from openhmr.io.npz import open_npz
 
 
 def _read_h5(path: Path) -> dict[str, Any]:
@@ -44,7 +45,7 @@ def load_mean_params(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         arrays = _read_h5(path)
     else:
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with open_npz(path) as data:
                 arrays = {key: np.asarray(data[key]) for key in ("pose", "shape") if key in data.files}
         except NPZ_READ_ERRORS as e:
             raise WeightsError(f"{path} is not a readable .npz or .h5 file ({e})") from None

@@ -16,6 +16,16 @@ from typing import IO
 import numpy as np
 
 
+def open_npz(source: str | Path | IO[bytes]) -> np.lib.npyio.NpzFile:
+    """``np.load(source, allow_pickle=False)`` for an archive; a lone ``.npy``
+    array (which ``np.load`` returns as an array, not an archive) raises
+    ValueError, one of ``openhmr.errors.NPZ_READ_ERRORS`` as numpy's own are."""
+    data = np.load(source, allow_pickle=False)
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError("a single .npy array, not an .npz archive")
+    return data
+
+
 def save_npz(target: Path | IO[bytes], arrays: Mapping[str, object], compress: bool = False) -> None:
     """The arrays as ``np.savez`` (or, with ``compress``, ``np.savez_compressed``)
     writes them, to the file ``target`` (a path, taken as given: no ".npz"

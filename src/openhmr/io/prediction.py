@@ -26,7 +26,7 @@ import numpy as np
 
 from openhmr.data.crop import CropTransform
 from openhmr.errors import NPZ_READ_ERRORS, OpenHMRError
-from openhmr.io.npz import save_npz
+from openhmr.io.npz import open_npz, save_npz
 from openhmr.io.output_paths import replacing
 
 SCHEMA_ID = "openhmr.prediction/1"
@@ -232,7 +232,7 @@ def is_openhmr_npz(path: Path) -> bool:
     """Whether ``path`` is a prediction npz openhmr wrote (its ``schema``);
     False for any other file, unreadable or damaged ones included."""
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open_npz(path) as data:
             return "schema" in data.files and str(data["schema"]) == SCHEMA_ID
     except (*NPZ_READ_ERRORS, KeyError):
         return False

@@ -19,13 +19,13 @@ import functools
 import io
 import pickle
 import types
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from openhmr.errors import SMPLFileError
+from openhmr.errors import NPZ_READ_ERRORS, SMPLFileError
+from openhmr.io.npz import open_npz
 
 # SMPL's kinematic tree (parent of each of the 24 joints; -1 for the root).
 SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
@@ -267,9 +267,9 @@ def load_smpl_arrays(path: str | Path) -> dict[str, np.ndarray]:
     data = path.read_bytes()
     if path.suffix == ".npz" or data[:4] == b"PK\x03\x04":
         try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            with open_npz(io.BytesIO(data)) as npz:
                 raw = {k: npz[k] for k in npz.files}
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        except NPZ_READ_ERRORS as e:
             raise SMPLFileError(f"{path.name} is not a readable .npz file ({e})") from None
         return _normalise(raw, path)
     try:
