@@ -100,6 +100,10 @@ def test_predictor_contract(eager, model, crops):
     torch.testing.assert_close(out.keypoints2d["lsp14"], direct.keypoints2d["lsp14"], rtol=0, atol=1e-5)
     with pytest.raises(InputError):
         eager(crops[0])  # a single crop without its batch dimension
+    # theta() alone (bench and the agreement checks call it) checks crops as the others do.
+    torch.testing.assert_close(eager.theta(crops.numpy()), eager.theta(crops), rtol=0, atol=0)
+    with pytest.raises(InputError, match="floating point"):
+        eager.theta(((crops + 1) * 127.5).to(torch.uint8))
 
 
 @needs_onnx

@@ -296,6 +296,39 @@ def test_odd_keys_and_text_arrays_get_one_sentence(tmp_path, smpl_arrays):
         load_smpl_arrays(path)
 
 
+@pytest.mark.parametrize("extra", [np.float64(1.0), np.zeros(6890)])
+def test_an_extra_regressor_that_is_not_k_by_v_is_refused(tmp_path, smpl_arrays, extra):
+    """A ``regressor_<name>`` holds a row of vertex weights per keypoint; a
+    scalar or a single row (6890,) was accepted, and SMPL() failed on it later."""
+    path = tmp_path / "extra.npz"
+    np.savez(path, **smpl_arrays, regressor_extra=extra)
+    with pytest.raises(SMPLFileError, match=r"regressor_extra has shape .*expected \(K, 6890\)"):
+        load_smpl_arrays(path)
+
+
+def test_a_chumpy_array_that_holds_itself_is_one_sentence(tmp_path, smpl_arrays):
+    """A pickle's memo lets a chumpy Ch be its own value: a cycle, not a
+    recursion a thousand frames deep."""
+    chumpy, ch = types.ModuleType("chumpy"), types.ModuleType("chumpy.ch")
+
+    class Ch:
+        pass
+
+    Ch.__module__, Ch.__qualname__ = "chumpy.ch", "Ch"
+    ch.Ch, chumpy.ch = Ch, ch
+    sys.modules["chumpy"], sys.modules["chumpy.ch"] = chumpy, ch
+    try:
+        cycle = Ch()
+        cycle.x = cycle
+        path = tmp_path / "cycle.pkl"
+        with open(path, "wb") as f:
+            pickle.dump({**smpl_arrays, "v_template": cycle}, f, protocol=2)
+    finally:
+        del sys.modules["chumpy"], sys.modules["chumpy.ch"]
+    with pytest.raises(SMPLFileError, match="'v_template' is a chumpy array that refers to itself"):
+        load_smpl_arrays(path)
+
+
 def test_missing_array_gets_one_sentence(tmp_path, smpl_arrays):
     data = {k: v for k, v in smpl_arrays.items() if k != "weights"}
     path = tmp_path / "incomplete.pkl"

@@ -315,7 +315,7 @@ class OnnxPredictor(Predictor):
         x = np.ascontiguousarray(crops.detach().to("cpu", torch.float32).numpy())
         return self.session.run(names, {"crops": x})
 
-    def theta(self, crops: Tensor) -> Tensor:
+    def _theta(self, crops: Tensor) -> Tensor:
         # Asking for theta alone lets ONNX Runtime skip a body model in the graph.
         return torch.from_numpy(self._run(crops, ["theta"])[0])
 

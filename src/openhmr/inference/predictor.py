@@ -82,7 +82,12 @@ class Predictor:
         return 3 + self.pose_size + self.shape_size
 
     def theta(self, crops: Tensor) -> Tensor:
-        """Θ (B, |Θ|) float32 for crops (B, 3, 224, 224) in [-1, 1]."""
+        """Θ (B, |Θ|) float32 for crops (B, 3, 224, 224) in [-1, 1] (a tensor
+        or numpy array, checked as ``__call__`` and ``predict`` check them)."""
+        return self._theta(self._check(crops))
+
+    def _theta(self, crops: Tensor) -> Tensor:
+        """The backend's own crops → Θ, on checked float32 crops on its device."""
         raise NotImplementedError
 
     def split(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -92,7 +97,7 @@ class Predictor:
 
     def __call__(self, crops: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Crops (B, 3, 224, 224) in [-1, 1] → (cam (B, 3), pose (B, 3·J), betas (B, k))."""
-        return self.split(self.theta(self._check(crops)))
+        return self.split(self.theta(crops))
 
     def body_from_theta(self, theta: Tensor) -> InferenceOutput:
         """Pose the body model (fp32) for Θ (B, |Θ|) and project its keypoints."""
@@ -105,7 +110,7 @@ class Predictor:
 
     def predict(self, crops: Tensor) -> InferenceOutput:
         """The whole inference path: crops → Θ → vertices, joints, keypoints."""
-        return self.body_from_theta(self.theta(self._check(crops)))
+        return self.body_from_theta(self.theta(crops))
 
     def _check(self, crops: Tensor) -> Tensor:
         from openhmr.errors import InputError
@@ -147,7 +152,7 @@ class TorchPredictor(Predictor):
             network = copy.deepcopy(network).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.network = network
 
-    def theta(self, crops: Tensor) -> Tensor:
+    def _theta(self, crops: Tensor) -> Tensor:
         crops = crops.to(self.device, torch.float32)
         if self.channels_last:
             crops = crops.contiguous(memory_format=torch.channels_last)
@@ -223,7 +228,7 @@ class CompiledPredictor(Predictor):
             return batch
         return min((size for size in self._compiled if size > batch), default=batch)
 
-    def theta(self, crops: Tensor) -> Tensor:
+    def _theta(self, crops: Tensor) -> Tensor:
         crops = crops.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
         if self.failed is None:
             try:

@@ -185,11 +185,15 @@ def _sparse_to_dense(obj: _SparseMatrix) -> np.ndarray:
 
 
 def _to_array(obj: Any, key: str) -> np.ndarray:
-    if isinstance(obj, _ChumpyCh):
+    seen: set[int] = set()
+    while isinstance(obj, _ChumpyCh):  # a chumpy array holds its values in "x", maybe another Ch
+        if id(obj) in seen:  # a pickle's memo can make an object hold itself
+            raise SMPLFileError(f"array {key!r} is a chumpy array that refers to itself")
+        seen.add(id(obj))
         state = obj.state if isinstance(obj.state, dict) else {}
         if "x" not in state:
             raise SMPLFileError(f"array {key!r} is a chumpy expression, not a plain chumpy array")
-        return _to_array(state["x"], key)
+        obj = state["x"]
     if isinstance(obj, _SparseMatrix):
         return _sparse_to_dense(obj)
     if isinstance(obj, _Inert):
@@ -235,8 +239,9 @@ def _normalise(raw: dict[str, Any], path: Path) -> dict[str, np.ndarray]:
         if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
             raise SMPLFileError(f"{path.name}: {key} holds NaN or infinite values")
     for key in arrays:
-        if key.startswith(REGRESSOR_PREFIX) and arrays[key].shape[-1] != n:
-            raise SMPLFileError(f"{path.name}: {key} does not have {n} vertex columns")
+        if key.startswith(REGRESSOR_PREFIX) and (arrays[key].ndim != 2 or arrays[key].shape[1] != n):
+            raise SMPLFileError(f"{path.name}: {key} has shape {arrays[key].shape}, expected (K, {n}): "
+                                f"a row of {n} vertex weights per keypoint")
     if "kintree_table" in arrays:
         parents = arrays["kintree_table"][0].astype(np.int64)
         parents[0] = -1  # stored as uint32 4294967295 in the official files
