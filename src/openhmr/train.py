@@ -220,7 +220,7 @@ def check_batch_fits(cfg: TrainConfig, memory: int | None = None) -> None:
                          f"{memory / 2 ** 30:,.0f} GiB")
 
 
-def _no_buffer_sync() -> dict[str, bool]:
+def _no_buffer_sync() -> dict[str, Any]:
     """DistributedDataParallel's keyword that turns off the per-step buffer
     broadcast: ``forward_sync_buffers`` from torch 2.13 (which deprecates the
     older name), ``broadcast_buffers`` before it."""
