@@ -217,6 +217,30 @@ def test_nearest_rotation_matches_svd_for_any_determinant():
             ).abs().max() < 1e-5
 
 
+def test_nearly_singular_float32_matrices_get_their_nearest_rotation():
+    """Singular values (1, 1e-3, 1e-6), det M > 0: in float32 the iteration's
+    first determinant may come out negative and end at a rotation 180° from the
+    nearest one, det +1 and orthonormal; such matrices take the SVD instead."""
+    g = torch.Generator().manual_seed(2)
+    u = axis_angle_to_matrix(torch.randn(300, 3, generator=g, dtype=torch.float64))
+    v = axis_angle_to_matrix(torch.randn(300, 3, generator=g, dtype=torch.float64))
+    m = (u * torch.tensor([1.0, 1e-3, 1e-6], dtype=torch.float64)) @ v
+    m32 = m.float()
+    ref = np.stack([svd_nearest_rotation(x) for x in m32.double().numpy()])
+    assert (np.linalg.det(m32.double().numpy()) > 0).all()
+    assert np.abs(nearest_rotation(m32).double().numpy() - ref).max() < 1e-3
+
+
+def test_a_matrix_holding_nan_has_a_nan_nearest_rotation_and_leaves_the_others():
+    g = torch.Generator().manual_seed(4)
+    batch = axis_angle_to_matrix(torch.randn(4, 3, generator=g))
+    batch[1, 0, 2] = float("nan")
+    batch[2, 1, 1] = float("inf")
+    out = nearest_rotation(batch)
+    assert out[1:3].isnan().all()
+    torch.testing.assert_close(out[[0, 3]], batch[[0, 3]], rtol=0, atol=1e-6)
+
+
 def test_one_matrix_of_negative_determinant_leaves_the_others_gradients_finite():
     """A batch of rotations (repeated singular values, where the SVD's
     gradient is NaN) and one matrix of det < 0: only that one takes the SVD,

@@ -147,8 +147,9 @@ def nearest_rotation(matrix: Tensor, iterations: int = 7) -> Tensor:
     closed form (:class:`_PolarRotation`) — a few batched 3×3 products where
     an SVD or an eigen-solver costs a LAPACK call per matrix: the body
     fitter takes rest orientations of 74 Anny bones this way at every step.
-    A matrix with det M ≤ 0, or one the iteration has not brought to a
-    rotation, takes the SVD route instead (R = U·diag(1, 1, det UVᵀ)·Vᵀ),
+    A matrix with det M ≤ 0, a nearly singular one (|det M| ≤ 10³·eps·‖M‖³,
+    whose determinant's sign round-off may flip), or one the iteration has
+    not brought to a rotation, takes the SVD route instead (R = U·diag(1, 1, det UVᵀ)·Vᵀ),
     alone: the SVD's gradient is NaN for a matrix of repeated singular
     values (any rotation), so the rest of the batch keeps the closed form.
 
@@ -156,27 +157,41 @@ def nearest_rotation(matrix: Tensor, iterations: int = 7) -> Tensor:
         matrix: (..., 3, 3).
         iterations: Newton steps before the convergence check.
     Returns:
-        (..., 3, 3) rotation matrices (det +1), the input's dtype and device.
+        (..., 3, 3) rotation matrices (det +1), the input's dtype and device;
+        NaN for a matrix holding NaN or infinity.
     """
     rotation = _PolarRotation.apply(matrix, iterations)
     if rotation.numel() == 0:
         return rotation
     # One check of the result: for det M < 0 the iteration converges to an
     # orthogonal matrix of det −1, for det M = 0 it gives NaN (the check fails).
-    r = rotation.detach()
+    # A nearly singular M is sent to the SVD too: the iteration's first
+    # determinant, by cofactors, is accurate only to ~eps·‖M‖³, and with the
+    # wrong sign the iteration ends at a rotation 180° from the nearest one,
+    # which passes the check (float32, singular values 1, 1e-3, 1e-6).
+    r, m = rotation.detach(), matrix.detach()
+    eps = torch.finfo(r.dtype).eps
     eye = torch.eye(3, dtype=r.dtype, device=r.device)
     gap = (r.transpose(-1, -2) @ r - eye).abs().amax((-2, -1))
-    bad = ~((gap <= 100 * torch.finfo(r.dtype).eps) & (torch.linalg.det(r) > 0))
+    size = m.square().sum((-2, -1)).sqrt()
+    c0, c1, c2 = m.unbind(-1)
+    det_m = (c0 * torch.linalg.cross(c1, c2, dim=-1)).sum(-1)
+    singular = det_m.abs() <= 1e3 * eps * size.pow(3)
+    bad = ~((gap <= 100 * eps) & (torch.linalg.det(r) > 0) & ~singular)
     if not bool(bad.any()):
         return rotation
     # The closed form again with the identity in the bad matrices' places, so that their
     # NaN or wrong factor reaches neither the result nor the gradient.
     rotation = _PolarRotation.apply(torch.where(bad[..., None, None], eye, matrix), iterations)
     flat_bad = bad.reshape(-1)  # a single matrix too: its mask is then a 0-d tensor
-    u, _, vh = torch.linalg.svd(matrix.reshape(-1, 3, 3)[flat_bad])
+    chosen = matrix.reshape(-1, 3, 3)[flat_bad]
+    # A NaN or infinite matrix has no nearest rotation (NaN), and the SVD would raise on it.
+    finite = torch.isfinite(chosen).all(-1).all(-1)
+    u, _, vh = torch.linalg.svd(torch.where(finite[:, None, None], chosen, eye))
     sign = torch.linalg.det(u @ vh).sign()
     flip = torch.cat([torch.ones_like(u[..., 0, :2]), sign[..., None]], -1)
-    fallback = eye.expand(flat_bad.shape[0], 3, 3).clone().index_put((flat_bad,), (u * flip[..., None, :]) @ vh)
+    nearest = torch.where(finite[:, None, None], (u * flip[..., None, :]) @ vh, torch.nan)
+    fallback = eye.expand(flat_bad.shape[0], 3, 3).clone().index_put((flat_bad,), nearest)
     return torch.where(bad[..., None, None], fallback.reshape(rotation.shape), rotation)
 
 
