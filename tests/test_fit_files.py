@@ -742,6 +742,18 @@ def test_only_a_trailing_keypoints_suffix_is_dropped_from_names(tmp_path):
     assert collect_keypoint_files([folder / "x_keypoints_v2.json"])[0][1] == "x_keypoints_v2"
 
 
+def test_keypoint_files_are_found_whatever_their_case_and_through_linked_folders(tmp_path):
+    """``Y_KEYPOINTS.JSON`` (a Windows copy) is an input as ``y_keypoints.json``
+    is, and a linked sub-folder's files are inputs too."""
+    folder, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    for f in (folder / "x_keypoints.json", folder / "Y_KEYPOINTS.JSON", elsewhere / "z_keypoints.json"):
+        f.write_text("{}")
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    assert [name for _, name in collect_keypoint_files([folder])] == ["Y", "linked/z", "x"]
+
+
 def _mtimes(folder: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
 

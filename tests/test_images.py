@@ -156,3 +156,100 @@ def test_a_damaged_npz_beside_an_overlay_is_not_openhmrs(tmp_path: Path) -> None
         (tmp_path / "clip.npz").write_bytes(content)
         assert not is_openhmr_npz(tmp_path / "clip.npz")
         assert [i.name for i in collect_inputs([tmp_path])] == ["clip_overlay"]
+
+
+@pytest.mark.parametrize("mode, key", [("RGB", (0, 0, 0)), ("L", 0)])
+def test_a_colour_key_is_transparent_as_alpha_is(tmp_path: Path, mode: str, key) -> None:
+    """A PNG optimiser stores an on/off cut-out as a colour key (``tRNS`` on a
+    greyscale or RGB image): the keyed pixels are composited on white, as an
+    RGBA image's transparent ones are; the others keep their colour."""
+    values = np.zeros((2, 2, 3), np.uint8)
+    values[0, 1] = 200
+    img = Image.fromarray(values if mode == "RGB" else values[..., 0], mode)
+    img.save(tmp_path / "cut.png", transparency=key)
+    with Image.open(tmp_path / "cut.png") as check:
+        assert check.mode == mode and check.info.get("transparency") == key
+    rgb = read_image(tmp_path / "cut.png")
+    np.testing.assert_array_equal(rgb[0, 0], [255, 255, 255])
+    np.testing.assert_array_equal(rgb[0, 1], [200, 200, 200])
+
+
+def test_damaged_exif_is_one_line_naming_the_photo(tmp_path: Path, capsys) -> None:
+    """Pillow warns of damaged EXIF data (common after editing tools) in
+    Python's two-line format, naming its own source file; openhmr says it in
+    one line naming the photo, and reads the pixels."""
+    import io
+    import struct
+    import warnings
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (6, 2), (9, 9, 9)).save(buffer, "JPEG")
+    jpeg = buffer.getvalue()
+    payload = b"Exif\x00\x00" + b"II\x2a\x00\xff\xff\x00\x00"  # the first IFD lies past the end
+    path = tmp_path / "edited.jpg"
+    path.write_bytes(jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing reaches Python's warnings
+        assert read_image(path).shape == (2, 6, 3)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"openhmr: warning: {path}: Corrupt EXIF data."), err
+
+
+def test_collect_inputs_knows_more_photo_and_video_names(tmp_path: Path) -> None:
+    """Windows saves JPEGs as ``.jfif``, phones record ``.3gp`` and camcorders
+    ``.mts``: a folder's such files are inputs, and a video is read as one."""
+    from openhmr.io.images import collect_inputs
+
+    for rel in ("a.jfif", "b.jpe", "c.pnm", "d.3gp", "e.MTS", "f.wmv"):
+        (tmp_path / rel).write_bytes(b"")
+    items = collect_inputs([tmp_path])
+    assert [(i.name, i.kind) for i in items] == [("a", "image"), ("b", "image"), ("c", "image"),
+                                                 ("d", "video"), ("e", "video"), ("f", "video")]
+
+
+def test_a_folder_is_read_through_its_linked_sub_folders_once(tmp_path: Path) -> None:
+    """A linked sub-folder's photos are inputs (``Path.rglob`` skipped them
+    before Python 3.13); a link back up is no loop, and a folder reached both
+    directly and through a link is read once, under its own path."""
+    from openhmr.io.images import collect_inputs
+
+    photos, elsewhere = tmp_path / "photos", tmp_path / "elsewhere"
+    (photos / "own").mkdir(parents=True)
+    elsewhere.mkdir()
+    for f in (photos / "a.jpg", photos / "own" / "b.jpg", elsewhere / "c.jpg"):
+        f.write_bytes(b"")
+    (photos / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (photos / "own" / "up").symlink_to(photos, target_is_directory=True)
+    (photos / "again").symlink_to(photos / "own", target_is_directory=True)
+    assert [i.name for i in collect_inputs([photos])] == ["a", "linked/c", "own/b"]
+
+
+def test_a_thousand_frames_a_second_is_a_webm_without_a_rate(tmp_path: Path, monkeypatch) -> None:
+    """OpenCV reports 1000 fps (its 1-ms time base) for a WebM whose container
+    gives no frame rate (a browser's MediaRecorder): 25 fps is assumed and said,
+    as for any broken rate; just under 1000 is a rate."""
+    cv2 = pytest.importorskip("cv2")
+    import openhmr.io.images as images
+
+    path = tmp_path / "clip.webm"
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter.fourcc(*"MJPG"), 10, (16, 16))
+    writer.write(np.zeros((16, 16, 3), np.uint8))
+    writer.release()
+    (tmp_path / "clip.avi").rename(path)
+    real_open = images.open_capture
+
+    for reported, expected in ((1000.0, 25.0), (999.0, 999.0)):
+        class Reporting:
+            def __init__(self, cap):
+                self.cap = cap
+
+            def get(self, prop, reported=reported):
+                return reported if prop == cv2.CAP_PROP_FPS else self.cap.get(prop)
+
+            def __getattr__(self, name):
+                return getattr(self.cap, name)
+
+        monkeypatch.setattr(images, "open_capture", lambda p, cls=Reporting: cls(real_open(p)))
+        info = images.video_info(path)
+        assert info.fps == expected
+        assert (info.note is not None) == (expected == 25.0)

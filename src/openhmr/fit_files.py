@@ -105,23 +105,23 @@ def parse_image_size(text: str) -> tuple[int, int]:
 
 
 def collect_keypoint_files(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
-    """(file, output name) for every input file, and every ``*.json`` below an
-    input folder (sorted) except the prediction jsons openhmr wrote there; a
+    """(file, output name) for every input file, and every ``.json`` (any case)
+    below an input folder (sorted, through linked sub-folders) except the prediction jsons openhmr wrote there; a
     path that does not exist is kept, to fail in turn. The name is the file's
     stem (its path below an input folder) without ``_keypoints``."""
-    from openhmr.io.images import is_hidden
+    from openhmr.io.images import files_below
     from openhmr.io.prediction import read_openhmr_json
 
     found: list[tuple[Path, str]] = []
     for given in map(Path, inputs):
         if given.is_dir():
-            for f in sorted(given.rglob("*.json")):
-                if is_hidden(f.relative_to(given)) or read_openhmr_json(f) is not None:
+            for f in files_below(given):
+                if f.suffix.lower() != ".json" or read_openhmr_json(f) is not None:
                     continue
                 found.append((f, f.relative_to(given).with_suffix("").as_posix()))
         else:
             found.append((given, given.stem))
-    return [(f, name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name) for f, name in found]
+    return [(f, name[: -len(SUFFIX)] if name.lower().endswith(SUFFIX) else name) for f, name in found]
 
 
 def unique_names(names: list[str]) -> list[str]:

@@ -24,6 +24,9 @@ Failures a user can cause (a missing, unreadable or corrupt file) raise
 from __future__ import annotations
 
 import math
+import os
+import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +40,11 @@ if TYPE_CHECKING:
     from PIL import Image
 
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+     ".pbm", ".pgm", ".ppm", ".pnm"}
 )
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg",
+                              ".3gp", ".3g2", ".mts", ".m2ts", ".wmv", ".flv", ".ogv"})
 
 
 def _to_rgb8(img: Image.Image) -> np.ndarray:
@@ -57,8 +62,10 @@ def _to_rgb8(img: Image.Image) -> np.ndarray:
         values = np.nan_to_num(np.asarray(img, dtype=np.float64))
         gray = np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
+    # "transparency" is a palette index (P), or a colour key (L, RGB: a PNG's
+    # tRNS, as PNG optimisers store an on/off cut-out).
     has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
-        mode == "P" and "transparency" in img.info
+        mode in ("P", "L", "RGB") and "transparency" in img.info
     )
     if has_alpha:
         rgba = img.convert("RGBA")
@@ -85,8 +92,6 @@ def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
         InputError: the file is missing, not an image, corrupt, or larger
             than ``MAX_PIXELS`` (or a damaged header claims so).
     """
-    import warnings
-
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
@@ -96,7 +101,8 @@ def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
         raise InputError(f"not a file: {path}")
     pillow_limit = Image.MAX_IMAGE_PIXELS
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             # Pillow's guard warns past its limit and refuses past twice it, at open;
             # with MAX_PIXELS as its limit, the check below (header only) comes first
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -118,13 +124,32 @@ def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
         raise InputError(f"cannot read {path}: corrupt or truncated image ({e})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = pillow_limit
+    _report_warnings(caught, path)
     if rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise InputError(f"cannot read {path}: the image has no pixels")
     return np.ascontiguousarray(rgb)
 
 
+def _report_warnings(caught: list[warnings.WarningMessage], path: Path) -> None:
+    """Pillow's warnings while reading ``path`` (damaged EXIF data, say) as one
+    line each naming the photo; Python's own format names Pillow's source line
+    instead. Any other warning is shown as it would have been."""
+    said: set[str] = set()
+    for message in caught:
+        if f"{os.sep}PIL{os.sep}" in message.filename:
+            line = f"openhmr: warning: {path}: {str(message.message).strip()}"
+            if line not in said:
+                said.add(line)
+                print(line, file=sys.stderr)
+        else:
+            warnings.warn_explicit(message.message, message.category, message.filename, message.lineno)
+
+
 DEFAULT_FPS = 25.0  # assumed where the container gives no usable frame rate
-MIN_FPS, MAX_FPS = 1.0, 1000.0  # a rate outside is a broken header, not a video's
+# A rate outside [MIN_FPS, MAX_FPS) is a broken header, not a video's: OpenCV
+# reports 1000 (its time base, 1 ms) for a WebM without a frame rate, as a
+# browser's MediaRecorder writes it.
+MIN_FPS, MAX_FPS = 1.0, 1000.0
 
 
 @dataclass
@@ -185,7 +210,7 @@ def _capture(path: Path) -> tuple[Any, VideoInfo]:
         cap.release()
         raise InputError(f"cannot read {path}: OpenCV cannot decode this video")
     fps, note = float(cap.get(cv2.CAP_PROP_FPS) or 0.0), None
-    if not (math.isfinite(fps) and MIN_FPS <= fps <= MAX_FPS):
+    if not (math.isfinite(fps) and MIN_FPS <= fps < MAX_FPS):
         # Writers refuse such rates, and the smoothing and tracking would read them as time.
         if fps:
             note = f"the container's frame rate, {fps:g} fps, is not a video's; {DEFAULT_FPS:g} fps assumed"
@@ -298,6 +323,26 @@ def is_hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
+def files_below(folder: Path) -> list[Path]:
+    """Every file below ``folder`` (sorted), through linked sub-folders too
+    (``Path.rglob`` does not follow them before Python 3.13), each real
+    folder once (a link back up is not a loop), hidden ones (:func:`is_hidden`)
+    left out. The paths are as seen from ``folder``, not resolved."""
+    found: list[Path] = []
+    seen: set[str] = set()
+    for top, folders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            folders.clear()
+            continue
+        seen.add(real)
+        # Real sub-folders first: one also reached through a link keeps its own path.
+        shown = [d for d in folders if not d.startswith(".")]
+        folders[:] = sorted(shown, key=lambda d: (os.path.islink(os.path.join(top, d)), d))
+        found += (Path(top) / f for f in files if not f.startswith("."))
+    return sorted(f for f in found if f.is_file())
+
+
 def collect_inputs(paths: list[str | Path], skipped: list[Path] | None = None) -> list[InputItem]:
     """Expand the command line's inputs into files to process.
 
@@ -314,11 +359,7 @@ def collect_inputs(paths: list[str | Path], skipped: list[Path] | None = None) -
     items: list[InputItem] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(
-                f for f in p.rglob("*")
-                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-                and not is_hidden(f.relative_to(p))
-            )
+            found = [f for f in files_below(p) if f.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS]
             ours = {f for f in found if is_demo_picture(f)}
             if skipped is not None:
                 skipped += sorted(ours)
