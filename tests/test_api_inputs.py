@@ -115,6 +115,13 @@ def test_fit_inputs(smpl):
                             (FitConfig(stage2_iters=(30, 30, 40, 40)), "pose_weights must give a weight for each of the 4")):
         with pytest.raises(InputError, match=message):
             fit(smpl, kp2, "lsp14", config=config)
+    # SMPLify's own four steps: SMPL has no pose prior of its own, so the weights of one
+    # (range_prior_weights, three by default) are not asked for a fourth.
+    smplify = FitConfig(stage1_iters=3, stage2_iters=(2, 2, 2, 2), pose_weights=(404.0, 404.0, 57.4, 4.78),
+                        shape_weights=(100.0, 50.0, 10.0, 5.0), hypotheses=1)
+    assert torch.isfinite(fit(smpl, kp2, "lsp14", config=smplify).pose).all()
+    with pytest.raises(InputError, match="range_prior_weights must be finite weights"):
+        fit(smpl, kp2, "lsp14", config=FitConfig(**{**smplify.__dict__, "range_prior_weights": (float("nan"),)}))
     # Every setting is checked before it is used: a zero σ or a NaN weight gave a fit that
     # quietly ignored its keypoints, a float count or a string flag a TypeError.
     for change, message in (({"sigma": 0.0}, "sigma must be a finite number > 0, got 0.0"),

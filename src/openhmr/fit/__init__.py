@@ -32,7 +32,9 @@ The method:
    optional 3D keypoints (e.g. BlazePose's world landmarks). The pose prior
    E_θ is the body model's own when it has one (``pose_prior``; Anny's is a
    Gaussian over its joint ranges with a wall against knees and elbows
-   bending the wrong way). Otherwise it is SMPLify's simple form,
+   bending the wrong way). Otherwise it is a simple form of SMPLify's prior
+   (whose mixture of Gaussians, learned from mocap, comes with SMPLify's
+   licence-gated code),
    Σ_j w_j‖θ_j − θ̄_j‖² + (λ_a/λ_θ)·Σ_{knees, elbows} exp(−θ_j·a_j)², with
    θ̄ the default pose, w_j per-joint stiffness (spine, neck, head, collars,
    wrists, feet stiffer than limbs) and a_j the natural-flexion axis of each

@@ -1,6 +1,7 @@
-"""The fit's robust 2D term and the priors that SMPLify gives a body model
-without its own (SMPL): per-joint stiffness and the guard against knees and
-elbows bending the wrong way; and the prior on a body's tilt for people known
+"""The fit's robust 2D term and the priors a body model without its own (SMPL)
+gets: per-joint stiffness (a quadratic stand-in for SMPLify's mixture of
+Gaussians, which is learned from mocap and licence-gated) and SMPLify's guard
+against knees and elbows bending the wrong way; and the prior on a body's tilt for people known
 to stand upright.
 """
 

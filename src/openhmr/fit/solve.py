@@ -120,10 +120,12 @@ def _check_in_crop(points: Tensor, conf: Tensor, crop_size: int) -> None:
             "does) or fit with camera='perspective', focal and principal_point")
 
 
-def _check_config(cfg: FitConfig) -> None:
+def _check_config(cfg: FitConfig, own_pose_prior: bool = False) -> None:
     """Raise InputError for settings no fit can use: each one named, before
     any of them is used (a NaN weight or a zero σ would otherwise give a
-    fit that quietly ignores its keypoints)."""
+    fit that quietly ignores its keypoints). ``own_pose_prior``: the body
+    model has its own pose prior, so ``range_prior_weights`` are its pose
+    weights and ``pose_weights`` are not used (and the other way round)."""
 
     def count(name: str, least: int = 0) -> None:
         value = getattr(cfg, name)
@@ -147,6 +149,11 @@ def _check_config(cfg: FitConfig) -> None:
         raise InputError(f"stage2_iters must be a tuple of iteration counts, one per annealing step, got {steps!r}")
     for name in ("pose_weights", "range_prior_weights", "shape_weights"):
         weights = getattr(cfg, name)
+        unused = name == ("pose_weights" if own_pose_prior else "range_prior_weights")
+        if unused and not isinstance(weights, (int, float)) and len(weights) < len(steps):
+            # Any length will do for the tuple this body model does not use (SMPLify's
+            # four steps on SMPL need no fourth Anny weight), but not a non-finite weight.
+            weights = tuple(weights) + (0.0,) * (len(steps) - len(weights))
         if isinstance(weights, (int, float)) or len(weights) < len(steps):
             # zip() would silently drop the steps beyond the weights.
             raise InputError(f"{name} must give a weight for each of the {len(steps)} steps of "
@@ -428,7 +435,7 @@ def _fit(
     dtype = param.dtype if param is not None else torch.float32
     device = param.device if param is not None else torch.device("cpu")
 
-    _check_config(cfg)
+    _check_config(cfg, own_pose_prior=getattr(body_model, "pose_prior", None) is not None)
     targets = read_targets(body_model, keypoints2d, keypoint_set, cfg, dtype, device)
     if camera == "weak":
         _check_in_crop(targets.points, targets.conf, crop_size)
