@@ -158,20 +158,38 @@ def test_a_damaged_npz_beside_an_overlay_is_not_openhmrs(tmp_path: Path) -> None
         assert [i.name for i in collect_inputs([tmp_path])] == ["clip_overlay"]
 
 
-@pytest.mark.parametrize("mode, key", [("RGB", (0, 0, 0)), ("L", 0)])
+@pytest.mark.parametrize("mode, key", [("RGB", (0, 0, 0)), ("L", 0), ("1", 0)])
 def test_a_colour_key_is_transparent_as_alpha_is(tmp_path: Path, mode: str, key) -> None:
     """A PNG optimiser stores an on/off cut-out as a colour key (``tRNS`` on a
     greyscale or RGB image): the keyed pixels are composited on white, as an
     RGBA image's transparent ones are; the others keep their colour."""
     values = np.zeros((2, 2, 3), np.uint8)
-    values[0, 1] = 200
-    img = Image.fromarray(values if mode == "RGB" else values[..., 0], mode)
+    values[0, 1] = 200 if mode != "1" else 255
+    img = Image.fromarray(values if mode == "RGB" else values[..., 0], "RGB" if mode == "RGB" else "L")
+    img = img.convert(mode) if mode == "1" else img
     img.save(tmp_path / "cut.png", transparency=key)
     with Image.open(tmp_path / "cut.png") as check:
         assert check.mode == mode and check.info.get("transparency") == key
     rgb = read_image(tmp_path / "cut.png")
     np.testing.assert_array_equal(rgb[0, 0], [255, 255, 255])
-    np.testing.assert_array_equal(rgb[0, 1], [200, 200, 200])
+    np.testing.assert_array_equal(rgb[0, 1], [200, 200, 200] if mode != "1" else [255, 255, 255])
+
+
+def test_a_sixteen_bit_colour_key_is_not_matched_against_eight_bit_pixels(tmp_path: Path) -> None:
+    """Pillow gives a 16-bit RGB PNG's pixels in 8 bits but not its colour key:
+    matched as it is, the key (0x00ff, 0, 0) of a near-black pixel would take a
+    bright red one (0xff00, 0, 0) for transparent. The key is not used there."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\0" + struct.pack(">6H", 0x00FF, 0, 0, 0xFF00, 0, 0)
+    (tmp_path / "key16.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 1, 16, 2, 0, 0, 0))
+        + chunk(b"tRNS", struct.pack(">3H", 0x00FF, 0, 0)) + chunk(b"IDAT", zlib.compress(row)) + chunk(b"IEND", b""))
+    np.testing.assert_array_equal(read_image(tmp_path / "key16.png")[0, 1], [255, 0, 0])
 
 
 def test_damaged_exif_is_one_line_naming_the_photo(tmp_path: Path, capsys) -> None:
@@ -221,35 +239,46 @@ def test_a_folder_is_read_through_its_linked_sub_folders_once(tmp_path: Path) ->
     (photos / "linked").symlink_to(elsewhere, target_is_directory=True)
     (photos / "own" / "up").symlink_to(photos, target_is_directory=True)
     (photos / "again").symlink_to(photos / "own", target_is_directory=True)
-    assert [i.name for i in collect_inputs([photos])] == ["a", "linked/c", "own/b"]
+    # A link in an earlier folder, deeper down, to a folder of its own: still its own path.
+    (photos / "albums").mkdir()
+    (photos / "albums" / "best").symlink_to(photos / "trips" / "rome", target_is_directory=True)
+    (photos / "trips" / "rome").mkdir(parents=True)
+    (photos / "trips" / "rome" / "d.jpg").write_bytes(b"")
+    assert [i.name for i in collect_inputs([photos])] == ["a", "linked/c", "own/b", "trips/rome/d"]
 
 
-def test_a_thousand_frames_a_second_is_a_webm_without_a_rate(tmp_path: Path, monkeypatch) -> None:
+def test_a_thousand_frames_a_second_is_measured_from_the_frames_times(tmp_path: Path, monkeypatch) -> None:
     """OpenCV reports 1000 fps (its 1-ms time base) for a WebM whose container
-    gives no frame rate (a browser's MediaRecorder): 25 fps is assumed and said,
-    as for any broken rate; just under 1000 is a rate."""
+    gives no frame rate (a browser's MediaRecorder); a high-speed camera's
+    video has 1000 fps too. The first frames' times tell them apart: a 10-fps
+    video reported as 1000 is read at 10, saying so; a real 1000-fps one keeps it."""
     cv2 = pytest.importorskip("cv2")
     import openhmr.io.images as images
 
-    path = tmp_path / "clip.webm"
-    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter.fourcc(*"MJPG"), 10, (16, 16))
-    writer.write(np.zeros((16, 16, 3), np.uint8))
-    writer.release()
-    (tmp_path / "clip.avi").rename(path)
+    def write(path: Path, fps: float) -> Path:
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (16, 16))
+        for i in range(6):
+            writer.write(np.full((16, 16, 3), 40 * i, np.uint8))
+        writer.release()
+        return path
+
+    fast = images.video_info(write(tmp_path / "fast.mp4", 1000.0))
+    assert fast.fps == 1000.0 and fast.note is None
+
+    slow = write(tmp_path / "slow.mp4", 10.0)
     real_open = images.open_capture
 
-    for reported, expected in ((1000.0, 25.0), (999.0, 999.0)):
-        class Reporting:
-            def __init__(self, cap):
-                self.cap = cap
+    class NoRate:
+        def __init__(self, cap):
+            self.cap = cap
 
-            def get(self, prop, reported=reported):
-                return reported if prop == cv2.CAP_PROP_FPS else self.cap.get(prop)
+        def get(self, prop):
+            return 1000.0 if prop == cv2.CAP_PROP_FPS else self.cap.get(prop)
 
-            def __getattr__(self, name):
-                return getattr(self.cap, name)
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
 
-        monkeypatch.setattr(images, "open_capture", lambda p, cls=Reporting: cls(real_open(p)))
-        info = images.video_info(path)
-        assert info.fps == expected
-        assert (info.note is not None) == (expected == 25.0)
+    monkeypatch.setattr(images, "open_capture", lambda p: NoRate(real_open(p)))
+    info, frames = images.open_video(slow)
+    assert info.fps == pytest.approx(10.0) and "no frame rate" in info.note
+    assert len(list(frames)) == 6  # from the first frame, after the probe

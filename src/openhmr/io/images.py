@@ -47,8 +47,10 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", "
                               ".3gp", ".3g2", ".mts", ".m2ts", ".wmv", ".flv", ".ogv"})
 
 
-def _to_rgb8(img: Image.Image) -> np.ndarray:
-    """Any PIL image → (H, W, 3) uint8 RGB (see the module docstring)."""
+def _to_rgb8(img: Image.Image, colour_key: bool = True) -> np.ndarray:
+    """Any PIL image → (H, W, 3) uint8 RGB (see the module docstring).
+    ``colour_key``: honour a greyscale or RGB image's transparent colour (false
+    for a 16-bit file, whose key Pillow does not bring to the 8 bits it gives)."""
     from PIL import Image
 
     mode = img.mode
@@ -64,8 +66,8 @@ def _to_rgb8(img: Image.Image) -> np.ndarray:
         return np.repeat(gray[:, :, None], 3, axis=2)
     # "transparency" is a palette index (P), or a colour key (L, RGB: a PNG's
     # tRNS, as PNG optimisers store an on/off cut-out).
-    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
-        mode in ("P", "L", "RGB") and "transparency" in img.info
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in img.info) or (
+        colour_key and mode in ("1", "L", "RGB") and "transparency" in img.info
     )
     if has_alpha:
         rgba = img.convert("RGBA")
@@ -113,8 +115,9 @@ def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
                     raise InputError(f"cannot read {path}: {width}×{height} is {width * height / 1e6:.0f} "
                                      f"megapixels, more than the {MAX_PIXELS / 1e6:.0f} openhmr reads "
                                      "(or its header is damaged)")
+                sixteen_bit = any(";16" in str(tile[3]) for tile in img.tile)  # before load() empties it
                 img.load()
-                rgb = _to_rgb8(ImageOps.exif_transpose(img) if upright else img)
+                rgb = _to_rgb8(ImageOps.exif_transpose(img) if upright else img, colour_key=not sixteen_bit)
     except Image.DecompressionBombError:  # Pillow's, for a frame of a multi-frame file, say
         raise InputError(f"cannot read {path}: its header claims more than {MAX_PIXELS / 1e6:.0f} megapixels, "
                          "more than openhmr reads (or it is damaged)") from None
@@ -146,10 +149,12 @@ def _report_warnings(caught: list[warnings.WarningMessage], path: Path) -> None:
 
 
 DEFAULT_FPS = 25.0  # assumed where the container gives no usable frame rate
-# A rate outside [MIN_FPS, MAX_FPS) is a broken header, not a video's: OpenCV
-# reports 1000 (its time base, 1 ms) for a WebM without a frame rate, as a
-# browser's MediaRecorder writes it.
-MIN_FPS, MAX_FPS = 1.0, 1000.0
+MIN_FPS, MAX_FPS = 1.0, 1000.0  # a rate outside is a broken header, not a video's
+#: What OpenCV reports (its 1-ms time base) for a container without a frame
+#: rate, as a browser's MediaRecorder writes WebM; a high-speed camera's video
+#: has it too, so the first frames' times tell the two apart.
+TIME_BASE_FPS = 1000.0
+PROBED_FRAMES = 10
 
 
 @dataclass
@@ -210,7 +215,19 @@ def _capture(path: Path) -> tuple[Any, VideoInfo]:
         cap.release()
         raise InputError(f"cannot read {path}: OpenCV cannot decode this video")
     fps, note = float(cap.get(cv2.CAP_PROP_FPS) or 0.0), None
-    if not (math.isfinite(fps) and MIN_FPS <= fps < MAX_FPS):
+    if fps == TIME_BASE_FPS:
+        measured = _rate_from_frame_times(cap)
+        cap.release()
+        cap = open_capture(path)  # from the first frame again
+        if measured is None or not MIN_FPS <= measured <= MAX_FPS:
+            note = (f"the container gives no frame rate (OpenCV reports {fps:g} fps) and its first frames' "
+                    f"times do not tell it; {DEFAULT_FPS:g} fps assumed")
+            fps = DEFAULT_FPS
+        elif abs(measured - fps) > 0.05 * fps:
+            note = (f"the container gives no frame rate (OpenCV reports {fps:g} fps); {measured:.3g} fps, "
+                    "from its first frames' times")
+            fps = measured
+    if not (math.isfinite(fps) and MIN_FPS <= fps <= MAX_FPS):
         # Writers refuse such rates, and the smoothing and tracking would read them as time.
         if fps:
             note = f"the container's frame rate, {fps:g} fps, is not a video's; {DEFAULT_FPS:g} fps assumed"
@@ -224,6 +241,21 @@ def _capture(path: Path) -> tuple[Any, VideoInfo]:
         note=note,
     )
     return cap, info
+
+
+def _rate_from_frame_times(cap: Any) -> float | None:
+    """Frames per second from the times of the first ``PROBED_FRAMES`` frames
+    (grabbed, not decoded), or None where fewer than two have distinct times."""
+    cv2 = require_opencv("reading videos")
+
+    times = []
+    for _ in range(PROBED_FRAMES):
+        if not cap.grab():
+            break
+        times.append(float(cap.get(cv2.CAP_PROP_POS_MSEC)))
+    if len(times) < 2 or not all(map(math.isfinite, times)) or times[-1] <= times[0]:
+        return None
+    return 1000.0 * (len(times) - 1) / (times[-1] - times[0])
 
 
 def video_info(path: str | Path) -> VideoInfo:
@@ -325,20 +357,32 @@ def is_hidden(relative: Path) -> bool:
 
 def files_below(folder: Path) -> list[Path]:
     """Every file below ``folder`` (sorted), through linked sub-folders too
-    (``Path.rglob`` does not follow them before Python 3.13), each real
-    folder once (a link back up is not a loop), hidden ones (:func:`is_hidden`)
-    left out. The paths are as seen from ``folder``, not resolved."""
+    (``Path.rglob`` does not follow them before Python 3.13), hidden ones
+    (:func:`is_hidden`) left out. The paths are as seen from ``folder``, not
+    resolved; a folder below it keeps its own path even where a link also
+    leads to it, and a folder reached only through links is read once (a link
+    back up is not a loop)."""
+    def shown(names: list[str]) -> list[str]:
+        return sorted(n for n in names if not n.startswith("."))
+
+    own: set[str] = set()  # the real folders below, reached without links
+    for top, folders, _ in os.walk(folder):
+        own.add(os.path.realpath(top))
+        folders[:] = shown(folders)
     found: list[Path] = []
     seen: set[str] = set()
     for top, folders, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(top)
-        if real in seen:
-            folders.clear()
-            continue
-        seen.add(real)
-        # Real sub-folders first: one also reached through a link keeps its own path.
-        shown = [d for d in folders if not d.startswith(".")]
-        folders[:] = sorted(shown, key=lambda d: (os.path.islink(os.path.join(top, d)), d))
+        seen.add(os.path.realpath(top))
+        kept = []
+        for name in shown(folders):
+            path = os.path.join(top, name)
+            real = os.path.realpath(path)
+            if os.path.islink(path) and (real in own or real in seen):
+                continue  # read under its own path, or already read through another link
+            if os.path.islink(path):
+                seen.add(real)
+            kept.append(name)
+        folders[:] = kept
         found += (Path(top) / f for f in files if not f.startswith("."))
     return sorted(f for f in found if f.is_file())
 
