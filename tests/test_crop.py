@@ -366,6 +366,30 @@ def test_read_openpose_people_ranks_by_confident_keypoints_only(tmp_path):
         np.testing.assert_array_equal(read_openpose(f)[0], a)
 
 
+def test_a_glimpse_of_a_person_is_left_out_of_the_people(tmp_path):
+    """OpenPose lists faint partial people: one confident point (a nose), or
+    several at one place, gives no box to place a crop on. Such a glimpse is
+    left out, however confident, so the people after it are still found (with
+    --max-people it failed the whole photo); a file of glimpses has nobody."""
+    from openhmr.errors import NoPersonError
+    from openhmr.io.openpose import read_openpose_people
+
+    rng = np.random.default_rng(4)
+    person = np.concatenate([rng.uniform(0, 100, (25, 2)), np.full((25, 1), 0.6)], 1)
+    nose = np.zeros((25, 3))
+    nose[0] = [50.0, 20.0, 0.95]
+    stacked = np.zeros((25, 3))
+    stacked[:3] = [70.0, 30.0, 0.9]
+    f = _openpose_file(tmp_path / "p.json", [p.ravel().tolist() for p in (nose, person, stacked)],
+                       "pose_keypoints_2d")
+    people = read_openpose_people(f)
+    assert len(people) == 1
+    np.testing.assert_array_equal(people[0][0], person)
+    f = _openpose_file(tmp_path / "g.json", [nose.ravel().tolist()], "pose_keypoints_2d")
+    with pytest.raises(NoPersonError, match="at more than one place"):
+        read_openpose_people(f)
+
+
 def test_check_inside_allows_a_five_percent_margin():
     """OpenPose keypoints may stray a little beyond the image (5 % of its longer
     side: a limb at the border), but keypoints 10 % beyond it were found in

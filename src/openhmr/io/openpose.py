@@ -33,7 +33,9 @@ def read_openpose_people(path: str | Path, conf_threshold: float = 0.2) -> list[
     Accepts the old ``pose_keypoints`` and the current ``pose_keypoints_2d``
     keys, BODY_25 (75 values) and COCO-18 (54 values) layouts. As the
     original, each person is scored by the mean confidence of its keypoints
-    above ``conf_threshold``; a person with no keypoint above it is left out.
+    above ``conf_threshold``; a person with no keypoint above it, or whose
+    keypoints above it all lie at one place (no box to place a crop on), is
+    left out.
 
     Returns:
         per person ((K, 3) keypoints x, y (image pixels), confidence; the set
@@ -75,14 +77,17 @@ def read_openpose_people(path: str | Path, conf_threshold: float = 0.2) -> list[
             kp = np.asarray(values, dtype=np.float64).reshape(-1, 3)
         except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past float's range
             raise InputError(f"{path}: keypoints are not numbers") from None
-        confident = kp[:, 2] > conf_threshold
-        if confident.any():
+        confident = (kp[:, 2] > conf_threshold) & np.isfinite(kp[:, :2]).all(axis=1)
+        # A glimpse (one confident point, or several at one place: OpenPose's faint
+        # partial people) gives no box to place a crop on; it is no person to fit.
+        if confident.any() and np.ptp(kp[confident, :2], axis=0).any():
             scored.append((float(kp[confident, 2].mean()), kp, layout))
     if people and not with_keypoints:
         raise InputError(f"{path} is not an OpenPose file: none of its {len(people)} people has "
                          "'pose_keypoints_2d'")
     if not scored:
-        raise NoPersonError(f"{path} has no person with keypoints above confidence {conf_threshold}")
+        raise NoPersonError(f"{path} has no person with keypoints above confidence {conf_threshold} "
+                            "at more than one place")
     order = sorted(range(len(scored)), key=lambda i: -scored[i][0])  # stable: ties keep file order
     return [(scored[i][1], scored[i][2]) for i in order]
 
