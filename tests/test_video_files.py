@@ -77,7 +77,7 @@ def test_scene_is_one_fixed_camera_for_the_whole_video(smpl_model, tmp_path: Pat
                            betas.repeat(3, 1), out.vertices.repeat(3, 1, 1), out.joints.repeat(3, 1, 1),
                            {k: v.repeat(3, 1, 1) for k, v in out.keypoints.items()}, crops, [location] * 3,
                            [("clip.mp4", i, (480, 640)) for i in range(3)], "hmr")
-    write_video_npz(tmp_path / "clip.npz", preds, 3, 25.0)
+    assert write_video_npz(tmp_path / "clip.npz", preds, 3, 25.0) == []
     a = np.load(tmp_path / "clip.npz")
     focal = a["focal"][:, 0].astype(np.float64)
     np.testing.assert_allclose(focal, [1000.0, 500.0, 250.0], rtol=1e-6)
@@ -93,6 +93,15 @@ def test_scene_is_one_fixed_camera_for_the_whole_video(smpl_model, tmp_path: Pat
     write_video_npz(tmp_path / "person.npz", preds[:1], 3, 25.0, person=2, scene_focal=500.0)
     np.testing.assert_allclose(np.load(tmp_path / "person.npz")["scene_translation"], a["scene_translation"][:1],
                                atol=1e-6)
+    # HMR's scale is not bounded: a frame of s < 0 has its body behind its camera and no
+    # place in the scene; its row is NaN, and the frame is returned to be reported.
+    behind = to_predictions(smpl_model, torch.tensor([[0.9, 0.05, -0.02], [-0.9, 0.05, -0.02]]),
+                            pose.repeat(2, 1), betas.repeat(2, 1), out.vertices.repeat(2, 1, 1),
+                            out.joints.repeat(2, 1, 1), {k: v.repeat(2, 1, 1) for k, v in out.keypoints.items()},
+                            crops[:2], [location] * 2, [("clip.mp4", i, (480, 640)) for i in (4, 7)], "hmr")
+    assert write_video_npz(tmp_path / "behind.npz", behind, 8, 25.0) == [7]
+    rows = np.load(tmp_path / "behind.npz")["scene_translation"]
+    assert np.isfinite(rows[0]).all() and np.isnan(rows[1]).all()
 
 
 def test_a_failed_write_leaves_the_old_file(smpl_model, tmp_path: Path) -> None:

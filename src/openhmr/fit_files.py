@@ -482,7 +482,7 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
     video's. A frame whose file has nobody is a frame without a body; frames
     with no file (up to the last one that has) too."""
     from openhmr.demo import check_free, posed_again, progress, remove_earlier_people, smooth_predictions, video_outputs
-    from openhmr.io.prediction import write_video_npz
+    from openhmr.io.prediction import unplaced_note, write_video_npz
 
     fps = _sequence_fps(options)
     paths = {"npz": video_outputs(Path(options.out), name)["npz"]}
@@ -498,8 +498,10 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
         preds = smooth_predictions(predictor.body, preds, smoothing, fps)
     paths["npz"].parent.mkdir(parents=True, exist_ok=True)
     meshes = progress(posed_again(predictor.body, preds), len(preds), f"{name} npz", "frame")
-    write_video_npz(paths["npz"], preds, total, fps, smoothing=smoothing,
-                    vertices=(p.vertices.astype(np.float32) for p in meshes))
+    unplaced = write_video_npz(paths["npz"], preds, total, fps, smoothing=smoothing,
+                               vertices=(p.vertices.astype(np.float32) for p in meshes))
+    if unplaced:
+        print(f"openhmr fit: warning: {name}: {unplaced_note(unplaced)}", file=sys.stderr)
     if options.overwrite:
         removed = remove_earlier_people(Path(options.out), name, 0, source)
         if removed:

@@ -33,7 +33,7 @@ from openhmr.errors import InputError, NoPersonError, UnreadableFrameError, requ
 from openhmr.io.images import InputItem, open_video
 from openhmr.io.openpose import unreadable_frames_note
 from openhmr.io.output_paths import committed_together, replacing
-from openhmr.io.prediction import Prediction, check_finite, write_video_npz
+from openhmr.io.prediction import Prediction, check_finite, unplaced_note, write_video_npz
 
 # A video's predictions are held without their meshes (``without_vertices``)
 # and posed again, a chunk at a time, when the npz and the overlay video are
@@ -176,9 +176,11 @@ def write_people_npz(body: BodyModel, people: dict[int, list[Prediction]], npz_o
         for person in sorted(people, reverse=True):  # person 1 last: it tells --skip-existing all are written
             meshes = progress(posed_again(body, people[person]), len(people[person]), npz_of(person).name,
                                "frame")
-            write_video_npz(npz_of(person), people[person], total, fps, smoothing=smoothing,
-                            vertices=(p.vertices.astype(np.float32) for p in meshes), person=person,
-                            scene_focal=focal)
+            unplaced = write_video_npz(npz_of(person), people[person], total, fps, smoothing=smoothing,
+                                       vertices=(p.vertices.astype(np.float32) for p in meshes), person=person,
+                                       scene_focal=focal)
+            if unplaced:
+                warn(f"{npz_of(person).name}: {unplaced_note(unplaced)}")
 
 
 def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSource,
@@ -288,8 +290,10 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
             if smoothing != "none":
                 preds = smooth_predictions(body, preds, smoothing, info.fps)
             meshes = progress(posed_again(body, preds), len(preds), f"{item.path.name} npz", "frame")
-            write_video_npz(paths["npz"], preds, total, info.fps, smoothing=smoothing,
-                            vertices=(p.vertices.astype(np.float32) for p in meshes))
+            unplaced = write_video_npz(paths["npz"], preds, total, info.fps, smoothing=smoothing,
+                                       vertices=(p.vertices.astype(np.float32) for p in meshes))
+            if unplaced:
+                warn(f"{item.path}: {unplaced_note(unplaced)}")
             posed = posed_again(body, preds)
         if options.render:
             write_overlay_video(item, paths["overlay"], posed)

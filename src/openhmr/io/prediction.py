@@ -292,7 +292,7 @@ def write_npz(path: Path, pred: Prediction) -> None:
 
 def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: float,
                     smoothing: str = "none", vertices: Iterable[np.ndarray] | None = None,
-                    person: int | None = None, scene_focal: float | None = None) -> None:
+                    person: int | None = None, scene_focal: float | None = None) -> list[int]:
     """A video's arrays: each of ``prediction_arrays`` stacked to (T, ...) over
     the T frames with a body, with ``frame`` (T,) their indices in the video,
     ``smoothing`` how the estimates were smoothed over time ("clip", "causal"
@@ -313,8 +313,14 @@ def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: f
     is written to a temporary name beside it (``replacing``) and renamed
     when complete.
     ``person``, for a video with several people, is the person's number.
+
+    Returns:
+        the frames (video indices) whose body has no place in the scene camera
+        (behind its own camera: HMR's scale s ≤ 0); their ``scene_translation``
+        rows are NaN.
     """
     arrays: dict[str, np.ndarray] = {}
+    unplaced: list[int] = []
     if preds:
         per_frame = [prediction_arrays(p) for p in preds]
         keys = [k for k in per_frame[0] if not (vertices is not None and k == "vertices")]
@@ -355,12 +361,22 @@ def write_video_npz(path: Path, preds: list[Prediction], num_frames: int, fps: f
             np.median([float(p.focal[0]) for p in preds]))
         centre = image_centre(preds[0].image_size)
         placed = [scene_translation(p, c, focal, centre) for p, c in zip(preds, centroids)]
+        unplaced.extend(int(p.frame or 0) for p, t in zip(preds, placed) if not np.isfinite(t).all())
         return {"scene_focal": np.array(focal, np.float32),
                 "scene_principal_point": centre.astype(np.float32),
                 "scene_translation": np.stack(placed).astype(np.float32)}
 
     with replacing(path) as partial:
         _write_npz(partial, arrays, streamed, scene)
+    return unplaced
+
+
+def unplaced_note(frames: list[int]) -> str:
+    """The warning for a video's frames whose body has no place in the scene
+    camera (``write_video_npz``'s return), the first few named."""
+    shown = ", ".join(map(str, frames[:5])) + (", …" if len(frames) > 5 else "")
+    return (f"{len(frames)} frame(s) have their body behind its camera (frame {shown}); their "
+            "scene_translation is NaN")
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray],
