@@ -130,6 +130,23 @@ def test_a_failed_overwrite_keeps_the_old_dataset(tmp_path):
     assert [s["key"] for s in ShardSamples(tmp_path)] == ["f"]
 
 
+def test_a_failed_first_conversion_takes_back_the_folders_it_made(tmp_path):
+    """The output folder and the parents it needed are made for a conversion;
+    one that fails removes them all, down to the folder that already was, and
+    leaves a folder something else wrote into."""
+    image = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(RuntimeError):
+        with ShardWriter(tmp_path / "data" / "new" / "x", "x", samples_per_shard=1) as w:
+            w.write(Sample("a", image, np.zeros((19, 3)), np.zeros(2), "x"))
+            raise RuntimeError("a bad image")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError):
+        with ShardWriter(tmp_path / "data" / "x", "x", samples_per_shard=1) as w:
+            (tmp_path / "data" / "notes.txt").write_text("mine")
+            raise RuntimeError("a bad image")
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["notes.txt"]
+
+
 def test_a_full_disk_leaves_no_partial_shard_and_keeps_the_old_dataset(tmp_path, monkeypatch):
     """ENOSPC mid-shard (closing the tar writes its end blocks: refused
     again) or at the manifest: no temporary file stays, a new output's folder

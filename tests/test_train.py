@@ -633,6 +633,9 @@ def test_a_new_run_that_stops_before_its_first_checkpoint_takes_back_what_it_wro
     monkeypatch.setattr(Trainer, "train_step", fail_at_step_3)
     config = tmp_path / "small.yaml"
     small_config(smpl_npz, max_steps=4, checkpoint_every=3, tensorboard=True).save(config)
+    run = tmp_path / "runs" / "new" / "run"  # its parents made too, and taken back
+    assert main(["train", "--config", str(config), "--out", str(run), "--no-progress"]) == 1
+    assert not (tmp_path / "runs").exists()
     run = tmp_path / "run"
     assert main(["train", "--config", str(config), "--out", str(run), "--no-progress"]) == 1
     err = capsys.readouterr().err.splitlines()

@@ -43,6 +43,7 @@ from openhmr.body.base import BodyModel
 from openhmr.data.mocap import MocapSampler
 from openhmr.devices import require_device
 from openhmr.errors import InputError, OpenHMRError, WeightsError, require_opencv
+from openhmr.io.output_paths import missing_folders
 from openhmr.nets import HMR, FactorizedDiscriminator
 from openhmr.nets.hmr import encoder_from_name, mean_theta_from_params
 from openhmr.progress import progress_bar
@@ -349,7 +350,8 @@ class Trainer:
         try:
             if not resume and self.dist.is_main:
                 tensorboard = self.run_dir / "tensorboard"
-                self.made += [p for p in (self.run_dir, tensorboard) if not p.exists()]
+                # the run folder's missing parents too, outermost first (taken back last)
+                self.made += missing_folders(self.run_dir) + ([] if tensorboard.exists() else [tensorboard])
                 before = set(tensorboard.iterdir()) if tensorboard.is_dir() else set()
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 self._claim(self.run_dir / CONFIG_FILE)

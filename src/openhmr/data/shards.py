@@ -55,7 +55,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from openhmr import __version__
 from openhmr.errors import InputError, require_opencv
-from openhmr.io.output_paths import check_output_folder
+from openhmr.io.output_paths import check_output_folder, missing_folders, remove_empty_folders
 
 SAMPLES_PER_SHARD = 1000
 MANIFEST = "manifest.json"
@@ -202,7 +202,7 @@ class ShardWriter:
         if self.samples_per_shard < 1:
             raise ValueError("samples_per_shard must be at least 1")
         existing = check_writable(self.out_dir, name, self.dataset, overwrite)
-        self._made_folder = not self.out_dir.exists()
+        self._made_folders = missing_folders(self.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._replaced = existing  # removed by close(), once the new shards are whole
         self.shards: list[dict[str, Any]] = []
@@ -256,8 +256,7 @@ class ShardWriter:
         for path in self._written:
             path.unlink(missing_ok=True)
         self._written.clear()
-        if self._made_folder and not any(self.out_dir.iterdir()):
-            self.out_dir.rmdir()  # a failed first conversion leaves no empty folder behind
+        remove_empty_folders(self._made_folders)  # a failed first conversion leaves no empty folder behind
 
     @staticmethod
     def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -25,6 +25,28 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
+def missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, outermost
+    first: what ``folder.mkdir(parents=True)`` will make, so that work that
+    fails can take back every folder it made, not only the last."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing[::-1]
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove those of ``folders`` (as :func:`missing_folders` gives them,
+    outermost first) that are empty, innermost first; a folder something else
+    has written into since stays."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or gone
+            return
+
+
 def _writable(folder: Path) -> bool:
     """Whether a file can be made in ``folder``. The permission bits say so
     for most users, but not for root, whom they never stop while a read-only
