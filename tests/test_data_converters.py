@@ -640,6 +640,42 @@ def test_cli_data_without_action_names_the_actions(capsys):
 # ------------------------------------------------------------------- Mocap
 
 
+def test_hmr_mosh_sets_convert_as_the_original_reads_them(tmp_path, capsys):
+    """HMR's MoSh release: Python 2 pickles under neutrSMPL_<set>/<subject>/,
+    ``poses`` (or ``new_poses``) (T, 72) and the sequence's ``betas``; every
+    pose is kept with its betas (the first 10), and Human3.6M's test subjects
+    S9 and S11 are left out, as the original's smpl_to_tfrecords does. A
+    pickle that would run code is refused, naming the file."""
+    from openhmr.data.mocap import load_mocap
+
+    rng = np.random.default_rng(8)
+    root = tmp_path / "neutrMosh" / "neutrSMPL_H3.6"
+    sequences = {"S1/walk.pkl": ("poses", 5, 10), "S5/sit.pkl": ("new_poses", 3, 16),
+                 "S9/walk.pkl": ("poses", 4, 10), "S11/eat.pkl": ("poses", 2, 10)}
+    written = {}
+    for rel, (key, frames, k) in sequences.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        written[rel] = {key: rng.normal(size=(frames, 72)), "betas": rng.normal(size=k), "trans": np.zeros((frames, 3))}
+        (root / rel).write_bytes(pickle.dumps(written[rel], protocol=2))
+    out = tmp_path / "H3.6.npz"
+    assert cli_main(["data", "convert-mocap", "hmr", str(root), str(out)]) == 0
+    assert "wrote 8 poses from 2 MoSh sequences (2 of S9 and S11 left out)" in capsys.readouterr().out
+    pose, shape = load_mocap(out)
+    assert pose.shape == (8, 72) and shape.shape == (8, 10)
+    np.testing.assert_allclose(pose[:5], written["S1/walk.pkl"]["poses"], atol=1e-6)
+    np.testing.assert_allclose(pose[5:], written["S5/sit.pkl"]["new_poses"], atol=1e-6)
+    np.testing.assert_allclose(shape[5:], np.repeat(written["S5/sit.pkl"]["betas"][None, :10], 3, 0), atol=1e-6)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (root / "S1" / "evil.pkl").write_bytes(pickle.dumps({"poses": Evil(), "betas": np.zeros(10)}, protocol=2))
+    assert cli_main(["data", "convert-mocap", "hmr", str(root), str(out), "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert "evil.pkl: refusing to load __builtin__.print" in err and "pwned" not in err
+
+
 def test_amass_conversion_and_sampler(tmp_path, capsys):
     from openhmr.data.mocap import MocapSampler, load_mocap
 

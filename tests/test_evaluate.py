@@ -301,7 +301,7 @@ def test_predictions_file_is_checked(tmp_path, capsys):
     np.testing.assert_allclose(preds.joints14[:, 12], h17[:, 8] * 1000.0)  # neck = thorax
     # Millimetres where metres are due are refused, not scored as a three-million-mm error.
     np.savez(tmp_path / "mm.npz", keys=keys, keypoints3d_h36m17=h17 * 1000.0)
-    with pytest.raises(InputError, match="'joints_h36m17' spans 3916 units per person .*millimetres"):
+    with pytest.raises(InputError, match="'keypoints3d_h36m17' spans 3916 units per person .*millimetres"):  # the file's name
         load_predictions(tmp_path / "mm.npz", bench.keys)
     # Keys stored as bytes (numpy "S", as h5py writes them) name the same frames.
     np.savez(tmp_path / "bytes.npz", keys=keys.astype("S"), keypoints3d_h36m17=h17)

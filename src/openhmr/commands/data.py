@@ -2,6 +2,8 @@
 
 * ``openhmr data convert DATASET ROOT OUT [--split S] [--overwrite] ...``:
   one dataset's own files under ROOT → tar shards + manifest.json in OUT.
+* ``openhmr data convert-mocap hmr SET OUT.npz``: one of HMR's MoSh sets
+  (``neutrMosh/neutrSMPL_CMU``, ``_H3.6``, ``_jointLim``) → SMPL mocap npz.
 * ``openhmr data convert-mocap amass ROOT OUT.npz``: AMASS → SMPL mocap npz.
 * ``openhmr data convert-mocap anny-prior COUNT OUT.npz``: samples of the
   Anny model's own pose/shape sampler (a weak prior; no Anny mocap exists).
@@ -32,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("root", type=path_argument, help="the dataset's folder as distributed")
     c.add_argument("out", type=path_argument, help="output folder for the shards")
     c.add_argument("--split", default="train",
-                   help="train (default), test (lsp, coco: val2014, h36m: S9/S11) or validation (3dpw)")
+                   help="train (default), test (lsp, coco: val2014, h36m: S9/S11, 3dpw) or validation (3dpw)")
     c.add_argument("--overwrite", action="store_true", help="replace existing shards in OUT")
     c.add_argument("--stride", type=int, default=None,
                    help="keep every n-th frame (h36m: default 5; 3dpw: default 1)")
@@ -44,10 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     m = actions.add_parser(
         "convert-mocap", help="mocap → pose/shape npz for the adversarial prior",
-        description="amass ROOT OUT.npz: every AMASS .npz under ROOT → SMPL pose (N,72) and "
-        "shape (N,10). anny-prior COUNT OUT.npz: COUNT samples of the Anny model's own sampler.")
-    m.add_argument("source", choices=["amass", "anny-prior"])
-    m.add_argument("input", type=input_argument, help="amass: the AMASS folder; anny-prior: the number of samples")
+        description="hmr SET OUT.npz: one of HMR's MoSh sets (neutrMosh/neutrSMPL_CMU, _H3.6 or _jointLim) → "
+        "SMPL pose (N,72) and shape (N,10), S9 and S11 left out. amass ROOT OUT.npz: every AMASS .npz "
+        "under ROOT → SMPL pose and shape. anny-prior COUNT OUT.npz: COUNT samples of the Anny model's "
+        "own sampler.")
+    m.add_argument("source", choices=["hmr", "amass", "anny-prior"])
+    m.add_argument("input", type=input_argument,
+                   help="hmr: the MoSh set's folder; amass: the AMASS folder; anny-prior: the number of samples")
     m.add_argument("out", type=path_argument, help="output .npz")
     m.add_argument("--stride", type=int, default=1, help="amass: keep every n-th frame")
     m.add_argument("--seed", type=seed, default=None, help="anny-prior: random seed (default 0)")
@@ -95,12 +100,18 @@ def run_convert_mocap(args: argparse.Namespace) -> int:
 
     if args.source != "amass" and args.stride != 1:
         raise InputError("--stride applies to amass only")
-    if args.source == "amass" and args.seed is not None:
-        raise InputError("--seed applies to anny-prior only (amass draws nothing)")
+    if args.source != "anny-prior" and args.seed is not None:
+        raise InputError(f"--seed applies to anny-prior only ({args.source} draws nothing)")
     seed = 0 if args.seed is None else args.seed
     check_output_file(args.out, args.overwrite, "OUT")
     if args.out.suffix != ".npz":  # before the sampling, which takes seconds
         raise InputError(f"the mocap output must be an .npz file, got {args.out}")
+    if args.source == "hmr":
+        check_not_inside(args.out, Path(args.input), "OUT", "the MoSh folder")
+        result = mocap.convert_hmr_mosh(args.input, args.out, overwrite=args.overwrite)
+        left_out = f" ({result['left_out']} of S9 and S11 left out)" if result["left_out"] else ""
+        print(f"wrote {result['count']} poses from {result['files']} MoSh sequences{left_out} to {args.out}")
+        return 0
     if args.source == "amass":
         check_not_inside(args.out, Path(args.input), "OUT", "the AMASS folder")
         result = mocap.convert_amass(args.input, args.out, stride=args.stride, overwrite=args.overwrite)

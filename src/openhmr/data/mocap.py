@@ -13,7 +13,12 @@ frame the mocap's root is expressed in does not matter.
 
 Sources:
 
-* the original's MoSh sets, once converted to that layout;
+* the original's MoSh sets (``convert_hmr_mosh``): the release's
+  ``neutrMosh/neutrSMPL_<set>/<subject>/<sequence>.pkl``, Python 2 pickles
+  holding ``poses`` (or ``new_poses``) (T, 72) and the sequence's ``betas``
+  (10,); as the original's ``smpl_to_tfrecords``, every pose is kept with its
+  sequence's betas, and files whose path names S9 or S11 (Human3.6M's test
+  subjects) are left out;
 * AMASS (``convert_amass``): each AMASS ``.npz`` has ``poses`` (T, 156)
   SMPL-H axis-angle (22 body joints, then 2×15 hand joints) and ``betas``
   (16,). SMPL's 24 joints are the 22 body joints plus the two hand joints,
@@ -165,6 +170,75 @@ def convert_amass(root: str | Path, out: str | Path, stride: int = 1,
     save_mocap(out, pose, shape, overwrite=overwrite,
                source=f"AMASS {root.name}: SMPL-H body joints + zero hands, betas[:10], stride {stride}")
     return {"files": used, "count": len(pose), "path": out}
+
+
+#: Human3.6M's test subjects, whose MoSh fits the original leaves out of the prior.
+TEST_SUBJECTS = ("S9", "S11")
+
+
+def read_mosh_sequence(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One MoSh pickle of HMR's release → (pose (T, 72), shape (T, 10)) float32,
+    unpickled with numpy (and chumpy) arrays only, never code."""
+    import pickle
+
+    from openhmr.errors import SMPLFileError
+    from openhmr.io.smpl_file import RestrictedUnpickler, _to_array
+
+    try:
+        with path.open("rb") as f:
+            data = RestrictedUnpickler(f, encoding="latin1").load()
+        if not isinstance(data, dict):
+            raise MocapError(f"{path}: not a MoSh sequence (a pickled dict with poses and betas)")
+        key = "poses" if "poses" in data else "new_poses"
+        if key not in data or "betas" not in data:
+            raise MocapError(f"{path}: a MoSh sequence holds poses (or new_poses) and betas, "
+                             f"this one {sorted(map(str, data))}")
+        pose, betas = _to_array(data[key], key), _to_array(data["betas"], "betas").reshape(-1)
+    except SMPLFileError as e:
+        raise MocapError(f"{path}: {str(e).replace('a SMPL file holds', 'a MoSh file holds')}") from None
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, IndexError, AttributeError,
+            KeyError, MemoryError, OverflowError, UnicodeDecodeError) as e:
+        raise MocapError(f"cannot read {path} as a pickle: {e or type(e).__name__}") from None
+    if pose.ndim != 2 or pose.shape[1] != SMPL_POSE_SIZE or betas.size < SMPL_SHAPE_SIZE:
+        raise MocapError(f"{path}: {key} {pose.shape} and betas ({betas.size}) are not SMPL's (T, 72) and 10")
+    pose = pose.astype(np.float32)
+    shape = np.repeat(betas[None, :SMPL_SHAPE_SIZE].astype(np.float32), len(pose), axis=0)
+    if not (np.isfinite(pose).all() and np.isfinite(shape).all()):
+        raise MocapError(f"{path}: its poses or betas hold NaN or infinite values")
+    return pose, shape
+
+
+def convert_hmr_mosh(root: str | Path, out: str | Path, overwrite: bool = False) -> dict[str, Any]:
+    """One of HMR's MoSh sets (the folder ``neutrSMPL_CMU``, ``neutrSMPL_H3.6``
+    or ``neutrSMPL_jointLim``) → a mocap ``.npz`` (see the module docstring).
+
+    Returns:
+        {"files": sequences used, "left_out": files of S9 and S11, "count":
+        samples written, "path": out}.
+    """
+    root, out = Path(root), Path(out)
+    if not root.is_dir():
+        raise MocapError(f"MoSh folder not found: {root}")
+    if out.suffix != ".npz":
+        raise MocapError(f"the mocap output must be an .npz file, got {out}")
+    if out.exists() and not overwrite:
+        raise MocapError(f"{out} exists; pass --overwrite to replace it")
+    found = sorted(root.rglob("*.pkl"))
+    # The original's test-subject rule, on the path below the set's folder.
+    files = [p for p in found if not any(s in p.relative_to(root).as_posix() for s in TEST_SUBJECTS)]
+    if not files:
+        raise MocapError(f"no MoSh sequence (.pkl) under {root}" + (
+            f" but those of {' and '.join(TEST_SUBJECTS)}" if found else ""))
+    poses, shapes = [], []
+    for path in track(files, desc=f"convert {root.name}", unit="seq"):
+        pose, shape = read_mosh_sequence(path)
+        poses.append(pose)
+        shapes.append(shape)
+    pose, shape = np.concatenate(poses), np.concatenate(shapes)
+    save_mocap(out, pose, shape, overwrite=overwrite,
+               source=f"HMR MoSh set {root.name}: poses with their sequence's betas, "
+                      f"{' and '.join(TEST_SUBJECTS)} left out")
+    return {"files": len(files), "left_out": len(found) - len(files), "count": len(pose), "path": out}
 
 
 def anny_prior(model: Any, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -149,14 +149,14 @@ def load_predictions(path: str | Path, keys: list[str], need_2d: bool = False) -
         vertices=get("vertices", (0, 3)),
         keypoints2d=get("keypoints2d", (14, 2)),
     )
-    for field in ("joints14", "joints_h36m17", "vertices"):
+    for field, key in (("joints14", "joints3d"), ("joints_h36m17", "keypoints3d_h36m17"), ("vertices", "vertices")):
         value = getattr(preds, field)
         if value is not None:
             # A person's joints span ~1.7 m; a median span past 10 is another unit (millimetres,
             # scored as metres, gave an MPJPE of three million), refused rather than scored.
             span = np.ptp(value.reshape(len(value), -1, 3), axis=1).max(axis=-1) if len(value) else np.zeros(1)
             if np.median(span) > 10.0:
-                raise InputError(f"{path}: '{field}' spans {np.median(span):.4g} units per person (median); "
+                raise InputError(f"{path}: '{key}' spans {np.median(span):.4g} units per person (median); "
                                  "predictions are in metres (millimetres? divide by 1000)")
             setattr(preds, field, value * 1000.0)  # metres → millimetres
     if preds.joints14 is None and preds.joints_h36m17 is not None:
