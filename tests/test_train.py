@@ -453,6 +453,18 @@ def test_resume_refuses_a_changed_run_and_records_what_may_change(smpl_npz, tmp_
     assert (saved.max_steps, saved.log_every) == (4, 1)
 
 
+def test_a_resume_past_the_runs_length_says_so(smpl_npz, tmp_path, capsys):
+    from openhmr.cli import main
+
+    config = tmp_path / "small.yaml"
+    small_config(smpl_npz, max_steps=2, checkpoint_every=2).save(config)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "max_steps=1", "--no-progress"]) == 0
+    assert "warning: the run is at step 2, past its 1 steps: nothing is trained" in capsys.readouterr().err
+
+
 def test_paper_defaults():
     cfg = TrainConfig()
     assert (cfg.batch_size, cfg.e_lr, cfg.d_lr, cfg.weight_decay) == (64, 1e-5, 1e-4, 0.0)

@@ -51,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
             where = f"resuming at step {trainer.step}" if args.resume else "starting at step 0"
             print(f"openhmr train: {where} of {trainer.total_steps} in {out} "
                   f"({trainer.dist.world_size} process(es), {trainer.device})", file=sys.stderr, flush=True)
+            if trainer.step >= trainer.total_steps > 0 and args.resume:
+                print(f"openhmr train: warning: the run is at step {trainer.step}, past its {trainer.total_steps} "
+                      "steps: nothing is trained, its final weights are written from that step",
+                      file=sys.stderr, flush=True)
         trainer.run(progress=not args.no_progress)
         weights = trainer.save_weights()
     except BaseException:
