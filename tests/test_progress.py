@@ -158,3 +158,52 @@ def test_durations_at_the_unit_boundaries_and_no_time_left_when_done():
     clock.now += 2
     bar.update(4)
     assert out.getvalue() == "w: 4/4 img (100 %), 2.0 img/s\n"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_message_during_a_bar_on_a_terminal_stands_on_its_own_line(monkeypatch):
+    """On a terminal a tqdm bar leaves the cursor at its end: a warning or an
+    error said while it runs is written above it (the bar cleared, then drawn
+    again), not glued onto the bar's line."""
+    from tqdm import tqdm
+
+    from openhmr.progress import message
+
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    with tqdm(total=3, desc="images", file=screen, leave=False) as bar:
+        bar.update(1)
+        message("openhmr demo: error: a.png: no person was found")
+        bar.update(1)
+    lines = [part.split("\r")[-1].strip() for part in screen.getvalue().split("\n")]
+    assert "openhmr demo: error: a.png: no person was found" in lines
+
+
+def test_a_failed_conversion_closes_its_samples_before_the_error_is_said(tmp_path):
+    """A converter's sample generator holds its progress bar; a write that
+    fails closes it at once, so the bar ends before the command prints the
+    error (on a terminal it was drawn again after the error)."""
+    from openhmr.data.datasets._common import write_samples
+    from openhmr.data.shards import Sample
+
+    closed = []
+
+    def samples():
+        try:
+            yield Sample("a", np.zeros((8, 8, 3), np.uint8), np.zeros((19, 3)), np.zeros(2), "x")
+            yield Sample("a", np.zeros((8, 8, 3), np.uint8), np.zeros((19, 3)), np.zeros(2), "x")  # refused
+            yield Sample("c", np.zeros((8, 8, 3), np.uint8), np.zeros((19, 3)), np.zeros(2), "x")
+        finally:
+            closed.append(True)
+
+    try:
+        write_samples(samples(), tmp_path / "out", "x", {}, overwrite=False)
+    except ValueError as error:  # while the error is held, as the command line holds it to print it
+        assert "duplicate sample key" in str(error)
+        assert closed == [True]
+    else:
+        pytest.fail("the duplicate key was not refused")

@@ -36,6 +36,7 @@ import numpy as np
 
 from openhmr.data.crop import crop_transform, scale_for_keypoints
 from openhmr.errors import InputError, OpenHMRError
+from openhmr.progress import message
 
 if TYPE_CHECKING:
     from openhmr.body.base import BodyModel
@@ -194,7 +195,7 @@ def _outputs_in(out: Path, fitted: int) -> str:
 def _report(path: Path | str, error: Exception) -> None:
     text = str(error) if isinstance(error, OpenHMRError) else f"{type(error).__name__}: {error}"
     text = text.removeprefix(f"{path}: ")  # the readers name the file themselves
-    print(f"openhmr fit: error: {path}: {text}", file=sys.stderr)
+    message(f"openhmr fit: error: {path}: {text}")
 
 
 def run_fit_files(options: FitFilesOptions) -> int:

@@ -84,6 +84,19 @@ def speed(count: float, seconds: float, unit: str) -> str:
     return f"{rate:.1f} {unit}/s" if rate >= 1 else f"{1 / rate:.1f} s/{unit}"
 
 
+def message(line: str) -> None:
+    """One line on stderr, a warning or an error said while work goes on. On
+    a terminal a live tqdm bar holds the cursor at its end: the line is
+    written above the bars, which are drawn again below it, instead of being
+    glued to one and leaving it on the screen."""
+    tqdm_module = sys.modules.get("tqdm")
+    if tqdm_module is not None and sys.stderr.isatty():
+        tqdm_module.tqdm.write(line, file=sys.stderr)
+        sys.stderr.flush()
+        return
+    print(line, file=sys.stderr, flush=True)
+
+
 class LineProgress:
     """A progress report of plain lines, for a stream that is not a terminal.
 

@@ -105,7 +105,6 @@ import copy
 import dataclasses
 import math
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -118,6 +117,7 @@ from openhmr.body.anny_rig import AnnyKeypointRig
 from openhmr.body.base import BodyModel, BodyOutput
 from openhmr.body.keypoints import flip_permutation, get_set
 from openhmr.errors import OpenHMRError
+from openhmr.progress import message
 from openhmr.io.smpl_file import SMPL_PARENTS
 from openhmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
@@ -270,11 +270,8 @@ def get_anny(skinning_method: str = "lbs") -> "anny_pkg.Anny":
     except OSError as exc:
         raise AnnyError(f"cannot use the Anny cache directory {cache_dir}: {exc}") from None
     if first_time:
-        print(
-            f"Building the Anny model cache in {cache_dir} (one time only: ~15 s, "
-            "~0.8 GB; set ANNY_CACHE_DIR to put it elsewhere)...",
-            file=sys.stderr, flush=True,
-        )
+        message(f"Building the Anny model cache in {cache_dir} (one time only: ~15 s, "
+                "~0.8 GB; set ANNY_CACHE_DIR to put it elsewhere)...")
     try:
         # The first build reads anny's targets in seconds; a built cache needs
         # no reader (and importing anny's reader costs ~1 s: trimesh, scipy).

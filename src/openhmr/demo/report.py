@@ -3,20 +3,20 @@ reports and the time per image."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 import openhmr.progress
 from openhmr.progress import Progress, track
+from openhmr.progress import message as progress_message
 
 T = TypeVar("T")
 
 
 def warn(message: str) -> None:
     """One warning line on stderr."""
-    print(f"openhmr demo: warning: {message}", file=sys.stderr)
+    progress_message(f"openhmr demo: warning: {message}")
 
 
 def progress(iterable: Iterable[T], total: int | None, desc: str, unit: str) -> Iterator[T]:

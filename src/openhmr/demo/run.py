@@ -28,6 +28,7 @@ from openhmr.inference.predictor import Predictor as BackendPredictor
 from openhmr.io.images import InputItem, collect_inputs, read_image, video_info
 from openhmr.io.output_paths import check_output_folder, committed_together
 from openhmr.io.prediction import Prediction
+from openhmr.progress import message
 
 
 def build_person_source(options: DemoOptions, method: str = "hmr") -> PersonSource:
@@ -183,7 +184,7 @@ def run_demo(options: DemoOptions) -> int:
         nonlocal failures
         failures += 1
         text = str(error) if isinstance(error, OpenHMRError) else f"{type(error).__name__}: {error}"
-        print(f"openhmr demo: error: {item.path}: {text}", file=sys.stderr)
+        message(f"openhmr demo: error: {item.path}: {text}")
 
     # Inputs that cannot work are reported before the model is loaded (which
     # may take seconds), and the rest are counted for the backend's choice.

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from openhmr.errors import InputError, require_opencv
+from openhmr.progress import message
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -138,14 +138,14 @@ def _report_warnings(caught: list[warnings.WarningMessage], path: Path) -> None:
     line each naming the photo; Python's own format names Pillow's source line
     instead. Any other warning is shown as it would have been."""
     said: set[str] = set()
-    for message in caught:
-        if f"{os.sep}PIL{os.sep}" in message.filename:
-            line = f"openhmr: warning: {path}: {str(message.message).strip()}"
+    for caught_one in caught:
+        if f"{os.sep}PIL{os.sep}" in caught_one.filename:
+            line = f"openhmr: warning: {path}: {str(caught_one.message).strip()}"
             if line not in said:
                 said.add(line)
-                print(line, file=sys.stderr)
+                message(line)
         else:
-            warnings.warn_explicit(message.message, message.category, message.filename, message.lineno)
+            warnings.warn_explicit(caught_one.message, caught_one.category, caught_one.filename, caught_one.lineno)
 
 
 DEFAULT_FPS = 25.0  # assumed where the container gives no usable frame rate

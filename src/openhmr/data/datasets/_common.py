@@ -10,6 +10,7 @@ sub-pixel error); here each axis uses its own factor.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -215,8 +216,13 @@ def write_samples(samples: Iterator[Sample], out_dir: Path, name: str, options: 
     their own order to a hidden folder inside ``out_dir`` (as much disk
     again, for the time of the conversion), then copied byte for byte.
     """
-    with ShardWriter(out_dir, name, dataset=name, options=options,
-                     samples_per_shard=samples_per_shard, overwrite=overwrite) as writer:
+    with contextlib.ExitStack() as stack:
+        if hasattr(samples, "close"):
+            # A converter's generator holds its progress bar: closed at once on an
+            # error, the bar ends before the error is said (not drawn again after it).
+            stack.callback(samples.close)
+        writer = stack.enter_context(ShardWriter(out_dir, name, dataset=name, options=options,
+                                                 samples_per_shard=samples_per_shard, overwrite=overwrite))
         if shuffle_seed is None:
             for sample in samples:
                 writer.write(sample)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from openhmr.progress import track
+from openhmr.progress import Progress, progress_bar
 
 from openhmr.data.datasets._common import (
     DatasetError, check_split, crop_intrinsics, diagonal_scale, load_mat, require,
@@ -44,6 +44,7 @@ NAME = "mpi_inf_3dhp"
 SUBJECTS = (1, 2, 3, 4, 5, 6, 7)
 SEQUENCES = (1, 2)
 CAMERAS = (0, 1, 2, 4, 5, 6, 7, 8)
+PROGRESS_FRAMES = 500  # frames between two notes of where a camera's video is
 # 1-based ids of the 28 joints giving, in order: head top, neck, R shoulder,
 # R elbow, R wrist, L shoulder, L elbow, L wrist, R hip, R knee, R ankle,
 # L hip, L knee, L ankle, pelvis, spine, head.
@@ -122,7 +123,9 @@ def select_frames(joints3d: np.ndarray, joints2d: np.ndarray, size: np.ndarray) 
     return kept
 
 
-def sequence_samples(root: Path, subject: int, seq: int) -> Iterator[Sample]:
+def sequence_samples(root: Path, subject: int, seq: int, bar: Progress | None = None) -> Iterator[Sample]:
+    """One sequence's samples, camera after camera; ``bar`` counts the cameras
+    (a camera's video takes minutes to decode) and names where it is."""
     seq_dir = root / f"S{subject}" / f"Seq{seq}"
     annot = load_mat(require(seq_dir / "annot.mat", f"S{subject}/Seq{seq}/annot.mat"))
     calib = parse_calibration(require(seq_dir / "camera.calibration",
@@ -149,6 +152,8 @@ def sequence_samples(root: Path, subject: int, seq: int) -> Iterator[Sample]:
         for t, image in enumerate(frames):
             if t > last:
                 break
+            if bar is not None and t % PROGRESS_FRAMES == 0:
+                bar.set_postfix_str(f"S{subject}/Seq{seq} camera {cam}, frame {t}")
             if t not in kept:
                 continue
             kp = np.concatenate([lsp2[t], np.ones((14, 1))], axis=1)
@@ -162,6 +167,8 @@ def sequence_samples(root: Path, subject: int, seq: int) -> Iterator[Sample]:
                 center=center, dataset=NAME, joints3d=lsp_from_28(j3[t]) / 1000.0,
                 extras={"intrinsics": crop_intrinsics(calib[cam]["K"], factors, offset).astype(np.float32),
                         "source": np.array(f"S{subject}/Seq{seq}/video_{cam}/{t:06d}")})
+        if bar is not None:
+            bar.update(1)
 
 
 def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: bool = False,
@@ -177,8 +184,9 @@ def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: 
         raise DatasetError(f"no MPI-INF-3DHP sequence under {root}: expected S1/Seq1/annot.mat ...")
 
     def samples() -> Iterator[Sample]:
-        for subject, seq in track(sequences, desc="convert mpi_inf_3dhp", unit="seq"):
-            yield from sequence_samples(root, subject, seq)
+        with progress_bar(len(sequences) * len(CAMERAS), "convert mpi_inf_3dhp", "video") as bar:
+            for subject, seq in sequences:
+                yield from sequence_samples(root, subject, seq, bar)
 
     options = {"split": split, "root": str(root), "cameras": list(CAMERAS),
                "sequences": [f"S{s}/Seq{q}" for s, q in sequences], "margin": MARGIN,
