@@ -269,6 +269,31 @@ def test_chunking_does_not_change_the_result() -> None:
     assert torch.equal(whole.depth, chunked.depth)
 
 
+def test_resolving_and_shading_a_chunk_of_pixels_at_a_time_changes_nothing(monkeypatch) -> None:
+    """The visible pixels are resolved (barycentrics, depth) and shaded a chunk
+    at a time, so that a large photo's temporaries stay bounded: the picture
+    and depths are those of one pass, bit for bit, and the gradients to
+    float32 round-off (their sums are accumulated in another order)."""
+    import openhmr.render.rasterizer as rasterizer_module
+    import openhmr.render.renderer as renderer_module
+
+    v, f = uv_sphere(24, 16)
+
+    def render() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        verts = (v * 0.5 + torch.tensor([0.0, 0.0, 2.0])).requires_grad_(True)
+        out = render_mesh(verts[None], f, 80.0, None, 80, 80)
+        out.depth[out.mask].sum().backward()
+        return out.rgb.detach(), out.depth.detach(), verts.grad
+
+    whole = render()
+    monkeypatch.setattr(rasterizer_module, "RESOLVE_CHUNK", 97)
+    monkeypatch.setattr(renderer_module, "RESOLVE_CHUNK", 97)
+    chunked = render()
+    assert (whole[1] < float("inf")).sum() > 10 * 97
+    assert torch.equal(whole[0], chunked[0]) and torch.equal(whole[1], chunked[1])
+    torch.testing.assert_close(whole[2], chunked[2], rtol=1e-5, atol=1e-4)
+
+
 def test_a_triangle_larger_than_the_chunk_is_drawn_in_bands_alike() -> None:
     """A background quad (two triangles of ~5,000 pixels each) under a bound of
     300 (triangle, pixel) pairs is taken a few rows at a time: the same image."""

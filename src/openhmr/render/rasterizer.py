@@ -42,6 +42,8 @@ __all__ = ["Fragments", "RenderError", "rasterize"]
 # pairs (bounding-box estimate; a triangle larger than that, a band of its rows
 # at a time) to bound peak memory (~100-250 B per pair).
 DEFAULT_MAX_CANDIDATES = 1 << 23
+# Visible pixels resolved (barycentrics, depth) and shaded at once.
+RESOLVE_CHUNK = 1 << 21
 _INT64_MAX = torch.iinfo(torch.int64).max
 _LOW32 = 0xFFFFFFFF
 
@@ -169,10 +171,17 @@ def rasterize(
         global_row = torch.floor(pix.double() / width)
         px = (pix.double() - global_row * width + 0.5).to(work)
         py = (global_row - torch.floor(global_row / height) * height + 0.5).to(work)
-        corner_ids = tri_verts.t().index_select(1, tri).reshape(-1)  # (3·P,) corner-major
         flat_verts = vertices_px.reshape(-1, 3).to(work)
-        u, v, z = (flat_verts[:, k].index_select(0, corner_ids).view(3, -1) for k in range(3))
-        weights, z_pix = _perspective_barycentric(u, v, z, px, py)
+        # A chunk of visible pixels at a time: the corners gathered per pixel
+        # take ~150 B each, which a whole large photo's pixels would multiply.
+        parts = []
+        for start in range(0, pix.numel(), RESOLVE_CHUNK):
+            part = slice(start, start + RESOLVE_CHUNK)
+            corner_ids = tri_verts.t().index_select(1, tri[part]).reshape(-1)  # (3·P,) corner-major
+            u, v, z = (flat_verts[:, k].index_select(0, corner_ids).view(3, -1) for k in range(3))
+            parts.append(_perspective_barycentric(u, v, z, px[part], py[part]))
+        weights = torch.cat([w for w, _ in parts], dim=1)
+        z_pix = torch.cat([d for _, d in parts])
         depth = depth.index_put((pix,), z_pix.to(out_dtype))
         bary = bary.index_put((pix,), weights.t().to(out_dtype))
 

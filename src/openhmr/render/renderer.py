@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from openhmr.render.rasterizer import Fragments, RenderError, rasterize
+from openhmr.render.rasterizer import RESOLVE_CHUNK, Fragments, RenderError, rasterize
 from openhmr.render.shading import HMR_LIGHT_COLORS, HMR_LIGHT_POSITIONS, lambert, vertex_normals
 
 __all__ = ["LIGHT_BLUE", "LIGHT_PINK", "RenderResult", "project_vertices", "render_mesh", "rotate_about_centroid"]
@@ -163,24 +163,26 @@ def render_mesh(
     albedo = torch.as_tensor(color, dtype=dtype, device=device)
     rgb = rgb.reshape(batch, -1, 3)
     for b in range(batch):  # per item: batches are small, and this keeps the maths to (P, 3) matmuls
-        pix = torch.nonzero(mask[b].reshape(-1)).squeeze(1)
-        if pix.numel() == 0:
-            continue
-        corner_ids = faces.long().index_select(0, frags.face_index[b].reshape(-1).index_select(0, pix))
-        bary = frags.barycentric[b].reshape(-1, 3).index_select(0, pix)
-        # Smooth normal at the pixel: barycentric blend of the vertex normals.
-        n = normals[b].index_select(0, corner_ids[:, 0]) * bary[:, 0:1]
-        for k in (1, 2):
-            n = n + normals[b].index_select(0, corner_ids[:, k]) * bary[:, k : k + 1]
-        n = torch.nn.functional.normalize(n, dim=-1, eps=1e-12)
-        # Two-sided: make the normal face the camera (against the viewing ray).
-        px = (pix % width).to(dtype) + 0.5
-        py = torch.div(pix, width, rounding_mode="floor").to(dtype) + 0.5
-        ray = torch.stack([(px - centre_b[b, 0]) / focal_b[b], (py - centre_b[b, 1]) / focal_b[b], torch.ones_like(px)], -1)
-        n = torch.where((n * ray).sum(-1, keepdim=True) > 0, -n, n)
-        # Directional lights: from each light position towards the mesh centroid.
         to_light = torch.nn.functional.normalize(lights - vertices[b].mean(0), dim=-1)  # (K, 3)
-        rgb[b, pix] = lambert(n, to_light, light_colors, albedo, ambient)
+        visible = torch.nonzero(mask[b].reshape(-1)).squeeze(1)
+        # A chunk of pixels at a time: each takes ~150 B of temporaries here,
+        # which a large photo's pixels would multiply.
+        for pix in visible.split(RESOLVE_CHUNK):
+            corner_ids = faces.long().index_select(0, frags.face_index[b].reshape(-1).index_select(0, pix))
+            bary = frags.barycentric[b].reshape(-1, 3).index_select(0, pix)
+            # Smooth normal at the pixel: barycentric blend of the vertex normals.
+            n = normals[b].index_select(0, corner_ids[:, 0]) * bary[:, 0:1]
+            for k in (1, 2):
+                n = n + normals[b].index_select(0, corner_ids[:, k]) * bary[:, k : k + 1]
+            n = torch.nn.functional.normalize(n, dim=-1, eps=1e-12)
+            # Two-sided: make the normal face the camera (against the viewing ray).
+            px = (pix % width).to(dtype) + 0.5
+            py = torch.div(pix, width, rounding_mode="floor").to(dtype) + 0.5
+            ray = torch.stack([(px - centre_b[b, 0]) / focal_b[b], (py - centre_b[b, 1]) / focal_b[b],
+                               torch.ones_like(px)], -1)
+            n = torch.where((n * ray).sum(-1, keepdim=True) > 0, -n, n)
+            # Directional lights: from each light position towards the mesh centroid.
+            rgb[b, pix] = lambert(n, to_light, light_colors, albedo, ambient)
     rgb = rgb.reshape(batch, height, width, 3)
 
     return RenderResult(rgb=rgb, mask=mask, depth=frags.depth, fragments=frags)
