@@ -175,6 +175,28 @@ def test_a_colour_key_is_transparent_as_alpha_is(tmp_path: Path, mode: str, key)
     np.testing.assert_array_equal(rgb[0, 1], [200, 200, 200] if mode != "1" else [255, 255, 255])
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+@pytest.mark.parametrize("depth, key, row", [(4, 5, bytes([0x50])), (2, 1, bytes([0b01000000]))])
+def test_a_low_bit_grey_colour_key_is_scaled_as_its_pixels_are(tmp_path: Path, depth: int, key: int,
+                                                              row: bytes) -> None:
+    """Pillow scales a 2- or 4-bit grey PNG's pixels to 8 bits (4-bit 5 → 85)
+    but not its colour key: the key is scaled alike, so its pixels turn white."""
+    import struct
+    import zlib
+
+    (tmp_path / "key.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 1, depth, 0, 0, 0, 0))
+        + _png_chunk(b"tRNS", struct.pack(">H", key)) + _png_chunk(b"IDAT", zlib.compress(b"\0" + row))
+        + _png_chunk(b"IEND", b""))
+    assert read_image(tmp_path / "key.png")[0].tolist() == [[255, 255, 255], [0, 0, 0]]
+
+
 def test_a_sixteen_bit_colour_key_is_not_matched_against_eight_bit_pixels(tmp_path: Path) -> None:
     """Pillow gives a 16-bit RGB PNG's pixels in 8 bits but not its colour key:
     matched as it is, the key (0x00ff, 0, 0) of a near-black pixel would take a
@@ -182,8 +204,7 @@ def test_a_sixteen_bit_colour_key_is_not_matched_against_eight_bit_pixels(tmp_pa
     import struct
     import zlib
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    chunk = _png_chunk
 
     row = b"\0" + struct.pack(">6H", 0x00FF, 0, 0, 0xFF00, 0, 0)
     (tmp_path / "key16.png").write_bytes(
@@ -245,6 +266,12 @@ def test_a_folder_is_read_through_its_linked_sub_folders_once(tmp_path: Path) ->
     (photos / "trips" / "rome").mkdir(parents=True)
     (photos / "trips" / "rome" / "d.jpg").write_bytes(b"")
     assert [i.name for i in collect_inputs([photos])] == ["a", "linked/c", "own/b", "trips/rome/d"]
+    # Two links to one folder outside, one to its parent, one to itself: read once.
+    (elsewhere / "sub").mkdir()
+    (elsewhere / "sub" / "e.jpg").write_bytes(b"")
+    (photos / "linked_sub").symlink_to(elsewhere / "sub", target_is_directory=True)
+    names = [i.name for i in collect_inputs([photos])]
+    assert len([n for n in names if n.endswith("/e")]) == 1 and len(names) == 5
 
 
 def test_a_thousand_frames_a_second_is_measured_from_the_frames_times(tmp_path: Path, monkeypatch) -> None:

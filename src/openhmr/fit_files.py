@@ -352,12 +352,12 @@ def run_fit_files(options: FitFilesOptions) -> int:
                 _report(path, e)
         for path, removed_files in stale.items():
             if removed_files:
-                print(f"openhmr fit: warning: {path}: {stale_line(removed_files)}", file=sys.stderr)
+                message(f"openhmr fit: warning: {path}: {stale_line(removed_files)}")
         if options.overwrite:
             for path, (name, count) in people.items():
                 removed = None if path in broken else remove_earlier_people(out, name, count, str(path))
                 if removed:
-                    print(f"openhmr fit: warning: {path}: {removed}", file=sys.stderr)
+                    message(f"openhmr fit: warning: {path}: {removed}")
 
     try:
         for path, name in files:
@@ -402,7 +402,7 @@ def _check_frames_read(name: str, found: bool, unreadable: list[tuple[int, str]]
     if not found:
         raise NoPersonError("no person in any frame" + (f"; {note}" if note else ""))
     if note:
-        print(f"openhmr fit: warning: {name}: {note}", file=sys.stderr)
+        message(f"openhmr fit: warning: {name}: {note}")
 
 
 def frame_pattern(name: str, frames: list[tuple[int, Path]]) -> str:
@@ -492,8 +492,7 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
     total = frames[-1][0] + 1
     preds = [pred for _, pred in _fit_frames(predictor, name, frames, options, source)]
     if len(preds) < total:
-        print(f"openhmr fit: warning: {name}: no person in {total - len(preds)} of {total} frames",
-              file=sys.stderr)
+        message(f"openhmr fit: warning: {name}: no person in {total - len(preds)} of {total} frames")
     smoothing = options.smoothing
     if smoothing != "none":
         preds = smooth_predictions(predictor.body, preds, smoothing, fps)
@@ -502,11 +501,11 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
     unplaced = write_video_npz(paths["npz"], preds, total, fps, smoothing=smoothing,
                                vertices=(p.vertices.astype(np.float32) for p in meshes))
     if unplaced:
-        print(f"openhmr fit: warning: {name}: {unplaced_note(unplaced)}", file=sys.stderr)
+        message(f"openhmr fit: warning: {name}: {unplaced_note(unplaced)}")
     if options.overwrite:
         removed = remove_earlier_people(Path(options.out), name, 0, source)
         if removed:
-            print(f"openhmr fit: warning: {name}: {removed}", file=sys.stderr)
+            message(f"openhmr fit: warning: {name}: {removed}")
 
 
 def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
@@ -528,12 +527,11 @@ def _fit_video_people(predictor: Any, name: str, frames: list[tuple[int, Path]],
         people.setdefault(person, []).append(pred)
     with_anybody = len({pred.frame for preds in people.values() for pred in preds})
     if with_anybody < total:
-        print(f"openhmr fit: warning: {name}: no person in {total - with_anybody} of {total} frames",
-              file=sys.stderr)
+        message(f"openhmr fit: warning: {name}: no person in {total - with_anybody} of {total} frames")
     npz_of(1).parent.mkdir(parents=True, exist_ok=True)
     write_people_npz(predictor.body, people, npz_of, total, fps, options.smoothing,
                      options.overwrite)
     if options.overwrite:
         removed = remove_earlier_people(out, name, max(people), source)
         if removed:
-            print(f"openhmr fit: warning: {name}: {removed}", file=sys.stderr)
+            message(f"openhmr fit: warning: {name}: {removed}")

@@ -115,8 +115,13 @@ def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
                     raise InputError(f"cannot read {path}: {width}×{height} is {width * height / 1e6:.0f} "
                                      f"megapixels, more than the {MAX_PIXELS / 1e6:.0f} openhmr reads "
                                      "(or its header is damaged)")
-                sixteen_bit = any(";16" in str(tile[3]) for tile in img.tile)  # before load() empties it
+                rawmodes = [str(tile[3]) for tile in img.tile]  # before load() empties it
+                sixteen_bit = any(";16" in raw for raw in rawmodes)
                 img.load()
+                low_bits = next((int(raw[2:]) for raw in rawmodes if raw in ("L;2", "L;4")), None)
+                if low_bits is not None and isinstance(img.info.get("transparency"), int):
+                    # Pillow scales 2- and 4-bit grey to 8 bits, but not the colour key.
+                    img.info["transparency"] = img.info["transparency"] * 255 // (2 ** low_bits - 1)
                 rgb = _to_rgb8(ImageOps.exif_transpose(img) if upright else img, colour_key=not sixteen_bit)
     except Image.DecompressionBombError:  # Pillow's, for a frame of a multi-frame file, say
         raise InputError(f"cannot read {path}: its header claims more than {MAX_PIXELS / 1e6:.0f} megapixels, "
@@ -365,9 +370,9 @@ def files_below(folder: Path) -> list[Path]:
     def shown(names: list[str]) -> list[str]:
         return sorted(n for n in names if not n.startswith("."))
 
-    own: set[str] = set()  # the real folders below, reached without links
+    own: dict[str, str] = {}  # real folder → its path, for the folders reached without links
     for top, folders, _ in os.walk(folder):
-        own.add(os.path.realpath(top))
+        own[os.path.realpath(top)] = top
         folders[:] = shown(folders)
     found: list[Path] = []
     seen: set[str] = set()
@@ -377,10 +382,11 @@ def files_below(folder: Path) -> list[Path]:
         for name in shown(folders):
             path = os.path.join(top, name)
             real = os.path.realpath(path)
-            if os.path.islink(path) and (real in own or real in seen):
-                continue  # read under its own path, or already read through another link
-            if os.path.islink(path):
-                seen.add(real)
+            # A folder is read once: under its own path if it has one, else
+            # through the first link that leads to it (a link up is no loop).
+            if own.get(real, path) != path or real in seen:
+                continue
+            seen.add(real)
             kept.append(name)
         folders[:] = kept
         found += (Path(top) / f for f in files if not f.startswith("."))
