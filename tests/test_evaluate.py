@@ -430,7 +430,9 @@ def test_3dpw_reader_and_pve(tmp_path):
     assert gt_v.shape == (len(bench), 6890, 3)
     np.savez(tmp_path / "pred.npz", keys=np.array(bench.keys), joints3d=bench.joints / 1000.0,
              vertices=(gt_v + [0.0, 0.0, 7.0]) / 1000.0)
-    report = score(bench, load_predictions(tmp_path / "pred.npz", bench.keys))
+    loaded = load_predictions(tmp_path / "pred.npz", bench.keys)
+    assert loaded.vertices.dtype == np.float32  # as a run keeps them: 3DPW's meshes take GBs
+    report = score(bench, loaded)
     assert report.overall["all frames (mean)"]["MPJPE"] == pytest.approx(0.0, abs=1e-6)
     assert report.overall["all frames (mean)"]["PVE"] == pytest.approx(7.0, abs=1e-6)
     assert set(report.breakdown["sequence"]) == {"courtyard_a_00", "downtown_b_01"}
@@ -596,7 +598,7 @@ def test_report_table_lists_groups(tmp_path):
     assert "TakingPhoto" in text and "mean over actions" in text and "PA-MPJPE" in text
 
 
-def test_network_path_predicts_on_ground_truth_crops(tmp_path, smpl_npz):
+def test_network_path_predicts_on_ground_truth_crops(tmp_path, smpl_npz, monkeypatch, capsys):
     """``--weights``: HMR runs on the frames' ground-truth crops and its LSP-14
     keypoints come back in image pixels, consistent with the model's own output."""
     import torch
@@ -642,6 +644,17 @@ def test_network_path_predicts_on_ground_truth_crops(tmp_path, smpl_npz):
     by_hand = transform.crop_to_image(crop_normalised_to_pixels(out.keypoints2d["lsp14"][0]).numpy())
     np.testing.assert_allclose(preds.keypoints2d[0], by_hand, atol=1e-3)
     np.testing.assert_allclose(preds.joints14[0], out.keypoints3d["lsp14"][0].numpy() * 1000, atol=1e-2)
+
+    # Images 1003-2000 are missing: said before any frame is run, not when their batch comes.
+    import openhmr.evaluate.predictions as predictions_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("the network ran before the missing images were found")
+
+    monkeypatch.setattr(predictions_module, "predict_with_hmr", never)
+    assert cli_main(["eval", "--protocol", "lsp", "--data", str(tmp_path), "--weights", str(weights),
+                     "--smpl", str(smpl_npz)]) == 1
+    assert "im1003.jpg: the benchmark's image or video is missing" in capsys.readouterr().err
 
 
 def test_fit_path_fits_the_open_default_on_ground_truth_crops(tmp_path):
@@ -742,8 +755,10 @@ def test_fit_command_scores_the_fit_and_reports_undetected_frames(tmp_path, monk
     rng = np.random.default_rng(2)
     joints = np.zeros((3, 14, 2000))
     joints[:2] = rng.uniform(20, 200, size=(2, 14, 2000))
-    (tmp_path / "lsp_dataset").mkdir()
+    (tmp_path / "lsp_dataset" / "images").mkdir(parents=True)
     savemat(tmp_path / "lsp_dataset" / "joints.mat", {"joints": joints})
+    for i in range(1001, 2001):  # present (the run checks that first); the fit below is a stand-in
+        (tmp_path / "lsp_dataset" / "images" / f"im{i:04d}.jpg").touch()
     seen = {}
 
     joints14 = rng.normal(size=(1000, 14, 3)) * 300.0  # millimetres
@@ -816,6 +831,17 @@ def test_frame_reader_reads_forward_and_seeks_back(tmp_path):
         assert read.seeks == 2  # back to 2, and 85 ahead to 110
         with pytest.raises(InputError, match="cannot read frame 500"):
             read(ImageRef(path, 500, np.zeros((14, 2))))
+    # Frames come a sequence at a time: only the videos read last stay open (each
+    # capture holds memory and decoder threads), and a closed one opens again.
+    copies = [tmp_path / f"copy{i}.mp4" for i in range(3)]
+    for copy in copies:
+        copy.write_bytes(path.read_bytes())
+    with FrameReader(open_videos=2) as read:
+        for copy in copies + copies[:1]:
+            pixels = read(ImageRef(copy, 7, np.zeros((14, 2))))
+            assert abs(float(pixels.mean()) - ((7 * 37) % 200 + 20)) < 4
+            assert len(read._videos) <= 2
+        assert list(read._videos) == [copies[2], copies[0]]
 
 
 def test_fit_path_scores_a_detection_the_fit_cannot_use_as_undetected(tmp_path, monkeypatch):

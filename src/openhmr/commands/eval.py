@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from openhmr.commands import device_name, path_argument, positive_int
+
+if TYPE_CHECKING:
+    from openhmr.evaluate.benchmark import ImageRef
 
 PROTOCOL_CHOICES = ("h36m-p1", "h36m-p2", "3dpw", "3dhp", "lsp")
 
@@ -145,12 +149,13 @@ def run(args: argparse.Namespace) -> int:
     elif args.fit:
         if bench.images is None:
             raise InputError(f"{args.protocol} cannot locate images for a fit run")
+        images = _present(bench.images())
         body = None  # Anny
         if fit_smpl:
             from openhmr.body.smpl import SMPL
 
             body = SMPL(args.smpl)
-        fitted = predict_with_fit(bench.images(), body, args.batch_size,
+        fitted = predict_with_fit(images, body, args.batch_size,
                                   keep_vertices=bench.gt_vertices is not None and fit_smpl,
                                   world_landmarks=args.world_landmarks)
         preds = fitted.predictions
@@ -164,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if bench.images is None:
             raise InputError(f"{args.protocol} cannot locate images for a network run")
-        preds = predict_with_hmr(bench.images(), args.weights, args.smpl, args.device,
+        preds = predict_with_hmr(_present(bench.images()), args.weights, args.smpl, args.device,
                                  args.batch_size, keep_vertices=bench.gt_vertices is not None)
         if preds.keypoints2d is not None:
             preds.keypoints2d = preds.keypoints2d + bench.pixel_offset
@@ -180,3 +185,14 @@ def run(args: argparse.Namespace) -> int:
         csv_path, json_path = report.write(args.out, overwrite=args.overwrite)
         print(f"wrote {csv_path} and {json_path}")
     return 0
+
+
+def _present(refs: list[ImageRef]) -> list[ImageRef]:
+    """``refs``, once every image and video they name is known to exist: a
+    missing one is said now, not after the frames before it have been run."""
+    from openhmr.errors import InputError
+
+    for path in dict.fromkeys(ref.path for ref in refs):
+        if not Path(path).is_file():
+            raise InputError(f"{path}: the benchmark's image or video is missing")
+    return refs

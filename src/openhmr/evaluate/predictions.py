@@ -83,13 +83,12 @@ def h36m17_to_lsp14(points: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_shape(name: str, array: np.ndarray, tail: tuple[int, ...], path: Path) -> np.ndarray:
+def _check_shape(name: str, array: np.ndarray, tail: tuple[int, ...], path: Path) -> None:
     if array.ndim != 1 + len(tail) or any(t and a != t for a, t in zip(array.shape[1:], tail)):
         want = "(N, " + ", ".join(str(t) if t else "V" for t in tail) + ")"
         raise InputError(f"{path}: '{name}' must be {want}, got {array.shape}")
     if not np.issubdtype(array.dtype, np.number):
         raise InputError(f"{path}: '{name}' must be numeric, got {array.dtype}")
-    return array.astype(np.float64)
 
 
 def load_predictions(path: str | Path, keys: list[str], need_2d: bool = False) -> Predictions:
@@ -135,20 +134,23 @@ def load_predictions(path: str | Path, keys: list[str], need_2d: bool = False) -
     take = np.array([row[k] for k in keys], dtype=np.int64)
     n = len(file_keys)
 
-    def get(name: str, tail: tuple[int, ...]) -> np.ndarray | None:
+    def get(name: str, tail: tuple[int, ...], dtype: type = np.float64) -> np.ndarray | None:
         if name not in data.files:
             return None
-        arr = _check_shape(name, array(name), tail, path)
+        arr = array(name)
+        _check_shape(name, arr, tail, path)
         if arr.shape[0] != n:
             raise InputError(f"{path}: '{name}' has {arr.shape[0]} rows but 'keys' has {n}")
-        return arr[take]
+        return arr[take].astype(dtype, copy=False)  # the rows scored, then their type: one copy
 
     preds = Predictions(
         joints14=get("joints3d", (14, 3)),
         joints_h36m17=get("keypoints3d_h36m17", (17, 3)),
-        vertices=get("vertices", (0, 3)),
+        # float32 as a run keeps them (3DPW's ~35,000 meshes: 2.8 GB, twice that in float64)
+        vertices=get("vertices", (0, 3), np.float32),
         keypoints2d=get("keypoints2d", (14, 2)),
     )
+
     for field, key in (("joints14", "joints3d"), ("joints_h36m17", "keypoints3d_h36m17"), ("vertices", "vertices")):
         value = getattr(preds, field)
         if value is not None:
@@ -158,7 +160,7 @@ def load_predictions(path: str | Path, keys: list[str], need_2d: bool = False) -
             if np.median(span) > 10.0:
                 raise InputError(f"{path}: '{key}' spans {np.median(span):.4g} units per person (median); "
                                  "predictions are in metres (millimetres? divide by 1000)")
-            setattr(preds, field, value * 1000.0)  # metres → millimetres
+            value *= 1000.0  # metres → millimetres, in place (a copy of the file's rows)
     if preds.joints14 is None and preds.joints_h36m17 is not None:
         preds.joints14 = h36m17_to_lsp14(preds.joints_h36m17)
     if need_2d and preds.keypoints2d is None:
@@ -183,10 +185,13 @@ class FrameReader:
     per 5th frame against 5 ms read forward. ``seeks`` counts the seeks.
     """
 
-    def __init__(self, max_skip: int = 50) -> None:
+    def __init__(self, max_skip: int = 50, open_videos: int = 2) -> None:
         self.max_skip = max_skip
         self.seeks = 0
-        self._videos: dict[Path, cv2.VideoCapture] = {}
+        # Frames come a sequence at a time: the videos read last stay open (a
+        # capture holds ~12 MB and a decoder thread per CPU), the others are closed.
+        self.open_videos = open_videos
+        self._videos: dict[Path, cv2.VideoCapture] = {}  # least recently read first
         self._next: dict[Path, int] = {}  # the frame each open video reads next
 
     def __enter__(self) -> "FrameReader":
@@ -206,13 +211,18 @@ class FrameReader:
             return read_image(ref.path, upright=False)  # the dataset's labels use the stored grid
         cv2 = require_opencv("reading the dataset's videos")
 
-        cap = self._videos.get(ref.path)
+        cap = self._videos.pop(ref.path, None)
         if cap is None:
+            while len(self._videos) >= max(1, self.open_videos):
+                oldest = next(iter(self._videos))
+                self._videos.pop(oldest).release()
+                del self._next[oldest]
             cap = open_capture(ref.path)
             if not cap.isOpened():
+                cap.release()
                 raise InputError(f"OpenCV cannot open the video {ref.path}")
-            self._videos[ref.path] = cap
             self._next[ref.path] = 0
+        self._videos[ref.path] = cap  # now the most recently read
         ahead = ref.frame - self._next[ref.path]
         if 0 <= ahead <= self.max_skip:
             for _ in range(ahead):
