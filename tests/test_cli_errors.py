@@ -131,6 +131,53 @@ def test_files_committed_together_take_their_names_at_the_end_or_not_at_all(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.npz", "c.json"]
 
 
+def test_without_overwrite_a_file_another_run_wrote_meanwhile_is_not_replaced(tmp_path, monkeypatch, capsys):
+    """Outputs are checked to be free before the work; without --overwrite a
+    file another process has written there since is kept, and this run's
+    result for it fails on one line (a second demo into the same --out left
+    the first's files half replaced, and removed its meshes)."""
+    from openhmr.data.shards import Sample, ShardWriter
+    from openhmr.io.output_paths import committed_together, new_files_only
+
+    with new_files_only():
+        with pytest.raises(InputError, match=r"a.npz was written meanwhile by another run"):
+            with committed_together():
+                for name in ("a.npz", "a.json"):
+                    with replacing(tmp_path / name) as tmp:
+                        tmp.write_text("mine")
+                (tmp_path / "a.npz").write_text("theirs")  # the other run, between check and commit
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"a.npz": "theirs"}
+    with replacing(tmp_path / "a.npz") as tmp:  # outside: --overwrite's replacing
+        tmp.write_text("mine")
+    assert (tmp_path / "a.npz").read_text() == "mine"
+
+    # A conversion: the first shard decides which of two concurrent runs writes.
+    out = tmp_path / "shards"
+    with pytest.raises(InputError, match="x-00000.tar was written meanwhile by another run"):
+        with ShardWriter(out, "x") as writer:
+            writer.write(Sample("k", np.zeros((8, 8, 3), np.uint8), np.zeros((19, 3)), np.zeros(2), "x"))
+            (out / "x-00000.tar").write_text("theirs")
+    assert sorted(p.name for p in out.iterdir()) == ["x-00000.tar"]
+
+    # The command line runs every command without --overwrite this way.
+    from openhmr.body.synthetic import synthetic_smpl_arrays
+    from openhmr.io import smpl_file
+
+    source = tmp_path / "model.npz"
+    smpl_file.save_smpl_npz(source, synthetic_smpl_arrays(seed=0))
+    real_save = smpl_file.save_smpl_npz
+
+    def another_run_first(path, arrays):
+        Path(path).write_text("theirs")
+        real_save(path, arrays)
+
+    monkeypatch.setattr(smpl_file, "save_smpl_npz", another_run_first)
+    assert main(["convert-smpl", str(source), str(tmp_path / "out.npz")]) == 1
+    assert "out.npz was written meanwhile by another run" in capsys.readouterr().err
+    assert (tmp_path / "out.npz").read_text() == "theirs"
+    assert main(["convert-smpl", str(source), str(tmp_path / "out2.npz"), "--overwrite"]) == 0
+
+
 def test_replacing_writes_a_long_name_a_file_may_have(tmp_path):
     """A final name of up to 255 bytes is written though its usual temporary
     name would be longer; a name too long for the file system is refused
@@ -379,7 +426,7 @@ def test_a_reader_that_goes_away_stops_the_command_quietly(tmp_path):
 
 
 @pytest.fixture
-def stub_eval(monkeypatch):
+def stub_eval(monkeypatch, tmp_path):
     """``openhmr eval --weights`` with the benchmark, the network and the scoring
     stood in for: what the command passes on to each is recorded."""
     import types
@@ -396,7 +443,9 @@ def stub_eval(monkeypatch):
         pixel_offset = np.array([10.0, 20.0])
 
         def images(self):
-            return ["crop 0", "crop 1"]
+            frame = tmp_path / "frame.jpg"  # the run looks for every file first
+            frame.touch()
+            return [types.SimpleNamespace(path=frame, name=f"crop {i}") for i in range(2)]
 
         def __len__(self):
             return 2
@@ -435,7 +484,9 @@ def test_eval_passes_its_defaults_and_options_on(stub_eval, tmp_path, monkeypatc
     assert stub_eval["benchmark"] == {"protocol": "3dhp", "data": tmp_path, "frame_step": 5,
                                       "allow_partial": False, "smpl_dir": None,
                                       "smpl": Path("smpl.pkl"), "annotation": "univ_annot3"}
-    assert stub_eval["hmr"] == (["crop 0", "crop 1"], Path("w.safetensors"), Path("smpl.pkl"), "cpu", 32, False)
+    images, *rest = stub_eval["hmr"]
+    assert [ref.name for ref in images] == ["crop 0", "crop 1"]
+    assert tuple(rest) == (Path("w.safetensors"), Path("smpl.pkl"), "cpu", 32, False)
     np.testing.assert_array_equal(stub_eval["keypoints2d"][0, 0], [11.0, 21.0])
     import torch
 

@@ -164,9 +164,14 @@ def _main(argv: list[str] | None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """The chosen command, with user errors reported on one line."""
+    from openhmr.io.output_paths import new_files_only
+
     try:
         line_interval()  # a bad OPENHMR_PROGRESS_SECONDS fails now, not after an hour's work
-        return int(args.func(args) or 0)
+        # Outputs are checked to be free before the work; without --overwrite, one that
+        # another run writes meanwhile is not replaced when the result is put in place.
+        with new_files_only(getattr(args, "overwrite", None) is False):
+            return int(args.func(args) or 0)
     except OpenHMRError as e:
         print(f"openhmr {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -55,7 +55,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from openhmr import __version__
 from openhmr.errors import InputError, require_opencv
-from openhmr.io.output_paths import check_output_folder, missing_folders, remove_empty_folders
+from openhmr.io.output_paths import check_output_folder, commit_new, missing_folders, remove_empty_folders
 
 SAMPLES_PER_SHARD = 1000
 MANIFEST = "manifest.json"
@@ -202,6 +202,7 @@ class ShardWriter:
         if self.samples_per_shard < 1:
             raise ValueError("samples_per_shard must be at least 1")
         existing = check_writable(self.out_dir, name, self.dataset, overwrite)
+        self._overwrite = overwrite
         self._made_folders = missing_folders(self.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._replaced = existing  # removed by close(), once the new shards are whole
@@ -326,10 +327,13 @@ class ShardWriter:
             tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
             for path in self._replaced:
                 path.unlink(missing_ok=True)
+            # Without --overwrite a name another conversion has taken meanwhile is refused,
+            # not replaced: the first shard decides which of two concurrent runs writes.
+            put = os.replace if self._overwrite else commit_new
             for path, shard in zip(self._written, self.shards):
-                os.replace(path, self.out_dir / shard["file"])
+                put(path, self.out_dir / shard["file"])
             self._written.clear()
-            os.replace(tmp, self.out_dir / MANIFEST)
+            put(tmp, self.out_dir / MANIFEST)
         finally:
             tmp.unlink(missing_ok=True)
         return manifest

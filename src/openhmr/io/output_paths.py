@@ -7,6 +7,7 @@ nor a temporary one behind.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -129,8 +130,53 @@ def check_distinct(paths: Mapping[str, Path | None]) -> None:
 _PENDING: ContextVar[list[tuple[Path | None, Path]] | None] = ContextVar("openhmr_pending_writes", default=None)
 
 
+# Inside new_files_only(): commits refuse a name another process has taken since the outputs were checked.
+_NEW_ONLY: ContextVar[bool] = ContextVar("openhmr_new_files_only", default=False)
+
+
+@contextmanager
+def new_files_only(active: bool = True) -> Iterator[None]:
+    """Within this block (when ``active``: a command run without
+    ``--overwrite``), a file written with :func:`replacing` takes its name
+    only if nothing has it by then. Outputs are checked to be free before the
+    work; a second process writing into the same place meanwhile would
+    otherwise have its files replaced silently."""
+    token = _NEW_ONLY.set(active)
+    try:
+        yield
+    finally:
+        _NEW_ONLY.reset(token)
+
+
+def commit_new(tmp: Path, path: Path) -> None:
+    """``tmp`` takes the name ``path`` only if no file has it: a hard link
+    (atomic, refused where the name exists), then the temporary removed.
+
+    Raises:
+        InputError: ``path`` exists (another run wrote it meanwhile).
+    """
+    taken = InputError(f"{path} was written meanwhile by another run (pass --overwrite to replace it)")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise taken from None
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise type(e)(e.errno, e.strerror, str(path)) from None
+        # A file system without hard links: looked for, then renamed (a race stays possible there).
+        if os.path.lexists(path):
+            raise taken from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink(missing_ok=True)
+
+
 def _commit(tmp: Path, path: Path) -> None:
-    """``tmp`` takes the name ``path``, keeping the replaced file's permissions."""
+    """``tmp`` takes the name ``path``, keeping the replaced file's
+    permissions; inside :func:`new_files_only`, only if nothing has it."""
+    if _NEW_ONLY.get():
+        commit_new(tmp, path)
+        return
     try:
         with suppress(FileNotFoundError):  # nothing there yet: the new file's own mode
             os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
