@@ -151,6 +151,24 @@ def test_without_overwrite_a_file_another_run_wrote_meanwhile_is_not_replaced(tm
         tmp.write_text("mine")
     assert (tmp_path / "a.npz").read_text() == "mine"
 
+    # A file system without hard links (vfat: EPERM; a FUSE mount: ENOSYS): looked for, then renamed.
+    import errno
+    import os
+
+    def no_links(src, dst, **kwargs):
+        raise OSError(errno.ENOSYS, "Function not implemented", str(dst))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "link", no_links)
+        with new_files_only():
+            with replacing(tmp_path / "b.json") as tmp:
+                tmp.write_text("mine")
+            with pytest.raises(InputError, match="b.json was written meanwhile"):
+                with replacing(tmp_path / "b.json") as tmp:
+                    tmp.write_text("again")
+    assert (tmp_path / "b.json").read_text() == "mine"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
     # A conversion: the first shard decides which of two concurrent runs writes.
     out = tmp_path / "shards"
     with pytest.raises(InputError, match="x-00000.tar was written meanwhile by another run"):

@@ -7,7 +7,6 @@ nor a temporary one behind.
 
 from __future__ import annotations
 
-import errno
 import os
 import secrets
 import stat
@@ -160,13 +159,16 @@ def commit_new(tmp: Path, path: Path) -> None:
         os.link(tmp, path)
     except FileExistsError:
         raise taken from None
-    except OSError as e:
-        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
-            raise type(e)(e.errno, e.strerror, str(path)) from None
-        # A file system without hard links: looked for, then renamed (a race stays possible there).
+    except OSError:
+        # No hard link here (vfat: EPERM, a FUSE mount without them: ENOSYS, ...): looked
+        # for, then renamed, a race staying possible there; a real write problem (a
+        # read-only or full disk) is the rename's own error.
         if os.path.lexists(path):
             raise taken from None
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise type(e)(e.errno, e.strerror, str(path)) from None
         return
     tmp.unlink(missing_ok=True)
 
