@@ -590,6 +590,20 @@ def test_lsp_reader_and_pck(tmp_path):
     assert "right_ankle" in report.table()
 
 
+def test_a_frame_without_a_crop_is_named(tmp_path):
+    """An LSP image with one visible joint has no crop box: the message names the image."""
+    from openhmr.evaluate.benchmark import ImageRef
+    from openhmr.evaluate.predictions import FrameReader, ground_truth_crop
+
+    image = tmp_path / "im1234.jpg"
+    ref = ImageRef(image, None, np.array([[10.0, 20.0]]))
+    with FrameReader() as read, pytest.raises(InputError, match=r"im1234\.jpg: no evaluation crop .*one point"):
+        ground_truth_crop(read, ref)
+    video = ImageRef(tmp_path / "S9.mp4", 17, np.zeros((0, 2)))
+    with FrameReader() as read, pytest.raises(InputError, match=r"S9\.mp4, frame 17: no evaluation crop"):
+        ground_truth_crop(read, video)
+
+
 def test_report_table_lists_groups(tmp_path):
     make_h36m(tmp_path)
     bench = h36m.load(tmp_path, protocol=2, allow_partial=True)

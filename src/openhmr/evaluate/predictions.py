@@ -247,7 +247,11 @@ def ground_truth_crop(read: FrameReader, ref: ImageRef) -> tuple[np.ndarray, Cro
     """
     from openhmr.data.crop import scale_and_crop, scale_for_keypoints
 
-    scale, center = scale_for_keypoints(np.asarray(ref.keypoints)[:, :2])
+    try:
+        scale, center = scale_for_keypoints(np.asarray(ref.keypoints)[:, :2])
+    except InputError as e:
+        where = ref.path if ref.frame is None else f"{ref.path}, frame {ref.frame}"
+        raise InputError(f"{where}: no evaluation crop from its ground-truth keypoints: {e}") from None
     return scale_and_crop(read(ref), scale, center)
 
 
