@@ -732,9 +732,15 @@ def test_fit_path_fits_the_open_default_on_ground_truth_crops(tmp_path):
         err_px = np.linalg.norm(preds.keypoints2d[i] - truth_px[i], axis=1)
         assert np.median(err_px) < 6.0, f"body {i}: median {np.median(err_px):.1f} px"
     assert 1400 < np.ptp(preds.joints14[:2, :, 1], axis=1).min() < 1900  # millimetres, body height
+    # the frame with nobody: the rest body upright in the image (head above the ankles), facing the camera
+    upright = body.default_pose()[None].clone()
+    upright[:, :3] = torch.tensor([math.pi, 0.0, 0.0])
     with torch.no_grad():
-        rest = body(body.default_pose()[None], torch.zeros(1, 6)).keypoints["lsp14"][0].numpy() * 1000.0
+        rest = body(upright, torch.zeros(1, 6)).keypoints["lsp14"][0].numpy() * 1000.0
     np.testing.assert_allclose(preds.joints14[2], rest, atol=0.05)
+    head, ankles = 13, [0, 5]
+    assert (preds.joints14[2, head, 1] < preds.joints14[2, ankles, 1] - 1200).all()
+    assert (preds.keypoints2d[2, head, 1] < preds.keypoints2d[2, ankles, 1] - 100).all()
 
     # The second frame fitted alone, by hand: crop, detect, fit.
     alone = predict_with_fit(refs[1:2], body, batch_size=1)

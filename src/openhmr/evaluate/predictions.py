@@ -20,6 +20,7 @@ The file is read with ``allow_pickle=False``.
 
 from __future__ import annotations
 
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,6 +306,8 @@ def predict_with_hmr(
 # The weak camera of a frame where BlazePose finds nobody: the body centred in
 # the crop, about as large as the original's 150-px person (HMR's mean scale).
 UNDETECTED_CAM = (0.9, 0.0, 0.0)
+# Its root: the rest body turned π about x, facing the camera, head up in the image.
+UNDETECTED_ROOT = (math.pi, 0.0, 0.0)
 
 
 @dataclass
@@ -324,6 +327,7 @@ def predict_with_fit(bench_images: list[ImageRef], body_model: BodyModel | None 
     with the evaluation's crop.
 
     A frame where BlazePose finds nobody is predicted as the body's rest pose
+    standing upright and facing the camera (:data:`UNDETECTED_ROOT`)
     and zero shape, centred in the crop (:data:`UNDETECTED_CAM`), and counted
     in ``FitRun.undetected``: every frame gets a prediction, as the protocols
     score every frame.
@@ -374,6 +378,9 @@ def predict_with_fit(bench_images: list[ImageRef], body_model: BodyModel | None 
             undetected += len(crops) - len(found)
             n = len(crops)
             pose = body_model.default_pose().reshape(1, -1).repeat(n, 1).float().cpu()
+            # upright in image coordinates (y down), as the fit's own start: unturned, the rest
+            # body stands on its head and costs ~800 mm of MPJPE where PA-MPJPE sees nothing
+            pose[:, :3] = torch.tensor(UNDETECTED_ROOT)
             betas = torch.zeros(n, body_model.num_betas)
             cam = torch.tensor([UNDETECTED_CAM]).repeat(n, 1)
             def fit_people(rows: list[int]) -> FitResult:
