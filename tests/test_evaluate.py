@@ -436,6 +436,11 @@ def test_3dpw_reader_and_pve(tmp_path):
     assert report.overall["all frames (mean)"]["MPJPE"] == pytest.approx(0.0, abs=1e-6)
     assert report.overall["all frames (mean)"]["PVE"] == pytest.approx(7.0, abs=1e-6)
     assert set(report.breakdown["sequence"]) == {"courtyard_a_00", "downtown_b_01"}
+    # Another mesh (here 100 vertices a body) has no PVE against SMPL's: one line, not a traceback.
+    np.savez(tmp_path / "other.npz", keys=np.array(bench.keys), joints3d=bench.joints / 1000.0,
+             vertices=gt_v[:, :100] / 1000.0)
+    with pytest.raises(InputError, match="hold 100 vertices per body; 3dpw's PVE compares SMPL meshes of 6890"):
+        score(bench, load_predictions(tmp_path / "other.npz", bench.keys))
 
 
 @pytest.mark.parametrize("fault, message", [

@@ -190,7 +190,12 @@ def frame_metrics(bench: Benchmark, preds: Predictions, batch_size: int = 1024) 
         add("PA-MPJPE", pa_err.mean(-1))
         if pred_vertices is not None and gt_vertices is not None:
             idx = np.arange(sl.start, sl.stop)
-            add("PVE", M.pve(pred_vertices[sl], gt_vertices(idx), p14, gt14, M.LSP_PELVIS))
+            truth = gt_vertices(idx)
+            if truth.shape[1:] != pred_vertices.shape[1:]:  # another mesh (Anny's, SMPL-X's) has no PVE here
+                raise InputError(f"the predicted 'vertices' hold {pred_vertices.shape[1]} vertices per body; "
+                                 f"{bench.protocol}'s PVE compares SMPL meshes of {truth.shape[1]} "
+                                 "(leave 'vertices' out to score the joints alone)")
+            add("PVE", M.pve(pred_vertices[sl], truth, p14, gt14, M.LSP_PELVIS))
         if is_3dhp:
             add("PCK", 100.0 * M.pck_from_errors(err))
             add("AUC", 100.0 * M.auc_from_errors(err))
