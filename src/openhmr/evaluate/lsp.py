@@ -15,8 +15,10 @@ Protocol: the test split is images 1001–2000 (the first 1000 are training
 images). A joint is correct when its predicted position is within
 ``alpha`` = 0.2 of the torso diameter — the distance between the
 ground-truth left shoulder and right hip (LSP indices 9 and 2), the
-"PCK@0.2" of DeepPose-era LSP evaluations — from the truth; only visible
-joints are scored. Reported per joint and pooled over all visible joints.
+"PCK@0.2" of DeepPose-era LSP evaluations — from the truth. As those
+evaluations do, every joint of every test image is scored, occluded ones too
+(LSP annotates where they are); the PCK over the joints marked visible is
+reported beside it. Reported per joint and pooled.
 
 Frame keys: ``im1001`` ... ``im2000`` (the image file stems).
 """

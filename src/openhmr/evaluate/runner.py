@@ -16,8 +16,9 @@ Summaries, for every metric:
   headline of 3DPW and MPI-INF-3DHP; for PCK/AUC this pools all joints of all
   frames, as ``mpii_compute_3d_pck.m`` does).
 
-For LSP the scored items are the visible (image, joint) pairs, grouped by
-joint; ``all frames`` is then the PCK over all visible joints.
+For LSP the scored items are the (image, joint) pairs, all 14 joints of every
+test image as the published PCK scores them, grouped by joint; ``all joints``
+is the PCK over them, ``visible joints`` over those LSP marks visible.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ class Report:
                 cells.append(f"{row[c]:.2f}")
                 if c.split("-17")[0].split("-14")[0] in _ERROR_METRICS:
                     cells.append("")
-            count = self.settings.get("visible_joints", self.settings.get("frames", ""))
+            counts = self.settings.get("joints_scored", {})  # LSP: a count per summary row
+            count = counts.get(name, "") if isinstance(counts, dict) and counts else self.settings.get("frames", "")
             summary.append((name, str(count), cells))
         block("overall", summary)
         return "\n".join(lines).rstrip() + "\n"
@@ -242,27 +244,30 @@ def score(bench: Benchmark, preds: Predictions) -> Report:
 
 
 def _score_lsp(bench: Benchmark, preds: Predictions, settings: dict) -> Report:
+    """LSP's PCK as published: every one of the 14 joints of the 1000 test
+    images is scored, occluded ones too (LSP annotates their positions); the
+    visible joints alone are a second summary row."""
     if preds.keypoints2d is None:
         raise InputError("LSP's PCK needs 2D keypoint predictions")
     if bench.keypoints2d is None or bench.visible is None or bench.reference_length is None:
         raise ValueError("LSP's PCK needs a 2D benchmark")
     # settings holds what the reader chose; the LSP reader stores alpha as a number.
     alpha = float(cast(float, bench.settings.get("alpha", 0.2)))
-    correct, vis = M.pck2d_correct(preds.keypoints2d, bench.keypoints2d, bench.reference_length,
-                                   bench.visible, alpha)
+    every = np.ones(bench.visible.shape, dtype=bool)
+    correct, _ = M.pck2d_correct(preds.keypoints2d, bench.keypoints2d, bench.reference_length, every, alpha)
     names = get_set("lsp14").names
-    rows, cols = np.nonzero(vis.numpy())
-    items = 100.0 * correct.numpy()[rows, cols].astype(np.float64)
+    items = 100.0 * correct.numpy().reshape(-1).astype(np.float64)  # frame-major: 14 joints a frame
     column = f"PCK@{alpha:g}"
     values = {column: items}
-    labels = [names[j] for j in cols]
-    groups = {"joint": labels}
+    groups = {"joint": [names[j] for j in np.tile(np.arange(len(names)), len(bench))]}
     breakdown, overall = _summaries(values, groups, ("joint",), {}, None)
     # Order the joints as LSP does, and drop the median row (a median of 0/100 decisions).
     breakdown["joint"] = {n: breakdown["joint"][n] for n in names if n in breakdown["joint"]}
-    overall = {"all visible joints": overall["all frames (mean)"]}
+    visible = bench.visible.reshape(-1).astype(bool)
+    overall = {"all joints": overall["all frames (mean)"],
+               "visible joints": {column: float(items[visible].mean()) if visible.any() else float("nan")}}
     settings["frames"] = len(bench)
-    settings["visible_joints"] = int(len(items))
+    settings["joints_scored"] = {"all joints": int(items.size), "visible joints": int(visible.sum())}
     return Report(bench.protocol, [column], values, breakdown, overall, settings)
 
 
