@@ -808,3 +808,41 @@ def test_side_views_back_views_and_handstands_find_their_orientation(anny_model)
     angle = torch.rad2deg(torch.arccos(((relative.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)))
     assert (angle < 25.0).all(), angle
     assert _median((result.keypoints2d - clean).norm(dim=-1)) <= 3.0
+
+
+def test_starts_with_a_graph_and_calls_under_inference_mode(smpl_model) -> None:
+    """An HMR estimate taken with autograd on, or Parameters, start a fit as
+    their values do (detached: no 'backward through the graph a second time',
+    no shape left unoptimised, no gradient written into the caller's tensors);
+    a fit called under inference_mode or no_grad gives the fit made outside."""
+    torch.manual_seed(0)
+    pose = torch.zeros(2, 72)
+    pose[:, 0] = math.pi
+    pose[:, 3:] = 0.3 * torch.randn(2, 69)
+    cam = torch.tensor([[0.9, 0.0, 0.1], [1.0, 0.05, 0.0]])
+    with torch.no_grad():
+        kp = (cam[:, None, :1] * (smpl_model(pose, torch.zeros(2, 10)).keypoints["cocoplus19"][..., :2]
+                                  + cam[:, None, 1:]) + 1) * CROP / 2
+    kp = torch.cat([kp, torch.ones(2, 19, 1)], -1)
+    p0 = torch.zeros(2, 72)
+    p0[:, 0] = math.pi
+    c0, b0 = torch.tensor([[0.8, 0.0, 0.0]] * 2), torch.zeros(2, 10)
+    cfg = FitConfig(stage1_iters=10, stage2_iters=(30,), pose_weights=(25.0,), shape_weights=(20.0,))
+    plain = fit(smpl_model, kp, "cocoplus19", init=FitInit(c0, p0, b0), config=cfg)
+    assert float((plain.betas - b0).abs().max()) > 0.05  # the shape is fitted
+
+    w = torch.ones(1, requires_grad=True)
+    with_graph = fit(smpl_model, kp, "cocoplus19", init=FitInit(c0 * w, p0 * w, b0 * w), config=cfg)
+    params = [torch.nn.Parameter(x.clone()) for x in (c0, p0, b0)]
+    leaves = fit(smpl_model, kp, "cocoplus19", init=FitInit(*params), config=cfg)
+    tracked = fit(smpl_model, kp, "cocoplus19", previous=FitInit(c0 * w, p0 * w, b0 * w), config=cfg)
+    assert tracked.pose.isfinite().all()
+    assert w.grad is None and all(p.grad is None for p in params)
+    with torch.inference_mode():
+        quiet = fit(smpl_model, kp, "cocoplus19", init=FitInit(c0, p0, b0), config=cfg)
+    with torch.no_grad():
+        no_grad = fit(smpl_model, kp, "cocoplus19", init=FitInit(c0, p0, b0), config=cfg)
+    for other in (with_graph, leaves, quiet, no_grad):
+        torch.testing.assert_close(other.pose, plain.pose, rtol=0, atol=1e-6)
+        torch.testing.assert_close(other.betas, plain.betas, rtol=0, atol=1e-6)
+        torch.testing.assert_close(other.cam, plain.cam, rtol=0, atol=1e-6)

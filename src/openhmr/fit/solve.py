@@ -96,9 +96,12 @@ def fit(
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     try:
-        return _fit(body_model, keypoints2d, keypoint_set, keypoints3d, keypoints3d_set,
-                    camera, crop_size, focal, principal_point, init, previous, config or FitConfig(),
-                    noise_px)
+        # The fit differentiates its energy, even when called under no_grad or
+        # inference_mode (a pipeline that predicts, then fits).
+        with torch.inference_mode(False), torch.enable_grad():
+            return _fit(body_model, keypoints2d, keypoint_set, keypoints3d, keypoints3d_set,
+                        camera, crop_size, focal, principal_point, init, previous, config or FitConfig(),
+                        noise_px)
     finally:
         torch.set_num_threads(threads)
 
@@ -209,8 +212,9 @@ def _pose_and_shape(start: FitInit, what: str, body_model: BodyModel, batch: int
                     dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
     """A start's pose (B, 3·J) and shape (B, k), shorter shapes padded with zeros."""
     k_shape = body_model.num_betas
-    pose0 = start.pose.to(device=device, dtype=dtype).reshape(batch, -1).clone()
-    betas0 = start.betas.to(device=device, dtype=dtype).reshape(batch, -1).clone()
+    # detached: a start may carry the caller's graph (HMR's output) or be a Parameter
+    pose0 = start.pose.detach().to(device=device, dtype=dtype).reshape(batch, -1).clone()
+    betas0 = start.betas.detach().to(device=device, dtype=dtype).reshape(batch, -1).clone()
     if pose0.shape[1] != body_model.pose_size or betas0.shape[1] > k_shape:
         raise InputError(
             f"the {what} pose/shape must be (B, {body_model.pose_size}) and (B, ≤{k_shape}),"
@@ -242,7 +246,7 @@ def _starts(body_model: BodyModel, energy: Energy, init: FitInit | None,
                           energy.camera, energy.crop_size, energy.focal, energy.principal_point)
 
     if init is not None:
-        cam0 = init.cam.to(device=device, dtype=dtype).reshape(b, 3).clone()
+        cam0 = init.cam.detach().to(device=device, dtype=dtype).reshape(b, 3).clone()
         pose0, betas0 = _pose_and_shape(init, "initial", body_model, b, dtype, device)
         return [(cam0, pose0)], betas0
     if previous_start is not None:
