@@ -266,6 +266,8 @@ def test_unknown_backend_and_device():
     reasons = available_backends("cpu")
     assert reasons["torch"] is None and reasons["compiled"] is None
     assert (reasons["onnx"] is None) == HAS_ONNX
+    if not torch.cuda.is_available():  # no backend runs on a device that is not here
+        assert all("no CUDA device" in (why or "") for why in available_backends("cuda").values())
     with pytest.raises(BackendError, match="unknown backend"):
         load_predictor("w.safetensors", backend="tensorrt")
     with pytest.raises(OpenHMRError):

@@ -123,6 +123,11 @@ def test_pck2d_hand_computed():
     assert M.pck2d(pred, gt, ref, visible) == pytest.approx(26 / 27)
     with pytest.raises(ValueError):
         M.pck2d(pred, gt, ref, np.zeros((2, 14)))
+    # a (B, 1) reference would broadcast to (B, B, K) decisions and a "fraction" above 1
+    with pytest.raises(ValueError, match=r"reference must be \(B,\)"):
+        M.pck2d(pred, gt, ref[:, None], visible)
+    with pytest.raises(ValueError, match=r"visible \(B, K\)"):
+        M.pck2d_correct(pred, gt, ref, visible[:, :5])
 
 
 def test_pve_aligns_each_mesh_by_its_own_pelvis():
@@ -133,6 +138,8 @@ def test_pve_aligns_each_mesh_by_its_own_pelvis():
     assert M.pve(gt_v + shift, gt_v, gt_j + shift, gt_j).max().item() == pytest.approx(0.0, abs=1e-9)
     d = np.array([0.0, 0.0, 12.0])
     np.testing.assert_allclose(M.pve(gt_v + d, gt_v, gt_j, gt_j).numpy(), 12.0, atol=1e-9)
+    with pytest.raises(ValueError, match="joints are for 1 bodies, the vertices for 3"):
+        M.pve(gt_v, gt_v, gt_j[:1], gt_j[:1])
 
 
 def test_group_stats_means_of_subgroup_means():

@@ -125,6 +125,10 @@ def pve(
     """
     pv, gv = as_tensor(pred_vertices), as_tensor(gt_vertices)
     _check_pair(pv, gv)
+    pj, gj = as_tensor(pred_joints), as_tensor(gt_joints)
+    _check_pair(pj, gj)
+    if pj.shape[0] != pv.shape[0]:  # another batch's pelvis would broadcast silently
+        raise ValueError(f"the joints are for {pj.shape[0]} bodies, the vertices for {pv.shape[0]}")
     pv = pv - pelvis_of(pred_joints, pelvis)[:, None]
     gv = gv - pelvis_of(gt_joints, pelvis)[:, None]
     return torch.linalg.norm(pv - gv, dim=-1).mean(dim=-1)
@@ -202,6 +206,9 @@ def pck2d_correct(
     _check_pair(p, g)
     ref = as_tensor(reference)
     vis = as_tensor(visible) > 0
+    if ref.shape != p.shape[:1] or vis.shape != p.shape[:2]:  # (B, 1) would broadcast to (B, B, K)
+        raise ValueError(f"reference must be (B,) and visible (B, K) for {tuple(p.shape[:2])} points, "
+                         f"got {tuple(ref.shape)} and {tuple(vis.shape)}")
     dist = torch.linalg.norm(p - g, dim=-1)
     correct = (dist <= alpha * ref[:, None]) & vis
     return correct, vis

@@ -312,7 +312,10 @@ def available_backends(device: str | torch.device = "cpu") -> dict[str, str | No
     """Each backend name → None if it can run here, else the reason it cannot."""
     from openhmr.inference.onnx import onnx_available
 
-    device = torch.device(device)
+    try:
+        device = require_device(device)
+    except InputError as e:  # no such device here: nothing runs on it
+        return {name: str(e) for name in BACKENDS}
     reasons: dict[str, str | None] = {name: None for name in BACKENDS}
     missing = onnx_available()
     if device.type != "cpu":

@@ -60,8 +60,16 @@ class ThetaNetwork(nn.Module):
 class Predictor:
     """Crops → Θ (subclasses) → body (here).
 
+    Every output is made under ``torch.inference_mode``: an inference tensor,
+    which ``.clone()`` turns into an ordinary one before an in-place change or
+    a loss to differentiate (a fit started from a prediction may use them as
+    they are: ``openhmr.fit`` detaches its starts).
+
     Args:
-        body: the body model Θ drives; run in fp32 on ``device``.
+        body: the body model Θ drives, moved to ``device`` (the module itself,
+            as ``Module.to`` does) and run in its own dtype (float32 as SMPL
+            and Anny are built; :func:`openhmr.inference.load_predictor`
+            works on a float32 copy).
         device: where crops and outputs live.
     """
 
@@ -100,7 +108,7 @@ class Predictor:
         return self.split(self.theta(crops))
 
     def body_from_theta(self, theta: Tensor) -> InferenceOutput:
-        """Pose the body model (fp32) for Θ (B, |Θ|) and project its keypoints."""
+        """Pose the body model (in its dtype) for Θ (B, |Θ|) and project its keypoints."""
         cam, pose, betas = self.split(theta.to(self.device, torch.float32))
         with torch.inference_mode():
             body = self.body(pose, betas)
