@@ -196,6 +196,9 @@ def test_background_and_mask_compositing() -> None:
     mask = out.mask[0]
     assert mask.dtype == torch.bool and 0 < mask.sum() < size * size
     assert torch.equal(out.rgb[0][~mask], background[0][~mask])  # untouched off the mesh
+    with pytest.raises(RenderError, match=r"RGB floats in \[0, 1\], got torch.uint8 \(divide 8-bit pixels by 255\)"):
+        render_mesh(v[None], f, 100.0, None, size, size,
+                    background=(background * 255).to(torch.uint8).numpy())
     assert torch.isinf(out.depth[0][~mask]).all() and torch.isfinite(out.depth[0][mask]).all()
     assert torch.equal(out.alpha[0], mask.float())
     shaded = out.rgb[0][mask]

@@ -145,7 +145,12 @@ def render_mesh(
     if background is None:
         rgb = torch.ones((batch, height, width, 3), dtype=dtype, device=device)
     else:
-        background = torch.as_tensor(background, dtype=dtype, device=device)
+        background = torch.as_tensor(background)
+        if not background.is_floating_point():
+            # 0–255 values would sit beside the mesh's [0, 1] shading
+            raise RenderError(f"background must be RGB floats in [0, 1], got {background.dtype} "
+                              "(divide 8-bit pixels by 255)")
+        background = background.to(dtype=dtype, device=device)
         if background.ndim == 3:
             background = background[None]
         if background.shape[1:] != (height, width, 3) or background.shape[0] not in (1, batch):
