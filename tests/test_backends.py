@@ -643,3 +643,27 @@ def test_int8_needs_a_whole_fixed_batch_of_calibration_crops(tmp_path):
         quantize_int8(fp32, tmp_path / "int8.onnx", synthetic_crops(2, seed=0))
     assert not (tmp_path / "int8.onnx").exists()
 
+
+
+@pytest.mark.parametrize("batch, limit", [(None, 32), ("8", 32), ("40", 40)])
+def test_export_onnx_reads_a_whole_batch_of_calibration_images(stub_export, smpl_npz, tmp_path, monkeypatch,
+                                                              capsys, batch, limit):
+    """int8 calibrates on 32 --calibration images, or on a fixed batch of them
+    where --batch is larger (a batch-40 graph was refused whatever the folder held)."""
+    import openhmr.data.crop as crop_module
+    from openhmr.cli import main
+    from openhmr.errors import InputError
+
+    asked: list[int] = []
+
+    def reader(folder, limit):
+        asked.append(limit)
+        raise InputError("read no further")
+
+    monkeypatch.setattr(crop_module, "folder_tight_crops", reader)
+    _, weights = stub_export
+    (tmp_path / "cal").mkdir()
+    args = ["export-onnx", "--weights", str(weights), "--smpl", str(smpl_npz), "--out", str(tmp_path / "q.onnx"),
+            "--int8", "--calibration", str(tmp_path / "cal")] + (["--batch", batch] if batch else [])
+    assert main(args) == 1
+    assert asked == [limit] and "read no further" in capsys.readouterr().err

@@ -46,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--int8", action="store_true",
                    help="quantise convolutions to int8 (static, calibrated; see above)")
     p.add_argument("--calibration", type=path_argument, metavar="DIR",
-                   help="folder of person images to calibrate int8 on (each is taken as a tight "
-                        "crop; default: synthetic crops)")
+                   help="folder of person images to calibrate int8 on (the first 32, or --batch "
+                        "if larger, each taken as a tight crop; default: synthetic crops)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=run)
 
@@ -63,6 +63,11 @@ def parse_batch(text: str) -> int | None:
     if batch < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer or 'dynamic', got {text!r}")
     return batch
+
+
+#: How many --calibration images int8's scales are taken from (more when a
+#: fixed --batch is larger: the graph is run a whole batch at a time).
+CALIBRATION_IMAGES = 32
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     calibration = None
     if args.calibration:
         try:
-            calibration = folder_tight_crops(args.calibration, limit=32)
+            # 32 images calibrate; a fixed batch larger than that needs a batch of them
+            calibration = folder_tight_crops(args.calibration, limit=max(CALIBRATION_IMAGES, batch or 1))
         except InputError as e:
             raise InputError(f"--calibration: {e}") from None
     if batch is not None and calibration is not None and len(calibration) < batch:
