@@ -77,6 +77,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list_frames is None and args.weights is None and args.predictions is None and not args.fit:
         raise InputError("give --weights (with --smpl), --fit or --predictions FILE.npz")
+    if args.list_frames is not None:
+        # it writes the keys and stops: what would predict or score is refused, not dropped
+        for option, given in (("--weights", args.weights is not None), ("--fit", args.fit),
+                              ("--predictions", args.predictions is not None), ("--out", args.out is not None)):
+            if given:
+                raise InputError(f"--list-frames writes the frame keys and stops; {option} would do "
+                                 "nothing with it: run them apart")
+    elif args.predictions is not None and args.smpl is not None and args.protocol != "3dpw":
+        raise InputError(f"--smpl is not used to score --predictions on {args.protocol} "
+                         "(only 3dpw reads its LSP joint regressor)")
     # Options of one protocol's reader are refused with another, not ignored.
     for option, given, protocols in (
             ("--frame-step", args.frame_step is not None, ("h36m-p1", "h36m-p2")),
