@@ -197,6 +197,10 @@ class TrainConfig:
             # A size replaces a manifest's count in the nominal epoch: 0 or less would shorten the run unseen.
             (all(n >= 1 for n in self.dataset_sizes.values()),
              f"dataset_sizes must be at least 1 each, got {self.dataset_sizes}"),
+            # A name no dataset has (a typo, another case) would leave that dataset's count unreplaced.
+            (set(self.dataset_sizes) <= set(self.datasets_2d) | set(self.datasets_3d),
+             f"dataset_sizes names {sorted(set(self.dataset_sizes) - set(self.datasets_2d) - set(self.datasets_3d))}, "
+             f"which are in neither datasets_2d {self.datasets_2d} nor datasets_3d {self.datasets_3d}"),
         ]
         for ok, message in checks:
             if not ok:
