@@ -428,3 +428,17 @@ def test_second_derivatives_of_one_body_match_a_batch(smpl_arrays, monkeypatch):
     jac = torch.func.jacrev(lambda b: model(pose, b).keypoints["smpl24"])(betas)
     jac_two = torch.func.jacrev(lambda b: model(pose.repeat(2, 1), b).keypoints["smpl24"])(betas.repeat(2, 1))
     torch.testing.assert_close(jac[0, :, :, 0], jac_two[0, :, :, 0], rtol=1e-9, atol=1e-9)
+
+
+def test_an_empty_openhmr_cache_is_the_default_folder(monkeypatch, tmp_path):
+    """OPENHMR_CACHE= (an unset shell variable) is the default cache, not the
+    current folder: the synthetic SMPL and the exported graphs go to one place."""
+    from openhmr.body.synthetic import _cache_path
+    from openhmr.io.cache import cache_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("OPENHMR_CACHE", "")
+    assert cache_dir() == tmp_path / "home" / ".cache" / "openhmr"
+    assert _cache_path(10, 0, False).parent == tmp_path / "home" / ".cache" / "openhmr" / "synthetic"
+    monkeypatch.setenv("OPENHMR_CACHE", str(tmp_path / "mine"))
+    assert _cache_path(10, 0, False).parent == tmp_path / "mine" / "synthetic"

@@ -28,6 +28,7 @@ import numpy as np
 
 from openhmr.body.keypoints import COCOPLUS19, SMPL24
 from openhmr.errors import NPZ_READ_ERRORS
+from openhmr.io.cache import cache_dir
 from openhmr.io.npz import open_npz
 from openhmr.io.smpl_file import SMPL_PARENTS, save_smpl_npz
 
@@ -212,8 +213,7 @@ def _cache_path(num_betas: int, seed: int, symmetric: bool) -> Path:
     import hashlib
 
     digest = hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:12]
-    root = Path(os.environ.get("OPENHMR_CACHE", Path.home() / ".cache" / "openhmr"))
-    return root / "synthetic" / f"smpl-{num_betas}-{seed}-{int(symmetric)}-{digest}.npz"
+    return cache_dir() / "synthetic" / f"smpl-{num_betas}-{seed}-{int(symmetric)}-{digest}.npz"
 
 
 def synthetic_smpl_arrays(num_betas: int = 10, seed: int = 0, symmetric: bool = False) -> dict[str, np.ndarray]:

@@ -127,7 +127,8 @@ def _weights_key(model: HMR) -> str:
 
 def _onnx_file(model: HMR, cache: Path | None) -> Path:
     """The fp32 graph of ``model`` in the cache, exported on first use."""
-    from openhmr.inference.onnx import cache_dir, export_onnx
+    from openhmr.inference.onnx import export_onnx
+    from openhmr.io.cache import cache_dir
 
     folder = (cache or cache_dir()) / "onnx"
     path = folder / f"hmr-{_weights_key(model)}-fp32.onnx"

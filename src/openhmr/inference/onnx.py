@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import os
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -345,6 +344,3 @@ def onnx_available() -> str | None:
     return None
 
 
-def cache_dir() -> Path:
-    """Where exported graphs are kept between runs: ``$OPENHMR_CACHE`` or ``~/.cache/openhmr``."""
-    return Path(os.environ.get("OPENHMR_CACHE") or Path.home() / ".cache" / "openhmr")
