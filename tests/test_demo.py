@@ -348,6 +348,14 @@ def test_openpose_keypoints_of_another_image(model_files, tmp_path, capsys):
     code, err = run([image, "--openpose", keypoints, "--bbox", "0,0,50,50", "--method", "fit",
                      "--out", out], capsys)
     assert code == 1 and "--bbox and --openpose both say where the person is" in err
+    # in every method, and --openpose with --detect too: one of them would have been dropped unseen
+    for method, where in (("hmr", ["--bbox", "0,0,50,50", "--detect"]),
+                          ("hmr", ["--openpose", keypoints, "--bbox", "0,0,50,50", "--detect"]),
+                          ("fit", ["--openpose", keypoints, "--detect"])):
+        code, err = run([image, *where, "--method", method, "--no-render", *hmr_args(model_files, out)], capsys)
+        assert code == 1 and "say where the person is; give one of them" in err, err
+        assert "--bbox, --openpose and --detect all say" in err or len(where) < 5
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_a_broken_estimate_writes_nothing(model_files, tmp_path, capsys):
@@ -1057,6 +1065,19 @@ def test_search_every_is_checked_and_warns_where_unused(model_files, tmp_path, c
                      *hmr_args(model_files, tmp_path / "out")], capsys)
     assert code == 0, err
     assert "--search-every is used only with the detector" in err
+
+
+@needs_reference
+def test_fit_options_without_use_warn(model_files, tmp_path, capsys, cached_loading):
+    """--method fit runs no network, and OpenPose's keypoints carry no 3D
+    landmarks: --backend and --no-world-landmarks say they are unused."""
+    _, smpl = model_files
+    code, err = run([REFERENCE / "random.jpg", "--openpose", REFERENCE / "random_keypoints.json",
+                     "--method", "fit", "--smpl", smpl, "--backend", "onnx", "--no-world-landmarks",
+                     "--no-render", "--out", tmp_path / "out"], capsys)
+    assert code == 0, err
+    assert "--backend onnx is not used by --method fit (no network runs)" in err
+    assert "--no-world-landmarks is used only with the detector" in err
 
 
 def test_jumps_are_checked_and_warn_where_unused(model_files, tmp_path, capsys, cached_loading):

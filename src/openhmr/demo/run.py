@@ -46,16 +46,21 @@ def build_person_source(options: DemoOptions, method: str = "hmr") -> PersonSour
                  "or a whole-image crop)")
         elif not options.track:
             warn("--search-every is not used with --no-tracking (every frame is searched as a photo)")
+    if not options.world_landmarks and method != "hmr" and not isinstance(source, DetectorSource):
+        warn("--no-world-landmarks is used only with the detector (OpenPose's keypoints have no 3D landmarks)")
     return source
 
 
 def _person_source(options: DemoOptions, method: str) -> PersonSource:
+    given = [name for name, value in (("--bbox", options.bbox is not None),
+                                      ("--openpose", options.openpose is not None),
+                                      ("--detect", options.detect)) if value]
+    if len(given) > 1:  # in every method: one of them would be dropped unseen
+        both = "all" if len(given) > 2 else "both"
+        raise InputError(f"{', '.join(given[:-1])} and {given[-1]} {both} say where the person is; "
+                         "give one of them")
     if options.bbox is not None:
         if method != "hmr":
-            other = ("--openpose" if options.openpose is not None else
-                     "--detect" if options.detect else None)
-            if other is not None:
-                raise InputError(f"--bbox and {other} both say where the person is; give one of them")
             raise InputError(f"--method {method} fits keypoints, which --bbox does not give; "
                              "use --openpose or --detect")
         box = parse_bbox(options.bbox)
@@ -122,6 +127,8 @@ def build_predictor(options: DemoOptions, method: str, expected_crops: int | Non
                             world_landmarks=options.world_landmarks, noise_px=options.noise_px)
     if options.weights is not None:
         warn("--weights is not used by --method fit")
+    if options.backend not in ("auto", "torch"):  # the command's default and DemoOptions'
+        warn(f"--backend {options.backend} is not used by --method fit (no network runs)")
     if options.smpl is not None:
         from openhmr.body.smpl import SMPL
 
