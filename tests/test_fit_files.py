@@ -261,6 +261,9 @@ def test_sequence_refusals(smpl_npz, tmp_path, capsys):
     assert "--sequence needs --fps" in capsys.readouterr().err
     assert main(["fit", str(folder), "--image-size", "320x240", "--fps", "25"]) == 1
     assert "apply to --sequence" in capsys.readouterr().err
+    assert main(args + ["--fps", "25", "--mesh-format", "obj", "--out", str(tmp_path / "a")]) == 1
+    assert "--sequence writes one .npz per video and no mesh: --mesh-format does not apply" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
     only_photo = tmp_path / "photo"
     _write(only_photo / "photo_keypoints.json", _person(100, 20, 150))
     assert main(["fit", str(only_photo), "--image-size", "320x240", "--sequence", "--fps", "25"]) == 1

@@ -22,7 +22,7 @@ def add_output_options(p: argparse.ArgumentParser, inputs: str) -> None:
     p.add_argument("--device", type=device_name, default="cpu", metavar="cpu|cuda",
                    help="torch device to run on (default: cpu)")
     p.add_argument("--mesh-format", dest="mesh_format", choices=("obj", "ply", "glb"),
-                   default="obj", help="mesh file format (default: obj)")
+                   default=None, help="mesh file format (default: obj)")
     existing = p.add_mutually_exclusive_group()
     existing.add_argument("--overwrite", action="store_true",
                           help=f"replace existing output files (otherwise one of the {inputs} whose "

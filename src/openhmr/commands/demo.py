@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     options = DemoOptions(
         inputs=list(args.inputs), out=args.out, method=args.method, weights=args.weights,
         smpl=args.smpl, bbox=args.bbox, openpose=args.openpose, detect=args.detect,
-        device=args.device, mesh_format=args.mesh_format, overwrite=args.overwrite,
+        device=args.device, mesh_format=args.mesh_format or "obj", overwrite=args.overwrite,
         skip_existing=args.skip_existing, backend=args.backend, batch_size=args.batch_size, render=args.render,
         track=args.track, smoothing=args.smoothing, max_people=args.max_people,
         world_landmarks=args.world_landmarks, noise_px=args.noise_px,

@@ -68,10 +68,12 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.sequence and (args.fps is not None or args.smoothing is not None):
         raise InputError("--fps and --smoothing apply to --sequence (a video's frame files) only")
+    if args.sequence and args.mesh_format is not None:
+        raise InputError("--sequence writes one .npz per video and no mesh: --mesh-format does not apply")
 
     options = FitFilesOptions(
         inputs=list(args.inputs), image_size=args.image_size, out=args.out,
-        smpl=args.smpl, mesh_format=args.mesh_format, overwrite=args.overwrite,
+        smpl=args.smpl, mesh_format=args.mesh_format or "obj", overwrite=args.overwrite,
         skip_existing=args.skip_existing, device=args.device,
         sequence=args.sequence, fps=args.fps, smoothing=args.smoothing or "clip",
         batch_size=args.batch_size, max_people=args.max_people, noise_px=args.noise_px,
