@@ -257,7 +257,7 @@ def whittaker_gcv(samples: np.ndarray, lambdas: np.ndarray = GCV_LAMBDAS) -> tup
     """Whittaker–Henderson smoothing of uniformly spaced samples, λ by GCV.
 
     Minimises ``‖z − y‖² + λ‖Δ²z‖²`` (Δ² the second difference along time):
-    ``z = (I + λDᵀD)⁻¹y``, solved exactly (:func:`whittaker_solve`). The
+    ``z = (I + λDᵀD)⁻¹y``, solved exactly by a banded Cholesky factorisation. The
     penalty is zero on straight lines, so a steady trend is kept to both
     ends of the clip. (A cosine-transform form, which takes the penalty under
     a mirror extension at the ends, had been used before: with one λ for all
@@ -302,14 +302,6 @@ def whittaker_gcv(samples: np.ndarray, lambdas: np.ndarray = GCV_LAMBDAS) -> tup
                 best = (score, float(lam), smoothed[:, k])
     assert best is not None
     return (line + best[2]).reshape(y.shape), best[1]
-
-
-def whittaker_solve(samples: np.ndarray, lam: float) -> np.ndarray:
-    """``z = (I + λDᵀD)⁻¹y`` for (n, d) samples, D the (n − 2, n) second
-    difference, by a banded Cholesky factorisation (O(n·d))."""
-    y = np.asarray(samples, dtype=np.float64)
-    return _banded_solve(_banded_cholesky(y.shape[0], np.array([float(lam)])), y.reshape(y.shape[0], -1))[
-        :, 0].reshape(y.shape)
 
 
 def whittaker_trace(n: int, lam: float) -> float:

@@ -110,21 +110,6 @@ def draw_skeleton(
     return np.asarray(canvas)
 
 
-def composite(image: np.ndarray, rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Paste rendered pixels over an image where ``mask`` is set.
-
-    Args:
-        image: (H, W, 3) uint8; rgb: (H, W, 3) uint8 or float in [0, 1];
-        mask: (H, W) bool or coverage in [0, 1].
-    """
-    rgb = np.asarray(rgb)
-    if rgb.dtype != np.uint8:
-        rgb = np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
-    alpha = np.asarray(mask, dtype=np.float32)[..., None]
-    out = image[..., :3].astype(np.float32) * (1 - alpha) + rgb[..., :3].astype(np.float32) * alpha
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
 def _title_font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     """Pillow's bundled font at 12 px: at its default 10 px, hinting rounds
     some spaces away ("2D only" drew as "2Donly")."""

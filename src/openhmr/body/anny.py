@@ -465,7 +465,6 @@ class Anny(BodyModel):
         self.register_buffer("faces", self.anny.get_triangular_faces().long(), persistent=False)
         self.register_buffer("_bend_axes", self._rest_bend_axes(shared).to(dtype),
                              persistent=False)
-        self.head_top_vertex = top
         self._prior_tables = tuple(x.to(dtype) for x in self._range_prior_tables())
         self._hinge_joints = torch.tensor([JOINT_NAMES.index(f"{side}_{hinge}") for side in ("left", "right")
                                            for hinge in ("knee", "elbow")])

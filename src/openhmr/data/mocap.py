@@ -285,11 +285,6 @@ class MocapSampler:
         self.index = 0
         self._perm: tuple[int, np.ndarray] | None = None
 
-    @classmethod
-    def from_files(cls, paths: str | Path | Sequence[str | Path], batch_size: int,
-                   seed: int = 0) -> MocapSampler:
-        return cls(*load_mocap(paths), batch_size=batch_size, seed=seed)
-
     def __len__(self) -> int:
         return len(self.pose)
 

@@ -353,11 +353,11 @@ def is_demo_picture(path: Path) -> bool:
     return False
 
 
-def is_hidden(relative: Path) -> bool:
-    """Whether a path below an input folder is hidden (a part starts with "."):
-    macOS's ``._photo.jpg`` resource forks, a ``.git`` folder, a temporary
-    file being written; none is an input."""
-    return any(part.startswith(".") for part in relative.parts)
+def is_hidden(name: str) -> bool:
+    """Whether a file or folder name below an input folder is hidden (starts
+    with "."): macOS's ``._photo.jpg`` resource forks, a ``.git`` folder, a
+    temporary file being written; none is an input, nor anything below it."""
+    return name.startswith(".")
 
 
 def files_below(folder: Path) -> list[Path]:
@@ -368,7 +368,7 @@ def files_below(folder: Path) -> list[Path]:
     leads to it, and a folder reached only through links is read once (a link
     back up is not a loop)."""
     def shown(names: list[str]) -> list[str]:
-        return sorted(n for n in names if not n.startswith("."))
+        return sorted(n for n in names if not is_hidden(n))
 
     own: dict[str, str] = {}  # real folder → its path, for the folders reached without links
     for top, folders, _ in os.walk(folder):
@@ -389,7 +389,7 @@ def files_below(folder: Path) -> list[Path]:
             seen.add(real)
             kept.append(name)
         folders[:] = kept
-        found += (Path(top) / f for f in files if not f.startswith("."))
+        found += (Path(top) / f for f in files if not is_hidden(f))
     return sorted(f for f in found if f.is_file())
 
 

@@ -59,11 +59,6 @@ class FactorizedDiscriminator(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    @property
-    def num_outputs(self) -> int:
-        """J + 1 logits: J − 1 joints, all joints, shape."""
-        return self.num_joints + 2
-
     def forward(self, rotations: Tensor, betas: Tensor) -> Tensor:
         """Logits for a batch of poses and shapes.
 

@@ -167,7 +167,6 @@ class ResNet50V2(nn.Module):
 
     name = "resnet50_v2"
     out_features = FEATURE_DIM
-    tf_scope = "resnet_v2_50"
 
     def __init__(self, blocks: tuple[tuple[int, int, int, int], ...] = RESNET50_BLOCKS) -> None:
         super().__init__()

@@ -33,7 +33,6 @@ from openhmr.training.data import MemoryQueue, MixedBatches, augment_config
 POSE_STD = 0.15  # radians, non-root joints
 ROOT_STD = 0.1  # radians, around HMR's mean root rotation of π about x
 SHAPE_STD = 0.3
-BACKGROUND = 0.5
 RENDER_CHUNK = 64  # bodies posed and rendered at once
 
 
