@@ -497,6 +497,30 @@ def test_mpi_inf_3dhp(mpi_root, tmp_path, monkeypatch, capsys):
         _assert_on_spots(s, min_value=120)
 
 
+def test_3dhp_frames_are_chosen_as_hmr_chose_them():
+    """HMR's sample_frames, then check_good: motion on the 14 LSP joints alone
+    (frame 0 always, the reference moving to each frame kept for its motion),
+    then the frames with 8 of the 14 joints in the image."""
+    from openhmr.data.datasets.mpi_inf_3dhp import select_frames
+
+    size = np.array([100.0, 100.0])
+    inside = np.full((3, 14, 2), 50.0)
+    out = inside.copy()
+    out[1, :7] = -10.0  # frame 1: 7 of 14 inside
+    still = np.zeros((3, 14, 3))
+    # A. frame 1 moved 250 mm but is out of the image; frame 2 moved 100 mm more: not far from frame 1
+    a = still.copy()
+    a[1, :, 0], a[2, :, 0] = 250.0, 350.0
+    assert select_frames(a, out, size) == [0]
+    # C. frame 0 out of the image, then 50 mm a frame: nothing moved 200 mm from frame 0
+    c = still.copy()
+    c[1, :, 0], c[2, :, 0] = 50.0, 100.0
+    first_out = inside.copy()
+    first_out[0, :7] = -10.0
+    assert select_frames(c, first_out, size) == []
+    assert select_frames(a, inside, size) == [0, 1]
+
+
 # -------------------------------------------------------------------- 3DPW
 
 

@@ -14,9 +14,10 @@ sequences Seq1, Seq2:
   videos (``imageSequence/video_<cam>.avi``); where no extracted frames are
   found, the video is decoded instead.
 
-Per camera sequence a frame is kept when some joint moved at least 200 mm
-since the last kept frame (the first frame is kept) and at least 8 of the 14
-joints project inside the image. The 17 joints [8, 6, 15, 16, 17, 10, 11,
+Per camera sequence a frame is kept when some of the 14 LSP joints moved at
+least 200 mm since the last frame kept for its motion (the first frame is
+kept), and, of those, when at least 8 of the 14 joints project inside the
+image (HMR's ``sample_frames``, then its ``check_good``). The 17 joints [8, 6, 15, 16, 17, 10, 11,
 12, 24, 25, 26, 19, 20, 21, 5, 4, 7] − 1 of the 28 give the 14 LSP joints,
 all marked visible; 3D in metres. Scale 150 / diagonal, crop ≤ 300×300 px;
 the scaled, cropped intrinsics are stored as ``intrinsics`` (3, 3). The
@@ -104,23 +105,26 @@ def _frames(seq_dir: Path, cam: int) -> Iterator[np.ndarray] | None:
 
 
 def select_frames(joints3d: np.ndarray, joints2d: np.ndarray, size: np.ndarray) -> list[int]:
-    """HMR's frame filter for one camera sequence (module docstring).
+    """HMR's frame filter for one camera sequence, as its ``sample_frames``
+    and ``check_good``: first by motion alone — frame 0, then each frame where
+    some of the 14 LSP joints moved at least :data:`MOTION_MM` since the last
+    frame so kept — then, of those, the frames with at least
+    :data:`MIN_INSIDE` of the 14 joints inside the image (a frame dropped
+    there still moved the motion reference).
 
     Args:
-        joints3d: (T, 17, 3) millimetres; joints2d: (T, 14, 2) pixels;
-        size: (W, H) image size.
+        joints3d: (T, 14, 3) LSP joints, millimetres; joints2d: (T, 14, 2)
+            pixels; size: (W, H) image size.
     """
-    kept: list[int] = []
+    moved: list[int] = []
     last: np.ndarray | None = None
     for t in range(len(joints3d)):
         if last is not None and np.linalg.norm(joints3d[t] - last, axis=1).max() < MOTION_MM:
             continue
-        inside = ((joints2d[t] >= 0) & (joints2d[t] < size)).all(axis=1).sum()
-        if inside < MIN_INSIDE:
-            continue
-        kept.append(t)
+        moved.append(t)
         last = joints3d[t]
-    return kept
+    return [t for t in moved
+            if ((joints2d[t] >= 0) & (joints2d[t] < size)).all(axis=1).sum() >= MIN_INSIDE]
 
 
 def sequence_samples(root: Path, subject: int, seq: int, bar: Progress | None = None) -> Iterator[Sample]:
@@ -144,10 +148,9 @@ def sequence_samples(root: Path, subject: int, seq: int, bar: Progress | None = 
         if frames is None:
             raise DatasetError(f"{seq_dir}: no frames for camera {cam} (expected "
                                f"imageFrames/video_{cam}/frame_000001.jpg... or imageSequence/video_{cam}.avi)")
-        j3_17 = j3[:, [i - 1 for i in JOINT_IDS_17]]
         lsp2 = lsp_from_28(j2)
         size = calib[cam].get("size")
-        kept = set(select_frames(j3_17, lsp2, size if size is not None else np.array([np.inf, np.inf])))
+        kept = set(select_frames(lsp_from_28(j3), lsp2, size if size is not None else np.array([np.inf, np.inf])))
         last = max(kept) if kept else -1
         for t, image in enumerate(frames):
             if t > last:
