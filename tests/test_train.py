@@ -1042,6 +1042,39 @@ def test_tf_adam_weight_decay_adds_lambda_theta_to_the_gradient():
         assert torch.allclose(p.detach(), theta, rtol=0, atol=1e-12), t
 
 
+@pytest.mark.parametrize("tf_adam", [True, False])
+def test_weight_decay_reaches_only_what_the_original_regularised(smpl_npz, tmp_path, tf_adam):
+    """weight_decay > 0 decays the encoder's convolution weights and the
+    discriminator's layer weights (the original's dead L2 terms), not Θ₀, the
+    regressor, batch norm or biases: with no loss gradient, Θ₀ does not move
+    and a convolution's weights shrink."""
+    cfg = small_config(smpl_npz, weight_decay=1e-2, e_lr=1e-3, d_lr=1e-3, tf_adam=tf_adam)
+    trainer = Trainer(cfg, tmp_path / "run")
+    hmr, disc = trainer.hmr, trainer.discriminator
+    decayed, kept = trainer.e_opt.param_groups
+    assert decayed["weight_decay"] == 1e-2 and kept["weight_decay"] == 0.0
+    convs = {m.weight for m in hmr.encoder.modules() if isinstance(m, torch.nn.Conv2d)}
+    assert convs and set(decayed["params"]) == convs
+    assert all(p not in convs for p in kept["params"]) and len(kept["params"]) > 0
+    d_decayed, d_kept = trainer.d_opt.param_groups
+    layers = {m.weight for m in disc.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))}
+    assert set(d_decayed["params"]) == layers and all(p.ndim == 1 for p in d_kept["params"])
+
+    mean_param = hmr.regressor.mean_param.detach().clone()
+    conv = next(iter(convs))
+    norm = float(conv.detach().norm())
+    for group in trainer.e_opt.param_groups:
+        for p in group["params"]:
+            p.grad = torch.zeros_like(p)
+    for _ in range(5):
+        trainer.e_opt.step()
+    assert torch.equal(hmr.regressor.mean_param.detach(), mean_param)
+    assert float(conv.detach().norm()) < norm
+    # Without decay: one group, as checkpoints of earlier runs hold.
+    plain = Trainer(small_config(smpl_npz), tmp_path / "plain")
+    assert len(plain.e_opt.param_groups) == 1 and plain.e_opt.param_groups[0]["weight_decay"] == 0.0
+
+
 def test_training_panel_draws_only_visible_ground_truth_points():
     """Ground-truth keypoints with visibility 0 are not labels (a missing
     joint sits at a placeholder position): the panel leaves that spot as it

@@ -69,8 +69,10 @@ class TrainConfig:
         e_lr, d_lr, adam_betas, adam_eps: Adam (TF defaults, paper's rates).
         tf_adam: use TF's ε placement (exact) instead of ``torch.optim.Adam``.
         weight_decay: 0, as the released model was trained (Q1); a non-zero
-            value adds a coupled L2 gradient (what the original's dead
-            regulariser would have done), never AdamW.
+            value adds a coupled L2 gradient (g ← g + λ·w, never AdamW) to the
+            weights the original's dead regularisers named: the encoder's
+            convolutions and the discriminator's convolutions and fully
+            connected layers (not biases, batch norm, the regressor or Θ₀).
         e_loss_weight, e_3d_weight, d_loss_weight: loss weights (60, 60, 1).
         encoder_only: no adversarial prior.  use_3d_label: use 3D losses.
         epochs: nominal epochs (Σ dataset sizes / batch steps each), or
