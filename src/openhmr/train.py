@@ -240,7 +240,8 @@ def _l2_regularised(module: nn.Module, kinds: tuple[type[nn.Module], ...]) -> se
     ``kinds`` — the encoder's convolutions (slim's resnet arg_scope), the
     discriminator's convolutions and fully connected layers — not biases,
     batch norm, the regressor or Θ₀."""
-    return {m.weight for m in module.modules() if isinstance(m, kinds)}
+    return {p for m in module.modules() if isinstance(m, kinds)
+            for name, p in m.named_parameters(recurse=False) if name == "weight"}
 
 
 def seed_everything(seed: int) -> None:
