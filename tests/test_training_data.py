@@ -73,3 +73,17 @@ def test_a_damaged_image_is_one_line_naming_its_shard(tmp_path, num_workers):
     with pytest.raises(ShardError) as caught:
         queue.take(1)
     assert str(caught.value) == f"{tmp_path / 'lsp' / 'lsp-00000.tar'}: sample 'bad' holds an image that cannot be decoded"
+
+
+def test_without_3d_labels_one_queue_mixes_the_datasets_by_size(two_datasets):
+    """use_3d_label false, as the original's get_loader: every dataset in one
+    queue, each in proportion to its size (3 of 8 from h36m), not half of
+    each batch from the 3D sets."""
+    root, body = two_datasets
+    cfg = TrainConfig(data="shards", data_dir=str(root), datasets_3d=["h36m"], datasets_2d=["lsp"],
+                      use_3d_label=False, batch_size=8, num_workers=0, flip=False,
+                      body_model="synthetic_smpl", encoder="tiny", image_size=32, device="cpu")
+    batches = build_shard_batches(cfg, body, rank=0)
+    assert batches.queue_3d is None and batches.num_examples == 8
+    labelled = sum(float(batches.next()["has_joints3d"].float().sum()) for _ in range(4))
+    assert labelled == 4 * 3  # each pass over the 8 samples holds h36m's 3

@@ -74,7 +74,10 @@ class TrainConfig:
             convolutions and the discriminator's convolutions and fully
             connected layers (not biases, batch norm, the regressor or Θ₀).
         e_loss_weight, e_3d_weight, d_loss_weight: loss weights (60, 60, 1).
-        encoder_only: no adversarial prior.  use_3d_label: use 3D losses.
+        encoder_only: no adversarial prior.  use_3d_label: use 3D losses;
+            false, as the original's ``get_loader``, batches are drawn from
+            one queue over datasets_2d and datasets_3d, each in proportion to
+            its size (``fraction_3d`` is then not used).
         epochs: nominal epochs (Σ dataset sizes / batch steps each), or
             max_steps when set.
         sync_bn: SyncBatchNorm across DDP processes (off: each process

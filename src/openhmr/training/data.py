@@ -307,14 +307,21 @@ def build_shard_batches(cfg: TrainConfig, body: BodyModel, rank: int) -> MixedBa
     from openhmr.data.shards import read_manifest
 
     aug = augment_config(cfg, body)
-    # Only the queues a batch can draw from are read (fraction_3d 0 or 1 leaves one out).
-    names_3d = cfg.datasets_3d if cfg.fraction_3d > 0 else []
-    names_2d = cfg.datasets_2d if cfg.fraction_3d < 1 else []
+    fraction_3d = cfg.fraction_3d
+    if cfg.use_3d_label:
+        # Only the queues a batch can draw from are read (fraction_3d 0 or 1 leaves one out).
+        names_3d = cfg.datasets_3d if fraction_3d > 0 else []
+        names_2d = cfg.datasets_2d if fraction_3d < 1 else []
+    else:
+        # The original's get_loader: without 3D losses, one queue over every
+        # dataset, each in proportion to its size (no half-3D batches).
+        names_3d, fraction_3d = [], 0.0
+        names_2d = list(dict.fromkeys(cfg.datasets_2d + cfg.datasets_3d))
     folders_3d = _dataset_folders(cfg, names_3d)
     folders_2d = _dataset_folders(cfg, names_2d)
     q3 = ShardQueue(folders_3d, aug, cfg.seed, cfg.num_workers) if folders_3d else None
     q2 = ShardQueue(folders_2d, aug, cfg.seed + 1, cfg.num_workers) if folders_2d else None
-    batches = MixedBatches(q3, q2, cfg.batch_size, cfg.fraction_3d, cfg.seed, rank,
+    batches = MixedBatches(q3, q2, cfg.batch_size, fraction_3d, cfg.seed, rank,
                            body.pose_size, body.shape_size)
     if cfg.dataset_sizes:
         # The nominal epoch counts the datasets this run reads: a size given
