@@ -149,6 +149,11 @@ def test_scale_for_keypoints_as_original():
     # the 0.1-confidence point is ignored (vis_thr 0.2)
     assert scale == pytest.approx(150 / np.hypot(100, 200))
     np.testing.assert_allclose(center, [60, 120])
+    # and so is one of exactly 0.2: the original's get_bbox keeps conf > 0.2
+    at_threshold = np.vstack([kp, [[900.0, 900.0, 0.2]]])
+    scale_at, center_at = scale_for_keypoints(at_threshold)
+    assert scale_at == scale
+    np.testing.assert_array_equal(center_at, center)
     with pytest.raises(InputError, match="confidence above"):
         scale_for_keypoints(np.array([[1, 2, 0.1]]))
     with pytest.raises(InputError, match="one point"):

@@ -89,6 +89,12 @@ def test_rot6d_round_trip_and_orthonormality():
     eye = torch.eye(3, dtype=torch.float64)
     assert torch.allclose(r.transpose(-1, -2) @ r, eye.expand_as(r), atol=1e-12)
     assert torch.allclose(torch.linalg.det(r), torch.ones(100, dtype=torch.float64))
+    # the layout: the first two columns (Zhou et al.), not rows
+    assert torch.equal(matrix_to_rot6d(m)[..., :3], m[..., :, 0])
+    assert torch.equal(matrix_to_rot6d(m)[..., 3:], m[..., :, 1])
+    six = torch.tensor([[0.0, 2.0, 0.0, -3.0, 1.0, 0.0]], dtype=torch.float64)  # y, then −x once orthogonalised
+    expected = torch.tensor([[[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]], dtype=torch.float64)
+    torch.testing.assert_close(rot6d_to_matrix(six), expected, rtol=0, atol=1e-15)
 
 
 def test_weak_perspective_adds_translation_before_scaling():
