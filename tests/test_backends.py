@@ -179,6 +179,27 @@ def test_auto_skips_compiling_for_a_small_job(model, crops, monkeypatch):
     assert compiled
 
 
+def test_auto_takes_eager_fp32_for_a_few_crops_on_the_cpu(model, monkeypatch):
+    """Below FASTER_MIN_CROPS crops on the CPU, ``auto`` builds and checks no
+    other backend (bf16's probe and ONNX's session cost more than they save);
+    from there on, it tries its preference order."""
+    import openhmr.inference.backends as backends
+
+    built: list[str] = []
+
+    def recording_build(name, *args, **kwargs):
+        built.append(name)
+        raise BackendError("stand-in: not built")
+
+    monkeypatch.setattr(backends, "build_backend", recording_build)
+    notes: list[str] = []
+    small = load_predictor(model, backend="auto", expected_crops=backends.FASTER_MIN_CROPS - 1, log=notes.append)
+    assert small.name == "torch" and built == []
+    assert any("eager fp32" in n and f"about {backends.FASTER_MIN_CROPS} crops" in n for n in notes), notes
+    large = load_predictor(model, backend="auto", expected_crops=backends.FASTER_MIN_CROPS, log=notes.append)
+    assert large.name == "torch" and built  # every candidate tried (and refused here)
+
+
 def test_compiled_predictors_of_different_weights_do_not_share_graphs(model, eager, crops, smpl_model):
     """Frozen weights are constants of each compiled graph: a second network in
     the same process (same code, other weights) must get its own graph."""

@@ -77,7 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="auto", metavar="NAME",
                    help="how HMR's network runs: auto (default: the fastest installed backend "
                         "that agrees with fp32 for these weights, checked when they load; compiled "
-                        "ones only for jobs of 5000+ images/frames, where compiling pays off), torch "
+                        "ones only for jobs of 5000+ images/frames, where compiling pays off; on "
+                        "the CPU eager fp32 for jobs under 40), torch "
                         "(eager fp32), compiled (torch.compile), onnx (ONNX Runtime), bf16, "
                         "compiled-bf16")
     p.add_argument("--batch-size", dest="batch_size", type=positive_int, default=8, metavar="N",

@@ -494,9 +494,10 @@ def views_figure(image: np.ndarray, pred: Prediction) -> np.ndarray:
     set_name = next((s for s in SKELETON_PREFERENCE if s in pred.keypoints_2d),
                     next(iter(pred.keypoints_2d)))
     skeleton = draw_skeleton(small, (pred.keypoints_2d[set_name] - np.array(origin)) * np.array(factors), set_name)
-    overlay, _ = render_overlay(small, pred, factors, origin=origin)
+    overlay, covered = render_overlay(small, pred, factors, origin=origin)
+    # the same render on white: the mask's pixels are the mesh's alone (no edge blending)
+    mesh = np.where(covered[..., None], overlay, np.uint8(255))
     white = np.full_like(small, 255)
-    mesh, _ = render_overlay(white, pred, factors, background=False, origin=origin)
     sides = [render_overlay(white, pred, factors, degrees=d, background=False, origin=origin)[0]
              for d in SIDE_VIEW_DEGREES]
     return compose_panels([

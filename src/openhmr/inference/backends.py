@@ -15,7 +15,9 @@ Backends (all return the same Θ, within the stated accuracy):
                     keypoints ≤ 1 px on the 224 crop); eager fp32 if none.
                     For a job of fewer than :data:`COMPILE_MIN_CROPS` crops
                     the compiled backends are left out: their compilation
-                    would take longer than it saves.
+                    would take longer than it saves; on the CPU, below
+                    :data:`FASTER_MIN_CROPS` crops eager fp32 is used, as
+                    any other backend's checks cost more than it saves.
 ==================  =========================================================
 
 Reduced precision is never trusted blindly: its error depends on the
@@ -85,6 +87,12 @@ COMPILED = ("compiled", "compiled-bf16")
 # takes as long and saves less per crop, so the same bound is, if anything,
 # generous there.
 COMPILE_MIN_CROPS = 5000
+# When any backend other than eager fp32 pays off on the CPU. Choosing one
+# costs ~1.2 s (bf16's accuracy check: 4 + 4 probe forwards; building the ONNX
+# session, hashing the weights) and saves ~31 ms per crop (ONNX Runtime
+# against eager fp32, 265 → 234 ms a photo through the demo): ~40 crops to
+# break even. Measured with random weights on this 2-core CPU, 2026-12-07.
+FASTER_MIN_CROPS = 40
 PROBE_CROPS = 4
 
 
@@ -215,7 +223,8 @@ def load_predictor(
             ``~/.cache/openhmr``).
         preference: override :data:`AUTO_PREFERENCE` for ``auto``.
         expected_crops: how many crops the caller will run, if known. Below
-            :data:`COMPILE_MIN_CROPS`, ``auto`` skips the compiled backends
+            :data:`COMPILE_MIN_CROPS`, ``auto`` skips the compiled backends,
+            and on the CPU below :data:`FASTER_MIN_CROPS` it takes eager fp32
             (None: a long-running job; nothing is skipped).
         log: where one-line notes go (stderr by default).
     Returns:
@@ -242,6 +251,11 @@ def load_predictor(
         return predictor
 
     order = preference or (AUTO_PREFERENCE_CUDA if device.type == "cuda" else AUTO_PREFERENCE)
+    if (preference is None and device.type == "cpu" and expected_crops is not None
+            and expected_crops < FASTER_MIN_CROPS):
+        log(f"{expected_crops} crop(s) to run: eager fp32 (another backend's checks and set-up "
+            f"pay off from about {FASTER_MIN_CROPS} crops on the CPU; name one to use it anyway)")
+        return TorchPredictor(ThetaNetwork(model.encoder, model.regressor), model.body, device)
     if expected_crops is not None and expected_crops < COMPILE_MIN_CROPS and any(n in COMPILED for n in order):
         order = tuple(n for n in order if n not in COMPILED)
         log(f"{expected_crops} crop(s) to run: compiled backends skipped (compiling pays off "

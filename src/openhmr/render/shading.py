@@ -53,10 +53,13 @@ def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
         (B, V, 3) unit normals (zero for vertices used by no face).
     """
     fn = face_normals(vertices, faces)
-    normals = torch.zeros_like(vertices)
+    b, v = vertices.shape[:2]
+    # on the flattened (B·V, 3) rows: index_add_ along dim 1 takes a slow path
+    offsets = (torch.arange(b, device=faces.device) * v)[:, None]
+    normals = torch.zeros(b * v, 3, dtype=vertices.dtype, device=vertices.device)
     for k in range(3):
-        normals.index_add_(1, faces[:, k], fn)
-    return torch.nn.functional.normalize(normals, dim=-1, eps=1e-12)
+        normals.index_add_(0, (faces[:, k][None] + offsets).reshape(-1), fn.reshape(-1, 3))
+    return torch.nn.functional.normalize(normals.reshape(b, v, 3), dim=-1, eps=1e-12)
 
 
 def lambert(
