@@ -359,7 +359,7 @@ def detect_people(image: np.ndarray, max_people: int,
     height, width = image.shape[:2]
     work = image.copy()
     erased = np.zeros((height, width), dtype=bool)
-    fill = np.median(image.reshape(-1, 3), axis=0).astype(np.uint8)
+    fills: list[np.ndarray] = []  # the erasing colour, computed when first needed
     found: list[Detection] = []
     parts = [(region, box) for region, box in ((_around(box, height, width), box) for box in near)
              if region is not None]
@@ -409,8 +409,12 @@ def detect_people(image: np.ndarray, max_people: int,
     def take(detection: Detection) -> None:
         assert detection.mask is not None  # look() returns only detections with a mask
         found.append(detection)
+        if len(found) == max_people:  # nobody more is looked for: nothing to erase (a video's follower)
+            return
+        if not fills:
+            fills.append(np.median(image.reshape(-1, 3), axis=0).astype(np.uint8))
         bx0, by0, bx1, by1 = detection.box
-        _erase(work, erased, detection.mask > 0.5, 0.05 * float(np.hypot(bx1 - bx0, by1 - by0)), fill)
+        _erase(work, erased, detection.mask > 0.5, 0.05 * float(np.hypot(bx1 - bx0, by1 - by0)), fills[0])
 
     for part, expected in parts:  # one call each: the person expected there
         if len(found) == max_people:
