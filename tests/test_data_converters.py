@@ -747,6 +747,41 @@ def test_amass_conversion_and_sampler(tmp_path, capsys):
         assert torch.equal(p, b[0]) and torch.equal(s, b[1])
 
 
+def test_mocap_sets_are_found_through_links_and_without_hidden_files(tmp_path, capsys):
+    """AMASS and MoSh folders are searched as HMR's glob searched them: linked
+    sub-folders are read (a set on another disk), macOS's ._ files are not
+    (they stopped the run); a set without a frame, or sequences without betas,
+    are said, not written as an empty prior."""
+    rng = np.random.default_rng(3)
+    amass, elsewhere = tmp_path / "amass", tmp_path / "disk2" / "CMU"
+    for folder, name, frames in ((amass / "ACCAD", "a_poses.npz", 2), (elsewhere, "c_poses.npz", 3)):
+        folder.mkdir(parents=True)
+        np.savez(folder / name, poses=rng.normal(size=(frames, 156)), betas=rng.normal(size=16))
+    (amass / "CMU").symlink_to(elsewhere, target_is_directory=True)
+    (amass / "ACCAD" / "._a_poses.npz").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    np.savez(amass / "ACCAD" / "b_poses.npz", poses=rng.normal(size=(4, 156)))  # no betas
+    assert cli_main(["data", "convert-mocap", "amass", str(amass), str(tmp_path / "a.npz")]) == 0
+    captured = capsys.readouterr()
+    assert "wrote 5 poses from 2 AMASS sequences" in captured.out
+    assert "1 sequence(s) with poses but no betas left out" in captured.err
+
+    mosh, other = tmp_path / "neutrSMPL_CMU", tmp_path / "disk2" / "S2"
+    (mosh / "S1").mkdir(parents=True)
+    other.mkdir(parents=True)
+    for path, frames in ((mosh / "S1" / "a.pkl", 2), (other / "b.pkl", 3)):
+        path.write_bytes(pickle.dumps({"poses": rng.normal(size=(frames, 72)), "betas": np.zeros(10)}, protocol=2))
+    (mosh / "S2").symlink_to(other, target_is_directory=True)
+    (mosh / "S1" / "._a.pkl").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    assert cli_main(["data", "convert-mocap", "hmr", str(mosh), str(tmp_path / "m.npz")]) == 0
+    assert "wrote 5 poses from 2 MoSh sequences" in capsys.readouterr().out
+
+    empty = tmp_path / "empty_amass"
+    empty.mkdir()
+    np.savez(empty / "z_poses.npz", poses=np.zeros((0, 156)), betas=np.zeros(16))
+    assert cli_main(["data", "convert-mocap", "amass", str(empty), str(tmp_path / "e.npz")]) == 1
+    assert "hold no frames" in capsys.readouterr().err and not (tmp_path / "e.npz").exists()
+
+
 # ------------------------------------------------ the converters' common crop
 
 
@@ -875,24 +910,40 @@ def test_amass_refusals_name_the_real_problem(tmp_path):
 def test_anny_prior_draws_pose_then_shape_from_one_seeded_generator():
     """``anny_prior`` is reproducible from its seed, and pose and shape come
     from one generator in turn (a second generator with the same seed would
-    give shapes correlated with the poses); a different seed gives other samples."""
+    give shapes correlated with the poses); a different seed gives other
+    samples. Every phenotype but age is uniform over the model's whole range
+    (random_shape's builds near the average would make the discriminator call
+    clearly male or female bodies fake); age is random_shape's (adults)."""
+    from openhmr.body.anny import PHENOTYPES
     from openhmr.data.mocap import anny_prior
 
+    age = PHENOTYPES.index("age")
+    low, high = -torch.arange(1.0, 7.0) / 10, torch.arange(1.0, 7.0) / 5
+
     class Sampler:
+        shape_range = (low, high)
+
         def random_pose(self, n, generator):
             return torch.rand(n, 6, generator=generator)
 
         def random_shape(self, n, generator):
-            return torch.rand(n, 3, generator=generator)
+            return 0.01 * torch.rand(n, 6, generator=generator)
 
     g = torch.Generator().manual_seed(5)
-    want_pose, want_shape = torch.rand(4, 6, generator=g), torch.rand(4, 3, generator=g)
+    want_pose, want_adults = torch.rand(4, 6, generator=g), 0.01 * torch.rand(4, 6, generator=g)
+    want_shape = low.double() + (high - low).double() * torch.rand(4, 6, generator=g, dtype=torch.float64)
+    want_shape[:, age] = want_adults[:, age].double()
     pose, shape = anny_prior(Sampler(), 4, seed=5)
     assert pose.dtype == np.float32 and shape.dtype == np.float32
-    assert pose.shape == (4, 6) and shape.shape == (4, 3)
+    assert pose.shape == (4, 6) and shape.shape == (4, 6)
     np.testing.assert_allclose(pose, want_pose.numpy(), atol=1e-6)
     np.testing.assert_allclose(shape, want_shape.numpy(), atol=1e-6)
     assert not np.allclose(anny_prior(Sampler(), 4, seed=6)[0], pose)
+    _, many = anny_prior(Sampler(), 4000, seed=1)
+    others = [k for k in range(6) if k != age]
+    np.testing.assert_allclose(many[:, others].min(0), low[others].numpy(), atol=0.01)
+    np.testing.assert_allclose(many[:, others].max(0), high[others].numpy(), atol=0.01)
+    assert 0 <= many[:, age].min() and many[:, age].max() <= 0.01
 
 
 def test_malformed_or_empty_annotations_are_one_line_and_keep_the_old_output(coco_root, tmp_path, capsys):

@@ -132,7 +132,8 @@ def run_convert_mocap(args: argparse.Namespace) -> int:
             raise
         raise InputError(f"not enough memory for {count:,} samples; ask for fewer") from None
     mocap.save_mocap(args.out, pose, shape, overwrite=args.overwrite,
-                     source=f"Anny random_pose/random_shape sampler, seed {seed} (weak prior, not mocap)")
+                     source=f"Anny random_pose, phenotypes uniform over Anny's range (adult ages), seed {seed} "
+                            "(weak prior, not mocap)")
     print(f"wrote {count} Anny prior samples to {args.out}")
     return 0
 

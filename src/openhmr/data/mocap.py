@@ -28,10 +28,12 @@ Sources:
   all the same). ``stride`` keeps every n-th frame (AMASS runs at
   60–250 fps, so neighbouring frames repeat each other);
 * Anny (``anny_prior``): no Anny mocap exists. The documented route is the
-  body model's own sampler (``Anny.random_pose``, ``Anny.random_shape``):
-  uniform joint ranges and phenotypes around the average adult. It is a weak
-  prior (it rewards "inside the joint limits", not "looks like human
-  motion"), stated as such in the file's ``source`` field.
+  body model's own pose sampler (``Anny.random_pose``: uniform joint ranges)
+  and adults of every build: each phenotype uniform over Anny's whole range
+  (both genders, thin to heavy, short to tall), age as ``Anny.random_shape``
+  draws it (adults). It is a weak prior (it rewards "inside the joint
+  limits", not "looks like human motion"), stated as such in the file's
+  ``source`` field.
 
 ``MocapSampler`` draws the batches: a seeded permutation per epoch, read in
 consecutive chunks, with ``state_dict``/``load_state_dict`` for exact resume.
@@ -46,11 +48,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from openhmr.progress import track
 
+from openhmr import progress
 from openhmr.errors import NPZ_READ_ERRORS, InputError
+from openhmr.io.images import files_below
 from openhmr.io.npz import open_npz, save_npz
 from openhmr.io.output_paths import replacing
+from openhmr.progress import track
 
 SMPL_BODY_VALUES = 66  # 22 body joints × 3 (SMPL-H's first joints are SMPL's first 22)
 SMPL_POSE_SIZE = 72
@@ -147,12 +151,16 @@ def convert_amass(root: str | Path, out: str | Path, stride: int = 1,
         raise MocapError(f"the mocap output must be an .npz file, got {out}")
     if out.exists() and not overwrite:
         raise MocapError(f"{out} exists; pass --overwrite to replace it")
-    files = sorted(root.rglob("*.npz"))
-    poses, shapes, used = [], [], 0
+    # linked sub-folders too, hidden files (macOS's ._ resource forks) not
+    files = [p for p in files_below(root) if p.suffix == ".npz"]
+    poses, shapes, used, without_betas = [], [], 0, 0
     for path in track(files, desc="convert amass", unit="seq"):
         try:
             with open_npz(path) as f:
-                if "poses" not in f.files or "betas" not in f.files:
+                if "poses" not in f.files:
+                    continue  # another file of the set (a subject's shape.npz)
+                if "betas" not in f.files:
+                    without_betas += 1
                     continue
                 pose, shape = amass_to_smpl(f["poses"][::stride], f["betas"])
         except MocapError as e:
@@ -164,9 +172,13 @@ def convert_amass(root: str | Path, out: str | Path, stride: int = 1,
         poses.append(pose)
         shapes.append(shape)
         used += 1
+    if without_betas:
+        progress.message(f"convert amass: {without_betas} sequence(s) with poses but no betas left out")
     if not used:
         raise MocapError(f"no AMASS sequence (.npz with poses and betas) under {root}")
     pose, shape = np.concatenate(poses), np.concatenate(shapes)
+    if not len(pose):
+        raise MocapError(f"the AMASS sequences under {root} hold no frames")
     save_mocap(out, pose, shape, overwrite=overwrite,
                source=f"AMASS {root.name}: SMPL-H body joints + zero hands, betas[:10], stride {stride}")
     return {"files": used, "count": len(pose), "path": out}
@@ -223,7 +235,7 @@ def convert_hmr_mosh(root: str | Path, out: str | Path, overwrite: bool = False)
         raise MocapError(f"the mocap output must be an .npz file, got {out}")
     if out.exists() and not overwrite:
         raise MocapError(f"{out} exists; pass --overwrite to replace it")
-    found = sorted(root.rglob("*.pkl"))
+    found = [p for p in files_below(root) if p.suffix == ".pkl"]  # links followed, hidden files not
     # The original's test-subject rule, on the path below the set's folder.
     files = [p for p in found if not any(s in p.relative_to(root).as_posix() for s in TEST_SUBJECTS)]
     if not files:
@@ -235,6 +247,8 @@ def convert_hmr_mosh(root: str | Path, out: str | Path, overwrite: bool = False)
         poses.append(pose)
         shapes.append(shape)
     pose, shape = np.concatenate(poses), np.concatenate(shapes)
+    if not len(pose):
+        raise MocapError(f"the MoSh sequences under {root} hold no frames")
     save_mocap(out, pose, shape, overwrite=overwrite,
                source=f"HMR MoSh set {root.name}: poses with their sequence's betas, "
                       f"{' and '.join(TEST_SUBJECTS)} left out")
@@ -246,15 +260,23 @@ def anny_prior(model: Any, count: int, seed: int = 0) -> tuple[np.ndarray, np.nd
 
     Args:
         model: ``openhmr.body.anny.Anny`` (anything with ``random_pose(n,
-            generator)`` and ``random_shape(n, generator)``).
+            generator)``, ``random_shape(n, generator)`` and ``shape_range``
+            over Anny's phenotypes).
     Returns:
         (pose (count, 3·J), shape (count, k)) float32.
     """
+    from openhmr.body.anny import PHENOTYPES
+
     generator = torch.Generator().manual_seed(int(seed))
     pose = model.random_pose(count, generator=generator)
-    shape = model.random_shape(count, generator=generator)
-    return (pose.detach().cpu().numpy().astype(np.float32),
-            shape.detach().cpu().numpy().astype(np.float32))
+    adults = model.random_shape(count, generator=generator).detach().cpu().double()
+    # Every build, not only random_shape's builds near the average (which would
+    # teach the discriminator that clearly male or female bodies are fake).
+    low, high = (x.detach().cpu().double() for x in model.shape_range)
+    shape = low + (high - low) * torch.rand(count, len(low), generator=generator, dtype=torch.float64)
+    age = PHENOTYPES.index("age")
+    shape[:, age] = adults[:, age]
+    return (pose.detach().cpu().numpy().astype(np.float32), shape.numpy().astype(np.float32))
 
 
 class MocapSampler:
