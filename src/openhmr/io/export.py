@@ -85,7 +85,7 @@ def save_obj(path: str | os.PathLike[str], vertices: Any, faces: Any, *, y_up: b
     fmt = "%.9g" if v.dtype == np.float32 else "%.17g"
     # One format over the flat values: a list per vertex made the garbage
     # collector run hundreds of times per mesh in a process holding the models.
-    text = (f"# openhmr mesh\n"
+    text = ("# openhmr mesh\n"
             + (f"v {fmt} {fmt} {fmt}\n" * len(v)) % tuple(v.ravel().tolist())
             + ("f %d %d %d\n" * len(f)) % tuple((f + 1).ravel().tolist()))
     _write_atomic(path, text.encode("ascii"))
