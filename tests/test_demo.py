@@ -1080,6 +1080,16 @@ def test_fit_options_without_use_warn(model_files, tmp_path, capsys, cached_load
     assert "--no-world-landmarks is used only with the detector" in err
 
 
+def test_mesh_format_for_videos_alone_warns(model_files, tmp_path, capsys, cached_loading):
+    """A video's outputs are its npz and overlay: --mesh-format with videos
+    alone says it is not used (fit --sequence refuses it)."""
+    clip = _write_clip(tmp_path / "clip.mp4", 2)
+    code, err = run([clip, "--bbox", "20,10,80,70", "--mesh-format", "ply", "--no-render",
+                     *hmr_args(model_files, tmp_path / "out")], capsys)
+    assert code == 0, err
+    assert "--mesh-format is not used for videos" in err
+
+
 def test_jumps_are_checked_and_warn_where_unused(model_files, tmp_path, capsys, cached_loading):
     """--jumps without --noise-px is a one-line error; --method hmr warns that
     it is unused, and so does the detector's 2D + 3D fit (the jumps choose

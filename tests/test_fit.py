@@ -851,3 +851,15 @@ def test_starts_with_a_graph_and_calls_under_inference_mode(smpl_model) -> None:
         torch.testing.assert_close(other.pose, plain.pose, rtol=0, atol=1e-6)
         torch.testing.assert_close(other.betas, plain.betas, rtol=0, atol=1e-6)
         torch.testing.assert_close(other.cam, plain.cam, rtol=0, atol=1e-6)
+
+
+def test_a_body_model_built_under_inference_mode_is_one_line(smpl_arrays) -> None:
+    """Its buffers are inference tensors, which no gradient goes through: one
+    line saying where to build it, not torch's 'cannot be saved for backward'."""
+    from openhmr.body import SMPL
+
+    with torch.inference_mode():
+        body = SMPL(smpl_arrays)
+        kp = torch.rand(1, 19, 3) * 200
+        with pytest.raises(InputError, match=r"built under torch.inference_mode\(\).*build it outside"):
+            fit(body, kp, "cocoplus19")

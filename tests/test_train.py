@@ -381,7 +381,7 @@ def test_config_yaml_round_trip_and_overrides(tmp_path):
     ("dataset_sizes={lsp: 0}", "dataset_sizes must be at least 1 each"),
     ("dataset_sizes={lsp: 500, h36m: -500}", "dataset_sizes must be at least 1 each"),
     # A name of no dataset (another case, a typo) would leave that dataset's count as it was.
-    ("dataset_sizes={H36M: 300000, lspp: 1000}", r"dataset_sizes names \['H36M', 'lspp'\], which are in neither"),
+    ("dataset_sizes={H36M: 300000, lspp: 1000}", r"dataset_sizes names 'H36M' \(meant 'h36m'\?\), 'lspp' \(meant 'lsp'\?\)"),
 ])
 def test_an_option_of_the_wrong_type_is_refused(override, message):
     """A value of the wrong type is one ConfigError naming the option, not a

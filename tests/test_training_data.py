@@ -87,3 +87,27 @@ def test_without_3d_labels_one_queue_mixes_the_datasets_by_size(two_datasets):
     assert batches.queue_3d is None and batches.num_examples == 8
     labelled = sum(float(batches.next()["has_joints3d"].float().sum()) for _ in range(4))
     assert labelled == 4 * 3  # each pass over the 8 samples holds h36m's 3
+
+
+def test_a_position_of_other_queues_is_refused_on_resume(two_datasets):
+    """A checkpoint's data position belongs to its queues' datasets: a run
+    whose queues read other sets (use_3d_label false now reads both lists in
+    one queue; a checkpoint written before that read the 2D sets alone) is
+    refused, not continued on a different stream."""
+    root, body = two_datasets
+
+    def batches(**kw):
+        cfg = TrainConfig(data="shards", data_dir=str(root), datasets_3d=["h36m"], datasets_2d=["lsp"],
+                          batch_size=2, num_workers=0, body_model="synthetic_smpl", encoder="tiny",
+                          image_size=32, device="cpu", **kw)
+        return build_shard_batches(cfg, body, rank=0)
+
+    one_queue = batches(use_3d_label=False, fraction_3d=0.0)
+    state = one_queue.state_dict()
+    assert state["layout"] == {"queue_3d": [], "queue_2d": ["lsp", "h36m"]}
+    batches(use_3d_label=False, fraction_3d=0.0).load_state_dict(state)  # the same run resumes
+    legacy = {k: v for k, v in batches(fraction_3d=0.0).state_dict().items() if k != "layout"}
+    with pytest.raises(ValueError, match=r"came from \{'queue_3d': \[\], 'queue_2d': \['lsp'\]\}"):
+        one_queue.load_state_dict(legacy)
+    with pytest.raises(ValueError, match="this run's would come from"):
+        batches().load_state_dict(state)

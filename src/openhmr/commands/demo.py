@@ -21,9 +21,9 @@ finds the person and the Anny body model is fitted to its keypoints
 (--method fit). With HMR weights and an SMPL file, HMR's network predicts the
 body (--method hmr), optionally refined by a fit (--method hmr+fit).
 
-The person is located by, in this order: --bbox, --openpose, --detect, or
-else the whole image is taken as a tight crop of one person (as the original
-HMR demo does; a warning says so).
+The person is located by one of --bbox, --openpose, --detect (two at once
+are refused), or else the whole image is taken as a tight crop of one person
+(as the original HMR demo does; a warning says so).
 
 With --max-people N (N > 1, --openpose or the detector) up to N people of each
 photo are recovered: <name>_person1.json, .npz, mesh and _views.png,
@@ -114,7 +114,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openhmr.demo import DemoOptions, run_demo
+    from pathlib import Path
+
+    from openhmr.demo import DemoOptions, run_demo, warn
+    from openhmr.io.images import VIDEO_EXTENSIONS
+
+    if args.mesh_format is not None and all(Path(p).suffix.lower() in VIDEO_EXTENSIONS for p in args.inputs):
+        warn("--mesh-format is not used for videos (a video's outputs are its .npz and overlay video)")
 
     options = DemoOptions(
         inputs=list(args.inputs), out=args.out, method=args.method, weights=args.weights,

@@ -32,7 +32,7 @@ from openhmr.progress import message
 
 
 def build_person_source(options: DemoOptions, method: str = "hmr") -> PersonSource:
-    """The first of: --bbox, --openpose, --detect, the whole image.
+    """One of --bbox, --openpose, --detect (two are refused), else the whole image.
 
     A fit needs keypoints, so for ``fit`` and ``hmr+fit`` the detector is the
     default and a box alone is refused.

@@ -92,6 +92,9 @@ def fit(
                         f"got {body_model!r:.60}")
     if not crop_size > 0:
         raise InputError(f"crop_size must be a positive number of pixels, got {crop_size}")
+    if any(t.is_inference() for t in body_model.buffers()):  # no gradient can flow through them
+        raise InputError("the body model was built under torch.inference_mode(), so nothing can be "
+                         "fitted with it: build it outside (fit itself may be called inside)")
     threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(num_threads)

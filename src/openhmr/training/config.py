@@ -21,6 +21,25 @@ class ConfigError(InputError):
     """A training configuration file or override is invalid."""
 
 
+def _mistyped_sizes(sizes: dict[str, int], datasets: list[str]) -> dict[str, str]:
+    """The ``dataset_sizes`` names that look like one of the run's datasets
+    without being it ("H36M", "lspp" for "h36m", "lsp"), each with that
+    dataset: such a size would leave the dataset's own count in place unseen.
+    A name unlike any (a set this run does not read, as the paper's sizes for
+    all six) is not one."""
+    import difflib
+
+    out = {}
+    for name in sizes:
+        if name in datasets:
+            continue
+        close = [d for d in datasets if d.lower() == name.lower()] or difflib.get_close_matches(
+            name.lower(), datasets, n=1, cutoff=0.8)
+        if close:
+            out[name] = close[0]
+    return out
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run depends on.
@@ -37,7 +56,9 @@ class TrainConfig:
         mocap_dir, mocap_datasets: the adversarial prior's real samples.
         dataset_sizes: optional {name: count} overriding the counts read from
             the shard manifests, for the nominal epoch (§9); only the datasets
-            the run reads count (fraction_3d 0 or 1 reads one queue's).
+            the run reads count (fraction_3d 0 or 1 reads one queue's; with
+            use_3d_label false, both lists'); a name like one of the run's
+            datasets but not it (another case, a typo) is refused.
         synthetic_samples: size of the synthetic data set.
         num_workers: DataLoader workers per process.
         trans_max, scale_min, scale_max, flip: augmentation (§10.4).
@@ -202,11 +223,11 @@ class TrainConfig:
             # A size replaces a manifest's count in the nominal epoch: 0 or less would shorten the run unseen.
             (all(n >= 1 for n in self.dataset_sizes.values()),
              f"dataset_sizes must be at least 1 each, got {self.dataset_sizes}"),
-            # A name no dataset has (a typo, another case) would leave that dataset's count unreplaced.
-            (set(self.dataset_sizes) <= set(self.datasets_2d) | set(self.datasets_3d),
-             f"dataset_sizes names {sorted(set(self.dataset_sizes) - set(self.datasets_2d) - set(self.datasets_3d))}, "
-             f"which are in neither datasets_2d {self.datasets_2d} nor datasets_3d {self.datasets_3d}"),
         ]
+        mistyped = _mistyped_sizes(self.dataset_sizes, self.datasets_2d + self.datasets_3d)
+        if mistyped:
+            checks.append((False, "dataset_sizes names " + ", ".join(f"{k!r} (meant {v!r}?)" for k, v in mistyped.items())
+                           + "; a size counts only under its dataset's name in datasets_2d or datasets_3d"))
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)

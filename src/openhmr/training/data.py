@@ -218,6 +218,12 @@ class MixedBatches:
         self.pose_size, self.shape_size = pose_size, shape_size
         self.step = 0
         self.nominal_examples: int | None = None
+        # The datasets each queue reads, by name (shards; None for stored
+        # samples), checked on resume: a position belongs to its queue's data.
+        # ``legacy_layout``: what a checkpoint without a layout (written before
+        # 2026-12-07) read under this configuration.
+        self.layout: dict[str, list[str]] | None = None
+        self.legacy_layout: dict[str, list[str]] | None = None
 
     @property
     def num_examples(self) -> int:
@@ -258,11 +264,16 @@ class MixedBatches:
     def state_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,
+            "layout": self.layout,
             "queue_3d": self.queue_3d.state_dict() if self.queue_3d is not None else None,
             "queue_2d": self.queue_2d.state_dict() if self.queue_2d is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state["layout"] if "layout" in state else self.legacy_layout
+        if self.layout is not None and saved is not None and saved != self.layout:
+            raise ValueError(f"the checkpoint's batches came from {saved}, this run's would come from "
+                             f"{self.layout}")
         self.step = int(state["step"])
         for name in ("queue_3d", "queue_2d"):
             queue = getattr(self, name)
@@ -323,6 +334,10 @@ def build_shard_batches(cfg: TrainConfig, body: BodyModel, rank: int) -> MixedBa
     q2 = ShardQueue(folders_2d, aug, cfg.seed + 1, cfg.num_workers) if folders_2d else None
     batches = MixedBatches(q3, q2, cfg.batch_size, fraction_3d, cfg.seed, rank,
                            body.pose_size, body.shape_size)
+    batches.layout = {"queue_3d": list(names_3d), "queue_2d": list(names_2d)}
+    # Before 2026-12-07 use_3d_label did not change the queues.
+    batches.legacy_layout = {"queue_3d": list(cfg.datasets_3d if cfg.fraction_3d > 0 else []),
+                             "queue_2d": list(cfg.datasets_2d if cfg.fraction_3d < 1 else [])}
     if cfg.dataset_sizes:
         # The nominal epoch counts the datasets this run reads: a size given
         # replaces its manifest's count, one not given keeps it.
