@@ -100,6 +100,25 @@ def test_damaged_cdf_files_are_one_line_each(tmp_path):
     multi = bytearray(data)
     struct.pack_into(">i", multi, 8 + 32, 0b01)  # CDR flags: row-major, not single-file
     damaged("multi.cdf", bytes(multi), "multi-file CDF")
+    # A dimension that does not vary is stored once and broadcast back: the size counted is the
+    # array returned (a 1.6 KB file declared 2e9 × 96 values this way, and was read)
+    broadcast = bytearray(data)
+    struct.pack_into(">i", broadcast, vdr_at + 344, 2_000_000_000)  # dims[0]
+    struct.pack_into(">i", broadcast, vdr_at + 352, 0)  # dimVarys[0]: not varying
+    damaged("broadcast.cdf", bytes(broadcast), "more than openhmr reads")
+    # An index nested within an index is read; one nested past MAX_INDEX_DEPTH is refused.
+    nested = bytearray(data) + data[vxr_at:vxr_at + 44]
+    struct.pack_into(">q", nested, vxr_at + 36, len(data))  # the top VXR's entry: the copy at the end
+    (tmp_path / "nested.cdf").write_bytes(bytes(nested))
+    np.testing.assert_array_equal(CDFFile(tmp_path / "nested.cdf").read("Pose")[0], pose)
+    import openhmr.io.cdf as cdf_module
+
+    original_depth = cdf_module.MAX_INDEX_DEPTH
+    cdf_module.MAX_INDEX_DEPTH = 0
+    try:
+        damaged("nested.cdf", bytes(nested), "nested more than 0 deep")
+    finally:
+        cdf_module.MAX_INDEX_DEPTH = original_depth
 
     # Compressed with RLE (method 1): refused when that variable is read, not
     # when the file is opened (its other variables stay readable).

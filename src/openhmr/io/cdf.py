@@ -28,6 +28,7 @@ variable's logical dimensions, whatever the file's majority; for H36M's
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ _GZIP = 5
 #: memory (H3.6M's pose files hold a few MB): a header declaring more is a
 #: damaged or hostile file, refused before anything is allocated.
 MAX_BYTES = 1 << 31
+#: The deepest variable index tree read (CDF's library nests a few levels).
+MAX_INDEX_DEPTH = 64
 
 # CDF data type -> numpy base type code and item size (None: character data).
 _DTYPES: dict[int, tuple[str, int]] = {
@@ -248,9 +251,12 @@ class CDFFile:
             return np.dtype(f"S{var.num_elems}")
         return np.dtype(f"{self.byte_order}{kind}{size}")
 
-    def _collect_blocks(self, vxr: int, out: list[tuple[int, int, int]], seen: set[int] | None = None) -> None:
+    def _collect_blocks(self, vxr: int, out: list[tuple[int, int, int]], seen: set[int] | None = None,
+                        depth: int = 0) -> None:
         """Append (first record, last record, value-record offset) of a VXR tree."""
         seen = set() if seen is None else seen
+        if depth > MAX_INDEX_DEPTH:  # CDF's library writes a few levels; thousands are a crafted file
+            raise self._fail(f"the variable index at byte {vxr} is nested more than {MAX_INDEX_DEPTH} deep")
         while vxr:
             if vxr in seen:  # a list or tree that loops back: a damaged file
                 raise self._fail(f"the variable index at byte {vxr} loops")
@@ -267,7 +273,7 @@ class CDFFile:
             for i in range(n_used):
                 child_type = self._unpack("i", offsets[i] + 8)[0]
                 if child_type == 6:
-                    self._collect_blocks(offsets[i], out, seen)
+                    self._collect_blocks(offsets[i], out, seen, depth + 1)
                 else:
                     out.append((firsts[i], lasts[i], offsets[i]))
             vxr = nxt
@@ -307,7 +313,7 @@ class CDFFile:
                                "only GZIP is supported")
         dtype = self._value_dtype(var)
         stored_dims = tuple(d for d, v in zip(var.dims, var.dim_varys) if v)
-        per_record = int(np.prod(stored_dims, dtype=np.int64)) if stored_dims else 1
+        per_record = math.prod(stored_dims)  # Python ints: a crafted size cannot wrap around
         n_records = var.max_record + 1
         if n_records <= 0:
             return np.zeros((0, *var.dims), dtype=dtype.newbyteorder("="))
@@ -315,9 +321,11 @@ class CDFFile:
             fill = np.frombuffer(var.pad[:dtype.itemsize], dtype=dtype)[0]
         else:
             fill = np.zeros((), dtype=dtype)
-        if n_records * per_record * dtype.itemsize > MAX_BYTES:
-            raise self._fail(f"variable {var.name!r} declares {n_records} records of {per_record} values, "
-                             "more than openhmr reads")
+        # the array returned, non-varying dimensions broadcast back: its whole size
+        returned = (n_records if var.record_varys else 1) * math.prod(var.dims)
+        if max(n_records * per_record, returned) * dtype.itemsize > MAX_BYTES:
+            raise self._fail(f"variable {var.name!r} declares {n_records} records of {math.prod(var.dims)} "
+                             "values, more than openhmr reads")
         blocks: list[tuple[int, int, int]] = []
         self._collect_blocks(var.vxr_head, blocks)
         stored = 0
