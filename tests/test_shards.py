@@ -230,6 +230,33 @@ def test_a_damaged_manifest_is_one_line(shard_dir, tmp_path, capsys):
             read_manifest(tmp_path)
         assert main(["data", "info", str(tmp_path)]) == 1
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    # re-saved as UTF-16, or nested past Python's recursion limit: the same one line
+    for blob in (json.dumps(good).encode("utf-16"), b"[" * 100_000):
+        (tmp_path / MANIFEST).write_bytes(blob)
+        with pytest.raises(ShardError, match="cannot read"):
+            read_manifest(tmp_path)
+        assert main(["data", "info", str(tmp_path)]) == 1
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_damaged_sample_is_one_line_naming_its_shard(shard_dir, tmp_path):
+    """A flipped byte in a sample's labels (bit rot, a bad copy): a ShardError
+    naming the shard and the sample, not zipfile's bare traceback."""
+    import shutil
+    import tarfile
+
+    out, _ = shard_dir
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    shard = sorted(copy.glob("*.tar"))[0]
+    with tarfile.open(shard) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith(".npz"))
+    data = bytearray(shard.read_bytes())
+    data[member.offset_data + 200] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    samples = ShardSamples(copy)
+    with pytest.raises(ShardError, match=rf"{shard.name}.*sample .*damaged labels"):
+        samples[0]
 
 
 def test_shuffle_buffer_is_a_permutation_and_local():

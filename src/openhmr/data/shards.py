@@ -54,7 +54,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from openhmr import __version__
-from openhmr.errors import InputError, require_opencv
+from openhmr.errors import NPZ_READ_ERRORS, InputError, require_opencv
 from openhmr.io.output_paths import check_output_folder, commit_new, missing_folders, remove_empty_folders
 
 SAMPLES_PER_SHARD = 1000
@@ -360,7 +360,7 @@ def check_writable(out_dir: Path, name: str, dataset: str | None = None, overwri
     if manifest_path.is_file():
         try:
             other = json.loads(manifest_path.read_text()).get("dataset")
-        except (OSError, json.JSONDecodeError, AttributeError):
+        except (OSError, ValueError, AttributeError, RecursionError):  # not JSON, not UTF-8, not a dict
             other = None
         if other != (dataset or name):
             raise InputError(f"{out_dir} already holds another converted dataset ({other}); "
@@ -394,7 +394,7 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
                          "run `openhmr data convert` first, or it was interrupted)")
     try:
         manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: not JSON, or not UTF-8
         raise ShardError(f"cannot read {path}: {e}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ShardError(f"{path} is not an openhmr shard manifest")
@@ -510,12 +510,14 @@ def decode_sample(key: str, raw: dict[str, bytes]) -> dict[str, Any]:
     """
     if "jpg" not in raw or "npz" not in raw:
         raise ShardError(f"sample {key!r} lacks its .jpg or .npz member")
-    with np.load(io.BytesIO(raw["npz"]), allow_pickle=False) as npz:
-        arrays = {name: npz[name] for name in npz.files}
+    try:  # a flipped byte (bit rot, a bad copy): one line naming the sample (the reader adds the shard)
+        with np.load(io.BytesIO(raw["npz"]), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        labels = str(arrays.pop("dataset")), bool(arrays.pop("has_joints3d")), bool(arrays.pop("has_smpl"))
+    except (*NPZ_READ_ERRORS, KeyError) as e:
+        raise ShardError(f"sample {key!r}: damaged labels ({type(e).__name__}: {e})") from None
     out: dict[str, Any] = {"key": key, "image": decode_jpeg(raw["jpg"], key)}
-    out["dataset"] = str(arrays.pop("dataset"))
-    out["has_joints3d"] = bool(arrays.pop("has_joints3d"))
-    out["has_smpl"] = bool(arrays.pop("has_smpl"))
+    out["dataset"], out["has_joints3d"], out["has_smpl"] = labels
     out["joints3d"] = arrays.pop("joints3d", np.zeros((NUM_JOINTS3D, 3), np.float32))
     out["pose"] = arrays.pop("pose", np.zeros(SMPL_POSE_SIZE, np.float32))
     out["betas"] = arrays.pop("betas", np.zeros(SMPL_SHAPE_SIZE, np.float32))
