@@ -317,6 +317,10 @@ def test_from_pretrained_refuses_other_body_models_and_bad_files(converted, tmp_
     corrupt.write_bytes(out.read_bytes()[:4096])
     with pytest.raises(WeightsError, match="not a readable"):
         HMR.from_pretrained(corrupt, SMPL(smpl_arrays))
+    deep = tmp_path / "deep.safetensors"  # a header nested past Python's recursion limit
+    deep.write_bytes((100_000).to_bytes(8, "little") + b"[" * 100_000)
+    with pytest.raises(WeightsError, match="not a readable .safetensors weight file"):
+        HMR.from_pretrained(deep, SMPL(smpl_arrays))
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"\x00" * 100)
     with pytest.raises(WeightsError):

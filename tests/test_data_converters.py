@@ -965,6 +965,10 @@ def test_malformed_or_empty_annotations_are_one_line_and_keep_the_old_output(coc
     annotations.write_text(json.dumps({**data, "annotations": []}))
     assert cli_main(["data", "convert", "coco", str(root), str(out), "--overwrite"]) == 1
     assert "no coco sample was found to convert; nothing was written" in capsys.readouterr().err
+    annotations.write_text("[" * 100_000)  # nested past Python's recursion limit
+    assert cli_main(["data", "convert", "coco", str(root), str(out), "--overwrite"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"cannot read {annotations}" in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 

@@ -423,3 +423,32 @@ def test_the_trainers_2d_and_3d_queues_are_seeded_apart(shard_dir, smpl_model):
     assert sorted(q3.epoch_order(0).tolist()) == sorted(q2.epoch_order(0).tolist())
     assert not np.array_equal(q3.epoch_order(0), q2.epoch_order(0))
     assert _keys(batches.queue_3d.take(8)) != _keys(batches.queue_2d.take(8))
+
+
+def test_a_stored_image_declaring_too_many_pixels_is_one_line(recwarn):
+    """A converter checks each image's header: one declaring more than
+    openhmr's 512 MP is refused in one line (Pillow's bomb error was a
+    traceback, its warning a raw line), and 100 MP passes without a warning."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    from openhmr.data.shards import check_image_bytes
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 96), (120, 80, 40)).save(buf, "JPEG")
+
+    def declaring(width: int, height: int) -> bytes:
+        data = bytearray(buf.getvalue())
+        at = data.find(b"\xff\xc0")  # SOF0: marker, length, precision, height, width
+        data[at + 5:at + 9] = struct.pack(">HH", height, width)
+        return bytes(data)
+
+    check_image_bytes(declaring(10_000, 10_000), "im0001.jpg")
+    assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]
+    with pytest.raises(InputError, match="im0002.jpg declares 30000×30000 pixels, more than openhmr reads"):
+        check_image_bytes(declaring(30_000, 30_000), "im0002.jpg")
+    with pytest.raises(InputError, match="im0003.jpg declares an image of more than 512 MP"):
+        check_image_bytes(declaring(40_000, 40_000), "im0003.jpg")
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # Pillow's own limit is left as it was

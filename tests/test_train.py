@@ -74,6 +74,15 @@ def test_encoder_weights_that_are_no_safetensors_are_one_line(tmp_path):
                           (".", "is a folder")):
         with pytest.raises(WeightsError, match=message):
             build_encoder(TrainConfig(encoder="tiny", encoder_weights=str(tmp_path / name)))
+    # The encoder's names with other widths (a wide ResNet): one line, not torch's list of mismatches
+    from safetensors.torch import save_file
+
+    state = {f"encoder.{k}": v.clone() for k, v in build_encoder(TrainConfig(encoder="tiny")).state_dict().items()}
+    name = next(k for k, v in state.items() if v.ndim == 4)
+    state[name] = torch.zeros(2 * state[name].shape[0], *state[name].shape[1:])
+    save_file(state, str(tmp_path / "wide.safetensors"))
+    with pytest.raises(WeightsError, match=rf"1 tensors have other shapes \(first: {name.removeprefix('encoder.')}"):
+        build_encoder(TrainConfig(encoder="tiny", encoder_weights=str(tmp_path / "wide.safetensors")))
 
 
 def test_mean_params_start_theta0_as_the_original(smpl_npz, tmp_path):

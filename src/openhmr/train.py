@@ -169,6 +169,14 @@ def build_encoder(cfg: TrainConfig) -> nn.Module:
             raise WeightsError(f"encoder_weights {path} is not a safetensors file ({e})") from None
         state = {k.removeprefix("encoder."): v for k, v in tensors.items()
                  if not k.startswith(("regressor.", "discriminator."))}
+        own = encoder.state_dict()
+        # Same names, other widths (a wide or grouped ResNet-50): load_state_dict raises at length.
+        resized = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+        if resized:
+            k = resized[0]
+            raise WeightsError(f"{path.name} does not fit the {cfg.encoder} encoder: {len(resized)} tensors "
+                               f"have other shapes (first: {k} {tuple(state[k].shape)}, the encoder's "
+                               f"{tuple(own[k].shape)})")
         missing, unexpected = encoder.load_state_dict(state, strict=False)
         missing = [m for m in missing if not m.endswith("num_batches_tracked")]
         if missing or unexpected:

@@ -42,6 +42,7 @@ import json
 import os
 import tarfile
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
@@ -139,13 +140,26 @@ def check_image_bytes(data: bytes, source: str) -> None:
     file should fail here, naming ``source``, not at training time)."""
     from PIL import Image, UnidentifiedImageError
 
+    from openhmr.io.images import MAX_PIXELS
+
+    pillow_limit = Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
+        with warnings.catch_warnings():  # the size is checked below, against openhmr's own cap
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        raise InputError(f"{source} declares an image of more than {MAX_PIXELS // 1_000_000} MP") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise InputError(f"{source} is not an image") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
     if width < 1 or height < 1:
         raise InputError(f"{source} is an empty image")
+    if width * height > MAX_PIXELS:  # decoded at every epoch of training
+        raise InputError(f"{source} declares {width}×{height} pixels, more than openhmr reads "
+                         f"({MAX_PIXELS // 1_000_000} MP)")
 
 
 def _sample_arrays(sample: Sample) -> dict[str, np.ndarray]:

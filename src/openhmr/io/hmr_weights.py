@@ -476,8 +476,9 @@ def read_weights(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str
             raise ValueError("no safetensors header")
         metadata = header.get("__metadata__") or {}
         tensors = load_file(str(path))
-    except (SafetensorError, ValueError, OSError, UnicodeDecodeError) as e:
-        raise WeightsError(f"{path} is not a readable .safetensors weight file ({e})") from None
+    except (SafetensorError, ValueError, OSError, RecursionError) as e:  # ValueError: JSON, UTF-8
+        raise WeightsError(f"{path} is not a readable .safetensors weight file "
+                           f"({e or type(e).__name__})") from None
     if metadata.get("format") != WEIGHTS_FORMAT:
         raise WeightsError(f"{path} is a safetensors file but not openhmr HMR weights (no '{WEIGHTS_FORMAT}' metadata)")
     return tensors, metadata

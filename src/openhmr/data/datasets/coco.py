@@ -114,7 +114,7 @@ def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: 
     require(root / part, f"COCO's {part}/ image folder")
     try:
         data = json.loads(ann_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: not JSON, or not UTF-8
         raise DatasetError(f"cannot read {ann_path}: {e}") from None
     return write_samples(samples(root, data, part), Path(out), NAME,
                          {"split": split, "root": str(root), "margin": MARGIN}, overwrite)
