@@ -313,6 +313,18 @@ def test_predictions_file_is_checked(tmp_path, capsys):
     np.savez(tmp_path / "obj.npz", keys=keys, joints3d=np.zeros((len(keys), 14, 3), dtype=object))
     with pytest.raises(InputError):
         load_predictions(tmp_path / "obj.npz", bench.keys)
+    # A header declaring more than the machine's memory (a kilobyte file can claim terabytes):
+    # refused by name, not numpy's "out of memory" and a batch-size hint
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as archive:
+        with archive.open("keys.npy", "w") as f:
+            np.lib.format.write_array(f, keys)
+        with archive.open("joints3d.npy", "w") as f:
+            np.lib.format.write_array_header_2_0(f, {"descr": "<f8", "fortran_order": False,
+                                                     "shape": (10**10, 14, 3)})
+    with pytest.raises(InputError, match=r"'joints3d' declares 3129.2 GiB, more than this machine's"):
+        load_predictions(tmp_path / "huge.npz", bench.keys)
     # H36M-17 predictions stand in for LSP-14 ones.
     h17 = np.random.default_rng(0).normal(size=(len(keys), 17, 3))
     np.savez(tmp_path / "h17.npz", keys=keys, keypoints3d_h36m17=h17)
@@ -571,6 +583,12 @@ def test_3dhp_faulty_annotations_are_one_line_each(tmp_path):
         del f["annot2"]
         f["annot2"] = np.zeros((4, 1, 14, 2))
     with pytest.raises(DatasetError, match=r"annot2 of \(frames, 1, 17, 2\) for 4 frames, got \(4, 1, 14, 2\)"):
+        load_benchmark("3dhp", tmp_path, allow_partial=True)
+    # A chunked array declared a billion frames long and never written: refused before it is read.
+    with h5py.File(root / "TS1" / "annot_data.mat", "r+") as f:
+        del f["univ_annot3"]
+        f.create_dataset("univ_annot3", shape=(10**9, 1, 17, 3), dtype="f8", chunks=(1, 1, 17, 3))
+    with pytest.raises(DatasetError, match=r"univ_annot3 declares \(1000000000, 1, 17, 3\) values"):
         load_benchmark("3dhp", tmp_path, allow_partial=True)
 
 

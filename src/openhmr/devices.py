@@ -3,6 +3,8 @@ present before any work starts."""
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from openhmr.errors import InputError
@@ -30,3 +32,11 @@ def require_device(name: str | torch.device) -> torch.device:
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise InputError(f"device {str(name)!r} was asked for but MPS is not available here")
     return device
+
+
+def physical_memory_bytes() -> int | None:
+    """This machine's RAM in bytes, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from openhmr.body.base import BodyModel
 from openhmr.data.mocap import MocapSampler
-from openhmr.devices import require_device
+from openhmr.devices import physical_memory_bytes, require_device
 from openhmr.errors import InputError, OpenHMRError, WeightsError, require_opencv
 from openhmr.io.output_paths import missing_folders
 from openhmr.nets import HMR, FactorizedDiscriminator
@@ -200,14 +200,6 @@ def build_mean_theta(cfg: TrainConfig, body: BodyModel) -> Tensor | None:
         raise WeightsError(f"mean_params {cfg.mean_params} holds a pose of {pose.size} and a shape of "
                            f"{shape.size} values; {body.name} has {body.pose_size} and {body.shape_size}")
     return mean_theta_from_params(torch.from_numpy(pose), torch.from_numpy(shape))
-
-
-def physical_memory_bytes() -> int | None:
-    """This machine's RAM in bytes, or None where the OS does not say."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, OSError, ValueError):
-        return None
 
 
 def check_batch_fits(cfg: TrainConfig, memory: int | None = None) -> None:

@@ -42,7 +42,7 @@ def _loadmat(path: Path) -> dict:
     except ImportError:
         raise DatasetError("reading LSP's joints.mat needs scipy: pip install scipy") from None
     try:
-        return loadmat(str(path))
+        return loadmat(str(path), variable_names=["joints"])  # nothing else is read into memory
     except (OSError, ValueError, NotImplementedError, MatReadError) as e:
         raise DatasetError(f"cannot read {path} as a MATLAB v5 file: {e}") from None
 

@@ -40,6 +40,7 @@ Frame keys: ``TS1/000001`` = test sequence, 1-based frame number (as in
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,8 @@ ACTIVITIES = {
     5: "On The Floor", 6: "Sports", 7: "Miscellaneous",
 }
 SEQUENCES = tuple(f"TS{i}" for i in range(1, 7))
+#: The most bytes one annotation array may declare (a test sequence's hold a few MB).
+MAX_ANNOTATION_BYTES = 1 << 30
 # openhmr's h36m17 names that stand for 3DHP's joints of another name.
 _H36M17_ALIASES = {"jaw": "head"}
 
@@ -93,6 +96,12 @@ def read_annotations(path: Path, annotation: str = "univ_annot3") -> dict[str, n
                        if k not in f]
             if missing:
                 raise DatasetError(f"{path} lacks {', '.join(missing)}")
+            for key in (annotation, "annot2", "valid_frame", "activity_annotation"):
+                # a header can declare terabytes in a few kilobytes; a sequence's arrays hold MBs
+                shape = getattr(f[key], "shape", None)
+                if shape is not None and math.prod(shape) * 8 > MAX_ANNOTATION_BYTES:
+                    raise DatasetError(f"{path}: {key} declares {shape} values, more than a sequence holds "
+                                       "(a damaged file?)")
             j3 = np.asarray(f[annotation], np.float64)
             j2 = np.asarray(f["annot2"], np.float64)
             valid = np.asarray(f["valid_frame"]).reshape(-1).astype(bool)

@@ -26,6 +26,26 @@ def open_npz(source: str | Path | IO[bytes]) -> np.lib.npyio.NpzFile:
     return data
 
 
+def declared_bytes(data: np.lib.npyio.NpzFile, name: str) -> int:
+    """The bytes member ``name`` of an open archive declares in its header
+    (shape × item size), read without loading it: a damaged or hostile file
+    can declare terabytes in a kilobyte.
+
+    Raises:
+        ValueError: no such member, or its header is not a .npy header.
+    """
+    with data.zip.open(f"{name}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    count = 1
+    for n in shape:
+        count *= int(n)
+    return count * dtype.itemsize
+
+
 def save_npz(target: Path | IO[bytes], arrays: Mapping[str, object], compress: bool = False) -> None:
     """The arrays as ``np.savez`` (or, with ``compress``, ``np.savez_compressed``)
     writes them, to the file ``target`` (a path, taken as given: no ".npz"
