@@ -270,12 +270,13 @@ def test_mpii(mpii_root, tmp_path):
 # -------------------------------------------------------------------- COCO
 
 
-def _coco_person(ann_id, image_id, kp17, box_side=120.0, crowd=0):
+def _coco_person(ann_id, image_id, kp17, box_side=120.0, crowd=0, height=None):
     x0, y0 = kp17[:, 0].min(), kp17[:, 1].min()
-    poly = [x0, y0, x0 + box_side, y0, x0 + box_side, y0 + box_side * 0.8, x0, y0 + box_side * 0.8]
+    h = box_side * 0.8 if height is None else height
+    poly = [x0, y0, x0 + box_side, y0, x0 + box_side, y0 + h, x0, y0 + h]
     return {"id": ann_id, "image_id": image_id, "category_id": 1, "iscrowd": crowd,
             "keypoints": kp17.reshape(-1).tolist(), "num_keypoints": int((kp17[:, 2] > 0).sum()),
-            "segmentation": [poly], "bbox": [x0, y0, box_side, box_side * 0.8], "area": 1.0}
+            "segmentation": [poly], "bbox": [x0, y0, box_side, h], "area": 1.0}
 
 
 @pytest.fixture
@@ -298,6 +299,8 @@ def coco_root(tmp_path):
         _coco_person(4, 11, kp(list(range(17))), box_side=50.0),      # mask box too small
         _coco_person(5, 11, kp(list(range(17))), crowd=1),            # crowd
         _coco_person(6, 11, f),
+        # 150 px wide, 55 tall (lying): the original's max(bbox[2:]) is the height alone
+        _coco_person(7, 11, kp(list(range(17))), box_side=150.0, height=55.0),
     ]
     data = {"images": [{"id": 10, "file_name": "COCO_train2014_000000000010.jpg", "height": 500, "width": 520},
                        {"id": 11, "file_name": "COCO_train2014_000000000011.jpg", "height": 500, "width": 520}],

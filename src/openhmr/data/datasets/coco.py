@@ -5,9 +5,12 @@ under ROOT (``--split test`` reads the val2014 pair instead; HMR trains on
 train2014 only). A person is kept when (HMR_REFERENCE §10.3):
 
 * it is not a crowd annotation and has at least 6 keypoints with v = 2;
-* the longer side of its mask's box exceeds 60 px. The box is taken from the
-  segmentation polygons' extent (COCO's own ``bbox`` for RLE masks), which
-  is the mask box up to rasterisation, so no pycocotools is needed;
+* its mask's box is more than 60 px tall. The original's docstring says
+  "max bbox length", but its ``bbox = [min_pt, w, h]`` makes ``max(bbox[2:])``
+  the height alone, so a wide, short person (lying, crouching) is dropped, as
+  there. The box is taken from the segmentation polygons' extent (COCO's own
+  ``bbox`` for RLE masks), which is the mask box up to rasterisation, so no
+  pycocotools is needed;
 * it is not face/shoulder-only: some elbow, wrist, hip, knee or ankle is
   labelled.
 
@@ -38,7 +41,7 @@ NAME = "coco"
 COCO_BODY_TO_LSP = (16, 14, 12, 11, 13, 15, 10, 8, 6, 5, 7, 9)
 COCO_FACE = (0, 1, 2, 3, 4)
 MIN_LABELLED = 6
-MIN_BOX_SIDE = 60.0
+MIN_BOX_HEIGHT = 60.0
 LIMB_IDS = tuple(range(7, 17))  # elbows, wrists, hips, knees, ankles
 MARGIN = 200
 
@@ -53,15 +56,14 @@ def coco_to_cocoplus(keypoints: np.ndarray) -> np.ndarray:
     return out
 
 
-def mask_box_side(annotation: dict[str, Any]) -> float:
-    """Longer side of the person's mask box, pixels."""
+def mask_box_height(annotation: dict[str, Any]) -> float:
+    """Height of the person's mask box, pixels (the original's ``max(bbox[2:])``)."""
     seg = annotation.get("segmentation")
     if isinstance(seg, list) and seg:
         pts = np.concatenate([np.asarray(p, np.float64).reshape(-1, 2) for p in seg if len(p) >= 2])
-        extent = pts.max(axis=0) - pts.min(axis=0)
-        return float(extent.max())
+        return float(pts[:, 1].max() - pts[:, 1].min())
     box = annotation.get("bbox") or [0, 0, 0, 0]
-    return float(max(box[2], box[3]))
+    return float(box[3])
 
 
 def keep_person(annotation: dict[str, Any]) -> bool:
@@ -74,7 +76,7 @@ def keep_person(annotation: dict[str, Any]) -> bool:
     v = kp.reshape(17, 3)[:, 2]
     if (v == 2).sum() < MIN_LABELLED:
         return False
-    if mask_box_side(annotation) <= MIN_BOX_SIDE:
+    if mask_box_height(annotation) <= MIN_BOX_HEIGHT:
         return False
     return bool((v[list(LIMB_IDS)] > 0).any())
 
