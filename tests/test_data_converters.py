@@ -822,6 +822,38 @@ def test_scale_and_crop_person_uses_each_axis_own_factor():
     np.testing.assert_array_equal(crop, scaled[25:60, 130:170])
 
 
+@pytest.mark.parametrize("scale", [0.7, 1.0, 4.0, 6.3])
+def test_centres_are_placed_as_the_original_placed_them(scale):
+    """MPII and COCO (truncate): the centre stays fractional once scaled, the
+    window starts at ⌊c − margin⌋ and the stored centre is ⌊c − start⌋, as
+    their scripts crop (rounding before scaling strayed up to ±3 px at 6×);
+    MPI-INF-3DHP: c rounded once, after scaling; LSP: the midpoint truncated
+    (``center.astype(np.int)``)."""
+    from openhmr.data.datasets._common import scale_and_crop_person, visible_center
+
+    rng = np.random.default_rng(int(scale * 10))
+    image = np.zeros((173, 211, 3), np.uint8)
+    for _ in range(20):
+        keypoints = np.concatenate([rng.uniform(20, 150, (6, 2)), np.ones((6, 1))], axis=1)
+        keypoints[0, 2] = 0  # an invisible point does not place the centre
+        keypoints[0, :2] = (1.0, 1.0)
+        margin = 150
+        factors = np.floor(np.array([211, 173]) * scale) / np.array([211, 173])
+        scaled = keypoints[1:, :2] * factors
+        c = (scaled.min(axis=0) + scaled.max(axis=0)) / 2.0
+        start = np.maximum(c - margin, 0).astype(int)
+        _, kp, centre, offset, _ = scale_and_crop_person(image, keypoints, scale, margin, truncate=True)
+        np.testing.assert_array_equal(offset, start)
+        np.testing.assert_array_equal(centre, (c - start).astype(int))
+        np.testing.assert_allclose(kp[:, :2], keypoints[:, :2] * factors - start, atol=1e-9)
+        _, _, centre, offset, _ = scale_and_crop_person(image, keypoints, scale, margin)
+        rounded = np.round(c).astype(int)
+        np.testing.assert_array_equal(offset, np.maximum(rounded - margin, 0))
+        np.testing.assert_array_equal(centre, rounded - offset)
+        mid = (keypoints[1:, :2].min(axis=0) + keypoints[1:, :2].max(axis=0)) / 2.0
+        np.testing.assert_array_equal(visible_center(keypoints), mid.astype(int))
+
+
 @pytest.mark.parametrize("scale", [0.5, 3.3, 7.9])
 def test_a_huge_enlargement_interpolates_only_the_kept_window(monkeypatch, scale):
     """Beyond MAX_SCALED_PIXELS the scaled image is not made whole (two hip

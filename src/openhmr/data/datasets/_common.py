@@ -67,11 +67,18 @@ def visible_box(keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return pts.min(axis=0), pts.max(axis=0)
 
 
-def visible_center(keypoints: np.ndarray) -> np.ndarray | None:
-    """Midpoint of the visible keypoints' box, rounded to whole pixels (the
-    original stores integer centres)."""
+def visible_midpoint(keypoints: np.ndarray) -> np.ndarray | None:
+    """Midpoint (2,) of the visible keypoints' box, pixels, or None."""
     box = visible_box(keypoints)
-    return None if box is None else np.round((box[0] + box[1]) / 2.0)
+    return None if box is None else (box[0] + box[1]) / 2.0
+
+
+def visible_center(keypoints: np.ndarray) -> np.ndarray | None:
+    """The stored centre of an unscaled image (LSP, LSP-extended): the visible
+    box's midpoint truncated to whole pixels, as the original's
+    ``center.astype(np.int)`` stores it."""
+    mid = visible_midpoint(keypoints)
+    return None if mid is None else np.trunc(mid)
 
 
 def visible_diagonal(keypoints: np.ndarray) -> float:
@@ -126,7 +133,7 @@ MAX_SCALED_PIXELS = 64_000_000
 
 
 def scale_and_crop_person(image: np.ndarray, keypoints: np.ndarray, scale: float, margin: int,
-                          center: np.ndarray | None = None
+                          center: np.ndarray | None = None, truncate: bool = False
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The original's ``resize_img`` + crop of at most (2·margin)² around the person.
 
@@ -139,7 +146,12 @@ def scale_and_crop_person(image: np.ndarray, keypoints: np.ndarray, scale: float
             (``cv2.warpAffine``, the same mapping; values within a grey level
             or two of the whole image's, whose fixed-point weights differ).
         margin: half-size of the kept window, pixels of the scaled image.
-        center: person centre in image pixels (default: visible-box midpoint).
+        center: person centre in image pixels (default: the visible box's
+            midpoint, unrounded).
+        truncate: the original's MPII and COCO crop: the scaled centre c
+            kept fractional, the window from ⌊c − margin⌋ to ⌊c + margin⌋
+            and the stored centre ⌊c − start⌋; otherwise its MPI-INF-3DHP
+            crop: c rounded once, after scaling, the window c ± margin.
     Returns:
         (cropped image, keypoints (K, 3) in its pixels, centre (2,) integer
         pixels, offset (2,) the scaled-image pixel of the crop's top-left
@@ -154,10 +166,17 @@ def scale_and_crop_person(image: np.ndarray, keypoints: np.ndarray, scale: float
         raise ValueError(f"scale {scale} shrinks the image to nothing")
     factors = np.array([new_w / width, new_h / height])
     if center is None:
-        center = visible_center(keypoints)
-    center_scaled = np.round(np.asarray(center, np.float64) * factors).astype(int)
-    start = np.maximum(center_scaled - margin, 0)
-    end = np.minimum(center_scaled + margin, [new_w, new_h])
+        center = visible_midpoint(keypoints)
+    scaled_center = np.asarray(center, np.float64) * factors
+    if truncate:
+        start = np.maximum(scaled_center - margin, 0).astype(int)
+        end = np.minimum((scaled_center + margin).astype(int), [new_w, new_h])
+        stored = np.trunc(scaled_center - start)
+    else:
+        rounded = np.round(scaled_center).astype(int)
+        start = np.maximum(rounded - margin, 0)
+        end = np.minimum(rounded + margin, [new_w, new_h])
+        stored = (rounded - start).astype(np.float64)
     if new_h * new_w <= MAX_SCALED_PIXELS:
         scaled = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
         crop = np.ascontiguousarray(scaled[start[1]:end[1], start[0]:end[0]])
@@ -176,7 +195,7 @@ def scale_and_crop_person(image: np.ndarray, keypoints: np.ndarray, scale: float
                                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
     kp = np.asarray(keypoints, np.float64).copy()
     kp[:, :2] = kp[:, :2] * factors - start
-    return crop, kp, (center_scaled - start).astype(np.float64), start, factors
+    return crop, kp, stored, start, factors
 
 
 def crop_intrinsics(intrinsics: np.ndarray, factors: np.ndarray, offset: np.ndarray) -> np.ndarray:

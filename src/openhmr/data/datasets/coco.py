@@ -97,7 +97,7 @@ def samples(root: Path, data: dict[str, Any], image_dir: str) -> Iterator[Sample
             scale = coco_scale(kp)
             if scale is None:
                 continue
-            crop, kp_c, center, _, _ = scale_and_crop_person(image, kp, scale, MARGIN)
+            crop, kp_c, center, _, _ = scale_and_crop_person(image, kp, scale, MARGIN, truncate=True)
             yield Sample(key=f"coco_{image_id:012d}_{int(ann['id'])}", image=crop, keypoints2d=kp_c,
                          center=center, dataset=NAME,
                          extras={"source": np.array(f"{image_dir}/{name}"), "scale": np.array(scale, dtype=np.float32)})

@@ -107,7 +107,7 @@ def samples(root: Path, release: Any) -> Iterator[Sample]:
                 continue
             if image is None:
                 image = read_image(require(root / "images" / name, f"the MPII image images/{name}"), upright=False)
-            crop, kp, center, _, _ = scale_and_crop_person(image, to_cocoplus(lsp), scale, MARGIN)
+            crop, kp, center, _, _ = scale_and_crop_person(image, to_cocoplus(lsp), scale, MARGIN, truncate=True)
             yield Sample(key=f"mpii_{Path(name).stem}_{r}", image=crop, keypoints2d=kp,
                          center=center, dataset=NAME,
                          extras={"source": np.array(f"images/{name}"), "scale": np.array(scale, dtype=np.float32)})
