@@ -863,3 +863,45 @@ def test_a_body_model_built_under_inference_mode_is_one_line(smpl_arrays) -> Non
         kp = torch.rand(1, 19, 3) * 200
         with pytest.raises(InputError, match=r"built under torch.inference_mode\(\).*build it outside"):
             fit(body, kp, "cocoplus19")
+
+
+def test_smpl_draws_starts_from_the_joint_ranges(smpl_model) -> None:
+    """SMPL.random_pose: Anny's joint ranges for SMPL's T-pose (the shoulders'
+    arm-up range lowered by SMPL_ARM_DROP, elbows flexing about SMPLify's axes,
+    hands at rest, the root upright), reproducible from a generator; the fit
+    then starts a 2D-only SMPL fit from several poses, and keeps one of lower
+    energy than the single start where that one ends in a worse minimum."""
+    from openhmr.body.poses import POSE_RANGES, SMPL_ARM_DROP, SMPL_BEND_AXES
+    from openhmr.geometry.rotations import axis_angle_to_matrix
+
+    pose = smpl_model.random_pose(400, torch.Generator().manual_seed(1))
+    assert pose.shape == (400, 72) and pose.dtype == torch.float32
+    assert torch.equal(pose, smpl_model.random_pose(400, torch.Generator().manual_seed(1)))
+    joints = pose.reshape(400, 24, 3).double()
+    names = list(smpl_model.joint_names)
+    assert not joints[:, names.index("left_hand")].any() and not joints[:, names.index("right_hand")].any()
+    (_, _, lo), (_, _, hi) = POSE_RANGES["left_shoulder"]
+    z = joints[:, names.index("left_shoulder"), 2]
+    assert lo - SMPL_ARM_DROP - 1e-6 <= float(z.min()) and float(z.max()) <= hi - SMPL_ARM_DROP + 1e-6
+    for side in ("left", "right"):
+        elbow = joints[:, names.index(f"{side}_elbow")]
+        along = elbow @ torch.tensor(SMPL_BEND_AXES[f"{side}_elbow"], dtype=torch.float64)
+        torch.testing.assert_close(elbow, along[:, None] * torch.tensor(SMPL_BEND_AXES[f"{side}_elbow"],
+                                                                        dtype=torch.float64))
+        assert float(along.min()) >= 0.0  # never bent backwards
+    up = axis_angle_to_matrix(joints[:, 0])[:, 1, 1]  # the body's up axis in camera y (down): −cos tilt
+    assert float(up.max()) < -0.98
+
+    bodies = smpl_model.random_pose(6, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        kp3 = smpl_model(bodies, torch.zeros(6, 10)).keypoints["cocoplus19"]
+    g = torch.Generator().manual_seed(0)
+    cam = torch.tensor([[0.8, 0.0, 0.0]]).repeat(6, 1)
+    kp = (cam[:, None, :1] * (kp3[..., :2] + cam[:, None, 1:]) + 1) * CROP / 2 + 2.0 * torch.randn(6, 19, 2, generator=g)
+    kp = torch.cat([kp, torch.ones(6, 19, 1)], -1)
+    cfg = FitConfig(stage1_iters=10, stage2_iters=(30,), pose_weights=(25.0,), shape_weights=(20.0,))
+    one = fit(smpl_model, kp, "cocoplus19", config=replace(cfg, hypotheses=1))
+    four = fit(smpl_model, kp, "cocoplus19", config=replace(cfg, hypotheses=4))
+    energy_one, energy_four = (sum(r.losses.values()) for r in (one, four))
+    assert (energy_four <= energy_one * 1.001).all()  # the single start is among the four
+    assert (energy_four < 0.95 * energy_one).any()  # and some drawn start finds a lower minimum

@@ -116,10 +116,11 @@ from openhmr.body.anny_import import import_anny
 from openhmr.body.anny_rig import AnnyKeypointRig
 from openhmr.body.base import BodyModel, BodyOutput
 from openhmr.body.keypoints import flip_permutation, get_set
+from openhmr.body.poses import POSE_RANGES, range_pose, upright_roots
 from openhmr.errors import OpenHMRError
 from openhmr.progress import message
 from openhmr.io.smpl_file import SMPL_PARENTS
-from openhmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from openhmr.geometry.rotations import axis_angle_to_matrix
 
 if TYPE_CHECKING:  # pragma: no cover
     import anny as anny_pkg
@@ -202,27 +203,6 @@ _DERIVED_FOR_SET: dict[str, dict[str, str]] = {
     "blazepose27": {},
 }
 KEYPOINT_SET_NAMES: tuple[str, ...] = tuple(_DERIVED_FOR_SET)
-
-#: Plausible ranges (low, high) of each axis-angle component of the body-side
-#: and central joints, radians, in the pose frame (x body-left, y up, z front);
-#: right-side joints mirror their left partners. Used to sample random poses
-#: for synthetic data; knees and elbows bend only the natural way.
-POSE_RANGES: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
-    "left_hip": ((-0.9, -0.3, -0.15), (0.3, 0.3, 0.4)),  # −x: thigh forward, +z: outward
-    "spine1": ((-0.15, -0.2, -0.15), (0.3, 0.2, 0.15)),  # +x: bend forward
-    "left_knee": ((0.0, 0.0, 0.0), (1.4, 0.0, 0.0)),  # +x: shin back
-    "spine2": ((-0.1, -0.15, -0.1), (0.2, 0.15, 0.1)),
-    "left_ankle": ((-0.3, -0.1, -0.15), (0.3, 0.1, 0.15)),
-    "spine3": ((-0.1, -0.15, -0.1), (0.2, 0.15, 0.1)),
-    "left_foot": ((-0.2, 0.0, 0.0), (0.2, 0.0, 0.0)),
-    "neck": ((-0.2, -0.3, -0.2), (0.3, 0.3, 0.2)),
-    "left_collar": ((-0.1, -0.1, -0.1), (0.1, 0.1, 0.1)),
-    "head": ((-0.2, -0.3, -0.15), (0.2, 0.3, 0.15)),
-    "left_shoulder": ((-1.0, -0.5, -0.6), (0.5, 0.5, 1.2)),  # −x: arm forward, +z: arm up
-    "left_elbow": ((0.0, 0.0, 0.0), (1.8, 0.0, 0.0)),  # flexion angle about the hinge
-    "left_wrist": ((-0.3, -0.3, -0.3), (0.3, 0.3, 0.3)),
-}
-
 
 def _anny_data_version() -> int:
     """The version of anny's cache layout (its cache's ``v<N>`` folder)."""
@@ -645,29 +625,8 @@ class Anny(BodyModel):
         plus up to ±0.1 rad of tilt); other joints uniform in
         :data:`POSE_RANGES` (elbows: flexion about their hinge axis). Drawn on
         the CPU (the same draws on any device), returned on the model's."""
-        u = lambda *shape: torch.rand(*shape, generator=generator, dtype=torch.float64)
-        pose = torch.zeros(n, self.num_joints, 3, dtype=torch.float64)
-        for j, name in enumerate(JOINT_NAMES[1:], start=1):
-            side = name.startswith("right_")
-            key = "left_" + name[len("right_"):] if side else name
-            lo, hi = (torch.tensor(x, dtype=torch.float64) for x in POSE_RANGES[key])
-            value = lo + (hi - lo) * u(n, 3)
-            if key == "left_elbow":
-                value = value[:, :1] * self._bend_axes[j].to("cpu", torch.float64)
-            elif side:
-                value = value * torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64)
-            pose[:, j] = value
-        yaw = (2 * u(n) - 1) * max_yaw
-        tilt = (2 * u(n, 2) - 1) * 0.1
-        zeros = torch.zeros(n, dtype=torch.float64)
-        # eps = 0 keeps the rotations exact; a zero angle (max_yaw=0) is the identity, not 0/0
-        eye = torch.eye(3, dtype=torch.float64)
-        r_yaw = axis_angle_to_matrix(torch.stack([zeros, yaw, zeros], -1), eps=0.0)
-        r_yaw = torch.where((yaw == 0)[:, None, None], eye, r_yaw)
-        r_tilt = axis_angle_to_matrix(torch.stack([tilt[:, 0], zeros, tilt[:, 1]], -1), eps=0.0)
-        r_tilt = torch.where((tilt == 0).all(-1)[:, None, None], eye, r_tilt)
-        upright = axis_angle_to_matrix(torch.tensor([[math.pi, 0.0, 0.0]], dtype=torch.float64))
-        pose[:, 0] = matrix_to_axis_angle(r_yaw @ r_tilt @ upright)
+        pose = range_pose(JOINT_NAMES, n, generator, self._bend_axes)
+        pose[:, 0] = upright_roots(n, generator, max_yaw)
         return pose.reshape(n, self.pose_size).to(self._to_smpl)
 
     def _shape_half_widths(self, spread: float = SHAPE_SPREAD) -> Tensor:

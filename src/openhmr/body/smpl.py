@@ -21,6 +21,7 @@ global translation, as in HMR.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from torch import Tensor
 
 from openhmr.body.base import BodyModel, BodyOutput
 from openhmr.body.keypoints import SMPL24
+from openhmr.body.poses import SMPL_ARM_DROP, SMPL_BEND_AXES, range_pose, upright_roots
 from openhmr.errors import SMPLFileError
 from openhmr.geometry.rotations import axis_angle_to_matrix
 from openhmr.io.smpl_file import REGRESSOR_PREFIX, SMPL_PARENTS, load_smpl_arrays
@@ -203,6 +205,24 @@ class SMPL(BodyModel):
     @property
     def has_faces(self) -> bool:
         return self.faces.shape[0] > 0
+
+    def random_pose(self, n: int, generator: torch.Generator | None = None,
+                    max_yaw: float = math.pi / 4) -> Tensor:
+        """(n, 72) random plausible poses, as ``Anny.random_pose`` draws them
+        (upright and roughly facing +z in camera coordinates, the joints
+        uniform in ``openhmr.body.poses.POSE_RANGES``), for SMPL's T-pose:
+        the shoulders' arm-up range lowered by ``SMPL_ARM_DROP``, elbows
+        flexing about SMPLify's axes, the hands at rest. The keypoint fit
+        draws its extra starts from them (``FitConfig.hypotheses``): from 2D
+        alone one start ended in a clearly worse minimum for about a third of
+        synthetic bodies. Drawn on the CPU, returned on the model's device."""
+        hinges = torch.zeros(self.num_joints, 3, dtype=torch.float64)
+        for j, name in enumerate(self.joint_names):
+            if name in SMPL_BEND_AXES:
+                hinges[j] = torch.tensor(SMPL_BEND_AXES[name], dtype=torch.float64)
+        pose = range_pose(self.joint_names, n, generator, hinges, shoulder_drop=SMPL_ARM_DROP)
+        pose[:, 0] = upright_roots(n, generator, max_yaw)
+        return pose.reshape(n, 3 * self.num_joints).to(self.v_template)
 
     def forward(self, pose: Tensor, shape: Tensor) -> BodyOutput:
         """Pose and shape a batch of SMPL bodies.

@@ -62,7 +62,8 @@ The method:
    energy has several minima. Without 3D keypoints and without an initial
    estimate, stage 2 runs from ``hypotheses`` poses at once — the stage-1
    pose and draws from the body model's ``random_pose`` (Anny's samples its
-   prior's ranges), with stage 1's orientation — and keeps, per person, the
+   prior's ranges, SMPL's the same ranges for its T-pose), with stage 1's
+   orientation — and keeps, per person, the
    one with the lowest final energy.
 5. **Tracking in a video.** Given the same person's fit in the previous
    frame (``previous``), the fit starts from that pose and shape, with the

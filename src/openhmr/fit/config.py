@@ -56,8 +56,8 @@ class FitConfig:
         optimise_shape: fit the shape (else keep the initial one).
         hypotheses: stage-2 starts per person when only 2D keypoints are
             given and there is no initial estimate (1 disables); the extra
-            starts are drawn by the body model's ``random_pose`` (Anny's), so
-            a model without one (SMPL) starts once.
+            starts are drawn by the body model's ``random_pose`` (Anny and
+            SMPL have one), so a model without one starts once.
         seed: seeds the drawn starting poses (the fit is deterministic).
         track_iters: stage-2 L-BFGS iterations when tracking (``previous``).
         track_stage1_iters: stage-1 iterations when tracking from the

@@ -11,15 +11,12 @@ import torch
 from torch import Tensor
 
 from openhmr.body.base import BodyModel
+from openhmr.body.poses import SMPL_BEND_AXES
 from openhmr.geometry.rotations import axis_angle_to_matrix
 
 # Stiffer joints of SMPLify's pose prior, matched by name substrings.
 _STIFF = {"spine": 4.0, "neck": 4.0, "head": 4.0, "collar": 4.0, "foot": 4.0,
           "hand": 4.0, "wrist": 2.0}
-# SMPLify's bending guard for SMPL (its joint names): natural flexion is a
-# positive rotation about these axes.
-_SMPL_BEND_AXES = {"left_knee": (1.0, 0.0, 0.0), "right_knee": (1.0, 0.0, 0.0),
-                   "left_elbow": (0.0, -1.0, 0.0), "right_elbow": (0.0, 1.0, 0.0)}
 
 #: ``openhmr demo|fit --upright``'s σ of the body's tilt from the image's
 #: vertical, radians (~11°): a level camera's pitch and a person's sway.
@@ -43,8 +40,8 @@ def bend_axes(body_model: BodyModel) -> Tensor:
         return own
     axes = torch.zeros(body_model.num_joints, 3)
     for j, name in enumerate(body_model.joint_names):
-        if name in _SMPL_BEND_AXES:
-            axes[j] = torch.tensor(_SMPL_BEND_AXES[name])
+        if name in SMPL_BEND_AXES:
+            axes[j] = torch.tensor(SMPL_BEND_AXES[name])
     return axes
 
 
