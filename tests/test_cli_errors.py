@@ -826,6 +826,20 @@ def test_a_missing_extra_is_one_line_naming_what_to_install(tmp_path, monkeypatc
     with pytest.raises(InputError, match=r"reading videos needs cv2, which is installed but cannot be loaded "
                        r"\(libGL.so.1: cannot open"):
         require_opencv("reading videos")
+    # mediapipe the same: one line before anything loads, not one per input after the model
+    broken = tmp_path / "site" / "mediapipe"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise ImportError("libGL.so.1: cannot open shared object file")\n')
+    for name in [m for m in sys.modules if m == "mediapipe" or m.startswith("mediapipe.")]:
+        monkeypatch.delitem(sys.modules, name)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((40, 30, 3), np.uint8)).save(photos / f"p{i}.png")
+    assert main(["demo", str(photos), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("needs mediapipe, which is installed but cannot be loaded (libGL.so.1") == 1, err
+    assert len(err.strip().splitlines()) == 1
     _without(monkeypatch, "yaml")
     from openhmr.training.config import TrainConfig
 

@@ -206,8 +206,12 @@ class DetectorSource:
         names what asked for the detector."""
         import importlib.util
 
+        from openhmr.errors import require_module
+
         if importlib.util.find_spec("mediapipe") is None:
             raise InputError(f"{needed_for} needs the BlazePose detector: pip install 'openhmr[demo]'")
+        # installed but not loadable (libGL missing, a broken install): said once, not once per input
+        require_module("mediapipe.python.solutions.pose", needed_for, "pip install 'openhmr[demo]'")
 
     def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation:
         from openhmr.detect import PersonTracker, find_person
