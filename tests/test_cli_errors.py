@@ -344,6 +344,10 @@ def test_a_binary_or_folder_training_config_is_one_line(tmp_path, capsys):
     assert "is not a text file, so not a YAML config" in capsys.readouterr().err
     assert main(["train", "--config", str(tmp_path), "--out", str(tmp_path / "run")]) == 1
     assert "is a folder; give its .yaml file" in capsys.readouterr().err
+    (tmp_path / "deep.yaml").write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert main(["train", "--config", str(tmp_path / "deep.yaml"), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "is nested deeper than a config can be" in err and "Traceback" not in err
 
 
 def test_out_of_memory_is_recognised_in_its_three_forms():
@@ -840,6 +844,11 @@ def test_a_missing_extra_is_one_line_naming_what_to_install(tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert err.count("needs mediapipe, which is installed but cannot be loaded (libGL.so.1") == 1, err
     assert len(err.strip().splitlines()) == 1
+    # protobuf of another version: a TypeError from mediapipe's import, one line too (not a traceback)
+    (broken / "__init__.py").write_text('raise TypeError("Descriptors cannot be created directly.\\nmore")\n')
+    assert main(["demo", str(photos), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot be loaded (Descriptors cannot be created directly.)" in err and len(err.strip().splitlines()) == 1
     _without(monkeypatch, "yaml")
     from openhmr.training.config import TrainConfig
 

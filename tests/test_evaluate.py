@@ -1021,3 +1021,50 @@ def test_saved_predictions_load_back_in_their_units(tmp_path):
     only = load_predictions(tmp_path / "joints_only.npz", keys)
     assert only.vertices is None and only.keypoints2d is None
     np.testing.assert_allclose(only.joints14, preds.joints14, rtol=1e-12)
+
+
+def test_npz_members_are_sized_before_they_are_read(tmp_path):
+    """Every reader of a downloaded .npz (mocap, AMASS, mean parameters, SMPL
+    fits, SMPL models, predictions) refuses a member declaring more than the
+    machine's memory by name, before numpy tries to allocate it; a member
+    stored without the .npy suffix (numpy reads it) is sized too."""
+    import zipfile
+
+    from openhmr.data.datasets._common import DatasetError as ConversionError
+    from openhmr.data.datasets.h36m import load_smpl_fits
+    from openhmr.data.mocap import MocapError, convert_amass, load_mocap
+    from openhmr.errors import WeightsError
+    from openhmr.io.mean_params import load_mean_params
+    from openhmr.io.npz import oversized, open_npz
+
+    def crafted(path: Path, huge: str, small: dict[str, np.ndarray], suffix: str = ".npy") -> Path:
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, value in small.items():
+                with archive.open(name + suffix, "w") as f:
+                    np.lib.format.write_array(f, value)
+            with archive.open(huge + suffix, "w") as f:
+                np.lib.format.write_array_header_2_0(f, {"descr": "<f8", "fortran_order": False,
+                                                         "shape": (10**10, 72)})
+        return path
+
+    declared = r"'pose' declares 5364.4 GiB, more than this machine's"
+    with pytest.raises(MocapError, match=declared):
+        load_mocap(crafted(tmp_path / "m.npz", "pose", {"shape": np.zeros((2, 10))}))
+    with pytest.raises(WeightsError, match=declared):
+        load_mean_params(crafted(tmp_path / "mean.npz", "pose", {"shape": np.zeros(10)}))
+    with pytest.raises(ConversionError, match=declared):
+        load_smpl_fits(crafted(tmp_path / "fits.npz", "pose", {"keys": np.array(["a"]), "betas": np.zeros((1, 10))}))
+    amass = tmp_path / "amass" / "CMU"
+    amass.mkdir(parents=True)
+    crafted(amass / "01_poses.npz", "poses", {"betas": np.zeros(16)})
+    with pytest.raises(MocapError, match=r"01_poses.npz.*'poses' declares"):
+        convert_amass(tmp_path / "amass", tmp_path / "out.npz")
+    from openhmr.body import SMPL
+    from openhmr.errors import SMPLFileError
+
+    with pytest.raises(SMPLFileError, match=r"'v_template' declares"):
+        SMPL(crafted(tmp_path / "smpl.npz", "v_template", {"f": np.zeros((1, 3), np.int64)}))
+    bare = crafted(tmp_path / "bare.npz", "pose", {"keys": np.array(["a"])}, suffix="")
+    with open_npz(bare) as data:
+        assert sorted(data.files) == ["keys", "pose"] and oversized(data, "keys") is None
+        assert "'pose' declares" in oversized(data, "pose")

@@ -52,7 +52,7 @@ from torch import Tensor
 from openhmr import progress
 from openhmr.errors import NPZ_READ_ERRORS, InputError
 from openhmr.io.images import files_below
-from openhmr.io.npz import open_npz, save_npz
+from openhmr.io.npz import check_fits_memory, open_npz, save_npz
 from openhmr.io.output_paths import replacing
 from openhmr.progress import track
 
@@ -81,6 +81,7 @@ def load_mocap(paths: str | Path | Sequence[str | Path]) -> tuple[np.ndarray, np
             raise MocapError(f"mocap file not found: {path}")
         try:
             with open_npz(path) as f:
+                check_fits_memory(f, ("pose", "shape"))
                 pose, shape = np.asarray(f["pose"], np.float32), np.asarray(f["shape"], np.float32)
         except KeyError as e:
             raise MocapError(f"{path} lacks the array {e}; expected pose (N, 3·J) and shape (N, k)") from None
@@ -157,6 +158,7 @@ def convert_amass(root: str | Path, out: str | Path, stride: int = 1,
     for path in track(files, desc="convert amass", unit="seq"):
         try:
             with open_npz(path) as f:
+                check_fits_memory(f, ("poses", "betas"))
                 if "poses" not in f.files:
                     continue  # another file of the set (a subject's shape.npz)
                 if "betas" not in f.files:

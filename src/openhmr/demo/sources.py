@@ -204,14 +204,21 @@ class DetectorSource:
     def check_available(needed_for: str = "--detect") -> None:
         """Fail once, up front, when mediapipe is not installed; ``needed_for``
         names what asked for the detector."""
+        import importlib
         import importlib.util
 
-        from openhmr.errors import require_module
+        from openhmr.errors import MissingExtraError
 
         if importlib.util.find_spec("mediapipe") is None:
             raise InputError(f"{needed_for} needs the BlazePose detector: pip install 'openhmr[demo]'")
-        # installed but not loadable (libGL missing, a broken install): said once, not once per input
-        require_module("mediapipe.python.solutions.pose", needed_for, "pip install 'openhmr[demo]'")
+        try:  # installed but not loadable: said once, before anything loads, not once per input
+            importlib.import_module("mediapipe.python.solutions.pose")
+        except (ImportError, AttributeError, TypeError) as e:
+            # TypeError: protobuf's "Descriptors cannot be created directly" (a version mismatch);
+            # ImportError: a missing system library such as libGL
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise MissingExtraError(f"{needed_for} needs mediapipe, which is installed but cannot be "
+                                    f"loaded ({reason})") from None
 
     def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation:
         from openhmr.detect import PersonTracker, find_person

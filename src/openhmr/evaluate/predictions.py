@@ -30,7 +30,7 @@ import numpy as np
 
 from openhmr.body.keypoints import index_map
 from openhmr.errors import NPZ_READ_ERRORS, InputError, require_opencv
-from openhmr.io.npz import declared_bytes, save_npz
+from openhmr.io.npz import oversized, save_npz
 from openhmr.io.output_paths import replacing
 from openhmr.progress import track
 
@@ -111,16 +111,11 @@ def load_predictions(path: str | Path, keys: list[str], need_2d: bool = False) -
         raise InputError(f"{path} is a single array, not an .npz with 'keys' and predictions")
     if "keys" not in data.files:
         raise InputError(f"{path} has no 'keys' array naming the frames")
-    from openhmr.devices import physical_memory_bytes
-
-    memory = physical_memory_bytes()
-
     def array(name: str) -> np.ndarray:
         try:
-            size = declared_bytes(data, name)
-            if memory is not None and size > memory:
-                raise InputError(f"{path}: '{name}' declares {size / 2**30:.1f} GiB, more than this "
-                                 f"machine's {memory / 2**30:.0f} GiB of memory (a damaged file?)")
+            reason = oversized(data, name)
+            if reason is not None:
+                raise InputError(f"{path}: {reason}")
             value = data[name]
         except NPZ_READ_ERRORS as e:  # pickles are refused too
             raise InputError(f"{path}: cannot read '{name}' without pickles: {e or type(e).__name__}") from None

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from openhmr.errors import NPZ_READ_ERRORS, WeightsError
-from openhmr.io.npz import open_npz
+from openhmr.io.npz import check_fits_memory, open_npz
 
 
 def _read_h5(path: Path) -> dict[str, Any]:
@@ -46,6 +46,7 @@ def load_mean_params(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     else:
         try:
             with open_npz(path) as data:
+                check_fits_memory(data, ("pose", "shape"))
                 arrays = {key: np.asarray(data[key]) for key in ("pose", "shape") if key in data.files}
         except NPZ_READ_ERRORS as e:
             raise WeightsError(f"{path} is not a readable .npz or .h5 file ({e})") from None

@@ -9,7 +9,7 @@ the command's own one-line message. Here the archive is closed on any error.
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -34,7 +34,11 @@ def declared_bytes(data: np.lib.npyio.NpzFile, name: str) -> int:
     Raises:
         ValueError: no such member, or its header is not a .npy header.
     """
-    with data.zip.open(f"{name}.npy") as f:
+    members = set(data.zip.namelist())
+    member = name if name in members else f"{name}.npy"  # numpy reads either
+    if member not in members:
+        raise ValueError(f"no member {name!r}")
+    with data.zip.open(member) as f:
         version = np.lib.format.read_magic(f)
         if version == (1, 0):
             shape, _, dtype = np.lib.format.read_array_header_1_0(f)
@@ -44,6 +48,30 @@ def declared_bytes(data: np.lib.npyio.NpzFile, name: str) -> int:
     for n in shape:
         count *= int(n)
     return count * dtype.itemsize
+
+
+def oversized(data: np.lib.npyio.NpzFile, name: str) -> str | None:
+    """Why member ``name`` cannot be read — it declares more bytes than this
+    machine's memory (a damaged or hostile file) — or None."""
+    from openhmr.devices import physical_memory_bytes
+
+    memory = physical_memory_bytes()
+    size = declared_bytes(data, name)
+    if memory is None or size <= memory:
+        return None
+    return (f"'{name}' declares {size / 2**30:.1f} GiB, more than this machine's "
+            f"{memory / 2**30:.0f} GiB of memory (a damaged file?)")
+
+
+def check_fits_memory(data: np.lib.npyio.NpzFile, names: Iterable[str]) -> None:
+    """ValueError (one of ``openhmr.errors.NPZ_READ_ERRORS``) when one of
+    ``names`` present in ``data`` is :func:`oversized`, before numpy tries
+    to allocate it."""
+    for name in names:
+        if name in data.files:
+            reason = oversized(data, name)
+            if reason is not None:
+                raise ValueError(reason)
 
 
 def save_npz(target: Path | IO[bytes], arrays: Mapping[str, object], compress: bool = False) -> None:

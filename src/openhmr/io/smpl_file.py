@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from openhmr.errors import NPZ_READ_ERRORS, SMPLFileError
-from openhmr.io.npz import open_npz
+from openhmr.io.npz import check_fits_memory, open_npz
 
 # SMPL's kinematic tree (parent of each of the 24 joints; -1 for the root).
 SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
@@ -273,6 +273,7 @@ def load_smpl_arrays(path: str | Path) -> dict[str, np.ndarray]:
     if path.suffix == ".npz" or data[:4] == b"PK\x03\x04":
         try:
             with open_npz(io.BytesIO(data)) as npz:
+                check_fits_memory(npz, npz.files)
                 raw = {k: npz[k] for k in npz.files}
         except NPZ_READ_ERRORS as e:
             raise SMPLFileError(f"{path.name} is not a readable .npz file ({e})") from None

@@ -273,6 +273,8 @@ class TrainConfig:
             raise ConfigError(f"{path} is not a text file, so not a YAML config") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        except RecursionError:
+            raise ConfigError(f"{path} is nested deeper than a config can be") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{path} must hold a mapping of option: value")
         values.update(parse_overrides(overrides or []))

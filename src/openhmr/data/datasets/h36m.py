@@ -50,7 +50,7 @@ from openhmr.data.shards import Sample, check_writable, safe_key
 from openhmr.errors import NPZ_READ_ERRORS
 from openhmr.evaluate.h36m import canonical_action, h36m32_to_lsp14, read_poses
 from openhmr.io.images import open_video
-from openhmr.io.npz import open_npz
+from openhmr.io.npz import check_fits_memory, open_npz
 
 NAME = "h36m"
 SUBJECTS = {"train": (1, 5, 6, 7, 8), "test": (9, 11)}
@@ -79,6 +79,7 @@ def load_smpl_fits(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """A user's SMPL fits npz (module docstring) → key → (pose (72,), betas (10,))."""
     try:
         with open_npz(require(path, "an .npz of SMPL fits (keys, pose, betas)")) as f:
+            check_fits_memory(f, ("keys", "pose", "betas"))
             keys, pose, betas = f["keys"], f["pose"], f["betas"]
     except KeyError as e:
         raise DatasetError(f"{path} lacks the array {e}; expected keys, pose (N, 72), betas (N, 10)") from None
