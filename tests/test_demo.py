@@ -1080,6 +1080,26 @@ def test_fit_options_without_use_warn(model_files, tmp_path, capsys, cached_load
     assert "--no-world-landmarks is used only with the detector" in err
 
 
+def test_an_smpl_file_without_faces_draws_nothing_and_says_so(model_files, smpl_arrays, tmp_path, capsys):
+    """convert-tf --smpl-out gives SMPL's arrays without its faces: pictures
+    would show no body (and glTF needs faces), so they are refused in one
+    line; with --no-render the meshes are written as vertices, and said so."""
+    from openhmr.io.smpl_file import save_smpl_npz
+
+    weights, _ = model_files
+    faceless = tmp_path / "smpl_from_ckpt.npz"
+    save_smpl_npz(faceless, {**smpl_arrays, "f": np.zeros((0, 3), np.uint32)})
+    image = make_image(tmp_path / "a.png", seed=1)
+    args = [image, "--bbox", "20,10,180,150", "--weights", weights, "--smpl", faceless, "--backend", "torch"]
+    for extra in ([], ["--no-render", "--mesh-format", "glb"]):
+        code, err = run([*args, *extra, "--out", tmp_path / "refused"], capsys)
+        assert code == 1 and "has no mesh faces" in err and "--no-render" in err, err
+        assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
+    code, err = run([*args, "--no-render", "--out", tmp_path / "out"], capsys)
+    assert code == 0 and "has no mesh faces: the mesh files hold its vertices only" in err
+    assert "\nf " not in (tmp_path / "out" / "a.obj").read_text()
+
+
 def test_mesh_format_for_videos_alone_warns(model_files, tmp_path, capsys, cached_loading):
     """A video's outputs are its npz and overlay: --mesh-format with videos
     alone says it is not used (fit --sequence refuses it)."""

@@ -222,6 +222,14 @@ def run_demo(options: DemoOptions) -> int:
             print(f"openhmr demo: {failures} of {len(items)} input(s) failed", file=sys.stderr)
         return 1 if failures else 0
     predictor = build_predictor(options, method, crops)
+    if not getattr(predictor.body, "has_faces", True):
+        # HMR's checkpoint carries SMPL's arrays but not its faces (convert-tf --smpl-out)
+        if options.render or options.mesh_format == "glb":
+            raise InputError(f"--smpl {options.smpl} has no mesh faces (a model converted from HMR's "
+                             "checkpoint carries none), so no body can be drawn"
+                             f"{' or written as glTF' if options.mesh_format == 'glb' else ''}: pass an "
+                             "official SMPL file for its faces, or --no-render")
+        warn(f"--smpl {options.smpl} has no mesh faces: the mesh files hold its vertices only")
     pending: list[_Pending] = []
     # Photos count as done once fitted and written (or failed), not when read:
     # a batch's fit is most of the time.
