@@ -1100,6 +1100,38 @@ def test_an_smpl_file_without_faces_draws_nothing_and_says_so(model_files, smpl_
     assert "\nf " not in (tmp_path / "out" / "a.obj").read_text()
 
 
+def test_weights_trained_with_anny_need_no_smpl_file(smpl_npz, tmp_path, capsys, monkeypatch):
+    """Weights whose metadata names Anny (``openhmr train`` with body_model:
+    anny) drive Anny in every command that takes --weights, without --smpl;
+    an SMPL file given with them, or none with SMPL's, is one line."""
+    pytest.importorskip("anny")
+    from openhmr.body.anny import Anny
+    from openhmr.nets import HMR
+
+    torch.manual_seed(0)
+    model = HMR(Anny(), encoder="tiny", regressor_hidden=32)
+    weights = tmp_path / "anny_hmr.safetensors"
+    model.save_pretrained(weights)
+    image = make_image(tmp_path / "a.png", seed=1)
+    code, err = run([image, "--bbox", "20,10,180,150", "--weights", weights, "--backend", "torch", "--no-render",
+                     "--out", tmp_path / "out"], capsys)
+    assert code == 0, err
+    assert np.load(tmp_path / "out" / "a.npz")["vertices"].shape == (13718, 3)  # Anny's mesh
+    code, err = run([image, "--bbox", "20,10,180,150", "--weights", weights, "--smpl", smpl_npz,
+                     "--backend", "torch", "--out", tmp_path / "out2"], capsys)
+    assert code == 1 and "was trained with the Anny body model: leave --smpl out" in err
+    assert main(["export-onnx", "--weights", str(weights), "--smpl", str(smpl_npz),
+                 "--out", str(tmp_path / "x.onnx")]) == 1
+    assert "leave --smpl out" in capsys.readouterr().err
+    assert main(["bench", "--weights", str(weights), "--smpl", str(smpl_npz), "--backends", "torch",
+                 "--batch", "1", "--repeats", "1"]) == 1
+    assert "leave --smpl out" in capsys.readouterr().err
+    (tmp_path / "lsp").mkdir()
+    assert main(["eval", "--protocol", "lsp", "--data", str(tmp_path / "lsp"), "--weights", str(weights)]) == 1
+    err = capsys.readouterr().err
+    assert "needs --smpl" not in err and "no LSP joints.mat" in err  # past the weights' checks
+
+
 def test_mesh_format_for_videos_alone_warns(model_files, tmp_path, capsys, cached_loading):
     """A video's outputs are its npz and overlay: --mesh-format with videos
     alone says it is not used (fit --sequence refuses it)."""

@@ -71,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise InputError(f"unknown backend {unknown[0]!r}; choose from "
                          f"{', '.join(n for n in BACKENDS if n != 'auto')}")
-    if (args.weights is None) != (args.smpl is None):
+    from openhmr.io.hmr_weights import weights_made_for
+
+    anny_weights = args.weights is not None and weights_made_for(args.weights) == "anny"  # they take no SMPL
+    if args.smpl is not None and args.weights is None or args.weights is not None and args.smpl is None \
+            and not anny_weights:
         raise InputError("--weights and --smpl go together (the weights and the SMPL file they were made for)")
     if args.weights is not None:
         require_weights_file(args.weights)

@@ -107,7 +107,11 @@ def run(args: argparse.Namespace) -> int:
 
         if importlib.util.find_spec("mediapipe") is None:
             raise InputError("--fit needs the BlazePose detector: pip install 'openhmr[demo]'")
-    if args.weights is not None and args.smpl is None:
+    from openhmr.io.hmr_weights import weights_made_for
+
+    # weights trained with Anny drive Anny (its lsp14 and h36m17 keypoints): no SMPL file for them
+    anny_weights = args.weights is not None and weights_made_for(args.weights) == "anny"
+    if args.weights is not None and args.smpl is None and not anny_weights:
         raise InputError("--weights needs --smpl, the SMPL file with HMR's cocoplus regressor")
     if args.weights is not None:
         require_device(args.device)  # now, not once the benchmark has loaded
@@ -179,8 +183,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         if bench.images is None:
             raise InputError(f"{args.protocol} cannot locate images for a network run")
-        preds = predict_with_hmr(_present(bench.images()), args.weights, args.smpl, args.device,
-                                 args.batch_size, keep_vertices=bench.gt_vertices is not None)
+        # Anny's mesh is not SMPL's: no PVE for it
+        preds = predict_with_hmr(_present(bench.images()), args.weights, None if anny_weights else args.smpl,
+                                 args.device, args.batch_size,
+                                 keep_vertices=bench.gt_vertices is not None and not anny_weights)
         if preds.keypoints2d is not None:
             preds.keypoints2d = preds.keypoints2d + bench.pixel_offset
         source = str(args.weights)

@@ -36,8 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--weights", type=path_argument, required=True, metavar="W.safetensors",
                    help="HMR weights (openhmr safetensors, e.g. from 'openhmr convert-tf')")
-    p.add_argument("--smpl", type=path_argument, required=True, metavar="MODEL",
-                   help="SMPL model file (.pkl or .npz) the weights were made for")
+    p.add_argument("--smpl", type=path_argument, metavar="MODEL",
+                   help="SMPL model file (.pkl or .npz) the weights were made for (weights trained with "
+                        "the Anny body model take none)")
     p.add_argument("--out", type=path_argument, required=True, metavar="hmr.onnx", help="ONNX file to write")
     p.add_argument("--batch", type=parse_batch, default=None, metavar="N|dynamic",
                    help="fixed batch size, or 'dynamic' for any (default: dynamic)")
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import tempfile
 
+    from openhmr.body.base import BodyModel
     from openhmr.body.smpl import SMPL
     from openhmr.data.crop import folder_tight_crops
     from openhmr.errors import InputError
@@ -91,7 +93,16 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"export-onnx needs ONNX: {missing}")
     if args.calibration and not args.int8:
         raise InputError("--calibration sets int8's scales; add --int8, or leave it out")
-    check_output_file(args.out, args.overwrite, "--out", inputs=[args.weights, args.smpl])
+    from openhmr.io.hmr_weights import weights_made_for
+
+    anny_weights = weights_made_for(args.weights) == "anny"
+    if anny_weights and args.smpl is not None:
+        raise InputError(f"{args.weights.name} was trained with the Anny body model: leave --smpl out")
+    if not anny_weights and args.smpl is None:
+        raise InputError("--smpl is needed: the SMPL model file the weights were made for")
+    if anny_weights and args.with_body:
+        raise InputError("the Anny body model does not go into an ONNX graph: leave --with-body out")
+    check_output_file(args.out, args.overwrite, "--out", inputs=[p for p in (args.weights, args.smpl) if p])
     check_not_inside(args.out, args.calibration, "--out", "the --calibration folder")
     require_weights_file(args.weights)
     calibration = None
@@ -103,7 +114,12 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--calibration: {e}") from None
     if batch is not None and calibration is not None and len(calibration) < batch:
         raise InputError(f"--calibration has {len(calibration)} images; a batch-{batch} graph needs at least {batch}")
-    body = SMPL(args.smpl)
+    if anny_weights:
+        from openhmr.body.anny import Anny
+
+        body: BodyModel = Anny()
+    else:
+        body = SMPL(args.smpl)
     model = HMR.from_pretrained(args.weights, body_model=body)
     print(f"openhmr export-onnx: exporting {args.weights.name} "
           f"(batch {'dynamic' if batch is None else batch}{', with SMPL' if args.with_body else ''})",

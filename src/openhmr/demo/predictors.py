@@ -140,19 +140,31 @@ class HMRPredictor:
         return preds
 
 
-def load_hmr(weights: str | Path, smpl: str | Path, device: torch.device) -> tuple[HMR, BodyModel]:
-    """HMR weights + an SMPL file → the model in eval mode on ``device``.
+def load_hmr(weights: str | Path, smpl: str | Path | None, device: torch.device) -> tuple[HMR, BodyModel]:
+    """HMR weights + the body model they drive → the model in eval mode on ``device``.
+
+    The body is the SMPL file ``smpl``, or Anny for weights trained with it
+    (their metadata says so; they take no SMPL file).
 
     Raises:
-        WeightsError / SMPLFileError: missing, corrupt or mismatched files.
+        WeightsError / SMPLFileError: missing, corrupt or mismatched files;
+        InputError: an SMPL file given for Anny's weights, or none for SMPL's.
     """
     from openhmr.body.smpl import SMPL
     from openhmr.nets import HMR
 
-    from openhmr.io.hmr_weights import require_weights_file
+    from openhmr.io.hmr_weights import require_weights_file, weights_made_for
 
     weights = require_weights_file(weights)
-    body = SMPL(smpl)
+    body: BodyModel
+    if weights_made_for(weights) == "anny":
+        if smpl is not None:
+            raise InputError(f"{weights.name} was trained with the Anny body model: leave --smpl out")
+        body = load_anny()
+    elif smpl is None:
+        raise InputError(f"{weights.name} needs --smpl, the SMPL model file it was made for")
+    else:
+        body = SMPL(smpl)
     model = HMR.from_pretrained(weights, body_model=body, map_location=device)
     return model.eval(), body
 

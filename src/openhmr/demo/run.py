@@ -89,10 +89,16 @@ def resolve_method(options: DemoOptions) -> str:
         method = "hmr" if options.weights is not None or options.smpl is not None else "fit"
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if method in ("hmr", "hmr+fit") and (options.weights is None or options.smpl is None):
-        missing = " and ".join(f for f, v in (("--weights", options.weights), ("--smpl", options.smpl)) if v is None)
-        raise InputError(f"--method {method} needs {missing} (HMR weights and an SMPL model file); "
-                         "without them, use the open default --method fit")
+    if method in ("hmr", "hmr+fit"):
+        from openhmr.io.hmr_weights import weights_made_for
+
+        # weights trained with Anny drive Anny: they take no SMPL file
+        anny = options.weights is not None and weights_made_for(options.weights) == "anny"
+        missing = " and ".join(f for f, v in (("--weights", options.weights), ("--smpl", options.smpl or anny))
+                               if not v)
+        if missing:
+            raise InputError(f"--method {method} needs {missing} (HMR weights and an SMPL model file); "
+                             "without them, use the open default --method fit")
     return method
 
 
@@ -103,8 +109,8 @@ def build_predictor(options: DemoOptions, method: str, expected_crops: int | Non
     if options.backend not in BACKENDS:
         raise InputError(f"unknown backend {options.backend!r}; available: {', '.join(BACKENDS)}")
     if method in ("hmr", "hmr+fit"):
-        if options.weights is None or options.smpl is None:  # resolve_method refuses them
-            raise InputError(f"--method {method} needs --weights and --smpl")
+        if options.weights is None:  # resolve_method refuses it
+            raise InputError(f"--method {method} needs --weights")
         model: torch.nn.Module | BackendPredictor
         model, body = load_hmr(options.weights, options.smpl, device)
         if options.backend != "torch":

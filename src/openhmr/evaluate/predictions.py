@@ -260,7 +260,7 @@ def ground_truth_crop(read: FrameReader, ref: ImageRef) -> tuple[np.ndarray, Cro
 
 
 def predict_with_hmr(
-    bench_images: list[ImageRef], weights: str | Path, smpl: str | Path, device: str = "cpu",
+    bench_images: list[ImageRef], weights: str | Path, smpl: str | Path | None, device: str = "cpu",
     batch_size: int = 32, keep_vertices: bool = False,
 ) -> Predictions:
     """Run HMR on each frame's ground-truth crop and collect its predictions.

@@ -452,6 +452,24 @@ def require_weights_file(path: str | Path) -> Path:
     return path
 
 
+def weights_made_for(path: str | Path) -> str | None:
+    """The body model an openhmr weight file names in its metadata ("smpl",
+    "anny", ...), read from the header alone; None where the file cannot say
+    (missing, not safetensors, not openhmr's: reading it reports why)."""
+    try:
+        with Path(path).open("rb") as f:
+            head = f.read(8)
+            header_len = int.from_bytes(head, "little") if len(head) == 8 else -1
+            header = json.loads(f.read(header_len)) if 0 < header_len < 100_000_000 else None
+    except (OSError, ValueError, RecursionError):
+        return None
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(metadata, dict) or metadata.get("format") != WEIGHTS_FORMAT:
+        return None
+    made_for = metadata.get("body_model")
+    return made_for if isinstance(made_for, str) else None
+
+
 def read_weights(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Read an openhmr weight file: (tensors, metadata).
 

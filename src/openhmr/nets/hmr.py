@@ -384,4 +384,8 @@ def _default_body_model(name: str, weights: Path) -> BodyModel:
         from openhmr.body.smpl import SMPL
 
         return SMPL(smpl_path)
+    if name == "anny":
+        from openhmr.body.anny import Anny
+
+        return Anny()
     raise InputError(f"{weights.name} was made for the {name!r} body model: pass body_model=")
