@@ -896,3 +896,36 @@ def test_an_npz_with_a_damaged_member_or_a_lone_array_is_one_line(tmp_path, read
     with pytest.raises(error) as caught:
         load(path)
     assert "\n" not in str(caught.value)
+
+
+def test_train_resume_of_no_run_and_a_shard_image_size_other_than_224(tmp_path, monkeypatch, capsys):
+    """--resume of a folder holding no run says so (it named a missing
+    config.yaml); training shards at an image_size other than 224 warns that
+    the window cuts people framed for HMR's 224-px crop."""
+    import types
+
+    import openhmr.train as train_module
+
+    assert main(["train", "--out", str(tmp_path / "nothing"), "--resume"]) == 1
+    assert f"no run to resume in {tmp_path / 'nothing'}: it holds no config.yaml" in capsys.readouterr().err
+
+    class Stub:
+        def __init__(self, cfg, out, resume=False):
+            self.dist = types.SimpleNamespace(is_main=True, world_size=1)
+            self.step, self.total_steps, self.device = 0, 1, "cpu"
+
+        def run(self, progress=True):
+            pass
+
+        def save_weights(self):
+            return tmp_path / "w.safetensors"
+
+        def close(self, completed=True):
+            return False
+
+    monkeypatch.setattr(train_module, "Trainer", Stub)
+    for size, warned in ((64, True), (224, False)):
+        assert main(["train", "--config", "configs/cpu_smoke.yaml", "--out", str(tmp_path / f"run{size}"),
+                     "data=shards", f"data_dir={tmp_path}", f"image_size={size}"]) == 0
+        err = capsys.readouterr().err
+        assert ("warning: image_size 64 cuts a 64-px window" in err) == warned, err

@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--resume needs --out RUN (the run folder to continue)")
         out = Path("runs") / args.config.stem
     check_output_folder(out)
+    if args.resume and args.config is None and not (out / CONFIG_FILE).is_file():
+        raise InputError(f"no run to resume in {out}: it holds no {CONFIG_FILE}")
     config_path = args.config if args.config is not None else out / CONFIG_FILE
     cfg = TrainConfig.load(config_path, args.overrides)
     trainer = Trainer(cfg, out, resume=args.resume)
@@ -51,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
             where = f"resuming at step {trainer.step}" if args.resume else "starting at step 0"
             print(f"openhmr train: {where} of {trainer.total_steps} in {out} "
                   f"({trainer.dist.world_size} process(es), {trainer.device})", file=sys.stderr, flush=True)
+            if cfg.data == "shards" and cfg.image_size != 224:
+                # the shards' people are ~150 px tall, framed for HMR's 224-px crop
+                print(f"openhmr train: warning: image_size {cfg.image_size} cuts a {cfg.image_size}-px window "
+                      "around people scaled for 224-px crops (HMR's, which demo, eval and export-onnx use)",
+                      file=sys.stderr, flush=True)
             if trainer.step >= trainer.total_steps > 0 and args.resume:
                 print(f"openhmr train: warning: the run is at step {trainer.step}, past its {trainer.total_steps} "
                       "steps: nothing is trained, its final weights are written from that step",
