@@ -397,12 +397,13 @@ def h36m_root(tmp_path):
     return tmp_path, stem, p2, p3
 
 
-def test_h36m(h36m_root, tmp_path):
+def test_h36m(h36m_root, tmp_path, capsys):
     root, stem, p2, p3 = h36m_root
     key5 = f"S1/{stem}/000005"
     fits = tmp_path / "fits.npz"
     np.savez(fits, keys=np.array([key5]), pose=np.full((1, 72), 0.1), betas=np.full((1, 10), 0.2))
     manifest = converter("h36m").convert(root, tmp_path / "out", smpl_fits=fits)
+    assert f"1 of 3 frames have an SMPL fit from {fits}" in capsys.readouterr().err
     got = _samples(tmp_path / "out")
     assert manifest["count"] == 3 and manifest["options"]["stride"] == 5
     keys = sorted(got)
@@ -424,6 +425,12 @@ def test_h36m(h36m_root, tmp_path):
     np.savez(fits, keys=np.array([key5]), pose=np.full((1, 72), 0.1), betas=np.full((1, 5), 0.2))
     with pytest.raises(DatasetError, match=r"expected pose \(N, 72\) and betas \(N, 10\)"):  # 5 betas
         converter("h36m").convert(root, tmp_path / "few_betas", smpl_fits=fits)
+    # keyed per sequence without the camera: no frame would get its fit; refused, not converted unlabelled
+    np.savez(fits, keys=np.array(["S1/Directions 1/000005"]), pose=np.zeros((1, 72)), betas=np.zeros((1, 10)))
+    with pytest.raises(DatasetError, match=r"no key of .*fits.npz names a frame of these sequences "
+                                           r"\(its first: 'S1/Directions 1/000005'; expected e.g. 'S1/"):
+        converter("h36m").convert(root, tmp_path / "unmatched", smpl_fits=fits)
+    assert not (tmp_path / "unmatched").exists() or not any((tmp_path / "unmatched").iterdir())
 
 
 # ------------------------------------------------------------ MPI-INF-3DHP

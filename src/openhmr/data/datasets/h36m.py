@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from openhmr.progress import track
+from openhmr.progress import message, track
 
 from openhmr.data.datasets._common import (
     DatasetError, check_split, diagonal_scale, require, scale_and_crop_person, to_cocoplus,
@@ -131,11 +131,25 @@ def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: 
         raise DatasetError(f"no Human3.6M sequence under {root}: expected S1/Videos/<Action>.<camera>.mp4 "
                            "with MyPoseFeatures/D2_Positions and D3_Positions_mono .cdf files")
     fits = load_smpl_fits(Path(smpl_fits)) if smpl_fits else {}
+    if fits:
+        # keys name a camera's video frame: S<s>/<Action>.<camera>/<frame, 6 digits>
+        fitted = {key.rsplit("/", 1)[0] for key in fits}
+        if not any(f"S{subject}/{stem}" in fitted for subject, stem in sequences):
+            first = next(iter(fits))
+            raise DatasetError(f"no key of {smpl_fits} names a frame of these sequences (its first: {first!r}; "
+                               f"expected e.g. 'S{sequences[0][0]}/{sequences[0][1]}/000000')")
+    labelled = [0, 0]  # frames with a fit, frames
 
     def samples() -> Iterator[Sample]:
         for subject, stem in track(sequences, desc="convert h36m", unit="seq"):
-            yield from sequence_samples(root, subject, stem, stride, fits)
+            for sample in sequence_samples(root, subject, stem, stride, fits):
+                labelled[0] += sample.pose is not None
+                labelled[1] += 1
+                yield sample
 
     options = {"split": split, "root": str(root), "stride": stride, "margin": MARGIN,
                "smpl_fits": str(smpl_fits) if smpl_fits else None, "shuffle_seed": SHUFFLE_SEED}
-    return write_samples(samples(), Path(out), NAME, options, overwrite, shuffle_seed=SHUFFLE_SEED)
+    manifest = write_samples(samples(), Path(out), NAME, options, overwrite, shuffle_seed=SHUFFLE_SEED)
+    if fits:
+        message(f"convert h36m: {labelled[0]} of {labelled[1]} frames have an SMPL fit from {smpl_fits}")
+    return manifest
