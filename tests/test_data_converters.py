@@ -120,6 +120,12 @@ def test_lsp(lsp_root, tmp_path):
     _assert_on_spots(s)
     test = converter("lsp").convert(root, tmp_path / "test", split="test")
     assert test["count"] == 2 and sorted(_samples(tmp_path / "test")) == ["lsp_im0003", "lsp_im0004"]
+    # the folder holding the unpacked lsp_dataset/, as eval --protocol lsp takes it
+    import shutil
+
+    parent = tmp_path / "raw"
+    shutil.copytree(root, parent / "lsp_dataset")
+    assert converter("lsp").convert(parent, tmp_path / "from_parent")["count"] == 2
 
 
 def test_lsp_refuses_overwrite_and_bad_roots(lsp_root, tmp_path):

@@ -70,6 +70,8 @@ def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: 
     check_split("LSP", split, ("train", "test"))
     check_writable(Path(out), NAME, overwrite=overwrite)  # before reading the inputs
     require(root, "the LSP folder (joints.mat, images/)")
+    if not (root / "joints.mat").is_file() and (root / "lsp_dataset" / "joints.mat").is_file():
+        root = root / "lsp_dataset"  # the folder holding the unpacked zip, as eval --protocol lsp takes it
     require(root / "images", "LSP's images/ folder")
     joints = load_joints(root, "3x14xN")
     half = len(joints) // 2

@@ -25,6 +25,8 @@ def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: 
     check_split("LSP-extended", split, ("train",))
     check_writable(Path(out), NAME, overwrite=overwrite)  # before reading the inputs
     require(root, "the LSP-extended folder (joints.mat, images/)")
+    if not (root / "joints.mat").is_file() and (root / "lspet_dataset" / "joints.mat").is_file():
+        root = root / "lspet_dataset"  # the folder holding the unpacked zip
     require(root / "images", "LSP-extended's images/ folder")
     joints = load_joints(root, "14x3xN")
     samples = raw_image_samples(root, joints, range(len(joints)), "im%05d.jpg", NAME,
