@@ -403,7 +403,7 @@ def test_weights_for_another_body_model(model_files, tmp_path, capsys):
                                    num_iterations=3, parts=["encoder", "regressor"], source="test"))
     image = make_image(tmp_path / "x.png")
     code, err = run([image, "--weights", other, "--smpl", model_files[1], "--out", tmp_path / "out"], capsys)
-    assert code == 1 and "made for the 'anny' body model" in err
+    assert code == 1 and "was trained with the Anny body model: leave --smpl out" in err
     assert len(err.strip().splitlines()) == 1
 
 
