@@ -14,8 +14,9 @@ from types import ModuleType
 #: whole .npz: missing or unreadable (OSError), empty (EOFError), another
 #: format (ValueError; ``openhmr.io.npz.open_npz`` raises it for a lone .npy
 #: array too), a truncated or damaged zip (BadZipFile), a damaged compressed
-#: member (zlib.error, when its array is read).
-NPZ_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+#: member (zlib.error, when its array is read), a damaged compression method,
+#: encryption flag or version field (zipfile's NotImplementedError).
+NPZ_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError)
 
 
 class OpenHMRError(Exception):

@@ -104,6 +104,10 @@ class AugmentConfig:
     occlusion_size: tuple[float, float] = (0.1, 0.4)
 
 
+_COCOPLUS19_FLIP = list(COCOPLUS19.flip_permutation)  # computed once: flip_permutation builds it per call
+_LSP14_FLIP = list(LSP14.flip_permutation)
+
+
 NO_AUGMENTATION = AugmentConfig(trans_max=0, scale_range=(1.0, 1.0), flip_prob=0.0)
 """Evaluation / overfitting: crop at the stored centre and scale, nothing random."""
 
@@ -143,7 +147,7 @@ def flip_joints3d(joints: np.ndarray, center_mean: bool = False) -> np.ndarray:
 
     ``center_mean`` also subtracts the mean of the 14 joints (the original).
     """
-    out = joints[list(LSP14.flip_permutation)] * np.array([-1.0, 1.0, 1.0], dtype=joints.dtype)
+    out = joints[_LSP14_FLIP] * np.array([-1.0, 1.0, 1.0], dtype=joints.dtype)
     if center_mean:
         out = out - out.mean(axis=0, keepdims=True)
     return out
@@ -163,12 +167,18 @@ def flip_crop(image: np.ndarray, keypoints: np.ndarray, pose: np.ndarray | None,
         The flipped (image, keypoints, pose, joints3d).
     """
     size = image.shape[1]
-    kp = keypoints[list(COCOPLUS19.flip_permutation)].copy()
+    kp = keypoints[_COCOPLUS19_FLIP]  # fancy indexing copies
     kp[:, 0] = (size - 1 if config.hmr_flip_offset else size) - kp[:, 0]
     flipped_pose = None if pose is None else reflect_pose(pose, config.joint_flip)
     flipped_j3d = None if joints3d is None else flip_joints3d(
         joints3d, config.hmr_center_flipped_joints3d)
-    return np.ascontiguousarray(image[:, ::-1]), kp, flipped_pose, flipped_j3d
+    if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] <= 4:
+        import cv2  # the crop came from OpenCV; a pure permutation of pixels, ~20x numpy's reversed copy
+
+        mirrored = cv2.flip(np.ascontiguousarray(image), 1)
+    else:
+        mirrored = np.ascontiguousarray(image[:, ::-1])
+    return mirrored, kp, flipped_pose, flipped_j3d
 
 
 def normalize_keypoints(keypoints: np.ndarray, crop_size: int = CROP_SIZE) -> np.ndarray:
@@ -311,10 +321,14 @@ def augment_sample(sample: dict[str, Any], rng: np.random.Generator,
         pose = flip_pose if flip_pose is not None else pose
         joints3d = flip_j3d if flip_j3d is not None else joints3d
 
-    pixels = crop.astype(np.float32)
+    # Channels first while still uint8 (a quarter of the bytes to move); every
+    # operation below is elementwise, so the values are those of HWC float maths.
+    import cv2  # scaled_crop has required it
+
+    pixels = np.stack(cv2.split(crop)).astype(np.float32)  # cv2.split: ~3x numpy's strided uint8 transpose
     if config.color_jitter > 0:
         gains = rng.uniform(1.0 - config.color_jitter, 1.0 + config.color_jitter, size=3)
-        pixels = np.clip(pixels * gains.astype(np.float32), 0.0, 255.0)
+        pixels = np.clip(pixels * gains.astype(np.float32)[:, None, None], 0.0, 255.0)
     if config.occlusion_prob > 0:
         do_occlude = rng.uniform() < config.occlusion_prob
         sides = rng.uniform(*config.occlusion_size, size=2) * size
@@ -323,11 +337,12 @@ def augment_sample(sample: dict[str, Any], rng: np.random.Generator,
         if do_occlude:
             x0, y0 = corner.astype(int)
             x1, y1 = (corner + sides).astype(int)
-            pixels[y0:y1, x0:x1] = grey
+            pixels[:, y0:y1, x0:x1] = grey
 
-    pixels = pixels * np.float32(2.0 / 255.0) - np.float32(1.0)
+    pixels *= np.float32(2.0 / 255.0)
+    pixels -= np.float32(1.0)
     return {
-        "image": torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))),
+        "image": torch.from_numpy(pixels),
         "keypoints": torch.from_numpy(normalize_keypoints(keypoints, size)),
         "pose": torch.from_numpy(np.asarray(pose, np.float32)),
         "betas": torch.from_numpy(np.asarray(sample["betas"], np.float32).copy()),

@@ -525,8 +525,7 @@ def decode_sample(key: str, raw: dict[str, bytes]) -> dict[str, Any]:
     if "jpg" not in raw or "npz" not in raw:
         raise ShardError(f"sample {key!r} lacks its .jpg or .npz member")
     try:  # a flipped byte (bit rot, a bad copy): one line naming the sample (the reader adds the shard)
-        with np.load(io.BytesIO(raw["npz"]), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
+        arrays = _read_npz(raw["npz"])
         labels = str(arrays.pop("dataset")), bool(arrays.pop("has_joints3d")), bool(arrays.pop("has_smpl"))
     except (*NPZ_READ_ERRORS, KeyError) as e:
         raise ShardError(f"sample {key!r}: damaged labels ({type(e).__name__}: {e})") from None
@@ -536,6 +535,59 @@ def decode_sample(key: str, raw: dict[str, bytes]) -> dict[str, Any]:
     out["pose"] = arrays.pop("pose", np.zeros(SMPL_POSE_SIZE, np.float32))
     out["betas"] = arrays.pop("betas", np.zeros(SMPL_SHAPE_SIZE, np.float32))
     out.update(arrays)
+    return out
+
+
+_NPY_HEADERS: dict[bytes, tuple[np.dtype, bool, tuple[int, ...]] | None] = {}
+
+
+def _npy_array(member: bytes) -> np.ndarray:
+    """One ``.npy`` member → its array, exactly as ``np.load`` reads it.
+
+    Label headers repeat (a handful of distinct ones per dataset), so each is
+    parsed once; a header seen for the first time, or any member that does
+    not fit its header, goes through numpy's own reader (and its errors)."""
+    major = member[6] if len(member) > 8 and member[:6] == b"\x93NUMPY" else 0
+    start = (10 + int.from_bytes(member[8:10], "little") if major == 1 else
+             12 + int.from_bytes(member[8:12], "little") if major == 2 else 0)
+    parsed = _NPY_HEADERS.get(member[:start]) if start else None
+    if parsed is not None:
+        dtype, fortran, shape = parsed
+        count = 1
+        for n in shape:
+            count *= n
+        if len(member) - start == count * dtype.itemsize:
+            array = np.frombuffer(member, dtype=dtype, count=count, offset=start).copy()
+            if fortran:
+                array.shape = shape[::-1]
+                return array.transpose()
+            array.shape = shape
+            return array
+    array = np.lib.format.read_array(io.BytesIO(member), allow_pickle=False)
+    if start and not array.dtype.hasobject:
+        fp = io.BytesIO(member)
+        version = np.lib.format.read_magic(fp)
+        shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                 else np.lib.format.read_array_header_2_0)(fp)
+        if fp.tell() == start:
+            _NPY_HEADERS[member[:start]] = (dtype, fortran, shape)
+    return array
+
+
+def _read_npz(data: bytes) -> dict[str, Any]:
+    """``np.load`` of an ``.npz`` (no pickles) as a dict, with the zip checks of
+    ``zipfile`` (names, checksums) and each ``.npy`` header parsed once."""
+    import zipfile
+
+    if not data:
+        raise EOFError("No data left in file")  # np.load's words
+    out: dict[str, Any] = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for name in archive.namelist():
+            member = archive.read(name)
+            # np.load gives a member that is not .npy data as its bytes
+            out[name[:-4] if name.endswith(".npy") else name] = (
+                _npy_array(member) if member.startswith(b"\x93NUMPY") else member)
     return out
 
 

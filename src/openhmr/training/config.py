@@ -60,7 +60,10 @@ class TrainConfig:
             use_3d_label false, both lists'); a name like one of the run's
             datasets but not it (another case, a typo) is refused.
         synthetic_samples: size of the synthetic data set.
-        num_workers: DataLoader workers per process.
+        num_workers: DataLoader workers per queue and process: a run
+            reading both the 3D and the 2D queue has twice as many. Each
+            hands over 16 samples at a time (one shared-memory transfer per
+            field and chunk), 64 prefetched.
         trans_max, scale_min, scale_max, flip: augmentation (§10.4).
         hmr_flip_offset, hmr_center_flipped_joints3d: the original's two flip
             quirks (mirror x as 223 − x; mean-centre flipped 3D joints), off.

@@ -89,6 +89,26 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Tensor]:
 
 
 # --------------------------------------------------------------------------- queues
+CHUNK = 16
+
+
+def _stack_chunk(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A worker's chunk: tensors of equal shape stacked, everything else as lists."""
+    out: dict[str, Any] = {"_n": len(items)}
+    for key in items[0]:
+        values = [it[key] for it in items]
+        if all(isinstance(v, Tensor) for v in values) and len({v.shape for v in values}) == 1:
+            out[key] = torch.stack(values)
+        else:
+            out[key] = values
+    return out
+
+
+def _split_chunk(chunk: dict[str, Any]) -> list[dict[str, Any]]:
+    """The items of a chunk again (tensors as views into the chunk's)."""
+    return [{k: v[j] for k, v in chunk.items() if k != "_n"} for j in range(chunk["_n"])]
+
+
 class ShardQueue:
     """One of the two queues: shard folders read by ``ShardDataset``, augmented.
 
@@ -101,13 +121,16 @@ class ShardQueue:
     def __init__(self, folders: list[Path], augment: AugmentConfig, seed: int, num_workers: int) -> None:
         from openhmr.data.shards import ShardDataset
 
+        # Workers hand over chunks of CHUNK samples (one shared-memory transfer per
+        # field and chunk, not per sample); blocks of CHUNK keep the stream order.
         self.dataset = ShardDataset(folders, transform=Augment(augment),
-                                    shuffle=True, seed=seed, batch_size=1)
+                                    shuffle=True, seed=seed, batch_size=CHUNK)
         self.num_examples = self.dataset.total
         if len(self.dataset) == 0:
             raise InputError(f"{', '.join(map(str, folders))} hold fewer samples than processes")
         self.num_workers = num_workers
         self._iter: Iterator[dict[str, Any]] | None = None
+        self._pending: list[dict[str, Any]] = []
         self._consumed = 0
 
     def _open(self) -> Iterator[dict[str, Any]]:
@@ -117,8 +140,9 @@ class ShardQueue:
         # and drawing from torch's global generator instead would shift the
         # dropout masks of a resumed run. Samples take their randomness from
         # ``sample_rng``, never from this seed.
-        loader = DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers,
-                            persistent_workers=False, prefetch_factor=64 if self.num_workers else None,
+        loader = DataLoader(self.dataset, batch_size=CHUNK, collate_fn=_stack_chunk, num_workers=self.num_workers,
+                            persistent_workers=False,
+                            prefetch_factor=max(2, 64 // CHUNK) if self.num_workers else None,
                             generator=torch.Generator().manual_seed(self.dataset.seed))
         return iter(loader)
 
@@ -127,9 +151,14 @@ class ShardQueue:
         while len(items) < n:
             if self._iter is None:
                 self._iter = self._open()
+            if self._pending:
+                k = min(n - len(items), len(self._pending))
+                items += self._pending[:k]
+                del self._pending[:k]
+                self._consumed += k
+                continue
             try:
-                items.append(next(self._iter))
-                self._consumed += 1
+                self._pending = _split_chunk(next(self._iter))
             except InputError as e:
                 # A worker's error comes back as the same type holding the worker's
                 # whole traceback ("Caught ShardError in DataLoader worker ...");
@@ -144,6 +173,7 @@ class ShardQueue:
                 self.dataset.set_epoch(self.dataset.epoch + 1)
                 self._consumed = 0
                 self._iter = None
+                self._pending = []
         return items
 
     def state_dict(self) -> dict[str, Any]:
@@ -153,6 +183,7 @@ class ShardQueue:
         self.dataset.load_state_dict(state)
         self._consumed = 0
         self._iter = None  # workers restart from the loaded position
+        self._pending = []
 
 
 class MemoryQueue:
