@@ -82,7 +82,7 @@ def test_bench_times_each_backend_against_eager_fp32(weights, smpl_npz, smpl_mod
 
 @pytest.mark.parametrize("extra, message", [
     (["--backends", "torch", "tpu"], "unknown backend 'tpu'"),
-    (["--weights", "missing.safetensors"], "--weights and --smpl go together"),
+    (["--weights", "missing.safetensors"], "weights file not found: missing.safetensors"),
     (["--images", "no/such/folder"], "--images: not a folder of images"),
 ])
 def test_bench_refuses_bad_requests_in_one_line(extra, message, capsys):

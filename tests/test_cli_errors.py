@@ -537,7 +537,7 @@ def test_eval_passes_its_defaults_and_options_on(stub_eval, tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--weights", "w.safetensors"], "--weights needs --smpl"),
+    (["--weights", "w.safetensors"], "weights file not found: w.safetensors"),  # before asking for --smpl
     (["--predictions", "p.npz", "--save-predictions", "q.npz"], "--save-predictions writes what --weights or --fit"),
     (["--predictions", "p.npz", "--device", "cuda"], "--device cuda goes with --weights: --fit runs on the CPU"),
 ])

@@ -437,6 +437,11 @@ def test_h36m(h36m_root, tmp_path, capsys):
                                            r"\(its first: 'S1/Directions 1/000005'; expected e.g. 'S1/"):
         converter("h36m").convert(root, tmp_path / "unmatched", smpl_fits=fits)
     assert not (tmp_path / "unmatched").exists() or not any((tmp_path / "unmatched").iterdir())
+    # the right sequence, frames not zero-padded to six digits: no frame would match either
+    np.savez(fits, keys=np.array([f"S1/{stem}/{f}" for f in range(12)]), pose=np.zeros((12, 72)),
+             betas=np.zeros((12, 10)))
+    with pytest.raises(DatasetError, match="names a frame of these sequences"):
+        converter("h36m").convert(root, tmp_path / "unpadded", smpl_fits=fits)
 
 
 # ------------------------------------------------------------ MPI-INF-3DHP

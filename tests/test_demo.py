@@ -1091,9 +1091,9 @@ def test_an_smpl_file_without_faces_draws_nothing_and_says_so(model_files, smpl_
     save_smpl_npz(faceless, {**smpl_arrays, "f": np.zeros((0, 3), np.uint32)})
     image = make_image(tmp_path / "a.png", seed=1)
     args = [image, "--bbox", "20,10,180,150", "--weights", weights, "--smpl", faceless, "--backend", "torch"]
-    for extra in ([], ["--no-render", "--mesh-format", "glb"]):
+    for extra, way in (([], "or --no-render"), (["--no-render", "--mesh-format", "glb"], "or --mesh-format obj or ply")):
         code, err = run([*args, *extra, "--out", tmp_path / "refused"], capsys)
-        assert code == 1 and "has no mesh faces" in err and "--no-render" in err, err
+        assert code == 1 and "has no mesh faces" in err and way in err, err
         assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
     code, err = run([*args, "--no-render", "--out", tmp_path / "out"], capsys)
     assert code == 0 and "has no mesh faces: the mesh files hold its vertices only" in err
@@ -1130,6 +1130,15 @@ def test_weights_trained_with_anny_need_no_smpl_file(smpl_npz, tmp_path, capsys,
     assert main(["eval", "--protocol", "lsp", "--data", str(tmp_path / "lsp"), "--weights", str(weights)]) == 1
     err = capsys.readouterr().err
     assert "needs --smpl" not in err and "no LSP joints.mat" in err  # past the weights' checks
+    assert main(["eval", "--protocol", "lsp", "--data", str(tmp_path / "lsp"), "--weights", str(weights),
+                 "--smpl", str(smpl_npz)]) == 1
+    assert "leave --smpl out (3dpw alone reads it" in capsys.readouterr().err
+    assert main(["export-onnx", "--weights", str(weights), "--with-body", "--out", str(tmp_path / "b.onnx")]) == 1
+    assert "the Anny body model does not go into an ONNX graph" in capsys.readouterr().err
+    # a mistyped weights path is said as such, not as a missing --smpl
+    code, err = run([image, "--bbox", "20,10,180,150", "--weights", tmp_path / "anny_hmr.safetensor",
+                     "--out", tmp_path / "out3"], capsys)
+    assert code == 1 and "weights file not found" in err
 
 
 def test_mesh_format_for_videos_alone_warns(model_files, tmp_path, capsys, cached_loading):

@@ -921,3 +921,20 @@ def test_two_files_of_one_frame_are_named_on_one_line(smpl_npz, tmp_path, capsys
     err = capsys.readouterr().err
     assert code == 1 and "walk_000000000003.json and" in err and "are both frame 3 of one video" in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_smpl_file_without_faces_writes_no_gltf_and_says_so(smpl_arrays, tmp_path, capsys):
+    """convert-tf --smpl-out gives no faces: glTF needs them (refused in one
+    line), an OBJ holds the vertices alone (said so)."""
+    from openhmr.cli import main
+    from openhmr.io.smpl_file import save_smpl_npz
+
+    faceless = tmp_path / "smpl_from_ckpt.npz"
+    save_smpl_npz(faceless, {**smpl_arrays, "f": np.zeros((0, 3), np.uint32)})
+    keypoints = tmp_path / "walk_keypoints.json"
+    _write(keypoints, _person(100, 20, 150))
+    base = ["fit", str(keypoints), "--image-size", "320x240", "--smpl", str(faceless)]
+    assert main(base + ["--mesh-format", "glb", "--out", str(tmp_path / "glb")]) == 1
+    assert "has no mesh faces, so no glTF mesh can be written" in capsys.readouterr().err
+    assert main(base + ["--out", str(tmp_path / "obj")]) == 0
+    assert "has no mesh faces: the mesh files hold its vertices only" in capsys.readouterr().err

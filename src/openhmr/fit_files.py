@@ -271,6 +271,13 @@ def run_fit_files(options: FitFilesOptions) -> int:
                 from openhmr.body.smpl import SMPL
 
                 body = SMPL(options.smpl)
+                if not body.has_faces:  # a model converted from HMR's checkpoint carries none
+                    if options.mesh_format == "glb" and not options.sequence:
+                        raise InputError(f"--smpl {options.smpl} has no mesh faces, so no glTF mesh can be "
+                                         "written: pass an official SMPL file, or --mesh-format obj or ply")
+                    if not options.sequence:
+                        message(f"openhmr fit: warning: --smpl {options.smpl} has no mesh faces: the mesh "
+                                "files hold its vertices only")
             else:
                 body = load_anny()
             loaded.append(FitPredictor(body.to(device), "fit", None, options.fit_config, track=options.sequence,

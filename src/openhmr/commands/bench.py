@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=path_argument, metavar="W.safetensors",
                    help="HMR weights to time (default: random weights of the real shapes)")
     p.add_argument("--smpl", type=path_argument, metavar="MODEL",
-                   help="SMPL model file (.pkl or .npz) the weights were made for (with --weights)")
+                   help="SMPL model file (.pkl or .npz) the weights were made for (with --weights; "
+                        "weights trained with Anny take none)")
     p.add_argument("--backends", nargs="+", default=list(DEFAULT_BACKENDS), metavar="NAME",
                    help=f"backends to time (default: {' '.join(DEFAULT_BACKENDS)}); eager fp32 "
                         "'torch' always runs, as the baseline")
@@ -73,12 +74,12 @@ def run(args: argparse.Namespace) -> int:
                          f"{', '.join(n for n in BACKENDS if n != 'auto')}")
     from openhmr.io.hmr_weights import weights_made_for
 
+    if args.weights is not None:
+        require_weights_file(args.weights)  # a missing file is said as such, not as a missing --smpl
     anny_weights = args.weights is not None and weights_made_for(args.weights) == "anny"  # they take no SMPL
     if args.smpl is not None and args.weights is None or args.weights is not None and args.smpl is None \
             and not anny_weights:
         raise InputError("--weights and --smpl go together (the weights and the SMPL file they were made for)")
-    if args.weights is not None:
-        require_weights_file(args.weights)
     if args.json is not None:
         check_output_file(args.json, args.overwrite, "--json",
                           inputs=[p for p in (args.weights, args.smpl) if p is not None])

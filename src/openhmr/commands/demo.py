@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "selects --method hmr")
     p.add_argument("--smpl", type=path_argument, metavar="MODEL",
                    help="SMPL model file (.pkl or .npz from 'openhmr convert-smpl') the weights "
-                        "were made for")
+                        "were made for (weights trained with Anny take none)")
     p.add_argument("--method", choices=("hmr", "fit", "hmr+fit"),
                    help="hmr: the network; fit: fit a body model (the open Anny, or SMPL "
                         "with --smpl) to --openpose or detected keypoints (the default without "

@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", required=True, choices=PROTOCOL_CHOICES)
     p.add_argument("--data", required=True, type=path_argument, help="the dataset folder (see README: Evaluation)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--weights", type=path_argument, help="HMR weights (.safetensors); needs --smpl")
+    src.add_argument("--weights", type=path_argument,
+                     help="HMR weights (.safetensors); needs --smpl, unless they were trained with Anny")
     src.add_argument("--fit", action="store_true",
                      help="the open default: BlazePose on each ground-truth crop and the Anny body "
                      "(or --smpl's) fitted to it, as 'openhmr demo --method fit' (needs the demo extra)")
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                                          check_output_folder, replacing)
 
     if args.list_frames is None and args.weights is None and args.predictions is None and not args.fit:
-        raise InputError("give --weights (with --smpl), --fit or --predictions FILE.npz")
+        raise InputError("give --weights (with --smpl for SMPL's), --fit or --predictions FILE.npz")
     if args.list_frames is not None:
         # it writes the keys and stops: what would predict or score is refused, not dropped
         for option, given in (("--weights", args.weights is not None), ("--fit", args.fit),
@@ -110,9 +111,14 @@ def run(args: argparse.Namespace) -> int:
     from openhmr.io.hmr_weights import weights_made_for
 
     # weights trained with Anny drive Anny (its lsp14 and h36m17 keypoints): no SMPL file for them
+    if args.weights is not None:
+        require_weights_file(args.weights)  # a missing file is said as such, not as a missing --smpl
     anny_weights = args.weights is not None and weights_made_for(args.weights) == "anny"
     if args.weights is not None and args.smpl is None and not anny_weights:
         raise InputError("--weights needs --smpl, the SMPL file with HMR's cocoplus regressor")
+    if anny_weights and args.smpl is not None and args.protocol != "3dpw":
+        raise InputError(f"{Path(args.weights).name} was trained with the Anny body model: leave --smpl out "
+                         "(3dpw alone reads it, for its ground truth)")
     if args.weights is not None:
         require_device(args.device)  # now, not once the benchmark has loaded
     elif str(args.device) != "cpu" and args.list_frames is None:
@@ -141,8 +147,6 @@ def run(args: argparse.Namespace) -> int:
     for option, path in outputs.items():
         check_not_inside(path, args.data, option.split("'")[0], "the dataset folder --data")
     # The inputs too, before the benchmark loads (on the real datasets, minutes).
-    if args.weights is not None:
-        require_weights_file(args.weights)
     if args.smpl is not None and (args.weights is not None or (args.fit and fit_smpl)) and not Path(args.smpl).is_file():
         raise InputError(f"--smpl {args.smpl} is not a file")
     if args.predictions is not None and not Path(args.predictions).is_file():

@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--calibration sets int8's scales; add --int8, or leave it out")
     from openhmr.io.hmr_weights import weights_made_for
 
+    require_weights_file(args.weights)  # a missing file is said as such, not as a missing --smpl
     anny_weights = weights_made_for(args.weights) == "anny"
     if anny_weights and args.smpl is not None:
         raise InputError(f"{args.weights.name} was trained with the Anny body model: leave --smpl out")
@@ -104,7 +105,6 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("the Anny body model does not go into an ONNX graph: leave --with-body out")
     check_output_file(args.out, args.overwrite, "--out", inputs=[p for p in (args.weights, args.smpl) if p])
     check_not_inside(args.out, args.calibration, "--out", "the --calibration folder")
-    require_weights_file(args.weights)
     calibration = None
     if args.calibration:
         try:

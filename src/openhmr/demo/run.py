@@ -90,9 +90,11 @@ def resolve_method(options: DemoOptions) -> str:
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if method in ("hmr", "hmr+fit"):
-        from openhmr.io.hmr_weights import weights_made_for
+        from openhmr.io.hmr_weights import require_weights_file, weights_made_for
 
         # weights trained with Anny drive Anny: they take no SMPL file
+        if options.weights is not None:
+            require_weights_file(options.weights)  # a missing file is said as such, not as a missing --smpl
         anny = options.weights is not None and weights_made_for(options.weights) == "anny"
         missing = " and ".join(f for f, v in (("--weights", options.weights), ("--smpl", options.smpl or anny))
                                if not v)
@@ -231,10 +233,12 @@ def run_demo(options: DemoOptions) -> int:
     if not getattr(predictor.body, "has_faces", True):
         # HMR's checkpoint carries SMPL's arrays but not its faces (convert-tf --smpl-out)
         if options.render or options.mesh_format == "glb":
+            ways = [w for w, needed in (("--no-render", options.render),
+                                        ("--mesh-format obj or ply", options.mesh_format == "glb")) if needed]
             raise InputError(f"--smpl {options.smpl} has no mesh faces (a model converted from HMR's "
-                             "checkpoint carries none), so no body can be drawn"
-                             f"{' or written as glTF' if options.mesh_format == 'glb' else ''}: pass an "
-                             "official SMPL file for its faces, or --no-render")
+                             "checkpoint carries none), so no body can be "
+                             f"{'drawn' if options.render else 'written as glTF'}: pass an official SMPL "
+                             f"file for its faces, or {' and '.join(ways)}")
         warn(f"--smpl {options.smpl} has no mesh faces: the mesh files hold its vertices only")
     pending: list[_Pending] = []
     # Photos count as done once fitted and written (or failed), not when read:

@@ -295,9 +295,10 @@ class HMR(nn.Module):
 
         Args:
             path: the ``.safetensors`` file.
-            body_model: the body model the weights were made for. If None, a
-                SMPL model is read from the file named by the environment
-                variable ``OPENHMR_SMPL`` (for weights made for SMPL).
+            body_model: the body model the weights were made for. If None,
+                the one their metadata names: for SMPL, the model file named
+                by the environment variable ``OPENHMR_SMPL``; for Anny,
+                ``Anny()``.
             map_location: device of the returned model.
         Returns:
             the model in eval mode.

@@ -35,6 +35,7 @@ choices below are openhmr's, stated here:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,7 @@ def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: 
     fits = load_smpl_fits(Path(smpl_fits)) if smpl_fits else {}
     if fits:
         # keys name a camera's video frame: S<s>/<Action>.<camera>/<frame, 6 digits>
-        fitted = {key.rsplit("/", 1)[0] for key in fits}
+        fitted = {key.rsplit("/", 1)[0] for key in fits if re.fullmatch(r".+/\d{6}", key)}
         if not any(f"S{subject}/{stem}" in fitted for subject, stem in sequences):
             first = next(iter(fits))
             raise DatasetError(f"no key of {smpl_fits} names a frame of these sequences (its first: {first!r}; "
