@@ -108,6 +108,11 @@ def run(args: argparse.Namespace) -> int:
 
         if importlib.util.find_spec("mediapipe") is None:
             raise InputError("--fit needs the BlazePose detector: pip install 'openhmr[demo]'")
+    if args.weights is not None:
+        require_device(args.device)  # now, not once the benchmark has loaded
+    elif str(args.device) != "cpu" and args.list_frames is None:
+        raise InputError(f"--device {args.device} goes with --weights: --fit runs on the CPU, "
+                         "and --predictions computes nothing")
     from openhmr.io.hmr_weights import weights_made_for
 
     # weights trained with Anny drive Anny (its lsp14 and h36m17 keypoints): no SMPL file for them
@@ -119,11 +124,6 @@ def run(args: argparse.Namespace) -> int:
     if anny_weights and args.smpl is not None and args.protocol != "3dpw":
         raise InputError(f"{Path(args.weights).name} was trained with the Anny body model: leave --smpl out "
                          "(3dpw alone reads it, for its ground truth)")
-    if args.weights is not None:
-        require_device(args.device)  # now, not once the benchmark has loaded
-    elif str(args.device) != "cpu" and args.list_frames is None:
-        raise InputError(f"--device {args.device} goes with --weights: --fit runs on the CPU, "
-                         "and --predictions computes nothing")
     # Outputs are checked now, not after the whole benchmark has run: none may
     # be an input, a file of the dataset, or another output.
     inputs = [p for p in (args.weights, args.smpl, args.predictions) if p is not None]
