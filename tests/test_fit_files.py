@@ -938,3 +938,23 @@ def test_an_smpl_file_without_faces_writes_no_gltf_and_says_so(smpl_arrays, tmp_
     assert "has no mesh faces, so no glTF mesh can be written" in capsys.readouterr().err
     assert main(base + ["--out", str(tmp_path / "obj")]) == 0
     assert "has no mesh faces: the mesh files hold its vertices only" in capsys.readouterr().err
+
+
+def test_warnings_name_the_fit_command(smpl_npz, tmp_path, monkeypatch, capsys):
+    """A warning raised in the output code the demo shares says "openhmr fit",
+    and the demo's own warnings still say "openhmr demo" afterwards."""
+    import openhmr.demo.outputs
+    from openhmr.demo.report import warn
+
+    def full_disk(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(openhmr.demo.outputs, "save_mesh", full_disk)
+    keypoints = _write(tmp_path / "person_keypoints.json", _person(150, 30, 180))
+    assert run_fit_files(FitFilesOptions([str(keypoints)], (320, 240), out=tmp_path / "fit",
+                                         smpl=smpl_npz, fit_config=QUICK)) == 0
+    err = capsys.readouterr().err
+    assert "openhmr fit: warning: " in err and "mesh not written (OSError: No space left on device)" in err
+    assert "openhmr demo" not in err
+    warn("afterwards")
+    assert capsys.readouterr().err.strip() == "openhmr demo: warning: afterwards"

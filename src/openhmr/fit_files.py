@@ -201,6 +201,13 @@ def _report(path: Path | str, error: Exception) -> None:
 def run_fit_files(options: FitFilesOptions) -> int:
     """Fit every input file (or, with ``sequence``, every video's frames);
     return the exit code (0, or 1 if any file or video failed)."""
+    from openhmr.demo.report import speaking_as
+
+    with speaking_as("openhmr fit"):
+        return _run_fit_files(options)
+
+
+def _run_fit_files(options: FitFilesOptions) -> int:
     from openhmr.demo import (MESH_FORMATS, SMOOTHING, FitPredictor, FittingNote, check_free, check_output_folder,
                               finished_earlier, image_outputs, load_anny,
                               person_outputs, possible_outputs, progress_bar, refuse_writing_inputs,

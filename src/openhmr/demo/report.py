@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import openhmr.progress
@@ -14,9 +15,25 @@ from openhmr.progress import message as progress_message
 T = TypeVar("T")
 
 
+# The command whose name starts each warning: the demo's helpers also serve
+# ``openhmr fit``, whose user should not read "openhmr demo" (see ``speaking_as``).
+_speaker = "openhmr demo"
+
+
+@contextmanager
+def speaking_as(command: str) -> Iterator[None]:
+    """Within the block, :func:`warn` names ``command`` ("openhmr fit")."""
+    global _speaker
+    before, _speaker = _speaker, command
+    try:
+        yield
+    finally:
+        _speaker = before
+
+
 def warn(message: str) -> None:
-    """One warning line on stderr."""
-    progress_message(f"openhmr demo: warning: {message}")
+    """One warning line on stderr, named after the command that runs."""
+    progress_message(f"{_speaker}: warning: {message}")
 
 
 def progress(iterable: Iterable[T], total: int | None, desc: str, unit: str) -> Iterator[T]:
