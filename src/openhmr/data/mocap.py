@@ -155,7 +155,7 @@ def convert_amass(root: str | Path, out: str | Path, stride: int = 1,
     # linked sub-folders too, hidden files (macOS's ._ resource forks) not
     files = [p for p in files_below(root) if p.suffix == ".npz"]
     poses, shapes, used, without_betas = [], [], 0, 0
-    for path in track(files, desc="convert amass", unit="seq"):
+    for path in track(files, desc="convert amass", unit="file"):
         try:
             with open_npz(path) as f:
                 check_fits_memory(f, ("poses", "betas"))
