@@ -301,6 +301,36 @@ def test_auto_backend_is_told_the_job_size(model_files, tmp_path, capsys, cached
     assert asked == [5]
 
 
+def test_a_video_of_unknown_length_is_a_long_job_for_auto(model_files, tmp_path, capsys, cached_loading,
+                                                         monkeypatch):
+    """A stream whose container gives no frame count (a raw MJPEG stream, as
+    live recorders leave) may be long: ``auto`` is told nothing rather than 0."""
+    import io
+
+    import openhmr.inference as inference
+
+    asked: list[int | None] = []
+    real = inference.load_predictor
+
+    def recording(model, **kwargs):
+        asked.append(kwargs.get("expected_crops"))
+        return real(model, backend="torch")
+
+    monkeypatch.setattr(inference, "load_predictor", recording)
+    stream = tmp_path / "stream.mkv"
+    with open(stream, "wb") as f:
+        for i in range(3):
+            frame = io.BytesIO()
+            Image.fromarray(np.full((80, 96, 3), 40 * i, np.uint8)).save(frame, "JPEG")
+            f.write(frame.getvalue())
+    assert cv2.VideoCapture(str(stream)).get(cv2.CAP_PROP_FRAME_COUNT) <= 0  # the premise
+    image = make_image(tmp_path / "p.png")
+    code, err = run([image, stream, "--no-render", "--bbox", "20,10,80,70",
+                     *hmr_args(model_files, tmp_path / "out", "auto")], capsys)
+    assert code == 0, err
+    assert asked == [None]
+
+
 def test_bbox_errors(model_files, tmp_path, capsys, cached_loading):
     big = make_image(tmp_path / "big.png", size=(640, 480))
     small = make_image(tmp_path / "small.png", size=(120, 100))

@@ -204,7 +204,7 @@ def run_demo(options: DemoOptions) -> int:
     # Inputs that cannot work are reported before the model is loaded (which
     # may take seconds), and the rest are counted for the backend's choice.
     usable: list[InputItem] = []
-    crops = 0
+    crops: int | None = 0  # None once a video's length is unknown: a long job, for all we know
     finished = 0  # inputs an earlier run finished, passed by with --skip-existing
     inputs = frozenset(item.path.resolve() for item in items)
     for item in items:
@@ -216,7 +216,8 @@ def run_demo(options: DemoOptions) -> int:
         try:
             refuse_writing_inputs(possible_outputs(out, item.name, item.kind, options.max_people,
                                                    options.mesh_format), inputs)
-            crops += _precheck(item, out, options, source)
+            frames = _precheck(item, out, options, source)
+            crops = None if crops is None or frames is None else crops + frames
             usable.append(item)
         except InputError as e:
             fail(item, e)
@@ -350,11 +351,11 @@ def run_demo(options: DemoOptions) -> int:
     return 1 if failures else 0
 
 
-def _precheck(item: InputItem, out: Path, options: DemoOptions, source: PersonSource) -> int:
+def _precheck(item: InputItem, out: Path, options: DemoOptions, source: PersonSource) -> int | None:
     """Fail now for an input that is missing, unreadable as a video, without
     keypoints where they come from files, or whose outputs exist (without
     --overwrite); otherwise its number of frames (1 for an image, the
-    container's count for a video, 0 if unknown)."""
+    container's count for a video, None if the container does not say)."""
     if item.kind == "video":
         if isinstance(source, OpenPoseSource):
             source.check_video(item)
@@ -362,7 +363,7 @@ def _precheck(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
         if options.max_people > 1:
             paths["npz"] = out / f"{item.name}_person1.npz"
         check_free(paths, options.overwrite)
-        return video_info(item.path).frame_count
+        return video_info(item.path).frame_count or None
     if not item.path.exists():
         raise InputError("image not found")  # the report names the path
     if options.max_people > 1:  # how many people is known only once they are found
