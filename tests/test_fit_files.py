@@ -958,3 +958,69 @@ def test_warnings_name_the_fit_command(smpl_npz, tmp_path, monkeypatch, capsys):
     assert "openhmr demo" not in err
     warn("afterwards")
     assert capsys.readouterr().err.strip() == "openhmr demo: warning: afterwards"
+
+
+def test_a_bad_file_fails_alone_and_its_batch_still_fits(smpl_npz, tmp_path, capsys, monkeypatch):
+    """A confidence above 1 is the file's own fault, found as it is read; a
+    fit that fails for a batch is tried again a file at a time, so only the
+    file at fault is reported."""
+    import openhmr.demo
+
+    folder = tmp_path / "keypoints"
+    for name in "abc":
+        kp = np.asarray(_person(150, 30, 180)).reshape(25, 3)
+        if name == "b":
+            kp[0, 2] = 1.2
+        _write(folder / f"{name}_keypoints.json", kp.ravel().tolist())
+    out = tmp_path / "out"
+    assert run_fit_files(FitFilesOptions([str(folder)], (320, 240), out=out, smpl=smpl_npz,
+                                         fit_config=QUICK)) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and "b_keypoints.json: keypoint confidences must lie in [0, 1], got up to 1.2" in errors[0]
+    assert "2 of 3 file(s) fitted" in err
+    assert sorted(p.name for p in out.glob("*.json")) == ["a.json", "c.json"]
+
+    (folder / "b_keypoints.json").unlink()
+    _write(folder / "b_keypoints.json", _person(150, 30, 180))
+    calls: list[list[str]] = []
+    real = openhmr.demo.FitPredictor.predict
+
+    def predict(self, crops, transforms, locations, images, done=None):
+        calls.append([Path(i[0]).name for i in images])
+        if any(Path(i[0]).name == "b_keypoints.json" for i in images):
+            raise RuntimeError("the fit gave up")
+        return real(self, crops, transforms, locations, images, done)
+
+    monkeypatch.setattr(openhmr.demo.FitPredictor, "predict", predict)
+    assert run_fit_files(FitFilesOptions([str(folder)], (320, 240), out=tmp_path / "again", smpl=smpl_npz,
+                                         fit_config=QUICK)) == 1
+    err = capsys.readouterr().err
+    names = ["a_keypoints.json", "b_keypoints.json", "c_keypoints.json"]
+    assert calls == [names, *([n] for n in names)]
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and "b_keypoints.json: RuntimeError: the fit gave up" in errors[0], err
+    assert sorted(p.name for p in (tmp_path / "again").glob("*.json")) == ["a.json", "c.json"]
+
+
+def test_a_pair_of_feet_is_no_person_to_fit(smpl_npz, tmp_path, capsys):
+    """OpenPose's glimpse of a pair of feet (heel and toe, points SMPL has no
+    keypoint for) is left out as no person, not fitted and failed."""
+    from openhmr.body.keypoints import BODY25
+    from openhmr.errors import NoPersonError
+    from openhmr.io.openpose import read_openpose_people
+
+    feet = np.zeros((25, 3))
+    feet[BODY25.index("right_heel")] = (280, 220, 0.5)
+    feet[BODY25.index("right_big_toe")] = (300, 228, 0.4)
+    feet[BODY25.index("pelvis")] = (290, 150, 0.3)
+    alone = _write(tmp_path / "feet_keypoints.json", feet.ravel().tolist())
+    with pytest.raises(NoPersonError):
+        read_openpose_people(alone)
+    both = _write(tmp_path / "files" / "both_keypoints.json", _person(120, 30, 180), feet.ravel().tolist())
+    assert [len(kp) for kp, _ in read_openpose_people(both)] == [25]
+    out = tmp_path / "out"
+    code = run_fit_files(FitFilesOptions([str(both)], (320, 240), out=out, smpl=smpl_npz, max_people=2,
+                                         fit_config=QUICK))
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.glob("*.json")) == ["both_person1.json"]  # one person, not two

@@ -332,9 +332,12 @@ def _run_fit_files(options: FitFilesOptions) -> int:
                                       [(str(b[0]), None, (height, width)) for b in batch], done=note)
         except Exception as e:  # noqa: BLE001 - one bad batch must not stop the others
             paths_failed = list(dict.fromkeys(b[0] for b in batch))
-            failed += len(paths_failed)
-            for path in paths_failed:
-                _report(path, e)
+            if len(paths_failed) > 1:  # whose fault? each file again on its own
+                for path in paths_failed:
+                    write_batch([b for b in batch if b[0] == path])
+                return
+            failed += 1
+            _report(paths_failed[0], e)
             return
         finally:
             note.clear()

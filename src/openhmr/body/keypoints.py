@@ -180,6 +180,10 @@ COCO18 = KeypointSet(
     "OpenPose COCO-18 (COCO keypoints plus a neck).",
 )
 
+#: Keypoint confidences lie in [0, 1]; above this (1 with room for round-off)
+#: they are of another scale, e.g. percent.
+MAX_CONFIDENCE = 1.01
+
 KEYPOINT_SETS: dict[str, KeypointSet] = {
     s.name: s
     for s in (LSP14, COCOPLUS19, COCO17, H36M17, SMPL24, BLAZEPOSE33, BLAZEPOSE27, BODY25, COCO18)

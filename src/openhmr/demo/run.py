@@ -262,8 +262,12 @@ def run_demo(options: DemoOptions) -> int:
                 [p.location for p in batch],
                 [(str(p.item.path), None, (p.image.shape[0], p.image.shape[1])) for p in batch], done=note)
         except Exception as e:  # noqa: BLE001 - one bad batch must not stop the others
-            for p in {id(p.item): p for p in batch}.values():
-                fail(p.item, e)
+            photos = {id(p.item): p.item for p in batch}
+            if len(photos) > 1:  # whose fault? each photo again on its own
+                for key in photos:
+                    write_batch([p for p in batch if id(p.item) == key])
+                return
+            fail(next(iter(photos.values())), e)
             return
         finally:
             note.clear()

@@ -14,15 +14,12 @@ import torch
 from torch import Tensor
 
 from openhmr.body.base import BodyModel
-from openhmr.body.keypoints import get_set, index_map
+from openhmr.body.keypoints import MAX_CONFIDENCE, get_set, index_map
 from openhmr.errors import InputError
 from openhmr.fit.config import PERSON_SIZE_PX, REFERENCE_NOISE_PX, FitConfig
 
 _TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 
-
-# Confidences above 1 (with room for round-off) are another scale, e.g. percent.
-MAX_CONFIDENCE = 1.01
 
 # A person whose confident keypoints span less than this many pixels was given
 # in other units: HMR's normalised crop coordinates span at most 2.

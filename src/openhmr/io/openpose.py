@@ -12,9 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
+from openhmr.body.keypoints import COCO18, MAX_CONFIDENCE, get_set
 from openhmr.errors import InputError, NoPersonError, UnreadableFrameError
 
 OPENPOSE_LAYOUTS = {25 * 3: "body25", 18 * 3: "coco18"}
+
+# Per layout, its points of COCO-18's body (every body model's keypoints match
+# them): BODY_25 adds the mid-hip and the feet.
+_BODY_POINTS = {layout: np.array([name in COCO18.names for name in get_set(layout).names])
+                for layout in OPENPOSE_LAYOUTS.values()}
 
 
 def check_inside(keypoints: np.ndarray, width: int, height: int, hint: str) -> None:
@@ -33,15 +39,16 @@ def read_openpose_people(path: str | Path, conf_threshold: float = 0.2) -> list[
     Accepts the old ``pose_keypoints`` and the current ``pose_keypoints_2d``
     keys, BODY_25 (75 values) and COCO-18 (54 values) layouts. As the
     original, each person is scored by the mean confidence of its keypoints
-    above ``conf_threshold``; a person with no keypoint above it, or whose
-    keypoints above it all lie at one place (no box to place a crop on), is
-    left out.
+    above ``conf_threshold``; a person with no keypoint of COCO-18's body
+    above it (BODY_25's mid-hip and feet alone place no body), or whose such
+    keypoints all lie at one place (no box to place a crop on), is left out.
 
     Returns:
         per person ((K, 3) keypoints x, y (image pixels), confidence; the set
         name "body25" or "coco18"), by decreasing score (ties in file order).
     Raises:
-        InputError: missing or malformed file, unknown layout.
+        InputError: missing or malformed file, unknown layout, confidences
+            above 1.
         NoPersonError: no person with a keypoint above ``conf_threshold``.
     """
     path = Path(path)
@@ -77,10 +84,18 @@ def read_openpose_people(path: str | Path, conf_threshold: float = 0.2) -> list[
             kp = np.asarray(values, dtype=np.float64).reshape(-1, 3)
         except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past float's range
             raise InputError(f"{path}: keypoints are not numbers") from None
+        confidence = kp[:, 2][np.isfinite(kp[:, 2])]
+        if confidence.size and confidence.max() > MAX_CONFIDENCE:
+            # checked here as well as by the fit, so that the fault is this file's, not its batch's
+            raise InputError(f"{path}: keypoint confidences must lie in [0, 1], got up to "
+                             f"{confidence.max():.3g} (a percentage? divide by 100)")
         confident = (kp[:, 2] > conf_threshold) & np.isfinite(kp[:, :2]).all(axis=1)
         # A glimpse (one confident point, or several at one place: OpenPose's faint
         # partial people) gives no box to place a crop on; it is no person to fit.
-        if confident.any() and np.ptp(kp[confident, :2], axis=0).any():
+        # Its body points count, not BODY_25's mid-hip and feet: a pair of feet
+        # places no body, and SMPL's keypoints have none of those to match.
+        body = confident & _BODY_POINTS[layout]
+        if body.any() and np.ptp(kp[body, :2], axis=0).any():
             scored.append((float(kp[confident, 2].mean()), kp, layout))
     if people and not with_keypoints:
         raise InputError(f"{path} is not an OpenPose file: none of its {len(people)} people has "
