@@ -354,7 +354,7 @@ def test_openpose_file_without_person(model_files, tmp_path, capsys, cached_load
     code, err = run([REFERENCE / "coco2.png", REFERENCE / "random.jpg", "--openpose", keypoints,
                      "--no-render", *hmr_args(model_files, out)], capsys)
     assert code == 1
-    assert "coco2_keypoints.json has no person" in err
+    assert "coco2_keypoints.json: no person with body keypoints" in err
     assert (out / "random.json").is_file() and not (out / "coco2.json").exists()
 
 

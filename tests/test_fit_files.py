@@ -87,7 +87,10 @@ def test_folders_names_and_bad_files(smpl_npz, tmp_path, capsys):
     assert "a/x.json already exists" in err and (out / "a" / "x.json").read_text() == "mine"
     assert "cannot read OpenPose file" in err and "broken.json" in err
     assert "far_keypoints.json: keypoints lie outside the 320×240 image" in err
-    assert "nobody_keypoints.json has no person" in err
+    nobody = [line for line in err.splitlines() if "nobody_keypoints.json" in line]
+    assert len(nobody) == 1 and nobody[0].count("nobody_keypoints.json") == 1  # named once
+    assert nobody[0].endswith("nobody_keypoints.json: no person with body keypoints above confidence 0.2 "
+                              "at more than one place")
     assert "missing.json" in err
     assert f"1 of 6 file(s) fitted; outputs in {out}" in err
     fitted = json.loads((out / "b" / "x.json").read_text())

@@ -101,7 +101,7 @@ def read_openpose_people(path: str | Path, conf_threshold: float = 0.2) -> list[
         raise InputError(f"{path} is not an OpenPose file: none of its {len(people)} people has "
                          "'pose_keypoints_2d'")
     if not scored:
-        raise NoPersonError(f"{path} has no person with keypoints above confidence {conf_threshold} "
+        raise NoPersonError(f"{path}: no person with body keypoints above confidence {conf_threshold} "
                             "at more than one place")
     order = sorted(range(len(scored)), key=lambda i: -scored[i][0])  # stable: ties keep file order
     return [(scored[i][1], scored[i][2]) for i in order]
