@@ -479,6 +479,31 @@ def test_perspective_camera(anny_model) -> None:
                                result.keypoints2d, atol=1e-3, rtol=0)
 
 
+def test_a_perspective_start_behind_the_camera_starts_from_the_torso(anny_model) -> None:
+    """An ``init`` translation with the body behind the camera (−z forward, as
+    OpenGL's) would leave the fit there, its depth clamped and without a
+    gradient (it ended ~760,000 px off): that person starts from the torso's
+    camera instead, and a good start next to it is kept."""
+    g = torch.Generator().manual_seed(7)
+    focal, pp = 1500.0, torch.tensor([960.0, 540.0])
+    pose, shape = anny_model.random_pose(2, g, max_yaw=0.3), anny_model.random_shape(2, g)
+    with torch.no_grad():
+        kp3 = anny_model(pose, shape).keypoints["coco17"]
+    trans = torch.tensor([[0.2, 0.1, 5.0], [-0.3, 0.0, 6.0]])
+    p = kp3 + trans[:, None]
+    clean = focal * p[..., :2] / p[..., 2:] + pp
+    kp2d = torch.cat([clean, torch.ones(2, 17, 1)], -1)
+    pose0 = torch.zeros(2, anny_model.pose_size)
+    pose0[:, 0] = math.pi
+    init = FitInit(torch.tensor([[0.2, 0.1, -5.0], [-0.3, 0.0, 6.0]]), pose0,
+                   torch.zeros(2, anny_model.num_betas))
+    result = fit(anny_model, kp2d, "coco17", camera="perspective", focal=focal, principal_point=pp,
+                 init=init)
+    err = (result.keypoints2d - clean).norm(dim=-1).median(dim=1).values
+    assert (err < 3.0).all(), err
+    assert ((result.cam[:, 2] / trans[:, 2]) - 1).abs().max() < 0.15
+
+
 def test_fit_works_for_smpl(smpl_model) -> None:
     """Any BodyModel: the synthetic SMPL (no forward_keypoints) fitted to LSP-14."""
     pose = torch.zeros(1, 72)

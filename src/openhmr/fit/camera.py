@@ -41,6 +41,11 @@ def read_pinhole(focal: float | Tensor | None,
     return f.expand(batch).clone(), pp.reshape(-1, 2).expand(batch, 2).clone()
 
 
+#: The perspective camera's least depth, metres: a point nearer (or behind) is
+#: projected as if at it.
+MIN_DEPTH_M = 1e-3
+
+
 def project(points: Tensor, cam: Tensor, camera: str, crop_size: int,
             focal: Tensor | None, principal_point: Tensor | None) -> Tensor:
     """Body-frame points (B, N, 3), metres → (B, N, 2) pixels.
@@ -56,7 +61,7 @@ def project(points: Tensor, cam: Tensor, camera: str, crop_size: int,
     if focal is None or principal_point is None:
         raise ValueError("the perspective camera needs focal and principal_point (see read_pinhole)")
     p = points + cam[:, None, :]
-    z = p[..., 2:3].clamp(min=1e-3)  # a point behind the camera must not flip sign
+    z = p[..., 2:3].clamp(min=MIN_DEPTH_M)  # a point behind the camera must not flip sign
     return focal[:, None, None] * p[..., :2] / z + principal_point[:, None, :]
 
 

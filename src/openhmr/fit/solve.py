@@ -22,7 +22,7 @@ from torch import Tensor
 
 from openhmr.body.base import BodyModel
 from openhmr.errors import InputError
-from openhmr.fit.camera import CAMERAS, cam_from_params, cam_params, read_pinhole, torso_init
+from openhmr.fit.camera import CAMERAS, MIN_DEPTH_M, cam_from_params, cam_params, read_pinhole, torso_init
 from openhmr.fit.config import FitConfig, FitInit, FitResult
 from openhmr.fit.energy import Energy
 from openhmr.fit.jumps import JUMP_BONES, kinematic_jumps
@@ -67,7 +67,10 @@ def fit(
         principal_point: (2,) or (B, 2) pixels (perspective; default: none —
             required).
         init: optional starting camera, pose and shape (skips the torso
-            initialisation), e.g. an HMR estimate.
+            initialisation), e.g. an HMR estimate. A weak scale s ≤ 0, or a
+            perspective translation that puts a keypoint of the body at or
+            behind the camera (another convention's, −z forward), is not
+            started from: that person's camera comes from the torso instead.
         previous: the same people's fit in the previous video frame
             (cam, pose, betas; the camera is not used, each frame having its
             own crop): track them — start from that pose and shape unless
@@ -251,6 +254,14 @@ def _starts(body_model: BodyModel, energy: Energy, init: FitInit | None,
     if init is not None:
         cam0 = init.cam.detach().to(device=device, dtype=dtype).reshape(b, 3).clone()
         pose0, betas0 = _pose_and_shape(init, "initial", body_model, b, dtype, device)
+        if energy.camera == "perspective":
+            # A point behind the camera projects with its depth clamped, which
+            # has no gradient towards the front: the fit would stay there.
+            with torch.no_grad():
+                depth = energy.forward_keypoints(pose0, betas0).keypoints[t.model_set][..., 2] + cam0[:, 2:]
+            behind = (depth <= MIN_DEPTH_M).any(-1)
+            if bool(behind.any()):
+                cam0 = torch.where(behind[:, None], torso_camera(pose0, betas0), cam0)
         return [(cam0, pose0)], betas0
     if previous_start is not None:
         pose0, betas0 = previous_start[0].clone(), previous_start[1].clone()
