@@ -67,10 +67,10 @@ def fit(
         principal_point: (2,) or (B, 2) pixels (perspective; default: none —
             required).
         init: optional starting camera, pose and shape (skips the torso
-            initialisation), e.g. an HMR estimate. A weak scale s ≤ 0, or a
-            perspective translation that puts a keypoint of the body at or
-            behind the camera (another convention's, −z forward), is not
-            started from: that person's camera comes from the torso instead.
+            initialisation), e.g. an HMR estimate. A weak scale s ≤ 0
+            starts at a small positive one; a perspective translation that
+            puts a keypoint of the body at or behind the camera (another
+            convention's, −z forward) is replaced by the torso's camera.
         previous: the same people's fit in the previous video frame
             (cam, pose, betas; the camera is not used, each frame having its
             own crop): track them — start from that pose and shape unless
