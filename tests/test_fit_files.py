@@ -1027,3 +1027,23 @@ def test_a_pair_of_feet_is_no_person_to_fit(smpl_npz, tmp_path, capsys):
                                          fit_config=QUICK))
     assert code == 0, capsys.readouterr().err
     assert sorted(p.name for p in out.glob("*.json")) == ["both_person1.json"]  # one person, not two
+
+
+def test_a_sequence_keeps_to_its_person_when_confidences_trade_places(smpl_npz, tmp_path, capsys):
+    """Two people whose confidences trade places every frame: the one person
+    of a sequence stays the first frame's most confident, instead of jumping
+    between them (the fits, chained and smoothed, then stood between the two)."""
+    folder = tmp_path / "frames"
+    for k in range(4):
+        left = np.asarray(_person(120 + k, 30, 180)).reshape(25, 3)
+        right = np.asarray(_person(520 - k, 60, 120)).reshape(25, 3)
+        left[left[:, 2] > 0, 2] = 0.8 if k % 2 == 0 else 0.75
+        right[right[:, 2] > 0, 2] = 0.75 if k % 2 == 0 else 0.8
+        _write(folder / f"walk_{k:012d}_keypoints.json", left.ravel().tolist(), right.ravel().tolist())
+    out = tmp_path / "out"
+    assert run_fit_files(FitFilesOptions([str(folder)], (640, 240), out=out, smpl=smpl_npz, sequence=True,
+                                         fps=10.0, fit_config=QUICK)) == 0, capsys.readouterr().err
+    with np.load(out / "walk.npz") as z:
+        hips = z["keypoints_2d/lsp14"][:, 2:4].mean(1)
+    assert len(hips) == 4
+    assert np.abs(hips[:, 0] - (120 + np.arange(4))).max() < 15, hips

@@ -40,6 +40,7 @@ from openhmr.progress import message
 
 if TYPE_CHECKING:
     from openhmr.body.base import BodyModel
+    from openhmr.demo.people import OnePersonFollower, PeopleFollower
 
 SUFFIX = "_keypoints"
 # A video frame's name once SUFFIX is stripped: <video>_<frame, 12 digits>.
@@ -441,14 +442,15 @@ def _sequence_fps(options: FitFilesOptions) -> float:
 
 
 def _fit_frames(predictor: Any, name: str, frames: list[tuple[int, Path]], options: FitFilesOptions,
-                source: str, follower: Any | None = None) -> list[tuple[int, Any]]:
+                source: str, follower: PeopleFollower | OnePersonFollower) -> list[tuple[int, Any]]:
     """A video's frame files fitted in frame order, in the demo's batches →
-    (person number, estimate without vertices) per person found. Without a
-    ``follower`` (a ``PeopleFollower``) only each frame's most confident
-    person is fitted, as person 1; with one, up to ``max_people`` per frame,
-    numbered as the follower follows them. A frame whose file cannot be read
-    is a warning line (NoPersonError if no frame has anybody)."""
+    (person number, estimate without vertices) per person found. With a
+    ``PeopleFollower``, up to ``max_people`` per frame, numbered as the
+    follower follows them; with a ``OnePersonFollower``, the one person it
+    keeps to, as person 1. A frame whose file cannot be read is a warning
+    line (NoPersonError if no frame has anybody)."""
     from openhmr.demo import FittingNote, progress_bar, without_vertices
+    from openhmr.demo.people import EVERYBODY, PeopleFollower
     from openhmr.errors import NoPersonError, UnreadableFrameError
     from openhmr.io.prediction import check_finite
 
@@ -475,7 +477,8 @@ def _fit_frames(predictor: Any, name: str, frames: list[tuple[int, Path]], optio
         for index, path in frames:
             bar.update(1)
             try:
-                located = _locate(path, width, height, options.max_people if follower else 1, frame=True)
+                several = isinstance(follower, PeopleFollower)
+                located = _locate(path, width, height, options.max_people if several else EVERYBODY, frame=True)
             except UnreadableFrameError as e:
                 unreadable.append((index, str(e)))
                 continue
@@ -483,10 +486,12 @@ def _fit_frames(predictor: Any, name: str, frames: list[tuple[int, Path]], optio
                 continue
             except InputError as e:
                 raise InputError(f"frame {index}: {e}") from None
-            if follower is not None:
+            if isinstance(follower, PeopleFollower):
                 numbers = follower.assign(index, [location for _, location in located])
                 for (_, location), person in zip(located, numbers):
                     location.person = person
+            else:
+                located = [located[follower.choose(index, [location for _, location in located])]]
             pending.extend((transform, location, index) for transform, location in located)
             if len(pending) >= window:  # a frame's people are never split
                 flush()
@@ -500,6 +505,7 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
     video's. A frame whose file has nobody is a frame without a body; frames
     with no file (up to the last one that has) too."""
     from openhmr.demo import check_free, posed_again, progress, remove_earlier_people, smooth_predictions, video_outputs
+    from openhmr.demo.people import OnePersonFollower, PeopleFollower
     from openhmr.io.prediction import unplaced_note, write_video_npz
 
     fps = _sequence_fps(options)
@@ -507,7 +513,8 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
     check_free(paths, options.overwrite)
     source = frame_pattern(name, frames)  # the results' input
     total = frames[-1][0] + 1
-    preds = [pred for _, pred in _fit_frames(predictor, name, frames, options, source)]
+    follower = OnePersonFollower(PeopleFollower(max_gap=max(1, int(round(fps)))))
+    preds = [pred for _, pred in _fit_frames(predictor, name, frames, options, source, follower)]
     if len(preds) < total:
         message(f"openhmr fit: warning: {name}: no person in {total - len(preds)} of {total} frames")
     smoothing = options.smoothing

@@ -16,6 +16,9 @@ _HUE_BINS, _SAT_BINS, _GREY_BINS = 16, 4, 4
 _GREY_SATURATION = 0.2  # below this saturation a pixel counts as grey
 _GRID = 24  # the torso is sampled on a _GRID × _GRID grid
 
+#: ``max_people`` that takes every person of a frame.
+EVERYBODY = 1 << 30
+
 
 def _keypoint_box(location: PersonLocation) -> np.ndarray:
     """(x0, y0, x1, y1) of a location's confident keypoints, image pixels."""
@@ -216,3 +219,28 @@ class PeopleFollower:
                 recent.append(colour)  # the oldest goes: a change of clothes or light is learnt in full
                 self._colours[numbers[i]] = (recent, np.mean(recent, axis=0))
         return [numbers[i] for i in range(len(boxes))]
+
+
+@dataclass
+class OnePersonFollower:
+    """The one person of a video whose frames' keypoints may hold several
+    (OpenPose's): the person chosen so far for as long as they are seen
+    (:class:`PeopleFollower` says who is who), else the frame's most
+    confident, who is followed from then on.
+
+    Each frame's most confident person alone, the photo's choice, jumps
+    between two people whose confidences trade places from frame to frame;
+    the fits, each continuing the frame before's and then smoothed, end up
+    on nobody, between the two.
+    """
+
+    follower: PeopleFollower
+    _followed: int | None = field(default=None, repr=False)
+
+    def choose(self, frame: int, locations: list[PersonLocation], image: np.ndarray | None = None) -> int:
+        """The index of the one person among a frame's ``locations`` (most
+        confident first, at least one)."""
+        numbers = self.follower.assign(frame, locations, image)
+        if self._followed not in numbers:
+            self._followed = numbers[0]
+        return numbers.index(self._followed)

@@ -25,7 +25,7 @@ from openhmr.data.crop import CropTransform, scale_and_crop
 from openhmr.demo.options import SMOOTHING, DemoOptions, video_smoothing
 from openhmr.demo.outputs import (check_free, remove_earlier_people, render_overlay, render_people_overlay,
                                   video_outputs)
-from openhmr.demo.people import PeopleFollower
+from openhmr.demo.people import EVERYBODY, OnePersonFollower, PeopleFollower
 from openhmr.demo.predictors import Predictor, to_predictions
 from openhmr.demo.report import FittingNote, Timer, progress, progress_bar, warn
 from openhmr.demo.sources import OpenPoseSource, PersonLocation, PersonSource
@@ -198,7 +198,9 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
     person's fit continues its own previous frame's, its estimates are
     smoothed over its own frames, and it is written as
     ``<name>_person<k>.npz`` (the same arrays, plus ``person``); the one
-    overlay video draws everyone."""
+    overlay video draws everyone. With one person, OpenPose's keypoints
+    (which may hold several) are followed the same way, to keep to the
+    person chosen (:class:`OnePersonFollower`)."""
     several = options.max_people > 1
     if isinstance(source, OpenPoseSource):
         source.check_video(item)
@@ -209,6 +211,7 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
     check_free(paths, options.overwrite)
     info, frames = open_video(item.path)
     follower = PeopleFollower(max_gap=max(1, int(round(info.fps or 10))))
+    one_of_several = OnePersonFollower(follower) if isinstance(source, OpenPoseSource) else None
     people: dict[int | None, list[Prediction]] = {}  # person followed (None: the one person) → bodies
     skipped = 0
     unreadable: list[tuple[int, str]] = []  # (frame, why) of keypoint files that cannot be read
@@ -243,6 +246,9 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
                     located = source.locate_all(frame, item, options.max_people, index)
                     for location, person in zip(located, follower.assign(index, located, frame)):
                         location.person = person
+                elif one_of_several is not None:  # OpenPose's files may hold anybody in view
+                    located = source.locate_all(frame, item, EVERYBODY, index)
+                    located = [located[one_of_several.choose(index, located, frame)]]
                 else:
                     located = [source.locate(frame, item, index)]
             except UnreadableFrameError as e:
