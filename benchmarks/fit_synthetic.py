@@ -252,6 +252,8 @@ def main() -> None:
     if args.jump_iters is not None and (args.jump_iters < 0 or not args.known_noise):
         sys.exit("error: --jump-iters must be ≥ 0 and needs --known-noise")
     if args.render is not None:
+        if args.render.exists() and not args.render.is_dir():
+            sys.exit(f"error: --render {args.render} is a file, not a folder")
         if args.render.exists() and any(args.render.iterdir()):
             sys.exit(f"error: {args.render} is not empty; choose a new folder for the renders")
         args.render.mkdir(parents=True, exist_ok=True)

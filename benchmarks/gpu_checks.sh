@@ -18,8 +18,9 @@
 # Settings (environment): GPU_CHECKS_BUDGET, seconds for all steps together
 # (default 900); GPU_CHECKS_STEPS, the names of the steps to run (default all);
 # GPU_CHECKS_TRAIN_BATCH, step 4's batch (default 64, the paper's);
-# GPU_CHECKS_DEVICE=cpu leaves out step 1 and runs step 3 on the CPU (to try the
-# script without a GPU; otherwise it stops at once where torch sees no CUDA device);
+# GPU_CHECKS_DEVICE=cpu leaves out step 1, runs step 3 on the CPU and steps 4-5 as dry
+# runs at tiny sizes (to try the script without a GPU; otherwise it stops at once where
+# torch sees no CUDA device);
 # PYTHON, the interpreter (default python3).
 # Needs only torch, numpy, pillow, safetensors, tqdm, pyyaml, opencv and pytest
 # (no Anny, no BlazePose, no licence-gated file): openhmr runs from src/.
@@ -86,10 +87,18 @@ step train_cuda 200 bash -c "$TRAIN --config configs/cpu_smoke.yaml --out $SMOKE
     && $PY -c '$COMPARE' $SMOKE/a $SMOKE/b 'two runs' \
     && $PY -c '$COMPARE' $SMOKE/a $SMOKE/resumed 'resumed at step 20 vs straight'"
 
-step train_throughput 200 "$PY" benchmarks/train_throughput.py --batch "${GPU_CHECKS_TRAIN_BATCH:-64}" --steps 20
-step gpu_throughput 200 "$PY" benchmarks/gpu_throughput.py --batch 256 --iters 30 \
-    --variants fp32 bf16 cudagraph-bf16
-step compiled 240 "$PY" benchmarks/gpu_throughput.py --batch 256 --iters 30 \
+if [ "${GPU_CHECKS_DEVICE:-cuda}" = cuda ]; then
+    TRAIN_SIZE=(--batch "${GPU_CHECKS_TRAIN_BATCH:-64}" --steps 20)
+    INFER_SIZE=(--batch 256 --iters 30)
+    GPU_VARIANTS=(fp32 bf16 cudagraph-bf16)
+else  # a dry run of each script: its CPU sizes, and no CUDA graph
+    TRAIN_SIZE=()
+    INFER_SIZE=(--device cpu --batch 2 --iters 2)
+    GPU_VARIANTS=(fp32 bf16)
+fi
+step train_throughput 200 "$PY" benchmarks/train_throughput.py "${TRAIN_SIZE[@]}"
+step gpu_throughput 200 "$PY" benchmarks/gpu_throughput.py "${INFER_SIZE[@]}" --variants "${GPU_VARIANTS[@]}"
+step compiled 240 "$PY" benchmarks/gpu_throughput.py "${INFER_SIZE[@]}" \
     --variants compiled-bf16 --compile-mode reduce-overhead
 
 if [ -n "$FAILED" ]; then

@@ -49,7 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-theta-only", action="store_true",
                    help="skip the extra crop->Theta (no SMPL) timing")
     p.add_argument("--json", default=None, help="write results to this JSON file")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.json is not None and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        p.error(f"--json {args.json}: its folder does not exist")  # now, not after the timing
+    return args
 
 
 def _time_runs(sess: Any, fetches: Any, feed: dict[Any, np.ndarray],

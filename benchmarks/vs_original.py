@@ -86,7 +86,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--residual-gains", type=float, nargs="+", default=[0.5, 0.3],
                    help="calibrated_random_hmr residual_gain of each accuracy model (the first is timed)")
     p.add_argument("--json", type=Path, default=None, help="write all figures to this file")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    from openhmr.inference.backends import BACKENDS
+
+    known = [b for b in BACKENDS if b != "auto"] + [INT8]
+    unknown = [b for b in args.backends if b not in known]
+    if unknown:
+        p.error(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    # checked now, not after the minutes of timing
+    if args.json is not None and not args.json.parent.is_dir():
+        p.error(f"--json {args.json}: the folder {args.json.parent} does not exist")
+    return args
 
 
 def load_crops(folder: Path, count: int) -> tuple[torch.Tensor, str]:
@@ -227,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: unavailable ({e})", file=sys.stderr)
             continue
         one_off[name] = {"build_s": time.perf_counter() - t0}
+    if not predictors:
+        sys.exit("error: none of the backends could be built (see above)")
 
     original = None
     if not args.no_original:
