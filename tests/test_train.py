@@ -442,6 +442,32 @@ def test_resume_takes_the_newest_checkpoint(smpl_npz, tmp_path):
     assert resumed.step == 6
 
 
+def test_a_resume_does_not_read_the_files_that_only_started_the_run(smpl_npz, tmp_path):
+    """encoder_weights and mean_params only start a run; the checkpoint holds
+    what they started, so a resume runs once they are gone (another node,
+    a cleaned folder) and continues with the checkpoint's values."""
+    from safetensors.torch import save_file
+
+    from openhmr.nets.hmr import encoder_from_name
+
+    np.savez(tmp_path / "mean.npz", pose=np.full(72, 0.1), shape=np.full(10, 0.2))
+    save_file({f"encoder.{k}": v.contiguous() for k, v in encoder_from_name("tiny").state_dict().items()},
+              str(tmp_path / "encoder.safetensors"))
+    cfg = small_config(smpl_npz, max_steps=4, checkpoint_every=2, mean_params=str(tmp_path / "mean.npz"),
+                       encoder_weights=str(tmp_path / "encoder.safetensors"))
+    first = Trainer(cfg, tmp_path / "run")
+    first.run(until=2, progress=False)
+    saved = _state(first)
+    (tmp_path / "mean.npz").unlink()
+    (tmp_path / "encoder.safetensors").unlink()
+    resumed = Trainer(cfg, tmp_path / "run", resume=True)
+    assert resumed.step == 2
+    for name, value in _state(resumed).items():
+        assert torch.equal(value, saved[name]), name
+    resumed.run(progress=False)
+    assert resumed.step == 4
+
+
 def test_resume_refuses_a_changed_run_and_records_what_may_change(smpl_npz, tmp_path):
     """--resume continues the checkpoint's run: another learning rate (which the
     optimiser's restored state would silently undo), other datasets or another

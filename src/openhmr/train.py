@@ -312,8 +312,11 @@ class Trainer:
         # Same initial weights on every rank (DDP also broadcasts rank 0's).
         seed_everything(cfg.seed)
         body = body_model if body_model is not None else build_body_model(cfg)
-        self.hmr = HMR(body, encoder=build_encoder(cfg), num_iterations=cfg.num_iterations,
-                       mean_theta=build_mean_theta(cfg, body),
+        # Resumed, the checkpoint's weights replace all that encoder_weights and
+        # mean_params start: those files need not be there any more.
+        self.hmr = HMR(body, encoder=encoder_from_name(cfg.encoder) if resume else build_encoder(cfg),
+                       num_iterations=cfg.num_iterations,
+                       mean_theta=None if resume else build_mean_theta(cfg, body),
                        regressor_hidden=cfg.regressor_hidden, regressor_dropout=cfg.regressor_dropout)
         self.discriminator = None if cfg.encoder_only else FactorizedDiscriminator(
             num_joints=body.num_joints - 1, num_betas=body.shape_size, hidden=cfg.discriminator_hidden)
