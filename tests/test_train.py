@@ -242,12 +242,18 @@ def test_sigkill_then_resume_from_the_command_line(smpl_npz, tmp_path):
     # No torn files are left: only complete checkpoints carry the final name.
     for _, path in list_checkpoints(run):
         torch.load(path, weights_only=True)
+    # A kill in the middle of a write leaves its temporary file, which the resume removes.
+    torn = run / "checkpoints" / f".step_{killed_at + 1:08d}.pt.tmp-4242"
+    torn.write_bytes(b"PK" * 100_000)
+    (run / "checkpoints" / "notes.txt").write_text("mine")
 
     resumed = subprocess.run(
         [sys.executable, "-m", "openhmr", "train", "--out", str(run), "--resume", f"max_steps={killed_at + 2}"],
         env=env, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming at step {killed_at} of " in resumed.stdout + resumed.stderr
+    assert "removed the unfinished checkpoint file(s) of a killed run (0.2 MB)" in resumed.stderr
+    assert not torn.exists() and (run / "checkpoints" / "notes.txt").read_text() == "mine"
     assert list_checkpoints(run)[-1][0] == killed_at + 2
     assert (run / "hmr_final.safetensors").is_file()
 

@@ -46,13 +46,14 @@ from openhmr.errors import InputError, OpenHMRError, WeightsError, require_openc
 from openhmr.io.output_paths import missing_folders
 from openhmr.nets import HMR, FactorizedDiscriminator
 from openhmr.nets.hmr import encoder_from_name, mean_theta_from_params
-from openhmr.progress import progress_bar
+from openhmr.progress import message, progress_bar
 from openhmr.training.checkpoint import (
     CheckpointError,
     checkpoint_path,
     list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
+    remove_unfinished,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -362,6 +363,10 @@ class Trainer:
             self.load(existing[-1][1])
             if self.dist.is_main:  # what it may have changed (max_steps, paths, ...) is recorded
                 cfg.save(self.run_dir / CONFIG_FILE)
+                freed = remove_unfinished(self.run_dir)
+                if freed:
+                    message(f"openhmr train: removed the unfinished checkpoint file(s) of a killed run "
+                            f"({freed / 2**20:.1f} MB)")
         try:
             if not resume and self.dist.is_main:
                 tensorboard = self.run_dir / "tensorboard"

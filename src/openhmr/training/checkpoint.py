@@ -31,6 +31,8 @@ from openhmr.errors import OpenHMRError
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d{8,})\.pt$")
+# save_checkpoint's temporary file, removed when done, left where its process was killed
+_UNFINISHED = re.compile(r"^\.step_\d{8,}\.pt\.tmp-\d+$")
 
 
 class CheckpointError(OpenHMRError):
@@ -117,6 +119,19 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is a torch file but not an openhmr training checkpoint"
                               + (f" (no {', '.join(missing)})" if missing else " (its ranks do not match)"))
     return state
+
+
+def remove_unfinished(run_dir: Path) -> int:
+    """Delete the temporary files of checkpoints whose writing was killed
+    (SIGKILL, a node taken back: ``save_checkpoint`` cleans up otherwise);
+    return the bytes freed. Only while no process of the run writes."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    freed = 0
+    for path in folder.iterdir() if folder.is_dir() else ():
+        if _UNFINISHED.match(path.name) and path.is_file():
+            freed += path.stat().st_size
+            path.unlink(missing_ok=True)
+    return freed
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
