@@ -324,6 +324,12 @@ def test_resume_continues_with_exactly_the_remaining_samples(shard_dir):
 
     with pytest.raises(ValueError, match="seed"):
         ShardDataset(out, seed=10, shuffle_buffer=6, rank=1, world_size=2).load_state_dict(state)
+    # Data converted again under the same name, with more samples: its order is another.
+    moved = {**state, "samples": state["samples"] - 3}
+    with pytest.raises(ValueError, match=f"in {N_SAMPLES - 3} samples of .* this data has {N_SAMPLES} in"):
+        ShardDataset(out, seed=9, shuffle_buffer=6, rank=1, world_size=2).load_state_dict(moved)
+    older = {k: v for k, v in state.items() if k not in ("samples", "shards")}  # saved before they were
+    ShardDataset(out, seed=9, shuffle_buffer=6, rank=1, world_size=2).load_state_dict(older)
 
 
 def test_dataloader_workers_keep_stream_order_and_resume(shard_dir):

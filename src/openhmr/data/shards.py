@@ -736,7 +736,8 @@ class ShardDataset(IterableDataset):
         self.index = self._start_index = 0
 
     def state_dict(self, consumed: int | None = None) -> dict[str, int]:
-        """The data position: {seed, epoch, index, world_size, shuffle_buffer}.
+        """The data position: {seed, epoch, index, world_size, shuffle_buffer,
+        samples, shards} (the last two: the data it is a position in).
 
         Args:
             consumed: samples of this rank consumed since the epoch started or
@@ -745,7 +746,8 @@ class ShardDataset(IterableDataset):
         """
         index = self.index if consumed is None else self._start_index + int(consumed)
         return {"seed": self.seed, "epoch": self.epoch, "index": index,
-                "world_size": self.world_size, "shuffle_buffer": self.shuffle_buffer}
+                "world_size": self.world_size, "shuffle_buffer": self.shuffle_buffer,
+                "samples": self.total, "shards": len(self.shards)}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         """Continue from a ``state_dict()``: the next iteration starts at its index."""
@@ -753,6 +755,11 @@ class ShardDataset(IterableDataset):
             if name in state and int(state[name]) != getattr(self, name):
                 raise ValueError(f"the saved data position has {name}={state[name]}, "
                                  f"this dataset has {getattr(self, name)}; resuming would change the order")
+        # (positions saved before 2026-12-07 do not say what data they are in)
+        if "samples" in state and (int(state["samples"]), int(state["shards"])) != (self.total, len(self.shards)):
+            raise ValueError(f"the saved data position is in {state['samples']} samples of {state['shards']} "
+                             f"shard(s), this data has {self.total} in {len(self.shards)}: the data was "
+                             "converted again or replaced since")
         self.epoch = int(state["epoch"])
         self.index = self._start_index = int(state["index"])
 
