@@ -1204,6 +1204,34 @@ def test_jumps_are_checked_and_warn_where_unused(model_files, tmp_path, capsys, 
 
 
 @needs_reference
+def test_each_videos_detector_is_closed_when_it_is_done(model_files, tmp_path, capsys, cached_loading,
+                                                       monkeypatch):
+    """BlazePose's video tracker (~100 MB, two threads) is closed after each
+    video, the last one too, whether or not the video went well."""
+    pytest.importorskip("mediapipe", reason="--detect needs the demo extra (mediapipe)")
+    import openhmr.detect as detect
+
+    made: list = []
+    real = detect.PersonTracker
+
+    class Recorded(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.closed = False
+            made.append(self)
+
+        def close(self):
+            self.closed = True
+            super().close()
+
+    monkeypatch.setattr(detect, "PersonTracker", Recorded)
+    videos = [_write_clip(tmp_path / f"{name}.mp4", 3) for name in ("a", "b")]
+    code, err = run([*videos, "--detect", "--smoothing", "causal", "--no-render",
+                     *hmr_args(model_files, tmp_path / "out")], capsys)
+    assert code == 1 and err.count("no person in any frame") == 2, err
+    assert len(made) == 2 and all(t.closed for t in made)
+
+
 def test_detector_finds_no_person(model_files, tmp_path, capsys, cached_loading):
     pytest.importorskip("mediapipe", reason="--detect needs the demo extra (mediapipe)")
     blank = tmp_path / "blank.png"

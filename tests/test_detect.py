@@ -373,6 +373,71 @@ def test_the_same_video_given_twice_is_followed_afresh(monkeypatch) -> None:
     assert len(Tracker.made) == 2
 
 
+def _os_threads() -> int:
+    return len(list(Path("/proc/self/task").iterdir()))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through Linux's /proc")
+def test_a_tracker_frees_its_graph_when_closed_or_dropped() -> None:
+    """Each PersonTracker's graph runs threads of its own (and holds ~100 MB):
+    closed, in a ``with`` block or dropped unclosed, they go; they used to stay
+    for the life of the process when dropped."""
+    import gc
+
+    pytest.importorskip("mediapipe")
+    frame = np.full((120, 160, 3), 127, np.uint8)
+    detect.PersonTracker().close()  # mediapipe's own once-per-process threads
+    gc.collect()
+    before = _os_threads()
+    for way in ("close", "with", "drop"):
+        for _ in range(3):
+            tracker = detect.PersonTracker()
+            with pytest.raises(detect.NoPersonError):
+                tracker(frame)
+            assert _os_threads() > before  # the premise: a tracker's graph runs threads
+            if way == "close":
+                tracker.close()
+                tracker.close()  # a second close does nothing
+            elif way == "with":
+                with tracker:
+                    pass
+            del tracker
+            gc.collect()
+        assert _os_threads() == before, way
+
+
+def test_the_demo_closes_each_videos_tracker(monkeypatch) -> None:
+    """The demo ends a video's tracker when the video is done, the last one too
+    (the last used to stay open until the process ended)."""
+    from types import SimpleNamespace
+
+    from openhmr.demo import DetectorSource
+    from openhmr.io.images import InputItem
+
+    class Tracker:
+        made: list[Tracker] = []
+
+        def __init__(self) -> None:
+            self.closed = False
+            Tracker.made.append(self)
+
+        def __call__(self, image):
+            return SimpleNamespace(box=(1.0, 1.0, 9.0, 9.0))
+
+        def close(self) -> None:
+            self.closed = True
+
+    monkeypatch.setattr(detect, "PersonTracker", Tracker)
+    source = DetectorSource(video_mode=True)
+    monkeypatch.setattr(source, "_location", lambda detection: detection)
+    frame = np.zeros((16, 16, 3), np.uint8)
+    for name in ("a", "b"):
+        source.locate(frame, InputItem(Path(f"{name}.mp4"), name, "video"), 0)
+        source.end_video()
+    assert len(Tracker.made) == 2 and all(t.closed for t in Tracker.made)
+    source.end_video()  # nothing open: nothing to do
+
+
 def test_erasing_widens_the_mask_by_the_margin() -> None:
     """_erase paints exactly the pixels within the margin (Euclidean) of the
     person's mask, and nothing else."""

@@ -347,6 +347,9 @@ def run_demo(options: DemoOptions) -> int:
             run_video(item, out, options, source, predictor, timer)
         except Exception as e:  # noqa: BLE001
             fail(item, e)
+        finally:
+            if isinstance(source, DetectorSource):
+                source.end_video()
 
     if timer.photos or timer.videos:  # something was written (a failed video counts frames only)
         print(f"openhmr demo: {timer.summary()}; outputs in {out}", file=sys.stderr)

@@ -243,6 +243,13 @@ class DetectorSource:
             detection = find_person(image)
         return self._location(detection)
 
+    def end_video(self) -> None:
+        """A video's frames are done: free its tracker (BlazePose's video
+        graph, ~100 MB and two threads)."""
+        if self._tracker is not None:
+            self._tracker.close()
+        self._tracker, self._tracked, self._followed = None, None, None
+
     def _follow(self, image: np.ndarray, frame: int | None) -> Any:
         """A video frame's person, looked for in this frame alone: around the
         previous frame's person (one call), else in the whole frame and the
