@@ -585,10 +585,20 @@ def test_shard_data_resume_and_workers_are_exact(smpl_npz, shard_data, determini
     for name, tensor in _state(resumed).items():
         assert torch.equal(tensor, expected[name]), name
 
-    # Decoding and augmenting in DataLoader workers gives the same batches.
+    # Decoding and augmenting in DataLoader workers gives the same batches;
+    # close() stops the workers (they used to outlive train()), and a later
+    # step starts new ones where the others stopped.
+    import multiprocessing
+
     workers = TrainConfig(**{**cfg.to_dict(), "num_workers": 2})
+    before = set(multiprocessing.active_children())
     parallel = Trainer(workers, shard_data / "workers")
+    parallel.run(until=2, progress=False)
+    assert len(set(multiprocessing.active_children()) - before) == 2
+    parallel.close()
+    assert not set(multiprocessing.active_children()) - before
     parallel.run(progress=False)
+    parallel.close()
     for name, tensor in _state(parallel).items():
         assert torch.equal(tensor, expected[name]), name
 

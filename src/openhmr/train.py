@@ -601,11 +601,12 @@ class Trainer:
         return path
 
     def close(self, completed: bool = True) -> list[Path]:
-        """Close the TensorBoard writer. A new run that did not complete and
+        """Stop the data workers and close the TensorBoard writer. A new run that did not complete and
         wrote no checkpoint cannot be resumed, yet its ``config.yaml`` would
         make the same command refuse the folder: it then removes what it wrote
         (the config, its TensorBoard events, folders it made that are left
         empty) and returns those paths."""
+        self.batches.close()
         self.monitor.close()
         if completed or not self.made or list_checkpoints(self.run_dir) or (
                 self.run_dir / FINAL_WEIGHTS).exists():

@@ -52,6 +52,7 @@ class Queue(Protocol):
     def take(self, n: int) -> list[dict[str, Any]]: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
 
 
 def augment_config(cfg: TrainConfig, body: BodyModel) -> AugmentConfig:
@@ -185,6 +186,11 @@ class ShardQueue:
         self._iter = None  # workers restart from the loaded position
         self._pending = []
 
+    def close(self) -> None:
+        """Stop the DataLoader's workers (each holds a process and its memory);
+        a later ``take`` starts new ones at the same position."""
+        self.load_state_dict(self.state_dict())
+
 
 class MemoryQueue:
     """A queue over stored samples held in memory (synthetic data, tests).
@@ -222,6 +228,9 @@ class MemoryQueue:
         if int(state["seed"]) != self.seed or int(state["count"]) != len(self.samples):
             raise InputError("the checkpoint's data position belongs to another data set or seed")
         self.epoch, self.index = int(state["epoch"]), int(state["index"])
+
+    def close(self) -> None:
+        """Nothing to stop: the samples are in this process."""
 
 
 # --------------------------------------------------------------------------- mixing
@@ -310,6 +319,12 @@ class MixedBatches:
             queue = getattr(self, name)
             if queue is not None and state.get(name) is not None:
                 queue.load_state_dict(state[name])
+
+    def close(self) -> None:
+        """Stop the queues' DataLoader workers (a later batch starts new ones)."""
+        for queue in (self.queue_3d, self.queue_2d):
+            if queue is not None:
+                queue.close()
 
 
 # --------------------------------------------------------------------------- builders
