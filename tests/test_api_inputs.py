@@ -195,6 +195,13 @@ def test_fit_inputs(smpl):
     percent[..., 2] *= 100
     with pytest.raises(InputError, match="confidences must lie in \\[0, 1\\], got up to 100"):
         fit(smpl, percent, "lsp14", config=quick)
+    # A heatmap's peak a little above 1 (OpenPose wrote 1.41) is as sure as 1, in 2D and 3D.
+    overshoot, sure = kp2.clone(), kp2.clone()
+    overshoot[0, :3, 2], sure[0, :3, 2] = 1.41, 1.0
+    overshoot3, sure3 = kp3.clone(), kp3.clone()
+    overshoot3[0, :2, 3], sure3[0, :2, 3] = 1.28, 1.0
+    torch.testing.assert_close(fit(smpl, overshoot, "lsp14", keypoints3d=overshoot3, config=quick).pose,
+                               fit(smpl, sure, "lsp14", keypoints3d=sure3, config=quick).pose, rtol=0, atol=0)
     with pytest.raises(InputError, match="crop_size must be a positive number"):
         fit(smpl, kp2, "lsp14", crop_size=0, config=quick)
     for focal in (0.0, float("nan"), -500.0, [500.0, 500.0]):

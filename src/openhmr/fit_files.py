@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,24 +168,28 @@ def group_frames(files: list[tuple[Path, str]]) -> tuple[dict[str, list[tuple[in
     return dict(zip(names, once)), others
 
 
-def _locate(path: Path, width: int, height: int, max_people: int = 1,
-            frame: bool = False) -> list[tuple[Any, Any]]:
+def _locate(path: Path, width: int, height: int, max_people: int = 1, frame: bool = False,
+            choose: Callable[[list[Any]], int] | None = None) -> list[tuple[Any, Any]]:
     """A keypoint file → per person, the most confident first, (the crop
     transform, the person's location), placed as the demo places OpenPose
-    keypoints. NoPersonError / InputError as ``read_openpose_people`` (a
-    video's ``frame``: UnreadableFrameError for a file that cannot be read,
-    as ``read_frame_people``); InputError for keypoints outside the image."""
+    keypoints; with ``choose``, the one person it picks among them all (a
+    video's person kept to). NoPersonError / InputError as
+    ``read_openpose_people`` (a video's ``frame``: UnreadableFrameError for
+    a file that cannot be read, as ``read_frame_people``); InputError for
+    keypoints of a person taken outside the image."""
     from openhmr.demo import PersonLocation
     from openhmr.io.openpose import check_inside, read_frame_people, read_openpose_people
 
-    located = []
-    for keypoints, layout in (read_frame_people if frame else read_openpose_people)(path)[:max_people]:
-        check_inside(keypoints, width, height,
-                     "is --image-size the size of the image they were found in?")
-        scale, centre = scale_for_keypoints(keypoints)
-        transform = crop_transform((height, width), scale, centre)
-        located.append((transform, PersonLocation(scale, centre, "openpose", keypoints, layout)))
-    return located
+    people = (read_frame_people if frame else read_openpose_people)(path)
+    if choose is None:
+        people = people[:max_people]
+    located = [PersonLocation(*scale_for_keypoints(kp), "openpose", kp, layout) for kp, layout in people]
+    if choose is not None:
+        k = choose(located)
+        people, located = people[k:k + 1], located[k:k + 1]
+    for keypoints, _ in people:  # only the people taken: someone else's do not stop the file
+        check_inside(keypoints, width, height, "is --image-size the size of the image they were found in?")
+    return [(crop_transform((height, width), loc.scale, loc.center), loc) for loc in located]
 
 
 def _outputs_in(out: Path, fitted: int) -> str:
@@ -450,7 +454,7 @@ def _fit_frames(predictor: Any, name: str, frames: list[tuple[int, Path]], optio
     keeps to, as person 1. A frame whose file cannot be read is a warning
     line (NoPersonError if no frame has anybody)."""
     from openhmr.demo import FittingNote, progress_bar, without_vertices
-    from openhmr.demo.people import EVERYBODY, PeopleFollower
+    from openhmr.demo.people import PeopleFollower
     from openhmr.errors import NoPersonError, UnreadableFrameError
     from openhmr.io.prediction import check_finite
 
@@ -477,8 +481,12 @@ def _fit_frames(predictor: Any, name: str, frames: list[tuple[int, Path]], optio
         for index, path in frames:
             bar.update(1)
             try:
-                several = isinstance(follower, PeopleFollower)
-                located = _locate(path, width, height, options.max_people if several else EVERYBODY, frame=True)
+                if isinstance(follower, PeopleFollower):
+                    located = _locate(path, width, height, options.max_people, frame=True)
+                else:
+                    keep = follower
+                    located = _locate(path, width, height, frame=True,
+                                      choose=lambda people: keep.choose(index, people))
             except UnreadableFrameError as e:
                 unreadable.append((index, str(e)))
                 continue
@@ -490,8 +498,6 @@ def _fit_frames(predictor: Any, name: str, frames: list[tuple[int, Path]], optio
                 numbers = follower.assign(index, [location for _, location in located])
                 for (_, location), person in zip(located, numbers):
                     location.person = person
-            else:
-                located = [located[follower.choose(index, [location for _, location in located])]]
             pending.extend((transform, location, index) for transform, location in located)
             if len(pending) >= window:  # a frame's people are never split
                 flush()

@@ -180,9 +180,11 @@ COCO18 = KeypointSet(
     "OpenPose COCO-18 (COCO keypoints plus a neck).",
 )
 
-#: Keypoint confidences lie in [0, 1]; above this (1 with room for round-off)
-#: they are of another scale, e.g. percent.
-MAX_CONFIDENCE = 1.01
+#: Keypoint confidences lie in [0, 1], yet a heatmap's peak may pass 1 a little
+#: (OpenPose wrote 1.41, CMU-Perceptual-Computing-Lab/openpose#615; mmpose 1.28,
+#: open-mmlab/mmpose#884), which counts as 1; above this they are of another
+#: scale, e.g. percent.
+MAX_CONFIDENCE = 2.0
 
 KEYPOINT_SETS: dict[str, KeypointSet] = {
     s.name: s

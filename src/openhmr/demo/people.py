@@ -16,9 +16,6 @@ _HUE_BINS, _SAT_BINS, _GREY_BINS = 16, 4, 4
 _GREY_SATURATION = 0.2  # below this saturation a pixel counts as grey
 _GRID = 24  # the torso is sampled on a _GRID × _GRID grid
 
-#: ``max_people`` that takes every person of a frame.
-EVERYBODY = 1 << 30
-
 
 def _keypoint_box(location: PersonLocation) -> np.ndarray:
     """(x0, y0, x1, y1) of a location's confident keypoints, image pixels."""
@@ -231,7 +228,9 @@ class OnePersonFollower:
     Each frame's most confident person alone, the photo's choice, jumps
     between two people whose confidences trade places from frame to frame;
     the fits, each continuing the frame before's and then smoothed, end up
-    on nobody, between the two.
+    on nobody, between the two. The demo and ``openhmr fit --sequence``
+    call it without the frame (by place alone), so that both keep to the
+    same person, the latter having no image.
     """
 
     follower: PeopleFollower

@@ -10,6 +10,7 @@ demo does without a keypoint file.
 from __future__ import annotations
 
 import glob
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -127,14 +128,21 @@ class OpenPoseSource:
             raise InputError(f"{self.path} holds no OpenPose keypoints for {item.path} (expected "
                              f"{self.file_for(item, 0).name}, … one file per frame)")
 
-    def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation:
+    def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None,
+               choose: Callable[[list[PersonLocation]], int] | None = None) -> PersonLocation:
+        """The file's most confident person, or the one ``choose`` picks
+        among them all (a video's person kept to: ``OnePersonFollower``)."""
         path = self.file_for(item, frame)
         if frame is not None and not path.is_file():
             raise NoPersonError(f"no OpenPose keypoints for frame {frame}: {path} is missing")
-        keypoints, layout = (read_openpose_people if frame is None else read_frame_people)(path)[0]
-        check_inside(keypoints, image.shape[1], image.shape[0], _ELSEWHERE.format(path))
-        scale, center = scale_for_keypoints(keypoints)
-        return PersonLocation(scale, center, "openpose", keypoints, layout)
+        people = (read_openpose_people if frame is None else read_frame_people)(path)
+        if choose is None:
+            people = people[:1]
+        located = [PersonLocation(*scale_for_keypoints(kp), "openpose", kp, layout) for kp, layout in people]
+        k = choose(located) if choose is not None else 0
+        # only the person taken: someone else's keypoints do not stop the frame
+        check_inside(people[k][0], image.shape[1], image.shape[0], _ELSEWHERE.format(path))
+        return located[k]
 
     def locate_all(self, image: np.ndarray, item: InputItem, max_people: int,
                    frame: int | None = None) -> list[PersonLocation]:

@@ -25,7 +25,7 @@ from openhmr.data.crop import CropTransform, scale_and_crop
 from openhmr.demo.options import SMOOTHING, DemoOptions, video_smoothing
 from openhmr.demo.outputs import (check_free, remove_earlier_people, render_overlay, render_people_overlay,
                                   video_outputs)
-from openhmr.demo.people import EVERYBODY, OnePersonFollower, PeopleFollower
+from openhmr.demo.people import OnePersonFollower, PeopleFollower
 from openhmr.demo.predictors import Predictor, to_predictions
 from openhmr.demo.report import FittingNote, Timer, progress, progress_bar, warn
 from openhmr.demo.sources import OpenPoseSource, PersonLocation, PersonSource
@@ -246,9 +246,11 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
                     located = source.locate_all(frame, item, options.max_people, index)
                     for location, person in zip(located, follower.assign(index, located, frame)):
                         location.person = person
-                elif one_of_several is not None:  # OpenPose's files may hold anybody in view
-                    located = source.locate_all(frame, item, EVERYBODY, index)
-                    located = [located[one_of_several.choose(index, located, frame)]]
+                elif isinstance(source, OpenPoseSource) and one_of_several is not None:
+                    # OpenPose's files hold anybody in view: the person kept to, followed by
+                    # place alone, as `openhmr fit --sequence` follows (it has no image)
+                    keep = one_of_several
+                    located = [source.locate(frame, item, index, lambda people: keep.choose(index, people))]
                 else:
                     located = [source.locate(frame, item, index)]
             except UnreadableFrameError as e:

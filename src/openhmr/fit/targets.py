@@ -136,6 +136,8 @@ def read_targets(body_model: BodyModel, keypoints2d: Tensor | np.ndarray, keypoi
     if float(kp2d[..., 2].max()) > MAX_CONFIDENCE:
         raise InputError(f"keypoint confidences must lie in [0, 1], got up to {float(kp2d[..., 2].max()):.3g} "
                          "(a percentage? divide by 100)")
+    # a heatmap's peak a little above 1 is as sure as 1
+    kp2d = torch.cat([kp2d[..., :2], kp2d[..., 2:].clamp(max=1.0)], -1)
     conf_in = torch.where(kp2d[..., 2] >= cfg.conf_threshold, kp2d[..., 2],
                           torch.zeros_like(kp2d[..., 2]))
 
@@ -230,6 +232,7 @@ def read_targets3d(body_model: BodyModel, keypoints3d: Tensor | np.ndarray,
     if kp3.numel() and float(kp3[..., 3].max()) > MAX_CONFIDENCE:
         raise InputError(f"3D keypoint confidences must lie in [0, 1], got up to {float(kp3[..., 3].max()):.3g} "
                          "(a percentage? divide by 100)")
+    kp3 = torch.cat([kp3[..., :3], kp3[..., 3:].clamp(max=1.0)], -1)
     points = kp3[:, input_idx, :3]
     conf = torch.where(kp3[:, input_idx, 3] >= cfg.conf_threshold, kp3[:, input_idx, 3],
                        torch.zeros_like(kp3[:, input_idx, 3]))

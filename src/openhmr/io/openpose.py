@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from openhmr.body.keypoints import COCO18, MAX_CONFIDENCE, get_set
+from openhmr.body.keypoints import COCO18, get_set
 from openhmr.errors import InputError, NoPersonError, UnreadableFrameError
 
 OPENPOSE_LAYOUTS = {25 * 3: "body25", 18 * 3: "coco18"}
@@ -47,8 +47,7 @@ def read_openpose_people(path: str | Path, conf_threshold: float = 0.2) -> list[
         per person ((K, 3) keypoints x, y (image pixels), confidence; the set
         name "body25" or "coco18"), by decreasing score (ties in file order).
     Raises:
-        InputError: missing or malformed file, unknown layout, confidences
-            above 1.
+        InputError: missing or malformed file, unknown layout.
         NoPersonError: no person with a keypoint above ``conf_threshold``.
     """
     path = Path(path)
@@ -84,11 +83,6 @@ def read_openpose_people(path: str | Path, conf_threshold: float = 0.2) -> list[
             kp = np.asarray(values, dtype=np.float64).reshape(-1, 3)
         except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past float's range
             raise InputError(f"{path}: keypoints are not numbers") from None
-        confidence = kp[:, 2][np.isfinite(kp[:, 2])]
-        if confidence.size and confidence.max() > MAX_CONFIDENCE:
-            # checked here as well as by the fit, so that the fault is this file's, not its batch's
-            raise InputError(f"{path}: keypoint confidences must lie in [0, 1], got up to "
-                             f"{confidence.max():.3g} (a percentage? divide by 100)")
         confident = (kp[:, 2] > conf_threshold) & np.isfinite(kp[:, :2]).all(axis=1)
         # A glimpse (one confident point, or several at one place: OpenPose's faint
         # partial people) gives no box to place a crop on; it is no person to fit.
