@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -23,6 +22,8 @@ from openhmr.demo import BoxSource, TightCropSource, parse_bbox, read_openpose
 from openhmr.errors import InputError
 from openhmr.geometry.camera import crop_normalised_to_pixels, weak_perspective_project
 from openhmr.io.images import InputItem, collect_inputs, read_image
+
+cv2 = pytest.importorskip("cv2", reason="OpenCV comes with the demo extra (pip install 'openhmr[demo]')")
 
 
 def original_scale_and_crop(image: np.ndarray, scale: float, center, img_size: int = 224):

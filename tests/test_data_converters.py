@@ -13,7 +13,6 @@ import struct
 import tarfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -24,6 +23,8 @@ from openhmr.data.datasets import converter
 from openhmr.data.datasets._common import DatasetError
 from openhmr.data.shards import ShardSamples, read_manifest
 from openhmr.errors import InputError
+
+cv2 = pytest.importorskip("cv2", reason="OpenCV comes with the demo extra (pip install 'openhmr[demo]')")
 
 scipy_io = pytest.importorskip("scipy.io")
 

@@ -13,7 +13,6 @@ import json
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -25,6 +24,8 @@ from openhmr.cli import build_parser, main
 from openhmr.data.crop import CropTransform
 from openhmr.errors import NoPersonError
 from openhmr.io.prediction import SchemaViolation, load_schema, validate
+
+cv2 = pytest.importorskip("cv2", reason="OpenCV comes with the demo extra (pip install 'openhmr[demo]')")
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "images"
 needs_reference = pytest.mark.skipif(
@@ -693,10 +694,10 @@ def _rgb_video(path: Path, frames: list[np.ndarray], fps: float) -> Path:
 
 
 def _grey_video(path: Path, frames: int, width: int, height: int) -> Path:
-    """A 10 fps mp4 whose frame i is plain grey 60 + 20·i."""
+    """A 10 fps mp4 whose frame i is plain grey (60 + 20·i) mod 256."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
     for i in range(frames):
-        writer.write(np.full((height, width, 3), 60 + 20 * i, np.uint8))
+        writer.write(np.full((height, width, 3), (60 + 20 * i) % 256, np.uint8))  # numpy 2 refuses 260
     writer.release()
     return path
 

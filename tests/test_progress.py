@@ -136,8 +136,8 @@ def test_a_logged_command_writes_lines_not_carriage_returns(tmp_path):
     assert "\r" not in text
     lines = text.splitlines()
     assert [line.split(",")[0] for line in lines[:3]] == [
-        "convert amass: 1/3 seq (33 %)", "convert amass: 2/3 seq (66 %)", "convert amass: 3/3 seq (100 %)"]
-    assert lines[3].startswith("convert amass: 3/3 seq in ")
+        "convert amass: 1/3 file (33 %)", "convert amass: 2/3 file (66 %)", "convert amass: 3/3 file (100 %)"]
+    assert lines[3].startswith("convert amass: 3/3 file in ")
 
 
 def test_durations_at_the_unit_boundaries_and_no_time_left_when_done():

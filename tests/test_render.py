@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -18,6 +17,8 @@ from openhmr.render import (
     rotate_about_centroid,
 )
 from openhmr.render.primitives import icosphere, uv_sphere
+
+cv2 = pytest.importorskip("cv2", reason="OpenCV comes with the demo extra (pip install 'openhmr[demo]')")
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
