@@ -206,7 +206,8 @@ def smooth(model: Anny, estimates: Estimates, how: str, fps: float = 30.0) -> Es
         else:
             smoother = BodySmoother(fps, joints_of=joints_of)
             rows = [smoother(f, cam[f], pose[f], betas[f], crop) for f in range(frames)]
-            out.append(tuple(np.stack([r[i] for r in rows]) for i in range(3)))
+            stacked = [np.stack([r[i] for r in rows]) for i in range(3)]
+            out.append((stacked[0], stacked[1], stacked[2]))
     smoothed = (torch.tensor(np.stack([o[i] for o in out], 1), dtype=estimates[i].dtype) for i in range(3))
     cam_t, pose_t, betas_t = smoothed
     return cam_t, pose_t, betas_t

@@ -92,7 +92,7 @@ def draw_skeleton(
     kp = np.asarray(keypoints, dtype=np.float64)[:, :2]
     if len(kp) != len(names):
         raise ValueError(f"{set_name} has {len(names)} keypoints, got {len(kp)}")
-    ok = np.isfinite(kp).all(axis=1)
+    ok: np.ndarray = np.asarray(np.isfinite(kp).all(axis=1))
     if visible is not None:
         ok &= np.asarray(visible, dtype=bool)
     h, w = image.shape[:2]

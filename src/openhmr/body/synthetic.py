@@ -29,7 +29,7 @@ import numpy as np
 from openhmr.body.keypoints import COCOPLUS19, SMPL24
 from openhmr.errors import NPZ_READ_ERRORS
 from openhmr.io.cache import cache_dir
-from openhmr.io.npz import open_npz
+from openhmr.io.npz import open_npz, save_npz
 from openhmr.io.smpl_file import SMPL_PARENTS, save_smpl_npz
 
 SMPL24_FLIP = SMPL24.flip_permutation
@@ -141,7 +141,7 @@ def _build(num_betas: int, seed: int, symmetric: bool) -> dict[str, np.ndarray]:
     # Shrink-wrap: along each direction, the farthest point inside the
     # capsules, found on a coarse grid and refined by bisection.
     def inside(p: np.ndarray) -> np.ndarray:
-        return (_segment_distance(p, starts, ends) < radii).any(-1)
+        return np.asarray((_segment_distance(p, starts, ends) < radii).any(-1))
 
     steps = np.linspace(0.0, 1.1, 56)
     hits = inside(centre + steps[None, :, None] * dirs[:, None, :])  # (V, T)
@@ -235,7 +235,7 @@ def synthetic_smpl_arrays(num_betas: int = 10, seed: int = 0, symmetric: bool = 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, **arrays)
+        save_npz(tmp, arrays)
         tmp.replace(path)
     except OSError:
         pass  # a read-only home only costs the rebuild

@@ -125,7 +125,7 @@ class CropTransform:
         half = self.crop_size / 2.0
         return {
             "focal": np.array([focal_crop_px / self.scale_x, focal_crop_px / self.scale_y]),
-            "principal_point": self.crop_to_image(np.array([half, half])),
+            "principal_point": np.asarray(self.crop_to_image(np.array([half, half]))),
             "translation": np.stack([tx, ty, tz], axis=-1),
         }
 

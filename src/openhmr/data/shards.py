@@ -56,6 +56,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from openhmr import __version__
 from openhmr.errors import NPZ_READ_ERRORS, InputError, require_opencv
+from openhmr.io.npz import save_npz
 from openhmr.io.output_paths import check_output_folder, commit_new, missing_folders, remove_empty_folders
 
 SAMPLES_PER_SHARD = 1000
@@ -295,7 +296,7 @@ class ShardWriter:
         else:
             image = encode_jpeg(sample.image)
         buf = io.BytesIO()
-        np.savez(buf, **_sample_arrays(sample))
+        save_npz(buf, _sample_arrays(sample))
         self._append(sample.key, image, buf.getvalue())
 
     def write_encoded(self, key: str, members: dict[str, bytes]) -> None:

@@ -34,11 +34,14 @@ def declared_bytes(data: np.lib.npyio.NpzFile, name: str) -> int:
     Raises:
         ValueError: no such member, or its header is not a .npy header.
     """
-    members = set(data.zip.namelist())
+    archive = data.zip
+    if archive is None:  # closed
+        raise ValueError(f"no member {name!r}: the archive is closed")
+    members = set(archive.namelist())
     member = name if name in members else f"{name}.npy"  # numpy reads either
     if member not in members:
         raise ValueError(f"no member {name!r}")
-    with data.zip.open(member) as f:
+    with archive.open(member) as f:
         version = np.lib.format.read_magic(f)
         if version == (1, 0):
             shape, _, dtype = np.lib.format.read_array_header_1_0(f)

@@ -63,8 +63,11 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
 
 
 def _multiarray(name: str) -> Any:
-    """One of numpy's pickle helpers (private, so absent from its type stubs)."""
-    return getattr(np.core.multiarray, name)
+    """One of numpy's pickle helpers, taken from numpy's own pickling: they
+    are private, and ``np.core``, where they lie, is deprecated in numpy 2."""
+    helpers: dict[str, Any] = {"_reconstruct": np.ndarray.__reduce__(np.zeros(1))[0],
+                               "scalar": np.float64(0).__reduce__()[0]}
+    return helpers[name]
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
