@@ -2671,6 +2671,29 @@ def test_a_broken_frame_rate_and_a_short_read_are_said(model_files, tmp_path, ca
         assert float(npz["fps"]) == 25.0 and int(npz["num_frames"]) == 4
     assert (out / "clip_overlay.mp4").is_file()
 
+    # OpenCV's time base (1,000 fps, a browser's WebM) counts a second as 1,000 frames:
+    # the rate is measured, and the count is unknown, not a short read.
+    class TimeBase(Lying):
+        def get(self, prop):
+            return {cv2.CAP_PROP_FPS: 1000.0, cv2.CAP_PROP_FRAME_COUNT: 400.0}.get(prop, self.cap.get(prop))
+
+    monkeypatch.setattr(images, "open_capture", lambda path: TimeBase(real_open(path)))
+    assert images.video_info(video).frame_count == 0
+    code, err = run([video, "--bbox", "5,5,40,40", "--overwrite", *hmr_args(model_files, out)], capsys)
+    assert code == 0 and "10 fps, from its first frames' times" in err and "announces" not in err, err
+
+    # Not one frame decoded, of the nine announced: said so, not "no frames".
+    class Undecodable(Lying):
+        def read(self):
+            return False, None
+
+        def grab(self):
+            return False
+
+    monkeypatch.setattr(images, "open_capture", lambda path: Undecodable(real_open(path)))
+    code, err = run([video, "--bbox", "5,5,40,40", "--overwrite", *hmr_args(model_files, out)], capsys)
+    assert code == 1 and "none of the 9 frames its container announces could be decoded" in err, err
+
 
 def test_outputs_that_are_inputs_are_found_among_many_people(tmp_path):
     """--max-people N lists every file N people may get: the same files as

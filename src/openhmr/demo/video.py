@@ -268,13 +268,17 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
                 flush()
         flush()
     if total == 0:
-        raise InputError("cannot read the video: it has no frames")
+        raise InputError("cannot read the video: " + (
+            f"none of the {info.frame_count} frames its container announces could be decoded (is its first "
+            "frame damaged?)" if info.frame_count > 1 else "it has no frames"))
     if info.note:
         warn(f"{item.path}: {info.note}")
     if total < info.frame_count - 1:  # containers' counts may be off by one
-        # OpenCV stops at the first frame it cannot decode: the rest is lost, not skipped.
+        # OpenCV stops at the first frame it cannot decode, and passes over frames a
+        # recorder dropped (empty): the frames are numbered as decoded.
         warn(f"{item.path}: {total} of the {info.frame_count} frames the container announces could be "
-             f"decoded (a damaged frame ends the reading); the outputs cover frames 0–{total - 1}")
+             f"decoded (a damaged frame ends the reading, and dropped frames are passed over); the "
+             f"outputs number the frames decoded, 0–{total - 1}")
     if not people:  # checked before any file or folder is made: a failed input leaves none
         raise NoPersonError("no person in any frame" + (f"; {unreadable_frames_note(unreadable, total)}"
                                                         if unreadable else ""))

@@ -220,6 +220,8 @@ def _capture(path: Path) -> tuple[Any, VideoInfo]:
         cap.release()
         raise InputError(f"cannot read {path}: OpenCV cannot decode this video")
     fps, note = float(cap.get(cv2.CAP_PROP_FPS) or 0.0), None
+    # OpenCV counts frames as duration × rate: at its time base, a second is 1,000 "frames"
+    count_known = fps != TIME_BASE_FPS
     if fps == TIME_BASE_FPS:
         measured = _rate_from_frame_times(cap)
         cap.release()
@@ -232,12 +234,14 @@ def _capture(path: Path) -> tuple[Any, VideoInfo]:
             note = (f"the container gives no frame rate (OpenCV reports {fps:g} fps); {measured:.3g} fps, "
                     "from its first frames' times")
             fps = measured
+        else:  # a high-speed camera's 1,000 fps: its count is one
+            count_known = True
     if not (math.isfinite(fps) and MIN_FPS <= fps <= MAX_FPS):
         # Writers refuse such rates, and the smoothing and tracking would read them as time.
         if fps:
             note = f"the container's frame rate, {fps:g} fps, is not a video's; {DEFAULT_FPS:g} fps assumed"
         fps = DEFAULT_FPS
-    count = cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0
+    count = (cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if count_known else 0
     info = VideoInfo(
         fps=fps,
         frame_count=max(int(count), 0) if math.isfinite(count) else 0,
