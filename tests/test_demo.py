@@ -280,9 +280,8 @@ def test_out_that_is_a_file_is_one_error(model_files, tmp_path, capsys, monkeypa
     assert mine.read_text() == "mine"
 
 
-def test_auto_backend_is_told_the_job_size(model_files, tmp_path, capsys, cached_loading, monkeypatch):
-    """Images count one crop each, videos their frames: ``auto`` compiles only
-    for a job long enough to pay the compilation back."""
+def _job_sizes_told(monkeypatch) -> list[int | None]:
+    """The ``expected_crops`` of each ``load_predictor`` call, which then loads eager torch."""
     import openhmr.inference as inference
 
     asked: list[int | None] = []
@@ -293,6 +292,13 @@ def test_auto_backend_is_told_the_job_size(model_files, tmp_path, capsys, cached
         return real(model, backend="torch")
 
     monkeypatch.setattr(inference, "load_predictor", recording)
+    return asked
+
+
+def test_auto_backend_is_told_the_job_size(model_files, tmp_path, capsys, cached_loading, monkeypatch):
+    """Images count one crop each, videos their frames: ``auto`` compiles only
+    for a job long enough to pay the compilation back."""
+    asked = _job_sizes_told(monkeypatch)
     images = [make_image(tmp_path / f"p{i}.png", seed=i) for i in range(2)]
     clip = _write_clip(tmp_path / "clip.mp4", 3)
     out = tmp_path / "out"
@@ -308,16 +314,7 @@ def test_a_video_of_unknown_length_is_a_long_job_for_auto(model_files, tmp_path,
     live recorders leave) may be long: ``auto`` is told nothing rather than 0."""
     import io
 
-    import openhmr.inference as inference
-
-    asked: list[int | None] = []
-    real = inference.load_predictor
-
-    def recording(model, **kwargs):
-        asked.append(kwargs.get("expected_crops"))
-        return real(model, backend="torch")
-
-    monkeypatch.setattr(inference, "load_predictor", recording)
+    asked = _job_sizes_told(monkeypatch)
     stream = tmp_path / "stream.mkv"
     with open(stream, "wb") as f:
         for i in range(3):
