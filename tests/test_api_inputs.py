@@ -179,7 +179,7 @@ def test_fit_inputs(smpl):
         fit(smpl, kp2, "lsp14", keypoints3d=kp3, keypoints3d_set="body_25", config=quick)
     in_percent = kp3.clone()
     in_percent[..., 3] *= 100
-    with pytest.raises(InputError, match="3D keypoint confidences must lie in \\[0, 1\\], got up to 100"):
+    with pytest.raises(InputError, match=r"3D keypoint confidences must lie in \[0, 1\] \(up to 2 counts as 1\), got up to 100"):
         fit(smpl, kp2, "lsp14", keypoints3d=in_percent, config=quick)
     infinite, dropped = kp3.clone(), kp3.clone()
     infinite[0, 3, 3], dropped[0, 3, 3] = float("inf"), 0.0
@@ -193,7 +193,7 @@ def test_fit_inputs(smpl):
         fit(smpl, kp2, "lsp14", noise_px=2.0, config=FitConfig(**{**quick.__dict__, "told_prior_exponent": None}))
     percent = kp2.clone()
     percent[..., 2] *= 100
-    with pytest.raises(InputError, match="confidences must lie in \\[0, 1\\], got up to 100"):
+    with pytest.raises(InputError, match=r"confidences must lie in \[0, 1\] \(up to 2 counts as 1\), got up to 100"):
         fit(smpl, percent, "lsp14", config=quick)
     # A heatmap's peak a little above 1 (OpenPose wrote 1.41) is as sure as 1, in 2D and 3D.
     overshoot, sure = kp2.clone(), kp2.clone()

@@ -980,7 +980,7 @@ def test_a_bad_file_fails_alone_and_its_batch_still_fits(smpl_npz, tmp_path, cap
                                          fit_config=QUICK)) == 1
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if ": error: " in line]
-    assert len(errors) == 1 and "b_keypoints.json: keypoint confidences must lie in [0, 1], got up to 90" in errors[0]
+    assert len(errors) == 1 and "b_keypoints.json: keypoint confidences must lie in [0, 1] (up to 2 counts as 1), got up to 90" in errors[0]
     assert "2 of 3 file(s) fitted" in err
     assert sorted(p.name for p in out.glob("*.json")) == ["a.json", "c.json"]
 

@@ -134,8 +134,8 @@ def read_targets(body_model: BodyModel, keypoints2d: Tensor | np.ndarray, keypoi
     finite = torch.isfinite(kp2d).all(-1)
     kp2d = torch.where(finite[..., None], kp2d, torch.zeros_like(kp2d))  # confidence 0: missing
     if float(kp2d[..., 2].max()) > MAX_CONFIDENCE:
-        raise InputError(f"keypoint confidences must lie in [0, 1], got up to {float(kp2d[..., 2].max()):.3g} "
-                         "(a percentage? divide by 100)")
+        raise InputError(f"keypoint confidences must lie in [0, 1] (up to {MAX_CONFIDENCE:g} counts as 1), got up "
+                         f"to {float(kp2d[..., 2].max()):.3g} (a percentage? divide by 100)")
     # a heatmap's peak a little above 1 is as sure as 1
     kp2d = torch.cat([kp2d[..., :2], kp2d[..., 2:].clamp(max=1.0)], -1)
     conf_in = torch.where(kp2d[..., 2] >= cfg.conf_threshold, kp2d[..., 2],
@@ -230,8 +230,8 @@ def read_targets3d(body_model: BodyModel, keypoints3d: Tensor | np.ndarray,
     # non-finite points or confidences count as missing, as in the 2D keypoints
     kp3 = torch.where(torch.isfinite(kp3).all(-1, keepdim=True), kp3, torch.zeros_like(kp3))
     if kp3.numel() and float(kp3[..., 3].max()) > MAX_CONFIDENCE:
-        raise InputError(f"3D keypoint confidences must lie in [0, 1], got up to {float(kp3[..., 3].max()):.3g} "
-                         "(a percentage? divide by 100)")
+        raise InputError(f"3D keypoint confidences must lie in [0, 1] (up to {MAX_CONFIDENCE:g} counts as 1), got "
+                         f"up to {float(kp3[..., 3].max()):.3g} (a percentage? divide by 100)")
     kp3 = torch.cat([kp3[..., :3], kp3[..., 3:].clamp(max=1.0)], -1)
     points = kp3[:, input_idx, :3]
     conf = torch.where(kp3[:, input_idx, 3] >= cfg.conf_threshold, kp3[:, input_idx, 3],
