@@ -179,7 +179,8 @@ def test_fit_inputs(smpl):
         fit(smpl, kp2, "lsp14", keypoints3d=kp3, keypoints3d_set="body_25", config=quick)
     in_percent = kp3.clone()
     in_percent[..., 3] *= 100
-    with pytest.raises(InputError, match=r"3D keypoint confidences must lie in \[0, 1\] \(up to 2 counts as 1\), got up to 100"):
+    with pytest.raises(InputError,
+                       match=r"3D keypoint confidences must lie in \[0, 1\] \(up to 2 counts as 1\), got up to 100"):
         fit(smpl, kp2, "lsp14", keypoints3d=in_percent, config=quick)
     infinite, dropped = kp3.clone(), kp3.clone()
     infinite[0, 3, 3], dropped[0, 3, 3] = float("inf"), 0.0
