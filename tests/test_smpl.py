@@ -296,14 +296,34 @@ def test_odd_keys_and_text_arrays_get_one_sentence(tmp_path, smpl_arrays):
         load_smpl_arrays(path)
 
 
-@pytest.mark.parametrize("extra", [np.float64(1.0), np.zeros(6890)])
-def test_an_extra_regressor_that_is_not_k_by_v_is_refused(tmp_path, smpl_arrays, extra):
-    """A ``regressor_<name>`` holds a row of vertex weights per keypoint; a
-    scalar or a single row (6890,) was accepted, and SMPL() failed on it later."""
+@pytest.mark.parametrize("key, extra, message", [
+    ("regressor_h36m17", np.float64(1.0), r"has shape \(\), expected \(17, 6890\)"),
+    ("regressor_h36m17", np.zeros(6890), r"has shape \(6890,\), expected \(17, 6890\)"),
+    ("regressor_h36m17", np.zeros((16, 6890)), r"has shape \(16, 6890\), expected \(17, 6890\)"),
+    ("regressor_mine", np.zeros((5, 6890)), "regressor_mine names no keypoint set openhmr knows"),
+])
+def test_an_extra_regressor_must_be_of_a_known_set(tmp_path, smpl_arrays, key, extra, message):
+    """A ``regressor_<set>`` holds a row of vertex weights per keypoint of a
+    set openhmr knows (its names, order and flip); anything else is refused
+    on loading, from a file or from arrays (a scalar, a single row or 16
+    rows for 17 points failed later, in SMPL() or in a fit; an unknown set
+    as a fit's KeyError)."""
     path = tmp_path / "extra.npz"
-    np.savez(path, **smpl_arrays, regressor_extra=extra)
-    with pytest.raises(SMPLFileError, match=r"regressor_extra has shape .*expected \(K, 6890\)"):
+    np.savez(path, **smpl_arrays, **{key: extra})
+    with pytest.raises(SMPLFileError, match=message):
         load_smpl_arrays(path)
+    with pytest.raises(SMPLFileError, match=message):
+        SMPL({**smpl_arrays, key: extra})
+
+
+def test_an_extra_regressor_gives_its_keypoints(smpl_arrays):
+    """``regressor_h36m17`` (17, V) adds the set: each keypoint the weighted sum of its vertices."""
+    rows = np.zeros((17, 6890))
+    rows[np.arange(17), np.arange(17) * 100] = 1.0
+    body = SMPL({**smpl_arrays, "regressor_h36m17": rows}, dtype=torch.float64)
+    assert "h36m17" in body.keypoint_sets
+    out = body(torch.zeros(1, 72, dtype=torch.float64), torch.zeros(1, 10, dtype=torch.float64))
+    torch.testing.assert_close(out.keypoints["h36m17"][0], out.vertices[0, np.arange(17) * 100])
 
 
 def test_a_chumpy_array_that_holds_itself_is_one_sentence(tmp_path, smpl_arrays):

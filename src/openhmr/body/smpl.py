@@ -34,7 +34,7 @@ from openhmr.body.keypoints import SMPL24
 from openhmr.body.poses import SMPL_ARM_DROP, SMPL_BEND_AXES, range_pose, upright_roots
 from openhmr.errors import SMPLFileError
 from openhmr.geometry.rotations import axis_angle_to_matrix
-from openhmr.io.smpl_file import REGRESSOR_PREFIX, SMPL_PARENTS, load_smpl_arrays
+from openhmr.io.smpl_file import REGRESSOR_PREFIX, SMPL_PARENTS, check_extra_regressor, load_smpl_arrays
 
 
 def tree_levels(parents: tuple[int, ...]) -> list[list[int]]:
@@ -186,7 +186,9 @@ class SMPL(BodyModel):
             regressors["cocoplus19"] = np.asarray(arrays["cocoplus_regressor"], np.float64)
         for key, value in arrays.items():
             if key.startswith(REGRESSOR_PREFIX):
-                regressors[key[len(REGRESSOR_PREFIX):]] = np.asarray(value, np.float64)
+                value = np.asarray(value, np.float64)
+                check_extra_regressor(key, value.shape, n_vertices, "the SMPL arrays")
+                regressors[key[len(REGRESSOR_PREFIX):]] = value
         self._regressor_names: list[str] = []
         for set_name, reg in regressors.items():
             cols = np.flatnonzero(np.abs(reg).sum(0) > 0)

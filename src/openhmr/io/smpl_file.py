@@ -41,8 +41,25 @@ SMPL_KEYS: dict[str, tuple[str, bool]] = {
     "f": ("(F, 3) triangle faces", False),
     "cocoplus_regressor": ("(19, V) HMR's cocoplus keypoint regressor", False),
 }
-# Extra keypoint regressors may be stored as "regressor_<set name>" (K, V).
+# Extra keypoint regressors may be stored as "regressor_<set name>" (K, V): a set
+# openhmr knows (openhmr.body.keypoints), its K keypoints in openhmr's order.
 REGRESSOR_PREFIX = "regressor_"
+
+
+def check_extra_regressor(key: str, shape: tuple[int, ...], vertices: int, where: str) -> None:
+    """SMPLFileError unless ``key`` ("regressor_<set>") names a keypoint set
+    openhmr knows and ``shape`` is (that set's K, ``vertices``); ``where``
+    (a file's name) starts the message."""
+    from openhmr.body.keypoints import KEYPOINT_SETS  # here: openhmr.body imports this module
+
+    name = key[len(REGRESSOR_PREFIX):]
+    if name not in KEYPOINT_SETS:  # its keypoints would have no names, order or flip
+        raise SMPLFileError(f"{where}: {key} names no keypoint set openhmr knows; the sets are "
+                            f"{', '.join(KEYPOINT_SETS)}")
+    rows = len(KEYPOINT_SETS[name])
+    if tuple(shape) != (rows, vertices):
+        raise SMPLFileError(f"{where}: {key} has shape {tuple(shape)}, expected ({rows}, {vertices}): a row "
+                            f"of {vertices} vertex weights per keypoint of {name}, in openhmr's order")
 
 
 class _Inert:
@@ -239,9 +256,8 @@ def _normalise(raw: dict[str, Any], path: Path) -> dict[str, np.ndarray]:
         if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
             raise SMPLFileError(f"{path.name}: {key} holds NaN or infinite values")
     for key in arrays:
-        if key.startswith(REGRESSOR_PREFIX) and (arrays[key].ndim != 2 or arrays[key].shape[1] != n):
-            raise SMPLFileError(f"{path.name}: {key} has shape {arrays[key].shape}, expected (K, {n}): "
-                                f"a row of {n} vertex weights per keypoint")
+        if key.startswith(REGRESSOR_PREFIX):
+            check_extra_regressor(key, arrays[key].shape, n, path.name)
     if "kintree_table" in arrays:
         parents = arrays["kintree_table"][0].astype(np.int64)
         parents[0] = -1  # stored as uint32 4294967295 in the official files
