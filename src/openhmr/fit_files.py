@@ -36,6 +36,7 @@ import numpy as np
 
 from openhmr.data.crop import crop_transform, scale_for_keypoints
 from openhmr.errors import InputError, OpenHMRError
+from openhmr.io.output_paths import unique_names
 from openhmr.progress import message
 
 if TYPE_CHECKING:
@@ -124,22 +125,6 @@ def collect_keypoint_files(inputs: Sequence[str | Path]) -> list[tuple[Path, str
         else:
             found.append((given, given.stem))
     return [(f, name[: -len(SUFFIX)] if name.lower().endswith(SUFFIX) else name) for f, name in found]
-
-
-def unique_names(names: list[str]) -> list[str]:
-    """``names`` with a repeat made distinct by ``_2``, ``_3``, ...: two inputs
-    with the same name (``a/x.json`` and ``b/x.json``, or ``x.json`` and
-    ``x_keypoints.json``) must not write, and so lose, each other's outputs."""
-    taken: set[str] = set()
-    unique = []
-    for name in names:
-        new, i = name, 1
-        while new in taken:
-            i += 1
-            new = f"{name}_{i}"
-        taken.add(new)
-        unique.append(new)
-    return unique
 
 
 def group_frames(files: list[tuple[Path, str]]) -> tuple[dict[str, list[tuple[int, Path]]], list[Path]]:

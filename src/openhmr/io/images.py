@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from openhmr.errors import InputError, require_opencv
+from openhmr.io.output_paths import unique_names
 from openhmr.progress import message
 
 if TYPE_CHECKING:
@@ -425,16 +426,7 @@ def collect_inputs(paths: list[str | Path], skipped: list[Path] | None = None) -
     counts: dict[str, int] = {}
     for item in items:
         counts[item.name] = counts.get(item.name, 0) + 1
-    unique: list[InputItem] = []
-    taken: set[str] = set()
-    for item in items:
-        name = item.name
-        if counts[name] > 1:
-            name = f"{name}_{item.path.suffix.lstrip('.').lower()}" if item.path.suffix else name
-        base, i = name, 1
-        while name in taken:  # the same file given twice, or names still equal
-            i += 1
-            name = f"{base}_{i}"
-        taken.add(name)
-        unique.append(InputItem(item.path, name, item.kind))
-    return unique
+    named = [f"{item.name}_{item.path.suffix.lstrip('.').lower()}" if counts[item.name] > 1 and item.path.suffix
+             else item.name for item in items]
+    # the same file given twice, or names still equal
+    return [InputItem(item.path, name, item.kind) for item, name in zip(items, unique_names(named))]
