@@ -10,6 +10,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+@pytest.fixture(autouse=True)
+def _progress_lines_start_afresh():
+    """Each test's progress reports time their lines from its own first
+    report, as a command's process does: the clock the reports of a process
+    share (``openhmr.progress.PROCESS_LINES``) would otherwise carry an
+    earlier test's time into this one's output."""
+    from openhmr.progress import PROCESS_LINES
+
+    PROCESS_LINES.last = None
+    yield
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """``../shared`` beside the repository (reference files); skips when absent."""

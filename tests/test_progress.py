@@ -51,6 +51,30 @@ def test_lines_come_at_most_once_an_interval_and_say_how_far():
     assert lines[-1] == "convert x: 20/20 img in 30 s (1.5 s/img), loss=0.5"
 
 
+def test_many_short_reports_that_share_a_clock_still_write_a_line_an_interval():
+    """Thirty videos of 4 s each, a report each (left uncleared: the demo's):
+    timed alone, none lived the 10 s interval and nothing was written in 2
+    minutes; sharing when the last line was written, one comes every ~10 s."""
+    from openhmr.progress import LineClock
+
+    clock, out, lines = Clock(), io.StringIO(), LineClock()
+    for k in range(30):
+        with LineProgress(4, f"video{k}", "frame", interval=10, stream=out, clock=clock, leave=False,
+                          lines=lines) as bar:
+            for _ in range(4):
+                clock.now += 1
+                bar.update(1)
+    written = out.getvalue().splitlines()
+    assert len(written) == 12 and written[0] == "video2: 2/4 frame (50 %), 1.0 frame/s, ~2.0 s left"
+    alone = io.StringIO()
+    for k in range(30):
+        with LineProgress(4, f"video{k}", "frame", interval=10, stream=alone, clock=clock, leave=False) as bar:
+            for _ in range(4):
+                clock.now += 1
+                bar.update(1)
+    assert alone.getvalue() == ""
+
+
 def test_no_closing_line_after_an_error_or_when_not_left():
     clock, out = Clock(), io.StringIO()
     with pytest.raises(RuntimeError):

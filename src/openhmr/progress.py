@@ -97,6 +97,21 @@ def message(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+class LineClock:
+    """When the last progress line was written (``last``, monotonic seconds;
+    None before any report began). The reports of one process share one
+    (:data:`PROCESS_LINES`), so that a run of many short tasks, each with a
+    report of its own (a folder of short videos), still writes a line every
+    interval: each report timing itself, none lived long enough to write one."""
+
+    def __init__(self) -> None:
+        self.last: float | None = None
+
+
+#: The line clock of :func:`progress_bar`'s reports.
+PROCESS_LINES = LineClock()
+
+
 class LineProgress:
     """A progress report of plain lines, for a stream that is not a terminal.
 
@@ -109,11 +124,13 @@ class LineProgress:
         interval: seconds between two lines (default: :func:`line_interval`).
         stream: where the lines go (default: stderr).
         clock: seconds, monotonic (a test's own clock).
+        lines: when the last line of the reports it shares with was written
+            (default: its own).
     """
 
     def __init__(self, total: int | None, desc: str, unit: str, *, initial: int = 0, leave: bool = True,
                  interval: float | None = None, stream: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, lines: LineClock | None = None) -> None:
         self.total = total
         self.desc = desc
         self.unit = unit
@@ -123,7 +140,10 @@ class LineProgress:
         self.interval = line_interval() if interval is None else interval
         self.stream = stream
         self.clock = clock
-        self.start = self.last_line = clock()
+        self.start = clock()
+        self.lines = LineClock() if lines is None else lines
+        if self.lines.last is None:
+            self.lines.last = self.start
         self.postfix = ""
         self.closed = False
 
@@ -141,8 +161,8 @@ class LineProgress:
 
     def _tick(self) -> None:
         now = self.clock()
-        if now - self.last_line >= self.interval:
-            self.last_line = now
+        if now - (self.lines.last or 0.0) >= self.interval:
+            self.lines.last = now
             self._write(self.status(now))
 
     def status(self, now: float) -> str:
@@ -167,7 +187,9 @@ class LineProgress:
         self.closed = True
         if not (completed and self.leave):
             return
-        elapsed, done = self.clock() - self.start, self.n - self.first
+        now = self.clock()
+        self.lines.last = now
+        elapsed, done = now - self.start, self.n - self.first
         counts = f"{self.n}/{self.total}" if self.total else f"{self.n}"
         line = f"{self.desc}: {counts} {self.unit} in {duration(elapsed)}"
         rate = speed(done, elapsed, self.unit)
@@ -220,7 +242,7 @@ def progress_bar(total: int | None, desc: str, unit: str, *, initial: int = 0, l
 
         return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr,
                     dynamic_ncols=True, leave=leave)
-    return LineProgress(total, desc, unit, initial=initial, leave=leave)
+    return LineProgress(total, desc, unit, initial=initial, leave=leave, lines=PROCESS_LINES)
 
 
 def track(iterable: Iterable[T], desc: str, unit: str, *, total: int | None = None, leave: bool = True,
