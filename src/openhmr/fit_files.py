@@ -438,7 +438,7 @@ def _fit_frames(predictor: Any, name: str, frames: list[tuple[int, Path]], optio
     follower follows them; with a ``OnePersonFollower``, the one person it
     keeps to, as person 1. A frame whose file cannot be read is a warning
     line (NoPersonError if no frame has anybody)."""
-    from openhmr.demo import FittingNote, progress_bar, without_vertices
+    from openhmr.demo import FittingNote, progress_bar, return_freed_memory, without_vertices
     from openhmr.demo.people import PeopleFollower
     from openhmr.errors import NoPersonError, UnreadableFrameError
     from openhmr.io.prediction import check_finite
@@ -461,6 +461,7 @@ def _fit_frames(predictor: Any, name: str, frames: list[tuple[int, Path]], optio
             fitted.extend((location.person or 1, pred)
                           for (_, location, _), pred in zip(pending, without_vertices(preds)))
             pending.clear()
+            return_freed_memory()  # as the demo's videos: each window's temporaries go back
 
     with progress_bar(len(frames), name, "frame") as bar:
         for index, path in frames:

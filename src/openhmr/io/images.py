@@ -74,7 +74,7 @@ def _to_rgb8(img: Image.Image, colour_key: bool = True) -> np.ndarray:
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
-    return np.asarray(img.convert("RGB"))
+    return np.asarray(img if mode == "RGB" else img.convert("RGB"))  # converting RGB would copy it
 
 
 #: The largest image read, pixels: 512 megapixels (1.5 GB as RGB). Pillow's own
@@ -123,7 +123,9 @@ def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
                 if low_bits is not None and isinstance(img.info.get("transparency"), int):
                     # Pillow scales 2- and 4-bit grey to 8 bits, but not the colour key.
                     img.info["transparency"] = img.info["transparency"] * 255 // (2 ** low_bits - 1)
-                rgb = _to_rgb8(ImageOps.exif_transpose(img) if upright else img, colour_key=not sixteen_bit)
+                if upright:  # in place: a copy of every photo, turned or not, would cost its size again
+                    ImageOps.exif_transpose(img, in_place=True)
+                rgb = _to_rgb8(img, colour_key=not sixteen_bit)
     except Image.DecompressionBombError:  # Pillow's, for a frame of a multi-frame file, say
         raise InputError(f"cannot read {path}: its header claims more than {MAX_PIXELS / 1e6:.0f} megapixels, "
                          "more than openhmr reads (or it is damaged)") from None
