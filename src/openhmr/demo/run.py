@@ -154,7 +154,8 @@ class _Pending:
     """A photo's person waiting for its batch: the crop, where it came from and its output files."""
 
     item: InputItem
-    image: np.ndarray
+    image: np.ndarray | None  # kept for the pictures only: a batch of large photos is large
+    image_size: tuple[int, int]  # (H, W)
     crop: np.ndarray
     transform: CropTransform
     location: PersonLocation
@@ -260,7 +261,7 @@ def run_demo(options: DemoOptions) -> int:
             preds = predictor.predict(
                 np.stack([p.crop for p in batch]), [p.transform for p in batch],
                 [p.location for p in batch],
-                [(str(p.item.path), None, (p.image.shape[0], p.image.shape[1])) for p in batch], done=note)
+                [(str(p.item.path), None, p.image_size) for p in batch], done=note)
         except Exception as e:  # noqa: BLE001 - one bad batch must not stop the others
             photos = {id(p.item): p.item for p in batch}
             if len(photos) > 1:  # whose fault? each photo again on its own
@@ -325,7 +326,9 @@ def run_demo(options: DemoOptions) -> int:
                 for person, location, paths in people:
                     check_free(paths, options.overwrite)
                     crop, transform = scale_and_crop(image, location.scale, location.center)
-                    entries.append(_Pending(item, image, crop, transform, location, paths, person))
+                    entries.append(_Pending(item, image if options.render else None,
+                                            (image.shape[0], image.shape[1]), crop, transform, location,
+                                            paths, person))
                 pending.extend(entries)  # all of a photo's people, or none of them
             except Exception as e:  # noqa: BLE001 - report and go on with the next input
                 fail(item, e)
