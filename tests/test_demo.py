@@ -296,16 +296,24 @@ def _job_sizes_told(monkeypatch) -> list[int | None]:
 
 
 def test_auto_backend_is_told_the_job_size(model_files, tmp_path, capsys, cached_loading, monkeypatch):
-    """Images count one crop each, videos their frames: ``auto`` compiles only
-    for a job long enough to pay the compilation back."""
+    """Images count one crop each, videos their frames, each times
+    --max-people (an upper bound): ``auto`` compiles only for a job long
+    enough to pay the compilation back."""
     asked = _job_sizes_told(monkeypatch)
     images = [make_image(tmp_path / f"p{i}.png", seed=i) for i in range(2)]
     clip = _write_clip(tmp_path / "clip.mp4", 3)
-    out = tmp_path / "out"
     code, err = run([*images, clip, "--no-render", "--bbox", "20,10,80,70",
-                     *hmr_args(model_files, out, "auto")], capsys)
+                     *hmr_args(model_files, tmp_path / "out", "auto")], capsys)
     assert code == 0, err
-    assert asked == [5]
+    folder = tmp_path / "keypoints"
+    folder.mkdir()
+    for i in range(2):
+        (folder / f"p{i}_keypoints.json").write_text(json.dumps(
+            {"people": [{"pose_keypoints_2d": _standing_body25(100, 20, 120).ravel().tolist()}]}))
+    code, err = run([*images, "--no-render", "--openpose", folder, "--max-people", "3",
+                     *hmr_args(model_files, tmp_path / "people", "auto")], capsys)
+    assert code == 0, err
+    assert asked == [5, 6]
 
 
 def test_a_video_of_unknown_length_is_a_long_job_for_auto(model_files, tmp_path, capsys, cached_loading,

@@ -218,7 +218,8 @@ def run_demo(options: DemoOptions) -> int:
             refuse_writing_inputs(possible_outputs(out, item.name, item.kind, options.max_people,
                                                    options.mesh_format), inputs)
             frames = _precheck(item, out, options, source)
-            crops = None if crops is None or frames is None else crops + frames
+            # up to --max-people crops a photo or frame
+            crops = None if crops is None or frames is None else crops + frames * options.max_people
             usable.append(item)
         except InputError as e:
             fail(item, e)

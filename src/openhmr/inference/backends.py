@@ -222,7 +222,8 @@ def load_predictor(
         cache: folder for exported graphs (default ``$OPENHMR_CACHE`` or
             ``~/.cache/openhmr``).
         preference: override :data:`AUTO_PREFERENCE` for ``auto``.
-        expected_crops: how many crops the caller will run, if known. Below
+        expected_crops: how many crops the caller will run at most, if
+            known (a frame may hold nobody, a photo fewer people). Below
             :data:`COMPILE_MIN_CROPS`, ``auto`` skips the compiled backends,
             and on the CPU below :data:`FASTER_MIN_CROPS` it takes eager fp32
             (None: a long-running job; nothing is skipped).
@@ -253,12 +254,12 @@ def load_predictor(
     order = preference or (AUTO_PREFERENCE_CUDA if device.type == "cuda" else AUTO_PREFERENCE)
     if (preference is None and device.type == "cpu" and expected_crops is not None
             and expected_crops < FASTER_MIN_CROPS):
-        log(f"{expected_crops} crop(s) to run: eager fp32 (another backend's checks and set-up "
+        log(f"up to {expected_crops} crop(s) to run: eager fp32 (another backend's checks and set-up "
             f"pay off from about {FASTER_MIN_CROPS} crops on the CPU; name one to use it anyway)")
         return TorchPredictor(ThetaNetwork(model.encoder, model.regressor), model.body, device)
     if expected_crops is not None and expected_crops < COMPILE_MIN_CROPS and any(n in COMPILED for n in order):
         order = tuple(n for n in order if n not in COMPILED)
-        log(f"{expected_crops} crop(s) to run: compiled backends skipped (compiling pays off "
+        log(f"up to {expected_crops} crop(s) to run: compiled backends skipped (compiling pays off "
             f"from about {COMPILE_MIN_CROPS} crops; name one as the backend to compile anyway)")
     reference = TorchPredictor(ThetaNetwork(model.encoder, model.regressor), model.body, device)
     for name in order:
