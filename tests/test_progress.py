@@ -73,6 +73,18 @@ def test_many_short_reports_that_share_a_clock_still_write_a_line_an_interval():
                 clock.now += 1
                 bar.update(1)
     assert alone.getvalue() == ""
+    # A report just begun, its line due from the last one, waits a second: its
+    # speed over microseconds said 100000 frame/s, ~0.0 s left.
+    clock.now += 20
+    fresh = io.StringIO()
+    with LineProgress(300, "video", "frame", interval=10, stream=fresh, clock=clock, leave=False,
+                      lines=lines) as bar:
+        clock.now += 1e-5
+        bar.update(1)
+        assert fresh.getvalue() == ""
+        clock.now += 1.0
+        bar.update(1)
+        assert fresh.getvalue() == "video: 2/300 frame (0 %), 2.0 frame/s, ~2 min 29 s left\n"
 
 
 def test_no_closing_line_after_an_error_or_when_not_left():

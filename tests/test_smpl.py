@@ -301,6 +301,9 @@ def test_odd_keys_and_text_arrays_get_one_sentence(tmp_path, smpl_arrays):
     ("regressor_h36m17", np.zeros(6890), r"has shape \(6890,\), expected \(17, 6890\)"),
     ("regressor_h36m17", np.zeros((16, 6890)), r"has shape \(16, 6890\), expected \(17, 6890\)"),
     ("regressor_mine", np.zeros((5, 6890)), "regressor_mine names no keypoint set openhmr knows"),
+    ("regressor_smpl24", np.zeros((24, 6890)), r"names a set SMPL makes itself \(its joints"),
+    ("regressor_lsp14", np.zeros((14, 6890)), "names a set SMPL makes itself"),
+    ("regressor_cocoplus19", np.zeros((19, 6890)), r"names a set SMPL makes itself \(from cocoplus_regressor"),
 ])
 def test_an_extra_regressor_must_be_of_a_known_set(tmp_path, smpl_arrays, key, extra, message):
     """A ``regressor_<set>`` holds a row of vertex weights per keypoint of a

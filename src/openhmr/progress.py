@@ -111,6 +111,9 @@ class LineClock:
 #: The line clock of :func:`progress_bar`'s reports.
 PROCESS_LINES = LineClock()
 
+#: Seconds a report runs before its first line (at most the interval).
+MIN_AGE_S = 1.0
+
 
 class LineProgress:
     """A progress report of plain lines, for a stream that is not a terminal.
@@ -161,7 +164,9 @@ class LineProgress:
 
     def _tick(self) -> None:
         now = self.clock()
-        if now - (self.lines.last or 0.0) >= self.interval:
+        # A report only just begun (the line being due from the process's last)
+        # waits a moment, so that its speed and time left mean something.
+        if now - (self.lines.last or 0.0) >= self.interval and now - self.start >= min(self.interval, MIN_AGE_S):
             self.lines.last = now
             self._write(self.status(now))
 

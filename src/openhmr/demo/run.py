@@ -106,7 +106,8 @@ def resolve_method(options: DemoOptions) -> str:
 
 def build_predictor(options: DemoOptions, method: str, expected_crops: int | None = None) -> Predictor:
     """The predictor for ``method``; ``expected_crops`` (images plus video
-    frames, if known) lets ``--backend auto`` skip compiling for a small job."""
+    frames, times --max-people, if known: at most so many crops) lets
+    ``--backend auto`` skip compiling for a small job."""
     device = require_device(options.device)
     if options.backend not in BACKENDS:
         raise InputError(f"unknown backend {options.backend!r}; available: {', '.join(BACKENDS)}")

@@ -46,6 +46,12 @@ SMPL_KEYS: dict[str, tuple[str, bool]] = {
 REGRESSOR_PREFIX = "regressor_"
 
 
+#: The keypoint sets an SMPL model makes from its own arrays, which no
+#: ``regressor_<set>`` may give again.
+BUILT_IN_SETS = {"smpl24": "its joints, from J_regressor", "cocoplus19": "from cocoplus_regressor",
+                 "lsp14": "the first 14 rows of cocoplus_regressor"}
+
+
 def check_extra_regressor(key: str, shape: tuple[int, ...], vertices: int, where: str) -> None:
     """SMPLFileError unless ``key`` ("regressor_<set>") names a keypoint set
     openhmr knows and ``shape`` is (that set's K, ``vertices``); ``where``
@@ -56,6 +62,8 @@ def check_extra_regressor(key: str, shape: tuple[int, ...], vertices: int, where
     if name not in KEYPOINT_SETS:  # its keypoints would have no names, order or flip
         raise SMPLFileError(f"{where}: {key} names no keypoint set openhmr knows; the sets are "
                             f"{', '.join(KEYPOINT_SETS)}")
+    if name in BUILT_IN_SETS:  # two sources of one set: one would silently replace the other
+        raise SMPLFileError(f"{where}: {key} names a set SMPL makes itself ({BUILT_IN_SETS[name]})")
     rows = len(KEYPOINT_SETS[name])
     if tuple(shape) != (rows, vertices):
         raise SMPLFileError(f"{where}: {key} has shape {tuple(shape)}, expected ({rows}, {vertices}): a row "
