@@ -217,3 +217,15 @@ def test_a_failed_line_search_with_curvature_pairs_restarts_from_steepest_descen
     final = minimise_rows([x], loss, iters=200, max_evals=400, max_backtracks=0, history=5)
     torch.testing.assert_close(x.detach(), c.expand(4, 2), rtol=0, atol=1e-6)
     assert final.max() < 1e-12
+
+
+def test_no_history_and_no_rows() -> None:
+    """history < 1 is a ValueError naming it (it was an IndexError after the
+    first step); no rows give no losses (an IndexError)."""
+    import pytest
+
+    x = torch.zeros(2, 2, dtype=F64, requires_grad=True)
+    with pytest.raises(ValueError, match="history must keep at least 1 curvature pair, got 0"):
+        minimise_rows([x], lambda rows: ((x[rows] - 1) ** 2).sum(1), iters=5, history=0)
+    none = torch.zeros(0, 2, dtype=F64, requires_grad=True)
+    assert minimise_rows([none], lambda rows: (none[rows] ** 2).sum(1), iters=5).shape == (0,)

@@ -16,7 +16,11 @@ Per row and per iteration (Nocedal & Wright, Algorithms 7.4 and 3.1):
    f(x + t d) ≤ f(x) + c₁ t gᵀd holds, each retry at the minimiser of the
    quadratic through f(x), gᵀd and the rejected value (kept within
    [0.1 t, 0.5 t]); a non-finite value or gradient counts as rejected;
-3. the pair (s, y) is stored when sᵀy > 0 (so H stays positive definite).
+3. the pair (s, y) is stored when sᵀy > 10⁻¹⁰ (so H stays positive
+   definite; torch.optim.LBFGS's bound). The bound is absolute, as is the
+   first step's ≤ 1/‖g‖₁: like torch's, the optimiser is not invariant to
+   the loss's scale, and a loss ~10⁻⁴ or smaller creeps by steepest descent
+   (the fit's energies, 10–10⁴, never came near: their least sᵀy was 4·10⁻⁵).
 
 The rows run out of step: every batched evaluation is, for each running
 row, its next trial point — the first of a new iteration for a row whose
@@ -77,6 +81,10 @@ def minimise_rows(
     rows = params[0].shape[0]
     if any(p.shape[0] != rows for p in params):
         raise ValueError("every parameter tensor must have the same number of rows")
+    if history < 1:
+        raise ValueError(f"history must keep at least 1 curvature pair, got {history}")
+    if rows == 0:
+        return params[0].new_zeros(0)
     sizes = [p[0].numel() for p in params]
     budget = max_evals if max_evals is not None else iters
     every = torch.arange(rows, device=params[0].device)
