@@ -479,6 +479,7 @@ def test_3dpw_reader_and_pve(tmp_path):
     ("short trans", r"trans \(2, 3\).*cover its 4 frames"),
     ("69 pose values", r"poses are \(4, 69\)"),
     ("an actor without a gender", "do not name the same actors"),
+    ("frame ids as text", "img_frame_ids is not an array of frame numbers"),
 ])
 def test_3dpw_faulty_sequences_are_one_line_each(tmp_path, fault, message):
     # Checked before any body model is read: the SMPL folder here does not exist.
@@ -490,6 +491,8 @@ def test_3dpw_faulty_sequences_are_one_line_each(tmp_path, fault, message):
         seq["trans"][0] = seq["trans"][0][:2]
     elif fault == "69 pose values":
         seq["poses"][0] = seq["poses"][0][:, :69]
+    elif fault == "frame ids as text":
+        seq["img_frame_ids"] = np.array(["a", "b", "c", "d"])
     else:
         seq["genders"] = ["m"]
     with path.open("wb") as fh:
@@ -592,6 +595,29 @@ def test_3dhp_faulty_annotations_are_one_line_each(tmp_path):
         load_benchmark("3dhp", tmp_path, allow_partial=True)
 
 
+def test_3dhp_ground_truth_holding_nan_is_refused_when_read(tmp_path):
+    """A NaN in a scored frame's truth is named when the dataset is read, not
+    after the predictions, where the alignment's SVD failed with a traceback."""
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "mpi_inf_3dhp_test_set" / "TS1" / "annot_data.mat"
+    write_annot(path, 4, np.array([1, 1, 0, 1]), np.ones(4), np.random.default_rng(6))
+    with h5py.File(path, "r+") as f:
+        values = f["univ_annot3"][...]
+        values[2, 0, 5] = np.nan  # an invalid frame: not scored, not refused
+        f["univ_annot3"][...] = values
+    assert len(load_benchmark("3dhp", tmp_path, allow_partial=True)) == 3
+    with h5py.File(path, "r+") as f:
+        values[3, 0, 5, 1] = np.inf
+        f["univ_annot3"][...] = values
+    with pytest.raises(DatasetError, match=r"1 scored frame\(s\) hold NaN or infinite values \(TS1/000004\)"):
+        load_benchmark("3dhp", tmp_path, allow_partial=True)
+    with h5py.File(path, "r+") as f:
+        f["univ_annot3"][...] = np.nan_to_num(values)
+        f["activity_annotation"][...] = np.array([[1.0], [np.nan], [1.0], [1.0]])
+    with pytest.raises(DatasetError, match="unknown activity labels nan"):
+        load_benchmark("3dhp", tmp_path, allow_partial=True)
+
+
 def test_h36m_pose_file_without_frames_is_one_line(tmp_path):
     path = tmp_path / "S9" / "MyPoseFeatures" / "D3_Positions_mono" / "Directions 1.60457274.cdf"
     write_cdf(path, "Pose", np.zeros((0, 96)))
@@ -631,6 +657,9 @@ def test_lsp_reader_and_pck(tmp_path):
     assert report.breakdown["joint"]["right_elbow"]["PCK@0.2"].mean == pytest.approx(99.9)
     assert report.overall["all joints"]["PCK@0.2"] == pytest.approx(100.0 * (14000 - 251) / 14000)
     assert report.overall["visible joints"]["PCK@0.2"] == pytest.approx(100.0 * (13999 - 250) / 13999)
+    savemat(root / "joints.mat", {"joints": np.array(["a"])})
+    with pytest.raises(DatasetError, match="'joints' is not an array of numbers"):
+        load_benchmark("lsp", tmp_path)
     table = report.table()
     assert "right_ankle" in table
     assert any(line.split()[:3] == ["all", "joints", "14000"] for line in table.splitlines())

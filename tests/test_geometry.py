@@ -54,6 +54,15 @@ def test_rodrigues_matches_scipy_and_keeps_hmr_epsilon():
     assert (axis_angle_to_matrix(theta) - axis_angle_to_matrix(theta, eps=0.0)).abs().max() > 1e-9
 
 
+
+def test_rodrigues_in_half_precision_is_finite_at_zero():
+    """HMR's eps (1e-8) is 0 in float16: a zero rotation was 0 / 0, and a half-precision
+    body at rest all NaN. float16 is computed in float32 and returned in float16."""
+    theta = torch.tensor([[0.0, 0.0, 0.0], [0.3, -0.2, 0.1]])
+    half = axis_angle_to_matrix(theta.half())
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float(), axis_angle_to_matrix(theta), rtol=0, atol=1e-3)
+
 @pytest.mark.parametrize("angle", [0.0, 1e-9, 1e-6, 1e-3, 1.0, math.pi - 1e-3, math.pi - 1e-7, math.pi])
 def test_round_trip_near_zero_and_pi(angle):
     axes = torch.nn.functional.normalize(torch.randn(64, 3, dtype=torch.float64), dim=-1)

@@ -451,6 +451,11 @@ def test_second_derivatives_of_one_body_match_a_batch(smpl_arrays, monkeypatch):
     jac = torch.func.jacrev(lambda b: model(pose, b).keypoints["smpl24"])(betas)
     jac_two = torch.func.jacrev(lambda b: model(pose.repeat(2, 1), b).keypoints["smpl24"])(betas.repeat(2, 1))
     torch.testing.assert_close(jac[0, :, :, 0], jac_two[0, :, :, 0], rtol=1e-9, atol=1e-9)
+    # Forward mode (jacfwd, torch.func.hessian) needs the Function's own jvp.
+    jac_fwd = torch.func.jacfwd(lambda b: model(pose, b).keypoints["smpl24"])(betas)
+    torch.testing.assert_close(jac_fwd, jac, rtol=1e-9, atol=1e-9)
+    hess_fwd = torch.func.hessian(lambda b: energy(pose, b))(betas)[0, :, 0, :]
+    torch.testing.assert_close(hess_fwd, one, rtol=1e-9, atol=1e-9)
 
 
 def test_an_empty_openhmr_cache_is_the_default_folder(monkeypatch, tmp_path):

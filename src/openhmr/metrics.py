@@ -18,7 +18,9 @@ Definitions (HMR_REFERENCE §12 for the first two):
   translation) of the prediction onto the truth, then average the joint
   errors.
 * **PVE**: mean per-vertex Euclidean error after translating each mesh by its
-  own pelvis (taken from the joints that come with it), as SPIN does.
+  own pelvis (taken from the joints that come with it), so that PVE, like
+  MPJPE, leaves out the global translation (SPIN's shape error on UP-3D
+  compares the meshes unaligned).
 * **3DPCK / AUC** (MPI-INF-3DHP's ``mpii_compute_3d_pck.m``): after root
   alignment, the fraction of joints whose error is strictly below 150 mm;
   AUC is the mean of that fraction over the 31 thresholds 0, 5, ..., 150 mm.

@@ -83,5 +83,13 @@ class Benchmark:
     pixel_offset: float = 0.0
     settings: dict[str, object] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Found here, not after hours of predictions, where the alignment's SVD would fail on it.
+        if self.joints is not None and not np.isfinite(self.joints).all():
+            bad = ~np.isfinite(self.joints.reshape(len(self.joints), -1)).all(axis=1)
+            named = ", ".join(self.keys[i] for i in np.flatnonzero(bad)[:3]) + (", ..." if bad.sum() > 3 else "")
+            raise DatasetError(f"{self.protocol}: the ground-truth joints of {int(bad.sum())} scored "
+                               f"frame(s) hold NaN or infinite values ({named})")
+
     def __len__(self) -> int:
         return len(self.keys)

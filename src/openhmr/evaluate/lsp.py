@@ -60,7 +60,10 @@ def load(data_dir: str | Path) -> Benchmark:
     mat = _loadmat(root / "joints.mat")
     if "joints" not in mat:
         raise DatasetError(f"{root / 'joints.mat'} has no 'joints' array")
-    joints = np.asarray(mat["joints"], np.float64)
+    try:
+        joints = np.asarray(mat["joints"], np.float64)
+    except (TypeError, ValueError):
+        raise DatasetError(f"{root / 'joints.mat'}: 'joints' is not an array of numbers") from None
     if joints.shape != (3, 14, 2000):
         raise DatasetError(f"LSP joints.mat should hold (3, 14, 2000) joints, got {joints.shape}")
     index = np.array([i - 1 for i in TEST_IMAGES])

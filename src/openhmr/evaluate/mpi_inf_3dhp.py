@@ -105,7 +105,7 @@ def read_annotations(path: Path, annotation: str = "univ_annot3") -> dict[str, n
             j3 = np.asarray(f[annotation], np.float64)
             j2 = np.asarray(f["annot2"], np.float64)
             valid = np.asarray(f["valid_frame"]).reshape(-1).astype(bool)
-            activity = np.asarray(f["activity_annotation"]).reshape(-1).astype(int)
+            activity = np.asarray(f["activity_annotation"], np.float64).reshape(-1)  # labels 1–7
     except OSError as e:
         raise DatasetError(f"cannot read {path} as a MATLAB v7.3 (HDF5) file: {e}") from None
     n = valid.shape[0]
@@ -159,12 +159,13 @@ def load(
     for seq in present:
         ann = read_annotations(root / seq / "annot_data.mat", annotation)
         frames = np.flatnonzero(ann["valid"])
-        bad = sorted(set(ann["activity"][frames].tolist()) - set(ACTIVITIES))
+        labels = ann["activity"][frames]
+        bad = sorted({f"{v:g}" for v in labels.tolist() if v not in ACTIVITIES})  # NaN is in no set
         if bad:
-            raise DatasetError(f"{seq}: unknown activity labels {bad} (expected 1–7)")
+            raise DatasetError(f"{seq}: unknown activity labels {', '.join(bad)} (expected 1–7)")
         keys.extend(f"{seq}/{f + 1:06d}" for f in frames)
         joints.append(ann["joints3d"][frames])
-        activities.extend(ACTIVITIES[a] for a in ann["activity"][frames])
+        activities.extend(ACTIVITIES[int(a)] for a in labels)
         sequences.extend([seq] * len(frames))
         refs.extend(ImageRef(root / seq / "imageSequence" / f"img_{f + 1:06d}.jpg", None,
                              ann["joints2d"][f]) for f in frames)

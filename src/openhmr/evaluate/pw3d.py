@@ -193,7 +193,10 @@ def load(
     for path in files:
         seq = load_sequence_file(path)
         name = str(seq.get("sequence", path.stem))
-        frame_ids = np.asarray(seq["img_frame_ids"]).astype(int)
+        try:
+            frame_ids = np.asarray(seq["img_frame_ids"]).astype(int)
+        except (TypeError, ValueError):
+            raise DatasetError(f"{path}: img_frame_ids is not an array of frame numbers") from None
         cam_poses = np.asarray(seq["cam_poses"], np.float64)
         intrinsics = np.asarray(seq.get("cam_intrinsics", np.eye(3)), np.float64)
         genders = list(seq["genders"])

@@ -30,13 +30,18 @@ def axis_angle_to_matrix(axis_angle: Tensor, eps: float = HMR_RODRIGUES_EPS) -> 
     angle = ‖θ + eps‖ (eps added to each component), r = θ / angle,
     R = cos·I + (1 − cos)·r rᵀ + sin·[r]×. With the default eps the result
     differs from the exact rotation by O(1e-8) near θ = 0, as in the original;
-    pass ``eps=0`` only for inputs known to be away from zero.
+    pass ``eps=0`` only for inputs known to be away from zero. float16
+    inputs are computed in float32 (eps is 0 in float16) and returned in
+    float16.
 
     Args:
         axis_angle: (..., 3) rotation vectors, radians.
     Returns:
         (..., 3, 3) rotation matrices.
     """
+    if axis_angle.dtype == torch.float16:
+        # eps underflows to 0 in half precision: a zero rotation would be 0 / 0.
+        return axis_angle_to_matrix(axis_angle.float(), eps).half()
     angle = torch.linalg.vector_norm(axis_angle + eps, dim=-1, keepdim=True)
     axis = axis_angle / angle
     cos = torch.cos(angle).unsqueeze(-1)
