@@ -748,6 +748,31 @@ def test_only_a_trailing_keypoints_suffix_is_dropped_from_names(tmp_path):
         (folder / rel).write_text("{}")
     assert [name for _, name in collect_keypoint_files([folder])] == ["run_keypoints/x", "x_keypoints_v2"]
     assert collect_keypoint_files([folder / "x_keypoints_v2.json"])[0][1] == "x_keypoints_v2"
+    # Nothing would be left of these names: their outputs would be hidden files (.json, .npz).
+    for rel in ("_keypoints.json", "sub/_KEYPOINTS.json"):
+        (tmp_path / "bare" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "bare" / rel).write_text("{}")
+    assert sorted(name for _, name in collect_keypoint_files([tmp_path / "bare"])) == ["_keypoints", "sub/_KEYPOINTS"]
+
+
+def test_outputs_are_checked_for_what_fit_writes(smpl_npz, tmp_path, capsys):
+    """A folder where an output file goes is refused before the fit, with
+    --overwrite too (it used to fail when the results were renamed into
+    place, leaving the npz and mesh behind); a picture named like the demo's
+    overlay or views, which ``openhmr fit`` never writes, blocks nothing."""
+    keypoints = _write(tmp_path / "k" / "x_keypoints.json", _person(160, 30, 180))
+    out = tmp_path / "out"
+    (out / "x.json").mkdir(parents=True)
+    code = main(["fit", str(keypoints), "--image-size", "320x240", "--smpl", str(smpl_npz), "--out", str(out),
+                 "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 1 and f"{out / 'x.json'} is a folder, where an output file goes" in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["x.json"]
+    (out / "x.json").rmdir()
+    Image.new("RGB", (8, 8)).save(out / "x_views.png")
+    assert main(["fit", str(keypoints), "--image-size", "320x240", "--smpl", str(smpl_npz),
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    assert (out / "x.json").is_file() and (out / "x_views.png").is_file()
 
 
 def test_keypoint_files_are_found_whatever_their_case_and_through_linked_folders(tmp_path):

@@ -124,7 +124,16 @@ def collect_keypoint_files(inputs: Sequence[str | Path]) -> list[tuple[Path, str
                 found.append((f, f.relative_to(given).with_suffix("").as_posix()))
         else:
             found.append((given, given.stem))
-    return [(f, name[: -len(SUFFIX)] if name.lower().endswith(SUFFIX) else name) for f, name in found]
+    return [(f, _without_suffix(name)) for f, name in found]
+
+
+def _without_suffix(name: str) -> str:
+    """``name`` less OpenPose's ``_keypoints``, unless nothing would be left of
+    the file's own name (outputs named ``.json`` would be hidden files)."""
+    if not name.lower().endswith(SUFFIX):
+        return name
+    stripped = name[: -len(SUFFIX)]
+    return name if stripped == "" or stripped.endswith("/") else stripped
 
 
 def group_frames(files: list[tuple[Path, str]]) -> tuple[dict[str, list[tuple[int, Path]]], list[Path]]:
@@ -180,6 +189,11 @@ def _locate(path: Path, width: int, height: int, max_people: int = 1, frame: boo
 def _outputs_in(out: Path, fitted: int) -> str:
     """The summary line's ending: where the outputs are, or that there are none."""
     return f"; outputs in {out}" if fitted else "; nothing written"
+
+
+def _written(paths: dict[str, Path]) -> dict[str, Path]:
+    """The output files ``openhmr fit`` writes of a photo's ``paths``: no picture."""
+    return {key: path for key, path in paths.items() if key not in ("overlay", "views")}
 
 
 def _report(path: Path | str, error: Exception) -> None:
@@ -378,11 +392,11 @@ def _run_fit_files(options: FitFilesOptions) -> int:
                         for k, (transform, location) in enumerate(located, 1)]
                 else:
                     paths = image_outputs(out, name, options.mesh_format)
-                    check_free(paths, options.overwrite)
+                    check_free(_written(paths), options.overwrite)
                     transform, location = _locate(path, width, height)[0]
                     entries = [(path, paths, transform, location, None, name)]
                 for entry in entries:
-                    check_free(entry[1], options.overwrite)
+                    check_free(_written(entry[1]), options.overwrite)
                 pending.extend(entries)  # all of a file's people, or none of them
             except Exception as e:  # noqa: BLE001 - report and go on with the next file
                 failed += 1

@@ -274,7 +274,12 @@ def finished_earlier(out: Path, name: str, kind: str, source: str, several: bool
 
 
 def check_free(paths: dict[str, Path], overwrite: bool) -> None:
-    """InputError naming the first of ``paths`` that exists, unless ``overwrite``."""
+    """InputError naming the first of ``paths`` that is a folder, or, unless
+    ``overwrite``, that exists."""
+    # A folder is never replaced: found here, before the work, not when the results are renamed into place.
+    folders = [p for p in paths.values() if os.path.isdir(p) and not os.path.islink(p)]
+    if folders:
+        raise InputError(f"{folders[0]} is a folder, where an output file goes (move or rename it)")
     if overwrite:
         return
     existing = [p for p in paths.values() if os.path.lexists(p)]  # a link to nothing is there too
