@@ -2746,3 +2746,26 @@ def test_the_follower_knows_a_person_by_their_last_frames_colours(monkeypatch):
     for frame in range(100, 130):
         assert follower.assign(frame, [person(here)], image) == [1]
     assert follower.assign(200, [person(elsewhere)], image) == [1]  # after max_gap, elsewhere: by colour
+
+
+@pytest.mark.parametrize("crop_size", [224, 256])
+def test_keypoints_2d_follow_the_crop_size(smpl_model, crop_size):
+    """The saved 2D keypoints are the weak camera's projection of the saved 3D
+    keypoints into the crop, mapped to the image, for a crop of another size
+    than 224 too (the API's fit takes one; the keypoints were placed as if
+    in a 224-px crop, 46 px off in a 256-px one)."""
+    from openhmr.data.crop import crop_transform
+    from openhmr.demo import PersonLocation, to_predictions
+
+    g = torch.Generator().manual_seed(8)
+    pose, betas = 0.2 * torch.randn(1, 72, generator=g), torch.zeros(1, 10)
+    with torch.no_grad():
+        out = smpl_model(pose, betas)
+    centre = np.array([150.0, 200.0])
+    transform = crop_transform((400, 300), 0.8, centre, crop_size=crop_size)
+    pred = to_predictions(smpl_model, torch.tensor([[0.9, 0.05, -0.1]]), pose, betas, out.vertices, out.joints,
+                          out.keypoints, [transform], [PersonLocation(0.8, centre, "bbox")],
+                          [("photo.png", None, (400, 300))], "fit")[0]
+    s, tx, ty = 0.9, 0.05, -0.1
+    in_crop = (crop_size / 2.0) * (1.0 + s * (pred.keypoints_3d["lsp14"][:, :2] + [tx, ty]))
+    np.testing.assert_allclose(pred.keypoints_2d["lsp14"], transform.crop_to_image(in_crop), atol=1e-4)

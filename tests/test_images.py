@@ -213,6 +213,28 @@ def test_a_sixteen_bit_colour_key_is_not_matched_against_eight_bit_pixels(tmp_pa
     np.testing.assert_array_equal(read_image(tmp_path / "key16.png")[0, 1], [255, 0, 0])
 
 
+@pytest.mark.parametrize("mode", ["L", "RGB", "I;16", "CMYK", "P"])
+@pytest.mark.parametrize("compression", ["raw", "tiff_lzw"])
+def test_tiff_orientations_read_upright_or_as_stored(tmp_path: Path, mode: str, compression: str) -> None:
+    """Pillow turns a TIFF upright while loading it, and a raw grey, palette,
+    CMYK or 16-bit one with orientation 5–8 came out with its rows wrapped;
+    ``upright=False`` gave the turned image, not the stored grid."""
+    grid = (np.arange(12).reshape(3, 4) * 20).astype(np.uint8)
+    turned = {1: grid, 2: np.fliplr(grid), 3: np.rot90(grid, 2), 4: np.flipud(grid), 5: grid.T,
+              6: np.rot90(grid, -1), 7: np.rot90(grid, 2).T, 8: np.rot90(grid, 1)}
+    for orientation, upright in turned.items():
+        image = (Image.fromarray(grid.astype(np.uint16) * 257) if mode == "I;16"
+                 else Image.fromarray(grid).convert(mode))
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        path = tmp_path / f"{orientation}.tiff"
+        image.save(path, exif=exif, compression=compression)
+        for want, as_shown in ((upright, True), (grid, False)):
+            got = read_image(path, upright=as_shown)[..., 0].astype(int)
+            assert got.shape == want.shape, (orientation, as_shown)
+            assert np.abs(got - want).max() <= 1, (orientation, as_shown)
+
+
 def test_damaged_exif_is_one_line_naming_the_photo(tmp_path: Path, capsys) -> None:
     """Pillow warns of damaged EXIF data (common after editing tools) in
     Python's two-line format, naming its own source file; openhmr says it in

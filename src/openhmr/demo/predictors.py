@@ -75,8 +75,7 @@ def to_predictions(
     """
     from openhmr.geometry.camera import crop_normalised_to_pixels, weak_perspective_project
 
-    kp2d_crop = {k: crop_normalised_to_pixels(weak_perspective_project(v, cam))
-                 for k, v in keypoints3d.items()}
+    normalised = {k: weak_perspective_project(v, cam) for k, v in keypoints3d.items()}
     faces = body.faces.detach().cpu().numpy()
     preds = []
     for b, (transform, loc, (input_name, frame, size)) in enumerate(zip(transforms, locations, images)):
@@ -86,7 +85,8 @@ def to_predictions(
             cam=_numpy(cam[b]), pose=_numpy(pose[b].reshape(-1)), betas=_numpy(betas[b]),
             vertices=_numpy(vertices[b]), faces=faces, joints_3d=_numpy(joints[b]),
             keypoints_3d={k: _numpy(v[b]) for k, v in keypoints3d.items()},
-            keypoints_2d={k: np.asarray(transform.crop_to_image(_numpy(v[b]))) for k, v in kp2d_crop.items()},
+            keypoints_2d={k: np.asarray(transform.crop_to_image(_numpy(crop_normalised_to_pixels(
+                v[b], transform.crop_size)))) for k, v in normalised.items()},
             crop=transform, center=np.asarray(loc.center, dtype=np.float64),
             focal=camera["focal"], principal_point=camera["principal_point"],
             translation=camera["translation"], image_size=(int(size[0]), int(size[1])),

@@ -23,6 +23,8 @@ Failures a user can cause (a missing, unreadable or corrupt file) raise
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
 import warnings
@@ -83,13 +85,22 @@ def _to_rgb8(img: Image.Image, colour_key: bool = True) -> np.ndarray:
 MAX_PIXELS = 512_000_000
 
 
+#: The TIFF (and EXIF) orientation tag.
+TIFF_ORIENTATION = 274
+#: The transpose that undoes each orientation's turn (PIL.Image.Transpose values:
+#: FLIP_LEFT_RIGHT 0, FLIP_TOP_BOTTOM 1, ROTATE_90 2, ROTATE_180 3, ROTATE_270 4,
+#: TRANSPOSE 5, TRANSVERSE 6), as ``ImageOps.exif_transpose`` applies 0, 3, 1, 5, 4, 6, 2.
+UNDO_ORIENTATION = {2: 0, 3: 3, 4: 1, 5: 5, 6: 2, 7: 6, 8: 4}
+
+
 def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB.
 
     ``upright`` applies the EXIF orientation tag (a phone photo shown as
     taken). Datasets' annotations lie on the stored pixel grid, as the
     original's decoders (which ignore the tag) read it, so their readers
-    pass False.
+    pass False. TIFFs too: Pillow turns them as it loads them, and False
+    turns them back.
 
     Raises:
         InputError: the file is missing, not an image, corrupt, or larger
@@ -110,7 +121,14 @@ def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
             # with MAX_PIXELS as its limit, the check below (header only) comes first
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-            with Image.open(path) as img:
+            with contextlib.ExitStack() as files:
+                img = files.enter_context(Image.open(path))
+                tiff_orientation = img.tag_v2.get(TIFF_ORIENTATION) if img.format == "TIFF" else None
+                if tiff_orientation in (5, 6, 7, 8):
+                    # Pillow (13) turns a TIFF upright as it loads it, and reads a raw grey,
+                    # palette, CMYK or 16-bit one mapped from the file at the turned size:
+                    # rows wrap. Decoded from memory, it takes the path that turns it right.
+                    img = files.enter_context(Image.open(io.BytesIO(path.read_bytes())))
                 width, height = img.size
                 if width * height > MAX_PIXELS:
                     raise InputError(f"cannot read {path}: {width}×{height} is {width * height / 1e6:.0f} "
@@ -125,6 +143,8 @@ def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
                     img.info["transparency"] = img.info["transparency"] * 255 // (2 ** low_bits - 1)
                 if upright:  # in place: a copy of every photo, turned or not, would cost its size again
                     ImageOps.exif_transpose(img, in_place=True)
+                elif tiff_orientation in UNDO_ORIENTATION and TIFF_ORIENTATION not in img.tag_v2:
+                    img = img.transpose(Image.Transpose(UNDO_ORIENTATION[tiff_orientation]))  # back to the stored grid
                 rgb = _to_rgb8(img, colour_key=not sixteen_bit)
     except Image.DecompressionBombError:  # Pillow's, for a frame of a multi-frame file, say
         raise InputError(f"cannot read {path}: its header claims more than {MAX_PIXELS / 1e6:.0f} megapixels, "
