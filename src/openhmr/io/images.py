@@ -123,7 +123,7 @@ def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
             Image.MAX_IMAGE_PIXELS = MAX_PIXELS
             with contextlib.ExitStack() as files:
                 img = files.enter_context(Image.open(path))
-                tiff_orientation = img.tag_v2.get(TIFF_ORIENTATION) if img.format == "TIFF" else None
+                tiff_orientation = _tiff_tags(img).get(TIFF_ORIENTATION)
                 if tiff_orientation in (5, 6, 7, 8):
                     # Pillow (13) turns a TIFF upright as it loads it, and reads a raw grey,
                     # palette, CMYK or 16-bit one mapped from the file at the turned size:
@@ -141,11 +141,12 @@ def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
                 if low_bits is not None and isinstance(img.info.get("transparency"), int):
                     # Pillow scales 2- and 4-bit grey to 8 bits, but not the colour key.
                     img.info["transparency"] = img.info["transparency"] * 255 // (2 ** low_bits - 1)
+                picture: Image.Image = img
                 if upright:  # in place: a copy of every photo, turned or not, would cost its size again
                     ImageOps.exif_transpose(img, in_place=True)
-                elif tiff_orientation in UNDO_ORIENTATION and TIFF_ORIENTATION not in img.tag_v2:
-                    img = img.transpose(Image.Transpose(UNDO_ORIENTATION[tiff_orientation]))  # back to the stored grid
-                rgb = _to_rgb8(img, colour_key=not sixteen_bit)
+                elif tiff_orientation in UNDO_ORIENTATION and TIFF_ORIENTATION not in _tiff_tags(img):
+                    picture = img.transpose(Image.Transpose(UNDO_ORIENTATION[tiff_orientation]))  # the stored grid
+                rgb = _to_rgb8(picture, colour_key=not sixteen_bit)
     except Image.DecompressionBombError:  # Pillow's, for a frame of a multi-frame file, say
         raise InputError(f"cannot read {path}: its header claims more than {MAX_PIXELS / 1e6:.0f} megapixels, "
                          "more than openhmr reads (or it is damaged)") from None
@@ -159,6 +160,11 @@ def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
     if rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise InputError(f"cannot read {path}: the image has no pixels")
     return np.ascontiguousarray(rgb)
+
+
+def _tiff_tags(img: Any) -> Any:
+    """A TIFF's tags (a mapping of tag numbers to values), or an empty dict for another format."""
+    return img.tag_v2 if img.format == "TIFF" else {}
 
 
 def _report_warnings(caught: list[warnings.WarningMessage], path: Path) -> None:
