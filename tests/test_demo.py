@@ -2769,3 +2769,65 @@ def test_keypoints_2d_follow_the_crop_size(smpl_model, crop_size):
     s, tx, ty = 0.9, 0.05, -0.1
     in_crop = (crop_size / 2.0) * (1.0 + s * (pred.keypoints_3d["lsp14"][:, :2] + [tx, ty]))
     np.testing.assert_allclose(pred.keypoints_2d["lsp14"], transform.crop_to_image(in_crop), atol=1e-4)
+
+
+def _posed_prediction(smpl_model, image_size, centre, scale, cam=(0.9, 0.0, 0.0), seed=3):
+    from openhmr.data.crop import crop_transform
+    from openhmr.demo import PersonLocation, to_predictions
+
+    g = torch.Generator().manual_seed(seed)
+    pose, betas = 0.2 * torch.randn(1, 72, generator=g), torch.zeros(1, 10)
+    pose[0, 0] = np.pi  # HMR's root: upright in the camera frame
+    with torch.no_grad():
+        out = smpl_model(pose, betas)
+    centre = np.asarray(centre, dtype=float)
+    transform = crop_transform(image_size, scale, centre)
+    return to_predictions(smpl_model, torch.tensor([cam]), pose, betas, out.vertices, out.joints, out.keypoints,
+                          [transform], [PersonLocation(scale, centre, "bbox")],
+                          [("photo.png", None, image_size)], "hmr")[0]
+
+
+def test_a_person_in_the_shared_overlay_is_shaded_as_in_their_own(smpl_model):
+    """The photo's overlay draws everyone through the first person's camera,
+    where another person's mesh is sheared and stretched in depth (same
+    pixels); shaded with that copy's normals, a person found in a crop twice
+    as large differed by 11 levels on average (91 at most) from their own overlay."""
+    from openhmr.demo.outputs import render_overlay, render_people_overlay
+
+    image = np.full((300, 500, 3), 255, np.uint8)
+    first = _posed_prediction(smpl_model, (300, 500), (120, 150), 1.0)
+    second = _posed_prediction(smpl_model, (300, 500), (360, 150), 0.5, seed=4)
+    assert second.focal[0] == pytest.approx(2 * first.focal[0], rel=0.01)
+    shared = render_people_overlay(image, [first, second])
+    own_first, mask_first = render_overlay(image, first)
+    own_second, mask_second = render_overlay(image, second)
+    only_second = mask_second & ~mask_first
+    assert only_second.sum() > 500
+    diff = np.abs(shared[only_second].astype(int) - own_second[only_second].astype(int))
+    assert diff.mean() < 1.5 and diff.max() <= 3, (diff.mean(), diff.max())
+
+
+def test_a_body_behind_its_camera_is_said_to_show_in_no_picture(smpl_model, tmp_path, capsys):
+    """HMR's scale s is unbounded: at s < 0 the body lies behind the camera and
+    the pictures are the photo alone; a photo's writer says so, as a video's does."""
+    from openhmr.demo.outputs import image_outputs, write_image_outputs
+
+    pred = _posed_prediction(smpl_model, (120, 160), (80, 60), 1.0, cam=(-0.9, 0.0, 0.0))
+    image = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    write_image_outputs(image, pred, image_outputs(tmp_path, "x", "obj"), "obj")
+    err = capsys.readouterr().err
+    assert "photo.png: the body lies behind its camera (scale s = -0.9); its pictures show no mesh" in err
+
+
+def test_views_of_a_crop_outside_the_photo_are_refused_in_words(smpl_model):
+    """A crop wholly outside the photo (possible through the API) gave a
+    reversed region, views of unrelated pixels, or a ZeroDivisionError."""
+    from openhmr.demo.outputs import person_region, views_figure
+
+    image = np.zeros((300, 400, 3), np.uint8)
+    for centre in ((-300, 150), (700, 150), (200, -300)):
+        pred = _posed_prediction(smpl_model, (300, 400), centre, 1.0)
+        x0, y0, x1, y1 = person_region(pred)
+        assert x0 <= x1 and y0 <= y1 and (x0 == x1 or y0 == y1)
+        with pytest.raises(ValueError, match="the person's crop lies outside the image"):
+            views_figure(image, pred)

@@ -356,6 +356,10 @@ def test_rotate_about_centroid() -> None:
         (lambda v, f: render_mesh(v[..., :2], f, 10.0, None, 10, 10), "vertices"),
         (lambda v, f: render_mesh(v, f, torch.ones(3), None, 10, 10), "focal"),
         (lambda v, f: render_mesh(v, f, 10.0, None, 10, 10, background=torch.ones(5, 5, 3)), "background"),
+        (lambda v, f: render_mesh(v, f, float("nan"), None, 10, 10), "focal contains NaN"),
+        (lambda v, f: render_mesh(v, f, 10.0, (float("nan"), 4.0), 10, 10), "principal_point contains NaN"),
+        (lambda v, f: render_mesh(v, f, 10.0, None, 10, 10, color=(1.0, 0.0, 0.0, 0.5)), "3 RGB values"),
+        (lambda v, f: render_mesh(v, f, 10.0, None, 10, 10, normals=torch.ones(3, 3)), "normals must be"),
     ],
 )
 def test_invalid_inputs_raise_render_error(call, message: str) -> None:
@@ -532,6 +536,51 @@ def test_sphere_centre_pixel_shades_as_lambert_by_hand() -> None:
     assert bool(out.mask[0, 32, 32])
     expected = _lambert_by_hand((0.0, 0.0, -1.0), v.mean(0), albedo).float()
     assert torch.allclose(out.rgb[0, 32, 32], expected, atol=2 / 255)
+
+
+def test_front_faces_keep_their_smooth_normal_at_the_silhouette() -> None:
+    """A coarse sphere seen from outside shows front faces only; near its
+    outline the interpolated normal of a front face leans away from the
+    camera, and flipping it there (as the two-sided test once did, on the
+    smooth normal) lit a one-pixel rim like the far side. Every pixel must
+    shade as Lambert by hand with the unflipped smooth normal."""
+    from openhmr.render.shading import face_normals, vertex_normals
+
+    albedo = (0.3, 0.5, 0.6)
+    v, f = uv_sphere(20, 15)
+    v = v + torch.tensor([0.0, 0.0, 3.0])
+    out = render_mesh(v[None], f, 300.0, None, 200, 200, color=albedo)
+    normals = vertex_normals(v[None], f.long())[0]
+    ys, xs = torch.nonzero(out.mask[0], as_tuple=True)
+    faces = out.fragments.face_index[0, ys, xs].long()
+    bary = out.fragments.barycentric[0, ys, xs]
+    smooth = (normals[f.long()[faces]] * bary[..., None]).sum(1)
+    rays = torch.stack([(xs + 0.5 - 100.0) / 300.0, (ys + 0.5 - 100.0) / 300.0, torch.ones_like(xs, dtype=v.dtype)], -1)
+    leaning = (smooth * rays).sum(-1) > 0
+    assert int(leaning.sum()) > 20  # the rim the old flip got wrong
+    for k in torch.nonzero(leaning).flatten()[::5].tolist():
+        expected = _lambert_by_hand(smooth[k], v.mean(0), albedo).float()
+        assert torch.allclose(out.rgb[0, ys[k], xs[k]], expected, atol=1 / 255), k
+
+
+def test_given_normals_replace_the_mesh_own() -> None:
+    """``normals=`` shades with the given vertex normals (a mesh sheared into
+    another camera keeps its own): a flat square given the normals of a square
+    turned 35° shades as that one does, while the two-sided test still looks at
+    the drawn faces (reversed winding with its reversed normals shades alike)."""
+    from openhmr.render.shading import face_normals
+
+    v, f = _quad(-0.5, 0.5, -0.5, 0.5, 2.0)
+    yaw = math.radians(35.0)
+    normal = torch.tensor([math.sin(yaw), 0.0, -math.cos(yaw)])
+    albedo = (0.35, 0.45, 0.55)
+    expected = _lambert_by_hand(normal, v.mean(0), albedo).float()
+    for faces in (f, f.flip(1)):
+        # normals on the winding's side, as a mesh's own are: the back of a face shades its front's normal
+        winding = face_normals(v[None], faces.long())[0, 0]
+        given = normal if float(winding @ normal) > 0 else -normal
+        out = render_mesh(v[None], faces, 50.0, None, 40, 40, color=albedo, normals=given.expand(4, 3))
+        assert torch.allclose(out.rgb[0, 20, 20], expected, atol=1 / 255)
 
 
 def _lsp14_legs(height: int = 100) -> np.ndarray:

@@ -344,7 +344,8 @@ def save_scene(path: Path, preds: list[Prediction], mesh_format: str) -> None:
 
 
 def render_in_window(image: np.ndarray, vertices: torch.Tensor, faces: torch.Tensor, focal: float,
-                     principal_point: list[float], background: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                     principal_point: list[float], background: bool = True,
+                     normals: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Render a mesh over ``image`` (H, W, 3) uint8 (or on white), rasterising
     only the box its projection covers.
 
@@ -359,6 +360,7 @@ def render_in_window(image: np.ndarray, vertices: torch.Tensor, faces: torch.Ten
     Args:
         vertices: (V, 3) camera frame, metres; faces: (F, 3).
         focal: px; principal_point: (cx, cy) px.
+        normals: (V, 3) vertex normals to shade with (``render_mesh``'s).
     Returns:
         ((H, W, 3) uint8 picture, (H, W) bool mesh mask).
     """
@@ -383,7 +385,7 @@ def render_in_window(image: np.ndarray, vertices: torch.Tensor, faces: torch.Ten
         return picture, mask
     window = torch.from_numpy(picture[y0:y1, x0:x1].astype(np.float32)) / 255.0
     result = render_mesh(vertices, faces, focal, [principal_point[0] - x0, principal_point[1] - y0],
-                         y1 - y0, x1 - x0, background=window)
+                         y1 - y0, x1 - x0, background=window, normals=normals)
     picture[y0:y1, x0:x1] = (result.rgb[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     mask[y0:y1, x0:x1] = result.mask[0].numpy()
     return picture, mask
@@ -447,16 +449,23 @@ def shared_camera_vertices(pred: Prediction, focal: float, principal_point: np.n
 def render_people_overlay(image: np.ndarray, preds: list[Prediction]) -> np.ndarray:
     """Every person's mesh over the photo (H, W, 3) uint8, drawn with one
     z-buffer through the first person's camera (``shared_camera_vertices``),
-    so nearer people hide farther ones."""
+    so nearer people hide farther ones. Each is shaded with the normals of
+    its mesh in its own camera, as in its own overlay: the shared camera's
+    copy keeps every pixel but is sheared and stretched in depth."""
+    from openhmr.render.shading import vertex_normals
+
     focal = float(preds[0].focal[0])
     pp = np.asarray(preds[0].principal_point, dtype=np.float64)
-    verts, faces, offset = [], [], 0
+    verts, faces, normals, offset = [], [], [], 0
     for pred in preds:
         verts.append(shared_camera_vertices(pred, focal, pp))
         faces.append(pred.faces.astype(np.int64) + offset)
+        own = torch.as_tensor(pred.camera_vertices(), dtype=torch.float32)[None]
+        normals.append(vertex_normals(own, torch.as_tensor(pred.faces, dtype=torch.long))[0])
         offset += len(pred.vertices)
     picture, _ = render_in_window(image, torch.as_tensor(np.concatenate(verts), dtype=torch.float32),
-                                  torch.as_tensor(np.concatenate(faces)), focal, pp.tolist())
+                                  torch.as_tensor(np.concatenate(faces)), focal, pp.tolist(),
+                                  normals=torch.cat(normals))
     return picture
 
 
@@ -477,8 +486,9 @@ def person_region(pred: Prediction) -> tuple[int, int, int, int]:
     height, width = pred.image_size
     x0, y0, x1, y1 = pred.crop.box
     grow = VIEWS_CONTEXT * max(x1 - x0, y1 - y0)
-    return (max(0, int(np.floor(x0 - grow))), max(0, int(np.floor(y0 - grow))),
-            min(width, int(np.ceil(x1 + grow))), min(height, int(np.ceil(y1 + grow))))
+    left, top = min(width, max(0, int(np.floor(x0 - grow)))), min(height, max(0, int(np.floor(y0 - grow))))
+    # a window wholly outside the image gives an empty region, not a reversed one
+    return left, top, max(left, min(width, int(np.ceil(x1 + grow)))), max(top, min(height, int(np.ceil(y1 + grow))))
 
 
 def views_figure(image: np.ndarray, pred: Prediction) -> np.ndarray:
@@ -489,6 +499,8 @@ def views_figure(image: np.ndarray, pred: Prediction) -> np.ndarray:
     from openhmr.visualize import SKELETON_PREFERENCE, compose_panels, draw_skeleton
 
     x0, y0, x1, y1 = person_region(pred)
+    if x0 >= x1 or y0 >= y1:
+        raise ValueError("the person's crop lies outside the image")
     image = image[y0:y1, x0:x1]
     h, w = image.shape[:2]
     factor = min(1.0, PANEL_SIZE / max(h, w))
@@ -612,6 +624,10 @@ def _write_image_outputs(image: np.ndarray | None, pred: Prediction, paths: dict
         warn(f"{pred.input}: mesh not written ({type(e).__name__}: {e})")
         mesh_written = False
     pictures = {"overlay": bool(shared and shared["overlay"]), "views": False}
+    if render and image is not None and not bool((pred.camera_vertices()[:, 2] > 1e-4).any()):
+        # HMR's scale s is unbounded: s <= 0 puts the body behind the camera (render_mesh's near plane).
+        warn(f"{pred.input}: the body lies behind its camera (scale s = {float(pred.cam[0]):.3g}); "
+             "its pictures show no mesh")
     if render:
         try:
             if image is None:

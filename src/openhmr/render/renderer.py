@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from openhmr.render.rasterizer import RESOLVE_CHUNK, Fragments, RenderError, rasterize
-from openhmr.render.shading import HMR_LIGHT_COLORS, HMR_LIGHT_POSITIONS, lambert, vertex_normals
+from openhmr.render.shading import HMR_LIGHT_COLORS, HMR_LIGHT_POSITIONS, face_normals, lambert, vertex_normals
 
 __all__ = ["LIGHT_BLUE", "LIGHT_PINK", "RenderResult", "project_vertices", "render_mesh", "rotate_about_centroid"]
 
@@ -94,14 +94,17 @@ def render_mesh(
     *,
     ambient: float = 0.3,
     near: float = 1e-4,
+    normals: Tensor | None = None,
 ) -> RenderResult:
     """Render a shaded mesh with a pinhole camera (software rasteriser).
 
     Shading is Lambertian with per-pixel normals interpolated from
     area-weighted vertex normals (smooth shading), lit by HMR's three demo
     lights as directional lights (``openhmr.render.shading``) plus an ambient
-    term. Surfaces are two-sided: a normal facing away from the camera is
-    flipped, so mirrored meshes and inner surfaces shade too.
+    term. Surfaces are two-sided: where a pixel shows a face's back (its
+    winding turns away from the camera), the normal is flipped, so mirrored
+    meshes and inner surfaces shade too; a front face keeps its smooth normal
+    even where that leans away, at a silhouette.
 
     Args:
         vertices: (B, V, 3) or (V, 3) camera frame, metres (float16 and
@@ -114,12 +117,16 @@ def render_mesh(
         background: (B, H, W, 3) or (H, W, 3) RGB in [0, 1]; None = white.
         ambient: ambient light intensity.
         near: triangles with a vertex at z <= near are not drawn.
+        normals: (B, V, 3) or (V, 3) vertex normals to shade with, in place of
+            the mesh's own: for a mesh re-expressed in another camera by a map
+            that keeps its pixels but not its shape (a photo's people drawn
+            through one camera), its normals in its own camera.
 
     Returns:
         ``RenderResult`` with rgb (B, H, W, 3), mask (B, H, W) and depth.
 
     Raises:
-        RenderError: invalid shapes, non-finite vertices, empty image size.
+        RenderError: invalid shapes, non-finite vertices or camera, empty image size.
     """
     if not isinstance(vertices, Tensor) or vertices.ndim not in (2, 3) or vertices.shape[-1] != 3:
         shape = tuple(vertices.shape) if isinstance(vertices, Tensor) else type(vertices)
@@ -134,6 +141,11 @@ def render_mesh(
     batch, device, dtype = vertices.shape[0], vertices.device, vertices.dtype
     if principal_point is None:
         principal_point = (width / 2.0, height / 2.0)
+    for name, value in (("focal", focal), ("principal_point", principal_point)):
+        if not bool(torch.isfinite(torch.as_tensor(value, dtype=torch.float64)).all()):
+            raise RenderError(f"{name} contains NaN or infinite values")
+    if len(color) != 3:
+        raise RenderError(f"color must be 3 RGB values in [0, 1], got {len(color)}")
     if not isinstance(faces, Tensor):
         faces = torch.as_tensor(faces)
     faces = faces.to(device)
@@ -160,7 +172,17 @@ def render_mesh(
             )
         rgb = background.expand(batch, -1, -1, -1).clone()
 
-    normals = vertex_normals(vertices, faces.long())  # (B, V, 3)
+    if normals is None:
+        normals = vertex_normals(vertices, faces.long())  # (B, V, 3)
+    else:
+        normals = torch.as_tensor(normals).to(dtype=dtype, device=device)
+        normals = normals[None] if normals.ndim == 2 else normals
+        if normals.shape != vertices.shape:
+            raise RenderError(f"normals must be shaped as the vertices, {tuple(vertices.shape)}, "
+                              f"got {tuple(normals.shape)}")
+        normals = torch.nn.functional.normalize(normals, dim=-1, eps=1e-12)
+    # Which side of each face the camera sees: its winding, from the drawn geometry.
+    facing = face_normals(vertices, faces.long())  # (B, F, 3)
     focal_b = _per_item(focal, batch, 1, vertices, "focal")[:, 0]
     centre_b = _per_item(principal_point, batch, 2, vertices, "principal_point")
     lights = torch.tensor(HMR_LIGHT_POSITIONS, dtype=dtype, device=device)
@@ -173,19 +195,21 @@ def render_mesh(
         # A chunk of pixels at a time: each takes ~150 B of temporaries here,
         # which a large photo's pixels would multiply.
         for pix in visible.split(RESOLVE_CHUNK):
-            corner_ids = faces.long().index_select(0, frags.face_index[b].reshape(-1).index_select(0, pix))
+            face_ids = frags.face_index[b].reshape(-1).index_select(0, pix)
+            corner_ids = faces.long().index_select(0, face_ids)
             bary = frags.barycentric[b].reshape(-1, 3).index_select(0, pix)
             # Smooth normal at the pixel: barycentric blend of the vertex normals.
             n = normals[b].index_select(0, corner_ids[:, 0]) * bary[:, 0:1]
             for k in (1, 2):
                 n = n + normals[b].index_select(0, corner_ids[:, k]) * bary[:, k : k + 1]
             n = torch.nn.functional.normalize(n, dim=-1, eps=1e-12)
-            # Two-sided: make the normal face the camera (against the viewing ray).
+            # Two-sided: a face seen from behind (its normal along the viewing ray) shades its other side.
             px = (pix % width).to(dtype) + 0.5
             py = torch.div(pix, width, rounding_mode="floor").to(dtype) + 0.5
             ray = torch.stack([(px - centre_b[b, 0]) / focal_b[b], (py - centre_b[b, 1]) / focal_b[b],
                                torch.ones_like(px)], -1)
-            n = torch.where((n * ray).sum(-1, keepdim=True) > 0, -n, n)
+            back = (facing[b].index_select(0, face_ids) * ray).sum(-1, keepdim=True) > 0
+            n = torch.where(back, -n, n)
             # Directional lights: from each light position towards the mesh centroid.
             rgb[b, pix] = lambert(n, to_light, light_colors, albedo, ambient)
     rgb = rgb.reshape(batch, height, width, 3)
