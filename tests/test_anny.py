@@ -192,19 +192,28 @@ def test_a_young_body_leaves_the_batchs_gradients_finite(anny_model: Anny) -> No
 
 
 def test_hand_points_are_the_finger_knuckles(anny_model: Anny) -> None:
-    """blazepose27's pinky, index and thumb points stay within 8 mm of the
+    """blazepose27's pinky, index and thumb points stay within 8.5 mm of the
     heads of their finger bones (the knuckle joints) in posed bodies of
-    several shapes, wrists turned."""
+    several shapes, wrists turned, and at the corners of the shape range, age
+    at its limits or neutral (8.4 mm at the worst; the hand is rigid with the wrist)."""
+    import itertools
+
     from openhmr.body.anny import _ANNY_TO_SMPL, _HAND_KNUCKLES
 
     m = anny_model
     g = torch.Generator().manual_seed(6)
-    pose = m.random_pose(4, g).reshape(4, -1, 3)
+    low, high = (x.float().cpu() for x in m.shape_range)
+    corners = torch.stack([torch.where(torch.tensor(c), high, low) for c in itertools.product([False, True], repeat=6)])
+    adults = corners.clone()
+    adults[:, 1] = 0.0  # the same at the neutral age: the worst, 8.4 mm, is among them
+    corners = torch.cat([corners, adults])
+    n = 4 + len(corners)
+    pose = m.random_pose(n, g).reshape(n, -1, 3)
     for side in ("left", "right"):
-        pose[:, JOINT_NAMES.index(f"{side}_wrist")] = (torch.rand(4, 3, generator=g) * 2 - 1) * 0.8
-    pose, shape = pose.reshape(4, -1), m.random_shape(4, g, spread=0.4)
+        pose[:, JOINT_NAMES.index(f"{side}_wrist")] = (torch.rand(n, 3, generator=g) * 2 - 1) * 0.8
+    pose, shape = pose.reshape(n, -1), torch.cat([m.random_shape(4, g, spread=0.4), corners])
     _, local, phen = m._inputs(pose, shape)
-    deltas = torch.eye(4).repeat(4, 104, 1, 1)
+    deltas = torch.eye(4).repeat(n, 104, 1, 1)
     deltas[:, m._bones, :3, :3] = local
     heads = m.anny(pose_parameters=deltas, phenotype_kwargs=phen)["bone_poses"][..., :3, 3]
     heads = heads @ torch.tensor(_ANNY_TO_SMPL).T
@@ -213,7 +222,7 @@ def test_hand_points_are_the_finger_knuckles(anny_model: Anny) -> None:
     points = m(pose, shape).keypoints["blazepose27"]
     for point, bone in _HAND_KNUCKLES.items():
         gap = (points[:, names.index(point)] - heads[:, labels.index(bone)]).norm(dim=-1)
-        assert float(gap.max()) < 0.008, f"{point}: {float(gap.max()) * 1000:.1f} mm from {bone}"
+        assert float(gap.max()) < 0.0085, f"{point}: {float(gap.max()) * 1000:.1f} mm from {bone}"
 
 
 def test_phenotype_coefficients_equal_annys() -> None:

@@ -27,7 +27,7 @@ to G_a·y + w_a, where
 
 depends on the shape only. A posed bone's head is likewise its posed parent's
 head plus that parent's G times a shape-only offset. So each evaluation
-computes the shape-only points (rest orientations of the 74 bones that carry
+computes the shape-only points (rest orientations of the 88 bones that carry
 a keypoint or lead to one, instead of all 104) and then chains the 30 posed
 bones in 8 levels.
 

@@ -38,12 +38,19 @@ RENDER_CHUNK = 64  # bodies posed and rendered at once
 
 def random_bodies(body: BodyModel, count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """(pose (N, 3·J), shape (N, k)): small random poses about the default pose,
-    upright in image coordinates (root ≈ π about x)."""
+    upright in image coordinates (root ≈ π about x). Shapes: SMPL-like betas
+    of spread ``SHAPE_STD``, or the body model's own ``random_shape`` where it
+    has one (Anny's phenotypes are bounded: wider draws would be clamped when
+    posed, and the stored labels would not be the rendered bodies')."""
     pose = body.default_pose().detach().float().cpu().reshape(1, -1).repeat(count, 1)
     pose[:, 3:] += POSE_STD * torch.randn(count, body.pose_size - 3, generator=generator)
     pose[:, :3] = ROOT_STD * torch.randn(count, 3, generator=generator)
     pose[:, 0] += math.pi
-    shape = SHAPE_STD * torch.randn(count, body.shape_size, generator=generator)
+    draw_shape = getattr(body, "random_shape", None)
+    if callable(draw_shape):
+        shape = draw_shape(count, generator).detach().float().cpu()
+    else:
+        shape = SHAPE_STD * torch.randn(count, body.shape_size, generator=generator)
     return pose, shape
 
 
