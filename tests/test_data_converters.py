@@ -443,6 +443,30 @@ def test_h36m(h36m_root, tmp_path, capsys):
              betas=np.zeros((12, 10)))
     with pytest.raises(DatasetError, match="names a frame of these sequences"):
         converter("h36m").convert(root, tmp_path / "unpadded", smpl_fits=fits)
+    # keys stored as bytes (h5py, Python 2 tools) name the same frames
+    np.savez(fits, keys=np.array([key5.encode()]), pose=np.full((1, 72), 0.1), betas=np.full((1, 10), 0.2))
+    converter("h36m").convert(root, tmp_path / "bytes_keys", smpl_fits=fits)
+    assert "1 of 3 frames have an SMPL fit" in capsys.readouterr().err
+    # a failed fit stored as NaN is refused, not stored as a label whose loss is NaN
+    pose = np.full((2, 72), 0.1)
+    pose[1, 4] = np.nan
+    np.savez(fits, keys=np.array([key5, f"S1/{stem}/000010"]), pose=pose, betas=np.full((2, 10), 0.2))
+    with pytest.raises(DatasetError, match=f"pose holds NaN or infinite values for 1 key\\(s\\), the first 'S1/{stem}/000010'"):
+        converter("h36m").convert(root, tmp_path / "nan_fits", smpl_fits=fits)
+
+
+def test_h36m_video_shorter_than_its_poses_is_said(h36m_root, tmp_path, capsys):
+    """A video cut short (an incomplete download) used to give fewer samples
+    without a word."""
+    root, stem, p2, _ = h36m_root
+    video = root / "S1" / "Videos" / f"{stem}.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 50, (128, 120))
+    for f in range(6):
+        writer.write(_spotted(120, 128, p2[f, list(_H36M_FROM_32)], half=4)[:, :, ::-1])
+    writer.release()
+    manifest = converter("h36m").convert(root, tmp_path / "out")
+    assert manifest["count"] == 2  # frames 0 and 5
+    assert f"S1 {stem}: its video ends after 6 of the 12 frames its poses annotate" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------ MPI-INF-3DHP
@@ -517,6 +541,14 @@ def test_mpi_inf_3dhp(mpi_root, tmp_path, monkeypatch, capsys):
         np.testing.assert_allclose(k[0, 2] - s["keypoints2d"][:14, 0], (48 - src[:, 0]) * k[0, 0] / 80, atol=1e-3)
         np.testing.assert_allclose(k[1, 2] - s["keypoints2d"][:14, 1], (47 - src[:, 1]) * k[1, 1] / 81, atol=1e-3)
         _assert_on_spots(s, min_value=120)
+
+    # A camera's frames cut short: said, not silently fewer samples.
+    for f in (3, 4, 5):
+        (root / "S1" / "Seq1" / "imageFrames" / "video_0" / f"frame_{f + 1:06d}.jpg").unlink()
+    short = converter("3dhp").convert(root, tmp_path / "short")
+    assert short["count"] == manifest["count"] - 2  # frames 3 and 5 of camera 0
+    assert ("S1/Seq1 camera 0: its frames end after 3 of the 6 annotated; 2 selected frame(s) are left out"
+            in capsys.readouterr().err)
 
 
 def test_3dhp_frames_are_chosen_as_hmr_chose_them():

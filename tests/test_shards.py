@@ -239,6 +239,23 @@ def test_a_damaged_manifest_is_one_line(shard_dir, tmp_path, capsys):
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
+def test_a_damaged_manifest_of_the_same_dataset_is_replaced_with_overwrite(tmp_path):
+    """A manifest cut short beside its dataset's shards: --overwrite replaces
+    both (it used to call it "another converted dataset (None)"); without
+    --overwrite, or with no shards beside it, the message says what to do."""
+    from openhmr.data.shards import check_writable
+
+    out = tmp_path / "lsp"
+    out.mkdir()
+    (out / MANIFEST).write_text('{"dataset": "ls')
+    with pytest.raises(InputError, match=r"cannot read .*manifest.json \(JSONDecodeError.*remove it, or write to another"):
+        check_writable(out, "lsp", overwrite=True)
+    (out / "lsp-00000.tar").write_bytes(b"")
+    with pytest.raises(InputError, match="pass --overwrite to replace it and the 1 lsp shard"):
+        check_writable(out, "lsp")
+    assert check_writable(out, "lsp", overwrite=True) == [out / MANIFEST, out / "lsp-00000.tar"]
+
+
 def test_a_damaged_sample_is_one_line_naming_its_shard(shard_dir, tmp_path):
     """A flipped byte in a sample's labels (bit rot, a bad copy): a ShardError
     naming the shard and the sample, not zipfile's bare traceback."""

@@ -375,8 +375,14 @@ def check_writable(out_dir: Path, name: str, dataset: str | None = None, overwri
     if manifest_path.is_file():
         try:
             other = json.loads(manifest_path.read_text()).get("dataset")
-        except (OSError, ValueError, AttributeError, RecursionError):  # not JSON, not UTF-8, not a dict
-            other = None
+        except (OSError, ValueError, AttributeError, RecursionError) as e:  # not JSON, not UTF-8, not a dict
+            shards = len(existing) - 1
+            if not (overwrite and shards):
+                # with this dataset's shards beside it, --overwrite replaces the damaged manifest too
+                hint = ("pass --overwrite to replace it and the " f"{shards} {name} shard(s) beside it" if shards
+                        else "remove it, or write to another folder")
+                raise InputError(f"cannot read {manifest_path} ({type(e).__name__}: {e}); {hint}") from None
+            other = dataset or name
         if other != (dataset or name):
             raise InputError(f"{out_dir} already holds another converted dataset ({other}); "
                              "write each dataset to its own folder")

@@ -88,7 +88,18 @@ def load_smpl_fits(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         raise DatasetError(f"cannot read {path}: {e or type(e).__name__}") from None
     if pose.shape != (len(keys), 72) or betas.ndim != 2 or betas.shape[1] < 10 or len(betas) != len(keys):
         raise DatasetError(f"{path}: expected pose (N, 72) and betas (N, 10) for N = {len(keys)} keys")
-    return {str(k): (pose[i], betas[i, :10]) for i, k in enumerate(keys)}
+    for name, values in (("pose", pose), ("betas", betas[:, :10])):
+        # a failed fit stored as NaN would be a labelled target, and its loss NaN weights in training
+        bad = ~np.isfinite(np.asarray(values, np.float64)).all(axis=1)
+        if bad.any():
+            raise DatasetError(f"{path}: {name} holds NaN or infinite values for {int(bad.sum())} key(s), "
+                               f"the first {_key_text(keys[int(np.flatnonzero(bad)[0])])!r}; leave those frames out")
+    return {_key_text(k): (pose[i], betas[i, :10]) for i, k in enumerate(keys)}
+
+
+def _key_text(key: object) -> str:
+    """A key as text: bytes (as h5py and Python 2 tools store strings) decoded."""
+    return key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
 
 
 def sequence_samples(root: Path, subject: int, stem: str, stride: int,
@@ -100,9 +111,11 @@ def sequence_samples(root: Path, subject: int, stem: str, stride: int,
         raise DatasetError(f"S{subject} {stem}: expected 32 joints per frame")
     count = min(len(poses3d), len(poses2d))
     _, frames = open_video(base / "Videos" / f"{stem}.mp4")
+    read = 0
     for f, image in enumerate(frames):
         if f >= count:
             break
+        read = f + 1
         if f % stride:
             continue
         kp = np.concatenate([h36m32_to_lsp14(poses2d[f]), np.ones((14, 1))], axis=1)
@@ -115,6 +128,9 @@ def sequence_samples(root: Path, subject: int, stem: str, stride: int,
         yield Sample(key=safe_key(f"h36m_{key}"), image=crop, keypoints2d=kp_c, center=center,
                      dataset=NAME, joints3d=h36m32_to_lsp14(poses3d[f]) / 1000.0,
                      pose=pose, betas=betas, extras={"source": np.array(key)})
+    if read < count:  # a download cut short: said, not silently fewer samples
+        message(f"convert h36m: warning: S{subject} {stem}: its video ends after {read} of the {count} frames "
+                "its poses annotate; the rest is left out")
 
 
 def convert(root: str | Path, out: str | Path, split: str = "train", overwrite: bool = False,

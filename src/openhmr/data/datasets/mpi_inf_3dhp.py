@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from openhmr.progress import Progress, progress_bar
+from openhmr.progress import Progress, message, progress_bar
 
 from openhmr.data.datasets._common import (
     DatasetError, check_split, crop_intrinsics, diagonal_scale, load_mat, require,
@@ -151,10 +151,11 @@ def sequence_samples(root: Path, subject: int, seq: int, bar: Progress | None = 
         lsp2 = lsp_from_28(j2)
         size = calib[cam].get("size")
         kept = set(select_frames(lsp_from_28(j3), lsp2, size if size is not None else np.array([np.inf, np.inf])))
-        last = max(kept) if kept else -1
+        last, read = (max(kept) if kept else -1), 0
         for t, image in enumerate(frames):
             if t > last:
                 break
+            read = t + 1
             if bar is not None and t % PROGRESS_FRAMES == 0:
                 bar.set_postfix_str(f"S{subject}/Seq{seq} camera {cam}, frame {t}")
             if t not in kept:
@@ -170,6 +171,10 @@ def sequence_samples(root: Path, subject: int, seq: int, bar: Progress | None = 
                 center=center, dataset=NAME, joints3d=lsp_from_28(j3[t]) / 1000.0,
                 extras={"intrinsics": crop_intrinsics(calib[cam]["K"], factors, offset).astype(np.float32),
                         "source": np.array(f"S{subject}/Seq{seq}/video_{cam}/{t:06d}")})
+        if read <= last:  # a video or frame folder cut short: said, not silently fewer samples
+            left_out = sum(t >= read for t in kept)
+            message(f"convert 3dhp: warning: S{subject}/Seq{seq} camera {cam}: its frames end after {read} of "
+                    f"the {len(j2)} annotated; {left_out} selected frame(s) are left out")
         if bar is not None:
             bar.update(1)
 
