@@ -612,3 +612,33 @@ def test_an_elongated_images_smaller_windows_are_not_searched_again() -> None:
     assert windows_beyond(400, 1800, (0.5,), (0.25,)) == ()
     assert windows_beyond(800, 1200, (0.5,), (0.25,)) == (0.25,)
     assert windows_beyond(400, 1800, (), (0.5, 0.25)) == (0.5,)
+
+
+def test_a_videos_one_person_found_elsewhere_starts_a_new_stretch(monkeypatch) -> None:
+    """Where the person of a frame is found away from the previous frame's
+    (IoU < 0.3: the whole-frame search's or the tracker's someone else), the
+    location's ``person`` counts a new stretch, so that the fit and the
+    smoothing do not run on from one person into the other; a frame without
+    anybody in between, or a new video, starts again at 0."""
+    from openhmr.demo.sources import DetectorSource
+    from openhmr.detect import Detection
+    from openhmr.io.images import InputItem
+
+    height, width = 300, 600
+
+    def person_at(x: float) -> Detection:
+        kp = np.zeros((33, 3), np.float32)
+        kp[:, 0], kp[:, 1], kp[:, 2] = np.linspace(x, x + 80, 33), np.linspace(30, 260, 33), 0.9
+        return Detection(box=(x, 30.0, x + 80, 260.0), keypoints2d=kp, keypoints3d=None, mask=None,
+                         image_size=(height, width))
+
+    where = {0: 100.0, 1: 104.0, 2: 400.0, 3: 402.0, 5: 100.0}  # frame 4: nobody
+    monkeypatch.setattr(DetectorSource, "_follow", lambda self, image, frame: person_at(where[frame]))
+    monkeypatch.setattr(detect, "find_person", lambda image, **kwargs: person_at(200.0))
+    source = DetectorSource()
+    image = np.zeros((height, width, 3), np.uint8)
+    video = InputItem(Path("walk.mp4"), "walk", "video")
+    stretches = [source.locate(image, video, frame).person for frame in (0, 1, 2, 3, 5)]
+    assert stretches == [0, 0, 1, 1, 1]  # frame 5 follows no frame with a person: the same stretch
+    assert source.locate(image, InputItem(Path("other.mp4"), "other", "video"), 0).person == 0
+    assert source.locate(image, InputItem(Path("photo.png"), "photo", "image")).person is None

@@ -1090,3 +1090,53 @@ def test_a_sequence_keeps_to_its_person_when_confidences_trade_places(smpl_npz, 
         np.testing.assert_array_equal(demo["pose"], fitted["pose"])
     assert len(hips) == 4
     assert np.abs(hips[:, 0] - (120 + np.arange(4))).max() < 15, hips
+
+
+def test_a_person_taking_the_place_of_the_one_followed_is_fitted_and_smoothed_apart(smpl_npz, tmp_path, capsys):
+    """The one person followed leaves after frame 3 and the other, there all
+    along, is kept to from then on: a warning names the frame, and the other's
+    frames are fitted and smoothed as if alone (they used to continue the
+    first person's fit and be smoothed with it into one body between the two,
+    ~70 px off at the seam); the demo on the video does the same, bit for bit."""
+    import cv2
+
+    from openhmr.demo import DemoOptions, run_demo
+
+    width, height = 640, 240
+    both, alone = tmp_path / "both", tmp_path / "alone"
+    for k in range(8):
+        other = _person(480 + 2 * k, 40, 150)
+        if k < 4:
+            first = np.asarray(_person(140 + 2 * k, 30, 180)).reshape(25, 3)
+            first[first[:, 2] > 0, 2] = 0.95
+            _write(both / f"walk_{k:012d}_keypoints.json", first.ravel().tolist(), other)
+        else:
+            _write(both / f"walk_{k:012d}_keypoints.json", other)
+            _write(alone / f"walk_{k:012d}_keypoints.json", other)
+    results = {}
+    for name, folder in (("both", both), ("alone", alone)):
+        out = tmp_path / f"out_{name}"
+        assert run_fit_files(FitFilesOptions([str(folder)], (width, height), out=out, smpl=smpl_npz,
+                                             sequence=True, fps=10.0, fit_config=QUICK)) == 0
+        err = capsys.readouterr().err
+        with np.load(out / "walk.npz") as f:
+            results[name] = {key: f[key] for key in ("frame", "keypoints_2d/lsp14", "betas")}
+        if name == "both":
+            assert "walk: another person took the place of the one followed at frame 4; each person's " \
+                   "frames are fitted and smoothed apart" in err, err
+    both_fit, alone_fit = results["both"], results["alone"]
+    assert both_fit["frame"].tolist() == list(range(8)) and alone_fit["frame"].tolist() == [4, 5, 6, 7]
+    np.testing.assert_allclose(both_fit["keypoints_2d/lsp14"][4:], alone_fit["keypoints_2d/lsp14"], atol=0.5)
+    np.testing.assert_allclose(both_fit["betas"][4:], alone_fit["betas"], atol=0.02)
+    assert np.abs(both_fit["keypoints_2d/lsp14"][:4, :, 0].mean(1) - (140 + 2 * np.arange(4))).max() < 15
+
+    video = tmp_path / "walk.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
+    for i in range(8):
+        writer.write(np.full((height, width, 3), 60 + 10 * i, np.uint8))
+    writer.release()
+    assert run_demo(DemoOptions([str(video)], out=tmp_path / "demo", method="fit", smpl=smpl_npz,
+                                openpose=both, fit_config=QUICK, render=False)) == 0
+    assert "another person took the place of the one followed at frame 4" in capsys.readouterr().err
+    with np.load(tmp_path / "demo" / "walk.npz") as demo:
+        np.testing.assert_array_equal(demo["keypoints_2d/lsp14"], both_fit["keypoints_2d/lsp14"])

@@ -450,7 +450,8 @@ def _fit_frames(predictor: Any, name: str, frames: list[tuple[int, Path]], optio
     (person number, estimate without vertices) per person found. With a
     ``PeopleFollower``, up to ``max_people`` per frame, numbered as the
     follower follows them; with a ``OnePersonFollower``, the one person it
-    keeps to, as person 1. A frame whose file cannot be read is a warning
+    keeps to, numbered by stretch (0, then 1, … where another person takes
+    the place of the one followed). A frame whose file cannot be read is a warning
     line (NoPersonError if no frame has anybody)."""
     from openhmr.demo import FittingNote, progress_bar, return_freed_memory, without_vertices
     from openhmr.demo.people import PeopleFollower
@@ -472,7 +473,7 @@ def _fit_frames(predictor: Any, name: str, frames: list[tuple[int, Path]], optio
             note.clear()
             for (_, _, index), pred in zip(pending, preds):
                 check_finite(pred, frame=index)  # as the demo's videos: nothing is written
-            fitted.extend((location.person or 1, pred)
+            fitted.extend((location.person, pred)
                           for (_, location, _), pred in zip(pending, without_vertices(preds)))
             pending.clear()
             return_freed_memory()  # as the demo's videos: each window's temporaries go back
@@ -487,6 +488,7 @@ def _fit_frames(predictor: Any, name: str, frames: list[tuple[int, Path]], optio
                     keep = follower
                     located = _locate(path, width, height, frame=True,
                                       choose=lambda people: keep.choose(index, people))
+                    located[0][1].person = keep.segment
             except UnreadableFrameError as e:
                 unreadable.append((index, str(e)))
                 continue
@@ -510,7 +512,8 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
     """A video's frame files, in order → ``<name>.npz``, as the demo writes a
     video's. A frame whose file has nobody is a frame without a body; frames
     with no file (up to the last one that has) too."""
-    from openhmr.demo import check_free, posed_again, progress, remove_earlier_people, smooth_predictions, video_outputs
+    from openhmr.demo import check_free, posed_again, progress, remove_earlier_people, video_outputs
+    from openhmr.demo.video import smooth_stretches, stretches_note
     from openhmr.demo.people import OnePersonFollower, PeopleFollower
     from openhmr.io.prediction import unplaced_note, write_video_npz
 
@@ -520,12 +523,17 @@ def _fit_video(predictor: Any, name: str, frames: list[tuple[int, Path]], option
     source = frame_pattern(name, frames)  # the results' input
     total = frames[-1][0] + 1
     follower = OnePersonFollower(PeopleFollower(max_gap=max(1, int(round(fps)))))
-    preds = [pred for _, pred in _fit_frames(predictor, name, frames, options, source, follower)]
-    if len(preds) < total:
-        message(f"openhmr fit: warning: {name}: no person in {total - len(preds)} of {total} frames")
+    stretches: dict[int | None, list[Any]] = {}
+    for stretch, pred in _fit_frames(predictor, name, frames, options, source, follower):
+        stretches.setdefault(stretch, []).append(pred)
+    found = sum(map(len, stretches.values()))
+    if found < total:
+        message(f"openhmr fit: warning: {name}: no person in {total - found} of {total} frames")
+    note = stretches_note(stretches)
+    if note:
+        message(f"openhmr fit: warning: {name}: {note}")
     smoothing = options.smoothing
-    if smoothing != "none":
-        preds = smooth_predictions(predictor.body, preds, smoothing, fps)
+    preds = smooth_stretches(predictor.body, stretches, smoothing, fps)
     paths["npz"].parent.mkdir(parents=True, exist_ok=True)
     meshes = progress(posed_again(predictor.body, preds), len(preds), f"{name} npz", "frame")
     unplaced = write_video_npz(paths["npz"], preds, total, fps, smoothing=smoothing,

@@ -234,6 +234,10 @@ class OnePersonFollower:
     """
 
     follower: PeopleFollower
+    #: How many times another person has taken the place of the one followed:
+    #: the stretches of frames of one person (``PersonLocation.person``),
+    #: fitted and smoothed apart, are 0, 1, …
+    segment: int = 0
     _followed: int | None = field(default=None, repr=False)
 
     def choose(self, frame: int, locations: list[PersonLocation], image: np.ndarray | None = None) -> int:
@@ -241,5 +245,7 @@ class OnePersonFollower:
         confident first, at least one)."""
         numbers = self.follower.assign(frame, locations, image)
         if self._followed not in numbers:
+            if self._followed is not None:
+                self.segment += 1
             self._followed = numbers[0]
         return numbers.index(self._followed)

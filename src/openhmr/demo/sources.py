@@ -37,7 +37,10 @@ class PersonLocation:
         detection: the detector's ``openhmr.detect.Detection`` (with 3D
             landmarks) when the detector found the person.
         person: in a video with several people, which person this is
-            (``PeopleFollower``); a fit continues that person's.
+            (``PeopleFollower``); a fit continues that person's. In a video
+            of one person, the stretch of frames with the same person (0,
+            1, … where another takes the place of the one followed): a fit
+            continues, and the smoothing runs, within a stretch only.
     """
 
     scale: float
@@ -46,7 +49,7 @@ class PersonLocation:
     keypoints: np.ndarray | None = None
     keypoint_set: str | None = None
     detection: Any = None  # openhmr.detect.Detection, with 3D landmarks
-    person: int | None = None  # in a video with several people: the person followed (1, 2, …)
+    person: int | None = None  # the person followed (1, 2, …), or one person's stretch (0, 1, …)
 
 
 class PersonSource(Protocol):
@@ -204,6 +207,8 @@ class DetectorSource:
     _tracked: str | None = field(default=None, repr=False)  # the video's name, unique in a run
     # the tracked video's last frame with a person, and that person's box
     _followed: tuple[int, tuple[float, float, float, float]] | None = field(default=None, repr=False)
+    # the tracked video's one person: counted up where the person found is someone else
+    _segment: int = field(default=0, repr=False)
     # video → (frame, the boxes of the people found in it), with several people
     _people: dict[str, tuple[int, list[tuple[float, float, float, float]]]] = field(
         default_factory=dict, repr=False)
@@ -229,7 +234,7 @@ class DetectorSource:
                                     f"loaded ({reason})") from None
 
     def locate(self, image: np.ndarray, item: InputItem, frame: int | None = None) -> PersonLocation:
-        from openhmr.detect import PersonTracker, find_person
+        from openhmr.detect import NEAR_MIN_IOU, PersonTracker, box_iou, find_person
 
         if self.track and item.kind == "video":
             # A new video, or the same file given again: nobody followed yet.
@@ -237,7 +242,7 @@ class DetectorSource:
                 if self._tracker is not None:
                     self._tracker.close()
                 self._tracker = PersonTracker() if self.video_mode else None
-                self._tracked, self._followed = item.name, None
+                self._tracked, self._followed, self._segment = item.name, None, 0
             detection = None
             if self._tracker is not None:
                 try:
@@ -246,9 +251,17 @@ class DetectorSource:
                     pass
             if detection is None:
                 detection = self._follow(image, frame)
+            before = self._followed
+            if (before is not None and frame is not None and before[0] == frame - 1
+                    and box_iou(before[1], detection.box) < NEAR_MIN_IOU):
+                # found elsewhere than the person of the frame before: someone else (the
+                # whole-frame search's, or the tracker's jump), fitted and smoothed apart
+                self._segment += 1
             self._followed = (frame, detection.box) if frame is not None else None
-        else:
-            detection = find_person(image)
+            location = self._location(detection)
+            location.person = self._segment
+            return location
+        detection = find_person(image)
         return self._location(detection)
 
     def end_video(self) -> None:

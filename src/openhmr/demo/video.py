@@ -160,6 +160,30 @@ def smooth_predictions(body: BodyModel, preds: list[Prediction], how: str, fps: 
     return repose(body, preds, cams, poses, betas)
 
 
+def smooth_stretches(body: BodyModel, stretches: dict[int | None, list[Prediction]], how: str,
+                     fps: float) -> list[Prediction]:
+    """One person's estimates of a video, in frame order, smoothed stretch by
+    stretch (``how`` as :func:`smooth_predictions`, or "none"): a stretch
+    (``PersonLocation.person``; None where the source tells none) holds the
+    frames of one person, so that where another takes the place of the one
+    followed, the two are not smoothed into one body between them."""
+    out: list[Prediction] = []
+    for key in sorted(stretches, key=lambda k: -1 if k is None else k):  # stretches follow each other
+        preds = stretches[key]
+        out.extend(preds if how == "none" else smooth_predictions(body, preds, how, fps))
+    return out
+
+
+def stretches_note(stretches: dict[int | None, list[Prediction]]) -> str | None:
+    """A warning's words where a video's one person was replaced by another, or None."""
+    starts = sorted(_frame_of(preds[0]) for key, preds in stretches.items() if preds and key)
+    if not starts:
+        return None
+    shown = ", ".join(map(str, starts[:5])) + (", …" if len(starts) > 5 else "")
+    return (f"another person took the place of the one followed at frame{'s' if len(starts) > 1 else ''} "
+            f"{shown}; each person's frames are fitted and smoothed apart")
+
+
 def write_people_npz(body: BodyModel, people: dict[int, list[Prediction]], npz_of: Callable[[int], Path],
                      total: int, fps: float, smoothing: str, overwrite: bool) -> None:
     """Each person's estimates (in frame order, without meshes) smoothed over
@@ -251,6 +275,7 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
                     # place alone, as `openhmr fit --sequence` follows (it has no image)
                     keep = one_of_several
                     located = [source.locate(frame, item, index, lambda people: keep.choose(index, people))]
+                    located[0].person = keep.segment
                 else:
                     located = [source.locate(frame, item, index)]
             except UnreadableFrameError as e:
@@ -298,9 +323,10 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
             write_people_npz(body, followed, npz_of, total, info.fps, smoothing, options.overwrite)
             posed = heapq.merge(*(posed_again(body, preds) for preds in followed.values()), key=_frame_of)
         else:
-            preds = people.get(None, [])
-            if smoothing != "none":
-                preds = smooth_predictions(body, preds, smoothing, info.fps)
+            preds = smooth_stretches(body, people, smoothing, info.fps)
+            note = stretches_note(people)
+            if note:
+                warn(f"{item.path}: {note}")
             meshes = progress(posed_again(body, preds), len(preds), f"{item.path.name} npz", "frame")
             unplaced = write_video_npz(paths["npz"], preds, total, info.fps, smoothing=smoothing,
                                        vertices=(p.vertices.astype(np.float32) for p in meshes))
