@@ -781,6 +781,66 @@ def test_3d_keypoints_without_their_hips_are_left_out(smpl_model):
     assert torch.isfinite(t3.points).all()
 
 
+def test_a_person_left_without_3d_is_fitted_as_from_2d_alone(smpl_model):
+    """One 3D hip not confident (BlazePose's visibility for an occluded hip)
+    drops the person's 3D term; the person then gets the several starts of a
+    2D-only fit (it got one, worse than giving no 3D at all), while the
+    others of the batch keep their 3D fit from one start."""
+    g = torch.Generator().manual_seed(7)
+    pose = torch.zeros(3, 72)
+    pose[:, 0] = math.pi
+    pose[:, 3:] = 0.3 * torch.randn(3, 69, generator=g)
+    cam = torch.tensor([[0.9, 0.0, 0.1]]).repeat(3, 1)
+    with torch.no_grad():
+        kp3 = smpl_model(pose, torch.zeros(3, 10)).keypoints["lsp14"]
+    kp = torch.cat([(cam[:, None, :1] * (kp3[..., :2] + cam[:, None, 1:]) + 1) * CROP / 2,
+                    torch.ones(3, 14, 1)], -1)
+    kp3d = torch.cat([kp3, torch.ones(3, 14, 1)], -1)
+    kp3d[1, 3, 3] = 0.0  # person 1's left hip
+    cfg = FitConfig(stage1_iters=10, stage2_iters=(15,), pose_weights=(25.0,), shape_weights=(20.0,))
+    mixed = fit(smpl_model, kp, "lsp14", keypoints3d=kp3d, config=cfg)
+    alone_2d = fit(smpl_model, kp[1:2], "lsp14", config=cfg)
+    one_start = fit(smpl_model, kp[1:2], "lsp14", config=replace(cfg, hypotheses=1))
+    assert float((alone_2d.pose - one_start.pose).abs().max()) > 1e-2  # the starts matter here
+    torch.testing.assert_close(mixed.pose[1:2], alone_2d.pose, rtol=0, atol=1e-4)
+    with_3d = fit(smpl_model, kp[[0, 2]], "lsp14", keypoints3d=kp3d[[0, 2]], config=cfg)
+    torch.testing.assert_close(mixed.pose[[0, 2]], with_3d.pose, rtol=0, atol=1e-4)
+
+
+def test_a_camera_or_noise_given_with_a_graph_is_a_constant(smpl_model):
+    """A focal length, principal point or noise computed with autograd on (or a
+    leaf that wants a gradient) is read as its value: no 'backward through the
+    graph a second time', no gradient written into the caller's tensor."""
+    pose = torch.zeros(1, 72)
+    pose[:, 0] = math.pi
+    with torch.no_grad():
+        points = smpl_model(pose, torch.zeros(1, 10)).keypoints["lsp14"] + torch.tensor([0.0, 0.0, 5.0])
+    pixels = 1000.0 * points[..., :2] / points[..., 2:] + 320.0
+    kp = torch.cat([pixels, torch.ones(1, 14, 1)], -1)
+    log_f = torch.tensor(math.log(1000.0), requires_grad=True)
+    leaf_pp = torch.tensor([320.0, 320.0], requires_grad=True)
+    cfg = FitConfig(stage1_iters=5, stage2_iters=(5,), pose_weights=(25.0,), shape_weights=(20.0,))
+    result = fit(smpl_model, kp, "lsp14", camera="perspective", focal=log_f.exp(), principal_point=leaf_pp,
+                 noise_px=log_f * 0.0 + 2.0, config=cfg)
+    assert torch.isfinite(result.pose).all()
+    assert log_f.grad is None and leaf_pp.grad is None and not result.focal.requires_grad
+
+
+def test_settings_read_through_numpy_are_taken_or_refused_in_one_line(smpl_model):
+    """stage2_iters as a numpy array (settings loaded from an npz) is a tuple of
+    counts; a crop size given as text is one InputError, not a TypeError."""
+    pose = torch.zeros(1, 72)
+    pose[:, 0] = math.pi
+    with torch.no_grad():
+        kp3 = smpl_model(pose, torch.zeros(1, 10)).keypoints["lsp14"]
+    kp = torch.cat([(0.9 * kp3[..., :2] + 1) * CROP / 2, torch.ones(1, 14, 1)], -1)
+    cfg = FitConfig(stage1_iters=5, stage2_iters=np.array([5, 5]), pose_weights=(25.0, 10.0),
+                    shape_weights=(20.0, 10.0), hypotheses=1)
+    assert torch.isfinite(fit(smpl_model, kp, "lsp14", config=cfg).pose).all()
+    with pytest.raises(InputError, match="crop_size must be a positive number of pixels, got '224'"):
+        fit(smpl_model, kp, "lsp14", crop_size="224", config=cfg)
+
+
 def test_residuals_of_non_finite_keypoints_are_nan(anny_model) -> None:
     """A keypoint given as NaN has no residual: it is no target at (0, 0)."""
     truth = _synthetic(anny_model, 1, seed=2)

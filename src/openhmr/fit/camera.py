@@ -29,9 +29,11 @@ def read_pinhole(focal: float | Tensor | None,
     """
     if focal is None or principal_point is None:
         raise InputError("the perspective camera needs a focal length and a principal point")
-    f = torch.as_tensor(focal, dtype=dtype, device=device).reshape(-1)
-    pp = torch.as_tensor(np.asarray(principal_point) if not isinstance(
-        principal_point, Tensor) else principal_point, dtype=dtype, device=device)
+    # detached: a camera given with a graph is a constant here, as the targets are
+    f = (focal.detach() if isinstance(focal, Tensor) else torch.as_tensor(focal)).to(
+        dtype=dtype, device=device).reshape(-1)
+    pp = (principal_point.detach() if isinstance(principal_point, Tensor)
+          else torch.as_tensor(np.asarray(principal_point))).to(dtype=dtype, device=device)
     if f.numel() not in (1, batch) or not (torch.isfinite(f).all() and (f > 0).all()):
         raise InputError(f"focal must be one positive length in pixels, or one per person ({batch}), "
                          f"got {f.tolist()}")

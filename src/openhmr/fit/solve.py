@@ -93,8 +93,9 @@ def fit(
     if not isinstance(body_model, BodyModel):
         raise TypeError(f"body_model must be a body model such as Anny() or SMPL('smpl.npz'), "
                         f"got {body_model!r:.60}")
-    if not crop_size > 0:
-        raise InputError(f"crop_size must be a positive number of pixels, got {crop_size}")
+    if (not isinstance(crop_size, numbers.Real) or isinstance(crop_size, bool) or not math.isfinite(crop_size)
+            or not crop_size > 0):
+        raise InputError(f"crop_size must be a positive number of pixels, got {crop_size!r}")
     if any(t.is_inference() for t in body_model.buffers()):  # no gradient can flow through them
         raise InputError("the body model was built under torch.inference_mode(), so nothing can be "
                          "fitted with it: build it outside (fit itself may be called inside)")
@@ -153,7 +154,9 @@ def _check_config(cfg: FitConfig, own_pose_prior: bool = False) -> None:
             raise InputError(f"{name} must be a finite number {'> 0' if positive else '≥ 0'}, got {value!r}")
 
     steps = cfg.stage2_iters
-    if (isinstance(steps, (int, float)) or not steps
+    if isinstance(steps, np.ndarray):  # as read from an npz or a json through numpy
+        steps = tuple(steps.tolist()) if steps.ndim == 1 else steps
+    if (isinstance(steps, (int, float, np.ndarray)) or not steps
             or not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) and i >= 0 for i in steps)):
         raise InputError(f"stage2_iters must be a tuple of iteration counts, one per annealing step, got {steps!r}")
     for name in ("pose_weights", "range_prior_weights", "shape_weights"):
@@ -339,18 +342,27 @@ def _schedule(energy: Energy, cfg: FitConfig, noise_weight: Tensor | None) -> li
     return steps
 
 
+def _people_of_rows(energy: Energy, rows: int, people: Tensor | None) -> Tensor:
+    """Each row's person: ``people``, or variant-major rows (row = variant·B + person)."""
+    if people is not None:
+        return people
+    return torch.arange(rows, device=energy.targets.keypoints.device) % energy.targets.batch
+
+
 def _minimise(energy: Energy, cam_par: Tensor, pose: Tensor, betas: Tensor,
-              steps: list[_Step]) -> tuple[Tensor, Tensor, Tensor]:
-    """Run ``steps`` from rows of (camera parameters, pose, shape), variant-major
-    (row = variant·B + person), and return the rows' final values."""
-    b, optimise_shape = energy.targets.batch, energy.cfg.optimise_shape
+              steps: list[_Step], people: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Run ``steps`` from rows of (camera parameters, pose, shape), each row a
+    person's (``people``, default variant-major: row = variant·B + person),
+    and return the rows' final values."""
+    optimise_shape = energy.cfg.optimise_shape
+    person_of = _people_of_rows(energy, cam_par.shape[0], people)
     cam_p = cam_par.clone().requires_grad_(True)
     pose_p = pose.clone().requires_grad_(True)
     betas_p = betas.clone().requires_grad_(optimise_shape)
     params = [cam_p, pose_p] + ([betas_p] if optimise_shape else [])
     for step in steps:
         def loss(rows: Tensor, step: _Step = step) -> Tensor:
-            return energy.total(cam_p[rows], pose_p[rows], betas_p[rows], rows % b, step.w_pose,
+            return energy.total(cam_p[rows], pose_p[rows], betas_p[rows], person_of[rows], step.w_pose,
                                 step.w_shape, step.w_data)
 
         minimise_rows(params, loss, step.iters)
@@ -358,25 +370,33 @@ def _minimise(energy: Energy, cam_par: Tensor, pose: Tensor, betas: Tensor,
 
 
 def _lowest_energy(energy: Energy, cam_par: Tensor, pose: Tensor, betas: Tensor,
-                   step: _Step) -> tuple[Tensor, Tensor, Tensor]:
+                   step: _Step, people: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Each person's (camera parameters, pose, shape) of least energy at ``step``'s
-    weights among the variants stacked in the rows (variant-major)."""
-    b = energy.targets.batch
+    weights among their rows (``people`` as :func:`_minimise`'s); of equal
+    energies, the first row's."""
+    b, n = energy.targets.batch, cam_par.shape[0]
+    person_of = _people_of_rows(energy, n, people)
     with torch.no_grad():
-        every = torch.arange(cam_par.shape[0], device=cam_par.device)
-        total = torch.nan_to_num(energy.total(cam_par, pose, betas, every % b, step.w_pose,
+        total = torch.nan_to_num(energy.total(cam_par, pose, betas, person_of, step.w_pose,
                                               step.w_shape, step.w_data), nan=math.inf)
-        rows = total.reshape(-1, b).argmin(0) * b + torch.arange(b, device=cam_par.device)
+        least = torch.full((b,), math.inf, dtype=total.dtype, device=total.device).scatter_reduce(
+            0, person_of, total, "amin")
+        index = torch.arange(n, device=total.device)
+        candidates = torch.where(total == least[person_of], index, torch.full_like(index, n))
+        rows = torch.full((b,), n, dtype=index.dtype, device=index.device).scatter_reduce(
+            0, person_of, candidates, "amin")
         return cam_par[rows], pose[rows], betas[rows]
 
 
 def _stage2(body_model: BodyModel, energy: Energy, cam: Tensor, pose: Tensor, betas: Tensor,
-            steps: list[_Step], hypotheses: int) -> tuple[Tensor, Tensor, Tensor]:
+            steps: list[_Step], hypotheses: int, several: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Pose, shape and camera on all keypoints, from ``hypotheses`` starting
-    poses: stage 1's and draws from the body model's prior with its
+    poses for the people ``several`` (B,) bool (default: everyone; one start
+    for the others): stage 1's and draws from the body model's prior with its
     orientation. Each person's (camera parameters, pose, shape) of least
     final energy."""
     b, cfg = energy.targets.batch, energy.cfg
+    people = None
     if hypotheses > 1:
         gen = torch.Generator().manual_seed(cfg.seed)
         # Several starts only for a model with a pose prior to draw from (see fit()).
@@ -387,8 +407,12 @@ def _stage2(body_model: BodyModel, energy: Energy, cam: Tensor, pose: Tensor, be
         pose = torch.cat([pose, drawn])
         cam = cam.repeat(hypotheses, 1)
         betas = betas.repeat(hypotheses, 1)
-    ends = _minimise(energy, cam_params(cam, energy.camera), pose, betas, steps)
-    return _lowest_energy(energy, *ends, steps[-1])
+        if several is not None and not bool(several.all()):
+            person_of = torch.arange(b * hypotheses, device=pose.device) % b
+            keep = (torch.arange(b * hypotheses, device=pose.device) < b) | several.to(pose.device)[person_of]
+            pose, cam, betas, people = pose[keep], cam[keep], betas[keep], person_of[keep]
+    ends = _minimise(energy, cam_params(cam, energy.camera), pose, betas, steps, people)
+    return _lowest_energy(energy, *ends, steps[-1], people)
 
 
 def _jumps(body_model: BodyModel, energy: Energy, cam_par: Tensor, pose: Tensor,
@@ -489,12 +513,14 @@ def _fit(
     # Stage 2: from 2D alone a limb's depth is ambiguous and the energy has
     # several minima: start from several poses drawn from the model's prior
     # (the stage-1 pose first) and keep, per person, the lowest final energy.
-    from_scratch_2d = init is None and track is None and targets3d is None
-    hypotheses = (cfg.hypotheses if from_scratch_2d
+    # Per person: one whose 3D points all count for nothing (no 3D hips) is fitted from 2D alone.
+    from_scratch = init is None and track is None
+    without_3d = None if targets3d is None else ~(targets3d.conf > 0).any(dim=1)
+    hypotheses = (cfg.hypotheses if from_scratch and (without_3d is None or bool(without_3d.any()))
                   and getattr(body_model, "random_pose", None) is not None else 1)
     steps = _schedule(energy, cfg, noise_weight)
     cam_par, pose, betas = _stage2(body_model, energy, cam, pose, betas0.clone(), steps,
-                                   hypotheses)
+                                   hypotheses, without_3d)
 
     last = steps[-1]
     told_alone = last.w_data is not None and track is None

@@ -176,7 +176,7 @@ def told_noise_weight(noise_px: float | Tensor | np.ndarray, targets: Targets) -
     """
     unit = targets.unit
     sigma = torch.as_tensor(np.asarray(noise_px, dtype=np.float64) if not isinstance(
-        noise_px, Tensor) else noise_px).to(device=unit.device, dtype=unit.dtype).reshape(-1)
+        noise_px, Tensor) else noise_px.detach()).to(device=unit.device, dtype=unit.dtype).reshape(-1)
     if sigma.numel() not in (1, targets.batch):
         raise InputError(f"noise_px must be one σ or one per person ({targets.batch}), "
                          f"got {sigma.numel()}")
