@@ -929,3 +929,18 @@ def test_train_resume_of_no_run_and_a_shard_image_size_other_than_224(tmp_path, 
                      "data=shards", f"data_dir={tmp_path}", f"image_size={size}"]) == 0
         err = capsys.readouterr().err
         assert ("warning: image_size 64 cuts a 64-px window" in err) == warned, err
+
+
+@pytest.mark.parametrize("reader", ["mocap", "h36m fits"])
+def test_an_npz_lacking_an_array_names_it(tmp_path, reader):
+    """numpy's KeyError is a sentence ("shape is not a file in the archive"):
+    the message named it as the array ("lacks the array 'shape is not a …'")."""
+    from openhmr.data.datasets.h36m import load_smpl_fits
+    from openhmr.data.mocap import load_mocap
+    from openhmr.errors import InputError
+
+    path = tmp_path / "file.npz"
+    np.savez(path, pose=np.zeros((3, 72)), keys=np.array(["a", "b", "c"]))
+    load, missing = {"mocap": (load_mocap, "shape"), "h36m fits": (load_smpl_fits, "betas")}[reader]
+    with pytest.raises(InputError, match=f"{path} lacks the array '{missing}'; expected"):
+        load(path)

@@ -357,6 +357,13 @@ def test_config_yaml_round_trip_and_overrides(tmp_path):
     assert TrainConfig.load(tmp_path / "c.yaml", ["smpl_path="]).smpl_path is None  # optional: may be empty
     with pytest.raises(ConfigError, match="encoder"):
         TrainConfig(encoder="vgg")
+    # An empty file is every default; a document that is no mapping (0, false, '', []) is refused.
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    assert TrainConfig.load(tmp_path / "empty.yaml") == TrainConfig()
+    for text in ("0", "false", "''", "[]"):
+        (tmp_path / "odd.yaml").write_text(text + "\n")
+        with pytest.raises(ConfigError, match="must hold a mapping of option: value"):
+            TrainConfig.load(tmp_path / "odd.yaml")
 
 
 @pytest.mark.parametrize("override, message", [
@@ -395,6 +402,9 @@ def test_config_yaml_round_trip_and_overrides(tmp_path):
     # A size replaces its manifest's count: 0 or less would shorten the run unseen.
     ("dataset_sizes={lsp: 0}", "dataset_sizes must be at least 1 each"),
     ("dataset_sizes={lsp: 500, h36m: -500}", "dataset_sizes must be at least 1 each"),
+    ("dataset_sizes={lsp: 1" + "0" * 400 + "}", "dataset_sizes must be below 2\\*\\*63 each"),
+    # A whole number of hundreds of digits has no float: one line, not an OverflowError.
+    ("e_lr=1" + "0" * 400, "e_lr must be a finite number"),
     # A name of no dataset (another case, a typo) would leave that dataset's count as it was.
     ("dataset_sizes={H36M: 300000, lspp: 1000}", r"dataset_sizes names 'H36M' \(meant 'h36m'\?\), 'lspp' \(meant 'lsp'\?\)"),
 ])

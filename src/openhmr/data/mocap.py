@@ -81,10 +81,12 @@ def load_mocap(paths: str | Path | Sequence[str | Path]) -> tuple[np.ndarray, np
             raise MocapError(f"mocap file not found: {path}")
         try:
             with open_npz(path) as f:
+                missing = [name for name in ("pose", "shape") if name not in f.files]
+                if missing:
+                    raise MocapError(f"{path} lacks the array {missing[0]!r}; expected pose (N, 3·J) and "
+                                     "shape (N, k)")
                 check_fits_memory(f, ("pose", "shape"))
                 pose, shape = np.asarray(f["pose"], np.float32), np.asarray(f["shape"], np.float32)
-        except KeyError as e:
-            raise MocapError(f"{path} lacks the array {e}; expected pose (N, 3·J) and shape (N, k)") from None
         except NPZ_READ_ERRORS as e:  # a truncated .npz is a BadZipFile
             raise MocapError(f"cannot read {path}: {e or type(e).__name__}") from None
         if pose.ndim != 2 or shape.ndim != 2 or len(pose) != len(shape):

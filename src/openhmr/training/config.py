@@ -226,6 +226,9 @@ class TrainConfig:
             # A size replaces a manifest's count in the nominal epoch: 0 or less would shorten the run unseen.
             (all(n >= 1 for n in self.dataset_sizes.values()),
              f"dataset_sizes must be at least 1 each, got {self.dataset_sizes}"),
+            # the run's length, epochs × samples, is reckoned in floats
+            (all(n < 2**63 for n in self.dataset_sizes.values()),
+             f"dataset_sizes must be below 2**63 each, got {self.dataset_sizes}"),
         ]
         mistyped = _mistyped_sizes(self.dataset_sizes, self.datasets_2d + self.datasets_3d)
         if mistyped:
@@ -271,7 +274,9 @@ class TrainConfig:
         if not path.is_file():
             raise ConfigError(f"training config {path} does not exist")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = yaml.safe_load(path.read_text())
+            if values is None:  # an empty file (or comments alone): every default
+                values = {}
         except UnicodeDecodeError:
             raise ConfigError(f"{path} is not a text file, so not a YAML config") from None
         except yaml.YAMLError as e:
@@ -336,7 +341,10 @@ def _number(name: str, value: Any, kind: str) -> int | float:
         if isinstance(number, float) and not number.is_integer():
             raise ConfigError(f"{name} must be a whole number, got {value!r}")
         return int(number)
-    return float(number)
+    try:
+        return float(number)
+    except OverflowError:  # a whole number of hundreds of digits
+        raise ConfigError(f"{name} must be a finite number, got {value!r}") from None
 
 
 def _yaml() -> Any:

@@ -80,10 +80,12 @@ def load_smpl_fits(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """A user's SMPL fits npz (module docstring) → key → (pose (72,), betas (10,))."""
     try:
         with open_npz(require(path, "an .npz of SMPL fits (keys, pose, betas)")) as f:
+            missing = [name for name in ("keys", "pose", "betas") if name not in f.files]
+            if missing:
+                raise DatasetError(f"{path} lacks the array {missing[0]!r}; expected keys, pose (N, 72), "
+                                   "betas (N, 10)")
             check_fits_memory(f, ("keys", "pose", "betas"))
             keys, pose, betas = f["keys"], f["pose"], f["betas"]
-    except KeyError as e:
-        raise DatasetError(f"{path} lacks the array {e}; expected keys, pose (N, 72), betas (N, 10)") from None
     except NPZ_READ_ERRORS as e:
         raise DatasetError(f"cannot read {path}: {e or type(e).__name__}") from None
     if pose.shape != (len(keys), 72) or betas.ndim != 2 or betas.shape[1] < 10 or len(betas) != len(keys):
