@@ -752,8 +752,9 @@ def test_fit_path_fits_the_open_default_on_ground_truth_crops(tmp_path):
     to it. On two rendered Anny bodies the LSP-14 keypoints come back in image
     pixels near the truth, and the joints are those of the same fit made by
     hand on the crop; a frame with nobody in it is the rest pose, counted as
-    undetected. (3D accuracy is not asserted: on an untextured render
-    BlazePose may take a body facing the camera for one facing away.)"""
+    undetected. (3D accuracy is not asserted, and the image points are
+    compared under either labelling: on an untextured render BlazePose may
+    take a body facing the camera for one facing away.)"""
     pytest.importorskip("anny")
     pytest.importorskip("mediapipe")
     from PIL import Image
@@ -804,8 +805,12 @@ def test_fit_path_fits_the_open_default_on_ground_truth_crops(tmp_path):
     assert run.undetected == 1
     assert preds.joints14.shape == (3, 14, 3) and preds.joints_h36m17.shape == (3, 17, 3)
     assert preds.keypoints2d.shape == (3, 14, 2) and preds.vertices is None
+    # BlazePose may see an untextured body from behind, its left and right traded: the image
+    # points are then the truth's under the other labels (the figure turned on a change of shading).
+    swap = list(get_set("lsp14").flip_permutation)
     for i in range(2):
-        err_px = np.linalg.norm(preds.keypoints2d[i] - truth_px[i], axis=1)
+        err_px = min((np.linalg.norm(preds.keypoints2d[i][order] - truth_px[i], axis=1)
+                      for order in (list(range(14)), swap)), key=np.median)
         assert np.median(err_px) < 6.0, f"body {i}: median {np.median(err_px):.1f} px"
     assert 1400 < np.ptp(preds.joints14[:2, :, 1], axis=1).min() < 1900  # millimetres, body height
     # the frame with nobody: the rest body upright in the image (head above the ankles), facing the camera
@@ -836,7 +841,8 @@ def test_fit_path_fits_the_open_default_on_ground_truth_crops(tmp_path):
         by_hand_2d = body(result.pose, result.betas).keypoints["lsp14"][0].numpy() * 1000.0
     np.testing.assert_allclose(flat.predictions.joints14[0], by_hand_2d, atol=0.01)
     assert np.abs(by_hand_2d - by_hand).max() > 1.0  # the world landmarks did change the fit
-    err_px = np.linalg.norm(flat.predictions.keypoints2d[0] - truth_px[1], axis=1)
+    err_px = min((np.linalg.norm(flat.predictions.keypoints2d[0][order] - truth_px[1], axis=1)
+                  for order in (list(range(14)), swap)), key=np.median)
     assert np.median(err_px) < 6.0, f"2D only: median {np.median(err_px):.1f} px"
 
 
