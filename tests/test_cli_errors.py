@@ -944,3 +944,55 @@ def test_an_npz_lacking_an_array_names_it(tmp_path, reader):
     load, missing = {"mocap": (load_mocap, "shape"), "h36m fits": (load_smpl_fits, "betas")}[reader]
     with pytest.raises(InputError, match=f"{path} lacks the array '{missing}'; expected"):
         load(path)
+
+
+def test_a_pipe_given_for_a_file_is_named_as_one(tmp_path, capsys):
+    """A FIFO (or ``<(command)``) was "not found" though it exists: openhmr
+    reads its files as files (a fit reads a file again to retry it alone)."""
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for command in (["fit", str(fifo), "--image-size", "64x48", "--out", str(tmp_path / "out")],
+                    ["train", "--config", str(fifo), "--out", str(tmp_path / "run")],
+                    ["demo", str(tmp_path / "x.png"), "--weights", str(fifo), "--out", str(tmp_path / "o")]):
+        assert main(command) == 1
+        err = capsys.readouterr().err
+        assert f"{fifo} is a pipe or a device, not a file: save it to a file first" in err, (command[0], err)
+
+
+def test_an_unreadable_image_says_permission_denied(tmp_path, monkeypatch):
+    """It was "corrupt or truncated image ([Errno 13] Permission denied)"."""
+    from PIL import Image
+
+    from openhmr.errors import InputError
+    from openhmr.io.images import read_image
+
+    path = tmp_path / "locked.png"
+    Image.new("RGB", (8, 8)).save(path)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Image, "open", refuse)  # root reads any file: the refusal is simulated
+    with pytest.raises(InputError, match=f"cannot read {path}: permission denied$"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["fit", "k.json", "--image-size", "99999999999999999999x100"], "--image-size: must be WIDTHxHEIGHT"),
+    (["fit", "k.json", "--image-size", "64x48", "--noise-px", "1e300"], "--noise-px: must be a positive number"),
+    (["fit", "k.json", "--image-size", "64x48", "--noise-px", "1e-300"], "--noise-px: must be a positive number"),
+])
+def test_numbers_no_fit_can_use_are_usage_errors(args, message, capsys):
+    """They parsed, then failed on every file (an OverflowError; noise inf or 0 in float32)."""
+    with pytest.raises(SystemExit) as caught:
+        main(args)
+    assert caught.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_an_anny_prior_larger_than_memory_is_one_line(tmp_path, capsys):
+    """Counts past memory (or past a 64-bit size) were a TypeError or RuntimeError traceback."""
+    for count in ("99999999999999999999", "4611686018427387904"):
+        assert main(["data", "convert-mocap", "anny-prior", count, str(tmp_path / "prior.npz")]) == 1
+        assert "not enough memory for" in capsys.readouterr().err

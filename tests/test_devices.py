@@ -39,6 +39,17 @@ def test_mps_where_it_is_not_available(monkeypatch) -> None:
         require_device("mps")
 
 
+@pytest.mark.parametrize("name", ["xpu", "hpu", "xla", "meta"])
+def test_another_backend_that_is_not_here_is_one_line(name) -> None:
+    """Devices torch parses but this build has not (xpu, hpu, xla) were a
+    traceback once a model moved there; the meta device holds no values."""
+    if name != "meta" and getattr(getattr(torch, name, None), "is_available", lambda: False)():
+        pytest.skip(f"this machine has a {name} device")
+    message = "holds no values" if name == "meta" else f"this torch has no {name} device"
+    with pytest.raises(InputError, match=f"device '{name}' .*{message}"):
+        require_device(name)
+
+
 def _body25_file(path) -> str:
     """An OpenPose file of one standing person in a 64×48 image."""
     import json

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from openhmr.io.images import read_image
+from openhmr.io.images import collect_inputs, read_image
 
 
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
@@ -266,6 +266,32 @@ def test_collect_inputs_knows_more_photo_and_video_names(tmp_path: Path) -> None
     items = collect_inputs([tmp_path])
     assert [(i.name, i.kind) for i in items] == [("a", "image"), ("b", "image"), ("c", "image"),
                                                  ("d", "video"), ("e", "video"), ("f", "video")]
+
+
+def test_a_folder_that_cannot_be_listed_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    """A sub-folder without read permission was passed over by os.walk without
+    a word (the run ended with exit code 0, its photos left out); it is named.
+    (The refusal is simulated: root reads any folder.)"""
+    import os
+
+    from openhmr.errors import InputError
+    from openhmr.io.images import files_below
+
+    photos = tmp_path / "photos"
+    (photos / "locked").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(photos / "a.png")
+    Image.new("RGB", (8, 8)).save(photos / "locked" / "b.png")
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    for call in (lambda: files_below(photos), lambda: collect_inputs([photos])):
+        with pytest.raises(InputError, match=f"cannot read the folder {photos / 'locked'}: Permission denied$"):
+            call()
 
 
 def test_a_folder_is_read_through_its_linked_sub_folders_once(tmp_path: Path) -> None:

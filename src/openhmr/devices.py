@@ -17,8 +17,8 @@ def require_device(name: str | torch.device) -> torch.device:
         name: "cpu", "cuda", "cuda:1", "mps", ... (a :class:`torch.device` too).
     Raises:
         InputError (one line): CUDA asked for where this torch has no CUDA
-        device, a CUDA index past the devices there are, or MPS where it is
-        not available. A name torch does not know is ``torch.device``'s
+        device, a CUDA index past the devices there are, MPS or another
+        backend (xpu, hpu, ...) where it is not available, or the meta device. A name torch does not know is ``torch.device``'s
         RuntimeError (the command line refuses it while parsing).
     """
     device = torch.device(name)
@@ -31,6 +31,17 @@ def require_device(name: str | torch.device) -> torch.device:
                              f"device(s): cuda:0 to cuda:{count - 1}")
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise InputError(f"device {str(name)!r} was asked for but MPS is not available here")
+    elif device.type == "meta":
+        raise InputError(f"device {str(name)!r} holds no values: run on cpu, cuda or mps")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        # xpu, hpu, xla, ...: a backend this torch may not be built with, asked as torch asks it
+        backend = getattr(torch, device.type, None)
+        try:
+            present = bool(backend.is_available()) if backend is not None else False
+        except Exception:  # noqa: BLE001 - a backend missing its library fails in its own way
+            present = False
+        if not present:
+            raise InputError(f"device {str(name)!r} was asked for but this torch has no {device.type} device")
     return device
 
 

@@ -6,6 +6,7 @@ prints that sentence and exits non-zero instead of showing a traceback.
 """
 
 import importlib
+import os
 import zipfile
 import zlib
 from types import ModuleType
@@ -49,6 +50,17 @@ class UnreadableFrameError(NoPersonError):
 
 class MissingExtraError(InputError):
     """An optional package a command needs is not installed."""
+
+
+def is_special_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` exists but is neither a regular file nor a folder: a
+    pipe (``<(command)``, a FIFO) or a device, which openhmr does not read
+    as a file (it may read a file twice)."""
+    return os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path)
+
+
+#: The end of a message about a path :func:`is_special_file` finds.
+SPECIAL_FILE = "is a pipe or a device, not a file: save it to a file first"
 
 
 def require_module(name: str, needed_for: str, install: str) -> ModuleType:

@@ -117,21 +117,27 @@ def positive_pixels(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number of pixels, got {text!r}")
+    # bounded so that float32 keeps it finite and non-zero: no keypoint's noise lies outside
+    if not (math.isfinite(value) and 1e-6 <= value <= 1e6):
+        raise argparse.ArgumentTypeError(f"must be a positive number of pixels, from 1e-6 to 1e6, got {text!r}")
     return value
 
 
 def image_size(text: str) -> tuple[int, int]:
-    """argparse type: WIDTHxHEIGHT (or WIDTH,HEIGHT) in pixels, both ≥ 1."""
+    """argparse type: WIDTHxHEIGHT (or WIDTH,HEIGHT) in pixels, both in [1, ``MAX_IMAGE_SIDE``]."""
     parts = str(text).lower().replace(",", "x").split("x")
     try:
         width, height = (int(p) for p in parts)
     except ValueError:
         width = height = 0
-    if width < 1 or height < 1:
-        raise argparse.ArgumentTypeError(f"must be WIDTHxHEIGHT in positive pixels, e.g. 1920x1080, got {text!r}")
+    if not (1 <= width <= MAX_IMAGE_SIDE and 1 <= height <= MAX_IMAGE_SIDE):
+        raise argparse.ArgumentTypeError(f"must be WIDTHxHEIGHT in positive pixels up to {MAX_IMAGE_SIDE}, "
+                                         f"e.g. 1920x1080, got {text!r}")
     return width, height
+
+
+#: The longest image side --image-size takes (a 31-bit pixel index; no camera comes near).
+MAX_IMAGE_SIDE = 2**31 - 1
 
 
 def seed(text: str) -> int:

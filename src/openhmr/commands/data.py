@@ -124,7 +124,12 @@ def run_convert_mocap(args: argparse.Namespace) -> int:
     if count < 1:
         raise InputError(f"the sample count must be positive, got {count}")
     from openhmr.body.anny import Anny
+    from openhmr.devices import physical_memory_bytes
 
+    memory = physical_memory_bytes()
+    # a sample's pose and shape, float64 while drawn, and their float32 copies: ~1 KB
+    if memory is not None and count * 1024 > memory:
+        raise InputError(f"not enough memory for {count:,} samples; ask for fewer")
     try:
         pose, shape = mocap.anny_prior(Anny(), count, seed=seed)
     except (MemoryError, RuntimeError) as e:

@@ -85,6 +85,9 @@ TRAINED_LIKE_RESIDUAL_GAIN = 0.3
 DEFAULT_RESIDUAL_GAIN = 0.5
 
 
+SYNTHETIC_CHUNK = 16  # crops whose cosines are summed at once
+
+
 def synthetic_crops(count: int, size: int = 224, seed: int = 0) -> Tensor:
     """Smooth, photo-like RGB crops (count, 3, size, size) in [-1, 1].
 
@@ -97,8 +100,12 @@ def synthetic_crops(count: int, size: int = 224, seed: int = 0) -> Tensor:
     freq = torch.rand(count, 3, 6, 2, generator=gen) * 6.0
     phase = torch.rand(count, 3, 6, 1, 1, generator=gen) * (2 * math.pi)
     weight = torch.rand(count, 3, 6, 1, 1, generator=gen)
-    arg = freq[..., 0, None, None] * xx + freq[..., 1, None, None] * yy + phase
-    crops = (torch.cos(arg) * weight).sum(dim=2) / 3.0
+    # A few crops at a time: the (n, 3, 6, S, S) cosines take 18 times the crops' memory.
+    crops = torch.empty(count, 3, size, size)
+    for first in range(0, count, SYNTHETIC_CHUNK):
+        part = slice(first, first + SYNTHETIC_CHUNK)
+        arg = freq[part, ..., 0, None, None] * xx + freq[part, ..., 1, None, None] * yy + phase[part]
+        crops[part] = (torch.cos(arg) * weight[part]).sum(dim=2) / 3.0
     # Four flat-coloured ellipses per crop, for sharp edges.
     centre = torch.rand(count, 4, 2, generator=gen) * 2 - 1
     radius = torch.rand(count, 4, 2, generator=gen) * torch.tensor([0.5, 0.8]) + 0.05

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from openhmr.errors import WeightsError
+from openhmr.errors import SPECIAL_FILE, WeightsError, is_special_file
 from openhmr.progress import track
 
 ENCODER, REGRESSOR, DISCRIMINATOR = "encoder", "regressor", "discriminator"
@@ -448,7 +448,8 @@ def require_weights_file(path: str | Path) -> Path:
     if path.is_dir():
         raise WeightsError(f"weights file {path} is a folder; give the .safetensors file in it")
     if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+        raise WeightsError(f"weights file {path} {SPECIAL_FILE}" if is_special_file(path)
+                           else f"weights file not found: {path}")
     return path
 
 

@@ -152,6 +152,8 @@ def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
                          "more than openhmr reads (or it is damaged)") from None
     except UnidentifiedImageError:
         raise InputError(f"cannot read {path}: not an image file PIL can decode") from None
+    except PermissionError:
+        raise InputError(f"cannot read {path}: permission denied") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise InputError(f"cannot read {path}: corrupt or truncated image ({e})") from None
     finally:
@@ -399,17 +401,28 @@ def files_below(folder: Path) -> list[Path]:
     (:func:`is_hidden`) left out. The paths are as seen from ``folder``, not
     resolved; a folder below it keeps its own path even where a link also
     leads to it, and a folder reached only through links is read once (a link
-    back up is not a loop)."""
+    back up is not a loop).
+
+    Raises:
+        InputError: ``folder`` or a folder below it cannot be listed
+            (permission denied), naming it.
+    """
     def shown(names: list[str]) -> list[str]:
         return sorted(n for n in names if not is_hidden(n))
 
+    # os.walk passes over a folder it cannot list: its files would be left out without a word
+    unreadable: dict[str, OSError] = {}
+
+    def refused(error: OSError) -> None:
+        unreadable.setdefault(str(error.filename), error)
+
     own: dict[str, str] = {}  # real folder → its path, for the folders reached without links
-    for top, folders, _ in os.walk(folder):
+    for top, folders, _ in os.walk(folder, onerror=refused):
         own[os.path.realpath(top)] = top
         folders[:] = shown(folders)
     found: list[Path] = []
     seen: set[str] = set()
-    for top, folders, files in os.walk(folder, followlinks=True):
+    for top, folders, files in os.walk(folder, followlinks=True, onerror=refused):
         seen.add(os.path.realpath(top))
         kept = []
         for name in shown(folders):
@@ -423,6 +436,10 @@ def files_below(folder: Path) -> list[Path]:
             kept.append(name)
         folders[:] = kept
         found += (Path(top) / f for f in files if not is_hidden(f))
+    if unreadable:
+        name, error = next(iter(unreadable.items()))
+        more = f" (and {len(unreadable) - 1} other folder(s))" if len(unreadable) > 1 else ""
+        raise InputError(f"cannot read the folder {name}: {error.strerror or error}{more}")
     return sorted(f for f in found if f.is_file())
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from openhmr.body.keypoints import COCO18, get_set
-from openhmr.errors import InputError, NoPersonError, UnreadableFrameError
+from openhmr.errors import SPECIAL_FILE, InputError, NoPersonError, UnreadableFrameError, is_special_file
 
 OPENPOSE_LAYOUTS = {25 * 3: "body25", 18 * 3: "coco18"}
 
@@ -52,7 +52,8 @@ def read_openpose_people(path: str | Path, conf_threshold: float = 0.2) -> list[
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"OpenPose file not found: {path}")
+        raise InputError(f"OpenPose file {path} {SPECIAL_FILE}" if is_special_file(path)
+                         else f"OpenPose file not found: {path}")
     try:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:  # Recursion: nested too deep

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from openhmr.errors import NPZ_READ_ERRORS, SMPLFileError
+from openhmr.errors import NPZ_READ_ERRORS, SPECIAL_FILE, SMPLFileError, is_special_file
 from openhmr.io.npz import check_fits_memory, open_npz
 
 # SMPL's kinematic tree (parent of each of the 24 joints; -1 for the root).
@@ -288,6 +288,8 @@ def load_smpl_arrays(path: str | Path) -> dict[str, np.ndarray]:
     if path.is_dir():
         raise SMPLFileError(f"SMPL model file {path} is a folder; give the model file in it "
                             "(e.g. SMPL_NEUTRAL.pkl or a converted .npz)")
+    if is_special_file(path):
+        raise SMPLFileError(f"SMPL model file {path} {SPECIAL_FILE}")
     if not path.is_file():
         raise SMPLFileError(
             f"SMPL model file {path} does not exist; download SMPL from https://smpl.is.tue.mpg.de "

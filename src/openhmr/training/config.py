@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 
-from openhmr.errors import InputError
+from openhmr.errors import SPECIAL_FILE, InputError, is_special_file
 
 
 class ConfigError(InputError):
@@ -272,7 +272,8 @@ class TrainConfig:
         if path.is_dir():
             raise ConfigError(f"training config {path} is a folder; give its .yaml file")
         if not path.is_file():
-            raise ConfigError(f"training config {path} does not exist")
+            raise ConfigError(f"training config {path} {SPECIAL_FILE}" if is_special_file(path)
+                              else f"training config {path} does not exist")
         try:
             values = yaml.safe_load(path.read_text())
             if values is None:  # an empty file (or comments alone): every default
