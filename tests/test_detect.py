@@ -85,6 +85,9 @@ def test_detection_on_a_photo() -> None:
     # The person is upright: head (nose) above the hips above the ankles.
     nose, hip, ankle = det.keypoints2d[0, 1], det.keypoints2d[23, 1], det.keypoints2d[27, 1]
     assert nose < hip < ankle
+    # Seen from behind, arms out: his left shoulder and hip are on the image's left (a left/right
+    # swap anywhere between BlazePose's landmarks and a Detection would put them on the right).
+    assert det.keypoints2d[11, 0] + 50 < det.keypoints2d[12, 0] and det.keypoints2d[23, 0] < det.keypoints2d[24, 0]
     # World landmarks: metres, hip-centred, y down.
     hips = det.keypoints3d[[23, 24], :3].mean(0)
     np.testing.assert_allclose(hips, 0.0, atol=0.02)
@@ -618,8 +621,9 @@ def test_a_videos_one_person_found_elsewhere_starts_a_new_stretch(monkeypatch) -
     """Where the person of a frame is found away from the previous frame's
     (IoU < 0.3: the whole-frame search's or the tracker's someone else), the
     location's ``person`` counts a new stretch, so that the fit and the
-    smoothing do not run on from one person into the other; a frame without
-    anybody in between, or a new video, starts again at 0."""
+    smoothing do not run on from one person into the other; after a frame
+    without anybody the stretch goes on (the fit restarts there anyway, and
+    the smoothing splits there), and a new video starts again at 0."""
     from openhmr.demo.sources import DetectorSource
     from openhmr.detect import Detection
     from openhmr.io.images import InputItem

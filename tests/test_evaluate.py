@@ -660,6 +660,10 @@ def test_lsp_reader_and_pck(tmp_path):
     savemat(root / "joints.mat", {"joints": np.array(["a"])})
     with pytest.raises(DatasetError, match="'joints' is not an array of numbers"):
         load_benchmark("lsp", tmp_path)
+    joints[0, 3, 1200] = np.nan  # scored as a miss, silently, and a torso joint would miss all 14
+    savemat(root / "joints.mat", {"joints": joints})
+    with pytest.raises(DatasetError, match=r"lsp: the ground-truth joints of 1 scored frame\(s\) hold NaN .*im1201"):
+        load_benchmark("lsp", tmp_path)
     table = report.table()
     assert "right_ankle" in table
     assert any(line.split()[:3] == ["all", "joints", "14000"] for line in table.splitlines())

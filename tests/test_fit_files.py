@@ -1140,3 +1140,23 @@ def test_a_person_taking_the_place_of_the_one_followed_is_fitted_and_smoothed_ap
     assert "another person took the place of the one followed at frame 4" in capsys.readouterr().err
     with np.load(tmp_path / "demo" / "walk.npz") as demo:
         np.testing.assert_array_equal(demo["keypoints_2d/lsp14"], both_fit["keypoints_2d/lsp14"])
+
+
+def test_a_lone_person_seen_in_part_or_after_a_gap_stays_one_stretch(smpl_npz, tmp_path, capsys):
+    """A person alone, found again under a new number (one frame of head and
+    shoulders only; back after more than a second away), is not "another
+    person": a replacement is someone seen beside the one followed."""
+    from openhmr.body.keypoints import BODY25
+
+    folder = tmp_path / "frames"
+    few = [i for i, name in enumerate(BODY25.names)
+           if name not in ("nose", "neck", "left_shoulder", "right_shoulder")]
+    for k in list(range(6)) + list(range(12, 15)):  # 6-11: nobody (more than --fps 2 frames)
+        person = np.asarray(_person(150, 30, 180)).reshape(25, 3)
+        if k == 3:
+            person[few, 2] = 0.0
+        _write(folder / f"walk_{k:012d}_keypoints.json", person.ravel().tolist())
+    assert run_fit_files(FitFilesOptions([str(folder)], (320, 240), out=tmp_path / "out", smpl=smpl_npz,
+                                         sequence=True, fps=2.0, fit_config=QUICK)) == 0
+    err = capsys.readouterr().err
+    assert "no person in 6 of 15 frames" in err and "took the place" not in err, err

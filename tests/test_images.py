@@ -268,30 +268,33 @@ def test_collect_inputs_knows_more_photo_and_video_names(tmp_path: Path) -> None
                                                  ("d", "video"), ("e", "video"), ("f", "video")]
 
 
-def test_a_folder_that_cannot_be_listed_is_one_line(tmp_path: Path, monkeypatch) -> None:
+def test_a_folder_that_cannot_be_listed_is_named(tmp_path: Path, monkeypatch, capsys) -> None:
     """A sub-folder without read permission was passed over by os.walk without
-    a word (the run ended with exit code 0, its photos left out); it is named.
-    (The refusal is simulated: root reads any folder.)"""
+    a word (its photos left out); it is named in a warning, the rest is read.
+    A disk's lost+found (root's alone) is passed over without one. (The
+    refusal is simulated: root reads any folder.)"""
     import os
 
-    from openhmr.errors import InputError
     from openhmr.io.images import files_below
 
     photos = tmp_path / "photos"
-    (photos / "locked").mkdir(parents=True)
+    for sub in ("locked", "lost+found"):
+        (photos / sub).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(photos / sub / "b.png")
     Image.new("RGB", (8, 8)).save(photos / "a.png")
-    Image.new("RGB", (8, 8)).save(photos / "locked" / "b.png")
     real_scandir = os.scandir
 
     def scandir(path="."):
-        if os.fspath(path).endswith("locked"):
+        if os.fspath(path).endswith(("locked", "lost+found")):
             raise PermissionError(13, "Permission denied", os.fspath(path))
         return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
-    for call in (lambda: files_below(photos), lambda: collect_inputs([photos])):
-        with pytest.raises(InputError, match=f"cannot read the folder {photos / 'locked'}: Permission denied$"):
-            call()
+    assert files_below(photos) == [photos / "a.png"]
+    assert [item.name for item in collect_inputs([photos])] == ["a"]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"openhmr: warning: cannot read the folder {photos / 'locked'} (Permission denied); "
+                     "its files are left out"] * 2
 
 
 def test_a_folder_is_read_through_its_linked_sub_folders_once(tmp_path: Path) -> None:

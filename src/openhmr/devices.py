@@ -4,6 +4,7 @@ present before any work starts."""
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 
@@ -21,7 +22,9 @@ def require_device(name: str | torch.device) -> torch.device:
         backend (xpu, hpu, ...) where it is not available, or the meta device. A name torch does not know is ``torch.device``'s
         RuntimeError (the command line refuses it while parsing).
     """
-    device = torch.device(name)
+    with warnings.catch_warnings():  # torch's own lines for a retired name (mkldnn): the error below is one
+        warnings.simplefilter("ignore")
+        device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise InputError(f"device {str(name)!r} was asked for but this torch has no CUDA device")

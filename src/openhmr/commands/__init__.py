@@ -90,10 +90,14 @@ def fit_config(upright: bool, jumps: bool = False, noise_px: float | None = None
 def device_name(text: str) -> str:
     """argparse type: a device torch knows (cpu, cuda, cuda:1, mps, ...), else
     argparse's one-line usage error; whether it is present is checked later."""
+    import warnings
+
     import torch
 
     try:
-        torch.device(text)
+        with warnings.catch_warnings():  # torch's own lines for a retired name (mkldnn): ours is one
+            warnings.simplefilter("ignore")
+            torch.device(text)
     except (RuntimeError, ValueError):
         raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:1)") from None
     return text

@@ -239,13 +239,18 @@ class OnePersonFollower:
     #: fitted and smoothed apart, are 0, 1, …
     segment: int = 0
     _followed: int | None = field(default=None, repr=False)
+    # the people seen in a frame beside the one followed
+    _beside: set[int] = field(default_factory=set, repr=False)
 
     def choose(self, frame: int, locations: list[PersonLocation], image: np.ndarray | None = None) -> int:
         """The index of the one person among a frame's ``locations`` (most
         confident first, at least one)."""
         numbers = self.follower.assign(frame, locations, image)
         if self._followed not in numbers:
-            if self._followed is not None:
+            # Another person only if seen beside the one followed: a new number alone is the same
+            # person found again (a frame of few keypoints, or back after the follower forgot them).
+            if numbers[0] in self._beside:
                 self.segment += 1
-            self._followed = numbers[0]
+            self._followed, self._beside = numbers[0], set()
+        self._beside.update(n for n in numbers if n != self._followed)
         return numbers.index(self._followed)

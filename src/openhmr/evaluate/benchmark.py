@@ -85,11 +85,12 @@ class Benchmark:
 
     def __post_init__(self) -> None:
         # Found here, not after hours of predictions, where the alignment's SVD would fail on it.
-        if self.joints is not None and not np.isfinite(self.joints).all():
-            bad = ~np.isfinite(self.joints.reshape(len(self.joints), -1)).all(axis=1)
-            named = ", ".join(self.keys[i] for i in np.flatnonzero(bad)[:3]) + (", ..." if bad.sum() > 3 else "")
-            raise DatasetError(f"{self.protocol}: the ground-truth joints of {int(bad.sum())} scored "
-                               f"frame(s) hold NaN or infinite values ({named})")
+        for truth in (self.joints, self.keypoints2d):
+            if truth is not None and not np.isfinite(truth).all():
+                bad = ~np.isfinite(truth.reshape(len(truth), -1)).all(axis=1)
+                named = ", ".join(self.keys[i] for i in np.flatnonzero(bad)[:3]) + (", ..." if bad.sum() > 3 else "")
+                raise DatasetError(f"{self.protocol}: the ground-truth joints of {int(bad.sum())} scored "
+                                   f"frame(s) hold NaN or infinite values ({named})")
 
     def __len__(self) -> int:
         return len(self.keys)

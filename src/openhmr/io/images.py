@@ -403,9 +403,8 @@ def files_below(folder: Path) -> list[Path]:
     leads to it, and a folder reached only through links is read once (a link
     back up is not a loop).
 
-    Raises:
-        InputError: ``folder`` or a folder below it cannot be listed
-            (permission denied), naming it.
+    A folder that cannot be listed (permission denied) is a warning line
+    naming it, its files left out (a disk's ``lost+found`` without a word).
     """
     def shown(names: list[str]) -> list[str]:
         return sorted(n for n in names if not is_hidden(n))
@@ -436,10 +435,10 @@ def files_below(folder: Path) -> list[Path]:
             kept.append(name)
         folders[:] = kept
         found += (Path(top) / f for f in files if not is_hidden(f))
-    if unreadable:
-        name, error = next(iter(unreadable.items()))
-        more = f" (and {len(unreadable) - 1} other folder(s))" if len(unreadable) > 1 else ""
-        raise InputError(f"cannot read the folder {name}: {error.strerror or error}{more}")
+    for name, error in unreadable.items():
+        if os.path.basename(name) != "lost+found":  # a file system's own, root's alone: no input there
+            message(f"openhmr: warning: cannot read the folder {name} ({error.strerror or error}); "
+                    "its files are left out")
     return sorted(f for f in found if f.is_file())
 
 
