@@ -106,8 +106,8 @@ def test_image_size_must_be_width_by_height(text, tmp_path, capsys):
     with pytest.raises(SystemExit) as usage:
         main(["fit", str(tmp_path / "x.json"), "--image-size", text, "--out", str(tmp_path)])
     assert usage.value.code == 2
-    assert f"argument --image-size: must be WIDTHxHEIGHT in positive pixels, e.g. 1920x1080, got '{text}'" in (
-        capsys.readouterr().err)
+    assert ("argument --image-size: must be WIDTHxHEIGHT in positive pixels up to 2147483647, e.g. 1920x1080, "
+            f"got '{text}'") in capsys.readouterr().err
 
 
 def test_out_that_is_a_file_is_one_error(tmp_path, capsys):
@@ -578,7 +578,8 @@ def test_noise_must_be_a_positive_number_of_pixels(command, value, tmp_path, cap
     with pytest.raises(SystemExit) as usage:
         main([command, *args, "--out", str(tmp_path / "o"), "--noise-px", value])
     assert usage.value.code == 2
-    assert f"argument --noise-px: must be a positive number of pixels, got '{value}'" in capsys.readouterr().err
+    assert (f"argument --noise-px: must be a positive number of pixels, from 1e-6 to 1e6, got '{value}'"
+            in capsys.readouterr().err)
     assert not (tmp_path / "o").exists()
 
 
