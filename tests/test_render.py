@@ -544,7 +544,7 @@ def test_front_faces_keep_their_smooth_normal_at_the_silhouette() -> None:
     camera, and flipping it there (as the two-sided test once did, on the
     smooth normal) lit a one-pixel rim like the far side. Every pixel must
     shade as Lambert by hand with the unflipped smooth normal."""
-    from openhmr.render.shading import face_normals, vertex_normals
+    from openhmr.render.shading import vertex_normals
 
     albedo = (0.3, 0.5, 0.6)
     v, f = uv_sphere(20, 15)
