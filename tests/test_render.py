@@ -542,8 +542,8 @@ def test_front_faces_keep_their_smooth_normal_at_the_silhouette() -> None:
     """A coarse sphere seen from outside shows front faces only; near its
     outline the interpolated normal of a front face leans away from the
     camera, and flipping it there (as the two-sided test once did, on the
-    smooth normal) lit a one-pixel rim like the far side. Every pixel must
-    shade as Lambert by hand with the unflipped smooth normal."""
+    smooth normal) lit a one-pixel rim like the far side. The rim's pixels
+    (every fifth) must shade as Lambert by hand with the unflipped smooth normal."""
     from openhmr.render.shading import vertex_normals
 
     albedo = (0.3, 0.5, 0.6)
