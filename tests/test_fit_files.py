@@ -138,6 +138,18 @@ def test_nothing_fitted_says_nothing_was_written(tmp_path, capsys, monkeypatch):
     assert not out.exists() or not any(out.iterdir())
 
 
+def _grey_video(path: Path, frames: int, width: int, height: int, fps: float, first: int = 60,
+                step: int = 20) -> None:
+    """An mp4 of ``frames`` plain grey frames (first, first + step, …): the
+    picture a video's OpenPose folder stands for, which the fit does not look at."""
+    cv2 = pytest.importorskip("cv2")
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for i in range(frames):
+        writer.write(np.full((height, width, 3), first + step * i, np.uint8))
+    writer.release()
+
+
 def _video_frames(folder: Path, count: int, step: float = 12.0) -> None:
     """``walk_<i, 12 digits>_keypoints.json``: a person moving right by ``step``
     px per frame; frame 2 has nobody, frame 3 no file."""
@@ -151,18 +163,13 @@ def test_a_sequence_is_the_demo_on_its_video(smpl_npz, tmp_path, capsys):
     """--sequence: a video's frame files give the .npz that
     ``openhmr demo VIDEO --openpose FOLDER --no-render`` writes with the video
     (bit for bit), tracked and smoothed the same way."""
-    import cv2
-
     from openhmr.demo import DemoOptions, run_demo
 
     frames, width, height, fps = 6, 320, 240, 10.0
     keypoints = tmp_path / "openpose"
     _video_frames(keypoints, frames)
     video = tmp_path / "walk.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    for i in range(frames):
-        writer.write(np.full((height, width, 3), 60 + 20 * i, np.uint8))
-    writer.release()
+    _grey_video(video, frames, width, height, fps)
     quick = FitConfig(stage1_iters=10, stage2_iters=(20,), pose_weights=(100.0,), shape_weights=(50.0,),
                       track_iters=10)
     hips = {}
@@ -217,8 +224,6 @@ def test_a_frame_file_cut_short_is_a_frame_without_a_body(smpl_npz, tmp_path, ca
     frame counts as one without a body, in the demo and in --sequence (one
     or several people), and one line says how many; when no frame file can
     be read, the video fails saying so."""
-    import cv2
-
     from openhmr.demo import DemoOptions, run_demo
 
     frames, width, height, fps = 5, 320, 240, 10.0
@@ -229,10 +234,7 @@ def test_a_frame_file_cut_short_is_a_frame_without_a_body(smpl_npz, tmp_path, ca
         cut = keypoints / f"walk_{i:012d}_keypoints.json"
         cut.write_text(cut.read_text()[:40])
     video = tmp_path / "walk.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    for _ in range(frames):
-        writer.write(np.full((height, width, 3), 90, np.uint8))
-    writer.release()
+    _grey_video(video, frames, width, height, fps, first=90, step=0)
     note = "the keypoint files of 2 of 5 frames could not be read; they count as frames without a body"
     assert run_demo(DemoOptions([str(video)], out=tmp_path / "demo", method="fit", smpl=smpl_npz,
                                 openpose=keypoints, fit_config=QUICK, render=False)) == 0
@@ -406,8 +408,6 @@ def test_several_people_per_file_as_the_demo_writes_them(smpl_npz, tmp_path, cap
 def test_a_sequence_of_several_people_is_the_demo_on_its_video(smpl_npz, tmp_path, monkeypatch, capsys):
     """--sequence --max-people: each person followed through the frame files
     and written as <video>_person<k>.npz — bit for bit the demo's on the video."""
-    import cv2
-
     from openhmr.demo import DemoOptions, run_demo
 
     frames, width, height, fps = 5, 400, 240, 10.0
@@ -419,10 +419,7 @@ def test_a_sequence_of_several_people_is_the_demo_on_its_video(smpl_npz, tmp_pat
         people = [still] if i == 2 else [still, walker]
         _write(keypoints / f"pair_{i:012d}_keypoints.json", *(k.ravel().tolist() for k in people))
     video = tmp_path / "pair.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    for i in range(frames):
-        writer.write(np.full((height, width, 3), 60 + 20 * i, np.uint8))
-    writer.release()
+    _grey_video(video, frames, width, height, fps)
     assert run_demo(DemoOptions([str(video)], out=tmp_path / "demo", method="fit", smpl=smpl_npz,
                                 openpose=keypoints, fit_config=QUICK, render=False, max_people=2)) == 0
     import openhmr.demo.video as video_module
@@ -1061,8 +1058,6 @@ def test_a_sequence_keeps_to_its_person_when_confidences_trade_places(smpl_npz, 
     between them (the fits, chained and smoothed, then stood between the two);
     the demo on the video keeps to the same person, bit for bit. The other
     person's keypoints outside the image do not stop the frame."""
-    import cv2
-
     from openhmr.demo import DemoOptions, run_demo
 
     folder = tmp_path / "frames"
@@ -1079,10 +1074,7 @@ def test_a_sequence_keeps_to_its_person_when_confidences_trade_places(smpl_npz, 
     assert run_fit_files(FitFilesOptions([str(folder)], (width, height), out=out, smpl=smpl_npz, sequence=True,
                                          fps=10.0, fit_config=QUICK)) == 0, capsys.readouterr().err
     video = tmp_path / "walk.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
-    for i in range(4):
-        writer.write(np.full((height, width, 3), 60 + 20 * i, np.uint8))
-    writer.release()
+    _grey_video(video, 4, width, height, 10.0)
     assert run_demo(DemoOptions([str(video)], out=tmp_path / "demo", method="fit", smpl=smpl_npz,
                                 openpose=folder, fit_config=QUICK, render=False)) == 0, capsys.readouterr().err
     with np.load(out / "walk.npz") as fitted, np.load(tmp_path / "demo" / "walk.npz") as demo:
@@ -1099,8 +1091,6 @@ def test_a_person_taking_the_place_of_the_one_followed_is_fitted_and_smoothed_ap
     frames are fitted and smoothed as if alone (they used to continue the
     first person's fit and be smoothed with it into one body between the two,
     ~70 px off at the seam); the demo on the video does the same, bit for bit."""
-    import cv2
-
     from openhmr.demo import DemoOptions, run_demo
 
     width, height = 640, 240
@@ -1132,10 +1122,7 @@ def test_a_person_taking_the_place_of_the_one_followed_is_fitted_and_smoothed_ap
     assert np.abs(both_fit["keypoints_2d/lsp14"][:4, :, 0].mean(1) - (140 + 2 * np.arange(4))).max() < 15
 
     video = tmp_path / "walk.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
-    for i in range(8):
-        writer.write(np.full((height, width, 3), 60 + 10 * i, np.uint8))
-    writer.release()
+    _grey_video(video, 8, width, height, 10.0, first=60, step=10)
     assert run_demo(DemoOptions([str(video)], out=tmp_path / "demo", method="fit", smpl=smpl_npz,
                                 openpose=both, fit_config=QUICK, render=False)) == 0
     assert "another person took the place of the one followed at frame 4" in capsys.readouterr().err
