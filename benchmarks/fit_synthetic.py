@@ -247,6 +247,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.noise_px < 0 or not 0 <= args.drop < 1:
         sys.exit("error: --noise-px must be ≥ 0 and --drop in [0, 1)")
+    if args.known_noise and not args.noise_px > 0:
+        sys.exit("error: --known-noise tells the fit --noise-px, which must then be > 0")
     if args.newton_steps is not None and (args.newton_steps < 0 or not args.known_noise):
         sys.exit("error: --newton-steps must be ≥ 0 and needs --known-noise")
     if args.jump_iters is not None and (args.jump_iters < 0 or not args.known_noise):

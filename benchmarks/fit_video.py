@@ -258,6 +258,10 @@ def main() -> None:
                         f"on their tilt from the image's vertical (default {UPRIGHT_SIGMA:g}; "
                         "FitConfig.upright_sigma)")
     args = parser.parse_args()
+    if not (math.isfinite(args.noise_px) and args.noise_px >= 0):
+        parser.error("--noise-px must be a finite number ≥ 0")
+    if args.known_noise and not args.noise_px > 0:
+        parser.error("--known-noise tells the fit --noise-px, which must then be > 0")
     config = FitConfig(noise_px=args.noise_px if args.known_noise else None, upright_sigma=args.upright)
     ways = [w.replace("-", " ") for w in args.ways]
     model = Anny()

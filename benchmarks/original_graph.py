@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.json is not None and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
         p.error(f"--json {args.json}: its folder does not exist")  # now, not after the timing
+    if args.json is not None and os.path.isdir(args.json):
+        p.error(f"--json {args.json} is a folder; give a file name")
     return args
 
 

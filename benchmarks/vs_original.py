@@ -96,20 +96,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # checked now, not after the minutes of timing
     if args.json is not None and not args.json.parent.is_dir():
         p.error(f"--json {args.json}: the folder {args.json.parent} does not exist")
+    if args.json is not None and args.json.is_dir():
+        p.error(f"--json {args.json} is a folder; give a file name")
+    if args.images != SHARED_IMAGES and not args.images.is_dir():
+        p.error(f"--images {args.images}: no such folder")
     return args
 
 
 def load_crops(folder: Path, count: int) -> tuple[torch.Tensor, str]:
     """(count, 3, 224, 224) crops in [-1, 1]: ``folder``'s images as tight crops,
-    repeated in turn, or synthetic ones where it has none."""
+    repeated in turn, or synthetic ones where the default folder (../shared) is
+    absent. A folder given that holds a file that cannot be read exits with
+    its one line, as ``openhmr bench --images`` does."""
     from openhmr.data.crop import folder_tight_crops
     from openhmr.errors import InputError
     from openhmr.inference.calibrated import synthetic_crops
 
+    if folder == SHARED_IMAGES and not folder.is_dir():
+        return synthetic_crops(count, seed=7), "synthetic crops"
     try:
         x = folder_tight_crops(folder, limit=count)
-    except InputError:
-        return synthetic_crops(count, seed=7), "synthetic crops"
+    except InputError as e:
+        sys.exit(f"error: --images: {e}")
     reps = -(-count // len(x))
     return x.repeat(reps, 1, 1, 1)[:count].contiguous(), f"{len(x)} images of {folder}"
 
