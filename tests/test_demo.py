@@ -1101,6 +1101,11 @@ def test_search_every_is_checked_and_warns_where_unused(model_files, tmp_path, c
                      *hmr_args(model_files, tmp_path / "out")], capsys)
     assert code == 0, err
     assert "--search-every is used only with the detector" in err
+    # Photos alone: the video options say they are unused, as other unused options do.
+    code, err = run([image, "--bbox", "20,10,180,150", "--smoothing", "causal", "--no-tracking", "--no-render",
+                     "--overwrite", *hmr_args(model_files, tmp_path / "out")], capsys)
+    assert code == 0, err
+    assert "--smoothing and --no-tracking are used only with videos" in err
 
 
 @needs_reference

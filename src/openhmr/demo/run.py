@@ -192,6 +192,11 @@ def run_demo(options: DemoOptions) -> int:
              f"input folder(s) ({earlier_pictures[0]}{', …' if len(earlier_pictures) > 1 else ''})")
     if not items:
         raise InputError("no input images or videos found")
+    if all(item.kind == "image" for item in items):
+        video_only = [flag for flag, given in (("--smoothing", options.smoothing is not None),
+                                               ("--no-tracking", not options.track)) if given]
+        if video_only:  # as for the other options a run does not use
+            warn(f"{' and '.join(video_only)} {'is' if len(video_only) == 1 else 'are'} used only with videos")
     out = Path(options.out)
     check_output_folder(out)
     failures = 0
