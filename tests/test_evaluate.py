@@ -670,6 +670,27 @@ def test_lsp_reader_and_pck(tmp_path):
     assert any(line.split()[:3] == ["visible", "joints", "13999"] for line in table.splitlines())
 
 
+@pytest.mark.parametrize("length", [0, 100, 127, 130])
+def test_a_cut_joints_mat_is_one_line(tmp_path, length):
+    """A joints.mat cut short (inside its 128-byte header, or after it) is a DatasetError
+    naming the file, for evaluation and for training conversion alike; scipy's parser
+    raises IndexError or TypeError inside the header."""
+    from scipy.io import savemat
+
+    from openhmr.data.datasets._common import DatasetError as ConvertError
+    from openhmr.data.datasets._common import load_mat
+
+    whole = tmp_path / "whole.mat"
+    savemat(whole, {"joints": np.zeros((3, 14, 2000))})
+    root = tmp_path / "lsp_dataset"
+    root.mkdir()
+    (root / "joints.mat").write_bytes(whole.read_bytes()[:length])
+    with pytest.raises(DatasetError, match=r"joints\.mat"):
+        load_benchmark("lsp", tmp_path)
+    with pytest.raises(ConvertError, match=r"joints\.mat"):
+        load_mat(root / "joints.mat", variable_names=["joints"])
+
+
 def test_a_frame_without_a_crop_is_named(tmp_path):
     """An LSP image with one visible joint has no crop box: the message names the image."""
     from openhmr.evaluate.benchmark import ImageRef

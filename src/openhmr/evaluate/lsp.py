@@ -43,7 +43,8 @@ def _loadmat(path: Path) -> dict:
         raise DatasetError("reading LSP's joints.mat needs scipy: pip install scipy") from None
     try:
         return loadmat(str(path), variable_names=["joints"])  # nothing else is read into memory
-    except (OSError, ValueError, NotImplementedError, MatReadError) as e:
+    # A file cut inside its 128-byte header fails in scipy's parser with IndexError or TypeError.
+    except (OSError, ValueError, NotImplementedError, MatReadError, IndexError, TypeError) as e:
         raise DatasetError(f"cannot read {path} as a MATLAB v5 file: {e}") from None
 
 

@@ -54,7 +54,8 @@ def load_mat(path: Path, **kwargs: Any) -> dict[str, Any]:
         return scipy.io.loadmat(str(path), **kwargs)
     except NotImplementedError:
         raise DatasetError(f"{path} is a MATLAB v7.3 (HDF5) file; expected the dataset's v5 .mat") from None
-    except (ValueError, OSError, TypeError, MatReadError) as e:
+    # A file cut inside its 128-byte header fails in scipy's parser with IndexError or TypeError.
+    except (ValueError, OSError, TypeError, IndexError, MatReadError) as e:
         raise DatasetError(f"cannot read {path}: {e}") from None
 
 
