@@ -429,6 +429,10 @@ def test_3dpw_reader_and_pve(tmp_path):
     with pytest.raises(DatasetError, match="cocoplus"):
         load_benchmark("3dpw", root, smpl_dir=smpl_dir)
     bench = load_benchmark("3dpw", root, smpl_dir=smpl_dir, smpl=neutral)
+    # --list-frames needs only the sequence files: the same keys, with no SMPL model given.
+    assert cli_main(["eval", "--protocol", "3dpw", "--data", str(root),
+                     "--list-frames", str(tmp_path / "keys.txt")]) == 0
+    assert (tmp_path / "keys.txt").read_text().splitlines() == bench.keys
     # Actor 0: all frames; actor 1: every other frame.
     assert len(bench) == (4 + 2) + (3 + 2)
     assert bench.keys[:5] == ["courtyard_a_00/00003/0", "courtyard_a_00/00004/0",

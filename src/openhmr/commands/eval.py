@@ -152,15 +152,23 @@ def run(args: argparse.Namespace) -> int:
     if args.predictions is not None and not Path(args.predictions).is_file():
         raise InputError(f"predictions file not found: {args.predictions}")
 
+    if args.list_frames is not None:
+        if args.protocol == "3dpw":  # the keys need the sequence files, not the SMPL models
+            from openhmr.evaluate import pw3d
+
+            keys = pw3d.frame_keys(args.data)
+        else:
+            keys = load_benchmark(args.protocol, args.data, frame_step=args.frame_step or 5,
+                                  allow_partial=args.allow_partial,
+                                  annotation=args.annotation or "univ_annot3").keys
+        with replacing(args.list_frames) as tmp:
+            tmp.write_text("".join(k + "\n" for k in keys))
+        print(f"wrote {len(keys)} frame keys of {args.protocol} to {args.list_frames}")
+        return 0
     bench = load_benchmark(
         args.protocol, args.data, frame_step=args.frame_step or 5, allow_partial=args.allow_partial,
         smpl_dir=args.smpl_dir, smpl=args.smpl, annotation=args.annotation or "univ_annot3",
     )
-    if args.list_frames is not None:
-        with replacing(args.list_frames) as tmp:
-            tmp.write_text("".join(k + "\n" for k in bench.keys))
-        print(f"wrote {len(bench)} frame keys of {args.protocol} to {args.list_frames}")
-        return 0
     if args.predictions is not None:
         preds = load_predictions(args.predictions, bench.keys, need_2d=args.protocol == "lsp")
         source = str(args.predictions)

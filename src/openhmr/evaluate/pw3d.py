@@ -165,21 +165,11 @@ class GroundTruthBodies:
         return (verts * 1000.0).numpy(), (joints * 1000.0).numpy()
 
 
-def load(
-    data_dir: str | Path,
-    smpl_dir: str | Path,
-    regressor_source: str | Path | None = None,
-    batch_size: int = 256,
-) -> Benchmark:
-    """Read the 3DPW test split and pose its ground-truth bodies.
-
-    Args:
-        data_dir: the 3DPW folder (layout in the module docstring).
-        smpl_dir: folder with the gendered SMPL models.
-        regressor_source: SMPL file holding HMR's cocoplus regressor.
-        batch_size: bodies posed at once.
-    """
-    data_dir = Path(data_dir)
+def _read_sequences(data_dir: Path) -> tuple[int, list[str], list[str], list[dict[str, Any]],
+                                              list[tuple[Path, np.ndarray, int]]]:
+    """The test split's valid person-frames, read and checked, before any body
+    model: (sequence files, keys, each key's sequence, per-actor rows of
+    parameters, (image, intrinsics, row) per key)."""
     folder = data_dir / "sequenceFiles" / "test"
     files = sorted(folder.glob("*.pkl"))
     if not files:
@@ -239,6 +229,32 @@ def load(
 
     if not rows:
         raise DatasetError(f"no valid person-frame to score in {folder}: every actor's campose_valid is 0")
+    return len(files), keys, sequences, rows, images
+
+
+def frame_keys(data_dir: str | Path) -> list[str]:
+    """The keys of the test split's valid person-frames, in scoring order
+    (``<sequence>/<frame:05d>/<actor>``): read from the sequence files alone,
+    without the SMPL models that pose the ground truth."""
+    return _read_sequences(Path(data_dir))[1]
+
+
+def load(
+    data_dir: str | Path,
+    smpl_dir: str | Path,
+    regressor_source: str | Path | None = None,
+    batch_size: int = 256,
+) -> Benchmark:
+    """Read the 3DPW test split and pose its ground-truth bodies.
+
+    Args:
+        data_dir: the 3DPW folder (layout in the module docstring).
+        smpl_dir: folder with the gendered SMPL models.
+        regressor_source: SMPL file holding HMR's cocoplus regressor.
+        batch_size: bodies posed at once.
+    """
+    data_dir = Path(data_dir)
+    n_files, keys, sequences, rows, images = _read_sequences(data_dir)
     # The body models are read once the sequences are known to be sound (a faulty file fails at once).
     bodies = GroundTruthBodies(smpl_dir, regressor_source)
     # Stack the rows and pose the ground truth in batches, per gender.
@@ -292,6 +308,6 @@ def load(
         headline=None,
         images=image_refs,
         gt_vertices=gt_vertices,
-        settings={"sequences": len(files), "valid_frames_only": True,
+        settings={"sequences": n_files, "valid_frames_only": True,
                   "gt_joints": "cocoplus regressor (first 14) on the gendered GT mesh"},
     )
