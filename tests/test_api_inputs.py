@@ -215,6 +215,57 @@ def test_fit_inputs(smpl):
     fit(smpl, kp2, "lsp14", camera="perspective", focal=500.0, principal_point=(-5.0, 112), config=quick)
 
 
+def test_fit_extreme_but_legal_inputs(smpl):
+    """Values a caller may well pass: a "missing" sentinel under confidence 0,
+    numpy integers, a principal point transposed, a large σ. Each is either
+    fitted as its plain equivalent or refused in words, never fitted to NaN."""
+    quick = FitConfig(stage1_iters=3, stage2_iters=(3,), pose_weights=(100.0,), shape_weights=(50.0,),
+                      hypotheses=1)
+    kp2, kp3 = _standing_keypoints(smpl)
+    # A point of confidence 0 counts for nothing, whatever stands in its place: FLT_MAX
+    # made its residual inf, and 0 · inf the person's energy NaN (the fit never moved).
+    dropped, sentinel = kp2.clone(), kp2.clone()
+    dropped[0, 5, 2] = sentinel[0, 5, 2] = 0.0
+    sentinel[0, 5, :2] = torch.finfo(torch.float32).max
+    dropped3, sentinel3 = kp3.clone(), kp3.clone()
+    dropped3[0, 8, 3] = sentinel3[0, 8, 3] = 0.0
+    sentinel3[0, 8, :3] = 1e30
+    plain = fit(smpl, dropped, "lsp14", keypoints3d=dropped3, config=quick)
+    odd = fit(smpl, sentinel, "lsp14", keypoints3d=sentinel3, config=quick)
+    assert torch.isfinite(odd.losses["data"]).all() and torch.isfinite(odd.losses["3d"]).all()
+    torch.testing.assert_close(odd.pose, plain.pose, rtol=0, atol=0)
+    # Robust scales and told noise whose weights overflow float32 are refused.
+    for change, message in (({"sigma": 1e20}, "sigma must be at most 1e\\+06"),
+                            ({"sigma_3d": 1e7}, "sigma_3d must be at most"),
+                            ({"seed": 2 ** 64}, "seed must be below 2\\*\\*64")):
+        with pytest.raises(InputError, match=message):
+            fit(smpl, kp2, "lsp14", config=FitConfig(**{**quick.__dict__, **change}))
+    for noise in (1e-20, 1e9):
+        with pytest.raises(InputError, match="noise_px must be a positive number of pixels, from 1e-06 to 1e\\+06"):
+            fit(smpl, kp2, "lsp14", noise_px=noise, config=quick)
+    # A numpy seed draws the same starts as an int (torch's generator took none).
+    several = FitConfig(**{**quick.__dict__, "hypotheses": 2})
+    torch.testing.assert_close(fit(smpl, kp2, "lsp14", config=FitConfig(**{**several.__dict__, "seed": np.int64(3)})).pose,
+                               fit(smpl, kp2, "lsp14", config=FitConfig(**{**several.__dict__, "seed": 3})).pose,
+                               rtol=0, atol=0)
+    for threads in (0, -1, 1.5, True):
+        with pytest.raises(InputError, match="num_threads must be a whole number ≥ 1 or None"):
+            fit(smpl, kp2, "lsp14", config=quick, num_threads=threads)
+    # Shapes are read by shape, not by size: a (2, B) principal point was B points scrambled.
+    three = torch.cat([kp2, kp2, kp2])
+    with pytest.raises(InputError, match=r"principal_point must be \(2,\) or \(3, 2\) finite pixels, got shape \(2, 3\)"):
+        fit(smpl, three, "lsp14", camera="perspective", focal=500.0,
+            principal_point=np.array([[112.0, 100.0, 90.0], [112.0, 100.0, 90.0]]), config=quick)
+    from openhmr.fit import FitInit
+
+    with pytest.raises(InputError, match=r"the initial cam must be \(B, 3\) for the 2 people, got \(3, 2\)"):
+        fit(smpl, kp2.repeat(2, 1, 1), "lsp14", config=quick,
+            init=FitInit(torch.ones(3, 2), torch.zeros(2, 72), torch.zeros(2, 10)))
+    # Centimetres are told apart from millimetres in the message.
+    with pytest.raises(InputError, match=r"centimetres \(divide by 100\)"):
+        fit(smpl, kp2, "lsp14", keypoints3d=torch.cat([kp3[..., :3] * 100, kp3[..., 3:]], -1), config=quick)
+
+
 def test_fit_detection_checks_its_image_and_landmarks(smpl):
     from openhmr.detect import Detection
     from openhmr.fit import fit_detection

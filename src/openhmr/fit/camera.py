@@ -37,8 +37,10 @@ def read_pinhole(focal: float | Tensor | None,
     if f.numel() not in (1, batch) or not (torch.isfinite(f).all() and (f > 0).all()):
         raise InputError(f"focal must be one positive length in pixels, or one per person ({batch}), "
                          f"got {f.tolist()}")
-    if pp.numel() not in (2, 2 * batch) or not torch.isfinite(pp).all():
-        got = f"shape {tuple(pp.shape)}" if pp.numel() not in (2, 2 * batch) else f"{pp.tolist()}"
+    # By shape, not size: a (2, B) array would be read as B points scrambled.
+    shape_ok = tuple(pp.shape) in ((2,), (1, 2), (batch, 2))
+    if not shape_ok or not torch.isfinite(pp).all():
+        got = f"shape {tuple(pp.shape)}" if not shape_ok else f"{pp.tolist()}"
         raise InputError(f"principal_point must be (2,) or ({batch}, 2) finite pixels, got {got}")
     return f.expand(batch).clone(), pp.reshape(-1, 2).expand(batch, 2).clone()
 

@@ -48,9 +48,9 @@ class FitConfig:
             8 for σ = 2 px; the last step's 4 trusts the keypoints a little more.
         shape_weights: λ_β of each step (same length as ``pose_weights``).
         bend_weight: λ_a, the wrong-way bending guard.
-        sigma: Geman–McClure scale σ in person-normalised pixels.
+        sigma: Geman–McClure scale σ in person-normalised pixels (at most 1e6).
         weight_3d: λ_3D per squared centimetre.
-        sigma_3d: Geman–McClure scale of the 3D term, centimetres.
+        sigma_3d: Geman–McClure scale of the 3D term, centimetres (at most 1e6).
         depth_weight: keeps the pinhole depth near its initial value in stage 1.
         conf_threshold: keypoints below this confidence are ignored.
         optimise_shape: fit the shape (else keep the initial one).
@@ -58,7 +58,7 @@ class FitConfig:
             given and there is no initial estimate (1 disables); the extra
             starts are drawn by the body model's ``random_pose`` (Anny and
             SMPL have one), so a model without one starts once.
-        seed: seeds the drawn starting poses (the fit is deterministic).
+        seed: seeds the drawn starting poses (the fit is deterministic); below 2**64.
         track_iters: stage-2 L-BFGS iterations when tracking (``previous``).
         track_stage1_iters: stage-1 iterations when tracking from the
             previous frame's fit (0: skipped; with ``init`` too, stage 1
@@ -71,7 +71,7 @@ class FitConfig:
             matched to, by name (None: the one sharing the most names,
             :func:`choose_model_set`; e.g. "body25" fits BlazePose without
             its hand points).
-        noise_px: σ of the 2D keypoints' noise in input pixels, for noise
+        noise_px: σ of the 2D keypoints' noise in input pixels (1e-6 to 1e6), for noise
             that does not grow with the person (synthetic keypoints, a
             measured error on large images). None: noise in proportion to the
             person, as a detector's (it sees the person at one size), which

@@ -99,9 +99,12 @@ def fit(
     if any(t.is_inference() for t in body_model.buffers()):  # no gradient can flow through them
         raise InputError("the body model was built under torch.inference_mode(), so nothing can be "
                          "fitted with it: build it outside (fit itself may be called inside)")
+    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral)
+                                    or num_threads < 1):
+        raise InputError(f"num_threads must be a whole number ≥ 1 or None, got {num_threads!r}")
     threads = torch.get_num_threads()
     if num_threads is not None:
-        torch.set_num_threads(num_threads)
+        torch.set_num_threads(int(num_threads))
     try:
         # The fit differentiates its energy, even when called under no_grad or
         # inference_mode (a pipeline that predicts, then fits).
@@ -116,6 +119,10 @@ def fit(
 # How far, in crop sides, a weak camera's keypoint may lie from the crop's
 # centre: a limb may leave the crop, but points this far are image pixels.
 MAX_CROP_REACH = 2.0
+
+#: The largest robust scale σ (``sigma``, ``sigma_3d``): σ² times a squared
+#: residual stays finite in float32 for residuals up to ~1e13.
+MAX_SIGMA = 1e6
 
 
 def _check_in_crop(points: Tensor, conf: Tensor, crop_size: int) -> None:
@@ -180,6 +187,12 @@ def _check_config(cfg: FitConfig, own_pose_prior: bool = False) -> None:
         number(name)
     for name in ("sigma", "sigma_3d", "depth_weight"):
         number(name, positive=True)
+    for name in ("sigma", "sigma_3d"):
+        # σ²·r² must stay finite in float32 (3.4e38), or the robust term is inf/inf = NaN
+        if getattr(cfg, name) > MAX_SIGMA:
+            raise InputError(f"{name} must be at most {MAX_SIGMA:g}, got {getattr(cfg, name)!r}")
+    if cfg.seed >= 2 ** 64:
+        raise InputError(f"seed must be below 2**64, got {cfg.seed!r}")
     number("noise_px", positive=True, optional=True)
     if not (real(cfg.conf_threshold) and 0 <= cfg.conf_threshold < 1):
         raise InputError(f"conf_threshold must lie in [0, 1), got {cfg.conf_threshold!r}")
@@ -206,7 +219,7 @@ def _check_start(start: FitInit, what: str, batch: int) -> None:
         value = getattr(start, name)
         if value.numel() and not bool(torch.isfinite(value).all()):
             raise InputError(f"the {what} {name} holds NaN or infinite values")
-    if start.cam.numel() != 3 * batch:
+    if start.cam.numel() != 3 * batch or start.cam.shape[-1] != 3:
         raise InputError(f"the {what} cam must be (B, 3) for the {batch} people, got {tuple(start.cam.shape)}")
     for name in ("pose", "betas"):
         # one person's values must not be cut into several people's
@@ -398,7 +411,7 @@ def _stage2(body_model: BodyModel, energy: Energy, cam: Tensor, pose: Tensor, be
     b, cfg = energy.targets.batch, energy.cfg
     people = None
     if hypotheses > 1:
-        gen = torch.Generator().manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(int(cfg.seed))  # torch takes no numpy integer
         # Several starts only for a model with a pose prior to draw from (see fit()).
         random_pose: Callable[[int, torch.Generator], Tensor] = getattr(body_model, "random_pose")
         # The same draws for every person, so a fit does not depend on the batch.

@@ -25,6 +25,10 @@ _TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 # in other units: HMR's normalised crop coordinates span at most 2.
 MIN_EXTENT_PX = 4.0
 
+#: Told keypoint noise, input pixels: the weight (√2/σ)² stays finite and
+#: non-zero in float32 (the command line's --noise-px takes the same range).
+NOISE_PX_RANGE = (1e-6, 1e6)
+
 # How far from the hips a body's 3D keypoint can lie, metres (a raised hand
 # of a 2.1 m person is ~1.4 m away); further means another unit.
 MAX_REACH_M = 3.0
@@ -143,8 +147,10 @@ def read_targets(body_model: BodyModel, keypoints2d: Tensor | np.ndarray, keypoi
 
     model_set = choose_model_set(body_model, keypoint_set, cfg.model_keypoint_set)
     model_idx, input_idx = (list(x) for x in index_map(model_set, keypoint_set))
-    points = kp2d[:, input_idx, :2]
     conf = conf_in[:, input_idx]
+    # A point that counts for nothing is zeroed: weighted 0, its residual must
+    # still be finite (0 · inf = NaN), whatever sentinel stands for "missing".
+    points = torch.where(conf[..., None] > 0, kp2d[:, input_idx, :2], torch.zeros_like(kp2d[:, input_idx, :2]))
     if (conf.sum(-1) <= 0).any():
         raise InputError("a person has no confident keypoint that the body model can match")
     seen = conf > 0
@@ -180,8 +186,10 @@ def told_noise_weight(noise_px: float | Tensor | np.ndarray, targets: Targets) -
     if sigma.numel() not in (1, targets.batch):
         raise InputError(f"noise_px must be one σ or one per person ({targets.batch}), "
                          f"got {sigma.numel()}")
-    if not (torch.isfinite(sigma).all() and (sigma > 0).all()):
-        raise InputError(f"noise_px must be a positive number of pixels, got {sigma.tolist()}")
+    low, high = NOISE_PX_RANGE
+    if not (torch.isfinite(sigma).all() and (sigma >= low).all() and (sigma <= high).all()):
+        raise InputError(f"noise_px must be a positive number of pixels, from {low:g} to {high:g}, "
+                         f"got {sigma.tolist()}")
     return (REFERENCE_NOISE_PX * unit / sigma).pow(2)  # σ here is noise_px/unit
 
 
@@ -236,7 +244,7 @@ def read_targets3d(body_model: BodyModel, keypoints3d: Tensor | np.ndarray,
     points = kp3[:, input_idx, :3]
     conf = torch.where(kp3[:, input_idx, 3] >= cfg.conf_threshold, kp3[:, input_idx, 3],
                        torch.zeros_like(kp3[:, input_idx, 3]))
-    points = torch.nan_to_num(points)
+    points = torch.where(conf[..., None] > 0, points, torch.zeros_like(points))  # as in read_targets
     # Both sides are centred on the hips (the model's own in the energy): a
     # person whose hips are not given has no centre to match, and no 3D term.
     centred = points - hip_centre(points, names)[:, None]
@@ -245,6 +253,7 @@ def read_targets3d(body_model: BodyModel, keypoints3d: Tensor | np.ndarray,
     reach = float((centred.norm(dim=-1) * (conf > 0)).max()) if conf.numel() else 0.0
     if reach > MAX_REACH_M:
         # Millimetres (Human3.6M's unit) would otherwise weigh nothing against the 2D term.
+        unit = "centimetres (divide by 100)" if reach < 300.0 else "millimetres (divide by 1000)"
         raise InputError(f"keypoints3d are metres, yet a point lies {reach:.3g} from the hips "
-                         f"(more than {MAX_REACH_M:g} m): millimetres?")
+                         f"(more than {MAX_REACH_M:g} m): {unit}?")
     return Targets3D(model_set=model_set, model_idx=model_idx, names=names, points=centred, conf=conf)
