@@ -364,6 +364,27 @@ def test_dataloader_workers_keep_stream_order_and_resume(shard_dir):
     assert [k for b in loader for k in b] == ref[6:]
 
 
+def test_forked_workers_after_a_look_in_the_parent_read_their_own_samples(tmp_path):
+    """A sample read in the main process (``ds[0]``, to look at one) opens the
+    shard; forked workers inherited that open file, one offset shared by all,
+    and their seek-then-read raced: other samples' bytes, or "damaged" errors."""
+    rng = np.random.default_rng(0)
+    with ShardWriter(tmp_path, "f", samples_per_shard=300) as w:
+        for i in range(300):
+            w.write(Sample(key=f"s{i}", image=rng.integers(0, 256, (48, 48, 3), dtype=np.uint8),
+                           keypoints2d=np.full((19, 3), float(i), np.float32), center=np.zeros(2), dataset="f"))
+
+    def summary(d: dict, rng: object = None) -> tuple[str, float, int]:
+        return d["key"], float(d["keypoints2d"][0, 0]), int(d["image"].astype(np.int64).sum())
+
+    expected = [summary(ShardSamples(tmp_path)[i]) for i in range(300)]
+    ds = ShardSamples(tmp_path, summary)
+    ds[0]  # the look that opens the shard in the parent
+    context = "fork" if "fork" in torch.multiprocessing.get_all_start_methods() else None
+    loader = DataLoader(ds, batch_size=6, num_workers=2, collate_fn=lambda b: b, multiprocessing_context=context)
+    assert [item for batch in loader for item in batch] == expected
+
+
 def test_augmented_stream_is_bitwise_reproducible(shard_dir):
     out, _ = shard_dir
     config = AugmentConfig(color_jitter=0.3, rotation_max_deg=30, occlusion_prob=0.5)

@@ -375,6 +375,8 @@ def test_config_yaml_round_trip_and_overrides(tmp_path):
     ("flip=3", "flip must be true or false, got 3"),
     ("smpl_path=3", "smpl_path must be text, got 3"),
     ("datasets_2d=[1]", "datasets_2d must be a list of names"),
+    ("datasets_2d=[lsp, coco, lsp]", "datasets_2d names lsp more than once"),
+    ("mocap_datasets=[CMU, CMU]", "mocap_datasets names CMU more than once"),
     ("dataset_sizes={lsp: 2.5}", "dataset_sizes\\[lsp\\] must be a whole number"),
     ("adam_betas=[0.9]", "adam_betas must be two numbers"),
     ("occlusion_size=0.2", "occlusion_size must be two numbers"),

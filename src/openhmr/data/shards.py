@@ -463,6 +463,7 @@ class _ShardIndex:
         self.max_open = max_open
         self._index: dict[int, list[tuple[str, dict[str, tuple[int, int]]]]] = {}
         self._files: OrderedDict[int, BinaryIO] = OrderedDict()
+        self._pid = os.getpid()  # the process that opened self._files
 
     def _members(self, shard: int) -> list[tuple[str, dict[str, tuple[int, int]]]]:
         if shard not in self._index:
@@ -482,6 +483,12 @@ class _ShardIndex:
         return self._index[shard]
 
     def _file(self, shard: int) -> BinaryIO:
+        if self._pid != os.getpid():
+            # A forked DataLoader worker inherits the parent's open files, and
+            # with them one file offset per shard shared by every worker: each
+            # seek-then-read would race the others'. It opens its own instead.
+            self._files = OrderedDict()
+            self._pid = os.getpid()
         if shard in self._files:
             self._files.move_to_end(shard)
             return self._files[shard]
@@ -515,9 +522,9 @@ class _ShardIndex:
         self._files.clear()
 
     def __getstate__(self) -> dict[str, Any]:
-        # Open files do not travel to DataLoader workers; each reopens its own.
+        # Open files do not travel to spawned DataLoader workers; each opens its own.
         return {"shards": self.shards, "max_open": self.max_open, "_index": self._index,
-                "_files": OrderedDict()}
+                "_files": OrderedDict(), "_pid": os.getpid()}
 
 
 def decode_sample(key: str, raw: dict[str, bytes]) -> dict[str, Any]:

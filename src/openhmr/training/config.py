@@ -230,6 +230,11 @@ class TrainConfig:
             (all(n < 2**63 for n in self.dataset_sizes.values()),
              f"dataset_sizes must be below 2**63 each, got {self.dataset_sizes}"),
         ]
+        for name in ("datasets_2d", "datasets_3d", "mocap_datasets"):
+            names = getattr(self, name)
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            # read once per mention: a repeat would double the set's share of every batch unsaid
+            checks.append((not repeated, f"{name} names {', '.join(repeated)} more than once"))
         mistyped = _mistyped_sizes(self.dataset_sizes, self.datasets_2d + self.datasets_3d)
         if mistyped:
             checks.append((False, "dataset_sizes names " + ", ".join(f"{k!r} (meant {v!r}?)" for k, v in mistyped.items())
