@@ -120,6 +120,43 @@ def test_damaged_cdf_files_are_one_line_each(tmp_path):
     finally:
         cdf_module.MAX_INDEX_DEPTH = original_depth
 
+    # An index naming records past the last one declared: those records are not read,
+    # and the one declared is then missing (it was a numpy broadcasting traceback).
+    overrun = bytearray(data)
+    struct.pack_into(">ii", overrun, vxr_at + 28, 5, 5)  # the VXR entry's first and last record
+    damaged("overrun.cdf", bytes(overrun), "declares 1 records and stores 0")
+    # A pad value cut off by the end of the file (it was an IndexError or ValueError):
+    # the variable's descriptor, copied to the end with its pad flag set, and cut in the pad.
+    vdr_size = struct.unpack_from(">q", data, vdr_at)[0]
+    padded = bytearray(data[vdr_at:vdr_at + vdr_size])
+    struct.pack_into(">i", padded, 44, struct.unpack_from(">i", padded, 44)[0] | 2)
+    for kept in (0, 3):
+        cut_pad = bytearray(data) + padded + bytes(kept)
+        struct.pack_into(">q", cut_pad, 8 + 312 + 20, len(data))  # the GDR's first zVariable: the copy
+        damaged(f"pad{kept}.cdf", bytes(cut_pad), "truncated in the pad value of variable 'Pose'")
+    # A dimension of length 0 needs no bytes, and zlib takes a limit of 0 as none:
+    # 64 MB of GZIP zeros (a 64 KB file) were inflated whole to be thrown away.
+    import tracemalloc
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb_data = b"".join(packer.compress(bytes(1 << 20)) for _ in range(64)) + packer.flush()
+    bomb = bytearray(data)
+    struct.pack_into(">i", bomb, vdr_at + 44, struct.unpack_from(">i", bomb, vdr_at + 44)[0] | 4)  # compressed
+    struct.pack_into(">q", bomb, vdr_at + 72, len(data))  # its CPR: GZIP, appended
+    struct.pack_into(">i", bomb, vdr_at + 344, 0)  # dims[0] = 0
+    struct.pack_into(">q", bomb, vxr_at + 36, len(data) + 28)  # the index entry: the CVVR, appended
+    bomb += struct.pack(">qiiiii", 28, 11, 5, 0, 1, 9)
+    bomb += struct.pack(">qiiq", 24 + len(bomb_data), 13, 0, len(bomb_data)) + bomb_data
+    (tmp_path / "bomb.cdf").write_bytes(bytes(bomb))
+    tracemalloc.start()
+    try:
+        assert CDFFile(tmp_path / "bomb.cdf").read("Pose").shape == (1, 0, 96)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < (8 << 20), peak
+
     # Compressed with RLE (method 1): refused when that variable is read, not
     # when the file is opened (its other variables stay readable).
     rle = bytearray(data)

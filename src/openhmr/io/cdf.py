@@ -236,6 +236,8 @@ class CDFFile:
         pad = None
         if flags & 2:
             pad = bytes(self._buf[at:at + _DTYPES[dtype][1] * num_elems])
+            if len(pad) < _DTYPES[dtype][1] * num_elems:
+                raise self._fail(f"truncated in the pad value of variable {name!r}")
         if s_records not in (0, 1, 2):
             raise CDFError(f"{self.path}: variable {name!r} uses an unknown sparse-record mode")
         var = Variable(
@@ -280,6 +282,8 @@ class CDFFile:
 
     def _block_bytes(self, offset: int, var: Variable, needed: int) -> bytes:
         """The value bytes of a VVR or CVVR: at least ``needed``, or CDFError."""
+        if needed <= 0:  # nothing to read; and zlib takes a limit of 0 as no limit at all
+            return b""
         size, rtype = self._unpack("qi", offset)
         if rtype == 7:  # VVR: the values follow the 12-byte header
             raw = bytes(self._buf[offset + 12: offset + size])
@@ -337,13 +341,15 @@ class CDFFile:
             if rtype == 7 and size - 12 < count * per_record * dtype.itemsize:
                 raise self._fail(f"the value record of {var.name!r} at byte {offset} is shorter than "
                                  f"its {count} records (cut short?)")
-            stored += count
+            stored += max(0, min(last + 1, n_records) - first)  # records past the last declared are not read
         # Every record must be stored, but in a sparse-record variable (padded):
         # the array is then no larger than the values the file holds.
         if stored < n_records and not var.sparse_records:
             raise self._fail(f"variable {var.name!r} declares {n_records} records and stores {stored}")
         values = np.full((n_records, per_record), fill, dtype=dtype)
         for first, last, offset in blocks:
+            if first >= n_records:
+                continue
             count = last - first + 1
             raw = self._block_bytes(offset, var, count * per_record * dtype.itemsize)
             block = np.frombuffer(raw, dtype=dtype, count=count * per_record)
