@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -553,3 +554,27 @@ def test_discriminator_of_another_width_loads(smpl_model, tmp_path):
     assert loaded.alljoints_fc1.out_features == 96
     rotations, betas = torch.randn(4, 23, 3, 3), torch.randn(4, 10)
     torch.testing.assert_close(loaded(rotations, betas), d(rotations, betas))
+
+
+def test_weights_saved_in_bfloat16_load_as_their_float32_values(smpl_model, tmp_path):
+    """A half-size bfloat16 copy of the weights (safetensors.torch.save_file) loads:
+    numpy has no bfloat16, and reading it was a TypeError traceback."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from openhmr.io.hmr_weights import read_weights
+    from openhmr.nets.tiny import TinyEncoder
+
+    torch.manual_seed(0)
+    HMR(smpl_model, encoder=TinyEncoder(), regressor_hidden=64).save_pretrained(tmp_path / "w.safetensors")
+    with safe_open(str(tmp_path / "w.safetensors"), "pt") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in tensors.items()},
+              str(tmp_path / "bf16.safetensors"), metadata=metadata)
+    loaded, loaded_metadata = read_weights(tmp_path / "bf16.safetensors")
+    assert loaded_metadata == metadata and loaded.keys() == tensors.keys()
+    for name, value in tensors.items():
+        expected = value.to(torch.bfloat16).float() if value.is_floating_point() else value
+        assert loaded[name].dtype == expected.numpy().dtype, name
+        np.testing.assert_array_equal(loaded[name], expected.numpy(), err_msg=name)

@@ -470,3 +470,20 @@ def test_an_empty_openhmr_cache_is_the_default_folder(monkeypatch, tmp_path):
     assert _cache_path(10, 0, False).parent == tmp_path / "home" / ".cache" / "openhmr" / "synthetic"
     monkeypatch.setenv("OPENHMR_CACHE", str(tmp_path / "mine"))
     assert _cache_path(10, 0, False).parent == tmp_path / "mine" / "synthetic"
+
+
+def test_faces_outside_the_vertices_are_refused(tmp_path, smpl_arrays):
+    """Faces numbered from 1 (a file made from an OBJ) loaded, then every mesh
+    file and picture failed later with a warning while the demo exited 0."""
+    from openhmr.io.smpl_file import save_smpl_npz
+
+    n = len(smpl_arrays["v_template"])
+    for faces, message in ((smpl_arrays["f"] + 1, rf"numbers vertices 1\.\.{n}, but there are {n} vertices, "
+                                                  rf"0\.\.{n - 1} \(numbered from 1, as in an OBJ file\?\)"),
+                           (smpl_arrays["f"].astype(np.int64) - 5, "numbers vertices -5"),
+                           (smpl_arrays["f"] + 0.5, "values that are not vertex numbers")):
+        save_smpl_npz(tmp_path / "faces.npz", {**smpl_arrays, "f": faces})
+        with pytest.raises(SMPLFileError, match=message):
+            load_smpl_arrays(tmp_path / "faces.npz")
+    save_smpl_npz(tmp_path / "whole.npz", {**smpl_arrays, "f": smpl_arrays["f"].astype(np.float64)})
+    np.testing.assert_array_equal(load_smpl_arrays(tmp_path / "whole.npz")["f"], smpl_arrays["f"])

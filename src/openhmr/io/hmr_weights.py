@@ -494,7 +494,15 @@ def read_weights(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str
         if not isinstance(header, dict):
             raise ValueError("no safetensors header")
         metadata = header.get("__metadata__") or {}
-        tensors = load_file(str(path))
+        if any(isinstance(v, dict) and v.get("dtype") == "BF16" for v in header.values()):
+            # numpy has no bfloat16: a half-size copy is read through torch, widened to float32
+            import torch
+            from safetensors.torch import load_file as load_torch
+
+            tensors = {k: v.float().numpy() if v.dtype == torch.bfloat16 else v.numpy()
+                       for k, v in load_torch(str(path)).items()}
+        else:
+            tensors = load_file(str(path))
     except (SafetensorError, ValueError, OSError, RecursionError) as e:  # ValueError: JSON, UTF-8
         raise WeightsError(f"{path} is not a readable .safetensors weight file "
                            f"({e or type(e).__name__})") from None

@@ -263,6 +263,16 @@ def _normalise(raw: dict[str, Any], path: Path) -> dict[str, np.ndarray]:
     for key, array in arrays.items():
         if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
             raise SMPLFileError(f"{path.name}: {key} holds NaN or infinite values")
+    if "f" in arrays and arrays["f"].size:
+        # Faces index the vertices from 0: a mesh, its pictures and its files all rely on it.
+        faces = arrays["f"]
+        if not (np.issubdtype(faces.dtype, np.integer) or np.array_equal(faces, np.round(faces))):
+            raise SMPLFileError(f"{path.name}: f (the faces) holds {faces.dtype} values that are not vertex numbers")
+        low, high = int(faces.min()), int(faces.max())
+        if low < 0 or high >= n:
+            hint = " (numbered from 1, as in an OBJ file?)" if low >= 1 and high == n else ""
+            raise SMPLFileError(f"{path.name}: f (the faces) numbers vertices {low}..{high}, "
+                                f"but there are {n} vertices, 0..{n - 1}{hint}")
     for key in arrays:
         if key.startswith(REGRESSOR_PREFIX):
             check_extra_regressor(key, arrays[key].shape, n, path.name)
