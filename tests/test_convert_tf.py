@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -389,6 +390,18 @@ def test_cli_refuses_to_overwrite_and_reports_bad_checkpoints(converted, tmp_pat
     (tmp_path / "small.ckpt.data-00000-of-00001").unlink()
     assert cli_main(["convert-tf", str(small), "--out", str(tmp_path / "y.safetensors")]) == 1
     assert "cannot read checkpoint" in capsys.readouterr().err
+    # A data shard that is a folder is said as such, not as a shard of 4096 bytes.
+    (tmp_path / "small.ckpt.data-00000-of-00001").mkdir()
+    assert cli_main(["convert-tf", str(small), "--out", str(tmp_path / "y.safetensors")]) == 1
+    assert "small.ckpt.data-00000-of-00001 is not a file" in capsys.readouterr().err
+    # An index that is a folder or a pipe, not "does not exist".
+    (tmp_path / "dir.ckpt.index").mkdir()
+    assert cli_main(["convert-tf", str(tmp_path / "dir.ckpt"), "--out", str(tmp_path / "y.safetensors")]) == 1
+    assert "dir.ckpt.index is a folder, not a checkpoint index" in capsys.readouterr().err
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "fifo.ckpt.index")
+        assert cli_main(["convert-tf", str(tmp_path / "fifo.ckpt"), "--out", str(tmp_path / "y.safetensors")]) == 1
+        assert "fifo.ckpt.index is a pipe or a device" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "y.safetensors").exists()
 
 

@@ -362,7 +362,13 @@ def convert_tf_checkpoint(
     from openhmr.io.tf_checkpoint import CheckpointError, TFCheckpoint
 
     prefix = Path(prefix)
-    if not Path(f"{prefix}.index").is_file():
+    index = Path(f"{prefix}.index")
+    if index.is_dir():
+        raise WeightsError(f"{index} is a folder, not a checkpoint index; pass the checkpoint prefix, "
+                           "e.g. models/model.ckpt-667589")
+    if is_special_file(index):
+        raise WeightsError(f"{index} {SPECIAL_FILE}")
+    if not index.is_file():
         raise WeightsError(
             f"{prefix}.index does not exist; pass the checkpoint prefix, e.g. models/model.ckpt-667589"
         )

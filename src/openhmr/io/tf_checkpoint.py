@@ -699,6 +699,8 @@ class TFCheckpoint:
             needed[entry.shard_id] = max(needed.get(entry.shard_id, 0), entry.offset + entry.size)
         for shard_id, length in sorted(needed.items()):
             path = self.shard_path(shard_id)
+            if path.is_dir() or (path.exists() and not path.is_file()):  # its size says nothing
+                raise CheckpointError(f"Data shard {path} is not a file.")
             try:
                 actual = path.stat().st_size
             except OSError as exc:
