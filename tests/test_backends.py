@@ -114,6 +114,9 @@ def test_onnx_fp32_matches_eager(name, model, eager, crops, cache):
     assert a.vertex_mm <= FP32_VERTEX_MM and a.keypoint_px <= FP32_KEYPOINT_PX, a
     # The dynamic batch dimension: a batch of 3 gives the same as three of 1.
     torch.testing.assert_close(predictor.theta(crops), eager.theta(crops), rtol=0, atol=1e-4)
+    # The crop size is fixed in the graph: another is one line (it was ONNX Runtime's error).
+    with pytest.raises(InputError, match=r"takes 224×224 crops, got 256×256"):
+        predictor.theta(torch.zeros(1, 3, 256, 256))
 
 
 def test_compiled_matches_eager_and_caches_per_batch_size(model, eager, crops):
@@ -124,8 +127,14 @@ def test_compiled_matches_eager_and_caches_per_batch_size(model, eager, crops):
         pytest.skip(f"torch.compile cannot run here: {predictor.failed}")
     assert a.vertex_mm <= FP32_VERTEX_MM and a.keypoint_px <= FP32_KEYPOINT_PX, a
     assert list(predictor._compiled) == [1]
+    from openhmr.inference.predictor import _graphs_made
+
+    graphs = _graphs_made()
     predictor.theta(crops[:1])
-    assert list(predictor._compiled) == [1]  # reused, not recompiled
+    with torch.inference_mode():  # as the demo calls it: crops made under inference_mode
+        predictor.theta(crops[:1].clone())
+    # reused, not recompiled (inference tensors compiled a second graph at batch 1)
+    assert list(predictor._compiled) == [1] and _graphs_made() == graphs
 
 
 def test_compiled_pads_a_smaller_batch_to_a_size_already_compiled(model, eager, crops):

@@ -156,6 +156,10 @@ def test_bench_table_says_how_many_times_faster_than_fp32(stub_bench, capsys):
     assert [r[0] for r in rows] == ["| torch", "| bf16"]
     assert rows[0][1:4] == ["10.0", "5.0", "1.00"]
     assert rows[1][1:4] == ["4.0", "2.0", "2.50"]
+    # A size given twice, or out of order, is timed and shown once, in order (it was two columns).
+    assert main(["bench", "--backends", "torch", "--batch", "4", "2", "4", "--repeats", "1"]) == 0
+    head = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| backend"))
+    assert stub_bench["batches"] == [2, 4] and head.count("batch 4:") == 1 and head.index("batch 2") < head.index("batch 4")
 
 
 def test_bench_cycles_few_images_to_fill_the_crops(stub_bench, tmp_path, capsys):

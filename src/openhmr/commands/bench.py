@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(f"openhmr bench: {message}", file=sys.stderr, flush=True)
 
+    args.batch = sorted(set(args.batch))  # each size timed once, in the order the timings come
     # Agreement is measured on at least 8 crops, timing uses the first ones.
     count = max(8, *args.batch)
     if args.images is not None:

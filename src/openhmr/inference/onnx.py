@@ -311,6 +311,11 @@ class OnnxPredictor(Predictor):
         if self.batch is not None and crops.shape[0] != self.batch:
             raise InputError(f"{self.path.name} was exported for batches of {self.batch} crops, "
                              f"got {crops.shape[0]} (export with --batch dynamic)")
+        # The graph's crop size is fixed at export (the eager backends take any).
+        height, width = self.session.get_inputs()[0].shape[2:]
+        if isinstance(height, int) and isinstance(width, int) and tuple(crops.shape[2:]) != (height, width):
+            raise InputError(f"{self.path.name} takes {height}×{width} crops, got "
+                             f"{crops.shape[2]}×{crops.shape[3]}")
         x = np.ascontiguousarray(crops.detach().to("cpu", torch.float32).numpy())
         return self.session.run(names, {"crops": x})
 

@@ -237,7 +237,15 @@ class CompiledPredictor(Predictor):
         return min((size for size in self._compiled if size > batch), default=batch)
 
     def _theta(self, crops: Tensor) -> Tensor:
-        crops = crops.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
+        # Always on an inference tensor made here: dynamo guards on a tensor's
+        # dispatch keys, so the demo's crops (made under inference_mode) and
+        # ordinary ones (the load-time compile and accuracy check) each
+        # compiled a graph of their own, and the one checked was not the one run.
+        with torch.inference_mode():
+            return self._theta_inference(
+                crops.to(self.device, torch.float32).clone(memory_format=torch.channels_last))
+
+    def _theta_inference(self, crops: Tensor) -> Tensor:
         if self.failed is None:
             try:
                 batch = crops.shape[0]
