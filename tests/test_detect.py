@@ -619,7 +619,7 @@ def test_an_elongated_images_smaller_windows_are_not_searched_again() -> None:
 
 def test_a_videos_one_person_found_elsewhere_starts_a_new_stretch(monkeypatch) -> None:
     """Where the person of a frame is found away from the previous frame's
-    (IoU < 0.3: the whole-frame search's or the tracker's someone else), the
+    (IoU < 0.3: the whole-frame search's someone else), the
     location's ``person`` counts a new stretch, so that the fit and the
     smoothing do not run on from one person into the other; after a frame
     without anybody the stretch goes on (the fit restarts there anyway, and
@@ -646,3 +646,32 @@ def test_a_videos_one_person_found_elsewhere_starts_a_new_stretch(monkeypatch) -
     assert stretches == [0, 0, 1, 1, 1]  # frame 5 follows no frame with a person: the same stretch
     assert source.locate(image, InputItem(Path("other.mp4"), "other", "video"), 0).person == 0
     assert source.locate(image, InputItem(Path("photo.png"), "photo", "image")).person is None
+
+
+def test_the_trackers_lagging_boxes_of_one_walker_stay_one_stretch(monkeypatch) -> None:
+    """BlazePose's tracker (``video_mode``) gave a fast walker boxes 30 px wide,
+    48 px apart: no overlap between frames, and each frame was counted as
+    another person (8 stretches, each fitted and smoothed alone). Its boxes
+    count as one person within reach (the box grown by half its longer side);
+    a jump across the frame is still someone else."""
+    from types import SimpleNamespace
+
+    from openhmr.demo.sources import DetectorSource
+    from openhmr.io.images import InputItem
+
+    xs = iter([14.0, 53.0, 106.0, 140.0, 191.0, 238.0, 520.0])
+
+    class Tracker:
+        def __call__(self, image):
+            x = next(xs)
+            return SimpleNamespace(box=(x, 95.0, x + 30.0, 225.0))
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(detect, "PersonTracker", Tracker)
+    source = DetectorSource(video_mode=True)
+    monkeypatch.setattr(source, "_location", lambda detection: SimpleNamespace(person=None))
+    image = np.zeros((360, 800, 3), np.uint8)
+    video = InputItem(Path("walk.mp4"), "walk", "video")
+    assert [source.locate(image, video, frame).person for frame in range(7)] == [0, 0, 0, 0, 0, 0, 1]

@@ -164,6 +164,18 @@ class OpenPoseSource:
 SEARCH_EVERY = 10
 
 
+def _within_reach(before: tuple[float, float, float, float], box: tuple[float, float, float, float]) -> bool:
+    """Whether ``box``'s centre lies within ``before`` grown by half its longer
+    side on every side (boxes x0, y0, x1, y1). BlazePose's tracker follows one
+    person, but its boxes lag a fast walker and shrink to part of the body (a
+    walker's 105-px box became 30 px wide, frames apart by 48 px): boxes of one
+    person may then not overlap at all, so an IoU test would see someone new
+    in every frame. Its jumps to someone else land further away."""
+    reach = 0.5 * max(before[2] - before[0], before[3] - before[1])
+    cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
+    return (before[0] - reach <= cx <= before[2] + reach) and (before[1] - reach <= cy <= before[3] + reach)
+
+
 @dataclass
 class DetectorSource:
     """The BlazePose detector (``openhmr.detect``, the ``demo`` extra).
@@ -249,11 +261,13 @@ class DetectorSource:
                     detection = self._tracker(image)
                 except NoPersonError:
                     pass
+            tracked = detection is not None
             if detection is None:
                 detection = self._follow(image, frame)
             before = self._followed
-            if (before is not None and frame is not None and before[0] == frame - 1
-                    and box_iou(before[1], detection.box) < NEAR_MIN_IOU):
+            if before is not None and frame is not None and before[0] == frame - 1 and (
+                    not _within_reach(before[1], detection.box) if tracked
+                    else box_iou(before[1], detection.box) < NEAR_MIN_IOU):
                 # found elsewhere than the person of the frame before: someone else (the
                 # whole-frame search's, or the tracker's jump), fitted and smoothed apart
                 self._segment += 1
