@@ -1190,6 +1190,11 @@ def test_mesh_format_for_videos_alone_warns(model_files, tmp_path, capsys, cache
                      *hmr_args(model_files, tmp_path / "out")], capsys)
     assert code == 0, err
     assert "--mesh-format is not used for videos" in err
+    # a folder of videos alone too (the flag's check looked at the names given, not what they hold)
+    code, err = run([tmp_path, "--bbox", "20,10,80,70", "--mesh-format", "ply", "--no-render",
+                     *hmr_args(model_files, tmp_path / "out2")], capsys)
+    assert code == 0, err
+    assert "--mesh-format is not used for videos" in err
 
 
 def test_jumps_are_checked_and_warn_where_unused(model_files, tmp_path, capsys, cached_loading):

@@ -27,7 +27,8 @@ are refused), or else the whole image is taken as a tight crop of one person
 
 With --max-people N (N > 1, --openpose or the detector) up to N people of each
 photo are recovered: <name>_person1.json, .npz, mesh and _views.png,
-<name>_person2.*, …, and one <name>_overlay.png with everyone. In a video each
+<name>_person2.*, …, one <name>_overlay.png with everyone and one
+<name>_scene.obj|ply|glb with everyone's meshes in one camera. In a video each
 person is followed from frame to frame: <name>_person<k>.npz per person and
 one <name>_overlay.mp4 with everyone.
 """
@@ -65,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="recover up to N people per photo or video frame (default 1: the most "
                         "prominent, as the original): the most confident in the --openpose file, or "
                         "found by the detector one after another; per person <name>_person<k>.* "
-                        "(a video's people followed from frame to frame) and one overlay with everyone")
+                        "(a video's people followed from frame to frame), one overlay with everyone, and "
+                        "for photos one <name>_scene mesh with everyone in one camera")
     p.add_argument("--search-every", dest="search_every", type=positive_int, metavar="N",
                    help="videos with the detector: search the whole frame every N frames (default "
                         "10), for people who came in (--max-people N > 1) or, while nobody is "
@@ -114,18 +116,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from openhmr.demo import DemoOptions, run_demo, warn
-    from openhmr.io.images import VIDEO_EXTENSIONS
-
-    if args.mesh_format is not None and all(Path(p).suffix.lower() in VIDEO_EXTENSIONS for p in args.inputs):
-        warn("--mesh-format is not used for videos (a video's outputs are its .npz and overlay video)")
+    from openhmr.demo import DemoOptions, run_demo
 
     options = DemoOptions(
         inputs=list(args.inputs), out=args.out, method=args.method, weights=args.weights,
         smpl=args.smpl, bbox=args.bbox, openpose=args.openpose, detect=args.detect,
-        device=args.device, mesh_format=args.mesh_format or "obj", overwrite=args.overwrite,
+        device=args.device, mesh_format=args.mesh_format or "obj", mesh_format_given=args.mesh_format is not None,
+        overwrite=args.overwrite,
         skip_existing=args.skip_existing, backend=args.backend, batch_size=args.batch_size, render=args.render,
         track=args.track, smoothing=args.smoothing, max_people=args.max_people,
         world_landmarks=args.world_landmarks, noise_px=args.noise_px,

@@ -26,6 +26,7 @@ class DemoOptions:
     detect: bool = False
     device: str = "cpu"
     mesh_format: str = "obj"
+    mesh_format_given: bool = False  # --mesh-format was given: said unused where all inputs are videos
     overwrite: bool = False
     skip_existing: bool = False  # pass by the inputs an earlier run finished (finished_earlier)
     backend: str = "torch"

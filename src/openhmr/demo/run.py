@@ -192,6 +192,8 @@ def run_demo(options: DemoOptions) -> int:
              f"input folder(s) ({earlier_pictures[0]}{', …' if len(earlier_pictures) > 1 else ''})")
     if not items:
         raise InputError("no input images or videos found")
+    if options.mesh_format_given and all(item.kind == "video" for item in items):  # folders of videos too
+        warn("--mesh-format is not used for videos (a video's outputs are its .npz and overlay video)")
     if all(item.kind == "image" for item in items):
         video_only = [flag for flag, given in (("--smoothing", options.smoothing is not None),
                                                ("--no-tracking", not options.track)) if given]
