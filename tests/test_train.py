@@ -298,8 +298,10 @@ def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, out_dir: str) 
     inputs = _half(_global_inputs(cfg, trainer), rank, world)
     torch.manual_seed(1000 + rank)  # the dropout masks of "half number rank"
     logs, _ = trainer.forward_backward(inputs)
+    logged = trainer._mean_over_processes(logs)  # what a log step writes: the mean over processes
     if rank == 0:
         torch.save(_gradients(trainer), Path(out_dir) / "ddp_grads.pt")
+        torch.save({k: v.clone() for k, v in logged.items()}, Path(out_dir) / "ddp_logs.pt")
     dist.barrier()
     dist.destroy_process_group()
 
@@ -322,11 +324,19 @@ def test_ddp_two_processes_equal_single_process_on_half_batches(smpl_npz, tmp_pa
     single = Trainer(cfg, tmp_path / "single")
     batch = _global_inputs(cfg, single)
     summed: dict[str, torch.Tensor] = {}
+    logs_of_halves = []
     for part in range(2):
         torch.manual_seed(1000 + part)
-        single.forward_backward(_half(batch, part))
+        logs_of_halves.append(single.forward_backward(_half(batch, part))[0])
         for name, g in _gradients(single).items():
             summed[name] = summed.get(name, 0) + g / 2
+    # The logged losses are the mean of both processes' (they were process 0's alone).
+    ddp_logs = torch.load(tmp_path / "ddp_logs.pt", weights_only=True)
+    assert ddp_logs.keys() == logs_of_halves[0].keys()
+    for name, value in ddp_logs.items():
+        torch.testing.assert_close(value, (logs_of_halves[0][name] + logs_of_halves[1][name]).float() / 2,
+                                   rtol=1e-5, atol=1e-6, msg=name)
+    assert float((logs_of_halves[0]["kp_loss"] - logs_of_halves[1]["kp_loss"]).abs()) > 1e-4
     assert summed.keys() == ddp_grads.keys()
     assert len(summed) > 40
     worst = max(float((summed[n] - ddp_grads[n]).abs().max()) for n in summed)

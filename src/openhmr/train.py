@@ -463,6 +463,8 @@ class Trainer:
         if self.d_opt is not None:
             self.d_opt.step()
         self.step = next_step
+        if log_now and self.dist.world_size > 1:
+            logs = self._mean_over_processes(logs)
         if self.dist.is_main and log_now:
             values = {f"loss/{k}" if not k.startswith("d_out") else k: float(v) for k, v in logs.items()}
             values["train/epoch"] = self.epoch
@@ -477,6 +479,17 @@ class Trainer:
         if self.step % cfg.checkpoint_every == 0:
             self.save()
         return logs
+
+    @staticmethod
+    def _mean_over_processes(logs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Each logged value averaged over the processes (a collective: every
+        process calls it at the same step). Each process's values are its own
+        batch's; what is logged is meant for the global batch."""
+        names = sorted(logs)  # the same order in every process
+        values = torch.stack([logs[k].detach().float().reshape(()) for k in names])
+        dist.all_reduce(values)
+        values /= dist.get_world_size()
+        return dict(zip(names, values.unbind()))
 
     def run(self, until: int | None = None, progress: bool = True) -> dict[str, float]:
         """Train until step ``until`` (default: the configured total). Returns the last logs."""

@@ -101,7 +101,7 @@ def training_panel(images: Tensor, gt_keypoints: Tensor, pred_keypoints: Tensor,
                                  size, size, background=background)
             overlays = list((result.rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy())
         except Exception as e:  # noqa: BLE001 - a failed overlay must not stop training
-            warnings.warn(f"mesh overlay skipped: {e}", stacklevel=2)
+            warnings.warn(f"mesh overlay skipped: {e}", stacklevel=3)  # past torch.no_grad's wrapper, to the trainer
     rows = []
     for i in range(n):
         left = crops[i].copy()
