@@ -574,6 +574,8 @@ def test_eval_checks_its_files_and_outputs_before_reading_the_data(stub_eval, tm
          "--list-frames writes the frame keys and stops; --predictions would do nothing with it"),
         (["--list-frames", str(tmp_path / "k.txt"), "--out", str(tmp_path / "r")],
          "--list-frames writes the frame keys and stops; --out"),
+        (["--list-frames", str(tmp_path / "k.txt"), "--smpl", str(tmp_path / "smpl.npz")],
+         "--list-frames writes the frame keys and stops; --smpl would do nothing with it"),
         (["--predictions", str(weights), "--smpl", str(smpl)], "--smpl is not used to score --predictions on h36m-p2"),
         (["--list-frames", str(pose_file), "--overwrite"],
          f"--list-frames {pose_file} is a file in the dataset folder --data {data}, which this command reads"),

@@ -217,6 +217,21 @@ def make_h36m(root: Path) -> dict[str, np.ndarray]:
     return poses
 
 
+def test_h36m_an_action_with_one_trials_files_is_not_given_a_trial(tmp_path, capsys):
+    """Trials are told apart by the order of an action's two names: with
+    "Directions 1" missing, "Directions" (trial 1) was numbered trial 0 and
+    scored as P2's sequence without a word."""
+    make_h36m(tmp_path)
+    for path in (tmp_path / "S9" / "MyPoseFeatures" / "D3_Positions_mono").glob("Directions 1.*.cdf"):
+        path.unlink()
+    with pytest.raises(DatasetError, match=r"1 action\(s\) have the files of one trial only \(S9 Directions\)"):
+        h36m.load(tmp_path, protocol=2)
+    bench = h36m.load(tmp_path, protocol=2, allow_partial=True)
+    assert "left out 1 action(s) whose files have one trial's name only" in capsys.readouterr().err
+    assert not any(k.startswith("S9/Directions") for k in bench.keys)
+    assert any(k.startswith("S9/Photo 1.60457274/") for k in bench.keys)
+
+
 def test_h36m_p1_reader(tmp_path):
     poses = make_h36m(tmp_path)
     with pytest.raises(DatasetError, match="missing"):
@@ -662,6 +677,7 @@ def test_3dhp_ground_truth_holding_nan_is_refused_when_read(tmp_path):
 def test_h36m_pose_file_without_frames_is_one_line(tmp_path):
     path = tmp_path / "S9" / "MyPoseFeatures" / "D3_Positions_mono" / "Directions 1.60457274.cdf"
     write_cdf(path, "Pose", np.zeros((0, 96)))
+    write_cdf(path.with_name("Directions.60457274.cdf"), "Pose", np.zeros((2, 96)))  # the other trial
     with pytest.raises(DatasetError, match="holds no frame"):
         h36m.load(tmp_path, protocol=2, allow_partial=True)
 

@@ -81,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     if args.list_frames is not None:
         # it writes the keys and stops: what would predict or score is refused, not dropped
         for option, given in (("--weights", args.weights is not None), ("--fit", args.fit),
-                              ("--predictions", args.predictions is not None), ("--out", args.out is not None)):
+                              ("--predictions", args.predictions is not None), ("--out", args.out is not None),
+                              ("--smpl", args.smpl is not None), ("--smpl-dir", args.smpl_dir is not None),
+                              ("--device", str(args.device) != "cpu")):
             if given:
                 raise InputError(f"--list-frames writes the frame keys and stops; {option} would do "
                                  "nothing with it: run them apart")

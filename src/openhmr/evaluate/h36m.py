@@ -50,7 +50,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-from openhmr.progress import track
+from openhmr.progress import message, track
 
 from openhmr.body.keypoints import index_map
 from openhmr.evaluate.benchmark import Benchmark, DatasetError, ImageRef
@@ -90,8 +90,12 @@ def h36m32_to_lsp14(points: np.ndarray) -> np.ndarray:
     return out
 
 
-def find_sequences(data_dir: Path, subject: int) -> dict[tuple[str, int, int], str]:
-    """(action, trial, camera index) → file stem, from a subject's D3_Positions_mono files."""
+def find_sequences(data_dir: Path, subject: int, lone: list[str] | None = None) -> dict[tuple[str, int, int], str]:
+    """(action, trial, camera index) → file stem, from a subject's D3_Positions_mono files.
+
+    An action's trials are told apart by the order of its two names: one whose
+    files carry a single name has no trial number (its other trial could sort
+    before or after it), and is appended to ``lone`` instead."""
     folder = data_dir / f"S{subject}" / "MyPoseFeatures" / "D3_Positions_mono"
     if not folder.is_dir():
         return {}
@@ -104,6 +108,10 @@ def find_sequences(data_dir: Path, subject: int) -> dict[tuple[str, int, int], s
         trials.setdefault(action, set()).add(name)
     found: dict[tuple[str, int, int], str] = {}
     for action, names in trials.items():
+        if len(names) == 1:
+            if lone is not None:
+                lone.append(f"S{subject} {next(iter(names))}")
+            continue
         # Sorted as file names ("Directions 1.54138969" < "Directions.54138969").
         for trial, name in enumerate(sorted(names, key=lambda n: n + ".")[:2]):
             for cam_index, camera in enumerate(CAMERAS):
@@ -164,13 +172,23 @@ def load(
     if not data_dir.is_dir():
         raise DatasetError(f"Human3.6M folder not found: {data_dir}")
     wanted = protocol_sequences(protocol)
-    available = {s: find_sequences(data_dir, s) for s in SUBJECTS}
+    lone: list[str] = []
+    available = {s: find_sequences(data_dir, s, lone) for s in SUBJECTS}
+    if lone:
+        said = f"{', '.join(lone[:3])}{', …' if len(lone) > 3 else ''}"
+        if not allow_partial:
+            raise DatasetError(
+                f"{len(lone)} action(s) have the files of one trial only ({said}): which trial it is "
+                "cannot be told without the other's name; pass --allow-partial to score without them")
+        message(f"openhmr eval: warning: left out {len(lone)} action(s) whose files have one trial's name "
+                f"only, which trial it is unknown ({said})")
     present = [w for w in wanted if (w[1], w[2], w[3]) in available[w[0]]]
     missing = [w for w in wanted if (w[1], w[2], w[3]) not in available[w[0]]]
     if not present:
         raise DatasetError(
             f"no Human3.6M test sequence found under {data_dir}: expected "
             "S9/MyPoseFeatures/D3_Positions_mono/<Action> <n>.<camera>.cdf (and S11)"
+            + (", each action with its two trials' files" if lone else "")
         )
     if missing and not allow_partial:
         s, a, t, c = missing[0]
