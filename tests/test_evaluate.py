@@ -156,6 +156,18 @@ def test_damaged_cdf_files_are_one_line_each(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < (8 << 20), peak
+    # An index entry claiming far more records than declared (one): only the one is inflated.
+    claims = bytearray(bomb)
+    struct.pack_into(">i", claims, vdr_at + 344, 7)  # dims[0] back to 7: one record of 7 × 96
+    struct.pack_into(">i", claims, vxr_at + 32, 12_000)  # the entry's last record
+    (tmp_path / "claims.cdf").write_bytes(bytes(claims))
+    tracemalloc.start()
+    try:
+        np.testing.assert_array_equal(CDFFile(tmp_path / "claims.cdf").read("Pose"), np.zeros((1, 7, 96)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < (8 << 20), peak
 
     # Compressed with RLE (method 1): refused when that variable is read, not
     # when the file is opened (its other variables stay readable).

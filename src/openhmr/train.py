@@ -501,6 +501,8 @@ class Trainer:
             while self.step < until:
                 logs = self.train_step()
                 if self.step % self.cfg.log_every == 0 or self.step == until:
+                    if self.dist.world_size > 1 and self.step % self.cfg.log_every != 0 and self.step != 1:
+                        logs = self._mean_over_processes(logs)  # the last step, not a log step
                     self.check_finite()
                     last = {k: float(v) for k, v in logs.items()}
                     rate = (self.step - start_step) * self.cfg.batch_size * self.dist.world_size / (

@@ -350,11 +350,12 @@ class CDFFile:
         for first, last, offset in blocks:
             if first >= n_records:
                 continue
-            count = last - first + 1
-            raw = self._block_bytes(offset, var, count * per_record * dtype.itemsize)
-            block = np.frombuffer(raw, dtype=dtype, count=count * per_record)
+            # Only the records declared are read: an entry claiming more would
+            # otherwise inflate (GZIP) as much as it claims, past MAX_BYTES.
             stop = min(last + 1, n_records)
-            values[first:stop] = block.reshape(count, per_record)[: stop - first]
+            kept = stop - first
+            raw = self._block_bytes(offset, var, kept * per_record * dtype.itemsize)
+            values[first:stop] = np.frombuffer(raw, dtype=dtype, count=kept * per_record).reshape(kept, per_record)
         if not var.record_varys:
             values = values[:1]
         # Column-major files store each record with the first dimension
