@@ -2446,6 +2446,41 @@ def test_hmr_then_fit_starts_each_person_from_its_own_estimate(monkeypatch):
     np.testing.assert_allclose([started[i] for i in range(n)], expected, atol=1e-6)
 
 
+def test_hmr_then_fit_continues_a_tracked_video_from_the_frame_before(monkeypatch):
+    """--method hmr+fit on a tracked video: as README and FitPredictor say, a
+    frame that follows a fitted one continues that fit (openhmr.fit's
+    ``previous``: its start, shape and schedule); HMR's estimate starts only
+    a chain's first frame. Each frame was restarted from HMR's estimate
+    with the continuation's short schedule (7-8 px off where a fit from
+    either gave 5-6)."""
+    from types import SimpleNamespace
+
+    import openhmr.demo.predictors as predictors
+    import openhmr.fit
+    from openhmr.demo import FitPredictor, PersonLocation
+
+    monkeypatch.setattr(predictors, "predict_crops", lambda model, x, backend: SimpleNamespace(
+        cam=torch.ones(len(x), 3), pose=torch.zeros(len(x), 72), betas=torch.zeros(len(x), 10)))
+    calls: list[tuple[bool, bool]] = []
+
+    def recording_fit(body, kp2d, keypoint_set, *, init=None, previous=None, **kwargs):
+        calls.append((init is not None, previous is not None))
+        n = len(kp2d)
+        return SimpleNamespace(cam=torch.ones(n, 3), pose=torch.zeros(n, 72), betas=torch.zeros(n, 10),
+                               output=SimpleNamespace(vertices=torch.zeros(n, 1, 3), joints=torch.zeros(n, 1, 3),
+                                                      keypoints={}))
+
+    monkeypatch.setattr(openhmr.fit, "fit", recording_fit)
+    monkeypatch.setattr(predictors, "to_predictions", lambda *args: [None] * len(args[1]))
+    n = 3
+    hmr = SimpleNamespace(model=None, device=torch.device("cpu"), backend="torch")
+    FitPredictor(body=None, method="hmr+fit", hmr=hmr, track=True, side_by_side=False).predict(
+        np.zeros((n, 8, 8, 3), np.uint8), [CropTransform(1.0, 1.0, (0, 0), 8)] * n,
+        [PersonLocation(1.0, np.zeros(2), "openpose", np.ones((25, 3)), "body25") for _ in range(n)],
+        [("walk.mp4", frame, (8, 8)) for frame in range(n)])
+    assert calls == [(True, False), (False, True), (False, True)]
+
+
 def test_overlay_lands_where_the_pinhole_camera_projects(smpl_model):
     """render_overlay draws the mesh where the prediction's pinhole camera
     puts it, fy ≠ fx included (a crop resized by different factors across

@@ -398,6 +398,29 @@ def test_fit_from_an_initial_estimate(anny_model) -> None:
     assert after < 3.0 < before
 
 
+def test_a_poor_initial_estimate_does_not_shrink_the_body_to_a_point(smpl_model) -> None:
+    """hmr+fit from a poor network estimate (a wrong pose, a scale below 0):
+    its camera alone drifted to s = 1e-4, a body shrunk to a point 100 px
+    from every keypoint, written without a word. The same pose with the
+    camera from the torso is started too, and the better one kept."""
+    g = torch.Generator().manual_seed(1)
+    pose = torch.zeros(1, 72)
+    pose[:, 0] = math.pi
+    pose[:, 3:] = 0.2 * torch.randn(1, 69, generator=g)
+    with torch.no_grad():
+        points = smpl_model(pose, torch.zeros(1, 10)).keypoints["lsp14"]
+    cam = torch.tensor([[0.9, 0.0, 0.1]])
+    kp2d = torch.cat([112 * (cam[:, :1, None] * (points[..., :2] + cam[:, None, 1:]) + 1), torch.ones(1, 14, 1)], -1)
+    kp3d = torch.cat([points, torch.ones(1, 14, 1)], -1)
+    poor = pose.clone()
+    poor[:, :3] = torch.tensor([[0.3, 2.5, 0.4]])
+    poor[:, 3:] = 0.9 * torch.randn(1, 69, generator=torch.Generator().manual_seed(10))
+    result = fit(smpl_model, kp2d, "lsp14", keypoints3d=kp3d,
+                 init=FitInit(torch.tensor([[-0.08, -0.44, -0.53]]), poor, torch.zeros(1, 10)))
+    assert float(result.residuals_px.nanmedian()) < 2.0
+    assert abs(float(result.cam[0, 0]) - 0.9) < 0.05
+
+
 def _moving_bodies(model, videos: int, frames: int, seed: int) -> dict[str, torch.Tensor]:
     """Bodies moving at constant speed between two random poses: per frame
     (frames, videos, ...) truth and observations noisy as in :func:`_synthetic`,

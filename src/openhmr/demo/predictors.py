@@ -340,7 +340,9 @@ class FitPredictor:
         with_3d = people[rows[0]][1] is not None
         starts = [s for s in (people[i][2] for i in rows) if s is not None]
         init = None
-        if starts:  # HMR's estimates: every row has one (or none has)
+        # HMR's estimates (every row has one, or none has) start a fit afresh; a tracked
+        # frame continues the frame before instead, as --method fit's do.
+        if starts and previous is None:
             init = FitInit(torch.cat([s.cam for s in starts]), torch.cat([s.pose for s in starts]),
                            torch.cat([s.betas for s in starts]))
         keypoint_set = locations[rows[0]].keypoint_set
