@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 
@@ -136,6 +137,21 @@ def test_nothing_fitted_says_nothing_was_written(tmp_path, capsys, monkeypatch):
     assert "keypoints lie outside the 320×240 image" in err[0]
     assert err[1] == "openhmr fit: 0 of 1 file(s) fitted; nothing written"
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_video_frames_confidences_out_of_range_name_the_frame(smpl_npz, tmp_path, capsys):
+    """Confidences above 2 in one frame of a long video: the error names the
+    frame, as for keypoints outside the image (the fit found it inside a
+    window of frames, and said only the video's pattern)."""
+    folder = tmp_path / "seq"
+    _video_frames(folder, 6)
+    percent = np.asarray(_person(150, 30, 180)).reshape(25, 3)
+    percent[:, 2] *= 90
+    _write(folder / f"walk_{4:012d}_keypoints.json", percent.ravel().tolist())
+    code = main(["fit", str(folder), "--image-size", "320x240", "--sequence", "--fps", "10", "--smpl", str(smpl_npz),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1 and "frame 4: keypoint confidences must lie in [0, 1] (up to 2 counts as 1), got up to 81" in err, err
 
 
 def _grey_video(path: Path, frames: int, width: int, height: int, fps: float, first: int = 60,
@@ -709,7 +725,21 @@ def test_a_frame_file_given_twice_is_one_frame(tmp_path):
     stem = [f.name.removesuffix("_keypoints.json") for f in files]  # the names group_frames is given
     named = [*zip(files, stem), (files[1], stem[1]), (folder / ".." / folder.name / files[2].name, stem[2])]
     videos, others = group_frames(named)
-    assert others == [] and [frame for frame, _ in videos["walk"]] == [0, 1, 2]
+    # one video: the folder spelled another way made a second one, walk_2, of that frame alone
+    assert others == [] and list(videos) == ["walk"] and [frame for frame, _ in videos["walk"]] == [0, 1, 2]
+
+
+def test_a_videos_input_pattern_names_its_frame_files(tmp_path):
+    """The ``input`` recorded for a sequence is a pattern its frame files
+    match, however they end after the frame number (``_keypoints.json``,
+    ``.json``, upper case): it always said ``_*_keypoints.json``."""
+    from openhmr.fit_files import frame_pattern
+
+    for name in ("walk_000000000000_keypoints.json", "walk_000000000000.json", "WALK_000000000000_KEYPOINTS.JSON",
+                 "a_b_000000000007.JSON"):
+        path = tmp_path / name
+        pattern = frame_pattern("walk", [(0, path)])
+        assert Path(pattern).parent == tmp_path and fnmatch.fnmatchcase(name, Path(pattern).name), (name, pattern)
 
 
 def test_group_frames_puts_each_video_in_frame_order(tmp_path):

@@ -6,8 +6,9 @@ them (:func:`openhmr.data.crop.scale_for_keypoints`, the box diagonal scaled
 to 150 px), and :class:`openhmr.demo.FitPredictor` fits the body model in that
 crop with the weak camera — what ``openhmr demo --method fit --openpose``
 does, minus the pixels. The image's size, which OpenPose does not record, is
-given, so that the equivalent pinhole camera (principal point at the image
-centre) and the image-pixel keypoints are those of the real image.
+given: keypoints outside it are refused, and the camera shared by a file's
+people or a video's frames (its principal point at the image centre) is the
+real image's; each person's own pinhole camera is their crop's, as the demo's.
 
 Outputs per file: ``<name>.json`` (``openhmr.prediction/1``, no pictures),
 ``<name>.npz`` and the mesh, ``<name>`` being the file's stem without
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from openhmr.body.keypoints import MAX_CONFIDENCE
 from openhmr.data.crop import crop_transform, scale_for_keypoints
 from openhmr.errors import InputError, OpenHMRError
 from openhmr.io.output_paths import unique_names
@@ -148,7 +150,9 @@ def group_frames(files: list[tuple[Path, str]]) -> tuple[dict[str, list[tuple[in
         if match is None:
             others.append(path)
         else:
-            videos.setdefault((path.parent, match["video"]), []).append((int(match["frame"]), path))
+            # the folder resolved: one folder spelled two ways (relative, absolute, through
+            # "..", a link) holds one video
+            videos.setdefault((path.parent.resolve(), match["video"]), []).append((int(match["frame"]), path))
     names = unique_names([video for _, video in videos])
     # A file named twice on the command line (or through a folder and by name) is one frame.
     once = [sorted({(frame, path.resolve()): (frame, path) for frame, path in frames}.values())
@@ -183,6 +187,11 @@ def _locate(path: Path, width: int, height: int, max_people: int = 1, frame: boo
         people, located = people[k:k + 1], located[k:k + 1]
     for keypoints, _ in people:  # only the people taken: someone else's do not stop the file
         check_inside(keypoints, width, height, "is --image-size the size of the image they were found in?")
+        # as the fit checks them, but here, where a video's frame can be named
+        highest = float(np.nanmax(np.asarray(keypoints, np.float64)[:, 2], initial=0.0))
+        if highest > MAX_CONFIDENCE:
+            raise InputError(f"keypoint confidences must lie in [0, 1] (up to {MAX_CONFIDENCE:g} counts as 1), "
+                             f"got up to {highest:.3g} (a percentage? divide by 100)")
     return [(crop_transform((height, width), loc.scale, loc.center), loc) for loc in located]
 
 
@@ -428,13 +437,14 @@ def _check_frames_read(name: str, found: bool, unreadable: list[tuple[int, str]]
 
 def frame_pattern(name: str, frames: list[tuple[int, Path]]) -> str:
     """The frame files of the video written as ``name`` as one pattern,
-    ``<folder>/<video>_*_keypoints.json``: how its results name their input.
-    ``<video>`` is the files' own (``name`` may be ``<video>_2`` where two
-    folders hold videos named alike)."""
+    ``<folder>/<video>_*_keypoints.json`` (or however the first frame's file
+    is spelled after its number: ``_*.json``, ``_*_KEYPOINTS.JSON``): how its
+    results name their input."""
     first = frames[0][1]
-    match = FRAME_NAME.match(first.name.removesuffix(".json").removesuffix("_keypoints"))
-    video = match["video"] if match else Path(name).name
-    return str(first.parent / f"{video}_*_keypoints.json")
+    number = re.search(r"_[0-9]{12}(?=(_keypoints)?\.json$)", first.name, re.IGNORECASE)
+    if number is None:  # not named as a frame (group_frames takes only those): the name given
+        return str(first.parent / f"{Path(name).name}_*_keypoints.json")
+    return str(first.parent / f"{first.name[:number.start()]}_*{first.name[number.end():]}")
 
 
 def _sequence_fps(options: FitFilesOptions) -> float:

@@ -16,7 +16,9 @@ into --out: <name>.json (schema openhmr.prediction/1, no pictures), <name>.npz
 and <name>.obj|ply|glb, where <name> is the file's stem without '_keypoints'.
 
 --image-size is the size of the images the keypoints were found in (OpenPose
-does not record it); it places the pinhole camera's principal point.
+does not record it): keypoints outside it are refused, and it places the
+principal point of the camera shared by a file's people or a video's frames
+(scene_camera) at the image centre; each person's own camera is their crop's.
 
 --sequence: the files are a video's frames, as OpenPose's --write_json names
 them (<video>_<frame, 12 digits>_keypoints.json). Each video's frames are
