@@ -154,6 +154,25 @@ def test_a_video_frames_confidences_out_of_range_name_the_frame(smpl_npz, tmp_pa
     assert code == 1 and "frame 4: keypoint confidences must lie in [0, 1] (up to 2 counts as 1), got up to 81" in err, err
 
 
+@pytest.mark.parametrize("sequence", [False, True])
+def test_a_file_where_an_output_folder_goes_is_refused_before_the_work(smpl_npz, tmp_path, capsys, sequence):
+    """A file inside --out named as an input's subfolder: one line naming it,
+    before the fit, and the file kept (it was FileExistsError after the fit)."""
+    inputs = tmp_path / "in"
+    if sequence:
+        _video_frames(inputs / "v", 3)
+    else:
+        _write(inputs / "v" / "a_keypoints.json", _person(150, 30, 180))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "v").write_text("mine")
+    code = main(["fit", str(inputs), "--image-size", "320x240", "--smpl", str(smpl_npz), "--out", str(out),
+                 *(["--sequence", "--fps", "10"] if sequence else [])])
+    err = capsys.readouterr().err
+    assert code == 1 and f"{out / 'v'} is a file, where the folder of an output goes" in err, err
+    assert (out / "v").read_text() == "mine"
+
+
 def _grey_video(path: Path, frames: int, width: int, height: int, fps: float, first: int = 60,
                 step: int = 20) -> None:
     """An mp4 of ``frames`` plain grey frames (first, first + step, …): the

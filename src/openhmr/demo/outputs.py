@@ -274,12 +274,19 @@ def finished_earlier(out: Path, name: str, kind: str, source: str, several: bool
 
 
 def check_free(paths: dict[str, Path], overwrite: bool) -> None:
-    """InputError naming the first of ``paths`` that is a folder, or, unless
-    ``overwrite``, that exists."""
+    """InputError naming the first of ``paths`` that is a folder, or lies
+    below a file, or, unless ``overwrite``, that exists."""
     # A folder is never replaced: found here, before the work, not when the results are renamed into place.
     folders = [p for p in paths.values() if os.path.isdir(p) and not os.path.islink(p)]
     if folders:
         raise InputError(f"{folders[0]} is a folder, where an output file goes (move or rename it)")
+    for path in paths.values():
+        # the folders an output goes in are made when it is written, after the work
+        parent = Path(path).parent
+        while not parent.is_dir() and parent != parent.parent:
+            if os.path.lexists(parent):
+                raise InputError(f"{parent} is a file, where the folder of an output goes (move or rename it)")
+            parent = parent.parent
     if overwrite:
         return
     existing = [p for p in paths.values() if os.path.lexists(p)]  # a link to nothing is there too
