@@ -1498,6 +1498,19 @@ def test_several_people_in_a_photo(model_files, tmp_path, capsys, cached_loading
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["group_overlay.png", "group_scene.obj"] + mine
         + [f"group_person1{s}" for s in (".json", ".npz", ".obj", "_views.png")])
+    # Switching with --no-render, which writes no overlay: the other layout's overlay goes too
+    # (left, no json named it, and a later run over the folder took it for a photo).
+    code, err = run([image, "--openpose", keypoints, "--overwrite", "--no-render", *hmr_args(model_files, out)],
+                    capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == sorted(mine + [f"group{s}" for s in (".json", ".npz", ".obj")])
+    code, err = run([image, "--openpose", keypoints, "--overwrite", *hmr_args(model_files, out)], capsys)
+    assert code == 0 and (out / "group_overlay.png").is_file(), err
+    code, err = run([image, "--openpose", keypoints, "--max-people", "2", "--overwrite", "--no-render",
+                     *hmr_args(model_files, out)], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        mine + ["group_scene.obj"] + [f"group_person1{s}" for s in (".json", ".npz", ".obj")])
     for extra in (["--bbox", "10,10,100,200"], []):
         code, err = run([image, "--max-people", "2", *extra, *hmr_args(model_files, tmp_path / "x")], capsys)
         assert code != 0 and "--max-people 2 needs" in err and len(err.strip().splitlines()) == 1

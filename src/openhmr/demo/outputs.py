@@ -133,7 +133,8 @@ def _listed(json_path: Path, doc: dict, prefixes: tuple[str, ...]) -> set[Path]:
     return found
 
 
-def earlier_people_files(out: Path, name: str, count: int, source: str | None = None) -> list[Path]:
+def earlier_people_files(out: Path, name: str, count: int, source: str | None = None,
+                         take_overlay: bool = False) -> list[Path]:
     """The files an earlier run wrote for people numbered above ``count`` of
     the input ``name`` (``<name>_person<k>.*``, k > count): what ``--overwrite``
     removes when a run finds fewer people than the last, so that the folder
@@ -149,6 +150,8 @@ def earlier_people_files(out: Path, name: str, count: int, source: str | None = 
     at upwards from ``count + 1`` while either file exists; anything else is
     left alone, and so is a file whose recorded ``input`` has another file
     name than ``source`` (another input that happens to share ``name``).
+    With ``take_overlay`` and ``count`` = 0 (this run wrote no overlay over
+    it), the shared overlay the people's json lists is taken too.
     """
     from openhmr.io.prediction import read_openhmr_json
 
@@ -166,20 +169,26 @@ def earlier_people_files(out: Path, name: str, count: int, source: str | None = 
             scene = f"{Path(name).name}_scene"
             ours |= _listed(json_path, doc, (stem,))
             if count == 0:
-                scene_file = doc["files"].get("scene") if isinstance(doc.get("files"), dict) else None
+                files = doc["files"] if isinstance(doc.get("files"), dict) else {}
+                scene_file, overlay = files.get("scene"), files.get("overlay")
                 if isinstance(scene_file, str) and scene_file in _written_names("scene", scene):
                     ours.add(json_path.parent / scene_file)
+                if take_overlay and isinstance(overlay, str) and overlay in _written_names(
+                        "overlay", Path(name).name):
+                    ours.add(json_path.parent / overlay)
         if npz_path.is_file() and _openhmr_npz(npz_path, k, source):
             ours.add(npz_path)
         found += sorted(p for p in ours if p.is_file() and p not in found)
         k += 1
 
 
-def earlier_alone_files(out: Path, name: str, source: str | None = None) -> list[Path]:
+def earlier_alone_files(out: Path, name: str, source: str | None = None,
+                        take_overlay: bool = False) -> list[Path]:
     """The files an earlier run wrote for the input ``name`` as one body
     alone (``<name>.json``, ``<name>.npz`` and the mesh and views its json
-    lists; never ``<name>_overlay.*``, whose name this run's own overlay
-    has): what ``--overwrite`` removes when a run with ``--max-people`` > 1
+    lists; ``<name>_overlay.png``, whose name this run's own overlay has,
+    only with ``take_overlay``, this run writing none): what ``--overwrite``
+    removes when a run with ``--max-people`` > 1
     writes ``<name>_person<k>.*`` instead. Only files openhmr wrote count:
     a json or npz carrying the prediction schema and no person number, whose
     recorded ``input`` has the file name of ``source``."""
@@ -192,22 +201,25 @@ def earlier_alone_files(out: Path, name: str, source: str | None = None) -> list
         ours.add(json_path)
         stem = json_path.stem
         ours |= {p for p in _listed(json_path, doc, (stem,))
-                 if p.name != f"{stem}_overlay.png" and not p.name.startswith(f"{stem}_person")}
+                 if (take_overlay or p.name != f"{stem}_overlay.png") and not p.name.startswith(f"{stem}_person")}
     if npz_path.is_file() and _openhmr_npz(npz_path, None, source):
         ours.add(npz_path)
     return sorted(p for p in ours if p.is_file())
 
 
-def remove_earlier_people(out: Path, name: str, count: int, source: str | None = None) -> str | None:
+def remove_earlier_people(out: Path, name: str, count: int, source: str | None = None,
+                          take_overlay: bool = False) -> str | None:
     """Remove, for ``--overwrite``, what an earlier run wrote for the input
     ``source`` (written as ``name``) that this run, which wrote ``count``
     people (0: one body alone, ``<name>.*``), did not replace:
     :func:`earlier_people_files`, and after a run of several people
-    (``count`` ≥ 1) :func:`earlier_alone_files`. A line saying what went,
-    or None when nothing did."""
-    files = earlier_people_files(out, name, count, source)
+    (``count`` ≥ 1) :func:`earlier_alone_files`; with ``take_overlay`` (this
+    run wrote no overlay: ``--no-render``) the other layout's overlay too,
+    which a later run over the folder would take for a photo. A line saying
+    what went, or None when nothing did."""
+    files = earlier_people_files(out, name, count, source, take_overlay)
     if count >= 1:
-        files = earlier_alone_files(out, name, source) + files
+        files = earlier_alone_files(out, name, source, take_overlay) + files
     for path in files:
         path.unlink()
     if not files:

@@ -308,7 +308,8 @@ def run_demo(options: DemoOptions) -> int:
                     warn(f"{first.item.path}: {stale_line(stale)}")
                 if options.overwrite:
                     count = 0 if first.person is None else len(group)
-                    removed = remove_earlier_people(out, first.item.name, count, str(first.item.path))
+                    removed = remove_earlier_people(out, first.item.name, count, str(first.item.path),
+                                                    take_overlay=not options.render)
                     if removed:
                         warn(f"{first.item.path}: {removed}")
                 finished += 1
