@@ -80,8 +80,17 @@ def test_bench_times_each_backend_against_eager_fp32(weights, smpl_npz, smpl_mod
     assert out.read_text() == before
 
 
+@pytest.mark.parametrize("name", ["tpu", "auto"])  # bench times real backends; auto picks one
+def test_bench_an_unknown_backend_is_a_usage_error(name, capsys):
+    """As any malformed option (README): the usage and one error line, exit 2."""
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--backends", "torch", name, "--threads", "100000"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"unknown backend '{name}'; choose from torch, compiled" in err and err.startswith("usage:")
+
+
 @pytest.mark.parametrize("extra, message", [
-    (["--backends", "torch", "tpu"], "unknown backend 'tpu'"),
     (["--weights", "missing.safetensors"], "weights file not found: missing.safetensors"),
     (["--images", "no/such/folder"], "--images: not a folder of images"),
 ])
@@ -181,7 +190,6 @@ def test_bench_cycles_few_images_to_fill_the_crops(stub_bench, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--backends", "auto"], "unknown backend 'auto'"),  # bench times real backends; auto picks one
     (["--smpl", "smpl.npz"], "--weights and --smpl go together"),  # either way round
 ])
 def test_bench_refuses_auto_and_smpl_without_weights(extra, message, capsys):

@@ -250,6 +250,15 @@ def test_an_unknown_device_is_a_usage_error(command, capsys):
     assert "not a torch device: 'bogus'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["demo", "x.png", "--backend"], ["bench", "--backends", "torch"]])
+def test_an_unknown_backend_is_a_usage_error(command, capsys):
+    """As an unknown --device (README: any malformed option): it was exit 1, without the usage."""
+    with pytest.raises(SystemExit) as exit_:
+        main(command + ["tpu"])
+    assert exit_.value.code == 2
+    assert "unknown backend 'tpu'; choose from" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv", [["demo", "photo.jpg", "--out", ""], ["demo", ""], ["fit", "", "--image-size", "9x9"],
                                   ["convert-smpl", "", "x.npz"], ["eval", "--protocol", "lsp", "--data", ""],
                                   ["train", "--out", ""], ["export-onnx", "--weights", "w", "--smpl", "s", "--out", ""],

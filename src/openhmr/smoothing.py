@@ -8,8 +8,8 @@ Two smoothers:
   the Whittaker–Henderson smoother, a penalised least-squares fit
   ``min_z ‖z − y‖² + λ‖Δ²z‖²`` over every frame of a run at once, with λ
   chosen per quantity by generalised cross-validation (Craven and Wahba
-  1979), computed in the cosine-transform domain as in Garcia's ``smoothn``
-  (Comput. Stat. Data Anal. 2010), around each quantity's least-squares
+  1979) as in Garcia's ``smoothn`` (Comput. Stat. Data Anal. 2010), solved
+  exactly with a banded Cholesky factorisation, around each quantity's least-squares
   straight line, so that a steady motion keeps its pace to the clip's
   ends. It sees the frames after each one as well
   as those before, so it has no lag, and GCV sets the strength from the data

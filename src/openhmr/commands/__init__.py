@@ -103,6 +103,26 @@ def device_name(text: str) -> str:
     return text
 
 
+def backend_name(text: str) -> str:
+    """argparse type: a backend openhmr has (--backend), else argparse's
+    one-line usage error."""
+    from openhmr.inference.backends import BACKENDS
+
+    if text not in BACKENDS:
+        raise argparse.ArgumentTypeError(f"unknown backend {text!r}; choose from {', '.join(BACKENDS)}")
+    return text
+
+
+def timed_backend_name(text: str) -> str:
+    """argparse type: a backend ``bench`` can time (not ``auto``, which picks one)."""
+    from openhmr.inference.backends import BACKENDS
+
+    if text not in BACKENDS or text == "auto":
+        raise argparse.ArgumentTypeError(f"unknown backend {text!r}; choose from "
+                                         f"{', '.join(n for n in BACKENDS if n != 'auto')}")
+    return text
+
+
 def frame_rate(text: str) -> float:
     """argparse type: frames per second in (0, 10000] (else argparse's one-line usage error)."""
     try:

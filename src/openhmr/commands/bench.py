@@ -25,7 +25,7 @@ DEFAULT_BACKENDS = ("torch", "onnx", "bf16", "compiled", "compiled-bf16")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from openhmr.commands import device_name, path_argument, positive_int
+    from openhmr.commands import device_name, path_argument, positive_int, timed_backend_name
 
     p = subparsers.add_parser(
         "bench", help="time the inference backends against eager PyTorch on this machine",
@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--smpl", type=path_argument, metavar="MODEL",
                    help="SMPL model file (.pkl or .npz) the weights were made for (with --weights; "
                         "weights trained with Anny take none)")
-    p.add_argument("--backends", nargs="+", default=list(DEFAULT_BACKENDS), metavar="NAME",
+    p.add_argument("--backends", nargs="+", default=list(DEFAULT_BACKENDS), metavar="NAME", type=timed_backend_name,
                    help=f"backends to time (default: {' '.join(DEFAULT_BACKENDS)}); eager fp32 "
                         "'torch' always runs, as the baseline")
     p.add_argument("--batch", type=positive_int, nargs="+", default=[1, 8], metavar="N",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from openhmr.commands import (add_jumps_option, input_argument, path_argument, add_noise_option, add_output_options, add_upright_option,
-                              fit_config, positive_int)
+                              backend_name, fit_config, positive_int)
 
 DESCRIPTION = """\
 Recover a 3D body mesh from each input image (or video frame) and write, per
@@ -76,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "the frame they appear; it costs nothing while N people are followed, "
                         "and ~0.08 s per 983×682 frame while fewer are")
     add_output_options(p, "inputs")
-    p.add_argument("--backend", default="auto", metavar="NAME",
+    p.add_argument("--backend", default="auto", metavar="NAME", type=backend_name,
                    help="how HMR's network runs: auto (default: the fastest installed backend "
                         "that agrees with fp32 for these weights, checked when they load; compiled "
                         "ones only for jobs of 5000+ images/frames, where compiling pays off; on "
