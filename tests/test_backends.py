@@ -700,3 +700,20 @@ def test_export_onnx_reads_a_whole_batch_of_calibration_images(stub_export, smpl
             "--int8", "--calibration", str(tmp_path / "cal")] + (["--batch", batch] if batch else [])
     assert main(args) == 1
     assert asked == [limit] and "read no further" in capsys.readouterr().err
+
+
+def test_a_weights_file_is_posed_on_a_float32_copy_of_the_callers_body(smpl_arrays, tmp_path, crops):
+    """As for an HMR module: a weights file with the caller's float64 body gave
+    float64 meshes and float32 cameras, and posed the caller's own module."""
+    from openhmr.body import SMPL
+    from openhmr.nets import HMR
+
+    torch.manual_seed(0)
+    HMR(SMPL(smpl_arrays), encoder="tiny").save_pretrained(tmp_path / "w.safetensors")
+    body64 = SMPL(smpl_arrays, dtype=torch.float64)
+    from_file = load_predictor(tmp_path / "w.safetensors", body64, backend="torch")
+    out = from_file.predict(crops)
+    assert out.vertices.dtype == out.cam.dtype == out.keypoints2d["lsp14"].dtype == torch.float32
+    assert from_file.body is not body64 and body64.v_template.dtype == torch.float64
+    from_module = load_predictor(HMR.from_pretrained(tmp_path / "w.safetensors", body64), backend="torch")
+    torch.testing.assert_close(from_module.predict(crops).vertices, out.vertices, rtol=0, atol=0)

@@ -114,7 +114,9 @@ def _load_model(weights: str | Path | HMR, body_model: BodyModel | None) -> HMR:
     from openhmr.io.hmr_weights import require_weights_file
 
     path = require_weights_file(weights)
-    return HMR.from_pretrained(path, body_model=body_model).eval()
+    # The caller's body model likewise stays theirs: a float32 copy is posed.
+    body = None if body_model is None else copy.deepcopy(body_model)
+    return HMR.from_pretrained(path, body_model=body).float().eval()
 
 
 def _weights_key(model: HMR) -> str:
