@@ -717,3 +717,9 @@ def test_a_weights_file_is_posed_on_a_float32_copy_of_the_callers_body(smpl_arra
     assert from_file.body is not body64 and body64.v_template.dtype == torch.float64
     from_module = load_predictor(HMR.from_pretrained(tmp_path / "w.safetensors", body64), backend="torch")
     torch.testing.assert_close(from_module.predict(crops).vertices, out.vertices, rtol=0, atol=0)
+
+
+def test_an_empty_batch_of_crops_is_an_input_error(eager):
+    """B = 0 was the body model's ValueError ("a batch of 0 bodies")."""
+    with pytest.raises(InputError, match=r"crops hold no crop \(B = 0\)"):
+        eager.predict(torch.zeros(0, 3, 224, 224))

@@ -578,3 +578,42 @@ def test_weights_saved_in_bfloat16_load_as_their_float32_values(smpl_model, tmp_
         expected = value.to(torch.bfloat16).float() if value.is_floating_point() else value
         assert loaded[name].dtype == expected.numpy().dtype, name
         np.testing.assert_array_equal(loaded[name], expected.numpy(), err_msg=name)
+
+
+def test_weights_files_rebuild_their_encoder_or_are_refused(smpl_model, tmp_path):
+    """Only the encoder's name is recorded: a tiny encoder of another width is
+    rebuilt at that width (it was refused on loading, "the network needs
+    [128, ...]"), and an encoder no name rebuilds is refused when saved
+    (it wrote a file from_pretrained refused)."""
+    from openhmr.errors import InputError
+    from openhmr.nets.tiny import TinyEncoder
+
+    torch.manual_seed(0)
+    narrow = HMR(smpl_model, encoder=TinyEncoder(out_features=64), regressor_hidden=32).eval()
+    narrow.save_pretrained(tmp_path / "narrow.safetensors")
+    again = HMR.from_pretrained(tmp_path / "narrow.safetensors", smpl_model)
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(again(images).thetas[-1], narrow(images).thetas[-1])
+
+    class Custom(nn.Module):
+        out_features = 16
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean((2, 3)).repeat(1, 6)[:, :16]
+
+    with pytest.raises(InputError, match=r"the encoder \(Custom\) is not one a weights file can name"):
+        HMR(smpl_model, encoder=Custom()).save_pretrained(tmp_path / "custom.safetensors")
+    assert not (tmp_path / "custom.safetensors").exists()
+
+
+def test_mean_theta_takes_the_mean_params_files_numpy_arrays(smpl_model):
+    """load_mean_params gives numpy arrays, which mean_theta_from_params and
+    HMR(mean_theta=) are documented to take (they raised AttributeError)."""
+    from openhmr.nets.hmr import mean_theta_from_params
+
+    pose, shape = np.full(72, 0.1), np.full(10, 0.2)
+    theta = mean_theta_from_params(pose, shape)
+    torch.testing.assert_close(theta, mean_theta_from_params(torch.as_tensor(pose), torch.as_tensor(shape)))
+    model = HMR(smpl_model, encoder="tiny", mean_theta=theta.numpy())
+    torch.testing.assert_close(model.regressor.mean_param.detach().reshape(-1), theta)

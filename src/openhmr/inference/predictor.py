@@ -126,6 +126,8 @@ class Predictor:
         crops = torch.as_tensor(crops)
         if crops.ndim != 4 or crops.shape[1] != 3:
             raise InputError(f"crops must be (B, 3, H, W), got {tuple(crops.shape)}")
+        if crops.shape[0] == 0:
+            raise InputError("crops hold no crop (B = 0)")
         if not crops.is_floating_point():
             raise InputError(f"crops must be floating point in [-1, 1], got {crops.dtype}; "
                              "normalize_crop scales uint8 (B, H, W, 3) crops")

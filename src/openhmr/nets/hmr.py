@@ -79,7 +79,7 @@ class HMROutput(MeshEstimate):
     iteration_rotations: list[Tensor] = field(default_factory=list)
 
 
-def mean_theta_from_params(pose: Tensor, shape: Tensor) -> Tensor:
+def mean_theta_from_params(pose: Tensor | np.ndarray, shape: Tensor | np.ndarray) -> Tensor:
     """Θ₀ from a mean pose and shape, as ``trainer.load_mean_param`` (HMR_REFERENCE §3.2).
 
     s = 0.9, tx = ty = 0; the pose with its root rotation replaced by π
@@ -87,10 +87,12 @@ def mean_theta_from_params(pose: Tensor, shape: Tensor) -> Tensor:
     shape as given.
 
     Args:
-        pose: (3·J,) axis-angle; shape: (k,).
+        pose: (3·J,) axis-angle; shape: (k,); tensors or numpy arrays
+            (:func:`openhmr.io.mean_params.load_mean_params` gives those).
     Returns:
         (3 + 3·J + k,) float32.
     """
+    pose, shape = torch.as_tensor(pose), torch.as_tensor(shape)
     pose = pose.detach().clone().float().reshape(-1)
     pose[:3] = torch.tensor([math.pi, 0.0, 0.0])
     cam = torch.tensor([MEAN_CAMERA_SCALE, 0.0, 0.0])
@@ -109,14 +111,23 @@ def default_mean_theta(body_model: BodyModel) -> Tensor:
     return mean_theta_from_params(body_model.default_pose(), torch.zeros(body_model.shape_size))
 
 
-def encoder_from_name(name: str) -> nn.Module:
+def encoder_from_name(name: str, out_features: int | None = None) -> nn.Module:
     """The encoder a name (or a weights file's metadata) gives: ``resnet50_v2``
-    (HMR's), ``resnet50_v1``, or ``tiny`` (:class:`TinyEncoder`, of smoke runs).
+    (HMR's), ``resnet50_v1``, or ``tiny`` (:class:`TinyEncoder`, of smoke runs,
+    with ``out_features`` features, by default 128).
 
     Raises:
         ValueError: an unknown name.
     """
-    return TinyEncoder() if name == TinyEncoder.name else build_encoder(name)
+    if name == TinyEncoder.name:
+        return TinyEncoder() if out_features is None else TinyEncoder(out_features)
+    return build_encoder(name)
+
+
+def _tiny_features(tensors: dict[str, np.ndarray]) -> int | None:
+    """A tiny encoder's feature count, read off its saved head (None: not there)."""
+    head = tensors.get("encoder.head.weight")
+    return int(head.shape[0]) if head is not None and head.ndim == 4 else None
 
 
 class HMR(nn.Module):
@@ -138,7 +149,7 @@ class HMR(nn.Module):
         body_model: BodyModel,
         encoder: str | nn.Module = "resnet50_v2",
         num_iterations: int = 3,
-        mean_theta: Tensor | None = None,
+        mean_theta: Tensor | np.ndarray | None = None,
         regressor_hidden: int = 1024,
         regressor_dropout: float = 0.5,
     ) -> None:
@@ -149,6 +160,7 @@ class HMR(nn.Module):
         feature_dim = int(getattr(self.encoder, "out_features", 2048))
         if mean_theta is None:
             mean_theta = default_mean_theta(body_model)
+        mean_theta = torch.as_tensor(mean_theta)  # a numpy array too
         if mean_theta.numel() != self.theta_size:
             raise ValueError(f"mean_theta has {mean_theta.numel()} values, Θ for {body_model.name} has {self.theta_size}")
         self.regressor = IEFRegressor(mean_theta, feature_dim=feature_dim, hidden=regressor_hidden,
@@ -273,6 +285,19 @@ class HMR(nn.Module):
         if path.exists() and not overwrite:
             raise InputError(f"{path} exists; pass overwrite=True to replace it")
         tensors = {k: v.detach().float().cpu().numpy() for k, v in self.network_state().items()}
+        # Only the encoder's name is recorded: one that name does not rebuild would
+        # make a file from_pretrained refuses. Said now, before writing it.
+        try:
+            with torch.device("meta"):
+                rebuilt = encoder_from_name(self.encoder_name, _tiny_features(tensors))
+            same = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()} == {
+                k: tuple(v.shape) for k, v in self.encoder.state_dict().items()}
+        except ValueError:
+            same = False
+        if not same:
+            raise InputError(f"the encoder ({self.encoder_name}) is not one a weights file can name "
+                             "(resnet50_v2, resnet50_v1 or tiny, as built by name): save it with torch.save "
+                             "instead")
         parts = ["encoder", "regressor"]
         if discriminator is not None:
             for name, tensor in discriminator.state_dict().items():
@@ -330,7 +355,7 @@ class HMR(nn.Module):
             # The encoder is built without initialising its 23M weights, which
             # the file overwrites anyway; every tensor is then loaded below.
             with torch.device("meta"):
-                encoder = encoder_from_name(meta.get("encoder", "resnet50_v2"))
+                encoder = encoder_from_name(meta.get("encoder", "resnet50_v2"), _tiny_features(tensors))
             encoder = encoder.to_empty(device="cpu")
             for name, buffer in encoder.named_buffers():
                 if name.endswith("num_batches_tracked"):
