@@ -1182,6 +1182,26 @@ def test_weights_trained_with_anny_need_no_smpl_file(smpl_npz, tmp_path, capsys,
     assert code == 1 and "weights file not found" in err
 
 
+def test_an_8k_videos_overlay_is_drawn_smaller(model_files, tmp_path, capsys, cached_loading):
+    """OpenCV's mp4v writer refuses sides of 8192 px and more: an 8K video got
+    no overlay, and so could never be passed by --skip-existing. It is drawn
+    at under 8192 px instead."""
+    clip = tmp_path / "wide.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (8192, 64))
+    for _ in range(2):
+        writer.write(np.full((64, 8192, 3), 60, np.uint8))
+    writer.release()
+    out = tmp_path / "out"
+    code, err = run([clip, "--bbox", "4000,8,4030,56", *hmr_args(model_files, out)], capsys)
+    assert code == 0 and "no overlay video" not in err, err
+    overlay = cv2.VideoCapture(str(out / "wide_overlay.mp4"))
+    assert (overlay.get(cv2.CAP_PROP_FRAME_WIDTH), overlay.get(cv2.CAP_PROP_FRAME_HEIGHT),
+            overlay.get(cv2.CAP_PROP_FRAME_COUNT)) == (8190, 62, 2)
+    overlay.release()
+    code, err = run([clip, "--bbox", "4000,8,4030,56", "--skip-existing", *hmr_args(model_files, out)], capsys)
+    assert code == 0 and "passed by" in err, err
+
+
 def test_mesh_format_for_videos_alone_warns(model_files, tmp_path, capsys, cached_loading):
     """A video's outputs are its npz and overlay: --mesh-format with videos
     alone says it is not used (fit --sequence refuses it)."""

@@ -220,6 +220,36 @@ def test_a_truncated_video_is_one_line_of_openhmr(tmp_path, monkeypatch):
     assert os.environ["OPENCV_FFMPEG_LOGLEVEL"] == "16"
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="names of any bytes: Linux file systems")
+def test_a_video_name_opencv_cannot_take_and_an_unreadable_video_are_one_line(tmp_path, monkeypatch):
+    """A name that is not UTF-8 (a Latin-1 'café.mp4' from an old archive)
+    crashed the process inside OpenCV (segmentation fault), other inputs'
+    work lost; an unreadable video was "OpenCV cannot decode this video"."""
+    cv2 = pytest.importorskip("cv2")
+    from openhmr.errors import InputError
+    from openhmr.io.images import open_video, opencv_path
+
+    whole = tmp_path / "ok.mp4"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
+    for i in range(3):
+        writer.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    writer.release()
+    latin1 = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.mp4"))
+    os.link(whole, latin1)
+    with pytest.raises(InputError, match="the name is not valid UTF-8, which OpenCV cannot open; rename it"):
+        open_video(latin1)
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        opencv_path(Path(os.fsdecode(b"/tmp/out_caf\xe9")) / "x_overlay.mp4")  # an --out folder so named
+    assert opencv_path(tmp_path / "café.mp4") == str(tmp_path / "café.mp4")
+
+    def refused(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "open", refused)  # as a file of another user's, mode 600 (root reads anything)
+    with pytest.raises(InputError, match="ok.mp4: permission denied"):
+        open_video(whole)
+
+
 def _set_display_rotation(path: Path, quarter_turns_ccw: int) -> None:
     """Write a display rotation into an mp4's track header (the 3×3 matrix
     a phone writes for a portrait video; FFmpeg reads it as the display

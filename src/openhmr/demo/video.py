@@ -30,7 +30,7 @@ from openhmr.demo.predictors import Predictor, to_predictions
 from openhmr.demo.report import FittingNote, Timer, progress, progress_bar, warn
 from openhmr.demo.sources import OpenPoseSource, PersonLocation, PersonSource
 from openhmr.errors import InputError, NoPersonError, UnreadableFrameError, require_opencv
-from openhmr.io.images import InputItem, open_video
+from openhmr.io.images import InputItem, open_video, opencv_path
 from openhmr.io.openpose import unreadable_frames_note
 from openhmr.io.output_paths import committed_together, replacing
 from openhmr.io.prediction import Prediction, check_finite, unplaced_note, write_video_npz
@@ -233,6 +233,8 @@ def run_video(item: InputItem, out: Path, options: DemoOptions, source: PersonSo
     if several:
         paths["npz"] = npz_of(1)
     check_free(paths, options.overwrite)
+    if options.render:
+        opencv_path(paths["overlay"])  # now, not after the work
     info, frames = open_video(item.path)
     follower = PeopleFollower(max_gap=max(1, int(round(info.fps or 10))))
     one_of_several = OnePersonFollower(follower) if isinstance(source, OpenPoseSource) else None
@@ -362,11 +364,19 @@ def write_overlay_video(item: InputItem, path: Path, preds: Iterable[Prediction]
         warn(f"{item.path}: cannot write {path}; no overlay video")
 
 
+#: The overlay video's largest side, pixels: OpenCV's mp4v encoder refuses 8192 and more.
+MP4V_MAX_SIDE = 8192
+
+
 def _write_overlay_frames(item: InputItem, path: Path, preds: Iterable[Prediction]) -> None:
     cv2 = require_opencv("writing the overlay video")
 
     info, frames = open_video(item.path)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), info.fps, (info.width, info.height))
+    # mp4v (MPEG-4 part 2) takes sides below 8192 px: an 8K video's overlay is drawn smaller
+    shrink = min(1.0, (MP4V_MAX_SIDE - 1) / max(info.width, info.height))
+    size = (info.width, info.height) if shrink == 1.0 else (
+        max(2, int(info.width * shrink) // 2 * 2), max(2, int(info.height * shrink) // 2 * 2))
+    writer = cv2.VideoWriter(opencv_path(path), cv2.VideoWriter.fourcc(*"mp4v"), info.fps, size)
     if not writer.isOpened():
         raise _OverlayUnwritable
     upcoming = iter(preds)
@@ -392,13 +402,15 @@ def _write_overlay_frames(item: InputItem, path: Path, preds: Iterable[Predictio
                     warn(f"{item.path}: rendering failed, overlay video shows plain frames "
                          f"({type(e).__name__}: {e})")
                     pred = None  # and pose no more bodies
+            if size != (info.width, info.height):
+                picture = cv2.resize(picture, size, interpolation=cv2.INTER_AREA)
             writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
             written = index + 1
     finally:
         writer.release()
     # OpenCV's writer reports no write error: a full disk leaves a video cut
     # short, without the index a player needs. Read back its frame count.
-    check = cv2.VideoCapture(str(path))
+    check = cv2.VideoCapture(opencv_path(path))
     count = int(check.get(cv2.CAP_PROP_FRAME_COUNT)) if check.isOpened() else 0
     check.release()
     if count != written:

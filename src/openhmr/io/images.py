@@ -214,6 +214,21 @@ def quiet_ffmpeg() -> None:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 
+def opencv_path(path: Path) -> str:
+    """``path`` as text for OpenCV, which crashes the process (a segmentation
+    fault) on a name that is not UTF-8, as old archives and shares give.
+
+    Raises:
+        InputError: such a name.
+    """
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{text!r}: the name is not valid UTF-8, which OpenCV cannot open; rename it") from None
+    return text
+
+
 def open_capture(path: Path) -> Any:  # cv2.VideoCapture: its frames are plain numpy arrays here
     """``cv2.VideoCapture(path)``, opened without FFmpeg's or OpenCV's own
     log lines about a file it cannot read (OpenCV's log level is restored
@@ -231,7 +246,7 @@ def open_capture(path: Path) -> Any:  # cv2.VideoCapture: its frames are plain n
     if level is not None:
         cv2.setLogLevel(0)  # silent
     try:
-        cap = cv2.VideoCapture(str(path))
+        cap = cv2.VideoCapture(opencv_path(path))
         if cap.isOpened() and hasattr(cv2, "CAP_PROP_ORIENTATION_AUTO"):
             cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
         return cap
@@ -246,6 +261,10 @@ def _capture(path: Path) -> tuple[Any, VideoInfo]:
 
     if not path.is_file():
         raise InputError(f"video not found: {path}")
+    try:  # said as such, not as a video OpenCV cannot decode
+        path.open("rb").close()
+    except PermissionError:
+        raise InputError(f"cannot read {path}: permission denied") from None
     cap = open_capture(path)
     if not cap.isOpened():
         cap.release()
