@@ -297,6 +297,20 @@ def test_a_folder_that_cannot_be_listed_is_named(tmp_path: Path, monkeypatch, ca
                      "its files are left out"] * 2
 
 
+def test_a_link_to_nothing_in_a_folder_is_named(tmp_path: Path, capsys) -> None:
+    """Given by name, a link to nothing is "not found"; in a folder it was
+    left out without a word (alone there: "no input images or videos")."""
+    from openhmr.io.images import files_below
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (8, 8)).save(photos / "a.png")
+    (photos / "clip.mp4").symlink_to(tmp_path / "moved_away.mp4")
+    assert files_below(photos) == [photos / "a.png"]
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"openhmr: warning: 1 link(s) to nothing left out ({photos / 'clip.mp4'})"]
+
+
 def test_a_folder_is_read_through_its_linked_sub_folders_once(tmp_path: Path) -> None:
     """A linked sub-folder's photos are inputs (``Path.rglob`` skipped them
     before Python 3.13); a link back up is no loop, and a folder reached both

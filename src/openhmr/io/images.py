@@ -423,7 +423,8 @@ def files_below(folder: Path) -> list[Path]:
     back up is not a loop).
 
     A folder that cannot be listed (permission denied) is a warning line
-    naming it, its files left out (a disk's ``lost+found`` without a word).
+    naming it, its files left out (a disk's ``lost+found`` without a word);
+    so are links to nothing.
     """
     def shown(names: list[str]) -> list[str]:
         return sorted(n for n in names if not is_hidden(n))
@@ -458,6 +459,10 @@ def files_below(folder: Path) -> list[Path]:
         if os.path.basename(name) != "lost+found":  # a file system's own, root's alone: no input there
             message(f"openhmr: warning: cannot read the folder {name} ({error.strerror or error}); "
                     "its files are left out")
+    broken = sorted(f for f in found if f.is_symlink() and not f.exists())
+    if broken:  # given by name, such a link is "not found": in a folder, not left out unseen
+        message(f"openhmr: warning: {len(broken)} link(s) to nothing left out ({broken[0]}"
+                f"{', …' if len(broken) > 1 else ''})")
     return sorted(f for f in found if f.is_file())
 
 
