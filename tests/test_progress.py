@@ -115,6 +115,19 @@ def test_unknown_total_slow_work_and_resumed_counts():
     assert out.getvalue().splitlines()[-1].endswith(", fitting 40 %")
 
 
+def test_work_past_its_announced_total_reads_as_of_unknown_total():
+    """A video container that under-counts its frames (an OpenCV-written .mpg
+    announced 1 of its 5): the lines said "12/3 frame (400 %)"."""
+    clock, out = Clock(), io.StringIO()
+    with LineProgress(3, "clip.mpg", "frame", interval=0, stream=out, clock=clock) as bar:
+        clock.now += 3
+        bar.update(3)
+        clock.now += 9
+        bar.update(9)
+    assert out.getvalue().splitlines() == ["clip.mpg: 3/3 frame (100 %), 1.0 frame/s",
+                                           "clip.mpg: 12 frame, 1.0 frame/s", "clip.mpg: 12 frame in 12 s (1.0 frame/s)"]
+
+
 def test_duration_and_speed_read_as_people_write_them():
     assert duration(4.25) == "4.2 s"
     assert duration(42.4) == "42 s"

@@ -170,17 +170,24 @@ class LineProgress:
             self.lines.last = now
             self._write(self.status(now))
 
+    def _known_total(self) -> int | None:
+        """The total, unless the work has gone past it: a video container that
+        under-counts its frames (an OpenCV-written .mpg announced 1 of 5)
+        would read "12/3 (400 %)"."""
+        return self.total if self.total and self.n <= self.total else None
+
     def status(self, now: float) -> str:
         """The line for the work so far: counts, share, speed, time left."""
         elapsed, done = now - self.start, self.n - self.first
-        parts = [f"{self.n}/{self.total} {self.unit}" if self.total else f"{self.n} {self.unit}"]
-        if self.total:
-            parts[0] += f" ({100 * self.n // self.total} %)"
+        total = self._known_total()
+        parts = [f"{self.n}/{total} {self.unit}" if total else f"{self.n} {self.unit}"]
+        if total:
+            parts[0] += f" ({100 * self.n // total} %)"
         rate = speed(done, elapsed, self.unit)
         if rate:
             parts.append(rate)
-            if self.total and self.n < self.total:
-                parts.append(f"~{duration((self.total - self.n) * elapsed / done)} left")
+            if total and self.n < total:
+                parts.append(f"~{duration((total - self.n) * elapsed / done)} left")
         if self.postfix:
             parts.append(self.postfix)
         return f"{self.desc}: " + ", ".join(parts)
@@ -195,7 +202,8 @@ class LineProgress:
         now = self.clock()
         self.lines.last = now
         elapsed, done = now - self.start, self.n - self.first
-        counts = f"{self.n}/{self.total}" if self.total else f"{self.n}"
+        total = self._known_total()
+        counts = f"{self.n}/{total}" if total else f"{self.n}"
         line = f"{self.desc}: {counts} {self.unit} in {duration(elapsed)}"
         rate = speed(done, elapsed, self.unit)
         if rate:
