@@ -1593,6 +1593,28 @@ def test_people_who_cross_keep_their_numbers():
     assert follower.assign(25, [at(400.0)]) == [3]  # seen last at frame 20: too long ago
 
 
+def test_a_runner_keeps_his_number_and_his_velocity_is_learnt():
+    """A standing person's keypoint box is narrow (a third of his height): a
+    step of 30 px a frame at 170 px tall fails the IoU against his unmoved box
+    at the first step, and so he never had a velocity and got a new number
+    every frame without the image (fit --sequence). Someone whose motion is
+    not known yet is matched within reach; two people side by side who
+    appear together still keep apart."""
+    from openhmr.demo import PeopleFollower, PersonLocation
+
+    def at(x: float, height: float = 170.0) -> PersonLocation:
+        kp = np.array([[x, 30.0, 1.0], [x + 0.3 * height, 30.0 + height, 1.0]])
+        return PersonLocation(1.0, np.zeros(2), "openpose", kp, "body25")
+
+    follower = PeopleFollower(max_gap=10)
+    assert [follower.assign(t, [at(60.0 + 30.0 * t)])[0] for t in range(10)] == [1] * 10
+    np.testing.assert_allclose(follower._last[1][2], [30.0, 0.0])
+    pair = PeopleFollower(max_gap=10)
+    for t in range(6):
+        numbers = pair.assign(t, [at(100.0 + 30.0 * t), at(200.0 + 30.0 * t)])
+        assert numbers == [1, 2], (t, numbers)
+
+
 def test_a_still_person_missed_for_a_while_keeps_her_number():
     """A person standing still, her keypoints trembling by 3 px, missed for
     up to max_gap frames (30), is found where she stood, by position alone

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from openhmr.demo.sources import PersonLocation
+from openhmr.demo.sources import PersonLocation, within_reach
 
 _TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 # Colour histogram: hue × saturation bins for coloured pixels, value bins for
@@ -135,7 +135,10 @@ class PeopleFollower:
     the overlap (IoU) of their keypoint boxes with where each is expected —
     its box when last seen, moved on by the velocity its centre had then (so
     two people crossing keep their numbers) — greedily from the largest
-    overlap. The velocity is the first step seen, then averaged over frames
+    overlap; someone seen the frame before whose motion is not known yet
+    (just appeared) is matched within reach of their box (its longer side's
+    half around it), since a narrow box's IoU fails at a runner's first
+    step. The velocity is the first step seen, then averaged over frames
     (``velocity_memory``): a single frame's, of a person standing still, is
     the keypoints' tremble, and over a gap of many frames it sent the
     expected box away. (Expecting a person also where last seen, unmoved,
@@ -186,6 +189,19 @@ class PeopleFollower:
         for overlap, i, k in pairs:
             if overlap < self.min_iou:
                 break
+            if i not in numbers and k not in numbers.values():
+                numbers[i] = k
+        # Someone seen the frame before whose motion is not known yet is expected
+        # unmoved; a standing person's keypoint box is narrow (~0.3 of their height),
+        # so a step of a sixth of their height fails the IoU, and with it the step
+        # from which the velocity is learnt: a runner got a new number every frame.
+        # They are matched within reach instead, the nearest first.
+        near = sorted((float(np.linalg.norm(_centre(box) - _centre(self._last[k][1]))), i, k)
+                      for i, box in enumerate(boxes) if i not in numbers
+                      for k, (seen, old, velocity) in self._last.items()
+                      if seen == frame - 1 and velocity is None and k not in numbers.values()
+                      and within_reach(old, box))
+        for _, i, k in near:
             if i not in numbers and k not in numbers.values():
                 numbers[i] = k
         colours = [torso_colours(image, loc) if image is not None else None for loc in locations]

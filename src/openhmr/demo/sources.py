@@ -10,7 +10,7 @@ demo does without a keypoint file.
 from __future__ import annotations
 
 import glob
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -164,7 +164,7 @@ class OpenPoseSource:
 SEARCH_EVERY = 10
 
 
-def _within_reach(before: tuple[float, float, float, float], box: tuple[float, float, float, float]) -> bool:
+def within_reach(before: Sequence[float] | np.ndarray, box: Sequence[float] | np.ndarray) -> bool:
     """Whether ``box``'s centre lies within ``before`` grown by half its longer
     side on every side (boxes x0, y0, x1, y1). BlazePose's tracker follows one
     person, but its boxes lag a fast walker and shrink to part of the body (a
@@ -173,7 +173,7 @@ def _within_reach(before: tuple[float, float, float, float], box: tuple[float, f
     in every frame. Its jumps to someone else land further away."""
     reach = 0.5 * max(before[2] - before[0], before[3] - before[1])
     cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
-    return (before[0] - reach <= cx <= before[2] + reach) and (before[1] - reach <= cy <= before[3] + reach)
+    return bool(before[0] - reach <= cx <= before[2] + reach and before[1] - reach <= cy <= before[3] + reach)
 
 
 @dataclass
@@ -266,7 +266,7 @@ class DetectorSource:
                 detection = self._follow(image, frame)
             before = self._followed
             if before is not None and frame is not None and before[0] == frame - 1 and (
-                    not _within_reach(before[1], detection.box) if tracked
+                    not within_reach(before[1], detection.box) if tracked
                     else box_iou(before[1], detection.box) < NEAR_MIN_IOU):
                 # found elsewhere than the person of the frame before: someone else (the
                 # whole-frame search's, or the tracker's jump), fitted and smoothed apart
