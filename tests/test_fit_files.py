@@ -152,6 +152,13 @@ def test_a_video_frames_confidences_out_of_range_name_the_frame(smpl_npz, tmp_pa
                  "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 1 and "frame 4: keypoint confidences must lie in [0, 1] (up to 2 counts as 1), got up to 81" in err, err
+    # The demo on the video with that folder, which gives the same fits, names the frame's file.
+    video = tmp_path / "walk.mp4"
+    _grey_video(video, 6, 320, 240, 10.0)
+    code = main(["demo", str(video), "--openpose", str(folder), "--method", "fit", "--smpl", str(smpl_npz),
+                 "--no-render", "--out", str(tmp_path / "demo")])
+    err = capsys.readouterr().err
+    assert code == 1 and f"keypoint confidences of {folder / 'walk_000000000004_keypoints.json'} must lie" in err, err
 
 
 @pytest.mark.parametrize("sequence", [False, True])
@@ -171,6 +178,12 @@ def test_a_file_where_an_output_folder_goes_is_refused_before_the_work(smpl_npz,
     err = capsys.readouterr().err
     assert code == 1 and f"{out / 'v'} is a file, where the folder of an output goes" in err, err
     assert (out / "v").read_text() == "mine"
+    (out / "v").unlink()
+    (out / "v").symlink_to(tmp_path / "gone")
+    code = main(["fit", str(inputs), "--image-size", "320x240", "--smpl", str(smpl_npz), "--out", str(out),
+                 *(["--sequence", "--fps", "10"] if sequence else [])])
+    err = capsys.readouterr().err
+    assert code == 1 and f"{out / 'v'} is a link to nothing ({tmp_path / 'gone'})" in err, err
 
 
 def _grey_video(path: Path, frames: int, width: int, height: int, fps: float, first: int = 60,

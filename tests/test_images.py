@@ -306,7 +306,8 @@ def test_a_link_to_nothing_in_a_folder_is_named(tmp_path: Path, capsys) -> None:
     photos.mkdir()
     Image.new("RGB", (8, 8)).save(photos / "a.png")
     (photos / "clip.mp4").symlink_to(tmp_path / "moved_away.mp4")
-    assert files_below(photos) == [photos / "a.png"]
+    (photos / "latest.log").symlink_to(tmp_path / "rotated.log")  # no input of any command
+    assert files_below(photos, {".png", ".mp4"}) == [photos / "a.png"]
     assert capsys.readouterr().err.strip().splitlines() == [
         f"openhmr: warning: 1 link(s) to nothing left out ({photos / 'clip.mp4'})"]
 

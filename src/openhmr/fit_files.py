@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from openhmr.body.keypoints import MAX_CONFIDENCE
 from openhmr.data.crop import crop_transform, scale_for_keypoints
 from openhmr.errors import InputError, OpenHMRError
 from openhmr.io.output_paths import unique_names
@@ -120,7 +119,7 @@ def collect_keypoint_files(inputs: Sequence[str | Path]) -> list[tuple[Path, str
     found: list[tuple[Path, str]] = []
     for given in map(Path, inputs):
         if given.is_dir():
-            for f in files_below(given):
+            for f in files_below(given, {".json"}):
                 if f.suffix.lower() != ".json" or read_openhmr_json(f) is not None:
                     continue
                 found.append((f, f.relative_to(given).with_suffix("").as_posix()))
@@ -176,7 +175,7 @@ def _locate(path: Path, width: int, height: int, max_people: int = 1, frame: boo
     a file that cannot be read, as ``read_frame_people``); InputError for
     keypoints of a person taken outside the image."""
     from openhmr.demo import PersonLocation
-    from openhmr.io.openpose import check_inside, read_frame_people, read_openpose_people
+    from openhmr.io.openpose import check_confidences, check_inside, read_frame_people, read_openpose_people
 
     people = (read_frame_people if frame else read_openpose_people)(path)
     if choose is None:
@@ -187,11 +186,7 @@ def _locate(path: Path, width: int, height: int, max_people: int = 1, frame: boo
         people, located = people[k:k + 1], located[k:k + 1]
     for keypoints, _ in people:  # only the people taken: someone else's do not stop the file
         check_inside(keypoints, width, height, "is --image-size the size of the image they were found in?")
-        # as the fit checks them, but here, where a video's frame can be named
-        highest = float(np.nanmax(np.asarray(keypoints, np.float64)[:, 2], initial=0.0))
-        if highest > MAX_CONFIDENCE:
-            raise InputError(f"keypoint confidences must lie in [0, 1] (up to {MAX_CONFIDENCE:g} counts as 1), "
-                             f"got up to {highest:.3g} (a percentage? divide by 100)")
+        check_confidences(keypoints)  # the caller names the frame
     return [(crop_transform((height, width), loc.scale, loc.center), loc) for loc in located]
 
 

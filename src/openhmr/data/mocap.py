@@ -155,7 +155,7 @@ def convert_amass(root: str | Path, out: str | Path, stride: int = 1,
     if out.exists() and not overwrite:
         raise MocapError(f"{out} exists; pass --overwrite to replace it")
     # linked sub-folders too, hidden files (macOS's ._ resource forks) not
-    files = [p for p in files_below(root) if p.suffix == ".npz"]
+    files = [p for p in files_below(root, {".npz"}) if p.suffix == ".npz"]
     poses, shapes, used, without_betas = [], [], 0, 0
     for path in track(files, desc="convert amass", unit="file"):
         try:
@@ -239,7 +239,7 @@ def convert_hmr_mosh(root: str | Path, out: str | Path, overwrite: bool = False)
         raise MocapError(f"the mocap output must be an .npz file, got {out}")
     if out.exists() and not overwrite:
         raise MocapError(f"{out} exists; pass --overwrite to replace it")
-    found = [p for p in files_below(root) if p.suffix == ".pkl"]  # links followed, hidden files not
+    found = [p for p in files_below(root, {".pkl"}) if p.suffix == ".pkl"]  # links followed, hidden files not
     # The original's test-subject rule, on the path below the set's folder.
     files = [p for p in found if not any(s in p.relative_to(root).as_posix() for s in TEST_SUBJECTS)]
     if not files:

@@ -296,6 +296,9 @@ def check_free(paths: dict[str, Path], overwrite: bool) -> None:
         # the folders an output goes in are made when it is written, after the work
         parent = Path(path).parent
         while not parent.is_dir() and parent != parent.parent:
+            if os.path.islink(parent):
+                raise InputError(f"{parent} is a link to nothing ({os.readlink(parent)}), where the folder of an "
+                                 "output goes (move or rename it)")
             if os.path.lexists(parent):
                 raise InputError(f"{parent} is a file, where the folder of an output goes (move or rename it)")
             parent = parent.parent

@@ -21,7 +21,7 @@ from openhmr.data.crop import scale_for_bbox, scale_for_keypoints, scale_for_tig
 from openhmr.demo.report import warn
 from openhmr.errors import InputError, NoPersonError
 from openhmr.io.images import InputItem
-from openhmr.io.openpose import check_inside, read_frame_people, read_openpose_people
+from openhmr.io.openpose import check_confidences, check_inside, read_frame_people, read_openpose_people
 
 
 @dataclass
@@ -145,6 +145,7 @@ class OpenPoseSource:
         k = choose(located) if choose is not None else 0
         # only the person taken: someone else's keypoints do not stop the frame
         check_inside(people[k][0], image.shape[1], image.shape[0], _ELSEWHERE.format(path))
+        check_confidences(people[k][0], path)
         return located[k]
 
     def locate_all(self, image: np.ndarray, item: InputItem, max_people: int,
@@ -155,6 +156,7 @@ class OpenPoseSource:
         people = (read_openpose_people if frame is None else read_frame_people)(path)[:max_people]
         for keypoints, _ in people:
             check_inside(keypoints, image.shape[1], image.shape[0], _ELSEWHERE.format(path))
+            check_confidences(keypoints, path)
         return [PersonLocation(*scale_for_keypoints(kp), "openpose", kp, layout)
                 for kp, layout in people]
 

@@ -66,8 +66,9 @@ def fit(
         focal: pinhole focal length in pixels, scalar or (B,) (perspective).
         principal_point: (2,) or (B, 2) pixels (perspective; default: none —
             required).
-        init: optional starting camera, pose and shape (skips the torso
-            initialisation), e.g. an HMR estimate. A weak scale s ≤ 0
+        init: optional starting camera, pose and shape, e.g. an HMR
+            estimate; its pose also starts with the torso's camera, and
+            the start whose stage 1 ends lower is kept per person. A weak scale s ≤ 0
             starts at a small positive one; a perspective translation that
             puts a keypoint of the body at or behind the camera (another
             convention's, −z forward) is replaced by the torso's camera.

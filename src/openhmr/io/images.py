@@ -28,7 +28,7 @@ import io
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -414,7 +414,7 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def files_below(folder: Path) -> list[Path]:
+def files_below(folder: Path, suffixes: Collection[str] | None = None) -> list[Path]:
     """Every file below ``folder`` (sorted), through linked sub-folders too
     (``Path.rglob`` does not follow them before Python 3.13), hidden ones
     (:func:`is_hidden`) left out. The paths are as seen from ``folder``, not
@@ -424,7 +424,8 @@ def files_below(folder: Path) -> list[Path]:
 
     A folder that cannot be listed (permission denied) is a warning line
     naming it, its files left out (a disk's ``lost+found`` without a word);
-    so are links to nothing.
+    so are links to nothing. ``suffixes`` (lower case, with the dot): only
+    files so named (case aside) are returned, and only such links named.
     """
     def shown(names: list[str]) -> list[str]:
         return sorted(n for n in names if not is_hidden(n))
@@ -459,6 +460,8 @@ def files_below(folder: Path) -> list[Path]:
         if os.path.basename(name) != "lost+found":  # a file system's own, root's alone: no input there
             message(f"openhmr: warning: cannot read the folder {name} ({error.strerror or error}); "
                     "its files are left out")
+    if suffixes is not None:
+        found = [f for f in found if f.suffix.lower() in suffixes]
     broken = sorted(f for f in found if f.is_symlink() and not f.exists())
     if broken:  # given by name, such a link is "not found": in a folder, not left out unseen
         message(f"openhmr: warning: {len(broken)} link(s) to nothing left out ({broken[0]}"
@@ -482,7 +485,7 @@ def collect_inputs(paths: list[str | Path], skipped: list[Path] | None = None) -
     items: list[InputItem] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = [f for f in files_below(p) if f.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS]
+            found = files_below(p, IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
             ours = {f for f in found if is_demo_picture(f)}
             if skipped is not None:
                 skipped += sorted(ours)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from openhmr.body.keypoints import COCO18, get_set
+from openhmr.body.keypoints import COCO18, MAX_CONFIDENCE, get_set
 from openhmr.errors import SPECIAL_FILE, InputError, NoPersonError, UnreadableFrameError, is_special_file
 
 OPENPOSE_LAYOUTS = {25 * 3: "body25", 18 * 3: "coco18"}
@@ -31,6 +31,17 @@ def check_inside(keypoints: np.ndarray, width: int, height: int, hint: str) -> N
     margin = 0.05 * max(width, height)
     if ((confident < -margin) | (confident > np.array([width, height]) + margin)).any():
         raise InputError(f"keypoints lie outside the {width}×{height} image; {hint}")
+
+
+def check_confidences(keypoints: np.ndarray, source: str | Path | None = None) -> None:
+    """InputError if a confidence exceeds what a fit takes (a percentage, say),
+    said here, where the file (``source``) or a video's frame can be named,
+    rather than by the fit of a whole batch of frames."""
+    highest = float(np.nanmax(np.asarray(keypoints, np.float64)[:, 2], initial=0.0))
+    if highest > MAX_CONFIDENCE:
+        of = f" of {source}" if source is not None else ""
+        raise InputError(f"keypoint confidences{of} must lie in [0, 1] (up to {MAX_CONFIDENCE:g} counts as 1), "
+                         f"got up to {highest:.3g} (a percentage? divide by 100)")
 
 
 def read_openpose_people(path: str | Path, conf_threshold: float = 0.2) -> list[tuple[np.ndarray, str]]:
