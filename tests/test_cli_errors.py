@@ -129,6 +129,30 @@ def test_files_committed_together_take_their_names_at_the_end_or_not_at_all(tmp_
                 tmp.write_text("c")
             (tmp_path / "c.json").mkdir()  # the rename at the end is refused
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.npz", "c.json"]
+    # A Ctrl-C during the renames waits for the last: all of an input's files, then the interrupt.
+    import os
+    import signal
+
+    import openhmr.io.output_paths as output_paths
+
+    real = output_paths._commit
+
+    def commit(tmp, path):
+        if path.name == "d.npz":
+            os.kill(os.getpid(), signal.SIGINT)
+        real(tmp, path)
+
+    output_paths._commit = commit
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with committed_together():
+                for name in ("d.npz", "d.obj", "d.json"):
+                    with replacing(tmp_path / name) as tmp:
+                        tmp.write_text(name)
+    finally:
+        output_paths._commit = real
+    assert {"d.npz", "d.obj", "d.json"} <= {p.name for p in tmp_path.iterdir()}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the usual handler back
 
 
 def test_without_overwrite_a_file_another_run_wrote_meanwhile_is_not_replaced(tmp_path, monkeypatch, capsys):

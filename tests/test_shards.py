@@ -130,6 +130,36 @@ def test_a_failed_overwrite_keeps_the_old_dataset(tmp_path):
     assert [s["key"] for s in ShardSamples(tmp_path)] == ["f"]
 
 
+def test_ctrl_c_while_the_shards_are_put_in_place_waits_for_the_manifest(tmp_path, monkeypatch):
+    """A Ctrl-C between the old shards' removal and the new manifest's arrival
+    left half the new shards, no manifest, and the earlier dataset gone. It is
+    held until the manifest is in place, then acted on: the new dataset whole."""
+    import os
+    import signal
+
+    import openhmr.data.shards as shards
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    with ShardWriter(tmp_path, "x", samples_per_shard=1) as w:
+        for key in "abc":
+            w.write(Sample(key, image, np.zeros((19, 3)), np.zeros(2), "x"))
+    real, renames = os.replace, []
+
+    def replace(src, dst):
+        renames.append(dst)
+        if len(renames) == 2:  # the second new shard: the first is in place, the old ones gone
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(src, dst)
+
+    monkeypatch.setattr(shards.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        with ShardWriter(tmp_path, "x", samples_per_shard=1, overwrite=True) as w:
+            for key in "defg":
+                w.write(Sample(key, image, np.zeros((19, 3)), np.zeros(2), "x"))
+    assert [s["key"] for s in ShardSamples(tmp_path)] == ["d", "e", "f", "g"]
+    assert len(renames) == 5  # four shards, then the manifest, before the interrupt
+
+
 def test_a_failed_first_conversion_takes_back_the_folders_it_made(tmp_path):
     """The output folder and the parents it needed are made for a conversion;
     one that fails removes them all, down to the folder that already was, and

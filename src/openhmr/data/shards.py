@@ -57,7 +57,8 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from openhmr import __version__
 from openhmr.errors import NPZ_READ_ERRORS, InputError, require_opencv
 from openhmr.io.npz import save_npz
-from openhmr.io.output_paths import check_output_folder, commit_new, missing_folders, remove_empty_folders
+from openhmr.io.output_paths import (check_output_folder, commit_new, missing_folders, remove_empty_folders,
+                                     signals_deferred)
 
 SAMPLES_PER_SHARD = 1000
 MANIFEST = "manifest.json"
@@ -340,15 +341,18 @@ class ShardWriter:
         tmp = self.out_dir / f"{MANIFEST}.tmp-{os.getpid()}"
         try:
             tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
-            for path in self._replaced:
-                path.unlink(missing_ok=True)
-            # Without --overwrite a name another conversion has taken meanwhile is refused,
-            # not replaced: the first shard decides which of two concurrent runs writes.
-            put = os.replace if self._overwrite else commit_new
-            for path, shard in zip(self._written, self.shards):
-                put(path, self.out_dir / shard["file"])
-            self._written.clear()
-            put(tmp, self.out_dir / MANIFEST)
+            # From the first old file removed to the manifest in place, a Ctrl-C waits:
+            # between them it left half the shards and no manifest, the earlier dataset gone.
+            with signals_deferred():
+                for path in self._replaced:
+                    path.unlink(missing_ok=True)
+                # Without --overwrite a name another conversion has taken meanwhile is refused,
+                # not replaced: the first shard decides which of two concurrent runs writes.
+                put = os.replace if self._overwrite else commit_new
+                for path, shard in zip(self._written, self.shards):
+                    put(path, self.out_dir / shard["file"])
+                self._written.clear()
+                put(tmp, self.out_dir / MANIFEST)
         finally:
             tmp.unlink(missing_ok=True)
         return manifest

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import stat
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
@@ -236,6 +238,34 @@ def remove_when_committed(path: Path) -> None:
 
 
 @contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM held back until the block ends, then
+    acted on as usual: for a few renames that must all happen or none (one
+    landing between them left a dataset with half its shards and no
+    manifest). Python's handlers are swapped, not the signal mask, since the
+    process's other threads (torch's) would take a masked signal for the
+    main one. Outside the main thread, where handlers cannot be set, nothing
+    is held."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        caught.append(signum)
+
+    held = (signal.SIGINT, signal.SIGTERM)
+    before = {s: signal.signal(s, hold) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        if caught:
+            signal.raise_signal(caught[0])  # the usual handler, now
+
+
+@contextmanager
 def committed_together() -> Iterator[None]:
     """Files written with :func:`replacing` in this block take their final
     names together when it ends without error, in the order they were
@@ -257,13 +287,14 @@ def committed_together() -> Iterator[None]:
             yield
         finally:
             _PENDING.reset(token)
-        while pending:
-            tmp, path = pending[0]
-            if tmp is None:
-                path.unlink(missing_ok=True)
-            else:
-                _commit(tmp, path)
-            pending.pop(0)  # only once done: a failed rename's temporary is removed below
+        with signals_deferred():  # an input's files all take their names, or none does
+            while pending:
+                tmp, path = pending[0]
+                if tmp is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    _commit(tmp, path)
+                pending.pop(0)  # only once done: a failed rename's temporary is removed below
     finally:
         for tmp, _ in pending:
             if tmp is not None:
