@@ -723,3 +723,37 @@ def test_an_empty_batch_of_crops_is_an_input_error(eager):
     """B = 0 was the body model's ValueError ("a batch of 0 bodies")."""
     with pytest.raises(InputError, match=r"crops hold no crop \(B = 0\)"):
         eager.predict(torch.zeros(0, 3, 224, 224))
+
+
+def test_an_int8_export_takes_its_name_only_after_its_check(stub_export, smpl_npz, tmp_path, monkeypatch, capsys):
+    """Stopped during its int8-vs-fp32 check, the export left its file in place
+    with the figures never said, and a rerun refused to replace it: the file
+    is checked first, then put in place."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import openhmr.inference.backends as backends_module
+    import openhmr.inference.onnx as onnx_module
+    import openhmr.inference.predictor as predictor_module
+    from openhmr.cli import main
+    from openhmr.nets import HMR
+
+    monkeypatch.setattr(HMR, "from_pretrained", classmethod(lambda cls, *a, **k: SimpleNamespace(encoder=None,
+                                                                                                 regressor=None)))
+    monkeypatch.setattr(onnx_module, "quantize_int8", lambda fp32, out, crops, overwrite: Path(out).write_bytes(b"q"))
+    monkeypatch.setattr(onnx_module, "OnnxPredictor", lambda path, body: "int8")
+    monkeypatch.setattr(predictor_module, "ThetaNetwork", lambda encoder, regressor: None)
+    monkeypatch.setattr(predictor_module, "TorchPredictor", lambda network, body: "fp32")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backends_module, "check_agreement", interrupted)
+    _, weights = stub_export
+    out = tmp_path / "q.onnx"
+    args = ["export-onnx", "--weights", str(weights), "--smpl", str(smpl_npz), "--out", str(out), "--int8"]
+    assert main(args) == 130
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".q.onnx")]
+    monkeypatch.setattr(backends_module, "check_agreement",
+                        lambda *a: SimpleNamespace(within=lambda: True, __str__=lambda self: "0 mm"))
+    assert main(args) == 0 and out.read_bytes() == b"q"

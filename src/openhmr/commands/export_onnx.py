@@ -72,6 +72,7 @@ CALIBRATION_IMAGES = 32
 
 
 def run(args: argparse.Namespace) -> int:
+    import shutil
     import sys
     import tempfile
 
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from openhmr.inference.predictor import ThetaNetwork, TorchPredictor
     from openhmr.inference.backends import check_agreement
     from openhmr.io.hmr_weights import require_weights_file
-    from openhmr.io.output_paths import check_not_inside, check_output_file
+    from openhmr.io.output_paths import check_not_inside, check_output_file, replacing
     from openhmr.nets import HMR
 
     batch = args.batch
@@ -129,21 +130,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"openhmr export-onnx: wrote {args.out}", file=sys.stderr)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = Path(tmp) / "fp32.onnx"
+        fp32, quantised = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         export_onnx(model, fp32, batch=batch, include_body=args.with_body, overwrite=True)
         crops = calibration if calibration is not None else synthetic_crops(max(16, batch or 1), seed=1234)
         print(f"openhmr export-onnx: calibrating int8 on {len(crops)} "
               f"{'images' if calibration is not None else 'synthetic crops'}", file=sys.stderr)
-        quantize_int8(fp32, args.out, crops, overwrite=True)
-    probe = synthetic_crops(max(4, batch or 1), seed=4321)[: max(4, batch or 1)]
-    reference = TorchPredictor(ThetaNetwork(model.encoder, model.regressor), body)
-    int8 = OnnxPredictor(args.out, body)
-    if batch is None:
-        agreement = check_agreement(reference, int8, probe)
-    else:
-        from openhmr.inference.predictor import compare_thetas
+        quantize_int8(fp32, quantised, crops, overwrite=True)
+        # Checked before it takes its name: stopped during the check, it left a file
+        # whose figures were never said, and a rerun refused to replace it.
+        probe = synthetic_crops(max(4, batch or 1), seed=4321)[: max(4, batch or 1)]
+        reference = TorchPredictor(ThetaNetwork(model.encoder, model.regressor), body)
+        int8 = OnnxPredictor(quantised, body)
+        if batch is None:
+            agreement = check_agreement(reference, int8, probe)
+        else:
+            from openhmr.inference.predictor import compare_thetas
 
-        agreement = compare_thetas(body, reference.theta(probe[:batch]), int8.theta(probe[:batch]))
+            agreement = compare_thetas(body, reference.theta(probe[:batch]), int8.theta(probe[:batch]))
+        with replacing(args.out) as out:
+            shutil.copyfile(quantised, out)
     print(f"openhmr export-onnx: wrote {args.out}; int8 vs fp32 on probe crops: {agreement}"
           + ("" if agreement.within() else " — outside the 5 mm / 1 px tolerance, prefer fp32"),
           file=sys.stderr)
