@@ -620,8 +620,8 @@ class Anny(BodyModel):
     # ------------------------------------------------------- random samples
     def random_pose(self, n: int, generator: torch.Generator | None = None,
                     max_yaw: float = math.pi / 4) -> Tensor:
-        """(n, 3·J) random plausible poses, upright and roughly facing +z in
-        camera coordinates (root = R_y(yaw)·R_x(π) with |yaw| ≤ ``max_yaw``,
+        """(n, 3·J) random plausible poses, upright and roughly facing the
+        camera, towards −z (root = R_y(yaw)·R_x(π) with |yaw| ≤ ``max_yaw``,
         plus up to ±0.1 rad of tilt); other joints uniform in
         :data:`POSE_RANGES` (elbows: flexion about their hinge axis). Drawn on
         the CPU (the same draws on any device), returned on the model's."""
