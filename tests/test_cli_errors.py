@@ -153,6 +153,23 @@ def test_files_committed_together_take_their_names_at_the_end_or_not_at_all(tmp_
         output_paths._commit = real
     assert {"d.npz", "d.obj", "d.json"} <= {p.name for p in tmp_path.iterdir()}
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the usual handler back
+    # An ignored Ctrl-C (a job started with &) stays ignored: a SIGTERM after it is acted on
+    # at the end (the Ctrl-C, held and raised first into SIG_IGN, swallowed it).
+    from openhmr.io.output_paths import signals_deferred
+
+    def terminated(signum, frame):
+        raise SystemExit(143)
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, terminated)
+    try:
+        with pytest.raises(SystemExit):
+            with signals_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGTERM)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is terminated
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
 
 
 def test_without_overwrite_a_file_another_run_wrote_meanwhile_is_not_replaced(tmp_path, monkeypatch, capsys):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import openhmr.demo as demo_module
 import openhmr.demo.run as demo_run
 from openhmr.cli import build_parser, main
 from openhmr.data.crop import CropTransform
-from openhmr.errors import NoPersonError
+from openhmr.errors import InputError, NoPersonError
 from openhmr.io.prediction import SchemaViolation, load_schema, validate
 
 cv2 = pytest.importorskip("cv2", reason="OpenCV comes with the demo extra (pip install 'openhmr[demo]')")
@@ -1596,23 +1597,54 @@ def test_people_who_cross_keep_their_numbers():
 def test_a_runner_keeps_his_number_and_his_velocity_is_learnt():
     """A standing person's keypoint box is narrow (a third of his height): a
     step of 30 px a frame at 170 px tall fails the IoU against his unmoved box
-    at the first step, and so he never had a velocity and got a new number
-    every frame without the image (fit --sequence). Someone whose motion is
-    not known yet is matched within reach; two people side by side who
-    appear together still keep apart."""
+    at the first step; matched by colour as returning, he never got a
+    velocity. Given the frames, someone of unknown motion within reach and
+    dressed alike is the same person. By place alone, or dressed otherwise,
+    not: a person missed for a frame while someone appears beside them
+    looks the same, and the newcomer took their number."""
     from openhmr.demo import PeopleFollower, PersonLocation
 
-    def at(x: float, height: float = 170.0) -> PersonLocation:
-        kp = np.array([[x, 30.0, 1.0], [x + 0.3 * height, 30.0 + height, 1.0]])
-        return PersonLocation(1.0, np.zeros(2), "openpose", kp, "body25")
+    def at(x: float) -> PersonLocation:
+        return PersonLocation(1.0, np.zeros(2), "openpose", _standing_body25(x, 30.0, 170.0), "body25")
 
-    follower = PeopleFollower(max_gap=10)
-    assert [follower.assign(t, [at(60.0 + 30.0 * t)])[0] for t in range(10)] == [1] * 10
-    np.testing.assert_allclose(follower._last[1][2], [30.0, 0.0])
-    pair = PeopleFollower(max_gap=10)
-    for t in range(6):
-        numbers = pair.assign(t, [at(100.0 + 30.0 * t), at(200.0 + 30.0 * t)])
-        assert numbers == [1, 2], (t, numbers)
+    def frame_with(*people: tuple[float, tuple[int, int, int]]) -> np.ndarray:
+        image = np.full((240, 640, 3), 128, np.uint8)
+        for x, colour in people:
+            image[:, int(x) - 40:int(x) + 40] = colour
+        return image
+
+    red, blue = (200, 40, 40), (40, 40, 200)
+    runner = PeopleFollower(max_gap=10)
+    xs = [60.0 + 30.0 * t for t in range(10)]
+    assert [runner.assign(t, [at(x)], frame_with((x, red)))[0] for t, x in enumerate(xs)] == [1] * 10
+    np.testing.assert_allclose(runner._last[1][2], [30.0, 0.0])
+    # A (red) missed at frame 1 while B (blue) appears 80 px away: B is someone else,
+    # with or without the frames, and A keeps number 1 when seen again.
+    for images in (True, False):
+        follower = PeopleFollower(max_gap=10)
+        seen = [follower.assign(0, [at(100.0)], frame_with((100.0, red)) if images else None),
+                follower.assign(1, [at(180.0)], frame_with((180.0, blue)) if images else None)]
+        seen += [follower.assign(t, [at(100.0), at(180.0)],
+                                 frame_with((100.0, red), (180.0, blue)) if images else None) for t in (2, 3)]
+        assert seen == [[1], [2], [1, 2], [1, 2]], (images, seen)
+
+
+def test_openpose_confidences_past_a_fits_range_are_refused_only_for_a_fit(tmp_path):
+    """Percentages as confidences: a fit refuses them, naming the file; HMR
+    alone places its crop and never reads their scale, and takes them."""
+    from openhmr.demo.sources import OpenPoseSource
+    from openhmr.io.images import InputItem
+
+    kp = _standing_body25(160.0, 20.0, 200.0)
+    kp[:, 2] *= 90
+    path = tmp_path / "p_keypoints.json"
+    path.write_text(json.dumps({"people": [{"pose_keypoints_2d": kp.ravel().tolist()}]}))
+    image, item = np.zeros((240, 320, 3), np.uint8), InputItem(tmp_path / "p.png", "p", "image")
+    assert OpenPoseSource(path).locate(image, item).keypoints is not None
+    with pytest.raises(InputError, match=rf"keypoint confidences of {re.escape(str(path))} must lie in \[0, 1\]"):
+        OpenPoseSource(path, fitted=True).locate(image, item)
+    with pytest.raises(InputError, match="got up to 81"):
+        OpenPoseSource(path, fitted=True).locate_all(image, item, 2)
 
 
 def test_a_still_person_missed_for_a_while_keeps_her_number():

@@ -184,6 +184,13 @@ def test_a_file_where_an_output_folder_goes_is_refused_before_the_work(smpl_npz,
                  *(["--sequence", "--fps", "10"] if sequence else [])])
     err = capsys.readouterr().err
     assert code == 1 and f"{out / 'v'} is a link to nothing ({tmp_path / 'gone'})" in err, err
+    (out / "v").unlink()
+    (tmp_path / "notes.txt").write_text("mine")
+    (out / "v").symlink_to(tmp_path / "notes.txt")  # a link to a file is a file there
+    code = main(["fit", str(inputs), "--image-size", "320x240", "--smpl", str(smpl_npz), "--out", str(out),
+                 *(["--sequence", "--fps", "10"] if sequence else [])])
+    err = capsys.readouterr().err
+    assert code == 1 and f"{out / 'v'} is a file, where the folder of an output goes" in err, err
 
 
 def _grey_video(path: Path, frames: int, width: int, height: int, fps: float, first: int = 60,

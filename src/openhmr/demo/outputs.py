@@ -296,7 +296,7 @@ def check_free(paths: dict[str, Path], overwrite: bool) -> None:
         # the folders an output goes in are made when it is written, after the work
         parent = Path(path).parent
         while not parent.is_dir() and parent != parent.parent:
-            if os.path.islink(parent):
+            if os.path.islink(parent) and not os.path.exists(parent):
                 raise InputError(f"{parent} is a link to nothing ({os.readlink(parent)}), where the folder of an "
                                  "output goes (move or rename it)")
             if os.path.lexists(parent):

@@ -135,10 +135,11 @@ class PeopleFollower:
     the overlap (IoU) of their keypoint boxes with where each is expected —
     its box when last seen, moved on by the velocity its centre had then (so
     two people crossing keep their numbers) — greedily from the largest
-    overlap; someone seen the frame before whose motion is not known yet
-    (just appeared) is matched within reach of their box (its longer side's
-    half around it), since a narrow box's IoU fails at a runner's first
-    step. The velocity is the first step seen, then averaged over frames
+    overlap; given the frame, someone seen the frame before whose motion is
+    not known yet (just appeared) is matched within reach of their box (its
+    longer side's half around it) if dressed alike, since a narrow box's IoU
+    fails at a runner's first step. The velocity is the first step seen, then
+    averaged over frames
     (``velocity_memory``): a single frame's, of a person standing still, is
     the keypoints' tremble, and over a gap of many frames it sent the
     expected box away. (Expecting a person also where last seen, unmoved,
@@ -191,20 +192,24 @@ class PeopleFollower:
                 break
             if i not in numbers and k not in numbers.values():
                 numbers[i] = k
+        colours = [torso_colours(image, loc) if image is not None else None for loc in locations]
         # Someone seen the frame before whose motion is not known yet is expected
         # unmoved; a standing person's keypoint box is narrow (~0.3 of their height),
-        # so a step of a sixth of their height fails the IoU, and with it the step
-        # from which the velocity is learnt: a runner got a new number every frame.
-        # They are matched within reach instead, the nearest first.
+        # so a runner's first step fails the IoU, and with it the step the velocity
+        # is learnt from (matched by colour, as returning, they never had one). Within
+        # reach and dressed alike, they are the same person, the nearest first. By
+        # place alone (no image) not: a person missed for a frame while someone
+        # appears beside them looks the same, and the newcomer took their number.
         near = sorted((float(np.linalg.norm(_centre(box) - _centre(self._last[k][1]))), i, k)
-                      for i, box in enumerate(boxes) if i not in numbers
+                      for i, (box, colour) in enumerate(zip(boxes, colours))
+                      if i not in numbers and colour is not None
                       for k, (seen, old, velocity) in self._last.items()
                       if seen == frame - 1 and velocity is None and k not in numbers.values()
-                      and within_reach(old, box))
+                      and k in self._colours and within_reach(old, box)
+                      and similarity(colour, self._colours[k][1]) >= self.min_similarity)
         for _, i, k in near:
             if i not in numbers and k not in numbers.values():
                 numbers[i] = k
-        colours = [torso_colours(image, loc) if image is not None else None for loc in locations]
         absent = [k for k in self._colours if k not in numbers.values()]
         alike = sorted(((similarity(colour, self._colours[k][1]), i, k) for i, colour in enumerate(colours)
                         if i not in numbers and colour is not None for k in absent), reverse=True)

@@ -67,7 +67,7 @@ def _person_source(options: DemoOptions, method: str) -> PersonSource:
         scale_for_bbox(box)  # a box of zero size fails now, not once per input
         return BoxSource(box)
     if options.openpose is not None:
-        return OpenPoseSource(Path(options.openpose))
+        return OpenPoseSource(Path(options.openpose), fitted=method != "hmr")
     if options.detect or method != "hmr":
         DetectorSource.check_available("--detect" if options.detect else
                                         f"--method {method}{' (the default)' if options.method is None else ''} "

@@ -113,6 +113,9 @@ class OpenPoseSource:
 
     path: Path
     name: str = "openpose"
+    # the keypoints are fitted (--method fit|hmr+fit): confidences past a fit's range are
+    # refused here, naming the file (HMR alone places its crop and never reads their scale)
+    fitted: bool = False
 
     def file_for(self, item: InputItem, frame: int | None = None) -> Path:
         if not self.path.is_dir():
@@ -145,7 +148,8 @@ class OpenPoseSource:
         k = choose(located) if choose is not None else 0
         # only the person taken: someone else's keypoints do not stop the frame
         check_inside(people[k][0], image.shape[1], image.shape[0], _ELSEWHERE.format(path))
-        check_confidences(people[k][0], path)
+        if self.fitted:
+            check_confidences(people[k][0], path)
         return located[k]
 
     def locate_all(self, image: np.ndarray, item: InputItem, max_people: int,
@@ -156,7 +160,8 @@ class OpenPoseSource:
         people = (read_openpose_people if frame is None else read_frame_people)(path)[:max_people]
         for keypoints, _ in people:
             check_inside(keypoints, image.shape[1], image.shape[0], _ELSEWHERE.format(path))
-            check_confidences(keypoints, path)
+            if self.fitted:
+                check_confidences(keypoints, path)
         return [PersonLocation(*scale_for_keypoints(kp), "openpose", kp, layout)
                 for kp, layout in people]
 

@@ -254,15 +254,17 @@ def signals_deferred() -> Iterator[None]:
     def hold(signum: int, frame: object) -> None:
         caught.append(signum)
 
-    held = (signal.SIGINT, signal.SIGTERM)
+    # an ignored signal stays ignored (a job started with & ignores Ctrl-C): held, it
+    # would be raised at the end in place of another that counts
+    held = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN]
     before = {s: signal.signal(s, hold) for s in held}
     try:
         yield
     finally:
         for s, handler in before.items():
             signal.signal(s, handler if handler is not None else signal.SIG_DFL)
-        if caught:
-            signal.raise_signal(caught[0])  # the usual handler, now
+        for signum in dict.fromkeys(caught):  # each once, in the order they came: the usual handlers, now
+            signal.raise_signal(signum)
 
 
 @contextmanager
