@@ -21,7 +21,7 @@ the open default's keypoints, the fit told σ): the lifter then sees the
 keypoints as rays (pixels less the principal point, over the focal length),
 centred and scaled as before, plus the centre and scale themselves, since
 under perspective where the body lies and how large it looks carry depth.
-There the keypoints are more precise (2 px on a person ~520 px tall) and the
+There the keypoints are more precise (2 px on a person ~500 px tall) and the
 lifter needs longer: 35.7 mm after 12,000 steps, 30.6 mm after ``--steps
 48000`` (~40 minutes) and 29.2 mm (mean 31.7) after ``--steps 96000``
 (~71 minutes, settled) on the 400 bodies of seed 10, where the told fit
@@ -151,7 +151,7 @@ def main() -> None:
     else:
         result = fit(model, test["kp2d"], key_set, camera="weak", crop_size=CROP, config=config)
     err2d, fitted = errors(result, test, key_set)
-    person = "~520 px, photo camera" if photo else "~150 px"
+    person = "~500 px, photo camera" if photo else "~150 px"
     print(f"\n{args.test} test bodies (seed {args.seed}), {key_set}, 2D only (σ = 2 px"
           f"{' told' if args.known_noise else ''}, 20 % dropped, person {person}):")
     print(f"  lifter trained on the test distribution: PA-MPJPE median {median(lifted):.1f} mm, "

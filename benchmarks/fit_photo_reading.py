@@ -2,7 +2,7 @@
 
 The open default's acceptance 1 (README, "Keypoints of known noise, on
 photos"): random Anny bodies photographed by a pinhole camera
-(``fit_synthetic.py --camera perspective``: a 1024-px photo, people ~520 px
+(``fit_synthetic.py --camera perspective``: a 1024-px photo, people ~500 px
 tall), their ``blazepose27`` keypoints (the points the open default fits)
 projected exactly, with σ = 2 px of Gaussian noise and 20 % dropped, fitted
 from 2D alone. README quotes it on 400 bodies (``--n 400 --seed 10``) and on

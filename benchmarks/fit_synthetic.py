@@ -43,12 +43,12 @@ on the same bodies, with a network trained on this very distribution.
 σ = 1 is 2 px of noise on a person 300 px tall, σ = 0.5 on one 600 px tall.
 ``--camera perspective`` projects the bodies through a photo-like pinhole
 camera instead (a 1024-px image, focal length 1.0–1.4 × its width, the body
-2.5–5 m away, people ~520 px tall), where nearer parts look larger, σ then
+2.5–5 m away, people ~500 px tall), where nearer parts look larger, σ then
 in the photo's pixels.
 
 By default the fit assumes, as for a detector, noise in proportion to the
 person (2 px at HMR's 150-px person size). ``--known-noise`` tells it the
-noise's σ in pixels (``FitConfig(noise_px=σ)``): on a photo's ~520-px
+noise's σ in pixels (``FitConfig(noise_px=σ)``): on a photo's ~500-px
 person, 2 px is a quarter of what it would otherwise assume, and the fit
 ends with a step that weights the keypoints accordingly. ``--upright``
 tells it the bodies stand upright before a level camera, as ``random_pose``
@@ -117,7 +117,7 @@ def observe_photo(kp3: torch.Tensor, generator: torch.Generator, noise_px: float
     """Like :func:`observe`, through a photo-like pinhole camera instead: a
     PHOTO × PHOTO image, focal length 1.0–1.4 × its width (fields of view
     53°–39°), the body 2.5–5 m away and up to 0.3 m off the axis (people
-    ~320–740 px tall, median ~520). ``cam`` is the translation (B, 3), metres;
+    ~340–780 px tall (5–95 %), median ~500). ``cam`` is the translation (B, 3), metres;
     ``focal`` (B,) and ``principal_point`` (B, 2) pixels come with it."""
     n = kp3.shape[0]
     focal = PHOTO * (1.0 + 0.4 * torch.rand(n, generator=generator))
@@ -234,7 +234,7 @@ def main() -> None:
     parser.add_argument("--upright", type=float, nargs="?", const=UPRIGHT_SIGMA, default=None,
                         metavar="RAD", help="tell the fit the bodies are upright: a prior of σ RAD "
                         f"(default {UPRIGHT_SIGMA}) on their tilt from the image's vertical "
-                        "(FitConfig.upright_sigma; the test bodies tilt by up to 0.1 rad)")
+                        "(FitConfig.upright_sigma; the test bodies tilt by up to 0.14 rad, 0.1 about each of x and z)")
     parser.add_argument("--newton-steps", type=int, default=None, metavar="N",
                         help="with --known-noise: at most N Newton steps finish each fit "
                         "(FitConfig.newton_steps; default 0: none)")

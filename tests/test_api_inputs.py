@@ -137,7 +137,10 @@ def test_fit_inputs(smpl):
                             ({"told_prior_exponent": 0.5}, "told_prior_exponent must be a number ≥ 1"),
                             ({"shape_prior_exponent": 0.0}, "shape_prior_exponent must be a number ≥ 1"),
                             ({"shape_prior_exponent": "2"}, "shape_prior_exponent must be a number ≥ 1"),
-                            ({"upright_sigma": "0.3"}, "upright_sigma must be a positive angle")):
+                            ({"upright_sigma": "0.3"}, "upright_sigma must be a positive angle"),
+                            # a TypeError from len(None), naming nothing
+                            ({"shape_weights": None}, "shape_weights must be a tuple of weights"),
+                            ({"range_prior_weights": None}, "range_prior_weights must be a tuple of weights")):
         with pytest.raises(InputError, match=message):
             fit(smpl, kp2, "lsp14", config=FitConfig(**{**quick.__dict__, **change}))
     fit(smpl, kp2, "lsp14", config=FitConfig(**{**quick.__dict__, "stage1_iters": np.int64(3)}))  # numpy counts

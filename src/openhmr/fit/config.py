@@ -103,7 +103,8 @@ class FitConfig:
             ``random_shape``'s draws), weighted as the pose prior is (λ_θ), in
             place of λ_β‖β‖². None, a tracked frame, or a body model without
             ``shape_prior`` (SMPL): λ_β‖β‖² as in the other steps.
-        shape_prior_exponent: a fit from scratch that is not told the noise
+        shape_prior_exponent: a fit not tracking and not told the noise (from
+            scratch or from ``init``)
             (a detector's keypoints) scores the shape in every step of stage 2
             by the body model's own ``shape_prior`` with this ``exponent``
             (Anny: a Gaussian of the variance of ``random_shape``'s draws per

@@ -72,7 +72,7 @@ class Energy:
         # Keypoints of told, small noise pin the pose down: the flatter prior then
         # biases a fit from scratch less. A tracked frame, started at the frame
         # before and given one short step, kept the Gaussian: there the flatter
-        # prior was 0.8 mm worse on synthetic videos (docs/fit_accuracy.md).
+        # prior was 0.9 mm worse on synthetic videos (docs/fit_accuracy.md).
         self.pose_prior_shape = ({"exponent": cfg.told_prior_exponent}
                                  if told and track is None else {})
         # In the told step the shape, too, is scored by the body model's own prior

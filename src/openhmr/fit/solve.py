@@ -169,12 +169,16 @@ def _check_config(cfg: FitConfig, own_pose_prior: bool = False) -> None:
         raise InputError(f"stage2_iters must be a tuple of iteration counts, one per annealing step, got {steps!r}")
     for name in ("pose_weights", "range_prior_weights", "shape_weights"):
         weights = getattr(cfg, name)
+        if isinstance(weights, np.ndarray):
+            weights = tuple(weights.tolist())
+        if not isinstance(weights, (tuple, list)):  # None, a number, text: one line naming it
+            raise InputError(f"{name} must be a tuple of weights, one per step of stage2_iters, got {weights!r}")
         unused = name == ("pose_weights" if own_pose_prior else "range_prior_weights")
-        if unused and not isinstance(weights, (int, float)) and len(weights) < len(steps):
+        if unused and len(weights) < len(steps):
             # Any length will do for the tuple this body model does not use (SMPLify's
             # four steps on SMPL need no fourth Anny weight), but not a non-finite weight.
             weights = tuple(weights) + (0.0,) * (len(steps) - len(weights))
-        if isinstance(weights, (int, float)) or len(weights) < len(steps):
+        if len(weights) < len(steps):
             # zip() would silently drop the steps beyond the weights.
             raise InputError(f"{name} must give a weight for each of the {len(steps)} steps of "
                              f"stage2_iters, got {weights!r}")

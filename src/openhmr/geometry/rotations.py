@@ -151,7 +151,7 @@ def nearest_rotation(matrix: Tensor, iterations: int = 7) -> Tensor:
     condition number of 200 in six steps, and differentiates R exactly in
     closed form (:class:`_PolarRotation`) — a few batched 3×3 products where
     an SVD or an eigen-solver costs a LAPACK call per matrix: the body
-    fitter takes rest orientations of 74 Anny bones this way at every step.
+    fitter takes rest orientations of 88 Anny bones this way at every step.
     A matrix with det M ≤ 0, a nearly singular one (|det M| ≤ 10³·eps·‖M‖³,
     whose determinant's sign round-off may flip), or one the iteration has
     not brought to a rotation, takes the SVD route instead (R = U·diag(1, 1, det UVᵀ)·Vᵀ),
