@@ -1608,9 +1608,9 @@ def test_a_runner_keeps_his_number_and_his_velocity_is_learnt():
         return PersonLocation(1.0, np.zeros(2), "openpose", _standing_body25(x, 30.0, 170.0), "body25")
 
     def frame_with(*people: tuple[float, tuple[int, int, int]]) -> np.ndarray:
-        image = np.full((240, 640, 3), 128, np.uint8)
+        image = np.full((240, 1000, 3), 128, np.uint8)
         for x, colour in people:
-            image[:, int(x) - 40:int(x) + 40] = colour
+            image[:, int(x) - 28:int(x) + 28] = colour
         return image
 
     red, blue = (200, 40, 40), (40, 40, 200)
@@ -1627,6 +1627,13 @@ def test_a_runner_keeps_his_number_and_his_velocity_is_learnt():
         seen += [follower.assign(t, [at(100.0), at(180.0)],
                                  frame_with((100.0, red), (180.0, blue)) if images else None) for t in (2, 3)]
         assert seen == [[1], [2], [1, 2], [1, 2]], (images, seen)
+    # Two people dressed much alike (similarity 0.92, over the threshold), side by side,
+    # each step nearer the other's box: the most alike is taken first, not the nearest
+    # (they swapped numbers every other frame).
+    pair, orange = PeopleFollower(max_gap=10), (200, 62, 40)
+    for t in range(14):
+        xa, xb = 100.0 + 36.0 * t, 170.0 + 36.0 * t
+        assert pair.assign(t, [at(xa), at(xb)], frame_with((xa, red), (xb, orange))) == [1, 2], t
 
 
 def test_openpose_confidences_past_a_fits_range_are_refused_only_for_a_fit(tmp_path):

@@ -197,17 +197,21 @@ class PeopleFollower:
         # unmoved; a standing person's keypoint box is narrow (~0.3 of their height),
         # so a runner's first step fails the IoU, and with it the step the velocity
         # is learnt from (matched by colour, as returning, they never had one). Within
-        # reach and dressed alike, they are the same person, the nearest first. By
-        # place alone (no image) not: a person missed for a frame while someone
-        # appears beside them looks the same, and the newcomer took their number.
-        near = sorted((float(np.linalg.norm(_centre(box) - _centre(self._last[k][1]))), i, k)
+        # reach and dressed alike, they are the same person: the most alike first,
+        # then the nearest (nearest first swapped two similarly dressed people side
+        # by side, the step of each nearer the other's box). By place alone (no
+        # image) not: a person missed for a frame while someone appears beside them
+        # looks the same, and the newcomer took their number.
+        near = sorted((-similarity(colour, self._colours[k][1]),
+                       float(np.linalg.norm(_centre(box) - _centre(self._last[k][1]))), i, k)
                       for i, (box, colour) in enumerate(zip(boxes, colours))
                       if i not in numbers and colour is not None
                       for k, (seen, old, velocity) in self._last.items()
                       if seen == frame - 1 and velocity is None and k not in numbers.values()
-                      and k in self._colours and within_reach(old, box)
-                      and similarity(colour, self._colours[k][1]) >= self.min_similarity)
-        for _, i, k in near:
+                      and k in self._colours and within_reach(old, box))
+        for unlike, _, i, k in near:
+            if -unlike < self.min_similarity:
+                break
             if i not in numbers and k not in numbers.values():
                 numbers[i] = k
         absent = [k for k in self._colours if k not in numbers.values()]
