@@ -12,6 +12,7 @@ import os
 
 import pytest
 import torch
+from torch import Tensor
 
 pytest.importorskip("anny")
 
@@ -299,15 +300,22 @@ def test_bend_guard_penalises_backward_knees_and_elbows(anny_model: Anny) -> Non
     assert torch.allclose(axes[j_knee], torch.tensor([1.0, 0.0, 0.0]))
     assert (axes.abs().sum(-1) > 0).sum() == 4
 
-    def guard(j: int, angle: float) -> float:
+    rest = anny_model.rest_flexion
+
+    def guard(j: int, flexion: float) -> float:
+        """The guard with joint j flexed by ``flexion`` from the straight limb, the rest at rest."""
         pose = torch.zeros(1, 66)
-        pose[0, 3 * j: 3 * j + 3] = angle * axes[j]
+        pose[0, 3 * j: 3 * j + 3] = (flexion - float(rest[j])) * axes[j]
         return float(anny_model.bend_guard(pose))
 
     assert guard(j_knee, 1.0) < guard(j_knee, 0.0) < guard(j_knee, -1.0)
-    # exp(−θ·a)² per joint: e² bent backwards by 1 rad, e⁻² flexed, 1 straight.
-    assert guard(j_elbow, -1.0) == pytest.approx(3 + math.exp(2.0), rel=1e-5)
-    assert guard(j_elbow, 1.0) == pytest.approx(3 + math.exp(-2.0), rel=1e-5)
+    # exp(−f)² per joint, f the flexion from straight: e² bent backwards by
+    # 1 rad, e⁻² flexed, 1 straight; the other three joints at rest.
+    others = sum(math.exp(-2 * float(rest[j])) for j in range(len(rest))
+                 if j != j_elbow and float(axes[j].abs().sum()) > 0)
+    assert guard(j_elbow, -1.0) == pytest.approx(others + math.exp(2.0), rel=1e-5)
+    assert guard(j_elbow, 1.0) == pytest.approx(others + math.exp(-2.0), rel=1e-5)
+    assert guard(j_elbow, 0.0) == pytest.approx(others + 1.0, rel=1e-5)
     # Natural knee flexion swings the ankle backwards (−z) in the rest frame.
     pose = torch.zeros(1, 66)
     pose[0, 3 * j_knee] = 1.0
@@ -401,14 +409,71 @@ def test_pose_prior_follows_the_joint_ranges(anny_model: Anny) -> None:
     flat = anny_model.pose_prior(moved, exponent=3.0) - anny_model.pose_prior(at_centre, exponent=3.0)
     a3 = math.sqrt(math.gamma(1 / 3) / math.gamma(1.0))
     assert float(flat) == pytest.approx((0.4 / float(sigma[0]) / a3) ** 3, rel=1e-4)
-    # A knee bent backwards pays the wall; the same angle forwards does not.
+    # A knee bent backwards from the straight leg pays the wall; the same
+    # angle forwards does not, nor does the straight leg itself.
     k = JOINT_NAMES.index("right_knee")
-    fwd, back = zero.clone(), zero.clone()
-    fwd[0, 3 * k], back[0, 3 * k] = 0.3, -0.3
-    base = float(anny_model.pose_prior(zero))
-    assert float(anny_model.pose_prior(fwd)) < base  # towards the range centre
+    straight_k = -float(anny_model.rest_flexion[k])
+    straight, fwd, back = zero.clone(), zero.clone(), zero.clone()
+    straight[0, 3 * k], fwd[0, 3 * k], back[0, 3 * k] = straight_k, straight_k + 0.3, straight_k - 0.3
+    base = float(anny_model.pose_prior(straight))
     sigma_knee = 1.4 / math.sqrt(12.0)
-    assert float(anny_model.pose_prior(back)) - base > 100 * 0.5 * (0.3 / sigma_knee) ** 2
+    assert float(anny_model.pose_prior(fwd)) - base == pytest.approx(
+        0.5 * (((0.3 - 0.7) / sigma_knee) ** 2 - (0.7 / sigma_knee) ** 2), rel=1e-4)
+    assert float(anny_model.pose_prior(back)) - base == pytest.approx(
+        0.5 * (((-0.3 - 0.7) / sigma_knee) ** 2 - (0.7 / sigma_knee) ** 2)
+        + 100 * 0.5 * (0.3 / sigma_knee) ** 2, rel=1e-4)
+
+
+def _elbow_angles(joints: Tensor) -> Tensor:
+    """(B, 2) degrees between upper arm and forearm, left and right, from (B, J, 3) joints."""
+    angles = []
+    for side in ("left", "right"):
+        shoulder, elbow, wrist = (joints[:, JOINT_NAMES.index(f"{side}_{n}")]
+                                  for n in ("shoulder", "elbow", "wrist"))
+        upper, fore = elbow - shoulder, wrist - elbow
+        cos = (upper * fore).sum(-1) / (upper.norm(dim=-1) * fore.norm(dim=-1))
+        angles.append(torch.rad2deg(torch.acos(cos.clamp(-1.0, 1.0))))
+    return torch.stack(angles, -1)
+
+
+def test_straight_arms_are_natural(anny_model: Anny) -> None:
+    """Anny's rest forearm hangs ~42° forward of the upper arm: a straight
+    arm is a rotation of −rest_flexion about the elbow's bend axis, which
+    straightens the arm, costs the prior no more than the rest pose's
+    spread would (no wrong-way wall), and is drawn by ``random_pose``."""
+    flexion = anny_model.rest_flexion
+    j_elbow, j_knee = JOINT_NAMES.index("left_elbow"), JOINT_NAMES.index("left_knee")
+    assert 0.65 < float(flexion[j_elbow]) < 0.8 and 0.08 < float(flexion[j_knee]) < 0.2
+    torch.testing.assert_close(flexion[JOINT_NAMES.index("right_elbow")], flexion[j_elbow])
+    assert int((flexion != 0).sum()) == 4
+    rest_joints = anny_model(torch.zeros(1, 66), torch.zeros(1, 6)).joints
+    assert _elbow_angles(rest_joints)[0] == pytest.approx(
+        [math.degrees(float(flexion[j_elbow]))] * 2, abs=0.5)
+
+    straight = torch.zeros(1, 66)
+    for side in ("left", "right"):
+        j = JOINT_NAMES.index(f"{side}_elbow")
+        straight[0, 3 * j: 3 * j + 3] = -flexion[j] * anny_model.bend_axes[j]
+    out = anny_model(straight, torch.zeros(1, 6))
+    assert float(_elbow_angles(out.joints).max()) < 0.5
+    # No wall: straightening costs only the Gaussian's pull towards mid-range
+    # (0.9 rad of flexion, σ = 1.8/√12), and bending 0.2 rad past straight pays it.
+    sigma = 1.8 / math.sqrt(12.0)
+    gain = float(anny_model.pose_prior(straight) - anny_model.pose_prior(torch.zeros(1, 66)))
+    expected = 2 * 0.5 * ((0.9 / sigma) ** 2 - ((float(flexion[j_elbow]) - 0.9) / sigma) ** 2)
+    assert gain == pytest.approx(expected, rel=1e-4)
+    assert float(anny_model.bend_guard(straight)) < float(anny_model.bend_guard(torch.zeros(1, 66))) + 2.0
+    hyper = straight.clone()
+    for side in ("left", "right"):
+        j = JOINT_NAMES.index(f"{side}_elbow")
+        hyper[0, 3 * j: 3 * j + 3] -= 0.2 * anny_model.bend_axes[j]
+    assert float(anny_model.pose_prior(hyper) - anny_model.pose_prior(straight)) > 2 * 100 * 0.5 * (0.2 / sigma) ** 2
+
+    # random_pose draws elbows from straight (0°) to 1.8 rad (103°) of flexion.
+    drawn = _elbow_angles(anny_model(anny_model.random_pose(200, torch.Generator().manual_seed(0)),
+                                     torch.zeros(200, 6)).joints)
+    assert float(drawn.min()) < 5.0 and float(drawn.max()) > 95.0
+    assert float(drawn.max()) < math.degrees(1.8) + 1.0
 
 
 def test_dtype_float64_and_shared_construction(anny_model: Anny) -> None:

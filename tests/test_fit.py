@@ -113,10 +113,12 @@ def test_synthetic_truth_is_recovered(anny_model) -> None:
     one_start = fit(anny_model, truth["kp2d"], "body25", camera="weak", crop_size=CROP,
                     config=FitConfig(hypotheses=1))
     energy = lambda r: sum(r.losses.values())  # noqa: E731
-    assert float(energy(only_2d).sum()) < 0.9 * float(energy(one_start).sum())
+    # The one start is the first of the 8: no body ends higher (up to the
+    # optimiser's round-off), and here one of the 4 ends 25 % lower.
+    assert (energy(only_2d) <= 1.01 * energy(one_start)).all()
+    assert (energy(only_2d) < 0.8 * energy(one_start)).any()
     # (Whether those lower minima also lie nearer the truth, 4 bodies cannot
-    # tell: 8 starts against one, the median PA-MPJPE was 54.2 against 52.0 mm
-    # here, the mean 53.8 against 55.3; the accuracy table measures it on 100.)
+    # tell: the accuracy table measures it on 100.)
     # The camera is recovered too (scale within 10 %).
     assert ((with_3d.cam[:, 0] / truth["cam"][:, 0]) - 1).abs().max() < 0.1
 
@@ -143,11 +145,47 @@ def _synthetic_photos(model, n: int, seed: int) -> dict[str, torch.Tensor]:
             "kp3_sets": out.keypoints}
 
 
+def test_straight_arms_are_fitted_straight(anny_model) -> None:
+    """Anny's rest elbow is flexed ~42°; a fit to a straight-armed body's
+    exact 2D and 3D keypoints straightens the arm rather than stopping at
+    rest (until 2026-12-07 the prior took a straight arm for one bent the
+    wrong way, and the fit stayed at ~40°, the wrist 34 mm off)."""
+    from openhmr.body.anny import JOINT_NAMES
+
+    pose = torch.zeros(2, 22, 3)
+    pose[:, 0] = torch.tensor([math.pi, 0.0, 0.0])
+    pose[1, JOINT_NAMES.index("left_shoulder"), 2] = 0.85  # arms out to the side
+    pose[1, JOINT_NAMES.index("right_shoulder"), 2] = -0.85
+    for side in ("left", "right"):
+        j = JOINT_NAMES.index(f"{side}_elbow")
+        pose[:, j] = -anny_model.rest_flexion[j] * anny_model.bend_axes[j]
+    pose = pose.reshape(2, 66)
+    with torch.no_grad():
+        truth = anny_model(pose, torch.zeros(2, 6))
+    kp3 = truth.keypoints["body25"]
+    kp2 = (0.75 * kp3[..., :2] + 1) * CROP / 2
+    centred = kp3 - 0.5 * (kp3[:, 9:10] + kp3[:, 12:13])
+    ones = torch.ones_like(kp3[..., :1])
+    result = fit(anny_model, torch.cat([kp2, ones], -1), "body25",
+                 keypoints3d=torch.cat([centred, ones], -1), camera="weak", crop_size=CROP)
+    joints = result.output.joints
+    for side in ("left", "right"):
+        shoulder, elbow, wrist = (joints[:, JOINT_NAMES.index(f"{side}_{n}")]
+                                  for n in ("shoulder", "elbow", "wrist"))
+        upper, fore = elbow - shoulder, wrist - elbow
+        angle = torch.rad2deg(torch.acos((upper * fore).sum(-1) / (upper.norm(dim=-1) * fore.norm(dim=-1))))
+        assert float(angle.max()) < 20.0, (side, angle)
+    fitted = result.output.keypoints["body25"]
+    fitted = fitted - 0.5 * (fitted[:, 9:10] + fitted[:, 12:13])
+    wrist_error_mm = (fitted[:, [4, 7]] - centred[:, [4, 7]]).norm(dim=-1) * 1000.0
+    assert float(wrist_error_mm.max()) < 20.0, wrist_error_mm
+
+
 def test_keypoints_of_known_noise_on_photos(anny_model) -> None:
     """Bodies photographed at ~520 px with 2 px noise, 20 % dropped, the
     keypoints the open default fits, 2D alone (acceptance 1's photo reading;
     ``benchmarks/fit_synthetic.py --camera perspective --set blazepose27
-    --known-noise`` runs 100: PA-MPJPE median 29.1 mm told).
+    --known-noise`` runs 100: PA-MPJPE median 32.3 mm told).
 
     Told the noise (``noise_px``), the fit weighs the keypoints for it — 2 px
     on this person is a quarter of what it assumes otherwise — so it lies
@@ -193,19 +231,20 @@ def test_keypoints_of_known_noise_on_photos(anny_model) -> None:
                            for r in (told, assumed))
     # (by 3.8 mm here, 2.0 at one thread, where round-off picks other depth twins)
     assert float(pa_told.mean()) < float(pa_assumed.mean()) - 1.0, (pa_told.mean(), pa_assumed.mean())
-    # Measured here 35.6 mm (mean 37.1), where these 12 bodies gave 33.9 before stage 1
-    # became per person, which lowered the 1,200's median from 30.6 to 30.2 mm: twelve
-    # bodies measure it coarsely (sets of 100 range over 28.2-35.0 mm).
-    assert _median(pa_told) <= 37.0, pa_told
+    # Measured here 40.1 mm (mean 44.7); 35.6 (mean 37.1) before 2026-12-07, when
+    # random_pose drew no elbow straighter than Anny's rest (42°): a near-straight
+    # limb's flexion towards the camera barely moves its image. Twelve bodies
+    # measure it coarsely (sets of 100 range over several millimetres).
+    assert _median(pa_told) <= 42.0, pa_told
     # On the body's joints, as PA-MPJPE is usually scored, the told fit lies
-    # nearer (measured here: lsp14 32.1, h36m17 28.3 mm, against 35.6 on all
-    # the points; on 1,200 bodies 26.8 and 25.1 mm, docs/fit_accuracy.md).
+    # nearer (measured here: lsp14 31.3, h36m17 28.5 mm, against 40.1 on all
+    # the points; docs/fit_accuracy.md has them on 400 and 1,200 bodies).
     for joints in ("lsp14", "h36m17"):
         pa = _pa_mpjpe_mm(told.output.keypoints[joints], truth["kp3_sets"][joints])
         assert _median(pa) < _median(pa_told) and _median(pa) <= 34.0, (joints, pa)
     # Told also that the bodies stand upright (as random_pose draws them, tilted
     # by at most 0.14 rad), the fit leans them less and lies nearer the truth
-    # (here 33.3 mm median, mean 33.7, against 35.6 / 37.1 told only).
+    # (here 38.6 mm median, mean 42.3, against 40.1 / 44.7 told only).
     upright = fit(anny_model, truth["kp2d"], "blazepose27", **camera,
                   config=FitConfig(noise_px=2.0, upright_sigma=UPRIGHT_SIGMA))
     torch.testing.assert_close(upright.losses["upright"],
@@ -214,7 +253,7 @@ def test_keypoints_of_known_noise_on_photos(anny_model) -> None:
     tilt = lambda r: torch.acos(-axis_angle_to_matrix(r.pose[:, :3])[:, 1, 1].clamp(-1, 1))  # noqa: E731
     assert float(tilt(upright).mean()) < 0.85 * float(tilt(told).mean()), (tilt(upright), tilt(told))
     pa_upright = _pa_mpjpe_mm(upright.output.keypoints["blazepose27"], truth["kp3"])
-    assert _median(pa_upright) <= 35.0 and float(pa_upright.mean()) <= float(pa_told.mean()) + 1.0
+    assert _median(pa_upright) <= 40.0 and float(pa_upright.mean()) <= float(pa_told.mean()) + 1.0
     # A tracked frame's one step weighs its keypoints the same way.
     one = {"focal": truth["focal"][:1], "principal_point": truth["pp"][:1]}
     previous = FitInit(cam=assumed.cam[:1], pose=assumed.pose[:1], betas=assumed.betas[:1])
@@ -298,8 +337,9 @@ def test_jumps_find_a_limb_at_its_other_depth(anny_model) -> None:
     """``jump_iters``: from one start, 2D alone, limbs often end at the wrong
     depth; refitting each person's fit and its kinematic jumps and keeping the
     lowest energy never raises a person's energy and brings the fits nearer
-    the truth (measured: median PA-MPJPE 54 → 39 mm on these 12, 3 bodies
-    nearer by more than 30 mm; 97 → 46 before stage 1 became per person)."""
+    the truth (measured: mean PA-MPJPE 68.8 → 52.4 mm on these 12, one body
+    237.7 → 82.8 mm, two more nearer by 16 and 19 mm, the median unmoved at
+    46.2; before 2026-12-07's straight elbows, the median 54 → 39 mm)."""
     truth = _synthetic_photos(anny_model, 12, seed=0)
     camera = {"camera": "perspective", "focal": truth["focal"], "principal_point": truth["pp"]}
     runs = {}
@@ -310,8 +350,8 @@ def test_jumps_find_a_limb_at_its_other_depth(anny_model) -> None:
                        _pa_mpjpe_mm(result.output.keypoints["blazepose27"], truth["kp3"]))
     (e0, pa0), (e1, pa1) = runs[0], runs[60]
     assert (e1 <= e0 + 1e-3).all(), (e0, e1)
-    assert _median(pa1) < _median(pa0) - 10.0, (pa0, pa1)
-    assert int((pa0 - pa1 > 30.0).sum()) >= 3, (pa0, pa1)
+    assert float(pa1.mean()) < float(pa0.mean()) - 10.0, (pa0, pa1)
+    assert float((pa0 - pa1).max()) > 100.0 and int((pa0 - pa1 > 15.0).sum()) >= 2, (pa0, pa1)
 
 
 def test_each_person_can_have_a_noise_of_its_own(anny_model) -> None:

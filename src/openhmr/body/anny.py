@@ -55,7 +55,10 @@ an average adult, 1.69 m tall (gender 0: 1.78 m, gender 1: 1.60 m).
 
 **Rest pose.** Anny's rest pose is an A-pose with the arms about 50° below
 horizontal, already close to the arms-down mean pose of the field, so
-``default_pose()`` is the rest pose (all zeros).
+``default_pose()`` is the rest pose (all zeros). Its elbows are not straight:
+the forearms hang ~42° forward of the upper arms (the knees are flexed ~8°);
+``rest_flexion`` holds these angles, and the pose prior, the bending guard
+and ``random_pose`` count flexion from the straight limb.
 
 **Keypoints.** Anny ships a COCO keypoint regressor (23 points: COCO-17 plus
 big toe, small toe and heel on each foot) as weights over mesh vertices. The
@@ -375,6 +378,7 @@ class Anny(BodyModel):
     _neutral: Tensor  # (num_betas,) neutral phenotypes
     _phenotype_range: Tensor  # (num_betas, 2) the phenotypes Anny interpolates between
     _bend_axes: Tensor  # (J, 3) hinge joints' bending axes at rest, zero elsewhere
+    _rest_flexion: Tensor  # (J,) knees' and elbows' flexion at rest, radians, zero elsewhere
 
     def __init__(self, dtype: torch.dtype = torch.float32, skinning_method: str = "lbs") -> None:
         super().__init__()
@@ -445,9 +449,10 @@ class Anny(BodyModel):
         self.register_buffer("faces", self.anny.get_triangular_faces().long(), persistent=False)
         self.register_buffer("_bend_axes", self._rest_bend_axes(shared).to(dtype),
                              persistent=False)
-        self._prior_tables = tuple(x.to(dtype) for x in self._range_prior_tables())
         self._hinge_joints = torch.tensor([JOINT_NAMES.index(f"{side}_{hinge}") for side in ("left", "right")
                                            for hinge in ("knee", "elbow")])
+        self.register_buffer("_rest_flexion", self._measure_rest_flexion().to(dtype), persistent=False)
+        self._prior_tables = tuple(x.to(dtype) for x in self._range_prior_tables())
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -523,12 +528,45 @@ class Anny(BodyModel):
         """(J, 3) natural-flexion axes of knees and elbows (zeros elsewhere)."""
         return self._bend_axes
 
+    def _measure_rest_flexion(self) -> Tensor:
+        """(J,) float64 radians: how far the neutral body's knees and elbows
+        are already flexed at rest about their :attr:`bend_axes` (zero for
+        the other joints): the signed angle from the upper limb to the lower
+        one, both projected on the plane the axis is normal to.
+
+        Anny's rest forearm hangs ~42° forward of the upper arm and its shin
+        ~8° behind the thigh; flexion is measured from the straight limb, so
+        a straight arm is a rotation of minus that much, which the pose
+        prior must not take for bending the wrong way. It varies by under
+        ±0.03 rad over the phenotypes, so the neutral body's serves all.
+        """
+        joints = self.forward(self.default_pose()[None], self._neutral.new_zeros(1, self.num_betas))
+        rest = joints.joints[0].to(torch.float64)
+        flexion = torch.zeros(len(JOINTS), dtype=torch.float64)
+        for j in self._hinge_joints.tolist():
+            name = JOINT_NAMES[j]
+            side, hinge = name.split("_")
+            upper = JOINT_NAMES.index(f"{side}_{'hip' if hinge == 'knee' else 'shoulder'}")
+            lower = JOINT_NAMES.index(f"{side}_{'ankle' if hinge == 'knee' else 'wrist'}")
+            axis = self._bend_axes[j].to(torch.float64)
+            a, b = rest[j] - rest[upper], rest[lower] - rest[j]
+            a, b = a - (a @ axis) * axis, b - (b @ axis) * axis
+            flexion[j] = torch.atan2(torch.linalg.cross(a, b) @ axis, a @ b)
+        return flexion
+
+    @property
+    def rest_flexion(self) -> Tensor:
+        """(J,) radians: the knees' and elbows' flexion in the rest pose (zeros
+        elsewhere); a straight limb is a rotation of −this about its bend axis."""
+        return self._rest_flexion
+
     def bend_guard(self, pose: Tensor) -> Tensor:
         """SMPLify's guard against knees and elbows bending the wrong way.
 
-        Σ exp(−θ·a)² over knees and elbows, θ being the joint's axis-angle and
-        a its natural-flexion axis: ≈1 per joint when straight, growing fast
-        when bent backwards, fading when flexed.
+        Σ exp(−(θ·a + f))² over knees and elbows, θ being the joint's
+        axis-angle, a its natural-flexion axis and f its :attr:`rest_flexion`
+        (θ·a + f is the flexion from the straight limb): 1 per joint when
+        straight, growing fast when bent backwards, fading when flexed.
 
         Args:
             pose: (B, 3·J) axis-angle.
@@ -536,7 +574,7 @@ class Anny(BodyModel):
             (B,) penalty.
         """
         theta = pose.reshape(pose.shape[0], -1, 3)
-        along = (theta * self._bend_axes.to(theta)).sum(-1)
+        along = (theta * self._bend_axes.to(theta)).sum(-1) + self._rest_flexion.to(theta)
         used = self._bend_axes.abs().sum(-1) > 0
         return torch.exp(-along[:, used]).pow(2).sum(-1)
 
@@ -549,7 +587,9 @@ class Anny(BodyModel):
                 pose frame; for elbows the hinge axis first);
             centre, spread, low, high (J, 3): range centre, Gaussian σ (the
                 range's standard deviation as a uniform, at least
-                :data:`MIN_PRIOR_SPREAD`), and the range limits. The root's
+                :data:`MIN_PRIOR_SPREAD`), and the range limits, in rotation
+                from rest: a knee's or elbow's range, flexion from the
+                straight limb, less its :attr:`rest_flexion`. The root's
                 spread is infinite (its orientation is the camera's business).
         """
         j_count = len(JOINTS)
@@ -569,6 +609,9 @@ class Anny(BodyModel):
                 frame[j] = torch.stack([axis, other, torch.linalg.cross(axis, other)])
             elif side:
                 lo, hi = torch.minimum(lo * mirror, hi * mirror), torch.maximum(lo * mirror, hi * mirror)
+            if key in ("left_knee", "left_elbow"):
+                shift = torch.tensor([float(self._rest_flexion[j]), 0.0, 0.0], dtype=dt)
+                lo, hi = lo - shift, hi - shift
             low[j], high[j] = lo, hi
         centre = 0.5 * (low + high)
         spread = ((high - low) / math.sqrt(12.0)).clamp(min=MIN_PRIOR_SPREAD)
@@ -587,7 +630,9 @@ class Anny(BodyModel):
         from, not anatomical limits, so beyond them the Gaussian only grows —
         no wall — and real poses outside them (arms overhead) stay reachable.
         Knees and elbows get one wall, ``limit_weight``·½·(u/σ)² for flexion
-        u < 0: they must not bend the wrong way (the role of SMPLify's guard).
+        u < 0 from the straight limb (u = the rotation about the bend axis
+        plus :attr:`rest_flexion`): they must not bend the wrong way (the
+        role of SMPLify's guard), and a straight arm costs nothing extra.
 
         ``exponent`` p ≠ 2 replaces each Gaussian by a generalised one of the
         same variance, Σ|z/a|^p with z = (u − c)/σ and a = √(Γ(1/p)/Γ(3/p)):
@@ -614,7 +659,8 @@ class Anny(BodyModel):
             a = math.sqrt(math.gamma(1.0 / p) / math.gamma(3.0 / p))
             core = (z.abs() / a).pow(p).sum((1, 2))
         hinge = self._hinge_joints.to(pose.device)
-        wrong_way = (torch.relu(-u[:, hinge, 0]) / spread[hinge, 0]).pow(2).sum(-1)
+        flexion = u[:, hinge, 0] + self._rest_flexion[hinge].to(pose)
+        wrong_way = (torch.relu(-flexion) / spread[hinge, 0]).pow(2).sum(-1)
         return core + 0.5 * limit_weight * wrong_way
 
     # ------------------------------------------------------- random samples
@@ -623,9 +669,10 @@ class Anny(BodyModel):
         """(n, 3·J) random plausible poses, upright and roughly facing the
         camera, towards −z (root = R_y(yaw)·R_x(π) with |yaw| ≤ ``max_yaw``,
         plus up to ±0.1 rad of tilt); other joints uniform in
-        :data:`POSE_RANGES` (elbows: flexion about their hinge axis). Drawn on
-        the CPU (the same draws on any device), returned on the model's."""
-        pose = range_pose(JOINT_NAMES, n, generator, self._bend_axes)
+        :data:`POSE_RANGES` (knees and elbows: flexion from the straight limb,
+        elbows about their hinge axis). Drawn on the CPU (the same draws on
+        any device), returned on the model's."""
+        pose = range_pose(JOINT_NAMES, n, generator, self._bend_axes, rest_flexion=self._rest_flexion)
         pose[:, 0] = upright_roots(n, generator, max_yaw)
         return pose.reshape(n, self.pose_size).to(self._to_smpl)
 

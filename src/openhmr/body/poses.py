@@ -21,11 +21,14 @@ from openhmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angl
 #: Plausible ranges (low, high) of each axis-angle component of the body-side
 #: and central joints, radians, in the pose frame (x body-left, y up, z front);
 #: right-side joints mirror their left partners. Used to sample random poses
-#: for synthetic data; knees and elbows bend only the natural way.
+#: for synthetic data; knees and elbows bend only the natural way, their
+#: ranges measured from the straight limb (a model whose rest limb is already
+#: flexed, as Anny's elbows are, passes that ``rest_flexion`` to
+#: :func:`range_pose`).
 POSE_RANGES: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     "left_hip": ((-0.9, -0.3, -0.15), (0.3, 0.3, 0.4)),  # −x: thigh forward, +z: outward
     "spine1": ((-0.15, -0.2, -0.15), (0.3, 0.2, 0.15)),  # +x: bend forward
-    "left_knee": ((0.0, 0.0, 0.0), (1.4, 0.0, 0.0)),  # +x: shin back
+    "left_knee": ((0.0, 0.0, 0.0), (1.4, 0.0, 0.0)),  # +x: shin back, from the straight leg
     "spine2": ((-0.1, -0.15, -0.1), (0.2, 0.15, 0.1)),
     "left_ankle": ((-0.3, -0.1, -0.15), (0.3, 0.1, 0.15)),
     "spine3": ((-0.1, -0.15, -0.1), (0.2, 0.15, 0.1)),
@@ -34,12 +37,13 @@ POSE_RANGES: dict[str, tuple[tuple[float, float, float], tuple[float, float, flo
     "left_collar": ((-0.1, -0.1, -0.1), (0.1, 0.1, 0.1)),
     "head": ((-0.2, -0.3, -0.15), (0.2, 0.3, 0.15)),
     "left_shoulder": ((-1.0, -0.5, -0.6), (0.5, 0.5, 1.2)),  # −x: arm forward, +z: arm up
-    "left_elbow": ((0.0, 0.0, 0.0), (1.8, 0.0, 0.0)),  # flexion angle about the hinge
+    "left_elbow": ((0.0, 0.0, 0.0), (1.8, 0.0, 0.0)),  # flexion about the hinge, from the straight arm
     "left_wrist": ((-0.3, -0.3, -0.3), (0.3, 0.3, 0.3)),
 }
 
 #: SMPLify's bending guard for SMPL-named joints: natural flexion is a
-#: positive rotation about these axes (SMPL's T-pose).
+#: positive rotation about these axes (SMPL's T-pose, whose knees and elbows
+#: rest straight).
 SMPL_BEND_AXES: dict[str, tuple[float, float, float]] = {
     "left_knee": (1.0, 0.0, 0.0), "right_knee": (1.0, 0.0, 0.0),
     "left_elbow": (0.0, -1.0, 0.0), "right_elbow": (0.0, 1.0, 0.0)}
@@ -53,12 +57,16 @@ _MIRROR = (1.0, -1.0, -1.0)
 
 
 def range_pose(joint_names: Sequence[str], n: int, generator: torch.Generator | None,
-               hinge_axes: Tensor, shoulder_drop: float = 0.0) -> Tensor:
+               hinge_axes: Tensor, shoulder_drop: float = 0.0,
+               rest_flexion: Tensor | None = None) -> Tensor:
     """(n, J, 3) float64 axis-angle: each non-root joint of :data:`POSE_RANGES`
     uniform in its range (right joints mirrored; elbows a flexion about their
     ``hinge_axes`` row (J, 3)); joints without a range (SMPL's hands) and the
     root zero. ``shoulder_drop`` lowers the shoulders' arm-up (z) range, for
-    a rest pose whose arms are raised that far above Anny's. Drawn on the CPU,
+    a rest pose whose arms are raised that far above Anny's.
+    ``rest_flexion`` (J,), radians: how far each knee and elbow is already
+    flexed at rest (None: straight); the ranges count flexion from the
+    straight limb, so that much is taken off the rotation. Drawn on the CPU,
     joint by joint in order, three uniforms each."""
     u = lambda *shape: torch.rand(*shape, generator=generator, dtype=torch.float64)  # noqa: E731
     pose = torch.zeros(n, len(joint_names), 3, dtype=torch.float64)
@@ -72,6 +80,8 @@ def range_pose(joint_names: Sequence[str], n: int, generator: torch.Generator | 
         if key == "left_shoulder" and shoulder_drop:
             lo, hi = (x - torch.tensor([0.0, 0.0, shoulder_drop], dtype=torch.float64) for x in (lo, hi))
         value = lo + (hi - lo) * u(n, 3)
+        if rest_flexion is not None and key in ("left_knee", "left_elbow"):
+            value[:, 0] = value[:, 0] - float(rest_flexion[j])
         if key == "left_elbow":
             value = value[:, :1] * hinge_axes[j].to("cpu", torch.float64)
         elif side:

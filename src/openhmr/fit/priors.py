@@ -46,7 +46,11 @@ def bend_axes(body_model: BodyModel) -> Tensor:
 
 
 def bend_guard(pose: Tensor, axes: Tensor) -> Tensor:
-    """SMPLify's exp term: Σ over guarded joints of exp(−θ_j·a_j)², (B,)."""
+    """SMPLify's exp term: Σ over guarded joints of exp(−θ_j·a_j)², (B,).
+
+    θ_j·a_j is the flexion from the rest pose, which for SMPL is the straight
+    limb; Anny's rest elbows are bent, and ``Anny.bend_guard`` counts from
+    the straight limb instead."""
     theta = pose.reshape(pose.shape[0], -1, 3)
     used = axes.abs().sum(-1) > 0
     along = (theta[:, used] * axes[used].to(theta)).sum(-1)
