@@ -132,6 +132,7 @@ def test_fit_inputs(smpl):
                             ({"noise_stage_iters": -3}, "noise_stage_iters must be a whole number ≥ 0"),
                             ({"newton_steps": 1.5}, "newton_steps must be a whole number"),
                             ({"hypotheses": 0}, "hypotheses must be a whole number ≥ 1"),
+                            ({"mirror_starts": -1}, "mirror_starts must be a whole number ≥ 0"),
                             ({"conf_threshold": 2.0}, r"conf_threshold must lie in \[0, 1\)"),
                             ({"optimise_shape": "no"}, "optimise_shape must be True or False"),
                             ({"told_prior_exponent": 0.5}, "told_prior_exponent must be a number ≥ 1"),

@@ -63,8 +63,11 @@ The method:
    estimate, stage 2 runs from ``hypotheses`` poses at once — the stage-1
    pose and draws from the body model's ``random_pose`` (Anny's samples its
    prior's ranges, SMPL's the same ranges for its T-pose), with stage 1's
-   orientation — and keeps, per person, the
-   one with the lowest final energy.
+   orientation, except ``mirror_starts`` of them (3 of 8), which take its
+   mirror in depth (``torso_mirror``): the torso's shoulders and hips alone
+   do not tell a body turned by +ψ from one turned by −ψ, stage 1 may end
+   at either, and no start of stage 2 crosses from one to the other. It keeps,
+   per person, the one with the lowest final energy.
 5. **Tracking in a video.** Given the same person's fit in the previous
    frame (``previous``), the fit starts from that pose and shape, with the
    camera from the torso again (each frame has its own crop), skips stage 1
@@ -98,7 +101,7 @@ and ``detection`` (:func:`fit_detection`, the demo's entry point).
 from openhmr.fit.camera import project
 from openhmr.fit.config import PERSON_SIZE_PX, REFERENCE_NOISE_PX, FitConfig, FitInit, FitResult
 from openhmr.fit.detection import DetectionFit, fit_detection
-from openhmr.fit.jumps import JUMP_BONES, kinematic_jumps
+from openhmr.fit.jumps import JUMP_BONES, kinematic_jumps, torso_mirror
 from openhmr.fit.priors import (
     UPRIGHT_SIGMA,
     bend_axes,
@@ -113,5 +116,6 @@ from openhmr.fit.targets import choose_model_set
 __all__ = [
     "JUMP_BONES", "PERSON_SIZE_PX", "REFERENCE_NOISE_PX", "UPRIGHT_SIGMA", "DetectionFit",
     "FitConfig", "FitInit", "FitResult", "bend_axes", "bend_guard", "choose_model_set", "fit",
-    "fit_detection", "gmof", "joint_stiffness", "kinematic_jumps", "project", "upright_prior",
+    "fit_detection", "gmof", "joint_stiffness", "kinematic_jumps", "project", "torso_mirror",
+    "upright_prior",
 ]

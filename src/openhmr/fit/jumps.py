@@ -1,8 +1,10 @@
-"""Kinematic jumps: a limb turned to the other depth that projects alike.
+"""Kinematic jumps: a limb, or the torso, turned to the other depth that projects alike.
 
 From one view, a bone pointing towards the camera and its mirror pointing
 away project to the same 2D segment (exactly for the weak camera, along the
-same ray for the pinhole), so a fit from 2D alone may end at either.
+same ray for the pinhole), so a fit from 2D alone may end at either. The
+torso has the same ambiguity as a whole: turned by +ψ or by −ψ from the
+camera (or leaning towards it or away), its shoulders and hips project alike.
 """
 
 from __future__ import annotations
@@ -70,3 +72,25 @@ def kinematic_jumps(pose: Tensor, joints: Tensor, cam: Tensor, camera: str,
                 rot[:, k] = glob[j].transpose(1, 2) @ turn.transpose(1, 2) @ glob[j] @ local[:, k]
         out.append(matrix_to_axis_angle(rot).reshape(b, -1))
     return torch.cat(out)
+
+
+def torso_mirror(root: Tensor) -> Tensor:
+    """The torso's other orientation that projects alike, of a batch of bodies.
+
+    Reflecting the body in depth about its root, (x, y, z) → (x, y, −z) in
+    the camera frame, keeps every point's projection under the weak camera
+    (nearly so under the pinhole, for a body far from it) but is no
+    rotation; reflecting it back in the body's own frame, front to back
+    (z → −z, body x left, y up, z front), makes it one and moves no point of
+    the body's x–y plane, where the shoulders and hips lie. So the torso
+    posed by S·R·S, S = diag(1, 1, −1), projects as the one posed by R: a
+    body turned by the yaw ψ becomes the one turned by −ψ, one leaning
+    towards the camera the one leaning away. Applying it twice gives R.
+
+    Args:
+        root: (N, 3) axis-angle of the root (body to camera frame).
+    Returns:
+        (N, 3) axis-angle of the mirrored root.
+    """
+    flip = torch.diag(root.new_tensor([1.0, 1.0, -1.0]))
+    return matrix_to_axis_angle(flip @ axis_angle_to_matrix(root) @ flip)

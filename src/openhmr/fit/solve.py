@@ -25,7 +25,7 @@ from openhmr.errors import InputError
 from openhmr.fit.camera import CAMERAS, MIN_DEPTH_M, cam_from_params, cam_params, read_pinhole, torso_init
 from openhmr.fit.config import FitConfig, FitInit, FitResult
 from openhmr.fit.energy import Energy
-from openhmr.fit.jumps import JUMP_BONES, kinematic_jumps
+from openhmr.fit.jumps import JUMP_BONES, kinematic_jumps, torso_mirror
 from openhmr.fit.targets import read_targets, read_targets3d, told_noise_weight
 from openhmr.geometry.rotations import axis_angle_to_matrix
 from openhmr.lbfgs import minimise_rows
@@ -185,7 +185,7 @@ def _check_config(cfg: FitConfig, own_pose_prior: bool = False) -> None:
         if not all(real(w) and w >= 0 for w in weights):
             raise InputError(f"{name} must be finite weights ≥ 0, got {weights!r}")
     for name in ("stage1_iters", "track_iters", "track_stage1_iters", "noise_stage_iters", "newton_steps",
-                 "jump_iters", "seed"):
+                 "jump_iters", "mirror_starts", "seed"):
         count(name)
     count("hypotheses", 1)
     for name in ("bend_weight", "weight_3d", "temporal_weight", "temporal_shape_weight"):
@@ -416,8 +416,9 @@ def _stage2(body_model: BodyModel, energy: Energy, cam: Tensor, pose: Tensor, be
     """Pose, shape and camera on all keypoints, from ``hypotheses`` starting
     poses for the people ``several`` (B,) bool (default: everyone; one start
     for the others): stage 1's and draws from the body model's prior with its
-    orientation. Each person's (camera parameters, pose, shape) of least
-    final energy."""
+    orientation, ``mirror_starts`` of them (stage 1's pose first) with its
+    :func:`torso_mirror` instead. Each person's (camera parameters, pose,
+    shape) of least final energy."""
     b, cfg = energy.targets.batch, energy.cfg
     people = None
     if hypotheses > 1:
@@ -427,6 +428,14 @@ def _stage2(body_model: BodyModel, energy: Energy, cam: Tensor, pose: Tensor, be
         # The same draws for every person, so a fit does not depend on the batch.
         drawn = random_pose(hypotheses - 1, gen).to(pose).repeat_interleave(b, 0)
         drawn[:, :3] = pose[:, :3].repeat(hypotheses - 1, 1)  # keep stage 1's orientation
+        # A torso turned by +ψ and one turned by −ψ project alike, stage 1 may
+        # end at either, and stage 2 cannot turn through the wider torso
+        # between them: the last starts (stage 1's pose first) take the other.
+        mirrored = min(cfg.mirror_starts, hypotheses // 2)
+        if mirrored:
+            first = (hypotheses - 1 - mirrored) * b
+            drawn[first:first + b] = pose
+            drawn[first:, :3] = torso_mirror(drawn[first:, :3])
         pose = torch.cat([pose, drawn])
         cam = cam.repeat(hypotheses, 1)
         betas = betas.repeat(hypotheses, 1)
