@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+# The tests of Ctrl-C send SIGINT and expect Python's usual KeyboardInterrupt.
+# A process started in the background by a non-interactive shell (`cmd &`)
+# inherits SIGINT ignored, and Python then leaves it ignored: restore it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -682,6 +682,49 @@ def test_trains_any_body_model_anny(tmp_path):
         torch.testing.assert_close(g, g_mesh, rtol=1e-3, atol=1e-5)
 
 
+def test_an_anny_prior_whose_elbows_never_straighten_is_warned_of(tmp_path):
+    """An Anny prior made before 2026-12-07 (``random_pose`` then counted elbow
+    flexion from Anny's bent rest arm, so no sample straightened one past 42°)
+    would teach the discriminator that straight arms look fake: training warns
+    and says how to make it again. Today's samples, SMPL's, and a file of
+    fewer than 50 samples (too few to tell) are read without a warning."""
+    import warnings
+
+    pytest.importorskip("anny")
+    from openhmr.body.anny import Anny
+    from openhmr.data.mocap import anny_prior, elbows_never_straighten, save_mocap
+    from openhmr.training.data import build_mocap
+
+    body = Anny()
+    pose, shape = anny_prior(body, 200, seed=0)
+    # the old draws: each elbow's rotation about its hinge shifted by the rest flexion
+    names = list(body.joint_names)
+    old = pose.reshape(200, -1, 3).copy()
+    for side in ("left", "right"):
+        j = names.index(f"{side}_elbow")
+        axis = body.bend_axes[j].double().numpy()
+        old[:, j] += float(body.rest_flexion[j]) * axis.astype(np.float32)
+    old = old.reshape(200, -1)
+    assert not elbows_never_straighten(pose, body) and elbows_never_straighten(old, body)
+    assert not elbows_never_straighten(old[:49], body)
+
+    class Smpl:
+        joint_names = names
+    assert not elbows_never_straighten(old, Smpl())
+
+    for name, samples, warned in (("new", pose, False), ("old", old, True)):
+        path = save_mocap(tmp_path / f"{name}.npz", samples, shape, source="test")
+        cfg = TrainConfig(body_model="anny", mocap_datasets=[str(path)], batch_size=2, num_iterations=3)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sampler = build_mocap(cfg, body, 0)
+        message = [str(w.message) for w in caught if "straighten" in str(w.message)]
+        assert bool(message) == warned, message
+        if warned:
+            assert "old.npz" in message[0] and "openhmr data convert-mocap anny-prior" in message[0]
+        assert sampler is not None
+
+
 def test_a_damaged_checkpoint_is_one_line(tmp_path):
     import pickle
     import warnings

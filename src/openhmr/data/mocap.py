@@ -33,7 +33,8 @@ Sources:
   (both genders, thin to heavy, short to tall), age as ``Anny.random_shape``
   draws it (adults). It is a weak prior (it rewards "inside the joint
   limits", not "looks like human motion"), stated as such in the file's
-  ``source`` field.
+  ``source`` field. Files made before 2026-12-07 never straighten an elbow
+  (``elbows_never_straighten``; training warns of them).
 
 ``MocapSampler`` draws the batches: a seeded permutation per epoch, read in
 consecutive chunks, with ``state_dict``/``load_state_dict`` for exact resume.
@@ -281,6 +282,30 @@ def anny_prior(model: Any, count: int, seed: int = 0) -> tuple[np.ndarray, np.nd
     age = PHENOTYPES.index("age")
     shape[:, age] = adults[:, age]
     return (pose.detach().cpu().numpy().astype(np.float32), shape.numpy().astype(np.float32))
+
+
+def elbows_never_straighten(pose: np.ndarray, body: Any) -> bool:
+    """Whether Anny samples ``pose`` (N, 3·J) never straighten an elbow past Anny's rest.
+
+    Anny's rest forearm hangs ~42° forward (``Anny.rest_flexion``). Until
+    2026-12-07 ``random_pose``, and so ``anny_prior``, counted flexion from
+    that rest pose and never drew a straighter elbow; since then it counts
+    from the straight arm, and ~40 % of an elbow's draws lie straighter than
+    rest (the chance that none of 50 samples' 100 elbows does is ~1e-22).
+    A discriminator trained on such a file learns that straight arms look
+    fake. False for fewer than 50 samples or a body without ``rest_flexion``
+    (SMPL, whose rest arm is straight).
+    """
+    rest = getattr(body, "rest_flexion", None)
+    if rest is None or len(pose) < 50:
+        return False
+    names = list(body.joint_names)
+    elbows = [names.index(f"{side}_elbow") for side in ("left", "right")]
+    axes = body.bend_axes.detach().cpu().double().numpy()[elbows]  # (2, 3)
+    theta = pose.reshape(len(pose), -1, 3)[:, elbows].astype(np.float64)
+    # the rotation about the hinge from rest: flexion from the straight arm less the rest's
+    along = (theta * axes).sum(-1)
+    return bool((along >= -1e-3).all())
 
 
 class MocapSampler:

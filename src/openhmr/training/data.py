@@ -26,6 +26,7 @@ A batch is a dict of CPU tensors:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -395,11 +396,16 @@ def build_shard_batches(cfg: TrainConfig, body: BodyModel, rank: int) -> MixedBa
 
 def build_mocap(cfg: TrainConfig, body: BodyModel, rank: int) -> MocapSampler:
     """The discriminator's real samples: 3B (= B·T) pairs per step, per process."""
-    from openhmr.data.mocap import load_mocap
+    from openhmr.data.mocap import elbows_never_straighten, load_mocap
 
     pose, shape = load_mocap(mocap_files(cfg))
     if pose.shape[1] != body.pose_size:
         raise InputError(f"the mocap poses have {pose.shape[1]} values, the {body.name} body needs {body.pose_size}")
+    if elbows_never_straighten(pose, body):
+        warnings.warn(f"the discriminator's samples ({', '.join(map(str, mocap_files(cfg)))}) never straighten "
+                      "an elbow past Anny's rest (42°): an Anny prior made before 2026-12-07 teaches the "
+                      "discriminator that straight arms look fake; make it again with "
+                      "'openhmr data convert-mocap anny-prior'", stacklevel=2)
     if shape.shape[1] != body.shape_size:
         fitted = np.zeros((len(shape), body.shape_size), np.float32)
         k = min(body.shape_size, shape.shape[1])
