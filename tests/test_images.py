@@ -268,6 +268,34 @@ def test_collect_inputs_knows_more_photo_and_video_names(tmp_path: Path) -> None
                                                  ("d", "video"), ("e", "video"), ("f", "video")]
 
 
+def test_avif_photos_are_collected_and_read(tmp_path: Path, monkeypatch) -> None:
+    """Phones and browsers save AVIF: a folder's ``.avif`` files are inputs and
+    read as photos; a Pillow without AVIF says so in one line."""
+    from PIL import UnidentifiedImageError, features
+
+    from openhmr.errors import InputError
+
+    if not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF codec")
+    pixels = np.zeros((16, 24, 3), np.uint8)
+    pixels[:, :12] = (200, 40, 40)
+    Image.fromarray(pixels).save(tmp_path / "phone.avif", quality=95)
+    items = collect_inputs([tmp_path])
+    assert [(i.name, i.kind) for i in items] == [("phone", "image")]
+    rgb = read_image(items[0].path)
+    assert rgb.shape == (16, 24, 3)
+    assert abs(int(rgb[8, 4, 0]) - 200) < 20 and abs(int(rgb[8, 20, 0])) < 20  # left red, right black
+
+    def without_avif(*args: object, **kwargs: object) -> Image.Image:
+        raise UnidentifiedImageError("no decoder")
+
+    # an older Pillow: AVIF is neither registered nor identified
+    monkeypatch.setattr(Image, "registered_extensions", lambda: {".png": "PNG"})
+    monkeypatch.setattr(Image, "open", without_avif)
+    with pytest.raises(InputError, match=r"this Pillow cannot decode AVIF \(Pillow 11.3"):
+        read_image(tmp_path / "phone.avif")
+
+
 def test_a_folder_that_cannot_be_listed_is_named(tmp_path: Path, monkeypatch, capsys) -> None:
     """A sub-folder without read permission was passed over by os.walk without
     a word (its photos left out); it is named in a warning, the rest is read.

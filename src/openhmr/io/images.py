@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
-     ".pbm", ".pgm", ".ppm", ".pnm"}
+     ".pbm", ".pgm", ".ppm", ".pnm", ".avif"}
 )
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg",
                               ".3gp", ".3g2", ".mts", ".m2ts", ".wmv", ".flv", ".ogv"})
@@ -151,6 +151,10 @@ def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
         raise InputError(f"cannot read {path}: its header claims more than {MAX_PIXELS / 1e6:.0f} megapixels, "
                          "more than openhmr reads (or it is damaged)") from None
     except UnidentifiedImageError:
+        if path.suffix.lower() == ".avif" and ".avif" not in Image.registered_extensions():
+            # Pillow decodes AVIF itself from 11.3 (before, with a plugin)
+            raise InputError(f"cannot read {path}: this Pillow cannot decode AVIF "
+                             "(Pillow 11.3 or later can: pip install -U pillow)") from None
         raise InputError(f"cannot read {path}: not an image file PIL can decode") from None
     except PermissionError:
         raise InputError(f"cannot read {path}: permission denied") from None
