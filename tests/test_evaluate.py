@@ -1040,6 +1040,38 @@ def test_frame_reader_reads_forward_and_seeks_back(tmp_path):
         assert list(read._videos) == [copies[2], copies[0]]
 
 
+def test_frame_reader_never_seeks_an_mpeg_program_stream(tmp_path):
+    """OpenCV's seeks in an MPEG-1 ``.mpg`` land a frame early here for some
+    frames (42: 41, and report the asked position): ``FrameReader`` decodes it forward instead,
+    opening it again to go back, and returns the asked frames."""
+    import cv2
+
+    from openhmr.evaluate.benchmark import ImageRef
+    from openhmr.evaluate.predictions import FrameReader
+
+    path = tmp_path / "steps.mpg"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"PIM1"), 25, (64, 48))
+    if not writer.isOpened():
+        pytest.skip("this OpenCV cannot write MPEG-1")
+    for i in range(120):
+        writer.write(np.full((48, 64, 3), 2 * i + 10, np.uint8))  # a grey level per frame
+    writer.release()
+    cap = cv2.VideoCapture(str(path))
+    decoded = []  # every frame, read forward: the truth (decoding is deterministic)
+    while (frame_read := cap.read())[0]:
+        decoded.append(frame_read[1][..., ::-1])
+    cap.release()
+    cap = cv2.VideoCapture(str(path))  # a seek from the start, as FrameReader's first would be
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 42)
+    seeked = cap.read()[1][..., ::-1]
+    cap.release()
+    assert len(decoded) == 120 and np.array_equal(seeked, decoded[41])  # what a seek gives here
+    with FrameReader(max_skip=5) as read:
+        for frame in (0, 42, 98, 37, 49, 13, 13):
+            assert np.array_equal(read(ImageRef(path, frame, np.zeros((14, 2)))), decoded[frame]), frame
+        assert read.seeks == 0
+
+
 def test_fit_path_scores_a_detection_the_fit_cannot_use_as_undetected(tmp_path, monkeypatch):
     """A detection without one confident keypoint makes the batch's fit refuse
     it; the run goes on, fitting the others alone, and counts it undetected."""

@@ -178,6 +178,11 @@ def load_predictions(path: str | Path, keys: list[str], need_2d: bool = False) -
     return preds
 
 
+#: Containers whose seeks OpenCV gets wrong without saying so (MPEG program
+#: streams): :class:`FrameReader` decodes them forward only.
+UNSEEKABLE_SUFFIXES = frozenset({".mpg", ".mpeg", ".vob"})
+
+
 class FrameReader:
     """The pixels of benchmark frames (:class:`ImageRef`), keeping each
     video open between calls. Use as a context manager.
@@ -187,6 +192,11 @@ class FrameReader:
     decoding forward; only a jump back or further ahead seeks. Seeking costs
     a decode from the previous keyframe: on a 1000×1000 MPEG-4 video, 26 ms
     per 5th frame against 5 ms read forward. ``seeks`` counts the seeks.
+
+    MPEG program streams (:data:`UNSEEKABLE_SUFFIXES`: ``.mpg``, ``.mpeg``,
+    ``.vob``) are never seeked: OpenCV lands 1–11 frames before the asked one
+    there, and reports the asked position all the same. A frame ahead is
+    decoded forward however far, one behind by opening the video again.
     """
 
     def __init__(self, max_skip: int = 50, open_videos: int = 2) -> None:
@@ -226,9 +236,17 @@ class FrameReader:
                 cap.release()
                 raise InputError(f"OpenCV cannot open the video {ref.path}")
             self._next[ref.path] = 0
-        self._videos[ref.path] = cap  # now the most recently read
         ahead = ref.frame - self._next[ref.path]
-        if 0 <= ahead <= self.max_skip:
+        forward_only = ref.path.suffix.lower() in UNSEEKABLE_SUFFIXES
+        if forward_only and ahead < 0:
+            cap.release()
+            cap = open_capture(ref.path)
+            if not cap.isOpened():
+                cap.release()
+                raise InputError(f"OpenCV cannot open the video {ref.path}")
+            ahead = ref.frame
+        self._videos[ref.path] = cap  # now the most recently read
+        if 0 <= ahead <= self.max_skip or forward_only:
             for _ in range(ahead):
                 if not cap.grab():
                     raise InputError(f"cannot read frame {ref.frame} of {ref.path}")
