@@ -241,7 +241,7 @@ def main() -> None:
     parser.add_argument("--jump-iters", type=int, default=None, metavar="N",
                         help="with --known-noise, refit each person's best fit and its kinematic "
                         "jumps N L-BFGS iterations and keep the lowest energy "
-                        "(FitConfig.jump_iters; default 0: no jumps)")
+                        "(FitConfig.jump_iters; default: FitConfig's, 120; 0: no jumps)")
     parser.add_argument("--render", type=Path, default=None, metavar="DIR",
                         help="write one sheet per body (truth and fits, front and side) here")
     args = parser.parse_args()

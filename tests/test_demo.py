@@ -1221,7 +1221,7 @@ def test_mesh_format_for_videos_alone_warns(model_files, tmp_path, capsys, cache
 def test_jumps_are_checked_and_warn_where_unused(model_files, tmp_path, capsys, cached_loading):
     """--jumps without --noise-px is a one-line error; --method hmr warns that
     it is unused, and so does the detector's 2D + 3D fit (the jumps choose
-    between depths that only 2D leaves open)."""
+    between depths that only 2D leaves open); the default says nothing."""
     image = make_image(tmp_path / "a.png", seed=1)
     code = main(["demo", str(image), "--method", "fit", "--jumps", "--out", str(tmp_path / "none")])
     assert code == 1
@@ -1232,6 +1232,10 @@ def test_jumps_are_checked_and_warn_where_unused(model_files, tmp_path, capsys, 
                      *hmr_args(model_files, tmp_path / "hmr")], capsys)
     assert code == 0, err
     assert "--jumps is not used by --method hmr (nothing is fitted)" in err
+    # the jumps are the told fit's default: not asked for, nothing is said of them
+    code, err = run([image, "--bbox", "20,10,180,150", "--noise-px", "1", "--upright", "--no-render",
+                     *hmr_args(model_files, tmp_path / "hmr_default")], capsys)
+    assert code == 0 and "--upright is not used" in err and "-jumps" not in err, err
     pytest.importorskip("mediapipe", reason="--detect needs the demo extra (mediapipe)")
     for flags, warned in (([], True), (["--no-world-landmarks"], False)):
         code, err = run([image, "--method", "hmr+fit", "--detect", "--noise-px", "1", "--jumps", "--no-render",

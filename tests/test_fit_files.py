@@ -670,39 +670,41 @@ def test_noise_is_told_the_same_way_in_the_demo(jump_iters, smpl_npz, tmp_path, 
 
 
 def test_jumps_reach_the_told_fit(smpl_npz, tmp_path, monkeypatch, capsys):
-    """``openhmr fit --noise-px σ --jumps`` fits with FitConfig.jump_iters set;
-    the jumps keep the lowest energy of the fit and its refitted twins, so the
-    fit's energy is no higher than without them."""
+    """``openhmr fit --noise-px σ`` fits with kinematic jumps (FitConfig's
+    default jump_iters), ``--no-jumps`` without; the jumps keep the lowest
+    energy of the fit and its refitted twins, so the fit's energy is no
+    higher than without them. ``--jumps`` is the default, said."""
     import openhmr.fit as fit_module
-    from openhmr.commands import JUMP_ITERS
 
     seen: list[tuple[int, float]] = []
     real_fit = fit_module.fit
 
     def recording_fit(body, keypoints2d, keypoint_set, **kw):
         result = real_fit(body, keypoints2d, keypoint_set, **kw)
-        iters = kw["config"].jump_iters if kw.get("config") else 0
+        iters = (kw.get("config") or FitConfig()).jump_iters
         seen.append((iters, float(sum(result.losses.values()).sum())))
         return result
 
     monkeypatch.setattr(fit_module, "fit", recording_fit)
     keypoints = _write(tmp_path / "one_keypoints.json", _person(100, 30, 180))
-    for flags, out in ((["--jumps"], "jumps"), ([], "plain")):
+    for flags, out in (([], "default"), (["--jumps"], "jumps"), (["--no-jumps"], "plain")):
         assert main(["fit", str(keypoints), "--image-size", "224x224", "--smpl", str(smpl_npz),
                      "--out", str(tmp_path / out), "--noise-px", "1", *flags]) == 0
-    (jump_iters, with_jumps), (no_jumps, without) = seen
-    assert (jump_iters, no_jumps) == (JUMP_ITERS, 0)
+    (default_iters, default), (jump_iters, with_jumps), (no_jumps, without) = seen
+    assert (default_iters, jump_iters, no_jumps) == (120, 120, 0)
+    assert default == with_jumps
     assert with_jumps <= without + 1e-5 * abs(without), (with_jumps, without)
     capsys.readouterr()
 
 
-def test_jumps_need_told_noise(tmp_path, capsys):
+@pytest.mark.parametrize("flag", ["--jumps", "--no-jumps"])
+def test_jumps_need_told_noise(flag, tmp_path, capsys):
     keypoints = _write(tmp_path / "one_keypoints.json", _person(100, 30, 180))
     code = main(["fit", str(keypoints), "--image-size", "224x224", "--out", str(tmp_path / "o"),
-                 "--jumps"])
+                 flag])
     err = capsys.readouterr().err
     assert code == 1 and err.strip().splitlines() == [
-        "openhmr fit: error: --jumps needs --noise-px (the jumps refit with the told noise's "
+        f"openhmr fit: error: {flag} needs --noise-px (the jumps refit with the told noise's "
         "weights)"], err
     assert not (tmp_path / "o").exists()
 

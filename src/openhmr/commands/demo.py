@@ -127,6 +127,6 @@ def run(args: argparse.Namespace) -> int:
         track=args.track, smoothing=args.smoothing, max_people=args.max_people,
         world_landmarks=args.world_landmarks, noise_px=args.noise_px,
         search_every=args.search_every,
-        fit_config=fit_config(args.upright, args.jumps, args.noise_px),
+        fit_config=fit_config(args.upright, args.jumps, args.noise_px), jumps=args.jumps,
     )
     return run_demo(options)

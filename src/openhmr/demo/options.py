@@ -33,6 +33,9 @@ class DemoOptions:
     batch_size: int = 8
     render: bool = True
     fit_config: Any = None  # openhmr.fit.FitConfig for --method fit / hmr+fit
+    # the command line's --jumps (True) or --no-jumps (False), None for neither: only to
+    # warn where they do not apply (fit_config carries what the fit does)
+    jumps: bool | None = None
     track: bool = True  # videos: follow the person from frame to frame (detector and fit)
     # videos: "clip" (whole video, no lag), "causal" (One-Euro) or "none"; None: "clip"
     # with track, "none" without (every frame a separate photo)

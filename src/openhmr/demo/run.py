@@ -128,8 +128,8 @@ def build_predictor(options: DemoOptions, method: str, expected_crops: int | Non
                 warn("--noise-px is not used by --method hmr (nothing is fitted)")
             if getattr(options.fit_config, "upright_sigma", None) is not None:
                 warn("--upright is not used by --method hmr (nothing is fitted)")
-            if getattr(options.fit_config, "jump_iters", 0):
-                warn("--jumps is not used by --method hmr (nothing is fitted)")
+            if options.jumps is not None:
+                warn(f"--{'' if options.jumps else 'no-'}jumps is not used by --method hmr (nothing is fitted)")
             return hmr
         return FitPredictor(body, method, hmr, options.fit_config, options.track,
                             side_by_side=video_smoothing(options) != "causal",
@@ -178,10 +178,11 @@ def run_demo(options: DemoOptions) -> int:
         raise InputError(f"--noise-px must be a positive number of pixels, got {options.noise_px:g}")
     if options.overwrite and options.skip_existing:
         raise InputError("--overwrite and --skip-existing exclude each other")
-    if (method != "hmr" and bool(getattr(options.fit_config, "jump_iters", 0)) and options.world_landmarks
+    if (method != "hmr" and options.jumps is not None and options.world_landmarks
             and isinstance(source, DetectorSource)):
         # The jumps choose between depths that project alike, which 3D landmarks already tell apart.
-        warn("--jumps is used only for fits from 2D alone: with the detector, add --no-world-landmarks")
+        warn(f"--{'' if options.jumps else 'no-'}jumps is used only for fits from 2D alone: with the "
+             "detector, add --no-world-landmarks")
     if options.max_people > 1 and isinstance(source, (BoxSource, TightCropSource)):
         raise InputError(f"--max-people {options.max_people} needs people to be found: use --openpose "
                          "or --detect (a --bbox or the whole image as a crop is one person)")

@@ -67,7 +67,10 @@ The method:
    mirror in depth (``torso_mirror``): the torso's shoulders and hips alone
    do not tell a body turned by +ψ from one turned by −ψ, stage 1 may end
    at either, and no start of stage 2 crosses from one to the other. It keeps,
-   per person, the one with the lowest final energy.
+   per person, the one with the lowest final energy. Told the noise, from 2D
+   alone and not tracking, the winner's kinematic jumps (``kinematic_jumps``:
+   each thigh, shin, upper arm and forearm turned to its other depth) are
+   refitted beside it (``jump_iters``, 120) and the lowest energy kept.
 5. **Tracking in a video.** Given the same person's fit in the previous
    frame (``previous``), the fit starts from that pose and shape, with the
    camera from the torso again (each frame has its own crop), skips stage 1
