@@ -448,10 +448,12 @@ def _stage2(body_model: BodyModel, energy: Energy, cam: Tensor, pose: Tensor, be
 
 
 def _jumps(body_model: BodyModel, energy: Energy, cam_par: Tensor, pose: Tensor,
-           betas: Tensor, step: _Step) -> tuple[Tensor, Tensor, Tensor]:
+           betas: Tensor, step: _Step, jumpers: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """From 2D alone a limb may end at the wrong one of its two depths and the
     starts need not have found the other: try each limb's other depth from the
-    winner (:func:`kinematic_jumps`), refit, keep the lowest energy."""
+    winner (:func:`kinematic_jumps`), refit, keep the lowest energy. Only for
+    the people ``jumpers`` (B,) bool (default: everyone); the others keep
+    their fits as they are."""
     names = list(body_model.joint_names)
     parents: tuple[int, ...] = tuple(getattr(body_model, "parents"))  # jumps only with it (see fit())
     bones = [(names.index(j), names.index(c)) for j, c in JUMP_BONES
@@ -461,10 +463,21 @@ def _jumps(body_model: BodyModel, energy: Energy, cam_par: Tensor, pose: Tensor,
         jumped = kinematic_jumps(pose, energy.forward_keypoints(pose, betas).joints, cam_now,
                                  energy.camera, parents, bones)
     n_var = 1 + len(bones)
-    ends = _minimise(energy, cam_par.repeat(n_var, 1), torch.cat([pose, jumped]),
-                     betas.repeat(n_var, 1),
-                     [_Step(energy.cfg.jump_iters, step.w_pose, step.w_shape, step.w_data)])
-    return _lowest_energy(energy, *ends, step)
+    b = pose.shape[0]
+    people = torch.arange(b * n_var, device=pose.device) % b  # variant-major, as kinematic_jumps'
+    keep = torch.ones_like(people, dtype=torch.bool)
+    if jumpers is not None:
+        keep = (torch.arange(b * n_var, device=pose.device) < b) | jumpers.to(pose.device)[people]
+    ends = _minimise(energy, cam_par.repeat(n_var, 1)[keep], torch.cat([pose, jumped])[keep],
+                     betas.repeat(n_var, 1)[keep],
+                     [_Step(energy.cfg.jump_iters, step.w_pose, step.w_shape, step.w_data)], people[keep])
+    if jumpers is not None:
+        # The others' one row each, their fit, is kept as it was (refitted it would
+        # differ from the same person's fit in a batch without anyone to jump).
+        frozen = ~jumpers.to(pose.device)[people[keep]]
+        for end, start in zip(ends, (cam_par, pose, betas)):
+            end[frozen] = start[people[keep][frozen]]
+    return _lowest_energy(energy, *ends, step, people[keep])
 
 
 def _newton(energy: Energy, cam_par: Tensor, pose: Tensor, betas: Tensor,
@@ -556,11 +569,13 @@ def _fit(
 
     last = steps[-1]
     told_alone = last.w_data is not None and track is None
-    if (told_alone and targets3d is None and cfg.jump_iters > 0
+    # The jumps choose between depths that only 2D leaves open: for the people
+    # fitted from 2D alone (all, or those of a batch with 3D whose 3D counts for nothing).
+    if (told_alone and cfg.jump_iters > 0 and (without_3d is None or bool(without_3d.any()))
             and getattr(body_model, "parents", None) is not None
             and any(j in body_model.joint_names and c in body_model.joint_names
                     for j, c in JUMP_BONES)):
-        cam_par, pose, betas = _jumps(body_model, energy, cam_par, pose, betas, last)
+        cam_par, pose, betas = _jumps(body_model, energy, cam_par, pose, betas, last, without_3d)
     if told_alone and cfg.newton_steps > 0:
         cam_par, pose, betas = _newton(energy, cam_par, pose, betas, last)
     return _result(body_model, energy, cam_par, pose, betas, last)
